@@ -1,0 +1,381 @@
+#include "rlaif/common/config.h"
+
+#include <fstream>
+#include <limits>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace rlaif {
+
+namespace {
+
+using json = nlohmann::json;
+
+const char* TypeName(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::object: return "object";
+    case json::value_t::array: return "array";
+    case json::value_t::string: return "string";
+    case json::value_t::boolean: return "boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "integer";
+    case json::value_t::number_float: return "number";
+    default: return "value";
+  }
+}
+
+// Reads the fields of one JSON object into a struct, collecting every
+// problem instead of stopping at the first one. Keys that were never asked
+// for are reported as unknown by Finish().
+class ObjectReader {
+ public:
+  ObjectReader(const json& obj, std::string path, std::vector<std::string>* problems)
+      : obj_(obj), path_(std::move(path)), problems_(problems) {}
+
+  std::string PathOf(const std::string& key) const {
+    return path_.empty() ? key : path_ + "." + key;
+  }
+
+  // Returns the value or nullptr; reports a missing required key.
+  const json* Find(const std::string& key, bool required) {
+    seen_.insert(key);
+    auto it = obj_.find(key);
+    if (it == obj_.end()) {
+      if (required) problems_->push_back(PathOf(key) + ": required key is missing");
+      return nullptr;
+    }
+    return &*it;
+  }
+
+  void String(const std::string& key, std::string* out, bool required = false,
+              const std::vector<std::string>& allowed = {}) {
+    const json* v = Find(key, required);
+    if (!v) return;
+    if (!v->is_string()) {
+      problems_->push_back(PathOf(key) + ": expected a string, got " + TypeName(*v));
+      return;
+    }
+    std::string s = v->get<std::string>();
+    if (!allowed.empty()) {
+      bool ok = false;
+      std::string list;
+      for (const auto& a : allowed) {
+        ok = ok || a == s;
+        list += (list.empty() ? "" : ", ") + a;
+      }
+      if (!ok) {
+        problems_->push_back(PathOf(key) + ": must be one of [" + list + "], got \"" + s + "\"");
+        return;
+      }
+    }
+    if (required && s.empty()) {
+      problems_->push_back(PathOf(key) + ": must not be empty");
+      return;
+    }
+    *out = s;
+  }
+
+  void Bool(const std::string& key, bool* out) {
+    const json* v = Find(key, false);
+    if (!v) return;
+    if (!v->is_boolean()) {
+      problems_->push_back(PathOf(key) + ": expected a boolean, got " + TypeName(*v));
+      return;
+    }
+    *out = v->get<bool>();
+  }
+
+  template <typename T>
+  void Int(const std::string& key, T* out, int64_t lo, int64_t hi) {
+    const json* v = Find(key, false);
+    if (!v) return;
+    if (!v->is_number_integer() && !(v->is_number_float() && IsIntegral(v->get<double>()))) {
+      problems_->push_back(PathOf(key) + ": expected an integer, got " + TypeName(*v));
+      return;
+    }
+    double d = v->get<double>();
+    if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
+      problems_->push_back(PathOf(key) + ": must be in [" + std::to_string(lo) + ", " +
+                           std::to_string(hi) + "], got " + v->dump());
+      return;
+    }
+    *out = static_cast<T>(v->is_number_unsigned() ? static_cast<int64_t>(v->get<uint64_t>())
+                                                   : v->get<int64_t>());
+  }
+
+  void Double(const std::string& key, double* out, double lo, double hi, bool lo_open = false) {
+    const json* v = Find(key, false);
+    if (!v) return;
+    if (!v->is_number()) {
+      problems_->push_back(PathOf(key) + ": expected a number, got " + TypeName(*v));
+      return;
+    }
+    double d = v->get<double>();
+    if (d < lo || d > hi || (lo_open && d == lo)) {
+      std::ostringstream msg;
+      msg << PathOf(key) << ": must be in " << (lo_open ? "(" : "[") << lo << ", " << hi
+          << "], got " << v->dump();
+      problems_->push_back(msg.str());
+      return;
+    }
+    *out = d;
+  }
+
+  // Returns the nested object, or nullptr (reporting a wrong type).
+  const json* Object(const std::string& key, bool required = false) {
+    const json* v = Find(key, required);
+    if (!v) return nullptr;
+    if (!v->is_object()) {
+      problems_->push_back(PathOf(key) + ": expected an object, got " + TypeName(*v));
+      return nullptr;
+    }
+    return v;
+  }
+
+  const json* Array(const std::string& key, bool required = false) {
+    const json* v = Find(key, required);
+    if (!v) return nullptr;
+    if (!v->is_array()) {
+      problems_->push_back(PathOf(key) + ": expected an array, got " + TypeName(*v));
+      return nullptr;
+    }
+    return v;
+  }
+
+  void Finish() {
+    for (auto it = obj_.begin(); it != obj_.end(); ++it) {
+      if (!seen_.count(it.key())) problems_->push_back(PathOf(it.key()) + ": unknown key");
+    }
+  }
+
+ private:
+  static bool IsIntegral(double d) { return d == static_cast<double>(static_cast<int64_t>(d)); }
+
+  const json& obj_;
+  std::string path_;
+  std::vector<std::string>* problems_;
+  std::set<std::string> seen_;
+};
+
+void ReadEndpoint(ObjectReader& r, EndpointConfig* e) {
+  r.String("base_url", &e->base_url, true);
+  r.String("model", &e->model, true);
+  r.String("api_key_env", &e->api_key_env);
+  r.Int("concurrency", &e->concurrency, 1, 1024);
+  r.Double("timeout_s", &e->timeout_s, 0, 3600, true);
+  r.Double("connect_timeout_s", &e->connect_timeout_s, 0, 600, true);
+  r.Int("max_retries", &e->max_retries, 0, 100);
+}
+
+void CheckBaseUrl(const std::string& path, const std::string& url,
+                  std::vector<std::string>* problems) {
+  if (url.empty()) return;
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+    problems->push_back(path + ": must start with http:// or https://, got \"" + url + "\"");
+  }
+}
+
+}  // namespace
+
+Status SplitHostPort(const std::string& listen, std::string* host, int* port) {
+  std::string h, p;
+  if (!listen.empty() && listen[0] == '[') {
+    auto close = listen.find(']');
+    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':') {
+      return Status::InvalidArgument("expected [ipv6]:port, got \"" + listen + "\"");
+    }
+    h = listen.substr(1, close - 1);
+    p = listen.substr(close + 2);
+  } else {
+    auto colon = listen.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      return Status::InvalidArgument("expected host:port, got \"" + listen + "\"");
+    }
+    h = listen.substr(0, colon);
+    p = listen.substr(colon + 1);
+  }
+  if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos) {
+    return Status::InvalidArgument("port must be a number in [0, 65535], got \"" + p + "\"");
+  }
+  int n = std::stoi(p);
+  if (n > 65535) {
+    return Status::InvalidArgument("port must be a number in [0, 65535], got \"" + p + "\"");
+  }
+  *host = h;
+  *port = n;
+  return Status::Ok();
+}
+
+Result<Config> ParseConfig(const std::string& json_text) {
+  json root;
+  try {
+    root = json::parse(json_text);
+  } catch (const json::exception& e) {
+    return Status::InvalidArgument(std::string("config is not valid JSON: ") + e.what());
+  }
+  if (!root.is_object()) {
+    return Status::InvalidArgument(std::string("config: expected a JSON object at the top, got ") +
+                                   TypeName(root));
+  }
+  Config c;
+  std::vector<std::string> problems;
+  ObjectReader top(root, "", &problems);
+  top.String("data_dir", &c.data_dir, true);
+  top.Double("poll_interval_s", &c.poll_interval_s, 0.01, 60);
+  top.String("log_level", &c.log_level, false, {"trace", "debug", "info", "warn", "error"});
+
+  if (const json* api = top.Object("api")) {
+    ObjectReader r(*api, "api", &problems);
+    r.String("listen", &c.api.listen);
+    r.String("admin_token_env", &c.api.admin_token_env);
+    r.Int("max_body_bytes", &c.api.max_body_bytes, 1024, 1 << 30);
+    r.Int("threads", &c.api.threads, 1, 256);
+    r.Finish();
+    std::string host;
+    int port = 0;
+    Status st = SplitHostPort(c.api.listen, &host, &port);
+    if (!st.ok()) problems.push_back("api.listen: " + st.message());
+  }
+
+  if (const json* sources = top.Array("sources", true)) {
+    if (sources->empty()) problems.push_back("sources: at least one source is required");
+    for (size_t i = 0; i < sources->size(); ++i) {
+      std::string path = "sources[" + std::to_string(i) + "]";
+      const json& s = (*sources)[i];
+      if (!s.is_object()) {
+        problems.push_back(path + ": expected an object, got " + TypeName(s));
+        continue;
+      }
+      SourceConfig sc;
+      ObjectReader r(s, path, &problems);
+      r.String("path", &sc.path, true);
+      r.String("format", &sc.format, false, {"simple"});
+      r.String("start_at", &sc.start_at, false, {"beginning", "end"});
+      r.Int("max_line_bytes", &sc.max_line_bytes, 64, int64_t{1} << 30);
+      r.Finish();
+      c.sources.push_back(sc);
+    }
+  }
+
+  if (const json* s = top.Object("sampling")) {
+    ObjectReader r(*s, "sampling", &problems);
+    r.Double("rate", &c.sampling.rate, 0, 1);
+    r.Bool("dedupe", &c.sampling.dedupe);
+    r.Int("min_prompt_chars", &c.sampling.min_prompt_chars, 0, 1 << 30);
+    r.Int("max_prompt_chars", &c.sampling.max_prompt_chars, 1, 1 << 30);
+    r.Finish();
+    if (c.sampling.min_prompt_chars > c.sampling.max_prompt_chars) {
+      problems.push_back("sampling.min_prompt_chars: must not exceed sampling.max_prompt_chars");
+    }
+  }
+
+  if (const json* g = top.Object("generator", true)) {
+    ObjectReader r(*g, "generator", &problems);
+    ReadEndpoint(r, &c.generator);
+    r.Double("temperature", &c.generator.temperature, 0, 5, /*lo_open=*/true);
+    r.Int("max_tokens", &c.generator.max_tokens, 1, 1 << 20);
+    r.Int("max_identical_retries", &c.generator.max_identical_retries, 0, 100);
+    r.Finish();
+    CheckBaseUrl("generator.base_url", c.generator.base_url, &problems);
+  }
+
+  if (const json* j = top.Object("judge", true)) {
+    ObjectReader r(*j, "judge", &problems);
+    ReadEndpoint(r, &c.judge);
+    r.Bool("both_orders", &c.judge.both_orders);
+    r.String("inconsistent", &c.judge.inconsistent, false, {"tie", "low_confidence"});
+    if (const json* dims = r.Array("dimensions", true)) {
+      if (dims->empty()) problems.push_back("judge.dimensions: at least one dimension is required");
+      static const std::regex kName("[a-z0-9_]{1,64}");
+      std::set<std::string> names;
+      for (size_t i = 0; i < dims->size(); ++i) {
+        std::string path = "judge.dimensions[" + std::to_string(i) + "]";
+        const json& d = (*dims)[i];
+        if (!d.is_object()) {
+          problems.push_back(path + ": expected an object, got " + TypeName(d));
+          continue;
+        }
+        DimensionConfig dc;
+        ObjectReader dr(d, path, &problems);
+        dr.String("name", &dc.name, true);
+        dr.String("rubric", &dc.rubric);
+        dr.Double("weight", &dc.weight, 0, 1000);
+        dr.Finish();
+        if (!dc.name.empty() && !std::regex_match(dc.name, kName)) {
+          problems.push_back(path + ".name: must match [a-z0-9_]{1,64}, got \"" + dc.name + "\"");
+        }
+        if (!dc.name.empty() && !names.insert(dc.name).second) {
+          problems.push_back(path + ".name: duplicate dimension \"" + dc.name + "\"");
+        }
+        c.judge.dimensions.push_back(dc);
+      }
+    }
+    r.Finish();
+    CheckBaseUrl("judge.base_url", c.judge.base_url, &problems);
+  }
+
+  if (const json* t = top.Object("trainer")) {
+    ObjectReader r(*t, "trainer", &problems);
+    r.String("device", &c.trainer.device, false, {"auto", "cpu", "cuda"});
+    r.Int("min_new_labels", &c.trainer.min_new_labels, 1, 1 << 30);
+    r.Int("interval_s", &c.trainer.interval_s, 0, 86400 * 365);
+    r.Double("holdout_fraction", &c.trainer.holdout_fraction, 0, 0.9, /*lo_open=*/true);
+    r.Int("epochs", &c.trainer.epochs, 1, 100);
+    r.Int("batch_size", &c.trainer.batch_size, 1, 4096);
+    r.Double("learning_rate", &c.trainer.learning_rate, 0, 1, /*lo_open=*/true);
+    r.Int("threads", &c.trainer.threads, 1, 256);
+    r.Int("seed", &c.trainer.seed, 0, std::numeric_limits<int64_t>::max());
+    if (const json* m = r.Object("model")) {
+      ObjectReader mr(*m, "trainer.model", &problems);
+      mr.String("preset", &c.trainer.model.preset, false, {"tiny", "small", "base"});
+      mr.Int("vocab_size", &c.trainer.model.vocab_size, 0, 1 << 20);
+      mr.Int("max_len", &c.trainer.model.max_len, 0, 1 << 16);
+      mr.Int("d_model", &c.trainer.model.d_model, 0, 1 << 14);
+      mr.Int("layers", &c.trainer.model.layers, 0, 256);
+      mr.Int("heads", &c.trainer.model.heads, 0, 256);
+      mr.Finish();
+      const auto& mc = c.trainer.model;
+      if (mc.d_model > 0 && mc.heads > 0 && mc.d_model % mc.heads != 0) {
+        problems.push_back("trainer.model.d_model: must be divisible by trainer.model.heads");
+      }
+      if (mc.vocab_size > 0 && mc.vocab_size < 300) {
+        problems.push_back("trainer.model.vocab_size: must be 0 (preset) or at least 300");
+      }
+      if (mc.max_len > 0 && mc.max_len < 16) {
+        problems.push_back("trainer.model.max_len: must be 0 (preset) or at least 16");
+      }
+    }
+    if (const json* g = r.Object("gate")) {
+      ObjectReader gr(*g, "trainer.gate", &problems);
+      gr.Double("min_accuracy", &c.trainer.gate.min_accuracy, 0, 1);
+      gr.Double("max_regression", &c.trainer.gate.max_regression, 0, 1);
+      gr.Finish();
+    }
+    r.Finish();
+  }
+  top.Finish();
+
+  if (!problems.empty()) {
+    std::string msg = std::to_string(problems.size()) + " problem(s) in config:";
+    for (const auto& p : problems) msg += "\n  " + p;
+    return Status::InvalidArgument(msg);
+  }
+  return c;
+}
+
+Result<Config> LoadConfigFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status::IoError("cannot read config file " + path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (f.bad()) return Status::IoError("error reading config file " + path);
+  auto cfg = ParseConfig(ss.str());
+  if (!cfg.ok()) return Status(cfg.status().code(), path + ": " + cfg.status().message());
+  return cfg;
+}
+
+}  // namespace rlaif

@@ -1,0 +1,61 @@
+// The REST API of rlaifd (see DESIGN.md "Interfaces"): health, status,
+// metrics, scoring, the model registry, admin actions, exports and the
+// status page. HTTP threads parse and validate, then call the typed objects
+// of the daemon; raw JSON does not travel past this layer. Every error is
+// {"error": {"code", "type", "message"}}; every handler is wrapped so that an
+// exception becomes a 500 with that body, never a dead connection.
+//
+// Admin routes need "Authorization: Bearer <token>" where the token is read
+// from the environment variable named in api.admin_token_env; it is compared
+// in constant time and never logged. Without a configured token the admin
+// routes answer 401.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "rlaif/common/config.h"
+#include "rlaif/common/metrics.h"
+#include "rlaif/common/status.h"
+#include "rlaif/daemon/ingest.h"
+#include "rlaif/daemon/pipeline.h"
+#include "rlaif/judge/chat_client.h"
+#include "rlaif/storage/store.h"
+#include "rlaif/trainer/scorer.h"
+
+namespace rlaif::daemon {
+
+// What the API reads and drives. All references must outlive the server.
+struct ApiContext {
+  const Config& config;
+  storage::Store& store;
+  MetricsRegistry& metrics;
+  trainer::Scorer& scorer;
+  Pipeline& pipeline;
+  Ingestor& ingestor;
+  const judge::ChatClient& generator_client;
+  const judge::ChatClient& judge_client;
+  std::string admin_token;  // "" = admin routes disabled
+  int64_t started_at_ms = 0;
+};
+
+class ApiServer {
+ public:
+  explicit ApiServer(ApiContext context);
+  ~ApiServer();
+
+  // Binds host:port (port 0 = OS-chosen) and starts serving on a background
+  // thread. kIoError if the address cannot be bound.
+  Status Start(const std::string& host, int port);
+  // The bound port (valid after Start).
+  int port() const;
+  // Stops accepting, waits for the serving thread.
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rlaif::daemon

@@ -1,0 +1,122 @@
+// Pipeline: the background stages of rlaifd and their threads.
+//
+//   ingest loop    → Ingestor::PollOnce every poll interval
+//   generate pool  → prompts queue → Generator → pairs (+ judge queue)
+//   judge pool     → judge queue → Judge (every dimension, both orders) → labels
+//   trainer loop   → new labels ≥ N (or interval, or manual) → train → gate →
+//                    registry → hot swap into the Scorer
+//
+// Each stage commits its result and the removal of its work item atomically
+// (see storage::Store), so Stop() at any moment, or kill -9, loses nothing.
+// Transient upstream failures leave the item queued and retry it later; an
+// item that keeps failing (max_attempts) or fails permanently is dead-lettered
+// with the reason.
+//
+// Thread safety: all public methods may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rlaif/common/config.h"
+#include "rlaif/common/metrics.h"
+#include "rlaif/daemon/ingest.h"
+#include "rlaif/judge/generator.h"
+#include "rlaif/judge/judge.h"
+#include "rlaif/storage/store.h"
+#include "rlaif/trainer/scorer.h"
+
+namespace rlaif::daemon {
+
+// Outcome of the last training run, for /v1/status.
+struct TrainingStatus {
+  bool running = false;
+  double progress = 0;          // [0,1] of the running job
+  int64_t started_at_ms = 0;
+  std::string trigger;          // "labels" | "interval" | "manual"
+  // Last finished run.
+  std::string last_version;
+  std::string last_outcome;     // "promoted" | "rejected" | "failed" | "skipped" | ""
+  std::string last_reason;
+  int64_t last_finished_at_ms = 0;
+  int64_t runs = 0;
+};
+
+class Pipeline {
+ public:
+  // All references must outlive the Pipeline.
+  Pipeline(const Config& config, storage::Store& store, MetricsRegistry& metrics,
+           Ingestor& ingestor, judge::Generator& generator, judge::Judge& judge,
+           trainer::Scorer& scorer);
+  ~Pipeline();
+
+  // Loads the live model (if any) into the scorer and starts every thread.
+  Status Start();
+  // Stops all threads; in-flight upstream calls are abandoned (their items stay queued).
+  void Stop();
+
+  void Pause();
+  void Resume();
+  bool paused() const { return paused_.load(); }
+
+  // Asks for a retrain now (one run at a time; queued if one is running).
+  void RequestTrain(const std::string& actor);
+  // Makes `version` live (must be a stored model), recording who and why.
+  Status Promote(const std::string& version, const std::string& actor, const std::string& why);
+  // Makes the previously live version live again.
+  Status Rollback(const std::string& actor, const std::string& why);
+
+  TrainingStatus Training() const;
+  // "" when healthy, else why the daemon is degraded (e.g. the store is not writable).
+  std::string DegradedReason() const;
+  int64_t InFlight(storage::Stage stage) const;
+
+ private:
+  struct StagePool;
+  void IngestLoop();
+  void TrainerLoop();
+  void ProcessGenerate(const storage::WorkItem& item);
+  void ProcessJudge(const storage::WorkItem& item);
+  void RunTraining(const std::string& trigger, const std::string& actor);
+  Status LoadAndSwap(const std::string& version);
+  void SetDegraded(const std::string& reason);
+  // Sleeps up to `seconds` or until Stop().
+  void SleepFor(double seconds);
+
+  const Config& config_;
+  storage::Store& store_;
+  MetricsRegistry& metrics_;
+  Ingestor& ingestor_;
+  judge::Generator& generator_;
+  judge::Judge& judge_;
+  trainer::Scorer& scorer_;
+
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> paused_{false};
+  std::mutex sleep_mu_;
+  std::condition_variable sleep_cv_;
+
+  std::unique_ptr<StagePool> gen_pool_;
+  std::unique_ptr<StagePool> judge_pool_;
+  std::thread ingest_thread_;
+  std::thread trainer_thread_;
+
+  mutable std::mutex mu_;  // guards training_, degraded_, train_requested_, attempts_
+  TrainingStatus training_;
+  std::string degraded_;
+  std::string train_requested_by_;
+  std::map<std::string, int> attempts_;  // work item key -> failed attempts
+  std::mutex swap_mu_;                   // one promotion/rollback at a time
+};
+
+}  // namespace rlaif::daemon

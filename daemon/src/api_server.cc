@@ -1,0 +1,588 @@
+#include "rlaif/daemon/api_server.h"
+
+#include <cmath>
+#include <sstream>
+#include <thread>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "rlaif/common/clock.h"
+#include "status_page.h"
+
+namespace rlaif::daemon {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr size_t kMaxScoreItems = 256;
+constexpr size_t kMaxTextBytes = 256 * 1024;
+
+// One function formats every error body.
+void SendError(httplib::Response& res, int http, const std::string& type,
+               const std::string& message) {
+  res.status = http;
+  json body = {{"error", {{"code", http}, {"type", type}, {"message", message}}}};
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+void SendJson(httplib::Response& res, const json& body, int http = 200) {
+  res.status = http;
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+int HttpFor(const Status& st) {
+  switch (st.code()) {
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kFailedPrecondition: return 409;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kResourceExhausted: return 429;
+    default: return 500;
+  }
+}
+
+void SendStatus(httplib::Response& res, const Status& st) {
+  SendError(res, HttpFor(st), StatusCodeName(st.code()), st.message());
+}
+
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  // Length is not secret-dependent enough to matter, but compare all bytes anyway.
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const std::string& ref = b.empty() ? a : b;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ ref[i % ref.size()]);
+  }
+  return diff == 0 && !b.empty();
+}
+
+// Parses a JSON object body; sends 400 and returns false on failure.
+bool ParseBody(const httplib::Request& req, httplib::Response& res, json* out) {
+  try {
+    *out = json::parse(req.body);
+  } catch (const json::exception& e) {
+    SendError(res, 400, "invalid_json", std::string("request body is not valid JSON: ") + e.what());
+    return false;
+  }
+  if (!out->is_object()) {
+    SendError(res, 400, "invalid_request", "request body must be a JSON object");
+    return false;
+  }
+  return true;
+}
+
+// Reads a required string field (bounded); sends 400/413 and returns false on failure.
+bool GetText(const json& obj, const std::string& key, httplib::Response& res, std::string* out,
+             const std::string& where = "") {
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_string()) {
+    SendError(res, 400, "invalid_request",
+              where + "\"" + key + "\" is required and must be a string");
+    return false;
+  }
+  *out = it->get<std::string>();
+  if (out->size() > kMaxTextBytes) {
+    SendError(res, 413, "too_large",
+              where + "\"" + key + "\" exceeds " + std::to_string(kMaxTextBytes) + " bytes");
+    return false;
+  }
+  return true;
+}
+
+json Finite(double v) { return std::isfinite(v) ? json(v) : json(); }
+
+json ModelJson(const storage::ModelRecord& m, const std::string& live) {
+  json metrics = json::object();
+  try {
+    if (!m.metrics_json.empty()) metrics = json::parse(m.metrics_json);
+  } catch (...) {
+  }
+  metrics["accuracy"] = Finite(m.accuracy);
+  metrics["loss"] = Finite(m.loss);
+  return {{"version", m.version},
+          {"state", m.version == live ? "live" : m.state},
+          {"live", m.version == live},
+          {"parent", m.parent},
+          {"created_at", FormatTimeMs(m.created_at_ms)},
+          {"promoted_at", m.promoted_at_ms ? json(FormatTimeMs(m.promoted_at_ms)) : json()},
+          {"holdout_pairs", m.holdout_pairs},
+          {"train_pairs", m.train_pairs},
+          {"reason", m.reason},
+          {"metrics", metrics}};
+}
+
+}  // namespace
+
+struct ApiServer::Impl {
+  explicit Impl(ApiContext c) : ctx(std::move(c)) {}
+
+  ApiContext ctx;
+  httplib::Server server;
+  std::thread thread;
+  int port = 0;
+
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+
+  // Wraps a handler: exceptions become 500 with a JSON body; requests are counted.
+  Handler Wrap(const std::string& route, Handler h, bool admin = false) {
+    return [this, route, h = std::move(h), admin](const httplib::Request& req,
+                                                  httplib::Response& res) {
+      const double t0 = MonotonicSeconds();
+      try {
+        if (admin && !Authorized(req, res)) {
+          // response already set
+        } else {
+          h(req, res);
+        }
+      } catch (const std::exception& e) {
+        spdlog::error("{} {}: unhandled exception: {}", req.method, route, e.what());
+        SendError(res, 500, "internal", std::string("internal error: ") + e.what());
+      } catch (...) {
+        SendError(res, 500, "internal", "internal error");
+      }
+      ctx.metrics
+          .GetCounter("rlaif_http_requests_total", "HTTP requests by route and status code.",
+                      {{"route", route}, {"code", std::to_string(res.status)}})
+          .Inc();
+      ctx.metrics
+          .GetHistogram("rlaif_http_request_duration_seconds", "HTTP request latency by route.",
+                        {{"route", route}})
+          .Observe(MonotonicSeconds() - t0);
+    };
+  }
+
+  bool Authorized(const httplib::Request& req, httplib::Response& res) {
+    if (ctx.admin_token.empty()) {
+      SendError(res, 401, "unauthorized",
+                "admin API disabled: set the environment variable " +
+                    ctx.config.api.admin_token_env + " for rlaifd");
+      return false;
+    }
+    std::string auth = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (auth.rfind(prefix, 0) != 0 ||
+        !ConstantTimeEquals(auth.substr(prefix.size()), ctx.admin_token)) {
+      ctx.metrics.GetCounter("rlaif_http_unauthorized_total", "Admin requests refused.").Inc();
+      SendError(res, 401, "unauthorized", "missing or wrong bearer token");
+      return false;
+    }
+    return true;
+  }
+
+  std::string State(std::vector<std::string>* reasons) {
+    std::string degraded = ctx.pipeline.DegradedReason();
+    if (!degraded.empty()) {
+      reasons->push_back(degraded);
+      return "degraded";
+    }
+    if (ctx.pipeline.paused()) {
+      reasons->push_back("paused by an operator");
+      return "paused";
+    }
+    return "running";
+  }
+
+  json StatusJson() {
+    json out;
+    std::vector<std::string> reasons;
+    out["state"] = State(&reasons);
+    out["reasons"] = reasons;
+    out["version"] = std::string(RLAIF_VERSION) + "+" + RLAIF_GIT_REV;
+    out["started_at"] = FormatTimeMs(ctx.started_at_ms);
+    out["uptime_s"] = (NowMs() - ctx.started_at_ms) / 1000.0;
+    auto c = ctx.store.Counts();
+    out["counts"] = {{"prompts", c.prompts},
+                     {"pairs", c.pairs},
+                     {"labels", c.labels},
+                     {"dead", c.dead},
+                     {"labels_since_train", c.labels_since_train}};
+    out["queues"] = {
+        {"generate",
+         {{"depth", c.queue_generate}, {"in_flight", ctx.pipeline.InFlight(storage::Stage::kGenerate)}}},
+        {"judge",
+         {{"depth", c.queue_judge}, {"in_flight", ctx.pipeline.InFlight(storage::Stage::kJudge)}}}};
+    json sources = json::array();
+    for (const auto& s : ctx.ingestor.Sources()) {
+      sources.push_back({{"path", s.path},
+                         {"inode", s.inode},
+                         {"offset", s.offset},
+                         {"size", s.size},
+                         {"lag_bytes", s.lag_bytes},
+                         {"last_commit", s.last_commit_ms ? json(FormatTimeMs(s.last_commit_ms))
+                                                          : json()}});
+    }
+    out["sources"] = sources;
+    auto upstream = [](const judge::ChatClient& c, const std::string& model) {
+      const auto& s = c.stats();
+      return json{{"model", model},
+                  {"requests", s.requests.load()},
+                  {"successes", s.successes.load()},
+                  {"retries", s.retries.load()},
+                  {"failures", s.failures.load()},
+                  {"prompt_tokens", s.prompt_tokens.load()},
+                  {"completion_tokens", s.completion_tokens.load()}};
+    };
+    out["upstream"] = {{"generator", upstream(ctx.generator_client, ctx.config.generator.model)},
+                       {"judge", upstream(ctx.judge_client, ctx.config.judge.model)}};
+    json model = {{"live_version", nullptr}};
+    auto live = ctx.store.LiveVersion();
+    if (live.ok() && !live->empty()) {
+      model["live_version"] = *live;
+      auto rec = ctx.store.GetModel(*live);
+      if (rec.ok() && rec->has_value()) {
+        model["accuracy"] = Finite((*rec)->accuracy);
+        model["holdout_pairs"] = (*rec)->holdout_pairs;
+        model["promoted_at"] = FormatTimeMs((*rec)->promoted_at_ms);
+        model["age_s"] = (NowMs() - (*rec)->promoted_at_ms) / 1000.0;
+      }
+    }
+    auto current = ctx.scorer.Current();
+    model["serving_version"] = current ? json(current->version()) : json();
+    model["device"] = current ? json(current->device()) : json();
+    out["model"] = model;
+    auto t = ctx.pipeline.Training();
+    out["training"] = {{"running", t.running},
+                       {"progress", t.progress},
+                       {"trigger", t.trigger},
+                       {"runs", t.runs},
+                       {"min_new_labels", ctx.config.trainer.min_new_labels},
+                       {"last",
+                        {{"version", t.last_version},
+                         {"outcome", t.last_outcome},
+                         {"reason", t.last_reason},
+                         {"finished_at", t.last_finished_at_ms
+                                             ? json(FormatTimeMs(t.last_finished_at_ms))
+                                             : json()}}}};
+    return out;
+  }
+
+  void UpdateGauges() {
+    auto c = ctx.store.Counts();
+    auto& m = ctx.metrics;
+    m.GetGauge("rlaif_store_records", "Records in the store by kind.", {{"kind", "prompts"}})
+        .Set(static_cast<double>(c.prompts));
+    m.GetGauge("rlaif_store_records", "Records in the store by kind.", {{"kind", "pairs"}})
+        .Set(static_cast<double>(c.pairs));
+    m.GetGauge("rlaif_store_records", "Records in the store by kind.", {{"kind", "labels"}})
+        .Set(static_cast<double>(c.labels));
+    m.GetGauge("rlaif_store_records", "Records in the store by kind.", {{"kind", "dead"}})
+        .Set(static_cast<double>(c.dead));
+    m.GetGauge("rlaif_labels_since_train", "Labels committed since the last training run.")
+        .Set(static_cast<double>(c.labels_since_train));
+    std::vector<std::string> reasons;
+    std::string state = State(&reasons);
+    for (const char* s : {"running", "paused", "degraded"}) {
+      m.GetGauge("rlaif_state", "1 for the daemon's current state.", {{"state", s}})
+          .Set(state == s ? 1 : 0);
+    }
+    m.GetGauge("rlaif_model_live", "1 when a model is serving.")
+        .Set(ctx.scorer.Current() ? 1 : 0);
+    for (const auto& s : ctx.ingestor.Sources()) {
+      m.GetGauge("rlaif_ingest_lag_bytes", "Bytes not yet consumed per source file.",
+                 {{"path", s.path}})
+          .Set(static_cast<double>(s.lag_bytes));
+    }
+  }
+
+  void Score(const httplib::Request& req, httplib::Response& res) {
+    json body;
+    if (!ParseBody(req, res, &body)) return;
+    auto model = ctx.scorer.Current();
+    if (!model) {
+      SendError(res, 503, "no_model", "no reward model is live yet; see /v1/status training");
+      return;
+    }
+    std::vector<std::pair<std::string, std::string>> items;
+    bool batch = body.contains("items");
+    if (batch) {
+      const json& arr = body["items"];
+      if (!arr.is_array() || arr.empty()) {
+        SendError(res, 400, "invalid_request", "\"items\" must be a non-empty array");
+        return;
+      }
+      if (arr.size() > kMaxScoreItems) {
+        SendError(res, 413, "too_large",
+                  "at most " + std::to_string(kMaxScoreItems) + " items per request");
+        return;
+      }
+      for (size_t i = 0; i < arr.size(); ++i) {
+        if (!arr[i].is_object()) {
+          SendError(res, 400, "invalid_request", "items[" + std::to_string(i) + "] must be an object");
+          return;
+        }
+        std::string p, r;
+        std::string where = "items[" + std::to_string(i) + "].";
+        if (!GetText(arr[i], "prompt", res, &p, where) ||
+            !GetText(arr[i], "response", res, &r, where)) {
+          return;
+        }
+        items.emplace_back(std::move(p), std::move(r));
+      }
+    } else {
+      std::string p, r;
+      if (!GetText(body, "prompt", res, &p) || !GetText(body, "response", res, &r)) return;
+      items.emplace_back(std::move(p), std::move(r));
+    }
+    auto scores = model->Score(items);
+    if (!scores.ok()) {
+      SendStatus(res, scores.status());
+      return;
+    }
+    auto one = [&](double raw) {
+      double norm = (raw - model->norm_mean()) / (model->norm_std() > 0 ? model->norm_std() : 1.0);
+      return json{{"score", Finite(raw)}, {"normalized", Finite(norm)}};
+    };
+    ctx.metrics.GetCounter("rlaif_scored_total", "Responses scored.").Inc(static_cast<double>(items.size()));
+    if (batch) {
+      json results = json::array();
+      for (double s : *scores) results.push_back(one(s));
+      SendJson(res, {{"results", results}, {"model_version", model->version()}});
+    } else {
+      json out = one((*scores)[0]);
+      out["model_version"] = model->version();
+      SendJson(res, out);
+    }
+  }
+
+  // OpenRLHF remote reward model: {"query": [...], "prompts": [...], "labels": [...]}.
+  void GetReward(const httplib::Request& req, httplib::Response& res) {
+    json body;
+    if (!ParseBody(req, res, &body)) return;
+    auto model = ctx.scorer.Current();
+    if (!model) {
+      SendError(res, 503, "no_model", "no reward model is live yet");
+      return;
+    }
+    if (!body.contains("query") || !body["query"].is_array()) {
+      SendError(res, 400, "invalid_request", "\"query\" must be an array of strings");
+      return;
+    }
+    const json& q = body["query"];
+    const json prompts = body.value("prompts", json::array());
+    if (!prompts.is_array() || (!prompts.empty() && prompts.size() != q.size())) {
+      SendError(res, 400, "invalid_request", "\"prompts\" must be an array as long as \"query\"");
+      return;
+    }
+    if (q.size() > kMaxScoreItems) {
+      SendError(res, 413, "too_large", "at most " + std::to_string(kMaxScoreItems) + " queries");
+      return;
+    }
+    std::vector<std::pair<std::string, std::string>> items;
+    for (size_t i = 0; i < q.size(); ++i) {
+      if (!q[i].is_string() || (!prompts.empty() && !prompts[i].is_string())) {
+        SendError(res, 400, "invalid_request", "query and prompts entries must be strings");
+        return;
+      }
+      std::string query = q[i].get<std::string>();
+      std::string prompt = prompts.empty() ? "" : prompts[i].get<std::string>();
+      // The response is the query after its prompt.
+      std::string response = query.rfind(prompt, 0) == 0 ? query.substr(prompt.size()) : query;
+      items.emplace_back(prompt, response);
+    }
+    auto scores = model->Score(items);
+    if (!scores.ok()) {
+      SendStatus(res, scores.status());
+      return;
+    }
+    json rewards = json::array();
+    for (double s : *scores) {
+      rewards.push_back(Finite((s - model->norm_mean()) /
+                               (model->norm_std() > 0 ? model->norm_std() : 1.0)));
+    }
+    SendJson(res, {{"rewards", rewards},
+                   {"scores", rewards},
+                   {"extra_logs", {{"model_version", model->version()}}}});
+  }
+
+  void Export(const httplib::Request& req, httplib::Response& res) {
+    std::string kind = req.has_param("kind") ? req.get_param_value("kind") : "";
+    std::ostringstream out;
+    auto line = [&](const json& j) {
+      out << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    };
+    Status st;
+    if (kind == "prompts") {
+      st = ctx.store.ForEachPrompt([&](const storage::PromptRecord& p) {
+        line({{"id", p.id},
+              {"prompt", p.text},
+              {"source", p.source_path},
+              {"offset", p.source_offset},
+              {"ingested_at", FormatTimeMs(p.ingested_at_ms)}});
+        return true;
+      });
+    } else if (kind == "pairs") {
+      st = ctx.store.ForEachPair([&](const storage::PairRecord& p) {
+        line({{"id", p.id}, {"prompt_id", p.prompt_id}, {"prompt", p.prompt},
+              {"a", p.a.text}, {"b", p.b.text}, {"generator", p.generator}});
+        return true;
+      });
+    } else if (kind == "labels") {
+      st = ctx.store.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
+        line({{"pair_id", lp.label.pair_id}, {"dimension", lp.label.dimension},
+              {"judge", lp.label.judge}, {"p_a", lp.label.p_a}, {"tie", lp.label.tie},
+              {"verdict_ab", lp.label.verdict_ab}, {"verdict_ba", lp.label.verdict_ba},
+              {"source", lp.label.source}});
+        return true;
+      });
+    } else if (kind == "trl") {
+      st = ctx.store.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
+        if (lp.label.tie || lp.label.p_a == 0.5) return true;
+        bool a = lp.label.p_a > 0.5;
+        line({{"prompt", lp.pair.prompt},
+              {"chosen", a ? lp.pair.a.text : lp.pair.b.text},
+              {"rejected", a ? lp.pair.b.text : lp.pair.a.text},
+              {"dimension", lp.label.dimension},
+              {"p_chosen", a ? lp.label.p_a : 1 - lp.label.p_a}});
+        return true;
+      });
+    } else {
+      SendError(res, 400, "invalid_request",
+                "kind must be one of prompts, pairs, labels, trl; got \"" + kind + "\"");
+      return;
+    }
+    if (!st.ok()) {
+      SendStatus(res, st);
+      return;
+    }
+    res.set_content(out.str(), "application/x-ndjson");
+  }
+
+  void Register() {
+    server.set_payload_max_length(static_cast<size_t>(ctx.config.api.max_body_bytes));
+    server.set_read_timeout(30, 0);
+    server.set_write_timeout(30, 0);
+    server.new_task_queue = [n = ctx.config.api.threads] { return new httplib::ThreadPool(n); };
+    server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+      if (res.body.empty()) {
+        SendError(res, res.status, res.status == 404 ? "not_found" : "http_error",
+                  res.status == 404 ? "no such route" : "request failed");
+      }
+    });
+
+    server.Get("/livez", Wrap("/livez", [](const httplib::Request&, httplib::Response& res) {
+      SendJson(res, {{"status", "alive"}});
+    }));
+    server.Get("/readyz", Wrap("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+      std::string degraded = ctx.pipeline.DegradedReason();
+      if (!degraded.empty()) {
+        SendError(res, 503, "degraded", degraded);
+      } else {
+        SendJson(res, {{"status", "ready"}, {"model_live", ctx.scorer.Current() != nullptr}});
+      }
+    }));
+    server.Get("/v1/status", Wrap("/v1/status", [this](const httplib::Request&, httplib::Response& res) {
+      SendJson(res, StatusJson());
+    }));
+    server.Get("/metrics", Wrap("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      UpdateGauges();
+      res.set_content(ctx.metrics.Render(), "text/plain; version=0.0.4; charset=utf-8");
+    }));
+    server.Post("/v1/score", Wrap("/v1/score", [this](const httplib::Request& req, httplib::Response& res) {
+      Score(req, res);
+    }));
+    server.Post("/get_reward", Wrap("/get_reward", [this](const httplib::Request& req, httplib::Response& res) {
+      GetReward(req, res);
+    }));
+    server.Get("/v1/models", Wrap("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      auto models = ctx.store.ListModels();
+      if (!models.ok()) return SendStatus(res, models.status());
+      auto live = ctx.store.LiveVersion();
+      std::string lv = live.ok() ? *live : "";
+      json arr = json::array();
+      for (auto it = models->rbegin(); it != models->rend(); ++it) arr.push_back(ModelJson(*it, lv));
+      SendJson(res, {{"live", lv.empty() ? json() : json(lv)}, {"models", arr}});
+    }));
+    server.Get("/v1/events", Wrap("/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
+      auto events = ctx.store.RecentEvents(100);
+      if (!events.ok()) return SendStatus(res, events.status());
+      json arr = json::array();
+      for (const auto& e : *events) {
+        json data;
+        try { data = json::parse(e.data_json); } catch (...) { data = json::object(); }
+        arr.push_back({{"at", FormatTimeMs(e.at_ms)}, {"kind", e.kind}, {"actor", e.actor},
+                       {"message", e.message}, {"data", data}});
+      }
+      SendJson(res, {{"events", arr}});
+    }));
+    server.Get("/v1/export", Wrap("/v1/export", [this](const httplib::Request& req, httplib::Response& res) {
+      Export(req, res);
+    }));
+
+    auto why_of = [](const httplib::Request& req) {
+      try {
+        if (!req.body.empty()) {
+          json b = json::parse(req.body);
+          if (b.is_object() && b.contains("reason") && b["reason"].is_string()) {
+            return b["reason"].get<std::string>();
+          }
+        }
+      } catch (...) {
+      }
+      return std::string();
+    };
+    server.Post(R"(/v1/models/([A-Za-z0-9._-]+)/promote)",
+                Wrap("/v1/models/{v}/promote", [this, why_of](const httplib::Request& req, httplib::Response& res) {
+                  std::string v = req.matches[1];
+                  Status st = ctx.pipeline.Promote(v, "admin", why_of(req));
+                  if (!st.ok()) return SendStatus(res, st);
+                  SendJson(res, {{"live", v}});
+                }, true));
+    server.Post("/v1/models/rollback",
+                Wrap("/v1/models/rollback", [this, why_of](const httplib::Request& req, httplib::Response& res) {
+                  Status st = ctx.pipeline.Rollback("admin", why_of(req));
+                  if (!st.ok()) return SendStatus(res, st);
+                  auto live = ctx.store.LiveVersion();
+                  SendJson(res, {{"live", live.ok() ? *live : ""}});
+                }, true));
+    server.Post("/v1/train", Wrap("/v1/train", [this](const httplib::Request&, httplib::Response& res) {
+      ctx.pipeline.RequestTrain("admin");
+      SendJson(res, {{"requested", true}}, 202);
+    }, true));
+    server.Post("/v1/pause", Wrap("/v1/pause", [this](const httplib::Request&, httplib::Response& res) {
+      ctx.pipeline.Pause();
+      (void)ctx.store.AppendEvent({NowMs(), "pause", "admin", "pipeline paused", "{}"});
+      SendJson(res, {{"state", "paused"}});
+    }, true));
+    server.Post("/v1/resume", Wrap("/v1/resume", [this](const httplib::Request&, httplib::Response& res) {
+      ctx.pipeline.Resume();
+      (void)ctx.store.AppendEvent({NowMs(), "resume", "admin", "pipeline resumed", "{}"});
+      SendJson(res, {{"state", "running"}});
+    }, true));
+    server.Get("/", Wrap("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(kStatusPageHtml, "text/html; charset=utf-8");
+    }));
+  }
+};
+
+ApiServer::ApiServer(ApiContext context) : impl_(std::make_unique<Impl>(std::move(context))) {
+  impl_->Register();
+}
+
+ApiServer::~ApiServer() { Stop(); }
+
+Status ApiServer::Start(const std::string& host, int port) {
+  if (port == 0) {
+    impl_->port = impl_->server.bind_to_any_port(host.c_str());
+    if (impl_->port <= 0) return Status::IoError("cannot bind the API to " + host + ":0");
+  } else {
+    if (!impl_->server.bind_to_port(host.c_str(), port)) {
+      return Status::IoError("cannot bind the API to " + host + ":" + std::to_string(port) +
+                             " (address in use or not permitted)");
+    }
+    impl_->port = port;
+  }
+  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+  return Status::Ok();
+}
+
+int ApiServer::port() const { return impl_->port; }
+
+void ApiServer::Stop() {
+  if (!impl_) return;
+  impl_->server.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+}  // namespace rlaif::daemon

@@ -1,0 +1,238 @@
+#include "rlaif/daemon/offline.h"
+
+#include <cmath>
+#include <iostream>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "rlaif/trainer/pairs.h"
+#include "rlaif/trainer/reward_model.h"
+
+namespace rlaif::daemon {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Parses "--key value" pairs; returns false (after printing why) on a bad flag.
+bool ParseFlags(const std::vector<std::string>& args, const std::vector<std::string>& known,
+                std::map<std::string, std::string>* out) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.rfind("--", 0) != 0) {
+      std::cerr << "unexpected argument: " << a << "\n";
+      return false;
+    }
+    std::string key = a.substr(2);
+    std::string value;
+    auto eq = key.find('=');
+    if (eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+    } else {
+      if (i + 1 >= args.size()) {
+        std::cerr << "flag --" << key << " needs a value\n";
+        return false;
+      }
+      value = args[++i];
+    }
+    bool ok = false;
+    for (const auto& k : known) ok = ok || k == key;
+    if (!ok) {
+      std::cerr << "unknown flag --" << key << "\n";
+      return false;
+    }
+    (*out)[key] = value;
+  }
+  return true;
+}
+
+json Finite(double v) { return std::isfinite(v) ? json(v) : json(); }
+
+json MetricsJson(const trainer::EvalMetrics& m) {
+  return {{"accuracy", Finite(m.accuracy)},
+          {"pairs", m.pairs},
+          {"loss", Finite(m.loss)},
+          {"accuracy_shorter_chosen", Finite(m.accuracy_shorter_chosen)},
+          {"shorter_chosen_pairs", m.shorter_chosen_pairs},
+          {"length_correlation", Finite(m.length_correlation)}};
+}
+
+template <typename T>
+bool ParseNumber(const std::map<std::string, std::string>& f, const std::string& key, T* out) {
+  auto it = f.find(key);
+  if (it == f.end()) return true;
+  try {
+    size_t used = 0;
+    double v = std::stod(it->second, &used);
+    if (used != it->second.size()) throw std::invalid_argument("trailing");
+    *out = static_cast<T>(v);
+    return true;
+  } catch (...) {
+    std::cerr << "--" << key << ": not a number: " << it->second << "\n";
+    return false;
+  }
+}
+
+Result<std::vector<trainer::PreferencePair>> Load(const std::string& path) {
+  trainer::LoadPairsStats stats;
+  auto pairs = trainer::LoadPairsJsonl(path, &stats);
+  if (pairs.ok() && stats.skipped > 0) {
+    spdlog::warn("{}: skipped {} malformed line(s) of {}; first: {}", path, stats.skipped,
+                 stats.lines, stats.errors.empty() ? "" : stats.errors[0]);
+  }
+  return pairs;
+}
+
+}  // namespace
+
+int RunTrainCommand(const std::vector<std::string>& args) {
+  std::map<std::string, std::string> f;
+  if (!ParseFlags(args, {"pairs", "eval", "out", "device", "preset", "epochs", "seed",
+                         "batch-size", "lr", "max-len", "threads", "holdout-fraction"},
+                  &f)) {
+    return 2;
+  }
+  if (!f.count("pairs") || !f.count("out")) {
+    std::cerr << "usage: rlaifd train --pairs FILE [--eval FILE] --out DIR [options]\n";
+    return 2;
+  }
+  trainer::TrainOptions opt;
+  opt.device = f.count("device") ? f["device"] : "auto";
+  opt.preset = f.count("preset") ? f["preset"] : "tiny";
+  double holdout_fraction = 0.1;
+  if (!ParseNumber(f, "epochs", &opt.epochs) || !ParseNumber(f, "seed", &opt.seed) ||
+      !ParseNumber(f, "batch-size", &opt.batch_size) || !ParseNumber(f, "lr", &opt.learning_rate) ||
+      !ParseNumber(f, "max-len", &opt.max_len) || !ParseNumber(f, "threads", &opt.threads) ||
+      !ParseNumber(f, "holdout-fraction", &holdout_fraction)) {
+    return 2;
+  }
+  if (opt.device != "auto" && opt.device != "cpu" && opt.device != "cuda") {
+    std::cerr << "--device must be auto, cpu or cuda\n";
+    return 2;
+  }
+  auto pairs = Load(f["pairs"]);
+  if (!pairs.ok()) {
+    std::cerr << pairs.status().ToString() << "\n";
+    return 1;
+  }
+  std::vector<trainer::PreferencePair> train, eval;
+  if (f.count("eval")) {
+    auto e = Load(f["eval"]);
+    if (!e.ok()) {
+      std::cerr << e.status().ToString() << "\n";
+      return 1;
+    }
+    train = std::move(*pairs);
+    eval = std::move(*e);
+  } else {
+    // Hold out by prompt hash so that a prompt never crosses the split.
+    for (auto& p : *pairs) {
+      (trainer::InHoldout(p.prompt, holdout_fraction) ? eval : train).push_back(std::move(p));
+    }
+  }
+  spdlog::info("training on {} pairs, evaluating on {} held-out pairs", train.size(), eval.size());
+  auto res = trainer::TrainRewardModel(train, eval, f["out"], opt);
+  if (!res.ok()) {
+    std::cerr << "training failed: " << res.status().ToString() << "\n";
+    return 1;
+  }
+  json out = MetricsJson(res->holdout);
+  out["train_pairs"] = res->train_pairs;
+  out["train_accuracy"] = Finite(res->train.accuracy);
+  out["steps"] = res->steps;
+  out["seconds"] = res->seconds;
+  out["tokens_per_second"] = res->tokens_per_second;
+  out["device"] = res->device;
+  out["out"] = res->dir;
+  out["eval_source"] = f.count("eval") ? "file" : "hash_holdout";
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
+
+int RunEvalCommand(const std::vector<std::string>& args) {
+  std::map<std::string, std::string> f;
+  if (!ParseFlags(args, {"model", "pairs", "device"}, &f)) return 2;
+  if (!f.count("model") || !f.count("pairs")) {
+    std::cerr << "usage: rlaifd eval --model DIR --pairs FILE [--device D]\n";
+    return 2;
+  }
+  auto model = trainer::RewardModel::Load(f["model"], f.count("device") ? f["device"] : "auto");
+  if (!model.ok()) {
+    std::cerr << model.status().ToString() << "\n";
+    return 1;
+  }
+  auto pairs = Load(f["pairs"]);
+  if (!pairs.ok()) {
+    std::cerr << pairs.status().ToString() << "\n";
+    return 1;
+  }
+  auto m = trainer::Evaluate(**model, *pairs);
+  if (!m.ok()) {
+    std::cerr << m.status().ToString() << "\n";
+    return 1;
+  }
+  json out = MetricsJson(*m);
+  out["model_version"] = (*model)->version();
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
+
+int RunScoreCommand(const std::vector<std::string>& args) {
+  std::map<std::string, std::string> f;
+  if (!ParseFlags(args, {"model", "device"}, &f)) return 2;
+  if (!f.count("model")) {
+    std::cerr << "usage: rlaifd score --model DIR < items.jsonl\n";
+    return 2;
+  }
+  auto model = trainer::RewardModel::Load(f["model"], f.count("device") ? f["device"] : "auto");
+  if (!model.ok()) {
+    std::cerr << model.status().ToString() << "\n";
+    return 1;
+  }
+  int rc = 0;
+  std::string line;
+  int64_t n = 0;
+  while (std::getline(std::cin, line)) {
+    ++n;
+    if (line.empty()) continue;
+    json in;
+    try {
+      in = json::parse(line);
+    } catch (const json::exception& e) {
+      std::cout << json{{"error", std::string("line ") + std::to_string(n) + ": " + e.what()}}.dump()
+                << "\n";
+      rc = 1;
+      continue;
+    }
+    if (!in.is_object() || !in.contains("prompt") || !in["prompt"].is_string() ||
+        !in.contains("response") || !in["response"].is_string()) {
+      std::cout << json{{"error", "line " + std::to_string(n) +
+                                      ": expected {\"prompt\": str, \"response\": str}"}}
+                       .dump()
+                << "\n";
+      rc = 1;
+      continue;
+    }
+    auto s = (*model)->Score({{in["prompt"].get<std::string>(), in["response"].get<std::string>()}});
+    if (!s.ok()) {
+      std::cout << json{{"error", s.status().ToString()}}.dump() << "\n";
+      rc = 1;
+      continue;
+    }
+    double raw = (*s)[0];
+    double sd = (*model)->norm_std() > 0 ? (*model)->norm_std() : 1.0;
+    std::cout << json{{"score", Finite(raw)},
+                      {"normalized", Finite((raw - (*model)->norm_mean()) / sd)},
+                      {"model_version", (*model)->version()}}
+                     .dump()
+              << "\n";
+  }
+  std::cout.flush();
+  return rc;
+}
+
+}  // namespace rlaif::daemon

@@ -1,0 +1,627 @@
+#include "rlaif/daemon/pipeline.h"
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "rlaif/common/clock.h"
+#include "rlaif/trainer/pairs.h"
+#include "rlaif/trainer/reward_model.h"
+
+namespace rlaif::daemon {
+
+namespace {
+
+constexpr int kMaxAttempts = 5;          // failed calls before an item is dead-lettered
+constexpr double kRetryDelayS = 2.0;     // wait before a failed item is tried again
+const char* StageName(storage::Stage s) {
+  return s == storage::Stage::kGenerate ? "generate" : "judge";
+}
+
+std::string CompactTime(int64_t ms) {
+  std::string t = FormatTimeMs(ms);  // 2026-11-27T09:40:37.123Z
+  std::string out;
+  for (char c : t.substr(0, 19)) {
+    if (c != '-' && c != ':') out += c;
+  }
+  return out;  // 20261127T094037
+}
+
+nlohmann::json MetricsJson(const trainer::EvalMetrics& m) {
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+  return {{"accuracy", num(m.accuracy)},
+          {"pairs", m.pairs},
+          {"loss", num(m.loss)},
+          {"accuracy_shorter_chosen", num(m.accuracy_shorter_chosen)},
+          {"shorter_chosen_pairs", m.shorter_chosen_pairs},
+          {"length_correlation", num(m.length_correlation)},
+          {"score_mean", num(m.score_mean)},
+          {"score_std", num(m.score_std)}};
+}
+
+}  // namespace
+
+// A dispatcher thread that peeks the stage's queue and hands items to a fixed
+// set of workers. An item is never handed out twice at once (`claimed`), and a
+// failed item waits kRetryDelayS before it is offered again.
+struct Pipeline::StagePool {
+  storage::Stage stage;
+  int workers = 1;
+  std::function<void(const storage::WorkItem&)> process;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<storage::WorkItem> tasks;
+  std::set<std::string> claimed;          // keys queued here or being processed
+  std::map<std::string, double> not_before;  // key -> monotonic time of next try
+  std::vector<std::thread> threads;
+  std::thread dispatcher;
+};
+
+Pipeline::Pipeline(const Config& config, storage::Store& store, MetricsRegistry& metrics,
+                   Ingestor& ingestor, judge::Generator& generator, judge::Judge& judge,
+                   trainer::Scorer& scorer)
+    : config_(config),
+      store_(store),
+      metrics_(metrics),
+      ingestor_(ingestor),
+      generator_(generator),
+      judge_(judge),
+      scorer_(scorer) {}
+
+Pipeline::~Pipeline() { Stop(); }
+
+Status Pipeline::Start() {
+  // Remove temp checkpoint directories left by a crash during training.
+  std::error_code ec;
+  std::filesystem::path models = std::filesystem::path(config_.data_dir) / "models";
+  std::filesystem::create_directories(models, ec);
+  for (const auto& e : std::filesystem::directory_iterator(models, ec)) {
+    if (e.path().filename().string().find(".tmp-") != std::string::npos) {
+      spdlog::info("removing unfinished checkpoint {}", e.path().string());
+      std::filesystem::remove_all(e.path(), ec);
+    }
+  }
+  auto live = store_.LiveVersion();
+  if (!live.ok()) return live.status();
+  if (!live->empty()) {
+    Status st = LoadAndSwap(*live);
+    if (!st.ok()) {
+      spdlog::error("live model {} could not be loaded: {}; scoring is unavailable until a "
+                    "model is promoted", *live, st.ToString());
+    } else {
+      spdlog::info("live model {} loaded", *live);
+    }
+  }
+
+  auto make_pool = [&](storage::Stage stage, int workers,
+                       std::function<void(const storage::WorkItem&)> fn) {
+    auto pool = std::make_unique<StagePool>();
+    pool->stage = stage;
+    pool->workers = workers;
+    pool->process = std::move(fn);
+    StagePool* p = pool.get();
+    for (int i = 0; i < workers; ++i) {
+      p->threads.emplace_back([this, p] {
+        for (;;) {
+          storage::WorkItem item;
+          {
+            std::unique_lock<std::mutex> lock(p->mu);
+            p->cv.wait(lock, [&] { return stop_.load() || !p->tasks.empty(); });
+            if (stop_.load()) return;
+            item = std::move(p->tasks.front());
+            p->tasks.pop_front();
+          }
+          p->process(item);
+          std::lock_guard<std::mutex> lock(p->mu);
+          p->claimed.erase(item.key);
+        }
+      });
+    }
+    p->dispatcher = std::thread([this, p] {
+      auto& depth = metrics_.GetGauge("rlaif_queue_depth", "Pending work items per stage.",
+                                      {{"stage", StageName(p->stage)}});
+      while (!stop_.load()) {
+        if (paused_.load()) {
+          SleepFor(config_.poll_interval_s);
+          continue;
+        }
+        size_t claimed;
+        {
+          std::lock_guard<std::mutex> lock(p->mu);
+          claimed = p->claimed.size();
+        }
+        const size_t capacity = static_cast<size_t>(p->workers) * 2;
+        size_t dispatched = 0;
+        if (claimed < capacity) {
+          auto items = store_.PeekQueue(p->stage, claimed + capacity * 4);
+          if (!items.ok()) {
+            spdlog::error("{} queue: {}", StageName(p->stage), items.status().ToString());
+          } else {
+            const double now = MonotonicSeconds();
+            std::lock_guard<std::mutex> lock(p->mu);
+            for (auto& item : *items) {
+              if (p->claimed.size() >= capacity) break;
+              if (p->claimed.count(item.key)) continue;
+              auto nb = p->not_before.find(item.key);
+              if (nb != p->not_before.end()) {
+                if (nb->second > now) continue;
+                p->not_before.erase(nb);
+              }
+              p->claimed.insert(item.key);
+              p->tasks.push_back(std::move(item));
+              ++dispatched;
+            }
+          }
+          if (dispatched) p->cv.notify_all();
+        }
+        auto counts = store_.Counts();
+        depth.Set(static_cast<double>(p->stage == storage::Stage::kGenerate
+                                          ? counts.queue_generate
+                                          : counts.queue_judge));
+        SleepFor(dispatched ? 0.01 : std::min(config_.poll_interval_s, 0.2));
+      }
+    });
+    return pool;
+  };
+
+  gen_pool_ = make_pool(storage::Stage::kGenerate, config_.generator.concurrency,
+                        [this](const storage::WorkItem& item) { ProcessGenerate(item); });
+  judge_pool_ = make_pool(storage::Stage::kJudge, config_.judge.concurrency,
+                          [this](const storage::WorkItem& item) { ProcessJudge(item); });
+  ingest_thread_ = std::thread([this] { IngestLoop(); });
+  trainer_thread_ = std::thread([this] { TrainerLoop(); });
+  storage::EventRecord ev{NowMs(), "start", "daemon", "rlaifd started", "{}"};
+  (void)store_.AppendEvent(ev);
+  return Status::Ok();
+}
+
+void Pipeline::Stop() {
+  if (stop_.exchange(true)) return;
+  sleep_cv_.notify_all();
+  for (StagePool* p : {gen_pool_.get(), judge_pool_.get()}) {
+    if (!p) continue;
+    {
+      std::lock_guard<std::mutex> lock(p->mu);
+      p->tasks.clear();
+    }
+    p->cv.notify_all();
+    if (p->dispatcher.joinable()) p->dispatcher.join();
+    for (auto& t : p->threads) {
+      if (t.joinable()) t.join();
+    }
+  }
+  if (ingest_thread_.joinable()) ingest_thread_.join();
+  if (trainer_thread_.joinable()) trainer_thread_.join();
+}
+
+void Pipeline::SleepFor(double seconds) {
+  std::unique_lock<std::mutex> lock(sleep_mu_);
+  sleep_cv_.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return stop_.load(); });
+}
+
+void Pipeline::Pause() {
+  if (!paused_.exchange(true)) spdlog::info("pipeline paused");
+}
+void Pipeline::Resume() {
+  if (paused_.exchange(false)) spdlog::info("pipeline resumed");
+}
+
+void Pipeline::SetDegraded(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (reason != degraded_) {
+    if (reason.empty()) {
+      spdlog::info("no longer degraded");
+    } else {
+      spdlog::error("degraded: {}", reason);
+    }
+  }
+  degraded_ = reason;
+}
+
+std::string Pipeline::DegradedReason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return degraded_;
+}
+
+int64_t Pipeline::InFlight(storage::Stage stage) const {
+  StagePool* p = stage == storage::Stage::kGenerate ? gen_pool_.get() : judge_pool_.get();
+  if (!p) return 0;
+  std::lock_guard<std::mutex> lock(p->mu);
+  return static_cast<int64_t>(p->claimed.size());
+}
+
+TrainingStatus Pipeline::Training() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return training_;
+}
+
+void Pipeline::IngestLoop() {
+  while (!stop_.load()) {
+    if (!paused_.load()) {
+      auto res = ingestor_.PollOnce();
+      if (!res.ok()) {
+        SetDegraded("ingest cannot commit: " + res.status().message());
+      } else {
+        SetDegraded("");
+      }
+    }
+    SleepFor(config_.poll_interval_s);
+  }
+}
+
+// Records a failed attempt; returns true when the item should be dead-lettered.
+static bool ShouldGiveUp(std::mutex& mu, std::map<std::string, int>& attempts,
+                         const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu);
+  int n = ++attempts[key];
+  if (n >= kMaxAttempts) {
+    attempts.erase(key);
+    return true;
+  }
+  return false;
+}
+
+void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
+  auto fail = [&](const std::string& reason, const std::string& detail, bool permanent) {
+    metrics_.GetCounter("rlaif_stage_errors_total", "Failed work items by stage and reason.",
+                        {{"stage", "generate"}, {"reason", reason}})
+        .Inc();
+    if (permanent || ShouldGiveUp(mu_, attempts_, item.key)) {
+      storage::DeadLetter d{"generate", reason, detail, item.id, "", NowMs()};
+      Status st = store_.DeadLetterWork(storage::Stage::kGenerate, item, d);
+      if (!st.ok()) spdlog::error("generate: dead-letter {}: {}", item.id, st.ToString());
+      spdlog::warn("generate: prompt {} dead-lettered: {}: {}", item.id, reason, detail);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(gen_pool_->mu);
+    gen_pool_->not_before[item.key] = MonotonicSeconds() + kRetryDelayS;
+  };
+  auto prompt = store_.GetPrompt(item.id);
+  if (!prompt.ok()) return fail("store_error", prompt.status().ToString(), false);
+  if (!prompt->has_value()) return fail("missing_prompt", "prompt record not found", true);
+  const double t0 = MonotonicSeconds();
+  auto pair = generator_.Generate(**prompt);
+  metrics_.GetHistogram("rlaif_generate_duration_seconds", "Time to generate one pair.")
+      .Observe(MonotonicSeconds() - t0);
+  if (!pair.ok()) {
+    const Status& st = pair.status();
+    if (st.code() == StatusCode::kCancelled || stop_.load()) return;
+    if (st.code() == StatusCode::kFailedPrecondition) {
+      return fail("identical_responses", st.message(), true);
+    }
+    if (st.code() == StatusCode::kInvalidArgument) {
+      return fail("upstream_rejected", st.message(), true);
+    }
+    return fail("upstream_unavailable", st.message(), false);
+  }
+  Status st = store_.CommitPairs(item, {*pair});
+  if (!st.ok()) return fail("store_error", st.ToString(), false);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    attempts_.erase(item.key);
+  }
+  metrics_.GetCounter("rlaif_pairs_generated_total", "Pairs generated.").Inc();
+}
+
+void Pipeline::ProcessJudge(const storage::WorkItem& item) {
+  auto fail = [&](const std::string& reason, const std::string& detail, bool permanent) {
+    metrics_.GetCounter("rlaif_stage_errors_total", "Failed work items by stage and reason.",
+                        {{"stage", "judge"}, {"reason", reason}})
+        .Inc();
+    if (permanent || ShouldGiveUp(mu_, attempts_, item.key)) {
+      storage::DeadLetter d{"judge", reason, detail, item.id, "", NowMs()};
+      Status st = store_.DeadLetterWork(storage::Stage::kJudge, item, d);
+      if (!st.ok()) spdlog::error("judge: dead-letter {}: {}", item.id, st.ToString());
+      spdlog::warn("judge: pair {} dead-lettered: {}: {}", item.id, reason, detail);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(judge_pool_->mu);
+    judge_pool_->not_before[item.key] = MonotonicSeconds() + kRetryDelayS;
+  };
+  auto pair = store_.GetPair(item.id);
+  if (!pair.ok()) return fail("store_error", pair.status().ToString(), false);
+  if (!pair->has_value()) return fail("missing_pair", "pair record not found", true);
+  std::vector<storage::LabelRecord> labels;
+  for (const auto& dim : judge_.options().dimensions) {
+    // Exactly once: a committed label is never asked for again.
+    auto has = store_.HasLabel(item.id, dim.name, judge_.fingerprint());
+    if (!has.ok()) return fail("store_error", has.status().ToString(), false);
+    if (*has) continue;
+    const double t0 = MonotonicSeconds();
+    auto label = judge_.JudgePair(**pair, dim);
+    metrics_.GetHistogram("rlaif_judge_duration_seconds",
+                          "Time to label one pair on one dimension (both orders).")
+        .Observe(MonotonicSeconds() - t0);
+    if (!label.ok()) {
+      const Status& st = label.status();
+      if (st.code() == StatusCode::kCancelled || stop_.load()) return;
+      if (st.code() == StatusCode::kCorruption) return fail("unparseable_verdict", st.message(), true);
+      if (st.code() == StatusCode::kInvalidArgument) {
+        return fail("upstream_rejected", st.message(), true);
+      }
+      return fail("upstream_unavailable", st.message(), false);
+    }
+    metrics_
+        .GetCounter("rlaif_judge_labels_total", "Labels by dimension and outcome.",
+                    {{"dimension", dim.name},
+                     {"outcome", label->tie ? "tie" : (label->p_a > 0.5 ? "a" : "b")}})
+        .Inc();
+    labels.push_back(std::move(*label));
+  }
+  Status st = store_.CommitLabels(item, labels);
+  if (!st.ok()) return fail("store_error", st.ToString(), false);
+  std::lock_guard<std::mutex> lock(mu_);
+  attempts_.erase(item.key);
+}
+
+void Pipeline::RequestTrain(const std::string& actor) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    train_requested_by_ = actor.empty() ? "api" : actor;
+  }
+  sleep_cv_.notify_all();
+}
+
+void Pipeline::TrainerLoop() {
+  // Training yields to serving and ingest: lower this thread's priority.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+  double last_run = MonotonicSeconds();
+  while (!stop_.load()) {
+    SleepFor(config_.poll_interval_s);
+    if (stop_.load()) break;
+    std::string manual;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      manual.swap(train_requested_by_);
+    }
+    auto counts = store_.Counts();
+    std::string trigger;
+    if (!manual.empty()) {
+      trigger = "manual";
+    } else if (paused_.load()) {
+      continue;
+    } else if (counts.labels_since_train >= config_.trainer.min_new_labels) {
+      trigger = "labels";
+    } else if (config_.trainer.interval_s > 0 && counts.labels_since_train > 0 &&
+               MonotonicSeconds() - last_run >= config_.trainer.interval_s) {
+      trigger = "interval";
+    }
+    if (trigger.empty()) continue;
+    RunTraining(trigger, manual.empty() ? "scheduler" : manual);
+    last_run = MonotonicSeconds();
+  }
+}
+
+void Pipeline::RunTraining(const std::string& trigger, const std::string& actor) {
+  const int64_t started = NowMs();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    training_.running = true;
+    training_.progress = 0;
+    training_.started_at_ms = started;
+    training_.trigger = trigger;
+  }
+  auto finish = [&](const std::string& version, const std::string& outcome,
+                    const std::string& reason) {
+    std::lock_guard<std::mutex> lock(mu_);
+    training_.running = false;
+    training_.last_version = version;
+    training_.last_outcome = outcome;
+    training_.last_reason = reason;
+    training_.last_finished_at_ms = NowMs();
+    ++training_.runs;
+    metrics_.GetCounter("rlaif_training_runs_total", "Training runs by outcome.",
+                        {{"outcome", outcome}})
+        .Inc();
+    spdlog::info("training {} ({}): {}", outcome, version.empty() ? "-" : version, reason);
+  };
+
+  const int64_t labels_at = store_.Counts().labels;
+  std::vector<trainer::PreferencePair> train, holdout;
+  Status st = store_.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
+    if (lp.label.tie || lp.label.source != "ai") return true;
+    trainer::PreferencePair p;
+    p.prompt = lp.pair.prompt;
+    bool a_wins = lp.label.p_a >= 0.5;
+    p.chosen = a_wins ? lp.pair.a.text : lp.pair.b.text;
+    p.rejected = a_wins ? lp.pair.b.text : lp.pair.a.text;
+    p.p_chosen = a_wins ? lp.label.p_a : 1.0 - lp.label.p_a;
+    p.dimension = lp.label.dimension;
+    if (p.p_chosen <= 0.5) return true;  // no preference: nothing to learn
+    (trainer::InHoldout(p.prompt, config_.trainer.holdout_fraction) ? holdout : train)
+        .push_back(std::move(p));
+    return true;
+  });
+  if (!st.ok()) return finish("", "failed", "snapshot failed: " + st.ToString());
+  if (train.size() < 2 || holdout.empty()) {
+    (void)store_.MarkTrained(labels_at);
+    return finish("", "skipped",
+                  "not enough non-tie labels: " + std::to_string(train.size()) + " train, " +
+                      std::to_string(holdout.size()) + " holdout");
+  }
+
+  auto models = store_.ListModels();
+  if (!models.ok()) return finish("", "failed", models.status().ToString());
+  char seq[16];
+  std::snprintf(seq, sizeof(seq), "v%04zu", models->size() + 1);
+  const std::string version = std::string(seq) + "-" + CompactTime(started);
+  const std::string dir = (std::filesystem::path(config_.data_dir) / "models" / version).string();
+
+  trainer::TrainOptions opt;
+  opt.device = config_.trainer.device;
+  opt.preset = config_.trainer.model.preset;
+  opt.vocab_size = config_.trainer.model.vocab_size;
+  opt.max_len = config_.trainer.model.max_len;
+  opt.d_model = config_.trainer.model.d_model;
+  opt.layers = config_.trainer.model.layers;
+  opt.heads = config_.trainer.model.heads;
+  opt.epochs = config_.trainer.epochs;
+  opt.batch_size = config_.trainer.batch_size;
+  opt.learning_rate = config_.trainer.learning_rate;
+  opt.threads = config_.trainer.threads;
+  opt.seed = config_.trainer.seed;
+  opt.version = version;
+  opt.cancelled = [this] { return stop_.load(); };
+  opt.on_progress = [this](double p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    training_.progress = p;
+  };
+  spdlog::info("training {} on {} pairs ({} held out), trigger {}", version, train.size(),
+               holdout.size(), trigger);
+  auto res = trainer::TrainRewardModel(train, holdout, dir, opt);
+  if (!res.ok()) {
+    if (res.status().code() == StatusCode::kCancelled) {
+      std::lock_guard<std::mutex> lock(mu_);
+      training_.running = false;
+      return;  // shutdown: the labels still count toward the next run
+    }
+    (void)store_.MarkTrained(labels_at);
+    return finish(version, "failed", res.status().ToString());
+  }
+
+  // Both models are scored on the same holdout by the same code.
+  auto candidate = trainer::RewardModel::Load(dir, config_.trainer.device);
+  if (!candidate.ok()) {
+    (void)store_.MarkTrained(labels_at);
+    return finish(version, "failed", "cannot load the new checkpoint: " +
+                                         candidate.status().ToString());
+  }
+  auto cand_m = trainer::Evaluate(**candidate, holdout);
+  if (!cand_m.ok()) {
+    (void)store_.MarkTrained(labels_at);
+    return finish(version, "failed", "evaluation failed: " + cand_m.status().ToString());
+  }
+  std::shared_ptr<const trainer::RewardModel> live = scorer_.Current();
+  std::optional<trainer::EvalMetrics> live_m;
+  if (live) {
+    auto lm = trainer::Evaluate(*live, holdout);
+    if (lm.ok()) live_m = *lm;
+  }
+  trainer::GateDecision gate = trainer::DecideGate(
+      *cand_m, live_m ? &*live_m : nullptr,
+      {config_.trainer.gate.min_accuracy, config_.trainer.gate.max_regression});
+
+  nlohmann::json metrics = {{"holdout", MetricsJson(*cand_m)},
+                            {"train", MetricsJson(res->train)},
+                            {"train_pairs", res->train_pairs},
+                            {"steps", res->steps},
+                            {"seconds", res->seconds},
+                            {"tokens_per_second", res->tokens_per_second},
+                            {"device", res->device},
+                            {"trigger", trigger}};
+  if (live_m) metrics["live_on_same_holdout"] = MetricsJson(*live_m);
+  storage::ModelRecord rec;
+  rec.version = version;
+  rec.state = gate.promote ? "candidate" : "rejected";
+  rec.dir = dir;
+  rec.parent = live ? live->version() : "";
+  rec.accuracy = cand_m->accuracy;
+  rec.loss = cand_m->loss;
+  rec.holdout_pairs = cand_m->pairs;
+  rec.train_pairs = res->train_pairs;
+  rec.metrics_json = metrics.dump();
+  rec.reason = gate.reason;
+  rec.created_at_ms = NowMs();
+  st = store_.PutModel(rec);
+  if (!st.ok()) {
+    (void)store_.MarkTrained(labels_at);
+    return finish(version, "failed", "registry write failed: " + st.ToString());
+  }
+  (void)store_.AppendEvent({NowMs(), "train", actor,
+                            version + ": " + (gate.promote ? "passed" : "failed") +
+                                " the gate: " + gate.reason,
+                            metrics.dump()});
+  (void)store_.MarkTrained(labels_at);
+  if (!gate.promote) return finish(version, "rejected", gate.reason);
+
+  // Warm up off the request path, then swap.
+  (void)(*candidate)->Score({{"warm-up", "warm-up"}});
+  {
+    std::lock_guard<std::mutex> lock(swap_mu_);
+    st = store_.SetLive(version, {NowMs(), "promote", actor, "gate passed: " + gate.reason,
+                                  nlohmann::json{{"version", version}}.dump()});
+    if (!st.ok()) return finish(version, "failed", "promotion failed: " + st.ToString());
+    scorer_.Swap(*candidate);
+  }
+  metrics_.GetGauge("rlaif_model_live_accuracy", "Held-out accuracy of the live model.")
+      .Set(cand_m->accuracy);
+  metrics_.GetCounter("rlaif_model_swaps_total", "Live model swaps.").Inc();
+  finish(version, "promoted", gate.reason);
+}
+
+Status Pipeline::LoadAndSwap(const std::string& version) {
+  auto rec = store_.GetModel(version);
+  if (!rec.ok()) return rec.status();
+  if (!rec->has_value()) return Status::NotFound("model version " + version + " is not registered");
+  auto model = trainer::RewardModel::Load((*rec)->dir, config_.trainer.device);
+  if (!model.ok()) return model.status();
+  (void)(*model)->Score({{"warm-up", "warm-up"}});
+  scorer_.Swap(*model);
+  metrics_.GetGauge("rlaif_model_live_accuracy", "Held-out accuracy of the live model.")
+      .Set((*rec)->accuracy);
+  return Status::Ok();
+}
+
+Status Pipeline::Promote(const std::string& version, const std::string& actor,
+                         const std::string& why) {
+  std::lock_guard<std::mutex> lock(swap_mu_);
+  auto rec = store_.GetModel(version);
+  if (!rec.ok()) return rec.status();
+  if (!rec->has_value()) return Status::NotFound("model version " + version + " is not registered");
+  auto model = trainer::RewardModel::Load((*rec)->dir, config_.trainer.device);
+  if (!model.ok()) return model.status();
+  (void)(*model)->Score({{"warm-up", "warm-up"}});
+  RLAIF_RETURN_IF_ERROR(store_.SetLive(
+      version, {NowMs(), "promote", actor, why.empty() ? "manual promotion" : why,
+                nlohmann::json{{"version", version}}.dump()}));
+  scorer_.Swap(*model);
+  metrics_.GetCounter("rlaif_model_swaps_total", "Live model swaps.").Inc();
+  metrics_.GetGauge("rlaif_model_live_accuracy", "Held-out accuracy of the live model.")
+      .Set((*rec)->accuracy);
+  spdlog::info("{} promoted {}: {}", actor, version, why);
+  return Status::Ok();
+}
+
+Status Pipeline::Rollback(const std::string& actor, const std::string& why) {
+  std::string current;
+  std::string target;
+  {
+    auto live = store_.LiveVersion();
+    if (!live.ok()) return live.status();
+    current = *live;
+    auto models = store_.ListModels();
+    if (!models.ok()) return models.status();
+    int64_t best = -1;
+    for (const auto& m : *models) {
+      if (m.version == current || m.state != "retired" || m.promoted_at_ms <= 0) continue;
+      if (m.promoted_at_ms > best) {
+        best = m.promoted_at_ms;
+        target = m.version;
+      }
+    }
+  }
+  if (target.empty()) {
+    return Status::FailedPrecondition("no previously live model to roll back to");
+  }
+  RLAIF_RETURN_IF_ERROR(Promote(target, actor, "rollback from " + current + ": " + why));
+  // The version rolled back from is not a rollback target any more.
+  auto old = store_.GetModel(current);
+  if (old.ok() && old->has_value()) {
+    storage::ModelRecord rec = **old;
+    rec.state = "rolled_back";
+    (void)store_.PutModel(rec);
+  }
+  (void)store_.AppendEvent({NowMs(), "rollback", actor, "rolled back " + current + " to " + target,
+                            nlohmann::json{{"from", current}, {"to", target}}.dump()});
+  return Status::Ok();
+}
+
+}  // namespace rlaif::daemon

@@ -1,0 +1,165 @@
+// rlaifctl: the operator's command line for a running rlaifd.
+//
+//   rlaifctl [--url URL] [--json] status|models|promote VERSION|rollback|train|pause|resume|export KIND
+//
+// The admin token is read from RLAIF_TOKEN. Exit codes: 0 ok, 1 the daemon
+// answered with an error, 2 usage error, 3 the daemon is unreachable.
+#include <cstdlib>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+namespace {
+
+using json = nlohmann::json;
+
+void Usage() {
+  std::cerr << "usage: rlaifctl [--url URL] [--json] "
+               "status|models|promote VERSION|rollback|train|pause|resume|export KIND\n"
+               "  URL defaults to $RLAIF_URL or http://127.0.0.1:8080; admin token from "
+               "$RLAIF_TOKEN\n";
+}
+
+std::string Str(const json& j, const char* key) {
+  if (!j.contains(key) || j[key].is_null()) return "-";
+  if (j[key].is_string()) return j[key].get<std::string>();
+  return j[key].dump();
+}
+
+void PrintStatus(const json& s) {
+  std::cout << "state:    " << Str(s, "state");
+  for (const auto& r : s.value("reasons", json::array())) std::cout << " (" << r.get<std::string>() << ")";
+  std::cout << "\nversion:  " << Str(s, "version") << "   uptime " << Str(s, "uptime_s") << " s\n";
+  const json& c = s["counts"];
+  std::cout << "counts:   prompts " << c["prompts"] << "  pairs " << c["pairs"] << "  labels "
+            << c["labels"] << "  dead " << c["dead"] << "  since last train "
+            << c["labels_since_train"] << "\n";
+  std::cout << "queues:   generate " << s["queues"]["generate"]["depth"] << " (in flight "
+            << s["queues"]["generate"]["in_flight"] << ")  judge " << s["queues"]["judge"]["depth"]
+            << " (in flight " << s["queues"]["judge"]["in_flight"] << ")\n";
+  const json& m = s["model"];
+  std::cout << "model:    live " << Str(m, "live_version") << "  accuracy " << Str(m, "accuracy")
+            << "  device " << Str(m, "device") << "\n";
+  const json& t = s["training"];
+  std::cout << "training: " << (t.value("running", false) ? "running" : "idle") << "  runs "
+            << t["runs"] << "  last " << Str(t["last"], "version") << " "
+            << Str(t["last"], "outcome") << ": " << Str(t["last"], "reason") << "\n";
+  for (const auto& src : s.value("sources", json::array())) {
+    std::cout << "source:   " << Str(src, "path") << "  offset " << src["offset"] << "  lag "
+              << src["lag_bytes"] << " B\n";
+  }
+}
+
+void PrintModels(const json& m) {
+  std::cout << std::left << std::setw(28) << "VERSION" << std::setw(12) << "STATE" << std::setw(10)
+            << "ACCURACY" << std::setw(9) << "HOLDOUT" << "REASON\n";
+  for (const auto& x : m.value("models", json::array())) {
+    std::string acc = "-";
+    if (x["metrics"].contains("accuracy") && x["metrics"]["accuracy"].is_number()) {
+      std::ostringstream os;
+      os << std::fixed << std::setprecision(3) << x["metrics"]["accuracy"].get<double>();
+      acc = os.str();
+    }
+    std::cout << std::setw(28) << Str(x, "version") << std::setw(12) << Str(x, "state")
+              << std::setw(10) << acc << std::setw(9) << Str(x, "holdout_pairs")
+              << Str(x, "reason") << "\n";
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  const char* env_url = std::getenv("RLAIF_URL");
+  std::string url = env_url && *env_url ? env_url : "http://127.0.0.1:8080";
+  bool as_json = false;
+  std::vector<std::string> pos;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--url" && i + 1 < args.size()) {
+      url = args[++i];
+    } else if (args[i] == "--json") {
+      as_json = true;
+    } else if (args[i] == "-h" || args[i] == "--help") {
+      Usage();
+      return 0;
+    } else {
+      pos.push_back(args[i]);
+    }
+  }
+  if (pos.empty()) {
+    Usage();
+    return 2;
+  }
+  const std::string cmd = pos[0];
+  std::string method = "GET", path;
+  if (cmd == "status") {
+    path = "/v1/status";
+  } else if (cmd == "models") {
+    path = "/v1/models";
+  } else if (cmd == "promote" && pos.size() == 2) {
+    method = "POST";
+    path = "/v1/models/" + pos[1] + "/promote";
+  } else if (cmd == "rollback") {
+    method = "POST";
+    path = "/v1/models/rollback";
+  } else if (cmd == "train" || cmd == "pause" || cmd == "resume") {
+    method = "POST";
+    path = "/v1/" + cmd;
+  } else if (cmd == "export" && pos.size() == 2) {
+    path = "/v1/export?kind=" + pos[1];
+  } else {
+    Usage();
+    return 2;
+  }
+
+  httplib::Client cli(url);
+  if (!cli.is_valid()) {
+    std::cerr << "rlaifctl: invalid --url " << url << "\n";
+    return 2;
+  }
+  cli.set_connection_timeout(5, 0);
+  cli.set_read_timeout(300, 0);
+  httplib::Headers headers;
+  const char* token = std::getenv("RLAIF_TOKEN");
+  if (token && *token) headers.emplace("Authorization", std::string("Bearer ") + token);
+  auto res = method == "GET" ? cli.Get(path.c_str(), headers)
+                             : cli.Post(path.c_str(), headers, "{}", "application/json");
+  if (!res) {
+    std::cerr << "rlaifctl: cannot reach rlaifd at " << url << ": "
+              << httplib::to_string(res.error()) << "\n";
+    return 3;
+  }
+  if (res->status >= 400) {
+    std::string msg = res->body;
+    try {
+      json e = json::parse(res->body);
+      msg = e["error"]["message"].get<std::string>();
+    } catch (...) {
+    }
+    std::cerr << "rlaifctl: " << cmd << " failed (HTTP " << res->status << "): " << msg << "\n";
+    return 1;
+  }
+  if (cmd == "export" || as_json) {
+    std::cout << res->body;
+    if (!res->body.empty() && res->body.back() != '\n') std::cout << "\n";
+    return 0;
+  }
+  try {
+    json body = json::parse(res->body);
+    if (cmd == "status") {
+      PrintStatus(body);
+    } else if (cmd == "models") {
+      PrintModels(body);
+    } else {
+      std::cout << cmd << ": " << body.dump() << "\n";
+    }
+  } catch (const std::exception& e) {
+    std::cout << res->body << "\n";
+  }
+  return 0;
+}

@@ -1,0 +1,107 @@
+// rlaifd: the daemon and its offline subcommands. main() only parses the
+// command line and wires objects; everything else lives in rlaif_daemon.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "rlaif/common/config.h"
+#include "rlaif/daemon/daemon.h"
+#include "rlaif/daemon/offline.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};  // the signal flag (one of the two allowed globals)
+
+void OnSignal(int) { g_stop.store(true); }
+
+void Usage() {
+  std::cerr <<
+      R"(usage: rlaifd COMMAND [options]
+
+commands:
+  run --config FILE        run the daemon until SIGTERM/SIGINT
+  check-config FILE        validate a config: exit 0, or print every problem and exit 2
+  train --pairs FILE --out DIR [--eval FILE] [--device auto|cpu|cuda] [--preset P]
+                           [--epochs N] [--seed N]      offline training
+  eval --model DIR --pairs FILE                         offline evaluation
+  score --model DIR        JSONL {"prompt","response"} on stdin -> scores on stdout
+  version                  print the version
+)";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    Usage();
+    return args.empty() ? 2 : 0;
+  }
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  const std::string cmd = args[0];
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+
+  if (cmd == "version" || cmd == "--version") {
+    std::cout << "rlaifd " << RLAIF_VERSION << " (" << RLAIF_GIT_REV << ")\n";
+    return 0;
+  }
+  if (cmd == "check-config") {
+    if (rest.size() != 1) {
+      std::cerr << "usage: rlaifd check-config FILE\n";
+      return 2;
+    }
+    auto cfg = rlaif::LoadConfigFile(rest[0]);
+    if (!cfg.ok()) {
+      std::cerr << cfg.status().message() << "\n";
+      return 2;
+    }
+    std::cout << rest[0] << ": ok\n";
+    return 0;
+  }
+  if (cmd == "train") return rlaif::daemon::RunTrainCommand(rest);
+  if (cmd == "eval") return rlaif::daemon::RunEvalCommand(rest);
+  if (cmd == "score") return rlaif::daemon::RunScoreCommand(rest);
+  if (cmd == "run") {
+    std::string config_path;
+    for (size_t i = 0; i < rest.size(); ++i) {
+      if (rest[i] == "--config" && i + 1 < rest.size()) {
+        config_path = rest[++i];
+      } else if (rest[i].rfind("--config=", 0) == 0) {
+        config_path = rest[i].substr(9);
+      } else {
+        std::cerr << "unknown argument: " << rest[i] << "\n";
+        return 2;
+      }
+    }
+    if (config_path.empty()) {
+      std::cerr << "usage: rlaifd run --config FILE\n";
+      return 2;
+    }
+    auto cfg = rlaif::LoadConfigFile(config_path);
+    if (!cfg.ok()) {
+      std::cerr << cfg.status().message() << "\n";
+      return 2;
+    }
+    spdlog::set_level(spdlog::level::from_str(cfg->log_level));
+    std::signal(SIGTERM, OnSignal);
+    std::signal(SIGINT, OnSignal);
+    std::signal(SIGPIPE, SIG_IGN);
+    auto st = rlaif::daemon::RunDaemon(*cfg, g_stop, [](int port) {
+      std::printf("rlaifd ready on port %d\n", port);
+      std::fflush(stdout);
+    });
+    if (!st.ok()) {
+      spdlog::critical("rlaifd: {}", st.ToString());
+      return 1;
+    }
+    return 0;
+  }
+  std::cerr << "unknown command: " << cmd << "\n";
+  Usage();
+  return 2;
+}

@@ -1,0 +1,514 @@
+#include "rlaif/judge/chat_client.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <utility>
+
+#include "rlaif/common/clock.h"
+
+namespace rlaif::judge {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Upper bound on a server-requested Retry-After wait: a misconfigured proxy
+// must not park a worker for an hour.
+constexpr double kMaxRetryAfterS = 120.0;
+// How much of an error body we quote in a Status when it is not JSON.
+constexpr size_t kMaxQuotedBody = 300;
+
+struct Endpoint {
+  bool https = false;
+  std::string host;  // without brackets for IPv6
+  int port = 0;
+  std::string path;     // e.g. "/v1/chat/completions"
+  std::string display;  // scheme://host:port/path, for messages
+};
+
+std::string ToLower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+std::string Truncate(const std::string& s, size_t n) {
+  if (s.size() <= n) return s;
+  return s.substr(0, n) + "...(" + std::to_string(s.size()) + " bytes)";
+}
+
+Result<Endpoint> ParseBaseUrl(const std::string& url) {
+  Endpoint ep;
+  std::string lower = ToLower(url);
+  std::string rest;
+  if (lower.rfind("http://", 0) == 0) {
+    rest = url.substr(7);
+  } else if (lower.rfind("https://", 0) == 0) {
+    ep.https = true;
+    rest = url.substr(8);
+  } else {
+    return Status::InvalidArgument("base_url '" + url + "' must start with http:// or https://");
+  }
+  size_t slash = rest.find('/');
+  std::string authority = rest.substr(0, slash);
+  std::string path = slash == std::string::npos ? "" : rest.substr(slash);
+  if (authority.find('@') != std::string::npos) {
+    // Credentials in a URL end up in logs; the key belongs in api_key.
+    return Status::InvalidArgument("base_url must not contain user info; use api_key");
+  }
+  if (path.find_first_of("?#") != std::string::npos) {
+    return Status::InvalidArgument("base_url '" + url + "' must not have a query or fragment");
+  }
+  std::string port_text;
+  if (!authority.empty() && authority[0] == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string::npos) {
+      return Status::InvalidArgument("base_url '" + url + "': unterminated IPv6 address");
+    }
+    ep.host = authority.substr(1, close - 1);
+    std::string after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return Status::InvalidArgument("base_url '" + url + "': bad port");
+      port_text = after.substr(1);
+    }
+  } else {
+    size_t colon = authority.rfind(':');
+    ep.host = authority.substr(0, colon);
+    if (colon != std::string::npos) port_text = authority.substr(colon + 1);
+  }
+  if (ep.host.empty()) return Status::InvalidArgument("base_url '" + url + "' has no host");
+  ep.port = ep.https ? 443 : 80;
+  if (!port_text.empty()) {
+    char* end = nullptr;
+    long p = std::strtol(port_text.c_str(), &end, 10);
+    if (*end != '\0' || p < 1 || p > 65535) {
+      return Status::InvalidArgument("base_url '" + url + "': bad port '" + port_text + "'");
+    }
+    ep.port = static_cast<int>(p);
+  }
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  ep.path = path + "/chat/completions";
+  ep.display = std::string(ep.https ? "https://" : "http://") +
+               (ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host) + ":" +
+               std::to_string(ep.port) + ep.path;
+  return ep;
+}
+
+// The interesting parts of an error body, whatever the server.
+struct UpstreamError {
+  std::string message;
+  std::string type;
+  std::string code;
+};
+
+std::string JsonScalarToString(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  if (v.is_null()) return "";
+  return v.dump();
+}
+
+// Understands OpenAI {"error":{"message","type","code"}}, vLLM's flat
+// {"object":"error","message",...} and nested forms, llama.cpp
+// {"error":{"code":503,"message","type"}}, Ollama and TGI {"error":"..."},
+// FastAPI {"detail":...}; anything else is quoted (truncated).
+UpstreamError ParseUpstreamError(const std::string& body) {
+  UpstreamError e;
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object()) {
+    const json* src = &j;
+    auto it = j.find("error");
+    if (it != j.end() && it->is_object()) {
+      src = &*it;
+    } else if (it != j.end() && it->is_string()) {
+      e.message = it->get<std::string>();
+      if (auto t = j.find("error_type"); t != j.end()) e.type = JsonScalarToString(*t);
+      return e;
+    }
+    if (auto m = src->find("message"); m != src->end()) e.message = JsonScalarToString(*m);
+    if (auto t = src->find("type"); t != src->end()) e.type = JsonScalarToString(*t);
+    if (auto c = src->find("code"); c != src->end()) e.code = JsonScalarToString(*c);
+    if (e.message.empty()) {
+      if (auto d = j.find("detail"); d != j.end()) e.message = JsonScalarToString(*d);
+    }
+    if (!e.message.empty() || !e.type.empty() || !e.code.empty()) {
+      e.message = Truncate(e.message, 1000);
+      return e;
+    }
+  }
+  e.message = Truncate(body, kMaxQuotedBody);
+  return e;
+}
+
+std::string DescribeUpstream(const UpstreamError& e) {
+  std::string out = e.message.empty() ? "(no message)" : e.message;
+  std::string extra;
+  if (!e.type.empty()) extra = "type=" + e.type;
+  if (!e.code.empty()) extra += (extra.empty() ? "" : ", ") + std::string("code=") + e.code;
+  if (!extra.empty()) out += " (" + extra + ")";
+  return out;
+}
+
+// Seconds from Retry-After (delta-seconds or HTTP-date) or retry-after-ms.
+std::optional<double> ParseRetryAfter(const httplib::Response& res) {
+  if (res.has_header("retry-after-ms")) {
+    const std::string v = res.get_header_value("retry-after-ms");
+    char* end = nullptr;
+    double ms = std::strtod(v.c_str(), &end);
+    if (end != v.c_str() && std::isfinite(ms) && ms >= 0) return ms / 1000.0;
+  }
+  if (res.has_header("Retry-After")) {
+    const std::string v = res.get_header_value("Retry-After");
+    char* end = nullptr;
+    double s = std::strtod(v.c_str(), &end);
+    if (end != v.c_str() && std::isfinite(s) && s >= 0) return s;
+    struct tm tm {};
+    if (strptime(v.c_str(), "%a, %d %b %Y %H:%M:%S", &tm) != nullptr) {
+      double delta = static_cast<double>(timegm(&tm)) - static_cast<double>(NowMs()) / 1000.0;
+      return std::max(0.0, delta);
+    }
+  }
+  return std::nullopt;
+}
+
+bool RetryableHttpStatus(int status) {
+  return status == 408 || status == 409 || status == 429 || (status >= 500 && status <= 599);
+}
+
+std::string BuildRequestBody(const ChatRequest& request) {
+  json messages = json::array();
+  for (const ChatMessage& m : request.messages) {
+    messages.push_back({{"role", m.role}, {"content", m.content}});
+  }
+  json body = {{"model", request.model},
+               {"messages", std::move(messages)},
+               {"temperature", request.temperature},
+               {"max_tokens", request.max_tokens}};
+  if (request.seed) body["seed"] = *request.seed;
+  if (request.json_object) body["response_format"] = {{"type", "json_object"}};
+  // Prompts come from production logs: invalid UTF-8 is replaced, not thrown.
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Parses a 200 body. Content may be a string, null (e.g. refusals or tool
+// calls: reported as "") or an array of {"type":"text","text":...} parts.
+Result<ChatResponse> ParseSuccessBody(const std::string& body) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    return Status::Corruption("response is not a JSON object: " + Truncate(body, kMaxQuotedBody));
+  }
+  try {
+    auto choices = j.find("choices");
+    if (choices == j.end() || !choices->is_array() || choices->empty()) {
+      if (j.contains("error")) {
+        return Status::Corruption("HTTP 200 with an error body: " +
+                                  DescribeUpstream(ParseUpstreamError(body)));
+      }
+      return Status::Corruption("response has no choices: " + Truncate(body, kMaxQuotedBody));
+    }
+    const json& choice = (*choices)[0];
+    ChatResponse out;
+    const json& message = choice.at("message");
+    static const json kNoContent;
+    auto content_it = message.find("content");
+    const json& content = content_it == message.end() ? kNoContent : *content_it;
+    if (content.is_string()) {
+      out.content = content.get<std::string>();
+    } else if (content.is_array()) {
+      for (const json& part : content) {
+        if (part.is_object() && part.value("type", "") == "text") {
+          out.content += part.value("text", "");
+        }
+      }
+    } else if (!content.is_null()) {
+      return Status::Corruption("choices[0].message.content is neither a string nor null");
+    }
+    if (auto fr = choice.find("finish_reason"); fr != choice.end() && fr->is_string()) {
+      out.finish_reason = fr->get<std::string>();
+    }
+    if (auto usage = j.find("usage"); usage != j.end() && usage->is_object()) {
+      if (auto p = usage->find("prompt_tokens"); p != usage->end() && p->is_number()) {
+        out.prompt_tokens = p->get<int64_t>();
+      }
+      if (auto c = usage->find("completion_tokens"); c != usage->end() && c->is_number()) {
+        out.completion_tokens = c->get<int64_t>();
+      }
+    }
+    return out;
+  } catch (const json::exception& e) {
+    return Status::Corruption(std::string("malformed chat completion: ") + e.what());
+  }
+}
+
+}  // namespace
+
+// Owns the connection pool, the concurrency slots and the stop flag; all
+// guarded by `mu_`.
+struct ChatClient::Impl {
+  enum class Outcome { kOk, kRetryable, kFatal, kCancelled };
+  struct Attempt {
+    Outcome outcome = Outcome::kFatal;
+    ChatResponse response;
+    Status status;  // for anything but kOk
+    std::optional<double> retry_after_s;
+  };
+
+  explicit Impl(ChatClientOptions o) : options(std::move(o)), rng(std::random_device{}()) {
+    auto ep = ParseBaseUrl(options.base_url);
+    if (ep.ok()) {
+      endpoint = *ep;
+    } else {
+      endpoint_status = ep.status();
+    }
+    options.max_concurrency = std::max(1, options.max_concurrency);
+  }
+
+  std::unique_ptr<httplib::ClientImpl> MakeConnection() const {
+    std::unique_ptr<httplib::ClientImpl> c;
+    if (endpoint.https) {
+      auto ssl = std::make_unique<httplib::SSLClient>(endpoint.host, endpoint.port);
+      ssl->enable_server_certificate_verification(true);
+      if (!options.ca_cert_path.empty()) ssl->set_ca_cert_path(options.ca_cert_path);
+      c = std::move(ssl);
+    } else {
+      c = std::make_unique<httplib::ClientImpl>(endpoint.host, endpoint.port);
+    }
+    auto split = [](double s, auto setter) {
+      s = std::max(0.001, s);
+      time_t sec = static_cast<time_t>(s);
+      setter(sec, static_cast<time_t>((s - static_cast<double>(sec)) * 1e6));
+    };
+    split(options.connect_timeout_s, [&](time_t a, time_t b) { c->set_connection_timeout(a, b); });
+    split(options.timeout_s, [&](time_t a, time_t b) { c->set_read_timeout(a, b); });
+    split(options.timeout_s, [&](time_t a, time_t b) { c->set_write_timeout(a, b); });
+    c->set_keep_alive(true);
+    // httplib writes headers and body in separate sends; with Nagle on, a
+    // reused connection waits for the peer's delayed ACK (~40-100 ms).
+    c->set_tcp_nodelay(true);
+    return c;
+  }
+
+  // Waits for a concurrency slot and takes a pooled connection. nullptr
+  // once stopped.
+  std::unique_ptr<httplib::ClientImpl> Acquire() {
+    std::unique_lock<std::mutex> lock(mu);
+    slot_cv.wait(lock, [&] { return stopped || in_flight < options.max_concurrency; });
+    if (stopped) return nullptr;
+    ++in_flight;
+    std::unique_ptr<httplib::ClientImpl> c;
+    if (!idle.empty()) {
+      c = std::move(idle.back());
+      idle.pop_back();
+    }
+    lock.unlock();
+    if (!c) c = MakeConnection();
+    lock.lock();
+    active.insert(c.get());
+    return c;
+  }
+
+  // Returns the slot; keeps the connection for reuse when it is healthy.
+  void Release(std::unique_ptr<httplib::ClientImpl> c, bool reusable) {
+    std::unique_ptr<httplib::ClientImpl> drop;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      active.erase(c.get());
+      --in_flight;
+      if (reusable && !stopped && idle.size() < static_cast<size_t>(options.max_concurrency)) {
+        idle.push_back(std::move(c));
+      } else {
+        drop = std::move(c);
+      }
+    }
+    slot_cv.notify_one();
+  }
+
+  Attempt Send(const std::string& body) {
+    Attempt a;
+    std::unique_ptr<httplib::ClientImpl> conn = Acquire();
+    if (!conn) {
+      a.outcome = Outcome::kCancelled;
+      a.status = Status::Cancelled("chat client stopped");
+      return a;
+    }
+    httplib::Headers headers = {{"Accept", "application/json"}};
+    if (!options.api_key.empty()) headers.emplace("Authorization", "Bearer " + options.api_key);
+    double start = MonotonicSeconds();
+    httplib::Result res = conn->Post(endpoint.path.c_str(), headers, body, "application/json");
+    double latency_ms = (MonotonicSeconds() - start) * 1000.0;
+    bool was_stopped;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      was_stopped = stopped;
+    }
+    if (!res) {
+      httplib::Error err = res.error();
+      Release(std::move(conn), /*reusable=*/false);
+      if (was_stopped || err == httplib::Error::Canceled) {
+        a.outcome = Outcome::kCancelled;
+        a.status = Status::Cancelled("chat client stopped during a request to " + endpoint.display);
+        return a;
+      }
+      std::string what = "POST " + endpoint.display + ": " + httplib::to_string(err);
+      if (err == httplib::Error::SSLServerVerification || err == httplib::Error::SSLLoadingCerts) {
+        // A certificate problem does not fix itself by retrying.
+        a.outcome = Outcome::kFatal;
+        a.status = Status::FailedPrecondition(what + " (TLS certificate verification failed)");
+        return a;
+      }
+      a.outcome = Outcome::kRetryable;
+      a.status = Status::Unavailable(what);
+      return a;
+    }
+    const int code = res->status;
+    const bool close = ToLower(res->get_header_value("Connection")) == "close";
+    Release(std::move(conn), /*reusable=*/!close);
+    if (code >= 200 && code < 300) {
+      auto parsed = ParseSuccessBody(res->body);
+      if (!parsed.ok()) {
+        a.outcome = Outcome::kFatal;
+        a.status = Status(parsed.status().code(),
+                          "POST " + endpoint.display + ": " + parsed.status().message());
+        return a;
+      }
+      a.outcome = Outcome::kOk;
+      a.response = std::move(*parsed);
+      a.response.latency_ms = latency_ms;
+      return a;
+    }
+    UpstreamError upstream = ParseUpstreamError(res->body);
+    std::string what = "POST " + endpoint.display + ": HTTP " + std::to_string(code) + ": " +
+                       DescribeUpstream(upstream);
+    if (upstream.code == "insufficient_quota" || upstream.type == "insufficient_quota") {
+      a.outcome = Outcome::kFatal;
+      a.status = Status::ResourceExhausted(what);
+      return a;
+    }
+    if (RetryableHttpStatus(code)) {
+      a.outcome = Outcome::kRetryable;
+      a.status = Status::Unavailable(what);
+      a.retry_after_s = ParseRetryAfter(*res);
+      return a;
+    }
+    a.outcome = Outcome::kFatal;
+    a.status = Status::InvalidArgument(what);
+    return a;
+  }
+
+  // Jittered exponential backoff ("equal jitter": half fixed, half random)
+  // for retry number `retry` (1-based), raised to Retry-After when given.
+  double BackoffSeconds(int retry, std::optional<double> retry_after_s) {
+    double base = options.backoff_initial_s * std::pow(2.0, std::min(retry - 1, 30));
+    base = std::min(base, options.backoff_max_s);
+    double jitter;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    }
+    double wait = base / 2 + base / 2 * jitter;
+    if (retry_after_s) wait = std::max(wait, std::min(*retry_after_s, kMaxRetryAfterS));
+    return std::max(0.0, wait);
+  }
+
+  // Sleeps `seconds` unless stopped first. False if stopped.
+  bool WaitFor(double seconds) {
+    std::unique_lock<std::mutex> lock(mu);
+    return !stop_cv.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return stopped; });
+  }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      stopped = true;
+      // httplib's ClientImpl::stop() is designed to be called from another
+      // thread: it shuts the socket of the request in flight down.
+      for (httplib::ClientImpl* c : active) c->stop();
+      idle.clear();
+    }
+    stop_cv.notify_all();
+    slot_cv.notify_all();
+  }
+
+  ChatClientOptions options;
+  Endpoint endpoint;
+  Status endpoint_status;
+
+  std::mutex mu;
+  std::condition_variable stop_cv;
+  std::condition_variable slot_cv;
+  bool stopped = false;
+  int in_flight = 0;
+  std::vector<std::unique_ptr<httplib::ClientImpl>> idle;
+  std::set<httplib::ClientImpl*> active;
+  std::mt19937_64 rng;
+};
+
+ChatClient::ChatClient(ChatClientOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+ChatClient::~ChatClient() = default;
+
+void ChatClient::Stop() { impl_->Stop(); }
+
+Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
+  if (!impl_->endpoint_status.ok()) {
+    stats_.failures++;
+    return impl_->endpoint_status;
+  }
+  std::string body;
+  try {
+    body = BuildRequestBody(request);
+  } catch (const std::exception& e) {
+    stats_.failures++;
+    return Status::Internal(std::string("cannot encode chat request: ") + e.what());
+  }
+  const int max_attempts = std::max(1, impl_->options.max_retries + 1);
+  for (int attempt = 1;; ++attempt) {
+    Impl::Attempt a = impl_->Send(body);
+    if (a.outcome != Impl::Outcome::kCancelled) stats_.requests++;
+    switch (a.outcome) {
+      case Impl::Outcome::kOk:
+        stats_.successes++;
+        stats_.prompt_tokens += a.response.prompt_tokens;
+        stats_.completion_tokens += a.response.completion_tokens;
+        a.response.attempts = attempt;
+        return std::move(a.response);
+      case Impl::Outcome::kCancelled:
+        stats_.failures++;
+        return a.status;
+      case Impl::Outcome::kFatal:
+        stats_.failures++;
+        return Status(a.status.code(), a.status.message() + " (attempt " + std::to_string(attempt) +
+                                           ", not retried)");
+      case Impl::Outcome::kRetryable:
+        break;
+    }
+    if (attempt >= max_attempts) {
+      stats_.failures++;
+      return Status::Unavailable(a.status.message() + " (gave up after " + std::to_string(attempt) +
+                                 " attempts)");
+    }
+    double wait = impl_->BackoffSeconds(attempt, a.retry_after_s);
+    spdlog::warn("chat completion attempt {}/{} failed: {}; retrying in {:.2f} s", attempt,
+                 max_attempts, a.status.message(), wait);
+    stats_.retries++;
+    if (!impl_->WaitFor(wait)) {
+      stats_.failures++;
+      return Status::Cancelled("chat client stopped while backing off after: " +
+                               a.status.message());
+    }
+  }
+}
+
+}  // namespace rlaif::judge

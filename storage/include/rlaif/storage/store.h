@@ -1,0 +1,142 @@
+// The rlaifd store: one RocksDB database with a column family per record kind.
+//
+// Column families: meta, sources, prompts, pairs, labels, queue, models, dead,
+// events. Every stage reads its work from the `queue` family and commits its
+// result together with the removal of its work item in one atomic WriteBatch,
+// so a crash loses nothing committed and repeats only work in flight.
+//
+//   auto store = rlaif::storage::Store::Open({.path = dir});
+//   if (!store.ok()) return store.status();
+//   (*store)->CommitIngest(checkpoint, prompts, dead, &stats);
+//   for (auto& item : (*store)->PeekQueue(Stage::kGenerate, 16)) { ... }
+//
+// Thread safety: all methods may be called concurrently; writes are serialized
+// internally. Keys:
+//   prompts: prompt_id             pairs: pair_id
+//   labels:  pair_id/dimension/judge
+//   queue:   <stage byte><enqueue ms, 8 bytes big-endian><id>
+//   models:  version               events: <ms big-endian><seq>
+//   dead:    <ms big-endian><seq>  sources: path
+//   meta:    counters ("count/prompts", ...) and registry state ("live_version").
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rlaif/common/status.h"
+#include "rlaif/storage/records.h"
+
+namespace rlaif::storage {
+
+enum class Stage : uint8_t { kGenerate = 1, kJudge = 2 };
+
+struct StoreOptions {
+  std::string path;        // required: database directory (created if missing)
+  bool sync = false;       // fsync the WAL on every commit (default: WAL without fsync;
+                           // survives process crash/kill -9, not power loss)
+};
+
+// A unit of pending work. `key` is opaque and passed back on completion.
+struct WorkItem {
+  std::string key;
+  std::string id;          // prompt_id (kGenerate) or pair_id (kJudge)
+  int64_t enqueued_at_ms = 0;
+};
+
+struct StoreCounts {
+  int64_t prompts = 0;
+  int64_t pairs = 0;
+  int64_t labels = 0;        // all label records (ai + human), incl. ties
+  int64_t dead = 0;
+  int64_t queue_generate = 0;
+  int64_t queue_judge = 0;
+  int64_t labels_since_train = 0;  // labels committed since the last MarkTrained
+};
+
+struct IngestCommitStats {
+  int64_t stored = 0;      // new prompts written
+  int64_t duplicates = 0;  // prompts whose id was already stored (skipped)
+};
+
+// A labelled pair joined for training/export.
+struct LabelledPair {
+  PairRecord pair;
+  LabelRecord label;
+};
+
+class Store {
+ public:
+  // Opens or creates the database. kIoError with RocksDB's message on failure
+  // (e.g. another process holds the lock).
+  static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  virtual ~Store() = default;
+
+  // Ingest: writes `prompts` that are not yet stored (by id), enqueues each new
+  // one for generation, writes the dead letters, and records `checkpoint`
+  // under checkpoint.path -- all in one atomic batch.
+  virtual Status CommitIngest(const SourceCheckpoint& checkpoint,
+                              const std::vector<PromptRecord>& prompts,
+                              const std::vector<DeadLetter>& dead,
+                              IngestCommitStats* stats) = 0;
+  virtual Result<std::optional<SourceCheckpoint>> GetSource(const std::string& path) = 0;
+  virtual Result<std::vector<SourceCheckpoint>> ListSources() = 0;
+
+  // Oldest first, at most `max` items. Items stay queued until completed.
+  virtual Result<std::vector<WorkItem>> PeekQueue(Stage stage, size_t max) = 0;
+
+  // Generation done: writes the pairs, enqueues each for judging, removes `item`.
+  // Pairs that already exist are not rewritten or re-enqueued.
+  // Idempotent: a redo after a crash (item already gone, pairs already stored)
+  // counts nothing twice. kInvalidArgument if `item` is from the judge queue.
+  virtual Status CommitPairs(const WorkItem& item, const std::vector<PairRecord>& pairs) = 0;
+  // Judging done: writes the labels, removes `item` from the judge queue.
+  // Labels already stored are skipped (a redo counts nothing twice). An empty
+  // `item.key` removes nothing: labels not tied to queued work (human labels).
+  virtual Status CommitLabels(const WorkItem& item, const std::vector<LabelRecord>& labels) = 0;
+  // Gives up on `item`: removes it from `stage`'s queue and stores the dead letter.
+  // If `item` is no longer queued (completed or dead-lettered already), does
+  // nothing and returns OK.
+  virtual Status DeadLetterWork(Stage stage, const WorkItem& item, const DeadLetter& dead) = 0;
+  // Stores a dead letter that is not tied to a queue item.
+  virtual Status PutDeadLetter(const DeadLetter& dead) = 0;
+
+  virtual Result<std::optional<PromptRecord>> GetPrompt(const std::string& id) = 0;
+  virtual Result<std::optional<PairRecord>> GetPair(const std::string& id) = 0;
+  // True if a label for (pair, dimension, judge) is committed.
+  virtual Result<bool> HasLabel(const std::string& pair_id, const std::string& dimension,
+                                const std::string& judge) = 0;
+
+  virtual StoreCounts Counts() = 0;
+
+  // Iterates a consistent snapshot. The callback returns false to stop early.
+  virtual Status ForEachPrompt(const std::function<bool(const PromptRecord&)>& fn) = 0;
+  virtual Status ForEachPair(const std::function<bool(const PairRecord&)>& fn) = 0;
+  virtual Status ForEachLabelledPair(const std::function<bool(const LabelledPair&)>& fn) = 0;
+  virtual Status ForEachDeadLetter(const std::function<bool(const DeadLetter&)>& fn) = 0;
+
+  // Training bookkeeping: resets labels_since_train to 0 minus nothing else.
+  // `labels_at_snapshot` is the label count the run trained on; labels that
+  // arrived during the run still count toward the next one.
+  virtual Status MarkTrained(int64_t labels_at_snapshot) = 0;
+
+  // Model registry.
+  virtual Status PutModel(const ModelRecord& model) = 0;
+  virtual Result<std::optional<ModelRecord>> GetModel(const std::string& version) = 0;
+  // All versions, oldest first.
+  virtual Result<std::vector<ModelRecord>> ListModels() = 0;
+  // "" when no model is live.
+  virtual Result<std::string> LiveVersion() = 0;
+  // Marks `version` live (and the previous live one "retired") and appends
+  // `event`, atomically. kNotFound if the version is unknown.
+  virtual Status SetLive(const std::string& version, const EventRecord& event) = 0;
+
+  virtual Status AppendEvent(const EventRecord& event) = 0;
+  // Newest first, at most `max`.
+  virtual Result<std::vector<EventRecord>> RecentEvents(size_t max) = 0;
+};
+
+}  // namespace rlaif::storage

@@ -1,0 +1,260 @@
+// Record codecs: one JSON object per record, with a "v" schema version.
+//
+// JSON (not a binary format) so that an operator can read `ldb scan` output
+// and a dump of the store without our code. Decoding is strict about types and
+// requires every field that schema v1 writes: a record that fails that test was
+// not written by us and is reported as kCorruption rather than half-decoded.
+#include "rlaif/storage/records.h"
+
+#include <exception>
+#include <nlohmann/json.hpp>
+#include <string_view>
+
+namespace rlaif::storage {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int kSchemaVersion = 1;
+
+// Text fields carry user content from production logs, which may hold invalid
+// UTF-8; replacing bad bytes with U+FFFD keeps Encode total (never throws).
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+json Envelope() { return json{{"v", kSchemaVersion}}; }
+
+// Reads field `key` of `j` into `out`; throws nlohmann exceptions when the field
+// is missing or has the wrong type (caught by Decode below).
+template <typename T>
+void Read(const json& j, const char* key, T* out) {
+  j.at(key).get_to(*out);
+}
+
+// Parses `bytes`, checks the envelope, then lets `fill` read the fields. Every
+// exception becomes kCorruption naming the record kind, so that callers can
+// report which family holds the bad value.
+template <typename T, typename Fill>
+Result<T> Decode(const std::string& bytes, std::string_view kind, Fill fill) {
+  try {
+    json j = json::parse(bytes);
+    if (!j.is_object()) {
+      return Status::Corruption(std::string(kind) + " record is not a JSON object");
+    }
+    auto v = j.find("v");
+    if (v == j.end() || !v->is_number_integer()) {
+      return Status::Corruption(std::string(kind) + " record has no schema version \"v\"");
+    }
+    if (v->get<int64_t>() != kSchemaVersion) {
+      return Status::Corruption(std::string(kind) + " record has unsupported schema version " +
+                                std::to_string(v->get<int64_t>()) + " (this build reads v" +
+                                std::to_string(kSchemaVersion) + ")");
+    }
+    T r;
+    fill(j, &r);
+    return r;
+  } catch (const std::exception& e) {
+    return Status::Corruption("cannot decode " + std::string(kind) + " record (" +
+                              std::to_string(bytes.size()) + " bytes): " + e.what());
+  }
+}
+
+json ResponseToJson(const ResponseRecord& r) {
+  return json{{"text", r.text},
+              {"model", r.model},
+              {"seed", r.seed},
+              {"temperature", r.temperature},
+              {"latency_ms", r.latency_ms},
+              {"prompt_tokens", r.prompt_tokens},
+              {"completion_tokens", r.completion_tokens}};
+}
+
+void ResponseFromJson(const json& j, ResponseRecord* r) {
+  Read(j, "text", &r->text);
+  Read(j, "model", &r->model);
+  Read(j, "seed", &r->seed);
+  Read(j, "temperature", &r->temperature);
+  Read(j, "latency_ms", &r->latency_ms);
+  Read(j, "prompt_tokens", &r->prompt_tokens);
+  Read(j, "completion_tokens", &r->completion_tokens);
+}
+
+}  // namespace
+
+std::string EncodePrompt(const PromptRecord& r) {
+  json j = Envelope();
+  j["id"] = r.id;
+  j["text"] = r.text;
+  j["logged_response"] = r.logged_response;
+  j["source_path"] = r.source_path;
+  j["source_offset"] = r.source_offset;
+  j["ingested_at_ms"] = r.ingested_at_ms;
+  return Dump(j);
+}
+
+Result<PromptRecord> DecodePrompt(const std::string& bytes) {
+  return Decode<PromptRecord>(bytes, "prompt", [](const json& j, PromptRecord* r) {
+    Read(j, "id", &r->id);
+    Read(j, "text", &r->text);
+    Read(j, "logged_response", &r->logged_response);
+    Read(j, "source_path", &r->source_path);
+    Read(j, "source_offset", &r->source_offset);
+    Read(j, "ingested_at_ms", &r->ingested_at_ms);
+  });
+}
+
+std::string EncodePair(const PairRecord& r) {
+  json j = Envelope();
+  j["id"] = r.id;
+  j["prompt_id"] = r.prompt_id;
+  j["prompt"] = r.prompt;
+  j["a"] = ResponseToJson(r.a);
+  j["b"] = ResponseToJson(r.b);
+  j["generator"] = r.generator;
+  j["created_at_ms"] = r.created_at_ms;
+  return Dump(j);
+}
+
+Result<PairRecord> DecodePair(const std::string& bytes) {
+  return Decode<PairRecord>(bytes, "pair", [](const json& j, PairRecord* r) {
+    Read(j, "id", &r->id);
+    Read(j, "prompt_id", &r->prompt_id);
+    Read(j, "prompt", &r->prompt);
+    ResponseFromJson(j.at("a"), &r->a);
+    ResponseFromJson(j.at("b"), &r->b);
+    Read(j, "generator", &r->generator);
+    Read(j, "created_at_ms", &r->created_at_ms);
+  });
+}
+
+std::string EncodeLabel(const LabelRecord& r) {
+  json j = Envelope();
+  j["pair_id"] = r.pair_id;
+  j["dimension"] = r.dimension;
+  j["judge"] = r.judge;
+  j["p_a"] = r.p_a;
+  j["tie"] = r.tie;
+  j["verdict_ab"] = r.verdict_ab;
+  j["verdict_ba"] = r.verdict_ba;
+  j["source"] = r.source;
+  j["created_at_ms"] = r.created_at_ms;
+  return Dump(j);
+}
+
+Result<LabelRecord> DecodeLabel(const std::string& bytes) {
+  return Decode<LabelRecord>(bytes, "label", [](const json& j, LabelRecord* r) {
+    Read(j, "pair_id", &r->pair_id);
+    Read(j, "dimension", &r->dimension);
+    Read(j, "judge", &r->judge);
+    Read(j, "p_a", &r->p_a);
+    Read(j, "tie", &r->tie);
+    Read(j, "verdict_ab", &r->verdict_ab);
+    Read(j, "verdict_ba", &r->verdict_ba);
+    Read(j, "source", &r->source);
+    Read(j, "created_at_ms", &r->created_at_ms);
+  });
+}
+
+std::string EncodeSource(const SourceCheckpoint& r) {
+  json j = Envelope();
+  j["path"] = r.path;
+  j["device"] = r.device;
+  j["inode"] = r.inode;
+  j["fingerprint"] = r.fingerprint;
+  j["fingerprint_len"] = r.fingerprint_len;
+  j["offset"] = r.offset;
+  j["lines"] = r.lines;
+  j["updated_at_ms"] = r.updated_at_ms;
+  return Dump(j);
+}
+
+Result<SourceCheckpoint> DecodeSource(const std::string& bytes) {
+  return Decode<SourceCheckpoint>(bytes, "source", [](const json& j, SourceCheckpoint* r) {
+    Read(j, "path", &r->path);
+    Read(j, "device", &r->device);
+    Read(j, "inode", &r->inode);
+    Read(j, "fingerprint", &r->fingerprint);
+    Read(j, "fingerprint_len", &r->fingerprint_len);
+    Read(j, "offset", &r->offset);
+    Read(j, "lines", &r->lines);
+    Read(j, "updated_at_ms", &r->updated_at_ms);
+  });
+}
+
+std::string EncodeDeadLetter(const DeadLetter& r) {
+  json j = Envelope();
+  j["stage"] = r.stage;
+  j["reason"] = r.reason;
+  j["detail"] = r.detail;
+  j["ref"] = r.ref;
+  j["raw"] = r.raw;
+  j["at_ms"] = r.at_ms;
+  return Dump(j);
+}
+
+Result<DeadLetter> DecodeDeadLetter(const std::string& bytes) {
+  return Decode<DeadLetter>(bytes, "dead letter", [](const json& j, DeadLetter* r) {
+    Read(j, "stage", &r->stage);
+    Read(j, "reason", &r->reason);
+    Read(j, "detail", &r->detail);
+    Read(j, "ref", &r->ref);
+    Read(j, "raw", &r->raw);
+    Read(j, "at_ms", &r->at_ms);
+  });
+}
+
+std::string EncodeModel(const ModelRecord& r) {
+  json j = Envelope();
+  j["version"] = r.version;
+  j["state"] = r.state;
+  j["dir"] = r.dir;
+  j["parent"] = r.parent;
+  j["accuracy"] = r.accuracy;
+  j["loss"] = r.loss;
+  j["holdout_pairs"] = r.holdout_pairs;
+  j["train_pairs"] = r.train_pairs;
+  j["metrics_json"] = r.metrics_json;
+  j["reason"] = r.reason;
+  j["created_at_ms"] = r.created_at_ms;
+  j["promoted_at_ms"] = r.promoted_at_ms;
+  return Dump(j);
+}
+
+Result<ModelRecord> DecodeModel(const std::string& bytes) {
+  return Decode<ModelRecord>(bytes, "model", [](const json& j, ModelRecord* r) {
+    Read(j, "version", &r->version);
+    Read(j, "state", &r->state);
+    Read(j, "dir", &r->dir);
+    Read(j, "parent", &r->parent);
+    Read(j, "accuracy", &r->accuracy);
+    Read(j, "loss", &r->loss);
+    Read(j, "holdout_pairs", &r->holdout_pairs);
+    Read(j, "train_pairs", &r->train_pairs);
+    Read(j, "metrics_json", &r->metrics_json);
+    Read(j, "reason", &r->reason);
+    Read(j, "created_at_ms", &r->created_at_ms);
+    Read(j, "promoted_at_ms", &r->promoted_at_ms);
+  });
+}
+
+std::string EncodeEvent(const EventRecord& r) {
+  json j = Envelope();
+  j["at_ms"] = r.at_ms;
+  j["kind"] = r.kind;
+  j["actor"] = r.actor;
+  j["message"] = r.message;
+  j["data_json"] = r.data_json;
+  return Dump(j);
+}
+
+Result<EventRecord> DecodeEvent(const std::string& bytes) {
+  return Decode<EventRecord>(bytes, "event", [](const json& j, EventRecord* r) {
+    Read(j, "at_ms", &r->at_ms);
+    Read(j, "kind", &r->kind);
+    Read(j, "actor", &r->actor);
+    Read(j, "message", &r->message);
+    Read(j, "data_json", &r->data_json);
+  });
+}
+
+}  // namespace rlaif::storage

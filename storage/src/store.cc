@@ -1,0 +1,779 @@
+// RocksDB implementation of rlaif::storage::Store.
+//
+// Ownership and concurrency: RocksStore owns the DB and its column family
+// handles. Reads go straight to RocksDB (thread-safe). Writes take write_mu_,
+// so read-check-then-write sequences (skip stored prompts, count only new
+// labels, retire the previous live model) see no interleaving writer. Counters
+// are persisted in the meta family in the same WriteBatch as the records they
+// count, so after a crash disk and counts agree; counters_ caches them.
+#include "rlaif/storage/store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/snapshot.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <mutex>
+#include <string_view>
+#include <unordered_set>
+#include <utility>
+
+#include "rlaif/common/clock.h"
+
+namespace rlaif::storage {
+
+namespace {
+
+enum Cf : size_t {
+  kMeta,
+  kSources,
+  kPrompts,
+  kPairs,
+  kLabels,
+  kQueue,
+  kModels,
+  kDead,
+  kEvents,
+  kNumCf
+};
+constexpr std::array<const char*, kNumCf> kCfNames = {
+    "meta", "sources", "prompts", "pairs", "labels", "queue", "models", "dead", "events"};
+
+constexpr char kLiveVersionKey[] = "live_version";
+constexpr char kNextSeqKey[] = "seq/next";
+constexpr size_t kMaxDeadRawBytes = 4096;
+
+// Persisted counters. labels_since_train is derived (labels - labels_at_train)
+// rather than stored, so MarkTrained needs no knowledge of labels in flight.
+struct Counters {
+  int64_t prompts = 0;
+  int64_t pairs = 0;
+  int64_t labels = 0;
+  int64_t dead = 0;
+  int64_t queue_generate = 0;
+  int64_t queue_judge = 0;
+  int64_t labels_at_train = 0;
+};
+
+struct CounterField {
+  const char* key;  // meta key; the value is decimal ASCII so dumps stay readable
+  int64_t Counters::*field;
+};
+constexpr CounterField kCounterFields[] = {
+    {"count/prompts", &Counters::prompts},
+    {"count/pairs", &Counters::pairs},
+    {"count/labels", &Counters::labels},
+    {"count/dead", &Counters::dead},
+    {"count/queue_generate", &Counters::queue_generate},
+    {"count/queue_judge", &Counters::queue_judge},
+    {"count/labels_at_train", &Counters::labels_at_train},
+};
+
+void AppendBigEndian64(uint64_t v, std::string* out) {
+  for (int shift = 56; shift >= 0; shift -= 8)
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+uint64_t ReadBigEndian64(std::string_view s) {  // s.size() >= 8
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(s[i]);
+  return v;
+}
+
+std::string QueueKey(Stage stage, int64_t ms, std::string_view id) {
+  std::string key(1, static_cast<char>(stage));
+  AppendBigEndian64(static_cast<uint64_t>(ms), &key);
+  key.append(id);
+  return key;
+}
+
+std::string SeqKey(int64_t ms, uint64_t seq) {
+  std::string key;
+  AppendBigEndian64(static_cast<uint64_t>(ms), &key);
+  AppendBigEndian64(seq, &key);
+  return key;
+}
+
+std::string LabelKey(std::string_view pair_id, std::string_view dimension, std::string_view judge) {
+  std::string key;
+  key.reserve(pair_id.size() + dimension.size() + judge.size() + 2);
+  key.append(pair_id).append("/").append(dimension).append("/").append(judge);
+  return key;
+}
+
+const char* StageName(Stage stage) { return stage == Stage::kGenerate ? "generate" : "judge"; }
+
+// Keys may hold binary (queue, dead, events); escape them for messages.
+std::string Printable(std::string_view key) {
+  std::string out;
+  for (unsigned char c : key) {
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char buf[5];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out.append(buf);
+    }
+  }
+  return out;
+}
+
+// Runs `f`, turning any exception into kInternal: nothing is thrown across the
+// module boundary (callbacks passed to ForEach* included).
+template <typename F>
+auto Guarded(const char* op, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("storage ") + op + ": unexpected exception: " + e.what());
+  } catch (...) {
+    return Status::Internal(std::string("storage ") + op + ": unexpected non-standard exception");
+  }
+}
+
+}  // namespace
+
+class RocksStore final : public Store {
+ public:
+  RocksStore(StoreOptions options, std::unique_ptr<rocksdb::DB> db,
+             std::vector<rocksdb::ColumnFamilyHandle*> all_handles,
+             std::array<rocksdb::ColumnFamilyHandle*, kNumCf> handles)
+      : options_(std::move(options)),
+        db_(std::move(db)),
+        all_handles_(std::move(all_handles)),
+        handles_(handles) {
+    write_options_.sync = options_.sync;
+  }
+
+  ~RocksStore() override {
+    for (auto* h : all_handles_) db_->DestroyColumnFamilyHandle(h);
+    rocksdb::Status s = db_->Close();
+    if (!s.ok()) spdlog::warn("closing store {}: {}", options_.path, s.ToString());
+  }
+
+  // Loads the counters and the dead/event key sequence. Called once by Open.
+  Status Init() {
+    RLAIF_RETURN_IF_ERROR(LoadCounters());
+    auto seq = GetRaw(kMeta, kNextSeqKey);
+    if (!seq.ok()) return seq.status();
+    if (seq->has_value()) {
+      auto parsed = ParseCounter(kNextSeqKey, **seq);
+      if (!parsed.ok()) return parsed.status();
+      next_seq_ = static_cast<uint64_t>(*parsed);
+    }
+    // Also look at the newest keys, in case meta lags (it never should).
+    for (Cf c : {kDead, kEvents}) {
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[c]));
+      it->SeekToLast();
+      if (it->Valid() && it->key().size() == 16) {
+        next_seq_ = std::max(next_seq_, ReadBigEndian64(it->key().ToStringView().substr(8)) + 1);
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "reading the newest sequence key");
+    }
+    return Status::Ok();
+  }
+
+  Status CommitIngest(const SourceCheckpoint& checkpoint, const std::vector<PromptRecord>& prompts,
+                      const std::vector<DeadLetter>& dead, IngestCommitStats* stats) override {
+    return Guarded("CommitIngest", [&]() -> Status {
+      if (checkpoint.path.empty()) {
+        return Status::InvalidArgument("CommitIngest: checkpoint.path is empty");
+      }
+      std::lock_guard lock(write_mu_);
+      Counters next = counters_;
+      IngestCommitStats local;
+      rocksdb::WriteBatch batch;
+      const int64_t now = NowMs();
+      std::unordered_set<std::string_view> seen;
+      for (const PromptRecord& p : prompts) {
+        if (p.id.empty()) {
+          return Status::InvalidArgument("CommitIngest: prompt from " + p.source_path + ":" +
+                                         std::to_string(p.source_offset) + " has an empty id");
+        }
+        if (!seen.insert(p.id).second) {
+          ++local.duplicates;
+          continue;
+        }
+        auto exists = Exists(kPrompts, p.id);
+        if (!exists.ok()) return exists.status();
+        if (*exists) {
+          ++local.duplicates;
+          continue;
+        }
+        batch.Put(handles_[kPrompts], p.id, EncodePrompt(p));
+        batch.Put(handles_[kQueue], QueueKey(Stage::kGenerate, now, p.id), "");
+        ++next.prompts;
+        ++next.queue_generate;
+        ++local.stored;
+      }
+      for (const DeadLetter& d : dead) AddDeadLetter(d, &batch, &next);
+      batch.Put(handles_[kSources], checkpoint.path, EncodeSource(checkpoint));
+      RLAIF_RETURN_IF_ERROR(Commit(&batch, next, "ingest commit for " + checkpoint.path));
+      if (stats != nullptr) *stats = local;
+      return Status::Ok();
+    });
+  }
+
+  Result<std::optional<SourceCheckpoint>> GetSource(const std::string& path) override {
+    return Guarded("GetSource", [&] { return GetRecord(kSources, path, DecodeSource); });
+  }
+
+  Result<std::vector<SourceCheckpoint>> ListSources() override {
+    return Guarded("ListSources", [&]() -> Result<std::vector<SourceCheckpoint>> {
+      std::vector<SourceCheckpoint> out;
+      RLAIF_RETURN_IF_ERROR(
+          Scan<SourceCheckpoint>(kSources, DecodeSource, [&](const SourceCheckpoint& s) {
+            out.push_back(s);
+            return true;
+          }));
+      return out;
+    });
+  }
+
+  Result<std::vector<WorkItem>> PeekQueue(Stage stage, size_t max) override {
+    return Guarded("PeekQueue", [&]() -> Result<std::vector<WorkItem>> {
+      std::vector<WorkItem> out;
+      if (max == 0) return out;
+      const std::string prefix(1, static_cast<char>(stage));
+      const std::string upper(1, static_cast<char>(static_cast<uint8_t>(stage) + 1));
+      rocksdb::Slice upper_slice(upper);
+      rocksdb::ReadOptions ro;
+      ro.iterate_upper_bound = &upper_slice;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kQueue]));
+      for (it->Seek(prefix); it->Valid() && out.size() < max; it->Next()) {
+        std::string_view key = it->key().ToStringView();
+        if (key.size() <= 9) {
+          return Status::Corruption("malformed queue key '" + Printable(key) + "' in store " +
+                                    options_.path);
+        }
+        out.push_back(WorkItem{std::string(key), std::string(key.substr(9)),
+                               static_cast<int64_t>(ReadBigEndian64(key.substr(1)))});
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "reading the work queue");
+      return out;
+    });
+  }
+
+  Status CommitPairs(const WorkItem& item, const std::vector<PairRecord>& pairs) override {
+    return Guarded("CommitPairs", [&]() -> Status {
+      std::lock_guard lock(write_mu_);
+      Counters next = counters_;
+      rocksdb::WriteBatch batch;
+      auto removed = RemoveWorkItem(Stage::kGenerate, item, &batch, &next);
+      if (!removed.ok()) return removed.status();
+      const int64_t now = NowMs();
+      std::unordered_set<std::string_view> seen;
+      for (const PairRecord& p : pairs) {
+        if (p.id.empty()) {
+          return Status::InvalidArgument("CommitPairs: a pair for prompt " + p.prompt_id +
+                                         " has an empty id");
+        }
+        if (!seen.insert(p.id).second) continue;
+        auto exists = Exists(kPairs, p.id);
+        if (!exists.ok()) return exists.status();
+        if (*exists) continue;  // a redo: already written and enqueued once
+        batch.Put(handles_[kPairs], p.id, EncodePair(p));
+        batch.Put(handles_[kQueue], QueueKey(Stage::kJudge, now, p.id), "");
+        ++next.pairs;
+        ++next.queue_judge;
+      }
+      return Commit(&batch, next, "pairs commit for prompt " + item.id);
+    });
+  }
+
+  Status CommitLabels(const WorkItem& item, const std::vector<LabelRecord>& labels) override {
+    return Guarded("CommitLabels", [&]() -> Status {
+      std::lock_guard lock(write_mu_);
+      Counters next = counters_;
+      rocksdb::WriteBatch batch;
+      auto removed = RemoveWorkItem(Stage::kJudge, item, &batch, &next);
+      if (!removed.ok()) return removed.status();
+      std::unordered_set<std::string> seen;
+      for (const LabelRecord& l : labels) {
+        if (l.pair_id.empty() || l.dimension.empty() || l.judge.empty()) {
+          return Status::InvalidArgument(
+              "CommitLabels: a label needs pair_id, dimension and judge (got '" + l.pair_id +
+              "', '" + l.dimension + "', '" + l.judge + "')");
+        }
+        std::string key = LabelKey(l.pair_id, l.dimension, l.judge);
+        if (!seen.insert(key).second) continue;
+        auto exists = Exists(kLabels, key);
+        if (!exists.ok()) return exists.status();
+        if (*exists) continue;
+        batch.Put(handles_[kLabels], key, EncodeLabel(l));
+        ++next.labels;
+      }
+      return Commit(&batch, next, "labels commit for pair " + item.id);
+    });
+  }
+
+  Status DeadLetterWork(Stage stage, const WorkItem& item, const DeadLetter& dead) override {
+    return Guarded("DeadLetterWork", [&]() -> Status {
+      if (item.key.empty()) {
+        return Status::InvalidArgument("DeadLetterWork: work item for '" + item.id +
+                                       "' has an empty key");
+      }
+      std::lock_guard lock(write_mu_);
+      Counters next = counters_;
+      rocksdb::WriteBatch batch;
+      auto removed = RemoveWorkItem(stage, item, &batch, &next);
+      if (!removed.ok()) return removed.status();
+      if (!*removed) {
+        // Completed or dead-lettered already (a redo, or two workers on one
+        // item): a second dead letter would only duplicate the first outcome.
+        spdlog::info("dead letter for {} item {} skipped: item no longer queued", StageName(stage),
+                     item.id);
+        return Status::Ok();
+      }
+      AddDeadLetter(dead, &batch, &next);
+      return Commit(&batch, next,
+                    std::string("dead-lettering ") + StageName(stage) + " item " + item.id);
+    });
+  }
+
+  Status PutDeadLetter(const DeadLetter& dead) override {
+    return Guarded("PutDeadLetter", [&]() -> Status {
+      std::lock_guard lock(write_mu_);
+      Counters next = counters_;
+      rocksdb::WriteBatch batch;
+      AddDeadLetter(dead, &batch, &next);
+      return Commit(&batch, next, "dead letter write");
+    });
+  }
+
+  Result<std::optional<PromptRecord>> GetPrompt(const std::string& id) override {
+    return Guarded("GetPrompt", [&] { return GetRecord(kPrompts, id, DecodePrompt); });
+  }
+
+  Result<std::optional<PairRecord>> GetPair(const std::string& id) override {
+    return Guarded("GetPair", [&] { return GetRecord(kPairs, id, DecodePair); });
+  }
+
+  Result<bool> HasLabel(const std::string& pair_id, const std::string& dimension,
+                        const std::string& judge) override {
+    return Guarded("HasLabel",
+                   [&] { return Exists(kLabels, LabelKey(pair_id, dimension, judge)); });
+  }
+
+  StoreCounts Counts() override {
+    std::lock_guard lock(counts_mu_);
+    StoreCounts c;
+    c.prompts = counters_.prompts;
+    c.pairs = counters_.pairs;
+    c.labels = counters_.labels;
+    c.dead = counters_.dead;
+    c.queue_generate = counters_.queue_generate;
+    c.queue_judge = counters_.queue_judge;
+    c.labels_since_train = std::max<int64_t>(0, counters_.labels - counters_.labels_at_train);
+    return c;
+  }
+
+  Status ForEachPrompt(const std::function<bool(const PromptRecord&)>& fn) override {
+    return Guarded("ForEachPrompt", [&] { return Scan<PromptRecord>(kPrompts, DecodePrompt, fn); });
+  }
+
+  Status ForEachPair(const std::function<bool(const PairRecord&)>& fn) override {
+    return Guarded("ForEachPair", [&] { return Scan<PairRecord>(kPairs, DecodePair, fn); });
+  }
+
+  Status ForEachDeadLetter(const std::function<bool(const DeadLetter&)>& fn) override {
+    return Guarded("ForEachDeadLetter",
+                   [&] { return Scan<DeadLetter>(kDead, DecodeDeadLetter, fn); });
+  }
+
+  Status ForEachLabelledPair(const std::function<bool(const LabelledPair&)>& fn) override {
+    return Guarded("ForEachLabelledPair", [&]() -> Status {
+      rocksdb::ManagedSnapshot snapshot(db_.get());
+      rocksdb::ReadOptions ro;
+      ro.snapshot = snapshot.snapshot();
+      ro.fill_cache = false;  // a full scan would evict the hot working set
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kLabels]));
+      // Labels are keyed pair_id/..., so one pair's labels are adjacent: keep
+      // the last pair looked up (or its absence) instead of re-reading it.
+      LabelledPair joined;
+      bool looked_up = false;
+      bool have_pair = false;
+      int64_t missing = 0;
+      std::string first_missing;
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        auto label = DecodeLabel(it->value().ToString());
+        if (!label.ok()) return RecordCorruption(kLabels, it->key().ToStringView(), label.status());
+        if (!looked_up || label->pair_id != joined.pair.id) {
+          looked_up = true;
+          joined.pair = PairRecord();
+          joined.pair.id = label->pair_id;
+          auto pair = GetRecord(kPairs, label->pair_id, DecodePair, ro.snapshot);
+          if (!pair.ok()) return pair.status();
+          have_pair = pair->has_value();
+          if (have_pair) joined.pair = std::move(**pair);
+        }
+        if (!have_pair) {
+          if (missing++ == 0) first_missing = it->key().ToString();
+          continue;
+        }
+        joined.label = std::move(*label);
+        if (!fn(joined)) break;
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "scanning labels");
+      if (missing > 0) {
+        spdlog::warn("store {}: skipped {} label(s) whose pair is missing (first: {})",
+                     options_.path, missing, Printable(first_missing));
+      }
+      return Status::Ok();
+    });
+  }
+
+  Status MarkTrained(int64_t labels_at_snapshot) override {
+    return Guarded("MarkTrained", [&]() -> Status {
+      if (labels_at_snapshot < 0) {
+        return Status::InvalidArgument("MarkTrained: labels_at_snapshot is negative (" +
+                                       std::to_string(labels_at_snapshot) + ")");
+      }
+      std::lock_guard lock(write_mu_);
+      Counters next = counters_;
+      next.labels_at_train = labels_at_snapshot;
+      rocksdb::WriteBatch batch;
+      return Commit(&batch, next, "recording a training run");
+    });
+  }
+
+  Status PutModel(const ModelRecord& model) override {
+    return Guarded("PutModel", [&]() -> Status {
+      if (model.version.empty()) return Status::InvalidArgument("PutModel: version is empty");
+      std::lock_guard lock(write_mu_);
+      rocksdb::WriteBatch batch;
+      batch.Put(handles_[kModels], model.version, EncodeModel(model));
+      return Commit(&batch, counters_, "registering model " + model.version);
+    });
+  }
+
+  Result<std::optional<ModelRecord>> GetModel(const std::string& version) override {
+    return Guarded("GetModel", [&] { return GetRecord(kModels, version, DecodeModel); });
+  }
+
+  Result<std::vector<ModelRecord>> ListModels() override {
+    return Guarded("ListModels", [&]() -> Result<std::vector<ModelRecord>> {
+      std::vector<ModelRecord> out;
+      RLAIF_RETURN_IF_ERROR(Scan<ModelRecord>(kModels, DecodeModel, [&](const ModelRecord& m) {
+        out.push_back(m);
+        return true;
+      }));
+      // Keys sort by version name; "oldest first" is by creation time.
+      std::stable_sort(out.begin(), out.end(), [](const ModelRecord& a, const ModelRecord& b) {
+        return a.created_at_ms < b.created_at_ms;
+      });
+      return out;
+    });
+  }
+
+  Result<std::string> LiveVersion() override {
+    return Guarded("LiveVersion", [&]() -> Result<std::string> {
+      auto live = GetRaw(kMeta, kLiveVersionKey);
+      if (!live.ok()) return live.status();
+      return live->value_or("");
+    });
+  }
+
+  Status SetLive(const std::string& version, const EventRecord& event) override {
+    return Guarded("SetLive", [&]() -> Status {
+      std::lock_guard lock(write_mu_);
+      auto model = GetRecord(kModels, version, DecodeModel);
+      if (!model.ok()) return model.status();
+      if (!model->has_value()) {
+        return Status::NotFound("model version '" + version +
+                                "' is not in the registry (list versions with `rlaifctl models`)");
+      }
+      auto previous = GetRaw(kMeta, kLiveVersionKey);
+      if (!previous.ok()) return previous.status();
+      const int64_t now = event.at_ms != 0 ? event.at_ms : NowMs();
+      rocksdb::WriteBatch batch;
+      if (previous->has_value() && **previous != version) {
+        auto old = GetRecord(kModels, **previous, DecodeModel);
+        if (!old.ok()) return old.status();
+        if (old->has_value()) {
+          (*old)->state = "retired";
+          batch.Put(handles_[kModels], (*old)->version, EncodeModel(**old));
+        } else {
+          spdlog::warn("store {}: previous live model '{}' has no registry record", options_.path,
+                       **previous);
+        }
+      }
+      ModelRecord& live = **model;
+      live.state = "live";
+      live.promoted_at_ms = now;
+      batch.Put(handles_[kModels], version, EncodeModel(live));
+      batch.Put(handles_[kMeta], kLiveVersionKey, version);
+      EventRecord e = event;
+      e.at_ms = now;
+      AddEvent(e, &batch);
+      return Commit(&batch, counters_, "making model " + version + " live");
+    });
+  }
+
+  Status AppendEvent(const EventRecord& event) override {
+    return Guarded("AppendEvent", [&]() -> Status {
+      std::lock_guard lock(write_mu_);
+      rocksdb::WriteBatch batch;
+      EventRecord e = event;
+      if (e.at_ms == 0) e.at_ms = NowMs();
+      AddEvent(e, &batch);
+      return Commit(&batch, counters_, "appending a " + e.kind + " event");
+    });
+  }
+
+  Result<std::vector<EventRecord>> RecentEvents(size_t max) override {
+    return Guarded("RecentEvents", [&]() -> Result<std::vector<EventRecord>> {
+      std::vector<EventRecord> out;
+      std::unique_ptr<rocksdb::Iterator> it(
+          db_->NewIterator(rocksdb::ReadOptions(), handles_[kEvents]));
+      for (it->SeekToLast(); it->Valid() && out.size() < max; it->Prev()) {
+        auto e = DecodeEvent(it->value().ToString());
+        if (!e.ok()) return RecordCorruption(kEvents, it->key().ToStringView(), e.status());
+        out.push_back(std::move(*e));
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "reading events");
+      return out;
+    });
+  }
+
+ private:
+  // `what` names the operation, e.g. "ingest commit for /var/log/x.jsonl".
+  Status FromRocks(const rocksdb::Status& s, const std::string& what) const {
+    std::string msg = what + " failed on store " + options_.path + ": " + s.ToString();
+    if (s.IsNoSpace()) msg += " (free space on that filesystem; writes resume once it is writable)";
+    if (s.IsCorruption()) return Status::Corruption(msg);
+    if (s.IsNotFound()) return Status::NotFound(msg);
+    if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) return Status::Unavailable(msg);
+    return Status::IoError(msg);
+  }
+
+  Status RecordCorruption(Cf c, std::string_view key, const Status& decode) const {
+    return Status::Corruption(std::string(kCfNames[c]) + " record '" + Printable(key) +
+                              "' in store " + options_.path + ": " + decode.message());
+  }
+
+  Result<std::optional<std::string>> GetRaw(Cf c, const std::string& key,
+                                            const rocksdb::Snapshot* snapshot = nullptr) const {
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot;
+    std::string value;
+    rocksdb::Status s = db_->Get(ro, handles_[c], key, &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    if (!s.ok()) {
+      return FromRocks(s, std::string("reading ") + kCfNames[c] + " key '" + Printable(key) + "'");
+    }
+    return std::optional<std::string>(std::move(value));
+  }
+
+  Result<bool> Exists(Cf c, const std::string& key) const {
+    auto raw = GetRaw(c, key);
+    if (!raw.ok()) return raw.status();
+    return raw->has_value();
+  }
+
+  template <typename T>
+  Result<std::optional<T>> GetRecord(Cf c, const std::string& key,
+                                     Result<T> (*decode)(const std::string&),
+                                     const rocksdb::Snapshot* snapshot = nullptr) const {
+    auto raw = GetRaw(c, key, snapshot);
+    if (!raw.ok()) return raw.status();
+    if (!raw->has_value()) return std::optional<T>();
+    Result<T> record = decode(**raw);
+    if (!record.ok()) return RecordCorruption(c, key, record.status());
+    return std::optional<T>(std::move(*record));
+  }
+
+  // Visits family `c` in key order on a snapshot; a record that fails to
+  // decode stops the scan with kCorruption naming its key.
+  template <typename T>
+  Status Scan(Cf c, Result<T> (*decode)(const std::string&),
+              const std::function<bool(const T&)>& fn) const {
+    rocksdb::ManagedSnapshot snapshot(db_.get());
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot.snapshot();
+    ro.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[c]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      Result<T> record = decode(it->value().ToString());
+      if (!record.ok()) return RecordCorruption(c, it->key().ToStringView(), record.status());
+      if (!fn(*record)) break;
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), std::string("scanning ") + kCfNames[c]);
+    return Status::Ok();
+  }
+
+  Result<int64_t> ParseCounter(std::string_view key, const std::string& value) const {
+    int64_t v = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (ec != std::errc() || end != value.data() + value.size()) {
+      return Status::Corruption("meta key '" + std::string(key) + "' in store " + options_.path +
+                                " holds '" + Printable(value) + "', not an integer");
+    }
+    return v;
+  }
+
+  Status LoadCounters() {
+    Counters loaded;
+    for (const CounterField& f : kCounterFields) {
+      auto raw = GetRaw(kMeta, f.key);
+      if (!raw.ok()) return raw.status();
+      if (!raw->has_value()) continue;
+      auto v = ParseCounter(f.key, **raw);
+      if (!v.ok()) return v.status();
+      loaded.*f.field = *v;
+    }
+    std::lock_guard lock(counts_mu_);
+    counters_ = loaded;
+    return Status::Ok();
+  }
+
+  // Removes `item` from `stage`'s queue in `batch` if it is still queued.
+  // Returns whether it was; an empty key means "no queue item" (e.g. a human
+  // label) and returns false. Requires write_mu_.
+  Result<bool> RemoveWorkItem(Stage stage, const WorkItem& item, rocksdb::WriteBatch* batch,
+                              Counters* next) {
+    if (item.key.empty()) return false;
+    if (static_cast<uint8_t>(item.key[0]) != static_cast<uint8_t>(stage)) {
+      return Status::InvalidArgument(std::string("work item for '") + item.id +
+                                     "' is not from the " + StageName(stage) + " queue");
+    }
+    auto exists = Exists(kQueue, item.key);
+    if (!exists.ok()) return exists.status();
+    if (!*exists) return false;
+    batch->Delete(handles_[kQueue], item.key);
+    --(stage == Stage::kGenerate ? next->queue_generate : next->queue_judge);
+    return true;
+  }
+
+  // Requires write_mu_. Sequence numbers are never reused, even if the batch
+  // fails, so a gap is harmless and a collision impossible.
+  std::string NextSeqKey(int64_t ms, rocksdb::WriteBatch* batch) {
+    std::string key = SeqKey(ms, next_seq_++);
+    batch->Put(handles_[kMeta], kNextSeqKey, std::to_string(next_seq_));
+    return key;
+  }
+
+  void AddDeadLetter(const DeadLetter& dead, rocksdb::WriteBatch* batch, Counters* next) {
+    DeadLetter d = dead;
+    if (d.at_ms == 0) d.at_ms = NowMs();
+    if (d.raw.size() > kMaxDeadRawBytes) d.raw.resize(kMaxDeadRawBytes);
+    batch->Put(handles_[kDead], NextSeqKey(d.at_ms, batch), EncodeDeadLetter(d));
+    ++next->dead;
+  }
+
+  void AddEvent(const EventRecord& event, rocksdb::WriteBatch* batch) {
+    batch->Put(handles_[kEvents], NextSeqKey(event.at_ms, batch), EncodeEvent(event));
+  }
+
+  // Adds `next` counters to `batch`, writes it, and publishes `next` on
+  // success. Requires write_mu_. A failed batch is not applied, so the cache
+  // stays as it was; counters and records share batches, so they agree on disk.
+  Status Commit(rocksdb::WriteBatch* batch, const Counters& next, const std::string& what) {
+    if (resume_needed_) {
+      // A failed write (e.g. disk full) stops RocksDB writes until Resume.
+      rocksdb::Status s = db_->Resume();
+      if (!s.ok()) return FromRocks(s, what + " (resuming after an earlier write error)");
+      resume_needed_ = false;
+      spdlog::info("store {}: writable again", options_.path);
+    }
+    for (const CounterField& f : kCounterFields) {
+      batch->Put(handles_[kMeta], f.key, std::to_string(next.*f.field));
+    }
+    rocksdb::Status s = db_->Write(write_options_, batch);
+    if (!s.ok()) {
+      resume_needed_ = true;
+      return FromRocks(s, what);
+    }
+    std::lock_guard lock(counts_mu_);
+    counters_ = next;
+    return Status::Ok();
+  }
+
+  const StoreOptions options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> all_handles_;  // every opened family; owned
+  std::array<rocksdb::ColumnFamilyHandle*, kNumCf> handles_;
+  rocksdb::WriteOptions write_options_;
+
+  std::mutex write_mu_;         // serializes every write (and its read-checks)
+  uint64_t next_seq_ = 0;       // guarded by write_mu_
+  bool resume_needed_ = false;  // guarded by write_mu_
+  // Written with both write_mu_ and counts_mu_ held; read under either.
+  std::mutex counts_mu_;
+  Counters counters_;
+};
+
+Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
+  return Guarded("Open", [&]() -> Result<std::unique_ptr<Store>> {
+    if (options.path.empty()) {
+      return Status::InvalidArgument("store path is empty: set the storage path in the config");
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(options.path, ec);
+    if (ec) {
+      return Status::IoError("cannot create store directory " + options.path + ": " + ec.message());
+    }
+    rocksdb::DBOptions db_options;
+    db_options.create_if_missing = true;
+    db_options.create_missing_column_families = true;
+    db_options.keep_log_file_num = 10;  // RocksDB's own LOG files, not the WAL
+
+    // Bloom filters: most existence checks (ingest dedupe, redo checks) miss.
+    rocksdb::BlockBasedTableOptions table_options;
+    table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    rocksdb::ColumnFamilyOptions cf_options;
+    cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
+
+    // RocksDB refuses to open a database without naming all its families.
+    std::vector<std::string> names;
+    if (!rocksdb::DB::ListColumnFamilies(db_options, options.path, &names).ok()) names.clear();
+    if (std::find(names.begin(), names.end(), rocksdb::kDefaultColumnFamilyName) == names.end()) {
+      names.push_back(rocksdb::kDefaultColumnFamilyName);
+    }
+    for (const char* name : kCfNames) {
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+    }
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& name : names) descriptors.emplace_back(name, cf_options);
+
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> all_handles;
+    rocksdb::Status s =
+        rocksdb::DB::Open(db_options, options.path, descriptors, &all_handles, &raw);
+    if (!s.ok()) {
+      std::string msg = "cannot open store " + options.path + ": " + s.ToString();
+      if (s.ToString().find("lock") != std::string::npos) {
+        msg += " (another rlaifd, or this process, has it open: stop it or use another path)";
+      }
+      return Status::IoError(msg);
+    }
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::array<rocksdb::ColumnFamilyHandle*, kNumCf> handles{};
+    for (size_t i = 0; i < names.size(); ++i) {
+      for (size_t c = 0; c < kNumCf; ++c) {
+        if (names[i] == kCfNames[c]) handles[c] = all_handles[i];
+      }
+    }
+    auto store =
+        std::make_unique<RocksStore>(options, std::move(db), std::move(all_handles), handles);
+    RLAIF_RETURN_IF_ERROR(store->Init());
+    StoreCounts c = store->Counts();
+    spdlog::info("store {} open: {} prompts, {} pairs, {} labels, {} dead, queues {}/{}",
+                 options.path, c.prompts, c.pairs, c.labels, c.dead, c.queue_generate,
+                 c.queue_judge);
+    return std::unique_ptr<Store>(std::move(store));
+  });
+}
+
+}  // namespace rlaif::storage

@@ -1,0 +1,142 @@
+#include "rlaif/common/config.h"
+
+#include <gtest/gtest.h>
+
+#include "rlaif/common/hash.h"
+#include "rlaif/common/metrics.h"
+
+namespace rlaif {
+namespace {
+
+// The config from issue 2, which must be accepted as-is.
+constexpr const char* kIssueConfig = R"({
+  "data_dir": "/var/lib/rlaifd",
+  "api": {"listen": "127.0.0.1:18080", "admin_token_env": "RLAIF_TOKEN"},
+  "sources": [{"path": "/var/log/llm/*.jsonl", "format": "simple", "start_at": "beginning"}],
+  "sampling": {"rate": 1.0, "dedupe": true},
+  "generator": {"base_url": "http://127.0.0.1:18081/v1", "model": "sim-sft",
+                "temperature": 0.9, "max_tokens": 256, "concurrency": 8},
+  "judge": {"base_url": "http://127.0.0.1:18081/v1", "model": "sim-judge",
+            "concurrency": 8, "both_orders": true,
+            "dimensions": [{"name": "harmlessness"}]},
+  "trainer": {"device": "auto", "min_new_labels": 100, "interval_s": 0,
+              "model": {"preset": "tiny"}}
+})";
+
+TEST(ConfigTest, AcceptsTheIssueConfig) {
+  auto cfg = ParseConfig(kIssueConfig);
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->data_dir, "/var/lib/rlaifd");
+  EXPECT_EQ(cfg->api.listen, "127.0.0.1:18080");
+  ASSERT_EQ(cfg->sources.size(), 1u);
+  EXPECT_EQ(cfg->sources[0].path, "/var/log/llm/*.jsonl");
+  EXPECT_EQ(cfg->sources[0].start_at, "beginning");
+  EXPECT_DOUBLE_EQ(cfg->sampling.rate, 1.0);
+  EXPECT_EQ(cfg->generator.model, "sim-sft");
+  EXPECT_DOUBLE_EQ(cfg->generator.temperature, 0.9);
+  EXPECT_EQ(cfg->generator.concurrency, 8);
+  EXPECT_EQ(cfg->judge.model, "sim-judge");
+  ASSERT_EQ(cfg->judge.dimensions.size(), 1u);
+  EXPECT_EQ(cfg->judge.dimensions[0].name, "harmlessness");
+  EXPECT_EQ(cfg->trainer.min_new_labels, 100);
+  EXPECT_EQ(cfg->trainer.model.preset, "tiny");
+}
+
+TEST(ConfigTest, ListsEveryProblem) {
+  auto cfg = ParseConfig(R"({
+    "data_dir": 7,
+    "surprise": true,
+    "api": {"listen": "nope"},
+    "sources": [{"format": "xml"}, 3],
+    "sampling": {"rate": 1.5, "dedupe": "yes"},
+    "generator": {"base_url": "ftp://x", "model": "m", "temperature": 0, "concurrency": 2.5},
+    "judge": {"base_url": "http://x/v1", "model": "j", "dimensions": [{"name": "Bad Name"}]},
+    "trainer": {"model": {"preset": "huge", "d_model": 65, "heads": 4}, "gate": {"x": 1}}
+  })");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(cfg.status().code(), StatusCode::kInvalidArgument);
+  const std::string& m = cfg.status().message();
+  for (const char* needle : {
+           "data_dir: expected a string, got integer",
+           "surprise: unknown key",
+           "api.listen: expected host:port",
+           "sources[0].path: required key is missing",
+           "sources[0].format: must be one of [simple]",
+           "sources[1]: expected an object, got integer",
+           "sampling.rate: must be in [0, 1]",
+           "sampling.dedupe: expected a boolean, got string",
+           "generator.base_url: must start with http:// or https://",
+           "generator.temperature: must be in (0, 5]",
+           "generator.concurrency: expected an integer, got number",
+           "judge.dimensions[0].name: must match",
+           "trainer.model.preset: must be one of [tiny, small, base]",
+           "trainer.model.d_model: must be divisible",
+           "trainer.gate.x: unknown key",
+       }) {
+    EXPECT_NE(m.find(needle), std::string::npos) << "missing: " << needle << "\nin:\n" << m;
+  }
+}
+
+TEST(ConfigTest, MissingRequiredSections) {
+  auto cfg = ParseConfig(R"({"data_dir": "/x"})");
+  ASSERT_FALSE(cfg.ok());
+  const std::string& m = cfg.status().message();
+  EXPECT_NE(m.find("sources: required key is missing"), std::string::npos) << m;
+  EXPECT_NE(m.find("generator: required key is missing"), std::string::npos) << m;
+  EXPECT_NE(m.find("judge: required key is missing"), std::string::npos) << m;
+}
+
+TEST(ConfigTest, NotJsonOrNotObject) {
+  EXPECT_FALSE(ParseConfig("{").ok());
+  EXPECT_FALSE(ParseConfig("[1,2]").ok());
+  EXPECT_EQ(LoadConfigFile("/nonexistent/rlaif.json").status().code(), StatusCode::kIoError);
+}
+
+TEST(ConfigTest, SplitHostPort) {
+  std::string host;
+  int port = -1;
+  ASSERT_TRUE(SplitHostPort("127.0.0.1:0", &host, &port).ok());
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 0);
+  ASSERT_TRUE(SplitHostPort("[::1]:8080", &host, &port).ok());
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, 8080);
+  EXPECT_FALSE(SplitHostPort("localhost", &host, &port).ok());
+  EXPECT_FALSE(SplitHostPort("h:70000", &host, &port).ok());
+  EXPECT_FALSE(SplitHostPort("h:-1", &host, &port).ok());
+}
+
+TEST(HashTest, StableAndFieldSeparated) {
+  // Stored keys depend on these values: they must never change.
+  EXPECT_EQ(HexId(Hash64("")), HexId(Hash64("")));
+  EXPECT_NE(Hash64("a"), Hash64("b"));
+  EXPECT_NE(HashFields({"ab", "c"}), HashFields({"a", "bc"}));
+  EXPECT_EQ(HexId(Hash64("hello")).size(), 16u);
+  double u = HashToUnit(Hash64("hello"));
+  EXPECT_GE(u, 0.0);
+  EXPECT_LT(u, 1.0);
+}
+
+TEST(MetricsTest, RendersPrometheusText) {
+  MetricsRegistry m;
+  m.GetCounter("rlaif_x_total", "X things.").Inc(3);
+  m.GetCounter("rlaif_y_total", "Y by reason.", {{"reason", "bad \"json\""}}).Inc();
+  m.GetGauge("rlaif_g", "A gauge.").Set(1.5);
+  auto& h = m.GetHistogram("rlaif_d_seconds", "Durations.", {}, {0.1, 1});
+  h.Observe(0.05);
+  h.Observe(0.5);
+  h.Observe(5);
+  std::string text = m.Render();
+  EXPECT_NE(text.find("# TYPE rlaif_x_total counter\nrlaif_x_total 3\n"), std::string::npos);
+  EXPECT_NE(text.find("rlaif_y_total{reason=\"bad \\\"json\\\"\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("rlaif_g 1.5"), std::string::npos);
+  EXPECT_NE(text.find("rlaif_d_seconds_bucket{le=\"0.1\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("rlaif_d_seconds_bucket{le=\"1\"} 2"), std::string::npos) << text;
+  EXPECT_NE(text.find("rlaif_d_seconds_bucket{le=\"+Inf\"} 3"), std::string::npos) << text;
+  EXPECT_NE(text.find("rlaif_d_seconds_count 3"), std::string::npos);
+  // Same name+labels gives the same object.
+  EXPECT_EQ(&m.GetCounter("rlaif_x_total", ""), &m.GetCounter("rlaif_x_total", ""));
+}
+
+}  // namespace
+}  // namespace rlaif

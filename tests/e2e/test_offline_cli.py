@@ -1,0 +1,84 @@
+"""rlaifd's offline subcommands and check-config, run as a user would."""
+import json
+import math
+import os
+import subprocess
+
+from rlaif_e2e import check, run_main
+
+
+def run(argv, stdin=None, timeout=600):
+    p = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def main(args, tmp):
+    rlaifd = os.path.join(args.bin, "rlaifd")
+    src = args.source
+
+    # check-config: the quickstart config is valid; a broken one lists every problem, exit 2.
+    rc, out, err = run([rlaifd, "check-config", os.path.join(src, "configs", "quickstart.json")])
+    check(rc == 0, f"quickstart config rejected: {err}")
+    rc, out, err = run([rlaifd, "check-config", os.path.join(src, "configs", "production.json")])
+    check(rc == 0, f"production config rejected: {err}")
+    bad = os.path.join(tmp, "bad.json")
+    with open(bad, "w") as f:
+        json.dump({"data_dir": 5, "bogus": 1, "sources": [{"format": "xml"}],
+                   "generator": {"base_url": "ftp://x", "model": "m", "temperature": 0},
+                   "judge": {"base_url": "http://x/v1", "model": "j", "concurrency": 0,
+                             "dimensions": []}}, f)
+    rc, out, err = run([rlaifd, "check-config", bad])
+    check(rc == 2, f"bad config exit code {rc}")
+    for needle in ["data_dir: expected a string", "bogus: unknown key", "sources[0].path: required",
+                   "sources[0].format: must be one of", "generator.base_url: must start with",
+                   "generator.temperature: must be in", "judge.concurrency: must be in",
+                   "judge.dimensions: at least one"]:
+        check(needle in err, f"check-config output lacks {needle!r}:\n{err}")
+    rc, out, err = run([rlaifd, "check-config", os.path.join(tmp, "missing.json")])
+    check(rc == 2 and "cannot read" in err, f"missing config: {rc} {err}")
+
+    # A small slice of the HH pairs in TRL form and as raw HH transcripts.
+    lines = open(os.path.join(src, "data", "hh-harmless-dev.jsonl")).read().splitlines()[:400]
+    trl = os.path.join(tmp, "trl.jsonl")
+    with open(trl, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    raw = os.path.join(tmp, "raw_hh.jsonl")
+    with open(raw, "w") as f:
+        for l in lines[:100]:
+            p = json.loads(l)
+            f.write(json.dumps({"chosen": "\n\n" + p["prompt"].lstrip("\n") + " " + p["chosen"],
+                                "rejected": "\n\n" + p["prompt"].lstrip("\n") + " " +
+                                p["rejected"]}) + "\n")
+
+    out_dir = os.path.join(tmp, "model")
+    rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", out_dir, "--device", "cpu",
+                        "--preset", "tiny", "--seed", "3"])
+    check(rc == 0, f"train failed ({rc}): {err[-2000:]}")
+    res = json.loads(out.strip().splitlines()[-1])
+    check(res["pairs"] > 0 and 0 <= res["accuracy"] <= 1, f"train result {res}")
+    check(res["train_pairs"] + res["pairs"] == 400, f"train+holdout != 400: {res}")
+    for f in ("model.pt", "tokenizer.json", "config.json"):
+        check(os.path.exists(os.path.join(out_dir, f)), f"checkpoint lacks {f}")
+
+    rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", out_dir])
+    check(rc != 0, "train must refuse an existing output directory")
+
+    for pairs_file, n in ((trl, 400), (raw, 100)):
+        rc, out, err = run([rlaifd, "eval", "--model", out_dir, "--pairs", pairs_file])
+        check(rc == 0, f"eval failed: {err[-2000:]}")
+        ev = json.loads(out.strip().splitlines()[-1])
+        check(ev["pairs"] == n and 0 <= ev["accuracy"] <= 1, f"eval {pairs_file}: {ev}")
+
+    rc, out, err = run([rlaifd, "score", "--model", out_dir],
+                       stdin=b'{"prompt": "Hi", "response": "Hello!"}\nnot json\n')
+    outs = [json.loads(l) for l in out.splitlines()]
+    check(len(outs) == 2 and math.isfinite(outs[0]["score"]) and "error" in outs[1],
+          f"score output {outs}")
+    check(rc == 1, "score must exit 1 when a line was bad")
+
+    rc, out, err = run([rlaifd, "eval", "--model", os.path.join(tmp, "nope"), "--pairs", trl])
+    check(rc == 1 and err.strip(), "eval of a missing model must fail with a message")
+
+
+if __name__ == "__main__":
+    run_main(main)

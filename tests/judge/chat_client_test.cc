@@ -1,0 +1,448 @@
+#include "rlaif/judge/chat_client.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include "fake_upstream.h"
+#include "rlaif/common/clock.h"
+#include "test_util.h"
+
+namespace rlaif::judge {
+namespace {
+
+using rlaif::testing::FakeUpstream;
+using rlaif::testing::RecordedRequest;
+
+ChatClientOptions FastOptions(const FakeUpstream& up) {
+  ChatClientOptions o;
+  o.base_url = up.base_url();
+  o.backoff_initial_s = 0.01;
+  o.backoff_max_s = 0.05;
+  o.timeout_s = 10;
+  return o;
+}
+
+ChatRequest SimpleRequest() {
+  ChatRequest r;
+  r.model = "test-model";
+  r.messages = {{"system", "be brief"}, {"user", "hello \"world\"\n"}};
+  return r;
+}
+
+TEST(ChatClientTest, SendsOpenAiRequestAndParsesResponse) {
+  FakeUpstream up([](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("hi there", 12, 3));
+  });
+  ChatClientOptions o = FastOptions(up);
+  o.api_key = "sk-test-secret";
+  ChatClient client(o);
+  ChatRequest req = SimpleRequest();
+  req.temperature = 0.7;
+  req.max_tokens = 99;
+  req.seed = 1234;
+  req.json_object = true;
+
+  auto resp = client.Complete(req);
+  ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+  EXPECT_EQ(resp->content, "hi there");
+  EXPECT_EQ(resp->finish_reason, "stop");
+  EXPECT_EQ(resp->prompt_tokens, 12);
+  EXPECT_EQ(resp->completion_tokens, 3);
+  EXPECT_EQ(resp->attempts, 1);
+  EXPECT_GT(resp->latency_ms, 0);
+
+  auto reqs = up.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  const auto& j = reqs[0].json;
+  EXPECT_EQ(reqs[0].authorization, "Bearer sk-test-secret");
+  EXPECT_EQ(j["model"], "test-model");
+  ASSERT_EQ(j["messages"].size(), 2u);
+  EXPECT_EQ(j["messages"][1]["role"], "user");
+  EXPECT_EQ(j["messages"][1]["content"], "hello \"world\"\n");
+  EXPECT_DOUBLE_EQ(j["temperature"].get<double>(), 0.7);
+  EXPECT_EQ(j["max_tokens"], 99);
+  EXPECT_EQ(j["seed"], 1234);
+  EXPECT_EQ(j["response_format"]["type"], "json_object");
+
+  EXPECT_EQ(client.stats().requests.load(), 1);
+  EXPECT_EQ(client.stats().successes.load(), 1);
+  EXPECT_EQ(client.stats().failures.load(), 0);
+  EXPECT_EQ(client.stats().prompt_tokens.load(), 12);
+  EXPECT_EQ(client.stats().completion_tokens.load(), 3);
+}
+
+TEST(ChatClientTest, OmitsOptionalFields) {
+  FakeUpstream up([](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("x"));
+  });
+  ChatClient client(FastOptions(up));
+  ASSERT_TRUE(client.Complete(SimpleRequest()).ok());
+  auto j = up.requests()[0].json;
+  EXPECT_FALSE(j.contains("seed"));
+  EXPECT_FALSE(j.contains("response_format"));
+  EXPECT_EQ(up.requests()[0].authorization, "");
+}
+
+TEST(ChatClientTest, PrefixPathAndTrailingSlash) {
+  FakeUpstream up([](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+  });
+  ChatClientOptions o = FastOptions(up);
+  o.base_url += "/";
+  ChatClient client(o);
+  EXPECT_TRUE(client.Complete(SimpleRequest()).ok());
+}
+
+TEST(ChatClientTest, RetriesOn503ThenSucceeds) {
+  FakeUpstream up([](int n, const RecordedRequest&, httplib::Response& res) {
+    if (n < 2) {
+      FakeUpstream::Reply(
+          res, 503,
+          R"({"error":{"code":503,"message":"Loading model","type":"unavailable_error"}})");
+    } else {
+      FakeUpstream::Reply(res, 200, FakeUpstream::Completion("finally"));
+    }
+  });
+  ChatClient client(FastOptions(up));
+  auto resp = client.Complete(SimpleRequest());
+  ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+  EXPECT_EQ(resp->content, "finally");
+  EXPECT_EQ(resp->attempts, 3);
+  EXPECT_EQ(up.calls(), 3);
+  EXPECT_EQ(client.stats().requests.load(), 3);
+  EXPECT_EQ(client.stats().retries.load(), 2);
+  EXPECT_EQ(client.stats().successes.load(), 1);
+}
+
+TEST(ChatClientTest, HonoursRetryAfterSeconds) {
+  FakeUpstream up([](int n, const RecordedRequest&, httplib::Response& res) {
+    if (n == 0) {
+      res.set_header("Retry-After", "1");
+      FakeUpstream::Reply(res, 429,
+                          R"({"error":{"message":"Rate limit reached","type":"requests",)"
+                          R"("code":"rate_limit_exceeded"}})");
+    } else {
+      FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+    }
+  });
+  ChatClient client(FastOptions(up));
+  double start = MonotonicSeconds();
+  auto resp = client.Complete(SimpleRequest());
+  double elapsed = MonotonicSeconds() - start;
+  ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+  EXPECT_EQ(resp->attempts, 2);
+  EXPECT_GE(elapsed, 0.95);  // backoff alone would be <= 0.05 s
+  EXPECT_LT(elapsed, 5.0);
+}
+
+TEST(ChatClientTest, HonoursRetryAfterMs) {
+  FakeUpstream up([](int n, const RecordedRequest&, httplib::Response& res) {
+    if (n == 0) {
+      res.set_header("retry-after-ms", "400");
+      FakeUpstream::Reply(res, 429, R"({"error":{"message":"slow down"}})");
+    } else {
+      FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+    }
+  });
+  ChatClient client(FastOptions(up));
+  double start = MonotonicSeconds();
+  ASSERT_TRUE(client.Complete(SimpleRequest()).ok());
+  EXPECT_GE(MonotonicSeconds() - start, 0.38);
+}
+
+TEST(ChatClientTest, DoesNotRetry400AndQuotesUpstreamMessage) {
+  FakeUpstream up([](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 400,
+                        R"({"error":{"message":"Invalid value for 'temperature'",)"
+                        R"("type":"invalid_request_error","code":"invalid_value"}})");
+  });
+  ChatClient client(FastOptions(up));
+  auto resp = client.Complete(SimpleRequest());
+  ASSERT_FALSE(resp.ok());
+  EXPECT_EQ(resp.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(resp.status().message().find("HTTP 400"), std::string::npos);
+  EXPECT_NE(resp.status().message().find("Invalid value for 'temperature'"), std::string::npos);
+  EXPECT_EQ(up.calls(), 1);
+  EXPECT_EQ(client.stats().retries.load(), 0);
+  EXPECT_EQ(client.stats().failures.load(), 1);
+}
+
+TEST(ChatClientTest, InsufficientQuotaIsNotRetried) {
+  FakeUpstream up([](int, const RecordedRequest&, httplib::Response& res) {
+    res.set_header("Retry-After", "1");
+    FakeUpstream::Reply(
+        res, 429,
+        R"({"error":{"message":"You exceeded your current quota",)"
+        R"("type":"insufficient_quota","param":null,"code":"insufficient_quota"}})");
+  });
+  ChatClient client(FastOptions(up));
+  auto resp = client.Complete(SimpleRequest());
+  ASSERT_FALSE(resp.ok());
+  EXPECT_EQ(resp.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(resp.status().message().find("exceeded your current quota"), std::string::npos);
+  EXPECT_EQ(up.calls(), 1);
+}
+
+TEST(ChatClientTest, GivesUpAfterMaxRetries) {
+  FakeUpstream up([](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 500, R"({"error":{"message":"boom","type":"server_error"}})");
+  });
+  ChatClientOptions o = FastOptions(up);
+  o.max_retries = 2;
+  ChatClient client(o);
+  auto resp = client.Complete(SimpleRequest());
+  ASSERT_FALSE(resp.ok());
+  EXPECT_EQ(resp.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(resp.status().message().find("HTTP 500"), std::string::npos);
+  EXPECT_NE(resp.status().message().find("boom"), std::string::npos);
+  EXPECT_NE(resp.status().message().find("3 attempts"), std::string::npos);
+  EXPECT_EQ(up.calls(), 3);
+  EXPECT_EQ(client.stats().requests.load(), 3);
+  EXPECT_EQ(client.stats().retries.load(), 2);
+  EXPECT_EQ(client.stats().failures.load(), 1);
+}
+
+struct ErrorBodyCase {
+  int status;
+  std::string body;
+  std::string expected_text;
+};
+
+TEST(ChatClientTest, ParsesServerSpecificErrorBodies) {
+  const std::vector<ErrorBodyCase> cases = {
+      // vLLM, flat.
+      {400,
+       R"({"object":"error","message":"This model's maximum context length is 4096 tokens",)"
+       R"("type":"BadRequestError","param":null,"code":400})",
+       "maximum context length is 4096 tokens"},
+      // vLLM, nested (newer versions).
+      {400,
+       R"({"error":{"message":"max_tokens must be at least 1","type":"BadRequestError",)"
+       R"("param":null,"code":400}})",
+       "max_tokens must be at least 1"},
+      // llama.cpp server.
+      {503, R"({"error":{"code":503,"message":"Loading model","type":"unavailable_error"}})",
+       "Loading model"},
+      // Ollama.
+      {404, R"({"error":"model \"llama9\" not found, try pulling it first"})",
+       "model \"llama9\" not found"},
+      // Not JSON at all (a proxy page).
+      {502, "<html>Bad Gateway</html>", "<html>Bad Gateway</html>"},
+  };
+  for (const auto& c : cases) {
+    FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+      FakeUpstream::Reply(res, c.status, c.body);
+    });
+    ChatClientOptions o = FastOptions(up);
+    o.max_retries = 0;
+    ChatClient client(o);
+    auto resp = client.Complete(SimpleRequest());
+    ASSERT_FALSE(resp.ok()) << c.body;
+    EXPECT_NE(resp.status().message().find(c.expected_text), std::string::npos)
+        << resp.status().message();
+    EXPECT_NE(resp.status().message().find("HTTP " + std::to_string(c.status)), std::string::npos);
+  }
+}
+
+TEST(ChatClientTest, NetworkErrorsAreRetriedThenUnavailable) {
+  // A port that was free a moment ago and has no listener: connections are refused.
+  int dead_port = 0;
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    socklen_t len = sizeof(addr);
+    ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    dead_port = ntohs(addr.sin_port);
+    ::close(fd);
+  }
+  ChatClientOptions o;
+  o.base_url = "http://127.0.0.1:" + std::to_string(dead_port) + "/v1";
+  o.max_retries = 2;
+  o.backoff_initial_s = 0.01;
+  o.backoff_max_s = 0.02;
+  ChatClient client(o);
+  auto resp = client.Complete(SimpleRequest());
+  ASSERT_FALSE(resp.ok());
+  EXPECT_EQ(resp.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(resp.status().message().find("3 attempts"), std::string::npos);
+  EXPECT_EQ(client.stats().requests.load(), 3);
+}
+
+TEST(ChatClientTest, CorruptSuccessBody) {
+  FakeUpstream up([](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200, "this is not json");
+  });
+  ChatClient client(FastOptions(up));
+  auto resp = client.Complete(SimpleRequest());
+  ASSERT_FALSE(resp.ok());
+  EXPECT_EQ(resp.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(resp.status().message().find("this is not json"), std::string::npos);
+}
+
+TEST(ChatClientTest, BadBaseUrl) {
+  for (const char* url : {"ftp://x/v1", "127.0.0.1:8000/v1", "http://:80/v1", "http://h:99999/v1",
+                          "http://user:pw@h/v1"}) {
+    ChatClientOptions o;
+    o.base_url = url;
+    ChatClient client(o);
+    auto resp = client.Complete(SimpleRequest());
+    ASSERT_FALSE(resp.ok()) << url;
+    EXPECT_EQ(resp.status().code(), StatusCode::kInvalidArgument) << url;
+  }
+}
+
+TEST(ChatClientTest, StopCancelsBackoffWait) {
+  FakeUpstream up([](int, const RecordedRequest&, httplib::Response& res) {
+    res.set_header("Retry-After", "30");
+    FakeUpstream::Reply(res, 503, R"({"error":{"message":"busy"}})");
+  });
+  ChatClient client(FastOptions(up));
+  double start = MonotonicSeconds();
+  auto fut = std::async(std::launch::async, [&] { return client.Complete(SimpleRequest()); });
+  while (up.calls() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  client.Stop();
+  auto resp = fut.get();
+  EXPECT_LT(MonotonicSeconds() - start, 5.0);
+  ASSERT_FALSE(resp.ok());
+  EXPECT_EQ(resp.status().code(), StatusCode::kCancelled);
+  // Calls after Stop() fail at once.
+  auto after = client.Complete(SimpleRequest());
+  EXPECT_EQ(after.status().code(), StatusCode::kCancelled);
+  EXPECT_EQ(up.calls(), 1);
+}
+
+TEST(ChatClientTest, StopAbortsRequestInFlight) {
+  std::atomic<bool> release{false};
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    for (int i = 0; i < 500 && !release; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("late"));
+  });
+  ChatClient client(FastOptions(up));
+  double start = MonotonicSeconds();
+  auto fut = std::async(std::launch::async, [&] { return client.Complete(SimpleRequest()); });
+  while (up.calls() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  client.Stop();
+  auto resp = fut.get();
+  release = true;
+  EXPECT_LT(MonotonicSeconds() - start, 3.0);
+  EXPECT_EQ(resp.status().code(), StatusCode::kCancelled) << resp.status().ToString();
+}
+
+TEST(ChatClientTest, ConcurrencyIsBounded) {
+  std::atomic<int> now{0};
+  std::atomic<int> peak{0};
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    int n = ++now;
+    int p = peak.load();
+    while (n > p && !peak.compare_exchange_weak(p, n)) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    --now;
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+  });
+  ChatClientOptions o = FastOptions(up);
+  o.max_concurrency = 2;
+  ChatClient client(o);
+  std::vector<std::future<Result<ChatResponse>>> futs;
+  for (int i = 0; i < 8; ++i) {
+    futs.push_back(
+        std::async(std::launch::async, [&] { return client.Complete(SimpleRequest()); }));
+  }
+  for (auto& f : futs) EXPECT_TRUE(f.get().ok());
+  EXPECT_EQ(up.calls(), 8);
+  EXPECT_LE(peak.load(), 2);
+  EXPECT_EQ(peak.load(), 2);  // and the slots are actually used in parallel
+}
+
+TEST(ChatClientTest, ApiKeyIsNeverLogged) {
+  auto stream = std::make_shared<std::ostringstream>();
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(*stream);
+  auto logger = spdlog::default_logger();
+  logger->sinks().push_back(sink);
+  auto old_level = logger->level();
+  logger->set_level(spdlog::level::trace);
+  {
+    FakeUpstream up([](int n, const RecordedRequest& r, httplib::Response& res) {
+      if (n < 2) {
+        // A hostile upstream echoing the header must not matter either way:
+        // the client logs only status and upstream message.
+        FakeUpstream::Reply(res, 503, R"({"error":{"message":"overloaded"}})");
+      } else {
+        FakeUpstream::Reply(res, 401, R"({"error":{"message":"Incorrect API key provided"}})");
+      }
+    });
+    ChatClientOptions o = FastOptions(up);
+    o.api_key = "sk-very-secret-value";
+    ChatClient client(o);
+    auto resp = client.Complete(SimpleRequest());
+    EXPECT_EQ(resp.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(resp.status().message().find("sk-very-secret-value"), std::string::npos);
+  }
+  logger->set_level(old_level);
+  logger->sinks().pop_back();
+  const std::string logs = stream->str();
+  EXPECT_NE(logs.find("overloaded"), std::string::npos) << logs;  // retries were logged
+  EXPECT_EQ(logs.find("sk-very-secret-value"), std::string::npos) << logs;
+}
+
+// TLS: the server certificate is verified (a self-signed certificate is
+// refused) and an explicit CA file is honoured.
+TEST(ChatClientTest, HttpsVerifiesServerCertificate) {
+  rlaif::testing::TempDir dir;
+  const std::string cert = dir.Sub("cert.pem");
+  const std::string key = dir.Sub("key.pem");
+  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + key + " -out " +
+                          cert +
+                          " -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+                          ">/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "openssl CLI not available";
+
+  httplib::SSLServer server(cert.c_str(), key.c_str());
+  ASSERT_TRUE(server.is_valid());
+  server.Post("/v1/chat/completions", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(FakeUpstream::Completion("secure hello"), "application/json");
+  });
+  int port = server.bind_to_any_port("127.0.0.1");
+  std::thread t([&] { server.listen_after_bind(); });
+  while (!server.is_running()) std::this_thread::yield();
+
+  ChatClientOptions o;
+  o.base_url = "https://127.0.0.1:" + std::to_string(port) + "/v1";
+  o.max_retries = 0;
+  {
+    ChatClient untrusted(o);
+    auto resp = untrusted.Complete(SimpleRequest());
+    ASSERT_FALSE(resp.ok());
+    EXPECT_EQ(resp.status().code(), StatusCode::kFailedPrecondition) << resp.status().ToString();
+  }
+  o.ca_cert_path = cert;
+  {
+    ChatClient trusted(o);
+    auto resp = trusted.Complete(SimpleRequest());
+    ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+    EXPECT_EQ(resp->content, "secure hello");
+  }
+  server.stop();
+  t.join();
+}
+
+}  // namespace
+}  // namespace rlaif::judge

@@ -1,0 +1,159 @@
+#include "rlaif/trainer/scorer.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <set>
+#include <thread>
+
+#include "test_util.h"
+#include "trainer/trainer_test_util.h"
+
+namespace rlaif::trainer {
+namespace {
+
+using testing::BananaPairs;
+using testing::FastOptions;
+using testing::FunctionRewardModel;
+
+EvalMetrics Metrics(double accuracy) {
+  EvalMetrics m;
+  m.accuracy = accuracy;
+  m.pairs = 500;
+  m.loss = 0.6;
+  return m;
+}
+
+// ---- Gate -------------------------------------------------------------------
+
+TEST(DecideGate, PromotesTheFirstModelAboveTheMinimum) {
+  GateOptions o;
+  o.min_accuracy = 0.55;
+  auto d = DecideGate(Metrics(0.60), nullptr, o);
+  EXPECT_TRUE(d.promote) << d.reason;
+  EXPECT_NE(d.reason.find("no live model"), std::string::npos) << d.reason;
+
+  d = DecideGate(Metrics(0.50), nullptr, o);
+  EXPECT_FALSE(d.promote);
+  EXPECT_NE(d.reason.find("0.5000"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.find("0.5500"), std::string::npos) << d.reason;
+}
+
+TEST(DecideGate, AllowsRegressionOnlyWithinTheMargin) {
+  GateOptions o;
+  o.max_regression = 0.02;
+  const EvalMetrics live = Metrics(0.70);
+  EXPECT_TRUE(DecideGate(Metrics(0.75), &live, o).promote);
+  EXPECT_TRUE(DecideGate(Metrics(0.69), &live, o).promote);  // within 0.02
+  auto d = DecideGate(Metrics(0.67), &live, o);
+  EXPECT_FALSE(d.promote);
+  EXPECT_NE(d.reason.find("0.6700"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.find("0.7000"), std::string::npos) << d.reason;
+}
+
+TEST(DecideGate, RefusesNonFiniteMetrics) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  GateOptions o;
+  EvalMetrics m = Metrics(0.9);
+  m.loss = nan;
+  auto d = DecideGate(m, nullptr, o);
+  EXPECT_FALSE(d.promote);
+  EXPECT_NE(d.reason.find("loss is NaN"), std::string::npos) << d.reason;
+  m = Metrics(nan);
+  EXPECT_FALSE(DecideGate(m, nullptr, o).promote);
+  m = Metrics(0.9);
+  m.score_std = inf;
+  EXPECT_FALSE(DecideGate(m, nullptr, o).promote);
+  // NaN where it is legitimate (no shorter-chosen pair) does not block.
+  m = Metrics(0.9);
+  m.accuracy_shorter_chosen = nan;
+  EXPECT_TRUE(DecideGate(m, nullptr, o).promote);
+}
+
+// ---- Scorer -----------------------------------------------------------------
+
+TEST(Scorer, FailsWithoutAModelAndNormalisesWithTheVersionsStats) {
+  Scorer scorer;
+  auto none = scorer.Score("p", "r");
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), StatusCode::kFailedPrecondition);
+
+  scorer.Swap(std::make_shared<FunctionRewardModel>(
+      "v7", [](const std::string&, const std::string& r) { return static_cast<double>(r.size()); },
+      /*mean=*/2.0, /*std=*/4.0));
+  auto s = scorer.Score("p", "123456");
+  ASSERT_TRUE(s.ok());
+  EXPECT_DOUBLE_EQ(s->score, 6.0);
+  EXPECT_DOUBLE_EQ(s->normalized, 1.0);
+  EXPECT_EQ(s->model_version, "v7");
+  ASSERT_NE(scorer.Current(), nullptr);
+  scorer.Swap(nullptr);
+  EXPECT_EQ(scorer.Current(), nullptr);
+}
+
+TEST(Scorer, OldModelLivesUntilItsLastRequestEnds) {
+  Scorer scorer;
+  auto first = std::make_shared<FunctionRewardModel>(
+      "a", [](const std::string&, const std::string&) { return 1.0; });
+  std::weak_ptr<const RewardModel> watch = first;
+  scorer.Swap(first);
+  auto held = scorer.Current();  // a request in flight
+  first.reset();
+  scorer.Swap(std::make_shared<FunctionRewardModel>(
+      "b", [](const std::string&, const std::string&) { return 2.0; }));
+  EXPECT_FALSE(watch.expired());
+  EXPECT_EQ(held->version(), "a");
+  held.reset();
+  EXPECT_TRUE(watch.expired());
+}
+
+// Real models, scored from several threads while the live one is swapped.
+TEST(Scorer, SwapsUnderConcurrentScoring) {
+  rlaif::testing::TempDir dir;
+  TrainOptions o = FastOptions();
+  ASSERT_TRUE(TrainRewardModel(BananaPairs(60, 61), {}, dir.Sub("v1"), o).ok());
+  o.seed = 9;
+  ASSERT_TRUE(TrainRewardModel(BananaPairs(60, 62), {}, dir.Sub("v2"), o).ok());
+  auto v1 = RewardModel::Load(dir.Sub("v1"), "cpu");
+  auto v2 = RewardModel::Load(dir.Sub("v2"), "cpu");
+  ASSERT_TRUE(v1.ok() && v2.ok());
+
+  Scorer scorer;
+  scorer.Swap(*v1);
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0}, bad_versions{0}, scored{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      int i = 0;
+      while (!stop.load()) {
+        auto r =
+            scorer.Score("prompt " + std::to_string(t), "response number " + std::to_string(i++));
+        if (!r.ok()) {
+          ++errors;
+        } else if (r->model_version != "v1" && r->model_version != "v2") {
+          ++bad_versions;
+        } else if (!std::isfinite(r->score) || !std::isfinite(r->normalized)) {
+          ++errors;
+        }
+        ++scored;
+      }
+    });
+  }
+  for (int k = 0; k < 200; ++k) {
+    scorer.Swap(k % 2 ? *v1 : *v2);
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  while (scored.load() < 200) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  stop = true;
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(bad_versions.load(), 0);
+  EXPECT_GE(scored.load(), 200);
+}
+
+}  // namespace
+}  // namespace rlaif::trainer

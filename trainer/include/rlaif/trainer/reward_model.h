@@ -1,0 +1,112 @@
+// Reward model: training (Bradley-Terry, pairwise), evaluation and scoring
+// (pointwise) of a transformer with a scalar head, on LibTorch.
+//
+//   TrainOptions opt; opt.preset = "tiny";
+//   auto res = TrainRewardModel(train_pairs, holdout_pairs, "/data/models/v1", opt);
+//   auto model = RewardModel::Load("/data/models/v1", "auto");
+//   auto scores = (*model)->Score({{"prompt", "response"}});
+//
+// A checkpoint directory holds: model.pt (weights), tokenizer.json,
+// config.json (architecture, normalisation mean/std, metrics, data
+// fingerprint, code version). It is written to "<dir>.tmp-<pid>" and renamed
+// into place, so a crash never leaves a half-written version behind.
+//
+// Score is read at an explicit end token appended to every (prompt, response)
+// sequence, identically in training and serving. Truncation keeps the
+// response (up to 3/4 of max_len) and the END of the prompt.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "rlaif/common/status.h"
+#include "rlaif/trainer/pairs.h"
+
+namespace rlaif::trainer {
+
+struct TrainOptions {
+  std::string device = "auto";   // "auto" (CUDA if available) | "cpu" | "cuda"
+  std::string preset = "tiny";   // "tiny" | "small" | "base"
+  int vocab_size = 0;            // 0 = preset default
+  int max_len = 0;               // 0 = preset default
+  int d_model = 0, layers = 0, heads = 0;  // 0 = preset default
+  int epochs = 1;
+  int batch_size = 16;           // pairs per step
+  double learning_rate = 1e-3;
+  double weight_decay = 0.01;
+  double warmup_fraction = 0.1;
+  double grad_clip = 1.0;
+  int threads = 1;               // at::set_num_threads for this process
+  uint64_t seed = 42;
+  std::string version;           // written into config.json; "" = directory name
+  // Polled between steps; returning true aborts with kCancelled.
+  std::function<bool()> cancelled;
+  // Called between steps with progress in [0,1].
+  std::function<void(double)> on_progress;
+};
+
+struct EvalMetrics {
+  double accuracy = 0;          // fraction with score(chosen) > score(rejected); ties wrong
+  int64_t pairs = 0;
+  double loss = 0;              // mean BT loss
+  double accuracy_shorter_chosen = 0;  // accuracy on pairs whose chosen is shorter (NaN if none)
+  int64_t shorter_chosen_pairs = 0;
+  double length_correlation = 0;  // Pearson r of score vs. response length (chars)
+  double score_mean = 0;        // over all evaluated responses (normalisation)
+  double score_std = 1;
+};
+
+struct TrainResult {
+  std::string dir;
+  EvalMetrics holdout;          // on the eval pairs (pairs = 0 if none given)
+  EvalMetrics train;            // on (a sample of) the training pairs
+  int64_t train_pairs = 0;
+  int64_t steps = 0;
+  double seconds = 0;
+  double tokens_per_second = 0;
+  std::string device;           // "cpu" | "cuda"
+};
+
+// Trains from scratch on `train` (tokenizer included), evaluates on `eval`,
+// and writes the checkpoint to `out_dir` (must not exist; parent created).
+Result<TrainResult> TrainRewardModel(const std::vector<PreferencePair>& train,
+                                     const std::vector<PreferencePair>& eval,
+                                     const std::string& out_dir, const TrainOptions& options);
+
+// An immutable, loaded reward model. Score() is thread-safe.
+class RewardModel {
+ public:
+  // Loads and validates a checkpoint directory. kCorruption / kInvalidArgument
+  // with a clear message for missing files or mismatched architecture.
+  static Result<std::shared_ptr<const RewardModel>> Load(const std::string& dir,
+                                                        const std::string& device = "auto");
+  virtual ~RewardModel() = default;
+
+  // Raw scores, one per (prompt, response).
+  virtual Result<std::vector<double>> Score(
+      const std::vector<std::pair<std::string, std::string>>& items) const = 0;
+  virtual const std::string& version() const = 0;
+  virtual const std::string& dir() const = 0;
+  virtual std::string device() const = 0;
+  // Normalisation stored with the version: (raw - mean) / std.
+  virtual double norm_mean() const = 0;
+  virtual double norm_std() const = 0;
+};
+
+// Scores both responses of every pair with `model` (same code for every model).
+Result<EvalMetrics> Evaluate(const RewardModel& model, const std::vector<PreferencePair>& pairs);
+
+// The per-pair soft-label Bradley-Terry loss that training minimises (its
+// mean over a batch) and Evaluate reports, computed by the same code:
+//   p * -log(sigmoid(margin)) + (1 - p) * -log(sigmoid(-margin)),
+// where margin = r_chosen - r_rejected and p = p_chosen.
+double BradleyTerryLoss(double margin, double p_chosen);
+
+// True if a CUDA device is usable by LibTorch in this process.
+bool CudaAvailable();
+
+}  // namespace rlaif::trainer

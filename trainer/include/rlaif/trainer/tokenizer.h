@@ -1,0 +1,91 @@
+// Byte-level BPE tokenizer of the reward model, trained on the stored corpus
+// and saved with every checkpoint (tokenizer.json).
+//
+//   auto tok = BpeTokenizer::Train(texts, /*vocab_size=*/4096);
+//   std::vector<int32_t> ids = tok->Encode("any bytes, even invalid UTF-8");
+//   assert(tok->Decode(ids) == "any bytes, even invalid UTF-8");
+//   auto seq = BuildRewardSequence(tok->Encode(prompt), tok->Encode(response), 256);
+//
+// Ids: 0 = PAD, 1 = END (appended to every sequence; the score is read there),
+// 2 = SEP (between prompt and response), 3..258 = the 256 byte values, then one
+// id per learned merge, in the order learned. Any byte string encodes.
+//
+// Text is first cut into chunks (SplitChunks: runs of letters, of digits, of
+// other symbols, each optionally led by one space; whitespace runs), and merges
+// never cross a chunk boundary. Training is deterministic: equal pair counts
+// are broken by the lexicographic order of the pair's byte strings.
+//
+// Thread safety: a BpeTokenizer is immutable after Train/FromJson except for an
+// internal, synchronised encode cache; Encode/Decode may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "rlaif/common/status.h"
+
+namespace rlaif::trainer {
+
+class BpeTokenizer {
+ public:
+  static constexpr int32_t kPad = 0;
+  static constexpr int32_t kEnd = 1;
+  static constexpr int32_t kSep = 2;
+  static constexpr int32_t kFirstByte = 3;
+  static constexpr int32_t kFirstMerge = kFirstByte + 256;  // 259: the smallest vocabulary
+  // Chunks longer than this are cut (bounds per-chunk work on pathological input).
+  static constexpr size_t kMaxChunkBytes = 64;
+
+  // Learns merges from `texts` until the vocabulary has `vocab_size` ids, or no
+  // pair occurs at least twice. kInvalidArgument if vocab_size < kFirstMerge.
+  static Result<BpeTokenizer> Train(const std::vector<std::string_view>& texts, int vocab_size);
+  // Parses what ToJson wrote. kCorruption if malformed or inconsistent.
+  static Result<BpeTokenizer> FromJson(const std::string& json);
+  // FromJson on a file's content; kIoError if unreadable.
+  static Result<BpeTokenizer> LoadFile(const std::string& path);
+
+  BpeTokenizer(BpeTokenizer&&) noexcept;
+  BpeTokenizer& operator=(BpeTokenizer&&) noexcept;
+  ~BpeTokenizer();
+
+  // Compact JSON (ASCII only): format, special ids, merges as id pairs.
+  std::string ToJson() const;
+  // Writes ToJson() to `path` (not atomically; checkpoints write into a temp dir).
+  Status SaveFile(const std::string& path) const;
+
+  // Token ids of `text`, without special tokens.
+  std::vector<int32_t> Encode(std::string_view text) const;
+  // Bytes of `ids`; special and out-of-range ids contribute nothing.
+  std::string Decode(const std::vector<int32_t>& ids) const;
+
+  // Number of ids, special tokens included (= kFirstMerge + merges).
+  int vocab_size() const { return static_cast<int>(token_bytes_.size()); }
+  const std::vector<std::pair<int32_t, int32_t>>& merges() const { return merges_; }
+
+ private:
+  struct EncodeCache;
+  BpeTokenizer();
+  void BuildIndex();  // token_bytes_ and ranks_ from merges_
+  std::vector<int32_t> EncodeChunk(std::string_view chunk) const;
+
+  std::vector<std::pair<int32_t, int32_t>> merges_;  // merge i creates id kFirstMerge + i
+  std::vector<std::string> token_bytes_;             // id -> bytes ("" for specials)
+  std::unique_ptr<EncodeCache> ranks_and_cache_;     // merge ranks + chunk cache
+};
+
+// Cuts `text` into the pre-tokenization chunks described above. The chunks
+// concatenate back to `text` exactly.
+std::vector<std::string_view> SplitChunks(std::string_view text);
+
+// The model input for one (prompt, response): the END of the prompt (truncated
+// from the left), SEP, the start of the response (at least 3/4 of max_len when
+// it is that long, more if the prompt is short), END. Never longer than max_len
+// (max_len >= 4).
+std::vector<int32_t> BuildRewardSequence(const std::vector<int32_t>& prompt,
+                                         const std::vector<int32_t>& response, int max_len);
+
+}  // namespace rlaif::trainer

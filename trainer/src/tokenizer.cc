@@ -1,0 +1,393 @@
+#include "rlaif/trainer/tokenizer.h"
+
+#include <algorithm>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <queue>
+#include <shared_mutex>
+#include <sstream>
+#include <unordered_map>
+
+namespace rlaif::trainer {
+
+namespace {
+
+constexpr int kFormatVersion = 1;
+constexpr const char* kFormatName = "rlaif-byte-bpe";
+constexpr const char* kPretokenizerName = "rlaif-chunks-v1";
+// Bounded so that a stream of unique junk cannot grow memory without limit;
+// frequent chunks arrive early and stay.
+constexpr size_t kMaxCachedChunks = 1 << 18;
+
+enum class ByteClass { kLetter, kDigit, kSpace, kOther };
+
+ByteClass Classify(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80) return ByteClass::kLetter;
+  if (c >= '0' && c <= '9') return ByteClass::kDigit;
+  if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') {
+    return ByteClass::kSpace;
+  }
+  return ByteClass::kOther;
+}
+
+inline uint64_t PairKey(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
+inline int32_t PairLeft(uint64_t key) { return static_cast<int32_t>(key >> 32); }
+inline int32_t PairRight(uint64_t key) { return static_cast<int32_t>(key & 0xffffffffu); }
+
+// Replaces every left-to-right occurrence of (a, b) in `syms` by `merged`.
+// Returns true if anything was merged.
+bool MergePair(std::vector<int32_t>& syms, int32_t a, int32_t b, int32_t merged) {
+  size_t out = 0;
+  bool changed = false;
+  for (size_t i = 0; i < syms.size();) {
+    if (i + 1 < syms.size() && syms[i] == a && syms[i + 1] == b) {
+      syms[out++] = merged;
+      i += 2;
+      changed = true;
+    } else {
+      syms[out++] = syms[i++];
+    }
+  }
+  syms.resize(out);
+  return changed;
+}
+
+}  // namespace
+
+std::vector<std::string_view> SplitChunks(std::string_view text) {
+  std::vector<std::string_view> chunks;
+  const size_t n = text.size();
+  size_t i = 0;
+  auto cls = [&](size_t k) { return Classify(static_cast<unsigned char>(text[k])); };
+  while (i < n) {
+    size_t start = i;
+    ByteClass c = cls(i);
+    if (c == ByteClass::kSpace) {
+      // A single space before a non-space starts the next word's chunk.
+      if (text[i] == ' ' && i + 1 < n && cls(i + 1) != ByteClass::kSpace) {
+        c = cls(i + 1);
+        i += 1;
+      } else {
+        size_t j = i;
+        while (j < n && cls(j) == ByteClass::kSpace && j - start < BpeTokenizer::kMaxChunkBytes) {
+          ++j;
+        }
+        // Leave a trailing ' ' to lead the following word (as GPT-2's "\s+(?!\S)").
+        if (j < n && cls(j) != ByteClass::kSpace && j - start > 1 && text[j - 1] == ' ') --j;
+        chunks.push_back(text.substr(start, j - start));
+        i = j;
+        continue;
+      }
+    }
+    while (i < n && cls(i) == c && i - start < BpeTokenizer::kMaxChunkBytes) ++i;
+    chunks.push_back(text.substr(start, i - start));
+  }
+  return chunks;
+}
+
+std::vector<int32_t> BuildRewardSequence(const std::vector<int32_t>& prompt,
+                                         const std::vector<int32_t>& response, int max_len) {
+  const size_t avail = static_cast<size_t>(std::max(max_len, 4)) - 2;  // SEP + END
+  const size_t response_share = static_cast<size_t>(max_len) * 3 / 4;
+  const size_t response_keep = std::min(
+      {response.size(), avail, std::max(response_share, avail - std::min(avail, prompt.size()))});
+  const size_t prompt_keep = std::min(prompt.size(), avail - response_keep);
+  std::vector<int32_t> seq;
+  seq.reserve(prompt_keep + response_keep + 2);
+  seq.insert(seq.end(), prompt.end() - static_cast<std::ptrdiff_t>(prompt_keep), prompt.end());
+  seq.push_back(BpeTokenizer::kSep);
+  seq.insert(seq.end(), response.begin(),
+             response.begin() + static_cast<std::ptrdiff_t>(response_keep));
+  seq.push_back(BpeTokenizer::kEnd);
+  return seq;
+}
+
+// Merge ranks (immutable after construction) and the chunk cache (synchronised).
+struct BpeTokenizer::EncodeCache {
+  std::unordered_map<uint64_t, int32_t> ranks;  // pair -> merge index
+  mutable std::shared_mutex mu;
+  mutable std::unordered_map<std::string, std::vector<int32_t>> chunks;  // guarded by mu
+};
+
+BpeTokenizer::BpeTokenizer() : ranks_and_cache_(std::make_unique<EncodeCache>()) {}
+BpeTokenizer::BpeTokenizer(BpeTokenizer&&) noexcept = default;
+BpeTokenizer& BpeTokenizer::operator=(BpeTokenizer&&) noexcept = default;
+BpeTokenizer::~BpeTokenizer() = default;
+
+void BpeTokenizer::BuildIndex() {
+  token_bytes_.assign(kFirstMerge, std::string());
+  for (int b = 0; b < 256; ++b) token_bytes_[kFirstByte + b] = std::string(1, static_cast<char>(b));
+  auto cache = std::make_unique<EncodeCache>();
+  cache->ranks.reserve(merges_.size() * 2);
+  for (size_t i = 0; i < merges_.size(); ++i) {
+    const auto& [a, b] = merges_[i];
+    token_bytes_.push_back(token_bytes_[a] + token_bytes_[b]);
+    cache->ranks.emplace(PairKey(a, b), static_cast<int32_t>(i));
+  }
+  ranks_and_cache_ = std::move(cache);
+}
+
+Result<BpeTokenizer> BpeTokenizer::Train(const std::vector<std::string_view>& texts,
+                                         int vocab_size) {
+  if (vocab_size < kFirstMerge) {
+    return Status::InvalidArgument("tokenizer vocab_size " + std::to_string(vocab_size) +
+                                   " is below the minimum " + std::to_string(kFirstMerge) +
+                                   " (3 special tokens + 256 bytes)");
+  }
+  // 1. Distinct chunks with their frequencies, in a deterministic order.
+  std::unordered_map<std::string_view, int64_t> chunk_freq;
+  for (std::string_view text : texts) {
+    for (std::string_view chunk : SplitChunks(text)) ++chunk_freq[chunk];
+  }
+  std::vector<std::pair<std::string_view, int64_t>> sorted(chunk_freq.begin(), chunk_freq.end());
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<std::vector<int32_t>> words(sorted.size());
+  std::vector<int64_t> freq(sorted.size());
+  for (size_t w = 0; w < sorted.size(); ++w) {
+    for (unsigned char c : sorted[w].first) words[w].push_back(kFirstByte + c);
+    freq[w] = sorted[w].second;
+  }
+  chunk_freq.clear();
+
+  BpeTokenizer tok;
+  tok.BuildIndex();  // byte tokens; merged tokens are appended below
+  std::vector<std::string>& bytes = tok.token_bytes_;
+
+  // 2. Pair counts and, per pair, the words that may contain it (may hold
+  // duplicates and stale entries; both are skipped when merging).
+  std::unordered_map<uint64_t, int64_t> pair_count;
+  std::unordered_map<uint64_t, std::vector<int32_t>> where;
+  for (size_t w = 0; w < words.size(); ++w) {
+    const auto& s = words[w];
+    for (size_t i = 0; i + 1 < s.size(); ++i) {
+      uint64_t key = PairKey(s[i], s[i + 1]);
+      pair_count[key] += freq[w];
+      auto& list = where[key];
+      if (list.empty() || list.back() != static_cast<int32_t>(w))
+        list.push_back(static_cast<int32_t>(w));
+    }
+  }
+
+  // 3. Max-heap of (count, pair) with lazy invalidation: an entry whose count
+  // no longer matches pair_count is re-pushed with the current count.
+  struct Entry {
+    int64_t count;
+    uint64_t pair;
+  };
+  auto worse = [&bytes](const Entry& x, const Entry& y) {
+    if (x.count != y.count) return x.count < y.count;
+    const std::string& xa = bytes[PairLeft(x.pair)];
+    const std::string& ya = bytes[PairLeft(y.pair)];
+    if (xa != ya) return xa > ya;  // lexicographically smaller pair wins the tie
+    return bytes[PairRight(x.pair)] > bytes[PairRight(y.pair)];
+  };
+  std::priority_queue<Entry, std::vector<Entry>, decltype(worse)> heap(worse);
+  {
+    // Push in key order so the heap's internal layout does not depend on hash order.
+    std::vector<uint64_t> keys;
+    keys.reserve(pair_count.size());
+    for (const auto& [key, count] : pair_count) keys.push_back(key);
+    std::sort(keys.begin(), keys.end());
+    for (uint64_t key : keys) heap.push({pair_count[key], key});
+  }
+
+  std::unordered_map<uint64_t, int64_t> delta;
+  std::vector<uint64_t> touched;
+  while (static_cast<int>(bytes.size()) < vocab_size && !heap.empty()) {
+    Entry top = heap.top();
+    heap.pop();
+    auto it = pair_count.find(top.pair);
+    const int64_t current = it == pair_count.end() ? 0 : it->second;
+    if (current != top.count) {
+      if (current > 0) heap.push({current, top.pair});
+      continue;
+    }
+    if (current < 2) break;  // a merge seen once is noise, not vocabulary
+    const int32_t a = PairLeft(top.pair), b = PairRight(top.pair);
+    const int32_t merged = static_cast<int32_t>(bytes.size());
+    tok.merges_.emplace_back(a, b);
+    bytes.push_back(bytes[a] + bytes[b]);
+
+    std::vector<int32_t> affected = std::move(where[top.pair]);
+    where.erase(top.pair);
+    delta.clear();
+    for (int32_t w : affected) {
+      auto& s = words[w];
+      bool present = false;
+      for (size_t i = 0; i + 1 < s.size() && !present; ++i) present = s[i] == a && s[i + 1] == b;
+      if (!present) continue;  // duplicate or stale entry
+      const int64_t f = freq[w];
+      for (size_t i = 0; i + 1 < s.size(); ++i) delta[PairKey(s[i], s[i + 1])] -= f;
+      MergePair(s, a, b, merged);
+      for (size_t i = 0; i + 1 < s.size(); ++i) {
+        uint64_t key = PairKey(s[i], s[i + 1]);
+        delta[key] += f;
+        // Only pairs with the new id are new to this word.
+        if (s[i] == merged || s[i + 1] == merged) {
+          auto& list = where[key];
+          if (list.empty() || list.back() != w) list.push_back(w);
+        }
+      }
+    }
+    touched.clear();
+    for (const auto& [key, d] : delta) {
+      if (d != 0) touched.push_back(key);
+    }
+    std::sort(touched.begin(), touched.end());  // deterministic heap pushes
+    for (uint64_t key : touched) {
+      int64_t& count = pair_count[key];
+      count += delta[key];
+      if (count <= 0) {
+        pair_count.erase(key);
+      } else if (PairLeft(key) == merged || PairRight(key) == merged) {
+        heap.push({count, key});  // decreased counts are caught lazily at pop time
+      }
+    }
+  }
+  tok.BuildIndex();
+  return tok;
+}
+
+std::vector<int32_t> BpeTokenizer::EncodeChunk(std::string_view chunk) const {
+  std::vector<int32_t> syms;
+  syms.reserve(chunk.size());
+  for (unsigned char c : chunk) syms.push_back(kFirstByte + c);
+  const auto& ranks = ranks_and_cache_->ranks;
+  while (syms.size() > 1) {
+    int32_t best_rank = -1;
+    for (size_t i = 0; i + 1 < syms.size(); ++i) {
+      auto it = ranks.find(PairKey(syms[i], syms[i + 1]));
+      if (it != ranks.end() && (best_rank < 0 || it->second < best_rank)) best_rank = it->second;
+    }
+    if (best_rank < 0) break;
+    const auto& [a, b] = merges_[best_rank];
+    MergePair(syms, a, b, kFirstMerge + best_rank);
+  }
+  return syms;
+}
+
+std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() / 3 + 1);
+  EncodeCache& cache = *ranks_and_cache_;
+  for (std::string_view chunk : SplitChunks(text)) {
+    if (chunk.size() == 1) {  // a byte is its own token (merges need two)
+      ids.push_back(kFirstByte + static_cast<unsigned char>(chunk[0]));
+      continue;
+    }
+    std::string key(chunk);
+    {
+      std::shared_lock lock(cache.mu);
+      auto it = cache.chunks.find(key);
+      if (it != cache.chunks.end()) {
+        ids.insert(ids.end(), it->second.begin(), it->second.end());
+        continue;
+      }
+    }
+    std::vector<int32_t> piece = EncodeChunk(chunk);
+    ids.insert(ids.end(), piece.begin(), piece.end());
+    std::unique_lock lock(cache.mu);
+    if (cache.chunks.size() < kMaxCachedChunks)
+      cache.chunks.emplace(std::move(key), std::move(piece));
+  }
+  return ids;
+}
+
+std::string BpeTokenizer::Decode(const std::vector<int32_t>& ids) const {
+  std::string out;
+  for (int32_t id : ids) {
+    if (id >= kFirstByte && id < static_cast<int32_t>(token_bytes_.size())) out += token_bytes_[id];
+  }
+  return out;
+}
+
+std::string BpeTokenizer::ToJson() const {
+  nlohmann::json merges = nlohmann::json::array();
+  for (const auto& [a, b] : merges_) merges.push_back({a, b});
+  nlohmann::json j = {
+      {"format", kFormatName},
+      {"format_version", kFormatVersion},
+      {"pretokenizer", kPretokenizerName},
+      {"max_chunk_bytes", kMaxChunkBytes},
+      {"special_tokens", {{"pad", kPad}, {"end", kEnd}, {"sep", kSep}}},
+      {"first_byte_id", kFirstByte},
+      {"vocab_size", vocab_size()},
+      {"merges", std::move(merges)},
+  };
+  return j.dump();
+}
+
+Status BpeTokenizer::SaveFile(const std::string& path) const {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return Status::IoError("cannot write tokenizer file " + path);
+  out << ToJson();
+  out.close();
+  if (!out) return Status::IoError("error writing tokenizer file " + path);
+  return Status::Ok();
+}
+
+Result<BpeTokenizer> BpeTokenizer::FromJson(const std::string& json) {
+  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return Status::Corruption("tokenizer JSON does not parse");
+  try {
+    if (j.value("format", std::string()) != kFormatName) {
+      return Status::Corruption(std::string("tokenizer format is not \"") + kFormatName + "\"");
+    }
+    if (j.value("format_version", -1) != kFormatVersion) {
+      return Status::InvalidArgument("unsupported tokenizer format_version " +
+                                     j.value("format_version", nlohmann::json()).dump() +
+                                     "; this build reads " + std::to_string(kFormatVersion));
+    }
+    if (j.value("pretokenizer", std::string()) != kPretokenizerName ||
+        j.value("max_chunk_bytes", size_t{0}) != kMaxChunkBytes ||
+        j.value("first_byte_id", -1) != kFirstByte) {
+      return Status::InvalidArgument(
+          "tokenizer pre-tokenizer or id layout differs from this build");
+    }
+    const auto& sp = j.at("special_tokens");
+    if (sp.at("pad").get<int>() != kPad || sp.at("end").get<int>() != kEnd ||
+        sp.at("sep").get<int>() != kSep) {
+      return Status::InvalidArgument("tokenizer special token ids differ from this build");
+    }
+    BpeTokenizer tok;
+    const auto& merges = j.at("merges");
+    if (!merges.is_array()) return Status::Corruption("tokenizer \"merges\" is not an array");
+    tok.merges_.reserve(merges.size());
+    for (size_t i = 0; i < merges.size(); ++i) {
+      const auto& m = merges[i];
+      if (!m.is_array() || m.size() != 2 || !m[0].is_number_integer() ||
+          !m[1].is_number_integer()) {
+        return Status::Corruption("tokenizer merge " + std::to_string(i) + " is not a pair of ids");
+      }
+      const int64_t a = m[0].get<int64_t>(), b = m[1].get<int64_t>();
+      const int64_t limit = kFirstMerge + static_cast<int64_t>(i);  // only earlier ids
+      if (a < kFirstByte || b < kFirstByte || a >= limit || b >= limit) {
+        return Status::Corruption("tokenizer merge " + std::to_string(i) +
+                                  " refers to id out of range");
+      }
+      tok.merges_.emplace_back(static_cast<int32_t>(a), static_cast<int32_t>(b));
+    }
+    tok.BuildIndex();
+    if (j.contains("vocab_size") && j["vocab_size"].get<int>() != tok.vocab_size()) {
+      return Status::Corruption("tokenizer vocab_size does not match its merges");
+    }
+    return tok;
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption(std::string("tokenizer JSON is malformed: ") + e.what());
+  }
+}
+
+Result<BpeTokenizer> BpeTokenizer::LoadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IoError("cannot open tokenizer file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return Status::IoError("read error in tokenizer file " + path);
+  return FromJson(ss.str());
+}
+
+}  // namespace rlaif::trainer

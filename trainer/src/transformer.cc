@@ -1,0 +1,208 @@
+#include "transformer.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "rlaif/trainer/tokenizer.h"
+
+// at::scaled_dot_product_attention appeared in 2.0; the device-generic
+// autocast API in 2.4 (the CUDA-specific one is deprecated there).
+#define RLAIF_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) ||        \
+   (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+namespace rlaif::trainer {
+
+// ---- CudaAutocastScope ------------------------------------------------------
+
+namespace {
+
+bool CudaAutocastEnabled() {
+#if RLAIF_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return at::autocast::is_enabled();
+#endif
+}
+
+at::ScalarType CudaAutocastDtype() {
+#if RLAIF_TORCH_AT_LEAST(2, 4)
+  return at::autocast::get_autocast_dtype(at::kCUDA);
+#else
+  return at::autocast::get_autocast_gpu_dtype();
+#endif
+}
+
+void SetCudaAutocast(bool enabled, at::ScalarType dtype) {
+#if RLAIF_TORCH_AT_LEAST(2, 4)
+  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
+  at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+#else
+  at::autocast::set_enabled(enabled);
+  at::autocast::set_autocast_gpu_dtype(dtype);
+#endif
+}
+
+}  // namespace
+
+CudaAutocastScope::CudaAutocastScope(bool enabled)
+    : enabled_(enabled), prev_enabled_(CudaAutocastEnabled()), prev_dtype_(CudaAutocastDtype()) {
+  if (enabled_) at::autocast::increment_nesting();
+  SetCudaAutocast(enabled_, enabled_ ? at::kBFloat16 : prev_dtype_);
+}
+
+CudaAutocastScope::~CudaAutocastScope() {
+  SetCudaAutocast(prev_enabled_, prev_dtype_);
+  // As Python's torch.autocast: the cast-weight cache lives until the
+  // outermost autocast region ends.
+  if (enabled_ && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+}
+
+// ---- Modules ----------------------------------------------------------------
+
+SelfAttentionImpl::SelfAttentionImpl(int64_t d_model, int64_t heads, bool causal)
+    : heads_(heads), causal_(causal) {
+  qkv_ = register_module("qkv", torch::nn::Linear(d_model, 3 * d_model));
+  out_ = register_module("out", torch::nn::Linear(d_model, d_model));
+}
+
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& valid) {
+  const int64_t batch = x.size(0), len = x.size(1), d_model = x.size(2);
+  const int64_t head_dim = d_model / heads_;
+  // [B, T, 3D] -> 3 x [B, H, T, hd]
+  auto qkv = qkv_(x).view({batch, len, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
+  auto q = qkv[0], k = qkv[1], v = qkv[2];
+  torch::Tensor y;
+#if RLAIF_TORCH_AT_LEAST(2, 0)
+  if (causal_) {
+    // Padding only follows the real tokens of a row, so a causal query never
+    // sees it: no padding mask needed, and the fused (flash) kernels apply.
+    y = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+  } else {
+    y = at::scaled_dot_product_attention(q, k, v, valid.view({batch, 1, 1, len}), 0.0, false);
+  }
+#else
+  auto scores =
+      torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
+  auto allowed = valid.view({batch, 1, 1, len});
+  if (causal_) {
+    allowed = allowed.logical_and(
+        torch::ones({len, len}, torch::dtype(torch::kBool).device(x.device())).tril());
+  }
+  // Every query keeps at least key 0 (a real token), so no row is all -inf.
+  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  y = torch::matmul(torch::softmax(scores, -1), v);
+#endif
+  return out_(y.transpose(1, 2).reshape({batch, len, d_model}));
+}
+
+TransformerBlockImpl::TransformerBlockImpl(int64_t d_model, int64_t heads, int64_t mlp_ratio,
+                                           bool causal) {
+  ln1_ = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
+  attn_ = register_module("attn", SelfAttention(d_model, heads, causal));
+  ln2_ = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
+  fc_in_ = register_module("fc_in", torch::nn::Linear(d_model, mlp_ratio * d_model));
+  fc_out_ = register_module("fc_out", torch::nn::Linear(mlp_ratio * d_model, d_model));
+}
+
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& valid) {
+  auto h = x + attn_(ln1_(x), valid);
+  return h + fc_out_(torch::gelu(fc_in_(ln2_(h))));
+}
+
+RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config_(config) {
+  tok_emb_ = register_module("tok_emb", torch::nn::Embedding(config.vocab_size, config.d_model));
+  pos_emb_ = register_module("pos_emb", torch::nn::Embedding(config.max_len, config.d_model));
+  blocks_ = register_module("blocks", torch::nn::ModuleList());
+  for (int i = 0; i < config.layers; ++i) {
+    blocks_->push_back(
+        TransformerBlock(config.d_model, config.heads, config.mlp_ratio, config.causal));
+  }
+  ln_f_ =
+      register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
+  head_ = register_module("head", torch::nn::Linear(config.d_model, 1));
+}
+
+torch::Tensor RewardTransformerImpl::forward(const torch::Tensor& ids,
+                                             const torch::Tensor& lengths) {
+  const int64_t batch = ids.size(0), len = ids.size(1);
+  auto positions = torch::arange(len, ids.options());
+  auto x = tok_emb_(ids) + pos_emb_(positions).unsqueeze(0);
+  auto valid = positions.unsqueeze(0) < lengths.unsqueeze(1);  // [B, T]
+  for (const auto& block : *blocks_) x = block->as<TransformerBlock>()->forward(x, valid);
+  auto last = x.index({torch::arange(batch, ids.options()), lengths - 1});  // [B, D] at END
+  // The score is one number compared across pairs: bf16's 8-bit mantissa
+  // would turn close scores into ties, so the head runs in fp32.
+  CudaAutocastScope fp32(false);
+  return head_(ln_f_(last.to(torch::kFloat))).squeeze(-1);
+}
+
+void RewardTransformerImpl::InitWeights(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  // Box-Muller over the raw 64-bit stream: the same numbers on every standard
+  // library (std::normal_distribution's algorithm is unspecified).
+  auto uniform = [&rng] { return (static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53; };
+  auto fill_normal = [&](torch::Tensor& t, double stddev) {
+    const int64_t n = t.numel();
+    std::vector<float> values(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; i += 2) {
+      const double r = std::sqrt(-2.0 * std::log(uniform()));
+      const double theta = 2.0 * M_PI * uniform();
+      values[i] = static_cast<float>(stddev * r * std::cos(theta));
+      if (i + 1 < n) values[i + 1] = static_cast<float>(stddev * r * std::sin(theta));
+    }
+    t.copy_(torch::from_blob(values.data(), t.sizes(), torch::kFloat));
+  };
+  const double residual_std = 0.02 / std::sqrt(2.0 * config_.layers);
+  torch::NoGradGuard no_grad;
+  for (auto& item : named_parameters(/*recurse=*/true)) {
+    const std::string& name = item.key();
+    torch::Tensor& p = item.value();
+    auto ends_with = [&name](const std::string& suffix) {
+      return name.size() >= suffix.size() &&
+             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (p.dim() >= 2) {
+      fill_normal(p,
+                  ends_with("attn.out.weight") || ends_with("fc_out.weight") ? residual_std : 0.02);
+    } else if (ends_with("bias")) {
+      p.zero_();
+    } else {
+      p.fill_(1.0);  // LayerNorm gains
+    }
+  }
+}
+
+// ---- Batching and loss ------------------------------------------------------
+
+TokenBatch MakeTokenBatch(const std::vector<const std::vector<int32_t>*>& seqs,
+                          const torch::Device& device) {
+  const int64_t batch = static_cast<int64_t>(seqs.size());
+  int64_t len = 1;
+  for (const auto* s : seqs) len = std::max<int64_t>(len, static_cast<int64_t>(s->size()));
+  TokenBatch out;
+  std::vector<int64_t> ids(static_cast<size_t>(batch * len), BpeTokenizer::kPad);
+  std::vector<int64_t> lengths(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) {
+    const auto& s = *seqs[b];
+    std::copy(s.begin(), s.end(), ids.begin() + b * len);
+    lengths[b] = static_cast<int64_t>(s.size());
+    out.real_tokens += lengths[b];
+  }
+  out.padded_tokens = batch * len;
+  out.ids = torch::from_blob(ids.data(), {batch, len}, torch::kLong)
+                .to(device, /*non_blocking=*/false,
+                    /*copy=*/true);
+  out.lengths = torch::from_blob(lengths.data(), {batch}, torch::kLong).to(device, false, true);
+  return out;
+}
+
+torch::Tensor BradleyTerryLossTensor(const torch::Tensor& margin, const torch::Tensor& p_chosen) {
+  return -(p_chosen * torch::log_sigmoid(margin) + (1.0 - p_chosen) * torch::log_sigmoid(-margin));
+}
+
+}  // namespace rlaif::trainer

@@ -1,0 +1,115 @@
+// The reward network (private to the trainer module): a pre-LN transformer
+// with learned token + position embeddings and a scalar head read at each
+// sequence's END token, plus the pieces of training that touch tensors.
+//
+// Includes LibTorch; include it only from the trainer's LibTorch translation
+// units (transformer.cc, reward_model.cc).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rlaif::trainer {
+
+// Architecture, as stored in config.json's "architecture".
+struct ModelConfig {
+  std::string preset;     // the preset it was derived from ("tiny", "small", "base")
+  int vocab_size = 2048;  // ids; equals the tokenizer's vocab_size in a checkpoint
+  int max_len = 256;      // tokens per sequence, END included
+  int d_model = 64;
+  int layers = 2;
+  int heads = 4;
+  int mlp_ratio = 4;   // hidden width of the MLP = mlp_ratio * d_model
+  bool causal = true;  // decoder-only (causal) when true, bidirectional encoder otherwise
+};
+
+// Sets or clears bf16 autocast for CUDA in this thread while alive, and
+// restores the previous state on destruction. Autocast state is thread-local,
+// so concurrent scorers do not interfere.
+class CudaAutocastScope {
+ public:
+  explicit CudaAutocastScope(bool enabled);
+  ~CudaAutocastScope();
+  CudaAutocastScope(const CudaAutocastScope&) = delete;
+  CudaAutocastScope& operator=(const CudaAutocastScope&) = delete;
+
+ private:
+  bool enabled_;
+  bool prev_enabled_;
+  at::ScalarType prev_dtype_;
+};
+
+// Multi-head self-attention with a causal and/or key-padding mask.
+class SelfAttentionImpl : public torch::nn::Module {
+ public:
+  SelfAttentionImpl(int64_t d_model, int64_t heads, bool causal);
+  // x: [B, T, D]; valid: [B, T] bool, true for real tokens, which precede all
+  // padding in each row. Returns [B, T, D].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& valid);
+
+ private:
+  int64_t heads_;
+  bool causal_;
+  torch::nn::Linear qkv_{nullptr};
+  torch::nn::Linear out_{nullptr};
+};
+TORCH_MODULE(SelfAttention);
+
+// LN -> attention -> residual, LN -> MLP (GELU) -> residual.
+class TransformerBlockImpl : public torch::nn::Module {
+ public:
+  TransformerBlockImpl(int64_t d_model, int64_t heads, int64_t mlp_ratio, bool causal);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& valid);
+
+ private:
+  torch::nn::LayerNorm ln1_{nullptr};
+  SelfAttention attn_{nullptr};
+  torch::nn::LayerNorm ln2_{nullptr};
+  torch::nn::Linear fc_in_{nullptr};
+  torch::nn::Linear fc_out_{nullptr};
+};
+TORCH_MODULE(TransformerBlock);
+
+class RewardTransformerImpl : public torch::nn::Module {
+ public:
+  explicit RewardTransformerImpl(const ModelConfig& config);
+  // ids: [B, T] int64, each row a sequence ending in END followed by PAD;
+  // lengths: [B] int64 in [1, T], the END position + 1. Returns [B] float32
+  // scores (the head always runs in fp32, also under autocast).
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& lengths);
+  // GPT-2 style initialisation from a private generator seeded with `seed`
+  // (the global torch RNG is neither used nor touched): N(0, 0.02) weights,
+  // residual output projections scaled by 1/sqrt(2 * layers), zero biases.
+  void InitWeights(uint64_t seed);
+  const ModelConfig& config() const { return config_; }
+
+ private:
+  ModelConfig config_;
+  torch::nn::Embedding tok_emb_{nullptr};
+  torch::nn::Embedding pos_emb_{nullptr};
+  torch::nn::ModuleList blocks_{nullptr};
+  torch::nn::LayerNorm ln_f_{nullptr};
+  torch::nn::Linear head_{nullptr};
+};
+TORCH_MODULE(RewardTransformer);
+
+// A padded batch of token sequences on a device.
+struct TokenBatch {
+  torch::Tensor ids;      // [B, T] int64
+  torch::Tensor lengths;  // [B] int64
+  int64_t real_tokens = 0;
+  int64_t padded_tokens = 0;  // B * T
+};
+// Pads `seqs` (each non-empty, ending in END) to the longest one.
+TokenBatch MakeTokenBatch(const std::vector<const std::vector<int32_t>*>& seqs,
+                          const torch::Device& device);
+
+// Per-pair soft-label Bradley-Terry loss, elementwise:
+//   p * (-log sigmoid(margin)) + (1 - p) * (-log sigmoid(-margin)),
+// margin = r_chosen - r_rejected. Training minimises its mean; Evaluate reports it.
+torch::Tensor BradleyTerryLossTensor(const torch::Tensor& margin, const torch::Tensor& p_chosen);
+
+}  // namespace rlaif::trainer
