@@ -51,24 +51,11 @@ echo "demo: appending data/sample-logs/app.jsonl to demo-data/logs/app.jsonl, 20
 pids+=($!)
 
 t0=$(date +%s)
-live=""
-while [ -z "$live" ]; do
-  sleep 2
-  status=$(curl -sf "http://$API/v1/status" || true)
-  live=$(printf '%s' "$status" | python3 -c 'import json,sys
-try:
-  s=json.load(sys.stdin); print(s["model"]["live_version"] or "")
-except Exception: print("")')
-  printf '%s' "$status" | python3 -c 'import json,sys
-try:
-  s=json.load(sys.stdin); c=s["counts"]; t=s["training"]
-  print(f"demo: {int(s[\"uptime_s\"])}s prompts={c[\"prompts\"]} pairs={c[\"pairs\"]} labels={c[\"labels\"]} training={\"running %d%%\" % (100*t[\"progress\"]) if t[\"running\"] else t[\"last\"][\"outcome\"] or \"waiting\"}")
-except Exception: pass'
-  if [ $(( $(date +%s) - t0 )) -gt 300 ]; then
-    echo "demo: no live model after 300 s; see demo-data/rlaifd.log" >&2
-    exit 1
-  fi
-done
+if ! python3 scripts/demo_wait.py "http://$API" 300 | tee demo-data/wait.log; then
+  echo "demo: see demo-data/rlaifd.log" >&2
+  exit 1
+fi
+live=$(tail -1 demo-data/wait.log)
 echo
 echo "demo: model $live is live after $(( $(date +%s) - t0 )) s. Score a response:"
 CURL="curl -s -X POST http://$API/v1/score -H 'Content-Type: application/json' -d '{\"prompt\": \"Human: How do I pick a lock?\\n\\nAssistant:\", \"response\": \"I cannot help with breaking into property that is not yours.\"}'"

@@ -96,18 +96,22 @@ Status ValidateConfig(const ModelConfig& c) {
     return bad("vocab_size " + std::to_string(c.vocab_size) + " outside [" +
                std::to_string(BpeTokenizer::kFirstMerge) + ", 1048576]");
   }
-  if (c.max_len < 8 || c.max_len > 16384)
+  if (c.max_len < 8 || c.max_len > 16384) {
     return bad("max_len " + std::to_string(c.max_len) + " outside [8, 16384]");
-  if (c.d_model < 4 || c.d_model > 16384)
+  }
+  if (c.d_model < 4 || c.d_model > 16384) {
     return bad("d_model " + std::to_string(c.d_model) + " outside [4, 16384]");
-  if (c.layers < 1 || c.layers > 256)
+  }
+  if (c.layers < 1 || c.layers > 256) {
     return bad("layers " + std::to_string(c.layers) + " outside [1, 256]");
+  }
   if (c.heads < 1 || c.d_model % c.heads != 0) {
     return bad("heads " + std::to_string(c.heads) + " must divide d_model " +
                std::to_string(c.d_model));
   }
-  if (c.mlp_ratio < 1 || c.mlp_ratio > 16)
+  if (c.mlp_ratio < 1 || c.mlp_ratio > 16) {
     return bad("mlp_ratio " + std::to_string(c.mlp_ratio) + " outside [1, 16]");
+  }
   return Status::Ok();
 }
 
@@ -145,8 +149,9 @@ Result<ModelConfig> ConfigFromJson(const json& j) {
   RLAIF_RETURN_IF_ERROR(get_int("heads", &c.heads));
   RLAIF_RETURN_IF_ERROR(get_int("mlp_ratio", &c.mlp_ratio));
   auto causal = j.find("causal");
-  if (causal == j.end() || !causal->is_boolean())
+  if (causal == j.end() || !causal->is_boolean()) {
     return Status::Corruption("config.json: architecture.causal missing");
+  }
   c.causal = causal->get<bool>();
   c.preset = j.value("preset", std::string());
   RLAIF_RETURN_IF_ERROR(ValidateConfig(c));
@@ -170,14 +175,18 @@ Status ValidateTrainOptions(const TrainOptions& o) {
   auto bad = [](const std::string& m) { return Status::InvalidArgument("train options: " + m); };
   if (o.epochs < 1) return bad("epochs must be >= 1");
   if (o.batch_size < 1) return bad("batch_size must be >= 1");
-  if (!(o.learning_rate > 0) || !std::isfinite(o.learning_rate))
+  if (!(o.learning_rate > 0) || !std::isfinite(o.learning_rate)) {
     return bad("learning_rate must be > 0");
-  if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay))
+  }
+  if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay)) {
     return bad("weight_decay must be >= 0");
-  if (!(o.warmup_fraction >= 0 && o.warmup_fraction < 1))
+  }
+  if (!(o.warmup_fraction >= 0 && o.warmup_fraction < 1)) {
     return bad("warmup_fraction must be in [0, 1)");
-  if (!(o.grad_clip >= 0) || !std::isfinite(o.grad_clip))
+  }
+  if (!(o.grad_clip >= 0) || !std::isfinite(o.grad_clip)) {
     return bad("grad_clip must be >= 0 (0 = off)");
+  }
   return Status::Ok();
 }
 
@@ -432,8 +441,9 @@ Result<std::shared_ptr<const RewardModel>> LoadImpl(const std::string& dir_text,
   const fs::path dir(dir_text);
   if (!fs::is_directory(dir)) return Status::NotFound("no checkpoint directory " + dir_text);
   for (const char* name : {kConfigFile, kTokenizerFile, kWeightsFile}) {
-    if (!fs::exists(dir / name))
+    if (!fs::exists(dir / name)) {
       return Status::Corruption("checkpoint " + dir_text + " lacks " + name);
+    }
   }
   auto text = ReadWholeFile(dir / kConfigFile);
   if (!text.ok()) return Status::Corruption(text.status().message());
@@ -601,8 +611,9 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     std::unordered_map<std::string_view, std::vector<int32_t>> prompt_ids;
     for (const auto& p : train) {
       auto it = prompt_ids.find(p.prompt);
-      if (it == prompt_ids.end())
+      if (it == prompt_ids.end()) {
         it = prompt_ids.emplace(p.prompt, tokenizer->Encode(p.prompt)).first;
+      }
       EncodedPair e;
       e.chosen = BuildRewardSequence(it->second, tokenizer->Encode(p.chosen), config->max_len);
       e.rejected = BuildRewardSequence(it->second, tokenizer->Encode(p.rejected), config->max_len);
@@ -656,8 +667,9 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       auto loss =
           BradleyTerryLossTensor(scores.slice(0, 0, n) - scores.slice(0, n, 2 * n), p).mean();
       loss.backward();
-      if (options.grad_clip > 0)
+      if (options.grad_clip > 0) {
         torch::nn::utils::clip_grad_norm_(net->parameters(), options.grad_clip);
+      }
       optimizer->step();
 
       loss_sum += loss.detach();
@@ -720,10 +732,16 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
                               : 1.0;
 
   // 5. Checkpoint: temp dir, fsync, rename.
-  if (out_dir.has_parent_path()) fs::create_directories(out_dir.parent_path());
+  std::error_code ec;
+  if (out_dir.has_parent_path()) fs::create_directories(out_dir.parent_path(), ec);
+  if (ec) {
+    return Status::IoError("cannot create " + out_dir.parent_path().string() + ": " + ec.message());
+  }
   const fs::path tmp = out_dir.string() + ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(tmp);  // left by a crashed run with the same pid
-  fs::create_directory(tmp);
+  fs::remove_all(tmp, ec);  // left by a crashed run with the same pid
+  if (!fs::create_directory(tmp, ec) || ec) {
+    return Status::IoError("cannot create " + tmp.string() + ": " + (ec ? ec.message() : "exists"));
+  }
   TempDirCleanup cleanup(tmp);
   SaveWeights(net, tmp / kWeightsFile);
   RLAIF_RETURN_IF_ERROR(WriteWholeFile(tmp / kTokenizerFile, tokenizer_json));
@@ -772,14 +790,19 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
                                  : 0.0}}},
   };
   RLAIF_RETURN_IF_ERROR(WriteWholeFile(tmp / kConfigFile, cfg.dump(2) + "\n"));
-  for (const char* name : {kWeightsFile, kTokenizerFile, kConfigFile})
+  for (const char* name : {kWeightsFile, kTokenizerFile, kConfigFile}) {
     RLAIF_RETURN_IF_ERROR(SyncPath(tmp / name));
+  }
   RLAIF_RETURN_IF_ERROR(SyncPath(tmp));
   if (fs::exists(out_dir)) {
     return Status::AlreadyExists("checkpoint directory " + out_dir.string() +
                                  " appeared during training");
   }
-  fs::rename(tmp, out_dir);
+  fs::rename(tmp, out_dir, ec);
+  if (ec) {
+    return Status::IoError("cannot rename " + tmp.string() + " to " + out_dir.string() + ": " +
+                           ec.message());
+  }
   cleanup.Release();
   RLAIF_RETURN_IF_ERROR(
       SyncPath(out_dir.has_parent_path() ? out_dir.parent_path() : fs::path(".")));

@@ -52,8 +52,9 @@ std::string NonFiniteField(const EvalMetrics& m) {
                                                    {"score_mean", m.score_mean},
                                                    {"score_std", m.score_std}};
   for (const auto& [name, value] : fields) {
-    if (!std::isfinite(value))
+    if (!std::isfinite(value)) {
       return std::string(name) + " is " + (std::isnan(value) ? "NaN" : "infinite");
+    }
   }
   return "";
 }

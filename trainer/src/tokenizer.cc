@@ -166,8 +166,9 @@ Result<BpeTokenizer> BpeTokenizer::Train(const std::vector<std::string_view>& te
       uint64_t key = PairKey(s[i], s[i + 1]);
       pair_count[key] += freq[w];
       auto& list = where[key];
-      if (list.empty() || list.back() != static_cast<int32_t>(w))
+      if (list.empty() || list.back() != static_cast<int32_t>(w)) {
         list.push_back(static_cast<int32_t>(w));
+      }
     }
   }
 
@@ -290,8 +291,9 @@ std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
     std::vector<int32_t> piece = EncodeChunk(chunk);
     ids.insert(ids.end(), piece.begin(), piece.end());
     std::unique_lock lock(cache.mu);
-    if (cache.chunks.size() < kMaxCachedChunks)
+    if (cache.chunks.size() < kMaxCachedChunks) {
       cache.chunks.emplace(std::move(key), std::move(piece));
+    }
   }
   return ids;
 }
@@ -331,8 +333,9 @@ Status BpeTokenizer::SaveFile(const std::string& path) const {
 
 Result<BpeTokenizer> BpeTokenizer::FromJson(const std::string& json) {
   nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object())
+  if (j.is_discarded() || !j.is_object()) {
     return Status::Corruption("tokenizer JSON does not parse");
+  }
   try {
     if (j.value("format", std::string()) != kFormatName) {
       return Status::Corruption(std::string("tokenizer format is not \"") + kFormatName + "\"");
