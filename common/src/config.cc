@@ -169,6 +169,13 @@ void ReadEndpoint(ObjectReader& r, EndpointConfig* e) {
   r.Double("timeout_s", &e->timeout_s, 0, 3600, true);
   r.Double("connect_timeout_s", &e->connect_timeout_s, 0, 600, true);
   r.Int("max_retries", &e->max_retries, 0, 100);
+  r.Double("requests_per_minute", &e->requests_per_minute, 0, 1e9);
+  r.Double("tokens_per_minute", &e->tokens_per_minute, 0, 1e12);
+  r.Int("breaker_failures", &e->breaker_failures, 0, 1000000);
+  r.Double("breaker_cooldown_s", &e->breaker_cooldown_s, 0, 86400);
+  r.Double("price_prompt_per_1m", &e->price_prompt_per_1m, 0, 1e6);
+  r.Double("price_completion_per_1m", &e->price_completion_per_1m, 0, 1e6);
+  r.Double("hourly_budget_usd", &e->hourly_budget_usd, 0, 1e9);
 }
 
 void CheckBaseUrl(const std::string& path, const std::string& url,
@@ -234,6 +241,9 @@ Result<Config> ParseConfig(const std::string& json_text) {
     r.String("admin_token_env", &c.api.admin_token_env);
     r.Int("max_body_bytes", &c.api.max_body_bytes, 1024, 1 << 30);
     r.Int("threads", &c.api.threads, 1, 256);
+    r.Bool("score_batching", &c.api.score_batching);
+    r.Int("score_max_batch", &c.api.score_max_batch, 1, 4096);
+    r.Double("score_max_wait_ms", &c.api.score_max_wait_ms, 0, 1000);
     r.Finish();
     std::string host;
     int port = 0;
@@ -253,9 +263,35 @@ Result<Config> ParseConfig(const std::string& json_text) {
       SourceConfig sc;
       ObjectReader r(s, path, &problems);
       r.String("path", &sc.path, true);
-      r.String("format", &sc.format, false, {"simple"});
+      r.String("format", &sc.format, false, {"simple", "openai-chat", "custom"});
       r.String("start_at", &sc.start_at, false, {"beginning", "end"});
       r.Int("max_line_bytes", &sc.max_line_bytes, 64, int64_t{1} << 30);
+      if (const json* f = r.Object("fields", sc.format == "custom")) {
+        ObjectReader fr(*f, path + ".fields", &problems);
+        fr.String("prompt", &sc.fields.prompt, sc.format == "custom");
+        fr.String("response", &sc.fields.response);
+        fr.String("model", &sc.fields.model);
+        fr.String("timestamp", &sc.fields.timestamp);
+        fr.String("metadata", &sc.fields.metadata);
+        fr.Finish();
+        const std::pair<const char*, const std::string*> ptrs[] = {
+            {"prompt", &sc.fields.prompt},       {"response", &sc.fields.response},
+            {"model", &sc.fields.model},         {"timestamp", &sc.fields.timestamp},
+            {"metadata", &sc.fields.metadata}};
+        for (const auto& [name, ptr] : ptrs) {
+          if (ptr->empty()) continue;
+          try {
+            json::json_pointer jp(*ptr);
+          } catch (const json::exception&) {
+            problems.push_back(path + ".fields." + name +
+                               ": must be a JSON pointer like \"/request/prompt\", got \"" +
+                               *ptr + "\"");
+          }
+        }
+        if (sc.format != "custom") {
+          problems.push_back(path + ".fields: only allowed with format \"custom\"");
+        }
+      }
       r.Finish();
       c.sources.push_back(sc);
     }
@@ -267,6 +303,79 @@ Result<Config> ParseConfig(const std::string& json_text) {
     r.Bool("dedupe", &c.sampling.dedupe);
     r.Int("min_prompt_chars", &c.sampling.min_prompt_chars, 0, 1 << 30);
     r.Int("max_prompt_chars", &c.sampling.max_prompt_chars, 1, 1 << 30);
+    for (const char* key : {"include_models", "exclude_models"}) {
+      auto* out = std::string(key) == "include_models" ? &c.sampling.include_models
+                                                       : &c.sampling.exclude_models;
+      if (const json* list = r.Array(key)) {
+        for (size_t i = 0; i < list->size(); ++i) {
+          const json& m = (*list)[i];
+          if (!m.is_string() || m.get<std::string>().empty()) {
+            problems.push_back("sampling." + std::string(key) + "[" + std::to_string(i) +
+                               "]: expected a non-empty string, got " + TypeName(m));
+            continue;
+          }
+          out->push_back(m.get<std::string>());
+        }
+      }
+    }
+    for (const char* key : {"include_metadata", "exclude_metadata"}) {
+      auto* out = std::string(key) == "include_metadata" ? &c.sampling.include_metadata
+                                                         : &c.sampling.exclude_metadata;
+      if (const json* obj = r.Object(key)) {
+        for (auto it = obj->begin(); it != obj->end(); ++it) {
+          const std::string path = "sampling." + std::string(key) + "." + it.key();
+          if (!it->is_array()) {
+            problems.push_back(path + ": expected an array of strings, got " + TypeName(*it));
+            continue;
+          }
+          auto& globs = (*out)[it.key()];
+          for (size_t i = 0; i < it->size(); ++i) {
+            const json& g = (*it)[i];
+            if (!g.is_string()) {
+              problems.push_back(path + "[" + std::to_string(i) + "]: expected a string, got " +
+                                 TypeName(g));
+              continue;
+            }
+            globs.push_back(g.get<std::string>());
+          }
+        }
+      }
+    }
+    r.Bool("redact", &c.sampling.redact);
+    r.String("stratum", &c.sampling.stratum);
+    if (c.sampling.stratum != "model" &&
+        (c.sampling.stratum.rfind("metadata.", 0) != 0 || c.sampling.stratum.size() == 9)) {
+      problems.push_back("sampling.stratum: must be \"model\" or \"metadata.<key>\", got \"" +
+                         c.sampling.stratum + "\"");
+    }
+    r.Int("max_per_stratum_per_hour", &c.sampling.max_per_stratum_per_hour, 0, int64_t{1} << 40);
+    if (const json* pats = r.Array("redact_patterns")) {
+      static const std::regex kPatternName("[a-z0-9_]{1,32}");
+      for (size_t i = 0; i < pats->size(); ++i) {
+        std::string path = "sampling.redact_patterns[" + std::to_string(i) + "]";
+        const json& p = (*pats)[i];
+        if (!p.is_object()) {
+          problems.push_back(path + ": expected an object, got " + TypeName(p));
+          continue;
+        }
+        RedactPattern rp;
+        ObjectReader pr(p, path, &problems);
+        pr.String("name", &rp.name, true);
+        pr.String("regex", &rp.regex, true);
+        pr.Finish();
+        if (!rp.name.empty() && !std::regex_match(rp.name, kPatternName)) {
+          problems.push_back(path + ".name: must match [a-z0-9_]{1,32}, got \"" + rp.name + "\"");
+        }
+        if (!rp.regex.empty()) {
+          try {
+            std::regex re(rp.regex, std::regex::ECMAScript);
+          } catch (const std::regex_error& e) {
+            problems.push_back(path + ".regex: does not compile (ECMAScript): " + e.what());
+          }
+        }
+        c.sampling.redact_patterns.push_back(rp);
+      }
+    }
     r.Finish();
     if (c.sampling.min_prompt_chars > c.sampling.max_prompt_chars) {
       problems.push_back("sampling.min_prompt_chars: must not exceed sampling.max_prompt_chars");
@@ -288,6 +397,8 @@ Result<Config> ParseConfig(const std::string& json_text) {
     ReadEndpoint(r, &c.judge);
     r.Bool("both_orders", &c.judge.both_orders);
     r.String("inconsistent", &c.judge.inconsistent, false, {"tie", "low_confidence"});
+    r.Int("top_logprobs", &c.judge.top_logprobs, 0, 20);
+    r.Int("health_window", &c.judge.health_window, 10, 1000000);
     if (const json* dims = r.Array("dimensions", true)) {
       if (dims->empty()) problems.push_back("judge.dimensions: at least one dimension is required");
       static const std::regex kName("[a-z0-9_]{1,64}");
@@ -304,6 +415,26 @@ Result<Config> ParseConfig(const std::string& json_text) {
         dr.String("name", &dc.name, true);
         dr.String("rubric", &dc.rubric);
         dr.Double("weight", &dc.weight, 0, 1000);
+        dr.String("kind", &dc.kind, false, {"llm", "length", "regex", "rouge_l"});
+        if (const json* pats = dr.Array("unsafe_patterns")) {
+          for (size_t k = 0; k < pats->size(); ++k) {
+            const std::string pp = path + ".unsafe_patterns[" + std::to_string(k) + "]";
+            if (!(*pats)[k].is_string()) {
+              problems.push_back(pp + ": expected a string");
+              continue;
+            }
+            try {
+              std::regex re((*pats)[k].get<std::string>());
+            } catch (const std::regex_error& e) {
+              problems.push_back(pp + ": not a valid regex: " + e.what());
+              continue;
+            }
+            dc.unsafe_patterns.push_back((*pats)[k].get<std::string>());
+          }
+        }
+        if (dc.kind == "regex" && dc.unsafe_patterns.empty()) {
+          problems.push_back(path + ".unsafe_patterns: kind \"regex\" needs at least one pattern");
+        }
         dr.Finish();
         if (!dc.name.empty() && !std::regex_match(dc.name, kName)) {
           problems.push_back(path + ".name: must match [a-z0-9_]{1,64}, got \"" + dc.name + "\"");

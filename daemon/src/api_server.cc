@@ -1,6 +1,8 @@
 #include "rlaif/daemon/api_server.h"
 
 #include <cmath>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -37,6 +39,7 @@ int HttpFor(const Status& st) {
   switch (st.code()) {
     case StatusCode::kInvalidArgument: return 400;
     case StatusCode::kNotFound: return 404;
+    case StatusCode::kAlreadyExists: return 409;
     case StatusCode::kFailedPrecondition: return 409;
     case StatusCode::kUnavailable: return 503;
     case StatusCode::kResourceExhausted: return 429;
@@ -46,6 +49,15 @@ int HttpFor(const Status& st) {
 
 void SendStatus(httplib::Response& res, const Status& st) {
   SendError(res, HttpFor(st), StatusCodeName(st.code()), st.message());
+}
+
+// Scoring without a live model is "not yet", not a conflict: 503 no_model.
+void SendScoreError(httplib::Response& res, const Status& st) {
+  if (st.code() == StatusCode::kFailedPrecondition) {
+    SendError(res, 503, "no_model", st.message());
+  } else {
+    SendStatus(res, st);
+  }
 }
 
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {
@@ -93,6 +105,25 @@ bool GetText(const json& obj, const std::string& key, httplib::Response& res, st
 
 json Finite(double v) { return std::isfinite(v) ? json(v) : json(); }
 
+// ?offset=N&limit=M (limit 1..1000); sends 400 and returns false when malformed.
+bool PageParams(const httplib::Request& req, httplib::Response& res, size_t* offset,
+                size_t* limit) {
+  auto read = [&](const char* key, size_t lo, size_t hi, size_t* out) {
+    if (!req.has_param(key)) return true;
+    const std::string v = req.get_param_value(key);
+    if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoul(v) < lo || std::stoul(v) > hi) {
+      SendError(res, 400, "invalid_request",
+                std::string(key) + " must be an integer in [" + std::to_string(lo) + ", " +
+                    std::to_string(hi) + "]");
+      return false;
+    }
+    *out = std::stoul(v);
+    return true;
+  };
+  return read("offset", 0, 100000000, offset) && read("limit", 1, 1000, limit);
+}
+
 json ModelJson(const storage::ModelRecord& m, const std::string& live) {
   json metrics = json::object();
   try {
@@ -120,6 +151,9 @@ struct ApiServer::Impl {
 
   ApiContext ctx;
   httplib::Server server;
+  std::mutex agreement_mu;  // guards agreement, agreement_at_ms
+  json agreement;
+  int64_t agreement_at_ms = 0;
   std::thread thread;
   int port = 0;
 
@@ -181,7 +215,17 @@ struct ApiServer::Impl {
       reasons->push_back("paused by an operator");
       return "paused";
     }
-    return "running";
+    // An open circuit or a spent budget holds a stage: scoring still works,
+    // but the pipeline is not keeping up.
+    bool held = false;
+    for (auto st : {storage::Stage::kGenerate, storage::Stage::kJudge}) {
+      std::string why = ctx.pipeline.StageHeldReason(st);
+      if (!why.empty()) {
+        reasons->push_back(why);
+        held = true;
+      }
+    }
+    return held ? "degraded" : "running";
   }
 
   json StatusJson() {
@@ -198,11 +242,16 @@ struct ApiServer::Impl {
                      {"labels", c.labels},
                      {"dead", c.dead},
                      {"labels_since_train", c.labels_since_train}};
-    out["queues"] = {
-        {"generate",
-         {{"depth", c.queue_generate}, {"in_flight", ctx.pipeline.InFlight(storage::Stage::kGenerate)}}},
-        {"judge",
-         {{"depth", c.queue_judge}, {"in_flight", ctx.pipeline.InFlight(storage::Stage::kJudge)}}}};
+    auto stage_json = [&](storage::Stage st, int64_t depth) {
+      auto k = ctx.pipeline.Counters(st);
+      return json{{"depth", depth},
+                  {"in_flight", ctx.pipeline.InFlight(st)},
+                  {"done", k.done},
+                  {"failed_attempts", k.failed_attempts},
+                  {"dead_lettered", k.dead_lettered}};
+    };
+    out["queues"] = {{"generate", stage_json(storage::Stage::kGenerate, c.queue_generate)},
+                     {"judge", stage_json(storage::Stage::kJudge, c.queue_judge)}};
     json sources = json::array();
     for (const auto& s : ctx.ingestor.Sources()) {
       sources.push_back({{"path", s.path},
@@ -210,22 +259,41 @@ struct ApiServer::Impl {
                          {"offset", s.offset},
                          {"size", s.size},
                          {"lag_bytes", s.lag_bytes},
+                         {"device", s.device},
+                         {"fingerprint", s.fingerprint},
+                         {"rotated", s.rotated},
+                         {"deleted", s.deleted},
+                         {"rotations_seen", s.rotations_seen},
                          {"last_commit", s.last_commit_ms ? json(FormatTimeMs(s.last_commit_ms))
                                                           : json()}});
     }
     out["sources"] = sources;
-    auto upstream = [](const judge::ChatClient& c, const std::string& model) {
+    auto upstream = [&](const judge::ChatClient& c, const std::string& model, storage::Stage st) {
       const auto& s = c.stats();
+      const judge::ClientHealth h = c.Health();
+      std::string held = ctx.pipeline.StageHeldReason(st);
       return json{{"model", model},
                   {"requests", s.requests.load()},
                   {"successes", s.successes.load()},
                   {"retries", s.retries.load()},
                   {"failures", s.failures.load()},
                   {"prompt_tokens", s.prompt_tokens.load()},
-                  {"completion_tokens", s.completion_tokens.load()}};
+                  {"completion_tokens", s.completion_tokens.load()},
+                  {"in_flight", h.in_flight},
+                  {"breaker", judge::BreakerStateName(h.breaker)},
+                  {"breaker_opens", h.breaker_opens},
+                  {"cost_usd_total", h.cost_usd_total},
+                  {"budget", {{"hourly_usd", h.hourly_budget_usd},
+                              {"spent_this_hour_usd", h.cost_usd_this_hour},
+                              {"exhausted", h.budget_exhausted},
+                              {"resets_at", h.budget_exhausted ? json(FormatTimeMs(h.budget_resets_at_ms)) : json()}}},
+                  {"rate_limited_for_s", h.rate_limited_for_s},
+                  {"held", held.empty() ? json() : json(held)}};
     };
-    out["upstream"] = {{"generator", upstream(ctx.generator_client, ctx.config.generator.model)},
-                       {"judge", upstream(ctx.judge_client, ctx.config.judge.model)}};
+    out["upstream"] = {
+        {"generator", upstream(ctx.generator_client, ctx.config.generator.model, storage::Stage::kGenerate)},
+        {"judge", upstream(ctx.judge_client, ctx.config.judge.model, storage::Stage::kJudge)}};
+
     json model = {{"live_version", nullptr}};
     auto live = ctx.store.LiveVersion();
     if (live.ok() && !live->empty()) {
@@ -242,9 +310,31 @@ struct ApiServer::Impl {
     model["serving_version"] = current ? json(current->version()) : json();
     model["device"] = current ? json(current->device()) : json();
     out["model"] = model;
+    out["judge"] = {{"model", ctx.config.judge.model}, {"human_agreement", HumanAgreement()}};
+    if (ctx.judge) {
+      const judge::JudgeHealth h = ctx.judge->Health();
+      out["judge"]["health"] = {{"window_labels", h.window_labels},
+                                {"position_consistency", h.position_consistency},
+                                {"first_position_rate", h.first_position_rate},
+                                {"longer_wins_rate", h.longer_wins_rate},
+                                {"tie_rate", h.tie_rate},
+                                {"parse_failure_rate", h.parse_failure_rate},
+                                {"soft_label_rate", h.soft_label_rate},
+                                {"latency_p50_ms", h.latency_p50_ms},
+                                {"latency_p95_ms", h.latency_p95_ms},
+                                {"labels_total", h.labels_total},
+                                {"rule_labels_total", h.rule_labels_total}};
+    }
     auto t = ctx.pipeline.Training();
+    json eta;
+    if (t.running && t.progress > 0.02) {
+      const double elapsed = (NowMs() - t.started_at_ms) / 1000.0;
+      eta = elapsed * (1 - t.progress) / t.progress;
+    }
     out["training"] = {{"running", t.running},
                        {"progress", t.progress},
+                       {"eta_s", eta},
+                       {"started_at", t.running ? json(FormatTimeMs(t.started_at_ms)) : json()},
                        {"trigger", t.trigger},
                        {"runs", t.runs},
                        {"min_new_labels", ctx.config.trainer.min_new_labels},
@@ -279,6 +369,34 @@ struct ApiServer::Impl {
     }
     m.GetGauge("rlaif_model_live", "1 when a model is serving.")
         .Set(ctx.scorer.Current() ? 1 : 0);
+    for (auto [role, client] : {std::pair<const char*, const judge::ChatClient*>{"generator", &ctx.generator_client},
+                                {"judge", &ctx.judge_client}}) {
+      const judge::ClientHealth h = client->Health();
+      const auto& st = client->stats();
+      m.GetGauge("rlaif_upstream_breaker_open", "1 while the upstream's circuit breaker is open.",
+                 {{"role", role}}).Set(h.breaker == judge::BreakerState::kOpen ? 1 : 0);
+      m.GetGauge("rlaif_upstream_budget_exhausted", "1 while the upstream's hourly budget is spent.",
+                 {{"role", role}}).Set(h.budget_exhausted ? 1 : 0);
+      m.GetGauge("rlaif_upstream_cost_usd", "Upstream spend since start, USD.", {{"role", role}})
+          .Set(h.cost_usd_total);
+      m.GetGauge("rlaif_upstream_requests", "Upstream HTTP attempts since start.", {{"role", role}})
+          .Set(static_cast<double>(st.requests.load()));
+      m.GetGauge("rlaif_upstream_failures", "Upstream calls that failed since start.", {{"role", role}})
+          .Set(static_cast<double>(st.failures.load()));
+    }
+    if (ctx.judge) {
+      const judge::JudgeHealth h = ctx.judge->Health();
+      const std::pair<const char*, double> health[] = {
+          {"position_consistency", h.position_consistency},
+          {"first_position_rate", h.first_position_rate},
+          {"longer_wins_rate", h.longer_wins_rate},
+          {"tie_rate", h.tie_rate},
+          {"parse_failure_rate", h.parse_failure_rate}};
+      for (const auto& [name, v] : health) {
+        m.GetGauge("rlaif_judge_health", "Judge health over the rolling window.", {{"signal", name}})
+            .Set(v);
+      }
+    }
     for (const auto& s : ctx.ingestor.Sources()) {
       m.GetGauge("rlaif_ingest_lag_bytes", "Bytes not yet consumed per source file.",
                  {{"path", s.path}})
@@ -325,25 +443,41 @@ struct ApiServer::Impl {
       if (!GetText(body, "prompt", res, &p) || !GetText(body, "response", res, &r)) return;
       items.emplace_back(std::move(p), std::move(r));
     }
-    auto scores = model->Score(items);
-    if (!scores.ok()) {
-      SendStatus(res, scores.status());
-      return;
-    }
-    auto one = [&](double raw) {
-      double norm = (raw - model->norm_mean()) / (model->norm_std() > 0 ? model->norm_std() : 1.0);
-      return json{{"score", Finite(raw)}, {"normalized", Finite(norm)}};
+    auto scored = ctx.scorer.ScoreMany(items);
+    if (!scored.ok()) return SendScoreError(res, scored.status());
+    auto one = [](const trainer::ScoreResult& r) {
+      return json{{"score", Finite(r.score)}, {"normalized", Finite(r.normalized)}};
     };
-    ctx.metrics.GetCounter("rlaif_scored_total", "Responses scored.").Inc(static_cast<double>(items.size()));
+    ctx.metrics.GetCounter("rlaif_scored_total", "Responses scored.")
+        .Inc(static_cast<double>(items.size()));
+    const std::string& version = (*scored)[0].model_version;
     if (batch) {
       json results = json::array();
-      for (double s : *scores) results.push_back(one(s));
-      SendJson(res, {{"results", results}, {"model_version", model->version()}});
+      for (const auto& r : *scored) results.push_back(one(r));
+      SendJson(res, {{"results", results}, {"model_version", version}});
     } else {
-      json out = one((*scores)[0]);
-      out["model_version"] = model->version();
+      json out = one((*scored)[0]);
+      out["model_version"] = version;
       SendJson(res, out);
     }
+  }
+
+  // P(a > b) under Bradley-Terry: sigmoid(score(a) - score(b)), same model version.
+  void Compare(const httplib::Request& req, httplib::Response& res) {
+    json body;
+    if (!ParseBody(req, res, &body)) return;
+    std::string prompt, a, b;
+    if (!GetText(body, "prompt", res, &prompt) || !GetText(body, "a", res, &a) ||
+        !GetText(body, "b", res, &b)) {
+      return;
+    }
+    auto scored = ctx.scorer.ScoreMany({{prompt, a}, {prompt, b}});
+    if (!scored.ok()) return SendScoreError(res, scored.status());
+    const double sa = (*scored)[0].score, sb = (*scored)[1].score;
+    SendJson(res, {{"p_a_better", Finite(1.0 / (1.0 + std::exp(-(sa - sb))))},
+                   {"score_a", Finite(sa)},
+                   {"score_b", Finite(sb)},
+                   {"model_version", (*scored)[0].model_version}});
   }
 
   // OpenRLHF remote reward model: {"query": [...], "prompts": [...], "labels": [...]}.
@@ -381,19 +515,91 @@ struct ApiServer::Impl {
       std::string response = query.rfind(prompt, 0) == 0 ? query.substr(prompt.size()) : query;
       items.emplace_back(prompt, response);
     }
-    auto scores = model->Score(items);
-    if (!scores.ok()) {
-      SendStatus(res, scores.status());
+    if (items.empty()) {
+      SendJson(res, {{"rewards", json::array()}, {"scores", json::array()}, {"extra_logs", json::object()}});
+      return;
+    }
+    auto scored = ctx.scorer.ScoreMany(items);
+    if (!scored.ok()) {
+      SendStatus(res, scored.status());
       return;
     }
     json rewards = json::array();
-    for (double s : *scores) {
-      rewards.push_back(Finite((s - model->norm_mean()) /
-                               (model->norm_std() > 0 ? model->norm_std() : 1.0)));
-    }
+    for (const auto& r : *scored) rewards.push_back(Finite(r.normalized));
     SendJson(res, {{"rewards", rewards},
                    {"scores", rewards},
-                   {"extra_logs", {{"model_version", model->version()}}}});
+                   {"extra_logs", {{"model_version", (*scored)[0].model_version}}}});
+  }
+
+  // A human verdict for a stored pair: {"pair_id", "dimension", "winner": "a"|"b"|"tie"}.
+  void HumanLabel(const httplib::Request& req, httplib::Response& res) {
+    json body;
+    if (!ParseBody(req, res, &body)) return;
+    std::string pair_id, dimension, winner;
+    if (!GetText(body, "pair_id", res, &pair_id) || !GetText(body, "dimension", res, &dimension) ||
+        !GetText(body, "winner", res, &winner)) {
+      return;
+    }
+    if (winner != "a" && winner != "b" && winner != "tie") {
+      SendError(res, 400, "invalid_request", "\"winner\" must be \"a\", \"b\" or \"tie\"");
+      return;
+    }
+    bool known_dim = false;
+    for (const auto& d : ctx.config.judge.dimensions) known_dim = known_dim || d.name == dimension;
+    if (!known_dim) {
+      SendError(res, 400, "invalid_request", "unknown dimension \"" + dimension + "\"");
+      return;
+    }
+    auto pair = ctx.store.GetPair(pair_id);
+    if (!pair.ok()) return SendStatus(res, pair.status());
+    if (!pair->has_value()) {
+      SendError(res, 404, "not_found", "no pair with id " + pair_id);
+      return;
+    }
+    storage::LabelRecord l;
+    l.pair_id = pair_id;
+    l.dimension = dimension;
+    l.judge = "human";
+    l.source = "human";
+    l.tie = winner == "tie";
+    l.p_a = winner == "a" ? 1.0 : winner == "b" ? 0.0 : 0.5;
+    l.verdict_ab = winner;
+    l.created_at_ms = NowMs();
+    Status st = ctx.store.CommitLabels(storage::WorkItem{}, {l});
+    if (!st.ok()) return SendStatus(res, st);
+    ctx.metrics.GetCounter("rlaif_human_labels_total", "Human labels recorded.").Inc();
+    SendJson(res, {{"recorded", true}, {"pair_id", pair_id}, {"dimension", dimension}}, 201);
+  }
+
+  // Judge-human agreement on pairs that have both, recomputed at most every 30 s.
+  json HumanAgreement() {
+    std::lock_guard<std::mutex> lock(agreement_mu);
+    const int64_t now = NowMs();
+    if (now - agreement_at_ms < 30000 && !agreement.is_null()) return agreement;
+    std::map<std::string, std::pair<double, double>> ai, human;  // key -> p_a (tie = NaN)
+    Status st = ctx.store.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
+      const std::string key = lp.label.pair_id + "/" + lp.label.dimension;
+      double p = lp.label.tie ? std::nan("") : lp.label.p_a;
+      (lp.label.source == "human" ? human : ai)[key] = {p, 0};
+      return true;
+    });
+    int64_t both = 0, agree = 0;
+    for (const auto& [key, h] : human) {
+      auto it = ai.find(key);
+      if (it == ai.end()) continue;
+      ++both;
+      const double hp = h.first, ap = it->second.first;
+      const bool same = (std::isnan(hp) && std::isnan(ap)) ||
+                        (!std::isnan(hp) && !std::isnan(ap) && (hp > 0.5) == (ap > 0.5) &&
+                         hp != 0.5 && ap != 0.5);
+      agree += same;
+    }
+    agreement = {{"human_labels", static_cast<int64_t>(human.size())},
+                 {"pairs_with_both", both},
+                 {"agreement", both ? json(static_cast<double>(agree) / both) : json()},
+                 {"error", st.ok() ? json() : json(st.ToString())}};
+    agreement_at_ms = now;
+    return agreement;
   }
 
   void Export(const httplib::Request& req, httplib::Response& res) {
@@ -453,6 +659,10 @@ struct ApiServer::Impl {
     server.set_payload_max_length(static_cast<size_t>(ctx.config.api.max_body_bytes));
     server.set_read_timeout(30, 0);
     server.set_write_timeout(30, 0);
+    // Clients (load balancers, RL trainers) keep connections open: httplib's
+    // default of 5 requests per connection makes them reconnect constantly.
+    server.set_keep_alive_max_count(100000);
+    server.set_keep_alive_timeout(30);
     server.new_task_queue = [n = ctx.config.api.threads] { return new httplib::ThreadPool(n); };
     server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
       if (res.body.empty()) {
@@ -482,23 +692,35 @@ struct ApiServer::Impl {
     server.Post("/v1/score", Wrap("/v1/score", [this](const httplib::Request& req, httplib::Response& res) {
       Score(req, res);
     }));
+    server.Post("/v1/compare", Wrap("/v1/compare", [this](const httplib::Request& req, httplib::Response& res) {
+      Compare(req, res);
+    }));
     server.Post("/get_reward", Wrap("/get_reward", [this](const httplib::Request& req, httplib::Response& res) {
       GetReward(req, res);
     }));
-    server.Get("/v1/models", Wrap("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    server.Get("/v1/models", Wrap("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
       auto models = ctx.store.ListModels();
       if (!models.ok()) return SendStatus(res, models.status());
       auto live = ctx.store.LiveVersion();
       std::string lv = live.ok() ? *live : "";
+      size_t offset = 0, limit = 100;
+      if (!PageParams(req, res, &offset, &limit)) return;
       json arr = json::array();
-      for (auto it = models->rbegin(); it != models->rend(); ++it) arr.push_back(ModelJson(*it, lv));
-      SendJson(res, {{"live", lv.empty() ? json() : json(lv)}, {"models", arr}});
+      size_t i = 0;
+      for (auto it = models->rbegin(); it != models->rend(); ++it, ++i) {
+        if (i >= offset && arr.size() < limit) arr.push_back(ModelJson(*it, lv));
+      }
+      SendJson(res, {{"live", lv.empty() ? json() : json(lv)}, {"models", arr},
+                     {"total", models->size()}, {"offset", offset}, {"limit", limit}});
     }));
     server.Get("/v1/events", Wrap("/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
-      auto events = ctx.store.RecentEvents(100);
+      size_t offset = 0, limit = 100;
+      if (!PageParams(req, res, &offset, &limit)) return;
+      auto events = ctx.store.RecentEvents(offset + limit);
       if (!events.ok()) return SendStatus(res, events.status());
       json arr = json::array();
-      for (const auto& e : *events) {
+      for (size_t i = offset; i < events->size(); ++i) {
+        const auto& e = (*events)[i];
         json data;
         try { data = json::parse(e.data_json); } catch (...) { data = json::object(); }
         arr.push_back({{"at", FormatTimeMs(e.at_ms)}, {"kind", e.kind}, {"actor", e.actor},
@@ -529,6 +751,16 @@ struct ApiServer::Impl {
                   if (!st.ok()) return SendStatus(res, st);
                   SendJson(res, {{"live", v}});
                 }, true));
+    server.Post("/v1/models/import",
+                Wrap("/v1/models/import", [this](const httplib::Request& req, httplib::Response& res) {
+                  json body;
+                  if (!ParseBody(req, res, &body)) return;
+                  std::string v;
+                  if (!GetText(body, "version", res, &v)) return;
+                  Status st = ctx.pipeline.ImportModel(v, "admin");
+                  if (!st.ok()) return SendStatus(res, st);
+                  SendJson(res, {{"imported", v}}, 201);
+                }, true));
     server.Post("/v1/models/rollback",
                 Wrap("/v1/models/rollback", [this, why_of](const httplib::Request& req, httplib::Response& res) {
                   Status st = ctx.pipeline.Rollback("admin", why_of(req));
@@ -536,6 +768,9 @@ struct ApiServer::Impl {
                   auto live = ctx.store.LiveVersion();
                   SendJson(res, {{"live", live.ok() ? *live : ""}});
                 }, true));
+    server.Post("/v1/labels", Wrap("/v1/labels", [this](const httplib::Request& req, httplib::Response& res) {
+      HumanLabel(req, res);
+    }, true));
     server.Post("/v1/train", Wrap("/v1/train", [this](const httplib::Request&, httplib::Response& res) {
       ctx.pipeline.RequestTrain("admin");
       SendJson(res, {{"requested", true}}, 202);

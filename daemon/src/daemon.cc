@@ -2,7 +2,10 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <algorithm>
 #include <filesystem>
+#include <string>
+#include <vector>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -36,13 +39,73 @@ judge::ChatClientOptions ClientOptions(const EndpointConfig& e) {
   o.timeout_s = e.timeout_s;
   o.max_retries = e.max_retries;
   o.max_concurrency = e.concurrency;
+  o.requests_per_minute = e.requests_per_minute;
+  o.tokens_per_minute = e.tokens_per_minute;
+  o.breaker_failures = e.breaker_failures;
+  o.breaker_cooldown_s = e.breaker_cooldown_s;
+  o.price_prompt_per_1m = e.price_prompt_per_1m;
+  o.price_completion_per_1m = e.price_completion_per_1m;
+  o.hourly_budget_usd = e.hourly_budget_usd;
   return o;
 }
 
 }  // namespace
 
+// Re-reads the config file; applies what can change safely, reports the rest.
+void Reload(const Config& running, const std::string& path) {
+  auto fresh = LoadConfigFile(path);
+  if (!fresh.ok()) {
+    spdlog::error("reload: {} is invalid, nothing changed: {}", path, fresh.status().message());
+    return;
+  }
+  if (fresh->log_level != running.log_level) {
+    spdlog::set_level(spdlog::level::from_str(fresh->log_level));
+    spdlog::info("reload: log_level is now {}", fresh->log_level);
+  }
+  // Everything else is wired into running objects: report, do not pretend.
+  auto differs = [](const auto& a, const auto& b) { return a != b; };
+  std::vector<std::string> needs_restart;
+  if (fresh->data_dir != running.data_dir) needs_restart.push_back("data_dir");
+  if (differs(fresh->api.listen, running.api.listen)) needs_restart.push_back("api");
+  if (fresh->sources.size() != running.sources.size()) needs_restart.push_back("sources");
+  for (size_t i = 0; i < std::min(fresh->sources.size(), running.sources.size()); ++i) {
+    if (fresh->sources[i].path != running.sources[i].path ||
+        fresh->sources[i].start_at != running.sources[i].start_at) {
+      needs_restart.push_back("sources");
+      break;
+    }
+  }
+  if (fresh->sampling.rate != running.sampling.rate ||
+      fresh->sampling.dedupe != running.sampling.dedupe) {
+    needs_restart.push_back("sampling");
+  }
+  if (fresh->generator.base_url != running.generator.base_url ||
+      fresh->generator.model != running.generator.model ||
+      fresh->generator.concurrency != running.generator.concurrency) {
+    needs_restart.push_back("generator");
+  }
+  if (fresh->judge.base_url != running.judge.base_url || fresh->judge.model != running.judge.model ||
+      fresh->judge.concurrency != running.judge.concurrency) {
+    needs_restart.push_back("judge");
+  }
+  if (fresh->trainer.min_new_labels != running.trainer.min_new_labels ||
+      fresh->trainer.model.preset != running.trainer.model.preset ||
+      fresh->trainer.gate.min_accuracy != running.trainer.gate.min_accuracy ||
+      fresh->trainer.gate.max_regression != running.trainer.gate.max_regression) {
+    needs_restart.push_back("trainer");
+  }
+  if (needs_restart.empty()) {
+    spdlog::info("reload: {} re-read; nothing else changed", path);
+  } else {
+    std::string list;
+    for (const auto& n : needs_restart) list += (list.empty() ? "" : ", ") + n;
+    spdlog::warn("reload: changes to [{}] need a restart of rlaifd and were NOT applied", list);
+  }
+}
+
 Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
-                 const std::function<void(int port)>& on_ready) {
+                 const std::function<void(int port)>& on_ready, std::atomic<bool>* reload,
+                 const std::string& config_path) {
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) return Status::IoError("cannot create data_dir " + config.data_dir + ": " + ec.message());
@@ -65,16 +128,28 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   jopt.model = config.judge.model;
   jopt.both_orders = config.judge.both_orders;
   jopt.inconsistent = config.judge.inconsistent;
-  for (const auto& d : config.judge.dimensions) jopt.dimensions.push_back({d.name, d.rubric});
+  jopt.top_logprobs = config.judge.top_logprobs;
+  jopt.health_window = config.judge.health_window;
+  for (const auto& d : config.judge.dimensions) {
+    judge::JudgeDimension jd;
+    jd.name = d.name;
+    jd.rubric = d.rubric;
+    jd.kind = d.kind;
+    jd.unsafe_patterns = d.unsafe_patterns;
+    jopt.dimensions.push_back(std::move(jd));
+  }
   judge::Judge judge(judge_client, jopt);
 
   Ingestor ingestor(config.sources, config.sampling, **store, metrics);
-  trainer::Scorer scorer;
+  trainer::Scorer scorer({.batching = config.api.score_batching,
+                          .max_batch = config.api.score_max_batch,
+                          .max_wait_ms = config.api.score_max_wait_ms});
   Pipeline pipeline(config, **store, metrics, ingestor, generator, judge, scorer);
+  pipeline.SetClients(&gen_client, &judge_client);
   RLAIF_RETURN_IF_ERROR(pipeline.Start());
 
   ApiServer api({config, **store, metrics, scorer, pipeline, ingestor, gen_client, judge_client,
-                 Env(config.api.admin_token_env), NowMs()});
+                 Env(config.api.admin_token_env), NowMs(), &judge});
   std::string host;
   int port = 0;
   RLAIF_RETURN_IF_ERROR(SplitHostPort(config.api.listen, &host, &port));
@@ -90,7 +165,10 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   }
   if (on_ready) on_ready(api.port());
 
-  while (!stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  while (!stop.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (reload && reload->exchange(false) && !config_path.empty()) Reload(config, config_path);
+  }
 
   spdlog::info("shutting down: stopping API, pipeline, then the store");
   api.Stop();

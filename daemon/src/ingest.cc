@@ -1,17 +1,17 @@
 #include "rlaif/daemon/ingest.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <glob.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <map>
-
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <set>
 
 #include "rlaif/common/clock.h"
 #include "rlaif/common/hash.h"
@@ -41,6 +41,13 @@ std::vector<std::string> ExpandGlob(const std::string& pattern) {
   return out;
 }
 
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
 // pread until `len` bytes or EOF.
 Result<std::string> ReadAt(int fd, uint64_t offset, size_t len) {
   std::string buf(len, '\0');
@@ -58,41 +65,55 @@ Result<std::string> ReadAt(int fd, uint64_t offset, size_t len) {
   return buf;
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
+std::string Fingerprint(std::string_view head) { return HexId(Hash64(head)); }
 
- private:
-  int fd_;
-};
+bool FingerprintMatches(const storage::SourceCheckpoint& cp, const std::string& head) {
+  return head.size() >= cp.fingerprint_len &&
+         Fingerprint(std::string_view(head.data(), cp.fingerprint_len)) == cp.fingerprint;
+}
+
+bool GlobMatch(const std::string& pattern, const std::string& name) {
+  return fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+}
 
 }  // namespace
 
+// A followed file. Owned by files_ (PollOnce thread); the descriptor is closed
+// when the file is released.
+struct Ingestor::Tracked {
+  int fd = -1;
+  size_t source = 0;
+  std::string path;              // where it is now (or was last seen)
+  storage::SourceCheckpoint cp;  // committed state; cp.path is its store key
+  bool committed = false;        // records_[cp.path] holds this file's state
+  bool in_glob = true;           // at a path matching its source glob this poll
+  bool gone = false;             // deleted, or moved out of its directory
+  uint64_t size = 0;             // size seen at the end of the last read
+  int idle_polls = 0;            // consecutive polls that found nothing new
+  ~Tracked() {
+    if (fd >= 0) close(fd);
+  }
+  std::string DesiredKey() const {
+    if (!gone) return path;
+    return path + "#deleted:" + std::to_string(cp.device) + ":" + std::to_string(cp.inode);
+  }
+};
+
+struct Ingestor::Located {
+  std::string path;
+  size_t source = 0;
+  bool in_glob = false;
+  struct stat st {};
+};
+
 Status ParseSimpleLine(const std::string& line, std::string* prompt, std::string* response) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::exception& e) {
-    return Status::InvalidArgument(std::string("bad_json: ") + e.what());
-  }
-  if (!j.is_object()) return Status::InvalidArgument("not_object: line is not a JSON object");
-  auto it = j.find("prompt");
-  if (it == j.end()) return Status::InvalidArgument("missing_prompt: no \"prompt\" field");
-  if (!it->is_string()) return Status::InvalidArgument("bad_prompt_type: \"prompt\" is not a string");
-  *prompt = it->get<std::string>();
-  if (Trim(*prompt).empty()) return Status::InvalidArgument("empty_prompt: \"prompt\" is empty");
-  response->clear();
-  auto r = j.find("response");
-  if (r != j.end() && !r->is_null()) {
-    if (!r->is_string()) {
-      return Status::InvalidArgument("bad_response_type: \"response\" is not a string");
-    }
-    *response = r->get<std::string>();
-  }
+  SourceConfig simple;
+  auto parser = LineParser::Create(simple);
+  if (!parser.ok()) return parser.status();
+  ParsedLine pl;
+  RLAIF_RETURN_IF_ERROR(parser->Parse(line, &pl));
+  *prompt = std::move(pl.prompt);
+  *response = std::move(pl.response);
   return Status::Ok();
 }
 
@@ -100,22 +121,36 @@ std::string PromptId(const std::string& text) { return HexId(Hash64(Trim(text)))
 
 Ingestor::Ingestor(std::vector<SourceConfig> sources, SamplingConfig sampling,
                    storage::Store& store, MetricsRegistry& metrics)
-    : sources_(std::move(sources)), sampling_(sampling), store_(store), metrics_(metrics) {}
-
-Result<IngestPassStats> Ingestor::PollOnce() {
-  IngestPassStats stats;
-  std::vector<SourceStatus> seen;
-  for (const auto& source : sources_) {
-    for (const auto& path : ExpandGlob(source.path)) {
-      Status st = IngestFile(source, path, &stats);
-      if (!st.ok()) {
-        if (st.code() == StatusCode::kIoError && st.message().rfind("store:", 0) == 0) return st;
-        spdlog::warn("ingest: {}: {}", path, st.ToString());
-        metrics_.GetCounter("rlaif_ingest_errors_total", "Files that could not be read.").Inc();
-      }
+    : sources_(std::move(sources)),
+      sampling_(std::move(sampling)),
+      store_(store),
+      metrics_(metrics) {
+  for (const auto& s : sources_) {
+    auto p = LineParser::Create(s);
+    if (!p.ok()) {
+      spdlog::error("ingest: source {} skipped: {}", s.path, p.status().message());
+      parsers_.emplace_back(std::nullopt);
+    } else {
+      parsers_.emplace_back(std::move(*p));
     }
   }
-  return stats;
+  if (sampling_.redact) {
+    auto r = Redactor::Create(sampling_.redact_patterns);
+    if (r.ok()) {
+      redactor_.emplace(std::move(*r));
+    } else {
+      // ParseConfig rejects bad patterns; keep the built-in kinds regardless.
+      spdlog::error("ingest: {}; redacting built-in kinds only", r.status().message());
+      redactor_.emplace(std::move(*Redactor::Create({})));
+    }
+  }
+}
+
+Ingestor::~Ingestor() = default;
+
+size_t Ingestor::OpenFiles() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_.size();  // one entry per followed file, as of the last poll
 }
 
 std::vector<SourceStatus> Ingestor::Sources() const {
@@ -123,115 +158,516 @@ std::vector<SourceStatus> Ingestor::Sources() const {
   return status_;
 }
 
-Status Ingestor::IngestFile(const SourceConfig& source, const std::string& path,
-                            IngestPassStats* stats) {
-  int raw_fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (raw_fd < 0) return Status::IoError("cannot open " + path + ": " + strerror(errno));
-  Fd fd(raw_fd);
-  struct stat st {};
-  if (fstat(fd.get(), &st) != 0) return Status::IoError("cannot stat " + path);
-  if (!S_ISREG(st.st_mode)) return Status::Ok();
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
+Status Ingestor::LoadCheckpoints() {
+  auto all = store_.ListSources();
+  if (!all.ok()) return Status::IoError("store: " + all.status().message());
+  records_.clear();
+  for (auto& cp : *all) records_[cp.path] = cp;
+  loaded_ = true;
+  return Status::Ok();
+}
 
-  auto head = ReadAt(fd.get(), 0, std::min<uint64_t>(size, kFingerprintBytes));
-  if (!head.ok()) return head.status();
-
-  auto existing = store_.GetSource(path);
-  if (!existing.ok()) return Status::IoError("store: " + existing.status().message());
-
-  storage::SourceCheckpoint cp;
-  bool known = false;
-  if (existing->has_value()) {
-    const storage::SourceCheckpoint& old = **existing;
-    bool same_inode = old.device == static_cast<uint64_t>(st.st_dev) &&
-                      old.inode == static_cast<uint64_t>(st.st_ino);
-    bool same_print = head->size() >= old.fingerprint_len &&
-                      HexId(Hash64(std::string_view(head->data(), old.fingerprint_len))) ==
-                          old.fingerprint;
-    if (same_inode && same_print && size >= old.offset) {
-      cp = old;
-      known = true;
-    } else if (same_inode && same_print && size < old.offset) {
-      spdlog::warn("ingest: {} shrank below the committed offset ({} < {}): re-reading from 0",
-                   path, size, old.offset);
-      metrics_.GetCounter("rlaif_ingest_truncations_total", "Files truncated in place.").Inc();
-    } else {
-      spdlog::info("ingest: {} is a new file (identity changed): reading from its start", path);
-      metrics_.GetCounter("rlaif_ingest_rotations_total", "Files replaced under the same path.")
-          .Inc();
+std::optional<storage::SourceCheckpoint> Ingestor::FindByIdentity(const FileKey& key,
+                                                                  const std::string& head) const {
+  std::optional<storage::SourceCheckpoint> best;
+  for (const auto& [path, cp] : records_) {
+    if (cp.device != key.dev || cp.inode != key.ino || !FingerprintMatches(cp, head)) continue;
+    // Stale copies left behind by a rename have a smaller offset.
+    if (!best || cp.offset > best->offset ||
+        (cp.offset == best->offset && cp.updated_at_ms > best->updated_at_ms)) {
+      best = cp;
     }
   }
-  if (!known) {
-    cp = storage::SourceCheckpoint{};
-    cp.path = path;
-    cp.device = static_cast<uint64_t>(st.st_dev);
-    cp.inode = static_cast<uint64_t>(st.st_ino);
-    cp.offset = 0;
-    // start_at applies to files seen for the first time only.
-    if (!existing->has_value() && source.start_at == "end") {
-      // Start after the last complete line.
-      cp.offset = size;
-      auto tail = ReadAt(fd.get(), size > 65536 ? size - 65536 : 0, std::min<uint64_t>(size, 65536));
-      if (tail.ok()) {
-        size_t nl = tail->rfind('\n');
-        cp.offset = nl == std::string::npos ? (size > 65536 ? size : 0)
-                                            : size - tail->size() + nl + 1;
+  return best;
+}
+
+namespace {
+
+bool AnyGlob(const std::vector<std::string>& globs, const std::string& value) {
+  return std::any_of(globs.begin(), globs.end(),
+                     [&](const std::string& g) { return GlobMatch(g, value); });
+}
+
+const std::string* MetadataValue(const ParsedLine& line, const std::string& key) {
+  for (const auto& [k, v] : line.metadata) {
+    if (k == key) return &v;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+bool Ingestor::KeepModel(const std::string& model) const {
+  if (!sampling_.include_models.empty() && !AnyGlob(sampling_.include_models, model)) return false;
+  return !AnyGlob(sampling_.exclude_models, model);
+}
+
+bool Ingestor::KeepMetadata(const ParsedLine& line) const {
+  for (const auto& [key, globs] : sampling_.include_metadata) {
+    const std::string* v = MetadataValue(line, key);
+    if (v == nullptr || !AnyGlob(globs, *v)) return false;
+  }
+  for (const auto& [key, globs] : sampling_.exclude_metadata) {
+    const std::string* v = MetadataValue(line, key);
+    if (v != nullptr && AnyGlob(globs, *v)) return false;
+  }
+  return true;
+}
+
+bool Ingestor::UnderStratumCap(const ParsedLine& line) {
+  if (sampling_.max_per_stratum_per_hour <= 0) return true;
+  // In memory only: a restart starts the hour's shares afresh (more may be
+  // kept that hour), which never loses or repeats a line.
+  const int64_t hour = NowMs() / 3'600'000;
+  if (hour != stratum_hour_) {
+    stratum_hour_ = hour;
+    stratum_counts_.clear();
+  }
+  std::string stratum = line.model;
+  if (sampling_.stratum != "model") {
+    const std::string key = sampling_.stratum.substr(9);  // after "metadata."
+    stratum.clear();
+    if (const std::string* v = MetadataValue(line, key)) stratum = *v;
+  }
+  int64_t& n = stratum_counts_[stratum];
+  if (n >= sampling_.max_per_stratum_per_hour) return false;
+  ++n;
+  return true;
+}
+
+Result<IngestPassStats> Ingestor::PollOnce() {
+  IngestPassStats stats;
+  const bool first = !loaded_;
+  if (first) RLAIF_RETURN_IF_ERROR(LoadCheckpoints());
+
+  // 1. Locate: files at glob paths, followed files wherever they went, and
+  //    (first poll) files of stored checkpoints that were rotated meanwhile.
+  std::map<FileKey, Located> found;
+  for (size_t si = 0; si < sources_.size(); ++si) {
+    if (!parsers_[si]) continue;
+    for (const auto& path : ExpandGlob(sources_[si].path)) {
+      Located loc;
+      if (stat(path.c_str(), &loc.st) != 0 || !S_ISREG(loc.st.st_mode)) continue;
+      FileKey key{static_cast<uint64_t>(loc.st.st_dev), static_cast<uint64_t>(loc.st.st_ino)};
+      if (found.count(key)) continue;  // first source wins
+      loc.path = path;
+      loc.source = si;
+      loc.in_glob = true;
+      found.emplace(key, std::move(loc));
+    }
+  }
+  struct Wanted {
+    std::string old_path;
+    size_t source;
+  };
+  std::map<FileKey, Wanted> wanted;  // not at a glob path: look near their last path
+  for (auto& [key, t] : files_) {
+    if (!found.count(key)) wanted[key] = {t->path, t->source};
+  }
+  if (first) {
+    for (const auto& [path, cp] : records_) {
+      FileKey key{cp.device, cp.inode};
+      if (found.count(key) || wanted.count(key)) continue;
+      const std::string dir = DirName(path);
+      for (size_t si = 0; si < sources_.size(); ++si) {
+        if (parsers_[si] && GlobMatch(DirName(sources_[si].path), dir)) {
+          wanted[key] = {path, si};
+          break;
+        }
       }
     }
   }
-  // The fingerprint grows with the file up to kFingerprintBytes.
-  cp.fingerprint_len = head->size();
-  cp.fingerprint = HexId(Hash64(*head));
+  std::map<std::string, std::vector<FileKey>> scan_dirs;
+  for (const auto& [key, w] : wanted) {
+    Located loc;
+    if (stat(w.old_path.c_str(), &loc.st) == 0 && S_ISREG(loc.st.st_mode) &&
+        static_cast<uint64_t>(loc.st.st_dev) == key.dev &&
+        static_cast<uint64_t>(loc.st.st_ino) == key.ino) {
+      loc.path = w.old_path;
+      loc.source = w.source;
+      found.emplace(key, std::move(loc));
+    } else {
+      scan_dirs[DirName(w.old_path)].push_back(key);
+    }
+  }
+  for (const auto& [dir, keys] : scan_dirs) {
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) continue;
+    std::set<FileKey> want(keys.begin(), keys.end());
+    while (struct dirent* e = readdir(d)) {
+      if (want.empty()) break;
+      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+      FileKey key{0, static_cast<uint64_t>(e->d_ino)};
+      bool maybe =
+          std::any_of(want.begin(), want.end(), [&](const FileKey& k) { return k.ino == key.ino; });
+      if (!maybe) continue;
+      Located loc;
+      if (fstatat(dirfd(d), e->d_name, &loc.st, AT_SYMLINK_NOFOLLOW) != 0 ||
+          !S_ISREG(loc.st.st_mode)) {
+        continue;
+      }
+      key.dev = static_cast<uint64_t>(loc.st.st_dev);
+      if (!want.count(key)) continue;
+      loc.path = (dir == "/" ? "" : dir) + "/" + e->d_name;
+      loc.source = wanted[key].source;
+      found.emplace(key, std::move(loc));
+      want.erase(key);
+    }
+    closedir(d);
+  }
 
-  auto& lines_total = metrics_.GetCounter("rlaif_ingest_lines_total", "Log lines read.");
-  auto& bytes_total = metrics_.GetCounter("rlaif_ingest_bytes_total", "Log bytes read.");
-  auto& stored_total = metrics_.GetCounter("rlaif_ingest_stored_total", "New prompts stored.");
+  // 2. Open what is not followed yet and decide where it resumes.
+  for (auto& [key, loc] : found) {
+    auto it = files_.find(key);
+    if (it != files_.end()) {
+      it->second->path = loc.path;
+      it->second->in_glob = loc.in_glob;
+      it->second->gone = false;
+      continue;
+    }
+    if (!loc.in_glob) {
+      // A stored checkpoint found away from the glob: follow it only if unfinished.
+      auto r = std::find_if(records_.begin(), records_.end(), [&](const auto& kv) {
+        return kv.second.device == key.dev && kv.second.inode == key.ino;
+      });
+      if (r == records_.end()) continue;
+      uint64_t max_offset = 0;
+      for (const auto& [p, cp] : records_) {
+        if (cp.device == key.dev && cp.inode == key.ino)
+          max_offset = std::max(max_offset, cp.offset);
+      }
+      // A finished file whose checkpoint is already under its current name
+      // needs nothing; one that moved is followed for one poll so that its
+      // checkpoint moves with it (its old key may be reused by a new file).
+      if (static_cast<uint64_t>(loc.st.st_size) <= max_offset && records_.count(loc.path) &&
+          records_[loc.path].device == key.dev && records_[loc.path].inode == key.ino) {
+        continue;
+      }
+    }
+    int fd = open(loc.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      spdlog::warn("ingest: cannot open {}: {}", loc.path, strerror(errno));
+      metrics_.GetCounter("rlaif_ingest_errors_total", "Files that could not be read.").Inc();
+      continue;
+    }
+    auto t = std::make_unique<Tracked>();
+    t->fd = fd;
+    struct stat st {};
+    if (fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_dev) != key.dev ||
+        static_cast<uint64_t>(st.st_ino) != key.ino) {
+      continue;  // replaced between stat and open: next poll
+    }
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    auto head = ReadAt(fd, 0, std::min<uint64_t>(size, kFingerprintBytes));
+    if (!head.ok()) continue;
+    t->source = loc.source;
+    t->path = loc.path;
+    t->in_glob = loc.in_glob;
+    if (auto id = FindByIdentity(key, *head)) {
+      t->cp = *id;
+      t->committed = true;
+    } else {
+      if (!loc.in_glob) continue;  // an unknown file that does not match the glob
+      auto old = records_.find(loc.path);
+      t->cp = storage::SourceCheckpoint{};
+      t->cp.path = loc.path;
+      t->cp.device = key.dev;
+      t->cp.inode = key.ino;
+      if (old != records_.end()) {
+        if (old->second.device == key.dev && old->second.inode == key.ino) {
+          spdlog::warn(
+              "ingest: {} was rewritten or truncated (first bytes changed): re-reading "
+              "from 0",
+              loc.path);
+          metrics_.GetCounter("rlaif_ingest_truncations_total", "Files truncated in place.").Inc();
+        } else {
+          spdlog::info("ingest: {} is a new file (identity changed): reading from its start",
+                       loc.path);
+          metrics_.GetCounter("rlaif_ingest_rotations_total", "Files replaced under the same path.")
+              .Inc();
+        }
+        ++rotations_by_path_[loc.path];
+      } else if (sources_[loc.source].start_at == "end") {
+        // start_at applies to files seen for the first time only: start after
+        // the last complete line.
+        t->cp.offset = size;
+        auto tail = ReadAt(fd, size > 65536 ? size - 65536 : 0, std::min<uint64_t>(size, 65536));
+        if (tail.ok()) {
+          size_t nl = tail->rfind('\n');
+          t->cp.offset =
+              nl == std::string::npos ? (size > 65536 ? size : 0) : size - tail->size() + nl + 1;
+        }
+      }
+      t->cp.fingerprint_len = head->size();
+      t->cp.fingerprint = Fingerprint(*head);
+    }
+    files_.emplace(key, std::move(t));
+  }
+  for (auto& [key, t] : files_) {
+    if (!found.count(key)) {
+      if (!t->gone) {
+        spdlog::info("ingest: {} was deleted or moved away: reading it to its end", t->path);
+      }
+      t->gone = true;
+      t->in_glob = false;
+    }
+  }
+
+  // 3. Move checkpoints to the files' current paths (see ingest.h), then read.
+  RLAIF_RETURN_IF_ERROR(Rehome());
+  std::vector<Tracked*> order;
+  for (auto& [key, t] : files_) order.push_back(t.get());
+  // Rotated files first: their lines are older.
+  std::stable_sort(order.begin(), order.end(),
+                   [](const Tracked* a, const Tracked* b) { return a->in_glob < b->in_glob; });
+  std::vector<FileKey> release;
+  for (Tracked* t : order) {
+    const uint64_t before_offset = t->cp.offset;
+    const uint64_t before_size = t->size;
+    Status st = ReadToEnd(*t, /*final_tail=*/false, &stats);
+    if (!st.ok()) {
+      if (st.code() == StatusCode::kIoError && st.message().rfind("store:", 0) == 0) return st;
+      spdlog::warn("ingest: {}: {}", t->path, st.ToString());
+      metrics_.GetCounter("rlaif_ingest_errors_total", "Files that could not be read.").Inc();
+      continue;
+    }
+    const bool idle = t->cp.offset == before_offset && t->size == before_size;
+    t->idle_polls = idle ? t->idle_polls + 1 : 0;
+    if (!t->in_glob && t->idle_polls >= 1) {
+      // Drained and quiet for a whole poll: take an unterminated tail as the
+      // last line, then let go.
+      st = ReadToEnd(*t, /*final_tail=*/true, &stats);
+      if (!st.ok() && st.code() == StatusCode::kIoError && st.message().rfind("store:", 0) == 0) {
+        return st;
+      }
+      spdlog::info("ingest: released {} at offset {}", t->path, t->cp.offset);
+      release.push_back(FileKey{t->cp.device, t->cp.inode});
+    }
+  }
+  for (const auto& key : release) files_.erase(key);
+  metrics_.GetGauge("rlaif_ingest_open_files", "Log files held open (tailed or drained).")
+      .Set(static_cast<double>(files_.size()));
+  PublishStatus();
+  return stats;
+}
+
+Status Ingestor::Rehome() {
+  // A checkpoint may only overwrite the key of a file that has itself moved
+  // on (or is gone): rehome in dependency order along rotation chains, so a
+  // crash between two of these commits never loses a live file's checkpoint.
+  std::vector<Tracked*> pending;
+  for (auto& [key, t] : files_) {
+    if (!t->committed || t->cp.path != t->DesiredKey()) pending.push_back(t.get());
+  }
+  auto blocked = [&](const Tracked* t) {
+    auto r = records_.find(t->DesiredKey());
+    if (r == records_.end()) return false;
+    return std::any_of(pending.begin(), pending.end(), [&](const Tracked* o) {
+      return o != t && o->cp.device == r->second.device && o->cp.inode == r->second.inode;
+    });
+  };
+  while (!pending.empty()) {
+    auto it =
+        std::find_if(pending.begin(), pending.end(), [&](const Tracked* t) { return !blocked(t); });
+    // A cycle (files swapped names) is broken by committing one anyway.
+    if (it == pending.end()) it = pending.begin();
+    Tracked* t = *it;
+    storage::SourceCheckpoint next = t->cp;
+    next.path = t->DesiredKey();
+    next.updated_at_ms = NowMs();
+    storage::IngestCommitStats cs;
+    Status st = store_.CommitIngest(next, {}, {}, &cs);
+    if (!st.ok()) return Status::IoError("store: " + st.ToString());
+    records_[next.path] = next;
+    t->cp = next;
+    t->committed = true;
+    pending.erase(it);
+  }
+  return Status::Ok();
+}
+
+Status Ingestor::Commit(Tracked& t, const storage::SourceCheckpoint& next,
+                        const std::vector<storage::PromptRecord>& prompts,
+                        const std::vector<storage::DeadLetter>& dead, IngestPassStats* stats,
+                        uint64_t lines, uint64_t bytes) {
+  storage::IngestCommitStats cs;
+  Status st = store_.CommitIngest(next, prompts, dead, &cs);
+  if (!st.ok()) return Status::IoError("store: " + st.ToString());
+  records_[next.path] = next;
+  t.cp = next;
+  t.committed = true;
+  metrics_.GetCounter("rlaif_ingest_lines_total", "Log lines read.")
+      .Inc(static_cast<double>(lines));
+  metrics_.GetCounter("rlaif_ingest_bytes_total", "Log bytes read.")
+      .Inc(static_cast<double>(bytes));
+  metrics_.GetCounter("rlaif_ingest_stored_total", "New prompts stored.")
+      .Inc(static_cast<double>(cs.stored));
+  metrics_.GetCounter("rlaif_ingest_duplicates_total", "Prompts already stored (dedupe).")
+      .Inc(static_cast<double>(cs.duplicates));
+  stats->lines += static_cast<int64_t>(lines);
+  stats->bytes += static_cast<int64_t>(bytes);
+  stats->stored += cs.stored;
+  stats->duplicates += cs.duplicates;
+  stats->rejected += static_cast<int64_t>(dead.size());
+  return Status::Ok();
+}
+
+Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) {
+  const SourceConfig& source = sources_[t.source];
+  const LineParser& parser = *parsers_[t.source];
+  struct stat st {};
+  if (fstat(t.fd, &st) != 0) return Status::IoError("cannot stat " + t.path);
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  auto head = ReadAt(t.fd, 0, std::min<uint64_t>(size, kFingerprintBytes));
+  if (!head.ok()) return head.status();
+  t.size = size;
+
+  storage::SourceCheckpoint cp = t.cp;
+  const bool shrank = size < cp.offset;
+  if (shrank || !FingerprintMatches(cp, *head)) {
+    spdlog::warn("ingest: {} was truncated or rewritten in place ({}): re-reading from 0", t.path,
+                 shrank ? "size " + std::to_string(size) + " < offset " + std::to_string(cp.offset)
+                        : std::string("first bytes changed"));
+    metrics_.GetCounter("rlaif_ingest_truncations_total", "Files truncated in place.").Inc();
+    ++rotations_by_path_[t.path];
+    cp.offset = 0;
+    cp.lines = 0;
+  }
+  // The fingerprint grows with the file up to kFingerprintBytes. A checkpoint
+  // whose identity changed is written even if no line is complete yet, so that
+  // a restart does not mistake the file for an old one.
+  const std::string print = Fingerprint(*head);
+  bool must_commit =
+      cp.fingerprint != print || cp.fingerprint_len != head->size() || cp.offset != t.cp.offset;
+  cp.fingerprint = print;
+  cp.fingerprint_len = head->size();
+
   auto& sampled_total =
       metrics_.GetCounter("rlaif_ingest_sampled_out_total", "Prompts skipped by sampling.");
-  auto& dup_total =
-      metrics_.GetCounter("rlaif_ingest_duplicates_total", "Prompts already stored (dedupe).");
-
-  // A checkpoint whose identity changed must be written even if no line is
-  // complete yet, so that a restart does not mistake the file for an old one.
-  bool must_commit = !known || !existing->has_value() ||
-                     (*existing)->fingerprint != cp.fingerprint ||
-                     (*existing)->fingerprint_len != cp.fingerprint_len;
   const size_t window =
       std::max<size_t>(max_batch_bytes_, static_cast<size_t>(source.max_line_bytes) + 1);
+  const std::string& path = t.path;
   while (cp.offset < size || must_commit) {
-    auto chunk = ReadAt(fd.get(), cp.offset, std::min<uint64_t>(size - cp.offset, window));
+    auto chunk = ReadAt(t.fd, cp.offset, std::min<uint64_t>(size - cp.offset, window));
     if (!chunk.ok()) return chunk.status();
     std::vector<storage::PromptRecord> prompts;
     std::vector<storage::DeadLetter> dead;
     size_t pos = 0;
     uint64_t next_offset = cp.offset;
     uint64_t consumed_lines = 0;
+    auto redact_raw = [&](const std::string& s) {
+      if (!redactor_) return s;
+      RedactionScope scope;
+      return redactor_->Redact(s, &scope);
+    };
     auto reject = [&](const std::string& reason, const std::string& detail, uint64_t at,
                       const std::string& raw) {
-      dead.push_back(storage::DeadLetter{"ingest", reason, detail,
+      dead.push_back(storage::DeadLetter{"ingest", reason, redact_raw(detail),
                                          path + ":" + std::to_string(at),
-                                         raw.substr(0, kMaxRawInDeadLetter), NowMs()});
-      metrics_.GetCounter("rlaif_ingest_rejected_total", "Rejected log lines.",
-                          {{"reason", reason}})
+                                         redact_raw(raw.substr(0, kMaxRawInDeadLetter)), NowMs()});
+      metrics_
+          .GetCounter("rlaif_ingest_rejected_total", "Rejected log lines.", {{"reason", reason}})
           .Inc();
+    };
+    auto handle = [&](const std::string& line, uint64_t line_offset) {
+      if (Trim(line).empty()) return;
+      if (line.size() > static_cast<size_t>(source.max_line_bytes)) {
+        reject("line_too_long",
+               "line of " + std::to_string(line.size()) + " bytes exceeds " +
+                   std::to_string(source.max_line_bytes),
+               line_offset, line);
+        return;
+      }
+      ParsedLine pl;
+      Status ps = parser.Parse(line, &pl);
+      if (!ps.ok()) {
+        reject(RejectReason(ps), ps.message(), line_offset, line);
+        return;
+      }
+      if (!KeepModel(pl.model) || !KeepMetadata(pl)) {
+        metrics_
+            .GetCounter("rlaif_ingest_filtered_total", "Lines skipped by a filter.",
+                        {{"reason", KeepModel(pl.model) ? "metadata" : "model"}})
+            .Inc();
+        ++stats->filtered;
+        return;
+      }
+      if (redactor_) {
+        RedactionScope scope;
+        pl.prompt = redactor_->Redact(pl.prompt, &scope);
+        pl.response = redactor_->Redact(pl.response, &scope);
+        for (const auto& [kind, n] : scope.counts) {
+          metrics_
+              .GetCounter("rlaif_redactions_total", "PII/secret spans redacted, by kind.",
+                          {{"kind", kind}})
+              .Inc(static_cast<double>(n));
+        }
+      }
+      const int64_t plen = static_cast<int64_t>(pl.prompt.size());
+      if (plen < sampling_.min_prompt_chars || plen > sampling_.max_prompt_chars) {
+        metrics_
+            .GetCounter("rlaif_ingest_filtered_total", "Lines skipped by a filter.",
+                        {{"reason", "length"}})
+            .Inc();
+        ++stats->filtered;
+        return;
+      }
+      const std::string base_id = PromptId(pl.prompt);
+      if (sampling_.rate < 1.0 &&
+          HashToUnit(Hash64(base_id, /*seed=*/0x5a3b1e)) >= sampling_.rate) {
+        sampled_total.Inc();
+        ++stats->sampled_out;
+        return;
+      }
+      if (!UnderStratumCap(pl)) {
+        metrics_
+            .GetCounter("rlaif_ingest_filtered_total", "Lines skipped by a filter.",
+                        {{"reason", "stratum_cap"}})
+            .Inc();
+        ++stats->filtered;
+        return;
+      }
+      storage::PromptRecord rec;
+      // Without dedupe every line is its own prompt; the id depends only on the
+      // line's identity (file + offset), so a redo after a crash writes the same key.
+      rec.id = sampling_.dedupe ? base_id
+                                : HexId(HashFields({base_id, path, std::to_string(cp.inode),
+                                                    std::to_string(line_offset)}));
+      rec.text = std::move(pl.prompt);
+      rec.logged_response = std::move(pl.response);
+      rec.source_path = path;
+      rec.source_offset = line_offset;
+      rec.ingested_at_ms = NowMs();
+      prompts.push_back(std::move(rec));
     };
     while (pos < chunk->size()) {
       size_t nl = chunk->find('\n', pos);
       const uint64_t line_offset = cp.offset + pos;
       if (nl == std::string::npos) {
+        size_t partial = chunk->size() - pos;
+        if (final_tail && cp.offset + chunk->size() == size &&
+            partial <= static_cast<size_t>(source.max_line_bytes)) {
+          // The file will not grow any more: its unterminated tail is its last line.
+          handle(chunk->substr(pos), line_offset);
+          ++consumed_lines;
+          pos = chunk->size();
+          next_offset = size;
+          break;
+        }
         // Partial line: wait for its newline unless it is already over the limit,
         // in which case it is skipped up to its newline (found beyond this chunk).
-        size_t partial = chunk->size() - pos;
         if (partial <= static_cast<size_t>(source.max_line_bytes)) break;
         uint64_t scan = cp.offset + chunk->size();
         uint64_t end = 0;
         while (scan < size && end == 0) {
-          auto more = ReadAt(fd.get(), scan, std::min<uint64_t>(size - scan, 1 << 20));
+          auto more = ReadAt(t.fd, scan, std::min<uint64_t>(size - scan, 1 << 20));
           if (!more.ok()) return more.status();
+          if (more->empty()) break;
           size_t n2 = more->find('\n');
           if (n2 != std::string::npos) end = scan + n2 + 1;
           scan += more->size();
         }
+        if (end == 0 && final_tail) end = size;
         if (end == 0) break;  // still unterminated: decide when its newline arrives
         reject("line_too_long",
                "line of " + std::to_string(end - line_offset - 1) + " bytes exceeds " +
@@ -246,80 +682,45 @@ Status Ingestor::IngestFile(const SourceConfig& source, const std::string& path,
       pos = nl + 1;
       next_offset = cp.offset + pos;
       ++consumed_lines;
-      if (Trim(line).empty()) continue;
-      if (line.size() > static_cast<size_t>(source.max_line_bytes)) {
-        reject("line_too_long",
-               "line of " + std::to_string(line.size()) + " bytes exceeds " +
-                   std::to_string(source.max_line_bytes),
-               line_offset, line);
-        continue;
-      }
-      std::string prompt, response;
-      Status ps = ParseSimpleLine(line, &prompt, &response);
-      if (!ps.ok()) {
-        reject(ps.message().substr(0, ps.message().find(':')), ps.message(), line_offset, line);
-        continue;
-      }
-      const int64_t plen = static_cast<int64_t>(prompt.size());
-      if (plen < sampling_.min_prompt_chars || plen > sampling_.max_prompt_chars) {
-        metrics_.GetCounter("rlaif_ingest_filtered_total", "Prompts outside the length bounds.")
-            .Inc();
-        continue;
-      }
-      const std::string base_id = PromptId(prompt);
-      if (sampling_.rate < 1.0 &&
-          HashToUnit(Hash64(base_id, /*seed=*/0x5a3b1e)) >= sampling_.rate) {
-        sampled_total.Inc();
-        ++stats->sampled_out;
-        continue;
-      }
-      storage::PromptRecord rec;
-      // Without dedupe every line is its own prompt; the id depends only on the
-      // line's identity (file + offset), so a redo after a crash writes the same key.
-      rec.id = sampling_.dedupe ? base_id
-                                : HexId(HashFields({base_id, path, std::to_string(cp.inode),
-                                                    std::to_string(line_offset)}));
-      rec.text = prompt;
-      rec.logged_response = response;
-      rec.source_path = path;
-      rec.source_offset = line_offset;
-      rec.ingested_at_ms = NowMs();
-      prompts.push_back(std::move(rec));
+      handle(line, line_offset);
     }
     if (next_offset == cp.offset && !must_commit) break;  // nothing complete to consume
     storage::SourceCheckpoint next = cp;
+    next.path = t.cp.path;
     next.offset = next_offset;
     next.lines = cp.lines + consumed_lines;
     next.updated_at_ms = NowMs();
-    storage::IngestCommitStats cs;
-    Status st2 = store_.CommitIngest(next, prompts, dead, &cs);
-    if (!st2.ok()) return Status::IoError("store: " + st2.ToString());
-    must_commit = false;
     const uint64_t consumed_bytes = next_offset - cp.offset;
-    lines_total.Inc(static_cast<double>(consumed_lines));
-    bytes_total.Inc(static_cast<double>(consumed_bytes));
-    stored_total.Inc(static_cast<double>(cs.stored));
-    dup_total.Inc(static_cast<double>(cs.duplicates));
-    stats->lines += static_cast<int64_t>(consumed_lines);
-    stats->bytes += static_cast<int64_t>(consumed_bytes);
-    stats->stored += cs.stored;
-    stats->duplicates += cs.duplicates;
-    stats->rejected += static_cast<int64_t>(dead.size());
+    RLAIF_RETURN_IF_ERROR(Commit(t, next, prompts, dead, stats, consumed_lines, consumed_bytes));
+    must_commit = false;
     cp = next;
     if (consumed_bytes == 0) break;
   }
-
-  std::lock_guard<std::mutex> lock(mu_);
-  SourceStatus s{path, cp.inode, cp.offset, size,
-                 static_cast<int64_t>(size) - static_cast<int64_t>(cp.offset), cp.updated_at_ms};
-  auto it = std::find_if(status_.begin(), status_.end(),
-                         [&](const SourceStatus& x) { return x.path == path; });
-  if (it == status_.end()) {
-    status_.push_back(s);
-  } else {
-    *it = s;
-  }
   return Status::Ok();
+}
+
+void Ingestor::PublishStatus() {
+  std::vector<SourceStatus> out;
+  for (const auto& [key, t] : files_) {
+    SourceStatus s;
+    s.path = t->path;
+    s.device = t->cp.device;
+    s.inode = t->cp.inode;
+    s.offset = t->cp.offset;
+    s.size = t->size;
+    s.lag_bytes = static_cast<int64_t>(t->size) - static_cast<int64_t>(t->cp.offset);
+    s.last_commit_ms = t->cp.updated_at_ms;
+    s.fingerprint = t->cp.fingerprint;
+    s.rotated = !t->in_glob;
+    s.deleted = t->gone;
+    auto r = rotations_by_path_.find(t->path);
+    s.rotations_seen = r == rotations_by_path_.end() ? 0 : r->second;
+    out.push_back(std::move(s));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const SourceStatus& a, const SourceStatus& b) { return a.path < b.path; });
+  std::lock_guard<std::mutex> lock(mu_);
+  status_ = std::move(out);
 }
 
 }  // namespace rlaif::daemon

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <regex>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -78,6 +79,28 @@ Pipeline::Pipeline(const Config& config, storage::Store& store, MetricsRegistry&
 
 Pipeline::~Pipeline() { Stop(); }
 
+void Pipeline::SetClients(const judge::ChatClient* generator_client,
+                          const judge::ChatClient* judge_client) {
+  gen_client_ = generator_client;
+  judge_client_ = judge_client;
+}
+
+std::string Pipeline::StageHeldReason(storage::Stage stage) const {
+  const judge::ChatClient* c = stage == storage::Stage::kGenerate ? gen_client_ : judge_client_;
+  if (c == nullptr) return "";
+  const judge::ClientHealth h = c->Health();
+  const char* who = stage == storage::Stage::kGenerate ? "generator" : "judge";
+  if (h.breaker == judge::BreakerState::kOpen) {
+    return std::string(who) + " circuit open after repeated failures; next probe in " +
+           std::to_string(static_cast<int>(h.breaker_retry_in_s + 0.5)) + " s";
+  }
+  if (h.budget_exhausted) {
+    return std::string(who) + " hourly budget of $" + std::to_string(h.hourly_budget_usd) +
+           " spent; resumes at " + FormatTimeMs(h.budget_resets_at_ms);
+  }
+  return "";
+}
+
 Status Pipeline::Start() {
   // Remove temp checkpoint directories left by a crash during training.
   std::error_code ec;
@@ -129,7 +152,7 @@ Status Pipeline::Start() {
       auto& depth = metrics_.GetGauge("rlaif_queue_depth", "Pending work items per stage.",
                                       {{"stage", StageName(p->stage)}});
       while (!stop_.load()) {
-        if (paused_.load()) {
+        if (paused_.load() || !StageHeldReason(p->stage).empty()) {
           SleepFor(config_.poll_interval_s);
           continue;
         }
@@ -238,6 +261,13 @@ int64_t Pipeline::InFlight(storage::Stage stage) const {
   return static_cast<int64_t>(p->claimed.size());
 }
 
+Pipeline::StageCounters Pipeline::Counters(storage::Stage stage) const {
+  if (stage == storage::Stage::kGenerate) {
+    return {gen_done_.load(), gen_failed_.load(), gen_dead_.load()};
+  }
+  return {judge_done_.load(), judge_failed_.load(), judge_dead_.load()};
+}
+
 TrainingStatus Pipeline::Training() const {
   std::lock_guard<std::mutex> lock(mu_);
   return training_;
@@ -257,6 +287,24 @@ void Pipeline::IngestLoop() {
   }
 }
 
+// A spent budget or an open circuit is the upstream's state, not the item's
+// fault: the item waits (no attempt is counted) until the stage may run again.
+static bool IsHold(const Status& st) {
+  return (st.code() == StatusCode::kResourceExhausted &&
+          st.message().find("budget") != std::string::npos) ||
+         (st.code() == StatusCode::kUnavailable &&
+          st.message().find("circuit open") != std::string::npos);
+}
+
+void Pipeline::Hold(StagePool& pool, const storage::WorkItem& item, const char* stage,
+                    const Status& st) {
+  metrics_.GetCounter("rlaif_stage_held_total", "Work items put back because the upstream is held.",
+                      {{"stage", stage}})
+      .Inc();
+  std::lock_guard<std::mutex> lock(pool.mu);
+  pool.not_before[item.key] = MonotonicSeconds() + kRetryDelayS;
+}
+
 // Records a failed attempt; returns true when the item should be dead-lettered.
 static bool ShouldGiveUp(std::mutex& mu, std::map<std::string, int>& attempts,
                          const std::string& key) {
@@ -274,7 +322,9 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     metrics_.GetCounter("rlaif_stage_errors_total", "Failed work items by stage and reason.",
                         {{"stage", "generate"}, {"reason", reason}})
         .Inc();
+    ++gen_failed_;
     if (permanent || ShouldGiveUp(mu_, attempts_, item.key)) {
+      ++gen_dead_;
       storage::DeadLetter d{"generate", reason, detail, item.id, "", NowMs()};
       Status st = store_.DeadLetterWork(storage::Stage::kGenerate, item, d);
       if (!st.ok()) spdlog::error("generate: dead-letter {}: {}", item.id, st.ToString());
@@ -294,12 +344,14 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
   if (!pair.ok()) {
     const Status& st = pair.status();
     if (st.code() == StatusCode::kCancelled || stop_.load()) return;
-    if (st.code() == StatusCode::kFailedPrecondition) {
+    if (st.code() == StatusCode::kFailedPrecondition &&
+        st.message().find("identical_responses") != std::string::npos) {
       return fail("identical_responses", st.message(), true);
     }
     if (st.code() == StatusCode::kInvalidArgument) {
       return fail("upstream_rejected", st.message(), true);
     }
+    if (IsHold(st)) return Hold(*gen_pool_, item, "generate", st);
     return fail("upstream_unavailable", st.message(), false);
   }
   Status st = store_.CommitPairs(item, {*pair});
@@ -308,6 +360,7 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     std::lock_guard<std::mutex> lock(mu_);
     attempts_.erase(item.key);
   }
+  ++gen_done_;
   metrics_.GetCounter("rlaif_pairs_generated_total", "Pairs generated.").Inc();
 }
 
@@ -316,7 +369,9 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
     metrics_.GetCounter("rlaif_stage_errors_total", "Failed work items by stage and reason.",
                         {{"stage", "judge"}, {"reason", reason}})
         .Inc();
+    ++judge_failed_;
     if (permanent || ShouldGiveUp(mu_, attempts_, item.key)) {
+      ++judge_dead_;
       storage::DeadLetter d{"judge", reason, detail, item.id, "", NowMs()};
       Status st = store_.DeadLetterWork(storage::Stage::kJudge, item, d);
       if (!st.ok()) spdlog::error("judge: dead-letter {}: {}", item.id, st.ToString());
@@ -347,6 +402,7 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
       if (st.code() == StatusCode::kInvalidArgument) {
         return fail("upstream_rejected", st.message(), true);
       }
+      if (IsHold(st)) return Hold(*judge_pool_, item, "judge", st);
       return fail("upstream_unavailable", st.message(), false);
     }
     metrics_
@@ -358,6 +414,7 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
   }
   Status st = store_.CommitLabels(item, labels);
   if (!st.ok()) return fail("store_error", st.ToString(), false);
+  ++judge_done_;
   std::lock_guard<std::mutex> lock(mu_);
   attempts_.erase(item.key);
 }
@@ -621,6 +678,38 @@ Status Pipeline::Rollback(const std::string& actor, const std::string& why) {
   }
   (void)store_.AppendEvent({NowMs(), "rollback", actor, "rolled back " + current + " to " + target,
                             nlohmann::json{{"from", current}, {"to", target}}.dump()});
+  return Status::Ok();
+}
+
+Status Pipeline::ImportModel(const std::string& version, const std::string& actor) {
+  static const std::regex kVersion("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+  if (!std::regex_match(version, kVersion) || version.find("..") != std::string::npos) {
+    return Status::InvalidArgument("version must match [A-Za-z0-9][A-Za-z0-9._-]*, got \"" +
+                                   version + "\"");
+  }
+  auto existing = store_.GetModel(version);
+  if (!existing.ok()) return existing.status();
+  if (existing->has_value()) return Status::AlreadyExists("model " + version + " is registered");
+  const std::string dir =
+      (std::filesystem::path(config_.data_dir) / "models" / version).string();
+  auto model = trainer::RewardModel::Load(dir, "cpu");
+  if (!model.ok()) {
+    return Status::InvalidArgument("cannot import " + dir + ": " + model.status().message());
+  }
+  if ((*model)->version() != version) {
+    return Status::InvalidArgument("cannot import " + dir + ": the checkpoint says it is version \"" +
+                                   (*model)->version() + "\", not \"" + version + "\"");
+  }
+  storage::ModelRecord rec;
+  rec.version = version;
+  rec.state = "candidate";
+  rec.dir = dir;
+  rec.reason = "imported by " + actor + "; not evaluated on this daemon's holdout";
+  rec.metrics_json = "{}";
+  rec.created_at_ms = NowMs();
+  RLAIF_RETURN_IF_ERROR(store_.PutModel(rec));
+  (void)store_.AppendEvent({NowMs(), "import", actor, "imported " + version + " from " + dir,
+                            nlohmann::json{{"version", version}}.dump()});
   return Status::Ok();
 }
 

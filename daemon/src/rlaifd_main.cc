@@ -1,6 +1,9 @@
 // rlaifd: the daemon and its offline subcommands. main() only parses the
 // command line and wires objects; everything else lives in rlaif_daemon.
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -11,13 +14,18 @@
 
 #include "rlaif/common/config.h"
 #include "rlaif/daemon/daemon.h"
+#include "rlaif/daemon/ingest_once.h"
 #include "rlaif/daemon/offline.h"
 
 namespace {
 
-std::atomic<bool> g_stop{false};  // the signal flag (one of the two allowed globals)
+std::atomic<bool> g_stop{false};    // the signal flags (the allowed globals besides the logger)
+std::atomic<bool> g_reload{false};
+
+constexpr int kDrainDeadlineS = 30;  // SIGTERM → exit, at most
 
 void OnSignal(int) { g_stop.store(true); }
+void OnHangup(int) { g_reload.store(true); }
 
 void Usage() {
   std::cerr <<
@@ -26,6 +34,8 @@ void Usage() {
 commands:
   run --config FILE        run the daemon until SIGTERM/SIGINT
   check-config FILE        validate a config: exit 0, or print every problem and exit 2
+  ingest --config FILE --once
+                           read every source to its end, commit, print a JSON summary
   train --pairs FILE --out DIR [--eval FILE] [--device auto|cpu|cuda] [--preset P]
                            [--epochs N] [--seed N]      offline training
   eval --model DIR --pairs FILE                         offline evaluation
@@ -63,6 +73,7 @@ int main(int argc, char** argv) {
     std::cout << rest[0] << ": ok\n";
     return 0;
   }
+  if (cmd == "ingest") return rlaif::daemon::RunIngestCommand(rest);
   if (cmd == "train") return rlaif::daemon::RunTrainCommand(rest);
   if (cmd == "eval") return rlaif::daemon::RunEvalCommand(rest);
   if (cmd == "score") return rlaif::daemon::RunScoreCommand(rest);
@@ -91,10 +102,19 @@ int main(int argc, char** argv) {
     std::signal(SIGTERM, OnSignal);
     std::signal(SIGINT, OnSignal);
     std::signal(SIGPIPE, SIG_IGN);
+    std::signal(SIGHUP, OnHangup);
+    // Drain deadline: if shutdown hangs (a stuck upstream call, a wedged
+    // device), exit anyway; everything committed is safe in the store.
+    std::thread([] {
+      while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      std::this_thread::sleep_for(std::chrono::seconds(kDrainDeadlineS));
+      spdlog::critical("shutdown did not finish within {} s; exiting", kDrainDeadlineS);
+      std::_Exit(3);
+    }).detach();
     auto st = rlaif::daemon::RunDaemon(*cfg, g_stop, [](int port) {
       std::printf("rlaifd ready on port %d\n", port);
       std::fflush(stdout);
-    });
+    }, &g_reload, config_path);
     if (!st.ok()) {
       spdlog::critical("rlaifd: {}", st.ToString());
       return 1;

@@ -64,7 +64,7 @@ async function tick(){
   const ms=(m.models||[]).slice().reverse();
   const svg=$("chart"),W=svg.clientWidth||600,H=160,pad=30;
   let g=`<line x1="${pad}" y1="${H-pad}" x2="${W}" y2="${H-pad}" stroke="#999"/><text x="2" y="${pad}" font-size="10">1.0</text><text x="2" y="${H-pad}" font-size="10">0.0</text>`;
-  ms.forEach((x,i)=>{const a=x.metrics&&x.metrics.accuracy!=null?x.metrics.accuracy:0;const bw=Math.max(6,(W-pad)/Math.max(ms.length,1)-6);
+  ms.forEach((x,i)=>{const a=x.metrics&&x.metrics.accuracy!=null?x.metrics.accuracy:0;const bw=Math.min(48,Math.max(6,(W-pad)/Math.max(ms.length,1)-6));
    const h=(H-2*pad)*a,xx=pad+i*(bw+6);g+=`<rect x="${xx}" y="${H-pad-h}" width="${bw}" height="${h}" fill="${x.live?"#1f9d55":x.state=="rejected"?"#e53e3e":"#4a5568"}"><title>${esc(x.version)}: ${a.toFixed(3)}</title></rect>`;});
   svg.innerHTML=g;
   $("models").innerHTML="<tr><th>version</th><th>state</th><th>accuracy</th><th>holdout</th><th>why</th></tr>"+(m.models||[]).map(x=>`<tr><td>${esc(x.version)}</td><td>${esc(x.state)}</td><td>${x.metrics.accuracy!=null?x.metrics.accuracy.toFixed(3):"-"}</td><td>${x.holdout_pairs}</td><td>${esc(x.reason)}</td></tr>`).join("");

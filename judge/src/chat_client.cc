@@ -182,6 +182,31 @@ std::optional<double> ParseRetryAfter(const httplib::Response& res) {
   return std::nullopt;
 }
 
+// OpenAI's x-ratelimit-remaining-{requests,tokens} / x-ratelimit-reset-*:
+// seconds until the exhausted limit resets (the longer of the two when both
+// are exhausted; with `any` also when not exhausted, for a 429 that carries
+// no Retry-After).
+std::optional<double> RateLimitResetSeconds(const httplib::Response& res, bool any) {
+  std::optional<double> out;
+  for (const char* kind : {"requests", "tokens"}) {
+    const std::string remaining = std::string("x-ratelimit-remaining-") + kind;
+    const std::string reset = std::string("x-ratelimit-reset-") + kind;
+    if (!res.has_header(reset.c_str())) continue;
+    bool exhausted = any;
+    if (res.has_header(remaining.c_str())) {
+      const std::string v = res.get_header_value(remaining.c_str());
+      char* end = nullptr;
+      double r = std::strtod(v.c_str(), &end);
+      if (end != v.c_str() && r <= 0) exhausted = true;
+    }
+    if (!exhausted) continue;
+    if (auto s = ParseResetDuration(res.get_header_value(reset.c_str()))) {
+      out = std::max(out.value_or(0.0), *s);
+    }
+  }
+  return out;
+}
+
 bool RetryableHttpStatus(int status) {
   return status == 408 || status == 409 || status == 429 || (status >= 500 && status <= 599);
 }
@@ -197,6 +222,10 @@ std::string BuildRequestBody(const ChatRequest& request) {
                {"max_tokens", request.max_tokens}};
   if (request.seed) body["seed"] = *request.seed;
   if (request.json_object) body["response_format"] = {{"type", "json_object"}};
+  if (request.top_logprobs > 0) {
+    body["logprobs"] = true;
+    body["top_logprobs"] = std::min(request.top_logprobs, 20);
+  }
   // Prompts come from production logs: invalid UTF-8 is replaced, not thrown.
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -237,6 +266,28 @@ Result<ChatResponse> ParseSuccessBody(const std::string& body) {
     if (auto fr = choice.find("finish_reason"); fr != choice.end() && fr->is_string()) {
       out.finish_reason = fr->get<std::string>();
     }
+    // Logprobs are an optional extra: a shape we do not understand is
+    // ignored rather than failing a good verdict.
+    if (auto lp = choice.find("logprobs"); lp != choice.end() && lp->is_object()) {
+      if (auto lc = lp->find("content"); lc != lp->end() && lc->is_array()) {
+        for (const json& t : *lc) {
+          if (!t.is_object()) continue;
+          TokenLogprob tl;
+          tl.token = t.value("token", "");
+          if (auto v = t.find("logprob"); v != t.end() && v->is_number())
+            tl.logprob = v->get<double>();
+          if (auto top = t.find("top_logprobs"); top != t.end() && top->is_array()) {
+            for (const json& alt : *top) {
+              if (!alt.is_object()) continue;
+              auto v = alt.find("logprob");
+              if (v == alt.end() || !v->is_number()) continue;
+              tl.top.push_back({alt.value("token", ""), v->get<double>()});
+            }
+          }
+          out.logprobs.push_back(std::move(tl));
+        }
+      }
+    }
     if (auto usage = j.find("usage"); usage != j.end() && usage->is_object()) {
       if (auto p = usage->find("prompt_tokens"); p != usage->end() && p->is_number()) {
         out.prompt_tokens = p->get<int64_t>();
@@ -256,15 +307,26 @@ Result<ChatResponse> ParseSuccessBody(const std::string& body) {
 // Owns the connection pool, the concurrency slots and the stop flag; all
 // guarded by `mu_`.
 struct ChatClient::Impl {
-  enum class Outcome { kOk, kRetryable, kFatal, kCancelled };
+  // kRejected: refused before sending (breaker open, budget spent).
+  enum class Outcome { kOk, kRetryable, kFatal, kCancelled, kRejected };
+  // What an attempt says about the endpoint's health, for the breaker.
+  enum class Health { kGood, kBad, kNeutral };
   struct Attempt {
     Outcome outcome = Outcome::kFatal;
+    Health health = Health::kNeutral;
     ChatResponse response;
     Status status;  // for anything but kOk
     std::optional<double> retry_after_s;
   };
 
-  explicit Impl(ChatClientOptions o) : options(std::move(o)), rng(std::random_device{}()) {
+  Impl(ChatClientOptions o, ChatClientStats& s)
+      : options(std::move(o)),
+        stats(s),
+        rng(std::random_device{}()),
+        breaker(options.breaker_failures, options.breaker_cooldown_s) {
+    const double now = MonotonicSeconds();
+    requests_bucket = TokenBucket(options.requests_per_minute, options.rate_burst_s, now);
+    tokens_bucket = TokenBucket(options.tokens_per_minute, options.rate_burst_s, now);
     auto ep = ParseBaseUrl(options.base_url);
     if (ep.ok()) {
       endpoint = *ep;
@@ -334,7 +396,96 @@ struct ChatClient::Impl {
     slot_cv.notify_one();
   }
 
-  Attempt Send(const std::string& body) {
+  // Rolls the budget over at the top of each UTC hour. Requires mu.
+  void RollBudgetHour(int64_t now_ms) {
+    const int64_t hour = now_ms / kHourMs;
+    if (hour != budget_hour) {
+      budget_hour = hour;
+      spent_this_hour = 0;
+    }
+  }
+
+  bool BudgetExhaustedLocked(int64_t now_ms) {
+    RollBudgetHour(now_ms);
+    return options.hourly_budget_usd > 0 && spent_this_hour >= options.hourly_budget_usd;
+  }
+
+  // Adds the cost of a finished request. Thread-safe.
+  void Charge(double cost_usd) {
+    std::lock_guard<std::mutex> lock(mu);
+    RollBudgetHour(NowMs());
+    spent_this_hour += cost_usd;
+    total_cost += cost_usd;
+  }
+
+  // Breaker, budget, rate limits, in that order (see the header). Returns
+  // kRejected / kCancelled attempts, or nullopt when the request may go.
+  std::optional<Attempt> Admit(double estimated_tokens) {
+    auto reject = [](Outcome o, Status st) {
+      Attempt a;
+      a.outcome = o;
+      a.status = std::move(st);
+      return a;
+    };
+    std::unique_lock<std::mutex> lock(mu);
+    double waited_s = 0;
+    bool counted_wait = false;
+    for (;;) {
+      if (stopped) return reject(Outcome::kCancelled, Status::Cancelled("chat client stopped"));
+      const double now = MonotonicSeconds();
+      if (breaker.state(now) == BreakerState::kOpen) {
+        stats.circuit_rejections++;
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.1f", breaker.RetryInSeconds(now));
+        return reject(Outcome::kRejected,
+                      Status::Unavailable("circuit open for " + endpoint.display + " after " +
+                                          std::to_string(breaker.consecutive_failures()) +
+                                          " consecutive failures; next probe in " + buf + " s"));
+      }
+      const int64_t now_ms = NowMs();
+      if (BudgetExhaustedLocked(now_ms)) {
+        stats.budget_rejections++;
+        const int64_t next_hour = (now_ms / kHourMs + 1) * kHourMs;
+        char buf[160];
+        snprintf(buf, sizeof buf,
+                 "budget exhausted until %02d:00 UTC (spent $%.4f of $%.4f this hour)",
+                 static_cast<int>((next_hour / kHourMs) % 24), spent_this_hour,
+                 options.hourly_budget_usd);
+        return reject(Outcome::kRejected, Status::ResourceExhausted(buf));
+      }
+      double wait = std::max(0.0, paused_until - now);
+      if (wait <= 0) {
+        wait = requests_bucket.Take(1, now);
+        if (wait <= 0) {
+          wait = tokens_bucket.Take(estimated_tokens, now);
+          if (wait > 0) requests_bucket.Adjust(1, now);  // all or nothing
+        }
+      }
+      if (wait <= 0) {
+        if (!breaker.Allow(now)) {
+          // Half-open and another caller holds the probe.
+          requests_bucket.Adjust(1, now);
+          tokens_bucket.Adjust(std::min(estimated_tokens, tokens_bucket.capacity()), now);
+          stats.circuit_rejections++;
+          return reject(Outcome::kRejected,
+                        Status::Unavailable("circuit half-open for " + endpoint.display +
+                                            ": a probe request is in flight"));
+        }
+        if (waited_s > 0) stats.throttled_wait_ms += static_cast<int64_t>(waited_s * 1000.0);
+        return std::nullopt;
+      }
+      if (!counted_wait) {
+        stats.throttled_waits++;
+        counted_wait = true;
+      }
+      wait = std::min(wait, 1.0);  // re-check breaker, budget and stop regularly
+      stop_cv.wait_for(lock, std::chrono::duration<double>(wait));
+      waited_s += MonotonicSeconds() - now;
+    }
+  }
+
+  Attempt Send(const std::string& body, double estimated_tokens) {
+    if (auto rejected = Admit(estimated_tokens)) return *rejected;
     Attempt a;
     std::unique_ptr<httplib::ClientImpl> conn = Acquire();
     if (!conn) {
@@ -361,6 +512,7 @@ struct ChatClient::Impl {
         return a;
       }
       std::string what = "POST " + endpoint.display + ": " + httplib::to_string(err);
+      a.health = Health::kBad;
       if (err == httplib::Error::SSLServerVerification || err == httplib::Error::SSLLoadingCerts) {
         // A certificate problem does not fix itself by retrying.
         a.outcome = Outcome::kFatal;
@@ -374,15 +526,24 @@ struct ChatClient::Impl {
     const int code = res->status;
     const bool close = ToLower(res->get_header_value("Connection")) == "close";
     Release(std::move(conn), /*reusable=*/!close);
+    if (auto reset = RateLimitResetSeconds(*res, /*any=*/false)) {
+      // The server says a limit is exhausted: nobody sends until it resets.
+      std::lock_guard<std::mutex> lock(mu);
+      paused_until = std::max(paused_until, MonotonicSeconds() + std::min(*reset, kMaxRetryAfterS));
+    }
     if (code >= 200 && code < 300) {
       auto parsed = ParseSuccessBody(res->body);
       if (!parsed.ok()) {
-        a.outcome = Outcome::kFatal;
+        // A 200 with a cut or garbled body is a transient fault of a proxy
+        // or an overloaded server: retried like a 5xx.
+        a.health = Health::kBad;
+        a.outcome = Outcome::kRetryable;
         a.status = Status(parsed.status().code(),
                           "POST " + endpoint.display + ": " + parsed.status().message());
         return a;
       }
       a.outcome = Outcome::kOk;
+      a.health = Health::kGood;
       a.response = std::move(*parsed);
       a.response.latency_ms = latency_ms;
       return a;
@@ -399,6 +560,9 @@ struct ChatClient::Impl {
       a.outcome = Outcome::kRetryable;
       a.status = Status::Unavailable(what);
       a.retry_after_s = ParseRetryAfter(*res);
+      if (!a.retry_after_s && code == 429) a.retry_after_s = RateLimitResetSeconds(*res, true);
+      // 429 means "slow down", not "broken": it does not trip the breaker.
+      a.health = code == 429 ? Health::kNeutral : Health::kBad;
       return a;
     }
     a.outcome = Outcome::kFatal;
@@ -440,7 +604,29 @@ struct ChatClient::Impl {
     slot_cv.notify_all();
   }
 
+  // Feeds the breaker with an attempt's outcome. Thread-safe.
+  void RecordHealth(Health h) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (h == Health::kGood) {
+      breaker.RecordSuccess();
+    } else if (h == Health::kBad) {
+      const int64_t before = breaker.opens();
+      breaker.RecordFailure(MonotonicSeconds());
+      if (breaker.opens() != before) {
+        spdlog::error(
+            "circuit breaker for {} opened after {} consecutive failures; "
+            "failing fast for {:.1f} s",
+            endpoint.display, breaker.consecutive_failures(), options.breaker_cooldown_s);
+      }
+    } else {
+      breaker.RecordNeutral();
+    }
+  }
+
+  static constexpr int64_t kHourMs = 3600 * 1000;
+
   ChatClientOptions options;
+  ChatClientStats& stats;
   Endpoint endpoint;
   Status endpoint_status;
 
@@ -452,10 +638,36 @@ struct ChatClient::Impl {
   std::vector<std::unique_ptr<httplib::ClientImpl>> idle;
   std::set<httplib::ClientImpl*> active;
   std::mt19937_64 rng;
+  CircuitBreaker breaker;
+  TokenBucket requests_bucket;
+  TokenBucket tokens_bucket;
+  double paused_until = 0;   // monotonic s; server-requested pause (x-ratelimit-*)
+  int64_t budget_hour = -1;  // UTC hour (ms / 3.6e6) that spent_this_hour is for
+  double spent_this_hour = 0;
+  double total_cost = 0;
 };
 
 ChatClient::ChatClient(ChatClientOptions options)
-    : impl_(std::make_unique<Impl>(std::move(options))) {}
+    : impl_(std::make_unique<Impl>(std::move(options), stats_)) {}
+
+ClientHealth ChatClient::Health() const {
+  ClientHealth h;
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  const double now = MonotonicSeconds();
+  const int64_t now_ms = NowMs();
+  h.breaker = impl_->breaker.state(now);
+  h.consecutive_failures = impl_->breaker.consecutive_failures();
+  h.breaker_opens = impl_->breaker.opens();
+  h.breaker_retry_in_s = impl_->breaker.RetryInSeconds(now);
+  h.budget_exhausted = impl_->BudgetExhaustedLocked(now_ms);
+  h.cost_usd_total = impl_->total_cost;
+  h.cost_usd_this_hour = impl_->spent_this_hour;
+  h.hourly_budget_usd = impl_->options.hourly_budget_usd;
+  h.budget_resets_at_ms = (now_ms / Impl::kHourMs + 1) * Impl::kHourMs;
+  h.rate_limited_for_s = std::max(0.0, impl_->paused_until - now);
+  h.in_flight = impl_->in_flight;
+  return h;
+}
 
 ChatClient::~ChatClient() = default;
 
@@ -473,17 +685,45 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
     stats_.failures++;
     return Status::Internal(std::string("cannot encode chat request: ") + e.what());
   }
+  // What the tokens/min bucket is charged up front; corrected to the
+  // reported usage afterwards. Message text is ~4 bytes per token.
+  size_t prompt_bytes = 0;
+  for (const ChatMessage& m : request.messages) prompt_bytes += m.content.size();
+  const double estimated_tokens =
+      static_cast<double>(prompt_bytes) / 4.0 + std::max(0, request.max_tokens);
   const int max_attempts = std::max(1, impl_->options.max_retries + 1);
   for (int attempt = 1;; ++attempt) {
-    Impl::Attempt a = impl_->Send(body);
+    Impl::Attempt a = impl_->Send(body, estimated_tokens);
+    if (a.outcome == Impl::Outcome::kRejected) {
+      stats_.failures++;
+      return a.status;
+    }
     if (a.outcome != Impl::Outcome::kCancelled) stats_.requests++;
+    impl_->RecordHealth(a.health);
     switch (a.outcome) {
-      case Impl::Outcome::kOk:
+      case Impl::Outcome::kOk: {
         stats_.successes++;
         stats_.prompt_tokens += a.response.prompt_tokens;
         stats_.completion_tokens += a.response.completion_tokens;
+        const double cost =
+            (static_cast<double>(a.response.prompt_tokens) * impl_->options.price_prompt_per_1m +
+             static_cast<double>(a.response.completion_tokens) *
+                 impl_->options.price_completion_per_1m) /
+            1e6;
+        a.response.cost_usd = cost;
+        stats_.cost_nano_usd += std::llround(cost * 1e9);
+        impl_->Charge(cost);
+        if (a.response.prompt_tokens + a.response.completion_tokens > 0) {
+          std::lock_guard<std::mutex> lock(impl_->mu);
+          impl_->tokens_bucket.Adjust(
+              estimated_tokens -
+                  static_cast<double>(a.response.prompt_tokens + a.response.completion_tokens),
+              MonotonicSeconds());
+        }
         a.response.attempts = attempt;
         return std::move(a.response);
+      }
+      case Impl::Outcome::kRejected:
       case Impl::Outcome::kCancelled:
         stats_.failures++;
         return a.status;
@@ -496,8 +736,12 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
     }
     if (attempt >= max_attempts) {
       stats_.failures++;
-      return Status::Unavailable(a.status.message() + " (gave up after " + std::to_string(attempt) +
-                                 " attempts)");
+      // A body that never parsed stays kCorruption; everything else is
+      // "the endpoint is not answering".
+      const StatusCode code = a.status.code() == StatusCode::kCorruption ? StatusCode::kCorruption
+                                                                         : StatusCode::kUnavailable;
+      return Status(
+          code, a.status.message() + " (gave up after " + std::to_string(attempt) + " attempts)");
     }
     double wait = impl_->BackoffSeconds(attempt, a.retry_after_s);
     spdlog::warn("chat completion attempt {}/{} failed: {}; retrying in {:.2f} s", attempt,

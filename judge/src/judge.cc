@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -94,7 +95,45 @@ bool AnyContains(std::initializer_list<const std::string*> texts, const std::str
   return false;
 }
 
+// "A", " \"A", "A\"}", "tie" ... → "a" / "b" / "tie"; "" otherwise.
+std::string VerdictTokenText(const std::string& token) {
+  std::string t;
+  for (char c : token) {
+    if (std::isspace(static_cast<unsigned char>(c)) || c == '"' || c == '\'' || c == '{' ||
+        c == '}' || c == '`' || c == '.' || c == ':') {
+      continue;
+    }
+    t += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return t == "a" || t == "b" || t == "tie" ? t : "";
+}
+
 }  // namespace
+
+std::optional<double> FirstWinsProbability(const std::vector<TokenLogprob>& tokens) {
+  for (const TokenLogprob& t : tokens) {
+    if (VerdictTokenText(t.token).empty()) continue;
+    double mass_a = 0, mass_b = 0, mass_tie = 0;
+    auto add = [&](const std::string& token, double logprob) {
+      const std::string v = VerdictTokenText(token);
+      const double p = std::exp(logprob);
+      if (!std::isfinite(p)) return;
+      if (v == "a") mass_a += p;
+      if (v == "b") mass_b += p;
+      if (v == "tie") mass_tie += p;
+    };
+    if (t.top.empty()) {
+      add(t.token, t.logprob);
+    } else {
+      // The same text can appear as several tokens (" A", "A"): all count.
+      for (const TokenLogprob::Alternative& alt : t.top) add(alt.token, alt.logprob);
+    }
+    const double total = mass_a + mass_b + mass_tie;
+    if (total <= 0) return std::nullopt;
+    return (mass_a + 0.5 * mass_tie) / total;
+  }
+  return std::nullopt;
+}
 
 std::string DefaultRubric(const std::string& dimension) {
   const std::string d = ToLower(dimension);
@@ -198,10 +237,99 @@ Judge::Judge(ChatClient& client, JudgeOptions options)
   fingerprint_ = HexId(HashFields({options_.model, "judge-v1"}));
 }
 
+void Judge::RecordHealth(const HealthSample& sample) {
+  std::lock_guard<std::mutex> lock(health_mu_);
+  if (sample.parse_failed) {
+    ++parse_failed_total_;
+  } else {
+    ++labels_total_;
+  }
+  window_.push_back(sample);
+  const size_t cap = static_cast<size_t>(std::max(1, options_.health_window));
+  while (window_.size() > cap) window_.pop_front();
+}
+
+JudgeHealth Judge::Health() const {
+  JudgeHealth h;
+  int consistent = 0, first_wins = 0, longer_won = 0, ties = 0, unparseable = 0, soft = 0;
+  std::vector<double> latencies;
+  std::lock_guard<std::mutex> lock(health_mu_);
+  latencies.reserve(window_.size());
+  for (const HealthSample& s : window_) {
+    h.replies += s.replies;
+    unparseable += s.unparseable;
+    if (s.parse_failed) {
+      ++h.window_parse_failed;
+      continue;
+    }
+    ++h.window_labels;
+    latencies.push_back(s.latency_ms);
+    if (s.both_orders) {
+      ++h.both_order_labels;
+      consistent += s.consistent ? 1 : 0;
+    }
+    h.decisive_verdicts += s.decisive_verdicts;
+    first_wins += s.first_wins;
+    if (s.length_decided) {
+      ++h.length_decided;
+      longer_won += s.longer_won ? 1 : 0;
+    }
+    ties += s.tie ? 1 : 0;
+    soft += s.soft ? 1 : 0;
+  }
+  auto rate = [](int num, int den) { return den > 0 ? static_cast<double>(num) / den : 0.0; };
+  h.position_consistency = rate(consistent, h.both_order_labels);
+  h.first_position_rate = rate(first_wins, h.decisive_verdicts);
+  h.longer_wins_rate = rate(longer_won, h.length_decided);
+  h.tie_rate = rate(ties, h.window_labels);
+  h.parse_failure_rate = rate(unparseable, h.replies);
+  h.soft_label_rate = rate(soft, h.window_labels);
+  if (!latencies.empty()) {
+    std::sort(latencies.begin(), latencies.end());
+    auto at = [&](double q) {
+      return latencies[std::min(latencies.size() - 1,
+                                static_cast<size_t>(q * static_cast<double>(latencies.size())))];
+    };
+    h.latency_p50_ms = at(0.5);
+    h.latency_p95_ms = at(0.95);
+    h.latency_max_ms = latencies.back();
+  }
+  h.labels_total = labels_total_;
+  h.rule_labels_total = rule_labels_total_;
+  h.parse_failed_total = parse_failed_total_;
+  return h;
+}
+
 Result<storage::LabelRecord> Judge::JudgePair(const storage::PairRecord& pair,
                                               const JudgeDimension& dimension) {
+  return JudgePair(pair, dimension, "");
+}
+
+Result<storage::LabelRecord> Judge::JudgePair(const storage::PairRecord& pair,
+                                              const JudgeDimension& dimension,
+                                              const std::string& reference) {
+  if (Status st = ValidateDimension(dimension); !st.ok()) return st;
+  if (dimension.kind != "llm") {
+    auto w = RuleVerdict(dimension, pair.a.text, pair.b.text, reference);
+    if (!w.ok()) return w.status();
+    storage::LabelRecord label;
+    label.pair_id = pair.id;
+    label.dimension = dimension.name;
+    label.judge = fingerprint_;
+    label.source = "ai";
+    // A rule is order-free: both "orders" agree by construction.
+    label.verdict_ab = WinnerToken(*w);
+    label.verdict_ba = WinnerToken(Unswap(*w));
+    label.tie = *w == Winner::kTie;
+    label.p_a = *w == Winner::kA ? 1.0 : (*w == Winner::kB ? 0.0 : 0.5);
+    label.created_at_ms = NowMs();
+    {
+      std::lock_guard<std::mutex> lock(health_mu_);
+      ++rule_labels_total_;
+    }
+    return label;
+  }
   if (options_.model.empty()) return Status::InvalidArgument("judge model is not set");
-  if (dimension.name.empty()) return Status::InvalidArgument("judge dimension has no name");
   if (options_.inconsistent != "tie" && options_.inconsistent != "low_confidence") {
     return Status::InvalidArgument(
         "judge inconsistent must be \"tie\" or \"low_confidence\", got \"" + options_.inconsistent +
@@ -210,16 +338,23 @@ Result<storage::LabelRecord> Judge::JudgePair(const storage::PairRecord& pair,
   const std::string rubric =
       dimension.rubric.empty() ? DefaultRubric(dimension.name) : dimension.rubric;
 
+  HealthSample sample;
+  const double started = MonotonicSeconds();
+  struct OrderVerdict {
+    Winner winner;
+    std::optional<double> p_first;  // soft, from logprobs
+  };
   // One order: the verdict with `first` shown as A. An unparseable reply is
   // asked once more; a second one is kCorruption (the caller dead-letters).
   auto ask = [&](const std::string& first, const std::string& second,
-                 const char* order) -> Result<Winner> {
+                 const char* order) -> Result<OrderVerdict> {
     ChatRequest req;
     req.model = options_.model;
     req.messages = {{"user", BuildJudgePrompt(dimension.name, rubric, pair.prompt, first, second)}};
     req.temperature = 0;
     req.max_tokens = kJudgeMaxTokens;
     req.json_object = true;
+    req.top_logprobs = std::max(0, options_.top_logprobs);
     Status last;
     for (int attempt = 1; attempt <= 2; ++attempt) {
       auto resp = client_.Complete(req);
@@ -228,14 +363,30 @@ Result<storage::LabelRecord> Judge::JudgePair(const storage::PairRecord& pair,
                                                 " (order " + order +
                                                 "): " + resp.status().message());
       }
+      ++sample.replies;
       auto verdict = ParseVerdict(resp->content);
-      if (verdict.ok()) return *verdict;
+      if (verdict.ok()) {
+        OrderVerdict v{*verdict, std::nullopt};
+        if (req.top_logprobs > 0) v.p_first = FirstWinsProbability(resp->logprobs);
+        if (*verdict != Winner::kTie) {
+          ++sample.decisive_verdicts;
+          if (*verdict == Winner::kA) ++sample.first_wins;
+        }
+        return v;
+      }
+      ++sample.unparseable;
       last = verdict.status();
       spdlog::warn("judge pair {} on {} (order {}): unparseable reply (attempt {}/2)", pair.id,
                    dimension.name, order, attempt);
     }
+    sample.parse_failed = true;
+    sample.latency_ms = (MonotonicSeconds() - started) * 1000.0;
+    RecordHealth(sample);
     return Status::Corruption("judge pair " + pair.id + " on " + dimension.name + " (order " +
                               order + "): " + last.message());
+  };
+  auto hard_p_first = [](Winner w) {
+    return w == Winner::kA ? 1.0 : (w == Winner::kB ? 0.0 : 0.5);
   };
 
   auto ab = ask(pair.a.text, pair.b.text, "AB");
@@ -245,29 +396,49 @@ Result<storage::LabelRecord> Judge::JudgePair(const storage::PairRecord& pair,
   label.pair_id = pair.id;
   label.dimension = dimension.name;
   label.judge = fingerprint_;
-  label.verdict_ab = WinnerToken(*ab);
+  label.verdict_ab = WinnerToken(ab->winner);
   label.source = "ai";
 
-  Winner combined = *ab;
+  const Winner combined = ab->winner;
   bool consistent = true;
+  bool soft = ab->p_first.has_value();
+  // P(A wins) as each order sees it, soft where logprobs gave one.
+  double p_a_sum = ab->p_first.value_or(hard_p_first(ab->winner));
+  int orders = 1;
   if (options_.both_orders) {
     auto ba = ask(pair.b.text, pair.a.text, "BA");
     if (!ba.ok()) return ba.status();
-    label.verdict_ba = WinnerToken(*ba);
-    consistent = Unswap(*ba) == *ab;
+    label.verdict_ba = WinnerToken(ba->winner);
+    consistent = Unswap(ba->winner) == ab->winner;
+    soft = soft && ba->p_first.has_value();
+    p_a_sum += 1.0 - ba->p_first.value_or(hard_p_first(ba->winner));
+    orders = 2;
+    sample.both_orders = true;
+    sample.consistent = consistent;
   }
+  const double p_a_mean = p_a_sum / orders;
   if (!consistent) {
-    label.p_a = 0.5;
     label.tie = options_.inconsistent == "tie";
-  } else if (combined == Winner::kA) {
-    label.p_a = 1.0;
-  } else if (combined == Winner::kB) {
-    label.p_a = 0.0;
-  } else {
+    label.p_a = label.tie ? 0.5 : p_a_mean;
+  } else if (combined == Winner::kTie) {
     label.p_a = 0.5;
     label.tie = true;
+  } else if (soft) {
+    label.p_a = p_a_mean;
+  } else {
+    label.p_a = combined == Winner::kA ? 1.0 : 0.0;
   }
   label.created_at_ms = NowMs();
+
+  sample.tie = label.tie;
+  sample.soft = soft;
+  sample.latency_ms = (MonotonicSeconds() - started) * 1000.0;
+  const size_t len_a = pair.a.text.size(), len_b = pair.b.text.size();
+  if (!label.tie && label.p_a != 0.5 && len_a != len_b) {
+    sample.length_decided = true;
+    sample.longer_won = (label.p_a > 0.5) == (len_a > len_b);
+  }
+  RecordHealth(sample);
   return label;
 }
 

@@ -61,7 +61,7 @@ TEST(ConfigTest, ListsEveryProblem) {
            "surprise: unknown key",
            "api.listen: expected host:port",
            "sources[0].path: required key is missing",
-           "sources[0].format: must be one of [simple]",
+           "sources[0].format: must be one of [simple, openai-chat, custom]",
            "sources[1]: expected an object, got integer",
            "sampling.rate: must be in [0, 1]",
            "sampling.dedupe: expected a boolean, got string",
@@ -115,6 +115,80 @@ TEST(HashTest, StableAndFieldSeparated) {
   double u = HashToUnit(Hash64("hello"));
   EXPECT_GE(u, 0.0);
   EXPECT_LT(u, 1.0);
+}
+
+// The issue config with its sources/sampling replaced.
+Result<Config> WithIngest(const std::string& sources, const std::string& sampling) {
+  std::string text = kIssueConfig;
+  const std::string old_sources =
+      R"("sources": [{"path": "/var/log/llm/*.jsonl", "format": "simple", "start_at": "beginning"}])";
+  const std::string old_sampling = R"("sampling": {"rate": 1.0, "dedupe": true})";
+  text.replace(text.find(old_sources), old_sources.size(), "\"sources\": " + sources);
+  text.replace(text.find(old_sampling), old_sampling.size(), "\"sampling\": " + sampling);
+  return ParseConfig(text);
+}
+
+TEST(ConfigTest, IngestFormatsFiltersAndRedaction) {
+  auto cfg = WithIngest(
+      R"([{"path": "/l/*.jsonl", "format": "openai-chat"},
+          {"path": "/c/*.log", "format": "custom",
+           "fields": {"prompt": "/in", "response": "/out", "model": "/m",
+                      "timestamp": "/ts", "metadata": "/meta"}}])",
+      R"({"include_models": ["gpt-*"], "exclude_models": ["gpt-4o-mini"], "redact": false,
+          "redact_patterns": [{"name": "employee_id", "regex": "EMP-[0-9]{6}"}],
+          "stratum": "metadata.tenant", "max_per_stratum_per_hour": 100,
+          "include_metadata": {"route": ["/v1/chat*"]}, "exclude_metadata": {}})");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->sources[0].format, "openai-chat");
+  EXPECT_EQ(cfg->sources[1].fields.prompt, "/in");
+  EXPECT_EQ(cfg->sources[1].fields.metadata, "/meta");
+  EXPECT_EQ(cfg->sampling.include_models, (std::vector<std::string>{"gpt-*"}));
+  EXPECT_EQ(cfg->sampling.exclude_models, (std::vector<std::string>{"gpt-4o-mini"}));
+  EXPECT_FALSE(cfg->sampling.redact);
+  ASSERT_EQ(cfg->sampling.redact_patterns.size(), 1u);
+  EXPECT_EQ(cfg->sampling.redact_patterns[0].regex, "EMP-[0-9]{6}");
+  EXPECT_EQ(cfg->sampling.stratum, "metadata.tenant");
+  EXPECT_EQ(cfg->sampling.max_per_stratum_per_hour, 100);
+  EXPECT_EQ(cfg->sampling.include_metadata.at("route"), (std::vector<std::string>{"/v1/chat*"}));
+  EXPECT_TRUE(cfg->sampling.exclude_metadata.empty());
+  // Defaults.
+  auto def = ParseConfig(kIssueConfig);
+  ASSERT_TRUE(def.ok());
+  EXPECT_TRUE(def->sampling.redact);
+  EXPECT_TRUE(def->sampling.include_models.empty());
+}
+
+TEST(ConfigTest, IngestProblemsAreAllListed) {
+  auto cfg = WithIngest(
+      R"([{"path": "/c/*", "format": "custom"},
+          {"path": "/d/*", "format": "custom", "fields": {"prompt": "in", "extra": "/x"}},
+          {"path": "/e/*", "fields": {"prompt": "/p"}}])",
+      R"({"include_models": ["ok", 3], "exclude_models": "gpt", "redact": "yes",
+          "stratum": "route", "max_per_stratum_per_hour": -1,
+          "include_metadata": {"route": "x", "tenant": [1]}, "exclude_metadata": [],
+          "redact_patterns": [{"name": "Bad Name", "regex": "("}, {"regex": "x"}, 7]})");
+  ASSERT_FALSE(cfg.ok());
+  const std::string& m = cfg.status().message();
+  for (const char* needle : {
+           "sources[0].fields: required key is missing",
+           "sources[1].fields.prompt: must be a JSON pointer",
+           "sources[1].fields.extra: unknown key",
+           "sources[2].fields: only allowed with format \"custom\"",
+           "sampling.include_models[1]: expected a non-empty string, got integer",
+           "sampling.exclude_models: expected an array, got string",
+           "sampling.redact: expected a boolean, got string",
+           "sampling.redact_patterns[0].name: must match [a-z0-9_]{1,32}",
+           "sampling.redact_patterns[0].regex: does not compile",
+           "sampling.redact_patterns[1].name: required key is missing",
+           "sampling.redact_patterns[2]: expected an object, got integer",
+           "sampling.stratum: must be \"model\" or \"metadata.<key>\"",
+           "sampling.include_metadata.route: expected an array of strings, got string",
+           "sampling.include_metadata.tenant[0]: expected a string, got integer",
+           "sampling.exclude_metadata: expected an object, got array",
+           "sampling.max_per_stratum_per_hour: must be in [0,",
+       }) {
+    EXPECT_NE(m.find(needle), std::string::npos) << "missing: " << needle << "\nin:\n" << m;
+  }
 }
 
 TEST(MetricsTest, RendersPrometheusText) {

@@ -77,7 +77,7 @@ TEST(ParseSimpleLineTest, AcceptsAndRejects) {
   EXPECT_EQ(reason(R"({"prompt":3})"), "bad_prompt_type");
   EXPECT_EQ(reason(R"({"prompt":"  "})"), "empty_prompt");
   EXPECT_EQ(reason(R"({"prompt":"a","response":[1]})"), "bad_response_type");
-  EXPECT_EQ(reason("{\"prompt\":\"\xff\xfe\"}"), "bad_json");  // invalid UTF-8
+  EXPECT_EQ(reason("{\"prompt\":\"\xff\xfe\"}"), "invalid_utf8");
 }
 
 TEST_F(IngestTest, PartialLineWaitsForItsNewline) {

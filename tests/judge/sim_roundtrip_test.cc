@@ -230,10 +230,14 @@ TEST(SimRoundTripTest, PositionBiasMakesEveryLabelATie) {
 
 TEST(SimRoundTripTest, FaultsAreRetriedByTheClient) {
   TempDir dir;
-  SimProcess sim(dir, {"--fault-rate", "0.4", "--seed", "11"});
+  // Every fault kind, hangs included: the client's read timeout (0.5 s)
+  // turns a hang (2 s here) into a retry.
+  SimProcess sim(dir, {"--fault-rate", "0.4", "--seed", "11", "--hang-ms", "2000"});
   const int port = sim.WaitForPort();
   ASSERT_GT(port, 0) << rlaif::testing::ReadFile(dir.Sub("stderr"));
-  ChatClient client(ClientOptions(port));
+  ChatClientOptions options = ClientOptions(port);
+  options.timeout_s = 0.5;
+  ChatClient client(options);
   Generator gen(client, {.model = "sim-sft"});
   Judge judge(client, {.model = "sim-judge", .dimensions = {{"helpfulness", ""}}});
   for (int i = 0; i < 2; ++i) {

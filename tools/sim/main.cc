@@ -9,6 +9,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -34,7 +35,15 @@ constexpr char kUsage[] =
     "  --pairs FILE          JSONL: TRL {prompt,chosen,rejected} or HH {chosen,rejected}\n"
     "  --seed N              seed of every pseudo-random choice (default 0)\n"
     "  --latency-ms N        sleep per chat call, ms (default 0)\n"
-    "  --fault-rate F        probability of a 429/500/503 reply, [0,1] (default 0)\n"
+    "  --latency-jitter-ms N extra uniform [0,N] ms per chat call (default 0)\n"
+    "  --fault-rate F        probability that a chat call faults, [0,1] (default 0)\n"
+    "  --fault-kinds LIST    comma-separated mix drawn uniformly: 429,500,503,hang,malformed,\n"
+    "                        truncated (default all)\n"
+    "  --hang-ms N           how long a hang fault holds the request, ms (default 30000)\n"
+    "  --max-concurrency N   chat calls processed at once, 0 = unlimited (default 0)\n"
+    "  --overload MODE       beyond --max-concurrency: queue (default) or 429\n"
+    "  --logprobs            return top_logprobs for the verdict token when asked\n"
+    "  --length-bias P       probability that the judge prefers the longer response (default 0)\n"
     "  --position-bias P     probability that the judge answers \"A\" anyway, [0,1] (default 0)\n"
     "  --noise P             probability that the judge flips the truth, [0,1] (default 0)\n"
     "  --threads N           HTTP worker threads (default 16)\n"
@@ -67,7 +76,7 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
     if (size_t eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
       value = flag.substr(eq + 1);
       flag = flag.substr(0, eq);
-    } else if (flag != "--help" && flag != "-h") {
+    } else if (flag != "--help" && flag != "-h" && flag != "--logprobs") {
       if (i + 1 >= argc) return flag + " needs a value";
       value = argv[++i];
     }
@@ -97,6 +106,42 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
         args->host = args->host.substr(1, args->host.size() - 2);
       }
       args->port = static_cast<int>(*port);
+    } else if (flag == "--logprobs") {
+      if (!value.empty() && value != "true" && value != "1") return "--logprobs takes no value";
+      args->sim.logprobs = true;
+    } else if (flag == "--latency-jitter-ms") {
+      auto v = number(0, 3600 * 1000);
+      if (!v) return "--latency-jitter-ms must be a number of milliseconds >= 0";
+      args->sim.latency_jitter_ms = static_cast<int>(*v);
+    } else if (flag == "--hang-ms") {
+      auto v = number(0, 3600 * 1000);
+      if (!v) return "--hang-ms must be a number of milliseconds >= 0";
+      args->sim.hang_ms = static_cast<int>(*v);
+    } else if (flag == "--max-concurrency") {
+      auto v = number(0, 1 << 20);
+      if (!v) return "--max-concurrency must be an integer >= 0";
+      args->sim.max_concurrency = static_cast<int>(*v);
+    } else if (flag == "--overload") {
+      if (value != "queue" && value != "429") return "--overload must be queue or 429";
+      args->sim.reject_overload = value == "429";
+    } else if (flag == "--length-bias") {
+      err = probability(&args->sim.length_bias);
+    } else if (flag == "--fault-kinds") {
+      const auto all = rlaif::sim::SimOptions::AllFaultKinds();
+      std::vector<std::string> kinds;
+      size_t from = 0;
+      while (from <= value.size()) {
+        size_t comma = value.find(',', from);
+        std::string k =
+            value.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
+        if (std::find(all.begin(), all.end(), k) == all.end()) {
+          return "--fault-kinds: unknown kind '" + k + "' (429,500,503,hang,malformed,truncated)";
+        }
+        kinds.push_back(k);
+        if (comma == std::string::npos) break;
+        from = comma + 1;
+      }
+      args->sim.fault_kinds = kinds;
     } else if (flag == "--pairs") {
       args->pairs = value;
     } else if (flag == "--port-file") {

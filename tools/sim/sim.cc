@@ -7,6 +7,7 @@
 #include <array>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -254,24 +255,85 @@ std::optional<Simulator::KnownPair> Simulator::FindKnownPair(const std::string& 
   return KnownPair{*best, own_slot(0) < own_slot(1)};
 }
 
+void Simulator::Sleep(int ms) {
+  if (ms <= 0) return;
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return shutdown_; });
+}
+
+void Simulator::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutdown_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool Simulator::AcquireSlot() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (options_.max_concurrency > 0 && in_flight_ >= options_.max_concurrency) {
+    if (options_.reject_overload) {
+      overloaded_++;
+      return false;
+    }
+    cv_.wait(lock, [&] { return shutdown_ || in_flight_ < options_.max_concurrency; });
+    if (shutdown_) return false;
+  }
+  ++in_flight_;
+  max_in_flight_ = std::max(max_in_flight_, in_flight_);
+  return true;
+}
+
+void Simulator::ReleaseSlot() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --in_flight_;
+  }
+  cv_.notify_all();
+}
+
 std::optional<SimReply> Simulator::MaybeFault() {
-  if (options_.fault_rate <= 0) return std::nullopt;
+  if (options_.fault_rate <= 0 || options_.fault_kinds.empty()) return std::nullopt;
   double u;
-  uint64_t kind;
+  std::string kind;
   {
     std::lock_guard<std::mutex> lock(mu_);
     u = std::uniform_real_distribution<double>(0.0, 1.0)(fault_rng_);
-    kind = fault_rng_() % 3;
+    kind = options_.fault_kinds[fault_rng_() % options_.fault_kinds.size()];
   }
   if (u >= options_.fault_rate) return std::nullopt;
   faults_++;
-  if (kind == 0) {
+  const std::vector<std::string> all = SimOptions::AllFaultKinds();
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (all[i] == kind) faults_by_kind_[i]++;
+  }
+  if (kind == "hang") {
+    // Holds the request past any sensible client timeout. httplib 0.11
+    // cannot tell that the client hung up, so the hang is bounded instead.
+    Sleep(options_.hang_ms);
+    return JsonReply(
+        504, ErrorBody("simulated hang: no answer for " + std::to_string(options_.hang_ms) + " ms",
+                       "timeout", nullptr));
+  }
+  if (kind == "malformed") {
+    SimReply r;
+    // A chat completion cut short in the middle of the verdict.
+    r.body = R"({"id":"chatcmpl-sim-malformed","object":"chat.completion",)"
+             R"("choices":[{"index":0,"message":{"role":"assistant","content":"{\"winner)";
+    return r;
+  }
+  if (kind == "truncated") {
+    SimReply r = Completion("sim", "this reply is cut off by a simulated dropped connection", 64);
+    r.truncate = true;
+    return r;
+  }
+  if (kind == "429") {
     SimReply r = JsonReply(429, ErrorBody("Rate limit reached (simulated). Please retry after 1s.",
                                           "requests", "rate_limit_exceeded"));
     r.headers.emplace_back("Retry-After", "1");
     return r;
   }
-  if (kind == 1) {
+  if (kind == "500") {
     return JsonReply(500, ErrorBody("The server had an error while processing your request "
                                     "(simulated).",
                                     "server_error", nullptr));
@@ -282,23 +344,25 @@ std::optional<SimReply> Simulator::MaybeFault() {
 }
 
 SimReply Simulator::Completion(const std::string& model, const std::string& content,
-                               size_t prompt_bytes) {
+                               size_t prompt_bytes, const std::string* logprobs_json) {
   const uint64_t n = response_ids_++;
-  json body = {{"id", "chatcmpl-sim-" +
-                          HexId(HashFields({std::to_string(options_.seed), std::to_string(n)}))},
-               {"object", "chat.completion"},
-               {"created", std::chrono::duration_cast<std::chrono::seconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count()},
-               {"model", model},
-               {"choices", json::array({{{"index", 0},
-                                         {"message", {{"role", "assistant"}, {"content", content}}},
-                                         {"logprobs", nullptr},
-                                         {"finish_reason", "stop"}}})},
-               {"usage",
-                {{"prompt_tokens", RoughTokens(prompt_bytes)},
-                 {"completion_tokens", RoughTokens(content.size())},
-                 {"total_tokens", RoughTokens(prompt_bytes) + RoughTokens(content.size())}}}};
+  json body = {
+      {"id",
+       "chatcmpl-sim-" + HexId(HashFields({std::to_string(options_.seed), std::to_string(n)}))},
+      {"object", "chat.completion"},
+      {"created", std::chrono::duration_cast<std::chrono::seconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count()},
+      {"model", model},
+      {"choices",
+       json::array({{{"index", 0},
+                     {"message", {{"role", "assistant"}, {"content", content}}},
+                     {"logprobs", logprobs_json ? json::parse(*logprobs_json) : json(nullptr)},
+                     {"finish_reason", "stop"}}})},
+      {"usage",
+       {{"prompt_tokens", RoughTokens(prompt_bytes)},
+        {"completion_tokens", RoughTokens(content.size())},
+        {"total_tokens", RoughTokens(prompt_bytes) + RoughTokens(content.size())}}}};
   return JsonReply(200, body);
 }
 
@@ -342,15 +406,18 @@ SimReply Simulator::Generate(const std::string& model, const std::string& prompt
 }
 
 SimReply Simulator::JudgeReply(const std::string& model, const std::string& content, bool json_mode,
-                               size_t prompt_bytes) {
+                               bool logprobs, size_t prompt_bytes) {
   const std::string sim_seed = std::to_string(options_.seed);
   std::string truth;  // "A" | "B" | "tie"
+  std::optional<size_t> len_a, len_b;  // of the responses shown first / second
   if (auto known = FindKnownPair(content)) {
     truth = known->chosen_first ? "A" : "B";
+    const SimPair& p = pairs_[known->pair];
+    len_a = (known->chosen_first ? p.chosen : p.rejected).size();
+    len_b = (known->chosen_first ? p.rejected : p.chosen).size();
   } else {
     judge_unknown_++;
     auto spans = SyntheticSpans(content);
-    std::optional<size_t> len_a, len_b;
     if (spans.size() >= 2) {
       len_a = spans[spans.size() - 2].second - spans[spans.size() - 2].first;
       len_b = spans.back().second - spans.back().first;
@@ -371,12 +438,46 @@ SimReply Simulator::JudgeReply(const std::string& model, const std::string& cont
   std::string verdict = truth;
   if (HashToUnit(HashFields({"bias", sim_seed, content})) < options_.position_bias) {
     verdict = "A";
+  } else if (len_a && len_b && *len_a != *len_b &&
+             HashToUnit(HashFields({"length", sim_seed, content})) < options_.length_bias) {
+    verdict = *len_a > *len_b ? "A" : "B";
   } else if (truth != "tie" &&
              HashToUnit(HashFields({"noise", sim_seed, content})) < options_.noise) {
     verdict = truth == "A" ? "B" : "A";
   }
   const std::string reply = json_mode ? "{\"winner\": \"" + verdict + "\"}" : verdict;
-  return Completion(model, reply, prompt_bytes);
+  if (!logprobs || !options_.logprobs) return Completion(model, reply, prompt_bytes);
+  // The verdict's probability; the rest goes 80/20 to the other letter and
+  // tie (or split evenly between A and B when the verdict is tie).
+  const double conf = 0.55 + 0.44 * HashToUnit(HashFields({"conf", sim_seed, content}));
+  std::vector<std::pair<std::string, double>> alts;
+  if (verdict == "tie") {
+    alts = {{"tie", conf}, {"A", (1 - conf) / 2}, {"B", (1 - conf) / 2}};
+  } else {
+    alts = {
+        {verdict, conf}, {verdict == "A" ? "B" : "A", (1 - conf) * 0.8}, {"tie", (1 - conf) * 0.2}};
+  }
+  json top = json::array();
+  for (const auto& [tok, p] : alts)
+    top.push_back({{"token", tok}, {"logprob", std::log(p)}, {"bytes", nullptr}});
+  auto token = [](const std::string& t, double lp, json top_alts) {
+    return json{
+        {"token", t}, {"logprob", lp}, {"bytes", nullptr}, {"top_logprobs", std::move(top_alts)}};
+  };
+  json tokens = json::array();
+  const std::vector<std::string> pieces =
+      json_mode ? std::vector<std::string>{"{\"", "winner", "\":", " \"", verdict, "\"}"}
+                : std::vector<std::string>{verdict};
+  for (const std::string& piece : pieces) {
+    if (piece == verdict) {
+      tokens.push_back(token(piece, std::log(conf), top));
+    } else {
+      tokens.push_back(token(
+          piece, 0.0, json::array({{{"token", piece}, {"logprob", 0.0}, {"bytes", nullptr}}})));
+    }
+  }
+  const std::string lp = json{{"content", std::move(tokens)}}.dump();
+  return Completion(model, reply, prompt_bytes, &lp);
 }
 
 SimReply Simulator::ChatCompletions(const std::string& request_body) {
@@ -425,9 +526,25 @@ SimReply Simulator::ChatCompletions(const std::string& request_body) {
   } else {
     calls_other_++;
   }
-  if (options_.latency_ms > 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(options_.latency_ms));
+  if (!AcquireSlot()) {
+    SimReply r = JsonReply(
+        429, ErrorBody("server overloaded: more than " + std::to_string(options_.max_concurrency) +
+                           " concurrent requests (simulated)",
+                       "server_overloaded", "overloaded"));
+    r.headers.emplace_back("Retry-After", "1");
+    return r;
   }
+  struct SlotGuard {
+    Simulator* sim;
+    ~SlotGuard() { sim->ReleaseSlot(); }
+  } slot{this};
+  int sleep_ms = options_.latency_ms;
+  if (options_.latency_jitter_ms > 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    sleep_ms +=
+        static_cast<int>(fault_rng_() % (static_cast<uint64_t>(options_.latency_jitter_ms) + 1));
+  }
+  if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
   if (!is_generator && !is_judge) {
     return JsonReply(404, ErrorBody("The model '" + model +
                                         "' does not exist; rlaif-sim serves sim-sft* and "
@@ -439,7 +556,9 @@ SimReply Simulator::ChatCompletions(const std::string& request_body) {
     if (!has_user) return bad("a sim-sft request needs a user message");
     return Generate(model, last_user, seed, all_content.size());
   }
-  return JudgeReply(model, all_content, json_mode, all_content.size());
+  const bool want_logprobs =
+      req.contains("logprobs") && req["logprobs"].is_boolean() && req["logprobs"].get<bool>();
+  return JudgeReply(model, all_content, json_mode, want_logprobs, all_content.size());
 }
 
 std::string Simulator::StatsJson() const {
@@ -448,10 +567,19 @@ std::string Simulator::StatsJson() const {
               {"judge", calls_judge_.load()},
               {"other", calls_other_.load()}}},
             {"faults", faults_.load()},
+            {"overloaded", overloaded_.load()},
             {"judge_unknown", judge_unknown_.load()},
             {"judge_repeats", judge_repeats_.load()},
             {"bad_requests", bad_requests_.load()},
             {"pairs", pairs_.size()}};
+  json by_kind = json::object();
+  const std::vector<std::string> all = SimOptions::AllFaultKinds();
+  for (size_t i = 0; i < all.size(); ++i) by_kind[all[i]] = faults_by_kind_[i].load();
+  j["faults_by_kind"] = std::move(by_kind);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    j["max_in_flight"] = max_in_flight_;
+  }
   return j.dump();
 }
 
@@ -466,7 +594,18 @@ SimServer::SimServer(Simulator& sim, int threads)
   auto send = [](httplib::Response& res, const SimReply& r) {
     res.status = r.status;
     for (const auto& [k, v] : r.headers) res.set_header(k, v);
-    res.set_content(r.body, "application/json");
+    if (!r.truncate) {
+      res.set_content(r.body, "application/json");
+      return;
+    }
+    // Announce the full length, send half, then fail the provider: httplib
+    // closes the connection and the client sees a short body.
+    auto body = std::make_shared<std::string>(r.body);
+    res.set_content_provider(body->size(), "application/json",
+                             [body](size_t offset, size_t, httplib::DataSink& sink) {
+                               if (offset == 0) sink.write(body->data(), body->size() / 2);
+                               return false;
+                             });
   };
   server_->Post("/v1/chat/completions",
                 [this, send](const httplib::Request& req, httplib::Response& res) {
@@ -545,6 +684,7 @@ Status SimServer::Run() {
 }
 
 void SimServer::Stop() {
+  sim_.Shutdown();
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -25,12 +25,27 @@
 //     shorter of two sim-synthetic responses wins; failing that, the shorter
 //     of the texts between <<<RESPONSE_A...>>> / <<<END_RESPONSE_A...>>> style
 //     markers wins; failing that the answer is "tie". Counted in judge_unknown.
+//     --length-bias P (drawn after position bias, before noise) answers for
+//     the longer response with probability P. With --logprobs and a request
+//     asking for "logprobs": true, choices[0].logprobs.content carries the
+//     reply's tokens, the verdict token with top_logprobs for A, B and tie
+//     (the verdict's probability drawn in [0.55, 0.99] from the content hash).
 //   any other model → 404 model_not_found (counted as "other").
-//   --fault-rate F: with probability F a chat call fails with 429
-//     (Retry-After: 1), 500 or 503 (llama.cpp "Loading model" body).
-//   --latency-ms N: every chat call sleeps N ms first.
+//   --fault-rate F: with probability F a chat call fails, with a kind drawn
+//     uniformly from --fault-kinds (default all): "429" (Retry-After: 1),
+//     "500", "503" (llama.cpp "Loading model" body), "hang" (no answer for
+//     --hang-ms, then 504: the client should have timed out), "malformed"
+//     (200 with a JSON body cut short) and "truncated" (200 whose connection
+//     closes mid-body).
+//   --latency-ms N (+ uniform [0, --latency-jitter-ms]): every chat call
+//     sleeps that long first.
+//   --max-concurrency N: at most N chat calls are processed at once; the
+//     rest queue (as vLLM does) or, with --overload 429, are answered 429
+//     (Retry-After: 1) at once and counted in "overloaded".
 // GET /sim/stats → {"calls":{"generator":N,"judge":N,"other":N},"faults":N,
-//   "judge_unknown":N,"judge_repeats":N,"bad_requests":N,"pairs":N}
+//   "faults_by_kind":{"429":N,"500":N,"503":N,"hang":N,"malformed":N,
+//   "truncated":N},"overloaded":N,"max_in_flight":N,"judge_unknown":N,
+//   "judge_repeats":N,"bad_requests":N,"pairs":N}
 //   judge_repeats counts judge calls whose exact content (pair, order and
 //   dimension) was already answered before: 0 means exactly-once judging.
 // GET /healthz → 200 "ok"; GET /v1/models → the simulated model names.
@@ -39,7 +54,9 @@
 // truncated to max_tokens (a truncated known response would be unknown).
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -87,6 +104,17 @@ struct SimOptions {
   double fault_rate = 0;     // probability that a chat call fails, [0,1]
   double position_bias = 0;  // probability that the judge answers "A" regardless, [0,1]
   double noise = 0;          // probability that the judge flips the truth, [0,1]
+  int latency_jitter_ms = 0;     // extra uniform [0, N] ms per chat call
+  double length_bias = 0;        // probability that the judge prefers the longer response, [0,1]
+  int max_concurrency = 0;       // chat calls processed at once; 0 = unlimited
+  bool reject_overload = false;  // beyond max_concurrency: false = queue, true = 429
+  bool logprobs = false;         // return top_logprobs for the verdict token when asked
+  int hang_ms = 30000;           // how long a "hang" fault holds the request, ms
+  std::vector<std::string> fault_kinds = AllFaultKinds();  // drawn uniformly
+
+  static std::vector<std::string> AllFaultKinds() {
+    return {"429", "500", "503", "hang", "malformed", "truncated"};
+  }
 };
 
 // An HTTP reply, independent of the HTTP library.
@@ -94,6 +122,7 @@ struct SimReply {
   int status = 200;
   std::string body;  // JSON
   std::vector<std::pair<std::string, std::string>> headers;
+  bool truncate = false;  // send half the body, then close the connection
 };
 
 // The simulation logic. Thread-safe: ChatCompletions may run concurrently.
@@ -106,6 +135,10 @@ class Simulator {
 
   // The /sim/stats JSON object.
   std::string StatsJson() const;
+
+  // Wakes calls that hang or queue, and makes later ones return at once
+  // (for shutdown). Thread-safe.
+  void Shutdown();
 
   size_t pair_count() const { return pairs_.size(); }
 
@@ -123,12 +156,19 @@ class Simulator {
   SimReply Generate(const std::string& model, const std::string& prompt,
                     const std::optional<int64_t>& seed, size_t prompt_bytes);
   SimReply JudgeReply(const std::string& model, const std::string& content, bool json_mode,
-                      size_t prompt_bytes);
+                      bool logprobs, size_t prompt_bytes);
   std::optional<KnownPair> FindKnownPair(const std::string& content) const;
   std::vector<Occurrence> FindKnownResponses(const std::string& content) const;
   const std::string& EntryText(uint32_t entry) const;
   std::optional<SimReply> MaybeFault();
-  SimReply Completion(const std::string& model, const std::string& content, size_t prompt_bytes);
+  SimReply Completion(const std::string& model, const std::string& content, size_t prompt_bytes,
+                      const std::string* logprobs_json = nullptr);
+  // Sleeps up to `ms` unless Shutdown() comes first.
+  void Sleep(int ms);
+  // Takes a --max-concurrency slot (queueing); false if overloaded (429
+  // mode) or shut down.
+  bool AcquireSlot();
+  void ReleaseSlot();
 
   const std::vector<SimPair> pairs_;
   const SimOptions options_;
@@ -142,15 +182,21 @@ class Simulator {
   std::atomic<int64_t> calls_judge_{0};
   std::atomic<int64_t> calls_other_{0};
   std::atomic<int64_t> faults_{0};
+  std::array<std::atomic<int64_t>, 6> faults_by_kind_{};  // AllFaultKinds() order
+  std::atomic<int64_t> overloaded_{0};
   std::atomic<int64_t> judge_unknown_{0};
   std::atomic<int64_t> judge_repeats_{0};
   std::atomic<int64_t> bad_requests_{0};
   std::atomic<uint64_t> unseeded_calls_{0};
   std::atomic<uint64_t> response_ids_{0};
 
-  mutable std::mutex mu_;                  // guards the two below
-  std::mt19937_64 fault_rng_;              // fault draws, seeded by --seed
+  mutable std::mutex mu_;                  // guards the members below
+  std::mt19937_64 fault_rng_;              // fault and jitter draws, seeded by --seed
   std::unordered_set<uint64_t> answered_;  // content hashes of answered judge calls
+  std::condition_variable cv_;             // slot freed or shutdown
+  int in_flight_ = 0;                      // chat calls holding a slot
+  int max_in_flight_ = 0;
+  bool shutdown_ = false;
 };
 
 // Serves a Simulator over HTTP. Bind, then Run (blocks) until Stop.

@@ -1,11 +1,47 @@
 #include "rlaif/trainer/scorer.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <utility>
 #include <vector>
 
 namespace rlaif::trainer {
+
+// One request's items and where its answer goes. Completed by the batching
+// thread (or by the destructor with kCancelled).
+struct Scorer::Request {
+  std::vector<std::pair<std::string, std::string>> items;
+  bool done = false;
+  Status status;
+  std::vector<ScoreResult> results;
+  std::mutex mu;
+  std::condition_variable cv;
+};
+
+Scorer::Scorer() : Scorer(ScorerOptions{}) {}
+
+Scorer::Scorer(ScorerOptions options) : options_(options) {
+  if (options_.max_batch < 1) options_.max_batch = 1;
+  if (options_.batching) thread_ = std::thread([this] { BatchLoop(); });
+}
+
+Scorer::~Scorer() {
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    stop_ = true;
+  }
+  queue_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // Anything still queued is answered, never left waiting.
+  for (auto& r : queue_) {
+    std::lock_guard<std::mutex> lock(r->mu);
+    r->status = Status::Cancelled("scorer is shutting down");
+    r->done = true;
+    r->cv.notify_all();
+  }
+}
 
 void Scorer::Swap(std::shared_ptr<const RewardModel> model) {
   std::shared_ptr<const RewardModel> old;
@@ -22,19 +58,110 @@ std::shared_ptr<const RewardModel> Scorer::Current() const {
   return model_;
 }
 
-Result<ScoreResult> Scorer::Score(const std::string& prompt, const std::string& response) const {
+ScorerStats Scorer::stats() const {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  return stats_;
+}
+
+Result<std::vector<ScoreResult>> Scorer::ScoreDirect(
+    const std::vector<std::pair<std::string, std::string>>& items) const {
   // Holding our own reference keeps the model alive across a concurrent Swap.
   std::shared_ptr<const RewardModel> model = Current();
   if (model == nullptr) return Status::FailedPrecondition("no reward model is live");
-  auto scores = model->Score({{prompt, response}});
+  auto scores = model->Score(items);
   if (!scores.ok()) return scores.status();
-  if (scores->size() != 1) return Status::Internal("reward model returned no score");
-  ScoreResult result;
-  result.score = scores->front();
+  if (scores->size() != items.size()) return Status::Internal("reward model returned no score");
   const double stddev = model->norm_std() > 0 ? model->norm_std() : 1.0;
-  result.normalized = (result.score - model->norm_mean()) / stddev;
-  result.model_version = model->version();
-  return result;
+  std::vector<ScoreResult> out;
+  out.reserve(items.size());
+  for (double raw : *scores) {
+    out.push_back({raw, (raw - model->norm_mean()) / stddev, model->version()});
+  }
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    ++stats_.batches;
+    stats_.items += static_cast<int64_t>(items.size());
+    stats_.max_batch_seen = std::max<int64_t>(stats_.max_batch_seen, items.size());
+  }
+  return out;
+}
+
+Result<std::vector<ScoreResult>> Scorer::ScoreMany(
+    const std::vector<std::pair<std::string, std::string>>& items) const {
+  if (items.empty()) return std::vector<ScoreResult>{};
+  if (!options_.batching) return ScoreDirect(items);
+  if (Current() == nullptr) return Status::FailedPrecondition("no reward model is live");
+  auto req = std::make_shared<Request>();
+  req->items = items;
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    if (stop_) return Status::Cancelled("scorer is shutting down");
+    queue_.push_back(req);
+  }
+  queue_cv_.notify_one();
+  std::unique_lock<std::mutex> lock(req->mu);
+  req->cv.wait(lock, [&] { return req->done; });
+  if (!req->status.ok()) return req->status;
+  return std::move(req->results);
+}
+
+Result<ScoreResult> Scorer::Score(const std::string& prompt, const std::string& response) const {
+  auto r = ScoreMany({{prompt, response}});
+  if (!r.ok()) return r.status();
+  return std::move((*r)[0]);
+}
+
+void Scorer::BatchLoop() {
+  const auto max_wait = std::chrono::duration<double, std::milli>(options_.max_wait_ms);
+  for (;;) {
+    std::vector<std::shared_ptr<Request>> batch;
+    size_t n_items = 0;
+    {
+      std::unique_lock<std::mutex> lock(queue_mu_);
+      queue_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      // The first request waits up to max_wait for others to join its batch.
+      const auto deadline = std::chrono::steady_clock::now() +
+                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(max_wait);
+      for (;;) {
+        while (!queue_.empty() &&
+               (batch.empty() ||
+                n_items + queue_.front()->items.size() <= static_cast<size_t>(options_.max_batch))) {
+          n_items += queue_.front()->items.size();
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        if (n_items >= static_cast<size_t>(options_.max_batch) || !queue_.empty() || stop_) break;
+        if (queue_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+          // Take whatever arrived in the last moment, then go.
+          while (!queue_.empty() &&
+                 n_items + queue_.front()->items.size() <= static_cast<size_t>(options_.max_batch)) {
+            n_items += queue_.front()->items.size();
+            batch.push_back(std::move(queue_.front()));
+            queue_.pop_front();
+          }
+          break;
+        }
+      }
+    }
+    std::vector<std::pair<std::string, std::string>> items;
+    items.reserve(n_items);
+    for (const auto& r : batch) items.insert(items.end(), r->items.begin(), r->items.end());
+    auto scored = ScoreDirect(items);
+    size_t at = 0;
+    for (auto& r : batch) {
+      std::lock_guard<std::mutex> lock(r->mu);
+      if (scored.ok()) {
+        r->results.assign(scored->begin() + static_cast<std::ptrdiff_t>(at),
+                          scored->begin() + static_cast<std::ptrdiff_t>(at + r->items.size()));
+      } else {
+        r->status = scored.status();
+      }
+      at += r->items.size();
+      r->done = true;
+      r->cv.notify_all();
+    }
+  }
 }
 
 namespace {

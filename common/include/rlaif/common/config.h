@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,13 +24,32 @@ struct ApiConfig {
   std::string admin_token_env = "RLAIF_TOKEN";  // env var holding the admin bearer token
   int max_body_bytes = 1 << 20;                 // request body limit, bytes
   int threads = 8;                              // HTTP worker threads
+  bool score_batching = true;     // group concurrent /v1/score requests into one forward pass
+  int score_max_batch = 32;       // items per forward pass, [1, 4096]
+  double score_max_wait_ms = 2;   // wait of the first queued item for company, [0, 1000] ms
+};
+
+// JSON pointers (RFC 6901) into each line, for `format: custom`.
+struct FieldPointers {
+  std::string prompt;     // required for custom: a string, or an array of chat messages
+  std::string response;   // "" = none; a string
+  std::string model;      // "" = none; a string
+  std::string timestamp;  // "" = none; a string or a number
+  std::string metadata;   // "" = none; an object of scalars
 };
 
 struct SourceConfig {
   std::string path;                 // required: file glob, e.g. /var/log/llm/*.jsonl
-  std::string format = "simple";    // "simple" (only format in this version)
+  std::string format = "simple";    // "simple" | "openai-chat" | "custom"
   std::string start_at = "beginning";  // "beginning" | "end", for files seen the first time
   int64_t max_line_bytes = 1 << 20;    // longer lines are dead-lettered, bytes
+  FieldPointers fields;             // required (fields.prompt) when format is "custom"
+};
+
+// A user redaction rule: every match of `regex` (ECMAScript) becomes <NAME_n>.
+struct RedactPattern {
+  std::string name;   // required, [a-z0-9_]{1,32}; the placeholder is its upper case
+  std::string regex;  // required, must compile
 };
 
 struct SamplingConfig {
@@ -37,6 +57,17 @@ struct SamplingConfig {
   bool dedupe = true;    // identical prompts are stored once
   int min_prompt_chars = 1;       // shorter prompts are skipped
   int max_prompt_chars = 32768;   // longer prompts are skipped
+  std::vector<std::string> include_models;  // [] = every model; else only these ('*' globs)
+  std::vector<std::string> exclude_models;  // [] = none; models skipped ('*' globs)
+  // Metadata key -> '*' globs. A line is kept only if, for every key here, its
+  // metadata value matches one glob ({} = no condition)...
+  std::map<std::string, std::vector<std::string>> include_metadata;
+  // ...and is skipped if any key's value matches one of its globs ({} = none).
+  std::map<std::string, std::vector<std::string>> exclude_metadata;
+  bool redact = true;                       // replace PII/secrets before storing
+  std::vector<RedactPattern> redact_patterns;  // [] = built-in kinds only
+  std::string stratum = "model";  // what a stratum is: "model" | "metadata.<key>"
+  int64_t max_per_stratum_per_hour = 0;  // prompts kept per stratum per clock hour; 0 = no cap
 };
 
 struct EndpointConfig {
@@ -47,6 +78,13 @@ struct EndpointConfig {
   double timeout_s = 60;         // read timeout per request, seconds
   double connect_timeout_s = 5;  // connect timeout, seconds
   int max_retries = 4;           // retries for retryable failures (429, 5xx, network)
+  double requests_per_minute = 0;  // client-side rate limit; 0 = unlimited
+  double tokens_per_minute = 0;    // prompt (estimated) + max_tokens per request; 0 = unlimited
+  int breaker_failures = 10;       // consecutive failures that open the circuit; 0 = no breaker
+  double breaker_cooldown_s = 30;  // open circuit → one probe after this long, seconds
+  double price_prompt_per_1m = 0;      // USD per 1M prompt tokens (cost accounting)
+  double price_completion_per_1m = 0;  // USD per 1M completion tokens
+  double hourly_budget_usd = 0;    // spend per UTC hour before the stage pauses; 0 = unlimited
 };
 
 struct GeneratorConfig : EndpointConfig {
@@ -59,12 +97,16 @@ struct DimensionConfig {
   std::string name;    // required, [a-z0-9_]+
   std::string rubric;  // "" = built-in rubric for known names, else a generic one
   double weight = 1.0; // weight in the combined score
+  std::string kind = "llm";  // "llm" | "length" (shorter wins) | "regex" (unsafe_patterns lose) | "rouge_l"
+  std::vector<std::string> unsafe_patterns;  // kind "regex": at least one ECMAScript regex
 };
 
 struct JudgeConfig : EndpointConfig {
   bool both_orders = true;  // ask (A,B) and (B,A) and combine
   std::string inconsistent = "tie";  // "tie" | "low_confidence": what a flipped verdict becomes
   std::vector<DimensionConfig> dimensions;  // required, at least one
+  int top_logprobs = 0;      // > 0: ask for verdict-token logprobs → soft labels
+  int health_window = 500;   // labels in the rolling judge-health window
 };
 
 struct ModelConfig {

@@ -21,6 +21,7 @@
 #include "rlaif/daemon/ingest.h"
 #include "rlaif/daemon/pipeline.h"
 #include "rlaif/judge/chat_client.h"
+#include "rlaif/judge/judge.h"
 #include "rlaif/storage/store.h"
 #include "rlaif/trainer/scorer.h"
 
@@ -38,6 +39,7 @@ struct ApiContext {
   const judge::ChatClient& judge_client;
   std::string admin_token;  // "" = admin routes disabled
   int64_t started_at_ms = 0;
+  const judge::Judge* judge = nullptr;  // for judge health; may be null
 };
 
 class ApiServer {

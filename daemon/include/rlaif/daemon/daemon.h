@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <functional>
+#include <string>
 
 #include "rlaif/common/config.h"
 #include "rlaif/common/status.h"
@@ -13,7 +14,12 @@ namespace rlaif::daemon {
 
 // Runs the daemon. `on_ready(port)` is called once the API listens.
 // Returns when `stop` is set (SIGTERM/SIGINT in rlaifd) or on a startup error.
+// When `reload` is given and becomes true (SIGHUP in rlaifd), the config file
+// `config_path` is read and validated again: `log_level` is applied at once;
+// every other changed section is reported in the log as needing a restart
+// (the running config stays as it was), and an invalid file changes nothing.
 Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
-                 const std::function<void(int port)>& on_ready = nullptr);
+                 const std::function<void(int port)>& on_ready = nullptr,
+                 std::atomic<bool>* reload = nullptr, const std::string& config_path = "");
 
 }  // namespace rlaif::daemon

@@ -1,38 +1,66 @@
-// Ingest: tails log files matching the configured globs, parses `simple`
-// lines ({"prompt": ..., "response": ...}), samples, and commits the prompts
-// together with the file's new offset in one atomic batch, so that every line
-// is counted once across restarts and kill -9.
+// Ingest: tails log files matching the configured globs, parses their lines
+// (see line_parser.h for the formats), filters, samples and redacts them (see
+// redactor.h), and commits the prompts together with the file's new offset in
+// one atomic batch, so that every line is counted once across restarts and
+// kill -9.
 //
-// Files are identified by device + inode + a fingerprint of their first bytes;
-// a file whose identity changed under the same path is read from its start, a
-// file that shrank below the committed offset (truncation) is re-read from 0.
-// A partial last line waits for its newline. Bad lines are counted by reason
-// and dead-lettered with file:offset; they never stop ingest.
+// Files are followed by identity (device + inode + a fingerprint of their
+// first bytes, up to 1 KiB), not by name:
+//  - rename + create: the renamed file is read to its end through the
+//    descriptor kept open across polls, then released (closed) once a poll
+//    finds nothing new in it, or at once if it was deleted; the new file is
+//    read from its start.
+//  - rotated while rlaifd was down: the committed checkpoint of a file that is
+//    no longer at its path is looked up in the same directory by device +
+//    inode (+ fingerprint), e.g. as app.jsonl.1, even if that name does not
+//    match the glob, and the file is read from its committed offset to its end.
+//  - deleted while open: read to its end through the open descriptor.
+//  - copytruncate / truncation in place: a file smaller than its committed
+//    offset, or whose first bytes changed, is re-read from 0. Lines that were
+//    written after the last poll and before the truncation are lost (the
+//    unavoidable copytruncate window: at most one poll interval of writes).
+//    Lines re-read from identical content are not stored twice (same prompt
+//    id with dedupe; same file+offset id without).
+//  - inode reuse: a different fingerprint makes a different file.
+// A file's checkpoint is stored under its current path (moved along when the
+// file is renamed), so a rotation chain never overwrites the checkpoint of a
+// file that still exists. A partial last line waits for its newline (in a
+// rotated file that was released, the unterminated tail is taken as a line).
+// Descriptors: one per file matching a glob, held while it matches, plus one
+// per rotated-away or deleted file until it is drained (gauge
+// rlaif_ingest_open_files); all are closed by the destructor.
+// Bad lines are counted by reason (rlaif_ingest_rejected_total{reason}) and
+// dead-lettered with file:offset; they never stop ingest.
 //
 // Thread safety: PollOnce is called from one thread (the ingest loop);
 // Sources() may be called from any thread.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "rlaif/common/config.h"
 #include "rlaif/common/metrics.h"
 #include "rlaif/common/status.h"
+#include "rlaif/daemon/line_parser.h"
+#include "rlaif/daemon/redactor.h"
 #include "rlaif/storage/store.h"
 
 namespace rlaif::daemon {
 
 struct IngestPassStats {
-  int64_t lines = 0;      // complete lines consumed
-  int64_t bytes = 0;      // bytes consumed
-  int64_t stored = 0;     // new prompts written
-  int64_t rejected = 0;   // dead-lettered lines
+  int64_t lines = 0;     // complete lines consumed
+  int64_t bytes = 0;     // bytes consumed
+  int64_t stored = 0;    // new prompts written
+  int64_t rejected = 0;  // dead-lettered lines
   int64_t sampled_out = 0;
   int64_t duplicates = 0;
+  int64_t filtered = 0;  // skipped by the model filters or the length bounds
 };
 
 struct SourceStatus {
@@ -42,12 +70,17 @@ struct SourceStatus {
   uint64_t size = 0;      // current file size
   int64_t lag_bytes = 0;  // size - offset
   int64_t last_commit_ms = 0;
+  uint64_t device = 0;
+  std::string fingerprint;     // hex hash of the first bytes
+  bool rotated = false;        // no longer at a path matching the glob (being drained)
+  bool deleted = false;        // unlinked; read through the open descriptor
+  int64_t rotations_seen = 0;  // replacements/truncations seen at this path since start
 };
 
 // Parses one `simple` log line. On success sets prompt (and response, "" if
 // absent). On failure returns kInvalidArgument whose message starts with the
-// reason: "bad_json", "not_object", "missing_prompt", "bad_prompt_type",
-// "bad_response_type", "empty_prompt".
+// reason (see line_parser.h): "bad_json", "invalid_utf8", "not_object",
+// "missing_prompt", "bad_prompt_type", "bad_response_type", "empty_prompt", ...
 Status ParseSimpleLine(const std::string& line, std::string* prompt, std::string* response);
 
 // Stable id of a prompt: HexId(Hash64(text with surrounding whitespace trimmed)).
@@ -55,25 +88,65 @@ std::string PromptId(const std::string& text);
 
 class Ingestor {
  public:
-  // `store` and `metrics` must outlive the Ingestor.
+  // `store` and `metrics` must outlive the Ingestor. Sources whose format or
+  // redaction patterns are invalid (ParseConfig rejects them) are skipped
+  // with an error log.
   Ingestor(std::vector<SourceConfig> sources, SamplingConfig sampling, storage::Store& store,
            MetricsRegistry& metrics);
+  ~Ingestor();
+  Ingestor(const Ingestor&) = delete;
+  Ingestor& operator=(const Ingestor&) = delete;
 
-  // Reads every matching file from its committed offset to its current end,
+  // Reads every followed file from its committed offset to its current end,
   // committing in batches of at most `max_batch_bytes`. Store errors are
   // returned (the pass stops; nothing beyond the last commit is lost).
   Result<IngestPassStats> PollOnce();
 
   std::vector<SourceStatus> Sources() const;
 
+  // Files whose descriptors were held open (tailed or drained) after the last poll.
+  size_t OpenFiles() const;
+
  private:
-  Status IngestFile(const SourceConfig& source, const std::string& path, IngestPassStats* stats);
+  struct FileKey {
+    uint64_t dev = 0, ino = 0;
+    auto operator<=>(const FileKey&) const = default;
+  };
+  struct Tracked;  // a followed file with its open descriptor
+  struct Located;  // a file found at a path in this poll
+
+  Status LoadCheckpoints();
+  Status Rehome();
+  Status IngestOne(Located& loc, IngestPassStats* stats);
+  Status ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats);
+  Status Commit(Tracked& t, const storage::SourceCheckpoint& next,
+                const std::vector<storage::PromptRecord>& prompts,
+                const std::vector<storage::DeadLetter>& dead, IngestPassStats* stats,
+                uint64_t lines, uint64_t bytes);
+  std::optional<storage::SourceCheckpoint> FindByIdentity(const FileKey& key,
+                                                          const std::string& head) const;
+  bool KeepModel(const std::string& model) const;
+  bool KeepMetadata(const ParsedLine& line) const;
+  // False once the line's stratum has had its hourly share (then counted).
+  bool UnderStratumCap(const ParsedLine& line);
+  void PublishStatus();
 
   std::vector<SourceConfig> sources_;
+  std::vector<std::optional<LineParser>> parsers_;  // per source; nullopt = invalid
   SamplingConfig sampling_;
+  std::optional<Redactor> redactor_;  // nullopt = redaction off
   storage::Store& store_;
   MetricsRegistry& metrics_;
   size_t max_batch_bytes_ = 4 << 20;
+
+  // Owned by the PollOnce thread.
+  bool loaded_ = false;
+  std::map<std::string, storage::SourceCheckpoint> records_;  // mirror of the store's sources
+  std::map<FileKey, std::unique_ptr<Tracked>> files_;
+  std::map<std::string, int64_t> rotations_by_path_;
+  int64_t stratum_hour_ = -1;                      // clock hour of stratum_counts_
+  std::map<std::string, int64_t> stratum_counts_;  // prompts kept this hour, by stratum
+
   mutable std::mutex mu_;  // guards status_
   std::vector<SourceStatus> status_;
 };

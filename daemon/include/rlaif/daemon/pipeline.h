@@ -60,6 +60,13 @@ class Pipeline {
            trainer::Scorer& scorer);
   ~Pipeline();
 
+  // The clients behind the generator and the judge (optional; call before
+  // Start). While a client's circuit is open or its hourly budget is spent,
+  // its stage dispatches nothing, so queued work waits instead of failing.
+  void SetClients(const judge::ChatClient* generator_client, const judge::ChatClient* judge_client);
+  // "" when the stage may run, else why it is held (breaker open, budget spent).
+  std::string StageHeldReason(storage::Stage stage) const;
+
   // Loads the live model (if any) into the scorer and starts every thread.
   Status Start();
   // Stops all threads; in-flight upstream calls are abandoned (their items stay queued).
@@ -75,11 +82,23 @@ class Pipeline {
   Status Promote(const std::string& version, const std::string& actor, const std::string& why);
   // Makes the previously live version live again.
   Status Rollback(const std::string& actor, const std::string& why);
+  // Registers a checkpoint trained elsewhere (e.g. `rlaifd train --out
+  // <data_dir>/models/<version>`) as a candidate, after loading it to validate
+  // it. `version` must name a directory directly under <data_dir>/models
+  // ([A-Za-z0-9._-], no path), so nothing outside the data dir can be loaded.
+  Status ImportModel(const std::string& version, const std::string& actor);
 
   TrainingStatus Training() const;
   // "" when healthy, else why the daemon is degraded (e.g. the store is not writable).
   std::string DegradedReason() const;
   int64_t InFlight(storage::Stage stage) const;
+  // Work items completed and failed attempts since start, per stage.
+  struct StageCounters {
+    int64_t done = 0;
+    int64_t failed_attempts = 0;
+    int64_t dead_lettered = 0;
+  };
+  StageCounters Counters(storage::Stage stage) const;
 
  private:
   struct StagePool;
@@ -90,6 +109,7 @@ class Pipeline {
   void RunTraining(const std::string& trigger, const std::string& actor);
   Status LoadAndSwap(const std::string& version);
   void SetDegraded(const std::string& reason);
+  void Hold(StagePool& pool, const storage::WorkItem& item, const char* stage, const Status& st);
   // Sleeps up to `seconds` or until Stop().
   void SleepFor(double seconds);
 
@@ -100,6 +120,8 @@ class Pipeline {
   judge::Generator& generator_;
   judge::Judge& judge_;
   trainer::Scorer& scorer_;
+  const judge::ChatClient* gen_client_ = nullptr;
+  const judge::ChatClient* judge_client_ = nullptr;
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> paused_{false};
@@ -117,6 +139,8 @@ class Pipeline {
   std::string train_requested_by_;
   std::map<std::string, int> attempts_;  // work item key -> failed attempts
   std::mutex swap_mu_;                   // one promotion/rollback at a time
+  std::atomic<int64_t> gen_done_{0}, gen_failed_{0}, gen_dead_{0};
+  std::atomic<int64_t> judge_done_{0}, judge_failed_{0}, judge_dead_{0};
 };
 
 }  // namespace rlaif::daemon

@@ -4,16 +4,34 @@
 //   rlaif::judge::ChatRequest req{.model = "m", .messages = {{"user", "hi"}}};
 //   auto resp = client.Complete(req);
 //
-// Retries retryable failures (network errors, 408, 409, 429, 5xx) with
-// jittered exponential backoff that honours Retry-After / retry-after-ms; does
-// not retry other 4xx (400/401/403/404/422) nor an OpenAI "insufficient_quota"
-// error. Error messages carry the upstream error text (OpenAI, vLLM,
-// llama.cpp, Ollama and TGI error bodies are understood).
+// Retries retryable failures (network errors, 408, 409, 429, 5xx, a 200
+// whose body does not parse) with jittered exponential backoff that honours
+// Retry-After / retry-after-ms (and, on a 429 without them, the
+// x-ratelimit-reset-* headers); does not retry other 4xx (400, 401, 403,
+// 404, 422) nor an OpenAI "insufficient_quota" error. Error messages carry
+// the upstream error text (OpenAI, vLLM, llama.cpp, Ollama and TGI error
+// bodies are understood).
 // https URLs verify the server certificate against the system CA store (or
 // against `ca_cert_path` instead, when set). The API key is sent as a bearer
 // token and never logged.
-// Thread safety: Complete may be called concurrently; at most
-// `max_concurrency` requests are in flight at once (callers beyond that wait).
+//
+// Admission, in this order, before every HTTP attempt:
+//  1. circuit breaker: after `breaker_failures` consecutive failed attempts
+//     (network errors, timeouts, 5xx, corrupt bodies; not 4xx or 429) calls
+//     fail fast with kUnavailable "circuit open ..." for `breaker_cooldown_s`;
+//     then one probe is let through (half-open): success closes the breaker,
+//     failure re-opens it;
+//  2. hourly budget: once the cost of this UTC hour reaches
+//     `hourly_budget_usd`, calls return kResourceExhausted "budget exhausted
+//     until HH:00 UTC" (requests already in flight may overshoot by their
+//     own cost);
+//  3. rate limits: waits (cancellable by Stop) for the requests/min and
+//     tokens/min buckets (a request costs its estimated prompt tokens, bytes
+//     / 4, plus max_tokens; corrected to the real usage afterwards) and for a
+//     pause the server asked for with x-ratelimit-remaining-* = 0 and
+//     x-ratelimit-reset-*;
+//  4. a concurrency slot (at most `max_concurrency` in flight).
+// Thread safety: Complete, Stop, stats and Health may be called concurrently.
 #pragma once
 
 #include <atomic>
@@ -24,6 +42,7 @@
 #include <vector>
 
 #include "rlaif/common/status.h"
+#include "rlaif/judge/rate_limit.h"
 
 namespace rlaif::judge {
 
@@ -39,6 +58,19 @@ struct ChatRequest {
   int max_tokens = 256;
   std::optional<int64_t> seed;
   bool json_object = false;   // response_format {"type":"json_object"}
+  int top_logprobs = 0;       // > 0: ask for "logprobs": true and this many top_logprobs (max 20)
+};
+
+// One generated token with its log-probability and, when requested, the most
+// likely alternatives at that position (OpenAI choices[0].logprobs.content).
+struct TokenLogprob {
+  struct Alternative {
+    std::string token;
+    double logprob = 0;
+  };
+  std::string token;
+  double logprob = 0;
+  std::vector<Alternative> top;
 };
 
 struct ChatResponse {
@@ -48,6 +80,8 @@ struct ChatResponse {
   int64_t completion_tokens = 0;
   double latency_ms = 0;       // of the successful attempt
   int attempts = 1;
+  double cost_usd = 0;                 // from usage and the configured prices
+  std::vector<TokenLogprob> logprobs;  // empty unless requested and returned
 };
 
 struct ChatClientOptions {
@@ -60,6 +94,22 @@ struct ChatClientOptions {
   double backoff_initial_s = 0.2;
   double backoff_max_s = 20;
   std::string ca_cert_path;    // PEM CA bundle used instead of the system store; "" = system
+
+  // Rate limits (0 = unlimited). Bucket depth = `rate_burst_s` seconds of the rate.
+  double requests_per_minute = 0;
+  double tokens_per_minute = 0;  // prompt (estimated) + max_tokens per request
+  double rate_burst_s = 1;
+
+  // Circuit breaker: consecutive failed attempts that open it (0 = never),
+  // and the cool-down before a probe, seconds.
+  int breaker_failures = 10;
+  double breaker_cooldown_s = 30;
+
+  // Prices, USD per 1M tokens (0 = free), and the spend allowed per UTC hour
+  // (0 = unlimited).
+  double price_prompt_per_1m = 0;
+  double price_completion_per_1m = 0;
+  double hourly_budget_usd = 0;
 };
 
 struct ChatClientStats {
@@ -69,6 +119,28 @@ struct ChatClientStats {
   std::atomic<int64_t> failures{0};   // calls that returned an error
   std::atomic<int64_t> prompt_tokens{0};
   std::atomic<int64_t> completion_tokens{0};
+  std::atomic<int64_t> cost_nano_usd{0};       // total cost, 1e-9 USD
+  std::atomic<int64_t> circuit_rejections{0};  // calls failed fast: circuit open
+  std::atomic<int64_t> budget_rejections{0};   // calls refused: budget exhausted
+  std::atomic<int64_t> throttled_waits{0};     // attempts that waited for a rate limit
+  std::atomic<int64_t> throttled_wait_ms{0};   // total time spent waiting for rate limits
+
+  double cost_usd() const { return static_cast<double>(cost_nano_usd.load()) * 1e-9; }
+};
+
+// A consistent snapshot of the client's health, for /v1/status and metrics.
+struct ClientHealth {
+  BreakerState breaker = BreakerState::kClosed;
+  int consecutive_failures = 0;
+  int64_t breaker_opens = 0;      // times the breaker opened since start
+  double breaker_retry_in_s = 0;  // seconds until the next probe (open only)
+  double cost_usd_total = 0;
+  double cost_usd_this_hour = 0;  // spend in the current UTC hour
+  double hourly_budget_usd = 0;   // 0 = unlimited
+  bool budget_exhausted = false;
+  int64_t budget_resets_at_ms = 0;  // start of the next UTC hour, Unix ms
+  double rate_limited_for_s = 0;    // remaining server-requested pause (x-ratelimit-*)
+  int in_flight = 0;                // requests on the wire now
 };
 
 class ChatClient {
@@ -82,8 +154,14 @@ class ChatClient {
   // status and attempts), kInvalidArgument for non-retryable 4xx and for a
   // malformed base_url, kResourceExhausted for "insufficient_quota",
   // kFailedPrecondition when TLS certificate verification fails,
-  // kCorruption for an unparseable body, kCancelled after Stop().
+  // kCorruption for an unparseable 200 body (retried like a 5xx first),
+  // kCancelled after Stop(); kUnavailable "circuit open ..." without a
+  // request while the breaker is open; kResourceExhausted "budget exhausted
+  // until HH:00 UTC" while the hourly budget is spent.
   Result<ChatResponse> Complete(const ChatRequest& request);
+
+  // Consistent snapshot of breaker, budget and rate-limit state. Thread-safe.
+  ClientHealth Health() const;
 
   // Makes in-progress backoff waits, callers waiting for a concurrency slot,
   // requests in flight and future calls return kCancelled. Thread-safe.

@@ -8,8 +8,10 @@
 //
 // A checkpoint directory holds: model.pt (weights), tokenizer.json,
 // config.json (architecture, normalisation mean/std, metrics, data
-// fingerprint, code version). It is written to "<dir>.tmp-<pid>" and renamed
-// into place, so a crash never leaves a half-written version behind.
+// fingerprint, code version); a "linear" model holds linear.bin instead of
+// model.pt and tokenizer.json, an "ensemble" holds all of them. It is
+// written to "<dir>.tmp-<pid>" and renamed into place, so a crash never
+// leaves a half-written version behind.
 //
 // Score is read at an explicit end token appended to every (prompt, response)
 // sequence, identically in training and serving. Truncation keeps the
@@ -43,6 +45,29 @@ struct TrainOptions {
   int threads = 1;               // at::set_num_threads for this process
   uint64_t seed = 42;
   std::string version;           // written into config.json; "" = directory name
+  // What to train: "transformer" (default), "linear" (the hashed n-gram
+  // baseline alone: seconds on a CPU), or "ensemble" (both; the checkpoint
+  // scores with the mean of their scores, each z-normalised on the
+  // validation split, else on a sample of the training pairs).
+  std::string model_type = "transformer";
+  // Also trains the linear baseline and reports it in TrainResult::baseline
+  // (implied by "ensemble"). Default false.
+  bool train_baseline = false;
+  // Fraction of the training prompts carved out as a validation split (by a
+  // salted prompt hash, independent of InHoldout) for early stopping and
+  // keeping the best weights, and for the ensemble's member weights; unused
+  // by model_type "linear". 0 (default) = none: train on all of `train`.
+  double validation_fraction = 0.0;
+  // Validation passes per epoch when there is a validation split. Default 2.
+  int validations_per_epoch = 2;
+  // Stop after this many validation passes without a lower validation loss;
+  // the best weights are restored either way. 0 (default) = never stop early.
+  int early_stop_patience = 0;
+  // Soft labels are pulled toward 0.5: p -> p (1 - s) + s / 2. Default 0.
+  double label_smoothing = 0.0;
+  // TRL's center_rewards_coefficient: adds c * mean((r_c + r_r)^2) to the
+  // loss, so scores stay centred on 0. Default 0.
+  double center_rewards = 0.0;
   // Polled between steps; returning true aborts with kCancelled.
   std::function<bool()> cancelled;
   // Called between steps with progress in [0,1].
@@ -69,6 +94,15 @@ struct TrainResult {
   double seconds = 0;
   double tokens_per_second = 0;
   std::string device;           // "cpu" | "cuda"
+  std::string model_type;       // what was trained (TrainOptions::model_type)
+  EvalMetrics baseline;         // linear baseline on the eval pairs (pairs = 0 if not trained)
+  EvalMetrics transformer;      // transformer alone on the eval pairs (pairs = 0 if none)
+  EvalMetrics validation;       // the selected model on the validation split (pairs = 0 if none);
+                                // an ensemble's as selected, before its linear member
+                                // is retrained on all pairs
+  int64_t validation_pairs = 0;
+  int64_t best_step = 0;        // step whose weights were kept (= steps without validation)
+  bool stopped_early = false;
 };
 
 // Trains from scratch on `train` (tokenizer included), evaluates on `eval`,

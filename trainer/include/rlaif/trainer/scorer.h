@@ -1,13 +1,24 @@
-// Scorer: the live reward model behind an atomically swapped pointer.
+// Scorer: the live reward model behind an atomically swapped pointer, with a
+// batching thread that groups concurrent requests into one forward pass.
 //
-// Swap() publishes a new model; requests already holding the old one finish on
-// it, and the old model is freed when its last user releases it.
-// Thread safety: all methods may be called concurrently.
+// Swap() publishes a new model; requests already holding the old one (a batch
+// in progress) finish on it, and the old model is freed when its last user
+// releases it. Score()/ScoreMany() enqueue their items; the batching thread
+// takes up to `max_batch` items, waiting at most `max_wait_ms` after the first
+// one for more, scores them with the model live at that moment, and answers
+// every request with the version that scored it.
+// Thread safety: all methods may be called concurrently. The destructor stops
+// the batching thread; requests still queued get kCancelled.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "rlaif/common/status.h"
 #include "rlaif/trainer/reward_model.h"
@@ -20,17 +31,52 @@ struct ScoreResult {
   std::string model_version;
 };
 
+struct ScorerOptions {
+  bool batching = true;     // false: every request is its own forward pass (for benchmarks)
+  int max_batch = 32;       // items per forward pass
+  double max_wait_ms = 2;   // how long the first queued item waits for company
+};
+
+struct ScorerStats {
+  int64_t batches = 0;      // forward passes
+  int64_t items = 0;        // items scored
+  int64_t max_batch_seen = 0;
+};
+
 class Scorer {
  public:
+  Scorer();
+  explicit Scorer(ScorerOptions options);
+  ~Scorer();
+  Scorer(const Scorer&) = delete;
+  Scorer& operator=(const Scorer&) = delete;
+
   // Publishes `model` (may be null to unload). Never blocks scoring for long.
   void Swap(std::shared_ptr<const RewardModel> model);
   std::shared_ptr<const RewardModel> Current() const;
   // kFailedPrecondition when no model is live.
   Result<ScoreResult> Score(const std::string& prompt, const std::string& response) const;
+  // All items of one request are scored by the same model version.
+  Result<std::vector<ScoreResult>> ScoreMany(
+      const std::vector<std::pair<std::string, std::string>>& items) const;
+  ScorerStats stats() const;
 
  private:
-  mutable std::mutex mu_;  // guards model_ (swap is a pointer copy under the lock)
+  struct Request;
+  void BatchLoop();
+  Result<std::vector<ScoreResult>> ScoreDirect(
+      const std::vector<std::pair<std::string, std::string>>& items) const;
+
+  ScorerOptions options_;
+  mutable std::mutex mu_;  // guards model_
   std::shared_ptr<const RewardModel> model_;
+
+  mutable std::mutex queue_mu_;  // guards queue_, stop_, stats_
+  mutable std::condition_variable queue_cv_;
+  mutable std::deque<std::shared_ptr<Request>> queue_;
+  bool stop_ = false;
+  mutable ScorerStats stats_;
+  std::thread thread_;  // the batching thread (only when options_.batching)
 };
 
 // Gate: may `candidate` replace `live`? Both measured on the same holdout by Evaluate().

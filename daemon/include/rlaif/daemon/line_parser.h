@@ -1,0 +1,78 @@
+// Log line parsers: one JSON line in, one ParsedLine (or a reason-coded
+// rejection) out. Formats (SourceConfig::format):
+//
+//   simple       {"prompt": str, "response": str?, "model": str?, "metadata": {}?}
+//   openai-chat  {"request": {"model", "messages": [{"role","content"}...]},
+//                 "response": {"model"?, "created"?, "choices": [{"message": {"content"}}]},
+//                 "metadata": {}?}
+//   custom       JSON pointers (SourceConfig::fields) for prompt, response,
+//                model, timestamp and metadata.
+//
+// Chat prompts: the conversation up to and including the last user turn is the
+// prompt. A single user turn (nothing before it) is its content verbatim, so
+// single-turn chat logs and `simple` logs give the same prompt ids. Otherwise
+// every turn is rendered as "<role>: <content>" and the turns are joined by a
+// blank line ("\n\n"). Content given as an array of parts keeps the text parts
+// joined by "\n"; other parts (images, audio) are dropped.
+//
+//   auto parser = LineParser::Create(source_config);
+//   ParsedLine pl;
+//   Status st = parser->Parse(line, &pl);
+//   if (!st.ok()) reason = RejectReason(st);   // e.g. "bad_json"
+//
+// Rejections are kInvalidArgument whose message starts with the reason and a
+// colon: nul_byte, invalid_utf8, too_deep, bad_json, not_object,
+// missing_prompt, bad_prompt_type, empty_prompt, bad_response_type,
+// bad_model_type, bad_messages, no_user_turn.
+//
+// Thread safety: a LineParser is immutable after Create; Parse is const.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "rlaif/common/config.h"
+#include "rlaif/common/status.h"
+
+namespace rlaif::daemon {
+
+// Deepest accepted nesting of JSON arrays/objects in a line.
+inline constexpr int kMaxJsonDepth = 64;
+
+struct ParsedLine {
+  std::string prompt;     // never empty on success
+  std::string response;   // "" if the line has none
+  std::string model;      // "" if the line has none
+  std::string timestamp;  // as written ("" if none); numbers are rendered in decimal
+  // Scalar metadata fields (strings verbatim, other scalars as JSON text), sorted by key.
+  std::vector<std::pair<std::string, std::string>> metadata;
+};
+
+class LineParser {
+ public:
+  // kInvalidArgument for an unknown format or an invalid JSON pointer.
+  static Result<LineParser> Create(const SourceConfig& source);
+
+  // Parses one line (without its newline). On failure `out` is unspecified.
+  Status Parse(std::string_view line, ParsedLine* out) const;
+
+  const std::string& format() const { return format_; }
+
+ private:
+  LineParser() = default;
+  std::string format_;
+  FieldPointers fields_;
+};
+
+// The reason of a Parse failure: the text before the first ':' of its message.
+std::string RejectReason(const Status& status);
+
+// Checks the raw bytes of a line before JSON parsing: returns "" when fine,
+// else "nul_byte", "invalid_utf8" or "too_deep" (nesting beyond kMaxJsonDepth).
+std::string PrecheckLine(std::string_view line);
+
+}  // namespace rlaif::daemon

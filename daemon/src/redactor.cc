@@ -1,0 +1,360 @@
+#include "rlaif/daemon/redactor.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
+namespace rlaif::daemon {
+
+namespace {
+
+// Hand-written scanners for the built-in kinds: std::regex is far too slow
+// for the ingest hot path and recurses on long inputs.
+
+struct Span {
+  size_t b, e;
+  int priority;  // lower wins an overlap
+  std::string kind;
+  std::string prefix;
+};
+
+// ASCII only, locale-free (the <cctype> functions consult the locale).
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsUpper(char c) { return c >= 'A' && c <= 'Z'; }
+bool IsLower(char c) { return c >= 'a' && c <= 'z'; }
+bool IsAlpha(char c) { return IsUpper(c) || IsLower(c); }
+bool IsAlnum(char c) { return IsDigit(c) || IsAlpha(c); }
+bool IsWord(char c) { return IsAlnum(c) || c == '_'; }
+bool IsHex(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+void FindEmails(std::string_view t, std::vector<Span>* out) {
+  auto local = [](char c) { return IsAlnum(c) || std::strchr("._%+-", c) != nullptr; };
+  auto domain = [](char c) { return IsAlnum(c) || c == '-' || c == '.'; };
+  for (size_t at = t.find('@'); at != std::string_view::npos; at = t.find('@', at + 1)) {
+    size_t b = at;
+    while (b > 0 && local(t[b - 1])) --b;
+    while (b < at && t[b] == '.') ++b;
+    size_t e = at + 1;
+    while (e < t.size() && domain(t[e])) ++e;
+    while (e > at + 1 && (t[e - 1] == '.' || t[e - 1] == '-')) --e;
+    if (b == at || e <= at + 1) continue;
+    std::string_view dom = t.substr(at + 1, e - at - 1);
+    size_t dot = dom.rfind('.');
+    if (dot == std::string_view::npos || dot == 0) continue;
+    std::string_view tld = dom.substr(dot + 1);
+    if (tld.size() < 2 || !std::all_of(tld.begin(), tld.end(), IsAlpha)) {
+      continue;
+    }
+    out->push_back({b, e, 2, "email", "EMAIL"});
+  }
+}
+
+void FindSecrets(std::string_view t, std::vector<Span>* out) {
+  auto token = [](char c) { return IsAlnum(c) || c == '-' || c == '_'; };
+  static const char* kPrefixes[] = {"sk-",   "sk_live_", "sk_test_", "rk_live_",    "ghp_",
+                                    "gho_",  "ghs_",     "ghu_",     "github_pat_", "xoxb-",
+                                    "xoxp-", "xoxa-",    "glpat-",   "hf_"};
+  for (const char* prefix : kPrefixes) {
+    const size_t pl = std::strlen(prefix);
+    for (size_t p = t.find(prefix); p != std::string_view::npos; p = t.find(prefix, p + 1)) {
+      if (p > 0 && IsWord(t[p - 1])) continue;
+      size_t e = p + pl;
+      while (e < t.size() && token(t[e])) ++e;
+      if (e - p - pl >= 20) out->push_back({p, e, 1, "secret", "SECRET"});
+    }
+  }
+  for (const char* prefix : {"AKIA", "ASIA"}) {
+    for (size_t p = t.find(prefix); p != std::string_view::npos; p = t.find(prefix, p + 1)) {
+      if (p > 0 && IsAlnum(t[p - 1])) continue;
+      size_t e = p + 4;
+      while (e < t.size() && (IsUpper(t[e]) || IsDigit(t[e]))) ++e;
+      if (e - p == 20 && (e == t.size() || !IsAlnum(t[e]))) {
+        out->push_back({p, e, 1, "secret", "SECRET"});
+      }
+    }
+  }
+  // "Bearer <token>": the token only.
+  for (size_t p = 0; p + 7 < t.size(); ++p) {
+    if ((t[p] != 'B' && t[p] != 'b') || strncasecmp(t.data() + p, "bearer ", 7) != 0) continue;
+    if (p > 0 && IsWord(t[p - 1])) continue;
+    size_t b = p + 7;
+    while (b < t.size() && t[b] == ' ') ++b;
+    size_t e = b;
+    while (e < t.size() && (IsAlnum(t[e]) || std::strchr("._~+/=-", t[e]) != nullptr)) ++e;
+    if (e - b >= 16) out->push_back({b, e, 1, "secret", "SECRET"});
+  }
+  // Long hex or base64-like runs.
+  auto b64 = [](char c) {
+    return IsAlnum(c) || c == '+' || c == '/' || c == '=' || c == '_' || c == '-';
+  };
+  for (size_t i = 0; i < t.size();) {
+    if (!b64(t[i])) {
+      ++i;
+      continue;
+    }
+    size_t e = i;
+    bool upper = false, lower = false, digit = false, all_hex = true;
+    while (e < t.size() && b64(t[e])) {
+      char c = t[e];
+      upper |= IsUpper(c);
+      lower |= IsLower(c);
+      digit |= IsDigit(c);
+      all_hex &= IsHex(c);
+      ++e;
+    }
+    const size_t len = e - i;
+    if ((all_hex && len >= 32 && digit) || (len >= 40 && upper && lower && digit)) {
+      out->push_back({i, e, 1, "secret", "SECRET"});
+    }
+    i = e;
+  }
+}
+
+void FindIpv4(std::string_view t, std::vector<Span>* out) {
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (!IsDigit(t[i]) || (i > 0 && (IsAlnum(t[i - 1]) || t[i - 1] == '.'))) continue;
+    size_t p = i;
+    bool ok = true;
+    for (int part = 0; part < 4 && ok; ++part) {
+      if (part > 0) {
+        if (p >= t.size() || t[p] != '.') {
+          ok = false;
+          break;
+        }
+        ++p;
+      }
+      size_t s = p;
+      int v = 0;
+      while (p < t.size() && IsDigit(t[p]) && p - s < 4) v = v * 10 + (t[p++] - '0');
+      if (p == s || p - s > 3 || v > 255) ok = false;
+    }
+    if (!ok) continue;
+    if (p < t.size() && (IsAlnum(t[p]) || (t[p] == '.' && p + 1 < t.size() && IsDigit(t[p + 1])))) {
+      continue;
+    }
+    out->push_back({i, p, 4, "ipv4", "IP"});
+    i = p;
+  }
+}
+
+void FindIpv6(std::string_view t, std::vector<Span>* out) {
+  auto ch = [](char c) { return IsHex(c) || c == ':' || c == '.'; };
+  for (size_t i = 0; i < t.size();) {
+    if (!ch(t[i]) || (i > 0 && IsWord(t[i - 1]))) {
+      ++i;
+      continue;
+    }
+    size_t e = i;
+    int colons = 0;
+    while (e < t.size() && ch(t[e])) colons += t[e++] == ':';
+    if (colons < 2) {  // ordinary words made of a-f letters end here, cheaply
+      i = e;
+      continue;
+    }
+    size_t end = e;
+    while (end > i && t[end - 1] == '.') --end;
+    std::string cand(t.substr(i, end - i));
+    const bool bounded = e == t.size() || !IsWord(t[e]);
+    const auto hex = std::count_if(cand.begin(), cand.end(), [](char c) { return IsHex(c); });
+    in6_addr addr{};
+    if (bounded && cand.size() <= 45 && (hex >= 3 || cand == "::1") &&
+        inet_pton(AF_INET6, cand.c_str(), &addr) == 1) {
+      out->push_back({i, end, 5, "ipv6", "IP"});
+    }
+    i = e;
+  }
+}
+
+// Groups of digits separated by one separator character from `seps`.
+struct DigitRun {
+  std::vector<size_t> group_ends;  // end offset of each group
+  std::vector<int> digits_upto;    // digits counted through each group
+};
+
+DigitRun ReadGroups(std::string_view t, size_t i, const char* seps) {
+  DigitRun run;
+  int digits = 0;
+  size_t p = i;
+  while (true) {
+    size_t s = p;
+    while (p < t.size() && IsDigit(t[p])) ++p;
+    if (p == s) break;
+    digits += static_cast<int>(p - s);
+    run.group_ends.push_back(p);
+    run.digits_upto.push_back(digits);
+    if (p + 1 < t.size() && std::strchr(seps, t[p]) != nullptr && IsDigit(t[p + 1])) {
+      ++p;
+    } else {
+      break;
+    }
+  }
+  return run;
+}
+
+void FindCards(std::string_view t, std::vector<Span>* out) {
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (!IsDigit(t[i]) || (i > 0 && (IsAlnum(t[i - 1]) || IsDigit(t[i - 1])))) continue;
+    DigitRun run = ReadGroups(t, i, " -");
+    if (run.group_ends.empty()) continue;
+    const size_t last = run.group_ends.back();
+    if (last < t.size() && IsAlnum(t[last])) {
+      i = last;
+      continue;
+    }
+    for (size_t g = run.group_ends.size(); g-- > 0;) {
+      int n = run.digits_upto[g];
+      if (n < 13 || n > 19) continue;
+      std::string_view cand = t.substr(i, run.group_ends[g] - i);
+      if (LuhnValid(cand)) {
+        out->push_back({i, run.group_ends[g], 3, "card", "CARD"});
+        break;
+      }
+    }
+    i = last;
+  }
+}
+
+void FindPhones(std::string_view t, std::vector<Span>* out) {
+  for (size_t i = 0; i < t.size(); ++i) {
+    const char c = t[i];
+    if (!(IsDigit(c) || c == '+' || c == '(')) continue;
+    if (i > 0 && (IsAlnum(t[i - 1]) || t[i - 1] == '+' || t[i - 1] == '.' || t[i - 1] == '-')) {
+      continue;
+    }
+    size_t p = i;
+    const bool plus = c == '+';
+    if (plus) ++p;
+    int digits = 0, seps_between = 0, run_sep = 0, last_group = 0, max_group = 0, open = 0;
+    size_t end = p;
+    while (p < t.size()) {
+      char d = t[p];
+      if (IsDigit(d)) {
+        if (run_sep > 0) {
+          ++seps_between;
+          last_group = 0;
+        }
+        run_sep = 0;
+        ++digits;
+        max_group = std::max(max_group, ++last_group);
+        end = p + 1;
+      } else if (d == '(' && open == 0) {
+        open = 1;
+        ++run_sep;
+      } else if (d == ')' && open == 1) {
+        open = 2;
+        ++run_sep;
+      } else if (d == ' ' || d == '-' || d == '.') {
+        ++run_sep;
+      } else {
+        break;
+      }
+      if (run_sep > 2) break;
+      ++p;
+    }
+    if (digits < 10 || digits > 15) continue;
+    if (end < t.size() && IsAlnum(t[end])) continue;
+    // Without '+', only grouped national formats (555-123-4567, (555) 123 4567):
+    // groups of at most 4 digits ending in one of 4, so dates, decimals and
+    // bare ids are left alone.
+    if (!plus && (seps_between == 0 || last_group != 4 || max_group > 4)) continue;
+    out->push_back({i, end, 6, "phone", "PHONE"});
+    i = end;
+  }
+}
+
+std::string Upper(const std::string& s) {
+  std::string u = s;
+  for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return u;
+}
+
+}  // namespace
+
+bool LuhnValid(std::string_view digits) {
+  int sum = 0, n = 0;
+  for (size_t i = digits.size(); i-- > 0;) {
+    if (!IsDigit(digits[i])) continue;
+    int d = digits[i] - '0';
+    if (n % 2 == 1) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    ++n;
+  }
+  return n > 0 && sum % 10 == 0;
+}
+
+Result<Redactor> Redactor::Create(const std::vector<RedactPattern>& user_patterns) {
+  Redactor r;
+  for (const auto& p : user_patterns) {
+    if (p.name.empty()) return Status::InvalidArgument("redact pattern without a name");
+    try {
+      auto re = std::make_shared<const std::regex>(p.regex, std::regex::ECMAScript);
+      r.user_.push_back({p.name, Upper(p.name), std::move(re)});
+    } catch (const std::regex_error& e) {
+      return Status::InvalidArgument("redact pattern \"" + p.name +
+                                     "\" does not compile: " + e.what());
+    }
+  }
+  return r;
+}
+
+std::string Redactor::Redact(std::string_view text, RedactionScope* scope) const {
+  std::vector<Span> spans;
+  if (!user_.empty()) {
+    const std::string s(text);
+    for (const auto& u : user_) {
+      for (auto it = std::sregex_iterator(s.begin(), s.end(), *u.re); it != std::sregex_iterator();
+           ++it) {
+        if (it->length(0) == 0) continue;
+        const size_t b = static_cast<size_t>(it->position(0));
+        spans.push_back({b, b + static_cast<size_t>(it->length(0)), 0, u.kind, u.placeholder});
+      }
+    }
+  }
+  if (text.find('@') != std::string_view::npos) FindEmails(text, &spans);
+  FindSecrets(text, &spans);
+  const bool has_digit = std::any_of(text.begin(), text.end(), IsDigit);
+  if (has_digit) {
+    FindCards(text, &spans);
+    FindIpv4(text, &spans);
+    FindPhones(text, &spans);
+  }
+  if (text.find(':') != std::string_view::npos) FindIpv6(text, &spans);
+  if (spans.empty()) return std::string(text);
+
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+    if (a.priority != b.priority) return a.priority < b.priority;
+    if (a.e - a.b != b.e - b.b) return a.e - a.b > b.e - b.b;
+    return a.b < b.b;
+  });
+  std::vector<const Span*> kept;
+  for (const Span& s : spans) {
+    bool overlaps = std::any_of(kept.begin(), kept.end(),
+                                [&](const Span* k) { return s.b < k->e && k->b < s.e; });
+    if (!overlaps) kept.push_back(&s);
+  }
+  std::sort(kept.begin(), kept.end(), [](const Span* a, const Span* b) { return a->b < b->b; });
+  std::string out;
+  out.reserve(text.size());
+  size_t pos = 0;
+  for (const Span* s : kept) {
+    out.append(text.substr(pos, s->b - pos));
+    auto key = std::make_pair(s->prefix, std::string(text.substr(s->b, s->e - s->b)));
+    auto it = scope->placeholders.find(key);
+    if (it == scope->placeholders.end()) {
+      int n = ++scope->next_index[s->prefix];
+      it = scope->placeholders.emplace(key, "<" + s->prefix + "_" + std::to_string(n) + ">").first;
+    }
+    out += it->second;
+    ++scope->counts[s->kind];
+    pos = s->e;
+  }
+  out.append(text.substr(pos));
+  return out;
+}
+
+}  // namespace rlaif::daemon

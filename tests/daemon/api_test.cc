@@ -1,0 +1,363 @@
+// The REST API against real components: a RocksDB store in a temp dir, two
+// tiny reward models trained by the test, the batching scorer, and HTTP on a
+// 127.0.0.1 port chosen by the OS.
+#include "rlaif/daemon/api_server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "rlaif/common/clock.h"
+#include "rlaif/trainer/reward_model.h"
+#include "test_util.h"
+
+namespace rlaif::daemon {
+namespace {
+
+using json = nlohmann::json;
+constexpr const char* kToken = "api-test-token-1234";
+
+std::vector<trainer::PreferencePair> SyntheticPairs(int n, int offset) {
+  std::vector<trainer::PreferencePair> out;
+  for (int i = offset; i < offset + n; ++i) {
+    trainer::PreferencePair p;
+    p.prompt = "question number " + std::to_string(i) + " about fruit";
+    p.chosen = "a banana answer " + std::to_string(i % 7);
+    p.rejected = "a plain answer " + std::to_string(i % 5);
+    out.push_back(p);
+  }
+  return out;
+}
+
+class ApiTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // Two versions, trained once for the whole suite.
+    models_dir_ = new rlaif::testing::TempDir();
+    for (const char* v : {"vA", "vB"}) {
+      trainer::TrainOptions opt;
+      opt.device = "cpu";
+      opt.preset = "tiny";
+      opt.version = v;
+      opt.epochs = 1;
+      opt.seed = v[1];
+      auto r = trainer::TrainRewardModel(SyntheticPairs(120, 0), SyntheticPairs(30, 1000),
+                                         models_dir_->Sub(v), opt);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+    }
+  }
+  static void TearDownTestSuite() { delete models_dir_; }
+
+  void SetUp() override {
+    setenv("RLAIF_API_TEST_TOKEN", kToken, 1);
+    auto cfg = ParseConfig(json{
+        {"data_dir", dir_.path()},
+        {"api", {{"listen", "127.0.0.1:0"}, {"admin_token_env", "RLAIF_API_TEST_TOKEN"},
+                 {"max_body_bytes", 65536}}},
+        {"sources", {{{"path", dir_.Sub("logs/*.jsonl")}}}},
+        {"generator", {{"base_url", "http://127.0.0.1:9/v1"}, {"model", "g"}}},
+        {"judge", {{"base_url", "http://127.0.0.1:9/v1"}, {"model", "j"},
+                   {"dimensions", {{{"name", "overall"}}}}}},
+        {"trainer", {{"min_new_labels", 1000000}}}}.dump());
+    ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+    config_ = std::make_unique<Config>(*cfg);
+    auto store = storage::Store::Open({.path = dir_.Sub("store")});
+    ASSERT_TRUE(store.ok());
+    store_ = std::move(*store);
+    for (const char* v : {"vA", "vB"}) {
+      storage::ModelRecord m;
+      m.version = v;
+      m.state = "candidate";
+      m.dir = models_dir_->Sub(v);
+      m.accuracy = 0.9;
+      m.created_at_ms = NowMs() + (v[1] - 'A');
+      ASSERT_TRUE(store_->PutModel(m).ok());
+    }
+    gen_client_ = std::make_unique<judge::ChatClient>(judge::ChatClientOptions{.base_url = "http://127.0.0.1:9/v1"});
+    judge_client_ = std::make_unique<judge::ChatClient>(judge::ChatClientOptions{.base_url = "http://127.0.0.1:9/v1"});
+    generator_ = std::make_unique<judge::Generator>(*gen_client_, judge::GeneratorOptions{.model = "g"});
+    judge_ = std::make_unique<judge::Judge>(*judge_client_,
+                                            judge::JudgeOptions{.model = "j", .dimensions = {{"overall", ""}}});
+    ingestor_ = std::make_unique<Ingestor>(config_->sources, config_->sampling, *store_, metrics_);
+    scorer_ = std::make_unique<trainer::Scorer>();
+    pipeline_ = std::make_unique<Pipeline>(*config_, *store_, metrics_, *ingestor_, *generator_,
+                                           *judge_, *scorer_);
+    ASSERT_TRUE(pipeline_->Start().ok());
+    api_ = std::make_unique<ApiServer>(ApiContext{*config_, *store_, metrics_, *scorer_, *pipeline_,
+                                                  *ingestor_, *gen_client_, *judge_client_, kToken,
+                                                  NowMs()});
+    ASSERT_TRUE(api_->Start("127.0.0.1", 0).ok());
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", api_->port());
+    client_->set_read_timeout(60, 0);
+  }
+
+  void TearDown() override {
+    api_->Stop();
+    pipeline_->Stop();
+  }
+
+  httplib::Result Post(const std::string& path, const std::string& body, bool admin = false,
+                       const std::string& token = kToken) {
+    httplib::Headers h;
+    if (admin) h.emplace("Authorization", "Bearer " + token);
+    return client_->Post(path.c_str(), h, body, "application/json");
+  }
+
+  static void ExpectErrorBody(const httplib::Result& r, int code) {
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, code) << r->body;
+    json e = json::parse(r->body);
+    ASSERT_TRUE(e.contains("error")) << r->body;
+    EXPECT_EQ(e["error"]["code"], code);
+    EXPECT_TRUE(e["error"]["type"].is_string());
+    EXPECT_TRUE(e["error"]["message"].is_string());
+  }
+
+  static rlaif::testing::TempDir* models_dir_;
+  rlaif::testing::TempDir dir_;
+  std::unique_ptr<Config> config_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<judge::ChatClient> gen_client_, judge_client_;
+  std::unique_ptr<judge::Generator> generator_;
+  std::unique_ptr<judge::Judge> judge_;
+  std::unique_ptr<Ingestor> ingestor_;
+  std::unique_ptr<trainer::Scorer> scorer_;
+  std::unique_ptr<Pipeline> pipeline_;
+  std::unique_ptr<ApiServer> api_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+rlaif::testing::TempDir* ApiTest::models_dir_ = nullptr;
+
+const std::string kScoreBody = R"({"prompt": "question about fruit", "response": "a banana answer"})";
+
+TEST_F(ApiTest, HealthAndNoModelYet) {
+  auto live = client_->Get("/livez");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
+  auto ready = client_->Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+  ExpectErrorBody(Post("/v1/score", kScoreBody), 503);
+  ExpectErrorBody(client_->Get("/no/such/route"), 404);
+  auto status = client_->Get("/v1/status");
+  ASSERT_TRUE(status);
+  json s = json::parse(status->body);
+  EXPECT_EQ(s["state"], "running");
+  EXPECT_TRUE(s["model"]["live_version"].is_null());
+  EXPECT_EQ(status->body.find(kToken), std::string::npos) << "token leaked into status";
+}
+
+TEST_F(ApiTest, AdminRoutesNeedTheToken) {
+  ExpectErrorBody(Post("/v1/models/vA/promote", "{}"), 401);
+  ExpectErrorBody(Post("/v1/models/vA/promote", "{}", true, "wrong-token-1234567"), 401);
+  ExpectErrorBody(Post("/v1/models/vA/promote", "{}", true, std::string(kToken) + "x"), 401);
+  ExpectErrorBody(Post("/v1/pause", "{}"), 401);
+  ExpectErrorBody(Post("/v1/models/nope/promote", "{}", true), 404);
+  auto ok = Post("/v1/models/vA/promote", R"({"reason": "test"})", true);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  auto score = Post("/v1/score", kScoreBody);
+  ASSERT_TRUE(score);
+  ASSERT_EQ(score->status, 200) << score->body;
+  EXPECT_EQ(json::parse(score->body)["model_version"], "vA");
+}
+
+TEST_F(ApiTest, ValidationErrorsHaveOneShape) {
+  ASSERT_EQ(Post("/v1/models/vA/promote", "{}", true)->status, 200);
+  ExpectErrorBody(Post("/v1/score", "{not json"), 400);
+  ExpectErrorBody(Post("/v1/score", "[1,2]"), 400);
+  ExpectErrorBody(Post("/v1/score", R"({"prompt": "p"})"), 400);
+  ExpectErrorBody(Post("/v1/score", R"({"prompt": 1, "response": "r"})"), 400);
+  ExpectErrorBody(Post("/v1/score", R"({"items": []})"), 400);
+  json many = {{"items", json::array()}};
+  for (int i = 0; i < 300; ++i) many["items"].push_back({{"prompt", "p"}, {"response", "r"}});
+  ExpectErrorBody(Post("/v1/score", many.dump()), 413);
+  auto huge = Post("/v1/score", json{{"prompt", std::string(70000, 'x')}, {"response", "r"}}.dump());
+  ASSERT_TRUE(huge);
+  EXPECT_EQ(huge->status, 413);
+  ExpectErrorBody(client_->Get("/v1/export?kind=bogus"), 400);
+}
+
+TEST_F(ApiTest, BatchCompareAndOpenRlhfReward) {
+  ASSERT_EQ(Post("/v1/models/vA/promote", "{}", true)->status, 200);
+  auto batch = Post("/v1/score", R"({"items": [{"prompt": "q", "response": "a banana"},
+                                               {"prompt": "q", "response": "plain"}]})");
+  ASSERT_EQ(batch->status, 200) << batch->body;
+  json b = json::parse(batch->body);
+  ASSERT_EQ(b["results"].size(), 2u);
+  EXPECT_TRUE(b["results"][0]["score"].is_number());
+
+  auto cmp = Post("/v1/compare", R"({"prompt": "q", "a": "a banana answer 1", "b": "a plain answer 1"})");
+  ASSERT_EQ(cmp->status, 200) << cmp->body;
+  double p = json::parse(cmp->body)["p_a_better"];
+  EXPECT_GT(p, 0.0);
+  EXPECT_LT(p, 1.0);
+
+  // The request shape OpenRLHF's remote reward model client posts.
+  json rm = {{"query", {"question 1 a banana answer 1", "question 2 a plain answer 2"}},
+             {"prompts", {"question 1 ", "question 2 "}},
+             {"labels", {"", ""}}};
+  auto rr = Post("/get_reward", rm.dump());
+  ASSERT_EQ(rr->status, 200) << rr->body;
+  json r = json::parse(rr->body);
+  ASSERT_EQ(r["rewards"].size(), 2u);
+  ASSERT_EQ(r["scores"].size(), 2u);
+  EXPECT_EQ(r["extra_logs"]["model_version"], "vA");
+}
+
+TEST_F(ApiTest, SwapsUnderConcurrentScoringNeverFailARequest) {
+  ASSERT_EQ(Post("/v1/models/vA/promote", "{}", true)->status, 200);
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::mutex seen_mu;
+  std::set<std::string> seen;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] {
+      httplib::Client c("127.0.0.1", api_->port());
+      c.set_read_timeout(60, 0);
+      while (!stop.load()) {
+        auto r = c.Post("/v1/score", kScoreBody, "application/json");
+        if (r && r->status == 200) {
+          ++ok;
+          std::lock_guard<std::mutex> lock(seen_mu);
+          seen.insert(json::parse(r->body)["model_version"].get<std::string>());
+        } else {
+          ++failed;
+        }
+      }
+    });
+  }
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(Post("/v1/models/vB/promote", "{}", true)->status, 200);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto rb = Post("/v1/models/rollback", R"({"reason": "swap test"})", true);
+    ASSERT_EQ(rb->status, 200) << rb->body;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_GT(ok.load(), 20);
+  EXPECT_EQ(seen, (std::set<std::string>{"vA", "vB"}));
+  // After the last rollback vA is live, and every new request names it.
+  EXPECT_EQ(json::parse(Post("/v1/score", kScoreBody)->body)["model_version"], "vA");
+  json models = json::parse(client_->Get("/v1/models")->body);
+  EXPECT_EQ(models["live"], "vA");
+  json events = json::parse(client_->Get("/v1/events")->body);
+  int promotes = 0, rollbacks = 0;
+  for (const auto& e : events["events"]) {
+    promotes += e["kind"] == "promote";
+    rollbacks += e["kind"] == "rollback";
+  }
+  EXPECT_GE(promotes, 5);
+  EXPECT_EQ(rollbacks, 4);
+}
+
+TEST_F(ApiTest, PauseResumeAndStatusState) {
+  ASSERT_EQ(Post("/v1/pause", "{}", true)->status, 200);
+  EXPECT_EQ(json::parse(client_->Get("/v1/status")->body)["state"], "paused");
+  ASSERT_EQ(Post("/v1/resume", "{}", true)->status, 200);
+  EXPECT_EQ(json::parse(client_->Get("/v1/status")->body)["state"], "running");
+}
+
+TEST_F(ApiTest, MetricsPassPromtool) {
+  ASSERT_EQ(Post("/v1/models/vA/promote", "{}", true)->status, 200);
+  ASSERT_EQ(Post("/v1/score", kScoreBody)->status, 200);
+  auto m = client_->Get("/metrics");
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200);
+  EXPECT_NE(m->body.find("rlaif_http_requests_total{"), std::string::npos);
+  EXPECT_NE(m->body.find("rlaif_scored_total 1"), std::string::npos);
+  std::string path = dir_.Sub("metrics.txt");
+  rlaif::testing::WriteFile(path, m->body);
+  ASSERT_EQ(std::system("command -v promtool >/dev/null"), 0)
+      << "promtool missing: scripts/deps.sh installs the prometheus package";
+  std::string cmd = "promtool check metrics < " + path + " > " + dir_.Sub("promtool.out") + " 2>&1";
+  int rc = std::system(cmd.c_str());
+  EXPECT_EQ(rc, 0) << rlaif::testing::ReadFile(dir_.Sub("promtool.out")) << "\n" << m->body;
+}
+
+TEST_F(ApiTest, HumanLabelsAndJudgeAgreement) {
+  // One prompt through the queues: ingest -> pair -> AI label.
+  storage::SourceCheckpoint cp;
+  cp.path = dir_.Sub("logs/x.jsonl");
+  storage::PromptRecord pr;
+  pr.id = "p1";
+  pr.text = "a question";
+  storage::IngestCommitStats cs;
+  ASSERT_TRUE(store_->CommitIngest(cp, {pr}, {}, &cs).ok());
+  pipeline_->Pause();  // keep the real (unreachable) generator away from the queue
+  auto gen = store_->PeekQueue(storage::Stage::kGenerate, 1);
+  ASSERT_TRUE(gen.ok() && gen->size() == 1);
+  storage::PairRecord pair;
+  pair.id = "pair1";
+  pair.prompt_id = "p1";
+  pair.prompt = "a question";
+  pair.a.text = "answer a";
+  pair.b.text = "answer b";
+  ASSERT_TRUE(store_->CommitPairs((*gen)[0], {pair}).ok());
+  auto jq = store_->PeekQueue(storage::Stage::kJudge, 1);
+  ASSERT_TRUE(jq.ok() && jq->size() == 1);
+  storage::LabelRecord ai;
+  ai.pair_id = "pair1";
+  ai.dimension = "overall";
+  ai.judge = "judge-fp";
+  ai.p_a = 1.0;
+  ASSERT_TRUE(store_->CommitLabels((*jq)[0], {ai}).ok());
+
+  ExpectErrorBody(Post("/v1/labels", R"({"pair_id":"pair1","dimension":"overall","winner":"a"})"), 401);
+  ExpectErrorBody(Post("/v1/labels", R"({"pair_id":"nope","dimension":"overall","winner":"a"})", true), 404);
+  ExpectErrorBody(Post("/v1/labels", R"({"pair_id":"pair1","dimension":"style","winner":"a"})", true), 400);
+  ExpectErrorBody(Post("/v1/labels", R"({"pair_id":"pair1","dimension":"overall","winner":"x"})", true), 400);
+  auto ok = Post("/v1/labels", R"({"pair_id":"pair1","dimension":"overall","winner":"a"})", true);
+  ASSERT_TRUE(ok);
+  ASSERT_EQ(ok->status, 201) << ok->body;
+  json s = json::parse(client_->Get("/v1/status")->body);
+  EXPECT_EQ(s["judge"]["human_agreement"]["pairs_with_both"], 1);
+  EXPECT_EQ(s["judge"]["human_agreement"]["agreement"], 1.0);
+  auto labels = client_->Get("/v1/export?kind=labels");
+  ASSERT_TRUE(labels);
+  EXPECT_NE(labels->body.find("\"source\":\"human\""), std::string::npos) << labels->body;
+}
+
+TEST_F(ApiTest, ImportStaysInsideTheDataDirAndListsPaginate) {
+  std::filesystem::create_directories(dir_.Sub("models"));
+  std::filesystem::copy(models_dir_->Sub("vA"), dir_.Sub("models/vC"),
+                        std::filesystem::copy_options::recursive);
+  ExpectErrorBody(Post("/v1/models/import", R"({"version": "vC"})"), 401);
+  ExpectErrorBody(Post("/v1/models/import", R"({"version": "../vC"})", true), 400);
+  ExpectErrorBody(Post("/v1/models/import", R"({"version": "missing"})", true), 400);
+  ExpectErrorBody(Post("/v1/models/import", R"({"version": "vA"})", true), 409);
+  ExpectErrorBody(Post("/v1/models/import", R"({"version": "vC"})", true), 400);  // says vA
+  trainer::TrainOptions opt;
+  opt.device = "cpu";
+  opt.preset = "tiny";
+  ASSERT_TRUE(trainer::TrainRewardModel(SyntheticPairs(60, 0), SyntheticPairs(10, 500),
+                                        dir_.Sub("models/vD"), opt)
+                  .ok());
+  auto ok = Post("/v1/models/import", R"({"version": "vD"})", true);
+  ASSERT_TRUE(ok);
+  ASSERT_EQ(ok->status, 201) << ok->body;
+  ASSERT_EQ(Post("/v1/models/vD/promote", "{}", true)->status, 200);
+  EXPECT_EQ(json::parse(Post("/v1/score", kScoreBody)->body)["model_version"], "vD");
+
+  json page = json::parse(client_->Get("/v1/models?limit=2&offset=1")->body);
+  EXPECT_EQ(page["total"], 3);
+  EXPECT_EQ(page["models"].size(), 2u);
+  ExpectErrorBody(client_->Get("/v1/models?limit=0"), 400);
+  ExpectErrorBody(client_->Get("/v1/events?offset=-1"), 400);
+}
+
+}  // namespace
+}  // namespace rlaif::daemon

@@ -1,0 +1,171 @@
+#include "rlaif/daemon/line_parser.h"
+
+#include <gtest/gtest.h>
+
+namespace rlaif::daemon {
+namespace {
+
+LineParser Make(const std::string& format, FieldPointers fields = {}) {
+  SourceConfig s;
+  s.format = format;
+  s.fields = fields;
+  auto p = LineParser::Create(s);
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  return std::move(*p);
+}
+
+std::string Reason(const LineParser& p, std::string_view line) {
+  ParsedLine pl;
+  Status st = p.Parse(line, &pl);
+  return st.ok() ? "ok" : RejectReason(st);
+}
+
+TEST(LineParserTest, SimpleReadsPromptResponseModelAndMetadata) {
+  auto p = Make("simple");
+  ParsedLine pl;
+  ASSERT_TRUE(p.Parse(R"({"prompt":"hi","response":"yo","model":"m1","timestamp":17,)"
+                      R"("metadata":{"route":"/chat","n":3,"nested":{"x":1}}})",
+                      &pl)
+                  .ok());
+  EXPECT_EQ(pl.prompt, "hi");
+  EXPECT_EQ(pl.response, "yo");
+  EXPECT_EQ(pl.model, "m1");
+  EXPECT_EQ(pl.timestamp, "17");
+  using KV = std::pair<std::string, std::string>;
+  EXPECT_EQ(pl.metadata, (std::vector<KV>{{"n", "3"}, {"route", "/chat"}}));
+}
+
+TEST(LineParserTest, OpenAiChatSingleTurnIsTheUserContentVerbatim) {
+  auto p = Make("openai-chat");
+  ParsedLine pl;
+  ASSERT_TRUE(
+      p.Parse(
+           R"({"request":{"model":"gpt-x","messages":[{"role":"user","content":"Hello?"}]},)"
+           R"("response":{"created":1700000000,"choices":[{"message":{"role":"assistant","content":"Hi!"}}]}})",
+           &pl)
+          .ok());
+  EXPECT_EQ(pl.prompt, "Hello?");
+  EXPECT_EQ(pl.response, "Hi!");
+  EXPECT_EQ(pl.model, "gpt-x");
+  EXPECT_EQ(pl.timestamp, "1700000000");
+}
+
+TEST(LineParserTest, OpenAiChatMultiTurnRendersUpToTheLastUserTurn) {
+  auto p = Make("openai-chat");
+  ParsedLine pl;
+  ASSERT_TRUE(
+      p.Parse(
+           R"({"request":{"model":"m","messages":[)"
+           R"({"role":"system","content":"Be brief."},)"
+           R"({"role":"user","content":"Capital of France?"},)"
+           R"({"role":"assistant","content":"Paris."},)"
+           R"({"role":"user","content":[{"type":"text","text":"And of"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"Spain?"}]},)"
+           R"({"role":"assistant","content":null,"tool_calls":[]}]},)"
+           R"("response":{"model":"m-2024","choices":[{"message":{"content":"Madrid."}}]}})",
+           &pl)
+          .ok());
+  EXPECT_EQ(
+      pl.prompt,
+      "system: Be brief.\n\nuser: Capital of France?\n\nassistant: Paris.\n\nuser: And of\nSpain?");
+  EXPECT_EQ(pl.response, "Madrid.");
+  EXPECT_EQ(pl.model, "m");  // the request's model wins
+}
+
+TEST(LineParserTest, OpenAiChatWithoutResponseOrChoicesHasEmptyResponse) {
+  auto p = Make("openai-chat");
+  ParsedLine pl;
+  ASSERT_TRUE(p.Parse(R"({"request":{"messages":[{"role":"user","content":"q"}]}})", &pl).ok());
+  EXPECT_EQ(pl.response, "");
+  EXPECT_EQ(pl.model, "");
+  ASSERT_TRUE(
+      p.Parse(
+           R"({"request":{"messages":[{"role":"user","content":"q"}]},"response":{"model":"r","choices":[]}})",
+           &pl)
+          .ok());
+  EXPECT_EQ(pl.model, "r");
+}
+
+TEST(LineParserTest, OpenAiChatRejections) {
+  auto p = Make("openai-chat");
+  EXPECT_EQ(Reason(p, R"({"prompt":"x"})"), "missing_prompt");
+  EXPECT_EQ(Reason(p, R"({"request":[]})"), "bad_prompt_type");
+  EXPECT_EQ(Reason(p, R"({"request":{}})"), "missing_prompt");
+  EXPECT_EQ(Reason(p, R"({"request":{"messages":{}}})"), "bad_messages");
+  EXPECT_EQ(Reason(p, R"({"request":{"messages":[{"content":"x"}]}})"), "bad_messages");
+  EXPECT_EQ(Reason(p, R"({"request":{"messages":[{"role":"system","content":"x"}]}})"),
+            "no_user_turn");
+  EXPECT_EQ(Reason(p, R"({"request":{"messages":[{"role":"user","content":5}]}})"), "bad_messages");
+  EXPECT_EQ(Reason(p, R"({"request":{"messages":[{"role":"user","content":" "}]}})"),
+            "empty_prompt");
+  EXPECT_EQ(Reason(p, R"({"request":{"model":3,"messages":[{"role":"user","content":"q"}]}})"),
+            "bad_model_type");
+  EXPECT_EQ(Reason(p, R"({"request":{"messages":[{"role":"user","content":"q"}]},"response":"x"})"),
+            "bad_response_type");
+  EXPECT_EQ(Reason(p, R"({"request":{"messages":[{"role":"user","content":"q"}]},)"
+                      R"("response":{"choices":[{"message":{"content":{"a":1}}}]}})"),
+            "bad_response_type");
+}
+
+TEST(LineParserTest, CustomFollowsJsonPointers) {
+  auto p = Make("custom", {.prompt = "/in/text",
+                           .response = "/out/0/text",
+                           .model = "/meta/model",
+                           .timestamp = "/ts",
+                           .metadata = "/meta"});
+  ParsedLine pl;
+  ASSERT_TRUE(p.Parse(R"({"in":{"text":"q?"},"out":[{"text":"a."}],"ts":"2026-11-27T10:00:00Z",)"
+                      R"("meta":{"model":"llama","tenant":"acme"}})",
+                      &pl)
+                  .ok());
+  EXPECT_EQ(pl.prompt, "q?");
+  EXPECT_EQ(pl.response, "a.");
+  EXPECT_EQ(pl.model, "llama");
+  EXPECT_EQ(pl.timestamp, "2026-11-27T10:00:00Z");
+  ASSERT_EQ(pl.metadata.size(), 2u);
+  EXPECT_EQ(pl.metadata[1], (std::pair<std::string, std::string>{"tenant", "acme"}));
+  // Optional fields may be absent; the prompt may be a message array.
+  auto chat = Make("custom", {.prompt = "/msgs"});
+  ASSERT_TRUE(chat.Parse(R"({"msgs":[{"role":"user","content":"one"}]})", &pl).ok());
+  EXPECT_EQ(pl.prompt, "one");
+  EXPECT_EQ(Reason(p, R"({"in":{}})"), "missing_prompt");
+  EXPECT_EQ(Reason(p, R"({"in":{"text":["x"]}})"), "bad_messages");
+  EXPECT_EQ(Reason(p, R"({"in":{"text":7}})"), "bad_prompt_type");
+  EXPECT_EQ(Reason(p, R"({"in":{"text":"q"},"out":[{"text":1}]})"), "bad_response_type");
+  EXPECT_EQ(Reason(p, R"({"in":{"text":"q"},"meta":{"model":false}})"), "bad_model_type");
+}
+
+TEST(LineParserTest, CreateRejectsBadFormatsAndPointers) {
+  SourceConfig s;
+  s.format = "xml";
+  EXPECT_FALSE(LineParser::Create(s).ok());
+  s.format = "custom";
+  EXPECT_FALSE(LineParser::Create(s).ok());  // no prompt pointer
+  s.fields.prompt = "no-slash";
+  EXPECT_FALSE(LineParser::Create(s).ok());
+  s.fields.prompt = "/p";
+  EXPECT_TRUE(LineParser::Create(s).ok());
+}
+
+TEST(LineParserTest, BadBytesAreRejectedByReason) {
+  auto p = Make("simple");
+  EXPECT_EQ(Reason(p, std::string_view("{\"prompt\":\"a\0b\"}", 16)), "nul_byte");
+  EXPECT_EQ(Reason(p, R"({"prompt":"a\u0000b"})"), "nul_byte");  // escaped NUL
+  EXPECT_EQ(Reason(p, "{\"prompt\":\"\xff\"}"), "invalid_utf8");
+  EXPECT_EQ(Reason(p, "{\"prompt\":\"\xc3\"}"), "invalid_utf8");          // truncated sequence
+  EXPECT_EQ(Reason(p, "{\"prompt\":\"\xed\xa0\x80\"}"), "invalid_utf8");  // UTF-16 surrogate
+  EXPECT_EQ(Reason(p, "{\"prompt\":\"\xc0\xaf\"}"), "invalid_utf8");      // overlong
+  EXPECT_EQ(Reason(p, "{\"prompt\":\"caf\xc3\xa9 \xf0\x9f\x98\x80\"}"), "ok");
+  EXPECT_EQ(Reason(p, R"({"prompt":"x")"), "bad_json");
+  EXPECT_EQ(Reason(p, R"("just a string")"), "not_object");
+  // Nesting: 64 levels are fine, 65 are not; brackets inside strings do not count.
+  std::string ok = R"({"prompt":"[[[{{{","m":)" + std::string(62, '[') + std::string(62, ']') + "}";
+  EXPECT_EQ(Reason(p, ok), "ok");
+  std::string deep = R"({"prompt":"x","m":)" + std::string(64, '[') + std::string(64, ']') + "}";
+  EXPECT_EQ(Reason(p, deep), "too_deep");
+  std::string very_deep = std::string(100000, '[');
+  EXPECT_EQ(Reason(p, very_deep), "too_deep");
+  EXPECT_EQ(Reason(p, R"({"prompt":"x\"[[[["})"), "ok");  // escaped quote inside a string
+}
+
+}  // namespace
+}  // namespace rlaif::daemon

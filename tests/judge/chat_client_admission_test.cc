@@ -1,0 +1,292 @@
+// ChatClient admission control against a scripted upstream: circuit
+// breaker, hourly budget and cost, token buckets, x-ratelimit-* headers, and
+// logprobs in requests and responses.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "fake_upstream.h"
+#include "rlaif/common/clock.h"
+#include "rlaif/judge/chat_client.h"
+
+namespace rlaif::judge {
+namespace {
+
+using rlaif::testing::FakeUpstream;
+using rlaif::testing::RecordedRequest;
+
+ChatClientOptions Fast(const FakeUpstream& up) {
+  ChatClientOptions o;
+  o.base_url = up.base_url();
+  o.backoff_initial_s = 0.005;
+  o.backoff_max_s = 0.01;
+  o.timeout_s = 10;
+  return o;
+}
+
+ChatRequest Request() {
+  ChatRequest r;
+  r.model = "m";
+  r.messages = {{"user", "hi"}};
+  r.max_tokens = 8;
+  return r;
+}
+
+TEST(ChatClientBreakerTest, OpensFailsFastAndClosesAfterProbe) {
+  std::atomic<bool> healthy{false};
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    if (healthy) {
+      FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+    } else {
+      FakeUpstream::Reply(res, 500, R"({"error":{"message":"boom"}})");
+    }
+  });
+  ChatClientOptions o = Fast(up);
+  o.max_retries = 10;
+  o.breaker_failures = 3;
+  o.breaker_cooldown_s = 0.3;
+  ChatClient client(o);
+
+  auto r1 = client.Complete(Request());
+  ASSERT_FALSE(r1.ok());
+  EXPECT_EQ(r1.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(r1.status().message().find("circuit open"), std::string::npos) << r1.status().message();
+  EXPECT_EQ(up.calls(), 3);  // the fourth attempt failed fast
+
+  ClientHealth h = client.Health();
+  EXPECT_EQ(h.breaker, BreakerState::kOpen);
+  EXPECT_EQ(h.breaker_opens, 1);
+  EXPECT_GT(h.breaker_retry_in_s, 0);
+  EXPECT_EQ(h.consecutive_failures, 3);
+
+  // While open: no request reaches the upstream.
+  auto r2 = client.Complete(Request());
+  ASSERT_FALSE(r2.ok());
+  EXPECT_NE(r2.status().message().find("circuit open"), std::string::npos);
+  EXPECT_EQ(up.calls(), 3);
+  EXPECT_EQ(client.stats().circuit_rejections.load(), 2);
+
+  // After the cool-down one probe goes; its success closes the breaker.
+  healthy = true;
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  EXPECT_EQ(client.Health().breaker, BreakerState::kHalfOpen);
+  auto r3 = client.Complete(Request());
+  ASSERT_TRUE(r3.ok()) << r3.status().ToString();
+  EXPECT_EQ(client.Health().breaker, BreakerState::kClosed);
+  EXPECT_EQ(client.Health().consecutive_failures, 0);
+}
+
+TEST(ChatClientBreakerTest, FailedProbeReopens) {
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 503, R"({"error":{"message":"down"}})");
+  });
+  ChatClientOptions o = Fast(up);
+  o.max_retries = 0;
+  o.breaker_failures = 1;
+  o.breaker_cooldown_s = 0.1;
+  ChatClient client(o);
+  EXPECT_FALSE(client.Complete(Request()).ok());
+  EXPECT_EQ(client.Health().breaker, BreakerState::kOpen);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_FALSE(client.Complete(Request()).ok());  // the probe
+  EXPECT_EQ(up.calls(), 2);
+  EXPECT_EQ(client.Health().breaker, BreakerState::kOpen);
+}
+
+TEST(ChatClientBreakerTest, RateLimitsAndClientErrorsDoNotTripIt) {
+  FakeUpstream up([&](int n, const RecordedRequest&, httplib::Response& res) {
+    if (n < 4) {
+      res.set_header("retry-after-ms", "1");
+      FakeUpstream::Reply(res, 429, R"({"error":{"message":"slow down"}})");
+    } else if (n == 4) {
+      FakeUpstream::Reply(res, 400, R"({"error":{"message":"bad"}})");
+    } else {
+      FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+    }
+  });
+  ChatClientOptions o = Fast(up);
+  o.max_retries = 6;
+  o.breaker_failures = 2;
+  ChatClient client(o);
+  auto r1 = client.Complete(Request());  // four 429s, then the 400
+  ASSERT_FALSE(r1.ok());
+  EXPECT_EQ(r1.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(client.Health().breaker, BreakerState::kClosed);
+  EXPECT_TRUE(client.Complete(Request()).ok());
+}
+
+TEST(ChatClientBudgetTest, CostIsAccountedAndBudgetStopsCalls) {
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok", 1000, 500));
+  });
+  ChatClientOptions o = Fast(up);
+  o.price_prompt_per_1m = 10;      // 1000 tokens → $0.01
+  o.price_completion_per_1m = 30;  // 500 tokens → $0.015
+  o.hourly_budget_usd = 0.04;
+  ChatClient client(o);
+  auto r1 = client.Complete(Request());
+  ASSERT_TRUE(r1.ok());
+  EXPECT_NEAR(r1->cost_usd, 0.025, 1e-12);
+  ClientHealth h = client.Health();
+  EXPECT_FALSE(h.budget_exhausted);
+  EXPECT_NEAR(h.cost_usd_this_hour, 0.025, 1e-12);
+  ASSERT_TRUE(client.Complete(Request()).ok());  // $0.05 spent: over budget now
+
+  auto r3 = client.Complete(Request());
+  ASSERT_FALSE(r3.ok());
+  EXPECT_EQ(r3.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(r3.status().message().find("budget exhausted until "), std::string::npos);
+  EXPECT_NE(r3.status().message().find(":00 UTC"), std::string::npos) << r3.status().message();
+  EXPECT_EQ(up.calls(), 2);
+
+  h = client.Health();
+  EXPECT_TRUE(h.budget_exhausted);
+  EXPECT_NEAR(h.cost_usd_total, 0.05, 1e-12);
+  EXPECT_DOUBLE_EQ(h.hourly_budget_usd, 0.04);
+  EXPECT_GT(h.budget_resets_at_ms, NowMs());
+  EXPECT_LE(h.budget_resets_at_ms, NowMs() + 3600 * 1000);
+  EXPECT_EQ(h.budget_resets_at_ms % (3600 * 1000), 0);
+  EXPECT_NEAR(client.stats().cost_usd(), 0.05, 1e-9);
+  EXPECT_EQ(client.stats().budget_rejections.load(), 1);
+}
+
+TEST(ChatClientRateLimitTest, RequestsPerMinuteSpacesCalls) {
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+  });
+  ChatClientOptions o = Fast(up);
+  o.requests_per_minute = 600;  // 10/s
+  o.rate_burst_s = 0.1;         // bucket depth 1
+  ChatClient client(o);
+  const double t0 = MonotonicSeconds();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(client.Complete(Request()).ok());
+  const double elapsed = MonotonicSeconds() - t0;
+  EXPECT_GE(elapsed, 0.38);  // four waits of 0.1 s
+  EXPECT_LT(elapsed, 2.0);
+  EXPECT_GE(client.stats().throttled_waits.load(), 4);
+}
+
+TEST(ChatClientRateLimitTest, TokensPerMinuteUsesEstimateThenUsage) {
+  // Each call reports 600 tokens of usage; the bucket holds 100 tokens/s.
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok", 500, 100));
+  });
+  ChatClientOptions o = Fast(up);
+  o.tokens_per_minute = 6000;  // 100/s
+  o.rate_burst_s = 6;          // 600 deep
+  ChatClient client(o);
+  const double t0 = MonotonicSeconds();
+  ASSERT_TRUE(client.Complete(Request()).ok());  // estimate ~9, debited to 600 after
+  ASSERT_TRUE(client.Complete(Request()).ok());  // waits for the 9-token estimate only
+  const double elapsed = MonotonicSeconds() - t0;
+  EXPECT_GE(elapsed, 0.05);
+  EXPECT_LT(elapsed, 1.0);
+}
+
+TEST(ChatClientRateLimitTest, HonoursExhaustedRateLimitHeaders) {
+  FakeUpstream up([&](int n, const RecordedRequest&, httplib::Response& res) {
+    if (n == 0) {
+      res.set_header("x-ratelimit-remaining-requests", "0");
+      res.set_header("x-ratelimit-reset-requests", "300ms");
+      res.set_header("x-ratelimit-remaining-tokens", "9000");
+      res.set_header("x-ratelimit-reset-tokens", "6m0s");  // not exhausted: ignored
+    }
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+  });
+  ChatClient client(Fast(up));
+  ASSERT_TRUE(client.Complete(Request()).ok());
+  const double paused = client.Health().rate_limited_for_s;
+  EXPECT_GT(paused, 0.2);
+  EXPECT_LE(paused, 0.3);
+  const double t0 = MonotonicSeconds();
+  ASSERT_TRUE(client.Complete(Request()).ok());
+  EXPECT_GE(MonotonicSeconds() - t0, 0.2);
+  EXPECT_LT(MonotonicSeconds() - t0, 1.0);
+}
+
+TEST(ChatClientRateLimitTest, Retry429UsesResetHeaderWithoutRetryAfter) {
+  FakeUpstream up([&](int n, const RecordedRequest&, httplib::Response& res) {
+    if (n == 0) {
+      res.set_header("x-ratelimit-remaining-tokens", "12");
+      res.set_header("x-ratelimit-reset-tokens", "250ms");
+      FakeUpstream::Reply(res, 429, R"({"error":{"message":"tokens per min exceeded"}})");
+      return;
+    }
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+  });
+  ChatClient client(Fast(up));
+  const double t0 = MonotonicSeconds();
+  auto r = client.Complete(Request());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->attempts, 2);
+  EXPECT_GE(MonotonicSeconds() - t0, 0.24);
+}
+
+TEST(ChatClientRateLimitTest, StopEndsARateLimitWait) {
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+  });
+  ChatClientOptions o = Fast(up);
+  o.requests_per_minute = 1;  // the second call would wait a minute
+  ChatClient client(o);
+  ASSERT_TRUE(client.Complete(Request()).ok());
+  auto pending = std::async(std::launch::async, [&] { return client.Complete(Request()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const double t0 = MonotonicSeconds();
+  client.Stop();
+  auto r = pending.get();
+  EXPECT_LT(MonotonicSeconds() - t0, 1.0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kCancelled);
+}
+
+TEST(ChatClientLogprobsTest, RequestsAndParsesTopLogprobs) {
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    nlohmann::json body = nlohmann::json::parse(FakeUpstream::Completion("A"));
+    body["choices"][0]["logprobs"] = {
+        {"content",
+         {{{"token", "A"},
+           {"logprob", -0.1},
+           {"bytes", {65}},
+           {"top_logprobs",
+            {{{"token", "A"}, {"logprob", -0.1}}, {{"token", "B"}, {"logprob", -2.4}}}}}}}};
+    FakeUpstream::Reply(res, 200, body.dump());
+  });
+  ChatClient client(Fast(up));
+  ChatRequest req = Request();
+  req.top_logprobs = 5;
+  auto r = client.Complete(req);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const RecordedRequest sent = up.requests().at(0);
+  EXPECT_EQ(sent.json["logprobs"], true);
+  EXPECT_EQ(sent.json["top_logprobs"], 5);
+  ASSERT_EQ(r->logprobs.size(), 1u);
+  EXPECT_EQ(r->logprobs[0].token, "A");
+  EXPECT_DOUBLE_EQ(r->logprobs[0].logprob, -0.1);
+  ASSERT_EQ(r->logprobs[0].top.size(), 2u);
+  EXPECT_EQ(r->logprobs[0].top[1].token, "B");
+  EXPECT_DOUBLE_EQ(r->logprobs[0].top[1].logprob, -2.4);
+
+  // Not asked: no logprobs fields in the request.
+  ASSERT_TRUE(client.Complete(Request()).ok());
+  EXPECT_FALSE(up.requests().at(1).json.contains("logprobs"));
+}
+
+TEST(ChatClientTest, CorruptBodyIsRetriedThenCorruption) {
+  FakeUpstream up([&](int n, const RecordedRequest&, httplib::Response& res) {
+    if (n == 0) {
+      FakeUpstream::Reply(res, 200, R"({"choices":[{"message":{"content":"A)");
+    } else {
+      FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+    }
+  });
+  ChatClient client(Fast(up));
+  auto r = client.Complete(Request());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->attempts, 2);
+}
+
+}  // namespace
+}  // namespace rlaif::judge

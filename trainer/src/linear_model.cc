@@ -1,0 +1,272 @@
+#include "linear_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+#include "rlaif/common/hash.h"
+
+namespace rlaif::trainer {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Bumped when LinearFeatures changes meaning: old weights would score wrong.
+constexpr int kFeatureVersion = 1;
+constexpr uint64_t kUnigramSeed = 0x756e69ULL;
+constexpr uint64_t kBigramSeed = 0x6269ULL;
+constexpr size_t kDenseFeatures = 2;
+
+bool IsWordByte(unsigned char c) {
+  // Bytes >= 0x80 keep UTF-8 words whole.
+  return std::isalnum(c) || c == '\'' || c >= 0x80;
+}
+
+// Lowercased words and single punctuation marks of `text`.
+std::vector<std::string> Words(std::string_view text) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (std::isspace(c)) {
+      ++i;
+    } else if (IsWordByte(c)) {
+      std::string w;
+      while (i < text.size() && IsWordByte(static_cast<unsigned char>(text[i]))) {
+        w += static_cast<char>(std::tolower(static_cast<unsigned char>(text[i])));
+        ++i;
+      }
+      out.push_back(std::move(w));
+    } else {
+      out.emplace_back(1, text[i]);
+      ++i;
+    }
+  }
+  return out;
+}
+
+size_t WeightCount(const LinearConfig& c) { return (size_t{1} << c.hash_bits) + kDenseFeatures; }
+
+uint64_t WeightsChecksum(const std::vector<float>& w) {
+  return Hash64(
+      std::string_view(reinterpret_cast<const char*>(w.data()), w.size() * sizeof(float)));
+}
+
+double Sigmoid(double x) {
+  return x >= 0 ? 1.0 / (1.0 + std::exp(-x)) : std::exp(x) / (1.0 + std::exp(x));
+}
+
+}  // namespace
+
+std::vector<std::pair<uint32_t, float>> LinearFeatures(const LinearConfig& config,
+                                                       std::string_view response) {
+  const std::vector<std::string> words = Words(response);
+  const uint32_t mask = (uint32_t{1} << config.hash_bits) - 1;
+  std::vector<uint32_t> ids;
+  ids.reserve(words.size() * 2 + 2);
+  for (const auto& w : words) ids.push_back(static_cast<uint32_t>(Hash64(w, kUnigramSeed)) & mask);
+  if (config.bigrams) {
+    std::string prev = "<s>";
+    for (size_t i = 0; i <= words.size(); ++i) {
+      const std::string& cur = i < words.size() ? words[i] : std::string("</s>");
+      std::string key = prev;
+      key += '\x1f';
+      key += cur;
+      ids.push_back(static_cast<uint32_t>(Hash64(key, kBigramSeed)) & mask);
+      prev = cur;
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  // Binary presence, L2-normalised: long responses do not get larger scores
+  // merely by having more features; length has its own feature.
+  const float value = ids.empty() ? 0.0f : static_cast<float>(1.0 / std::sqrt(ids.size()));
+  std::vector<std::pair<uint32_t, float>> out;
+  out.reserve(ids.size() + kDenseFeatures);
+  for (uint32_t id : ids) out.emplace_back(id, value);
+  if (config.length_feature) {
+    const uint32_t dense = mask + 1;
+    out.emplace_back(dense, static_cast<float>(std::log1p(static_cast<double>(words.size()))));
+    out.emplace_back(dense + 1, words.empty() ? 1.0f : 0.0f);
+  }
+  return out;
+}
+
+LinearRewardModel::LinearRewardModel(LinearConfig config, std::vector<float> weights,
+                                     std::string version, std::string dir, double norm_mean,
+                                     double norm_std)
+    : config_(config),
+      weights_(std::move(weights)),
+      version_(std::move(version)),
+      dir_(std::move(dir)),
+      norm_mean_(norm_mean),
+      norm_std_(norm_std) {}
+
+double LinearRewardModel::ScoreResponse(std::string_view response) const {
+  double s = 0;
+  for (const auto& [id, v] : LinearFeatures(config_, response)) s += weights_[id] * v;
+  return s;
+}
+
+Result<std::vector<double>> LinearRewardModel::Score(
+    const std::vector<std::pair<std::string, std::string>>& items) const {
+  std::vector<double> out;
+  out.reserve(items.size());
+  for (const auto& item : items) out.push_back(ScoreResponse(item.second));
+  return out;
+}
+
+std::shared_ptr<LinearRewardModel> LinearRewardModel::WithIdentity(std::string version,
+                                                                   std::string dir,
+                                                                   double norm_mean,
+                                                                   double norm_std) const {
+  return std::make_shared<LinearRewardModel>(config_, weights_, std::move(version), std::move(dir),
+                                             norm_mean, norm_std);
+}
+
+Result<std::shared_ptr<LinearRewardModel>> TrainLinearRewardModel(
+    const std::vector<PreferencePair>& train, const LinearConfig& config,
+    const LinearTrainOptions& options, const std::string& version, const std::string& dir) {
+  if (train.empty()) return Status::InvalidArgument("no training pairs");
+  if (config.hash_bits < 4 || config.hash_bits > 26) {
+    return Status::InvalidArgument("linear model: hash_bits must be in [4, 26]");
+  }
+  if (options.epochs < 1 || !(options.learning_rate > 0) || !(options.l2 >= 0)) {
+    return Status::InvalidArgument("linear model: epochs >= 1, learning_rate > 0, l2 >= 0");
+  }
+  // Per pair: the feature difference chosen - rejected (shared ids merged).
+  struct Diff {
+    std::vector<std::pair<uint32_t, float>> x;
+    float p = 1.0f;
+  };
+  std::vector<Diff> data;
+  data.reserve(train.size());
+  for (const auto& p : train) {
+    auto c = LinearFeatures(config, p.chosen), r = LinearFeatures(config, p.rejected);
+    for (auto& [id, v] : r) v = -v;
+    c.insert(c.end(), r.begin(), r.end());
+    std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    Diff d;
+    d.p = static_cast<float>(p.p_chosen);
+    for (const auto& [id, v] : c) {
+      if (!d.x.empty() && d.x.back().first == id) {
+        d.x.back().second += v;
+      } else {
+        d.x.emplace_back(id, v);
+      }
+    }
+    data.push_back(std::move(d));
+  }
+  std::vector<float> w(WeightCount(config), 0.0f);
+  std::vector<float> g2(w.size(), 0.0f);
+  std::vector<size_t> order(data.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(options.seed ^ 0x1ea7ULL);
+  const double lr = options.learning_rate, l2 = options.l2;
+  for (int epoch = 0; epoch < options.epochs; ++epoch) {
+    if (options.cancelled && options.cancelled()) {
+      return Status::Cancelled("linear training cancelled at epoch " + std::to_string(epoch));
+    }
+    std::shuffle(order.begin(), order.end(), rng);
+    for (size_t i : order) {
+      const Diff& d = data[i];
+      double margin = 0;
+      for (const auto& [id, v] : d.x) margin += w[id] * v;
+      // d/dmargin of p*-log s(m) + (1-p)*-log s(-m) = s(m) - p.
+      const double g = Sigmoid(margin) - d.p;
+      for (const auto& [id, v] : d.x) {
+        const double grad = g * v + l2 * w[id];
+        g2[id] += static_cast<float>(grad * grad);
+        w[id] -= static_cast<float>(lr * grad / std::sqrt(g2[id] + 1e-8));
+      }
+    }
+  }
+  for (float v : w) {
+    if (!std::isfinite(v)) return Status::Internal("linear training diverged (non-finite weight)");
+  }
+  return std::make_shared<LinearRewardModel>(config, std::move(w), version, dir, 0.0, 1.0);
+}
+
+Result<std::string> SaveLinearWeights(const LinearRewardModel& model, const std::string& dir) {
+  const fs::path path = fs::path(dir) / kLinearWeightsFile;
+  const auto& w = model.weights();
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  // Little-endian float32 on every platform this builds for (x86-64, aarch64).
+  out.write(reinterpret_cast<const char*>(w.data()),
+            static_cast<std::streamsize>(w.size() * sizeof(float)));
+  out.close();
+  if (!out) return Status::IoError("cannot write " + path.string());
+  json arch = {{"type", "linear"},
+               {"features", "hashed word unigrams+bigrams (binary, l2-normalised) of the response"},
+               {"feature_version", kFeatureVersion},
+               {"hash_bits", model.config().hash_bits},
+               {"bigrams", model.config().bigrams},
+               {"length_feature", model.config().length_feature},
+               {"weights_file", kLinearWeightsFile},
+               {"weights", w.size()},
+               {"weights_hash64", HexId(WeightsChecksum(w))}};
+  return arch.dump();
+}
+
+Result<std::shared_ptr<LinearRewardModel>> LoadLinearRewardModel(const std::string& dir,
+                                                                 const std::string& arch_json,
+                                                                 const std::string& version,
+                                                                 double norm_mean,
+                                                                 double norm_std) {
+  json arch = json::parse(arch_json, nullptr, /*allow_exceptions=*/false);
+  if (!arch.is_object()) return Status::Corruption("architecture is not an object");
+  if (arch.value("type", std::string()) != "linear") {
+    return Status::InvalidArgument("architecture.type is not \"linear\"");
+  }
+  if (!arch.value("feature_version", json()).is_number_integer() ||
+      arch["feature_version"].get<int>() != kFeatureVersion) {
+    return Status::InvalidArgument(
+        "linear model has feature_version " + arch.value("feature_version", json()).dump() +
+        "; this build computes version " + std::to_string(kFeatureVersion));
+  }
+  LinearConfig config;
+  if (!arch.value("hash_bits", json()).is_number_integer() ||
+      !arch.value("bigrams", json()).is_boolean() ||
+      !arch.value("length_feature", json()).is_boolean() ||
+      !arch.value("weights_hash64", json()).is_string()) {
+    return Status::Corruption(
+        "linear architecture lacks hash_bits/bigrams/length_feature/"
+        "weights_hash64");
+  }
+  config.hash_bits = arch["hash_bits"].get<int>();
+  config.bigrams = arch["bigrams"].get<bool>();
+  config.length_feature = arch["length_feature"].get<bool>();
+  if (config.hash_bits < 4 || config.hash_bits > 26) {
+    return Status::InvalidArgument("linear hash_bits " + std::to_string(config.hash_bits) +
+                                   " outside [4, 26]");
+  }
+  const fs::path path = fs::path(dir) / kLinearWeightsFile;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::Corruption("checkpoint " + dir + " lacks " + kLinearWeightsFile);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string bytes = ss.str();
+  const size_t n = WeightCount(config);
+  if (bytes.size() != n * sizeof(float)) {
+    return Status::Corruption(path.string() + " has " + std::to_string(bytes.size()) +
+                              " bytes; the architecture needs " +
+                              std::to_string(n * sizeof(float)) + " (truncated or corrupt)");
+  }
+  std::vector<float> w(n);
+  std::memcpy(w.data(), bytes.data(), bytes.size());
+  if (HexId(WeightsChecksum(w)) != arch["weights_hash64"].get<std::string>()) {
+    return Status::Corruption(path.string() + " does not match its checksum in config.json");
+  }
+  return std::make_shared<LinearRewardModel>(config, std::move(w), version, dir, norm_mean,
+                                             norm_std);
+}
+
+}  // namespace rlaif::trainer
