@@ -6,7 +6,7 @@
 # (after `make build`); SECS=N sets the seconds per point (default 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=build/bin
+BIN=${BIN:-build/bin}
 SECS=${SECS:-10}
 PORT=${PORT:-18280}
 W=$(mktemp -d /tmp/rlaif-bench-serve-XXXXXX)

@@ -244,6 +244,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
     r.Bool("score_batching", &c.api.score_batching);
     r.Int("score_max_batch", &c.api.score_max_batch, 1, 4096);
     r.Double("score_max_wait_ms", &c.api.score_max_wait_ms, 0, 1000);
+    r.Int("score_workers", &c.api.score_workers, 0, 64);
     r.Finish();
     std::string host;
     int port = 0;

@@ -143,7 +143,8 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   Ingestor ingestor(config.sources, config.sampling, **store, metrics);
   trainer::Scorer scorer({.batching = config.api.score_batching,
                           .max_batch = config.api.score_max_batch,
-                          .max_wait_ms = config.api.score_max_wait_ms});
+                          .max_wait_ms = config.api.score_max_wait_ms,
+                          .workers = config.api.score_workers});
   Pipeline pipeline(config, **store, metrics, ingestor, generator, judge, scorer);
   pipeline.SetClients(&gen_client, &judge_client);
   RLAIF_RETURN_IF_ERROR(pipeline.Start());

@@ -24,7 +24,11 @@ Scorer::Scorer() : Scorer(ScorerOptions{}) {}
 
 Scorer::Scorer(ScorerOptions options) : options_(options) {
   if (options_.max_batch < 1) options_.max_batch = 1;
-  if (options_.batching) thread_ = std::thread([this] { BatchLoop(); });
+  if (options_.batching) {
+    int n = options_.workers;
+    if (n <= 0) n = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 8);
+    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { BatchLoop(); });
+  }
 }
 
 Scorer::~Scorer() {
@@ -33,7 +37,9 @@ Scorer::~Scorer() {
     stop_ = true;
   }
   queue_cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
   // Anything still queued is answered, never left waiting.
   for (auto& r : queue_) {
     std::lock_guard<std::mutex> lock(r->mu);

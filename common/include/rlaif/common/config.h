@@ -27,6 +27,7 @@ struct ApiConfig {
   bool score_batching = true;     // group concurrent /v1/score requests into one forward pass
   int score_max_batch = 32;       // items per forward pass, [1, 4096]
   double score_max_wait_ms = 2;   // wait of the first queued item for company, [0, 1000] ms
+  int score_workers = 0;          // batching threads; 0 = one per core (at most 8)
 };
 
 // JSON pointers (RFC 6901) into each line, for `format: custom`.

@@ -1,12 +1,14 @@
-// Scorer: the live reward model behind an atomically swapped pointer, with a
-// batching thread that groups concurrent requests into one forward pass.
+// Scorer: the live reward model behind an atomically swapped pointer, with
+// batching threads that group concurrent requests into shared forward passes.
 //
 // Swap() publishes a new model; requests already holding the old one (a batch
 // in progress) finish on it, and the old model is freed when its last user
-// releases it. Score()/ScoreMany() enqueue their items; the batching thread
+// releases it. Score()/ScoreMany() enqueue their items; a batching thread
 // takes up to `max_batch` items, waiting at most `max_wait_ms` after the first
 // one for more, scores them with the model live at that moment, and answers
-// every request with the version that scored it.
+// every request with the version that scored it. Several batching threads
+// (`workers`) keep every core busy: one thread alone would serialise the
+// forward passes that independent requests could run side by side.
 // Thread safety: all methods may be called concurrently. The destructor stops
 // the batching thread; requests still queued get kCancelled.
 #pragma once
@@ -35,6 +37,7 @@ struct ScorerOptions {
   bool batching = true;     // false: every request is its own forward pass (for benchmarks)
   int max_batch = 32;       // items per forward pass
   double max_wait_ms = 2;   // how long the first queued item waits for company
+  int workers = 0;          // batching threads (forward passes in parallel); 0 = one per core, ≤ 8
 };
 
 struct ScorerStats {
@@ -76,7 +79,7 @@ class Scorer {
   mutable std::deque<std::shared_ptr<Request>> queue_;
   bool stop_ = false;
   mutable ScorerStats stats_;
-  std::thread thread_;  // the batching thread (only when options_.batching)
+  std::vector<std::thread> threads_;  // the batching threads (only when options_.batching)
 };
 
 // Gate: may `candidate` replace `live`? Both measured on the same holdout by Evaluate().
