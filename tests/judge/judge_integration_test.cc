@@ -24,7 +24,7 @@ using json = nlohmann::json;
 using rlaif::testing::SimChild;
 using rlaif::testing::TempDir;
 
-constexpr int kPrompts = 400;
+constexpr int kPrompts = 500;  // issue 4: 500 pairs through generator + judge
 constexpr int kWorkers = 32;
 
 struct Truth {
