@@ -22,6 +22,9 @@ namespace {
 
 constexpr size_t kFingerprintBytes = 1024;
 constexpr size_t kMaxRawInDeadLetter = 4096;
+// Checkpoint keys of copies of truncated files: "<path when found>#copy:<dev>:<ino>".
+constexpr const char* kCopyKeyMark = "#copy:";
+bool IsCopyKey(const std::string& key) { return key.find(kCopyKeyMark) != std::string::npos; }
 
 std::string Trim(const std::string& s) {
   size_t b = s.find_first_not_of(" \t\r\n");
@@ -94,6 +97,7 @@ struct Ingestor::Tracked {
     if (fd >= 0) close(fd);
   }
   std::string DesiredKey() const {
+    if (IsCopyKey(cp.path)) return cp.path;  // a copy keeps the key it was found under
     if (!gone) return path;
     return path + "#deleted:" + std::to_string(cp.device) + ":" + std::to_string(cp.inode);
   }
@@ -316,6 +320,10 @@ Result<IngestPassStats> Ingestor::PollOnce() {
     closedir(d);
   }
 
+  // 1b. Truncated files: find and checkpoint the copy holding their unread lines.
+  std::set<FileKey> truncated;
+  RLAIF_RETURN_IF_ERROR(RecoverTruncationCopies(found, &truncated));
+
   // 2. Open what is not followed yet and decide where it resumes.
   for (auto& [key, loc] : found) {
     auto it = files_.find(key);
@@ -332,15 +340,23 @@ Result<IngestPassStats> Ingestor::PollOnce() {
       });
       if (r == records_.end()) continue;
       uint64_t max_offset = 0;
+      bool copy_key = false;  // a copy's checkpoint never moves with the file
       for (const auto& [p, cp] : records_) {
-        if (cp.device == key.dev && cp.inode == key.ino)
+        if (cp.device == key.dev && cp.inode == key.ino) {
           max_offset = std::max(max_offset, cp.offset);
+          copy_key = copy_key || IsCopyKey(p);
+        }
+      }
+      if (!truncated.count(key) && copy_key &&
+          static_cast<uint64_t>(loc.st.st_size) <= max_offset) {
+        continue;
       }
       // A finished file whose checkpoint is already under its current name
       // needs nothing; one that moved is followed for one poll so that its
       // checkpoint moves with it (its old key may be reused by a new file).
-      if (static_cast<uint64_t>(loc.st.st_size) <= max_offset && records_.count(loc.path) &&
-          records_[loc.path].device == key.dev && records_[loc.path].inode == key.ino) {
+      if (!truncated.count(key) && static_cast<uint64_t>(loc.st.st_size) <= max_offset &&
+          records_.count(loc.path) && records_[loc.path].device == key.dev &&
+          records_[loc.path].inode == key.ino) {
         continue;
       }
     }
@@ -367,13 +383,19 @@ Result<IngestPassStats> Ingestor::PollOnce() {
       t->cp = *id;
       t->committed = true;
     } else {
-      if (!loc.in_glob) continue;  // an unknown file that does not match the glob
+      // An unknown file that does not match the glob is ignored, unless it is
+      // a followed file that was truncated (its copy was found): read from 0.
+      if (!loc.in_glob && !truncated.count(key)) continue;
       auto old = records_.find(loc.path);
       t->cp = storage::SourceCheckpoint{};
       t->cp.path = loc.path;
       t->cp.device = key.dev;
       t->cp.inode = key.ino;
-      if (old != records_.end()) {
+      if (!loc.in_glob) {
+        spdlog::warn("ingest: {} was truncated (copy found): re-reading it from 0", loc.path);
+        metrics_.GetCounter("rlaif_ingest_truncations_total", "Files truncated in place.").Inc();
+        ++rotations_by_path_[loc.path];
+      } else if (old != records_.end()) {
         if (old->second.device == key.dev && old->second.inode == key.ino) {
           spdlog::warn(
               "ingest: {} was rewritten or truncated (first bytes changed): re-reading "
@@ -449,6 +471,151 @@ Result<IngestPassStats> Ingestor::PollOnce() {
       .Set(static_cast<double>(files_.size()));
   PublishStatus();
   return stats;
+}
+
+std::optional<std::pair<std::string, struct stat>> Ingestor::FindTruncationCopy(
+    const std::string& dir, const FileKey& original, const storage::SourceCheckpoint& old,
+    std::string* copy_head) const {
+  std::optional<std::pair<std::string, struct stat>> best;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return best;
+  while (struct dirent* e = readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    struct stat st {};
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+      continue;
+    }
+    const FileKey key{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+    if (key == original || files_.count(key)) continue;
+    if (static_cast<uint64_t>(st.st_size) < old.offset ||
+        static_cast<uint64_t>(st.st_size) < old.fingerprint_len) {
+      continue;
+    }
+    if (best && (st.st_mtim.tv_sec < best->second.st_mtim.tv_sec ||
+                 (st.st_mtim.tv_sec == best->second.st_mtim.tv_sec &&
+                  st.st_mtim.tv_nsec <= best->second.st_mtim.tv_nsec))) {
+      continue;  // an older candidate
+    }
+    int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;
+    struct stat fst {};
+    Result<std::string> head = Status::IoError("unread");
+    if (fstat(fd, &fst) == 0 && fst.st_dev == st.st_dev && fst.st_ino == st.st_ino) {
+      head =
+          ReadAt(fd, 0, std::min<uint64_t>(static_cast<uint64_t>(fst.st_size), kFingerprintBytes));
+    }
+    close(fd);
+    if (!head.ok() || !FingerprintMatches(old, *head)) continue;
+    // A file already known by identity (a former copy, a rotated file) is
+    // never taken: its bytes are accounted for by its own checkpoint.
+    if (FindByIdentity(key, *head)) continue;
+    best.emplace((dir == "/" ? "" : dir) + "/" + e->d_name, fst);
+    *copy_head = std::move(*head);
+  }
+  closedir(d);
+  return best;
+}
+
+Status Ingestor::RecoverTruncationCopies(std::map<FileKey, Located>& found,
+                                         std::set<FileKey>* truncated) {
+  std::vector<Located> copies;
+  for (auto& [key, loc] : found) {
+    // The checkpoint the file had: the followed state, or (first poll after a
+    // restart, or a file not followed yet) the stored one for this identity.
+    storage::SourceCheckpoint old;
+    int fd = -1;
+    bool own_fd = false;
+    auto it = files_.find(key);
+    if (it != files_.end()) {
+      old = it->second->cp;
+      fd = it->second->fd;
+    } else {
+      const storage::SourceCheckpoint* best = nullptr;
+      for (const auto& [p, cp] : records_) {
+        if (cp.device != key.dev || cp.inode != key.ino) continue;
+        // Prefer the record under this path, then the one furthest on.
+        if (!best || (p == loc.path && best->path != loc.path) ||
+            ((p == loc.path) == (best->path == loc.path) && cp.offset > best->offset)) {
+          best = &cp;
+        }
+      }
+      if (best == nullptr) continue;
+      old = *best;
+      fd = open(loc.path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      own_fd = true;
+    }
+    if (old.fingerprint_len == 0) {
+      if (own_fd) close(fd);
+      continue;  // nothing of the old file is known: no copy can be recognized
+    }
+    struct stat st {};
+    Result<std::string> head = Status::IoError("unread");
+    if (fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_dev) == key.dev &&
+        static_cast<uint64_t>(st.st_ino) == key.ino) {
+      head =
+          ReadAt(fd, 0, std::min<uint64_t>(static_cast<uint64_t>(st.st_size), kFingerprintBytes));
+    }
+    if (own_fd) close(fd);
+    if (!head.ok()) continue;
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (size >= old.offset && FingerprintMatches(old, *head)) continue;  // not truncated
+    if (it == files_.end()) {
+      // Another stored checkpoint of this identity that still fits: not truncated.
+      auto id = FindByIdentity(key, *head);
+      if (id && size >= id->offset) continue;
+    }
+    std::string copy_head;
+    auto copy = FindTruncationCopy(DirName(loc.path), key, old, &copy_head);
+    if (!copy) {
+      spdlog::warn(
+          "ingest: {} was truncated or rewritten; no copy of it found (lines not read "
+          "before the truncation, if any, are lost)",
+          loc.path);
+      continue;
+    }
+    const auto& [copy_path, cst] = *copy;
+    storage::SourceCheckpoint next;
+    // A key of its own, never moved (see IsCopyKey): it overwrites no other
+    // file's checkpoint (e.g. of a file logrotate renamed .1 -> .2 meanwhile)
+    // and is never overwritten, so it is never left behind stale.
+    next.path =
+        copy_path + kCopyKeyMark + std::to_string(cst.st_dev) + ":" + std::to_string(cst.st_ino);
+    next.device = static_cast<uint64_t>(cst.st_dev);
+    next.inode = static_cast<uint64_t>(cst.st_ino);
+    next.fingerprint = Fingerprint(copy_head);
+    next.fingerprint_len = copy_head.size();
+    next.offset = old.offset;
+    next.lines = old.lines;
+    next.updated_at_ms = NowMs();
+    storage::IngestCommitStats cs;
+    Status cst_status = store_.CommitIngest(next, {}, {}, &cs);
+    if (!cst_status.ok()) return Status::IoError("store: " + cst_status.ToString());
+    records_[next.path] = next;
+    spdlog::warn(
+        "ingest: {} was truncated (copytruncate): reading its copy {} from offset {} "
+        "({} bytes unread)",
+        loc.path, copy_path, old.offset, static_cast<uint64_t>(cst.st_size) - old.offset);
+    metrics_
+        .GetCounter("rlaif_ingest_truncation_copies_total",
+                    "Copies of truncated files found and read from the committed offset.")
+        .Inc();
+    truncated->insert(key);
+    const FileKey ckey{next.device, next.inode};
+    if (!found.count(ckey)) {
+      Located c;
+      c.path = copy_path;
+      c.source = loc.source;
+      c.in_glob = false;
+      c.st = cst;
+      copies.push_back(std::move(c));
+    }
+  }
+  for (auto& c : copies) {
+    FileKey ckey{static_cast<uint64_t>(c.st.st_dev), static_cast<uint64_t>(c.st.st_ino)};
+    found.emplace(ckey, std::move(c));
+  }
+  return Status::Ok();
 }
 
 Status Ingestor::Rehome() {

@@ -391,7 +391,16 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
     if (!has.ok()) return fail("store_error", has.status().ToString(), false);
     if (*has) continue;
     const double t0 = MonotonicSeconds();
-    auto label = judge_.JudgePair(**pair, dim);
+    Result<storage::LabelRecord> label = Status::Internal("not judged");
+    if (dim.kind == "rouge_l") {
+      // ROUGE-L needs a reference: the response the serving stack logged.
+      auto prompt = store_.GetPrompt((*pair)->prompt_id);
+      if (!prompt.ok()) return fail("store_error", prompt.status().ToString(), false);
+      const std::string reference = prompt->has_value() ? (*prompt)->logged_response : "";
+      label = judge_.JudgePair(**pair, dim, reference);
+    } else {
+      label = judge_.JudgePair(**pair, dim);
+    }
     metrics_.GetHistogram("rlaif_judge_duration_seconds",
                           "Time to label one pair on one dimension (both orders).")
         .Observe(MonotonicSeconds() - t0);

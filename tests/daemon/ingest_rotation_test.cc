@@ -196,6 +196,109 @@ TEST_F(IngestRotationTest, CopyTruncateIsDetectedByFingerprintEvenWhenTheFileReg
   EXPECT_NE(metrics_.Render().find("rlaif_ingest_truncations_total 1"), std::string::npos);
 }
 
+// copytruncate while rlaifd is down, with lines it had not read yet: they are
+// only in logrotate's copy, which is read from the committed offset on the
+// first poll after the restart; nothing is read twice afterwards, even once a
+// wider glob matches the copy.
+TEST_F(IngestRotationTest, CopyTruncateWhileStoppedRecoversUnreadLinesFromTheCopyOnce) {
+  WriteFile(log_, Line("a1") + Line("a2"));
+  EXPECT_EQ(PollAfterRestart().stored, 2);
+  // Down: more lines, then logrotate's copytruncate, then the application goes on.
+  AppendFile(log_, Line("a3") + Line("a4"));
+  std::filesystem::copy_file(log_, log_ + ".1");
+  std::filesystem::resize_file(log_, 0);
+  AppendFile(log_, Line("b1"));
+  auto s = PollAfterRestart();
+  EXPECT_EQ(s.stored, 3);
+  ExpectExactlyOnce({"a1", "a2", "a3", "a4", "b1"});
+  EXPECT_NE(metrics_.Render().find("rlaif_ingest_truncation_copies_total 1"), std::string::npos);
+  EXPECT_EQ(PollAfterRestart().lines, 0);
+  // A glob that matches the copy does not take it for a new file.
+  source_.path = dir_.Sub("logs/app.jsonl*");
+  EXPECT_EQ(PollAfterRestart().lines, 0);
+  AppendFile(log_, Line("b2"));
+  EXPECT_EQ(PollAfterRestart().stored, 1);
+  ExpectExactlyOnce({"a1", "a2", "a3", "a4", "b1", "b2"});
+}
+
+TEST_F(IngestRotationTest, CopyTruncateWhileRunningRecoversUnreadLinesFromTheCopyOnce) {
+  const int fds = OpenFds();
+  WriteFile(log_, Line("a1"));
+  Poll(Running());
+  AppendFile(log_, Line("a2") + Line("a3"));  // not read before the rotation
+  std::filesystem::copy_file(log_, log_ + ".1");
+  std::filesystem::resize_file(log_, 0);
+  AppendFile(log_, Line("b1"));
+  EXPECT_EQ(Poll(Running()).stored, 3);
+  Poll(Running());
+  Poll(Running());  // the copy is drained and released
+  EXPECT_EQ(Running().OpenFiles(), 1u);
+  EXPECT_EQ(OpenFds(), fds + 1);
+  // A second copytruncate: the first copy is renamed away (.1 -> .2).
+  AppendFile(log_, Line("b2"));
+  std::filesystem::rename(log_ + ".1", log_ + ".2");
+  std::filesystem::copy_file(log_, log_ + ".1");
+  std::filesystem::resize_file(log_, 0);
+  AppendFile(log_, Line("c1"));
+  EXPECT_EQ(Poll(Running()).stored, 2);
+  Poll(Running());
+  Poll(Running());
+  EXPECT_EQ(PollAfterRestart().lines, 0);
+  ExpectExactlyOnce({"a1", "a2", "a3", "b1", "b2", "c1"});
+}
+
+// With a glob that matches the copies, while running: the copy is followed by
+// identity from the committed offset, not read from its start as a new file.
+TEST_F(IngestRotationTest, CopyTruncateWithAGlobMatchingTheCopyReadsItOnce) {
+  source_.path = dir_.Sub("logs/app.jsonl*");
+  WriteFile(log_, Line("a1"));
+  Poll(Running());
+  AppendFile(log_, Line("a2"));
+  std::filesystem::copy_file(log_, log_ + ".1");
+  std::filesystem::resize_file(log_, 0);
+  AppendFile(log_, Line("b1"));
+  EXPECT_EQ(Poll(Running()).stored, 2);
+  EXPECT_EQ(Poll(Running()).lines, 0);
+  // Again, logrotate first renaming the former copy away (.1 -> .2).
+  AppendFile(log_, Line("b2"));
+  std::filesystem::rename(log_ + ".1", log_ + ".2");
+  std::filesystem::copy_file(log_, log_ + ".1");
+  std::filesystem::resize_file(log_, 0);
+  AppendFile(log_, Line("c1"));
+  EXPECT_EQ(Poll(Running()).stored, 2);
+  EXPECT_EQ(Poll(Running()).lines, 0);
+  EXPECT_EQ(PollAfterRestart().lines, 0);
+  EXPECT_EQ(PollAfterRestart().lines, 0);
+  ExpectExactlyOnce({"a1", "a2", "b1", "b2", "c1"});
+}
+
+// copytruncate, then (still down) a rename rotation of the truncated file: the
+// copy gives the old unread lines, the renamed file is re-read from 0.
+TEST_F(IngestRotationTest, CopyTruncateThenRenameWhileStoppedLosesNothing) {
+  WriteFile(log_, Line("a1"));
+  PollAfterRestart();
+  AppendFile(log_, Line("a2"));
+  std::filesystem::copy_file(log_, log_ + ".1");
+  std::filesystem::resize_file(log_, 0);
+  AppendFile(log_, Line("b1"));
+  std::filesystem::rename(log_, log_ + ".r");
+  WriteFile(log_, Line("c1"));
+  EXPECT_EQ(PollAfterRestart().stored, 3);
+  EXPECT_EQ(PollAfterRestart().lines, 0);
+  ExpectExactlyOnce({"a1", "a2", "b1", "c1"});
+}
+
+// Without a copy, a truncation is still re-read from 0 (today's behaviour).
+TEST_F(IngestRotationTest, TruncationWithoutACopyWhileStoppedReReadsFromZero) {
+  WriteFile(log_, Line("a1") + Line("a2"));
+  PollAfterRestart();
+  std::filesystem::resize_file(log_, 0);
+  AppendFile(log_, Line("b1"));
+  EXPECT_EQ(PollAfterRestart().stored, 1);
+  EXPECT_EQ(metrics_.Render().find("rlaif_ingest_truncation_copies_total"), std::string::npos);
+  ExpectExactlyOnce({"a1", "a2", "b1"});
+}
+
 TEST_F(IngestRotationTest, TruncationRewritingIdenticalLinesStoresNothingTwice) {
   WriteFile(log_, Line("x1") + Line("x2") + Line("x3"));
   Poll(Running());

@@ -61,6 +61,9 @@ def wait_for(pred, timeout, what, interval=0.25):
     raise Fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+_PROCS = []  # every child started, killed at the end of run_main so none outlives the test
+
+
 class Proc:
     """A child process whose stdout/stderr go to files in `logdir`."""
 
@@ -72,6 +75,7 @@ class Proc:
         self.err = open(self.err_path, "ab")
         self.p = subprocess.Popen(argv, stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL,
                                   env=env)
+        _PROCS.append(self)
 
     def alive(self):
         return self.p.poll() is None
@@ -141,6 +145,10 @@ def run_main(fn):
     except Fail as e:
         print(f"FAIL: {e}", file=sys.stderr)
     finally:
+        for proc in _PROCS:
+            if proc.alive():
+                proc.p.kill()
+                proc.p.wait(timeout=30)
         if ok:
             shutil.rmtree(tmp, ignore_errors=True)
         else:

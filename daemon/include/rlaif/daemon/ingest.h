@@ -16,11 +16,20 @@
 //    match the glob, and the file is read from its committed offset to its end.
 //  - deleted while open: read to its end through the open descriptor.
 //  - copytruncate / truncation in place: a file smaller than its committed
-//    offset, or whose first bytes changed, is re-read from 0. Lines that were
-//    written after the last poll and before the truncation are lost (the
-//    unavoidable copytruncate window: at most one poll interval of writes).
-//    Lines re-read from identical content are not stored twice (same prompt
-//    id with dedupe; same file+offset id without).
+//    offset, or whose first bytes changed, was truncated (or rewritten). On
+//    the poll that sees it (the first poll after a restart included), its
+//    directory is searched for the copy logrotate made: a regular file not
+//    known by identity whose first fingerprint_len bytes hash to the old
+//    checkpoint's fingerprint and whose size is at least the committed offset
+//    (newest mtime wins). That copy gets its own checkpoint (under its path,
+//    with its identity) starting at the old committed offset, committed before
+//    anything is read, and is read from there to its end like a rotated file;
+//    as a known identity it is never read again as a new file, even by a glob
+//    that matches it. The truncated file is then read from 0. Without such a
+//    copy the file is just re-read from 0. Lines written between logrotate's
+//    copy and its truncate exist in neither file and are lost (no tailer can
+//    see them). Lines re-read from identical content are not stored twice
+//    (same prompt id with dedupe; same file+offset id without).
 //  - inode reuse: a different fingerprint makes a different file.
 // A file's checkpoint is stored under its current path (moved along when the
 // file is renamed), so a rotation chain never overwrites the checkpoint of a
@@ -36,11 +45,14 @@
 // Sources() may be called from any thread.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -116,6 +128,14 @@ class Ingestor {
   struct Located;  // a file found at a path in this poll
 
   Status LoadCheckpoints();
+  // Copytruncate recovery (see above): for each located file that was
+  // truncated or rewritten since its checkpoint, finds and checkpoints the copy
+  // holding its unread lines, adding it to `found`. `truncated` receives the
+  // keys of truncated files whose copy was found.
+  Status RecoverTruncationCopies(std::map<FileKey, Located>& found, std::set<FileKey>* truncated);
+  std::optional<std::pair<std::string, struct stat>> FindTruncationCopy(
+      const std::string& dir, const FileKey& original, const storage::SourceCheckpoint& old,
+      std::string* copy_head) const;
   Status Rehome();
   Status IngestOne(Located& loc, IngestPassStats* stats);
   Status ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats);
