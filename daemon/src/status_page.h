@@ -28,6 +28,7 @@ table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 6px;
 <section><h2>Training</h2><table id="training"></table></section>
 <section><h2>Sources</h2><table id="sources"></table></section>
 <section><h2>Upstream</h2><table id="upstream"></table></section>
+<section><h2>Judge health (rolling window)</h2><table id="judge"></table></section>
 <section style="grid-column:1/-1"><h2>Model history (held-out accuracy)</h2><svg id="chart" width="100%" height="160"></svg>
 <table id="models"></table></section>
 </main>
@@ -60,7 +61,12 @@ async function tick(){
   rows("training",[["running",s.training.running?`yes (${Math.round(100*s.training.progress)}%)`:"no"],["runs",s.training.runs],
    ["last version",l.version||"-"],["last outcome",l.outcome||"-"],["why",l.reason||"-"]]);
   $("sources").innerHTML="<tr><th>path</th><th>offset</th><th>lag (bytes)</th></tr>"+(s.sources||[]).map(x=>`<tr><td>${esc(x.path)}</td><td>${x.offset}</td><td>${x.lag_bytes}</td></tr>`).join("");
-  $("upstream").innerHTML="<tr><th></th><th>requests</th><th>retries</th><th>failures</th></tr>"+["generator","judge"].map(k=>{const u=s.upstream[k];return `<tr><th>${k}</th><td>${u.requests}</td><td>${u.retries}</td><td>${u.failures}</td></tr>`}).join("");
+  $("upstream").innerHTML="<tr><th></th><th>requests</th><th>retries</th><th>failures</th><th>circuit</th><th>spent this hour</th></tr>"+["generator","judge"].map(k=>{const u=s.upstream[k];const b=u.budget||{};return `<tr><th>${k}</th><td>${u.requests}</td><td>${u.retries}</td><td>${u.failures}</td><td>${esc(u.breaker)}</td><td>$${(b.spent_this_hour_usd||0).toFixed(2)}${b.hourly_usd?" of $"+b.hourly_usd.toFixed(2):""}${b.exhausted?" (exhausted)":""}</td></tr>`}).join("");
+  const h=(s.judge&&s.judge.health)||{},ha=(s.judge&&s.judge.human_agreement)||{},pct=v=>v==null?"-":(100*v).toFixed(1)+"%";
+  rows("judge",[["labels in window",h.window_labels??"-"],["position consistency",pct(h.position_consistency)],["first position wins",pct(h.first_position_rate)],
+   ["longer response wins",pct(h.longer_wins_rate)],["ties",pct(h.tie_rate)],["parse failures",pct(h.parse_failure_rate)],
+   ["latency p50 / p95",h.latency_p50_ms!=null?`${h.latency_p50_ms.toFixed(0)} / ${h.latency_p95_ms.toFixed(0)} ms`:"-"],
+   ["judge-human agreement",ha.agreement!=null?`${pct(ha.agreement)} on ${ha.pairs_with_both} pairs`:"no human labels yet"]]);
   const ms=(m.models||[]).slice().reverse();
   const svg=$("chart"),W=svg.clientWidth||600,H=160,pad=30;
   let g=`<line x1="${pad}" y1="${H-pad}" x2="${W}" y2="${H-pad}" stroke="#999"/><text x="2" y="${pad}" font-size="10">1.0</text><text x="2" y="${H-pad}" font-size="10">0.0</text>`;
