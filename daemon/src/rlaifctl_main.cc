@@ -48,7 +48,11 @@ void PrintStatus(const json& s) {
   const json& t = s["training"];
   std::cout << "training: " << (t.value("running", false) ? "running" : "idle") << "  runs "
             << t["runs"] << "  last " << Str(t["last"], "version") << " "
-            << Str(t["last"], "outcome") << ": " << Str(t["last"], "reason") << "\n";
+            << Str(t["last"], "outcome") << "\n";
+  if (t["last"].contains("reason") && t["last"]["reason"].is_string() &&
+      !t["last"]["reason"].get<std::string>().empty()) {
+    std::cout << "          why: " << t["last"]["reason"].get<std::string>() << "\n";
+  }
   for (const auto& src : s.value("sources", json::array())) {
     std::cout << "source:   " << Str(src, "path") << "  offset " << src["offset"] << "  lag "
               << src["lag_bytes"] << " B\n";
