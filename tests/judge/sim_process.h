@@ -75,6 +75,14 @@ class SimChild {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
 
+  // Runs to completion (for bad-usage cases); returns the exit code.
+  int Wait() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
   std::string Stderr() const { return ReadFile(dir_.Sub("stderr")); }
 
  private:

@@ -15,6 +15,7 @@
 #include "rlaif/common/hash.h"
 #include "rlaif/judge/generator.h"
 #include "rlaif/judge/judge.h"
+#include "sim_process.h"
 #include "test_util.h"
 
 extern char** environ;
@@ -60,75 +61,11 @@ std::string PairsFile(const TempDir& dir) {
   return path;
 }
 
-// One rlaif-sim process, killed (and reaped) by the destructor if still up.
-class SimProcess {
+// One rlaif-sim process on the pairs file of this test.
+class SimProcess : public rlaif::testing::SimChild {
  public:
-  SimProcess(const TempDir& dir, std::vector<std::string> extra) : dir_(dir) {
-    std::vector<std::string> args = {rlaif::testing::BinDir() + "/rlaif-sim",
-                                     "--listen",
-                                     "127.0.0.1:0",
-                                     "--pairs",
-                                     PairsFile(dir),
-                                     "--port-file",
-                                     dir.Sub("port")};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, dir.Sub("stdout").c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, dir.Sub("stderr").c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) pid_ = -1;
-  }
-
-  ~SimProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  // Waits for the port file; -1 if the process died or took too long.
-  int WaitForPort() {
-    for (int i = 0; i < 1000 && pid_ > 0; ++i) {
-      std::string text = rlaif::testing::ReadFile(dir_.Sub("port"));
-      if (!text.empty()) return std::stoi(text);
-      int status;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return -1;
-  }
-
-  // SIGTERM, then the exit code (-1 if it did not exit normally).
-  int Terminate() {
-    if (pid_ <= 0) return -1;
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
-  // Runs to completion (for bad-usage cases); returns the exit code.
-  int Wait() {
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
- private:
-  const TempDir& dir_;
-  pid_t pid_ = -1;
+  SimProcess(const TempDir& dir, std::vector<std::string> extra)
+      : SimChild(dir, PairsFile(dir), std::move(extra)) {}
 };
 
 json Stats(int port) {
