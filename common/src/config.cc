@@ -239,12 +239,40 @@ Result<Config> ParseConfig(const std::string& json_text) {
     ObjectReader r(*api, "api", &problems);
     r.String("listen", &c.api.listen);
     r.String("admin_token_env", &c.api.admin_token_env);
+    if (const json* toks = r.Array("admin_tokens")) {
+      static const std::regex kTokenName("[a-z0-9_.-]{1,64}");
+      std::set<std::string> names = {"admin"};
+      for (size_t i = 0; i < toks->size(); ++i) {
+        const std::string path = "api.admin_tokens[" + std::to_string(i) + "]";
+        const json& t = (*toks)[i];
+        if (!t.is_object()) {
+          problems.push_back(path + ": expected an object, got " + TypeName(t));
+          continue;
+        }
+        AdminTokenConfig tc;
+        ObjectReader tr(t, path, &problems);
+        tr.String("name", &tc.name, true);
+        tr.String("token_env", &tc.token_env, true);
+        tr.Finish();
+        if (!tc.name.empty() && !std::regex_match(tc.name, kTokenName)) {
+          problems.push_back(path + ".name: must match [a-z0-9_.-]{1,64}, got \"" + tc.name + "\"");
+        } else if (!tc.name.empty() && !names.insert(tc.name).second) {
+          problems.push_back(path + ".name: duplicate token name \"" + tc.name +
+                             "\" (\"admin\" is the admin_token_env token's)");
+        }
+        if (t.contains("token")) {
+          problems.push_back(path + ".token: put the secret in an environment variable and name it in token_env");
+        }
+        c.api.admin_tokens.push_back(tc);
+      }
+    }
     r.Int("max_body_bytes", &c.api.max_body_bytes, 1024, 1 << 30);
     r.Int("threads", &c.api.threads, 1, 256);
     r.Bool("score_batching", &c.api.score_batching);
     r.Int("score_max_batch", &c.api.score_max_batch, 1, 4096);
     r.Double("score_max_wait_ms", &c.api.score_max_wait_ms, 0, 1000);
     r.Int("score_workers", &c.api.score_workers, 0, 64);
+    r.Bool("keep_previous_model", &c.api.keep_previous_model);
     r.Finish();
     std::string host;
     int port = 0;

@@ -187,8 +187,20 @@ struct ApiServer::Impl {
     };
   }
 
+  // The actor of the admin request this thread is handling (set by Authorized).
+  static std::string& Actor() {
+    thread_local std::string actor;
+    return actor;
+  }
+
   bool Authorized(const httplib::Request& req, httplib::Response& res) {
-    if (ctx.admin_token.empty()) {
+    Actor().clear();
+    std::vector<std::pair<std::string, std::string>> tokens;
+    if (!ctx.admin_token.empty()) tokens.emplace_back("admin", ctx.admin_token);
+    for (const auto& t : ctx.named_tokens) {
+      if (!t.second.empty()) tokens.push_back(t);
+    }
+    if (tokens.empty()) {
       SendError(res, 401, "unauthorized",
                 "admin API disabled: set the environment variable " +
                     ctx.config.api.admin_token_env + " for rlaifd");
@@ -196,12 +208,20 @@ struct ApiServer::Impl {
     }
     std::string auth = req.get_header_value("Authorization");
     const std::string prefix = "Bearer ";
-    if (auth.rfind(prefix, 0) != 0 ||
-        !ConstantTimeEquals(auth.substr(prefix.size()), ctx.admin_token)) {
+    std::string who;
+    if (auth.rfind(prefix, 0) == 0) {
+      const std::string given = auth.substr(prefix.size());
+      // Every token is compared (no early exit), each in constant time.
+      for (const auto& [name, token] : tokens) {
+        if (ConstantTimeEquals(given, token) && who.empty()) who = name;
+      }
+    }
+    if (who.empty()) {
       ctx.metrics.GetCounter("rlaif_http_unauthorized_total", "Admin requests refused.").Inc();
       SendError(res, 401, "unauthorized", "missing or wrong bearer token");
       return false;
     }
+    Actor() = who;
     return true;
   }
 
@@ -747,7 +767,7 @@ struct ApiServer::Impl {
     server.Post(R"(/v1/models/([A-Za-z0-9._-]+)/promote)",
                 Wrap("/v1/models/{v}/promote", [this, why_of](const httplib::Request& req, httplib::Response& res) {
                   std::string v = req.matches[1];
-                  Status st = ctx.pipeline.Promote(v, "admin", why_of(req));
+                  Status st = ctx.pipeline.Promote(v, Actor(), why_of(req));
                   if (!st.ok()) return SendStatus(res, st);
                   SendJson(res, {{"live", v}});
                 }, true));
@@ -757,13 +777,13 @@ struct ApiServer::Impl {
                   if (!ParseBody(req, res, &body)) return;
                   std::string v;
                   if (!GetText(body, "version", res, &v)) return;
-                  Status st = ctx.pipeline.ImportModel(v, "admin");
+                  Status st = ctx.pipeline.ImportModel(v, Actor());
                   if (!st.ok()) return SendStatus(res, st);
                   SendJson(res, {{"imported", v}}, 201);
                 }, true));
     server.Post("/v1/models/rollback",
                 Wrap("/v1/models/rollback", [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                  Status st = ctx.pipeline.Rollback("admin", why_of(req));
+                  Status st = ctx.pipeline.Rollback(Actor(), why_of(req));
                   if (!st.ok()) return SendStatus(res, st);
                   auto live = ctx.store.LiveVersion();
                   SendJson(res, {{"live", live.ok() ? *live : ""}});
@@ -771,18 +791,24 @@ struct ApiServer::Impl {
     server.Post("/v1/labels", Wrap("/v1/labels", [this](const httplib::Request& req, httplib::Response& res) {
       HumanLabel(req, res);
     }, true));
-    server.Post("/v1/train", Wrap("/v1/train", [this](const httplib::Request&, httplib::Response& res) {
-      ctx.pipeline.RequestTrain("admin");
+    server.Post("/v1/train", Wrap("/v1/train", [this, why_of](const httplib::Request& req, httplib::Response& res) {
+      ctx.pipeline.RequestTrain(Actor(), why_of(req));
       SendJson(res, {{"requested", true}}, 202);
     }, true));
-    server.Post("/v1/pause", Wrap("/v1/pause", [this](const httplib::Request&, httplib::Response& res) {
+    server.Post("/v1/pause", Wrap("/v1/pause", [this, why_of](const httplib::Request& req, httplib::Response& res) {
       ctx.pipeline.Pause();
-      (void)ctx.store.AppendEvent({NowMs(), "pause", "admin", "pipeline paused", "{}"});
+      const std::string why = why_of(req);
+      (void)ctx.store.AppendEvent({NowMs(), "pause", Actor(),
+                                   "pipeline paused" + (why.empty() ? "" : ": " + why),
+                                   json{{"reason", why}}.dump()});
       SendJson(res, {{"state", "paused"}});
     }, true));
-    server.Post("/v1/resume", Wrap("/v1/resume", [this](const httplib::Request&, httplib::Response& res) {
+    server.Post("/v1/resume", Wrap("/v1/resume", [this, why_of](const httplib::Request& req, httplib::Response& res) {
       ctx.pipeline.Resume();
-      (void)ctx.store.AppendEvent({NowMs(), "resume", "admin", "pipeline resumed", "{}"});
+      const std::string why = why_of(req);
+      (void)ctx.store.AppendEvent({NowMs(), "resume", Actor(),
+                                   "pipeline resumed" + (why.empty() ? "" : ": " + why),
+                                   json{{"reason", why}}.dump()});
       SendJson(res, {{"state", "running"}});
     }, true));
     server.Get("/", Wrap("/", [](const httplib::Request&, httplib::Response& res) {

@@ -149,8 +149,16 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   pipeline.SetClients(&gen_client, &judge_client);
   RLAIF_RETURN_IF_ERROR(pipeline.Start());
 
+  std::vector<std::pair<std::string, std::string>> named_tokens;
+  for (const auto& t : config.api.admin_tokens) {
+    if (Env(t.token_env).empty()) {
+      spdlog::warn("admin token \"{}\": environment variable {} is not set; it is disabled",
+                   t.name, t.token_env);
+    }
+    named_tokens.emplace_back(t.name, Env(t.token_env));
+  }
   ApiServer api({config, **store, metrics, scorer, pipeline, ingestor, gen_client, judge_client,
-                 Env(config.api.admin_token_env), NowMs(), &judge});
+                 Env(config.api.admin_token_env), NowMs(), &judge, named_tokens});
   std::string host;
   int port = 0;
   RLAIF_RETURN_IF_ERROR(SplitHostPort(config.api.listen, &host, &port));
@@ -160,7 +168,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
     return st;
   }
   spdlog::info("rlaifd listening on http://{}:{} (data_dir {})", host, api.port(), config.data_dir);
-  if (Env(config.api.admin_token_env).empty()) {
+  if (Env(config.api.admin_token_env).empty() && config.api.admin_tokens.empty()) {
     spdlog::warn("admin API disabled: environment variable {} is not set",
                  config.api.admin_token_env);
   }

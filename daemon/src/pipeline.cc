@@ -428,10 +428,14 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
   attempts_.erase(item.key);
 }
 
-void Pipeline::RequestTrain(const std::string& actor) {
+void Pipeline::RequestTrain(const std::string& actor, const std::string& why) {
+  const std::string who = actor.empty() ? "api" : actor;
+  (void)store_.AppendEvent({NowMs(), "train_requested", who,
+                            "training requested" + (why.empty() ? "" : ": " + why),
+                            nlohmann::json{{"reason", why}}.dump()});
   {
     std::lock_guard<std::mutex> lock(mu_);
-    train_requested_by_ = actor.empty() ? "api" : actor;
+    train_requested_by_ = who;
   }
   sleep_cv_.notify_all();
 }
@@ -615,7 +619,7 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     st = store_.SetLive(version, {NowMs(), "promote", actor, "gate passed: " + gate.reason,
                                   nlohmann::json{{"version", version}}.dump()});
     if (!st.ok()) return finish(version, "failed", "promotion failed: " + st.ToString());
-    scorer_.Swap(*candidate);
+    SwapLocked(*candidate);
   }
   metrics_.GetGauge("rlaif_model_live_accuracy", "Held-out accuracy of the live model.")
       .Set(cand_m->accuracy);
@@ -642,18 +646,34 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
   auto rec = store_.GetModel(version);
   if (!rec.ok()) return rec.status();
   if (!rec->has_value()) return Status::NotFound("model version " + version + " is not registered");
-  auto model = trainer::RewardModel::Load((*rec)->dir, config_.trainer.device);
-  if (!model.ok()) return model.status();
-  (void)(*model)->Score({{"warm-up", "warm-up"}});
+  std::shared_ptr<const trainer::RewardModel> model;
+  bool reused = false;
+  if (previous_model_ && previous_model_->version() == version) {
+    model = previous_model_;  // still loaded and warm: no load on the swap path
+    reused = true;
+  } else {
+    auto loaded = trainer::RewardModel::Load((*rec)->dir, config_.trainer.device);
+    if (!loaded.ok()) return loaded.status();
+    model = *loaded;
+    (void)model->Score({{"warm-up", "warm-up"}});
+  }
   RLAIF_RETURN_IF_ERROR(store_.SetLive(
       version, {NowMs(), "promote", actor, why.empty() ? "manual promotion" : why,
-                nlohmann::json{{"version", version}}.dump()}));
-  scorer_.Swap(*model);
+                nlohmann::json{{"version", version}, {"kept_loaded", reused}}.dump()}));
+  SwapLocked(model);
   metrics_.GetCounter("rlaif_model_swaps_total", "Live model swaps.").Inc();
   metrics_.GetGauge("rlaif_model_live_accuracy", "Held-out accuracy of the live model.")
       .Set((*rec)->accuracy);
   spdlog::info("{} promoted {}: {}", actor, version, why);
   return Status::Ok();
+}
+
+void Pipeline::SwapLocked(std::shared_ptr<const trainer::RewardModel> model) {
+  std::shared_ptr<const trainer::RewardModel> outgoing = scorer_.Current();
+  scorer_.Swap(std::move(model));
+  // Requests in flight hold their own reference to `outgoing`; unless it is
+  // kept for a fast rollback, its memory goes with the last of them.
+  previous_model_ = config_.api.keep_previous_model ? std::move(outgoing) : nullptr;
 }
 
 Status Pipeline::Rollback(const std::string& actor, const std::string& why) {

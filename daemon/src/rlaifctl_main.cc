@@ -1,7 +1,9 @@
 // rlaifctl: the operator's command line for a running rlaifd.
 //
-//   rlaifctl [--url URL] [--json] status|models|promote VERSION|rollback|train|pause|resume|export KIND
+//   rlaifctl [--url URL] [--json] [--reason TEXT] status|models|promote VERSION|rollback|train|pause|resume|export KIND
 //
+// --reason is recorded with the admin action in the audit log (/v1/events),
+// beside the name of the token that took it.
 // The admin token is read from RLAIF_TOKEN. Exit codes: 0 ok, 1 the daemon
 // answered with an error, 2 usage error, 3 the daemon is unreachable.
 #include <cstdlib>
@@ -19,7 +21,7 @@ namespace {
 using json = nlohmann::json;
 
 void Usage() {
-  std::cerr << "usage: rlaifctl [--url URL] [--json] "
+  std::cerr << "usage: rlaifctl [--url URL] [--json] [--reason TEXT] "
                "status|models|promote VERSION|rollback|train|pause|resume|export KIND\n"
                "  URL defaults to $RLAIF_URL or http://127.0.0.1:8080; admin token from "
                "$RLAIF_TOKEN\n";
@@ -82,10 +84,13 @@ int main(int argc, char** argv) {
   const char* env_url = std::getenv("RLAIF_URL");
   std::string url = env_url && *env_url ? env_url : "http://127.0.0.1:8080";
   bool as_json = false;
+  std::string reason;
   std::vector<std::string> pos;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--url" && i + 1 < args.size()) {
       url = args[++i];
+    } else if (args[i] == "--reason" && i + 1 < args.size()) {
+      reason = args[++i];
     } else if (args[i] == "--json") {
       as_json = true;
     } else if (args[i] == "-h" || args[i] == "--help") {
@@ -132,7 +137,9 @@ int main(int argc, char** argv) {
   const char* token = std::getenv("RLAIF_TOKEN");
   if (token && *token) headers.emplace("Authorization", std::string("Bearer ") + token);
   auto res = method == "GET" ? cli.Get(path.c_str(), headers)
-                             : cli.Post(path.c_str(), headers, "{}", "application/json");
+                             : cli.Post(path.c_str(), headers,
+                                        reason.empty() ? "{}" : json{{"reason", reason}}.dump(),
+                                        "application/json");
   if (!res) {
     std::cerr << "rlaifctl: cannot reach rlaifd at " << url << ": "
               << httplib::to_string(res.error()) << "\n";

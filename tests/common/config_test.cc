@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "rlaif/common/hash.h"
 #include "rlaif/common/metrics.h"
 
@@ -75,6 +77,34 @@ TEST(ConfigTest, ListsEveryProblem) {
        }) {
     EXPECT_NE(m.find(needle), std::string::npos) << "missing: " << needle << "\nin:\n" << m;
   }
+}
+
+TEST(ConfigTest, NamedAdminTokens) {
+  nlohmann::json j = nlohmann::json::parse(kIssueConfig);
+  j["api"]["admin_tokens"] = {{{"name", "alice"}, {"token_env", "RLAIF_TOKEN_ALICE"}},
+                              {{"name", "ci-bot"}, {"token_env", "RLAIF_TOKEN_CI"}}};
+  auto ok = ParseConfig(j.dump());
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  ASSERT_EQ(ok->api.admin_tokens.size(), 2u);
+  EXPECT_EQ(ok->api.admin_tokens[1].name, "ci-bot");
+  EXPECT_EQ(ok->api.admin_tokens[1].token_env, "RLAIF_TOKEN_CI");
+  EXPECT_TRUE(ok->api.keep_previous_model);
+
+  j["api"]["admin_tokens"] = {{{"name", "admin"}, {"token_env", "X"}},
+                              {{"name", "Bad Name"}, {"token_env", "Y"}},
+                              {{"name", "bob"}, {"token", "inline-secret"}},
+                              7};
+  auto bad = ParseConfig(j.dump());
+  ASSERT_FALSE(bad.ok());
+  const std::string& m = bad.status().message();
+  for (const char* needle : {"api.admin_tokens[0].name: duplicate token name",
+                             "api.admin_tokens[1].name: must match",
+                             "api.admin_tokens[2].token_env: required key is missing",
+                             "api.admin_tokens[2].token: put the secret in an environment variable",
+                             "api.admin_tokens[3]: expected an object"}) {
+    EXPECT_NE(m.find(needle), std::string::npos) << "missing: " << needle << "\nin:\n" << m;
+  }
+  EXPECT_EQ(m.find("inline-secret"), std::string::npos) << "a secret leaked into an error: " << m;
 }
 
 TEST(ConfigTest, MissingRequiredSections) {

@@ -24,6 +24,7 @@ namespace {
 
 using json = nlohmann::json;
 constexpr const char* kToken = "api-test-token-1234";
+constexpr const char* kAliceToken = "alice-token-98765";
 
 std::vector<trainer::PreferencePair> SyntheticPairs(int n, int offset) {
   std::vector<trainer::PreferencePair> out;
@@ -93,7 +94,7 @@ class ApiTest : public ::testing::Test {
     ASSERT_TRUE(pipeline_->Start().ok());
     api_ = std::make_unique<ApiServer>(ApiContext{*config_, *store_, metrics_, *scorer_, *pipeline_,
                                                   *ingestor_, *gen_client_, *judge_client_, kToken,
-                                                  NowMs()});
+                                                  NowMs(), nullptr, {{"alice", kAliceToken}}});
     ASSERT_TRUE(api_->Start("127.0.0.1", 0).ok());
     client_ = std::make_unique<httplib::Client>("127.0.0.1", api_->port());
     client_->set_read_timeout(60, 0);
@@ -170,6 +171,45 @@ TEST_F(ApiTest, AdminRoutesNeedTheToken) {
   ASSERT_TRUE(score);
   ASSERT_EQ(score->status, 200) << score->body;
   EXPECT_EQ(json::parse(score->body)["model_version"], "vA");
+}
+
+TEST_F(ApiTest, EveryAdminActionIsAuditedWithTheTokensNameAndTheReason) {
+  auto p = Post("/v1/models/vA/promote", R"({"reason": "canary looked fine"})", true, kAliceToken);
+  ASSERT_EQ(p->status, 200) << p->body;
+  ASSERT_EQ(Post("/v1/models/vB/promote", "{}", true)->status, 200);
+  ASSERT_EQ(Post("/v1/pause", R"({"reason": "judge incident"})", true, kAliceToken)->status, 200);
+  ASSERT_EQ(Post("/v1/resume", "{}", true)->status, 200);
+  ASSERT_EQ(Post("/v1/train", R"({"reason": "new rubric"})", true, kAliceToken)->status, 202);
+  auto rb = Post("/v1/models/rollback", R"({"reason": "bad scores"})", true, kAliceToken);
+  ASSERT_EQ(rb->status, 200) << rb->body;
+  EXPECT_EQ(json::parse(rb->body)["live"], "vA");
+
+  json events = json::parse(client_->Get("/v1/events?limit=50")->body)["events"];
+  auto find = [&](const std::string& kind, const std::string& text) -> json {
+    for (const auto& e : events) {
+      if (e["kind"] == kind && e["message"].get<std::string>().find(text) != std::string::npos) return e;
+    }
+    return json();
+  };
+  json promote_a = find("promote", "canary looked fine");
+  ASSERT_FALSE(promote_a.is_null()) << events.dump(1);
+  EXPECT_EQ(promote_a["actor"], "alice");
+  EXPECT_EQ(find("promote", "manual promotion")["actor"], "admin");
+  EXPECT_EQ(find("pause", "judge incident")["actor"], "alice");
+  EXPECT_EQ(find("resume", "resumed")["actor"], "admin");
+  EXPECT_EQ(find("train_requested", "new rubric")["actor"], "alice");
+  EXPECT_EQ(find("rollback", "vB to vA")["actor"], "alice");
+  // The rollback swapped back to the model that was kept loaded.
+  json back = find("promote", "bad scores");
+  ASSERT_FALSE(back.is_null()) << events.dump(1);
+  EXPECT_EQ(back["data"]["kept_loaded"], true);
+  EXPECT_EQ(json::parse(Post("/v1/score", kScoreBody)->body)["model_version"], "vA");
+  // No token value appears in what the API shows.
+  for (const char* path : {"/v1/events?limit=100", "/v1/status", "/metrics"}) {
+    std::string body = client_->Get(path)->body;
+    EXPECT_EQ(body.find(kAliceToken), std::string::npos) << path;
+    EXPECT_EQ(body.find(kToken), std::string::npos) << path;
+  }
 }
 
 TEST_F(ApiTest, ValidationErrorsHaveOneShape) {

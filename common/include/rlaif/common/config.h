@@ -19,15 +19,24 @@
 
 namespace rlaif {
 
+// A named admin bearer token: the name is recorded as the actor of every
+// admin action taken with it; the secret itself stays in the environment.
+struct AdminTokenConfig {
+  std::string name;       // required, [a-z0-9_.-]{1,64}, unique; "admin" is the default token's
+  std::string token_env;  // required: env var holding the token
+};
+
 struct ApiConfig {
   std::string listen = "127.0.0.1:8080";  // host:port; port 0 = OS-chosen (logged + port file)
-  std::string admin_token_env = "RLAIF_TOKEN";  // env var holding the admin bearer token
+  std::string admin_token_env = "RLAIF_TOKEN";  // env var holding the admin bearer token ("admin")
+  std::vector<AdminTokenConfig> admin_tokens;   // further named tokens (one per operator or tool)
   int max_body_bytes = 1 << 20;                 // request body limit, bytes
   int threads = 8;                              // HTTP worker threads
   bool score_batching = true;     // group concurrent /v1/score requests into one forward pass
   int score_max_batch = 32;       // items per forward pass, [1, 4096]
   double score_max_wait_ms = 2;   // wait of the first queued item for company, [0, 1000] ms
   int score_workers = 0;          // batching threads; 0 = one per core (at most 8)
+  bool keep_previous_model = true;  // keep the last live model loaded: instant rollback
 };
 
 // JSON pointers (RFC 6901) into each line, for `format: custom`.

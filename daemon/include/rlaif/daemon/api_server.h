@@ -6,14 +6,18 @@
 // exception becomes a 500 with that body, never a dead connection.
 //
 // Admin routes need "Authorization: Bearer <token>" where the token is read
-// from the environment variable named in api.admin_token_env; it is compared
-// in constant time and never logged. Without a configured token the admin
-// routes answer 401.
+// from the environment variable named in api.admin_token_env (actor "admin")
+// or in one of api.admin_tokens (actor = its name); tokens are compared in
+// constant time and never logged, and the actor of every admin action is
+// recorded in its audit event. Without a configured token the admin routes
+// answer 401.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "rlaif/common/config.h"
 #include "rlaif/common/metrics.h"
@@ -37,9 +41,11 @@ struct ApiContext {
   Ingestor& ingestor;
   const judge::ChatClient& generator_client;
   const judge::ChatClient& judge_client;
-  std::string admin_token;  // "" = admin routes disabled
+  std::string admin_token;  // actor "admin"; "" = none
   int64_t started_at_ms = 0;
   const judge::Judge* judge = nullptr;  // for judge health; may be null
+  // Further named tokens: {actor name, token}; empty tokens are ignored.
+  std::vector<std::pair<std::string, std::string>> named_tokens = {};
 };
 
 class ApiServer {

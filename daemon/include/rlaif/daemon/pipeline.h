@@ -77,7 +77,7 @@ class Pipeline {
   bool paused() const { return paused_.load(); }
 
   // Asks for a retrain now (one run at a time; queued if one is running).
-  void RequestTrain(const std::string& actor);
+  void RequestTrain(const std::string& actor, const std::string& why = "");
   // Makes `version` live (must be a stored model), recording who and why.
   Status Promote(const std::string& version, const std::string& actor, const std::string& why);
   // Makes the previously live version live again.
@@ -138,7 +138,12 @@ class Pipeline {
   std::string degraded_;
   std::string train_requested_by_;
   std::map<std::string, int> attempts_;  // work item key -> failed attempts
+  // Swaps `model` in; the outgoing model becomes previous_model_. Needs swap_mu_.
+  void SwapLocked(std::shared_ptr<const trainer::RewardModel> model);
   std::mutex swap_mu_;                   // one promotion/rollback at a time
+  // The model that was live before the current one, kept loaded (when
+  // api.keep_previous_model) so that a rollback swaps without loading; guarded by swap_mu_.
+  std::shared_ptr<const trainer::RewardModel> previous_model_;
   std::atomic<int64_t> gen_done_{0}, gen_failed_{0}, gen_dead_{0};
   std::atomic<int64_t> judge_done_{0}, judge_failed_{0}, judge_dead_{0};
 };

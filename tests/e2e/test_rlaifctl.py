@@ -1,0 +1,130 @@
+"""rlaifctl against a real rlaifd (issue 6, operators): tables and --json,
+exit codes (0 ok, 1 the daemon said no, 2 usage, 3 unreachable), the token
+from RLAIF_TOKEN, promote/rollback/train/pause/resume with --reason recorded
+in the audit log under the token's name, and export.
+"""
+import json
+import os
+import subprocess
+
+from rlaif_e2e import (check, get_json, run_main, start_rlaifd, start_sim, wait_for)
+
+TOKEN = "ctl-e2e-secret-token"
+BOT_TOKEN = "ctl-e2e-bot-token"
+
+
+def main(args, tmp):
+    src = args.source
+    pairs = os.path.join(src, "data", "hh-harmless-dev.jsonl")
+    sample = os.path.join(src, "data", "sample-logs", "app.jsonl")
+    lines = open(sample, "rb").read().splitlines(keepends=True)[:80]
+    ctl = os.path.join(args.bin, "rlaifctl")
+
+    def run(*argv, token=None, url=None):
+        env = {k: v for k, v in os.environ.items() if k not in ("RLAIF_TOKEN", "RLAIF_URL")}
+        if token:
+            env["RLAIF_TOKEN"] = token
+        if url:
+            env["RLAIF_URL"] = url
+        p = subprocess.run([ctl, *argv], env=env, capture_output=True, timeout=120)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    # Usage errors and an unreachable daemon, before anything runs.
+    check(run()[0] == 2, "no command must exit 2")
+    check(run("promote")[0] == 2, "promote without a version must exit 2")
+    check(run("frobnicate")[0] == 2, "unknown command must exit 2")
+    rc, _, err = run("--url", "http://127.0.0.1:1", "status")
+    check(rc == 3, f"unreachable daemon must exit 3, got {rc}: {err}")
+
+    sim, sim_port = start_sim(args.bin, pairs, tmp)
+    logs = os.path.join(tmp, "logs")
+    os.makedirs(logs)
+    with open(os.path.join(logs, "app.jsonl"), "wb") as f:
+        f.write(b"".join(lines))
+    config = {
+        "data_dir": os.path.join(tmp, "state"),
+        "api": {"listen": "127.0.0.1:0", "admin_token_env": "RLAIF_TOKEN",
+                "admin_tokens": [{"name": "deploy-bot", "token_env": "RLAIF_TOKEN_BOT"}]},
+        "sources": [{"path": os.path.join(logs, "*.jsonl"), "format": "simple"}],
+        "generator": {"base_url": f"http://127.0.0.1:{sim_port}/v1", "model": "sim-sft",
+                      "concurrency": 8},
+        "judge": {"base_url": f"http://127.0.0.1:{sim_port}/v1", "model": "sim-judge",
+                  "concurrency": 8, "dimensions": [{"name": "harmlessness"}]},
+        "trainer": {"min_new_labels": 40, "model": {"preset": "tiny"},
+                    "gate": {"min_accuracy": 0.0, "max_regression": 1.0}},
+    }
+    config_path = os.path.join(tmp, "config.json")
+    with open(config_path, "w") as f:
+        json.dump(config, f)
+    env = dict(os.environ, RLAIF_TOKEN=TOKEN, RLAIF_TOKEN_BOT=BOT_TOKEN)
+    d, port = start_rlaifd(args.bin, config_path, tmp, env)
+    base = f"http://127.0.0.1:{port}"
+
+    first = wait_for(lambda: get_json(base + "/v1/status")["model"]["live_version"], 300,
+                     "a first live model", interval=1)
+
+    # status: a readable table by default, JSON with --json; URL from RLAIF_URL.
+    rc, out, err = run("status", url=base)
+    check(rc == 0, f"status -> {rc}: {err}")
+    check("state" in out and first in out, f"status table lacks state/live version:\n{out}")
+    rc, out, _ = run("--json", "status", url=base)
+    check(rc == 0 and json.loads(out)["model"]["live_version"] == first, "status --json")
+
+    # Admin commands need the token: exit 1 with the daemon's message without it.
+    rc, _, err = run("train", url=base)
+    check(rc == 1 and "401" in err, f"train without a token must exit 1 (401), got {rc}: {err}")
+    rc, _, err = run("--reason", "second model for the e2e test", "train", token=BOT_TOKEN, url=base)
+    check(rc == 0, f"train -> {rc}: {err}")
+    wait_for(lambda: len(get_json(base + "/v1/models")["models"]) >= 2, 300,
+             "a second trained model", interval=1)
+    wait_for(lambda: not get_json(base + "/v1/status")["training"]["running"], 300,
+             "the training run to finish", interval=1)
+    versions = [m["version"] for m in get_json(base + "/v1/models")["models"]]
+    second = [v for v in versions if v != first][0]
+
+    rc, out, err = run("models", url=base)
+    check(rc == 0 and first in out and second in out, f"models table:\n{out}{err}")
+
+    rc, _, err = run("--reason", "canary ok", "promote", second, token=TOKEN, url=base)
+    check(rc == 0, f"promote -> {rc}: {err}")
+    check(get_json(base + "/v1/models")["live"] == second, "promote did not make it live")
+    rc, _, err = run("promote", "v9999-nope", token=TOKEN, url=base)
+    check(rc == 1 and "404" in err, f"promoting an unknown version must exit 1 (404): {rc} {err}")
+    rc, _, err = run("--reason", "scores drifted", "rollback", token=BOT_TOKEN, url=base)
+    check(rc == 0, f"rollback -> {rc}: {err}")
+    check(get_json(base + "/v1/models")["live"] == first, "rollback did not restore the first model")
+
+    rc, _, err = run("--reason", "maintenance", "pause", token=TOKEN, url=base)
+    check(rc == 0 and get_json(base + "/v1/status")["state"] == "paused", f"pause: {err}")
+    rc, _, err = run("resume", token=TOKEN, url=base)
+    check(rc == 0 and get_json(base + "/v1/status")["state"] != "paused", f"resume: {err}")
+
+    # The audit log names who did what and why.
+    events = get_json(base + "/v1/events?limit=100")["events"]
+
+    def has(kind, actor, text):
+        return any(e["kind"] == kind and e["actor"] == actor and text in e["message"]
+                   for e in events)
+    check(has("train_requested", "deploy-bot", "second model for the e2e test"), "train event")
+    check(has("promote", "admin", "canary ok"), "promote event")
+    check(has("rollback", "deploy-bot", second), "rollback event")
+    check(has("pause", "admin", "maintenance"), "pause event")
+
+    # export: JSONL on stdout, one line per stored prompt.
+    rc, out, err = run("export", "prompts", url=base)
+    check(rc == 0, f"export -> {rc}: {err}")
+    exported = [json.loads(l) for l in out.splitlines() if l.strip()]
+    prompts = get_json(base + "/v1/status")["counts"]["prompts"]
+    check(len(exported) == prompts == 80, f"export has {len(exported)} lines, store {prompts}")
+    rc, _, err = run("export", "nonsense", url=base)
+    check(rc == 1, f"a bad export kind must exit 1: {rc} {err}")
+
+    for secret in (TOKEN, BOT_TOKEN):
+        check(secret not in open(os.path.join(tmp, "rlaifd.err"), errors="replace").read(),
+              "a token leaked into the daemon's log")
+    check(d.term(timeout=30) == 0, "rlaifd exit code on SIGTERM")
+    sim.term()
+
+
+if __name__ == "__main__":
+    run_main(main)
