@@ -8,6 +8,7 @@
 #include <vector>
 #include <thread>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "rlaif/common/clock.h"
@@ -52,15 +53,19 @@ judge::ChatClientOptions ClientOptions(const EndpointConfig& e) {
 }  // namespace
 
 // Re-reads the config file; applies what can change safely, reports the rest.
-void Reload(const Config& running, const std::string& path) {
+void Reload(const Config& running, const std::string& path, storage::Store& store) {
   auto fresh = LoadConfigFile(path);
   if (!fresh.ok()) {
     spdlog::error("reload: {} is invalid, nothing changed: {}", path, fresh.status().message());
+    (void)store.AppendEvent({NowMs(), "reload", "SIGHUP", "config invalid, nothing changed",
+                             nlohmann::json{{"error", fresh.status().message()}}.dump()});
     return;
   }
+  std::vector<std::string> applied;
   if (fresh->log_level != running.log_level) {
     spdlog::set_level(spdlog::level::from_str(fresh->log_level));
     spdlog::info("reload: log_level is now {}", fresh->log_level);
+    applied.push_back("log_level");
   }
   // Everything else is wired into running objects: report, do not pretend.
   auto differs = [](const auto& a, const auto& b) { return a != b; };
@@ -101,6 +106,11 @@ void Reload(const Config& running, const std::string& path) {
     for (const auto& n : needs_restart) list += (list.empty() ? "" : ", ") + n;
     spdlog::warn("reload: changes to [{}] need a restart of rlaifd and were NOT applied", list);
   }
+  (void)store.AppendEvent(
+      {NowMs(), "reload", "SIGHUP",
+       needs_restart.empty() ? "config re-read"
+                             : "config re-read; some changes need a restart and were not applied",
+       nlohmann::json{{"applied", applied}, {"need_restart", needs_restart}}.dump()});
 }
 
 Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
@@ -176,7 +186,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
 
   while (!stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (reload && reload->exchange(false) && !config_path.empty()) Reload(config, config_path);
+    if (reload && reload->exchange(false) && !config_path.empty()) Reload(config, config_path, **store);
   }
 
   spdlog::info("shutting down: stopping API, pipeline, then the store");

@@ -120,8 +120,9 @@ def main(args, tmp):
     check(rc == 1, f"a bad export kind must exit 1: {rc} {err}")
 
     for secret in (TOKEN, BOT_TOKEN):
-        check(secret not in open(os.path.join(tmp, "rlaifd.err"), errors="replace").read(),
-              "a token leaked into the daemon's log")
+        for name in ("rlaifd.out", "rlaifd.err"):
+            check(secret not in open(os.path.join(tmp, name), errors="replace").read(),
+                  f"a token leaked into the daemon's {name}")
     check(d.term(timeout=30) == 0, "rlaifd exit code on SIGTERM")
     sim.term()
 
