@@ -1,6 +1,9 @@
 #include "rlaif/daemon/api_server.h"
 
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -157,6 +160,85 @@ struct ApiServer::Impl {
   std::thread thread;
   int port = 0;
 
+  // Rates over a sliding window: a sampler thread records the stage and
+  // store counters every kRateSampleS seconds and keeps kRateWindowS of them.
+  static constexpr double kRateSampleS = 5;
+  static constexpr double kRateWindowS = 60;
+  struct RateSample {
+    double t = 0;
+    int64_t prompts = 0, pairs = 0, labels = 0;
+    Pipeline::StageCounters gen, judge;
+  };
+  std::mutex rate_mu;  // guards rate_samples
+  std::deque<RateSample> rate_samples;
+  std::mutex sampler_mu;
+  std::condition_variable sampler_cv;
+  bool sampler_stop = false;
+  std::thread sampler;
+
+  RateSample TakeSample() {
+    RateSample r;
+    r.t = MonotonicSeconds();
+    auto c = ctx.store.Counts();
+    r.prompts = c.prompts;
+    r.pairs = c.pairs;
+    r.labels = c.labels;
+    r.gen = ctx.pipeline.Counters(storage::Stage::kGenerate);
+    r.judge = ctx.pipeline.Counters(storage::Stage::kJudge);
+    return r;
+  }
+
+  void SamplerLoop() {
+    std::unique_lock<std::mutex> lock(sampler_mu);
+    while (!sampler_stop) {
+      RateSample r = TakeSample();
+      {
+        std::lock_guard<std::mutex> rl(rate_mu);
+        rate_samples.push_back(r);
+        while (rate_samples.size() > 1 && r.t - rate_samples.front().t > kRateWindowS + 1e-3) {
+          rate_samples.pop_front();
+        }
+      }
+      sampler_cv.wait_for(lock, std::chrono::duration<double>(kRateSampleS),
+                          [&] { return sampler_stop; });
+    }
+  }
+
+  // {"window_s", per-second rates of prompts, pairs and labels stored, and
+  // per stage: done/s and the error rate (failed attempts / attempts)}, from
+  // the oldest sample in the window to now. Null rates until one sample is
+  // at least a second old.
+  json Rates() {
+    RateSample now = TakeSample(), old;
+    {
+      std::lock_guard<std::mutex> rl(rate_mu);
+      if (rate_samples.empty()) return json::object();
+      old = rate_samples.front();
+    }
+    const double dt = now.t - old.t;
+    auto per_s = [&](int64_t a, int64_t b) { return dt >= 1 ? json((b - a) / dt) : json(); };
+    auto stage = [&](const Pipeline::StageCounters& a, const Pipeline::StageCounters& b) {
+      const int64_t done = b.done - a.done, failed = b.failed_attempts - a.failed_attempts;
+      return json{{"done_per_s", per_s(a.done, b.done)},
+                  {"error_rate", done + failed > 0 ? json(double(failed) / (done + failed)) : json()}};
+    };
+    return json{{"window_s", dt},
+                {"prompts_per_s", per_s(old.prompts, now.prompts)},
+                {"pairs_per_s", per_s(old.pairs, now.pairs)},
+                {"labels_per_s", per_s(old.labels, now.labels)},
+                {"generate", stage(old.gen, now.gen)},
+                {"judge", stage(old.judge, now.judge)}};
+  }
+
+  void StopSampler() {
+    {
+      std::lock_guard<std::mutex> lock(sampler_mu);
+      sampler_stop = true;
+    }
+    sampler_cv.notify_all();
+    if (sampler.joinable()) sampler.join();
+  }
+
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
 
   // Wraps a handler: exceptions become 500 with a JSON body; requests are counted.
@@ -262,13 +344,19 @@ struct ApiServer::Impl {
                      {"labels", c.labels},
                      {"dead", c.dead},
                      {"labels_since_train", c.labels_since_train}};
+    json rates = Rates();
+    out["rates"] = rates;
     auto stage_json = [&](storage::Stage st, int64_t depth) {
       auto k = ctx.pipeline.Counters(st);
+      const char* name = st == storage::Stage::kGenerate ? "generate" : "judge";
+      json r = rates.contains(name) ? rates[name] : json::object();
       return json{{"depth", depth},
                   {"in_flight", ctx.pipeline.InFlight(st)},
                   {"done", k.done},
                   {"failed_attempts", k.failed_attempts},
-                  {"dead_lettered", k.dead_lettered}};
+                  {"dead_lettered", k.dead_lettered},
+                  {"done_per_s", r.value("done_per_s", json())},
+                  {"error_rate", r.value("error_rate", json())}};
     };
     out["queues"] = {{"generate", stage_json(storage::Stage::kGenerate, c.queue_generate)},
                      {"judge", stage_json(storage::Stage::kJudge, c.queue_judge)}};
@@ -835,6 +923,7 @@ Status ApiServer::Start(const std::string& host, int port) {
     impl_->port = port;
   }
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+  impl_->sampler = std::thread([this] { impl_->SamplerLoop(); });
   return Status::Ok();
 }
 
@@ -844,6 +933,7 @@ void ApiServer::Stop() {
   if (!impl_) return;
   impl_->server.stop();
   if (impl_->thread.joinable()) impl_->thread.join();
+  impl_->StopSampler();
 }
 
 }  // namespace rlaif::daemon

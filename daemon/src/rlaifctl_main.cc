@@ -33,6 +33,21 @@ std::string Str(const json& j, const char* key) {
   return j[key].dump();
 }
 
+// A number with `digits` decimals, or "-" when absent or null.
+std::string Fixed(const json& j, const char* key, int digits) {
+  if (!j.contains(key) || !j[key].is_number()) return "-";
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(digits) << j[key].get<double>();
+  return os.str();
+}
+
+std::string Percent(const json& j, const char* key) {
+  if (!j.contains(key) || !j[key].is_number()) return "-";
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(1) << 100.0 * j[key].get<double>() << "%";
+  return os.str();
+}
+
 void PrintStatus(const json& s) {
   std::cout << "state:    " << Str(s, "state");
   for (const auto& r : s.value("reasons", json::array())) std::cout << " (" << r.get<std::string>() << ")";
@@ -41,9 +56,14 @@ void PrintStatus(const json& s) {
   std::cout << "counts:   prompts " << c["prompts"] << "  pairs " << c["pairs"] << "  labels "
             << c["labels"] << "  dead " << c["dead"] << "  since last train "
             << c["labels_since_train"] << "\n";
-  std::cout << "queues:   generate " << s["queues"]["generate"]["depth"] << " (in flight "
-            << s["queues"]["generate"]["in_flight"] << ")  judge " << s["queues"]["judge"]["depth"]
-            << " (in flight " << s["queues"]["judge"]["in_flight"] << ")\n";
+  for (const char* stage : {"generate", "judge"}) {
+    const json& q = s["queues"][stage];
+    std::cout << (std::string(stage) == "generate" ? "queues:   " : "          ") << std::left
+              << std::setw(9) << stage << std::right << "depth " << std::setw(6) << Str(q, "depth")
+              << "  in flight " << std::setw(4) << Str(q, "in_flight") << "  done/s "
+              << std::setw(7) << Fixed(q, "done_per_s", 2) << "  errors " << Percent(q, "error_rate")
+              << "  dead " << Str(q, "dead_lettered") << "\n";
+  }
   const json& m = s["model"];
   std::cout << "model:    live " << Str(m, "live_version") << "  accuracy " << Str(m, "accuracy")
             << "  device " << Str(m, "device") << "\n";

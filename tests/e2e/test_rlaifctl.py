@@ -67,8 +67,16 @@ def main(args, tmp):
     rc, out, err = run("status", url=base)
     check(rc == 0, f"status -> {rc}: {err}")
     check("state" in out and first in out, f"status table lacks state/live version:\n{out}")
+    check("done/s" in out and "judge" in out, f"status table lacks stage rates:\n{out}")
     rc, out, _ = run("--json", "status", url=base)
-    check(rc == 0 and json.loads(out)["model"]["live_version"] == first, "status --json")
+    st = json.loads(out)
+    check(rc == 0 and st["model"]["live_version"] == first, "status --json")
+    # Rates over the last minute: labels were made in it, and the sim injects no faults.
+    judge_q = st["queues"]["judge"]
+    check(isinstance(judge_q["done_per_s"], float) and judge_q["done_per_s"] > 0,
+          f"judge rate {judge_q}")
+    check(judge_q["error_rate"] == 0, f"judge error rate {judge_q}")
+    check(st["rates"]["labels_per_s"] > 0, f"rates {st['rates']}")
 
     # Admin commands need the token: exit 1 with the daemon's message without it.
     rc, _, err = run("train", url=base)
