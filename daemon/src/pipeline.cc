@@ -289,11 +289,15 @@ void Pipeline::IngestLoop() {
 
 // A spent budget or an open circuit is the upstream's state, not the item's
 // fault: the item waits (no attempt is counted) until the stage may run again.
+// A call refused without reaching the upstream (open circuit, a half-open
+// circuit whose probe another call holds, a spent budget): the item waits
+// and the attempt does not count toward its retries.
 static bool IsHold(const Status& st) {
   return (st.code() == StatusCode::kResourceExhausted &&
           st.message().find("budget") != std::string::npos) ||
          (st.code() == StatusCode::kUnavailable &&
-          st.message().find("circuit open") != std::string::npos);
+          (st.message().find("circuit open") != std::string::npos ||
+           st.message().find("circuit half-open") != std::string::npos));
 }
 
 void Pipeline::Hold(StagePool& pool, const storage::WorkItem& item, const char* stage,
@@ -351,7 +355,11 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     if (st.code() == StatusCode::kInvalidArgument) {
       return fail("upstream_rejected", st.message(), true);
     }
-    if (IsHold(st)) return Hold(*gen_pool_, item, "generate", st);
+    // A failure that left the circuit open (it opened it, or a failed probe)
+    // is the upstream's, not the item's: an outage does not dead-letter work.
+    if (IsHold(st) || !StageHeldReason(storage::Stage::kGenerate).empty()) {
+      return Hold(*gen_pool_, item, "generate", st);
+    }
     return fail("upstream_unavailable", st.message(), false);
   }
   Status st = store_.CommitPairs(item, {*pair});
@@ -411,7 +419,9 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
       if (st.code() == StatusCode::kInvalidArgument) {
         return fail("upstream_rejected", st.message(), true);
       }
-      if (IsHold(st)) return Hold(*judge_pool_, item, "judge", st);
+      if (IsHold(st) || !StageHeldReason(storage::Stage::kJudge).empty()) {
+        return Hold(*judge_pool_, item, "judge", st);
+      }
       return fail("upstream_unavailable", st.message(), false);
     }
     metrics_
