@@ -607,7 +607,10 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     for (const auto& p : holdout) {
       if (trainer::HeadIndex(live->dimensions(), p.dimension) >= 0) common.push_back(p);
     }
-    if (!common.empty()) {
+    if (common.empty()) {
+      gate_note = " (the live model " + live->version() +
+                  " has no head for any held-out dimension: not compared)";
+    } else {
       auto lm = trainer::Evaluate(*live, common);
       if (lm.ok()) live_m = *lm;
       if (lm.ok() && common.size() < holdout.size()) {
@@ -637,7 +640,9 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                             {"device", res->device},
                             {"trigger", trigger}};
   if (live_m) metrics["live_on_same_holdout"] = MetricsJson(*live_m);
-  if (!gate_note.empty()) metrics["candidate_on_gate_pairs"] = MetricsJson(cand_gate_m);
+  if (cand_gate_m.pairs != cand_m->pairs) {
+    metrics["candidate_on_gate_pairs"] = MetricsJson(cand_gate_m);
+  }
   storage::ModelRecord rec;
   rec.version = version;
   rec.state = gate.promote ? "candidate" : "rejected";
