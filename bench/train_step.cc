@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
     torch::Tensor scores;
     {
       rlaif::trainer::CudaAutocastScope autocast(bf16);
-      scores = model->forward(ids, lengths);
+      scores = model->forward(ids, lengths).select(1, 0);  // the one head
     }
     auto margin = scores.slice(0, 0, batch / 2) - scores.slice(0, batch / 2, batch);
     auto loss = rlaif::trainer::BradleyTerryLossTensor(margin, p_chosen).mean();

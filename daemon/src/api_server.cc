@@ -410,6 +410,23 @@ struct ApiServer::Impl {
       if (rec.ok() && rec->has_value()) {
         model["accuracy"] = Finite((*rec)->accuracy);
         model["holdout_pairs"] = (*rec)->holdout_pairs;
+        // Per-dimension held-out accuracy, as recorded by the training run.
+        json dims = json::object();
+        try {
+          const json m =
+              (*rec)->metrics_json.empty() ? json::object() : json::parse((*rec)->metrics_json);
+          const json held = m.value("holdout", json::object()).value("dimensions", json::object());
+          for (const auto& [name, dm] : held.items()) {
+            if (dm.is_object()) {
+              dims[name] = {{"accuracy", dm.value("accuracy", json())},
+                            {"pairs", dm.value("pairs", json())},
+                            {"ece", dm.value("ece", json())}};
+            }
+          }
+        } catch (const json::exception&) {
+          // A record without parsable metrics shows no dimensions.
+        }
+        model["dimensions"] = dims;
         model["promoted_at"] = FormatTimeMs((*rec)->promoted_at_ms);
         model["age_s"] = (NowMs() - (*rec)->promoted_at_ms) / 1000.0;
       }
@@ -553,8 +570,16 @@ struct ApiServer::Impl {
     }
     auto scored = ctx.scorer.ScoreMany(items);
     if (!scored.ok()) return SendScoreError(res, scored.status());
+    // "score"/"normalized" are the combined (weighted) scores, as before
+    // multi-head models; "dimensions" has every head's own.
     auto one = [](const trainer::ScoreResult& r) {
-      return json{{"score", Finite(r.score)}, {"normalized", Finite(r.normalized)}};
+      json dims = json::object();
+      for (const auto& d : r.dimensions) {
+        dims[d.dimension] = {{"raw", Finite(d.raw)}, {"normalized", Finite(d.normalized)}};
+      }
+      return json{{"score", Finite(r.score)},
+                  {"normalized", Finite(r.normalized)},
+                  {"dimensions", std::move(dims)}};
     };
     ctx.metrics.GetCounter("rlaif_scored_total", "Responses scored.")
         .Inc(static_cast<double>(items.size()));
@@ -570,7 +595,8 @@ struct ApiServer::Impl {
     }
   }
 
-  // P(a > b) under Bradley-Terry: sigmoid(score(a) - score(b)), same model version.
+  // P(a > b) under Bradley-Terry: sigmoid(score(a) - score(b)) of the combined
+  // raw scores, same model version.
   void Compare(const httplib::Request& req, httplib::Response& res) {
     json body;
     if (!ParseBody(req, res, &body)) return;

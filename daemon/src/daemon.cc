@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 #include <thread>
@@ -151,10 +152,14 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   judge::Judge judge(judge_client, jopt);
 
   Ingestor ingestor(config.sources, config.sampling, **store, metrics);
+  // The combined score weighs each dimension's head by its configured weight.
+  std::map<std::string, double> dimension_weights;
+  for (const auto& d : config.judge.dimensions) dimension_weights[d.name] = d.weight;
   trainer::Scorer scorer({.batching = config.api.score_batching,
                           .max_batch = config.api.score_max_batch,
                           .max_wait_ms = config.api.score_max_wait_ms,
-                          .workers = config.api.score_workers});
+                          .workers = config.api.score_workers,
+                          .dimension_weights = std::move(dimension_weights)});
   Pipeline pipeline(config, **store, metrics, ingestor, generator, judge, scorer);
   pipeline.SetClients(&gen_client, &judge_client);
   RLAIF_RETURN_IF_ERROR(pipeline.Start());

@@ -10,6 +10,7 @@
 
 #include "rlaif/trainer/pairs.h"
 #include "rlaif/trainer/reward_model.h"
+#include "rlaif/trainer/scorer.h"
 
 namespace rlaif::daemon {
 
@@ -52,13 +53,23 @@ bool ParseFlags(const std::vector<std::string>& args, const std::vector<std::str
 
 json Finite(double v) { return std::isfinite(v) ? json(v) : json(); }
 
-json MetricsJson(const trainer::EvalMetrics& m) {
+json PairMetricsJson(const trainer::PairMetrics& m) {
   return {{"accuracy", Finite(m.accuracy)},
           {"pairs", m.pairs},
           {"loss", Finite(m.loss)},
+          {"ece", Finite(m.ece)},
           {"accuracy_shorter_chosen", Finite(m.accuracy_shorter_chosen)},
           {"shorter_chosen_pairs", m.shorter_chosen_pairs},
           {"length_correlation", Finite(m.length_correlation)}};
+}
+
+// Overall metrics, plus "dimensions": {name: metrics} and "unscored_pairs".
+json MetricsJson(const trainer::EvalMetrics& m) {
+  json out = PairMetricsJson(m);
+  out["unscored_pairs"] = m.unscored_pairs;
+  out["dimensions"] = json::object();
+  for (const auto& [name, dm] : m.dimensions) out["dimensions"][name] = PairMetricsJson(dm);
+  return out;
 }
 
 template <typename T>
@@ -239,6 +250,9 @@ int RunScoreCommand(const std::vector<std::string>& args) {
     std::cerr << model.status().ToString() << "\n";
     return 1;
   }
+  // The serving code combines the heads (every dimension weighs 1 here).
+  trainer::Scorer scorer(trainer::ScorerOptions{.batching = false});
+  scorer.Swap(*model);
   int rc = 0;
   std::string line;
   int64_t n = 0;
@@ -263,17 +277,20 @@ int RunScoreCommand(const std::vector<std::string>& args) {
       rc = 1;
       continue;
     }
-    auto s = (*model)->Score({{in["prompt"].get<std::string>(), in["response"].get<std::string>()}});
+    auto s = scorer.Score(in["prompt"].get<std::string>(), in["response"].get<std::string>());
     if (!s.ok()) {
       std::cout << json{{"error", s.status().ToString()}}.dump() << "\n";
       rc = 1;
       continue;
     }
-    double raw = (*s)[0];
-    double sd = (*model)->norm_std() > 0 ? (*model)->norm_std() : 1.0;
-    std::cout << json{{"score", Finite(raw)},
-                      {"normalized", Finite((raw - (*model)->norm_mean()) / sd)},
-                      {"model_version", (*model)->version()}}
+    json dims = json::object();
+    for (const auto& d : s->dimensions) {
+      dims[d.dimension] = {{"raw", Finite(d.raw)}, {"normalized", Finite(d.normalized)}};
+    }
+    std::cout << json{{"score", Finite(s->score)},
+                      {"normalized", Finite(s->normalized)},
+                      {"dimensions", dims},
+                      {"model_version", s->model_version}}
                      .dump()
               << "\n";
   }

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <regex>
+#include <set>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -35,16 +36,26 @@ std::string CompactTime(int64_t ms) {
   return out;  // 20261127T094037
 }
 
-nlohmann::json MetricsJson(const trainer::EvalMetrics& m) {
+nlohmann::json PairMetricsJson(const trainer::PairMetrics& m) {
   auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
   return {{"accuracy", num(m.accuracy)},
           {"pairs", m.pairs},
           {"loss", num(m.loss)},
+          {"ece", num(m.ece)},
           {"accuracy_shorter_chosen", num(m.accuracy_shorter_chosen)},
           {"shorter_chosen_pairs", m.shorter_chosen_pairs},
           {"length_correlation", num(m.length_correlation)},
           {"score_mean", num(m.score_mean)},
           {"score_std", num(m.score_std)}};
+}
+
+// Overall metrics plus "dimensions": {name: metrics} and "unscored_pairs".
+nlohmann::json MetricsJson(const trainer::EvalMetrics& m) {
+  nlohmann::json out = PairMetricsJson(m);
+  out["unscored_pairs"] = m.unscored_pairs;
+  out["dimensions"] = nlohmann::json::object();
+  for (const auto& [name, dm] : m.dimensions) out["dimensions"][name] = PairMetricsJson(dm);
+  return out;
 }
 
 }  // namespace
@@ -506,8 +517,17 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
 
   const int64_t labels_at = store_.Counts().labels;
   std::vector<trainer::PreferencePair> train, holdout;
+  // Every configured dimension trains its own head; labels of a dimension
+  // no longer in the config are left out.
+  std::set<std::string> configured;
+  for (const auto& d : config_.judge.dimensions) configured.insert(d.name);
+  int64_t unconfigured = 0;
   Status st = store_.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
     if (lp.label.tie || lp.label.source != "ai") return true;
+    if (!configured.count(lp.label.dimension)) {
+      ++unconfigured;
+      return true;
+    }
     trainer::PreferencePair p;
     p.prompt = lp.pair.prompt;
     bool a_wins = lp.label.p_a >= 0.5;
@@ -521,6 +541,15 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     return true;
   });
   if (!st.ok()) return finish("", "failed", "snapshot failed: " + st.ToString());
+  if (unconfigured > 0) {
+    spdlog::info("training: left out {} labels of dimensions not in judge.dimensions",
+                 unconfigured);
+    metrics_
+        .GetCounter("rlaif_training_labels_skipped_total",
+                    "Labels left out of a training run, by reason.",
+                    {{"reason", "unconfigured_dimension"}})
+        .Inc(static_cast<double>(unconfigured));
+  }
   if (train.size() < 2 || holdout.empty()) {
     (void)store_.MarkTrained(labels_at);
     return finish("", "skipped",
@@ -581,13 +610,40 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   }
   std::shared_ptr<const trainer::RewardModel> live = scorer_.Current();
   std::optional<trainer::EvalMetrics> live_m;
+  // The gate compares overall accuracy (all dimensions) on the same pairs:
+  // when the live model lacks a head that the candidate has (a dimension
+  // added to the config), both are compared on the pairs the live model can
+  // score; the record keeps the candidate's metrics on the whole holdout.
+  trainer::EvalMetrics cand_gate_m = *cand_m;
+  std::string gate_note;
   if (live) {
-    auto lm = trainer::Evaluate(*live, holdout);
-    if (lm.ok()) live_m = *lm;
+    std::vector<trainer::PreferencePair> common;
+    for (const auto& p : holdout) {
+      if (trainer::HeadIndex(live->dimensions(), p.dimension) >= 0) common.push_back(p);
+    }
+    if (common.empty()) {
+      gate_note = " (the live model " + live->version() +
+                  " has no head for any held-out dimension: not compared)";
+    } else {
+      auto lm = trainer::Evaluate(*live, common);
+      if (lm.ok()) live_m = *lm;
+      if (lm.ok() && common.size() < holdout.size()) {
+        auto cm = trainer::Evaluate(**candidate, common);
+        if (cm.ok()) {
+          cand_gate_m = *cm;
+          gate_note = " (compared on the " + std::to_string(common.size()) + " of " +
+                      std::to_string(holdout.size()) +
+                      " held-out pairs whose dimension the live model has)";
+        } else {
+          live_m.reset();
+        }
+      }
+    }
   }
   trainer::GateDecision gate = trainer::DecideGate(
-      *cand_m, live_m ? &*live_m : nullptr,
+      cand_gate_m, live_m ? &*live_m : nullptr,
       {config_.trainer.gate.min_accuracy, config_.trainer.gate.max_regression});
+  gate.reason += gate_note;
 
   nlohmann::json metrics = {{"holdout", MetricsJson(*cand_m)},
                             {"train", MetricsJson(res->train)},
@@ -598,6 +654,9 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                             {"device", res->device},
                             {"trigger", trigger}};
   if (live_m) metrics["live_on_same_holdout"] = MetricsJson(*live_m);
+  if (cand_gate_m.pairs != cand_m->pairs) {
+    metrics["candidate_on_gate_pairs"] = MetricsJson(cand_gate_m);
+  }
   storage::ModelRecord rec;
   rec.version = version;
   rec.state = gate.promote ? "candidate" : "rejected";

@@ -7,6 +7,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -54,6 +55,18 @@ class ApiTest : public ::testing::Test {
                                          models_dir_->Sub(v), opt);
       ASSERT_TRUE(r.ok()) << r.status().ToString();
     }
+    // A two-dimension (two-head) linear model: "helpful" prefers the banana
+    // answer, "safe" the plain one.
+    auto pairs = SyntheticPairs(120, 0);
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      pairs[i].dimension = i % 2 ? "safe" : "helpful";
+      if (pairs[i].dimension == "safe") std::swap(pairs[i].chosen, pairs[i].rejected);
+    }
+    trainer::TrainOptions opt;
+    opt.model_type = "linear";
+    opt.version = "vDims";
+    auto r = trainer::TrainRewardModel(pairs, {}, models_dir_->Sub("vDims"), opt);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
   }
   static void TearDownTestSuite() { delete models_dir_; }
 
@@ -397,6 +410,79 @@ TEST_F(ApiTest, ImportStaysInsideTheDataDirAndListsPaginate) {
   EXPECT_EQ(page["models"].size(), 2u);
   ExpectErrorBody(client_->Get("/v1/models?limit=0"), 400);
   ExpectErrorBody(client_->Get("/v1/events?offset=-1"), 400);
+}
+
+TEST_F(ApiTest, ScoreReturnsEveryDimensionAndTheCombinedScore) {
+  storage::ModelRecord m;
+  m.version = "vDims";
+  m.state = "candidate";
+  m.dir = models_dir_->Sub("vDims");
+  m.accuracy = 0.9;
+  m.created_at_ms = NowMs() + 5;
+  m.metrics_json =
+      json{{"holdout",
+            {{"accuracy", 0.9},
+             {"dimensions",
+              {{"helpful", {{"accuracy", 0.95}, {"pairs", 15}, {"ece", 0.05}}},
+               {"safe", {{"accuracy", 0.85}, {"pairs", 14}, {"ece", 0.1}}}}}}}}
+          .dump();
+  ASSERT_TRUE(store_->PutModel(m).ok());
+  ASSERT_EQ(Post("/v1/models/vDims/promote", "{}", true)->status, 200);
+
+  auto one = Post("/v1/score", R"({"prompt": "q", "response": "a banana answer 3"})");
+  ASSERT_EQ(one->status, 200) << one->body;
+  json s = json::parse(one->body);
+  EXPECT_EQ(s["model_version"], "vDims");
+  ASSERT_EQ(s["dimensions"].size(), 2u) << s;
+  const json& h = s["dimensions"]["helpful"];
+  const json& f = s["dimensions"]["safe"];
+  ASSERT_TRUE(h["raw"].is_number() && h["normalized"].is_number()) << s;
+  ASSERT_TRUE(f["raw"].is_number() && f["normalized"].is_number()) << s;
+  // The heads disagree, as trained.
+  EXPECT_GT(h["normalized"].get<double>(), f["normalized"].get<double>()) << s;
+  // This server's scorer weighs both dimensions 1: the combined scores are means.
+  EXPECT_NEAR(s["score"].get<double>(), (h["raw"].get<double>() + f["raw"].get<double>()) / 2,
+              1e-12);
+  EXPECT_NEAR(s["normalized"].get<double>(),
+              (h["normalized"].get<double>() + f["normalized"].get<double>()) / 2, 1e-12);
+
+  auto batch = Post("/v1/score", R"({"items": [{"prompt": "q", "response": "a banana answer 3"},
+                                               {"prompt": "q", "response": "a plain answer 3"}]})");
+  ASSERT_EQ(batch->status, 200) << batch->body;
+  json b = json::parse(batch->body);
+  ASSERT_EQ(b["results"].size(), 2u);
+  EXPECT_EQ(b["results"][0]["dimensions"], s["dimensions"]);
+  EXPECT_EQ(b["results"][0]["score"], s["score"]);
+
+  // Compare and get_reward use the combined score.
+  auto cmp = Post("/v1/compare",
+                  R"({"prompt": "q", "a": "a banana answer 3", "b": "a plain answer 3"})");
+  ASSERT_EQ(cmp->status, 200) << cmp->body;
+  json c = json::parse(cmp->body);
+  EXPECT_EQ(c["score_a"], s["score"]);
+  EXPECT_EQ(c["score_b"], b["results"][1]["score"]);
+  EXPECT_NEAR(c["p_a_better"].get<double>(),
+              1 / (1 + std::exp(-(c["score_a"].get<double>() - c["score_b"].get<double>()))),
+              1e-12);
+  json rm = {{"query", {"q a banana answer 3"}}, {"prompts", {"q "}}, {"labels", {""}}};
+  auto rr = Post("/get_reward", rm.dump());
+  ASSERT_EQ(rr->status, 200) << rr->body;
+  auto direct = Post("/v1/score", R"({"prompt": "q ", "response": "a banana answer 3"})");
+  EXPECT_EQ(json::parse(rr->body)["rewards"][0], json::parse(direct->body)["normalized"]);
+
+  // Per-dimension held-out metrics of the live model, from its registry record.
+  json status = json::parse(client_->Get("/v1/status")->body);
+  EXPECT_EQ(status["model"]["dimensions"]["helpful"]["accuracy"], 0.95) << status["model"];
+  EXPECT_EQ(status["model"]["dimensions"]["safe"]["pairs"], 14);
+  json models = json::parse(client_->Get("/v1/models")->body);
+  bool found = false;
+  for (const auto& v : models["models"]) {
+    if (v["version"] == "vDims") {
+      found = true;
+      EXPECT_EQ(v["metrics"]["holdout"]["dimensions"]["safe"]["ece"], 0.1) << v;
+    }
+  }
+  EXPECT_TRUE(found) << models;
 }
 
 }  // namespace

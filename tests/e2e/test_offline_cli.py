@@ -57,6 +57,9 @@ def main(args, tmp):
     res = json.loads(out.strip().splitlines()[-1])
     check(res["pairs"] > 0 and 0 <= res["accuracy"] <= 1, f"train result {res}")
     check(res["train_pairs"] + res["pairs"] == 400, f"train+holdout != 400: {res}")
+    # One head (the pairs name no dimension): "dimensions" has the default one, "".
+    check(0 <= res["ece"] <= 1 and list(res["dimensions"]) == [""] and
+          res["dimensions"][""]["pairs"] == res["pairs"], f"train ece/dimensions {res}")
     for f in ("model.pt", "tokenizer.json", "config.json"):
         check(os.path.exists(os.path.join(out_dir, f)), f"checkpoint lacks {f}")
 
@@ -74,6 +77,7 @@ def main(args, tmp):
     outs = [json.loads(l) for l in out.splitlines()]
     check(len(outs) == 2 and math.isfinite(outs[0]["score"]) and "error" in outs[1],
           f"score output {outs}")
+    check(outs[0]["dimensions"][""]["raw"] == outs[0]["score"], f"score dimensions {outs[0]}")
     check(rc == 1, "score must exit 1 when a line was bad")
 
     rc, out, err = run([rlaifd, "eval", "--model", os.path.join(tmp, "nope"), "--pairs", trl])

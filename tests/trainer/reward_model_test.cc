@@ -121,7 +121,9 @@ TEST(TrainRewardModel, LearnsASyntheticPreferenceOnDisjointPrompts) {
   for (const auto& e : fs::directory_iterator(dir.Sub("models"))) entries += (void(e), 1);
   EXPECT_EQ(entries, 1u);
   auto config = nlohmann::json::parse(ReadFile(dir.Sub("models/v1/config.json")));
-  EXPECT_EQ(config["format_version"], 1);
+  EXPECT_EQ(config["format_version"], 2);
+  EXPECT_EQ(config["dimensions"], nlohmann::json::array({""}));
+  EXPECT_EQ(config["architecture"]["score_heads"], 1);
   EXPECT_EQ(config["version"], "v1");
   EXPECT_EQ(config["architecture"]["d_model"], 64);
   EXPECT_EQ(config["architecture"]["causal"], true);
@@ -136,7 +138,8 @@ TEST(TrainRewardModel, LearnsASyntheticPreferenceOnDisjointPrompts) {
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   EXPECT_EQ((*model)->version(), "v1");
   EXPECT_EQ((*model)->device(), "cpu");
-  EXPECT_DOUBLE_EQ((*model)->norm_mean(), res->holdout.score_mean);
+  ASSERT_EQ((*model)->normalization().size(), 1u);
+  EXPECT_DOUBLE_EQ((*model)->normalization()[0].mean, res->holdout.score_mean);
   auto again = Evaluate(**model, holdout);
   ASSERT_TRUE(again.ok());
   EXPECT_DOUBLE_EQ(again->accuracy, res->holdout.accuracy);
@@ -147,7 +150,7 @@ TEST(TrainRewardModel, LearnsASyntheticPreferenceOnDisjointPrompts) {
   auto s = (*model)->Score(
       {{"Q: pick a word?", "zuko lapa banana riso"}, {"Q: pick a word?", "zuko lapa riso"}});
   ASSERT_TRUE(s.ok());
-  EXPECT_GT((*s)[0], (*s)[1]);
+  EXPECT_GT((*s)[0][0], (*s)[1][0]);
 }
 
 TEST(TrainRewardModel, SameSeedGivesIdenticalWeightsAndScores) {
@@ -331,7 +334,7 @@ TEST_F(CheckpointTest, ScoreIsThreadSafe) {
           continue;
         }
         for (size_t k = 0; k < s->size(); ++k) {
-          if (std::abs((*s)[k] - (*expected)[k]) > 1e-5) ++failures;
+          if (std::abs((*s)[k][0] - (*expected)[k][0]) > 1e-5) ++failures;
         }
       }
     });
@@ -341,7 +344,7 @@ TEST_F(CheckpointTest, ScoreIsThreadSafe) {
   // Batching does not change a score: alone vs. in a batch of 40.
   auto alone = (*model)->Score({items[7]});
   ASSERT_TRUE(alone.ok());
-  EXPECT_NEAR((*alone)[0], (*expected)[7], 1e-5);
+  EXPECT_NEAR((*alone)[0][0], (*expected)[7][0], 1e-5);
 }
 
 // ---- GPU (skipped without CUDA) ---------------------------------------------
@@ -374,8 +377,8 @@ TEST(TrainRewardModelGpu, TrainsOnCudaAndAgreesWithCpuScoring) {
   // bf16 autocast on the GPU vs fp32 on the CPU: close, not equal.
   double max_diff = 0, scale = 0;
   for (size_t i = 0; i < sc->size(); ++i) {
-    max_diff = std::max(max_diff, std::abs((*sg)[i] - (*sc)[i]));
-    scale = std::max(scale, std::abs((*sc)[i]));
+    max_diff = std::max(max_diff, std::abs((*sg)[i][0] - (*sc)[i][0]));
+    scale = std::max(scale, std::abs((*sc)[i][0]));
   }
   EXPECT_LT(max_diff, 0.05 * std::max(scale, 1.0));
   auto gpu_eval = Evaluate(**on_gpu, holdout);

@@ -72,28 +72,43 @@ inline std::vector<PreferencePair> BananaPairs(int n, uint64_t seed) {
   return pairs;
 }
 
-// Scores with `fn(prompt, response)`; thread-safe if `fn` is.
+// Scores with `fn(prompt, response)` (one head, dimension ""), or with one
+// function per dimension; thread-safe if the functions are.
 class FunctionRewardModel : public RewardModel {
  public:
   using ScoreFn = std::function<double(const std::string&, const std::string&)>;
   FunctionRewardModel(std::string version, ScoreFn fn, double mean = 0, double stddev = 1)
-      : version_(std::move(version)), fn_(std::move(fn)), mean_(mean), std_(stddev) {}
-  Result<std::vector<double>> Score(
+      : version_(std::move(version)),
+        dimensions_{""},
+        fns_{std::move(fn)},
+        norms_{{mean, stddev}} {}
+  FunctionRewardModel(std::string version, std::vector<std::string> dimensions,
+                      std::vector<ScoreFn> fns, std::vector<ScoreNormalization> norms)
+      : version_(std::move(version)),
+        dimensions_(std::move(dimensions)),
+        fns_(std::move(fns)),
+        norms_(std::move(norms)) {}
+  Result<std::vector<std::vector<double>>> Score(
       const std::vector<std::pair<std::string, std::string>>& items) const override {
-    std::vector<double> out;
-    for (const auto& [p, r] : items) out.push_back(fn_(p, r));
+    std::vector<std::vector<double>> out;
+    for (const auto& [p, r] : items) {
+      std::vector<double> row;
+      for (const auto& fn : fns_) row.push_back(fn(p, r));
+      out.push_back(std::move(row));
+    }
     return out;
   }
   const std::string& version() const override { return version_; }
   const std::string& dir() const override { return dir_; }
   std::string device() const override { return "cpu"; }
-  double norm_mean() const override { return mean_; }
-  double norm_std() const override { return std_; }
+  const std::vector<std::string>& dimensions() const override { return dimensions_; }
+  const std::vector<ScoreNormalization>& normalization() const override { return norms_; }
 
  private:
   std::string version_, dir_;
-  ScoreFn fn_;
-  double mean_, std_;
+  std::vector<std::string> dimensions_;
+  std::vector<ScoreFn> fns_;
+  std::vector<ScoreNormalization> norms_;
 };
 
 // Small, fast training settings for tests (tiny preset, shortened).

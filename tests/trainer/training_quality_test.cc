@@ -58,7 +58,7 @@ TEST(TrainRewardModel, LinearBaselineLearnsASyntheticPreferenceAndIgnoresFlatLab
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   auto s = (*model)->Score({{"a", "Zuko banana, riso!"}, {"b", "zuko  BANANA , riso !"}});
   ASSERT_TRUE(s.ok());
-  EXPECT_DOUBLE_EQ((*s)[0], (*s)[1]);
+  EXPECT_EQ((*s)[0], (*s)[1]);
 }
 
 TEST(TrainRewardModel, LinearModelTypeSavesLoadsAndRefusesCorruptWeights) {

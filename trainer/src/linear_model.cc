@@ -54,8 +54,6 @@ std::vector<std::string> Words(std::string_view text) {
   return out;
 }
 
-size_t WeightCount(const LinearConfig& c) { return (size_t{1} << c.hash_bits) + kDenseFeatures; }
-
 uint64_t WeightsChecksum(const std::vector<float>& w) {
   return Hash64(
       std::string_view(reinterpret_cast<const char*>(w.data()), w.size() * sizeof(float)));
@@ -66,6 +64,8 @@ double Sigmoid(double x) {
 }
 
 }  // namespace
+
+size_t WeightsPerHead(const LinearConfig& c) { return (size_t{1} << c.hash_bits) + kDenseFeatures; }
 
 std::vector<std::pair<uint32_t, float>> LinearFeatures(const LinearConfig& config,
                                                        std::string_view response) {
@@ -102,52 +102,57 @@ std::vector<std::pair<uint32_t, float>> LinearFeatures(const LinearConfig& confi
 }
 
 LinearRewardModel::LinearRewardModel(LinearConfig config, std::vector<float> weights,
-                                     std::string version, std::string dir, double norm_mean,
-                                     double norm_std)
+                                     std::vector<std::string> dimensions, std::string version,
+                                     std::string dir, std::vector<ScoreNormalization> normalization)
     : config_(config),
       weights_(std::move(weights)),
+      dimensions_(std::move(dimensions)),
       version_(std::move(version)),
       dir_(std::move(dir)),
-      norm_mean_(norm_mean),
-      norm_std_(norm_std) {}
+      normalization_(std::move(normalization)) {}
 
-double LinearRewardModel::ScoreResponse(std::string_view response) const {
-  double s = 0;
-  for (const auto& [id, v] : LinearFeatures(config_, response)) s += weights_[id] * v;
-  return s;
+std::vector<double> LinearRewardModel::ScoreResponse(std::string_view response) const {
+  const size_t per_head = WeightsPerHead(config_);
+  std::vector<double> out(dimensions_.size(), 0.0);
+  const auto features = LinearFeatures(config_, response);
+  for (size_t h = 0; h < out.size(); ++h) {
+    const float* w = weights_.data() + h * per_head;
+    for (const auto& [id, v] : features) out[h] += w[id] * v;
+  }
+  return out;
 }
 
-Result<std::vector<double>> LinearRewardModel::Score(
+Result<std::vector<std::vector<double>>> LinearRewardModel::Score(
     const std::vector<std::pair<std::string, std::string>>& items) const {
-  std::vector<double> out;
+  std::vector<std::vector<double>> out;
   out.reserve(items.size());
   for (const auto& item : items) out.push_back(ScoreResponse(item.second));
   return out;
 }
 
-std::shared_ptr<LinearRewardModel> LinearRewardModel::WithIdentity(std::string version,
-                                                                   std::string dir,
-                                                                   double norm_mean,
-                                                                   double norm_std) const {
-  return std::make_shared<LinearRewardModel>(config_, weights_, std::move(version), std::move(dir),
-                                             norm_mean, norm_std);
-}
-
 Result<std::shared_ptr<LinearRewardModel>> TrainLinearRewardModel(
-    const std::vector<PreferencePair>& train, const LinearConfig& config,
-    const LinearTrainOptions& options, const std::string& version, const std::string& dir) {
+    const std::vector<PreferencePair>& train, const std::vector<std::string>& dimensions,
+    const LinearConfig& config, const LinearTrainOptions& options, const std::string& version,
+    const std::string& dir) {
   if (train.empty()) return Status::InvalidArgument("no training pairs");
+  if (dimensions.empty()) return Status::InvalidArgument("linear model: no dimensions");
   if (config.hash_bits < 4 || config.hash_bits > 26) {
     return Status::InvalidArgument("linear model: hash_bits must be in [4, 26]");
   }
   if (options.epochs < 1 || !(options.learning_rate > 0) || !(options.l2 >= 0)) {
     return Status::InvalidArgument("linear model: epochs >= 1, learning_rate > 0, l2 >= 0");
   }
-  // Per pair: the feature difference chosen - rejected (shared ids merged).
+  // Per pair: the feature difference chosen - rejected (shared ids merged),
+  // its ids offset into the block of the pair's head: that head's mask.
   struct Diff {
     std::vector<std::pair<uint32_t, float>> x;
     float p = 1.0f;
   };
+  const size_t per_head = WeightsPerHead(config);
+  if (per_head * dimensions.size() > UINT32_MAX) {
+    return Status::InvalidArgument("linear model: too many heads for hash_bits " +
+                                   std::to_string(config.hash_bits));
+  }
   std::vector<Diff> data;
   data.reserve(train.size());
   for (const auto& p : train) {
@@ -155,6 +160,13 @@ Result<std::shared_ptr<LinearRewardModel>> TrainLinearRewardModel(
     for (auto& [id, v] : r) v = -v;
     c.insert(c.end(), r.begin(), r.end());
     std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    const int head = HeadIndex(dimensions, p.dimension);
+    if (head < 0) {
+      return Status::InvalidArgument("linear model: a training pair has dimension \"" +
+                                     p.dimension + "\", which has no head");
+    }
+    const auto offset = static_cast<uint32_t>(static_cast<size_t>(head) * per_head);
+    for (auto& [id, v] : c) id += offset;
     Diff d;
     d.p = static_cast<float>(p.p_chosen);
     for (const auto& [id, v] : c) {
@@ -166,7 +178,7 @@ Result<std::shared_ptr<LinearRewardModel>> TrainLinearRewardModel(
     }
     data.push_back(std::move(d));
   }
-  std::vector<float> w(WeightCount(config), 0.0f);
+  std::vector<float> w(per_head * dimensions.size(), 0.0f);
   std::vector<float> g2(w.size(), 0.0f);
   std::vector<size_t> order(data.size());
   std::iota(order.begin(), order.end(), 0);
@@ -193,7 +205,8 @@ Result<std::shared_ptr<LinearRewardModel>> TrainLinearRewardModel(
   for (float v : w) {
     if (!std::isfinite(v)) return Status::Internal("linear training diverged (non-finite weight)");
   }
-  return std::make_shared<LinearRewardModel>(config, std::move(w), version, dir, 0.0, 1.0);
+  return std::make_shared<LinearRewardModel>(config, std::move(w), dimensions, version, dir,
+                                             std::vector<ScoreNormalization>(dimensions.size()));
 }
 
 Result<std::string> SaveLinearWeights(const LinearRewardModel& model, const std::string& dir) {
@@ -211,17 +224,17 @@ Result<std::string> SaveLinearWeights(const LinearRewardModel& model, const std:
                {"hash_bits", model.config().hash_bits},
                {"bigrams", model.config().bigrams},
                {"length_feature", model.config().length_feature},
+               {"heads", model.dimensions().size()},
                {"weights_file", kLinearWeightsFile},
                {"weights", w.size()},
                {"weights_hash64", HexId(WeightsChecksum(w))}};
   return arch.dump();
 }
 
-Result<std::shared_ptr<LinearRewardModel>> LoadLinearRewardModel(const std::string& dir,
-                                                                 const std::string& arch_json,
-                                                                 const std::string& version,
-                                                                 double norm_mean,
-                                                                 double norm_std) {
+Result<std::shared_ptr<LinearRewardModel>> LoadLinearRewardModel(
+    const std::string& dir, const std::string& arch_json,
+    const std::vector<std::string>& dimensions, const std::string& version,
+    std::vector<ScoreNormalization> normalization) {
   json arch = json::parse(arch_json, nullptr, /*allow_exceptions=*/false);
   if (!arch.is_object()) return Status::Corruption("architecture is not an object");
   if (arch.value("type", std::string()) != "linear") {
@@ -249,13 +262,24 @@ Result<std::shared_ptr<LinearRewardModel>> LoadLinearRewardModel(const std::stri
     return Status::InvalidArgument("linear hash_bits " + std::to_string(config.hash_bits) +
                                    " outside [4, 26]");
   }
+  // Absent before multi-head checkpoints: one head.
+  const json heads = arch.value("heads", json(1));
+  if (!heads.is_number_integer() || heads.get<int64_t>() < 1) {
+    return Status::Corruption("linear architecture: \"heads\" is not a positive integer");
+  }
+  if (static_cast<size_t>(heads.get<int64_t>()) != dimensions.size() ||
+      normalization.size() != dimensions.size()) {
+    return Status::InvalidArgument("linear architecture has " + heads.dump() +
+                                   " head(s) but the checkpoint lists " +
+                                   std::to_string(dimensions.size()) + " dimension(s)");
+  }
   const fs::path path = fs::path(dir) / kLinearWeightsFile;
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::Corruption("checkpoint " + dir + " lacks " + kLinearWeightsFile);
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string bytes = ss.str();
-  const size_t n = WeightCount(config);
+  const size_t n = WeightsPerHead(config) * dimensions.size();
   if (bytes.size() != n * sizeof(float)) {
     return Status::Corruption(path.string() + " has " + std::to_string(bytes.size()) +
                               " bytes; the architecture needs " +
@@ -266,8 +290,8 @@ Result<std::shared_ptr<LinearRewardModel>> LoadLinearRewardModel(const std::stri
   if (HexId(WeightsChecksum(w)) != arch["weights_hash64"].get<std::string>()) {
     return Status::Corruption(path.string() + " does not match its checksum in config.json");
   }
-  return std::make_shared<LinearRewardModel>(config, std::move(w), version, dir, norm_mean,
-                                             norm_std);
+  return std::make_shared<LinearRewardModel>(config, std::move(w), dimensions, version, dir,
+                                             std::move(normalization));
 }
 
 }  // namespace rlaif::trainer

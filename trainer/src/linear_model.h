@@ -1,15 +1,17 @@
 // The linear baseline reward model (private to the trainer module): hashed
 // word unigram + bigram presence features of the response plus a length
-// feature, one weight each, trained with the same soft-label Bradley-Terry
-// loss as the transformer (AdaGrad, L2), in plain C++ (no LibTorch).
+// feature, one weight each per dimension (a separate weight vector per head:
+// a pair updates only its own dimension's), trained with the same soft-label
+// Bradley-Terry loss as the transformer (AdaGrad, L2), in plain C++ (no LibTorch).
 //
 // It is a yardstick (a bag-of-words BT model gets ~0.58-0.62 on HH harmless)
 // and a CPU fallback that trains in a second or two. The score ignores the
 // prompt: on the data measured, prompt x response interaction features did
 // not help (bench/RESULTS.md).
 //
-// Checkpoint: config.json (architecture.type = "linear") + linear.bin (the
-// weights, raw little-endian float32, their Hash64 recorded in config.json).
+// Checkpoint: config.json (architecture.type = "linear", "heads" = number of
+// heads, 1 when absent) + linear.bin (the weights, head after head, raw
+// little-endian float32, their Hash64 recorded in config.json).
 #pragma once
 
 #include <cstdint>
@@ -43,54 +45,62 @@ struct LinearTrainOptions {
 // An immutable linear reward model. Score() is thread-safe.
 class LinearRewardModel final : public RewardModel {
  public:
-  LinearRewardModel(LinearConfig config, std::vector<float> weights, std::string version,
-                    std::string dir, double norm_mean, double norm_std);
+  // `weights` holds dimensions.size() blocks of WeightsPerHead(config).
+  LinearRewardModel(LinearConfig config, std::vector<float> weights,
+                    std::vector<std::string> dimensions, std::string version, std::string dir,
+                    std::vector<ScoreNormalization> normalization);
 
-  Result<std::vector<double>> Score(
+  Result<std::vector<std::vector<double>>> Score(
       const std::vector<std::pair<std::string, std::string>>& items) const override;
   const std::string& version() const override { return version_; }
   const std::string& dir() const override { return dir_; }
   std::string device() const override { return "cpu"; }
-  double norm_mean() const override { return norm_mean_; }
-  double norm_std() const override { return norm_std_; }
+  const std::vector<std::string>& dimensions() const override { return dimensions_; }
+  const std::vector<ScoreNormalization>& normalization() const override { return normalization_; }
 
-  double ScoreResponse(std::string_view response) const;
+  // The response's score under every head.
+  std::vector<double> ScoreResponse(std::string_view response) const;
   const LinearConfig& config() const { return config_; }
   const std::vector<float>& weights() const { return weights_; }
-  // A copy with another version/dir/normalisation (weights shared by value).
-  std::shared_ptr<LinearRewardModel> WithIdentity(std::string version, std::string dir,
-                                                  double norm_mean, double norm_std) const;
 
  private:
   const LinearConfig config_;
-  const std::vector<float> weights_;  // 2^hash_bits + 2 dense (length) weights
+  const std::vector<float> weights_;  // per head: 2^hash_bits + 2 dense (length) weights
+  const std::vector<std::string> dimensions_;
   const std::string version_;
   const std::string dir_;
-  const double norm_mean_;
-  const double norm_std_;
+  const std::vector<ScoreNormalization> normalization_;
 };
+
+// Weights of one head: 2^hash_bits hashed + 2 dense.
+size_t WeightsPerHead(const LinearConfig& config);
 
 // Sparse features of one response: (index, value) with unique indices.
 std::vector<std::pair<uint32_t, float>> LinearFeatures(const LinearConfig& config,
                                                        std::string_view response);
 
-// Trains on `train`; the returned model has version/dir as given and
+// Trains one head per entry of `dimensions` on `train`; a pair trains the
+// head HeadIndex(dimensions, pair.dimension), and a pair without one is
+// kInvalidArgument. The returned model has version/dir as given and
 // normalisation (0, 1). kCancelled if options.cancelled() returns true.
 Result<std::shared_ptr<LinearRewardModel>> TrainLinearRewardModel(
-    const std::vector<PreferencePair>& train, const LinearConfig& config,
-    const LinearTrainOptions& options, const std::string& version, const std::string& dir);
+    const std::vector<PreferencePair>& train, const std::vector<std::string>& dimensions,
+    const LinearConfig& config, const LinearTrainOptions& options, const std::string& version,
+    const std::string& dir);
 
 // Writes linear.bin into `dir` and returns the "architecture" object of
 // config.json (as JSON text) describing it, checksum included.
 Result<std::string> SaveLinearWeights(const LinearRewardModel& model, const std::string& dir);
 
-// Loads linear.bin from `dir`, validated against the "architecture" JSON text.
+// Loads linear.bin from `dir`, validated against the "architecture" JSON text
+// and `dimensions` (one head each; `normalization` as many entries).
 // kCorruption for a missing/short/long/mismatched-checksum file,
-// kInvalidArgument for an unsupported architecture.
-Result<std::shared_ptr<LinearRewardModel>> LoadLinearRewardModel(const std::string& dir,
-                                                                 const std::string& arch_json,
-                                                                 const std::string& version,
-                                                                 double norm_mean, double norm_std);
+// kInvalidArgument for an unsupported architecture or a head count that
+// differs from the dimension list.
+Result<std::shared_ptr<LinearRewardModel>> LoadLinearRewardModel(
+    const std::string& dir, const std::string& arch_json,
+    const std::vector<std::string>& dimensions, const std::string& version,
+    std::vector<ScoreNormalization> normalization);
 
 inline constexpr const char* kLinearWeightsFile = "linear.bin";
 

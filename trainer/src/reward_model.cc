@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <new>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -42,7 +43,10 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 constexpr const char* kCheckpointFormat = "rlaif-reward-model";
-constexpr int kCheckpointFormatVersion = 1;
+// 2: one head per dimension ("dimensions", per-dimension normalisation).
+// 1 (single head, one normalisation) is still read, as one head named "".
+constexpr int kCheckpointFormatVersion = 2;
+constexpr int kMaxScoreHeads = 1024;
 constexpr const char* kWeightsFile = "model.pt";
 constexpr const char* kTokenizerFile = "tokenizer.json";
 constexpr const char* kConfigFile = "config.json";
@@ -116,6 +120,10 @@ Status ValidateConfig(const ModelConfig& c) {
   if (c.mlp_ratio < 1 || c.mlp_ratio > 16) {
     return bad("mlp_ratio " + std::to_string(c.mlp_ratio) + " outside [1, 16]");
   }
+  if (c.score_heads < 1 || c.score_heads > kMaxScoreHeads) {
+    return bad("score_heads " + std::to_string(c.score_heads) + " outside [1, " +
+               std::to_string(kMaxScoreHeads) + "]");
+  }
   return Status::Ok();
 }
 
@@ -131,7 +139,8 @@ json ConfigToJson(const ModelConfig& c) {
           {"mlp_ratio", c.mlp_ratio},
           {"norm", "pre-ln"},
           {"pooling", "end_token"},
-          {"head", "scalar"}};
+          {"head", "scalar"},
+          {"score_heads", c.score_heads}};
 }
 
 Result<ModelConfig> ConfigFromJson(const json& j) {
@@ -152,6 +161,9 @@ Result<ModelConfig> ConfigFromJson(const json& j) {
   RLAIF_RETURN_IF_ERROR(get_int("layers", &c.layers));
   RLAIF_RETURN_IF_ERROR(get_int("heads", &c.heads));
   RLAIF_RETURN_IF_ERROR(get_int("mlp_ratio", &c.mlp_ratio));
+  if (j.contains("score_heads")) {  // absent in format_version 1: one head
+    RLAIF_RETURN_IF_ERROR(get_int("score_heads", &c.score_heads));
+  }
   auto causal = j.find("causal");
   if (causal == j.end() || !causal->is_boolean()) {
     return Status::Corruption("config.json: architecture.causal missing");
@@ -240,12 +252,15 @@ std::string DeviceName(const torch::Device& device) {
 
 // ---- Scoring ----------------------------------------------------------------
 
-// Scores prepared sequences; throws on LibTorch errors. Batches by length
-// (longest first) so that padding stays small. Training calls it for
-// validation too: the network has no dropout, so train/eval mode agree.
-std::vector<double> ScoreTokenSequences(const RewardTransformer& model, const torch::Device& device,
-                                        const std::vector<std::vector<int32_t>>& seqs) {
-  std::vector<double> out(seqs.size());
+// Scores prepared sequences under every head ([seq][head]); throws on
+// LibTorch errors. Batches by length (longest first) so that padding stays
+// small. Training calls it for validation too: the network has no dropout,
+// so train/eval mode agree.
+std::vector<std::vector<double>> ScoreTokenSequences(
+    const RewardTransformer& model, const torch::Device& device,
+    const std::vector<std::vector<int32_t>>& seqs) {
+  std::vector<std::vector<double>> out(seqs.size());
+  const int64_t heads = model->config().score_heads;
   std::vector<size_t> order(seqs.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
@@ -266,7 +281,10 @@ std::vector<double> ScoreTokenSequences(const RewardTransformer& model, const to
     TokenBatch tb = MakeTokenBatch(batch, device);
     auto scores = net->forward(tb.ids, tb.lengths).to(torch::kCPU, torch::kDouble).contiguous();
     const double* s = scores.data_ptr<double>();
-    for (size_t j = i; j < end; ++j) out[order[j]] = s[j - i];
+    for (size_t j = i; j < end; ++j) {
+      const double* row = s + (j - i) * heads;
+      out[order[j]].assign(row, row + heads);
+    }
     i = end;
   }
   return out;
@@ -277,89 +295,94 @@ std::vector<double> ScoreTokenSequences(const RewardTransformer& model, const to
 class TorchRewardModel final : public RewardModel {
  public:
   TorchRewardModel(BpeTokenizer tokenizer, RewardTransformer net, torch::Device device,
-                   std::string version, std::string dir, double norm_mean, double norm_std)
+                   std::vector<std::string> dimensions, std::string version, std::string dir,
+                   std::vector<ScoreNormalization> normalization)
       : tokenizer_(std::move(tokenizer)),
         net_(std::move(net)),
         device_(device),
+        dimensions_(std::move(dimensions)),
         version_(std::move(version)),
         dir_(std::move(dir)),
-        norm_mean_(norm_mean),
-        norm_std_(norm_std) {
+        normalization_(std::move(normalization)) {
     net_.ptr()->eval();
   }
 
-  Result<std::vector<double>> Score(
+  Result<std::vector<std::vector<double>>> Score(
       const std::vector<std::pair<std::string, std::string>>& items) const override {
-    return GuardExceptions("scoring with model " + version_, [&]() -> Result<std::vector<double>> {
-      std::vector<std::vector<int32_t>> seqs;
-      seqs.reserve(items.size());
-      const int max_len = net_->config().max_len;
-      for (const auto& [prompt, response] : items) {
-        seqs.push_back(
-            BuildRewardSequence(tokenizer_.Encode(prompt), tokenizer_.Encode(response), max_len));
-      }
-      return ScoreSequences(seqs);
-    });
-  }
-
-  std::vector<double> ScoreSequences(const std::vector<std::vector<int32_t>>& seqs) const {
-    return ScoreTokenSequences(net_, device_, seqs);
+    return GuardExceptions(
+        "scoring with model " + version_, [&]() -> Result<std::vector<std::vector<double>>> {
+          std::vector<std::vector<int32_t>> seqs;
+          seqs.reserve(items.size());
+          const int max_len = net_->config().max_len;
+          for (const auto& [prompt, response] : items) {
+            seqs.push_back(BuildRewardSequence(tokenizer_.Encode(prompt),
+                                               tokenizer_.Encode(response), max_len));
+          }
+          return ScoreTokenSequences(net_, device_, seqs);
+        });
   }
 
   const std::string& version() const override { return version_; }
   const std::string& dir() const override { return dir_; }
   std::string device() const override { return DeviceName(device_); }
-  double norm_mean() const override { return norm_mean_; }
-  double norm_std() const override { return norm_std_; }
+  const std::vector<std::string>& dimensions() const override { return dimensions_; }
+  const std::vector<ScoreNormalization>& normalization() const override { return normalization_; }
 
  private:
   const BpeTokenizer tokenizer_;  // its encode cache is internally synchronised
   const RewardTransformer net_;
   const torch::Device device_;
+  const std::vector<std::string> dimensions_;
   const std::string version_;
   const std::string dir_;
-  const double norm_mean_;
-  const double norm_std_;
+  const std::vector<ScoreNormalization> normalization_;
 };
 
-// Weighted sum of a transformer's and a linear model's scores, each
-// z-normalised by statistics fixed at training time. Immutable; Score() is thread-safe.
+// Weighted sum of a transformer's and a linear model's scores, each head
+// z-normalised by statistics fixed at training time. The members have the
+// same dimensions, in the same order. Immutable; Score() is thread-safe.
 class EnsembleRewardModel final : public RewardModel {
  public:
   struct Member {
     std::shared_ptr<const RewardModel> model;
-    double mean = 0, stddev = 1, weight = 0.5;
+    std::vector<ScoreNormalization> stats;  // per head
+    double weight = 0.5;
   };
   EnsembleRewardModel(std::vector<Member> members, std::string version, std::string dir,
-                      double norm_mean, double norm_std)
+                      std::vector<ScoreNormalization> normalization)
       : members_(std::move(members)),
         version_(std::move(version)),
         dir_(std::move(dir)),
-        norm_mean_(norm_mean),
-        norm_std_(norm_std) {}
+        normalization_(std::move(normalization)) {}
 
-  Result<std::vector<double>> Score(
+  Result<std::vector<std::vector<double>>> Score(
       const std::vector<std::pair<std::string, std::string>>& items) const override {
-    std::vector<double> out(items.size(), 0.0);
+    const size_t heads = dimensions().size();
+    std::vector<std::vector<double>> out(items.size(), std::vector<double>(heads, 0.0));
     for (const auto& m : members_) {
       auto s = m.model->Score(items);
       if (!s.ok()) return s.status();
-      for (size_t i = 0; i < out.size(); ++i) out[i] += m.weight * ((*s)[i] - m.mean) / m.stddev;
+      for (size_t i = 0; i < out.size(); ++i) {
+        for (size_t h = 0; h < heads; ++h) {
+          out[i][h] += m.weight * ((*s)[i][h] - m.stats[h].mean) / m.stats[h].std;
+        }
+      }
     }
     return out;
   }
   const std::string& version() const override { return version_; }
   const std::string& dir() const override { return dir_; }
   std::string device() const override { return members_.front().model->device(); }
-  double norm_mean() const override { return norm_mean_; }
-  double norm_std() const override { return norm_std_; }
+  const std::vector<std::string>& dimensions() const override {
+    return members_.front().model->dimensions();
+  }
+  const std::vector<ScoreNormalization>& normalization() const override { return normalization_; }
 
  private:
   const std::vector<Member> members_;
   const std::string version_;
   const std::string dir_;
-  const double norm_mean_;
-  const double norm_std_;
+  const std::vector<ScoreNormalization> normalization_;
 };
 
 // ---- Metrics ----------------------------------------------------------------
@@ -380,16 +403,70 @@ double Pearson(const std::vector<double>& x, const std::vector<double>& y) {
   return sxy / std::sqrt(sxx * syy);
 }
 
-json MetricsToJson(const EvalMetrics& m) {
+json PairMetricsToJson(const PairMetrics& m) {
   // nlohmann writes NaN as null (e.g. accuracy_shorter_chosen with no such pair).
   return {{"accuracy", m.accuracy},
           {"pairs", m.pairs},
           {"loss", m.loss},
+          {"ece", m.ece},
           {"accuracy_shorter_chosen", m.accuracy_shorter_chosen},
           {"shorter_chosen_pairs", m.shorter_chosen_pairs},
           {"length_correlation", m.length_correlation},
           {"score_mean", m.score_mean},
           {"score_std", m.score_std}};
+}
+
+json MetricsToJson(const EvalMetrics& m) {
+  json out = PairMetricsToJson(m);
+  out["unscored_pairs"] = m.unscored_pairs;
+  out["dimensions"] = json::object();
+  for (const auto& [name, dm] : m.dimensions) out["dimensions"][name] = PairMetricsToJson(dm);
+  return out;
+}
+
+// Metrics of scored pairs: chosen[i], rejected[i] are the scores of
+// pairs[i]'s responses under its head. Throws on LibTorch errors.
+PairMetrics ComputePairMetrics(const std::vector<const PreferencePair*>& pairs,
+                               const std::vector<double>& chosen,
+                               const std::vector<double>& rejected) {
+  const size_t n = pairs.size();
+  PairMetrics m;
+  m.pairs = static_cast<int64_t>(n);
+  if (n == 0) return m;
+  int64_t correct = 0, shorter_correct = 0;
+  std::vector<double> margin(n), p(n), scores(2 * n), lengths(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    const PreferencePair& pair = *pairs[i];
+    const bool right = chosen[i] > rejected[i];  // ties (and NaN) count as wrong
+    correct += right;
+    if (pair.chosen.size() < pair.rejected.size()) {
+      ++m.shorter_chosen_pairs;
+      shorter_correct += right;
+    }
+    margin[i] = chosen[i] - rejected[i];
+    p[i] = pair.p_chosen;
+    scores[i] = chosen[i];
+    scores[n + i] = rejected[i];
+    lengths[i] = static_cast<double>(pair.chosen.size());
+    lengths[n + i] = static_cast<double>(pair.rejected.size());
+  }
+  m.accuracy = static_cast<double>(correct) / n;
+  m.accuracy_shorter_chosen = m.shorter_chosen_pairs > 0
+                                  ? static_cast<double>(shorter_correct) / m.shorter_chosen_pairs
+                                  : std::numeric_limits<double>::quiet_NaN();
+  auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  m.loss = BradleyTerryLossTensor(torch::from_blob(margin.data(), {static_cast<int64_t>(n)}, opts),
+                                  torch::from_blob(p.data(), {static_cast<int64_t>(n)}, opts))
+               .mean()
+               .item<double>();
+  m.ece = ExpectedCalibrationError(margin, p);
+  m.length_correlation = Pearson(scores, lengths);
+  double sum = 0, sq = 0;
+  for (double v : scores) sum += v;
+  m.score_mean = sum / scores.size();
+  for (double v : scores) sq += (v - m.score_mean) * (v - m.score_mean);
+  m.score_std = std::sqrt(sq / scores.size());
+  return m;
 }
 
 std::string DataFingerprint(const std::vector<PreferencePair>& pairs) {
@@ -523,21 +600,57 @@ Result<std::shared_ptr<const RewardModel>> LoadImpl(const std::string& dir_text,
   if (fv == config.end() || !fv->is_number_integer()) {
     return Status::Corruption((dir / kConfigFile).string() + ": \"format_version\" missing");
   }
-  if (fv->get<int>() != kCheckpointFormatVersion) {
+  const int format_version = fv->get<int>();
+  if (format_version != kCheckpointFormatVersion && format_version != 1) {
     return Status::InvalidArgument("checkpoint " + dir_text + " has format_version " +
-                                   std::to_string(fv->get<int>()) + "; this build reads " +
+                                   std::to_string(format_version) + "; this build reads 1 and " +
                                    std::to_string(kCheckpointFormatVersion));
   }
+  // Normalisation {mean, std} of `j`, finite with std > 0.
+  auto read_norm = [&](const json& j, const std::string& where) -> Result<ScoreNormalization> {
+    if (!j.is_object() || !j.value("mean", json()).is_number() ||
+        !j.value("std", json()).is_number()) {
+      return Status::Corruption((dir / kConfigFile).string() + ": " + where +
+                                " {mean, std} missing");
+    }
+    ScoreNormalization n{j["mean"].get<double>(), j["std"].get<double>()};
+    if (!std::isfinite(n.mean) || !std::isfinite(n.std) || n.std <= 0) {
+      return Status::Corruption((dir / kConfigFile).string() + ": " + where +
+                                " is not finite with std > 0");
+    }
+    return n;
+  };
   const json norm = config.value("normalization", json());
-  if (!norm.is_object() || !norm.value("mean", json()).is_number() ||
-      !norm.value("std", json()).is_number()) {
-    return Status::Corruption((dir / kConfigFile).string() +
-                              ": \"normalization\" {mean, std} missing");
-  }
-  const double mean = norm["mean"].get<double>(), stddev = norm["std"].get<double>();
-  if (!std::isfinite(mean) || !std::isfinite(stddev) || stddev <= 0) {
-    return Status::Corruption((dir / kConfigFile).string() +
-                              ": normalization is not finite with std > 0");
+  std::vector<std::string> dimensions;
+  std::vector<ScoreNormalization> normalization;
+  if (format_version == 1) {
+    // Before multi-head: one head, trained on every dimension's pairs.
+    auto n = read_norm(norm, "\"normalization\"");
+    if (!n.ok()) return n.status();
+    dimensions = {""};
+    normalization = {*n};
+  } else {
+    const json dims = config.value("dimensions", json());
+    if (!dims.is_array() || dims.empty()) {
+      return Status::Corruption((dir / kConfigFile).string() +
+                                ": \"dimensions\" missing or not a non-empty array");
+    }
+    const json per_dim = norm.is_object() ? norm.value("dimensions", json()) : json();
+    for (const auto& d : dims) {
+      if (!d.is_string()) {
+        return Status::Corruption((dir / kConfigFile).string() + ": a dimension is not a string");
+      }
+      const std::string name = d.get<std::string>();
+      if (std::find(dimensions.begin(), dimensions.end(), name) != dimensions.end()) {
+        return Status::Corruption((dir / kConfigFile).string() + ": dimension \"" + name +
+                                  "\" listed twice");
+      }
+      auto n = read_norm(per_dim.is_object() ? per_dim.value(name, json()) : json(),
+                         "normalization.dimensions[\"" + name + "\"]");
+      if (!n.ok()) return n.status();
+      dimensions.push_back(name);
+      normalization.push_back(*n);
+    }
   }
   const json version_json = config.value("version", json());
   if (!version_json.is_string() || version_json.get<std::string>().empty()) {
@@ -547,7 +660,8 @@ Result<std::shared_ptr<const RewardModel>> LoadImpl(const std::string& dir_text,
   const std::string version = version_json.get<std::string>();
   const json arch_json = config.value("architecture", json());
   if (arch_json.is_object() && arch_json.value("type", std::string()) == "linear") {
-    auto linear = LoadLinearRewardModel(dir_text, arch_json.dump(), version, mean, stddev);
+    auto linear =
+        LoadLinearRewardModel(dir_text, arch_json.dump(), dimensions, version, normalization);
     if (!linear.ok()) {
       return Status(linear.status().code(), dir_text + ": " + linear.status().message());
     }
@@ -560,6 +674,11 @@ Result<std::shared_ptr<const RewardModel>> LoadImpl(const std::string& dir_text,
   }
   auto arch = ConfigFromJson(arch_json);
   if (!arch.ok()) return Status(arch.status().code(), dir_text + ": " + arch.status().message());
+  if (static_cast<size_t>(arch->score_heads) != dimensions.size()) {
+    return Status::InvalidArgument("architecture mismatch: " + dir_text + " has " +
+                                   std::to_string(arch->score_heads) + " score head(s) but lists " +
+                                   std::to_string(dimensions.size()) + " dimension(s)");
+  }
   auto tokenizer = BpeTokenizer::LoadFile((dir / kTokenizerFile).string());
   if (!tokenizer.ok()) {
     StatusCode code = tokenizer.status().code() == StatusCode::kInvalidArgument
@@ -579,39 +698,51 @@ Result<std::shared_ptr<const RewardModel>> LoadImpl(const std::string& dir_text,
   RewardTransformer net(*arch);
   RLAIF_RETURN_IF_ERROR(LoadWeights(net, dir / kWeightsFile));
   net->to(*device);
-  auto transformer = std::make_shared<TorchRewardModel>(std::move(*tokenizer), std::move(net),
-                                                        *device, version, dir_text, mean, stddev);
+  auto transformer = std::make_shared<TorchRewardModel>(
+      std::move(*tokenizer), std::move(net), *device, dimensions, version, dir_text, normalization);
   const json ensemble = config.value("ensemble", json());
   if (ensemble.is_null()) return std::shared_ptr<const RewardModel>(std::move(transformer));
-  // An ensemble: the transformer above plus a linear model, each z-normalised.
+  // An ensemble: the transformer above plus a linear model, each head of each
+  // z-normalised by the member's statistics (format 1: one {mean, std} per
+  // member; format 2: "dimensions": {name: {mean, std}}).
   auto member_norm = [&](const char* key, EnsembleRewardModel::Member* m) -> Status {
+    const std::string where = "ensemble." + std::string(key);
     const json j = ensemble.is_object() ? ensemble.value(key, json()) : json();
-    if (!j.is_object() || !j.value("mean", json()).is_number() ||
-        !j.value("std", json()).is_number() || !j.value("weight", json()).is_number()) {
-      return Status::Corruption((dir / kConfigFile).string() + ": ensemble." + key +
-                                " {mean, std, weight} missing");
+    if (!j.is_object() || !j.value("weight", json()).is_number() ||
+        !std::isfinite(j["weight"].get<double>())) {
+      return Status::Corruption((dir / kConfigFile).string() + ": " + where +
+                                ".weight missing or not finite");
     }
-    m->mean = j["mean"].get<double>(), m->stddev = j["std"].get<double>();
     m->weight = j["weight"].get<double>();
-    if (!std::isfinite(m->mean) || !std::isfinite(m->stddev) || !(m->stddev > 0) ||
-        !std::isfinite(m->weight)) {
-      return Status::Corruption((dir / kConfigFile).string() + ": ensemble." + key +
-                                " is not finite with std > 0");
+    m->stats.clear();
+    if (format_version == 1) {
+      auto n = read_norm(j, where);
+      if (!n.ok()) return n.status();
+      m->stats.push_back(*n);
+      return Status::Ok();
+    }
+    const json per_dim = j.value("dimensions", json());
+    for (const auto& name : dimensions) {
+      auto n = read_norm(per_dim.is_object() ? per_dim.value(name, json()) : json(),
+                         where + ".dimensions[\"" + name + "\"]");
+      if (!n.ok()) return n.status();
+      m->stats.push_back(*n);
     }
     return Status::Ok();
   };
   EnsembleRewardModel::Member t, l;
   RLAIF_RETURN_IF_ERROR(member_norm("transformer", &t));
   RLAIF_RETURN_IF_ERROR(member_norm("linear", &l));
-  auto linear = LoadLinearRewardModel(
-      dir_text, ensemble["linear"].value("architecture", json()).dump(), version, 0.0, 1.0);
+  auto linear =
+      LoadLinearRewardModel(dir_text, ensemble["linear"].value("architecture", json()).dump(),
+                            dimensions, version, normalization);
   if (!linear.ok()) {
     return Status(linear.status().code(), dir_text + ": " + linear.status().message());
   }
   t.model = std::move(transformer);
   l.model = std::move(*linear);
   return std::shared_ptr<const RewardModel>(std::make_shared<EnsembleRewardModel>(
-      std::vector<EnsembleRewardModel::Member>{t, l}, version, dir_text, mean, stddev));
+      std::vector<EnsembleRewardModel::Member>{t, l}, version, dir_text, normalization));
 }
 
 // ---- Training ---------------------------------------------------------------
@@ -620,6 +751,7 @@ struct EncodedPair {
   std::vector<int32_t> chosen;  // full model sequences (BuildRewardSequence)
   std::vector<int32_t> rejected;
   float p_chosen = 1.0f;
+  int64_t head = 0;  // the head of the pair's dimension: the only one its loss reaches
   size_t length() const { return std::max(chosen.size(), rejected.size()); }
 };
 
@@ -700,15 +832,15 @@ class PairEncoder {
 };
 
 // Mean soft-label BT loss of the pairs whose sequences are seqs[0..n) (chosen)
-// and seqs[n..2n) (rejected).
+// and seqs[n..2n) (rejected), pair i scored by head heads[i].
 double ValidationLoss(const RewardTransformer& net, const torch::Device& device,
                       const std::vector<std::vector<int32_t>>& seqs,
-                      const std::vector<double>& p_chosen) {
-  const std::vector<double> s = ScoreTokenSequences(net, device, seqs);
+                      const std::vector<double>& p_chosen, const std::vector<int64_t>& heads) {
+  const std::vector<std::vector<double>> s = ScoreTokenSequences(net, device, seqs);
   const size_t n = p_chosen.size();
   double sum = 0;
   for (size_t i = 0; i < n; ++i) {
-    const double m = s[i] - s[n + i];
+    const double m = s[i][heads[i]] - s[n + i][heads[i]];
     // -log sigmoid(x) = softplus(-x), computed stably.
     auto nls = [](double x) {
       return x > 0 ? std::log1p(std::exp(-x)) : -x + std::log1p(std::exp(x));
@@ -718,9 +850,13 @@ double ValidationLoss(const RewardTransformer& net, const torch::Device& device,
   return sum / static_cast<double>(std::max<size_t>(n, 1));
 }
 
+// Trains one head per entry of `dimensions` (config.score_heads of them);
+// every pair of `train` and `val` has a head there.
 Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train,
-                                        const std::vector<PreferencePair>& val, ModelConfig config,
-                                        const torch::Device& device, const TrainOptions& options) {
+                                        const std::vector<PreferencePair>& val,
+                                        const std::vector<std::string>& dimensions,
+                                        ModelConfig config, const torch::Device& device,
+                                        const TrainOptions& options) {
   TransformerRun run;
   const bool use_bf16 = device.is_cuda();
   // 1. Tokenizer, on distinct prompts and all responses.
@@ -752,14 +888,17 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
     e.chosen = encoder.Encode(p.prompt, p.chosen);
     e.rejected = encoder.Encode(p.prompt, p.rejected);
     e.p_chosen = static_cast<float>(p.p_chosen * (1 - smooth) + 0.5 * smooth);
+    e.head = HeadIndex(dimensions, p.dimension);
     data.push_back(std::move(e));
   }
   std::vector<std::vector<int32_t>> val_seqs(2 * val.size());
   std::vector<double> val_p(val.size());
+  std::vector<int64_t> val_heads(val.size());
   for (size_t i = 0; i < val.size(); ++i) {
     val_seqs[i] = encoder.Encode(val[i].prompt, val[i].chosen);
     val_seqs[val.size() + i] = encoder.Encode(val[i].prompt, val[i].rejected);
     val_p[i] = val[i].p_chosen;
+    val_heads[i] = HeadIndex(dimensions, val[i].dimension);
   }
 
   // 3. Model and optimiser. No dropout, so the only randomness is the
@@ -782,7 +921,7 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   std::vector<torch::Tensor> best_params;
   int validations_without_gain = 0;
   auto validate = [&](int64_t at_step) {
-    const double loss = ValidationLoss(net, device, val_seqs, val_p);
+    const double loss = ValidationLoss(net, device, val_seqs, val_p, val_heads);
     const bool better = !(loss >= run.best_validation_loss);  // NaN best = first pass
     spdlog::info("trainer: step {}/{} validation loss {:.4f} on {} pairs{}", at_step, total_steps,
                  loss, val.size(), better ? " (best)" : "");
@@ -811,10 +950,15 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
       const int64_t n = static_cast<int64_t>(batch.size());
       std::vector<const std::vector<int32_t>*> seqs;
       std::vector<float> p_chosen;
-      for (size_t i : batch) seqs.push_back(&data[i].chosen), p_chosen.push_back(data[i].p_chosen);
-      for (size_t i : batch) seqs.push_back(&data[i].rejected);
+      std::vector<int64_t> heads;  // per sequence: chosen ones, then rejected ones
+      for (size_t i : batch) {
+        seqs.push_back(&data[i].chosen), p_chosen.push_back(data[i].p_chosen);
+        heads.push_back(data[i].head);
+      }
+      for (size_t i : batch) seqs.push_back(&data[i].rejected), heads.push_back(data[i].head);
       TokenBatch tb = MakeTokenBatch(seqs, device);
       auto p = torch::from_blob(p_chosen.data(), {n}, torch::kFloat).clone().to(device);
+      auto head_ids = torch::from_blob(heads.data(), {2 * n}, torch::kLong).clone().to(device);
 
       const double lr = LearningRateAt(step, total_steps, warmup, options.learning_rate);
       for (auto& group : optimizer->param_groups()) {
@@ -824,7 +968,8 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
       torch::Tensor scores;
       {
         CudaAutocastScope autocast(use_bf16);
-        scores = net->forward(tb.ids, tb.lengths);
+        // The head mask: each sequence's score from its pair's head only.
+        scores = SelectHeads(net->forward(tb.ids, tb.lengths), head_ids);
       }
       auto chosen = scores.slice(0, 0, n), rejected = scores.slice(0, n, 2 * n);
       auto loss = BradleyTerryLossTensor(chosen - rejected, p).mean();
@@ -887,11 +1032,13 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   return run;
 }
 
-// `model`'s scores of the responses of `pairs` (chosen, rejected, chosen, ...)
-// and their mean and standard deviation.
+// `model`'s scores of the responses of `pairs` (chosen, rejected, chosen, ...;
+// every head), and per head the mean and standard deviation of its scores of
+// the responses of its own dimension's pairs (of all responses if `pairs` has
+// none of that dimension).
 struct ScoreSample {
-  std::vector<double> scores;
-  double mean = 0, stddev = 1;
+  std::vector<std::vector<double>> scores;  // [response][head]
+  std::vector<ScoreNormalization> stats;    // per head
 };
 Result<ScoreSample> ScoreStats(const RewardModel& model, const std::vector<PreferencePair>& pairs) {
   std::vector<std::pair<std::string, std::string>> items;
@@ -903,15 +1050,28 @@ Result<ScoreSample> ScoreStats(const RewardModel& model, const std::vector<Prefe
   if (!s.ok()) return s.status();
   ScoreSample out;
   out.scores = std::move(*s);
-  double sum = 0, sq = 0;
-  for (double v : out.scores) sum += v;
-  out.mean = sum / std::max<size_t>(out.scores.size(), 1);
-  for (double v : out.scores) sq += (v - out.mean) * (v - out.mean);
-  const double sd = std::sqrt(sq / std::max<size_t>(out.scores.size(), 1));
-  if (!std::isfinite(out.mean) || !std::isfinite(sd)) {
-    return Status::Internal("model " + model.version() + " gives non-finite scores");
+  const auto& dims = model.dimensions();
+  for (size_t h = 0; h < dims.size(); ++h) {
+    std::vector<double> values;
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      if (HeadIndex(dims, pairs[i].dimension) == static_cast<int>(h)) {
+        values.push_back(out.scores[2 * i][h]);
+        values.push_back(out.scores[2 * i + 1][h]);
+      }
+    }
+    if (values.empty()) {
+      for (const auto& row : out.scores) values.push_back(row[h]);
+    }
+    double sum = 0, sq = 0;
+    for (double v : values) sum += v;
+    const double mean = sum / std::max<size_t>(values.size(), 1);
+    for (double v : values) sq += (v - mean) * (v - mean);
+    const double sd = std::sqrt(sq / std::max<size_t>(values.size(), 1));
+    if (!std::isfinite(mean) || !std::isfinite(sd)) {
+      return Status::Internal("model " + model.version() + " gives non-finite scores");
+    }
+    out.stats.push_back({mean, sd > 1e-9 ? sd : 1.0});
   }
-  out.stddev = sd > 1e-9 ? sd : 1.0;
   return out;
 }
 
@@ -965,6 +1125,16 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       options.version.empty() ? out_dir.filename().string() : options.version;
   const bool want_transformer = options.model_type != "linear";
   const bool want_linear = options.model_type != "transformer" || options.train_baseline;
+  // One head per dimension of the training pairs, sorted by name.
+  std::vector<std::string> dimensions;
+  for (const auto& p : train) dimensions.push_back(p.dimension);
+  std::sort(dimensions.begin(), dimensions.end());
+  dimensions.erase(std::unique(dimensions.begin(), dimensions.end()), dimensions.end());
+  if (dimensions.size() > static_cast<size_t>(kMaxScoreHeads)) {
+    return Status::InvalidArgument("training pairs have " + std::to_string(dimensions.size()) +
+                                   " dimensions; at most " + std::to_string(kMaxScoreHeads));
+  }
+  config->score_heads = static_cast<int>(dimensions.size());
 
   // 0. Validation split, carved from the training pairs by a salted prompt
   // hash: early stopping and ensemble statistics never see `eval`.
@@ -1003,7 +1173,8 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     // On every training pair: a second's work, and the baseline it reports
     // is what `model_type = "linear"` would give.
     const auto& linear_train = train;
-    auto l = TrainLinearRewardModel(linear_train, LinearConfig{}, lo, version, out_dir.string());
+    auto l = TrainLinearRewardModel(linear_train, dimensions, LinearConfig{}, lo, version,
+                                    out_dir.string());
     if (!l.ok()) return l.status();
     linear = std::move(*l);
     if (!eval.empty()) {
@@ -1020,13 +1191,14 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
   std::shared_ptr<TorchRewardModel> transformer;
   std::string tokenizer_json;
   if (want_transformer) {
-    auto r = TrainTransformer(fit, val, *config, *device, options);
+    auto r = TrainTransformer(fit, val, dimensions, *config, *device, options);
     if (!r.ok()) return r.status();
     run.emplace(std::move(*r));
     config->vocab_size = run->tokenizer->vocab_size();
     tokenizer_json = run->tokenizer->ToJson();
-    transformer = std::make_shared<TorchRewardModel>(std::move(*run->tokenizer), *run->net, *device,
-                                                     version, out_dir.string(), 0.0, 1.0);
+    transformer = std::make_shared<TorchRewardModel>(
+        std::move(*run->tokenizer), *run->net, *device, dimensions, version, out_dir.string(),
+        std::vector<ScoreNormalization>(dimensions.size()));
     result.steps = run->steps;
     result.best_step = run->best_step;
     result.stopped_early = run->stopped_early;
@@ -1060,7 +1232,8 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       LinearTrainOptions lo;
       lo.seed = options.seed;
       lo.cancelled = options.cancelled;
-      auto l = TrainLinearRewardModel(fit, LinearConfig{}, lo, version, out_dir.string());
+      auto l =
+          TrainLinearRewardModel(fit, dimensions, LinearConfig{}, lo, version, out_dir.string());
       if (!l.ok()) return l.status();
       linear_fit = std::move(*l);
     }
@@ -1069,7 +1242,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
                                                  std::shared_ptr<const RewardModel>(linear_fit)}) {
       auto st = ScoreStats(*m, sample);
       if (!st.ok()) return st.status();
-      members.push_back({m, st->mean, st->stddev, 0.5});
+      members.push_back({m, st->stats, 0.5});
       stats.push_back(std::move(*st));
     }
     if (!val.empty()) {
@@ -1079,8 +1252,10 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       std::vector<double> p(val.size());
       for (size_t i = 0; i < val.size(); ++i) {
         p[i] = val[i].p_chosen;
+        const int h = HeadIndex(dimensions, val[i].dimension);
         for (size_t k = 0; k < members.size(); ++k) {
-          diffs[i][k] = (stats[k].scores[2 * i] - stats[k].scores[2 * i + 1]) / members[k].stddev;
+          diffs[i][k] =
+              (stats[k].scores[2 * i][h] - stats[k].scores[2 * i + 1][h]) / members[k].stats[h].std;
         }
       }
       const auto w = FitEnsembleWeights(diffs, p, members.size());
@@ -1095,7 +1270,8 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       // Validation metrics are those of the ensemble as selected (its linear
       // member not trained on the split): the final one has seen it.
       {
-        EnsembleRewardModel selected(members, version, out_dir.string(), 0.0, 1.0);
+        EnsembleRewardModel selected(members, version, out_dir.string(),
+                                     std::vector<ScoreNormalization>(dimensions.size()));
         auto m = Evaluate(selected, val);
         if (!m.ok()) return m.status();
         result.validation = *m;
@@ -1103,10 +1279,10 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       auto st = ScoreStats(*linear, val);
       if (!st.ok()) return st.status();
       members[1].model = linear;
-      members[1].mean = st->mean;
-      members[1].stddev = st->stddev;
+      members[1].stats = st->stats;
     }
-    model = std::make_shared<EnsembleRewardModel>(members, version, out_dir.string(), 0.0, 1.0);
+    model = std::make_shared<EnsembleRewardModel>(
+        members, version, out_dir.string(), std::vector<ScoreNormalization>(dimensions.size()));
   } else if (options.model_type == "linear") {
     model = linear;
   } else {
@@ -1140,11 +1316,35 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     if (!m.ok()) return m.status();
     result.train = *m;
   }
+  // Normalisation per head: its scores of its own dimension's held-out
+  // responses, else of the training sample's (a single head: of all pairs).
   const EvalMetrics& norm_source = result.holdout.pairs > 0 ? result.holdout : result.train;
-  const double norm_mean = std::isfinite(norm_source.score_mean) ? norm_source.score_mean : 0.0;
-  const double norm_std = std::isfinite(norm_source.score_std) && norm_source.score_std > 1e-6
-                              ? norm_source.score_std
-                              : 1.0;
+  const char* norm_source_name = result.holdout.pairs > 0 ? "holdout" : "train";
+  auto to_norm = [](const PairMetrics& m) {
+    return ScoreNormalization{std::isfinite(m.score_mean) ? m.score_mean : 0.0,
+                              std::isfinite(m.score_std) && m.score_std > 1e-6 ? m.score_std : 1.0};
+  };
+  json norm_json = {{"mean", to_norm(norm_source).mean},
+                    {"std", to_norm(norm_source).std},
+                    {"source", norm_source_name},
+                    {"dimensions", json::object()}};
+  for (const auto& name : dimensions) {
+    const PairMetrics* m = &norm_source;
+    std::string source = norm_source_name;
+    if (dimensions.size() > 1) {
+      auto held = result.holdout.dimensions.find(name);
+      auto trained = result.train.dimensions.find(name);
+      if (held != result.holdout.dimensions.end()) {
+        m = &held->second, source = "holdout";
+      } else if (trained != result.train.dimensions.end()) {
+        m = &trained->second, source = "train";
+      } else {
+        m = nullptr, source = "none";
+      }
+    }
+    const ScoreNormalization n = m ? to_norm(*m) : ScoreNormalization{};
+    norm_json["dimensions"][name] = {{"mean", n.mean}, {"std", n.std}, {"source", source}};
+  }
 
   // 5. Checkpoint: temp dir, fsync, rename.
   std::error_code ec;
@@ -1193,10 +1393,10 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       {"rlaifd_version", RLAIF_VERSION},
       {"libtorch_version", TORCH_VERSION},
       {"architecture", transformer ? ConfigToJson(*config) : linear_arch},
-      {"normalization",
-       {{"mean", norm_mean},
-        {"std", norm_std},
-        {"source", result.holdout.pairs > 0 ? "holdout" : "train"}}},
+      {"dimensions", dimensions},
+      // "mean"/"std" are of all heads together, for people; loading reads
+      // the per-dimension ones.
+      {"normalization", norm_json},
       {"metrics", metrics},
       {"data",
        {{"fingerprint", DataFingerprint(train)},
@@ -1234,8 +1434,12 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
              : 0.0}};
   }
   if (options.model_type == "ensemble") {
-    auto member_json = [](const EnsembleRewardModel::Member& m) {
-      return json{{"mean", m.mean}, {"std", m.stddev}, {"weight", m.weight}};
+    auto member_json = [&dimensions](const EnsembleRewardModel::Member& m) {
+      json per_dim = json::object();
+      for (size_t h = 0; h < dimensions.size(); ++h) {
+        per_dim[dimensions[h]] = {{"mean", m.stats[h].mean}, {"std", m.stats[h].std}};
+      }
+      return json{{"weight", m.weight}, {"dimensions", per_dim}};
     };
     cfg["ensemble"] = {{"transformer", member_json(members[0])},
                        {"linear", member_json(members[1])}};
@@ -1286,50 +1490,82 @@ double BradleyTerryLoss(double margin, double p_chosen) {
   }
 }
 
+int HeadIndex(const std::vector<std::string>& heads, const std::string& dimension) {
+  for (size_t h = 0; h < heads.size(); ++h) {
+    if (heads[h] == dimension) return static_cast<int>(h);
+  }
+  return heads.size() == 1 ? 0 : -1;
+}
+
+double ExpectedCalibrationError(const std::vector<double>& margins,
+                                const std::vector<double>& p_chosen) {
+  constexpr int kBins = 10;
+  double count[kBins] = {}, sum_q[kBins] = {}, sum_y[kBins] = {};
+  auto add = [&](double q, double y) {
+    const int b = std::min(kBins - 1, static_cast<int>(q * kBins));
+    count[b] += 1, sum_q[b] += q, sum_y[b] += y;
+  };
+  for (size_t i = 0; i < margins.size(); ++i) {
+    const double m = margins[i];
+    if (std::isnan(m)) return std::numeric_limits<double>::quiet_NaN();
+    // sigmoid, stable at both ends; q in [0, 1].
+    const double q = m >= 0 ? 1.0 / (1.0 + std::exp(-m)) : std::exp(m) / (1.0 + std::exp(m));
+    add(q, p_chosen[i]);
+    add(1.0 - q, 1.0 - p_chosen[i]);
+  }
+  const double total = 2.0 * static_cast<double>(margins.size());
+  if (total == 0) return std::numeric_limits<double>::quiet_NaN();
+  double ece = 0;
+  for (int b = 0; b < kBins; ++b) {
+    if (count[b] > 0) ece += count[b] / total * std::abs(sum_y[b] - sum_q[b]) / count[b];
+  }
+  return ece;
+}
+
 Result<EvalMetrics> Evaluate(const RewardModel& model, const std::vector<PreferencePair>& pairs) {
   if (pairs.empty()) return Status::InvalidArgument("no pairs to evaluate");
   return GuardExceptions("evaluating model " + model.version(), [&]() -> Result<EvalMetrics> {
-    const size_t n = pairs.size();
+    EvalMetrics m;
+    std::vector<const PreferencePair*> scored;
+    std::vector<int> head;
+    for (const auto& p : pairs) {
+      const int h = HeadIndex(model.dimensions(), p.dimension);
+      if (h < 0) {
+        ++m.unscored_pairs;
+      } else {
+        scored.push_back(&p);
+        head.push_back(h);
+      }
+    }
+    if (scored.empty()) {
+      return Status::InvalidArgument("model " + model.version() + " has no head for the " +
+                                     std::to_string(pairs.size()) +
+                                     " pairs' dimension(s), e.g. \"" + pairs[0].dimension + "\"");
+    }
+    const size_t n = scored.size();
     std::vector<std::pair<std::string, std::string>> items;
     items.reserve(2 * n);
-    for (const auto& p : pairs) items.emplace_back(p.prompt, p.chosen);
-    for (const auto& p : pairs) items.emplace_back(p.prompt, p.rejected);
+    for (const auto* p : scored) items.emplace_back(p->prompt, p->chosen);
+    for (const auto* p : scored) items.emplace_back(p->prompt, p->rejected);
     auto scores = model.Score(items);
     if (!scores.ok()) return scores.status();
-    const std::vector<double>& s = *scores;
-
-    EvalMetrics m;
-    m.pairs = static_cast<int64_t>(n);
-    int64_t correct = 0, shorter_correct = 0;
-    std::vector<double> margin(n), p(n), lengths(2 * n);
+    const auto& s = *scores;
+    std::vector<double> chosen(n), rejected(n);
+    // Per dimension: indices into `scored`.
+    std::map<std::string, std::vector<size_t>> by_dimension;
     for (size_t i = 0; i < n; ++i) {
-      const bool right = s[i] > s[n + i];  // ties (and NaN) count as wrong
-      correct += right;
-      if (pairs[i].chosen.size() < pairs[i].rejected.size()) {
-        ++m.shorter_chosen_pairs;
-        shorter_correct += right;
-      }
-      margin[i] = s[i] - s[n + i];
-      p[i] = pairs[i].p_chosen;
-      lengths[i] = static_cast<double>(pairs[i].chosen.size());
-      lengths[n + i] = static_cast<double>(pairs[i].rejected.size());
+      chosen[i] = s[i][head[i]];
+      rejected[i] = s[n + i][head[i]];
+      by_dimension[scored[i]->dimension].push_back(i);
     }
-    m.accuracy = static_cast<double>(correct) / n;
-    m.accuracy_shorter_chosen = m.shorter_chosen_pairs > 0
-                                    ? static_cast<double>(shorter_correct) / m.shorter_chosen_pairs
-                                    : std::numeric_limits<double>::quiet_NaN();
-    auto opts = torch::TensorOptions().dtype(torch::kDouble);
-    m.loss =
-        BradleyTerryLossTensor(torch::from_blob(margin.data(), {static_cast<int64_t>(n)}, opts),
-                               torch::from_blob(p.data(), {static_cast<int64_t>(n)}, opts))
-            .mean()
-            .item<double>();
-    m.length_correlation = Pearson(s, lengths);
-    double sum = 0, sq = 0;
-    for (double v : s) sum += v;
-    m.score_mean = sum / s.size();
-    for (double v : s) sq += (v - m.score_mean) * (v - m.score_mean);
-    m.score_std = std::sqrt(sq / s.size());
+    static_cast<PairMetrics&>(m) = ComputePairMetrics(scored, chosen, rejected);
+    for (const auto& [name, idx] : by_dimension) {
+      std::vector<const PreferencePair*> dp;
+      std::vector<double> dc, dr;
+      for (size_t i : idx)
+        dp.push_back(scored[i]), dc.push_back(chosen[i]), dr.push_back(rejected[i]);
+      m.dimensions[name] = ComputePairMetrics(dp, dc, dr);
+    }
     return m;
   });
 }

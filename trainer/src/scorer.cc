@@ -76,12 +76,43 @@ Result<std::vector<ScoreResult>> Scorer::ScoreDirect(
   if (model == nullptr) return Status::FailedPrecondition("no reward model is live");
   auto scores = model->Score(items);
   if (!scores.ok()) return scores.status();
-  if (scores->size() != items.size()) return Status::Internal("reward model returned no score");
-  const double stddev = model->norm_std() > 0 ? model->norm_std() : 1.0;
+  const auto& dims = model->dimensions();
+  const auto& norms = model->normalization();
+  if (scores->size() != items.size() || dims.empty() || norms.size() != dims.size()) {
+    return Status::Internal("reward model " + model->version() +
+                            " returned scores that do not match its heads");
+  }
+  std::vector<double> weights(dims.size(), 1.0);
+  double total = 0;
+  for (size_t d = 0; d < dims.size(); ++d) {
+    auto it = options_.dimension_weights.find(dims[d]);
+    if (it != options_.dimension_weights.end()) {
+      weights[d] = std::isfinite(it->second) && it->second > 0 ? it->second : 0.0;
+    }
+    total += weights[d];
+  }
+  if (!(total > 0)) {
+    std::fill(weights.begin(), weights.end(), 1.0);
+    total = static_cast<double>(dims.size());
+  }
   std::vector<ScoreResult> out;
   out.reserve(items.size());
-  for (double raw : *scores) {
-    out.push_back({raw, (raw - model->norm_mean()) / stddev, model->version()});
+  for (const auto& row : *scores) {
+    if (row.size() != dims.size()) {
+      return Status::Internal("reward model " + model->version() + " returned " +
+                              std::to_string(row.size()) + " scores for " +
+                              std::to_string(dims.size()) + " heads");
+    }
+    ScoreResult r;
+    r.model_version = model->version();
+    for (size_t d = 0; d < dims.size(); ++d) {
+      const double stddev = norms[d].std > 0 ? norms[d].std : 1.0;
+      const double normalized = (row[d] - norms[d].mean) / stddev;
+      r.dimensions.push_back({dims[d], row[d], normalized});
+      r.score += weights[d] * row[d] / total;
+      r.normalized += weights[d] * normalized / total;
+    }
+    out.push_back(std::move(r));
   }
   {
     std::lock_guard<std::mutex> lock(queue_mu_);

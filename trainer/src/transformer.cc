@@ -124,7 +124,9 @@ RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config
   }
   ln_f_ =
       register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
-  head_ = register_module("head", torch::nn::Linear(config.d_model, 1));
+  // One Linear with H outputs is H scalar heads: a single-head checkpoint's
+  // "head.weight" [1, D] loads unchanged.
+  head_ = register_module("head", torch::nn::Linear(config.d_model, config.score_heads));
 }
 
 torch::Tensor RewardTransformerImpl::forward(const torch::Tensor& ids,
@@ -138,7 +140,7 @@ torch::Tensor RewardTransformerImpl::forward(const torch::Tensor& ids,
   // The score is one number compared across pairs: bf16's 8-bit mantissa
   // would turn close scores into ties, so the head runs in fp32.
   CudaAutocastScope fp32(false);
-  return head_(ln_f_(last.to(torch::kFloat))).squeeze(-1);
+  return head_(ln_f_(last.to(torch::kFloat)));
 }
 
 void RewardTransformerImpl::InitWeights(uint64_t seed) {
@@ -199,6 +201,10 @@ TokenBatch MakeTokenBatch(const std::vector<const std::vector<int32_t>*>& seqs,
                     /*copy=*/true);
   out.lengths = torch::from_blob(lengths.data(), {batch}, torch::kLong).to(device, false, true);
   return out;
+}
+
+torch::Tensor SelectHeads(const torch::Tensor& scores, const torch::Tensor& heads) {
+  return scores.gather(1, heads.unsqueeze(1)).squeeze(1);
 }
 
 torch::Tensor BradleyTerryLossTensor(const torch::Tensor& margin, const torch::Tensor& p_chosen) {

@@ -1,6 +1,7 @@
 // The reward network (private to the trainer module): a pre-LN transformer
-// with learned token + position embeddings and a scalar head read at each
-// sequence's END token, plus the pieces of training that touch tensors.
+// with learned token + position embeddings and one scalar head per dimension
+// on the shared backbone, all read at each sequence's END token, plus the
+// pieces of training that touch tensors.
 //
 // Includes LibTorch; include it only from the trainer's LibTorch translation
 // units (transformer.cc, reward_model.cc).
@@ -24,6 +25,9 @@ struct ModelConfig {
   int heads = 4;
   int mlp_ratio = 4;   // hidden width of the MLP = mlp_ratio * d_model
   bool causal = true;  // decoder-only (causal) when true, bidirectional encoder otherwise
+  // Scalar heads, one per dimension (row d of head.weight is dimension d's);
+  // 1 in checkpoints written before the multi-head format.
+  int score_heads = 1;
 };
 
 // Sets or clears bf16 autocast for CUDA in this thread while alive, and
@@ -77,8 +81,9 @@ class RewardTransformerImpl : public torch::nn::Module {
  public:
   explicit RewardTransformerImpl(const ModelConfig& config);
   // ids: [B, T] int64, each row a sequence ending in END followed by PAD;
-  // lengths: [B] int64 in [1, T], the END position + 1. Returns [B] float32
-  // scores (the head always runs in fp32, also under autocast).
+  // lengths: [B] int64 in [1, T], the END position + 1. Returns [B, H]
+  // float32 scores, column d from dimension d's head (the heads always run in
+  // fp32, also under autocast).
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& lengths);
   // GPT-2 style initialisation from a private generator seeded with `seed`
   // (the global torch RNG is neither used nor touched): N(0, 0.02) weights,
@@ -106,6 +111,11 @@ struct TokenBatch {
 // Pads `seqs` (each non-empty, ending in END) to the longest one.
 TokenBatch MakeTokenBatch(const std::vector<const std::vector<int32_t>*>& seqs,
                           const torch::Device& device);
+
+// Each row's score from its own head: scores [B, H], heads [B] int64 -> [B].
+// Gradients flow only into the selected column, so a pair trains the shared
+// backbone and its own dimension's head, never another dimension's head.
+torch::Tensor SelectHeads(const torch::Tensor& scores, const torch::Tensor& heads);
 
 // Per-pair soft-label Bradley-Terry loss, elementwise:
 //   p * (-log sigmoid(margin)) + (1 - p) * (-log sigmoid(-margin)),

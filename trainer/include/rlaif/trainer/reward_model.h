@@ -1,17 +1,26 @@
 // Reward model: training (Bradley-Terry, pairwise), evaluation and scoring
-// (pointwise) of a transformer with a scalar head, on LibTorch.
+// (pointwise) of a transformer with one scalar head per dimension on a shared
+// backbone, on LibTorch.
 //
 //   TrainOptions opt; opt.preset = "tiny";
 //   auto res = TrainRewardModel(train_pairs, holdout_pairs, "/data/models/v1", opt);
 //   auto model = RewardModel::Load("/data/models/v1", "auto");
-//   auto scores = (*model)->Score({{"prompt", "response"}});
+//   auto rows = (*model)->Score({{"prompt", "response"}});
+//   // (*rows)[0][d] is the raw score of dimension (*model)->dimensions()[d].
+//
+// Dimensions: a model has one head per dimension found in its training pairs
+// (PreferencePair::dimension; "" is the default dimension of pairs that name
+// none), in sorted order. A pair trains the shared backbone and its own
+// dimension's head only (a per-pair head mask in the BT loss).
 //
 // A checkpoint directory holds: model.pt (weights), tokenizer.json,
-// config.json (architecture, normalisation mean/std, metrics, data
-// fingerprint, code version); a "linear" model holds linear.bin instead of
-// model.pt and tokenizer.json, an "ensemble" holds all of them. It is
-// written to "<dir>.tmp-<pid>" and renamed into place, so a crash never
-// leaves a half-written version behind.
+// config.json (architecture, the dimension list, normalisation mean/std per
+// dimension, metrics, data fingerprint, code version); a "linear" model
+// holds linear.bin instead of model.pt and tokenizer.json, an "ensemble"
+// holds all of them. It is written to "<dir>.tmp-<pid>" and renamed into
+// place, so a crash never leaves a half-written version behind.
+// Checkpoints of format_version 1 (before multi-head) load as a model with
+// one head named "" and their single normalisation.
 //
 // Score is read at an explicit end token appended to every (prompt, response)
 // sequence, identically in training and serving. Truncation keeps the
@@ -20,6 +29,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -74,15 +84,34 @@ struct TrainOptions {
   std::function<void(double)> on_progress;
 };
 
-struct EvalMetrics {
+// Metrics of a set of scored pairs; each pair is scored by the head of its
+// own dimension (see HeadIndex).
+struct PairMetrics {
   double accuracy = 0;          // fraction with score(chosen) > score(rejected); ties wrong
   int64_t pairs = 0;
   double loss = 0;              // mean BT loss
+  // Expected calibration error of q = sigmoid(score(chosen) - score(rejected)),
+  // the probability the model gives the chosen side, against the label p_chosen.
+  // Every pair adds the point (q, p_chosen) and its mirror (1 - q, 1 - p_chosen),
+  // so the order a pair is stored in does not matter; the 2N points fall into 10
+  // equal-width bins of the predicted probability ([0, 0.1), ..., [0.9, 1.0]) and
+  // ECE = sum over bins of (points in bin / 2N) * |mean label - mean prediction|.
+  // (Without the mirror, hard labels would give 1 - mean(q), which punishes a
+  // perfectly calibrated model.) For hard labels this equals the usual top-label
+  // ECE of max(q, 1 - q) against "predicted side is the chosen one".
+  double ece = 0;
   double accuracy_shorter_chosen = 0;  // accuracy on pairs whose chosen is shorter (NaN if none)
   int64_t shorter_chosen_pairs = 0;
   double length_correlation = 0;  // Pearson r of score vs. response length (chars)
   double score_mean = 0;        // over all evaluated responses (normalisation)
   double score_std = 1;
+};
+
+// Overall metrics (all scored pairs together) plus the same per dimension.
+struct EvalMetrics : PairMetrics {
+  // Pairs of a dimension the model has no head for (not in the metrics).
+  int64_t unscored_pairs = 0;
+  std::map<std::string, PairMetrics> dimensions;  // by dimension name
 };
 
 struct TrainResult {
@@ -111,6 +140,12 @@ Result<TrainResult> TrainRewardModel(const std::vector<PreferencePair>& train,
                                      const std::vector<PreferencePair>& eval,
                                      const std::string& out_dir, const TrainOptions& options);
 
+// How one head's raw scores are normalised: (raw - mean) / std.
+struct ScoreNormalization {
+  double mean = 0;
+  double std = 1;
+};
+
 // An immutable, loaded reward model. Score() is thread-safe.
 class RewardModel {
  public:
@@ -120,18 +155,27 @@ class RewardModel {
                                                         const std::string& device = "auto");
   virtual ~RewardModel() = default;
 
-  // Raw scores, one per (prompt, response).
-  virtual Result<std::vector<double>> Score(
+  // Raw scores: one row per (prompt, response), one column per head in
+  // dimensions() order.
+  virtual Result<std::vector<std::vector<double>>> Score(
       const std::vector<std::pair<std::string, std::string>>& items) const = 0;
   virtual const std::string& version() const = 0;
   virtual const std::string& dir() const = 0;
   virtual std::string device() const = 0;
-  // Normalisation stored with the version: (raw - mean) / std.
-  virtual double norm_mean() const = 0;
-  virtual double norm_std() const = 0;
+  // The dimension of each head (at least one; "" = the default dimension).
+  virtual const std::vector<std::string>& dimensions() const = 0;
+  // Normalisation stored with the version, one per head.
+  virtual const std::vector<ScoreNormalization>& normalization() const = 0;
 };
 
-// Scores both responses of every pair with `model` (same code for every model).
+// The head that scores pairs of `dimension`: the head of that name; a model
+// with a single head scores every dimension with it (as before multi-head
+// models); else -1 (the model has no head for it).
+int HeadIndex(const std::vector<std::string>& heads, const std::string& dimension);
+
+// Scores both responses of every pair with `model` (same code for every
+// model), each with the head of the pair's dimension. Pairs the model has no
+// head for are counted in unscored_pairs; kInvalidArgument if none is left.
 Result<EvalMetrics> Evaluate(const RewardModel& model, const std::vector<PreferencePair>& pairs);
 
 // The per-pair soft-label Bradley-Terry loss that training minimises (its
@@ -139,6 +183,11 @@ Result<EvalMetrics> Evaluate(const RewardModel& model, const std::vector<Prefere
 //   p * -log(sigmoid(margin)) + (1 - p) * -log(sigmoid(-margin)),
 // where margin = r_chosen - r_rejected and p = p_chosen.
 double BradleyTerryLoss(double margin, double p_chosen);
+
+// The ECE of PairMetrics::ece for margins r_chosen - r_rejected and labels
+// p_chosen (same length, non-empty); NaN if a margin is NaN.
+double ExpectedCalibrationError(const std::vector<double>& margins,
+                                const std::vector<double>& p_chosen);
 
 // True if a CUDA device is usable by LibTorch in this process.
 bool CudaAvailable();

@@ -6,7 +6,16 @@
 // releases it. Score()/ScoreMany() enqueue their items; a batching thread
 // takes up to `max_batch` items, waiting at most `max_wait_ms` after the first
 // one for more, scores them with the model live at that moment, and answers
-// every request with the version that scored it. Several batching threads
+// every request with the version that scored it.
+//
+// Scores are per dimension (one head each, raw and normalised with that
+// head's statistics) plus a combined score: the weighted mean over the
+// model's heads, sum_d w_d * s_d / sum_d w_d, of raw and of normalised values
+// separately. w_d comes from ScorerOptions::dimension_weights (the daemon
+// fills it from config judge.dimensions[].weight); a head not listed there
+// weighs 1, and configured dimensions the model has no head for are simply
+// not part of the mean. If the model's heads weigh 0 in total, they count
+// equally. A single-head model's combined score is its head's score. Several batching threads
 // (`workers`) keep every core busy: one thread alone would serialise the
 // forward passes that independent requests could run side by side.
 // Thread safety: all methods may be called concurrently. The destructor stops
@@ -15,6 +24,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,9 +37,16 @@
 
 namespace rlaif::trainer {
 
+struct DimensionScore {
+  std::string dimension;  // the head's dimension ("" = the default one)
+  double raw = 0;
+  double normalized = 0;  // (raw - mean) / std of this head in the version
+};
+
 struct ScoreResult {
-  double score = 0;        // raw
-  double normalized = 0;   // (raw - mean) / std of the version
+  double score = 0;                        // combined raw score (see above)
+  double normalized = 0;                   // combined normalised score
+  std::vector<DimensionScore> dimensions;  // one per head of the model, in its order
   std::string model_version;
 };
 
@@ -38,6 +55,10 @@ struct ScorerOptions {
   int max_batch = 32;       // items per forward pass
   double max_wait_ms = 2;   // how long the first queued item waits for company
   int workers = 0;          // batching threads (forward passes in parallel); 0 = one per core, ≤ 8
+  // Weight of each dimension in the combined score; unlisted ones weigh 1.
+  // Default empty (every head weighs 1). Negative or non-finite weights are
+  // treated as 0.
+  std::map<std::string, double> dimension_weights;
 };
 
 struct ScorerStats {
