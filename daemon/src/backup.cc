@@ -1,17 +1,16 @@
 #include "rlaif/daemon/backup.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "rlaif/common/clock.h"
 #include "rlaif/trainer/reward_model.h"
@@ -60,8 +59,8 @@ Status CopyTree(const fs::path& src, const fs::path& dst, int64_t* bytes) {
     } else if (fs::is_regular_file(st)) {
       fs::copy_file(it->path(), out, fs::copy_options::none, ec);
       if (ec) {
-        return Status::IoError("cannot copy " + it->path().string() + " to " + out.string() +
-                               ": " + ec.message());
+        return Status::IoError("cannot copy " + it->path().string() + " to " + out.string() + ": " +
+                               ec.message());
       }
       RLAIF_RETURN_IF_ERROR(SyncPath(out));
       if (bytes) *bytes += static_cast<int64_t>(fs::file_size(out, ec));
@@ -75,8 +74,12 @@ Status CopyTree(const fs::path& src, const fs::path& dst, int64_t* bytes) {
 }
 
 json CountsJson(const storage::StoreCounts& c) {
-  return {{"prompts", c.prompts}, {"pairs", c.pairs}, {"labels", c.labels}, {"dead", c.dead},
-          {"queue_generate", c.queue_generate}, {"queue_judge", c.queue_judge},
+  return {{"prompts", c.prompts},
+          {"pairs", c.pairs},
+          {"labels", c.labels},
+          {"dead", c.dead},
+          {"queue_generate", c.queue_generate},
+          {"queue_judge", c.queue_judge},
           {"labels_since_train", c.labels_since_train}};
 }
 
@@ -103,12 +106,12 @@ bool IsWithin(const fs::path& child, const fs::path& root) {
 
 Result<std::string> ResolveBackupTarget(const std::string& backup_dir, const std::string& data_dir,
                                         const std::string& requested) {
-  if (requested.empty() || requested.size() > 4096 ||
-      requested.find('\0') != std::string::npos) {
+  if (requested.empty() || requested.size() > 4096 || requested.find('\0') != std::string::npos) {
     return Status::InvalidArgument("backup directory must be a non-empty path");
   }
   std::error_code ec;
-  const fs::path root_cfg = backup_dir.empty() ? fs::path(data_dir) / "backups" : fs::path(backup_dir);
+  const fs::path root_cfg =
+      backup_dir.empty() ? fs::path(data_dir) / "backups" : fs::path(backup_dir);
   fs::create_directories(root_cfg, ec);
   if (ec) {
     return Status::IoError("cannot create the backup root " + root_cfg.string() + ": " +
@@ -152,9 +155,9 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
     return Status::InvalidArgument("parent of " + final_dir.string() + " is not a directory");
   }
   const int64_t now = NowMs();
-  const fs::path tmp = final_dir.parent_path() /
-      ("." + final_dir.filename().string() + ".partial-" + std::to_string(::getpid()) + "-" +
-       std::to_string(now));
+  const fs::path tmp =
+      final_dir.parent_path() / ("." + final_dir.filename().string() + ".partial-" +
+                                 std::to_string(::getpid()) + "-" + std::to_string(now));
   fs::create_directory(tmp, ec);
   if (ec) return Status::IoError("cannot create " + tmp.string() + ": " + ec.message());
 
@@ -174,7 +177,8 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
   std::vector<storage::ModelRecord> models;
   {
     auto copy = storage::Store::Open({.path = (tmp / "store").string()});
-    if (!copy.ok()) return fail(Status::IoError("the checkpoint does not open: " + copy.status().message()));
+    if (!copy.ok())
+      return fail(Status::IoError("the checkpoint does not open: " + copy.status().message()));
     out.counts = (*copy)->Counts();
     auto live = (*copy)->LiveVersion();
     if (!live.ok()) return fail(live.status());
@@ -186,7 +190,8 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
   json model_list = json::array();
   for (const auto& m : models) {
     if (!ValidVersion(m.version)) {
-      return fail(Status::Corruption("registry holds an invalid version name \"" + m.version + "\""));
+      return fail(
+          Status::Corruption("registry holds an invalid version name \"" + m.version + "\""));
     }
     const fs::path src = fs::path(data_dir) / "models" / m.version;
     if (!fs::is_directory(fs::symlink_status(src, ec))) {
@@ -226,14 +231,15 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
   st = SyncPath(tmp);
   if (!st.ok()) return fail(st);
   fs::rename(tmp, final_dir, ec);
-  if (ec) return fail(Status::IoError("cannot rename " + tmp.string() + " to " +
-                                      final_dir.string() + ": " + ec.message()));
+  if (ec)
+    return fail(Status::IoError("cannot rename " + tmp.string() + " to " + final_dir.string() +
+                                ": " + ec.message()));
   (void)SyncPath(final_dir.parent_path());
   out.dir = final_dir.string();
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  spdlog::info("backup {}: {} prompts, {} pairs, {} labels, {} models, live {} ({:.2f} s)",
-               out.dir, out.counts.prompts, out.counts.pairs, out.counts.labels,
-               out.models.size(), out.live_version.empty() ? "-" : out.live_version, out.seconds);
+  spdlog::info("backup {}: {} prompts, {} pairs, {} labels, {} models, live {} ({:.2f} s)", out.dir,
+               out.counts.prompts, out.counts.pairs, out.counts.labels, out.models.size(),
+               out.live_version.empty() ? "-" : out.live_version, out.seconds);
   return out;
 }
 
@@ -251,13 +257,16 @@ Result<RestoreResult> RestoreBackup(const std::string& from, const std::string& 
     try {
       f >> manifest;
     } catch (const json::exception& e) {
-      return Status::InvalidArgument((src / kManifest).string() + " is not valid JSON: " + e.what());
+      return Status::InvalidArgument((src / kManifest).string() +
+                                     " is not valid JSON: " + e.what());
     }
   }
   if (!manifest.is_object() || manifest.value("format", "") != kFormat ||
       manifest.value("format_version", 0) != kFormatVersion) {
-    return Status::InvalidArgument((src / kManifest).string() + " is not an rlaifd backup manifest "
-                                   "(format " + std::string(kFormat) + " version " +
+    return Status::InvalidArgument((src / kManifest).string() +
+                                   " is not an rlaifd backup manifest "
+                                   "(format " +
+                                   std::string(kFormat) + " version " +
                                    std::to_string(kFormatVersion) + ")");
   }
   if (!fs::is_directory(src / "store")) {
@@ -269,8 +278,9 @@ Result<RestoreResult> RestoreBackup(const std::string& from, const std::string& 
       return Status::FailedPrecondition(dst.string() + " exists and is not a directory");
     }
     if (!fs::is_empty(dst, ec)) {
-      return Status::FailedPrecondition("refusing to restore into " + dst.string() +
-                                        ": it is not empty (restore into a new or empty directory)");
+      return Status::FailedPrecondition(
+          "refusing to restore into " + dst.string() +
+          ": it is not empty (restore into a new or empty directory)");
     }
   }
   if (IsWithin(dst, src) || IsWithin(src, dst) || dst == src) {
@@ -309,8 +319,8 @@ Result<RestoreResult> RestoreBackup(const std::string& from, const std::string& 
   // cleanup removes its files.
   auto verify = [&]() -> Status {
     auto store = storage::Store::Open({.path = (dst / "store").string()});
-    if (!store.ok()) return Status::Corruption("the restored store does not open: " +
-                                               store.status().message());
+    if (!store.ok())
+      return Status::Corruption("the restored store does not open: " + store.status().message());
     out.counts = (*store)->Counts();
     const json& want = manifest["counts"];
     for (const auto& [key, have] : {std::pair<const char*, int64_t>{"prompts", out.counts.prompts},
@@ -356,7 +366,8 @@ Result<RestoreResult> RestoreBackup(const std::string& from, const std::string& 
     st = (*store)->AppendEvent(
         {NowMs(), "restore", "rlaifd restore",
          "restored from " + src.string() + " (backup of " + out.backup_created_at + ")",
-         json{{"from", src.string()}, {"backup_created_at", out.backup_created_at},
+         json{{"from", src.string()},
+              {"backup_created_at", out.backup_created_at},
               {"live_version", out.live_version}}
              .dump()});
     return st;

@@ -38,9 +38,9 @@ struct BackupResult {
   // Registered versions whose directory was missing from data_dir/models (an
   // operator deleted it); the backup still succeeds unless it is the live one.
   std::vector<std::string> missing_models;
-  int64_t model_bytes = 0;          // bytes of model files copied
+  int64_t model_bytes = 0;  // bytes of model files copied
   int64_t created_at_ms = 0;
-  double seconds = 0;               // wall time of the whole backup
+  double seconds = 0;  // wall time of the whole backup
 };
 
 // The directory that a backup request for `requested` may write, or why not.
@@ -65,11 +65,11 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
                                   const std::string& target);
 
 struct RestoreResult {
-  std::string data_dir;             // absolute
+  std::string data_dir;  // absolute
   std::string live_version;
   storage::StoreCounts counts;
   std::vector<std::string> models;
-  std::string backup_created_at;    // from the manifest
+  std::string backup_created_at;  // from the manifest
 };
 
 // Offline restore: copies the backup at `from` into `data_dir` (which must
