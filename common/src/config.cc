@@ -232,6 +232,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
   std::vector<std::string> problems;
   ObjectReader top(root, "", &problems);
   top.String("data_dir", &c.data_dir, true);
+  top.String("backup_dir", &c.backup_dir);
   top.Double("poll_interval_s", &c.poll_interval_s, 0.01, 60);
   top.String("log_level", &c.log_level, false, {"trace", "debug", "info", "warn", "error"});
 

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "rlaif/common/clock.h"
+#include "rlaif/daemon/backup.h"
 #include "status_page.h"
 
 namespace rlaif::daemon {
@@ -159,6 +160,7 @@ struct ApiServer::Impl {
   int64_t agreement_at_ms = 0;
   std::thread thread;
   int port = 0;
+  std::mutex backup_mu;  // one online backup at a time (try_lock: a second gets 409)
 
   // Rates over a sliding window: a sampler thread records the stage and
   // store counters every kRateSampleS seconds and keeps kRateWindowS of them.
@@ -494,6 +496,15 @@ struct ApiServer::Impl {
     }
     m.GetGauge("rlaif_model_live", "1 when a model is serving.")
         .Set(ctx.scorer.Current() ? 1 : 0);
+    auto live = ctx.store.LiveVersion();
+    if (live.ok() && !live->empty()) {
+      auto rec = ctx.store.GetModel(*live);
+      if (rec.ok() && rec->has_value() && (*rec)->promoted_at_ms > 0) {
+        m.GetGauge("rlaif_model_live_promoted_timestamp_seconds",
+                   "Unix time at which the live model was promoted (from the registry).")
+            .Set(static_cast<double>((*rec)->promoted_at_ms) / 1000.0);
+      }
+    }
     for (auto [role, client] : {std::pair<const char*, const judge::ChatClient*>{"generator", &ctx.generator_client},
                                 {"judge", &ctx.judge_client}}) {
       const judge::ClientHealth h = client->Health();
@@ -789,6 +800,63 @@ struct ApiServer::Impl {
     res.set_content(out.str(), "application/x-ndjson");
   }
 
+  // POST /v1/backup {"dir": D}: a consistent online backup of the store and
+  // the model checkpoints into a new directory inside the backup root.
+  void Backup(const httplib::Request& req, httplib::Response& res, const std::string& why) {
+    json body;
+    if (!ParseBody(req, res, &body)) return;
+    std::string dir;
+    if (!GetText(body, "dir", res, &dir)) return;
+    std::unique_lock<std::mutex> lock(backup_mu, std::try_to_lock);
+    if (!lock.owns_lock()) {
+      SendError(res, 409, "backup_in_progress", "another backup is running; try again when it ends");
+      return;
+    }
+    auto& m = ctx.metrics;
+    auto record_failure = [&](const Status& st) {
+      m.GetCounter("rlaif_backups_total", "Online backups by outcome.", {{"outcome", "failed"}}).Inc();
+      (void)ctx.store.AppendEvent({NowMs(), "backup_failed", "admin",
+                                   "backup to " + dir + " failed: " + st.message(),
+                                   json{{"dir", dir}, {"reason", why}}.dump()});
+      spdlog::error("backup to {} failed: {}", dir, st.ToString());
+    };
+    auto target = ResolveBackupTarget(ctx.config.backup_dir, ctx.config.data_dir, dir);
+    if (!target.ok()) {
+      record_failure(target.status());
+      return SendStatus(res, target.status());
+    }
+    auto result = CreateBackup(ctx.store, ctx.config.data_dir, *target);
+    if (!result.ok()) {
+      record_failure(result.status());
+      return SendStatus(res, result.status());
+    }
+    const auto& r = *result;
+    json counts = {{"prompts", r.counts.prompts}, {"pairs", r.counts.pairs},
+                   {"labels", r.counts.labels}, {"dead", r.counts.dead}};
+    json out = {{"dir", r.dir},
+                {"created_at", FormatTimeMs(r.created_at_ms)},
+                {"live_version", r.live_version.empty() ? json() : json(r.live_version)},
+                {"counts", counts},
+                {"models", r.models},
+                {"missing_models", r.missing_models},
+                {"model_bytes", r.model_bytes},
+                {"seconds", r.seconds}};
+    m.GetCounter("rlaif_backups_total", "Online backups by outcome.", {{"outcome", "ok"}}).Inc();
+    m.GetGauge("rlaif_backup_last_success_timestamp_seconds",
+               "Unix time of the last successful online backup since start.")
+        .Set(static_cast<double>(r.created_at_ms) / 1000.0);
+    m.GetGauge("rlaif_backup_duration_seconds", "Wall time of the last successful backup.")
+        .Set(r.seconds);
+    json event = out;
+    event["reason"] = why;
+    (void)ctx.store.AppendEvent({NowMs(), "backup", "admin",
+                                 "backup of " + std::to_string(r.counts.prompts) + " prompts, " +
+                                     std::to_string(r.counts.labels) + " labels, " +
+                                     std::to_string(r.models.size()) + " models to " + r.dir,
+                                 event.dump()});
+    SendJson(res, out, 201);
+  }
+
   void Register() {
     server.set_payload_max_length(static_cast<size_t>(ctx.config.api.max_body_bytes));
     server.set_read_timeout(30, 0);
@@ -902,6 +970,9 @@ struct ApiServer::Impl {
                   auto live = ctx.store.LiveVersion();
                   SendJson(res, {{"live", live.ok() ? *live : ""}});
                 }, true));
+    server.Post("/v1/backup", Wrap("/v1/backup", [this, why_of](const httplib::Request& req, httplib::Response& res) {
+      Backup(req, res, why_of(req));
+    }, true));
     server.Post("/v1/labels", Wrap("/v1/labels", [this](const httplib::Request& req, httplib::Response& res) {
       HumanLabel(req, res);
     }, true));

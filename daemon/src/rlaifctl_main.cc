@@ -1,6 +1,6 @@
 // rlaifctl: the operator's command line for a running rlaifd.
 //
-//   rlaifctl [--url URL] [--json] [--reason TEXT] status|models|promote VERSION|rollback|train|pause|resume|export KIND
+//   rlaifctl [--url URL] [--json] [--reason TEXT] status|models|promote VERSION|rollback|train|pause|resume|export KIND|backup DIR
 //
 // --reason is recorded with the admin action in the audit log (/v1/events),
 // beside the name of the token that took it.
@@ -22,7 +22,10 @@ using json = nlohmann::json;
 
 void Usage() {
   std::cerr << "usage: rlaifctl [--url URL] [--json] [--reason TEXT] "
-               "status|models|promote VERSION|rollback|train|pause|resume|export KIND\n"
+               "status|models|promote VERSION|rollback|train|pause|resume|export KIND|backup DIR\n"
+               "  backup DIR: the daemon writes a consistent backup (store + models) to DIR,\n"
+               "  a new directory inside its backup root (config backup_dir); DIR is relative\n"
+               "  to that root or an absolute path inside it\n"
                "  URL defaults to $RLAIF_URL or http://127.0.0.1:8080; admin token from "
                "$RLAIF_TOKEN\n";
 }
@@ -126,6 +129,7 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = pos[0];
   std::string method = "GET", path;
+  std::string request_body = reason.empty() ? "{}" : json{{"reason", reason}}.dump();
   if (cmd == "status") {
     path = "/v1/status";
   } else if (cmd == "models") {
@@ -139,6 +143,10 @@ int main(int argc, char** argv) {
   } else if (cmd == "train" || cmd == "pause" || cmd == "resume") {
     method = "POST";
     path = "/v1/" + cmd;
+  } else if (cmd == "backup" && pos.size() == 2) {
+    method = "POST";
+    path = "/v1/backup";
+    request_body = json{{"dir", pos[1]}}.dump();
   } else if (cmd == "export" && pos.size() == 2) {
     path = "/v1/export?kind=" + pos[1];
   } else {
@@ -157,9 +165,7 @@ int main(int argc, char** argv) {
   const char* token = std::getenv("RLAIF_TOKEN");
   if (token && *token) headers.emplace("Authorization", std::string("Bearer ") + token);
   auto res = method == "GET" ? cli.Get(path.c_str(), headers)
-                             : cli.Post(path.c_str(), headers,
-                                        reason.empty() ? "{}" : json{{"reason", reason}}.dump(),
-                                        "application/json");
+                             : cli.Post(path.c_str(), headers, request_body, "application/json");
   if (!res) {
     std::cerr << "rlaifctl: cannot reach rlaifd at " << url << ": "
               << httplib::to_string(res.error()) << "\n";
@@ -186,6 +192,12 @@ int main(int argc, char** argv) {
       PrintStatus(body);
     } else if (cmd == "models") {
       PrintModels(body);
+    } else if (cmd == "backup") {
+      std::cout << "backup:   " << Str(body, "dir") << "\n"
+                << "counts:   prompts " << body["counts"]["prompts"] << "  pairs "
+                << body["counts"]["pairs"] << "  labels " << body["counts"]["labels"] << "\n"
+                << "models:   " << body["models"].size() << " (live " << Str(body, "live_version")
+                << ")  in " << Str(body, "seconds") << " s\n";
     } else {
       std::cout << cmd << ": " << body.dump() << "\n";
     }

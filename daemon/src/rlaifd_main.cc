@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "rlaif/common/config.h"
+#include "rlaif/daemon/backup.h"
 #include "rlaif/daemon/daemon.h"
 #include "rlaif/daemon/ingest_once.h"
 #include "rlaif/daemon/offline.h"
@@ -40,6 +41,9 @@ commands:
                            [--epochs N] [--seed N]      offline training
   eval --model DIR --pairs FILE                         offline evaluation
   score --model DIR        JSONL {"prompt","response"} on stdin -> scores on stdout
+  restore --from BACKUP --data-dir DIR
+                           offline: restore a backup (rlaifctl backup) into a new or
+                           empty data dir, then start rlaifd on it
   version                  print the version
 )";
 }
@@ -77,6 +81,7 @@ int main(int argc, char** argv) {
   if (cmd == "train") return rlaif::daemon::RunTrainCommand(rest);
   if (cmd == "eval") return rlaif::daemon::RunEvalCommand(rest);
   if (cmd == "score") return rlaif::daemon::RunScoreCommand(rest);
+  if (cmd == "restore") return rlaif::daemon::RunRestoreCommand(rest);
   if (cmd == "run") {
     std::string config_path;
     for (size_t i = 0; i < rest.size(); ++i) {

@@ -15,6 +15,7 @@
 #include <rocksdb/slice.h>
 #include <rocksdb/snapshot.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
 
@@ -474,6 +475,25 @@ class RocksStore final : public Store {
         return a.created_at_ms < b.created_at_ms;
       });
       return out;
+    });
+  }
+
+  Status CreateCheckpoint(const std::string& dir) override {
+    return Guarded("CreateCheckpoint", [&]() -> Status {
+      std::error_code ec;
+      if (std::filesystem::exists(dir, ec)) {
+        return Status::AlreadyExists("checkpoint target " + dir + " already exists");
+      }
+      rocksdb::Checkpoint* raw = nullptr;
+      rocksdb::Status s = rocksdb::Checkpoint::Create(db_.get(), &raw);
+      if (!s.ok()) return FromRocks(s, "creating a checkpoint object");
+      std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+      // log_size_for_flush = 0: flush the memtables first, so the copy needs
+      // little WAL; with several column families RocksDB still copies the live
+      // WAL, which keeps the families consistent with each other.
+      s = checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0);
+      if (!s.ok()) return FromRocks(s, "creating the checkpoint " + dir);
+      return Status::Ok();
     });
   }
 

@@ -149,6 +149,9 @@ struct TrainerConfig {
 
 struct Config {
   std::string data_dir;   // required: RocksDB store, models/, dead letters
+  // Where online backups (POST /v1/backup, `rlaifctl backup`) may be written:
+  // every backup is a new directory inside it. "" = <data_dir>/backups.
+  std::string backup_dir;
   ApiConfig api;
   std::vector<SourceConfig> sources;  // required, at least one
   SamplingConfig sampling;

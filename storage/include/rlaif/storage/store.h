@@ -137,6 +137,14 @@ class Store {
   virtual Status AppendEvent(const EventRecord& event) = 0;
   // Newest first, at most `max`.
   virtual Result<std::vector<EventRecord>> RecentEvents(size_t max) = 0;
+
+  // Online backup: writes a consistent point-in-time copy of the whole store
+  // (every column family, including what is still only in the WAL) to `dir`,
+  // which must not exist; its parent must. Uses rocksdb::Checkpoint: SST files
+  // are hard-linked when `dir` is on the same filesystem, copied otherwise.
+  // Writers are not blocked. The copy opens with Open() like any store.
+  // kAlreadyExists if `dir` exists, kIoError with RocksDB's message otherwise.
+  virtual Status CreateCheckpoint(const std::string& dir) = 0;
 };
 
 }  // namespace rlaif::storage

@@ -1,0 +1,413 @@
+#include "rlaif/daemon/backup.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "rlaif/common/clock.h"
+#include "rlaif/trainer/reward_model.h"
+
+namespace rlaif::daemon {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr char kManifest[] = "backup.json";
+constexpr char kFormat[] = "rlaifd-backup";
+constexpr int kFormatVersion = 1;
+
+bool ValidVersion(const std::string& v) {
+  static const std::regex kVersion("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+  return std::regex_match(v, kVersion) && v.find("..") == std::string::npos;
+}
+
+// fsync a file or directory; a backup that is "done" must survive a power cut.
+Status SyncPath(const fs::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IoError("cannot open " + p.string() + " to fsync");
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Status::IoError("fsync " + p.string() + " failed");
+  return Status::Ok();
+}
+
+// Copies the regular files and directories of `src` into `dst` (created),
+// fsyncing each file. Symlinks and special files are refused: a model or
+// store directory has none, and following one could copy anything.
+Status CopyTree(const fs::path& src, const fs::path& dst, int64_t* bytes) {
+  std::error_code ec;
+  fs::create_directories(dst, ec);
+  if (ec) return Status::IoError("cannot create " + dst.string() + ": " + ec.message());
+  for (fs::recursive_directory_iterator it(src, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::file_status st = it->symlink_status(ec);
+    if (ec) break;
+    const fs::path rel = it->path().lexically_relative(src);
+    const fs::path out = dst / rel;
+    if (fs::is_directory(st)) {
+      fs::create_directories(out, ec);
+      if (ec) return Status::IoError("cannot create " + out.string() + ": " + ec.message());
+    } else if (fs::is_regular_file(st)) {
+      fs::copy_file(it->path(), out, fs::copy_options::none, ec);
+      if (ec) {
+        return Status::IoError("cannot copy " + it->path().string() + " to " + out.string() + ": " +
+                               ec.message());
+      }
+      RLAIF_RETURN_IF_ERROR(SyncPath(out));
+      if (bytes) *bytes += static_cast<int64_t>(fs::file_size(out, ec));
+    } else {
+      return Status::InvalidArgument("refusing to copy " + it->path().string() +
+                                     ": not a regular file or directory (symlink?)");
+    }
+  }
+  if (ec) return Status::IoError("cannot read " + src.string() + ": " + ec.message());
+  return SyncPath(dst);
+}
+
+json CountsJson(const storage::StoreCounts& c) {
+  return {{"prompts", c.prompts},
+          {"pairs", c.pairs},
+          {"labels", c.labels},
+          {"dead", c.dead},
+          {"queue_generate", c.queue_generate},
+          {"queue_judge", c.queue_judge},
+          {"labels_since_train", c.labels_since_train}};
+}
+
+Status WriteFileSynced(const fs::path& p, const std::string& text) {
+  {
+    std::ofstream f(p, std::ios::binary | std::ios::trunc);
+    f << text;
+    f.flush();
+    if (!f) return Status::IoError("cannot write " + p.string());
+  }
+  return SyncPath(p);
+}
+
+bool IsWithin(const fs::path& child, const fs::path& root) {
+  auto c = child.begin();
+  for (auto r = root.begin(); r != root.end(); ++r, ++c) {
+    if (r->empty()) continue;  // trailing separator
+    if (c == child.end() || *c != *r) return false;
+  }
+  return c != child.end();  // strictly inside
+}
+
+}  // namespace
+
+Result<std::string> ResolveBackupTarget(const std::string& backup_dir, const std::string& data_dir,
+                                        const std::string& requested) {
+  if (requested.empty() || requested.size() > 4096 || requested.find('\0') != std::string::npos) {
+    return Status::InvalidArgument("backup directory must be a non-empty path");
+  }
+  std::error_code ec;
+  const fs::path root_cfg =
+      backup_dir.empty() ? fs::path(data_dir) / "backups" : fs::path(backup_dir);
+  fs::create_directories(root_cfg, ec);
+  if (ec) {
+    return Status::IoError("cannot create the backup root " + root_cfg.string() + ": " +
+                           ec.message());
+  }
+  const fs::path root = fs::canonical(root_cfg, ec);
+  if (ec) return Status::IoError("cannot resolve the backup root " + root_cfg.string());
+  fs::path req(requested);
+  fs::path candidate = req.is_absolute() ? req : root / req;
+  // weakly_canonical resolves every symlink of the part that exists and
+  // normalises "..", so the containment check sees the real location.
+  candidate = fs::weakly_canonical(candidate.lexically_normal(), ec);
+  if (ec) return Status::InvalidArgument("cannot resolve backup directory " + requested);
+  if (!IsWithin(candidate, root)) {
+    return Status::InvalidArgument("backup directory " + requested + " resolves to " +
+                                   candidate.string() + ", which is not inside the backup root " +
+                                   root.string() + " (config key backup_dir)");
+  }
+  if (fs::exists(fs::symlink_status(candidate, ec))) {
+    return Status::AlreadyExists("backup directory " + candidate.string() +
+                                 " already exists; a backup never overwrites");
+  }
+  fs::create_directories(candidate.parent_path(), ec);
+  if (ec) return Status::IoError("cannot create " + candidate.parent_path().string());
+  // Re-check after creating parents (a parent could be a symlink created in between).
+  if (!IsWithin(fs::weakly_canonical(candidate, ec), root)) {
+    return Status::InvalidArgument("backup directory " + requested + " escapes the backup root");
+  }
+  return candidate.string();
+}
+
+Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data_dir,
+                                  const std::string& target) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::error_code ec;
+  const fs::path final_dir = fs::absolute(target, ec);
+  if (fs::exists(fs::symlink_status(final_dir, ec))) {
+    return Status::AlreadyExists("backup directory " + final_dir.string() + " already exists");
+  }
+  if (!fs::is_directory(final_dir.parent_path())) {
+    return Status::InvalidArgument("parent of " + final_dir.string() + " is not a directory");
+  }
+  const int64_t now = NowMs();
+  const fs::path tmp =
+      final_dir.parent_path() / ("." + final_dir.filename().string() + ".partial-" +
+                                 std::to_string(::getpid()) + "-" + std::to_string(now));
+  fs::create_directory(tmp, ec);
+  if (ec) return Status::IoError("cannot create " + tmp.string() + ": " + ec.message());
+
+  BackupResult out;
+  out.created_at_ms = now;
+  auto fail = [&](Status st) -> Result<BackupResult> {
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);
+    return st;
+  };
+
+  // 1. The store, at one point in time.
+  Status st = store.CreateCheckpoint((tmp / "store").string());
+  if (!st.ok()) return fail(st);
+
+  // 2. Exactly the models the checkpoint's registry names.
+  std::vector<storage::ModelRecord> models;
+  {
+    auto copy = storage::Store::Open({.path = (tmp / "store").string()});
+    if (!copy.ok())
+      return fail(Status::IoError("the checkpoint does not open: " + copy.status().message()));
+    out.counts = (*copy)->Counts();
+    auto live = (*copy)->LiveVersion();
+    if (!live.ok()) return fail(live.status());
+    out.live_version = *live;
+    auto listed = (*copy)->ListModels();
+    if (!listed.ok()) return fail(listed.status());
+    models = std::move(*listed);
+  }  // closes the copy before it is renamed
+  json model_list = json::array();
+  for (const auto& m : models) {
+    if (!ValidVersion(m.version)) {
+      return fail(
+          Status::Corruption("registry holds an invalid version name \"" + m.version + "\""));
+    }
+    const fs::path src = fs::path(data_dir) / "models" / m.version;
+    if (!fs::is_directory(fs::symlink_status(src, ec))) {
+      if (m.version == out.live_version) {
+        return fail(Status::FailedPrecondition("the live model's directory " + src.string() +
+                                               " is missing; nothing to back up it with"));
+      }
+      spdlog::warn("backup: model {} is registered but {} is missing; skipped", m.version,
+                   src.string());
+      out.missing_models.push_back(m.version);
+      continue;
+    }
+    int64_t bytes = 0;
+    st = CopyTree(src, tmp / "models" / m.version, &bytes);
+    if (!st.ok()) return fail(st);
+    out.model_bytes += bytes;
+    out.models.push_back(m.version);
+    model_list.push_back({{"version", m.version}, {"state", m.state}, {"bytes", bytes}});
+  }
+  fs::create_directories(tmp / "models", ec);
+
+  // 3. The manifest, then the atomic rename.
+  json manifest = {{"format", kFormat},
+                   {"format_version", kFormatVersion},
+                   {"created_at", FormatTimeMs(now)},
+                   {"created_at_ms", now},
+                   {"rlaifd_version", std::string(RLAIF_VERSION) + "+" + RLAIF_GIT_REV},
+                   {"source_data_dir", fs::absolute(data_dir, ec).string()},
+                   {"live_version", out.live_version},
+                   {"counts", CountsJson(out.counts)},
+                   {"models", model_list},
+                   {"missing_models", out.missing_models}};
+  st = WriteFileSynced(tmp / kManifest, manifest.dump(2) + "\n");
+  if (!st.ok()) return fail(st);
+  st = SyncPath(tmp / "models");
+  if (!st.ok()) return fail(st);
+  st = SyncPath(tmp);
+  if (!st.ok()) return fail(st);
+  fs::rename(tmp, final_dir, ec);
+  if (ec)
+    return fail(Status::IoError("cannot rename " + tmp.string() + " to " + final_dir.string() +
+                                ": " + ec.message()));
+  (void)SyncPath(final_dir.parent_path());
+  out.dir = final_dir.string();
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  spdlog::info("backup {}: {} prompts, {} pairs, {} labels, {} models, live {} ({:.2f} s)", out.dir,
+               out.counts.prompts, out.counts.pairs, out.counts.labels, out.models.size(),
+               out.live_version.empty() ? "-" : out.live_version, out.seconds);
+  return out;
+}
+
+Result<RestoreResult> RestoreBackup(const std::string& from, const std::string& data_dir) {
+  std::error_code ec;
+  const fs::path src = fs::absolute(from, ec);
+  const fs::path dst = fs::absolute(data_dir, ec).lexically_normal();
+  json manifest;
+  {
+    std::ifstream f(src / kManifest);
+    if (!f) {
+      return Status::InvalidArgument(src.string() + " is not an rlaifd backup: no " +
+                                     std::string(kManifest));
+    }
+    try {
+      f >> manifest;
+    } catch (const json::exception& e) {
+      return Status::InvalidArgument((src / kManifest).string() +
+                                     " is not valid JSON: " + e.what());
+    }
+  }
+  if (!manifest.is_object() || manifest.value("format", "") != kFormat ||
+      manifest.value("format_version", 0) != kFormatVersion) {
+    return Status::InvalidArgument((src / kManifest).string() +
+                                   " is not an rlaifd backup manifest "
+                                   "(format " +
+                                   std::string(kFormat) + " version " +
+                                   std::to_string(kFormatVersion) + ")");
+  }
+  if (!fs::is_directory(src / "store")) {
+    return Status::InvalidArgument(src.string() + " has no store/ directory");
+  }
+  const bool existed = fs::exists(dst, ec);
+  if (existed) {
+    if (!fs::is_directory(dst)) {
+      return Status::FailedPrecondition(dst.string() + " exists and is not a directory");
+    }
+    if (!fs::is_empty(dst, ec)) {
+      return Status::FailedPrecondition(
+          "refusing to restore into " + dst.string() +
+          ": it is not empty (restore into a new or empty directory)");
+    }
+  }
+  if (IsWithin(dst, src) || IsWithin(src, dst) || dst == src) {
+    return Status::InvalidArgument("the data dir and the backup must not contain each other");
+  }
+
+  auto cleanup = [&] {
+    std::error_code ignored;
+    if (existed) {
+      fs::remove_all(dst / "store", ignored);
+      fs::remove_all(dst / "models", ignored);
+    } else {
+      fs::remove_all(dst, ignored);
+    }
+  };
+  auto fail = [&](Status st) -> Result<RestoreResult> {
+    cleanup();
+    return st;
+  };
+  fs::create_directories(dst, ec);
+  if (ec) return Status::IoError("cannot create " + dst.string() + ": " + ec.message());
+
+  Status st = CopyTree(src / "store", dst / "store", nullptr);
+  if (!st.ok()) return fail(st);
+  if (fs::is_directory(src / "models")) {
+    st = CopyTree(src / "models", dst / "models", nullptr);
+  } else {
+    fs::create_directories(dst / "models", ec);
+  }
+  if (!st.ok()) return fail(st);
+
+  RestoreResult out;
+  out.data_dir = dst.string();
+  out.backup_created_at = manifest.value("created_at", "");
+  // Verifies and fixes up the restored store; it is closed again before any
+  // cleanup removes its files.
+  auto verify = [&]() -> Status {
+    auto store = storage::Store::Open({.path = (dst / "store").string()});
+    if (!store.ok())
+      return Status::Corruption("the restored store does not open: " + store.status().message());
+    out.counts = (*store)->Counts();
+    const json& want = manifest["counts"];
+    for (const auto& [key, have] : {std::pair<const char*, int64_t>{"prompts", out.counts.prompts},
+                                    {"pairs", out.counts.pairs},
+                                    {"labels", out.counts.labels},
+                                    {"dead", out.counts.dead}}) {
+      if (!want.contains(key) || want[key] != have) {
+        return Status::Corruption(std::string("restored store has ") + std::to_string(have) + " " +
+                                  key + ", the manifest says " +
+                                  (want.contains(key) ? want[key].dump() : "nothing"));
+      }
+    }
+    auto live = (*store)->LiveVersion();
+    if (!live.ok()) return live.status();
+    out.live_version = *live;
+    auto models = (*store)->ListModels();
+    if (!models.ok()) return models.status();
+    for (auto m : *models) {
+      if (!ValidVersion(m.version)) {
+        return Status::Corruption("registry holds an invalid version \"" + m.version + "\"");
+      }
+      const fs::path dir = dst / "models" / m.version;
+      if (!fs::is_directory(dir)) {
+        if (m.version == out.live_version) {
+          return Status::Corruption("the backup lacks the live model's directory models/" +
+                                    m.version);
+        }
+        continue;  // was already missing when the backup was taken
+      }
+      // The registry records absolute checkpoint paths; point them here.
+      m.dir = dir.string();
+      st = (*store)->PutModel(m);
+      if (!st.ok()) return st;
+      out.models.push_back(m.version);
+    }
+    if (!out.live_version.empty()) {
+      auto model = trainer::RewardModel::Load((dst / "models" / out.live_version).string(), "cpu");
+      if (!model.ok()) {
+        return Status::Corruption("the restored live model " + out.live_version +
+                                  " does not load: " + model.status().message());
+      }
+    }
+    st = (*store)->AppendEvent(
+        {NowMs(), "restore", "rlaifd restore",
+         "restored from " + src.string() + " (backup of " + out.backup_created_at + ")",
+         json{{"from", src.string()},
+              {"backup_created_at", out.backup_created_at},
+              {"live_version", out.live_version}}
+             .dump()});
+    return st;
+  };
+  st = verify();
+  if (!st.ok()) return fail(st);
+  return out;
+}
+
+int RunRestoreCommand(const std::vector<std::string>& args) {
+  std::string from, data_dir;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--from" && i + 1 < args.size()) {
+      from = args[++i];
+    } else if (args[i] == "--data-dir" && i + 1 < args.size()) {
+      data_dir = args[++i];
+    } else {
+      std::cerr << "unknown argument: " << args[i] << "\n";
+      from.clear();
+      break;
+    }
+  }
+  if (from.empty() || data_dir.empty()) {
+    std::cerr << "usage: rlaifd restore --from BACKUP_DIR --data-dir DATA_DIR\n"
+                 "  DATA_DIR must not exist or be empty; rlaifd must not be running on it\n";
+    return 2;
+  }
+  auto res = RestoreBackup(from, data_dir);
+  if (!res.ok()) {
+    std::cerr << "rlaifd restore: " << res.status().ToString() << "\n";
+    return 1;
+  }
+  json out = {{"restored", true},
+              {"data_dir", res->data_dir},
+              {"backup_created_at", res->backup_created_at},
+              {"live_version", res->live_version},
+              {"models", res->models},
+              {"counts", CountsJson(res->counts)}};
+  std::cout << out.dump() << "\n";
+  return 0;
+}
+
+}  // namespace rlaif::daemon
