@@ -815,7 +815,7 @@ struct ApiServer::Impl {
     auto& m = ctx.metrics;
     auto record_failure = [&](const Status& st) {
       m.GetCounter("rlaif_backups_total", "Online backups by outcome.", {{"outcome", "failed"}}).Inc();
-      (void)ctx.store.AppendEvent({NowMs(), "backup_failed", "admin",
+      (void)ctx.store.AppendEvent({NowMs(), "backup_failed", Actor(),
                                    "backup to " + dir + " failed: " + st.message(),
                                    json{{"dir", dir}, {"reason", why}}.dump()});
       spdlog::error("backup to {} failed: {}", dir, st.ToString());
@@ -849,7 +849,7 @@ struct ApiServer::Impl {
         .Set(r.seconds);
     json event = out;
     event["reason"] = why;
-    (void)ctx.store.AppendEvent({NowMs(), "backup", "admin",
+    (void)ctx.store.AppendEvent({NowMs(), "backup", Actor(),
                                  "backup of " + std::to_string(r.counts.prompts) + " prompts, " +
                                      std::to_string(r.counts.labels) + " labels, " +
                                      std::to_string(r.models.size()) + " models to " + r.dir,
