@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-gpu demo clean format
+.PHONY: all deps configure build test test-gpu demo clean format bench-ingest
 
 all: build
 
@@ -27,6 +27,11 @@ test-gpu: build
 # rlaif-sim + rlaifd on the bundled sample logs with configs/quickstart.json.
 demo: build
 	@bash scripts/demo.sh
+
+# Ingest throughput on one core over a generated 1 GiB openai-chat log (bench/RESULTS.md).
+bench-ingest: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target rlaifd gen_chat_log
+	@BIN=$(BUILD_DIR)/bin bash bench/ingest.sh
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
