@@ -209,6 +209,7 @@ Status Pipeline::Start() {
 void Pipeline::Stop() {
   if (stop_.exchange(true)) return;
   sleep_cv_.notify_all();
+  ingestor_.Wake();
   for (StagePool* p : {gen_pool_.get(), judge_pool_.get()}) {
     if (!p) continue;
     {
@@ -283,7 +284,8 @@ void Pipeline::IngestLoop() {
         SetDegraded("");
       }
     }
-    SleepFor(config_.poll_interval_s);
+    // Sleeps like SleepFor, but a new log file (inotify) starts the next poll at once.
+    if (!stop_.load()) ingestor_.WaitForNewFiles(config_.poll_interval_s);
   }
 }
 
@@ -493,7 +495,8 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   const int64_t labels_at = store_.Counts().labels;
   std::vector<trainer::PreferencePair> train, holdout;
   Status st = store_.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
-    if (lp.label.tie || lp.label.source != "ai") return true;
+    // AI labels, and labels stated by the log lines themselves (rewrite, ab).
+    if (lp.label.tie || (lp.label.source != "ai" && lp.label.source != "log")) return true;
     trainer::PreferencePair p;
     p.prompt = lp.pair.prompt;
     bool a_wins = lp.label.p_a >= 0.5;
