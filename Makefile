@@ -30,7 +30,7 @@ demo: build
 
 # Ingest throughput on one core over a generated 1 GiB openai-chat log (bench/RESULTS.md).
 bench-ingest: configure
-	@cmake --build $(BUILD_DIR) -j $(JOBS) --target rlaifd gen_chat_log
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target rlaifd rlaif-ingest gen_chat_log
 	@BIN=$(BUILD_DIR)/bin bash bench/ingest.sh
 
 # The crash+rotation e2e test, longer (KILLS=N kills at least, default 200;

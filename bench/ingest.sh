@@ -7,8 +7,11 @@
 #           so every line is stored), redaction on
 #   sample  sampling.rate 0.01, redaction on
 # Each runs under `taskset -c 0` and `/usr/bin/time -v` with a fresh store;
-# MiB/s and lines/s are over wall-clock time, including opening and closing
-# the store. Prints one JSON line per run and a table.
+# MiB/s and lines/s are over wall-clock time, including process start-up and
+# opening and closing the store. Prints one JSON line per run and a table.
+# Both `rlaifd ingest --once` and `rlaif-ingest --once` (the same code linked
+# without LibTorch, whose start-up costs rlaifd ~0.5 s CPU and ~170 MiB RSS)
+# are measured; BINS="rlaifd" measures only the first.
 #
 # Usage: bash bench/ingest.sh   (after building rlaifd and gen_chat_log)
 #   BYTES=N   log size (default 1073741824)     RUNS=N  repetitions (default 1)
@@ -22,8 +25,9 @@ BYTES=${BYTES:-1073741824}
 RUNS=${RUNS:-1}
 DATA=${DATA:-/tmp/rlaif-bench-ingest}
 CPU=${CPU:-0}
+BINS=${BINS:-rlaifd rlaif-ingest}
 LOG="$DATA/chat.jsonl"
-for b in "$BIN/rlaifd" "$BIN/gen_chat_log"; do
+for b in "$BIN/gen_chat_log" $(for x in $BINS; do echo "$BIN/$x"; done); do
   [ -x "$b" ] || { echo "missing $b: build rlaifd and gen_chat_log first" >&2; exit 2; }
 done
 mkdir -p "$DATA"
@@ -70,12 +74,15 @@ lines=$(cut -d, -f1 "$DATA/chat.gen.json" | tr -dc 0-9)
 for run in $(seq 1 "$RUNS"); do
   read -r wall cpu rss < <(timed wc -l "$LOG")
   echo "{\"run\":$run,\"what\":\"wc\",\"seconds\":$wall,\"cpu_seconds\":$cpu,\"rss_kib\":$rss,\"lines\":$(cut -d' ' -f1 "$DATA/out.txt")}" >> "$results"
-  for what in all sample; do
-    rate=$([ "$what" = all ] && echo 1.0 || echo 0.01)
+  for bin in $BINS; do
+   for mode in all sample; do
+    rate=$([ "$mode" = all ] && echo 1.0 || echo 0.01)
+    what="$mode/$bin"
     rm -rf "$DATA/state"
     config "$rate"
-    read -r wall cpu rss < <(timed "$BIN/rlaifd" ingest --config "$DATA/config.json" --once)
+    read -r wall cpu rss < <(timed "$BIN/$bin" ingest --config "$DATA/config.json" --once)
     echo "{\"run\":$run,\"what\":\"$what\",\"seconds\":$wall,\"cpu_seconds\":$cpu,\"rss_kib\":$rss,\"report\":$(cat "$DATA/out.txt")}" >> "$results"
+   done
   done
 done
 rm -rf "$DATA/state"
@@ -89,7 +96,7 @@ wc = {r["run"]: r["seconds"] for r in rows if r["what"] == "wc"}
 wc_cpu = {r["run"]: r["cpu_seconds"] for r in rows if r["what"] == "wc"}
 print("MiB/s, lines/s and 'of wc' are over wall-clock seconds; 'cpu MiB/s' and 'cpu of wc'")
 print("over user+system CPU seconds (robust to other load on the machine).")
-print(f"{'run':>3} {'what':<7} {'seconds':>8} {'MiB/s':>8} {'lines/s':>10} {'of wc':>6} "
+print(f"{'run':>3} {'what':<19} {'seconds':>8} {'MiB/s':>8} {'lines/s':>10} {'of wc':>6} "
       f"{'cpu s':>7} {'cpu MiB/s':>9} {'cpu of wc':>9} {'RSS MiB':>8} {'stored':>8}")
 for r in rows:
     s = max(r["seconds"], 1e-3)
@@ -98,7 +105,7 @@ for r in rows:
     if rep and (rep["lines"] != lines or rep["bytes"] != size):
         print(f"error: {r['what']} read {rep['lines']} lines / {rep['bytes']} bytes, expected {lines} / {size}")
         sys.exit(1)
-    print(f"{r['run']:>3} {r['what']:<7} {s:>8.2f} {size / s / 2**20:>8.1f} {lines / s:>10.0f} "
+    print(f"{r['run']:>3} {r['what']:<19} {s:>8.2f} {size / s / 2**20:>8.1f} {lines / s:>10.0f} "
           f"{wc[r['run']] / s:>6.1%} {c:>7.2f} {size / c / 2**20:>9.1f} {wc_cpu[r['run']] / c:>9.1%} "
           f"{r['rss_kib'] / 1024:>8.1f} {rep.get('stored', '-'):>8}")
 PY
