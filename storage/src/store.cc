@@ -847,7 +847,18 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
       if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
     }
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-    for (const std::string& name : names) descriptors.emplace_back(name, cf_options);
+    // Prompts and pairs are large values (KBs of text) under random
+    // content-hash keys, written once and never updated: key-value separation
+    // (blob files) writes each value once instead of rewriting it in every
+    // compaction. Reads are unchanged for callers.
+    rocksdb::ColumnFamilyOptions blob_options = cf_options;
+    blob_options.enable_blob_files = true;
+    blob_options.min_blob_size = 512;
+    blob_options.blob_compression_type = cf_options.compression_per_level.back();
+    for (const std::string& name : names) {
+      const bool blobs = name == kCfNames[kPrompts] || name == kCfNames[kPairs];
+      descriptors.emplace_back(name, blobs ? blob_options : cf_options);
+    }
 
     rocksdb::DB* raw = nullptr;
     std::vector<rocksdb::ColumnFamilyHandle*> all_handles;
