@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-gpu demo clean format
+.PHONY: all deps configure build test test-gpu demo clean format bench-ingest soak-ingest
 
 all: build
 
@@ -27,6 +27,21 @@ test-gpu: build
 # rlaif-sim + rlaifd on the bundled sample logs with configs/quickstart.json.
 demo: build
 	@bash scripts/demo.sh
+
+# Ingest throughput on one core over a generated 1 GiB openai-chat log (bench/RESULTS.md).
+bench-ingest: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target rlaifd rlaif-ingest gen_chat_log
+	@BIN=$(BUILD_DIR)/bin bash bench/ingest.sh
+
+# The crash+rotation e2e test, longer (KILLS=N kills at least, default 200;
+# DURATION_S=S keeps going until S seconds have passed), then the measured
+# copytruncate loss window (CT_ROTATIONS, CT_RATE lines/s); docs/OPERATIONS.md.
+soak-ingest: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target rlaifd rlaif-sim
+	@RLAIF_CRASH_KILLS=$${KILLS:-200} RLAIF_CRASH_DURATION_S=$${DURATION_S:-0} \
+	  python3 tests/e2e/test_ingest_crash_rotation.py --bin $(BUILD_DIR)/bin --source .
+	@RLAIF_CT_ROTATIONS=$${CT_ROTATIONS:-30} RLAIF_CT_RATE=$${CT_RATE:-2000} \
+	  python3 tests/e2e/soak_copytruncate_window.py --bin $(BUILD_DIR)/bin --source .
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -9,7 +9,8 @@ PKGS=(
   libtorch-dev libopenblas0-pthread
   librocksdb-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev
   libgtest-dev libgmock-dev libssl-dev
-  curl python3 openssl prometheus chromium logrotate
+  libsimdjson-dev
+  curl python3 openssl prometheus chromium logrotate time util-linux
   systemd yamllint python3-yaml python3-kubernetes
 )
 

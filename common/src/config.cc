@@ -295,6 +295,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
       r.String("path", &sc.path, true);
       r.String("format", &sc.format, false, {"simple", "openai-chat", "custom"});
       r.String("start_at", &sc.start_at, false, {"beginning", "end"});
+      r.String("watch", &sc.watch, false, {"auto", "poll"});
       r.Int("max_line_bytes", &sc.max_line_bytes, 64, int64_t{1} << 30);
       if (const json* f = r.Object("fields", sc.format == "custom")) {
         ObjectReader fr(*f, path + ".fields", &problems);
@@ -379,6 +380,8 @@ Result<Config> ParseConfig(const std::string& json_text) {
                          c.sampling.stratum + "\"");
     }
     r.Int("max_per_stratum_per_hour", &c.sampling.max_per_stratum_per_hour, 0, int64_t{1} << 40);
+    r.Int("max_pending", &c.sampling.max_pending, 0, int64_t{1} << 40);
+    r.String("pending_policy", &c.sampling.pending_policy, false, {"pause", "keep_newest"});
     if (const json* pats = r.Array("redact_patterns")) {
       static const std::regex kPatternName("[a-z0-9_]{1,32}");
       for (size_t i = 0; i < pats->size(); ++i) {

@@ -4,12 +4,16 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <glob.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <set>
 
@@ -25,13 +29,6 @@ constexpr size_t kMaxRawInDeadLetter = 4096;
 // Checkpoint keys of copies of truncated files: "<path when found>#copy:<dev>:<ino>".
 constexpr const char* kCopyKeyMark = "#copy:";
 bool IsCopyKey(const std::string& key) { return key.find(kCopyKeyMark) != std::string::npos; }
-
-std::string Trim(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  size_t e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
 
 std::vector<std::string> ExpandGlob(const std::string& pattern) {
   std::vector<std::string> out;
@@ -66,6 +63,63 @@ Result<std::string> ReadAt(int fd, uint64_t offset, size_t len) {
   }
   buf.resize(got);
   return buf;
+}
+
+// Reads up to `len` bytes at `offset` into `buf` (resized to what was read),
+// reusing its capacity.
+Status ReadInto(int fd, uint64_t offset, size_t len, std::string* buf) {
+  buf->resize(len);
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = pread(fd, buf->data() + got, len - got, static_cast<off_t>(offset + got));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IoError(std::string("read failed: ") + strerror(errno));
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  buf->resize(got);
+  return Status::Ok();
+}
+
+// The sampling hash: only decides which prompts `sampling.rate` keeps, so
+// unlike Hash64 (which names stored records) it may be fast rather than
+// byte-serial: 8 bytes per step, read little-endian so every platform agrees,
+// then splitmix64's finalizer. Changing it changes which prompts are sampled.
+uint64_t SampleHash(std::string_view s) {
+  constexpr uint64_t kMul1 = 0x9e3779b97f4a7c15ULL, kMul2 = 0xbf58476d1ce4e5b9ULL;
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  size_t n = s.size();
+  uint64_t h = 0x5a3b1e0dULL ^ (n * kMul1);
+  auto load = [](const unsigned char* q, size_t len) {
+    uint64_t w = 0;
+    for (size_t i = 0; i < len; ++i) w |= static_cast<uint64_t>(q[i]) << (8 * i);
+    return w;
+  };
+  for (; n >= 8; p += 8, n -= 8) {
+    h ^= load(p, 8) * kMul1;
+    h = ((h << 31) | (h >> 33)) * kMul2;
+  }
+  if (n > 0) {
+    h ^= load(p, n) * kMul1;
+    h = ((h << 31) | (h >> 33)) * kMul2;
+  }
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  return h;
+}
+
+bool IsBlank(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+
+std::string_view TrimView(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  size_t e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
 }
 
 std::string Fingerprint(std::string_view head) { return HexId(Hash64(head)); }
@@ -121,7 +175,7 @@ Status ParseSimpleLine(const std::string& line, std::string* prompt, std::string
   return Status::Ok();
 }
 
-std::string PromptId(const std::string& text) { return HexId(Hash64(Trim(text))); }
+std::string PromptId(const std::string& text) { return HexId(Hash64(TrimView(text))); }
 
 Ingestor::Ingestor(std::vector<SourceConfig> sources, SamplingConfig sampling,
                    storage::Store& store, MetricsRegistry& metrics)
@@ -138,6 +192,23 @@ Ingestor::Ingestor(std::vector<SourceConfig> sources, SamplingConfig sampling,
       parsers_.emplace_back(std::move(*p));
     }
   }
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (std::any_of(sources_.begin(), sources_.end(),
+                  [](const SourceConfig& s) { return s.watch != "poll"; })) {
+    inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (inotify_fd_ < 0) {
+      spdlog::warn("ingest: inotify unavailable ({}): new files are found by polling",
+                   strerror(errno));
+    }
+  }
+  backpressure_paused_ = &metrics_.GetCounter(
+      "rlaif_ingest_backpressure_total",
+      "Prompts not queued for generation because the pending pool was full, by policy.",
+      {{"policy", "pause"}});
+  backpressure_evicted_ = &metrics_.GetCounter(
+      "rlaif_ingest_backpressure_total",
+      "Prompts not queued for generation because the pending pool was full, by policy.",
+      {{"policy", "keep_newest"}});
   if (sampling_.redact) {
     auto r = Redactor::Create(sampling_.redact_patterns);
     if (r.ok()) {
@@ -150,7 +221,84 @@ Ingestor::Ingestor(std::vector<SourceConfig> sources, SamplingConfig sampling,
   }
 }
 
-Ingestor::~Ingestor() = default;
+Ingestor::~Ingestor() {
+  if (inotify_fd_ >= 0) close(inotify_fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+std::string Ingestor::WatchMode() const { return inotify_fd_ >= 0 ? "inotify" : "poll"; }
+
+void Ingestor::Wake() {
+  if (wake_fd_ < 0) return;
+  uint64_t one = 1;
+  if (write(wake_fd_, &one, sizeof(one)) < 0) {
+    // EAGAIN: the counter is already non-zero, so a wake-up is pending anyway.
+  }
+}
+
+void Ingestor::WatchDirectories() {
+  if (inotify_fd_ < 0) return;
+  for (size_t si = 0; si < sources_.size(); ++si) {
+    if (!parsers_[si] || sources_[si].watch == "poll") continue;
+    // The glob's directory part may itself be a glob (/var/log/*/app.jsonl).
+    for (const auto& dir : ExpandGlob(DirName(sources_[si].path))) {
+      int wd = inotify_add_watch(inotify_fd_, dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_ONLYDIR);
+      if (wd >= 0) watch_sources_[wd].insert(si);  // a directory keeps its descriptor
+    }
+  }
+}
+
+bool Ingestor::WaitForNewFiles(double max_seconds) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(std::max(0.0, max_seconds));
+  alignas(struct inotify_event) char buf[16 * 1024];
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) return false;
+    struct pollfd fds[2];
+    nfds_t n = 0;
+    if (wake_fd_ >= 0) fds[n++] = {wake_fd_, POLLIN, 0};
+    if (inotify_fd_ >= 0) fds[n++] = {inotify_fd_, POLLIN, 0};
+    int r = poll(fds, n, static_cast<int>(std::min<int64_t>(left, 1 << 30)));
+    if (r < 0 && errno != EINTR) return false;
+    if (r <= 0) continue;
+    if (wake_fd_ >= 0 && (fds[0].revents & POLLIN)) {
+      uint64_t v;
+      if (read(wake_fd_, &v, sizeof(v)) < 0) {
+        // Nothing to do: the wake-up was consumed by someone else.
+      }
+      return false;
+    }
+    bool match = false;
+    ssize_t len;
+    while ((len = read(inotify_fd_, buf, sizeof(buf))) > 0) {
+      for (char* p = buf; p < buf + len;) {
+        auto* ev = reinterpret_cast<struct inotify_event*>(p);
+        p += sizeof(struct inotify_event) + ev->len;
+        auto w = watch_sources_.find(ev->wd);
+        if (ev->len == 0 || w == watch_sources_.end()) continue;
+        for (size_t si : w->second) {
+          const std::string& glob = sources_[si].path;
+          const size_t slash = glob.rfind('/');
+          const std::string base = slash == std::string::npos ? glob : glob.substr(slash + 1);
+          match = match || GlobMatch(base, ev->name);
+        }
+      }
+    }
+    if (match) {
+      metrics_.GetCounter("rlaif_ingest_inotify_wakeups_total",
+                          "Polls started early because inotify reported a new log file.")
+          .Inc();
+      return true;
+    }
+  }
+}
+
+bool Ingestor::SampleKeeps(uint64_t prompt_hash) const {
+  return HashToUnit(prompt_hash) < sampling_.rate;
+}
 
 size_t Ingestor::OpenFiles() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -243,6 +391,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
   IngestPassStats stats;
   const bool first = !loaded_;
   if (first) RLAIF_RETURN_IF_ERROR(LoadCheckpoints());
+  WatchDirectories();
 
   // 1. Locate: files at glob paths, followed files wherever they went, and
   //    (first poll) files of stored checkpoints that were rotated meanwhile.
@@ -654,11 +803,10 @@ Status Ingestor::Rehome() {
 }
 
 Status Ingestor::Commit(Tracked& t, const storage::SourceCheckpoint& next,
-                        const std::vector<storage::PromptRecord>& prompts,
-                        const std::vector<storage::DeadLetter>& dead, IngestPassStats* stats,
-                        uint64_t lines, uint64_t bytes) {
+                        const storage::IngestBatch& batch, IngestPassStats* stats, uint64_t lines,
+                        uint64_t bytes) {
   storage::IngestCommitStats cs;
-  Status st = store_.CommitIngest(next, prompts, dead, &cs);
+  Status st = store_.CommitIngestBatch(next, batch, &cs);
   if (!st.ok()) return Status::IoError("store: " + st.ToString());
   records_[next.path] = next;
   t.cp = next;
@@ -671,12 +819,60 @@ Status Ingestor::Commit(Tracked& t, const storage::SourceCheckpoint& next,
       .Inc(static_cast<double>(cs.stored));
   metrics_.GetCounter("rlaif_ingest_duplicates_total", "Prompts already stored (dedupe).")
       .Inc(static_cast<double>(cs.duplicates));
+  if (cs.pairs > 0 || cs.labels > 0) {
+    metrics_
+        .GetCounter("rlaif_ingest_logged_pairs_total",
+                    "Pairs taken from log lines (rewrite, ab), stored without generation.")
+        .Inc(static_cast<double>(cs.pairs));
+    metrics_
+        .GetCounter("rlaif_ingest_logged_labels_total",
+                    "Labels stated by log lines (rewrite, ab with preferred).")
+        .Inc(static_cast<double>(cs.labels));
+  }
+  if (cs.evicted > 0) {
+    backpressure_evicted_->Inc(static_cast<double>(cs.evicted));
+    spdlog::warn("ingest: pending pool over {} prompts: dropped the {} oldest from the queue",
+                 sampling_.max_pending, cs.evicted);
+  }
   stats->lines += static_cast<int64_t>(lines);
   stats->bytes += static_cast<int64_t>(bytes);
   stats->stored += cs.stored;
   stats->duplicates += cs.duplicates;
-  stats->rejected += static_cast<int64_t>(dead.size());
+  stats->rejected += static_cast<int64_t>(batch.dead.size());
+  stats->logged_pairs += cs.pairs;
+  stats->logged_labels += cs.labels;
+  stats->backpressured += cs.evicted;
   return Status::Ok();
+}
+
+void Ingestor::AddLoggedPair(const storage::PromptRecord& prompt, const ParsedLine& line,
+                             int64_t now_ms, storage::IngestBatch* batch) const {
+  const bool rewrite = line.pair.kind == LoggedPair::Kind::kRewrite;
+  storage::PairRecord pair;
+  pair.generator = rewrite ? "log:rewrite" : "log:ab";
+  pair.prompt_id = prompt.id;
+  pair.prompt = prompt.text;
+  pair.a.text = line.pair.a;
+  pair.b.text = line.pair.b;
+  pair.a.model = line.model;
+  pair.b.model = rewrite ? "human-rewrite" : line.model;
+  pair.created_at_ms = now_ms;
+  // Content-addressed: the same logged pair re-read after a crash or a
+  // truncation gets the same id and is not stored twice.
+  pair.id = HexId(HashFields({prompt.id, pair.generator, pair.a.text, pair.b.text}));
+  if (!line.pair.preferred.empty()) {
+    storage::LabelRecord label;
+    label.pair_id = pair.id;
+    label.dimension = line.pair.dimension.empty() ? kLoggedPairDimension : line.pair.dimension;
+    label.judge = rewrite ? "log:rewrite" : "log:ab";
+    label.tie = line.pair.preferred == "tie";
+    label.p_a = line.pair.preferred == "a" ? 1.0 : line.pair.preferred == "b" ? 0.0 : 0.5;
+    label.verdict_ab = line.pair.preferred == "tie" ? "tie" : line.pair.preferred == "a" ? "A" : "B";
+    label.source = "log";
+    label.created_at_ms = now_ms;
+    batch->labels.push_back(std::move(label));
+  }
+  batch->pairs.push_back(std::move(pair));
 }
 
 Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) {
@@ -714,30 +910,53 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
   const size_t window =
       std::max<size_t>(max_batch_bytes_, static_cast<size_t>(source.max_line_bytes) + 1);
   const std::string& path = t.path;
+  const std::string inode_text = std::to_string(cp.inode);
   while (cp.offset < size || must_commit) {
-    auto chunk = ReadAt(t.fd, cp.offset, std::min<uint64_t>(size - cp.offset, window));
-    if (!chunk.ok()) return chunk.status();
-    std::vector<storage::PromptRecord> prompts;
-    std::vector<storage::DeadLetter> dead;
+    // Backpressure (sampling.max_pending): "pause" stops sampling while the
+    // generation queue is full; "keep_newest" lets the store drop the oldest.
+    pending_room_ = -1;
+    if (sampling_.max_pending > 0 && sampling_.pending_policy == "pause") {
+      pending_room_ = std::max<int64_t>(0, sampling_.max_pending - store_.Counts().queue_generate);
+    }
+    RLAIF_RETURN_IF_ERROR(
+        ReadInto(t.fd, cp.offset, std::min<uint64_t>(size - cp.offset, window), &chunk_));
+    const std::string& chunk = chunk_;
+    storage::IngestBatch batch;
+    if (sampling_.max_pending > 0 && sampling_.pending_policy == "keep_newest") {
+      batch.max_generate_queue = sampling_.max_pending;
+    }
     size_t pos = 0;
     uint64_t next_offset = cp.offset;
     uint64_t consumed_lines = 0;
-    auto redact_raw = [&](const std::string& s) {
-      if (!redactor_) return s;
+    const int64_t now_ms = NowMs();
+    auto redact_raw = [&](std::string_view s) {
+      if (!redactor_) return std::string(s);
       RedactionScope scope;
       return redactor_->Redact(s, &scope);
     };
     auto reject = [&](const std::string& reason, const std::string& detail, uint64_t at,
-                      const std::string& raw) {
-      dead.push_back(storage::DeadLetter{"ingest", reason, redact_raw(detail),
-                                         path + ":" + std::to_string(at),
-                                         redact_raw(raw.substr(0, kMaxRawInDeadLetter)), NowMs()});
+                      std::string_view raw) {
+      batch.dead.push_back(storage::DeadLetter{"ingest", reason, redact_raw(detail),
+                                               path + ":" + std::to_string(at),
+                                               redact_raw(raw.substr(0, kMaxRawInDeadLetter)),
+                                               now_ms});
       metrics_
           .GetCounter("rlaif_ingest_rejected_total", "Rejected log lines.", {{"reason", reason}})
           .Inc();
     };
-    auto handle = [&](const std::string& line, uint64_t line_offset) {
-      if (Trim(line).empty()) return;
+    auto filtered = [&](const char* reason) {
+      metrics_
+          .GetCounter("rlaif_ingest_filtered_total", "Lines skipped by a filter.",
+                      {{"reason", reason}})
+          .Inc();
+      ++stats->filtered;
+    };
+    // Order, cheapest first so that sampling spends nothing on what it drops:
+    // parse (validates the whole line) → model/metadata filters → rate (by a
+    // hash of the raw prompt) → redaction → length bounds → stratum cap.
+    ParsedLine& pl = parsed_;
+    auto handle = [&](std::string_view line, uint64_t line_offset) {
+      if (IsBlank(line)) return;
       if (line.size() > static_cast<size_t>(source.max_line_bytes)) {
         reject("line_too_long",
                "line of " + std::to_string(line.size()) + " bytes exceeds " +
@@ -745,24 +964,35 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
                line_offset, line);
         return;
       }
-      ParsedLine pl;
       Status ps = parser.Parse(line, &pl);
       if (!ps.ok()) {
         reject(RejectReason(ps), ps.message(), line_offset, line);
         return;
       }
       if (!KeepModel(pl.model) || !KeepMetadata(pl)) {
-        metrics_
-            .GetCounter("rlaif_ingest_filtered_total", "Lines skipped by a filter.",
-                        {{"reason", KeepModel(pl.model) ? "metadata" : "model"}})
-            .Inc();
-        ++stats->filtered;
+        filtered(KeepModel(pl.model) ? "metadata" : "model");
+        return;
+      }
+      // Logged pairs cost no generation: rate and stratum cap do not apply.
+      const bool logged_pair = pl.pair.kind != LoggedPair::Kind::kNone;
+      if (!logged_pair && sampling_.rate < 1.0 && !SampleKeeps(SampleHash(TrimView(pl.prompt)))) {
+        sampled_total.Inc();
+        ++stats->sampled_out;
+        return;
+      }
+      if (!logged_pair && pending_room_ == 0) {
+        backpressure_paused_->Inc();
+        ++stats->backpressured;
         return;
       }
       if (redactor_) {
         RedactionScope scope;
-        pl.prompt = redactor_->Redact(pl.prompt, &scope);
-        pl.response = redactor_->Redact(pl.response, &scope);
+        redactor_->RedactInPlace(&pl.prompt, &scope);
+        redactor_->RedactInPlace(&pl.response, &scope);
+        if (logged_pair) {
+          redactor_->RedactInPlace(&pl.pair.a, &scope);
+          redactor_->RedactInPlace(&pl.pair.b, &scope);
+        }
         for (const auto& [kind, n] : scope.counts) {
           metrics_
               .GetCounter("rlaif_redactions_total", "PII/secret spans redacted, by kind.",
@@ -772,59 +1002,52 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
       }
       const int64_t plen = static_cast<int64_t>(pl.prompt.size());
       if (plen < sampling_.min_prompt_chars || plen > sampling_.max_prompt_chars) {
-        metrics_
-            .GetCounter("rlaif_ingest_filtered_total", "Lines skipped by a filter.",
-                        {{"reason", "length"}})
-            .Inc();
-        ++stats->filtered;
+        filtered("length");
         return;
       }
-      const std::string base_id = PromptId(pl.prompt);
-      if (sampling_.rate < 1.0 &&
-          HashToUnit(Hash64(base_id, /*seed=*/0x5a3b1e)) >= sampling_.rate) {
-        sampled_total.Inc();
-        ++stats->sampled_out;
+      if (!logged_pair && !UnderStratumCap(pl)) {
+        filtered("stratum_cap");
         return;
       }
-      if (!UnderStratumCap(pl)) {
-        metrics_
-            .GetCounter("rlaif_ingest_filtered_total", "Lines skipped by a filter.",
-                        {{"reason", "stratum_cap"}})
-            .Inc();
-        ++stats->filtered;
-        return;
-      }
+      const std::string base_id = HexId(Hash64(TrimView(pl.prompt)));  // == PromptId(prompt)
       storage::PromptRecord rec;
       // Without dedupe every line is its own prompt; the id depends only on the
       // line's identity (file + offset), so a redo after a crash writes the same key.
-      rec.id = sampling_.dedupe ? base_id
-                                : HexId(HashFields({base_id, path, std::to_string(cp.inode),
-                                                    std::to_string(line_offset)}));
-      rec.text = std::move(pl.prompt);
-      rec.logged_response = std::move(pl.response);
+      rec.id = sampling_.dedupe
+                   ? base_id
+                   : HexId(HashFields({base_id, path, inode_text, std::to_string(line_offset)}));
+      rec.text = pl.prompt;
+      rec.logged_response = pl.response;
       rec.source_path = path;
       rec.source_offset = line_offset;
-      rec.ingested_at_ms = NowMs();
-      prompts.push_back(std::move(rec));
+      rec.ingested_at_ms = now_ms;
+      if (logged_pair) {
+        AddLoggedPair(rec, pl, now_ms, &batch);
+        batch.pair_prompts.push_back(std::move(rec));
+      } else {
+        batch.prompts.push_back(std::move(rec));
+        if (pending_room_ > 0) --pending_room_;
+      }
     };
-    while (pos < chunk->size()) {
-      size_t nl = chunk->find('\n', pos);
+    while (pos < chunk.size()) {
+      const char* nlp = static_cast<const char*>(
+          std::memchr(chunk.data() + pos, '\n', chunk.size() - pos));
       const uint64_t line_offset = cp.offset + pos;
-      if (nl == std::string::npos) {
-        size_t partial = chunk->size() - pos;
-        if (final_tail && cp.offset + chunk->size() == size &&
+      if (nlp == nullptr) {
+        size_t partial = chunk.size() - pos;
+        if (final_tail && cp.offset + chunk.size() == size &&
             partial <= static_cast<size_t>(source.max_line_bytes)) {
           // The file will not grow any more: its unterminated tail is its last line.
-          handle(chunk->substr(pos), line_offset);
+          handle(std::string_view(chunk).substr(pos), line_offset);
           ++consumed_lines;
-          pos = chunk->size();
+          pos = chunk.size();
           next_offset = size;
           break;
         }
         // Partial line: wait for its newline unless it is already over the limit,
         // in which case it is skipped up to its newline (found beyond this chunk).
         if (partial <= static_cast<size_t>(source.max_line_bytes)) break;
-        uint64_t scan = cp.offset + chunk->size();
+        uint64_t scan = cp.offset + chunk.size();
         uint64_t end = 0;
         while (scan < size && end == 0) {
           auto more = ReadAt(t.fd, scan, std::min<uint64_t>(size - scan, 1 << 20));
@@ -839,13 +1062,14 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
         reject("line_too_long",
                "line of " + std::to_string(end - line_offset - 1) + " bytes exceeds " +
                    std::to_string(source.max_line_bytes),
-               line_offset, chunk->substr(pos, kMaxRawInDeadLetter));
+               line_offset, std::string_view(chunk).substr(pos, kMaxRawInDeadLetter));
         ++consumed_lines;
-        pos = chunk->size();
+        pos = chunk.size();
         next_offset = end;
         break;
       }
-      std::string line = chunk->substr(pos, nl - pos);
+      const size_t nl = static_cast<size_t>(nlp - chunk.data());
+      std::string_view line(chunk.data() + pos, nl - pos);
       pos = nl + 1;
       next_offset = cp.offset + pos;
       ++consumed_lines;
@@ -858,7 +1082,7 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
     next.lines = cp.lines + consumed_lines;
     next.updated_at_ms = NowMs();
     const uint64_t consumed_bytes = next_offset - cp.offset;
-    RLAIF_RETURN_IF_ERROR(Commit(t, next, prompts, dead, stats, consumed_lines, consumed_bytes));
+    RLAIF_RETURN_IF_ERROR(Commit(t, next, batch, stats, consumed_lines, consumed_bytes));
     must_commit = false;
     cp = next;
     if (consumed_bytes == 0) break;

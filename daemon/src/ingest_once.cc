@@ -17,7 +17,10 @@ Result<IngestOnceReport> IngestOnce(const Config& config) {
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) return Status::IoError("cannot create data_dir " + config.data_dir + ": " + ec.message());
-  auto store = storage::Store::Open({.path = config.data_dir + "/store", .sync = false});
+  // A bounded memtable budget keeps a backfill's memory flat (RocksDB's
+  // default is 64 MiB per column family, 2 each).
+  auto store = storage::Store::Open(
+      {.path = config.data_dir + "/store", .sync = false, .write_buffer_bytes = 64 << 20});
   if (!store.ok()) return store.status();
   MetricsRegistry metrics;
   Ingestor ingestor(config.sources, config.sampling, **store, metrics);
@@ -33,7 +36,9 @@ std::string IngestOnceJson(const IngestOnceReport& r) {
   nlohmann::json j = {{"lines", r.stats.lines},           {"bytes", r.stats.bytes},
                       {"stored", r.stats.stored},         {"rejected", r.stats.rejected},
                       {"duplicates", r.stats.duplicates}, {"sampled_out", r.stats.sampled_out},
-                      {"filtered", r.stats.filtered},     {"seconds", r.seconds}};
+                      {"filtered", r.stats.filtered},     {"pairs", r.stats.logged_pairs},
+                      {"labels", r.stats.logged_labels},  {"backpressured", r.stats.backpressured},
+                      {"seconds", r.seconds}};
   return j.dump();
 }
 

@@ -2,214 +2,308 @@
 
 #include <nlohmann/json.hpp>
 
+#include "rlaif/daemon/line_parser.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
 namespace rlaif::daemon {
 
 namespace {
 
-using json = nlohmann::json;
+// simdjson's DOM parser validates the whole line (UTF-8, structure, nesting)
+// at several hundred MB/s to GB/s; nlohmann only checks JSON pointer syntax
+// in Create. Elements are views into the parser's buffers, valid until the
+// next parse on the same parser.
+using simdjson::dom::array;
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+using simdjson::dom::object;
+
+// One parser per thread: its buffers grow to the longest line parsed and are
+// reused, so parsing allocates nothing in the steady state while Parse stays
+// const and thread-safe. Nesting beyond kMaxJsonDepth fails with DEPTH_ERROR
+// (the outermost object is level 1).
+simdjson::dom::parser& ThreadParser() {
+  thread_local simdjson::dom::parser parser = [] {
+    simdjson::dom::parser p;
+    // Longer lines grow the buffers later; the depth limit stays.
+    if (p.allocate(1 << 16, kMaxJsonDepth) != simdjson::SUCCESS) {
+      // Out of memory now: Parse retries the allocation (and reports bad_json if it fails).
+    }
+    return p;
+  }();
+  return parser;
+}
 
 Status Reject(const char* reason, const std::string& detail) {
   return Status::InvalidArgument(std::string(reason) + ": " + detail);
 }
 
-bool IsBlank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+bool IsBlank(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
-// Text of a chat message's content: a string, null (""), or an array of parts
-// whose "text" parts are kept.
-bool ContentText(const json& content, std::string* out) {
-  out->clear();
+bool IsString(const element& e) { return e.type() == element_type::STRING; }
+bool IsObject(const element& e) { return e.type() == element_type::OBJECT; }
+bool IsArray(const element& e) { return e.type() == element_type::ARRAY; }
+std::string_view Str(const element& e) { return std::string_view(e.get_string().value_unsafe()); }
+
+// The member `key` of `obj` if `obj` is an object that has it.
+std::optional<element> Child(const element& obj, std::string_view key) {
+  if (!IsObject(obj)) return std::nullopt;
+  element out;
+  if (obj.get_object().value_unsafe().at_key(key).get(out) != simdjson::SUCCESS) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+// Appends the text of a chat message's content: a string, null (""), or an
+// array of parts whose "text" parts are kept, joined by "\n".
+bool AppendContentText(const element& content, std::string* out) {
   if (content.is_null()) return true;
-  if (content.is_string()) {
-    *out = content.get<std::string>();
+  if (IsString(content)) {
+    out->append(Str(content));
     return true;
   }
-  if (!content.is_array()) return false;
+  if (!IsArray(content)) return false;
   bool first = true;
-  for (const auto& part : content) {
-    if (!part.is_object()) return false;
-    auto t = part.find("text");
-    if (t == part.end()) continue;  // image/audio parts carry no text
-    if (!t->is_string()) return false;
-    if (!first) *out += "\n";
-    *out += t->get<std::string>();
+  const array parts = content.get_array().value_unsafe();  // a copy: a view of the tape
+  for (element part : parts) {
+    if (!IsObject(part)) return false;
+    auto t = Child(part, "text");
+    if (!t) continue;  // image/audio parts carry no text
+    if (!IsString(*t)) return false;
+    if (!first) out->push_back('\n');
+    out->append(Str(*t));
     first = false;
   }
   return true;
 }
 
 // Renders the conversation up to the last user turn (see line_parser.h).
-Status RenderChatPrompt(const json& messages, std::string* prompt) {
-  if (!messages.is_array()) return Reject("bad_messages", "messages is not an array");
+Status RenderChatPrompt(const element& messages, std::string* prompt) {
+  if (!IsArray(messages)) return Reject("bad_messages", "messages is not an array");
+  const array msgs = messages.get_array().value_unsafe();
   int last_user = -1;
-  for (size_t i = 0; i < messages.size(); ++i) {
-    const json& m = messages[i];
-    if (!m.is_object())
+  int i = 0;
+  for (element m : msgs) {
+    if (!IsObject(m)) {
       return Reject("bad_messages", "message " + std::to_string(i) + " is not an object");
-    auto role = m.find("role");
-    if (role == m.end() || !role->is_string()) {
+    }
+    auto role = Child(m, "role");
+    if (!role || !IsString(*role)) {
       return Reject("bad_messages", "message " + std::to_string(i) + " has no string \"role\"");
     }
-    if (*role == "user") last_user = static_cast<int>(i);
+    if (Str(*role) == "user") last_user = i;
+    ++i;
   }
   if (last_user < 0) return Reject("no_user_turn", "the conversation has no user turn");
-  std::string text;
+  prompt->clear();
   if (last_user == 0) {
-    auto c = messages[0].find("content");
-    if (c == messages[0].end() || !ContentText(*c, &text)) {
+    auto c = Child(*msgs.begin(), "content");
+    if (!c || !AppendContentText(*c, prompt)) {
       return Reject("bad_messages", "message 0 has no text content");
     }
-    *prompt = std::move(text);
     return Status::Ok();
   }
-  prompt->clear();
-  for (int i = 0; i <= last_user; ++i) {
-    const json& m = messages[i];
-    auto c = m.find("content");
-    if (c != m.end() && !ContentText(*c, &text)) {
+  i = 0;
+  for (element m : msgs) {
+    if (i > last_user) break;
+    if (i > 0) prompt->append("\n\n");
+    prompt->append(Str(*Child(m, "role")));
+    prompt->append(": ");
+    if (auto c = Child(m, "content"); c && !AppendContentText(*c, prompt)) {
       return Reject("bad_messages", "message " + std::to_string(i) + " has bad content");
     }
-    if (c == m.end()) text.clear();
-    if (i > 0) *prompt += "\n\n";
-    *prompt += m["role"].get<std::string>();
-    *prompt += ": ";
-    *prompt += text;
+    ++i;
   }
   return Status::Ok();
 }
 
-Status OptionalString(const json* v, const char* reason, const char* what, std::string* out) {
+Status OptionalString(const std::optional<element>& v, const char* reason, const std::string& what,
+                      std::string* out) {
   out->clear();
-  if (v == nullptr || v->is_null()) return Status::Ok();
-  if (!v->is_string()) return Reject(reason, std::string(what) + " is not a string");
-  *out = v->get<std::string>();
+  if (!v || v->is_null()) return Status::Ok();
+  if (!IsString(*v)) return Reject(reason, what + " is not a string");
+  out->assign(Str(*v));
   return Status::Ok();
 }
 
-void ReadMetadata(const json* v, ParsedLine* out) {
+// A scalar as JSON text: integers in decimal, other numbers and booleans as
+// simdjson writes them.
+std::string ScalarText(const element& v) {
+  switch (v.type()) {
+    case element_type::INT64:
+      return std::to_string(v.get_int64().value_unsafe());
+    case element_type::UINT64:
+      return std::to_string(v.get_uint64().value_unsafe());
+    case element_type::BOOL:
+      return v.get_bool().value_unsafe() ? "true" : "false";
+    default:
+      return simdjson::to_string(v);
+  }
+}
+
+void ReadMetadata(const std::optional<element>& v, ParsedLine* out) {
   out->metadata.clear();
-  if (v == nullptr || !v->is_object()) return;
-  for (auto it = v->begin(); it != v->end(); ++it) {  // nlohmann objects iterate sorted
-    if (it->is_string()) {
-      out->metadata.emplace_back(it.key(), it->get<std::string>());
-    } else if (it->is_primitive() && !it->is_null()) {
-      out->metadata.emplace_back(it.key(), it->dump());
+  if (!v || !IsObject(*v)) return;
+  const object obj = v->get_object().value_unsafe();  // a copy: a view of the tape
+  for (auto [key, value] : obj) {
+    const element_type t = value.type();
+    if (t == element_type::STRING) {
+      out->metadata.emplace_back(std::string(key), std::string(Str(value)));
+    } else if (t != element_type::OBJECT && t != element_type::ARRAY &&
+               t != element_type::NULL_VALUE) {
+      out->metadata.emplace_back(std::string(key), ScalarText(value));
     }
   }
+  // Sorted by key; of repeated keys the last one wins (as JSON readers do).
+  std::stable_sort(out->metadata.begin(), out->metadata.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  auto last = std::unique(out->metadata.rbegin(), out->metadata.rend(),
+                          [](const auto& a, const auto& b) { return a.first == b.first; });
+  out->metadata.erase(out->metadata.begin(), last.base());
 }
 
-void ReadTimestamp(const json* v, ParsedLine* out) {
-  out->timestamp.clear();
-  if (v == nullptr) return;
-  if (v->is_string()) {
-    out->timestamp = v->get<std::string>();
+void ReadTimestamp(const std::optional<element>& v, ParsedLine* out) {
+  if (!v) return;
+  if (IsString(*v)) {
+    out->timestamp.assign(Str(*v));
   } else if (v->is_number()) {
-    out->timestamp = v->dump();
+    out->timestamp = ScalarText(*v);
   }
 }
 
-const json* Child(const json& obj, const char* key) {
-  if (!obj.is_object()) return nullptr;
-  auto it = obj.find(key);
-  return it == obj.end() ? nullptr : &*it;
+std::optional<element> AtPointer(const element& root, const std::string& ptr) {
+  if (ptr.empty()) return std::nullopt;
+  element out;
+  if (root.at_pointer(ptr).get(out) != simdjson::SUCCESS) return std::nullopt;
+  return out;
 }
 
-const json* AtPointer(const json& root, const std::optional<json::json_pointer>& ptr) {
-  if (!ptr) return nullptr;
-  // contains() never throws for a well-formed pointer, even through arrays.
-  try {
-    if (!root.contains(*ptr)) return nullptr;
-    return &root.at(*ptr);
-  } catch (const json::exception&) {
-    return nullptr;
-  }
+Status ParseSimple(const element& j, ParsedLine* out) {
+  auto p = Child(j, "prompt");
+  if (!p) return Reject("missing_prompt", "no \"prompt\" field");
+  if (!IsString(*p)) return Reject("bad_prompt_type", "\"prompt\" is not a string");
+  out->prompt.assign(Str(*p));
+  RLAIF_RETURN_IF_ERROR(
+      OptionalString(Child(j, "response"), "bad_response_type", "\"response\"", &out->response));
+  RLAIF_RETURN_IF_ERROR(
+      OptionalString(Child(j, "model"), "bad_model_type", "\"model\"", &out->model));
+  ReadTimestamp(Child(j, "timestamp"), out);
+  ReadMetadata(Child(j, "metadata"), out);
+  return Status::Ok();
 }
 
-Status ParseSimple(const json& j, ParsedLine* out) {
-  const json* p = Child(j, "prompt");
-  if (p == nullptr) return Reject("missing_prompt", "no \"prompt\" field");
-  if (!p->is_string()) return Reject("bad_prompt_type", "\"prompt\" is not a string");
-  out->prompt = p->get<std::string>();
-  if (Status st =
-          OptionalString(Child(j, "response"), "bad_response_type", "\"response\"", &out->response);
-      !st.ok()) {
-    return st;
-  }
-  if (Status st = OptionalString(Child(j, "model"), "bad_model_type", "\"model\"", &out->model);
-      !st.ok()) {
-    return st;
+Status ParseOpenAiChat(const element& j, ParsedLine* out) {
+  auto req = Child(j, "request");
+  if (!req) return Reject("missing_prompt", "no \"request\" object");
+  if (!IsObject(*req)) return Reject("bad_prompt_type", "\"request\" is not an object");
+  auto messages = Child(*req, "messages");
+  if (!messages) return Reject("missing_prompt", "no \"request.messages\"");
+  RLAIF_RETURN_IF_ERROR(RenderChatPrompt(*messages, &out->prompt));
+  RLAIF_RETURN_IF_ERROR(
+      OptionalString(Child(*req, "model"), "bad_model_type", "\"request.model\"", &out->model));
+  out->response.clear();
+  if (auto resp = Child(j, "response"); resp && !resp->is_null()) {
+    if (!IsObject(*resp)) return Reject("bad_response_type", "\"response\" is not an object");
+    if (out->model.empty()) {
+      RLAIF_RETURN_IF_ERROR(OptionalString(Child(*resp, "model"), "bad_model_type",
+                                           "\"response.model\"", &out->model));
+    }
+    ReadTimestamp(Child(*resp, "created"), out);
+    if (auto choices = Child(*resp, "choices")) {
+      if (!IsArray(*choices)) return Reject("bad_response_type", "\"choices\" is not an array");
+      const array arr = choices->get_array().value_unsafe();
+      if (arr.size() > 0) {
+        auto msg = Child(*arr.begin(), "message");
+        auto content = msg ? Child(*msg, "content") : std::nullopt;
+        if (content && !AppendContentText(*content, &out->response)) {
+          return Reject("bad_response_type", "choices[0].message.content is not text");
+        }
+      }
+    }
   }
   ReadTimestamp(Child(j, "timestamp"), out);
   ReadMetadata(Child(j, "metadata"), out);
   return Status::Ok();
 }
 
-Status ParseOpenAiChat(const json& j, ParsedLine* out) {
-  const json* req = Child(j, "request");
-  if (req == nullptr) return Reject("missing_prompt", "no \"request\" object");
-  if (!req->is_object()) return Reject("bad_prompt_type", "\"request\" is not an object");
-  const json* messages = Child(*req, "messages");
-  if (messages == nullptr) return Reject("missing_prompt", "no \"request.messages\"");
-  if (Status st = RenderChatPrompt(*messages, &out->prompt); !st.ok()) return st;
-  if (Status st =
-          OptionalString(Child(*req, "model"), "bad_model_type", "\"request.model\"", &out->model);
-      !st.ok()) {
-    return st;
-  }
-  out->response.clear();
-  out->timestamp.clear();
-  if (const json* resp = Child(j, "response"); resp != nullptr && !resp->is_null()) {
-    if (!resp->is_object()) return Reject("bad_response_type", "\"response\" is not an object");
-    if (out->model.empty()) {
-      if (Status st = OptionalString(Child(*resp, "model"), "bad_model_type", "\"response.model\"",
-                                     &out->model);
-          !st.ok()) {
-        return st;
-      }
-    }
-    ReadTimestamp(Child(*resp, "created"), out);
-    if (const json* choices = Child(*resp, "choices"); choices != nullptr) {
-      if (!choices->is_array()) return Reject("bad_response_type", "\"choices\" is not an array");
-      if (!choices->empty()) {
-        const json* msg = Child((*choices)[0], "message");
-        const json* content = msg ? Child(*msg, "content") : nullptr;
-        if (content != nullptr && !ContentText(*content, &out->response)) {
-          return Reject("bad_response_type", "choices[0].message.content is not text");
-        }
-      }
-    }
-  }
-  if (const json* ts = Child(j, "timestamp"); ts != nullptr) ReadTimestamp(ts, out);
-  ReadMetadata(Child(j, "metadata"), out);
-  return Status::Ok();
-}
-
-Status ParseCustom(const json& j, const FieldPointers& f, ParsedLine* out) {
-  auto ptr = [](const std::string& s) -> std::optional<json::json_pointer> {
-    if (s.empty()) return std::nullopt;
-    return json::json_pointer(s);  // validated by LineParser::Create
-  };
-  const json* p = AtPointer(j, ptr(f.prompt));
-  if (p == nullptr) return Reject("missing_prompt", "nothing at " + f.prompt);
-  if (p->is_array()) {
-    if (Status st = RenderChatPrompt(*p, &out->prompt); !st.ok()) return st;
-  } else if (p->is_string()) {
-    out->prompt = p->get<std::string>();
+Status ParseCustom(const element& j, const FieldPointers& f, ParsedLine* out) {
+  auto p = AtPointer(j, f.prompt);
+  if (!p) return Reject("missing_prompt", "nothing at " + f.prompt);
+  if (IsArray(*p)) {
+    RLAIF_RETURN_IF_ERROR(RenderChatPrompt(*p, &out->prompt));
+  } else if (IsString(*p)) {
+    out->prompt.assign(Str(*p));
   } else {
     return Reject("bad_prompt_type", f.prompt + " is neither a string nor a message array");
   }
-  if (Status st = OptionalString(AtPointer(j, ptr(f.response)), "bad_response_type",
-                                 f.response.c_str(), &out->response);
-      !st.ok()) {
-    return st;
-  }
-  if (Status st = OptionalString(AtPointer(j, ptr(f.model)), "bad_model_type", f.model.c_str(),
-                                 &out->model);
-      !st.ok()) {
-    return st;
-  }
-  ReadTimestamp(AtPointer(j, ptr(f.timestamp)), out);
-  ReadMetadata(AtPointer(j, ptr(f.metadata)), out);
+  RLAIF_RETURN_IF_ERROR(
+      OptionalString(AtPointer(j, f.response), "bad_response_type", f.response, &out->response));
+  RLAIF_RETURN_IF_ERROR(
+      OptionalString(AtPointer(j, f.model), "bad_model_type", f.model, &out->model));
+  ReadTimestamp(AtPointer(j, f.timestamp), out);
+  ReadMetadata(AtPointer(j, f.metadata), out);
   return Status::Ok();
+}
+
+// The optional `rewrite` / `ab` fields (see line_parser.h, "Logged pairs").
+Status ParseLoggedPair(const element& j, ParsedLine* out) {
+  out->pair = LoggedPair{};
+  auto rw = Child(j, "rewrite");
+  auto ab = Child(j, "ab");
+  if (rw && rw->is_null()) rw.reset();
+  if (ab && ab->is_null()) ab.reset();
+  if (!rw && !ab) return Status::Ok();
+  if (rw && ab) return Reject("bad_pair", "a line carries either \"rewrite\" or \"ab\", not both");
+  auto dimension = [&](const element& obj) -> Status {
+    auto d = Child(obj, "dimension");
+    if (!d || d->is_null()) return Status::Ok();
+    if (!IsString(*d) || IsBlank(Str(*d))) {
+      return Reject("bad_pair", "\"dimension\" is not a non-empty string");
+    }
+    out->pair.dimension.assign(Str(*d));
+    return Status::Ok();
+  };
+  if (rw) {
+    std::optional<element> text = rw;
+    if (IsObject(*rw)) {
+      text = Child(*rw, "response");
+      RLAIF_RETURN_IF_ERROR(dimension(*rw));
+    }
+    if (!text || !IsString(*text) || IsBlank(Str(*text))) {
+      return Reject("bad_pair",
+                    "\"rewrite\" is neither a non-empty string nor {\"response\": string}");
+    }
+    if (IsBlank(out->response)) {
+      return Reject("bad_pair", "\"rewrite\" needs the logged response it rewrites");
+    }
+    out->pair.kind = LoggedPair::Kind::kRewrite;
+    out->pair.a = out->response;
+    out->pair.b.assign(Str(*text));
+    out->pair.preferred = "b";  // a human rewrite is the better response by construction
+    return Status::Ok();
+  }
+  if (!IsObject(*ab)) return Reject("bad_pair", "\"ab\" is not an object");
+  auto a = Child(*ab, "a");
+  auto b = Child(*ab, "b");
+  if (!a || !b || !IsString(*a) || !IsString(*b) || IsBlank(Str(*a)) || IsBlank(Str(*b))) {
+    return Reject("bad_pair", "\"ab\" needs non-empty string responses \"a\" and \"b\"");
+  }
+  out->pair.kind = LoggedPair::Kind::kAb;
+  out->pair.a.assign(Str(*a));
+  out->pair.b.assign(Str(*b));
+  if (auto pref = Child(*ab, "preferred"); pref && !pref->is_null()) {
+    std::string_view v = IsString(*pref) ? Str(*pref) : std::string_view();
+    if (v != "a" && v != "b" && v != "tie") {
+      return Reject("bad_pair", "\"ab.preferred\" must be \"a\", \"b\" or \"tie\"");
+    }
+    out->pair.preferred.assign(v);
+  }
+  return dimension(*ab);
 }
 
 }  // namespace
@@ -283,8 +377,8 @@ Result<LineParser> LineParser::Create(const SourceConfig& source) {
           &source.fields.timestamp, &source.fields.metadata}) {
       if (p->empty()) continue;
       try {
-        json::json_pointer jp(*p);
-      } catch (const json::exception& e) {
+        nlohmann::json::json_pointer jp(*p);
+      } catch (const nlohmann::json::exception& e) {
         return Status::InvalidArgument("bad JSON pointer \"" + *p + "\": " + e.what());
       }
     }
@@ -296,31 +390,42 @@ Result<LineParser> LineParser::Create(const SourceConfig& source) {
 }
 
 Status LineParser::Parse(std::string_view line, ParsedLine* out) const {
-  if (std::string pre = PrecheckLine(line); !pre.empty()) {
-    return Reject(pre.c_str(), pre == "too_deep"
-                                   ? "JSON nesting deeper than " + std::to_string(kMaxJsonDepth)
-                                   : "the line is not valid UTF-8 text");
+  // NUL bytes are never valid JSON text; naming them is worth one memchr.
+  if (line.find('\0') != std::string_view::npos) {
+    return Reject("nul_byte", "the line contains a NUL byte");
   }
-  json j;
-  try {
-    j = json::parse(line.begin(), line.end());
-  } catch (const json::exception& e) {
-    return Reject("bad_json", e.what());
+  element root;
+  if (auto err = ThreadParser().parse(line.data(), line.size()).get(root); err) {
+    // Rare: classify with the byte-level checks so the reason is specific.
+    std::string pre = PrecheckLine(line);
+    if (err == simdjson::DEPTH_ERROR || pre == "too_deep") {
+      return Reject("too_deep", "JSON nesting deeper than " + std::to_string(kMaxJsonDepth));
+    }
+    if (err == simdjson::UTF8_ERROR || !pre.empty()) {
+      return Reject("invalid_utf8", "the line is not valid UTF-8 text");
+    }
+    return Reject("bad_json", simdjson::error_message(err));
   }
-  if (!j.is_object()) return Reject("not_object", "line is not a JSON object");
+  if (!IsObject(root)) return Reject("not_object", "line is not a JSON object");
+  out->timestamp.clear();
   Status st;
   if (format_ == "openai-chat") {
-    st = ParseOpenAiChat(j, out);
+    st = ParseOpenAiChat(root, out);
   } else if (format_ == "custom") {
-    st = ParseCustom(j, fields_, out);
+    st = ParseCustom(root, fields_, out);
   } else {
-    st = ParseSimple(j, out);
+    st = ParseSimple(root, out);
   }
   if (!st.ok()) return st;
   if (IsBlank(out->prompt)) return Reject("empty_prompt", "the prompt is empty");
   if (out->prompt.find('\0') != std::string::npos ||
       out->response.find('\0') != std::string::npos) {
     return Reject("nul_byte", "the prompt or response contains U+0000");
+  }
+  RLAIF_RETURN_IF_ERROR(ParseLoggedPair(root, out));
+  if (out->pair.a.find('\0') != std::string::npos ||
+      out->pair.b.find('\0') != std::string::npos) {
+    return Reject("nul_byte", "a logged pair response contains U+0000");
   }
   return Status::Ok();
 }

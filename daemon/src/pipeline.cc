@@ -220,6 +220,7 @@ Status Pipeline::Start() {
 void Pipeline::Stop() {
   if (stop_.exchange(true)) return;
   sleep_cv_.notify_all();
+  ingestor_.Wake();
   for (StagePool* p : {gen_pool_.get(), judge_pool_.get()}) {
     if (!p) continue;
     {
@@ -294,7 +295,8 @@ void Pipeline::IngestLoop() {
         SetDegraded("");
       }
     }
-    SleepFor(config_.poll_interval_s);
+    // Sleeps like SleepFor, but a new log file (inotify) starts the next poll at once.
+    if (!stop_.load()) ingestor_.WaitForNewFiles(config_.poll_interval_s);
   }
 }
 
@@ -523,7 +525,8 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   for (const auto& d : config_.judge.dimensions) configured.insert(d.name);
   int64_t unconfigured = 0;
   Status st = store_.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
-    if (lp.label.tie || lp.label.source != "ai") return true;
+    // AI labels, and labels stated by the log lines themselves (rewrite, ab).
+    if (lp.label.tie || (lp.label.source != "ai" && lp.label.source != "log")) return true;
     if (!configured.count(lp.label.dimension)) {
       ++unconfigured;
       return true;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstring>
 
@@ -264,6 +265,87 @@ void FindPhones(std::string_view t, std::vector<Span>* out) {
   }
 }
 
+// Necessary conditions of the scanners above, found cheaply: most text has
+// no PII, and each scanner is a full byte-by-byte pass of its own.
+struct TextShape {
+  bool at = false;               // has '@' (emails)
+  bool long_token = false;       // has a run of >= kMinSecretRun [A-Za-z0-9_+/=.~-]
+  bool ipv6_run = false;         // has a run of [0-9A-Fa-f:.] with >= 2 colons
+  int64_t dots = 0;
+  int64_t longest_number = 0;    // most digits in one run of digits joined by gaps
+                                 // of at most 2 characters from " -.()+"
+};
+
+// Every secret is a run of at least 16 such characters: the shortest is the
+// token after "Bearer " (16); prefixed keys need 20 after the prefix, AKIA
+// ids 20, hex/base64 runs 32. Card numbers (13+ digits), phone numbers (10+)
+// and IPv4 addresses (4+ digits, 3 dots) are such digit runs.
+constexpr size_t kMinSecretRun = 16;
+
+bool IsTokenChar(char c) { return IsAlnum(c) || (c != 0 && std::strchr("_+/=.~-", c) != nullptr); }
+
+TextShape Shape(std::string_view t) {
+  static const auto kToken = [] {
+    std::array<bool, 256> table{};
+    for (int c = 0; c < 256; ++c) table[c] = IsTokenChar(static_cast<char>(c));
+    return table;
+  }();
+  auto token = [&](size_t i) { return kToken[static_cast<unsigned char>(t[i])]; };
+  TextShape s;
+  // Counts first: a loop the compiler vectorizes.
+  int64_t digits = 0, dots = 0, ats = 0;
+  for (char c : t) {
+    digits += static_cast<unsigned char>(c - '0') < 10;
+    dots += c == '.';
+    ats += c == '@';
+  }
+  s.at = ats > 0;
+  s.dots = dots;
+  // A run of kMinSecretRun covers exactly one position p with p % kMinSecretRun
+  // == kMinSecretRun - 1: only those are probed, and runs measured around hits.
+  for (size_t p = kMinSecretRun - 1; p < t.size() && !s.long_token; p += kMinSecretRun) {
+    if (!token(p)) continue;
+    size_t b = p, e = p + 1;
+    while (b > 0 && token(b - 1)) --b;
+    while (e < t.size() && token(e)) ++e;
+    s.long_token = e - b >= kMinSecretRun;  // else the run ends before the next probe
+  }
+  auto ipv6_char = [&](size_t i) { return IsHex(t[i]) || t[i] == ':' || t[i] == '.'; };
+  for (size_t c = t.find(':'); c != std::string_view::npos && !s.ipv6_run; c = t.find(':', c + 1)) {
+    size_t e = c + 1;
+    int colons = 1;
+    while (e < t.size() && ipv6_char(e)) colons += t[e++] == ':';
+    s.ipv6_run = colons >= 2;
+    c = e - 1;
+  }
+  if (digits >= 4) {
+    // Blocks of 32 bytes without a digit end every number (a gap is at most
+    // 2 bytes) and are skipped with a vectorizable test; digits are sparse.
+    constexpr size_t kBlock = 32;
+    int64_t number = 0, gap = 0;
+    for (size_t b = 0; b < t.size(); b += kBlock) {
+      const size_t e = std::min(t.size(), b + kBlock);
+      bool any = false;
+      for (size_t i = b; i < e; ++i) any |= static_cast<unsigned char>(t[i] - '0') < 10;
+      if (!any) {
+        number = 0;
+        gap = 3;
+        continue;
+      }
+      for (size_t i = b; i < e; ++i) {
+        const char ch = t[i];
+        const bool digit = IsDigit(ch);
+        const bool joins =
+            ch == ' ' || ch == '-' || ch == '.' || ch == '(' || ch == ')' || ch == '+';
+        gap = digit ? 0 : (joins ? gap + 1 : 3);
+        number = digit ? number + 1 : (gap > 2 ? 0 : number);
+        s.longest_number = std::max(s.longest_number, number);
+      }
+    }
+  }
+  return s;
+}
+
 std::string Upper(const std::string& s) {
   std::string u = s;
   for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -303,6 +385,13 @@ Result<Redactor> Redactor::Create(const std::vector<RedactPattern>& user_pattern
 }
 
 std::string Redactor::Redact(std::string_view text, RedactionScope* scope) const {
+  std::string out(text);
+  RedactInPlace(&out, scope);
+  return out;
+}
+
+bool Redactor::RedactInPlace(std::string* in, RedactionScope* scope) const {
+  const std::string_view text = *in;
   std::vector<Span> spans;
   if (!user_.empty()) {
     const std::string s(text);
@@ -315,16 +404,16 @@ std::string Redactor::Redact(std::string_view text, RedactionScope* scope) const
       }
     }
   }
-  if (text.find('@') != std::string_view::npos) FindEmails(text, &spans);
-  FindSecrets(text, &spans);
-  const bool has_digit = std::any_of(text.begin(), text.end(), IsDigit);
-  if (has_digit) {
-    FindCards(text, &spans);
-    FindIpv4(text, &spans);
-    FindPhones(text, &spans);
-  }
-  if (text.find(':') != std::string_view::npos) FindIpv6(text, &spans);
-  if (spans.empty()) return std::string(text);
+  // One cheap pass decides which scanners can match at all; most text has no
+  // PII, and each scanner is a full pass of its own.
+  const TextShape shape = Shape(text);
+  if (shape.at) FindEmails(text, &spans);
+  if (shape.long_token) FindSecrets(text, &spans);
+  if (shape.longest_number >= 13) FindCards(text, &spans);
+  if (shape.longest_number >= 4 && shape.dots >= 3) FindIpv4(text, &spans);
+  if (shape.longest_number >= 10) FindPhones(text, &spans);
+  if (shape.ipv6_run) FindIpv6(text, &spans);
+  if (spans.empty()) return false;
 
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
     if (a.priority != b.priority) return a.priority < b.priority;
@@ -354,7 +443,8 @@ std::string Redactor::Redact(std::string_view text, RedactionScope* scope) const
     pos = s->e;
   }
   out.append(text.substr(pos));
-  return out;
+  *in = std::move(out);
+  return true;
 }
 
 }  // namespace rlaif::daemon

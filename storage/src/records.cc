@@ -6,6 +6,8 @@
 // not written by us and is reported as kCorruption rather than half-decoded.
 #include "rlaif/storage/records.h"
 
+#include <cstdint>
+#include <cstring>
 #include <exception>
 #include <nlohmann/json.hpp>
 #include <string_view>
@@ -79,9 +81,95 @@ void ResponseFromJson(const json& j, ResponseRecord* r) {
   Read(j, "completion_tokens", &r->completion_tokens);
 }
 
+// Length of the well-formed UTF-8 sequence at s[i] (Unicode Table 3-7), or 0.
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char c = b(0);
+  const size_t left = s.size() - i;
+  auto cont = [&](size_t k, unsigned char lo = 0x80, unsigned char hi = 0xBF) {
+    return k < left && b(k) >= lo && b(k) <= hi;
+  };
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c == 0xE0) return cont(1, 0xA0) && cont(2) ? 3 : 0;
+  if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) return cont(1) && cont(2) ? 3 : 0;
+  if (c == 0xED) return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;
+  if (c == 0xF0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  if (c >= 0xF1 && c <= 0xF3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  if (c == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
+  return 0;
+}
+
+// Appends `s` as a JSON string exactly as Dump() writes it (same escapes,
+// UTF-8 verbatim). Returns false, leaving `out` partly written, if `s` is
+// not valid UTF-8 (Dump() replaces bad bytes; the caller falls back to it).
+bool AppendJsonString(std::string_view s, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  size_t run = 0;  // start of the bytes not yet copied
+  for (size_t i = 0; i < s.size();) {
+    // Eight plain bytes at a time: none below 0x20, '"', '\\' or >= 0x80.
+    constexpr uint64_t kOnes = 0x0101010101010101ULL, kHigh = 0x8080808080808080ULL;
+    while (i + 8 <= s.size()) {
+      uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      const uint64_t quote = w ^ (kOnes * '"'), slash = w ^ (kOnes * '\\');
+      const uint64_t special = ((w - kOnes * 0x20) & ~w) | ((quote - kOnes) & ~quote) |
+                               ((slash - kOnes) & ~slash) | w;
+      if (special & kHigh) break;
+      i += 8;
+    }
+    if (i >= s.size()) break;
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      const size_t n = Utf8SequenceLength(s, i);
+      if (n == 0) return false;
+      i += n;
+      continue;
+    }
+    if (c >= 0x20 && c != '"' && c != '\\') {
+      ++i;
+      continue;
+    }
+    out->append(s.data() + run, i - run);
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\b': out->append("\\b"); break;
+      case '\t': out->append("\\t"); break;
+      case '\n': out->append("\\n"); break;
+      case '\f': out->append("\\f"); break;
+      case '\r': out->append("\\r"); break;
+      default:
+        out->append("\\u00");
+        out->push_back(kHex[c >> 4]);
+        out->push_back(kHex[c & 0xF]);
+    }
+    run = ++i;
+  }
+  out->append(s.data() + run, s.size() - run);
+  out->push_back('"');
+  return true;
+}
+
 }  // namespace
 
 std::string EncodePrompt(const PromptRecord& r) {
+  // Hot on ingest: written directly, byte for byte what the json path below
+  // writes (keys sorted, compact), unless a field is not valid UTF-8.
+  std::string out;
+  out.reserve(r.text.size() + r.logged_response.size() + r.source_path.size() + 128);
+  out.append("{\"id\":");
+  bool ok = AppendJsonString(r.id, &out);
+  out.append(",\"ingested_at_ms\":").append(std::to_string(r.ingested_at_ms));
+  out.append(",\"logged_response\":");
+  ok = ok && AppendJsonString(r.logged_response, &out);
+  out.append(",\"source_offset\":").append(std::to_string(r.source_offset));
+  out.append(",\"source_path\":");
+  ok = ok && AppendJsonString(r.source_path, &out);
+  out.append(",\"text\":");
+  ok = ok && AppendJsonString(r.text, &out);
+  out.append(",\"v\":").append(std::to_string(kSchemaVersion)).append("}");
+  if (ok) return out;
   json j = Envelope();
   j["id"] = r.id;
   j["text"] = r.text;

@@ -242,5 +242,26 @@ TEST(MetricsTest, RendersPrometheusText) {
   EXPECT_EQ(&m.GetCounter("rlaif_x_total", ""), &m.GetCounter("rlaif_x_total", ""));
 }
 
+TEST(ConfigTest, IngestBackpressureAndWatch) {
+  auto cfg = WithIngest(R"([{"path": "/l/*.jsonl", "watch": "poll"}])",
+                        R"({"max_pending": 500, "pending_policy": "keep_newest"})");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->sources[0].watch, "poll");
+  EXPECT_EQ(cfg->sampling.max_pending, 500);
+  EXPECT_EQ(cfg->sampling.pending_policy, "keep_newest");
+  auto defaults = WithIngest(R"([{"path": "/l/*.jsonl"}])", "{}");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->sources[0].watch, "auto");
+  EXPECT_EQ(defaults->sampling.max_pending, 0);
+  EXPECT_EQ(defaults->sampling.pending_policy, "pause");
+  auto bad = WithIngest(R"([{"path": "/l/*.jsonl", "watch": "fanotify"}])",
+                        R"({"max_pending": -1, "pending_policy": "drop_all"})");
+  ASSERT_FALSE(bad.ok());
+  const std::string m = bad.status().message();
+  EXPECT_NE(m.find("sources[0].watch"), std::string::npos) << m;
+  EXPECT_NE(m.find("sampling.max_pending"), std::string::npos) << m;
+  EXPECT_NE(m.find("sampling.pending_policy"), std::string::npos) << m;
+}
+
 }  // namespace
 }  // namespace rlaif

@@ -88,6 +88,8 @@ class IngestRotationTest : public ::testing::Test {
 };
 
 TEST_F(IngestRotationTest, RenameAndCreateWhileRunningDrainsTheOldFileThenReleasesIt) {
+  const int before = OpenFds();
+  Running();  // its own descriptors (inotify, wake-up) are held from here on
   const int fds = OpenFds();
   WriteFile(log_, Line("a1") + Line("a2"));
   Poll(Running());
@@ -115,7 +117,7 @@ TEST_F(IngestRotationTest, RenameAndCreateWhileRunningDrainsTheOldFileThenReleas
   ASSERT_TRUE(cp.ok() && cp->has_value());
   EXPECT_EQ((*cp)->offset, std::filesystem::file_size(log_ + ".1"));
   running_.reset();
-  EXPECT_EQ(OpenFds(), fds);
+  EXPECT_EQ(OpenFds(), before);
 }
 
 TEST_F(IngestRotationTest, FileRotatedWhileDownIsFoundByIdentityAndReadToItsEnd) {
@@ -164,6 +166,8 @@ TEST_F(IngestRotationTest, RotationChainsWhileDownWithAGlobThatMatchesRotatedNam
 }
 
 TEST_F(IngestRotationTest, FileDeletedWhileOpenIsReadToItsEndThenReleased) {
+  const int before = OpenFds();
+  Running();  // its own descriptors (inotify, wake-up) are held from here on
   const int fds = OpenFds();
   WriteFile(log_, Line("a1"));
   Poll(Running());
@@ -180,6 +184,8 @@ TEST_F(IngestRotationTest, FileDeletedWhileOpenIsReadToItsEndThenReleased) {
   // A new file under the same name starts from 0.
   WriteFile(log_, Line("b1"));
   EXPECT_EQ(Poll(Running()).stored, 1);
+  running_.reset();
+  EXPECT_EQ(OpenFds(), before);  // every descriptor released
 }
 
 TEST_F(IngestRotationTest, CopyTruncateIsDetectedByFingerprintEvenWhenTheFileRegrew) {
@@ -222,6 +228,8 @@ TEST_F(IngestRotationTest, CopyTruncateWhileStoppedRecoversUnreadLinesFromTheCop
 }
 
 TEST_F(IngestRotationTest, CopyTruncateWhileRunningRecoversUnreadLinesFromTheCopyOnce) {
+  const int before = OpenFds();
+  Running();  // its own descriptors (inotify, wake-up) are held from here on
   const int fds = OpenFds();
   WriteFile(log_, Line("a1"));
   Poll(Running());
@@ -245,6 +253,8 @@ TEST_F(IngestRotationTest, CopyTruncateWhileRunningRecoversUnreadLinesFromTheCop
   Poll(Running());
   EXPECT_EQ(PollAfterRestart().lines, 0);
   ExpectExactlyOnce({"a1", "a2", "a3", "b1", "b2", "c1"});
+  running_.reset();
+  EXPECT_EQ(OpenFds(), before);  // every descriptor released
 }
 
 // With a glob that matches the copies, while running: the copy is followed by

@@ -18,7 +18,10 @@ import time
 
 from rlaif_e2e import check, get_json, http, run_main, start_rlaifd, start_sim, wait_for
 
+# `make soak-ingest` runs it longer: RLAIF_CRASH_KILLS kills at least, and
+# (RLAIF_CRASH_DURATION_S > 0) more until that many seconds have passed.
 KILLS = int(os.environ.get("RLAIF_CRASH_KILLS", "20"))
+DURATION_S = float(os.environ.get("RLAIF_CRASH_DURATION_S", "0"))
 
 
 def main(args, tmp):
@@ -86,8 +89,11 @@ def main(args, tmp):
     d, port = start_rlaifd(args.bin, cfg_path, tmp)
     wt = threading.Thread(target=writer)
     wt.start()
+    started = time.monotonic()
+    kills = 0
     try:
-        for i in range(KILLS):
+        while kills < KILLS or time.monotonic() - started < DURATION_S:
+            kills += 1
             time.sleep(rng.uniform(0.2, 1.2))
             if rng.random() < 0.6:
                 rotate()
@@ -126,7 +132,7 @@ def main(args, tmp):
         seen[i] = seen.get(i, 0) + 1
     missing = [i for i in range(total) if i not in seen]
     dups = [i for i, c in seen.items() if c > 1]
-    print(f"lines written {total}, stored {len(ids)}, kills {KILLS}, rotations {rotations}, "
+    print(f"lines written {total}, stored {len(ids)}, kills {kills}, rotations {rotations}, "
           f"missing {len(missing)}, duplicated {len(dups)}")
     check(not missing, f"{len(missing)} ids lost, first: {missing[:10]}")
     check(not dups, f"{len(dups)} ids duplicated, first: {dups[:10]}")

@@ -202,5 +202,43 @@ TEST(RecordsTest, MalformedInputIsCorruption) {
   EXPECT_EQ(DecodePair(pair.dump()).status().code(), StatusCode::kCorruption);
 }
 
+// EncodePrompt writes its JSON directly (ingest's hot path): byte for byte
+// what nlohmann writes for the same record, escapes, UTF-8 and bad bytes included.
+TEST(RecordsTest, EncodePromptMatchesTheGenericJsonEncoding) {
+  const std::string texts[] = {
+      "plain",
+      "",
+      "quote \" backslash \\ slash / tab\t nl\n cr\r bs\b ff\f",
+      std::string("ctl \x01\x1f del \x7f nul ") + std::string(1, '\0'),
+      "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 <EMAIL_1>",
+      "bad \xff byte",
+      "truncated \xc3",
+      "surrogate \xed\xa0\x80",
+      "overlong \xc0\xaf",
+  };
+  for (const std::string& t : texts) {
+    PromptRecord r;
+    r.id = "0123456789abcdef";
+    r.text = t;
+    r.logged_response = t + " response";
+    r.source_path = "/var/log/app.jsonl";
+    r.source_offset = 18446744073709551615ULL;
+    r.ingested_at_ms = -5;
+    nlohmann::json j = {{"v", 1},
+                        {"id", r.id},
+                        {"text", r.text},
+                        {"logged_response", r.logged_response},
+                        {"source_path", r.source_path},
+                        {"source_offset", r.source_offset},
+                        {"ingested_at_ms", r.ingested_at_ms}};
+    EXPECT_EQ(EncodePrompt(r),
+              j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+        << t;
+    auto back = DecodePrompt(EncodePrompt(r));
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(back->source_offset, r.source_offset);
+  }
+}
+
 }  // namespace
 }  // namespace rlaif::storage

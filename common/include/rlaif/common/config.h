@@ -54,6 +54,10 @@ struct SourceConfig {
   std::string start_at = "beginning";  // "beginning" | "end", for files seen the first time
   int64_t max_line_bytes = 1 << 20;    // longer lines are dead-lettered, bytes
   FieldPointers fields;             // required (fields.prompt) when format is "custom"
+  // How new files matching `path` are noticed between polls: "auto" = inotify
+  // on the glob's directories where the kernel offers it (picked up at once),
+  // else, and with "poll", at the next poll (poll_interval_s).
+  std::string watch = "auto";
 };
 
 // A user redaction rule: every match of `regex` (ECMAScript) becomes <NAME_n>.
@@ -78,6 +82,12 @@ struct SamplingConfig {
   std::vector<RedactPattern> redact_patterns;  // [] = built-in kinds only
   std::string stratum = "model";  // what a stratum is: "model" | "metadata.<key>"
   int64_t max_per_stratum_per_hour = 0;  // prompts kept per stratum per clock hour; 0 = no cap
+  // Backpressure: prompts waiting for generation at most (0 = unbounded). When
+  // the pool is full, "pause" stops sampling (lines are still read and
+  // committed, their prompts are not queued) and "keep_newest" queues new
+  // prompts and drops the oldest queued ones; both are counted.
+  int64_t max_pending = 0;
+  std::string pending_policy = "pause";  // "pause" | "keep_newest"
 };
 
 struct EndpointConfig {

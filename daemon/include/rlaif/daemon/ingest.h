@@ -73,7 +73,15 @@ struct IngestPassStats {
   int64_t sampled_out = 0;
   int64_t duplicates = 0;
   int64_t filtered = 0;  // skipped by the model filters or the length bounds
+  int64_t logged_pairs = 0;   // pairs stored from `rewrite` / `ab` lines (no generation)
+  int64_t logged_labels = 0;  // labels stated by those lines
+  // Backpressure (sampling.max_pending): prompts not queued while the pool was
+  // full ("pause") plus queued prompts dropped to make room ("keep_newest").
+  int64_t backpressured = 0;
 };
+
+// Dimension of labels stated by log lines that name none.
+inline constexpr const char* kLoggedPairDimension = "overall";
 
 struct SourceStatus {
   std::string path;
@@ -119,6 +127,18 @@ class Ingestor {
   // Files whose descriptors were held open (tailed or drained) after the last poll.
   size_t OpenFiles() const;
 
+  // Waits up to `max_seconds` for a new file in a followed directory: returns
+  // true as soon as inotify reports a file created in (or moved into) the
+  // directory of a source glob whose watch is "auto", false after the full
+  // wait (or at once after Wake()). Without inotify (the kernel refused it, or
+  // every source has watch "poll") it just sleeps. The watched directories are
+  // those that existed at the last PollOnce. Call from the PollOnce thread.
+  bool WaitForNewFiles(double max_seconds);
+  // Ends a WaitForNewFiles in progress, and the next one too. Any thread.
+  void Wake();
+  // "inotify" when WaitForNewFiles uses inotify, else "poll".
+  std::string WatchMode() const;
+
  private:
   struct FileKey {
     uint64_t dev = 0, ino = 0;
@@ -140,9 +160,13 @@ class Ingestor {
   Status IngestOne(Located& loc, IngestPassStats* stats);
   Status ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats);
   Status Commit(Tracked& t, const storage::SourceCheckpoint& next,
-                const std::vector<storage::PromptRecord>& prompts,
-                const std::vector<storage::DeadLetter>& dead, IngestPassStats* stats,
-                uint64_t lines, uint64_t bytes);
+                const storage::IngestBatch& batch, IngestPassStats* stats, uint64_t lines,
+                uint64_t bytes);
+  // Adds the pair (and the label, if stated) of a `rewrite` / `ab` line.
+  void AddLoggedPair(const storage::PromptRecord& prompt, const ParsedLine& line, int64_t now_ms,
+                     storage::IngestBatch* batch) const;
+  // Deterministic by the prompt's hash: true for a `sampling.rate` share of hashes.
+  bool SampleKeeps(uint64_t prompt_hash) const;
   std::optional<storage::SourceCheckpoint> FindByIdentity(const FileKey& key,
                                                           const std::string& head) const;
   bool KeepModel(const std::string& model) const;
@@ -150,6 +174,8 @@ class Ingestor {
   // False once the line's stratum has had its hourly share (then counted).
   bool UnderStratumCap(const ParsedLine& line);
   void PublishStatus();
+  // Adds inotify watches for the directories of the sources' globs (idempotent).
+  void WatchDirectories();
 
   std::vector<SourceConfig> sources_;
   std::vector<std::optional<LineParser>> parsers_;  // per source; nullopt = invalid
@@ -164,8 +190,17 @@ class Ingestor {
   std::map<std::string, storage::SourceCheckpoint> records_;  // mirror of the store's sources
   std::map<FileKey, std::unique_ptr<Tracked>> files_;
   std::map<std::string, int64_t> rotations_by_path_;
+  std::string chunk_;   // read buffer, reused across reads
+  ParsedLine parsed_;   // parse output, reused across lines
+  int64_t pending_room_ = -1;  // prompts the "pause" policy still admits; -1 = no bound
+  Counter* backpressure_paused_ = nullptr;
+  Counter* backpressure_evicted_ = nullptr;
   int64_t stratum_hour_ = -1;                      // clock hour of stratum_counts_
   std::map<std::string, int64_t> stratum_counts_;  // prompts kept this hour, by stratum
+
+  int inotify_fd_ = -1;  // -1 = no inotify (unavailable or not wanted)
+  int wake_fd_ = -1;     // eventfd written by Wake()
+  std::map<int, std::set<size_t>> watch_sources_;  // inotify watch descriptor -> sources
 
   mutable std::mutex mu_;  // guards status_
   std::vector<SourceStatus> status_;

@@ -4,7 +4,7 @@
 // final JSON line on stdout and exits:
 //
 //   {"lines":N,"bytes":N,"stored":N,"rejected":N,"duplicates":N,
-//    "sampled_out":N,"filtered":N,"seconds":S}
+//    "sampled_out":N,"filtered":N,"pairs":N,"labels":N,"backpressured":N,"seconds":S}
 //
 // It opens the same store as `rlaifd run` (data_dir/store), so it must not run
 // beside a daemon on the same data_dir (RocksDB's lock refuses it). Exit codes:

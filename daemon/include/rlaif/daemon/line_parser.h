@@ -15,6 +15,20 @@
 // blank line ("\n\n"). Content given as an array of parts keeps the text parts
 // joined by "\n"; other parts (images, audio) are dropped.
 //
+// Logged pairs: a line of any format may also carry, at its top level, a pair
+// that needs no generation (ParsedLine::pair):
+//
+//   "rewrite": "text"  or  {"response": "text", "dimension"?: str}
+//       a human rewrite of the line's logged response: the pair is
+//       (a = the logged response, b = the rewrite), and b is preferred.
+//   "ab": {"a": "text", "b": "text", "preferred"?: "a" | "b" | "tie", "dimension"?: str}
+//       two logged responses to the prompt (e.g. an A/B test); the label is
+//       the stated preference, or none (the pair is then judged like a
+//       generated one).
+//
+// Both null = absent. A malformed one, both at once, or a rewrite without a
+// logged response is rejected as bad_pair.
+//
 //   auto parser = LineParser::Create(source_config);
 //   ParsedLine pl;
 //   Status st = parser->Parse(line, &pl);
@@ -23,7 +37,7 @@
 // Rejections are kInvalidArgument whose message starts with the reason and a
 // colon: nul_byte, invalid_utf8, too_deep, bad_json, not_object,
 // missing_prompt, bad_prompt_type, empty_prompt, bad_response_type,
-// bad_model_type, bad_messages, no_user_turn.
+// bad_model_type, bad_messages, no_user_turn, bad_pair.
 //
 // Thread safety: a LineParser is immutable after Create; Parse is const.
 #pragma once
@@ -43,6 +57,15 @@ namespace rlaif::daemon {
 // Deepest accepted nesting of JSON arrays/objects in a line.
 inline constexpr int kMaxJsonDepth = 64;
 
+// A pair stated by the log line itself (see "Logged pairs" above).
+struct LoggedPair {
+  enum class Kind { kNone, kRewrite, kAb };
+  Kind kind = Kind::kNone;
+  std::string a, b;        // the two responses (rewrite: a = logged, b = rewrite)
+  std::string preferred;   // "a" | "b" | "tie", or "" when the log states none
+  std::string dimension;   // "" = the default ("overall")
+};
+
 struct ParsedLine {
   std::string prompt;     // never empty on success
   std::string response;   // "" if the line has none
@@ -50,6 +73,7 @@ struct ParsedLine {
   std::string timestamp;  // as written ("" if none); numbers are rendered in decimal
   // Scalar metadata fields (strings verbatim, other scalars as JSON text), sorted by key.
   std::vector<std::pair<std::string, std::string>> metadata;
+  LoggedPair pair;        // kind kNone when the line carries none
 };
 
 class LineParser {
@@ -58,6 +82,8 @@ class LineParser {
   static Result<LineParser> Create(const SourceConfig& source);
 
   // Parses one line (without its newline). On failure `out` is unspecified.
+  // `out` may be reused across calls (its buffers are kept). Lines are
+  // validated in full (UTF-8, JSON, nesting) whatever fields are read.
   Status Parse(std::string_view line, ParsedLine* out) const;
 
   const std::string& format() const { return format_; }

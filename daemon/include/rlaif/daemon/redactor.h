@@ -57,6 +57,9 @@ class Redactor {
   static Result<Redactor> Create(const std::vector<RedactPattern>& user_patterns);
 
   std::string Redact(std::string_view text, RedactionScope* scope) const;
+  // Redacts `*text` in place; leaves it untouched (no copy) when nothing
+  // matches. Returns whether anything was replaced.
+  bool RedactInPlace(std::string* text, RedactionScope* scope) const;
 
  private:
   struct UserPattern {

@@ -38,6 +38,10 @@ struct StoreOptions {
   std::string path;        // required: database directory (created if missing)
   bool sync = false;       // fsync the WAL on every commit (default: WAL without fsync;
                            // survives process crash/kill -9, not power loss)
+  // Memory for memtables across all column families (RocksDB's write buffer
+  // manager; a family flushes early when the total is reached), bytes.
+  // 0 = RocksDB's defaults (64 MiB per family, up to 2 each, no total bound).
+  size_t write_buffer_bytes = 0;
 };
 
 // A unit of pending work. `key` is opaque and passed back on completion.
@@ -60,6 +64,21 @@ struct StoreCounts {
 struct IngestCommitStats {
   int64_t stored = 0;      // new prompts written
   int64_t duplicates = 0;  // prompts whose id was already stored (skipped)
+  int64_t pairs = 0;       // new pairs written (IngestBatch::pairs)
+  int64_t labels = 0;      // new labels written (IngestBatch::labels)
+  int64_t evicted = 0;     // queued prompts dropped by max_generate_queue
+};
+
+// What one ingest commit writes besides the source checkpoint (CommitIngestBatch).
+struct IngestBatch {
+  std::vector<PromptRecord> prompts;       // stored if new, and queued for generation
+  std::vector<PromptRecord> pair_prompts;  // stored if new, not queued (their pairs are logged)
+  std::vector<PairRecord> pairs;           // stored if new; queued for judging unless labelled
+  std::vector<LabelRecord> labels;         // stored if new (labels of `pairs`, stated by the log)
+  std::vector<DeadLetter> dead;
+  // > 0: after this batch at most this many prompts wait for generation; the
+  // oldest queued ones are dropped (their prompts stay stored). 0 = no bound.
+  int64_t max_generate_queue = 0;
 };
 
 // A labelled pair joined for training/export.
@@ -82,6 +101,12 @@ class Store {
                               const std::vector<PromptRecord>& prompts,
                               const std::vector<DeadLetter>& dead,
                               IngestCommitStats* stats) = 0;
+  // CommitIngest with pairs and labels taken from the log lines themselves
+  // (no generation, see IngestBatch), all in one atomic batch. A pair with a
+  // label in `batch.labels` is not queued for judging. Records already stored
+  // are skipped, so a redo after a crash writes and counts nothing twice.
+  virtual Status CommitIngestBatch(const SourceCheckpoint& checkpoint, const IngestBatch& batch,
+                                   IngestCommitStats* stats) = 0;
   virtual Result<std::optional<SourceCheckpoint>> GetSource(const std::string& path) = 0;
   virtual Result<std::vector<SourceCheckpoint>> ListSources() = 0;
 
