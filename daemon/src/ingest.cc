@@ -671,6 +671,13 @@ Status Ingestor::Commit(Tracked& t, const storage::SourceCheckpoint& next,
       .Inc(static_cast<double>(cs.stored));
   metrics_.GetCounter("rlaif_ingest_duplicates_total", "Prompts already stored (dedupe).")
       .Inc(static_cast<double>(cs.duplicates));
+  // Counted once committed: a batch whose commit failed (disk full) is read
+  // again, and its bad lines must not be counted twice.
+  for (const auto& d : dead) {
+    metrics_
+        .GetCounter("rlaif_ingest_rejected_total", "Rejected log lines.", {{"reason", d.reason}})
+        .Inc();
+  }
   stats->lines += static_cast<int64_t>(lines);
   stats->bytes += static_cast<int64_t>(bytes);
   stats->stored += cs.stored;
@@ -732,9 +739,6 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
       dead.push_back(storage::DeadLetter{"ingest", reason, redact_raw(detail),
                                          path + ":" + std::to_string(at),
                                          redact_raw(raw.substr(0, kMaxRawInDeadLetter)), NowMs()});
-      metrics_
-          .GetCounter("rlaif_ingest_rejected_total", "Rejected log lines.", {{"reason", reason}})
-          .Inc();
     };
     auto handle = [&](const std::string& line, uint64_t line_offset) {
       if (Trim(line).empty()) return;

@@ -38,6 +38,12 @@ struct StoreOptions {
   std::string path;        // required: database directory (created if missing)
   bool sync = false;       // fsync the WAL on every commit (default: WAL without fsync;
                            // survives process crash/kill -9, not power loss)
+  // Writes are refused (kIoError, nothing reaches RocksDB) while less than this
+  // is free on the store's filesystem. -1 = 5% of the filesystem, clamped to
+  // [1 MiB, 128 MiB]; 0 = no guard. Why: RocksDB 7.8 (Debian bookworm) aborts
+  // on a write after a failed WAL write (an assertion fixed upstream in 9.1,
+  // facebook/rocksdb#12448), so a full disk must be seen before RocksDB is.
+  int64_t min_free_bytes = -1;
 };
 
 // A unit of pending work. `key` is opaque and passed back on completion.
@@ -135,6 +141,11 @@ class Store {
   virtual Status SetLive(const std::string& version, const EventRecord& event) = 0;
 
   virtual Status AppendEvent(const EventRecord& event) = 0;
+
+  // Whether the store takes writes again after a failed one (disk full, I/O
+  // error): resumes RocksDB (which stops writing after such an error) and
+  // commits one small meta record with the WAL. kIoError while it cannot.
+  virtual Status CheckWritable() = 0;
   // Newest first, at most `max`.
   virtual Result<std::vector<EventRecord>> RecentEvents(size_t max) = 0;
 };
