@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-gpu demo clean format bench-ingest soak-ingest
+.PHONY: all deps configure build test test-gpu demo clean format bench-ingest soak-ingest fuzz sanitize reliability
 
 all: build
 
@@ -23,6 +23,20 @@ test: build
 # Only the tests that need a CUDA device (run on the GPU machine).
 test-gpu: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -L gpu
+
+# libFuzzer targets (clang, build-fuzz/), FUZZ_SECONDS each; fails on any crash.
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
+
+# ASan+UBSan (build-asan/) and TSan (build-tsan/) builds of the test suite.
+sanitize: deps
+	@bash scripts/sanitize.sh asan && bash scripts/sanitize.sh tsan
+
+# The reliability suite, long form (docs/RELIABILITY.md): fuzzing (300 s per
+# target unless FUZZ_SECONDS is given), both sanitizer suites, bad input, disk full.
+reliability: build
+	@bash scripts/reliability.sh
 
 # rlaif-sim + rlaifd on the bundled sample logs with configs/quickstart.json.
 demo: build
@@ -47,4 +61,4 @@ format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) demo-data
+	rm -rf $(BUILD_DIR) demo-data build-fuzz build-asan build-tsan build-reliability

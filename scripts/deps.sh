@@ -7,6 +7,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-pthread
+  clang-14 libclang-rt-14-dev llvm-14  # fuzzing (libFuzzer) + symbolized sanitizer reports
   librocksdb-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev
   libgtest-dev libgmock-dev libssl-dev
   libsimdjson-dev

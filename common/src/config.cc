@@ -1,5 +1,6 @@
 #include "rlaif/common/config.h"
 
+#include <cmath>
 #include <fstream>
 #include <limits>
 #include <regex>
@@ -153,7 +154,12 @@ class ObjectReader {
   }
 
  private:
-  static bool IsIntegral(double d) { return d == static_cast<double>(static_cast<int64_t>(d)); }
+  // Only a finite double inside int64's range may be cast to it (anything else
+  // is undefined behaviour: found by tests/fuzz/config_fuzz.cc with 1e300).
+  static bool IsIntegral(double d) {
+    return std::isfinite(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0 &&
+           d == std::trunc(d);
+  }
 
   const json& obj_;
   std::string path_;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "api_request.h"
 #include "rlaif/common/clock.h"
 #include "rlaif/daemon/backup.h"
 #include "status_page.h"
@@ -22,9 +23,6 @@ namespace rlaif::daemon {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr size_t kMaxScoreItems = 256;
-constexpr size_t kMaxTextBytes = 256 * 1024;
 
 // One function formats every error body.
 void SendError(httplib::Response& res, int http, const std::string& type,
@@ -64,6 +62,16 @@ void SendScoreError(httplib::Response& res, const Status& st) {
   }
 }
 
+// The error type of a body SendError wrote ("http_error" if it is not one).
+std::string ErrorType(const httplib::Response& res) {
+  json j = json::parse(res.body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object() && j.contains("error") && j["error"].is_object() &&
+      j["error"].contains("type") && j["error"]["type"].is_string()) {
+    return j["error"]["type"].get<std::string>();
+  }
+  return "http_error";
+}
+
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   // Length is not secret-dependent enough to matter, but compare all bytes anyway.
   unsigned char diff = a.size() == b.size() ? 0 : 1;
@@ -74,37 +82,22 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   return diff == 0 && !b.empty();
 }
 
+// Sends a request-decoding error (api_request.h); returns false for `return` chains.
+bool SendApiError(httplib::Response& res, const std::optional<api::ApiError>& e) {
+  if (!e) return true;
+  SendError(res, e->http, e->type, e->message);
+  return false;
+}
+
 // Parses a JSON object body; sends 400 and returns false on failure.
 bool ParseBody(const httplib::Request& req, httplib::Response& res, json* out) {
-  try {
-    *out = json::parse(req.body);
-  } catch (const json::exception& e) {
-    SendError(res, 400, "invalid_json", std::string("request body is not valid JSON: ") + e.what());
-    return false;
-  }
-  if (!out->is_object()) {
-    SendError(res, 400, "invalid_request", "request body must be a JSON object");
-    return false;
-  }
-  return true;
+  return SendApiError(res, api::ParseJsonObject(req.body, out));
 }
 
 // Reads a required string field (bounded); sends 400/413 and returns false on failure.
 bool GetText(const json& obj, const std::string& key, httplib::Response& res, std::string* out,
              const std::string& where = "") {
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->is_string()) {
-    SendError(res, 400, "invalid_request",
-              where + "\"" + key + "\" is required and must be a string");
-    return false;
-  }
-  *out = it->get<std::string>();
-  if (out->size() > kMaxTextBytes) {
-    SendError(res, 413, "too_large",
-              where + "\"" + key + "\" exceeds " + std::to_string(kMaxTextBytes) + " bytes");
-    return false;
-  }
-  return true;
+  return SendApiError(res, api::GetText(obj, key, out, where));
 }
 
 json Finite(double v) { return std::isfinite(v) ? json(v) : json(); }
@@ -114,16 +107,7 @@ bool PageParams(const httplib::Request& req, httplib::Response& res, size_t* off
                 size_t* limit) {
   auto read = [&](const char* key, size_t lo, size_t hi, size_t* out) {
     if (!req.has_param(key)) return true;
-    const std::string v = req.get_param_value(key);
-    if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos ||
-        std::stoul(v) < lo || std::stoul(v) > hi) {
-      SendError(res, 400, "invalid_request",
-                std::string(key) + " must be an integer in [" + std::to_string(lo) + ", " +
-                    std::to_string(hi) + "]");
-      return false;
-    }
-    *out = std::stoul(v);
-    return true;
+    return SendApiError(res, api::ParseBoundedInt(key, req.get_param_value(key), lo, hi, out));
   };
   return read("offset", 0, 100000000, offset) && read("limit", 1, 1000, limit);
 }
@@ -264,6 +248,7 @@ struct ApiServer::Impl {
           .GetCounter("rlaif_http_requests_total", "HTTP requests by route and status code.",
                       {{"route", route}, {"code", std::to_string(res.status)}})
           .Inc();
+      if (res.status >= 400 && res.status < 500) CountRejected(route, ErrorType(res));
       ctx.metrics
           .GetHistogram("rlaif_http_request_duration_seconds", "HTTP request latency by route.",
                         {{"route", route}})
@@ -275,6 +260,15 @@ struct ApiServer::Impl {
   static std::string& Actor() {
     thread_local std::string actor;
     return actor;
+  }
+
+  // Every refused request (4xx) by route and error type, including those
+  // httplib refuses before any handler (oversized body, unknown route or method).
+  void CountRejected(const std::string& route, const std::string& reason) {
+    ctx.metrics
+        .GetCounter("rlaif_http_rejected_total", "HTTP requests refused, by route and reason.",
+                    {{"route", route}, {"reason", reason}})
+        .Inc();
   }
 
   bool Authorized(const httplib::Request& req, httplib::Response& res) {
@@ -549,36 +543,8 @@ struct ApiServer::Impl {
       return;
     }
     std::vector<std::pair<std::string, std::string>> items;
-    bool batch = body.contains("items");
-    if (batch) {
-      const json& arr = body["items"];
-      if (!arr.is_array() || arr.empty()) {
-        SendError(res, 400, "invalid_request", "\"items\" must be a non-empty array");
-        return;
-      }
-      if (arr.size() > kMaxScoreItems) {
-        SendError(res, 413, "too_large",
-                  "at most " + std::to_string(kMaxScoreItems) + " items per request");
-        return;
-      }
-      for (size_t i = 0; i < arr.size(); ++i) {
-        if (!arr[i].is_object()) {
-          SendError(res, 400, "invalid_request", "items[" + std::to_string(i) + "] must be an object");
-          return;
-        }
-        std::string p, r;
-        std::string where = "items[" + std::to_string(i) + "].";
-        if (!GetText(arr[i], "prompt", res, &p, where) ||
-            !GetText(arr[i], "response", res, &r, where)) {
-          return;
-        }
-        items.emplace_back(std::move(p), std::move(r));
-      }
-    } else {
-      std::string p, r;
-      if (!GetText(body, "prompt", res, &p) || !GetText(body, "response", res, &r)) return;
-      items.emplace_back(std::move(p), std::move(r));
-    }
+    bool batch = false;
+    if (!SendApiError(res, api::DecodeScoreItems(body, &items, &batch))) return;
     auto scored = ctx.scorer.ScoreMany(items);
     if (!scored.ok()) return SendScoreError(res, scored.status());
     // "score"/"normalized" are the combined (weighted) scores, as before
@@ -612,10 +578,7 @@ struct ApiServer::Impl {
     json body;
     if (!ParseBody(req, res, &body)) return;
     std::string prompt, a, b;
-    if (!GetText(body, "prompt", res, &prompt) || !GetText(body, "a", res, &a) ||
-        !GetText(body, "b", res, &b)) {
-      return;
-    }
+    if (!SendApiError(res, api::DecodeCompare(body, &prompt, &a, &b))) return;
     auto scored = ctx.scorer.ScoreMany({{prompt, a}, {prompt, b}});
     if (!scored.ok()) return SendScoreError(res, scored.status());
     const double sa = (*scored)[0].score, sb = (*scored)[1].score;
@@ -634,32 +597,8 @@ struct ApiServer::Impl {
       SendError(res, 503, "no_model", "no reward model is live yet");
       return;
     }
-    if (!body.contains("query") || !body["query"].is_array()) {
-      SendError(res, 400, "invalid_request", "\"query\" must be an array of strings");
-      return;
-    }
-    const json& q = body["query"];
-    const json prompts = body.value("prompts", json::array());
-    if (!prompts.is_array() || (!prompts.empty() && prompts.size() != q.size())) {
-      SendError(res, 400, "invalid_request", "\"prompts\" must be an array as long as \"query\"");
-      return;
-    }
-    if (q.size() > kMaxScoreItems) {
-      SendError(res, 413, "too_large", "at most " + std::to_string(kMaxScoreItems) + " queries");
-      return;
-    }
     std::vector<std::pair<std::string, std::string>> items;
-    for (size_t i = 0; i < q.size(); ++i) {
-      if (!q[i].is_string() || (!prompts.empty() && !prompts[i].is_string())) {
-        SendError(res, 400, "invalid_request", "query and prompts entries must be strings");
-        return;
-      }
-      std::string query = q[i].get<std::string>();
-      std::string prompt = prompts.empty() ? "" : prompts[i].get<std::string>();
-      // The response is the query after its prompt.
-      std::string response = query.rfind(prompt, 0) == 0 ? query.substr(prompt.size()) : query;
-      items.emplace_back(prompt, response);
-    }
+    if (!SendApiError(res, api::DecodeRewardItems(body, &items))) return;
     if (items.empty()) {
       SendJson(res, {{"rewards", json::array()}, {"scores", json::array()}, {"extra_logs", json::object()}});
       return;
@@ -680,15 +619,11 @@ struct ApiServer::Impl {
   void HumanLabel(const httplib::Request& req, httplib::Response& res) {
     json body;
     if (!ParseBody(req, res, &body)) return;
-    std::string pair_id, dimension, winner;
-    if (!GetText(body, "pair_id", res, &pair_id) || !GetText(body, "dimension", res, &dimension) ||
-        !GetText(body, "winner", res, &winner)) {
-      return;
-    }
-    if (winner != "a" && winner != "b" && winner != "tie") {
-      SendError(res, 400, "invalid_request", "\"winner\" must be \"a\", \"b\" or \"tie\"");
-      return;
-    }
+    api::HumanLabelRequest hl;
+    if (!SendApiError(res, api::DecodeHumanLabel(body, &hl))) return;
+    const std::string& pair_id = hl.pair_id;
+    const std::string& dimension = hl.dimension;
+    const std::string& winner = hl.winner;
     bool known_dim = false;
     for (const auto& d : ctx.config.judge.dimensions) known_dim = known_dim || d.name == dimension;
     if (!known_dim) {
@@ -866,10 +801,19 @@ struct ApiServer::Impl {
     server.set_keep_alive_max_count(100000);
     server.set_keep_alive_timeout(30);
     server.new_task_queue = [n = ctx.config.api.threads] { return new httplib::ThreadPool(n); };
-    server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    server.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
       if (res.body.empty()) {
-        SendError(res, res.status, res.status == 404 ? "not_found" : "http_error",
-                  res.status == 404 ? "no such route" : "request failed");
+        const char* type = res.status == 404   ? "not_found"
+                           : res.status == 413 ? "body_too_large"
+                           : res.status == 405 ? "method_not_allowed"
+                           : res.status == 414 ? "uri_too_long"
+                           : res.status == 400 ? "bad_http_request"
+                                               : "http_error";
+        const char* message = res.status == 404   ? "no such route"
+                              : res.status == 413 ? "request body exceeds api.max_body_bytes"
+                                                  : "request failed";
+        SendError(res, res.status, type, message);
+        if (res.status >= 400 && res.status < 500) CountRejected("unmatched", type);
       }
     });
 

@@ -834,6 +834,13 @@ Status Ingestor::Commit(Tracked& t, const storage::SourceCheckpoint& next,
     spdlog::warn("ingest: pending pool over {} prompts: dropped the {} oldest from the queue",
                  sampling_.max_pending, cs.evicted);
   }
+  // Counted once committed: a batch whose commit failed (disk full) is read
+  // again, and its bad lines must not be counted twice.
+  for (const auto& d : batch.dead) {
+    metrics_
+        .GetCounter("rlaif_ingest_rejected_total", "Rejected log lines.", {{"reason", d.reason}})
+        .Inc();
+  }
   stats->lines += static_cast<int64_t>(lines);
   stats->bytes += static_cast<int64_t>(bytes);
   stats->stored += cs.stored;
@@ -940,9 +947,6 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
                                                path + ":" + std::to_string(at),
                                                redact_raw(raw.substr(0, kMaxRawInDeadLetter)),
                                                now_ms});
-      metrics_
-          .GetCounter("rlaif_ingest_rejected_total", "Rejected log lines.", {{"reason", reason}})
-          .Inc();
     };
     auto filtered = [&](const char* reason) {
       metrics_

@@ -163,7 +163,7 @@ Status Pipeline::Start() {
       auto& depth = metrics_.GetGauge("rlaif_queue_depth", "Pending work items per stage.",
                                       {{"stage", StageName(p->stage)}});
       while (!stop_.load()) {
-        if (paused_.load() || !StageHeldReason(p->stage).empty()) {
+        if (paused_.load() || StoreDegraded() || !StageHeldReason(p->stage).empty()) {
           SleepFor(config_.poll_interval_s);
           continue;
         }
@@ -287,17 +287,63 @@ TrainingStatus Pipeline::Training() const {
 
 void Pipeline::IngestLoop() {
   while (!stop_.load()) {
-    if (!paused_.load()) {
+    if (StoreDegraded()) ProbeStore();
+    if (!paused_.load() && !StoreDegraded()) {
       auto res = ingestor_.PollOnce();
-      if (!res.ok()) {
-        SetDegraded("ingest cannot commit: " + res.status().message());
-      } else {
-        SetDegraded("");
-      }
+      if (!res.ok()) StoreWriteFailed("ingest cannot commit", res.status());
     }
     // Sleeps like SleepFor, but a new log file (inotify) starts the next poll at once.
     if (!stop_.load()) ingestor_.WaitForNewFiles(config_.poll_interval_s);
   }
+}
+
+// Store write errors are the disk's state, not the work item's: nothing is
+// counted as a failed attempt or dead-lettered because of them, the stages
+// stop dispatching (their upstream calls would be wasted), training waits,
+// and the ingest thread probes until a write succeeds. Committed data is
+// untouched: RocksDB rejects the failed batch as a whole.
+void Pipeline::StoreWriteFailed(const std::string& what, const Status& st) {
+  const double now = MonotonicSeconds();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!store_degraded_.load()) {
+      store_degraded_since_ = now;
+      store_probe_failures_ = 0;
+      store_probe_at_ = now + 0.5;
+    }
+    store_degraded_ = true;
+  }
+  metrics_.GetCounter("rlaif_store_write_errors_total", "Failed store writes (disk full, I/O).")
+      .Inc();
+  SetDegraded("store not writable: " + what + ": " + st.message());
+}
+
+void Pipeline::ProbeStore() {
+  const double now = MonotonicSeconds();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (now < store_probe_at_) return;
+  }
+  Status st = store_.CheckWritable();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (st.ok()) {
+    spdlog::info("store writable again after {:.1f} s", now - store_degraded_since_);
+    store_degraded_ = false;
+    if (!degraded_.empty()) spdlog::info("no longer degraded");
+    degraded_.clear();
+    return;
+  }
+  ++store_probe_failures_;
+  const double backoff = std::min(30.0, 0.5 * std::pow(2.0, store_probe_failures_));
+  store_probe_at_ = now + backoff;
+  degraded_ = "store not writable: " + st.message() + " (" +
+              std::to_string(store_probe_failures_) + " probes failed; next in " +
+              std::to_string(static_cast<int>(std::ceil(backoff))) + " s)";
+}
+
+// A commit that failed because the store could not write (see StoreWriteFailed).
+static bool IsStoreWriteError(const Status& st) {
+  return st.code() == StatusCode::kIoError || st.code() == StatusCode::kUnavailable;
 }
 
 // A spent budget or an open circuit is the upstream's state, not the item's
@@ -376,6 +422,10 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     return fail("upstream_unavailable", st.message(), false);
   }
   Status st = store_.CommitPairs(item, {*pair});
+  if (!st.ok() && IsStoreWriteError(st)) {
+    StoreWriteFailed("generate cannot commit", st);
+    return Hold(*gen_pool_, item, "generate", st);
+  }
   if (!st.ok()) return fail("store_error", st.ToString(), false);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -445,6 +495,10 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
     labels.push_back(std::move(*label));
   }
   Status st = store_.CommitLabels(item, labels);
+  if (!st.ok() && IsStoreWriteError(st)) {
+    StoreWriteFailed("judge cannot commit", st);
+    return Hold(*judge_pool_, item, "judge", st);
+  }
   if (!st.ok()) return fail("store_error", st.ToString(), false);
   ++judge_done_;
   std::lock_guard<std::mutex> lock(mu_);
@@ -470,6 +524,8 @@ void Pipeline::TrainerLoop() {
   while (!stop_.load()) {
     SleepFor(config_.poll_interval_s);
     if (stop_.load()) break;
+    // A checkpoint and the registry need a writable disk; requests wait.
+    if (StoreDegraded()) continue;
     std::string manual;
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -8,8 +8,11 @@
 // count, so after a crash disk and counts agree; counters_ caches them.
 #include "rlaif/storage/store.h"
 
+#include <sys/statvfs.h>
+
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
@@ -22,6 +25,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdarg>
 #include <charconv>
 #include <cstdio>
 #include <exception>
@@ -143,6 +147,32 @@ auto Guarded(const char* op, F&& f) -> decltype(f()) {
     return Status::Internal(std::string("storage ") + op + ": unexpected non-standard exception");
   }
 }
+
+// RocksDB's own log, sent to rlaifd's log (warnings and errors) instead of a
+// LOG file in the store directory. Why: on a full disk a failed write to that
+// file makes RocksDB 7.8 abort the process at its next log line (assertion
+// `sync_without_flush_called_` in WritableFileWriter, reached from
+// ErrorHandler::SetBGError; found by tests/storage/store_disk_full_test.cc).
+class SpdlogRocksLogger final : public rocksdb::Logger {
+ public:
+  explicit SpdlogRocksLogger(std::string path)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL), path_(std::move(path)) {}
+
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel() || level == rocksdb::InfoLogLevel::HEADER_LEVEL) return;
+    char buf[2048];
+    std::vsnprintf(buf, sizeof(buf), format, ap);
+    spdlog::log(level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? spdlog::level::err
+                                                             : spdlog::level::warn,
+                "rocksdb {}: {}", path_, buf);
+  }
+
+ private:
+  const std::string path_;
+};
 
 }  // namespace
 
@@ -613,6 +643,15 @@ class RocksStore final : public Store {
     });
   }
 
+  Status CheckWritable() override {
+    return Guarded("CheckWritable", [&]() -> Status {
+      std::lock_guard lock(write_mu_);
+      rocksdb::WriteBatch batch;
+      batch.Put(handles_[kMeta], "writable_probe_at_ms", std::to_string(NowMs()));
+      return Commit(&batch, counters_, "probing whether the store is writable");
+    });
+  }
+
   Result<std::vector<EventRecord>> RecentEvents(size_t max) override {
     return Guarded("RecentEvents", [&]() -> Result<std::vector<EventRecord>> {
       std::vector<EventRecord> out;
@@ -780,7 +819,29 @@ class RocksStore final : public Store {
   // Adds `next` counters to `batch`, writes it, and publishes `next` on
   // success. Requires write_mu_. A failed batch is not applied, so the cache
   // stays as it was; counters and records share batches, so they agree on disk.
+  // kIoError when the store's filesystem has less free space than the reserve
+  // (StoreOptions::min_free_bytes), so that RocksDB never meets a full disk.
+  Status CheckFreeSpace(const std::string& what) const {
+    if (options_.min_free_bytes == 0) return Status::Ok();
+    struct statvfs fs {};
+    if (statvfs(options_.path.c_str(), &fs) != 0) return Status::Ok();  // RocksDB will tell
+    const uint64_t unit = fs.f_frsize ? fs.f_frsize : fs.f_bsize;
+    const int64_t free_bytes = static_cast<int64_t>(fs.f_bavail * unit);
+    int64_t reserve = options_.min_free_bytes;
+    if (reserve < 0) {
+      reserve = std::clamp<int64_t>(static_cast<int64_t>(fs.f_blocks * unit / 20), 1 << 20,
+                                    int64_t{128} << 20);
+    }
+    if (free_bytes >= reserve) return Status::Ok();
+    return Status::IoError(what + " refused on store " + options_.path +
+                           ": no space left: " + std::to_string(free_bytes >> 10) +
+                           " KiB free, below the reserve of " + std::to_string(reserve >> 10) +
+                           " KiB (free space on that filesystem; writes resume once it is "
+                           "writable)");
+  }
+
   Status Commit(rocksdb::WriteBatch* batch, const Counters& next, const std::string& what) {
+    RLAIF_RETURN_IF_ERROR(CheckFreeSpace(what));
     if (resume_needed_) {
       // A failed write (e.g. disk full) stops RocksDB writes until Resume.
       rocksdb::Status s = db_->Resume();
@@ -828,7 +889,7 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     rocksdb::DBOptions db_options;
     db_options.create_if_missing = true;
     db_options.create_missing_column_families = true;
-    db_options.keep_log_file_num = 10;  // RocksDB's own LOG files, not the WAL
+    db_options.info_log = std::make_shared<SpdlogRocksLogger>(options.path);
 
     // Bloom filters: most existence checks (ingest dedupe, redo checks) miss.
     rocksdb::BlockBasedTableOptions table_options;

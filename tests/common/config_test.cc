@@ -122,6 +122,26 @@ TEST(ConfigTest, NotJsonOrNotObject) {
   EXPECT_EQ(LoadConfigFile("/nonexistent/rlaif.json").status().code(), StatusCode::kIoError);
 }
 
+// Found by tests/fuzz/config_fuzz.cc: an integer key given as 1e300 was cast
+// to int64 (undefined behaviour) before its range was checked.
+TEST(ConfigTest, HugeNumbersAreProblemsNotUndefinedBehaviour) {
+  auto j = nlohmann::json::parse(kIssueConfig);
+  j["api"]["threads"] = 1e300;
+  j["generator"]["concurrency"] = -1e300;
+  j["trainer"]["min_new_labels"] = 9.3e18;  // just beyond int64
+  auto cfg = ParseConfig(j.dump());
+  ASSERT_FALSE(cfg.ok());
+  const std::string& m = cfg.status().message();
+  EXPECT_NE(m.find("api.threads: expected an integer"), std::string::npos) << m;
+  EXPECT_NE(m.find("generator.concurrency: expected an integer"), std::string::npos) << m;
+  EXPECT_NE(m.find("trainer.min_new_labels: expected an integer"), std::string::npos) << m;
+  j = nlohmann::json::parse(kIssueConfig);
+  j["api"]["threads"] = 4.0;  // an integral float is still accepted
+  cfg = ParseConfig(j.dump());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->api.threads, 4);
+}
+
 TEST(ConfigTest, SplitHostPort) {
   std::string host;
   int port = -1;

@@ -23,6 +23,13 @@ class Fail(Exception):
     pass
 
 
+class Skip(Exception):
+    """Raised when the test cannot run here (says why); exits 77, which ctest reports as skipped."""
+
+
+SKIP_EXIT_CODE = 77
+
+
 def check(cond, msg):
     if not cond:
         raise Fail(msg)
@@ -139,11 +146,15 @@ def run_main(fn):
     args = parse_args()
     tmp = tempfile.mkdtemp(prefix="rlaif-e2e-")
     ok = False
+    skipped = None
     try:
         fn(args, tmp)
         ok = True
     except Fail as e:
         print(f"FAIL: {e}", file=sys.stderr)
+    except Skip as e:
+        ok = True
+        skipped = str(e)
     finally:
         for proc in _PROCS:
             if proc.alive():
@@ -158,5 +169,8 @@ def run_main(fn):
                 if os.path.exists(path):
                     print(f"--- tail of {name} ---", file=sys.stderr)
                     print(open(path, "rb").read()[-3000:].decode(errors="replace"), file=sys.stderr)
+    if skipped is not None:
+        print(f"SKIPPED: {skipped}")
+        sys.exit(SKIP_EXIT_CODE)
     print("1 passed, 0 failed" if ok else "0 passed, 1 failed")
     sys.exit(0 if ok else 1)

@@ -217,6 +217,31 @@ TEST(BpeTokenizer, RefusesCorruptJson) {
             StatusCode::kIoError);
 }
 
+// Found by tests/fuzz/tokenizer_fuzz.cc: integer fields given as floats out of
+// range (1e300, -1.5) were cast by nlohmann's get<int>() (undefined behaviour,
+// UBSan float-cast-overflow). They are refused like any other mismatch.
+TEST(BpeTokenizer, RefusesNonIntegerFieldsWithoutUndefinedBehaviour) {
+  auto tok = BpeTokenizer::Train({"aaa bbb aaa bbb"}, 300);
+  ASSERT_TRUE(tok.ok());
+  const auto json = nlohmann::json::parse(tok->ToJson());
+  for (const char* key : {"format_version", "max_chunk_bytes", "first_byte_id", "vocab_size"}) {
+    for (double v : {1e300, -1.5, -1e300}) {
+      auto bad = json;
+      bad[key] = v;
+      EXPECT_FALSE(BpeTokenizer::FromJson(bad.dump()).ok()) << key << " = " << v;
+    }
+  }
+  auto bad = json;
+  bad["special_tokens"]["pad"] = 1e300;
+  EXPECT_EQ(BpeTokenizer::FromJson(bad.dump()).status().code(), StatusCode::kInvalidArgument);
+  bad["special_tokens"] = "not an object";
+  EXPECT_FALSE(BpeTokenizer::FromJson(bad.dump()).ok());
+  auto integral = json;
+  integral["vocab_size"] = static_cast<double>(tok->vocab_size());  // 262.0 is not an integer
+  EXPECT_FALSE(BpeTokenizer::FromJson(integral.dump()).ok());
+  EXPECT_TRUE(BpeTokenizer::FromJson(json.dump()).ok());
+}
+
 TEST(BpeTokenizer, EncodeIsThreadSafe) {
   const auto texts = Corpus();
   auto tok = BpeTokenizer::Train(Views(texts), 400);

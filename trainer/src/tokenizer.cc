@@ -1,8 +1,10 @@
 #include "rlaif/trainer/tokenizer.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <queue>
 #include <shared_mutex>
@@ -336,24 +338,34 @@ Result<BpeTokenizer> BpeTokenizer::FromJson(const std::string& json) {
   if (j.is_discarded() || !j.is_object()) {
     return Status::Corruption("tokenizer JSON does not parse");
   }
+  // Integer fields are read only when they are JSON integers: nlohmann's
+  // get<int>() of a float such as 1e300 or -1.5 is an out-of-range cast,
+  // undefined behaviour (found by tests/fuzz/tokenizer_fuzz.cc).
+  auto int_at = [](const nlohmann::json& obj, const char* key) -> std::optional<int64_t> {
+    if (!obj.is_object()) return std::nullopt;
+    auto it = obj.find(key);
+    if (it == obj.end() || !it->is_number_integer()) return std::nullopt;
+    return it->is_number_unsigned() && it->get<uint64_t>() > uint64_t{INT64_MAX}
+               ? std::nullopt
+               : std::optional<int64_t>(it->get<int64_t>());
+  };
   try {
     if (j.value("format", std::string()) != kFormatName) {
       return Status::Corruption(std::string("tokenizer format is not \"") + kFormatName + "\"");
     }
-    if (j.value("format_version", -1) != kFormatVersion) {
+    if (int_at(j, "format_version") != kFormatVersion) {
       return Status::InvalidArgument("unsupported tokenizer format_version " +
                                      j.value("format_version", nlohmann::json()).dump() +
                                      "; this build reads " + std::to_string(kFormatVersion));
     }
     if (j.value("pretokenizer", std::string()) != kPretokenizerName ||
-        j.value("max_chunk_bytes", size_t{0}) != kMaxChunkBytes ||
-        j.value("first_byte_id", -1) != kFirstByte) {
+        int_at(j, "max_chunk_bytes") != static_cast<int64_t>(kMaxChunkBytes) ||
+        int_at(j, "first_byte_id") != kFirstByte) {
       return Status::InvalidArgument(
           "tokenizer pre-tokenizer or id layout differs from this build");
     }
     const auto& sp = j.at("special_tokens");
-    if (sp.at("pad").get<int>() != kPad || sp.at("end").get<int>() != kEnd ||
-        sp.at("sep").get<int>() != kSep) {
+    if (int_at(sp, "pad") != kPad || int_at(sp, "end") != kEnd || int_at(sp, "sep") != kSep) {
       return Status::InvalidArgument("tokenizer special token ids differ from this build");
     }
     BpeTokenizer tok;
@@ -375,7 +387,7 @@ Result<BpeTokenizer> BpeTokenizer::FromJson(const std::string& json) {
       tok.merges_.emplace_back(static_cast<int32_t>(a), static_cast<int32_t>(b));
     }
     tok.BuildIndex();
-    if (j.contains("vocab_size") && j["vocab_size"].get<int>() != tok.vocab_size()) {
+    if (j.contains("vocab_size") && int_at(j, "vocab_size") != tok.vocab_size()) {
       return Status::Corruption("tokenizer vocab_size does not match its merges");
     }
     return tok;

@@ -109,6 +109,13 @@ class Pipeline {
   void RunTraining(const std::string& trigger, const std::string& actor);
   Status LoadAndSwap(const std::string& version);
   void SetDegraded(const std::string& reason);
+  // A write to the store failed (disk full, I/O error): the daemon is degraded
+  // and stages stop taking work until ProbeStore finds it writable again.
+  void StoreWriteFailed(const std::string& what, const Status& st);
+  bool StoreDegraded() const { return store_degraded_.load(); }
+  // While degraded: probes the store with exponential backoff (0.5 s doubling
+  // up to 30 s) and clears the degraded state once a write succeeds.
+  void ProbeStore();
   void Hold(StagePool& pool, const storage::WorkItem& item, const char* stage, const Status& st);
   // Sleeps up to `seconds` or until Stop().
   void SleepFor(double seconds);
@@ -136,6 +143,10 @@ class Pipeline {
   mutable std::mutex mu_;  // guards training_, degraded_, train_requested_, attempts_
   TrainingStatus training_;
   std::string degraded_;
+  std::atomic<bool> store_degraded_{false};
+  int store_probe_failures_ = 0;   // since the store became unwritable
+  double store_probe_at_ = 0;      // monotonic time of the next probe
+  double store_degraded_since_ = 0;
   std::string train_requested_by_;
   std::map<std::string, int> attempts_;  // work item key -> failed attempts
   // Swaps `model` in; the outgoing model becomes previous_model_. Needs swap_mu_.

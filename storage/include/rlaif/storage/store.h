@@ -42,6 +42,13 @@ struct StoreOptions {
   // manager; a family flushes early when the total is reached), bytes.
   // 0 = RocksDB's defaults (64 MiB per family, up to 2 each, no total bound).
   size_t write_buffer_bytes = 0;
+
+  // Writes are refused (kIoError, nothing reaches RocksDB) while less than this
+  // is free on the store's filesystem. -1 = 5% of the filesystem, clamped to
+  // [1 MiB, 128 MiB]; 0 = no guard. Why: RocksDB 7.8 (Debian bookworm) aborts
+  // on a write after a failed WAL write (an assertion fixed upstream in 9.1,
+  // facebook/rocksdb#12448), so a full disk must be seen before RocksDB is.
+  int64_t min_free_bytes = -1;
 };
 
 // A unit of pending work. `key` is opaque and passed back on completion.
@@ -160,6 +167,11 @@ class Store {
   virtual Status SetLive(const std::string& version, const EventRecord& event) = 0;
 
   virtual Status AppendEvent(const EventRecord& event) = 0;
+
+  // Whether the store takes writes again after a failed one (disk full, I/O
+  // error): resumes RocksDB (which stops writing after such an error) and
+  // commits one small meta record with the WAL. kIoError while it cannot.
+  virtual Status CheckWritable() = 0;
   // Newest first, at most `max`.
   virtual Result<std::vector<EventRecord>> RecentEvents(size_t max) = 0;
 

@@ -1,0 +1,55 @@
+// Log-line parsers (daemon/src/line_parser.cc). The first byte picks the
+// format (simple, openai-chat, custom with fixed pointers); the rest is the
+// line. Checks: no crash, and an accepted line has a non-blank prompt that is
+// valid UTF-8 without NUL bytes, as the rest of the pipeline assumes.
+#include <optional>
+
+#include "fuzz_target.h"
+#include "rlaif/daemon/line_parser.h"
+
+namespace {
+
+const rlaif::daemon::LineParser& Parser(int which) {
+  static const auto parsers = [] {
+    std::vector<rlaif::daemon::LineParser> out;
+    for (const char* format : {"simple", "openai-chat", "custom"}) {
+      rlaif::SourceConfig source;
+      source.path = "/dev/null";
+      source.format = format;
+      if (source.format == "custom") {
+        source.fields.prompt = "/req/input";
+        source.fields.response = "/out/0/text";
+        source.fields.model = "/req/model";
+        source.fields.timestamp = "/ts";
+        source.fields.metadata = "/meta";
+      }
+      auto p = rlaif::daemon::LineParser::Create(source);
+      if (!p.ok()) std::abort();
+      out.push_back(std::move(*p));
+    }
+    return out;
+  }();
+  return parsers[which % parsers.size()];
+}
+
+}  // namespace
+
+RLAIF_FUZZ_TARGET(line_parser) {
+  if (size == 0) return 0;
+  const auto& parser = Parser(data[0]);
+  std::string_view line(reinterpret_cast<const char*>(data) + 1, size - 1);
+  (void)rlaif::daemon::PrecheckLine(line);
+  rlaif::daemon::ParsedLine out;
+  rlaif::Status st = parser.Parse(line, &out);
+  if (st.ok()) {
+    FUZZ_CHECK(out.prompt.find_first_not_of(" \t\r\n") != std::string::npos);
+    FUZZ_CHECK(out.prompt.find('\0') == std::string::npos);
+    FUZZ_CHECK(out.response.find('\0') == std::string::npos);
+    FUZZ_CHECK(rlaif::fuzz::ValidUtf8(out.prompt));
+    FUZZ_CHECK(rlaif::fuzz::ValidUtf8(out.response));
+  } else {
+    FUZZ_CHECK(st.code() == rlaif::StatusCode::kInvalidArgument);
+    FUZZ_CHECK(!rlaif::daemon::RejectReason(st).empty());
+  }
+  return 0;
+}
