@@ -5,6 +5,13 @@
 #      e2e tests with the sanitized binaries — scripts/sanitize.sh asan
 #   3. TSan build of the unit/integration suites — scripts/sanitize.sh tsan
 #   4. bad-input and disk-full e2e tests on the normal build
+#   5. crash suite: CRASH_KILLS (default 50) random kill -9s across ingest,
+#      generation, judging, training and promotion — tests/e2e/test_crash_suite.py
+#   6. upstream faults: 20% mixed faults, then a full outage of OUTAGE_S
+#      (default 60) seconds — tests/e2e/test_upstream_outage.py
+#   7. rotation under load: real logrotate about once a second at 5,000
+#      lines/s, `create` mode (nothing may be lost) and `copytruncate` mode
+#      (the loss window is measured) — tests/e2e/soak_copytruncate_window.py
 # Every step runs even if an earlier one failed; the exit status is 1 if any
 # failed. Figures land in build-reliability/summary.txt.
 set -uo pipefail
@@ -34,6 +41,17 @@ step asan bash scripts/sanitize.sh asan
 step tsan bash scripts/sanitize.sh tsan
 step e2e bash -c 'cd build && ctest --output-on-failure --timeout 900 -R "^e2e\.test_(bad_input|disk_full)$" -V'
 grep -hE "bad_input_summary|disk_full_summary" "$out/e2e.log" "$out/asan.log" >>"$summary" 2>/dev/null
+e2e() { python3 "tests/e2e/$1" --bin build/bin --source .; }
+step crash env RLAIF_CRASH_KILLS="${CRASH_KILLS:-50}" RLAIF_CRASH_REPORT="$out/crash.json" \
+  bash -c "$(declare -f e2e); e2e test_crash_suite.py"
+cat "$out/crash.json" >>"$summary" 2>/dev/null
+step outage env RLAIF_OUTAGE_S="${OUTAGE_S:-60}" bash -c "$(declare -f e2e); e2e test_upstream_outage.py"
+grep -h "drained" "$out/outage.log" >>"$summary" 2>/dev/null
+for mode in create copytruncate; do
+  step "rotation-$mode" env RLAIF_CT_MODE=$mode RLAIF_CT_RATE=5000 RLAIF_CT_ROTATIONS=30 \
+    bash -c "$(declare -f e2e); e2e soak_copytruncate_window.py"
+  grep -h '"mode"' "$out/rotation-$mode.log" >>"$summary" 2>/dev/null
+done
 echo "=== summary ($summary)"
 cat "$summary"
 exit $rc
