@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-gpu demo clean format
+.PHONY: all deps configure build test test-gpu demo clean format bench-train
 
 all: build
 
@@ -27,6 +27,11 @@ test-gpu: build
 # rlaif-sim + rlaifd on the bundled sample logs with configs/quickstart.json.
 demo: build
 	@bash scripts/demo.sh
+
+# CPU training-step tokens/s, C++ beside PyTorch Python (bench/RESULTS.md).
+bench-train: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target rlaif-bench-train
+	@bash bench/train.sh --bin $(BUILD_DIR)/bin
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

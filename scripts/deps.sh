@@ -10,6 +10,7 @@ PKGS=(
   librocksdb-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev
   libgtest-dev libgmock-dev libssl-dev
   curl python3 openssl prometheus chromium logrotate
+  python3-torch
 )
 
 missing=()
