@@ -15,6 +15,13 @@ attention is the plain matmul/softmax path, as in the C++ build there.
   train_step.py [--preset tiny|small|base] [--seq N] [--batch N] [--steps N]
                 [--warmup N] [--threads N]
 
+With --same-algorithm the Python model also computes what the C++ one
+does since its optimisation: the last block at the END token only (keys and
+values at every position), and the attention scores as one baddbmm of an
+additive mask and pre-scaled queries. Without it, the textbook formulation
+(nanoGPT's non-flash path): every block at every position, scale and
+masked_fill as separate passes.
+
 Prints one JSON line with the same keys as the C++ bench.
 """
 import argparse
@@ -40,9 +47,16 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
 
-    def forward(self, x, valid):
+    def forward(self, x, valid, same_algorithm=False):
         b, t, d = x.shape
         hd = d // self.heads
+        if same_algorithm:
+            qkv = self.qkv(x).view(b, t, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+            q, k, v = (z.reshape(b * self.heads, t, hd) for z in (qkv[0], qkv[1], qkv[2]))
+            mask = torch.full((t, t), float("-inf")).triu(1)
+            s = torch.baddbmm(mask, q * (1.0 / math.sqrt(hd)), k.transpose(1, 2))
+            y = torch.bmm(torch.softmax(s, -1), v).view(b, self.heads, t, hd)
+            return self.out(y.transpose(1, 2).reshape(b, t, d))
         qkv = self.qkv(x).view(b, t, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         if hasattr(F, "scaled_dot_product_attention"):
@@ -54,6 +68,16 @@ class SelfAttention(nn.Module):
             y = torch.matmul(torch.softmax(scores, -1), v)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
+    def forward_at(self, x, valid, end):
+        b, t, d = x.shape
+        hd = d // self.heads
+        w, bias = self.qkv.weight, self.qkv.bias
+        kv = F.linear(x, w[d:], bias[d:]).view(b, t, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
+        q = F.linear(x[torch.arange(b), end], w[:d], bias[:d]).view(b, self.heads, 1, hd)
+        mask = torch.zeros(b, 1, 1, t).masked_fill(~valid.view(b, 1, 1, t), float("-inf"))
+        s = torch.matmul(q * (1.0 / math.sqrt(hd)), kv[0].transpose(-2, -1)) + mask
+        return self.out(torch.matmul(torch.softmax(s, -1), kv[1]).reshape(b, d))
+
 
 class Block(nn.Module):
     def __init__(self, d, heads, mlp_ratio=4):
@@ -64,14 +88,19 @@ class Block(nn.Module):
         self.fc_in = nn.Linear(d, mlp_ratio * d)
         self.fc_out = nn.Linear(mlp_ratio * d, d)
 
-    def forward(self, x, valid):
-        h = x + self.attn(self.ln1(x), valid)
+    def forward(self, x, valid, same_algorithm=False):
+        h = x + self.attn(self.ln1(x), valid, same_algorithm)
+        return h + self.fc_out(F.gelu(self.fc_in(self.ln2(h))))
+
+    def forward_at(self, x, valid, end):
+        h = x[torch.arange(x.shape[0]), end] + self.attn.forward_at(self.ln1(x), valid, end)
         return h + self.fc_out(F.gelu(self.fc_in(self.ln2(h))))
 
 
 class RewardTransformer(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, same_algorithm=False):
         super().__init__()
+        self.same_algorithm = same_algorithm
         self.tok_emb = nn.Embedding(c["vocab"], c["d"])
         self.pos_emb = nn.Embedding(c["max_len"], c["d"])
         self.blocks = nn.ModuleList(Block(c["d"], c["heads"]) for _ in range(c["layers"]))
@@ -92,9 +121,14 @@ class RewardTransformer(nn.Module):
         pos = torch.arange(t)
         x = self.tok_emb(ids) + self.pos_emb(pos).unsqueeze(0)
         valid = pos.unsqueeze(0) < lengths.unsqueeze(1)
-        for blk in self.blocks:
-            x = blk(x, valid)
-        last = x[torch.arange(b), lengths - 1]
+        if self.same_algorithm:
+            for blk in self.blocks[:-1]:
+                x = blk(x, valid, True)
+            last = self.blocks[-1].forward_at(x, valid, lengths - 1)
+        else:
+            for blk in self.blocks:
+                x = blk(x, valid)
+            last = x[torch.arange(b), lengths - 1]
         return self.head(self.ln_f(last.float())).squeeze(-1)
 
 
@@ -110,6 +144,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--same-algorithm", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -117,7 +152,7 @@ def main():
     if a.seq > 0:
         c["max_len"] = a.seq
     seq, batch = c["max_len"], a.batch
-    model = RewardTransformer(c)
+    model = RewardTransformer(c, a.same_algorithm)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     params = sum(p.numel() for p in model.parameters())
@@ -136,15 +171,16 @@ def main():
 
     for _ in range(a.warmup):
         step()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(a.steps):
         step()
-    secs = time.perf_counter() - t0
+    secs, cpu_secs = time.perf_counter() - t0, time.process_time() - c0
     print(json.dumps({
-        "bench": "train_step_python", "device": "cpu", "precision": "fp32",
+        "bench": "train_step_python", "same_algorithm": a.same_algorithm, "device": "cpu", "precision": "fp32",
         "preset": a.preset, "torch_version": torch.__version__, "params": params,
         "seq": seq, "batch_sequences": batch, "steps": a.steps, "threads": a.threads,
         "seconds": round(secs, 3), "tokens_per_second": round(batch * seq * a.steps / secs),
+        "cpu_seconds": round(cpu_secs, 3), "tokens_per_cpu_second": round(batch * seq * a.steps / cpu_secs),
     }))
 
 
