@@ -1,6 +1,8 @@
 // The reward network's forward pass against a plain reference computation:
 // the trainer runs its last block at the END token only and computes the
 // attention scores with one fused GEMM, which must not change the scores.
+#include "transformer.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -8,8 +10,6 @@
 #include <limits>
 #include <map>
 #include <string>
-
-#include "transformer.h"
 
 namespace rlaif::trainer {
 namespace {
@@ -45,8 +45,9 @@ torch::Tensor ReferenceScores(RewardTransformer& net, const torch::Tensor& ids,
                    .permute({2, 0, 3, 1, 4});
     auto s = torch::matmul(qkv[0], qkv[1].transpose(-2, -1)) / std::sqrt(static_cast<double>(hd));
     s = s.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
-    auto y = torch::matmul(torch::softmax(s, -1), qkv[2]).transpose(1, 2).reshape(
-        {batch, len, c.d_model});
+    auto y = torch::matmul(torch::softmax(s, -1), qkv[2])
+                 .transpose(1, 2)
+                 .reshape({batch, len, c.d_model});
     x = x + lin(y, b + "attn.out");
     x = x + lin(torch::gelu(lin(ln(x, b + "ln2"), b + "fc_in")), b + "fc_out");
   }
@@ -66,8 +67,8 @@ void ExpectSameScoresAndGradients(bool causal) {
   auto scores = net->forward(ids, lengths);
   auto reference = ReferenceScores(net, ids, lengths);
   ASSERT_EQ(scores.sizes(), reference.sizes());
-  EXPECT_TRUE(torch::allclose(scores, reference, 1e-5, 1e-5))
-      << scores << "\nvs reference\n" << reference;
+  EXPECT_TRUE(torch::allclose(scores, reference, 1e-5, 1e-5)) << scores << "\nvs reference\n"
+                                                              << reference;
   // The same gradients for every parameter (padding never leaks in).
   auto weights = torch::linspace(-1, 1, 5);
   (scores * weights).sum().backward();
@@ -78,8 +79,7 @@ void ExpectSameScoresAndGradients(bool causal) {
   }
   (ReferenceScores(net, ids, lengths) * weights).sum().backward();
   for (const auto& item : net->named_parameters()) {
-    EXPECT_TRUE(torch::allclose(grads[item.key()], item.value().grad(), 1e-4, 1e-6))
-        << item.key();
+    EXPECT_TRUE(torch::allclose(grads[item.key()], item.value().grad(), 1e-4, 1e-6)) << item.key();
   }
 }
 

@@ -185,7 +185,8 @@ Result<std::shared_ptr<LinearRewardModel>> TrainLinearRewardModel(
     std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     Diff d;
     d.p = static_cast<float>(p.p_chosen);
-    if (!options.pair_weights.empty()) d.weight = static_cast<float>(options.pair_weights[data.size()]);
+    if (!options.pair_weights.empty())
+      d.weight = static_cast<float>(options.pair_weights[data.size()]);
     for (const auto& [id, v] : c) {
       if (!d.x.empty() && d.x.back().first == id) {
         d.x.back().second += v;

@@ -843,7 +843,8 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
       auto chosen = scores.slice(0, 0, n), rejected = scores.slice(0, n, 2 * n);
       auto pair_loss = BradleyTerryLossTensor(chosen - rejected, p);
       if (weighted) {
-        pair_loss = pair_loss * torch::from_blob(pair_weight.data(), {n}, torch::kFloat).clone().to(device);
+        pair_loss =
+            pair_loss * torch::from_blob(pair_weight.data(), {n}, torch::kFloat).clone().to(device);
       }
       auto loss = pair_loss.mean();
       if (options.center_rewards > 0) {

@@ -102,8 +102,9 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
                .reshape({bh, 1, len});
   }
   // Every query keeps at least key 0 (a real token), so no row is all -inf.
-  auto scores = torch::baddbmm(mask, q.reshape({bh, len, head_dim}) * (1.0 / std::sqrt(static_cast<double>(head_dim))),
-                               k.reshape({bh, len, head_dim}).transpose(1, 2));
+  auto scores = torch::baddbmm(
+      mask, q.reshape({bh, len, head_dim}) * (1.0 / std::sqrt(static_cast<double>(head_dim))),
+      k.reshape({bh, len, head_dim}).transpose(1, 2));
   y = torch::bmm(torch::softmax(scores, -1), v.reshape({bh, len, head_dim}))
           .view({batch, heads_, len, head_dim});
 #endif
@@ -120,16 +121,16 @@ torch::Tensor SelfAttentionImpl::ForwardAt(const torch::Tensor& x, const torch::
   const auto& b = qkv_->bias;
   auto kv = F::linear(x, w.slice(0, d_model), b.slice(0, d_model))
                 .view({batch, len, 2, heads_, head_dim})
-                .permute({2, 0, 3, 1, 4});  // 2 x [B, H, T, hd]
+                .permute({2, 0, 3, 1, 4});                           // 2 x [B, H, T, hd]
   auto x_end = x.index({torch::arange(batch, end.options()), end});  // [B, D]
   auto q = F::linear(x_end, w.slice(0, 0, d_model), b.slice(0, 0, d_model))
                .view({batch, heads_, 1, head_dim});
   auto mask = torch::zeros({batch, 1, 1, len}, q.options())
                   .masked_fill(valid.view({batch, 1, 1, len}).logical_not(),
                                -std::numeric_limits<double>::infinity());
-  auto scores = torch::matmul(q * (1.0 / std::sqrt(static_cast<double>(head_dim))),
-                              kv[0].transpose(-2, -1)) +
-                mask;  // [B, H, 1, T]
+  auto scores =
+      torch::matmul(q * (1.0 / std::sqrt(static_cast<double>(head_dim))), kv[0].transpose(-2, -1)) +
+      mask;                                                   // [B, H, 1, T]
   auto y = torch::matmul(torch::softmax(scores, -1), kv[1]);  // [B, H, 1, hd]
   return out_(y.reshape({batch, d_model}));
 }
@@ -177,7 +178,8 @@ torch::Tensor RewardTransformerImpl::forward(const torch::Tensor& ids,
   // The score reads the last block at END only: it runs there alone.
   const size_t last_block = blocks_->size() - 1;
   for (size_t i = 0; i < last_block; ++i) x = blocks_[i]->as<TransformerBlock>()->forward(x, valid);
-  auto last = blocks_[last_block]->as<TransformerBlock>()->ForwardAt(x, valid, lengths - 1);  // [B, D]
+  auto last =
+      blocks_[last_block]->as<TransformerBlock>()->ForwardAt(x, valid, lengths - 1);  // [B, D]
   // The score is one number compared across pairs: bf16's 8-bit mantissa
   // would turn close scores into ties, so the head runs in fp32.
   CudaAutocastScope fp32(false);
