@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-gpu demo clean format bench-ingest soak-ingest fuzz sanitize reliability
+.PHONY: all deps configure build test test-gpu demo clean format bench-ingest soak-ingest fuzz sanitize reliability bench-train
 
 all: build
 
@@ -56,6 +56,11 @@ soak-ingest: configure
 	  python3 tests/e2e/test_ingest_crash_rotation.py --bin $(BUILD_DIR)/bin --source .
 	@RLAIF_CT_ROTATIONS=$${CT_ROTATIONS:-30} RLAIF_CT_RATE=$${CT_RATE:-2000} \
 	  python3 tests/e2e/soak_copytruncate_window.py --bin $(BUILD_DIR)/bin --source .
+
+# CPU training-step tokens/s, C++ beside PyTorch Python (bench/RESULTS.md).
+bench-train: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target rlaif-bench-train
+	@bash bench/train.sh --bin $(BUILD_DIR)/bin
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

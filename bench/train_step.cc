@@ -12,6 +12,8 @@
 // peak given by --peak-tflops.
 #include <torch/torch.h>
 
+#include <time.h>
+
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -27,6 +29,15 @@ namespace {
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// CPU seconds of this process (every thread): on a shared machine, tokens per
+// CPU second measure the work a step costs, while wall time also measures
+// how often the scheduler ran it.
+double CpuNow() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 void Sync(const torch::Device& d) {
@@ -111,10 +122,10 @@ int main(int argc, char** argv) {
   };
   for (int i = 0; i < warmup; ++i) step();
   Sync(device);
-  double t0 = Now();
+  double t0 = Now(), c0 = CpuNow();
   for (int i = 0; i < steps; ++i) step();
   Sync(device);
-  double secs = Now() - t0;
+  double secs = Now() - t0, cpu_secs = CpuNow() - c0;
   const double tokens = static_cast<double>(batch * seq) * steps;
   const double tps = tokens / secs;
   const double flops_per_token = 6.0 * static_cast<double>(params - emb_params) +
@@ -137,11 +148,11 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"bench\":\"train_step\",\"device\":\"%s\",\"precision\":\"%s\",\"preset\":\"%s\","
       "\"params\":%lld,\"seq\":%lld,\"batch_sequences\":%lld,\"steps\":%d,\"seconds\":%.3f,"
-      "\"tokens_per_second\":%.0f,\"model_tflops\":%.1f,\"matmul_peak_tflops\":%.1f,"
+      "\"tokens_per_second\":%.0f,\"cpu_seconds\":%.3f,\"tokens_per_cpu_second\":%.0f,\"model_tflops\":%.1f,\"matmul_peak_tflops\":%.1f,"
       "\"mfu_vs_measured_matmul\":%.3f,\"mfu_vs_nominal\":%.3f,\"nominal_peak_tflops\":%.0f}\n",
       device.is_cuda() ? "cuda" : "cpu", bf16 ? "bf16-autocast" : "fp32", f["preset"].c_str(),
       static_cast<long long>(params), static_cast<long long>(seq), static_cast<long long>(batch),
-      steps, secs, tps, achieved_tflops, matmul_tflops,
+      steps, secs, tps, cpu_secs, tokens / cpu_secs, achieved_tflops, matmul_tflops,
       matmul_tflops > 0 ? achieved_tflops / matmul_tflops : 0.0,
       device.is_cuda() ? achieved_tflops / peak : 0.0, peak);
   return 0;

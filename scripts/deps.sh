@@ -13,6 +13,7 @@ PKGS=(
   libsimdjson-dev
   curl python3 openssl prometheus chromium logrotate time util-linux
   systemd yamllint python3-yaml python3-kubernetes
+  python3-torch
 )
 
 missing=()

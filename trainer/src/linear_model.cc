@@ -113,13 +113,34 @@ LinearRewardModel::LinearRewardModel(LinearConfig config, std::vector<float> wei
 
 std::vector<double> LinearRewardModel::ScoreResponse(std::string_view response) const {
   const size_t per_head = WeightsPerHead(config_);
+  const uint32_t dense = uint32_t{1} << config_.hash_bits;
   std::vector<double> out(dimensions_.size(), 0.0);
   const auto features = LinearFeatures(config_, response);
   for (size_t h = 0; h < out.size(); ++h) {
     const float* w = weights_.data() + h * per_head;
-    for (const auto& [id, v] : features) out[h] += w[id] * v;
+    for (const auto& [id, v] : features) {
+      out[h] += w[id] * v * (id >= dense ? config_.length_scale : 1.0);
+    }
   }
   return out;
+}
+
+std::vector<double> LengthBalanceWeights(const std::vector<PreferencePair>& pairs,
+                                         double strength) {
+  std::vector<double> w(pairs.size(), 1.0);
+  size_t longer = 0;
+  for (const auto& p : pairs) longer += p.chosen.size() > p.rejected.size();
+  if (pairs.empty() || longer == 0 || longer == pairs.size() || strength <= 0) return w;
+  const double share = static_cast<double>(longer) / static_cast<double>(pairs.size());
+  const double w_longer = std::pow(0.5 / share, strength);
+  const double w_other = std::pow(0.5 / (1 - share), strength);
+  double sum = 0;
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    w[i] = pairs[i].chosen.size() > pairs[i].rejected.size() ? w_longer : w_other;
+    sum += w[i];
+  }
+  for (double& v : w) v *= static_cast<double>(pairs.size()) / sum;
+  return w;
 }
 
 Result<std::vector<std::vector<double>>> LinearRewardModel::Score(
@@ -142,11 +163,18 @@ Result<std::shared_ptr<LinearRewardModel>> TrainLinearRewardModel(
   if (options.epochs < 1 || !(options.learning_rate > 0) || !(options.l2 >= 0)) {
     return Status::InvalidArgument("linear model: epochs >= 1, learning_rate > 0, l2 >= 0");
   }
+  if (!options.pair_weights.empty() && options.pair_weights.size() != train.size()) {
+    return Status::InvalidArgument("linear model: pair_weights must have one weight per pair");
+  }
+  if (!(config.length_scale >= 0 && config.length_scale <= 1)) {
+    return Status::InvalidArgument("linear model: length_scale must be in [0, 1]");
+  }
   // Per pair: the feature difference chosen - rejected (shared ids merged),
   // its ids offset into the block of the pair's head: that head's mask.
   struct Diff {
     std::vector<std::pair<uint32_t, float>> x;
     float p = 1.0f;
+    float weight = 1.0f;
   };
   const size_t per_head = WeightsPerHead(config);
   if (per_head * dimensions.size() > UINT32_MAX) {
@@ -169,6 +197,8 @@ Result<std::shared_ptr<LinearRewardModel>> TrainLinearRewardModel(
     for (auto& [id, v] : c) id += offset;
     Diff d;
     d.p = static_cast<float>(p.p_chosen);
+    if (!options.pair_weights.empty())
+      d.weight = static_cast<float>(options.pair_weights[data.size()]);
     for (const auto& [id, v] : c) {
       if (!d.x.empty() && d.x.back().first == id) {
         d.x.back().second += v;
@@ -194,7 +224,7 @@ Result<std::shared_ptr<LinearRewardModel>> TrainLinearRewardModel(
       double margin = 0;
       for (const auto& [id, v] : d.x) margin += w[id] * v;
       // d/dmargin of p*-log s(m) + (1-p)*-log s(-m) = s(m) - p.
-      const double g = Sigmoid(margin) - d.p;
+      const double g = d.weight * (Sigmoid(margin) - d.p);
       for (const auto& [id, v] : d.x) {
         const double grad = g * v + l2 * w[id];
         g2[id] += static_cast<float>(grad * grad);
@@ -225,6 +255,7 @@ Result<std::string> SaveLinearWeights(const LinearRewardModel& model, const std:
                {"bigrams", model.config().bigrams},
                {"length_feature", model.config().length_feature},
                {"heads", model.dimensions().size()},
+               {"length_scale", model.config().length_scale},
                {"weights_file", kLinearWeightsFile},
                {"weights", w.size()},
                {"weights_hash64", HexId(WeightsChecksum(w))}};
@@ -258,6 +289,12 @@ Result<std::shared_ptr<LinearRewardModel>> LoadLinearRewardModel(
   config.hash_bits = arch["hash_bits"].get<int>();
   config.bigrams = arch["bigrams"].get<bool>();
   config.length_feature = arch["length_feature"].get<bool>();
+  // Absent in checkpoints from before length debiasing: the length as learned.
+  const json scale = arch.value("length_scale", json(1.0));
+  if (!scale.is_number() || !(scale.get<double>() >= 0 && scale.get<double>() <= 1)) {
+    return Status::Corruption("linear architecture: length_scale is not a number in [0, 1]");
+  }
+  config.length_scale = scale.get<double>();
   if (config.hash_bits < 4 || config.hash_bits > 26) {
     return Status::InvalidArgument("linear hash_bits " + std::to_string(config.hash_bits) +
                                    " outside [4, 26]");

@@ -32,6 +32,11 @@ struct LinearConfig {
   int hash_bits = 18;          // 2^hash_bits hashed n-gram weights
   bool bigrams = true;         // word bigrams besides unigrams
   bool length_feature = true;  // log(1 + words) and an "empty response" flag
+  // Length debiasing: the length features are learned with the rest (so the
+  // n-gram weights learn what length does not explain), and their weights
+  // are multiplied by this when scoring. 1 (default) = as learned, 0 = the
+  // score ignores the explicit length feature.
+  double length_scale = 1.0;
 };
 
 struct LinearTrainOptions {
@@ -39,6 +44,9 @@ struct LinearTrainOptions {
   double learning_rate = 0.1;       // AdaGrad step size
   double l2 = 1e-4;                 // L2 on the weights a pair touches (lazy)
   uint64_t seed = 42;               // pair order
+  // Loss weight of each training pair (same order as the pairs), e.g. from
+  // LengthBalanceWeights. Empty (default) = 1 for every pair.
+  std::vector<double> pair_weights;
   std::function<bool()> cancelled;  // polled between epochs
 };
 
@@ -78,6 +86,14 @@ size_t WeightsPerHead(const LinearConfig& config);
 // Sparse features of one response: (index, value) with unique indices.
 std::vector<std::pair<uint32_t, float>> LinearFeatures(const LinearConfig& config,
                                                        std::string_view response);
+
+// Per-pair loss weights that rebalance pairs whose chosen response is the
+// longer one (by bytes) against the others, with `strength` in [0, 1]: each
+// class gets weight (1 / (2 * its share))^strength, then all are scaled to
+// mean 1. 0 = all 1; 1 = both classes weigh the same in total. Judges that
+// prefer longer responses (AlpacaEval's GPT-4: ~85% "longer wins") teach a
+// model mostly length; this lets the minority class count for more.
+std::vector<double> LengthBalanceWeights(const std::vector<PreferencePair>& pairs, double strength);
 
 // Trains one head per entry of `dimensions` on `train`; a pair trains the
 // head HeadIndex(dimensions, pair.dimension), and a pair without one is

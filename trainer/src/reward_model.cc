@@ -217,6 +217,12 @@ Status ValidateTrainOptions(const TrainOptions& o) {
   if (!(o.center_rewards >= 0) || !std::isfinite(o.center_rewards)) {
     return bad("center_rewards must be >= 0");
   }
+  if (!(o.length_balance >= 0 && o.length_balance <= 1)) {
+    return bad("length_balance must be in [0, 1]");
+  }
+  if (!(o.length_damping >= 0 && o.length_damping <= 1)) {
+    return bad("length_damping must be in [0, 1]");
+  }
   return Status::Ok();
 }
 
@@ -752,6 +758,7 @@ struct EncodedPair {
   std::vector<int32_t> rejected;
   float p_chosen = 1.0f;
   int64_t head = 0;  // the head of the pair's dimension: the only one its loss reaches
+  float weight = 1.0f;  // loss weight (TrainOptions::length_balance)
   size_t length() const { return std::max(chosen.size(), rejected.size()); }
 };
 
@@ -883,8 +890,11 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   PairEncoder encoder(*tokenizer, config.max_len);
   // Label smoothing pulls the targets toward 0.5 (HH labels are noisy).
   const double smooth = options.label_smoothing;
+  const std::vector<double> weights = LengthBalanceWeights(train, options.length_balance);
+  const bool weighted = options.length_balance > 0;
   for (const auto& p : train) {
     EncodedPair e;
+    e.weight = static_cast<float>(weights[data.size()]);
     e.chosen = encoder.Encode(p.prompt, p.chosen);
     e.rejected = encoder.Encode(p.prompt, p.rejected);
     e.p_chosen = static_cast<float>(p.p_chosen * (1 - smooth) + 0.5 * smooth);
@@ -949,10 +959,12 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
       }
       const int64_t n = static_cast<int64_t>(batch.size());
       std::vector<const std::vector<int32_t>*> seqs;
-      std::vector<float> p_chosen;
+      std::vector<float> p_chosen, pair_weight;
       std::vector<int64_t> heads;  // per sequence: chosen ones, then rejected ones
       for (size_t i : batch) {
-        seqs.push_back(&data[i].chosen), p_chosen.push_back(data[i].p_chosen);
+        seqs.push_back(&data[i].chosen);
+        p_chosen.push_back(data[i].p_chosen);
+        pair_weight.push_back(data[i].weight);
         heads.push_back(data[i].head);
       }
       for (size_t i : batch) seqs.push_back(&data[i].rejected), heads.push_back(data[i].head);
@@ -972,7 +984,12 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
         scores = SelectHeads(net->forward(tb.ids, tb.lengths), head_ids);
       }
       auto chosen = scores.slice(0, 0, n), rejected = scores.slice(0, n, 2 * n);
-      auto loss = BradleyTerryLossTensor(chosen - rejected, p).mean();
+      auto pair_loss = BradleyTerryLossTensor(chosen - rejected, p);
+      if (weighted) {
+        pair_loss =
+            pair_loss * torch::from_blob(pair_weight.data(), {n}, torch::kFloat).clone().to(device);
+      }
+      auto loss = pair_loss.mean();
       if (options.center_rewards > 0) {
         loss = loss + options.center_rewards * (chosen + rejected).pow(2).mean();
       }
@@ -1164,6 +1181,8 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
   result.device = want_transformer ? DeviceName(*device) : "cpu";
 
   // 1. The linear model (baseline, ensemble member or the model itself).
+  LinearConfig linear_config;
+  linear_config.length_scale = 1.0 - options.length_damping;
   std::shared_ptr<LinearRewardModel> linear;
   if (want_linear) {
     const double t_linear = MonotonicSeconds();
@@ -1173,7 +1192,8 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     // On every training pair: a second's work, and the baseline it reports
     // is what `model_type = "linear"` would give.
     const auto& linear_train = train;
-    auto l = TrainLinearRewardModel(linear_train, dimensions, LinearConfig{}, lo, version,
+    lo.pair_weights = LengthBalanceWeights(linear_train, options.length_balance);
+    auto l = TrainLinearRewardModel(linear_train, dimensions, linear_config, lo, version,
                                     out_dir.string());
     if (!l.ok()) return l.status();
     linear = std::move(*l);
@@ -1232,8 +1252,9 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       LinearTrainOptions lo;
       lo.seed = options.seed;
       lo.cancelled = options.cancelled;
+      lo.pair_weights = LengthBalanceWeights(fit, options.length_balance);
       auto l =
-          TrainLinearRewardModel(fit, dimensions, LinearConfig{}, lo, version, out_dir.string());
+          TrainLinearRewardModel(fit, dimensions, linear_config, lo, version, out_dir.string());
       if (!l.ok()) return l.status();
       linear_fit = std::move(*l);
     }
@@ -1419,6 +1440,8 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
         {"grad_clip", options.grad_clip},
         {"label_smoothing", options.label_smoothing},
         {"center_rewards", options.center_rewards},
+        {"length_balance", options.length_balance},
+        {"length_damping", options.length_damping},
         {"validation_fraction", options.validation_fraction},
         {"early_stop_patience", options.early_stop_patience},
         {"threads", options.threads},

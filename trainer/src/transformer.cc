@@ -86,18 +86,53 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
     y = at::scaled_dot_product_attention(q, k, v, valid.view({batch, 1, 1, len}), 0.0, false);
   }
 #else
-  auto scores =
-      torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
-  auto allowed = valid.view({batch, 1, 1, len});
+  // One GEMM per head computes mask + (q / sqrt(hd)) k^T (baddbmm): no
+  // separate scale and masked_fill passes over the [B, H, T, T] scores, and
+  // none in backward. For a causal model the mask is the upper triangle only:
+  // padding follows a row's real tokens, so no real query sees it.
+  const int64_t bh = batch * heads_;
+  const auto neg_inf = -std::numeric_limits<double>::infinity();
+  torch::Tensor mask;  // additive, broadcast to [B * H, T, T]
   if (causal_) {
-    allowed = allowed.logical_and(
-        torch::ones({len, len}, torch::dtype(torch::kBool).device(x.device())).tril());
+    mask = torch::full({len, len}, neg_inf, x.options()).triu(1);
+  } else {
+    mask = torch::zeros({batch, 1, 1, len}, x.options())
+               .masked_fill(valid.view({batch, 1, 1, len}).logical_not(), neg_inf)
+               .expand({batch, heads_, 1, len})
+               .reshape({bh, 1, len});
   }
   // Every query keeps at least key 0 (a real token), so no row is all -inf.
-  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
-  y = torch::matmul(torch::softmax(scores, -1), v);
+  auto scores = torch::baddbmm(
+      mask, q.reshape({bh, len, head_dim}) * (1.0 / std::sqrt(static_cast<double>(head_dim))),
+      k.reshape({bh, len, head_dim}).transpose(1, 2));
+  y = torch::bmm(torch::softmax(scores, -1), v.reshape({bh, len, head_dim}))
+          .view({batch, heads_, len, head_dim});
 #endif
   return out_(y.transpose(1, 2).reshape({batch, len, d_model}));
+}
+
+torch::Tensor SelfAttentionImpl::ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
+                                           const torch::Tensor& end) {
+  const int64_t batch = x.size(0), len = x.size(1), d_model = x.size(2);
+  const int64_t head_dim = d_model / heads_;
+  namespace F = torch::nn::functional;
+  // Rows [0, D) of the fused projection are the queries, [D, 3D) keys and values.
+  const auto& w = qkv_->weight;
+  const auto& b = qkv_->bias;
+  auto kv = F::linear(x, w.slice(0, d_model), b.slice(0, d_model))
+                .view({batch, len, 2, heads_, head_dim})
+                .permute({2, 0, 3, 1, 4});                           // 2 x [B, H, T, hd]
+  auto x_end = x.index({torch::arange(batch, end.options()), end});  // [B, D]
+  auto q = F::linear(x_end, w.slice(0, 0, d_model), b.slice(0, 0, d_model))
+               .view({batch, heads_, 1, head_dim});
+  auto mask = torch::zeros({batch, 1, 1, len}, q.options())
+                  .masked_fill(valid.view({batch, 1, 1, len}).logical_not(),
+                               -std::numeric_limits<double>::infinity());
+  auto scores =
+      torch::matmul(q * (1.0 / std::sqrt(static_cast<double>(head_dim))), kv[0].transpose(-2, -1)) +
+      mask;                                                   // [B, H, 1, T]
+  auto y = torch::matmul(torch::softmax(scores, -1), kv[1]);  // [B, H, 1, hd]
+  return out_(y.reshape({batch, d_model}));
 }
 
 TransformerBlockImpl::TransformerBlockImpl(int64_t d_model, int64_t heads, int64_t mlp_ratio,
@@ -111,6 +146,13 @@ TransformerBlockImpl::TransformerBlockImpl(int64_t d_model, int64_t heads, int64
 
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& valid) {
   auto h = x + attn_(ln1_(x), valid);
+  return h + fc_out_(torch::gelu(fc_in_(ln2_(h))));
+}
+
+torch::Tensor TransformerBlockImpl::ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
+                                              const torch::Tensor& end) {
+  auto x_end = x.index({torch::arange(x.size(0), end.options()), end});
+  auto h = x_end + attn_->ForwardAt(ln1_(x), valid, end);
   return h + fc_out_(torch::gelu(fc_in_(ln2_(h))));
 }
 
@@ -131,12 +173,15 @@ RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config
 
 torch::Tensor RewardTransformerImpl::forward(const torch::Tensor& ids,
                                              const torch::Tensor& lengths) {
-  const int64_t batch = ids.size(0), len = ids.size(1);
+  const int64_t len = ids.size(1);
   auto positions = torch::arange(len, ids.options());
   auto x = tok_emb_(ids) + pos_emb_(positions).unsqueeze(0);
   auto valid = positions.unsqueeze(0) < lengths.unsqueeze(1);  // [B, T]
-  for (const auto& block : *blocks_) x = block->as<TransformerBlock>()->forward(x, valid);
-  auto last = x.index({torch::arange(batch, ids.options()), lengths - 1});  // [B, D] at END
+  // The score reads the last block at END only: it runs there alone.
+  const size_t last_block = blocks_->size() - 1;
+  for (size_t i = 0; i < last_block; ++i) x = blocks_[i]->as<TransformerBlock>()->forward(x, valid);
+  auto last =
+      blocks_[last_block]->as<TransformerBlock>()->ForwardAt(x, valid, lengths - 1);  // [B, D]
   // The score is one number compared across pairs: bf16's 8-bit mantissa
   // would turn close scores into ties, so the head runs in fp32.
   CudaAutocastScope fp32(false);

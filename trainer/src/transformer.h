@@ -53,6 +53,12 @@ class SelfAttentionImpl : public torch::nn::Module {
   // x: [B, T, D]; valid: [B, T] bool, true for real tokens, which precede all
   // padding in each row. Returns [B, T, D].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& valid);
+  // The attention output at one query position per row only, `end` [B]
+  // int64, which sees the keys `valid` marks (for END, the last real token,
+  // that is also exactly what a causal query sees). Returns [B, D]: the rows
+  // of forward(x, valid) at `end`, without computing the other queries.
+  torch::Tensor ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
+                          const torch::Tensor& end);
 
  private:
   int64_t heads_;
@@ -67,6 +73,11 @@ class TransformerBlockImpl : public torch::nn::Module {
  public:
   TransformerBlockImpl(int64_t d_model, int64_t heads, int64_t mlp_ratio, bool causal);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& valid);
+  // forward(x, valid) at one position per row (`end`, [B] int64) -> [B, D].
+  // The last block runs this way: nothing reads its other positions, so
+  // only keys and values are computed for them (~1/4 of a block's work).
+  torch::Tensor ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
+                          const torch::Tensor& end);
 
  private:
   torch::nn::LayerNorm ln1_{nullptr};

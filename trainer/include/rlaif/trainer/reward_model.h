@@ -78,6 +78,17 @@ struct TrainOptions {
   // TRL's center_rewards_coefficient: adds c * mean((r_c + r_r)^2) to the
   // loss, so scores stay centred on 0. Default 0.
   double center_rewards = 0.0;
+  // Length debiasing, for judges that prefer the longer response (AlpacaEval's
+  // GPT-4 judge: ~85% "longer wins"; bench/RESULTS.md). length_balance in
+  // [0, 1]: per-pair loss weights, for the transformer and the linear model,
+  // that rebalance pairs whose chosen response is the longer one against the
+  // others (1 = both classes weigh the same in total). Default 0 (off).
+  double length_balance = 0.0;
+  // length_damping in [0, 1]: the linear model learns its explicit length
+  // feature with the rest (so its n-gram weights learn what length does not
+  // explain), and scores with that feature's weight times (1 - damping).
+  // Default 0 (off).
+  double length_damping = 0.0;
   // Polled between steps; returning true aborts with kCancelled.
   std::function<bool()> cancelled;
   // Called between steps with progress in [0,1].
