@@ -499,6 +499,11 @@ Result<Config> ParseConfig(const std::string& json_text) {
     r.Double("learning_rate", &c.trainer.learning_rate, 0, 1, /*lo_open=*/true);
     r.Int("threads", &c.trainer.threads, 1, 256);
     r.Int("seed", &c.trainer.seed, 0, std::numeric_limits<int64_t>::max());
+    r.String("mode", &c.trainer.mode, false, {"refresh", "scratch"});
+    r.Double("replay_ratio", &c.trainer.replay_ratio, 0, 100);
+    r.Int("full_retrain_every", &c.trainer.full_retrain_every, 0, 1 << 20);
+    r.Double("checkpoint_interval_s", &c.trainer.checkpoint_interval_s, 0, 86400);
+    r.String("anchor_pairs", &c.trainer.anchor_pairs);
     if (const json* m = r.Object("model")) {
       ObjectReader mr(*m, "trainer.model", &problems);
       mr.String("preset", &c.trainer.model.preset, false, {"tiny", "small", "base"});
@@ -523,7 +528,13 @@ Result<Config> ParseConfig(const std::string& json_text) {
       ObjectReader gr(*g, "trainer.gate", &problems);
       gr.Double("min_accuracy", &c.trainer.gate.min_accuracy, 0, 1);
       gr.Double("max_regression", &c.trainer.gate.max_regression, 0, 1);
+      gr.Double("anchor_max_regression", &c.trainer.gate.anchor_max_regression, 0, 1);
       gr.Finish();
+      if (c.trainer.gate.anchor_max_regression >= 0 && c.trainer.anchor_pairs.empty()) {
+        problems.push_back(
+            "trainer.gate.anchor_max_regression: gates on the anchor set, which needs "
+            "trainer.anchor_pairs");
+      }
     }
     r.Finish();
   }

@@ -97,7 +97,11 @@ void Reload(const Config& running, const std::string& path, storage::Store& stor
   if (fresh->trainer.min_new_labels != running.trainer.min_new_labels ||
       fresh->trainer.model.preset != running.trainer.model.preset ||
       fresh->trainer.gate.min_accuracy != running.trainer.gate.min_accuracy ||
-      fresh->trainer.gate.max_regression != running.trainer.gate.max_regression) {
+      fresh->trainer.gate.max_regression != running.trainer.gate.max_regression ||
+      fresh->trainer.gate.anchor_max_regression != running.trainer.gate.anchor_max_regression ||
+      fresh->trainer.mode != running.trainer.mode ||
+      fresh->trainer.replay_ratio != running.trainer.replay_ratio ||
+      fresh->trainer.anchor_pairs != running.trainer.anchor_pairs) {
     needs_restart.push_back("trainer");
   }
   if (needs_restart.empty()) {

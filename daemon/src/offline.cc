@@ -112,7 +112,7 @@ int RunTrainCommand(const std::vector<std::string>& args) {
                          "model-type", "validation-fraction", "patience", "label-smoothing",
                          "center-rewards", "d-model", "layers", "heads", "vocab-size",
                          "weight-decay", "warmup", "validations-per-epoch", "length-damping",
-                         "length-balance"},
+                         "length-balance", "resume-dir", "checkpoint-every", "init-from"},
                   &f)) {
     return 2;
   }
@@ -157,12 +157,27 @@ int RunTrainCommand(const std::vector<std::string>& args) {
       !ParseNumber(f, "warmup", &opt.warmup_fraction) ||
       !ParseNumber(f, "validations-per-epoch", &opt.validations_per_epoch) ||
       !ParseNumber(f, "length-damping", &opt.length_damping) ||
-      !ParseNumber(f, "length-balance", &opt.length_balance)) {
+      !ParseNumber(f, "length-balance", &opt.length_balance) ||
+      !ParseNumber(f, "checkpoint-every", &opt.checkpoint_every_steps)) {
     return 2;
   }
   if (opt.device != "auto" && opt.device != "cpu" && opt.device != "cuda") {
     std::cerr << "--device must be auto, cpu or cuda\n";
     return 2;
+  }
+  // Resumable: a killed run started again with the same flags continues
+  // from its last saved state (every --checkpoint-every steps, default every
+  // 60 s).
+  if (f.count("resume-dir")) {
+    opt.resume_dir = f["resume-dir"];
+    if (!f.count("checkpoint-every")) opt.checkpoint_interval_s = 60;
+  }
+  if (f.count("init-from")) {
+    opt.init_from = f["init-from"];
+    if (Status st = trainer::CheckWarmStart(opt.init_from, opt); !st.ok()) {
+      std::cerr << st.ToString() << "\n";
+      return 1;
+    }
   }
   auto pairs = Load(f["pairs"]);
   if (!pairs.ok()) {
@@ -215,6 +230,8 @@ int RunTrainCommand(const std::vector<std::string>& args) {
     out["validation_loss"] = Finite(res->validation.loss);
   }
   out["best_step"] = res->best_step;
+  out["resumed_from_step"] = res->resumed_from_step;
+  if (!res->warm_started_from.empty()) out["init_from"] = res->warm_started_from;
   out["stopped_early"] = res->stopped_early;
   out["out"] = res->dir;
   out["eval_source"] = f.count("eval") ? "file" : "hash_holdout";

@@ -7,6 +7,9 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <regex>
 #include <set>
 
@@ -14,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "rlaif/common/clock.h"
+#include "rlaif/common/hash.h"
 #include "rlaif/trainer/pairs.h"
 #include "rlaif/trainer/reward_model.h"
 
@@ -55,6 +59,54 @@ nlohmann::json MetricsJson(const trainer::EvalMetrics& m) {
   out["unscored_pairs"] = m.unscored_pairs;
   out["dimensions"] = nlohmann::json::object();
   for (const auto& [name, dm] : m.dimensions) out["dimensions"][name] = PairMetricsJson(dm);
+  return out;
+}
+
+// The resumable state of an interrupted training run lives in
+// <data_dir>/training-state: the trainer's own state (TrainOptions::resume_dir)
+// plus run.json, the label cutoff that run trained up to, so that the run
+// resumed after a restart trains on the same labels even though more have
+// arrived since (those count toward the next run).
+constexpr const char* kTrainingStateDir = "training-state";
+constexpr const char* kRunStateFile = "run.json";
+
+std::optional<int64_t> ReadRunCutoff(const std::filesystem::path& state_dir) {
+  std::ifstream in(state_dir / kRunStateFile);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.value("cutoff_ms", nlohmann::json()).is_number_integer()) {
+    return std::nullopt;
+  }
+  return j["cutoff_ms"].get<int64_t>();
+}
+
+Status WriteRunCutoff(const std::filesystem::path& state_dir, int64_t cutoff_ms) {
+  std::error_code ec;
+  std::filesystem::create_directories(state_dir, ec);
+  const auto tmp = state_dir / (std::string(kRunStateFile) + ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << nlohmann::json{{"cutoff_ms", cutoff_ms}}.dump() << "\n";
+    out.close();
+    if (!out) return Status::IoError("cannot write " + tmp.string());
+  }
+  std::filesystem::rename(tmp, state_dir / kRunStateFile, ec);
+  if (ec) return Status::IoError("cannot rename " + tmp.string() + ": " + ec.message());
+  return Status::Ok();
+}
+
+// A labelled training pair and when its label was committed.
+struct DatedPair {
+  trainer::PreferencePair pair;
+  int64_t labelled_at_ms = 0;
+};
+
+std::vector<trainer::PreferencePair> PairsOf(const std::vector<DatedPair>& dated) {
+  std::vector<trainer::PreferencePair> out;
+  out.reserve(dated.size());
+  for (const auto& d : dated) out.push_back(d.pair);
   return out;
 }
 
@@ -574,13 +626,16 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   };
 
   const int64_t labels_at = store_.Counts().labels;
-  std::vector<trainer::PreferencePair> train, holdout;
+  std::vector<DatedPair> dated_train;
+  std::vector<trainer::PreferencePair> holdout;
+  int64_t newest_label_ms = 0;
   // Every configured dimension trains its own head; labels of a dimension
   // no longer in the config are left out.
   std::set<std::string> configured;
   for (const auto& d : config_.judge.dimensions) configured.insert(d.name);
   int64_t unconfigured = 0;
   Status st = store_.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
+    newest_label_ms = std::max(newest_label_ms, lp.label.created_at_ms);
     // AI labels, and labels stated by the log lines themselves (rewrite, ab).
     if (lp.label.tie || (lp.label.source != "ai" && lp.label.source != "log")) return true;
     if (!configured.count(lp.label.dimension)) {
@@ -595,8 +650,12 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     p.p_chosen = a_wins ? lp.label.p_a : 1.0 - lp.label.p_a;
     p.dimension = lp.label.dimension;
     if (p.p_chosen <= 0.5) return true;  // no preference: nothing to learn
-    (trainer::InHoldout(p.prompt, config_.trainer.holdout_fraction) ? holdout : train)
-        .push_back(std::move(p));
+    // Held-out pairs are never trained on, also not as replay.
+    if (trainer::InHoldout(p.prompt, config_.trainer.holdout_fraction)) {
+      holdout.push_back(std::move(p));
+    } else {
+      dated_train.push_back({std::move(p), lp.label.created_at_ms});
+    }
     return true;
   });
   if (!st.ok()) return finish("", "failed", "snapshot failed: " + st.ToString());
@@ -609,10 +668,22 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                     {{"reason", "unconfigured_dimension"}})
         .Inc(static_cast<double>(unconfigured));
   }
-  if (train.size() < 2 || holdout.empty()) {
+  // The labels this run trains up to: those of an interrupted run that is
+  // resumed, else every label of the snapshot.
+  const std::filesystem::path state_dir =
+      std::filesystem::path(config_.data_dir) / kTrainingStateDir;
+  int64_t cutoff_ms = newest_label_ms;
+  if (auto resumed = ReadRunCutoff(state_dir); resumed && *resumed <= newest_label_ms) {
+    cutoff_ms = *resumed;
+    std::erase_if(dated_train, [&](const DatedPair& d) { return d.labelled_at_ms > cutoff_ms; });
+    spdlog::info("training: an interrupted run left its state; training on the labels up to {}",
+                 FormatTimeMs(cutoff_ms));
+  }
+  const size_t train_available = dated_train.size();
+  if (train_available < 2 || holdout.empty()) {
     (void)store_.MarkTrained(labels_at);
     return finish("", "skipped",
-                  "not enough non-tie labels: " + std::to_string(train.size()) + " train, " +
+                  "not enough non-tie labels: " + std::to_string(train_available) + " train, " +
                       std::to_string(holdout.size()) + " holdout");
   }
 
@@ -642,9 +713,93 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     std::lock_guard<std::mutex> lock(mu_);
     training_.progress = p;
   };
-  spdlog::info("training {} on {} pairs ({} held out), trigger {}", version, train.size(),
-               holdout.size(), trigger);
+  opt.resume_dir = state_dir.string();
+  opt.checkpoint_interval_s = config_.trainer.checkpoint_interval_s;
+
+  // Refresh or from scratch. A refresh warm-starts from the live model and
+  // trains one pass over the pairs labelled after the live model's data
+  // (its label cutoff) plus a replay sample of the older ones.
+  std::shared_ptr<const trainer::RewardModel> live = scorer_.Current();
+  std::string scratch_reason;
+  nlohmann::json refresh = {{"mode", "scratch"}, {"cutoff_ms", cutoff_ms},
+                            {"holdout_fraction", config_.trainer.holdout_fraction}};
+  std::vector<trainer::PreferencePair> train;
+  if (config_.trainer.mode != "refresh") {
+    scratch_reason = "trainer.mode is " + config_.trainer.mode;
+  } else if (!live) {
+    scratch_reason = "no live model";
+  } else {
+    auto rec = store_.GetModel(live->version());
+    nlohmann::json lr;
+    if (rec.ok() && *rec && !(*rec)->metrics_json.empty()) {
+      auto m = nlohmann::json::parse((*rec)->metrics_json, nullptr, false);
+      if (m.is_object()) lr = m.value("refresh", nlohmann::json());
+    }
+    const int64_t generation =
+        lr.is_object() ? lr.value("generation", int64_t{0}) + 1 : int64_t{0};
+    Status warm;
+    if (!lr.is_object() || !lr.value("cutoff_ms", nlohmann::json()).is_number_integer()) {
+      scratch_reason = "the live model " + live->version() +
+                       " records no label cutoff (imported, or trained before refreshes)";
+    } else if (lr.value("holdout_fraction", -1.0) != config_.trainer.holdout_fraction) {
+      scratch_reason = "trainer.holdout_fraction changed since the live model " +
+                       live->version() + " was trained";
+    } else if (config_.trainer.full_retrain_every > 0 &&
+               generation >= config_.trainer.full_retrain_every) {
+      scratch_reason = "periodic full retrain (trainer.full_retrain_every = " +
+                       std::to_string(config_.trainer.full_retrain_every) + ")";
+    } else if (warm = trainer::CheckWarmStart(live->dir(), opt); !warm.ok()) {
+      scratch_reason = warm.message();
+    } else {
+      const int64_t live_cutoff = lr["cutoff_ms"].get<int64_t>();
+      std::vector<trainer::PreferencePair> fresh, older;
+      for (auto& d : dated_train) {
+        (d.labelled_at_ms > live_cutoff ? fresh : older).push_back(std::move(d.pair));
+      }
+      if (fresh.empty()) {
+        (void)store_.MarkTrained(labels_at);
+        return finish("", "skipped",
+                      "no new training pairs since the live model " + live->version() +
+                          "'s labels (up to " + FormatTimeMs(live_cutoff) + "; " +
+                          std::to_string(holdout.size()) + " held out)");
+      }
+      int64_t replayed = 0;
+      // Another sample for every run, the same one when a run is resumed.
+      const uint64_t replay_seed =
+          config_.trainer.seed ^ HashFields({live->version(), std::to_string(cutoff_ms)});
+      train = trainer::MixReplay(fresh, older, config_.trainer.replay_ratio, replay_seed,
+                                 &replayed);
+      opt.init_from = live->dir();
+      opt.epochs = 1;  // one pass: the replay, not repetition, keeps the old preferences
+      refresh.update({{"mode", "refresh"},
+                      {"warm_started_from", live->version()},
+                      {"generation", generation},
+                      {"new_pairs", fresh.size()},
+                      {"replayed_pairs", replayed},
+                      {"older_pairs", older.size()},
+                      {"replay_ratio", config_.trainer.replay_ratio}});
+    }
+  }
+  if (!scratch_reason.empty()) {
+    train = PairsOf(dated_train);
+    refresh.update({{"generation", 0}, {"scratch_reason", scratch_reason}});
+  }
+  dated_train.clear();
+  // Resumable: the trainer's state and the cutoff, until the run ends.
+  if (Status w = WriteRunCutoff(state_dir, cutoff_ms); !w.ok()) {
+    spdlog::warn("training: run not resumable: {}", w.ToString());
+  }
+  spdlog::info("training {} on {} pairs ({} held out), trigger {}, {}", version, train.size(),
+               holdout.size(), trigger,
+               scratch_reason.empty()
+                   ? "refresh from " + opt.init_from + ": " + refresh["new_pairs"].dump() +
+                         " new + " + refresh["replayed_pairs"].dump() + " replayed"
+                   : "from scratch: " + scratch_reason);
   auto res = trainer::TrainRewardModel(train, holdout, dir, opt);
+  if (!res.ok() && res.status().code() != StatusCode::kCancelled) {
+    std::error_code ec;
+    std::filesystem::remove_all(state_dir, ec);
+  }
   if (!res.ok()) {
     if (res.status().code() == StatusCode::kCancelled) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -654,6 +809,11 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     (void)store_.MarkTrained(labels_at);
     return finish(version, "failed", res.status().ToString());
   }
+  {
+    std::error_code ec;
+    std::filesystem::remove_all(state_dir, ec);
+  }
+  refresh["resumed_from_step"] = res->resumed_from_step;
 
   // Both models are scored on the same holdout by the same code.
   auto candidate = trainer::RewardModel::Load(dir, config_.trainer.device);
@@ -667,7 +827,6 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     (void)store_.MarkTrained(labels_at);
     return finish(version, "failed", "evaluation failed: " + cand_m.status().ToString());
   }
-  std::shared_ptr<const trainer::RewardModel> live = scorer_.Current();
   std::optional<trainer::EvalMetrics> live_m;
   // The gate compares overall accuracy (all dimensions) on the same pairs:
   // when the live model lacks a head that the candidate has (a dimension
@@ -704,6 +863,36 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
       {config_.trainer.gate.min_accuracy, config_.trainer.gate.max_regression});
   gate.reason += gate_note;
 
+  // The anchor set: fixed pairs, scored for the candidate and the live model.
+  nlohmann::json anchor_json;
+  if (!config_.trainer.anchor_pairs.empty()) {
+    const double anchor_gate = config_.trainer.gate.anchor_max_regression;
+    auto anchor = trainer::LoadPairsJsonl(config_.trainer.anchor_pairs);
+    auto cand_a = anchor.ok() ? trainer::Evaluate(**candidate, *anchor)
+                              : Result<trainer::EvalMetrics>(anchor.status());
+    if (!cand_a.ok()) {
+      anchor_json = {{"file", config_.trainer.anchor_pairs},
+                     {"error", cand_a.status().ToString()}};
+      if (anchor_gate >= 0 && gate.promote) {
+        gate = {false, "refused: the anchor set cannot be evaluated (" +
+                           cand_a.status().ToString() + "); held-out: " + gate.reason};
+      }
+    } else {
+      anchor_json = {{"file", config_.trainer.anchor_pairs}, {"candidate", MetricsJson(*cand_a)}};
+      std::optional<trainer::EvalMetrics> live_a;
+      if (live) {
+        auto la = trainer::Evaluate(*live, *anchor);
+        if (la.ok()) {
+          live_a = *la;
+          anchor_json["live"] = MetricsJson(*la);
+        } else {
+          anchor_json["live_error"] = la.status().ToString();
+        }
+      }
+      gate = trainer::ApplyAnchorGate(gate, *cand_a, live_a ? &*live_a : nullptr, anchor_gate);
+    }
+  }
+
   nlohmann::json metrics = {{"holdout", MetricsJson(*cand_m)},
                             {"train", MetricsJson(res->train)},
                             {"train_pairs", res->train_pairs},
@@ -711,7 +900,9 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                             {"seconds", res->seconds},
                             {"tokens_per_second", res->tokens_per_second},
                             {"device", res->device},
-                            {"trigger", trigger}};
+                            {"trigger", trigger},
+                            {"refresh", refresh}};
+  if (!anchor_json.is_null()) metrics["anchor"] = anchor_json;
   if (live_m) metrics["live_on_same_holdout"] = MetricsJson(*live_m);
   if (cand_gate_m.pairs != cand_m->pairs) {
     metrics["candidate_on_gate_pairs"] = MetricsJson(cand_gate_m);
@@ -733,8 +924,13 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     (void)store_.MarkTrained(labels_at);
     return finish(version, "failed", "registry write failed: " + st.ToString());
   }
+  const std::string how =
+      scratch_reason.empty()
+          ? " (refresh of " + live->version() + ": " + refresh["new_pairs"].dump() + " new + " +
+                refresh["replayed_pairs"].dump() + " replayed pairs)"
+          : " (from scratch: " + scratch_reason + ")";
   (void)store_.AppendEvent({NowMs(), "train", actor,
-                            version + ": " + (gate.promote ? "passed" : "failed") +
+                            version + how + ": " + (gate.promote ? "passed" : "failed") +
                                 " the gate: " + gate.reason,
                             metrics.dump()});
   (void)store_.MarkTrained(labels_at);

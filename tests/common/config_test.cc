@@ -79,6 +79,38 @@ TEST(ConfigTest, ListsEveryProblem) {
   }
 }
 
+TEST(ConfigTest, RefreshAndAnchorKeys) {
+  auto defaults = ParseConfig(kIssueConfig);
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->trainer.mode, "refresh");
+  EXPECT_DOUBLE_EQ(defaults->trainer.replay_ratio, 1.0);
+  EXPECT_EQ(defaults->trainer.full_retrain_every, 10);
+  EXPECT_TRUE(defaults->trainer.anchor_pairs.empty());
+  EXPECT_LT(defaults->trainer.gate.anchor_max_regression, 0);  // off
+
+  nlohmann::json j = nlohmann::json::parse(kIssueConfig);
+  j["trainer"]["mode"] = "scratch";
+  j["trainer"]["replay_ratio"] = 2.5;
+  j["trainer"]["anchor_pairs"] = "/etc/rlaifd/anchor.jsonl";
+  j["trainer"]["gate"] = {{"anchor_max_regression", 0.05}};
+  auto ok = ParseConfig(j.dump());
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->trainer.mode, "scratch");
+  EXPECT_DOUBLE_EQ(ok->trainer.replay_ratio, 2.5);
+  EXPECT_DOUBLE_EQ(ok->trainer.gate.anchor_max_regression, 0.05);
+
+  j["trainer"]["mode"] = "incremental";
+  j["trainer"]["replay_ratio"] = -1;
+  j["trainer"].erase("anchor_pairs");
+  auto bad = ParseConfig(j.dump());
+  ASSERT_FALSE(bad.ok());
+  const std::string& m = bad.status().message();
+  for (const char* needle : {"trainer.mode", "trainer.replay_ratio",
+                             "trainer.gate.anchor_max_regression: gates on the anchor set"}) {
+    EXPECT_NE(m.find(needle), std::string::npos) << needle << " not in: " << m;
+  }
+}
+
 TEST(ConfigTest, NamedAdminTokens) {
   nlohmann::json j = nlohmann::json::parse(kIssueConfig);
   j["api"]["admin_tokens"] = {{{"name", "alice"}, {"token_env", "RLAIF_TOKEN_ALICE"}},

@@ -73,6 +73,31 @@ TEST(DecideGate, RefusesNonFiniteMetrics) {
   EXPECT_TRUE(DecideGate(m, nullptr, o).promote);
 }
 
+TEST(ApplyAnchorGate, RefusesAnAnchorRegressionBeyondTheMarginOnlyWhenConfigured) {
+  const EvalMetrics live = Metrics(0.80);
+  const GateDecision passed{true, "promoted: held-out fine"};
+  // Off (< 0), no live model, or an already refused decision: unchanged.
+  auto d = ApplyAnchorGate(passed, Metrics(0.10), &live, -1);
+  EXPECT_TRUE(d.promote);
+  EXPECT_EQ(d.reason, passed.reason);
+  EXPECT_TRUE(ApplyAnchorGate(passed, Metrics(0.10), nullptr, 0.05).promote);
+  const GateDecision refused{false, "refused: held-out"};
+  EXPECT_EQ(ApplyAnchorGate(refused, Metrics(0.99), &live, 0.05).reason, refused.reason);
+  // Within the margin: promoted, the comparison in the reason.
+  d = ApplyAnchorGate(passed, Metrics(0.76), &live, 0.05);
+  EXPECT_TRUE(d.promote) << d.reason;
+  EXPECT_NE(d.reason.find("anchor accuracy 0.7600 vs live 0.8000"), std::string::npos) << d.reason;
+  // Beyond it: refused, with both numbers and the held-out verdict.
+  d = ApplyAnchorGate(passed, Metrics(0.74), &live, 0.05);
+  EXPECT_FALSE(d.promote);
+  EXPECT_NE(d.reason.find("0.7400"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.find("0.7500"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.find("held-out fine"), std::string::npos) << d.reason;
+  EXPECT_FALSE(
+      ApplyAnchorGate(passed, Metrics(std::numeric_limits<double>::quiet_NaN()), &live, 0.05)
+          .promote);
+}
+
 // ---- Scorer -----------------------------------------------------------------
 
 TEST(Scorer, FailsWithoutAModelAndNormalisesWithTheVersionsStats) {

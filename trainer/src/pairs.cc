@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <numeric>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <utility>
@@ -136,6 +138,24 @@ Result<PreferencePair> SplitHhTranscripts(const std::string& chosen, const std::
 
 bool InHoldout(const std::string& prompt, double fraction) {
   return HashToUnit(Hash64(prompt)) < fraction;
+}
+
+std::vector<PreferencePair> MixReplay(const std::vector<PreferencePair>& fresh,
+                                      const std::vector<PreferencePair>& older,
+                                      double replay_ratio, uint64_t seed, int64_t* replayed) {
+  const double want = std::llround(std::max(0.0, replay_ratio) * static_cast<double>(fresh.size()));
+  const size_t count = std::min(older.size(), static_cast<size_t>(want));
+  std::vector<size_t> idx(older.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::mt19937_64 rng(seed);
+  std::shuffle(idx.begin(), idx.end(), rng);
+  idx.resize(count);
+  std::sort(idx.begin(), idx.end());
+  std::vector<PreferencePair> out = fresh;
+  out.reserve(fresh.size() + count);
+  for (size_t i : idx) out.push_back(older[i]);
+  if (replayed) *replayed = static_cast<int64_t>(count);
+  return out;
 }
 
 }  // namespace rlaif::trainer

@@ -818,6 +818,7 @@ struct TransformerRun {
   double train_seconds = 0;
   double best_validation_loss = std::numeric_limits<double>::quiet_NaN();
   bool stopped_early = false;
+  int64_t resumed_from_step = 0;
 };
 
 // Encodes (prompt, response) pairs into model sequences; prompts repeat across
@@ -857,18 +858,278 @@ double ValidationLoss(const RewardTransformer& net, const torch::Device& device,
   return sum / static_cast<double>(std::max<size_t>(n, 1));
 }
 
+// ---- Warm start --------------------------------------------------------------
+
+// What a warm-start checkpoint offers, read from its config.json.
+struct WarmStartSource {
+  ModelConfig arch;                     // as stored (score_heads = its heads)
+  std::vector<std::string> dimensions;  // its heads, in order
+  std::string version;
+  std::string identity;  // hash of its config.json: part of the resume fingerprint
+};
+
+Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const TrainOptions& options) {
+  const fs::path dir(dir_text);
+  auto refuse = [&](const std::string& why) {
+    return Status::FailedPrecondition("cannot warm-start from " + dir_text + ": " + why);
+  };
+  if (!fs::is_directory(dir)) return Status::NotFound("no checkpoint directory " + dir_text);
+  auto text = ReadWholeFile(dir / kConfigFile);
+  if (!text.ok()) return refuse(text.status().message());
+  const json cfg = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (cfg.is_discarded() || !cfg.is_object() ||
+      cfg.value("format", std::string()) != kCheckpointFormat) {
+    return refuse(std::string(kConfigFile) + " is not a reward-model checkpoint config");
+  }
+  const json arch_json = cfg.value("architecture", json());
+  if (!arch_json.is_object() || arch_json.value("type", std::string()) == "linear") {
+    return refuse("it is a linear model (no transformer to start from)");
+  }
+  for (const char* name : {kTokenizerFile, kWeightsFile}) {
+    if (!fs::exists(dir / name)) return refuse(std::string("it lacks ") + name);
+  }
+  auto arch = ConfigFromJson(arch_json);
+  if (!arch.ok()) return refuse(arch.status().message());
+  auto want = ResolveConfig(options);
+  if (!want.ok()) return want.status();
+  const json tok = cfg.value("tokenizer", json());
+  const int vocab_asked = tok.is_object() && tok.value("vocab_size_requested", json()).is_number()
+                              ? tok["vocab_size_requested"].get<int>()
+                              : arch->vocab_size;
+  const std::pair<const char*, std::pair<int, int>> sizes[] = {
+      {"vocab_size (asked)", {vocab_asked, want->vocab_size}},
+      {"max_len", {arch->max_len, want->max_len}},
+      {"d_model", {arch->d_model, want->d_model}},
+      {"layers", {arch->layers, want->layers}},
+      {"heads", {arch->heads, want->heads}},
+      {"mlp_ratio", {arch->mlp_ratio, want->mlp_ratio}},
+      {"causal", {arch->causal, want->causal}}};
+  for (const auto& [name, v] : sizes) {
+    if (v.first != v.second) {
+      return refuse(std::string("architecture differs: ") + name + " " + std::to_string(v.first) +
+                    " in the checkpoint, " + std::to_string(v.second) + " asked");
+    }
+  }
+  WarmStartSource src;
+  src.arch = *arch;
+  const json dims = cfg.value("dimensions", json::array({""}));  // format 1: one head ""
+  if (!dims.is_array() || dims.size() != static_cast<size_t>(arch->score_heads)) {
+    return refuse("its dimension list does not match its " + std::to_string(arch->score_heads) +
+                  " head(s)");
+  }
+  for (const auto& d : dims) {
+    if (!d.is_string()) return refuse("a dimension is not a string");
+    src.dimensions.push_back(d.get<std::string>());
+  }
+  src.version = cfg.value("version", dir.filename().string());
+  src.identity = HexId(Hash64(*text));
+  return src;
+}
+
+// A warm start, loaded: the checkpoint's tokenizer and its weights in a
+// network with one head per entry of the run's dimensions (on the CPU).
+struct WarmStart {
+  std::optional<BpeTokenizer> tokenizer;
+  std::optional<RewardTransformer> net;
+  std::string version;
+  std::string identity;
+  int requested_vocab = 0;
+  int new_heads = 0;  // heads initialised fresh (dimensions the checkpoint lacks)
+};
+
+Result<WarmStart> LoadWarmStart(const std::string& dir_text, const WarmStartSource& src,
+                                const ModelConfig& config,
+                                const std::vector<std::string>& dimensions, uint64_t seed,
+                                int requested_vocab) {
+  const fs::path dir(dir_text);
+  auto tokenizer = BpeTokenizer::LoadFile((dir / kTokenizerFile).string());
+  if (!tokenizer.ok()) {
+    return Status::FailedPrecondition("cannot warm-start from " + dir_text + ": " +
+                                      tokenizer.status().message());
+  }
+  if (tokenizer->vocab_size() != src.arch.vocab_size) {
+    return Status::FailedPrecondition("cannot warm-start from " + dir_text + ": " +
+                                      kTokenizerFile + " does not match its architecture");
+  }
+  RewardTransformer from(src.arch);
+  RLAIF_RETURN_IF_ERROR(LoadWeights(from, dir / kWeightsFile));
+  // Heads the checkpoint lacks keep this initialisation.
+  RewardTransformer net(config);
+  net->InitWeights(seed);
+  WarmStart w;
+  torch::NoGradGuard no_grad;
+  auto source = from->named_parameters(/*recurse=*/true);
+  for (auto& item : net->named_parameters(/*recurse=*/true)) {
+    const torch::Tensor* s = source.find(item.key());
+    if (s == nullptr) {
+      return Status::FailedPrecondition("cannot warm-start from " + dir_text + ": it has no '" +
+                                        item.key() + "'");
+    }
+    if (item.key() != "head.weight" && item.key() != "head.bias") {
+      item.value().copy_(*s);
+      continue;
+    }
+    // Row h of the head is dimension h's: matched by name.
+    for (size_t h = 0; h < dimensions.size(); ++h) {
+      auto it = std::find(src.dimensions.begin(), src.dimensions.end(), dimensions[h]);
+      if (it == src.dimensions.end()) continue;
+      item.value()[static_cast<int64_t>(h)].copy_((*s)[it - src.dimensions.begin()]);
+    }
+  }
+  for (const auto& d : dimensions) {
+    w.new_heads += std::find(src.dimensions.begin(), src.dimensions.end(), d) ==
+                   src.dimensions.end();
+  }
+  w.tokenizer.emplace(std::move(*tokenizer));
+  w.net.emplace(std::move(net));
+  w.version = src.version;
+  w.identity = src.identity;
+  w.requested_vocab = requested_vocab;
+  return w;
+}
+
+// ---- Resumable training state -----------------------------------------------
+//
+// "<resume_dir>/state/" holds weights.pt, optimizer.pt (AdamW moments and
+// step counts), best.pt (the best validation weights, if any), tokenizer.json
+// and state.json (fingerprint, step, epoch, the batch-order RNG at the start
+// of that epoch, validation bookkeeping). It is written as "state.tmp" and
+// swapped in with renames; "state.old" is read if a crash fell between them.
+
+constexpr const char* kResumeStateDir = "state";
+constexpr const char* kResumeStateJson = "state.json";
+
+// What identifies a run: a resume state is used only by the same run.
+std::string RunFingerprint(const std::vector<PreferencePair>& train,
+                           const std::vector<PreferencePair>& val,
+                           const std::vector<std::string>& dimensions, const ModelConfig& config,
+                           const torch::Device& device, const TrainOptions& o,
+                           const std::string& warm_identity) {
+  const json j = {{"train", DataFingerprint(train)},
+                  {"validation", DataFingerprint(val)},
+                  {"dimensions", dimensions},
+                  {"architecture", ConfigToJson(config)},
+                  {"device", device.is_cuda() ? "cuda" : "cpu"},
+                  {"init_from", warm_identity},
+                  {"epochs", o.epochs},
+                  {"batch_size", o.batch_size},
+                  {"learning_rate", o.learning_rate},
+                  {"weight_decay", o.weight_decay},
+                  {"warmup_fraction", o.warmup_fraction},
+                  {"grad_clip", o.grad_clip},
+                  {"seed", o.seed},
+                  {"validations_per_epoch", o.validations_per_epoch},
+                  {"early_stop_patience", o.early_stop_patience},
+                  {"label_smoothing", o.label_smoothing},
+                  {"center_rewards", o.center_rewards},
+                  {"length_balance", o.length_balance},
+                  {"length_damping", o.length_damping},
+                  {"libtorch", TORCH_VERSION},
+                  {"format", kCheckpointFormatVersion}};
+  return HexId(Hash64(j.dump()));
+}
+
+void WriteTensors(const std::vector<torch::Tensor>& tensors, const fs::path& path) {
+  torch::serialize::OutputArchive archive;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    archive.write("t" + std::to_string(i), tensors[i].detach().to(torch::kCPU));
+  }
+  archive.save_to(path.string());
+}
+
+std::vector<torch::Tensor> ReadTensors(const fs::path& path, const torch::Device& device) {
+  torch::serialize::InputArchive archive;
+  archive.load_from(path.string());
+  std::vector<torch::Tensor> out(archive.keys().size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    archive.read("t" + std::to_string(i), out[i]);
+    out[i] = out[i].to(device);
+  }
+  return out;
+}
+
+// Writes the state of a run (throws on LibTorch errors).
+Status SaveResumeState(const fs::path& resume_dir, const json& scalars, RewardTransformer& net,
+                       torch::optim::AdamW& optimizer, const std::vector<torch::Tensor>& best,
+                       const std::string& tokenizer_json) {
+  std::error_code ec;
+  fs::create_directories(resume_dir, ec);
+  const fs::path tmp = resume_dir / "state.tmp", final_dir = resume_dir / kResumeStateDir,
+                 old = resume_dir / "state.old";
+  fs::remove_all(tmp, ec);
+  if (!fs::create_directory(tmp, ec) || ec) {
+    return Status::IoError("cannot create " + tmp.string() + ": " + (ec ? ec.message() : "exists"));
+  }
+  SaveWeights(net, tmp / "weights.pt");
+  torch::save(optimizer, (tmp / "optimizer.pt").string());
+  std::vector<const char*> files = {"weights.pt", "optimizer.pt", kTokenizerFile, kResumeStateJson};
+  if (!best.empty()) {
+    WriteTensors(best, tmp / "best.pt");
+    files.push_back("best.pt");
+  }
+  RLAIF_RETURN_IF_ERROR(WriteWholeFile(tmp / kTokenizerFile, tokenizer_json));
+  RLAIF_RETURN_IF_ERROR(WriteWholeFile(tmp / kResumeStateJson, scalars.dump(2) + "\n"));
+  for (const char* f : files) RLAIF_RETURN_IF_ERROR(SyncPath(tmp / f));
+  RLAIF_RETURN_IF_ERROR(SyncPath(tmp));
+  fs::remove_all(old, ec);
+  if (fs::exists(final_dir)) fs::rename(final_dir, old, ec);
+  if (!ec) fs::rename(tmp, final_dir, ec);
+  if (ec) return Status::IoError("cannot publish " + final_dir.string() + ": " + ec.message());
+  fs::remove_all(old, ec);
+  return SyncPath(resume_dir);
+}
+
+// Removes every resume state under `resume_dir` (the directory itself stays).
+void RemoveResumeState(const fs::path& resume_dir) {
+  std::error_code ec;
+  for (const char* name : {kResumeStateDir, "state.tmp", "state.old"}) {
+    fs::remove_all(resume_dir / name, ec);
+  }
+}
+
+// The published state directory under `resume_dir`, or "" if there is none.
+fs::path FindResumeState(const fs::path& resume_dir) {
+  for (const char* name : {kResumeStateDir, "state.old"}) {
+    if (fs::exists(resume_dir / name / kResumeStateJson)) return resume_dir / name;
+  }
+  return {};
+}
+
 // Trains one head per entry of `dimensions` (config.score_heads of them);
 // every pair of `train` and `val` has a head there.
 Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train,
                                         const std::vector<PreferencePair>& val,
                                         const std::vector<std::string>& dimensions,
                                         ModelConfig config, const torch::Device& device,
-                                        const TrainOptions& options) {
+                                        const TrainOptions& options, WarmStart* warm) {
   TransformerRun run;
   const bool use_bf16 = device.is_cuda();
-  // 1. Tokenizer, on distinct prompts and all responses.
+  // 0. A resume state of this very run, if one was left behind.
+  const fs::path resume_dir = options.resume_dir;
+  const std::string fingerprint =
+      RunFingerprint(train, val, dimensions, config, device, options, warm ? warm->identity : "");
+  json resumed;  // state.json of the state resumed from; null = none
+  fs::path resume_from;
+  if (!resume_dir.empty()) {
+    resume_from = FindResumeState(resume_dir);
+    if (!resume_from.empty()) {
+      auto text = ReadWholeFile(resume_from / kResumeStateJson);
+      json j = text.ok() ? json::parse(*text, nullptr, false) : json();
+      if (j.is_object() && j.value("fingerprint", std::string()) == fingerprint) {
+        resumed = std::move(j);
+      } else {
+        spdlog::warn(
+            "trainer: discarding the resume state in {}: it belongs to another run (training "
+            "data, options, architecture or warm-start checkpoint differ)",
+            resume_from.string());
+        RemoveResumeState(resume_dir);
+      }
+    }
+  }
+  // 1. Tokenizer, on distinct prompts and all responses (a warm start keeps
+  // its checkpoint's; a resumed run reads the one it saved).
   std::vector<std::string_view> texts;
-  {
+  if (!warm && resumed.is_null()) {
     std::unordered_map<std::string_view, bool> seen_prompts;
     for (const auto& p : train) {
       if (seen_prompts.emplace(p.prompt, true).second) texts.push_back(p.prompt);
@@ -877,12 +1138,20 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
     }
   }
   const double t_tok = MonotonicSeconds();
-  auto tokenizer = BpeTokenizer::Train(texts, config.vocab_size);
+  auto tokenizer = warm ? Result<BpeTokenizer>(std::move(*warm->tokenizer))
+                   : !resumed.is_null()
+                       ? BpeTokenizer::LoadFile((resume_from / kTokenizerFile).string())
+                       : BpeTokenizer::Train(texts, config.vocab_size);
   if (!tokenizer.ok()) return tokenizer.status();
-  run.requested_vocab = config.vocab_size;
+  run.requested_vocab = warm ? warm->requested_vocab : config.vocab_size;
   config.vocab_size = tokenizer->vocab_size();  // a small corpus may learn fewer merges
-  spdlog::info("trainer: tokenizer learned {} ids (asked {}) from {} texts in {:.1f}s",
-               config.vocab_size, run.requested_vocab, texts.size(), MonotonicSeconds() - t_tok);
+  if (warm || !resumed.is_null()) {
+    spdlog::info("trainer: tokenizer of {} ids from {}", config.vocab_size,
+                 warm ? "the warm-start checkpoint" : "the resume state");
+  } else {
+    spdlog::info("trainer: tokenizer learned {} ids (asked {}) from {} texts in {:.1f}s",
+                 config.vocab_size, run.requested_vocab, texts.size(), MonotonicSeconds() - t_tok);
+  }
 
   // 2. Encode once.
   std::vector<EncodedPair> data;
@@ -913,8 +1182,8 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
 
   // 3. Model and optimiser. No dropout, so the only randomness is the
   // initialisation and the batch order, both from options.seed.
-  RewardTransformer net(config);
-  net->InitWeights(options.seed);
+  RewardTransformer net = warm ? *warm->net : RewardTransformer(config);
+  if (!warm) net->InitWeights(options.seed);
   net->to(device);
   net->train();
   auto optimizer = MakeOptimizer(net, options);
@@ -947,15 +1216,82 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
     }
   };
   int64_t step = 0;
+  int start_epoch = 0;
+  double seconds_before = 0;  // training time of the run before it resumed
+  if (!resumed.is_null()) {
+    // Everything the remaining steps depend on: weights, optimizer moments,
+    // the step (the learning rate follows from it), the epoch's batch order.
+    RLAIF_RETURN_IF_ERROR(LoadWeights(net, resume_from / "weights.pt"));
+    torch::load(*optimizer, (resume_from / "optimizer.pt").string());
+    if (device.is_cuda()) {
+      for (auto& [key, state] : optimizer->state()) {
+        auto& s = static_cast<torch::optim::AdamWParamState&>(*state);
+        s.exp_avg(s.exp_avg().to(device));
+        s.exp_avg_sq(s.exp_avg_sq().to(device));
+        if (s.max_exp_avg_sq().defined()) s.max_exp_avg_sq(s.max_exp_avg_sq().to(device));
+      }
+    }
+    if (fs::exists(resume_from / "best.pt")) best_params = ReadTensors(resume_from / "best.pt", device);
+    step = resumed.at("step").get<int64_t>();
+    start_epoch = resumed.at("epoch").get<int>();
+    std::istringstream(resumed.at("rng").get<std::string>()) >> rng;
+    run.best_step = resumed.at("best_step").get<int64_t>();
+    const json best_loss = resumed.at("best_validation_loss");
+    run.best_validation_loss =
+        best_loss.is_number() ? best_loss.get<double>() : std::numeric_limits<double>::quiet_NaN();
+    validations_without_gain = resumed.at("validations_without_gain").get<int>();
+    run.real_tokens = resumed.at("real_tokens").get<int64_t>();
+    run.padded_tokens = resumed.at("padded_tokens").get<int64_t>();
+    seconds_before = resumed.at("train_seconds").get<double>();
+    run.resumed_from_step = step;
+    spdlog::info("trainer: resuming at step {}/{} from {}", step, total_steps,
+                 resume_from.string());
+  }
+  std::string rng_at_epoch_start;
+  std::string tokenizer_json;  // for the resume state; serialised once
+  double last_save = MonotonicSeconds();
+  const double t_train = MonotonicSeconds();
+  auto save_state = [&](int epoch) -> Status {
+    if (resume_dir.empty()) return Status::Ok();
+    if (tokenizer_json.empty()) tokenizer_json = tokenizer->ToJson();
+    const json scalars = {
+        {"fingerprint", fingerprint},
+        {"step", step},
+        {"total_steps", total_steps},
+        {"epoch", epoch},
+        {"rng", rng_at_epoch_start},
+        {"best_step", run.best_step},
+        {"best_validation_loss", std::isfinite(run.best_validation_loss)
+                                     ? json(run.best_validation_loss)
+                                     : json()},
+        {"validations_without_gain", validations_without_gain},
+        {"real_tokens", run.real_tokens},
+        {"padded_tokens", run.padded_tokens},
+        {"train_seconds", seconds_before + MonotonicSeconds() - t_train},
+        {"saved", FormatTimeMs(NowMs())}};
+    last_save = MonotonicSeconds();
+    return SaveResumeState(resume_dir, scalars, net, *optimizer, best_params, tokenizer_json);
+  };
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
   int64_t loss_count = 0;
-  const double t_train = MonotonicSeconds();
   bool stop = false;
-  for (int epoch = 0; epoch < options.epochs && !stop; ++epoch) {
-    for (const auto& batch : MakeEpochBatches(data, batch_size, rng)) {
+  for (int epoch = start_epoch; epoch < options.epochs && !stop; ++epoch) {
+    std::ostringstream rng_text;
+    rng_text << rng;
+    rng_at_epoch_start = rng_text.str();
+    const auto batches = MakeEpochBatches(data, batch_size, rng);
+    // A resumed epoch skips the batches done before the state was saved.
+    const size_t first = epoch == start_epoch
+                             ? static_cast<size_t>(step - epoch * steps_per_epoch)
+                             : 0;
+    for (size_t b = first; b < batches.size(); ++b) {
+      const auto& batch = batches[b];
       if (options.cancelled && options.cancelled()) {
+        Status saved = save_state(epoch);
+        if (!saved.ok()) spdlog::warn("trainer: resume state not saved: {}", saved.ToString());
         return Status::Cancelled("training cancelled at step " + std::to_string(step) + " of " +
-                                 std::to_string(total_steps));
+                                 std::to_string(total_steps) +
+                                 (resume_dir.empty() || !saved.ok() ? "" : "; resumable"));
       }
       const int64_t n = static_cast<int64_t>(batch.size());
       std::vector<const std::vector<int32_t>*> seqs;
@@ -1032,9 +1368,17 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
         }
       }
       if (options.on_progress) options.on_progress(static_cast<double>(step) / total_steps);
+      if (step < total_steps &&
+          ((options.checkpoint_every_steps > 0 && step % options.checkpoint_every_steps == 0) ||
+           (options.checkpoint_interval_s > 0 &&
+            MonotonicSeconds() - last_save >= options.checkpoint_interval_s))) {
+        // A failed save costs resumability, not the run.
+        Status saved = save_state(epoch);
+        if (!saved.ok()) spdlog::warn("trainer: resume state not saved: {}", saved.ToString());
+      }
     }
   }
-  run.train_seconds = MonotonicSeconds() - t_train;
+  run.train_seconds = seconds_before + MonotonicSeconds() - t_train;
   run.steps = step;
   if (!best_params.empty() && run.best_step != step) {
     torch::NoGradGuard no_grad;
@@ -1145,6 +1489,14 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
   // One head per dimension of the training pairs, sorted by name.
   std::vector<std::string> dimensions;
   for (const auto& p : train) dimensions.push_back(p.dimension);
+  // A warm start keeps its checkpoint's heads (and adds the new dimensions').
+  std::optional<WarmStartSource> warm_source;
+  if (!options.init_from.empty() && want_transformer) {
+    auto src = InspectWarmStart(options.init_from, options);
+    if (!src.ok()) return src.status();
+    warm_source.emplace(std::move(*src));
+    for (const auto& d : warm_source->dimensions) dimensions.push_back(d);
+  }
   std::sort(dimensions.begin(), dimensions.end());
   dimensions.erase(std::unique(dimensions.begin(), dimensions.end()), dimensions.end());
   if (dimensions.size() > static_cast<size_t>(kMaxScoreHeads)) {
@@ -1211,7 +1563,20 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
   std::shared_ptr<TorchRewardModel> transformer;
   std::string tokenizer_json;
   if (want_transformer) {
-    auto r = TrainTransformer(fit, val, dimensions, *config, *device, options);
+    std::optional<WarmStart> warm;
+    if (warm_source) {
+      const int requested_vocab = config->vocab_size;
+      config->vocab_size = warm_source->arch.vocab_size;  // the checkpoint's tokenizer
+      auto w = LoadWarmStart(options.init_from, *warm_source, *config, dimensions, options.seed,
+                             requested_vocab);
+      if (!w.ok()) return w.status();
+      warm.emplace(std::move(*w));
+      result.warm_started_from = warm->version;
+      spdlog::info("trainer: warm start from {} ({}): {} head(s) kept, {} new", warm->version,
+                   options.init_from, dimensions.size() - warm->new_heads, warm->new_heads);
+    }
+    auto r = TrainTransformer(fit, val, dimensions, *config, *device, options,
+                              warm ? &*warm : nullptr);
     if (!r.ok()) return r.status();
     run.emplace(std::move(*r));
     config->vocab_size = run->tokenizer->vocab_size();
@@ -1220,6 +1585,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
         std::move(*run->tokenizer), *run->net, *device, dimensions, version, out_dir.string(),
         std::vector<ScoreNormalization>(dimensions.size()));
     result.steps = run->steps;
+    result.resumed_from_step = run->resumed_from_step;
     result.best_step = run->best_step;
     result.stopped_early = run->stopped_early;
     result.tokens_per_second = run->real_tokens / std::max(run->train_seconds, 1e-9);
@@ -1446,6 +1812,8 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
         {"early_stop_patience", options.early_stop_patience},
         {"threads", options.threads},
         {"seed", options.seed},
+        {"init_from", result.warm_started_from},
+        {"resumed_from_step", result.resumed_from_step},
         {"steps", result.steps},
         {"best_step", result.best_step},
         {"stopped_early", result.stopped_early},
@@ -1596,8 +1964,22 @@ Result<EvalMetrics> Evaluate(const RewardModel& model, const std::vector<Prefere
 Result<TrainResult> TrainRewardModel(const std::vector<PreferencePair>& train,
                                      const std::vector<PreferencePair>& eval,
                                      const std::string& out_dir, const TrainOptions& options) {
-  return GuardExceptions("training reward model " + out_dir,
-                         [&] { return TrainImpl(train, eval, out_dir, options); });
+  auto result = GuardExceptions("training reward model " + out_dir,
+                                [&] { return TrainImpl(train, eval, out_dir, options); });
+  // A cancelled run keeps its resume state for the next one; any other end
+  // makes it useless.
+  if (!options.resume_dir.empty() &&
+      (result.ok() || result.status().code() != StatusCode::kCancelled)) {
+    RemoveResumeState(options.resume_dir);
+  }
+  return result;
+}
+
+Status CheckWarmStart(const std::string& checkpoint_dir, const TrainOptions& options) {
+  return GuardExceptions("checking warm start from " + checkpoint_dir, [&]() -> Status {
+    auto src = InspectWarmStart(checkpoint_dir, options);
+    return src.ok() ? Status::Ok() : src.status();
+  });
 }
 
 Result<std::shared_ptr<const RewardModel>> RewardModel::Load(const std::string& dir,

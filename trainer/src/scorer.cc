@@ -264,4 +264,24 @@ GateDecision DecideGate(const EvalMetrics& candidate, const EvalMetrics* live,
   return d;
 }
 
+GateDecision ApplyAnchorGate(GateDecision decision, const EvalMetrics& candidate_anchor,
+                             const EvalMetrics* live_anchor, double max_regression) {
+  if (!decision.promote || max_regression < 0 || live_anchor == nullptr) return decision;
+  if (!std::isfinite(candidate_anchor.accuracy)) {
+    return {false, "refused: candidate anchor accuracy is not finite"};
+  }
+  const double floor = live_anchor->accuracy - max_regression;
+  if (candidate_anchor.accuracy < floor) {
+    return {false, "refused: candidate anchor accuracy " + Fmt(candidate_anchor.accuracy) +
+                       " regresses below live " + Fmt(live_anchor->accuracy) + " - allowed " +
+                       Fmt(max_regression) + " = " + Fmt(floor) + " (" +
+                       std::to_string(candidate_anchor.pairs) + " anchor pairs); held-out: " +
+                       decision.reason};
+  }
+  decision.reason += "; anchor accuracy " + Fmt(candidate_anchor.accuracy) + " vs live " +
+                     Fmt(live_anchor->accuracy) + " (allowed regression " + Fmt(max_regression) +
+                     ")";
+  return decision;
+}
+
 }  // namespace rlaif::trainer

@@ -141,6 +141,9 @@ struct ModelConfig {
 struct GateConfig {
   double min_accuracy = 0.0;   // held-out accuracy floor for promotion, [0,1]
   double max_regression = 0.02;  // allowed accuracy drop vs. live model on the same holdout
+  // Allowed anchor-set accuracy drop vs. the live model (trainer.anchor_pairs),
+  // [0,1]; < 0 (default, key absent) = the anchor set is reported, not gated on.
+  double anchor_max_regression = -1;
 };
 
 struct TrainerConfig {
@@ -153,6 +156,20 @@ struct TrainerConfig {
   double learning_rate = 1e-3;   // AdamW peak learning rate
   int threads = 1;               // intra-op threads for training (OpenBLAS keeps its own)
   uint64_t seed = 42;            // RNG seed
+  // "refresh" (default): a run warm-starts from the live model and trains one
+  // pass over the labels newer than the live model's data plus a replay
+  // sample of older ones; it falls back to "scratch" (all labels, new
+  // tokenizer and weights) when there is no live model to start from, it is
+  // incompatible, or a periodic full retrain is due.
+  std::string mode = "refresh";
+  double replay_ratio = 1.0;    // older pairs replayed per new pair in a refresh, [0, 100]
+  int full_retrain_every = 10;  // the Nth refresh in a row retrains from scratch; 0 = never
+  // Resumable training state saved this often (and on shutdown) under
+  // <data_dir>/training-state; 0 = only on shutdown.
+  double checkpoint_interval_s = 60;
+  // JSONL of fixed (human) pairs, TRL format, evaluated for every candidate
+  // and the live model; "" (default) = none.
+  std::string anchor_pairs;
   ModelConfig model;
   GateConfig gate;
 };

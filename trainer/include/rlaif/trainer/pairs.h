@@ -47,4 +47,15 @@ Result<PreferencePair> SplitHhTranscripts(const std::string& chosen, const std::
 // The same prompt is always on the same side, for every caller.
 bool InHoldout(const std::string& prompt, double fraction);
 
+// Continuous refresh: the pairs of one refresh run, `fresh` (new since the
+// model it starts from) plus a replay sample of `older` ones so that the
+// model does not forget them: round(replay_ratio * fresh.size()) pairs of
+// `older` (all of them if fewer), drawn without replacement by a generator
+// seeded with `seed` (same inputs, same sample), in their order in `older`.
+// `replayed` (optional) receives how many were drawn.
+std::vector<PreferencePair> MixReplay(const std::vector<PreferencePair>& fresh,
+                                      const std::vector<PreferencePair>& older,
+                                      double replay_ratio, uint64_t seed,
+                                      int64_t* replayed = nullptr);
+
 }  // namespace rlaif::trainer

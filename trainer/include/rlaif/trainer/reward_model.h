@@ -89,6 +89,29 @@ struct TrainOptions {
   // explain), and scores with that feature's weight times (1 - damping).
   // Default 0 (off).
   double length_damping = 0.0;
+  // Warm start (continuous refresh): a checkpoint directory whose tokenizer,
+  // architecture and weights training starts from instead of a new tokenizer
+  // and random weights. "" (default) = from scratch. Heads are matched by
+  // dimension name; a dimension of `train` the checkpoint lacks gets a freshly
+  // initialised head, and the checkpoint's other heads are kept. Requires
+  // CheckWarmStart(init_from, options) to pass (else kFailedPrecondition);
+  // applies to the transformer (model_type "transformer" or "ensemble"; an
+  // ensemble's linear member is retrained on `train`).
+  std::string init_from;
+  // Resumable training: a directory for this run's resumable state (weights,
+  // optimizer state, step, batch-order RNG, best weights, tokenizer), saved
+  // as "<resume_dir>/state" (written to a temp dir, then renamed) every
+  // checkpoint_every_steps steps, every checkpoint_interval_s seconds, and
+  // when the run is cancelled. If the directory already holds the state of
+  // the same run (same training and validation pairs, options, architecture
+  // and warm-start checkpoint), training resumes from it; the state of any
+  // other run is discarded with a log line. The state is removed when the run
+  // ends other than by cancellation. "" (default) = not resumable.
+  // On the CPU a resumed run ends with the same weights, bit for bit, as an
+  // uninterrupted one (tested).
+  std::string resume_dir;
+  int checkpoint_every_steps = 0;     // 0 (default) = not by steps
+  double checkpoint_interval_s = 0;   // 0 (default) = not by time
   // Polled between steps; returning true aborts with kCancelled.
   std::function<bool()> cancelled;
   // Called between steps with progress in [0,1].
@@ -143,7 +166,17 @@ struct TrainResult {
   int64_t validation_pairs = 0;
   int64_t best_step = 0;        // step whose weights were kept (= steps without validation)
   bool stopped_early = false;
+  std::string warm_started_from;  // version of TrainOptions::init_from; "" = from scratch
+  int64_t resumed_from_step = 0;  // step the run resumed at from resume_dir; 0 = none
 };
+
+// Whether a model can be trained from the checkpoint in `checkpoint_dir`
+// with `options` (TrainOptions::init_from): OK if it is a transformer (or
+// ensemble) checkpoint whose architecture equals the one `options` asks for
+// (preset and explicit sizes; the vocabulary size asked when it was trained)
+// and whose heads are named; kFailedPrecondition with the reason otherwise
+// (kNotFound if there is no checkpoint). Reads config.json only.
+Status CheckWarmStart(const std::string& checkpoint_dir, const TrainOptions& options);
 
 // Trains from scratch on `train` (tokenizer included), evaluates on `eval`,
 // and writes the checkpoint to `out_dir` (must not exist; parent created).

@@ -116,4 +116,14 @@ struct GateOptions {
 GateDecision DecideGate(const EvalMetrics& candidate, const EvalMetrics* live,
                         const GateOptions& options);
 
+// The anchor-set check that follows DecideGate when it is configured
+// (trainer.gate.anchor_max_regression >= 0): refuses a `decision` to promote
+// when the candidate's accuracy on the anchor pairs is not finite or drops
+// more than `max_regression` below the live model's on the same pairs, and
+// appends the comparison to the reason otherwise. `decision` is returned
+// unchanged when it already refuses, max_regression < 0, or `live_anchor` is
+// null (no live model).
+GateDecision ApplyAnchorGate(GateDecision decision, const EvalMetrics& candidate_anchor,
+                             const EvalMetrics* live_anchor, double max_regression);
+
 }  // namespace rlaif::trainer
