@@ -389,13 +389,62 @@ Result<LineParser> LineParser::Create(const SourceConfig& source) {
   return parser;
 }
 
+// simdjson refuses integers beyond 64 bits (NUMBER_ERROR) although they are
+// valid JSON; JSON parsers commonly read them as doubles. Returns `line` with
+// ".0" appended to every integer literal (outside strings) too long for 64
+// bits, so that it parses as a double, as nlohmann::json would read it.
+std::string WidenBigIntegers(std::string_view line) {
+  std::string out;
+  out.reserve(line.size() + 16);
+  bool in_string = false;
+  for (size_t i = 0; i < line.size();) {
+    const char c = line[i];
+    if (in_string) {
+      out.push_back(c);
+      if (c == '\\' && i + 1 < line.size()) {
+        out.push_back(line[i + 1]);
+        i += 2;
+        continue;
+      }
+      if (c == '"') in_string = false;
+      ++i;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      out.push_back(c);
+      ++i;
+      continue;
+    }
+    if ((c >= '0' && c <= '9') || c == '-') {
+      size_t j = i + (c == '-' ? 1 : 0);
+      const size_t digits_at = j;
+      while (j < line.size() && line[j] >= '0' && line[j] <= '9') ++j;
+      out.append(line.substr(i, j - i));
+      const bool integral = j >= line.size() || (line[j] != '.' && line[j] != 'e' && line[j] != 'E');
+      if (integral && j - digits_at > 18) out.append(".0");
+      i = j;
+      continue;
+    }
+    out.push_back(c);
+    ++i;
+  }
+  return out;
+}
+
 Status LineParser::Parse(std::string_view line, ParsedLine* out) const {
   // NUL bytes are never valid JSON text; naming them is worth one memchr.
   if (line.find('\0') != std::string_view::npos) {
     return Reject("nul_byte", "the line contains a NUL byte");
   }
   element root;
-  if (auto err = ThreadParser().parse(line.data(), line.size()).get(root); err) {
+  auto err = ThreadParser().parse(line.data(), line.size()).get(root);
+  std::string widened;  // keeps the re-parsed text alive while `root` is used
+  if (err == simdjson::NUMBER_ERROR) {  // also what 3.0 reports for integers beyond 64 bits
+    widened = WidenBigIntegers(line);
+    err = ThreadParser().parse(widened.data(), widened.size()).get(root);
+  }
+  if (err) {
     // Rare: classify with the byte-level checks so the reason is specific.
     std::string pre = PrecheckLine(line);
     if (err == simdjson::DEPTH_ERROR || pre == "too_deep") {

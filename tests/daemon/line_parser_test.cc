@@ -35,6 +35,20 @@ TEST(LineParserTest, SimpleReadsPromptResponseModelAndMetadata) {
   EXPECT_EQ(pl.metadata, (std::vector<KV>{{"n", "3"}, {"route", "/chat"}}));
 }
 
+TEST(LineParserTest, IntegersBeyond64BitsAreReadAsNumbersNotRejectedAsBadJson) {
+  auto p = Make("simple");
+  ParsedLine pl;
+  // Valid JSON that simdjson alone refuses (BIGINT_ERROR): the line is kept.
+  ASSERT_TRUE(p.Parse(R"({"prompt":"big \"1234567890123456789012345\" text","metadata":)"
+                      R"({"big":123456789012345678901234567890,"neg":-92233720368547758090,)"
+                      R"("ok":7}})",
+                      &pl)
+                  .ok());
+  EXPECT_EQ(pl.prompt, "big \"1234567890123456789012345\" text");  // strings untouched
+  EXPECT_EQ(Reason(p, R"({"prompt":123456789012345678901234567890123456789})"), "bad_prompt_type");
+  EXPECT_EQ(Reason(p, R"({"prompt":1e999999})"), "bad_json");
+}
+
 TEST(LineParserTest, OpenAiChatSingleTurnIsTheUserContentVerbatim) {
   auto p = Make("openai-chat");
   ParsedLine pl;

@@ -127,8 +127,16 @@ def main(args, tmp):
         s = get_json(base + "/v1/status")
         c, q = s["counts"], s["queues"]
         return s if (c["prompts"] == written and q["generate"]["depth"] == 0 and
-                     q["judge"]["depth"] == 0 and not s["training"]["running"]) else None
-    s = wait_for(settled, 600, f"{written} prompts stored and every queue drained", interval=1)
+                     q["judge"]["depth"] == 0) else None
+    wait_for(settled, 900, f"{written} prompts stored and every queue drained", interval=1)
+    # A training run may be going: SIGTERM cancels it cleanly. The checks run
+    # on a restarted daemon that does not train (an operator's verification run).
+    check(d.term(timeout=60) == 0, "rlaifd did not stop cleanly after the kills")
+    config["trainer"]["min_new_labels"] = 1000000000
+    json.dump(config, open(path, "w"))
+    d, port = start_rlaifd(args.bin, path, tmp)
+    base = f"http://127.0.0.1:{port}"
+    s = get_json(base + "/v1/status")
     c = s["counts"]
 
     # Every line exactly once.
