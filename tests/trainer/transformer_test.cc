@@ -52,7 +52,7 @@ torch::Tensor ReferenceScores(RewardTransformer& net, const torch::Tensor& ids,
     x = x + lin(torch::gelu(lin(ln(x, b + "ln2"), b + "fc_in")), b + "fc_out");
   }
   auto last = x.index({torch::arange(batch), lengths - 1});
-  return lin(ln(last, "ln_f"), "head").squeeze(-1);
+  return lin(ln(last, "ln_f"), "head");  // [batch, heads]
 }
 
 void ExpectSameScoresAndGradients(bool causal) {
@@ -70,7 +70,7 @@ void ExpectSameScoresAndGradients(bool causal) {
   EXPECT_TRUE(torch::allclose(scores, reference, 1e-5, 1e-5)) << scores << "\nvs reference\n"
                                                               << reference;
   // The same gradients for every parameter (padding never leaks in).
-  auto weights = torch::linspace(-1, 1, 5);
+  auto weights = torch::linspace(-1, 1, 5).unsqueeze(1);
   (scores * weights).sum().backward();
   std::map<std::string, torch::Tensor> grads;
   for (const auto& item : net->named_parameters()) {
