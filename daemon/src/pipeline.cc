@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -750,18 +751,24 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                        std::to_string(config_.trainer.full_retrain_every) + ")";
     } else if (warm = trainer::CheckWarmStart(live->dir(), opt); !warm.ok()) {
       scratch_reason = warm.message();
-    } else {
-      const int64_t live_cutoff = lr["cutoff_ms"].get<int64_t>();
-      std::vector<trainer::PreferencePair> fresh, older;
-      for (auto& d : dated_train) {
-        (d.labelled_at_ms > live_cutoff ? fresh : older).push_back(std::move(d.pair));
-      }
-      if (fresh.empty()) {
+    } else if (const int64_t live_cutoff = lr["cutoff_ms"].get<int64_t>();
+               std::none_of(dated_train.begin(), dated_train.end(),
+                            [&](const auto& d) { return d.labelled_at_ms > live_cutoff; })) {
+      // Nothing new to refresh on: an automatic run is skipped; an operator's
+      // explicit request retrains from scratch on everything.
+      if (trigger != "manual") {
         (void)store_.MarkTrained(labels_at);
         return finish("", "skipped",
                       "no new training pairs since the live model " + live->version() +
                           "'s labels (up to " + FormatTimeMs(live_cutoff) + "; " +
                           std::to_string(holdout.size()) + " held out)");
+      }
+      scratch_reason = "manual run with no labels newer than the live model " +
+                       live->version() + ": full retrain";
+    } else {
+      std::vector<trainer::PreferencePair> fresh, older;
+      for (auto& d : dated_train) {
+        (d.labelled_at_ms > live_cutoff ? fresh : older).push_back(std::move(d.pair));
       }
       int64_t replayed = 0;
       // Another sample for every run, the same one when a run is resumed.
