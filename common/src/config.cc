@@ -331,6 +331,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
   if (const json* s = top.Object("sampling")) {
     ObjectReader r(*s, "sampling", &problems);
     r.Double("rate", &c.sampling.rate, 0, 1);
+    r.String("key", &c.sampling.key, false, {"line", "prompt"});
     r.Bool("dedupe", &c.sampling.dedupe);
     r.Int("min_prompt_chars", &c.sampling.min_prompt_chars, 0, 1 << 30);
     r.Int("max_prompt_chars", &c.sampling.max_prompt_chars, 1, 1 << 30);

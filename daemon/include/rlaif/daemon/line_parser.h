@@ -101,4 +101,20 @@ std::string RejectReason(const Status& status);
 // else "nul_byte", "invalid_utf8" or "too_deep" (nesting beyond kMaxJsonDepth).
 std::string PrecheckLine(std::string_view line);
 
+// Raw-line sampling (sampling.key "line", see ingest.h): decided before a line
+// is parsed, from its bytes alone.
+//
+// A 64-bit hash of the raw bytes, fast (four independent 8-byte lanes, about
+// an order of magnitude faster than Hash64) and the same on every platform
+// (words are read little-endian). Changing it changes which lines are sampled;
+// it names nothing stored.
+uint64_t LineSampleHash(std::string_view line);
+
+// False only when the line cannot carry a logged pair: it contains neither
+// the key "ab" nor "rewrite" as written bytes (`"ab"`, `"rewrite"`), nor a
+// `\u006`/`\u007` escape that could spell a letter of one of them. A cheap
+// necessary condition (one vectorized pass), so that lines sampling drops need
+// no parse to know that they are not pairs, which skip the rate.
+bool MayCarryLoggedPair(std::string_view line);
+
 }  // namespace rlaif::daemon
