@@ -113,14 +113,16 @@ bool AppendJsonString(std::string_view s, std::string* out) {
   size_t run = 0;  // start of the bytes not yet copied
   for (size_t i = 0; i < s.size();) {
 #ifdef RLAIF_RECORDS_SSE2
-    // Sixteen plain bytes at a time: signed, bytes >= 0x80 are below 0x20 too.
+    // Sixteen plain bytes at a time: in the signed compare bytes >= 0x80 are
+    // below 0x20 too (multi-byte sequences are checked below).
     {
       const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
                     slash = _mm_set1_epi8('\\');
       while (i + 16 <= s.size()) {
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i));
+        const __m128i low = _mm_cmplt_epi8(v, space);
         const __m128i special = _mm_or_si128(
-            _mm_cmplt_epi8(v, space), _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, slash)));
+            low, _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, slash)));
         const int m = _mm_movemask_epi8(special);
         if (m != 0) {
           i += static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(m)));
