@@ -526,13 +526,16 @@ Result<LineParser> LineParser::Create(const SourceConfig& source) {
   return parser;
 }
 
-Status LineParser::Parse(std::string_view line, ParsedLine* out) const {
+static_assert(kLineParsePadding >= simdjson::SIMDJSON_PADDING);
+
+Status LineParser::Parse(std::string_view line, ParsedLine* out, size_t readable_after) const {
   // NUL bytes are never valid JSON text; naming them is worth one memchr.
   if (line.find('\0') != std::string_view::npos) {
     return Reject("nul_byte", "the line contains a NUL byte");
   }
   element root;
-  if (auto err = ThreadParser().parse(line.data(), line.size()).get(root); err) {
+  const bool in_place = readable_after >= kLineParsePadding;
+  if (auto err = ThreadParser().parse(line.data(), line.size(), !in_place).get(root); err) {
     // Rare: classify with the byte-level checks so the reason is specific.
     std::string pre = PrecheckLine(line);
     if (err == simdjson::DEPTH_ERROR || pre == "too_deep") {

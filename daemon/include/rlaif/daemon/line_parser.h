@@ -54,6 +54,9 @@
 
 namespace rlaif::daemon {
 
+// Bytes past a line's end that the JSON parser may read (SIMDJSON_PADDING).
+inline constexpr size_t kLineParsePadding = 64;
+
 // Deepest accepted nesting of JSON arrays/objects in a line.
 inline constexpr int kMaxJsonDepth = 64;
 
@@ -84,7 +87,10 @@ class LineParser {
   // Parses one line (without its newline). On failure `out` is unspecified.
   // `out` may be reused across calls (its buffers are kept). Lines are
   // validated in full (UTF-8, JSON, nesting) whatever fields are read.
-  Status Parse(std::string_view line, ParsedLine* out) const;
+  // `readable_after`: bytes of memory known readable past the line's end;
+  // with at least kLineParsePadding the line is parsed in place, else it is
+  // first copied into a padded buffer.
+  Status Parse(std::string_view line, ParsedLine* out, size_t readable_after = 0) const;
 
   const std::string& format() const { return format_; }
 
