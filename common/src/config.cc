@@ -236,6 +236,11 @@ Result<Config> ParseConfig(const std::string& json_text) {
   top.Double("poll_interval_s", &c.poll_interval_s, 0.01, 60);
   top.String("log_level", &c.log_level, false, {"trace", "debug", "info", "warn", "error"});
 
+  if (const json* st = top.Object("store")) {
+    ObjectReader r(*st, "store", &problems);
+    r.Bool("compress_blobs", &c.store_compress_blobs);
+  }
+
   if (const json* api = top.Object("api")) {
     ObjectReader r(*api, "api", &problems);
     r.String("listen", &c.api.listen);

@@ -891,7 +891,8 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     rocksdb::ColumnFamilyOptions blob_options = cf_options;
     blob_options.enable_blob_files = true;
     blob_options.min_blob_size = 512;
-    blob_options.blob_compression_type = cf_options.compression_per_level.back();
+    blob_options.blob_compression_type =
+        options.compress_blobs ? cf_options.compression_per_level.back() : rocksdb::kNoCompression;
     for (const std::string& name : names) {
       const bool blobs = name == kCfNames[kPrompts] || name == kCfNames[kPairs];
       descriptors.emplace_back(name, blobs ? blob_options : cf_options);

@@ -42,6 +42,11 @@ struct StoreOptions {
   // manager; a family flushes early when the total is reached), bytes.
   // 0 = RocksDB's defaults (64 MiB per family, up to 2 each, no total bound).
   size_t write_buffer_bytes = 0;
+  // LZ4 on blob files (the prompt and pair values): less disk (the 1 GiB
+  // bench log: 0.82 GB instead of 1.24 GB) for more CPU on every flush (about
+  // 10% of ingest at rate 1.0). Applies to blob files written from now on;
+  // files already written keep their compression and stay readable either way.
+  bool compress_blobs = true;
 };
 
 // A unit of pending work. `key` is opaque and passed back on completion.
