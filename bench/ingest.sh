@@ -6,6 +6,8 @@
 #   all     sampling.rate 1.0, dedupe on (every generated prompt is distinct,
 #           so every line is stored), redaction on
 #   sample  sampling.rate 0.01, redaction on
+#   plain   as `all`, with store.compress_blobs false (no LZ4 on blob files;
+#           rlaif-ingest only)
 # Each runs under `taskset -c 0` and `/usr/bin/time -v` with a fresh store;
 # MiB/s and lines/s are over wall-clock time, including process start-up and
 # opening and closing the store. Prints one JSON line per run and a table.
@@ -57,9 +59,9 @@ timed() {
   echo "$wall $cpu $rss"
 }
 
-config() {  # $1 = rate
+config() {  # $1 = rate, $2 = store.compress_blobs
   cat > "$DATA/config.json" <<JSON
-{"data_dir": "$DATA/state", "log_level": "warn",
+{"data_dir": "$DATA/state", "log_level": "warn", "store": {"compress_blobs": ${2:-true}},
  "sources": [{"path": "$LOG", "format": "openai-chat"}],
  "sampling": {"rate": $1, "dedupe": true, "redact": true},
  "generator": {"base_url": "http://127.0.0.1:9/v1", "model": "none"},
@@ -75,13 +77,16 @@ for run in $(seq 1 "$RUNS"); do
   read -r wall cpu rss < <(timed wc -l "$LOG")
   echo "{\"run\":$run,\"what\":\"wc\",\"seconds\":$wall,\"cpu_seconds\":$cpu,\"rss_kib\":$rss,\"lines\":$(cut -d' ' -f1 "$DATA/out.txt")}" >> "$results"
   for bin in $BINS; do
-   for mode in all sample; do
-    rate=$([ "$mode" = all ] && echo 1.0 || echo 0.01)
+   modes="all sample"
+   [ "$bin" = rlaif-ingest ] && modes="all sample plain"
+   for mode in $modes; do
+    rate=$([ "$mode" = sample ] && echo 0.01 || echo 1.0)
     what="$mode/$bin"
     rm -rf "$DATA/state"
-    config "$rate"
+    config "$rate" "$([ "$mode" = plain ] && echo false || echo true)"
     read -r wall cpu rss < <(timed "$BIN/$bin" ingest --config "$DATA/config.json" --once)
-    echo "{\"run\":$run,\"what\":\"$what\",\"seconds\":$wall,\"cpu_seconds\":$cpu,\"rss_kib\":$rss,\"report\":$(cat "$DATA/out.txt")}" >> "$results"
+    store_bytes=$(du -sb "$DATA/state/store" | cut -f1)
+    echo "{\"run\":$run,\"what\":\"$what\",\"seconds\":$wall,\"cpu_seconds\":$cpu,\"rss_kib\":$rss,\"store_bytes\":$store_bytes,\"report\":$(cat "$DATA/out.txt")}" >> "$results"
    done
   done
 done
@@ -97,7 +102,7 @@ wc_cpu = {r["run"]: r["cpu_seconds"] for r in rows if r["what"] == "wc"}
 print("MiB/s, lines/s and 'of wc' are over wall-clock seconds; 'cpu MiB/s' and 'cpu of wc'")
 print("over user+system CPU seconds (robust to other load on the machine).")
 print(f"{'run':>3} {'what':<19} {'seconds':>8} {'MiB/s':>8} {'lines/s':>10} {'of wc':>6} "
-      f"{'cpu s':>7} {'cpu MiB/s':>9} {'cpu of wc':>9} {'RSS MiB':>8} {'stored':>8}")
+      f"{'cpu s':>7} {'cpu MiB/s':>9} {'cpu of wc':>9} {'RSS MiB':>8} {'stored':>8} {'store MB':>8}")
 for r in rows:
     s = max(r["seconds"], 1e-3)
     c = max(r["cpu_seconds"], 1e-3)
@@ -107,5 +112,6 @@ for r in rows:
         sys.exit(1)
     print(f"{r['run']:>3} {r['what']:<19} {s:>8.2f} {size / s / 2**20:>8.1f} {lines / s:>10.0f} "
           f"{wc[r['run']] / s:>6.1%} {c:>7.2f} {size / c / 2**20:>9.1f} {wc_cpu[r['run']] / c:>9.1%} "
-          f"{r['rss_kib'] / 1024:>8.1f} {rep.get('stored', '-'):>8}")
+          f"{r['rss_kib'] / 1024:>8.1f} {rep.get('stored', '-'):>8} "
+          f"{(str(round(r['store_bytes'] / 1e6)) if 'store_bytes' in r else '-'):>8}")
 PY

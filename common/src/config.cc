@@ -242,6 +242,11 @@ Result<Config> ParseConfig(const std::string& json_text) {
   top.Double("poll_interval_s", &c.poll_interval_s, 0.01, 60);
   top.String("log_level", &c.log_level, false, {"trace", "debug", "info", "warn", "error"});
 
+  if (const json* st = top.Object("store")) {
+    ObjectReader r(*st, "store", &problems);
+    r.Bool("compress_blobs", &c.store_compress_blobs);
+  }
+
   if (const json* api = top.Object("api")) {
     ObjectReader r(*api, "api", &problems);
     r.String("listen", &c.api.listen);
@@ -337,6 +342,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
   if (const json* s = top.Object("sampling")) {
     ObjectReader r(*s, "sampling", &problems);
     r.Double("rate", &c.sampling.rate, 0, 1);
+    r.String("key", &c.sampling.key, false, {"line", "prompt"});
     r.Bool("dedupe", &c.sampling.dedupe);
     r.Int("min_prompt_chars", &c.sampling.min_prompt_chars, 0, 1 << 30);
     r.Int("max_prompt_chars", &c.sampling.max_prompt_chars, 1, 1 << 30);

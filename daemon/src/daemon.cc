@@ -125,7 +125,9 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) return Status::IoError("cannot create data_dir " + config.data_dir + ": " + ec.message());
 
-  auto store = storage::Store::Open({.path = config.data_dir + "/store", .sync = false});
+  auto store = storage::Store::Open({.path = config.data_dir + "/store",
+                                     .sync = false,
+                                     .compress_blobs = config.store_compress_blobs});
   if (!store.ok()) return store.status();
 
   MetricsRegistry metrics;

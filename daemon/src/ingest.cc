@@ -925,6 +925,9 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
     if (sampling_.max_pending > 0 && sampling_.pending_policy == "pause") {
       pending_room_ = std::max<int64_t>(0, sampling_.max_pending - store_.Counts().queue_generate);
     }
+    // Spare capacity past the bytes read lets the parser read its SIMD
+    // padding in place instead of copying every line (LineParser::Parse).
+    chunk_.reserve(window + kLineParsePadding);
     RLAIF_RETURN_IF_ERROR(
         ReadInto(t.fd, cp.offset, std::min<uint64_t>(size - cp.offset, window), &chunk_));
     const std::string& chunk = chunk_;
@@ -956,9 +959,18 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
       ++stats->filtered;
     };
     // Order, cheapest first so that sampling spends nothing on what it drops:
-    // parse (validates the whole line) → model/metadata filters → rate (by a
-    // hash of the raw prompt) → redaction → length bounds → stratum cap.
+    // with sampling.key "line": rate (by a hash of the raw line; a dropped
+    // line is parsed only if its bytes may hold a logged pair, which skips
+    // the rate) → parse (validates the whole line) → model/metadata filters;
+    // with "prompt": parse → filters → rate (by a hash of the raw prompt).
+    // Then redaction → length bounds → stratum cap.
     ParsedLine& pl = parsed_;
+    const bool sample_lines = sampling_.rate < 1.0 && sampling_.key != "prompt";
+    const bool sample_prompts = sampling_.rate < 1.0 && sampling_.key == "prompt";
+    auto sampled_out = [&] {
+      sampled_total.Inc();
+      ++stats->sampled_out;
+    };
     auto handle = [&](std::string_view line, uint64_t line_offset) {
       if (IsBlank(line)) return;
       if (line.size() > static_cast<size_t>(source.max_line_bytes)) {
@@ -968,20 +980,33 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
                line_offset, line);
         return;
       }
-      Status ps = parser.Parse(line, &pl);
+      bool kept_only_as_pair = false;
+      if (sample_lines && !SampleKeeps(LineSampleHash(line))) {
+        if (!MayCarryLoggedPair(line)) {
+          sampled_out();
+          return;
+        }
+        kept_only_as_pair = true;
+      }
+      Status ps = parser.Parse(
+          line, &pl,
+          static_cast<size_t>(chunk.data() + chunk.capacity() - (line.data() + line.size())));
       if (!ps.ok()) {
         reject(RejectReason(ps), ps.message(), line_offset, line);
+        return;
+      }
+      // Logged pairs cost no generation: rate and stratum cap do not apply.
+      const bool logged_pair = pl.pair.kind != LoggedPair::Kind::kNone;
+      if (kept_only_as_pair && !logged_pair) {
+        sampled_out();
         return;
       }
       if (!KeepModel(pl.model) || !KeepMetadata(pl)) {
         filtered(KeepModel(pl.model) ? "metadata" : "model");
         return;
       }
-      // Logged pairs cost no generation: rate and stratum cap do not apply.
-      const bool logged_pair = pl.pair.kind != LoggedPair::Kind::kNone;
-      if (!logged_pair && sampling_.rate < 1.0 && !SampleKeeps(SampleHash(TrimView(pl.prompt)))) {
-        sampled_total.Inc();
-        ++stats->sampled_out;
+      if (!logged_pair && sample_prompts && !SampleKeeps(SampleHash(TrimView(pl.prompt)))) {
+        sampled_out();
         return;
       }
       if (!logged_pair && pending_room_ == 0) {

@@ -20,7 +20,10 @@ Result<IngestOnceReport> IngestOnce(const Config& config) {
   // A bounded memtable budget keeps a backfill's memory flat (RocksDB's
   // default is 64 MiB per column family, 2 each).
   auto store = storage::Store::Open(
-      {.path = config.data_dir + "/store", .sync = false, .write_buffer_bytes = 64 << 20});
+      {.path = config.data_dir + "/store",
+       .sync = false,
+       .write_buffer_bytes = 64 << 20,
+       .compress_blobs = config.store_compress_blobs});
   if (!store.ok()) return store.status();
   MetricsRegistry metrics;
   Ingestor ingestor(config.sources, config.sampling, **store, metrics);

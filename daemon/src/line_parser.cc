@@ -1,13 +1,15 @@
 #include "rlaif/daemon/line_parser.h"
 
-#include <nlohmann/json.hpp>
-
-#include "rlaif/daemon/line_parser.h"
-
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cstring>
 #include <nlohmann/json.hpp>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define RLAIF_X86_SIMD 1
+#endif
 
 namespace rlaif::daemon {
 
@@ -359,6 +361,141 @@ std::string PrecheckLine(std::string_view line) {
   return "";
 }
 
+namespace {
+
+uint64_t LoadLe64(const unsigned char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  w = __builtin_bswap64(w);
+#endif
+  return w;
+}
+
+uint64_t Rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+// Whether one of MayCarryLoggedPair's patterns starts at t[0].
+bool PairPatternAt(std::string_view t) {
+  if (t.starts_with("\"ab\"") || t.starts_with("\"rewrite\"")) return true;
+  return t.size() >= 5 && t.starts_with("\\u00") && (t[4] == '6' || t[4] == '7');
+}
+
+bool PairScanScalar(std::string_view t, size_t from) {
+  for (size_t i = from; i < t.size(); ++i) {
+    if ((t[i] == '"' || t[i] == '\\') && PairPatternAt(t.substr(i))) return true;
+  }
+  return false;
+}
+
+#ifdef RLAIF_X86_SIMD
+// Candidates: `"ab"`, `"rew`, `\u00` at each of 16 (SSE2) or 32 (AVX2)
+// positions per step, from four overlapping loads; the rare hits are checked
+// in full by PairPatternAt.
+bool PairScanSse2(std::string_view t) {
+  const char* s = t.data();
+  const size_t n = t.size();
+  const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), a = _mm_set1_epi8('a'),
+                b = _mm_set1_epi8('b'), r = _mm_set1_epi8('r'), e = _mm_set1_epi8('e'),
+                w = _mm_set1_epi8('w'), u = _mm_set1_epi8('u'), z = _mm_set1_epi8('0');
+  size_t i = 0;
+  for (; i + 19 <= n; i += 16) {
+    const __m128i v0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    const __m128i v1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 1));
+    const __m128i v2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 2));
+    const __m128i v3 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 3));
+    const __m128i quote = _mm_cmpeq_epi8(v0, q);
+    const __m128i ab = _mm_and_si128(_mm_and_si128(_mm_cmpeq_epi8(v1, a), _mm_cmpeq_epi8(v2, b)),
+                                     _mm_cmpeq_epi8(v3, q));
+    const __m128i rw = _mm_and_si128(_mm_and_si128(_mm_cmpeq_epi8(v1, r), _mm_cmpeq_epi8(v2, e)),
+                                     _mm_cmpeq_epi8(v3, w));
+    const __m128i es = _mm_and_si128(
+        _mm_and_si128(_mm_cmpeq_epi8(v0, bs), _mm_cmpeq_epi8(v1, u)),
+        _mm_and_si128(_mm_cmpeq_epi8(v2, z), _mm_cmpeq_epi8(v3, z)));
+    unsigned m = static_cast<unsigned>(
+        _mm_movemask_epi8(_mm_or_si128(_mm_and_si128(quote, _mm_or_si128(ab, rw)), es)));
+    for (; m != 0; m &= m - 1) {
+      if (PairPatternAt(t.substr(i + static_cast<size_t>(__builtin_ctz(m))))) return true;
+    }
+  }
+  return PairScanScalar(t, i);
+}
+
+__attribute__((target("avx2"))) bool PairScanAvx2(std::string_view t) {
+  const char* s = t.data();
+  const size_t n = t.size();
+  const __m256i q = _mm256_set1_epi8('"'), bs = _mm256_set1_epi8('\\'), a = _mm256_set1_epi8('a'),
+                b = _mm256_set1_epi8('b'), r = _mm256_set1_epi8('r'), e = _mm256_set1_epi8('e'),
+                w = _mm256_set1_epi8('w'), u = _mm256_set1_epi8('u'), z = _mm256_set1_epi8('0');
+  size_t i = 0;
+  for (; i + 35 <= n; i += 32) {
+    const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
+    const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 1));
+    const __m256i v2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 2));
+    const __m256i v3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 3));
+    const __m256i quote = _mm256_cmpeq_epi8(v0, q);
+    const __m256i ab = _mm256_and_si256(
+        _mm256_and_si256(_mm256_cmpeq_epi8(v1, a), _mm256_cmpeq_epi8(v2, b)),
+        _mm256_cmpeq_epi8(v3, q));
+    const __m256i rw = _mm256_and_si256(
+        _mm256_and_si256(_mm256_cmpeq_epi8(v1, r), _mm256_cmpeq_epi8(v2, e)),
+        _mm256_cmpeq_epi8(v3, w));
+    const __m256i es = _mm256_and_si256(
+        _mm256_and_si256(_mm256_cmpeq_epi8(v0, bs), _mm256_cmpeq_epi8(v1, u)),
+        _mm256_and_si256(_mm256_cmpeq_epi8(v2, z), _mm256_cmpeq_epi8(v3, z)));
+    unsigned m = static_cast<unsigned>(_mm256_movemask_epi8(
+        _mm256_or_si256(_mm256_and_si256(quote, _mm256_or_si256(ab, rw)), es)));
+    for (; m != 0; m &= m - 1) {
+      if (PairPatternAt(t.substr(i + static_cast<size_t>(__builtin_ctz(m))))) return true;
+    }
+  }
+  return PairScanScalar(t, i);
+}
+#endif
+
+}  // namespace
+
+uint64_t LineSampleHash(std::string_view line) {
+  constexpr uint64_t kMul = 0x9e3779b97f4a7c15ULL, kMul2 = 0xbf58476d1ce4e5b9ULL;
+  const auto* p = reinterpret_cast<const unsigned char*>(line.data());
+  size_t n = line.size();
+  // Four lanes, one multiply per 8 bytes each: independent dependency chains.
+  uint64_t h0 = 0x243f6a8885a308d3ULL ^ n, h1 = 0x13198a2e03707344ULL, h2 = 0xa4093822299f31d0ULL,
+           h3 = 0x082efa98ec4e6c89ULL;
+  auto step = [](uint64_t h, uint64_t w) { return Rotl(h ^ w, 29) * kMul; };
+  for (; n >= 32; p += 32, n -= 32) {
+    h0 = step(h0, LoadLe64(p));
+    h1 = step(h1, LoadLe64(p + 8));
+    h2 = step(h2, LoadLe64(p + 16));
+    h3 = step(h3, LoadLe64(p + 24));
+  }
+  for (; n >= 8; p += 8, n -= 8) h0 = step(h0, LoadLe64(p));
+  if (n > 0) {
+    uint64_t w = 0;
+    for (size_t i = 0; i < n; ++i) w |= static_cast<uint64_t>(p[i]) << (8 * i);
+    h1 = step(h1, w ^ (uint64_t{n} << 56));
+  }
+  uint64_t h = h0;
+  h = Rotl(h ^ (h1 * kMul2), 31) * kMul;
+  h = Rotl(h ^ (h2 * kMul2), 31) * kMul;
+  h = Rotl(h ^ (h3 * kMul2), 31) * kMul;
+  // splitmix64's finalizer.
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  return h;
+}
+
+bool MayCarryLoggedPair(std::string_view line) {
+#ifdef RLAIF_X86_SIMD
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  return avx2 ? PairScanAvx2(line) : PairScanSse2(line);
+#else
+  return PairScanScalar(line, 0);
+#endif
+}
+
 std::string RejectReason(const Status& status) {
   const std::string& m = status.message();
   return m.substr(0, m.find(':'));
@@ -432,13 +569,16 @@ std::string WidenBigIntegers(std::string_view line) {
   return out;
 }
 
-Status LineParser::Parse(std::string_view line, ParsedLine* out) const {
+static_assert(kLineParsePadding >= simdjson::SIMDJSON_PADDING);
+
+Status LineParser::Parse(std::string_view line, ParsedLine* out, size_t readable_after) const {
   // NUL bytes are never valid JSON text; naming them is worth one memchr.
   if (line.find('\0') != std::string_view::npos) {
     return Reject("nul_byte", "the line contains a NUL byte");
   }
   element root;
-  auto err = ThreadParser().parse(line.data(), line.size()).get(root);
+  const bool in_place = readable_after >= kLineParsePadding;
+  auto err = ThreadParser().parse(line.data(), line.size(), !in_place).get(root);
   std::string widened;  // keeps the re-parsed text alive while `root` is used
   if (err == simdjson::NUMBER_ERROR) {  // also what 3.0 reports for integers beyond 64 bits
     widened = WidenBigIntegers(line);

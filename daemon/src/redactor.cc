@@ -4,8 +4,14 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cctype>
 #include <cstring>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <emmintrin.h>
+#define RLAIF_REDACTOR_SSE2 1
+#endif
 
 namespace rlaif::daemon {
 
@@ -271,7 +277,7 @@ struct TextShape {
   bool at = false;               // has '@' (emails)
   bool long_token = false;       // has a run of >= kMinSecretRun [A-Za-z0-9_+/=.~-]
   bool ipv6_run = false;         // has a run of [0-9A-Fa-f:.] with >= 2 colons
-  int64_t dots = 0;
+  int64_t dots = 0;               // exact below 255 (may saturate above)
   int64_t longest_number = 0;    // most digits in one run of digits joined by gaps
                                  // of at most 2 characters from " -.()+"
 };
@@ -284,23 +290,105 @@ constexpr size_t kMinSecretRun = 16;
 
 bool IsTokenChar(char c) { return IsAlnum(c) || (c != 0 && std::strchr("_+/=.~-", c) != nullptr); }
 
+#ifdef RLAIF_REDACTOR_SSE2
+// Bit i set iff p[i] is a token character (IsTokenChar), for 16 bytes:
+// [-./0-9] is one range, letters are [a-z] after setting bit 0x20, and bytes
+// >= 0x80 are negative in the signed compares, so never token characters.
+inline uint32_t TokenMask16(const char* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i lower = _mm_or_si128(v, _mm_set1_epi8(0x20));
+  const __m128i punct_digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(0x2C)),
+                                            _mm_cmplt_epi8(v, _mm_set1_epi8(0x3A)));
+  const __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(lower, _mm_set1_epi8(0x60)),
+                                       _mm_cmplt_epi8(lower, _mm_set1_epi8(0x7B)));
+  const __m128i other = _mm_or_si128(
+      _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('+')), _mm_cmpeq_epi8(v, _mm_set1_epi8('='))),
+      _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('_')), _mm_cmpeq_epi8(v, _mm_set1_epi8('~'))));
+  return static_cast<uint32_t>(
+      _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(punct_digit, letter), other)));
+}
+
+inline __m128i DigitVec16(__m128i v) {
+  return _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                       _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+}
+inline uint32_t DigitMask16(__m128i v) {
+  return static_cast<uint32_t>(_mm_movemask_epi8(DigitVec16(v)));
+}
+// The sum of the 16 bytes of `v`.
+inline int64_t SumBytes16(__m128i v) {
+  const __m128i s = _mm_sad_epu8(v, _mm_setzero_si128());
+  return _mm_cvtsi128_si64(s) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s));
+}
+
+// Whether `t` has a run of at least kMinSecretRun token characters: token
+// bitmasks of 64 bytes at a time, runs found by shifting and and-ing (a set
+// bit i of x & x>>1 & ... & x>>15 starts a run of 16), `run` carrying the
+// length of the run that reaches the end of the previous 64 bytes.
+bool HasLongTokenRun(std::string_view t) {
+  static_assert(kMinSecretRun == 16);
+  const char* p = t.data();
+  const size_t n = t.size();
+  uint64_t run = 0;
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const uint64_t m = uint64_t{TokenMask16(p + i)} | (uint64_t{TokenMask16(p + i + 16)} << 16) |
+                       (uint64_t{TokenMask16(p + i + 32)} << 32) |
+                       (uint64_t{TokenMask16(p + i + 48)} << 48);
+    if (run + static_cast<uint64_t>(std::countr_one(m)) >= kMinSecretRun) return true;
+    uint64_t x = m & (m >> 1);
+    x &= x >> 2;
+    x &= x >> 4;
+    x &= x >> 8;
+    if (x != 0) return true;
+    run = static_cast<uint64_t>(std::countl_one(m));  // m != ~0 here
+  }
+  for (; i < n; ++i) {
+    run = IsTokenChar(p[i]) ? run + 1 : 0;
+    if (run >= kMinSecretRun) return true;
+  }
+  return false;
+}
+#endif
+
 TextShape Shape(std::string_view t) {
   static const auto kToken = [] {
     std::array<bool, 256> table{};
     for (int c = 0; c < 256; ++c) table[c] = IsTokenChar(static_cast<char>(c));
     return table;
   }();
-  auto token = [&](size_t i) { return kToken[static_cast<unsigned char>(t[i])]; };
+  [[maybe_unused]] auto token = [&](size_t i) { return kToken[static_cast<unsigned char>(t[i])]; };
   TextShape s;
   // Counts first: a loop the compiler vectorizes.
   int64_t digits = 0, dots = 0, ats = 0;
-  for (char c : t) {
+  size_t counted = 0;
+#ifdef RLAIF_REDACTOR_SSE2
+  // Per-byte-lane counters that saturate at 255: the sums are exact below
+  // 255, which is all the callers compare against (digits >= 4, dots >= 3, @ > 0).
+  {
+    const __m128i one = _mm_set1_epi8(1);
+    __m128i dg = _mm_setzero_si128(), dt = dg, at = dg;
+    for (; counted + 16 <= t.size(); counted += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t.data() + counted));
+      dg = _mm_adds_epu8(dg, _mm_and_si128(DigitVec16(v), one));
+      dt = _mm_adds_epu8(dt, _mm_and_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')), one));
+      at = _mm_adds_epu8(at, _mm_and_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('@')), one));
+    }
+    digits = SumBytes16(dg);
+    dots = SumBytes16(dt);
+    ats = SumBytes16(at);
+  }
+#endif
+  for (char c : t.substr(counted)) {
     digits += static_cast<unsigned char>(c - '0') < 10;
     dots += c == '.';
     ats += c == '@';
   }
   s.at = ats > 0;
   s.dots = dots;
+#ifdef RLAIF_REDACTOR_SSE2
+  s.long_token = HasLongTokenRun(t);
+#else
   // A run of kMinSecretRun covers exactly one position p with p % kMinSecretRun
   // == kMinSecretRun - 1: only those are probed, and runs measured around hits.
   for (size_t p = kMinSecretRun - 1; p < t.size() && !s.long_token; p += kMinSecretRun) {
@@ -310,6 +398,7 @@ TextShape Shape(std::string_view t) {
     while (e < t.size() && token(e)) ++e;
     s.long_token = e - b >= kMinSecretRun;  // else the run ends before the next probe
   }
+#endif
   auto ipv6_char = [&](size_t i) { return IsHex(t[i]) || t[i] == ':' || t[i] == '.'; };
   for (size_t c = t.find(':'); c != std::string_view::npos && !s.ipv6_run; c = t.find(':', c + 1)) {
     size_t e = c + 1;
@@ -326,7 +415,16 @@ TextShape Shape(std::string_view t) {
     for (size_t b = 0; b < t.size(); b += kBlock) {
       const size_t e = std::min(t.size(), b + kBlock);
       bool any = false;
-      for (size_t i = b; i < e; ++i) any |= static_cast<unsigned char>(t[i] - '0') < 10;
+#ifdef RLAIF_REDACTOR_SSE2
+      if (e - b == kBlock) {
+        any = (DigitMask16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t.data() + b))) |
+               DigitMask16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t.data() + b + 16)))) !=
+              0;
+      } else
+#endif
+      {
+        for (size_t i = b; i < e; ++i) any |= static_cast<unsigned char>(t[i] - '0') < 10;
+      }
       if (!any) {
         number = 0;
         gap = 3;

@@ -12,6 +12,11 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <emmintrin.h>
+#define RLAIF_RECORDS_SSE2 1
+#endif
+
 namespace rlaif::storage {
 
 namespace {
@@ -107,6 +112,26 @@ bool AppendJsonString(std::string_view s, std::string* out) {
   out->push_back('"');
   size_t run = 0;  // start of the bytes not yet copied
   for (size_t i = 0; i < s.size();) {
+#ifdef RLAIF_RECORDS_SSE2
+    // Sixteen plain bytes at a time: in the signed compare bytes >= 0x80 are
+    // below 0x20 too (multi-byte sequences are checked below).
+    {
+      const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
+                    slash = _mm_set1_epi8('\\');
+      while (i + 16 <= s.size()) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i));
+        const __m128i low = _mm_cmplt_epi8(v, space);
+        const __m128i special = _mm_or_si128(
+            low, _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, slash)));
+        const int m = _mm_movemask_epi8(special);
+        if (m != 0) {
+          i += static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(m)));
+          break;
+        }
+        i += 16;
+      }
+    }
+#endif
     // Eight plain bytes at a time: none below 0x20, '"', '\\' or >= 0x80.
     constexpr uint64_t kOnes = 0x0101010101010101ULL, kHigh = 0x8080808080808080ULL;
     while (i + 8 <= s.size()) {
@@ -154,9 +179,16 @@ bool AppendJsonString(std::string_view s, std::string* out) {
 }  // namespace
 
 std::string EncodePrompt(const PromptRecord& r) {
+  std::string out;
+  EncodePromptInto(r, &out);
+  return out;
+}
+
+void EncodePromptInto(const PromptRecord& r, std::string* out_buf) {
   // Hot on ingest: written directly, byte for byte what the json path below
   // writes (keys sorted, compact), unless a field is not valid UTF-8.
-  std::string out;
+  std::string& out = *out_buf;
+  out.clear();
   out.reserve(r.text.size() + r.logged_response.size() + r.source_path.size() + 128);
   out.append("{\"id\":");
   bool ok = AppendJsonString(r.id, &out);
@@ -169,7 +201,7 @@ std::string EncodePrompt(const PromptRecord& r) {
   out.append(",\"text\":");
   ok = ok && AppendJsonString(r.text, &out);
   out.append(",\"v\":").append(std::to_string(kSchemaVersion)).append("}");
-  if (ok) return out;
+  if (ok) return;
   json j = Envelope();
   j["id"] = r.id;
   j["text"] = r.text;
@@ -177,7 +209,7 @@ std::string EncodePrompt(const PromptRecord& r) {
   j["source_path"] = r.source_path;
   j["source_offset"] = r.source_offset;
   j["ingested_at_ms"] = r.ingested_at_ms;
-  return Dump(j);
+  out = Dump(j);
 }
 
 Result<PromptRecord> DecodePrompt(const std::string& bytes) {

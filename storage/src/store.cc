@@ -237,6 +237,12 @@ class RocksStore final : public Store {
       const int64_t now = NowMs();
       std::unordered_set<std::string_view> seen;
       std::vector<std::string> queued;  // generate-queue keys added by this batch, oldest first
+      struct ToPut {
+        const PromptRecord* p;
+        bool enqueue;
+      };
+      std::vector<ToPut> to_put;
+      to_put.reserve(in.prompts.size() + in.pair_prompts.size());
       for (const auto* list : {&in.prompts, &in.pair_prompts}) {
         const bool enqueue = list == &in.prompts;
         for (const PromptRecord& p : *list) {
@@ -254,15 +260,26 @@ class RocksStore final : public Store {
             ++local.duplicates;
             continue;
           }
-          batch.Put(handles_[kPrompts], p.id, EncodePrompt(p));
+          to_put.push_back({&p, enqueue});
           ++next.prompts;
           ++local.stored;
           if (enqueue) {
             queued.push_back(QueueKey(Stage::kGenerate, now, p.id));
-            batch.Put(handles_[kQueue], queued.back(), "");
             ++next.queue_generate;
           }
         }
+      }
+      // Written in key order: each memtable insert then starts from where the
+      // previous one ended (RocksDB keeps the last insert position), instead
+      // of searching the skip list from its top for every random content-hash
+      // key. Keys in one batch are distinct, so the order changes nothing else.
+      std::sort(to_put.begin(), to_put.end(),
+                [](const ToPut& a, const ToPut& b) { return a.p->id < b.p->id; });
+      std::string value;
+      for (const ToPut& t : to_put) {
+        EncodePromptInto(*t.p, &value);
+        batch.Put(handles_[kPrompts], t.p->id, value);
+        if (t.enqueue) batch.Put(handles_[kQueue], QueueKey(Stage::kGenerate, now, t.p->id), "");
       }
       std::unordered_set<std::string_view> labelled;
       for (const LabelRecord& l : in.labels) labelled.insert(l.pair_id);
@@ -935,7 +952,8 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     rocksdb::ColumnFamilyOptions blob_options = cf_options;
     blob_options.enable_blob_files = true;
     blob_options.min_blob_size = 512;
-    blob_options.blob_compression_type = cf_options.compression_per_level.back();
+    blob_options.blob_compression_type =
+        options.compress_blobs ? cf_options.compression_per_level.back() : rocksdb::kNoCompression;
     for (const std::string& name : names) {
       const bool blobs = name == kCfNames[kPrompts] || name == kCfNames[kPairs];
       descriptors.emplace_back(name, blobs ? blob_options : cf_options);

@@ -201,6 +201,40 @@ TEST_F(IngestPairsTest, LoggedPairsBypassTheSamplingRate) {
   EXPECT_EQ(s.logged_labels, 1);
 }
 
+TEST_F(IngestPairsTest, LineSamplingKeepsLoggedPairsWhateverTheRate) {
+  sampling_.rate = 0.0;  // sampling.key "line": decided before parsing
+  WriteFile(log_, R"({"prompt":"q1","response":"r","rewrite":"better"})"
+                  "\n"
+                  R"({"prompt":"q2","ab":{"a":"x","b":"y"}})"
+                  "\n"
+                  // A key spelled with an escape is still a logged pair.
+                  R"({"prompt":"q3","\u0061b":{"a":"x","b":"y","preferred":"a"}})"
+                  "\n"
+                  // "ab" as a value, not a key: parsed, then sampled out.
+                  R"({"prompt":"ab","response":"rewrite"})"
+                  "\n"
+                  R"({"prompt":"plain"})"
+                  "\n");
+  auto s = Poll();
+  EXPECT_EQ(s.lines, 5);
+  EXPECT_EQ(s.logged_pairs, 3);
+  EXPECT_EQ(s.logged_labels, 2);
+  EXPECT_EQ(s.sampled_out, 2);
+  EXPECT_EQ(store_->Counts().queue_generate, 0);
+}
+
+TEST_F(IngestPairsTest, PromptKeyKeepsLoggedPairsToo) {
+  sampling_.key = "prompt";
+  sampling_.rate = 0.0;
+  WriteFile(log_, R"({"prompt":"q","ab":{"a":"x","b":"y","preferred":"b"}})"
+                  "\n"
+                  R"({"prompt":"plain"})"
+                  "\n");
+  auto s = Poll();
+  EXPECT_EQ(s.sampled_out, 1);
+  EXPECT_EQ(s.logged_pairs, 1);
+}
+
 std::string Lines(int from, int to) {
   std::string out;
   for (int i = from; i < to; ++i) out += "{\"prompt\": \"prompt " + std::to_string(i) + "\"}\n";

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cmath>
 #include <filesystem>
+#include <map>
 
 #include "test_util.h"
 
@@ -209,6 +211,111 @@ TEST_F(IngestTest, SamplingIsDeterministicByPrompt) {
   auto s2 = Poll();
   EXPECT_EQ(s2.stored, 0);
   EXPECT_EQ(s2.duplicates, s.stored);
+}
+
+// sampling.key "line" (the default): the rate is decided by a hash of the
+// raw line, before parsing.
+std::string Lines(int from, int to, const std::string& extra = "") {
+  std::string out;
+  for (int i = from; i < to; ++i) {
+    out += "{\"prompt\": \"prompt " + std::to_string(i) + "\"" + extra + "}\n";
+  }
+  return out;
+}
+
+TEST_F(IngestTest, LineSamplingIsDeterministicAcrossRestartsAndReReads) {
+  sampling_.rate = 0.3;
+  WriteFile(log_, Lines(0, 1000));
+  auto s = Poll();
+  EXPECT_EQ(s.lines, 1000);
+  EXPECT_EQ(s.stored + s.sampled_out, 1000);
+  const auto once = StoredPrompts();
+  ASSERT_FALSE(once.empty());
+
+  // The same bytes read by another store, in two passes with a restart in
+  // between (a new Ingestor resuming at the committed offset), keep the same lines.
+  std::filesystem::remove_all(dir_.Sub("store"));
+  OpenStore();
+  WriteFile(log_, Lines(0, 400));
+  Poll();
+  AppendFile(log_, Lines(400, 1000));
+  Poll();
+  EXPECT_EQ(StoredPrompts(), once);
+
+  // Re-read from 0 after a truncation in place: same decisions, nothing new.
+  WriteFile(log_, Lines(0, 1000));  // same size and first bytes: not re-read
+  EXPECT_EQ(Poll().stored, 0);
+  WriteFile(log_, Lines(0, 10));  // smaller: truncated, re-read from 0
+  EXPECT_EQ(Poll().stored, 0);
+  EXPECT_EQ(StoredPrompts(), once);
+}
+
+TEST_F(IngestTest, LineSamplingRateIsAccurateOnALargeSample) {
+  for (double rate : {0.01, 0.1, 0.5}) {
+    std::filesystem::remove_all(dir_.Sub("logs"));
+    std::filesystem::create_directories(dir_.Sub("logs"));
+    std::filesystem::remove_all(dir_.Sub("store"));
+    OpenStore();
+    sampling_.rate = rate;
+    const int n = 40000;
+    WriteFile(log_, Lines(0, n, ", \"model\": \"m\""));
+    auto s = Poll();
+    EXPECT_EQ(s.lines, n);
+    EXPECT_EQ(s.stored + s.sampled_out, n);
+    // Within 5 binomial standard deviations.
+    const double expected = rate * n, sd = std::sqrt(n * rate * (1 - rate));
+    EXPECT_NEAR(static_cast<double>(s.stored), expected, 5 * sd) << "rate " << rate;
+  }
+}
+
+TEST_F(IngestTest, LineSamplingDropsMalformedLinesUnparsedAsSampledOut) {
+  sampling_.rate = 0.0;
+  WriteFile(log_, "{not json\n" + Line("a") + "\xff\xfe\n");
+  auto s = Poll();
+  EXPECT_EQ(s.lines, 3);
+  EXPECT_EQ(s.sampled_out, 3);
+  EXPECT_EQ(s.rejected, 0);
+  // Over-long lines are still rejected (decided by their length alone).
+  source_.max_line_bytes = 10;
+  AppendFile(log_, Line("a long prompt here"));
+  auto s2 = Poll();
+  EXPECT_EQ(s2.rejected, 1);
+  EXPECT_EQ(s2.sampled_out, 0);
+}
+
+TEST_F(IngestTest, LineSamplingTreatsEachRequestOnItsOwn) {
+  // The same prompt logged by different requests (here: different models) is
+  // sampled per line, so a popular prompt is neither kept nor dropped wholesale.
+  sampling_.rate = 0.5;
+  sampling_.dedupe = false;
+  WriteFile(log_, Lines(0, 300, ", \"model\": \"a\"") + Lines(0, 300, ", \"model\": \"b\""));
+  auto s = Poll();
+  std::map<std::string, int> per_prompt;
+  for (const auto& p : StoredPrompts()) ++per_prompt[p];
+  int once = 0;
+  for (const auto& [p, n] : per_prompt) once += n == 1;
+  EXPECT_GT(once, 50);  // ~150 expected: kept in one request and not the other
+  EXPECT_EQ(s.stored + s.sampled_out, 600);
+}
+
+TEST_F(IngestTest, PromptKeySamplesAPromptWholesaleAndStillClassifiesBadLines) {
+  sampling_.key = "prompt";
+  sampling_.rate = 0.5;
+  sampling_.dedupe = false;
+  WriteFile(log_, Lines(0, 300, ", \"model\": \"a\"") + Lines(0, 300, ", \"model\": \"b\""));
+  auto s = Poll();
+  std::map<std::string, int> per_prompt;
+  for (const auto& p : StoredPrompts()) ++per_prompt[p];
+  EXPECT_GT(per_prompt.size(), 90u);
+  EXPECT_LT(per_prompt.size(), 210u);
+  for (const auto& [p, n] : per_prompt) EXPECT_EQ(n, 2) << p;  // both requests or neither
+  EXPECT_EQ(s.sampled_out, 600 - s.stored);
+
+  sampling_.rate = 0.0;
+  AppendFile(log_, "{not json\n" + Line("x"));
+  auto s2 = Poll();
+  EXPECT_EQ(s2.rejected, 1);  // parsed before sampling: classified by reason
+  EXPECT_EQ(s2.sampled_out, 1);
 }
 
 }  // namespace

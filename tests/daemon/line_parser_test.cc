@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 namespace rlaif::daemon {
 namespace {
 
@@ -179,6 +181,55 @@ TEST(LineParserTest, BadBytesAreRejectedByReason) {
   std::string very_deep = std::string(100000, '[');
   EXPECT_EQ(Reason(p, very_deep), "too_deep");
   EXPECT_EQ(Reason(p, R"({"prompt":"x\"[[[["})"), "ok");  // escaped quote inside a string
+}
+
+TEST(LineSampleHashTest, StableAndSensitiveToEveryByte) {
+  // Golden values: changing the hash changes which lines sampling keeps.
+  EXPECT_EQ(LineSampleHash(""), LineSampleHash(""));
+  const std::string line =
+      R"({"request":{"model":"m","messages":[{"role":"user","content":"hello there, how are you?"}]}})";
+  const uint64_t h = LineSampleHash(line);
+  EXPECT_EQ(h, LineSampleHash(std::string(line)));
+  std::set<uint64_t> seen{h};
+  for (size_t i = 0; i < line.size(); ++i) {
+    std::string c = line;
+    c[i] ^= 1;
+    seen.insert(LineSampleHash(c));
+  }
+  for (size_t n = 0; n < line.size(); ++n) seen.insert(LineSampleHash(line.substr(0, n)));
+  EXPECT_EQ(seen.size(), 2 * line.size() + 1);  // every flipped byte and every prefix differs
+  std::set<uint64_t> zeros;
+  for (size_t n = 0; n < 70; ++n) zeros.insert(LineSampleHash(std::string(n, '\0')));
+  EXPECT_EQ(zeros.size(), 70u);
+}
+
+TEST(LineSampleHashTest, GoldenValues) {
+  EXPECT_EQ(LineSampleHash("{\"prompt\":\"a\"}"), 0xb2805adcc0d3dcd4ULL);
+  EXPECT_EQ(LineSampleHash(std::string(100, 'x')), 0x628639210b4395c1ULL);
+}
+
+TEST(MayCarryLoggedPairTest, FindsKeysAtEveryPositionAndLength) {
+  for (const std::string pat : {"\"ab\"", "\"rewrite\"", "\\u0061", "\\u0072"}) {
+    for (size_t len = pat.size(); len < 100; ++len) {
+      for (size_t at = 0; at + pat.size() <= len; ++at) {
+        std::string s(len, 'x');
+        s.replace(at, pat.size(), pat);
+        EXPECT_TRUE(MayCarryLoggedPair(s)) << pat << " at " << at << " of " << len;
+      }
+    }
+  }
+  // Near misses: no pattern anywhere.
+  for (size_t len = 0; len < 100; ++len) {
+    std::string s;
+    while (s.size() < len) s += "\"a\"\"ab \"rewrit\"re\"rew \\u0041\\u00e9\"abc\" ab ";
+    s.resize(len);
+    EXPECT_FALSE(MayCarryLoggedPair(s)) << s;
+  }
+  EXPECT_FALSE(MayCarryLoggedPair(
+      R"({"request":{"model":"m","messages":[{"role":"assistant","content":"about abc"}]},)"
+      R"("response":{"choices":[{"message":{"content":"ok"}}]}})"));
+  EXPECT_TRUE(MayCarryLoggedPair(R"({"prompt":"q","response":"r","rewrite":"better"})"));
+  EXPECT_TRUE(MayCarryLoggedPair(R"({"prompt":"q","ab":{"a":"x","b":"y"}})"));
 }
 
 }  // namespace

@@ -54,6 +54,23 @@ TEST(RedactorTest, SecretsAndTokens) {
       "uuid 550e8400-e29b-41d4-a716-446655440000 and a_very_long_identifier_name_in_code");
 }
 
+TEST(RedactorTest, SecretLengthTokensAreFoundAtEveryOffset) {
+  // The pre-check looks for runs of >= 16 token characters 64 bytes at a
+  // time: a run may start anywhere and straddle block boundaries.
+  for (size_t at = 0; at < 150; ++at) {
+    const std::string pad(at, ' ');
+    EXPECT_EQ(Redact(pad + "Bearer abcdefgh.ijklmn_ and more"),
+              pad + "Bearer <SECRET_1> and more")
+        << at;
+    EXPECT_EQ(Redact(pad + "Bearer abcdefgh.ijklm_ and more"),
+              pad + "Bearer abcdefgh.ijklm_ and more")  // 15: too short
+        << at;
+    const std::string word_pad = std::string(at % 7, 'w') + " " + pad;
+    EXPECT_EQ(Redact(word_pad + "Bearer ~+/=-_.0123456789ab"), word_pad + "Bearer <SECRET_1>")
+        << at;
+  }
+}
+
 TEST(RedactorTest, IpAddresses) {
   EXPECT_EQ(Redact("from 192.168.1.20 and 10.0.0.1:8080"), "from <IP_1> and <IP_2>:8080");
   EXPECT_EQ(Redact("v6 2001:db8::8a2e:370:7334 and fe80::1"), "v6 <IP_1> and <IP_2>");

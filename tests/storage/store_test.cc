@@ -226,6 +226,37 @@ TEST_F(StoreTest, EverythingPersistsAcrossReopen) {
   EXPECT_EQ(store_->RecentEvents(10).value().size(), 2u);
 }
 
+TEST(StoreBlobCompressionTest, ValuesReadBackWhicheverWayTheirBlobFilesWereWritten) {
+  TempDir dir;
+  const std::string path = dir.Sub("store");
+  PromptRecord big = Prompt("big");
+  big.text = std::string(4000, 'x') + " compressible";  // over min_blob_size: a blob
+  for (bool compress : {true, false, true}) {
+    auto s = Store::Open({.path = path, .compress_blobs = compress});
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    // Every value written so far (by earlier opens, flushed on close) reads back.
+    auto got = (*s)->GetPrompt("big");
+    ASSERT_TRUE(got.ok());
+    if (got->has_value()) {
+      EXPECT_EQ((*got)->text, big.text);
+    }
+    big.id = "big" + std::to_string(compress) + std::to_string((*s)->Counts().prompts);
+    ASSERT_TRUE((*s)->CommitIngest(Checkpoint("/logs/a.jsonl", 1), {big}, {}, nullptr).ok());
+    ASSERT_TRUE((*s)->GetPrompt(big.id).value().has_value());
+  }
+  auto s = Store::Open({.path = path});
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ((*s)->Counts().prompts, 3);
+  int n = 0;
+  ASSERT_TRUE((*s)->ForEachPrompt([&](const PromptRecord& p) {
+                    EXPECT_EQ(p.text, big.text);
+                    ++n;
+                    return true;
+                  })
+                  .ok());
+  EXPECT_EQ(n, 3);
+}
+
 TEST_F(StoreTest, QueueIsOldestFirstAndPeekHonoursMax) {
   // Ids in reverse alphabetical order, so key order within one millisecond
   // would not explain the result.

@@ -165,7 +165,8 @@ class Ingestor {
   // Adds the pair (and the label, if stated) of a `rewrite` / `ab` line.
   void AddLoggedPair(const storage::PromptRecord& prompt, const ParsedLine& line, int64_t now_ms,
                      storage::IngestBatch* batch) const;
-  // Deterministic by the prompt's hash: true for a `sampling.rate` share of hashes.
+  // True for a `sampling.rate` share of hashes (LineSampleHash of the raw line, or
+  // the prompt's hash with sampling.key "prompt").
   bool SampleKeeps(uint64_t prompt_hash) const;
   std::optional<storage::SourceCheckpoint> FindByIdentity(const FileKey& key,
                                                           const std::string& head) const;

@@ -107,6 +107,8 @@ struct EventRecord {
 
 // Codecs. Encode* never fails; Decode* returns kCorruption on bad input.
 std::string EncodePrompt(const PromptRecord& r);
+// EncodePrompt into `out` (replacing its content, reusing its capacity).
+void EncodePromptInto(const PromptRecord& r, std::string* out);
 Result<PromptRecord> DecodePrompt(const std::string& bytes);
 std::string EncodePair(const PairRecord& r);
 Result<PairRecord> DecodePair(const std::string& bytes);

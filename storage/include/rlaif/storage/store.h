@@ -49,6 +49,12 @@ struct StoreOptions {
   // on a write after a failed WAL write (an assertion fixed upstream in 9.1,
   // facebook/rocksdb#12448), so a full disk must be seen before RocksDB is.
   int64_t min_free_bytes = -1;
+
+  // LZ4 on blob files (the prompt and pair values): less disk (the 1 GiB
+  // bench log: 0.82 GB instead of 1.24 GB) for more CPU on every flush (about
+  // 10% of ingest at rate 1.0). Applies to blob files written from now on;
+  // files already written keep their compression and stay readable either way.
+  bool compress_blobs = true;
 };
 
 // A unit of pending work. `key` is opaque and passed back on completion.
