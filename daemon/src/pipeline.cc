@@ -188,13 +188,21 @@ Status Pipeline::Start() {
     }
   }
 
+  // Both pools exist before any of their threads starts: a worker's
+  // Process* reaches the pools through gen_pool_ / judge_pool_ (Hold), so
+  // starting one pool's threads before the other member was assigned let an
+  // early judge item dereference a null judge_pool_ (seen as a crash in
+  // RefreshPipelineTest under load).
   auto make_pool = [&](storage::Stage stage, int workers,
                        std::function<void(const storage::WorkItem&)> fn) {
     auto pool = std::make_unique<StagePool>();
     pool->stage = stage;
     pool->workers = workers;
     pool->process = std::move(fn);
-    StagePool* p = pool.get();
+    return pool;
+  };
+  auto start_pool = [&](StagePool* p) {
+    const int workers = p->workers;
     for (int i = 0; i < workers; ++i) {
       p->threads.emplace_back([this, p] {
         for (;;) {
@@ -256,13 +264,14 @@ Status Pipeline::Start() {
         SleepFor(dispatched ? 0.01 : std::min(config_.poll_interval_s, 0.2));
       }
     });
-    return pool;
   };
 
   gen_pool_ = make_pool(storage::Stage::kGenerate, config_.generator.concurrency,
                         [this](const storage::WorkItem& item) { ProcessGenerate(item); });
   judge_pool_ = make_pool(storage::Stage::kJudge, config_.judge.concurrency,
                           [this](const storage::WorkItem& item) { ProcessJudge(item); });
+  start_pool(gen_pool_.get());
+  start_pool(judge_pool_.get());
   ingest_thread_ = std::thread([this] { IngestLoop(); });
   trainer_thread_ = std::thread([this] { TrainerLoop(); });
   storage::EventRecord ev{NowMs(), "start", "daemon", "rlaifd started", "{}"};
