@@ -1,7 +1,7 @@
 // rlaif-bench-serve: a closed-loop load generator for POST /v1/score.
 //
 //   rlaif-bench-serve --url http://127.0.0.1:8080 --concurrency 16 --seconds 10
-//                     [--prompts FILE.jsonl]   (TRL pairs; default: synthetic)
+//                     [--prompts FILE.jsonl]   (TRL pairs; default: short synthetic chat turns)
 //
 // C client threads, each with its own keep-alive connection, send one request
 // after another for the given time. Prints one JSON line: requests, errors,
@@ -17,6 +17,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -49,10 +50,19 @@ int main(int argc, char** argv) {
     }
   }
   if (bodies.empty()) {
-    for (int i = 0; i < 64; ++i) {
-      bodies.push_back(nlohmann::json{{"prompt", "Human: question " + std::to_string(i) +
-                                                     " about something\n\nAssistant:"},
-                                      {"response", std::string(40 + i * 3, 'a' + i % 26)}}
+    // Short chat turns (a one-line question, a 5-20 word answer), as
+    // rlaif-bench-score's synthetic items.
+    std::mt19937 rng(1);
+    const char* words[] = {"the", "capital", "is", "a", "city", "named", "after", "its", "river"};
+    for (int i = 0; i < 256; ++i) {
+      std::string answer;
+      for (int w = 0, n = 5 + static_cast<int>(rng() % 16); w < n; ++w) {
+        if (w > 0) answer += ' ';
+        answer += words[rng() % 9];
+      }
+      bodies.push_back(nlohmann::json{{"prompt", "Human: what is the capital of country " +
+                                                     std::to_string(i) + "?\n\nAssistant:"},
+                                      {"response", answer}}
                            .dump());
     }
   }
@@ -63,12 +73,14 @@ int main(int argc, char** argv) {
   std::mutex mu;
   std::vector<double> lat_ms;
   std::set<std::string> versions;
+  std::map<std::string, int64_t> error_kinds;  // by HTTP status or client error
   std::vector<std::thread> threads;
   auto t0 = std::chrono::steady_clock::now();
   for (int t = 0; t < c; ++t) {
     threads.emplace_back([&, t] {
       httplib::Client cli(f["url"]);
       cli.set_keep_alive(true);
+      cli.set_tcp_nodelay(true);
       cli.set_read_timeout(60, 0);
       std::vector<double> mine;
       std::set<std::string> seen;
@@ -79,6 +91,9 @@ int main(int argc, char** argv) {
         double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count();
         if (!r || r->status != 200) {
           ++errors;
+          std::string why = r ? "http " + std::to_string(r->status) : httplib::to_string(r.error());
+          std::lock_guard<std::mutex> lock(mu);
+          ++error_kinds[why];
           continue;
         }
         mine.push_back(ms);
@@ -106,6 +121,7 @@ int main(int argc, char** argv) {
                         {"seconds", elapsed},
                         {"requests", lat_ms.size()},
                         {"errors", errors.load()},
+                        {"error_kinds", error_kinds},
                         {"rps", lat_ms.size() / elapsed},
                         {"p50_ms", pct(0.50)},
                         {"p90_ms", pct(0.90)},

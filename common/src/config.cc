@@ -240,6 +240,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
   top.String("data_dir", &c.data_dir, true);
   top.String("backup_dir", &c.backup_dir);
   top.Double("poll_interval_s", &c.poll_interval_s, 0.01, 60);
+  top.Int("blas_threads", &c.blas_threads, 0, 256);
   top.String("log_level", &c.log_level, false, {"trace", "debug", "info", "warn", "error"});
 
   if (const json* st = top.Object("store")) {
@@ -280,7 +281,13 @@ Result<Config> ParseConfig(const std::string& json_text) {
     }
     r.Int("max_body_bytes", &c.api.max_body_bytes, 1024, 1 << 30);
     r.Int("threads", &c.api.threads, 1, 256);
-    r.Bool("score_batching", &c.api.score_batching);
+    if (const json* b = r.Find("score_batching", false)) {
+      if (b->is_boolean()) {
+        c.api.score_batching = b->get<bool>() ? "on" : "off";
+      } else {
+        r.String("score_batching", &c.api.score_batching, false, {"auto", "on", "off"});
+      }
+    }
     r.Int("score_max_batch", &c.api.score_max_batch, 1, 4096);
     r.Double("score_max_wait_ms", &c.api.score_max_wait_ms, 0, 1000);
     r.Int("score_workers", &c.api.score_workers, 0, 64);

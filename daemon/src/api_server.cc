@@ -1,7 +1,11 @@
 #include "rlaif/daemon/api_server.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -144,6 +148,7 @@ struct ApiServer::Impl {
   int64_t agreement_at_ms = 0;
   std::thread thread;
   int port = 0;
+  int listen_fd = -1;  // the listening socket, seen by the socket-options hook
   std::mutex backup_mu;  // one online backup at a time (try_lock: a second gets 409)
 
   // Rates over a sliding window: a sampler thread records the stage and
@@ -800,6 +805,18 @@ struct ApiServer::Impl {
     // default of 5 requests per connection makes them reconnect constantly.
     server.set_keep_alive_max_count(100000);
     server.set_keep_alive_timeout(30);
+    // Without TCP_NODELAY, a response written as headers then body meets the
+    // client's delayed ACK (Nagle): ~40 ms added to every keep-alive request.
+    server.set_tcp_nodelay(true);
+    // httplib's default options set SO_REUSEPORT, which lets a second rlaifd
+    // bind the same port and silently share its traffic; SO_REUSEADDR alone
+    // still allows a restart over TIME_WAIT connections. The hook also sees
+    // the listening socket, whose backlog Start() raises.
+    server.set_socket_options([this](int fd) {
+      int yes = 1;
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      listen_fd = fd;
+    });
     server.new_task_queue = [n = ctx.config.api.threads] { return new httplib::ThreadPool(n); };
     server.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
       if (res.body.empty()) {
@@ -962,6 +979,12 @@ Status ApiServer::Start(const std::string& host, int port) {
                              " (address in use or not permitted)");
     }
     impl_->port = port;
+  }
+  // httplib listens with a backlog of 5: 64 clients connecting at once while
+  // the cores are busy overflow it, and connections are dropped (measured
+  // with bench/serve.sh). Listening again on the bound socket only raises it.
+  if (impl_->listen_fd >= 0 && ::listen(impl_->listen_fd, SOMAXCONN) != 0) {
+    spdlog::warn("api: could not raise the listen backlog: {}", std::strerror(errno));
   }
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
   impl_->sampler = std::thread([this] { impl_->SamplerLoop(); });

@@ -21,6 +21,7 @@
 #include "rlaif/judge/generator.h"
 #include "rlaif/judge/judge.h"
 #include "rlaif/storage/store.h"
+#include "rlaif/trainer/compute.h"
 #include "rlaif/trainer/scorer.h"
 
 namespace rlaif::daemon {
@@ -161,7 +162,19 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   // The combined score weighs each dimension's head by its configured weight.
   std::map<std::string, double> dimension_weights;
   for (const auto& d : config.judge.dimensions) dimension_weights[d.name] = d.weight;
-  trainer::Scorer scorer({.batching = config.api.score_batching,
+  // One BLAS thread per matrix product by default: requests and the trainer
+  // run concurrently, and idle OpenBLAS threads would spin (sched_yield).
+  if (!trainer::SetBlasThreads(config.blas_threads) && config.blas_threads > 0) {
+    spdlog::warn("blas_threads: the loaded BLAS is not OpenBLAS; its thread count is unchanged");
+  }
+  const bool score_batching =
+      config.api.score_batching == "on" ||
+      (config.api.score_batching == "auto" && config.trainer.device != "cpu" &&
+       trainer::CudaAvailable());
+  spdlog::info("scoring: batching {} (api.score_batching {}); BLAS {}",
+               score_batching ? "on" : "off", config.api.score_batching,
+               trainer::BlasDescription());
+  trainer::Scorer scorer({.batching = score_batching,
                           .max_batch = config.api.score_max_batch,
                           .max_wait_ms = config.api.score_max_wait_ms,
                           .workers = config.api.score_workers,

@@ -143,6 +143,35 @@ TEST(ConfigTest, NamedAdminTokens) {
   EXPECT_EQ(m.find("inline-secret"), std::string::npos) << "a secret leaked into an error: " << m;
 }
 
+TEST(ConfigTest, ScoreBatchingAndBlasThreads) {
+  nlohmann::json j = nlohmann::json::parse(kIssueConfig);
+  auto defaults = ParseConfig(j.dump());
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_EQ(defaults->api.score_batching, "auto");
+  EXPECT_EQ(defaults->blas_threads, 1);
+
+  // Booleans (the older spelling) still mean on/off.
+  j["api"]["score_batching"] = false;
+  j["blas_threads"] = 0;
+  auto off = ParseConfig(j.dump());
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_EQ(off->api.score_batching, "off");
+  EXPECT_EQ(off->blas_threads, 0);
+  j["api"]["score_batching"] = true;
+  EXPECT_EQ(ParseConfig(j.dump())->api.score_batching, "on");
+  j["api"]["score_batching"] = "auto";
+  EXPECT_EQ(ParseConfig(j.dump())->api.score_batching, "auto");
+
+  j["api"]["score_batching"] = "sometimes";
+  j["blas_threads"] = -1;
+  auto bad = ParseConfig(j.dump());
+  ASSERT_FALSE(bad.ok());
+  const std::string& m = bad.status().message();
+  for (const char* needle : {"api.score_batching: must be one of [auto, on, off]", "blas_threads"}) {
+    EXPECT_NE(m.find(needle), std::string::npos) << needle << " not in: " << m;
+  }
+}
+
 TEST(ConfigTest, MissingRequiredSections) {
   auto cfg = ParseConfig(R"({"data_dir": "/x"})");
   ASSERT_FALSE(cfg.ok());

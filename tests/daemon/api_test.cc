@@ -171,6 +171,18 @@ TEST_F(ApiTest, HealthAndNoModelYet) {
   EXPECT_EQ(status->body.find(kToken), std::string::npos) << "token leaked into status";
 }
 
+TEST_F(ApiTest, ASecondServerCannotTakeThePort) {
+  // httplib's default SO_REUSEPORT would let it bind and share the traffic.
+  ApiServer second(ApiContext{*config_, *store_, metrics_, *scorer_, *pipeline_, *ingestor_,
+                              *gen_client_, *judge_client_, kToken, NowMs(), nullptr, {}});
+  Status st = second.Start("127.0.0.1", api_->port());
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("address in use"), std::string::npos) << st.message();
+  auto r = client_->Get("/livez");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
 TEST_F(ApiTest, AdminRoutesNeedTheToken) {
   ExpectErrorBody(Post("/v1/models/vA/promote", "{}"), 401);
   ExpectErrorBody(Post("/v1/models/vA/promote", "{}", true, "wrong-token-1234567"), 401);

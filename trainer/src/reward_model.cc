@@ -26,6 +26,7 @@
 #include "rlaif/common/clock.h"
 #include "rlaif/common/hash.h"
 #include "rlaif/trainer/tokenizer.h"
+#include "score_plan.h"
 #include "transformer.h"
 
 #ifndef RLAIF_GIT_REV
@@ -57,10 +58,14 @@ constexpr size_t kTrainEvalSample = 1000;
 // Length bucketing: pairs are sorted by length within windows of this many
 // batches, so batches hold similar lengths but epochs still differ in order.
 constexpr size_t kBucketWindowBatches = 50;
-// Scoring batches: at most this many sequences and padded tokens.
-constexpr int64_t kMaxScoreBatch = 64;
-constexpr int64_t kScoreTokenBudgetCpu = 8192;
-constexpr int64_t kScoreTokenBudgetCuda = 65536;
+// How scoring cuts its sequences into forward passes (score_plan.h). On the
+// CPU a pass costs little beyond its arithmetic and big activations fall out
+// of cache, so passes stay small; on the GPU a pass costs kernel launches, so
+// they are large.
+constexpr ScorePlanOptions kScorePlanCpu{
+    .token_budget = 2048, .max_batch = 64, .pass_overhead_tokens = 12};
+constexpr ScorePlanOptions kScorePlanCuda{
+    .token_budget = 65536, .max_batch = 256, .pass_overhead_tokens = 4096};
 
 // Runs `f`, turning exceptions (LibTorch's c10::Error included) into a Status
 // prefixed with `what`. Every public entry point of this file goes through it.
@@ -271,17 +276,19 @@ std::vector<std::vector<double>> ScoreTokenSequences(
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return seqs[a].size() > seqs[b].size(); });
-  const int64_t budget = device.is_cuda() ? kScoreTokenBudgetCuda : kScoreTokenBudgetCpu;
+  std::vector<int64_t> lengths(order.size());
+  for (size_t i = 0; i < order.size(); ++i) lengths[i] = static_cast<int64_t>(seqs[order[i]].size());
+  ScorePlanOptions plan = device.is_cuda() ? kScorePlanCuda : kScorePlanCpu;
+  plan.d_model = model->config().d_model;
+  const std::vector<size_t> passes = PlanScoreBatches(lengths, plan);
   torch::InferenceMode inference;
   CudaAutocastScope autocast(device.is_cuda());
   // forward() reads the parameters only, so concurrent calls are safe;
   // ptr() gives the non-const module that forward() is declared on.
   auto net = model.ptr();
-  for (size_t i = 0; i < order.size();) {
-    const int64_t longest = static_cast<int64_t>(seqs[order[i]].size());
-    const size_t count = static_cast<size_t>(
-        std::clamp<int64_t>(budget / std::max<int64_t>(longest, 1), 1, kMaxScoreBatch));
-    const size_t end = std::min(order.size(), i + count);
+  size_t i = 0;
+  for (const size_t count : passes) {
+    const size_t end = i + count;
     std::vector<const std::vector<int32_t>*> batch;
     for (size_t j = i; j < end; ++j) batch.push_back(&seqs[order[j]]);
     TokenBatch tb = MakeTokenBatch(batch, device);

@@ -31,8 +31,14 @@ struct ApiConfig {
   std::string admin_token_env = "RLAIF_TOKEN";  // env var holding the admin bearer token ("admin")
   std::vector<AdminTokenConfig> admin_tokens;   // further named tokens (one per operator or tool)
   int max_body_bytes = 1 << 20;                 // request body limit, bytes
-  int threads = 8;                              // HTTP worker threads
-  bool score_batching = true;     // group concurrent /v1/score requests into one forward pass
+  // HTTP worker threads. A keep-alive connection holds one while it is open
+  // (up to 30 s idle), so this bounds the clients served at once.
+  int threads = 64;
+  // Group concurrent /v1/score requests into one forward pass: "auto" (on
+  // when scoring runs on a GPU, where a pass costs kernel launches; off on
+  // the CPU, where a pass is its arithmetic and batching gains ~nothing,
+  // bench/RESULTS.md), "on" or "off". JSON true/false mean "on"/"off".
+  std::string score_batching = "auto";
   int score_max_batch = 32;       // items per forward pass, [1, 4096]
   double score_max_wait_ms = 2;   // wait of the first queued item for company, [0, 1000] ms
   int score_workers = 0;          // batching threads; 0 = one per core (at most 8)
@@ -193,6 +199,12 @@ struct Config {
   JudgeConfig judge;          // required
   TrainerConfig trainer;
   double poll_interval_s = 0.5;  // how often sources and queues are polled, seconds
+  // Threads each CPU matrix product may use (OpenBLAS), process-wide:
+  // serving and training. 1 (default): concurrency comes from concurrent
+  // requests and the training thread, and no idle BLAS thread spins; measured
+  // 2x /v1/score throughput on 2 cores against OpenBLAS's default. 0 = the
+  // library's default (one per core), or OPENBLAS_NUM_THREADS if set.
+  int blas_threads = 1;
   std::string log_level = "info"; // trace|debug|info|warn|error
 };
 
