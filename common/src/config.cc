@@ -285,7 +285,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
       if (b->is_boolean()) {
         c.api.score_batching = b->get<bool>() ? "on" : "off";
       } else {
-        r.String("score_batching", &c.api.score_batching, false, {"auto", "on", "off"});
+        r.String("score_batching", &c.api.score_batching, false, {"on", "off"});
       }
     }
     r.Int("score_max_batch", &c.api.score_max_batch, 1, 4096);

@@ -167,12 +167,8 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   if (!trainer::SetBlasThreads(config.blas_threads) && config.blas_threads > 0) {
     spdlog::warn("blas_threads: the loaded BLAS is not OpenBLAS; its thread count is unchanged");
   }
-  const bool score_batching =
-      config.api.score_batching == "on" ||
-      (config.api.score_batching == "auto" && config.trainer.device != "cpu" &&
-       trainer::CudaAvailable());
-  spdlog::info("scoring: batching {} (api.score_batching {}); BLAS {}",
-               score_batching ? "on" : "off", config.api.score_batching,
+  const bool score_batching = config.api.score_batching == "on";
+  spdlog::info("scoring: batching {}, BLAS {}", config.api.score_batching,
                trainer::BlasDescription());
   trainer::Scorer scorer({.batching = score_batching,
                           .max_batch = config.api.score_max_batch,

@@ -147,7 +147,8 @@ TEST(ConfigTest, ScoreBatchingAndBlasThreads) {
   nlohmann::json j = nlohmann::json::parse(kIssueConfig);
   auto defaults = ParseConfig(j.dump());
   ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
-  EXPECT_EQ(defaults->api.score_batching, "auto");
+  EXPECT_EQ(defaults->api.score_batching, "on");
+  EXPECT_EQ(defaults->api.score_max_wait_ms, 0);
   EXPECT_EQ(defaults->blas_threads, 1);
 
   // Booleans (the older spelling) still mean on/off.
@@ -159,15 +160,15 @@ TEST(ConfigTest, ScoreBatchingAndBlasThreads) {
   EXPECT_EQ(off->blas_threads, 0);
   j["api"]["score_batching"] = true;
   EXPECT_EQ(ParseConfig(j.dump())->api.score_batching, "on");
-  j["api"]["score_batching"] = "auto";
-  EXPECT_EQ(ParseConfig(j.dump())->api.score_batching, "auto");
+  j["api"]["score_batching"] = "off";
+  EXPECT_EQ(ParseConfig(j.dump())->api.score_batching, "off");
 
-  j["api"]["score_batching"] = "sometimes";
+  j["api"]["score_batching"] = "auto";
   j["blas_threads"] = -1;
   auto bad = ParseConfig(j.dump());
   ASSERT_FALSE(bad.ok());
   const std::string& m = bad.status().message();
-  for (const char* needle : {"api.score_batching: must be one of [auto, on, off]", "blas_threads"}) {
+  for (const char* needle : {"api.score_batching: must be one of [on, off]", "blas_threads"}) {
     EXPECT_NE(m.find(needle), std::string::npos) << needle << " not in: " << m;
   }
 }

@@ -34,13 +34,14 @@ struct ApiConfig {
   // HTTP worker threads. A keep-alive connection holds one while it is open
   // (up to 30 s idle), so this bounds the clients served at once.
   int threads = 64;
-  // Group concurrent /v1/score requests into one forward pass: "auto" (on
-  // when scoring runs on a GPU, where a pass costs kernel launches; off on
-  // the CPU, where a pass is its arithmetic and batching gains ~nothing,
-  // bench/RESULTS.md), "on" or "off". JSON true/false mean "on"/"off".
-  std::string score_batching = "auto";
+  // Group concurrent /v1/score requests into shared forward passes: "on"
+  // (default) or "off" (one pass per request). JSON true/false also work.
+  std::string score_batching = "on";
   int score_max_batch = 32;       // items per forward pass, [1, 4096]
-  double score_max_wait_ms = 2;   // wait of the first queued item for company, [0, 1000] ms
+  // 0 (default): a pass takes whatever queued while the previous pass ran
+  // (continuous batching: no added latency when idle, batches under load);
+  // > 0: the first queued item also waits up to this long for company, ms.
+  double score_max_wait_ms = 0;
   int score_workers = 0;          // batching threads; 0 = one per core (at most 8)
   bool keep_previous_model = true;  // keep the last live model loaded: instant rollback
 };

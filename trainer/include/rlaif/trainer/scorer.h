@@ -53,7 +53,7 @@ struct ScoreResult {
 struct ScorerOptions {
   bool batching = true;     // false: every request is its own forward pass (for benchmarks)
   int max_batch = 32;       // items per forward pass
-  double max_wait_ms = 2;   // how long the first queued item waits for company
+  double max_wait_ms = 0;   // how long the first queued item waits for company (0: none)
   int workers = 0;          // batching threads (forward passes in parallel); 0 = one per core, ≤ 8
   // Weight of each dimension in the combined score; unlisted ones weigh 1.
   // Default empty (every head weighs 1). Negative or non-finite weights are
