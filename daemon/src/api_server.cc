@@ -20,6 +20,7 @@
 #include "api_request.h"
 #include "rlaif/common/clock.h"
 #include "rlaif/daemon/backup.h"
+#include "rlaif/trainer/compute.h"
 #include "status_page.h"
 
 namespace rlaif::daemon {
@@ -436,6 +437,13 @@ struct ApiServer::Impl {
     model["serving_version"] = current ? json(current->version()) : json();
     model["device"] = current ? json(current->device()) : json();
     out["model"] = model;
+    const trainer::ScorerStats ss = ctx.scorer.stats();
+    out["serving"] = {{"batching", ctx.config.api.score_batching},
+                      {"batches", ss.batches},
+                      {"items", ss.items},
+                      {"mean_batch", ss.batches > 0 ? static_cast<double>(ss.items) / ss.batches : 0.0},
+                      {"max_batch_seen", ss.max_batch_seen},
+                      {"blas", trainer::BlasDescription()}};
     out["judge"] = {{"model", ctx.config.judge.model}, {"human_agreement", HumanAgreement()}};
     if (ctx.judge) {
       const judge::JudgeHealth h = ctx.judge->Health();
@@ -504,6 +512,11 @@ struct ApiServer::Impl {
             .Set(static_cast<double>((*rec)->promoted_at_ms) / 1000.0);
       }
     }
+    const trainer::ScorerStats ss = ctx.scorer.stats();
+    m.GetGauge("rlaif_score_batches", "Scoring calls of the model since start (a batch of requests, or one request without batching).")
+        .Set(static_cast<double>(ss.batches));
+    m.GetGauge("rlaif_score_batched_items", "Items scored in those calls since start (items / batches = mean batch).")
+        .Set(static_cast<double>(ss.items));
     for (auto [role, client] : {std::pair<const char*, const judge::ChatClient*>{"generator", &ctx.generator_client},
                                 {"judge", &ctx.judge_client}}) {
       const judge::ClientHealth h = client->Health();

@@ -278,6 +278,17 @@ TEST_F(ApiTest, BatchCompareAndOpenRlhfReward) {
   ASSERT_EQ(r["rewards"].size(), 2u);
   ASSERT_EQ(r["scores"].size(), 2u);
   EXPECT_EQ(r["extra_logs"]["model_version"], "vA");
+
+  // Serving counters: 2 (score) + 2 (compare) + 2 (get_reward) items, each
+  // request one call of the model (one client, one request at a time).
+  json st = json::parse(client_->Get("/v1/status")->body);
+  EXPECT_EQ(st["serving"]["items"], 6);
+  EXPECT_EQ(st["serving"]["batches"], 3);
+  EXPECT_EQ(st["serving"]["max_batch_seen"], 2);
+  EXPECT_DOUBLE_EQ(st["serving"]["mean_batch"].get<double>(), 2.0);
+  EXPECT_TRUE(st["serving"]["blas"].is_string());
+  const std::string metrics = client_->Get("/metrics")->body;
+  EXPECT_NE(metrics.find("rlaif_score_batched_items 6"), std::string::npos) << metrics;
 }
 
 TEST_F(ApiTest, SwapsUnderConcurrentScoringNeverFailARequest) {
