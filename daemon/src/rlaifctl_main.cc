@@ -70,6 +70,12 @@ void PrintStatus(const json& s) {
   const json& m = s["model"];
   std::cout << "model:    live " << Str(m, "live_version") << "  accuracy " << Str(m, "accuracy")
             << "  device " << Str(m, "device") << "\n";
+  if (s.contains("serving") && s["serving"].is_object()) {
+    const json& sv = s["serving"];
+    std::cout << "serving:  batching " << Str(sv, "batching") << "  calls " << Str(sv, "batches")
+              << "  items " << Str(sv, "items") << "  mean batch " << Fixed(sv, "mean_batch", 1)
+              << "  BLAS " << Str(sv, "blas") << "\n";
+  }
   const json& t = s["training"];
   std::cout << "training: " << (t.value("running", false) ? "running" : "idle") << "  runs "
             << t["runs"] << "  last " << Str(t["last"], "version") << " "

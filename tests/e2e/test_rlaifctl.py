@@ -68,6 +68,8 @@ def main(args, tmp):
     check(rc == 0, f"status -> {rc}: {err}")
     check("state" in out and first in out, f"status table lacks state/live version:\n{out}")
     check("done/s" in out and "judge" in out, f"status table lacks stage rates:\n{out}")
+    check("serving:  batching on" in out and "BLAS openblas (1 threads)" in out,
+          f"status table lacks the serving line (batching, BLAS threads):\n{out}")
     rc, out, _ = run("--json", "status", url=base)
     st = json.loads(out)
     check(rc == 0 and st["model"]["live_version"] == first, "status --json")
