@@ -1,6 +1,7 @@
 #include "linear_model.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <numeric>
 #include <random>
 #include <sstream>
+#include <unordered_set>
 
 #include "rlaif/common/hash.h"
 
@@ -20,11 +22,12 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Bumped when LinearFeatures changes meaning: old weights would score wrong.
-constexpr int kFeatureVersion = 1;
+// kLinearFeatureVersion is bumped when LinearFeatures changes meaning (old
+// weights would score wrong); LinearConfig::feature_version keeps computing
+// the features a checkpoint was trained with.
 constexpr uint64_t kUnigramSeed = 0x756e69ULL;
 constexpr uint64_t kBigramSeed = 0x6269ULL;
-constexpr size_t kDenseFeatures = 2;
+constexpr size_t kDenseFeaturesV1 = 2;
 
 bool IsWordByte(unsigned char c) {
   // Bytes >= 0x80 keep UTF-8 words whole.
@@ -54,6 +57,98 @@ std::vector<std::string> Words(std::string_view text) {
   return out;
 }
 
+bool IsBlank(unsigned char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+// `line` without leading and trailing blanks.
+std::string_view Trim(std::string_view line) {
+  while (!line.empty() && IsBlank(static_cast<unsigned char>(line.front()))) line.remove_prefix(1);
+  while (!line.empty() && IsBlank(static_cast<unsigned char>(line.back()))) line.remove_suffix(1);
+  return line;
+}
+
+// "- x", "* x", "• x", "12. x", "3) x" after optional indentation.
+bool IsListItem(std::string_view line) {
+  size_t i = 0;
+  while (i < line.size() && IsBlank(static_cast<unsigned char>(line[i]))) ++i;
+  std::string_view rest = line.substr(i);
+  size_t marker = 0;
+  if (!rest.empty() && (rest[0] == '-' || rest[0] == '*')) {
+    marker = 1;
+  } else if (rest.substr(0, 3) == "\xe2\x80\xa2") {  // U+2022 bullet
+    marker = 3;
+  } else {
+    while (marker < rest.size() && std::isdigit(static_cast<unsigned char>(rest[marker]))) ++marker;
+    if (marker == 0 || marker >= rest.size() || (rest[marker] != '.' && rest[marker] != ')'))
+      return false;
+    ++marker;
+  }
+  return marker < rest.size() && IsBlank(static_cast<unsigned char>(rest[marker]));
+}
+
+// "# Title", "### Title" (or a bare "#") at the start of the line.
+bool IsHeading(std::string_view line) {
+  size_t i = 0;
+  while (i < line.size() && line[i] == '#') ++i;
+  return i > 0 && (i == line.size() || IsBlank(static_cast<unsigned char>(line[i])));
+}
+
+// 1 - distinct / total of the word n-grams of `word_hashes` (0 without any).
+double RepeatedNgramShare(const std::vector<uint64_t>& word_hashes, size_t n) {
+  if (word_hashes.size() < n) return 0.0;
+  std::vector<uint64_t> grams;
+  grams.reserve(word_hashes.size() - n + 1);
+  for (size_t i = 0; i + n <= word_hashes.size(); ++i) {
+    uint64_t h = 0;
+    for (size_t k = 0; k < n; ++k) h = (h ^ word_hashes[i + k]) * 0x100000001b3ULL + k;
+    grams.push_back(h);
+  }
+  const double total = static_cast<double>(grams.size());
+  std::sort(grams.begin(), grams.end());
+  const auto distinct = std::unique(grams.begin(), grams.end()) - grams.begin();
+  return 1.0 - static_cast<double>(distinct) / total;
+}
+
+// The version-2 dense features (LinearDenseFeature) of `response`, whose
+// Words() hash to `word_hashes`.
+std::array<float, kLinearDenseFeaturesV2> DenseFeaturesV2(
+    std::string_view response, const std::vector<uint64_t>& word_hashes) {
+  std::array<float, kLinearDenseFeaturesV2> f{};
+  const size_t words = word_hashes.size();
+  size_t lines = 0, items = 0, repeated = 0;
+  bool heading = false;
+  std::unordered_set<std::string_view> seen;
+  size_t start = 0;
+  while (start <= response.size()) {
+    size_t end = response.find('\n', start);
+    if (end == std::string_view::npos) end = response.size();
+    const std::string_view raw = response.substr(start, end - start);
+    const std::string_view line = Trim(raw);
+    if (!line.empty()) {
+      ++lines;
+      repeated += !seen.insert(line).second;
+    }
+    items += IsListItem(raw);
+    heading = heading || IsHeading(raw);
+    start = end + 1;
+  }
+  size_t non_ascii = 0;
+  for (unsigned char c : response) non_ascii += c >= 0x80;
+  f[kLogWords] = static_cast<float>(std::log1p(static_cast<double>(words)));
+  f[kEmpty] = words == 0 ? 1.0f : 0.0f;
+  f[kLogLines] = static_cast<float>(std::log1p(static_cast<double>(lines)));
+  f[kLogListItems] = static_cast<float>(std::log1p(static_cast<double>(items)));
+  f[kDistinctBigrams] = static_cast<float>(1.0 - RepeatedNgramShare(word_hashes, 2));
+  f[kRepeatedLines] = lines == 0 ? 0.0f : static_cast<float>(repeated) / lines;
+  f[kRepeated4Grams] = static_cast<float>(RepeatedNgramShare(word_hashes, 4));
+  f[kCodeBlock] = response.find("```") != std::string_view::npos ? 1.0f : 0.0f;
+  f[kHeading] = heading ? 1.0f : 0.0f;
+  f[kBold] = response.find("**") != std::string_view::npos ? 1.0f : 0.0f;
+  f[kNonAsciiShare] = response.empty() ? 0.0f : static_cast<float>(non_ascii) / response.size();
+  return f;
+}
+
 uint64_t WeightsChecksum(const std::vector<float>& w) {
   return Hash64(
       std::string_view(reinterpret_cast<const char*>(w.data()), w.size() * sizeof(float)));
@@ -65,7 +160,20 @@ double Sigmoid(double x) {
 
 }  // namespace
 
-size_t WeightsPerHead(const LinearConfig& c) { return (size_t{1} << c.hash_bits) + kDenseFeatures; }
+size_t DenseFeatures(int feature_version) {
+  switch (feature_version) {
+    case 1:
+      return kDenseFeaturesV1;
+    case 2:
+      return kLinearDenseFeaturesV2;
+    default:
+      return 0;
+  }
+}
+
+size_t WeightsPerHead(const LinearConfig& c) {
+  return (size_t{1} << c.hash_bits) + DenseFeatures(c.feature_version);
+}
 
 std::vector<std::pair<uint32_t, float>> LinearFeatures(const LinearConfig& config,
                                                        std::string_view response) {
@@ -73,7 +181,10 @@ std::vector<std::pair<uint32_t, float>> LinearFeatures(const LinearConfig& confi
   const uint32_t mask = (uint32_t{1} << config.hash_bits) - 1;
   std::vector<uint32_t> ids;
   ids.reserve(words.size() * 2 + 2);
-  for (const auto& w : words) ids.push_back(static_cast<uint32_t>(Hash64(w, kUnigramSeed)) & mask);
+  std::vector<uint64_t> word_hashes;
+  word_hashes.reserve(words.size());
+  for (const auto& w : words) word_hashes.push_back(Hash64(w, kUnigramSeed));
+  for (uint64_t h : word_hashes) ids.push_back(static_cast<uint32_t>(h) & mask);
   if (config.bigrams) {
     std::string prev = "<s>";
     for (size_t i = 0; i <= words.size(); ++i) {
@@ -91,12 +202,19 @@ std::vector<std::pair<uint32_t, float>> LinearFeatures(const LinearConfig& confi
   // merely by having more features; length has its own feature.
   const float value = ids.empty() ? 0.0f : static_cast<float>(1.0 / std::sqrt(ids.size()));
   std::vector<std::pair<uint32_t, float>> out;
-  out.reserve(ids.size() + kDenseFeatures);
+  out.reserve(ids.size() + DenseFeatures(config.feature_version));
   for (uint32_t id : ids) out.emplace_back(id, value);
-  if (config.length_feature) {
-    const uint32_t dense = mask + 1;
-    out.emplace_back(dense, static_cast<float>(std::log1p(static_cast<double>(words.size()))));
-    out.emplace_back(dense + 1, words.empty() ? 1.0f : 0.0f);
+  const uint32_t dense = mask + 1;
+  if (config.feature_version == 1) {
+    if (config.length_feature) {
+      out.emplace_back(dense, static_cast<float>(std::log1p(static_cast<double>(words.size()))));
+      out.emplace_back(dense + 1, words.empty() ? 1.0f : 0.0f);
+    }
+    return out;
+  }
+  const auto f = DenseFeaturesV2(response, word_hashes);
+  for (uint32_t k = config.length_feature ? 0 : kLinearLengthFeatures; k < f.size(); ++k) {
+    out.emplace_back(dense + k, f[k]);
   }
   return out;
 }
@@ -114,12 +232,15 @@ LinearRewardModel::LinearRewardModel(LinearConfig config, std::vector<float> wei
 std::vector<double> LinearRewardModel::ScoreResponse(std::string_view response) const {
   const size_t per_head = WeightsPerHead(config_);
   const uint32_t dense = uint32_t{1} << config_.hash_bits;
+  // Version 1's dense features are both length; version 2 damps its first four.
+  const uint32_t length_end =
+      dense + (config_.feature_version == 1 ? uint32_t{kDenseFeaturesV1} : kLinearLengthFeatures);
   std::vector<double> out(dimensions_.size(), 0.0);
   const auto features = LinearFeatures(config_, response);
   for (size_t h = 0; h < out.size(); ++h) {
     const float* w = weights_.data() + h * per_head;
     for (const auto& [id, v] : features) {
-      out[h] += w[id] * v * (id >= dense ? config_.length_scale : 1.0);
+      out[h] += w[id] * v * (id >= dense && id < length_end ? config_.length_scale : 1.0);
     }
   }
   return out;
@@ -168,6 +289,9 @@ Result<std::shared_ptr<LinearRewardModel>> TrainLinearRewardModel(
   }
   if (!(config.length_scale >= 0 && config.length_scale <= 1)) {
     return Status::InvalidArgument("linear model: length_scale must be in [0, 1]");
+  }
+  if (DenseFeatures(config.feature_version) == 0) {
+    return Status::InvalidArgument("linear model: feature_version must be 1 or 2");
   }
   // Per pair: the feature difference chosen - rejected (shared ids merged),
   // its ids offset into the block of the pair's head: that head's mask.
@@ -249,8 +373,12 @@ Result<std::string> SaveLinearWeights(const LinearRewardModel& model, const std:
   out.close();
   if (!out) return Status::IoError("cannot write " + path.string());
   json arch = {{"type", "linear"},
-               {"features", "hashed word unigrams+bigrams (binary, l2-normalised) of the response"},
-               {"feature_version", kFeatureVersion},
+               {"features", model.config().feature_version == 1
+                                ? "hashed word unigrams+bigrams (binary, l2-normalised) of the "
+                                  "response, log length"
+                                : "hashed word unigrams+bigrams (binary, l2-normalised) of the "
+                                  "response, length, repetition, formatting, non-ASCII share"},
+               {"feature_version", model.config().feature_version},
                {"hash_bits", model.config().hash_bits},
                {"bigrams", model.config().bigrams},
                {"length_feature", model.config().length_feature},
@@ -272,12 +400,14 @@ Result<std::shared_ptr<LinearRewardModel>> LoadLinearRewardModel(
     return Status::InvalidArgument("architecture.type is not \"linear\"");
   }
   if (!arch.value("feature_version", json()).is_number_integer() ||
-      arch["feature_version"].get<int>() != kFeatureVersion) {
+      DenseFeatures(arch["feature_version"].get<int>()) == 0) {
     return Status::InvalidArgument(
         "linear model has feature_version " + arch.value("feature_version", json()).dump() +
-        "; this build computes version " + std::to_string(kFeatureVersion));
+        "; this build computes versions 1 to " + std::to_string(kLinearFeatureVersion) +
+        " (a checkpoint from a newer build?)");
   }
   LinearConfig config;
+  config.feature_version = arch["feature_version"].get<int>();
   if (!arch.value("hash_bits", json()).is_number_integer() ||
       !arch.value("bigrams", json()).is_boolean() ||
       !arch.value("length_feature", json()).is_boolean() ||

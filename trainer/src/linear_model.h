@@ -1,7 +1,9 @@
 // The linear baseline reward model (private to the trainer module): hashed
-// word unigram + bigram presence features of the response plus a length
-// feature, one weight each per dimension (a separate weight vector per head:
-// a pair updates only its own dimension's), trained with the same soft-label
+// word unigram + bigram presence features of the response plus a few dense
+// features (length, and since feature version 2 response-quality features:
+// repetition, formatting, non-ASCII share), one weight each per dimension
+// (a separate weight vector per head: a pair updates only its own
+// dimension's), trained with the same soft-label
 // Bradley-Terry loss as the transformer (AdaGrad, L2), in plain C++ (no LibTorch).
 //
 // It is a yardstick (a bag-of-words BT model gets ~0.58-0.62 on HH harmless)
@@ -28,14 +30,40 @@
 
 namespace rlaif::trainer {
 
+// Dense features of feature version 2, in weight order after the 2^hash_bits
+// hashed ones. The first kLinearLengthFeatures grow with the response's
+// length and are the ones LinearConfig::length_scale damps; the others
+// describe its quality whatever its length. Version 1 has the first two.
+enum LinearDenseFeature : uint32_t {
+  kLogWords = 0,     // log(1 + words and punctuation marks)
+  kEmpty,            // 1 for a response without words
+  kLogLines,         // log(1 + non-blank lines)
+  kLogListItems,     // log(1 + lines that start a "- ", "* ", "• ", "1. " or "1) " item)
+  kDistinctBigrams,  // distinct word bigrams / word bigrams (1 without any)
+  kRepeatedLines,    // share of non-blank lines that repeat an earlier one
+  kRepeated4Grams,   // 1 - distinct word 4-grams / word 4-grams (0 without any)
+  kCodeBlock,        // 1 if the response has a ``` fence
+  kHeading,          // 1 if a line starts with "#"s and a space (markdown heading)
+  kBold,             // 1 if the response has "**"
+  kNonAsciiShare,    // share of bytes >= 0x80 (typography, other scripts)
+  kLinearDenseFeaturesV2,
+};
+inline constexpr uint32_t kLinearLengthFeatures = 4;  // kLogWords .. kLogListItems
+inline constexpr int kLinearFeatureVersion = 2;       // what this build trains
+
 struct LinearConfig {
   int hash_bits = 18;          // 2^hash_bits hashed n-gram weights
   bool bigrams = true;         // word bigrams besides unigrams
-  bool length_feature = true;  // log(1 + words) and an "empty response" flag
+  bool length_feature = true;  // the length features (kLogWords .. kLogListItems)
+  // The dense features: 1 = log words and the empty flag (checkpoints written
+  // before 2026-11-27, still loaded and scored as trained), 2 (default) =
+  // LinearDenseFeature. On AlpacaEval the quality features of version 2 move
+  // the accuracy / shorter-chosen accuracy trade (bench/RESULTS.md).
+  int feature_version = kLinearFeatureVersion;
   // Length debiasing: the length features are learned with the rest (so the
   // n-gram weights learn what length does not explain), and their weights
   // are multiplied by this when scoring. 1 (default) = as learned, 0 = the
-  // score ignores the explicit length feature.
+  // score ignores the explicit length features.
   double length_scale = 1.0;
 };
 
@@ -73,17 +101,22 @@ class LinearRewardModel final : public RewardModel {
 
  private:
   const LinearConfig config_;
-  const std::vector<float> weights_;  // per head: 2^hash_bits + 2 dense (length) weights
+  const std::vector<float> weights_;  // per head: 2^hash_bits + DenseFeatures dense weights
   const std::vector<std::string> dimensions_;
   const std::string version_;
   const std::string dir_;
   const std::vector<ScoreNormalization> normalization_;
 };
 
-// Weights of one head: 2^hash_bits hashed + 2 dense.
+// Dense features of a feature version: 2 for version 1, kLinearDenseFeaturesV2
+// for version 2, 0 for an unknown version.
+size_t DenseFeatures(int feature_version);
+
+// Weights of one head: 2^hash_bits hashed + DenseFeatures(feature_version).
 size_t WeightsPerHead(const LinearConfig& config);
 
-// Sparse features of one response: (index, value) with unique indices.
+// Sparse features of one response: (index, value) with unique indices; the
+// dense feature k (LinearDenseFeature) has index 2^hash_bits + k.
 std::vector<std::pair<uint32_t, float>> LinearFeatures(const LinearConfig& config,
                                                        std::string_view response);
 
@@ -111,7 +144,8 @@ Result<std::string> SaveLinearWeights(const LinearRewardModel& model, const std:
 // Loads linear.bin from `dir`, validated against the "architecture" JSON text
 // and `dimensions` (one head each; `normalization` as many entries).
 // kCorruption for a missing/short/long/mismatched-checksum file,
-// kInvalidArgument for an unsupported architecture or a head count that
+// kInvalidArgument for an unsupported architecture (feature_version other
+// than 1 or 2 included: a checkpoint from a newer build) or a head count that
 // differs from the dimension list.
 Result<std::shared_ptr<LinearRewardModel>> LoadLinearRewardModel(
     const std::string& dir, const std::string& arch_json,
