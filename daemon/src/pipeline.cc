@@ -188,13 +188,19 @@ Status Pipeline::Start() {
     }
   }
 
-  auto make_pool = [&](storage::Stage stage, int workers,
-                       std::function<void(const storage::WorkItem&)> fn) {
-    auto pool = std::make_unique<StagePool>();
-    pool->stage = stage;
-    pool->workers = workers;
-    pool->process = std::move(fn);
-    StagePool* p = pool.get();
+  // The pool is stored in its member (`slot`) before its threads start: a
+  // worker that holds or retries an item reaches it through gen_pool_ or
+  // judge_pool_ (ProcessGenerate, ProcessJudge), possibly at once when work
+  // is queued from before a restart. Assigning the member after the threads
+  // had started let such a worker dereference a null pointer (found by the
+  // TSan run of RefreshPipelineTest: SEGV in Pipeline::Hold).
+  auto start_pool = [&](std::unique_ptr<StagePool>& slot, storage::Stage stage, int workers,
+                        std::function<void(const storage::WorkItem&)> fn) {
+    slot = std::make_unique<StagePool>();
+    StagePool* p = slot.get();
+    p->stage = stage;
+    p->workers = workers;
+    p->process = std::move(fn);
     for (int i = 0; i < workers; ++i) {
       p->threads.emplace_back([this, p] {
         for (;;) {
@@ -256,13 +262,12 @@ Status Pipeline::Start() {
         SleepFor(dispatched ? 0.01 : std::min(config_.poll_interval_s, 0.2));
       }
     });
-    return pool;
   };
 
-  gen_pool_ = make_pool(storage::Stage::kGenerate, config_.generator.concurrency,
-                        [this](const storage::WorkItem& item) { ProcessGenerate(item); });
-  judge_pool_ = make_pool(storage::Stage::kJudge, config_.judge.concurrency,
-                          [this](const storage::WorkItem& item) { ProcessJudge(item); });
+  start_pool(gen_pool_, storage::Stage::kGenerate, config_.generator.concurrency,
+             [this](const storage::WorkItem& item) { ProcessGenerate(item); });
+  start_pool(judge_pool_, storage::Stage::kJudge, config_.judge.concurrency,
+             [this](const storage::WorkItem& item) { ProcessJudge(item); });
   ingest_thread_ = std::thread([this] { IngestLoop(); });
   trainer_thread_ = std::thread([this] { TrainerLoop(); });
   storage::EventRecord ev{NowMs(), "start", "daemon", "rlaifd started", "{}"};
