@@ -361,9 +361,9 @@ struct ChatClient::Impl {
     return c;
   }
 
-  // Waits for a concurrency slot and takes a pooled connection. nullptr
-  // once stopped.
-  std::unique_ptr<httplib::ClientImpl> Acquire() {
+  // Waits for a concurrency slot and takes a pooled connection (*reused =
+  // true) or makes a new one. nullptr once stopped.
+  std::unique_ptr<httplib::ClientImpl> Acquire(bool* reused) {
     std::unique_lock<std::mutex> lock(mu);
     slot_cv.wait(lock, [&] { return stopped || in_flight < options.max_concurrency; });
     if (stopped) return nullptr;
@@ -374,10 +374,25 @@ struct ChatClient::Impl {
       idle.pop_back();
     }
     lock.unlock();
+    *reused = c != nullptr;
     if (!c) c = MakeConnection();
     lock.lock();
     active.insert(c.get());
     return c;
+  }
+
+  // Swaps `c` (in use, holding a slot) for a new connection in the same slot.
+  // False, leaving `c` alone, once stopped.
+  bool Reconnect(std::unique_ptr<httplib::ClientImpl>& c) {
+    std::unique_ptr<httplib::ClientImpl> fresh = MakeConnection();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (stopped) return false;
+      active.erase(c.get());
+      active.insert(fresh.get());
+    }
+    c.swap(fresh);  // the failed connection is closed as `fresh` goes
+    return true;
   }
 
   // Returns the slot; keeps the connection for reuse when it is healthy.
@@ -487,7 +502,8 @@ struct ChatClient::Impl {
   Attempt Send(const std::string& body, double estimated_tokens) {
     if (auto rejected = Admit(estimated_tokens)) return *rejected;
     Attempt a;
-    std::unique_ptr<httplib::ClientImpl> conn = Acquire();
+    bool reused = false;
+    std::unique_ptr<httplib::ClientImpl> conn = Acquire(&reused);
     if (!conn) {
       a.outcome = Outcome::kCancelled;
       a.status = Status::Cancelled("chat client stopped");
@@ -497,6 +513,20 @@ struct ChatClient::Impl {
     if (!options.api_key.empty()) headers.emplace("Authorization", "Bearer " + options.api_key);
     double start = MonotonicSeconds();
     httplib::Result res = conn->Post(endpoint.path.c_str(), headers, body, "application/json");
+    // A pooled keep-alive connection that the server closed while it sat idle
+    // (its keep-alive timeout ending just as the connection is taken, after
+    // httplib's liveness check) fails while the request is being written.
+    // The server cannot have acted on an incomplete request, so it is sent
+    // again at once on a new connection: the upstream did nothing wrong, and
+    // counting a failed attempt would feed the circuit breaker and the retry
+    // budget with the pool's own staleness (found under TSan's slowdown by
+    // ChatClientTest.HonoursRetryAfterSeconds).
+    if (!res && reused && res.error() == httplib::Error::Write && Reconnect(conn)) {
+      spdlog::debug("POST {}: pooled connection was closed by the server; resending on a new one",
+                    endpoint.display);
+      start = MonotonicSeconds();
+      res = conn->Post(endpoint.path.c_str(), headers, body, "application/json");
+    }
     double latency_ms = (MonotonicSeconds() - start) * 1000.0;
     bool was_stopped;
     {

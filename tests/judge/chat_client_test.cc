@@ -3,11 +3,15 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <future>
@@ -281,6 +285,117 @@ TEST(ChatClientTest, NetworkErrorsAreRetriedThenUnavailable) {
   EXPECT_EQ(resp.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(resp.status().message().find("3 attempts"), std::string::npos);
   EXPECT_EQ(client.stats().requests.load(), 3);
+}
+
+// Reads one HTTP/1.1 request from `fd`: the head, and the body (Content-Length)
+// when `with_body`. False on EOF, error or a 10 s silence.
+bool ReadRawRequest(int fd, bool with_body) {
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string data;
+  char buf[65536];
+  size_t head_end;
+  while ((head_end = data.find("\r\n\r\n")) == std::string::npos) {
+    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return false;
+    data.append(buf, static_cast<size_t>(n));
+  }
+  if (!with_body) return true;
+  std::string head = data.substr(0, head_end);
+  for (char& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  size_t at = head.find("content-length:");
+  if (at == std::string::npos) return true;
+  size_t want = std::stoul(head.substr(at + 15));
+  size_t have = data.size() - head_end - 4;
+  while (have < want) {
+    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return false;
+    have += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void WriteRawResponse(int fd, const std::string& body, bool close) {
+  std::string r = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                  std::to_string(body.size()) + "\r\n" + (close ? "Connection: close\r\n" : "") +
+                  "\r\n" + body;
+  for (size_t off = 0; off < r.size();) {
+    ssize_t n = ::send(fd, r.data() + off, r.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    off += static_cast<size_t>(n);
+  }
+}
+
+int AcceptWithin10s(int listen_fd) {
+  pollfd p{listen_fd, POLLIN, 0};
+  if (::poll(&p, 1, 10000) != 1) return -1;
+  return ::accept(listen_fd, nullptr, nullptr);
+}
+
+// A server whose keep-alive timeout ends just as the client reuses the pooled
+// connection (after httplib's liveness check): the connection is reset while
+// the next request is being written. Nothing reached the server, so the
+// client resends on a new connection at once, without a failed attempt (which
+// would count toward max_retries and the circuit breaker). The second request
+// is larger than the loopback socket buffers, so its write is still going on
+// when the reset arrives.
+TEST(ChatClientTest, StaleKeepAliveConnectionIsReplacedWithoutAFailedAttempt) {
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(lfd, 8), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  std::atomic<int> connections{0};
+  std::atomic<bool> reset_sent{false};
+  std::thread server([&] {
+    int c1 = AcceptWithin10s(lfd);
+    if (c1 < 0) return;
+    ++connections;
+    if (ReadRawRequest(c1, /*with_body=*/true)) {
+      WriteRawResponse(c1, FakeUpstream::Completion("first"), /*close=*/false);
+      if (ReadRawRequest(c1, /*with_body=*/false)) {
+        linger lg{1, 0};  // close() sends RST
+        ::setsockopt(c1, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        reset_sent = true;
+      }
+    }
+    ::close(c1);
+    int c2 = AcceptWithin10s(lfd);
+    if (c2 < 0) return;
+    ++connections;
+    if (ReadRawRequest(c2, /*with_body=*/true)) {
+      WriteRawResponse(c2, FakeUpstream::Completion("second"), /*close=*/true);
+    }
+    ::close(c2);
+  });
+  {
+    ChatClientOptions o;
+    o.base_url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/v1";
+    o.backoff_initial_s = 0.01;
+    o.backoff_max_s = 0.05;
+    o.timeout_s = 10;
+    ChatClient client(o);
+    auto first = client.Complete(SimpleRequest());
+    ASSERT_TRUE(first.ok()) << first.status().ToString();
+    EXPECT_EQ(first->content, "first");
+    ChatRequest big = SimpleRequest();
+    big.messages.back().content = std::string(32 << 20, 'x');
+    auto second = client.Complete(big);
+    ASSERT_TRUE(second.ok()) << second.status().ToString();
+    EXPECT_EQ(second->content, "second");
+    EXPECT_EQ(second->attempts, 1);
+    EXPECT_EQ(client.stats().requests.load(), 2);
+    EXPECT_EQ(client.stats().retries.load(), 0);
+    EXPECT_EQ(client.Health().consecutive_failures, 0);
+  }
+  server.join();
+  ::close(lfd);
+  EXPECT_TRUE(reset_sent.load());
+  EXPECT_EQ(connections.load(), 2);
 }
 
 TEST(ChatClientTest, CorruptSuccessBody) {
