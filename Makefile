@@ -18,11 +18,12 @@ build: configure
 
 # Every test (unit, integration, end-to-end). GPU tests skip themselves without CUDA.
 # Then every libFuzzer target for TEST_FUZZ_SECONDS (clang build in build-fuzz/;
-# any crash, leak or sanitizer report fails): the fixed fuzzing budget of CI.
+# any crash, leak or sanitizer report fails): the fixed fuzzing budget of CI,
+# with a fixed libFuzzer seed so that CI runs explore the same inputs.
 TEST_FUZZ_SECONDS ?= 10
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
-	@FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) bash scripts/fuzz.sh
+	@FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) FUZZ_SEED=1 bash scripts/fuzz.sh
 
 # Only the tests that need a CUDA device (run on the GPU machine).
 test-gpu: build

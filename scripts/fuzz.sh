@@ -14,6 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+# 0: libFuzzer draws a random seed (exploration); `make test` fixes it so that
+# CI explores the same inputs every run (how far it gets still depends on speed).
+FUZZ_SEED=${FUZZ_SEED:-0}
 FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 JOBS=${JOBS:-2}
 TARGETS=("$@")
@@ -40,7 +43,7 @@ for t in "${TARGETS[@]}"; do
   # -max_len: the parsers meet long lines; 64 KiB keeps execs/s useful.
   # -timeout: one input taking > 10 s is a hang, reported as a crash.
   if nice "$FUZZ_BUILD/bin/${t}_fuzz" "$work" "tests/fuzz/corpus/$t" \
-      -max_total_time="$FUZZ_SECONDS" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+      -max_total_time="$FUZZ_SECONDS" -seed="$FUZZ_SEED" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="$art/" >"$log" 2>&1; then
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)

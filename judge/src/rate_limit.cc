@@ -141,6 +141,10 @@ std::optional<double> ParseResetDuration(const std::string& text) {
     }
     any_unit = true;
   }
+  // Each part is finite, but their sum or a unit's scaling need not be
+  // ("1e308s1e308s", "1e306h"): an infinite wait is no reset time (found by
+  // the verdict fuzzer).
+  if (!std::isfinite(total)) return std::nullopt;
   return total;
 }
 

@@ -101,6 +101,9 @@ TEST(ParseResetDurationTest, OpenAiFormats) {
   EXPECT_FALSE(ParseResetDuration("-1s"));
   EXPECT_FALSE(ParseResetDuration("3x"));
   EXPECT_FALSE(ParseResetDuration("1m30"));
+  // Finite parts whose sum or scaling overflows (found by the verdict fuzzer).
+  EXPECT_FALSE(ParseResetDuration("1e308s1e308s"));
+  EXPECT_FALSE(ParseResetDuration("1e306h"));
 }
 
 }  // namespace
