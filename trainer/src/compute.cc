@@ -10,11 +10,16 @@ using GetThreadsFn = int (*)();
 
 // OpenBLAS is loaded by LibTorch (Debian: libblas.so.3 -> OpenBLAS), so its
 // symbols are in the global scope; another BLAS simply lacks them.
+// Looked up once: /v1/status asks for the description on every request.
 SetThreadsFn SetFn() {
-  return reinterpret_cast<SetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  static const auto fn =
+      reinterpret_cast<SetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  return fn;
 }
 GetThreadsFn GetFn() {
-  return reinterpret_cast<GetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  static const auto fn =
+      reinterpret_cast<GetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return fn;
 }
 
 }  // namespace
