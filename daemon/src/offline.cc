@@ -103,7 +103,11 @@ Result<std::vector<trainer::PreferencePair>> Load(const std::string& path) {
 // Default epochs drop from 2 to 1 above this many training pairs.
 constexpr size_t kOneEpochAbovePairs = 5000;
 // Default --length-damping (TrainOptions::length_damping).
-constexpr double kDefaultLengthDamping = 0.25;
+constexpr double kDefaultLengthDamping = 0.5;
+// Default --transformer-residual and --length-decorrelation for the
+// ensemble (TrainOptions::transformer_residual, length_decorrelation).
+constexpr double kDefaultTransformerResidual = 1.0;
+constexpr double kDefaultLengthDecorrelation = 1.0;
 
 int RunTrainCommand(const std::vector<std::string>& args) {
   std::map<std::string, std::string> f;
@@ -112,7 +116,7 @@ int RunTrainCommand(const std::vector<std::string>& args) {
                          "model-type", "validation-fraction", "patience", "label-smoothing",
                          "center-rewards", "d-model", "layers", "heads", "vocab-size",
                          "weight-decay", "warmup", "validations-per-epoch", "length-damping",
-                         "length-balance", "resume-dir", "checkpoint-every", "init-from"},
+                         "length-balance", "transformer-residual", "length-decorrelation", "length-debias", "resume-dir", "checkpoint-every", "init-from"},
                   &f)) {
     return 2;
   }
@@ -135,13 +139,22 @@ int RunTrainCommand(const std::vector<std::string>& args) {
   opt.epochs = 2;
   opt.validation_fraction = 0.1;
   opt.early_stop_patience = 2;
-  // Length debiasing (bench/RESULTS.md, "Length bias"): the linear member
-  // learns its length feature, then scores with 3/4 of its weight. Chosen on
-  // the validation split of the AlpacaEval training prompts (the most
-  // debiasing that cost at most 0.5 points of validation accuracy); stronger
-  // settings (--length-damping, --length-balance) trade overall accuracy for
-  // accuracy on pairs whose chosen response is the shorter.
+  // Length debiasing (bench/RESULTS.md, "Residual transformer"): the
+  // transformer member learns what the linear member's margins leave
+  // unexplained, with a penalty on its score's correlation with length, so
+  // length is held by the linear member's explicit length features alone,
+  // which score with half their learned weight. The damping was chosen by
+  // 5-fold cross-validation over the AlpacaEval prompts outside the 10%
+  // holdout (the damping whose smaller margin above the two
+  // requirements, overall >= 0.85 and shorter-chosen >= 0.40, was largest);
+  // stronger settings (--length-damping, --length-balance) trade overall
+  // accuracy for accuracy on pairs whose chosen response is the shorter.
   opt.length_damping = kDefaultLengthDamping;
+  opt.transformer_residual = opt.model_type == "ensemble" ? kDefaultTransformerResidual : 0.0;
+  opt.length_decorrelation = opt.model_type == "ensemble" ? kDefaultLengthDecorrelation : 0.0;
+  // Only toward longer responses: HH's harmless labels prefer the shorter
+  // response (refusals), a preference, not a judge's verbosity bias.
+  opt.debias_longer_only = true;
   double holdout_fraction = 0.1;
   if (!ParseNumber(f, "epochs", &opt.epochs) || !ParseNumber(f, "seed", &opt.seed) ||
       !ParseNumber(f, "batch-size", &opt.batch_size) || !ParseNumber(f, "lr", &opt.learning_rate) ||
@@ -158,8 +171,17 @@ int RunTrainCommand(const std::vector<std::string>& args) {
       !ParseNumber(f, "validations-per-epoch", &opt.validations_per_epoch) ||
       !ParseNumber(f, "length-damping", &opt.length_damping) ||
       !ParseNumber(f, "length-balance", &opt.length_balance) ||
+      !ParseNumber(f, "transformer-residual", &opt.transformer_residual) ||
+      !ParseNumber(f, "length-decorrelation", &opt.length_decorrelation) ||
       !ParseNumber(f, "checkpoint-every", &opt.checkpoint_every_steps)) {
     return 2;
+  }
+  if (f.count("length-debias")) {
+    if (f["length-debias"] != "longer" && f["length-debias"] != "both") {
+      std::cerr << "--length-debias must be longer or both\n";
+      return 2;
+    }
+    opt.debias_longer_only = f["length-debias"] == "longer";
   }
   if (opt.device != "auto" && opt.device != "cpu" && opt.device != "cuda") {
     std::cerr << "--device must be auto, cpu or cuda\n";
@@ -228,6 +250,10 @@ int RunTrainCommand(const std::vector<std::string>& args) {
     out["validation_pairs"] = res->validation_pairs;
     out["validation_accuracy"] = Finite(res->validation.accuracy);
     out["validation_loss"] = Finite(res->validation.loss);
+    if (res->model_type == "ensemble") {
+      out["stacking_loss_gain"] = Finite(res->stacking_loss_gain);
+      out["stacking_loss_gain_se"] = Finite(res->stacking_loss_gain_se);
+    }
   }
   out["best_step"] = res->best_step;
   out["resumed_from_step"] = res->resumed_from_step;

@@ -66,6 +66,18 @@ def main(args, tmp):
     rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", out_dir])
     check(rc != 0, "train must refuse an existing output directory")
 
+    # The ensemble's residual transformer is a default of the ensemble only:
+    # the other model types train without it, and a bad strength is refused.
+    rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", os.path.join(tmp, "lin"),
+                        "--model-type", "linear"])
+    check(rc == 0 and json.loads(out.strip().splitlines()[-1])["model_type"] == "linear",
+          f"linear train failed ({rc}): {err[-2000:]}")
+    rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", os.path.join(tmp, "bad"),
+                        "--transformer-residual", "2"])
+    check(rc != 0 and "transformer_residual must be in [0, 1]" in err,
+          f"--transformer-residual 2 must be refused ({rc}): {err[-2000:]}")
+    check(not os.path.exists(os.path.join(tmp, "bad")), "a refused run left a directory")
+
     for pairs_file, n in ((trl, 400), (raw, 100)):
         rc, out, err = run([rlaifd, "eval", "--model", out_dir, "--pairs", pairs_file])
         check(rc == 0, f"eval failed: {err[-2000:]}")

@@ -3,6 +3,7 @@
 // rule on clean pairs, most of all where the better response is the shorter.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -108,6 +109,33 @@ TEST(TrainRewardModel, LengthDebiasingRecoversTheContentRuleUnderLengthBiasedLab
 
   // Out-of-range strengths are refused.
   o.length_damping = 1.5;
+  EXPECT_FALSE(TrainRewardModel(train, clean, dir.Sub("bad"), o).ok());
+}
+
+TEST(TrainRewardModel, LengthDecorrelationTakesLengthOutOfTheTransformersScore) {
+  // The same length-biased judge: trained on its labels the transformer's
+  // score follows length; with the decorrelation penalty it follows much less.
+  TempDir dir;
+  const auto train = LengthBiasedPairs(1200, 33, 0.6);
+  const auto clean = LengthBiasedPairs(300, 34, 0.0);
+  TrainOptions o = FastOptions();
+  o.model_type = "transformer";
+  o.epochs = 2;
+  o.learning_rate = 2e-3;
+  auto plain = TrainRewardModel(train, clean, dir.Sub("plain"), o);
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  o.length_decorrelation = 1.0;
+  auto decorrelated = TrainRewardModel(train, clean, dir.Sub("decorrelated"), o);
+  ASSERT_TRUE(decorrelated.ok()) << decorrelated.status().ToString();
+  std::printf("length correlation %.3f -> %.3f; accuracy %.3f -> %.3f, shorter-chosen %.3f -> %.3f\n",
+              plain->holdout.length_correlation, decorrelated->holdout.length_correlation,
+              plain->holdout.accuracy, decorrelated->holdout.accuracy,
+              plain->holdout.accuracy_shorter_chosen,
+              decorrelated->holdout.accuracy_shorter_chosen);
+  EXPECT_GT(plain->holdout.length_correlation, 0.3);
+  EXPECT_LT(std::abs(decorrelated->holdout.length_correlation),
+            plain->holdout.length_correlation / 2);
+  o.length_decorrelation = -1;
   EXPECT_FALSE(TrainRewardModel(train, clean, dir.Sub("bad"), o).ok());
 }
 

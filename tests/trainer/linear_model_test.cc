@@ -101,10 +101,12 @@ TEST(LinearFeatures, VersionOneHasOnlyTheTwoLengthFeatures) {
 }
 
 // A one-head model whose only non-zero weights are the given dense ones.
-LinearRewardModel DenseOnlyModel(const std::map<uint32_t, float>& weights, double length_scale) {
+LinearRewardModel DenseOnlyModel(const std::map<uint32_t, float>& weights, double length_scale,
+                                 bool longer_only = false) {
   LinearConfig config;
   config.hash_bits = 4;
   config.length_scale = length_scale;
+  config.damp_longer_only = longer_only;
   std::vector<float> w(WeightsPerHead(config), 0.0f);
   for (const auto& [k, v] : weights) w[(size_t{1} << config.hash_bits) + k] = v;
   return LinearRewardModel(config, std::move(w), {""}, "v", "", {ScoreNormalization{}});
@@ -132,6 +134,53 @@ TEST(LinearRewardModel, LengthDampingScalesTheLengthFeaturesOnly) {
   EXPECT_NEAR(DenseOnlyModel(all, 1.0).ScoreResponse(response)[0], length + quality, 1e-5);
   EXPECT_NEAR(DenseOnlyModel(all, 0.75).ScoreResponse(response)[0], 0.75 * length + quality, 1e-5);
   EXPECT_NEAR(DenseOnlyModel(all, 0.0).ScoreResponse(response)[0], quality, 1e-5);
+}
+
+TEST(LinearRewardModel, OneSidedDampingKeepsAPreferenceForShorterResponses) {
+  const std::string text = "a b c d e f";
+  const std::string empty;
+  // Log words weighted +1 (rewards length): damped either way.
+  EXPECT_NEAR(DenseOnlyModel({{kLogWords, 1.0f}}, 0.5, true).ScoreResponse(text)[0],
+              0.5 * DenseOnlyModel({{kLogWords, 1.0f}}, 1.0).ScoreResponse(text)[0], 1e-6);
+  // Weighted -1 (prefers shorter): damped only when both directions are.
+  const double shorter = DenseOnlyModel({{kLogWords, -1.0f}}, 1.0).ScoreResponse(text)[0];
+  ASSERT_LT(shorter, 0);
+  EXPECT_NEAR(DenseOnlyModel({{kLogWords, -1.0f}}, 0.5, true).ScoreResponse(text)[0], shorter,
+              1e-6);
+  EXPECT_NEAR(DenseOnlyModel({{kLogWords, -1.0f}}, 0.5, false).ScoreResponse(text)[0],
+              0.5 * shorter, 1e-6);
+  // The empty flag is the other way round: a negative weight rewards length.
+  EXPECT_NEAR(DenseOnlyModel({{kEmpty, -2.0f}}, 0.5, true).ScoreResponse(empty)[0], -1.0, 1e-6);
+  EXPECT_NEAR(DenseOnlyModel({{kEmpty, 2.0f}}, 0.5, true).ScoreResponse(empty)[0], 2.0, 1e-6);
+}
+
+TEST(LinearCheckpoint, OneSidedDampingIsSavedAndLoaded) {
+  TempDir dir;
+  LinearConfig config;
+  config.hash_bits = 8;
+  config.length_scale = 0.5;
+  config.damp_longer_only = true;
+  std::vector<float> w(WeightsPerHead(config), 0.0f);
+  w[(size_t{1} << config.hash_bits) + kLogWords] = -1.0f;
+  LinearRewardModel model(config, w, {""}, "v", dir.path(), {ScoreNormalization{}});
+  auto arch = SaveLinearWeights(model, dir.path());
+  ASSERT_TRUE(arch.ok()) << arch.status().ToString();
+  EXPECT_EQ(nlohmann::json::parse(*arch)["length_damping"], "longer");
+  auto loaded = LoadLinearRewardModel(dir.path(), *arch, {""}, "v", {ScoreNormalization{}});
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_TRUE((*loaded)->config().damp_longer_only);
+  EXPECT_DOUBLE_EQ((*loaded)->ScoreResponse("x y z")[0], model.ScoreResponse("x y z")[0]);
+  // Without the key (older checkpoints): both directions; a bad value is refused.
+  auto j = nlohmann::json::parse(*arch);
+  j.erase("length_damping");
+  auto old = LoadLinearRewardModel(dir.path(), j.dump(), {""}, "v", {ScoreNormalization{}});
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_FALSE((*old)->config().damp_longer_only);
+  j["length_damping"] = "sideways";
+  EXPECT_EQ(LoadLinearRewardModel(dir.path(), j.dump(), {""}, "v", {ScoreNormalization{}})
+                .status()
+                .code(),
+            StatusCode::kCorruption);
 }
 
 std::vector<PreferencePair> SomePairs(int n) {

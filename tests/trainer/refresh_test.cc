@@ -132,8 +132,9 @@ TEST(RefreshTest, MixReplayIsADeterministicSampleOfTheOlderPairs) {
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i].prompt, b[i].prompt);
     differs = differs || a[i].prompt != c[i].prompt;
-    if (i < 10) EXPECT_EQ(a[i].prompt, fresh[i].prompt);
-    if (i >= 10) {
+    if (i < 10) {
+      EXPECT_EQ(a[i].prompt, fresh[i].prompt);
+    } else {
       EXPECT_TRUE(std::any_of(older.begin(), older.end(),
                               [&](const PreferencePair& o) { return o.prompt == a[i].prompt; }));
     }

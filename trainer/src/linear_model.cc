@@ -240,7 +240,12 @@ std::vector<double> LinearRewardModel::ScoreResponse(std::string_view response) 
   for (size_t h = 0; h < out.size(); ++h) {
     const float* w = weights_.data() + h * per_head;
     for (const auto& [id, v] : features) {
-      out[h] += w[id] * v * (id >= dense && id < length_end ? config_.length_scale : 1.0);
+      double scale = 1.0;
+      if (id >= dense && id < length_end) {
+        const bool rewards_longer = id - dense == kEmpty ? w[id] < 0 : w[id] > 0;
+        if (!config_.damp_longer_only || rewards_longer) scale = config_.length_scale;
+      }
+      out[h] += w[id] * v * scale;
     }
   }
   return out;
@@ -384,6 +389,7 @@ Result<std::string> SaveLinearWeights(const LinearRewardModel& model, const std:
                {"length_feature", model.config().length_feature},
                {"heads", model.dimensions().size()},
                {"length_scale", model.config().length_scale},
+               {"length_damping", model.config().damp_longer_only ? "longer" : "both"},
                {"weights_file", kLinearWeightsFile},
                {"weights", w.size()},
                {"weights_hash64", HexId(WeightsChecksum(w))}};
@@ -425,6 +431,13 @@ Result<std::shared_ptr<LinearRewardModel>> LoadLinearRewardModel(
     return Status::Corruption("linear architecture: length_scale is not a number in [0, 1]");
   }
   config.length_scale = scale.get<double>();
+  // Absent before one-sided damping: both directions damped.
+  const json direction = arch.value("length_damping", json("both"));
+  if (direction != "both" && direction != "longer") {
+    return Status::Corruption("linear architecture: length_damping is " + direction.dump() +
+                              ", not \"both\" or \"longer\"");
+  }
+  config.damp_longer_only = direction == "longer";
   if (config.hash_bits < 4 || config.hash_bits > 26) {
     return Status::InvalidArgument("linear hash_bits " + std::to_string(config.hash_bits) +
                                    " outside [4, 26]");

@@ -65,6 +65,12 @@ struct LinearConfig {
   // are multiplied by this when scoring. 1 (default) = as learned, 0 = the
   // score ignores the explicit length features.
   double length_scale = 1.0;
+  // With length_scale < 1: false (checkpoints before 2026-11-27 session 4) =
+  // every length feature's weight is damped; true = only the weights that
+  // reward a longer response (a positive weight on the counts, a negative
+  // one on the empty flag), the direction of LLM judges' verbosity bias: a
+  // learned preference for shorter responses (HH's harmless labels) is kept.
+  bool damp_longer_only = false;
 };
 
 struct LinearTrainOptions {

@@ -230,6 +230,15 @@ Status ValidateTrainOptions(const TrainOptions& o) {
   if (!(o.length_damping >= 0 && o.length_damping <= 1)) {
     return bad("length_damping must be in [0, 1]");
   }
+  if (!(o.length_decorrelation >= 0) || !std::isfinite(o.length_decorrelation)) {
+    return bad("length_decorrelation must be >= 0");
+  }
+  if (!(o.transformer_residual >= 0 && o.transformer_residual <= 1)) {
+    return bad("transformer_residual must be in [0, 1]");
+  }
+  if (o.transformer_residual > 0 && o.model_type != "ensemble") {
+    return bad("transformer_residual needs model_type \"ensemble\" (the linear member it builds on)");
+  }
   return Status::Ok();
 }
 
@@ -768,6 +777,8 @@ struct EncodedPair {
   float p_chosen = 1.0f;
   int64_t head = 0;  // the head of the pair's dimension: the only one its loss reaches
   float weight = 1.0f;  // loss weight (TrainOptions::length_balance)
+  float offset = 0.0f;  // added to the margin (TrainOptions::transformer_residual)
+  float log_bytes_chosen = 0.0f, log_bytes_rejected = 0.0f;  // log(1 + response bytes)
   size_t length() const { return std::max(chosen.size(), rejected.size()); }
 };
 
@@ -852,12 +863,13 @@ class PairEncoder {
 // and seqs[n..2n) (rejected), pair i scored by head heads[i].
 double ValidationLoss(const RewardTransformer& net, const torch::Device& device,
                       const std::vector<std::vector<int32_t>>& seqs,
-                      const std::vector<double>& p_chosen, const std::vector<int64_t>& heads) {
+                      const std::vector<double>& p_chosen, const std::vector<int64_t>& heads,
+                      const std::vector<double>& offsets) {
   const std::vector<std::vector<double>> s = ScoreTokenSequences(net, device, seqs);
   const size_t n = p_chosen.size();
   double sum = 0;
   for (size_t i = 0; i < n; ++i) {
-    const double m = s[i][heads[i]] - s[n + i][heads[i]];
+    const double m = s[i][heads[i]] - s[n + i][heads[i]] + (offsets.empty() ? 0.0 : offsets[i]);
     // -log sigmoid(x) = softplus(-x), computed stably.
     auto nls = [](double x) {
       return x > 0 ? std::log1p(std::exp(-x)) : -x + std::log1p(std::exp(x));
@@ -1033,6 +1045,9 @@ std::string RunFingerprint(const std::vector<PreferencePair>& train,
                   {"center_rewards", o.center_rewards},
                   {"length_balance", o.length_balance},
                   {"length_damping", o.length_damping},
+                  {"transformer_residual", o.transformer_residual},
+                  {"length_decorrelation", o.length_decorrelation},
+                  {"debias_longer_only", o.debias_longer_only},
                   {"libtorch", TORCH_VERSION},
                   {"format", kCheckpointFormatVersion}};
   return HexId(Hash64(j.dump()));
@@ -1110,7 +1125,9 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
                                         const std::vector<PreferencePair>& val,
                                         const std::vector<std::string>& dimensions,
                                         ModelConfig config, const torch::Device& device,
-                                        const TrainOptions& options, WarmStart* warm) {
+                                        const TrainOptions& options, WarmStart* warm,
+                                        const std::vector<double>& train_offsets = {},
+                                        const std::vector<double>& val_offsets = {}) {
   TransformerRun run;
   const bool use_bf16 = device.is_cuda();
   // 0. A resume state of this very run, if one was left behind.
@@ -1173,6 +1190,9 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   for (const auto& p : train) {
     EncodedPair e;
     e.weight = static_cast<float>(weights[data.size()]);
+    if (!train_offsets.empty()) e.offset = static_cast<float>(train_offsets[data.size()]);
+    e.log_bytes_chosen = static_cast<float>(std::log1p(static_cast<double>(p.chosen.size())));
+    e.log_bytes_rejected = static_cast<float>(std::log1p(static_cast<double>(p.rejected.size())));
     e.chosen = encoder.Encode(p.prompt, p.chosen);
     e.rejected = encoder.Encode(p.prompt, p.rejected);
     e.p_chosen = static_cast<float>(p.p_chosen * (1 - smooth) + 0.5 * smooth);
@@ -1209,7 +1229,7 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   std::vector<torch::Tensor> best_params;
   int validations_without_gain = 0;
   auto validate = [&](int64_t at_step) {
-    const double loss = ValidationLoss(net, device, val_seqs, val_p, val_heads);
+    const double loss = ValidationLoss(net, device, val_seqs, val_p, val_heads, val_offsets);
     const bool better = !(loss >= run.best_validation_loss);  // NaN best = first pass
     spdlog::info("trainer: step {}/{} validation loss {:.4f} on {} pairs{}", at_step, total_steps,
                  loss, val.size(), better ? " (best)" : "");
@@ -1304,15 +1324,21 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
       }
       const int64_t n = static_cast<int64_t>(batch.size());
       std::vector<const std::vector<int32_t>*> seqs;
-      std::vector<float> p_chosen, pair_weight;
+      std::vector<float> p_chosen, pair_weight, pair_offset, log_bytes;
       std::vector<int64_t> heads;  // per sequence: chosen ones, then rejected ones
       for (size_t i : batch) {
         seqs.push_back(&data[i].chosen);
         p_chosen.push_back(data[i].p_chosen);
         pair_weight.push_back(data[i].weight);
+        pair_offset.push_back(data[i].offset);
+        log_bytes.push_back(data[i].log_bytes_chosen);
         heads.push_back(data[i].head);
       }
-      for (size_t i : batch) seqs.push_back(&data[i].rejected), heads.push_back(data[i].head);
+      for (size_t i : batch) {
+        seqs.push_back(&data[i].rejected);
+        heads.push_back(data[i].head);
+        log_bytes.push_back(data[i].log_bytes_rejected);
+      }
       TokenBatch tb = MakeTokenBatch(seqs, device);
       auto p = torch::from_blob(p_chosen.data(), {n}, torch::kFloat).clone().to(device);
       auto head_ids = torch::from_blob(heads.data(), {2 * n}, torch::kLong).clone().to(device);
@@ -1329,7 +1355,11 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
         scores = SelectHeads(net->forward(tb.ids, tb.lengths), head_ids);
       }
       auto chosen = scores.slice(0, 0, n), rejected = scores.slice(0, n, 2 * n);
-      auto pair_loss = BradleyTerryLossTensor(chosen - rejected, p);
+      auto margin = chosen - rejected;
+      if (!train_offsets.empty()) {
+        margin = margin + torch::from_blob(pair_offset.data(), {n}, torch::kFloat).clone().to(device);
+      }
+      auto pair_loss = BradleyTerryLossTensor(margin, p);
       if (weighted) {
         pair_loss =
             pair_loss * torch::from_blob(pair_weight.data(), {n}, torch::kFloat).clone().to(device);
@@ -1337,6 +1367,16 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
       auto loss = pair_loss.mean();
       if (options.center_rewards > 0) {
         loss = loss + options.center_rewards * (chosen + rejected).pow(2).mean();
+      }
+      if (options.length_decorrelation > 0 && n > 1) {
+        // Pearson correlation of the batch's scores with log response bytes.
+        auto len = torch::from_blob(log_bytes.data(), {2 * n}, torch::kFloat).clone().to(device);
+        auto s = scores.to(torch::kFloat);
+        auto sc = s - s.mean(), lc = len - len.mean();
+        auto corr = (sc * lc).mean() /
+                    (sc.pow(2).mean().add(1e-6).sqrt() * lc.pow(2).mean().add(1e-6).sqrt());
+        if (options.debias_longer_only) corr = corr.clamp_min(0);
+        loss = loss + options.length_decorrelation * corr.pow(2);
       }
       loss.backward();
       if (options.grad_clip > 0) {
@@ -1470,6 +1510,112 @@ std::vector<double> FitEnsembleWeights(const std::vector<std::vector<double>>& d
   return w;
 }
 
+// Mean soft-label BT loss per pair of sum_k w_k * diffs[i][k].
+std::vector<double> StackedPairLosses(const std::vector<std::vector<double>>& diffs,
+                                      const std::vector<double>& p_chosen,
+                                      const std::vector<double>& w) {
+  std::vector<double> out(diffs.size());
+  auto nls = [](double x) { return x > 0 ? std::log1p(std::exp(-x)) : -x + std::log1p(std::exp(x)); };
+  for (size_t i = 0; i < diffs.size(); ++i) {
+    double m = 0;
+    for (size_t k = 0; k < w.size(); ++k) m += w[k] * diffs[i][k];
+    out[i] = p_chosen[i] * nls(m) + (1 - p_chosen[i]) * nls(-m);
+  }
+  return out;
+}
+
+struct StackingChoice {
+  bool keep_transformer = true;
+  std::vector<double> linear_only;  // weights with the transformer at 0
+  double gain = 0, gain_se = 0;     // validation loss: linear only - ensemble
+};
+
+// members = {transformer, linear}; `w` their stacked weights.
+StackingChoice ChooseStacking(const std::vector<std::vector<double>>& diffs,
+                              const std::vector<double>& p_chosen, const std::vector<double>& w) {
+  StackingChoice c;
+  std::vector<std::vector<double>> lin(diffs.size(), std::vector<double>(1));
+  for (size_t i = 0; i < diffs.size(); ++i) lin[i][0] = diffs[i][1];
+  const double wl = FitEnsembleWeights(lin, p_chosen, 1)[0];
+  c.linear_only = {0.0, wl};
+  const auto a = StackedPairLosses(diffs, p_chosen, c.linear_only);
+  const auto b = StackedPairLosses(diffs, p_chosen, w);
+  const double n = static_cast<double>(diffs.size());
+  double sum = 0, sq = 0;
+  for (size_t i = 0; i < a.size(); ++i) sum += a[i] - b[i];
+  c.gain = sum / std::max(n, 1.0);
+  for (size_t i = 0; i < a.size(); ++i) sq += (a[i] - b[i] - c.gain) * (a[i] - b[i] - c.gain);
+  c.gain_se = n > 1 ? std::sqrt(sq / (n - 1) / n) : 0.0;
+  c.keep_transformer = w[0] > 0 && c.gain > c.gain_se;
+  return c;
+}
+
+// Margins (chosen - rejected, under the pair's head) of `model` on `pairs`.
+Result<std::vector<double>> LinearMargins(const LinearRewardModel& model,
+                                          const std::vector<PreferencePair>& pairs,
+                                          const std::vector<std::string>& dimensions) {
+  std::vector<std::pair<std::string, std::string>> items;
+  items.reserve(2 * pairs.size());
+  for (const auto& p : pairs) {
+    items.emplace_back(p.prompt, p.chosen);
+    items.emplace_back(p.prompt, p.rejected);
+  }
+  auto s = model.Score(items);
+  if (!s.ok()) return s.status();
+  std::vector<double> margins(pairs.size());
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const int h = HeadIndex(dimensions, pairs[i].dimension);
+    margins[i] = (*s)[2 * i][h] - (*s)[2 * i + 1][h];
+  }
+  return margins;
+}
+
+// Cross-fitted linear margins of `pairs` for TrainOptions::transformer_residual:
+// the pairs are cut into kResidualFolds folds by a salted prompt hash, and each
+// fold's margins come from a linear model trained on the other folds, so the
+// offsets the transformer trains against are as good as they will be on new
+// prompts (a model's margins on its own training pairs are overconfident).
+constexpr int kResidualFolds = 5;
+constexpr uint64_t kResidualFoldSalt = 0x7265736964ULL;
+Result<std::vector<double>> CrossFittedLinearMargins(const std::vector<PreferencePair>& pairs,
+                                                     const std::vector<std::string>& dimensions,
+                                                     const LinearConfig& config,
+                                                     const TrainOptions& options,
+                                                     const std::string& version,
+                                                     const std::string& dir) {
+  std::vector<int> fold(pairs.size());
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    fold[i] = std::min(kResidualFolds - 1,
+                       static_cast<int>(HashToUnit(Hash64(pairs[i].prompt, kResidualFoldSalt)) *
+                                        kResidualFolds));
+  }
+  std::vector<double> margins(pairs.size(), 0.0);
+  for (int k = 0; k < kResidualFolds; ++k) {
+    std::vector<PreferencePair> in, out;
+    std::vector<size_t> out_index;
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      if (fold[i] == k) {
+        out.push_back(pairs[i]);
+        out_index.push_back(i);
+      } else {
+        in.push_back(pairs[i]);
+      }
+    }
+    if (out.empty()) continue;
+    if (in.empty()) continue;  // one prompt, one fold: no out-of-fold model, offset 0
+    LinearTrainOptions lo;
+    lo.seed = options.seed + static_cast<uint64_t>(k);
+    lo.cancelled = options.cancelled;
+    lo.pair_weights = LengthBalanceWeights(in, options.length_balance);
+    auto l = TrainLinearRewardModel(in, dimensions, config, lo, version, dir);
+    if (!l.ok()) return l.status();
+    auto m = LinearMargins(**l, out, dimensions);
+    if (!m.ok()) return m.status();
+    for (size_t j = 0; j < out.size(); ++j) margins[out_index[j]] = (*m)[j];
+  }
+  return margins;
+}
+
 Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
                               const std::vector<PreferencePair>& eval,
                               const std::string& out_dir_text, const TrainOptions& options) {
@@ -1544,6 +1690,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
   // 1. The linear model (baseline, ensemble member or the model itself).
   LinearConfig linear_config;
   linear_config.length_scale = 1.0 - options.length_damping;
+  linear_config.damp_longer_only = options.debias_longer_only;
   std::shared_ptr<LinearRewardModel> linear;
   if (want_linear) {
     const double t_linear = MonotonicSeconds();
@@ -1567,6 +1714,36 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
                  linear_train.size(), MonotonicSeconds() - t_linear, result.baseline.accuracy);
   }
 
+  // 1b. For a residual transformer: its margin offsets, and the linear model
+  // of the fit split (undamped; the ensemble's weights are fitted with it).
+  std::vector<double> train_offsets, val_offsets;
+  std::shared_ptr<LinearRewardModel> linear_fit_undamped;
+  if (options.transformer_residual > 0) {
+    const double t_res = MonotonicSeconds();
+    LinearConfig undamped = linear_config;
+    undamped.length_scale = 1.0;
+    auto m = CrossFittedLinearMargins(fit, dimensions, undamped, options, version,
+                                      out_dir.string());
+    if (!m.ok()) return m.status();
+    train_offsets = std::move(*m);
+    if (!val.empty()) {
+      LinearTrainOptions lo;
+      lo.seed = options.seed;
+      lo.cancelled = options.cancelled;
+      lo.pair_weights = LengthBalanceWeights(fit, options.length_balance);
+      auto l = TrainLinearRewardModel(fit, dimensions, undamped, lo, version, out_dir.string());
+      if (!l.ok()) return l.status();
+      linear_fit_undamped = std::move(*l);
+      auto vm = LinearMargins(*linear_fit_undamped, val, dimensions);
+      if (!vm.ok()) return vm.status();
+      val_offsets = std::move(*vm);
+    }
+    for (auto& v : train_offsets) v *= options.transformer_residual;
+    for (auto& v : val_offsets) v *= options.transformer_residual;
+    spdlog::info("trainer: residual offsets for the transformer ({} folds, strength {}) in {:.1f}s",
+                 kResidualFolds, options.transformer_residual, MonotonicSeconds() - t_res);
+  }
+
   // 2. The transformer.
   std::optional<TransformerRun> run;
   std::shared_ptr<TorchRewardModel> transformer;
@@ -1585,7 +1762,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
                    options.init_from, dimensions.size() - warm->new_heads, warm->new_heads);
     }
     auto r = TrainTransformer(fit, val, dimensions, *config, *device, options,
-                              warm ? &*warm : nullptr);
+                              warm ? &*warm : nullptr, train_offsets, val_offsets);
     if (!r.ok()) return r.status();
     run.emplace(std::move(*r));
     config->vocab_size = run->tokenizer->vocab_size();
@@ -1623,7 +1800,12 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     // Weights are fitted on validation margins that neither member trained
     // on: a linear model of the fit split stands in for the final one.
     std::shared_ptr<LinearRewardModel> linear_fit = linear;
-    if (!val.empty()) {
+    if (linear_fit_undamped) {
+      // The same weights, scored with the damping.
+      linear_fit = std::make_shared<LinearRewardModel>(
+          linear_config, linear_fit_undamped->weights(), dimensions, version, out_dir.string(),
+          std::vector<ScoreNormalization>(dimensions.size()));
+    } else if (!val.empty()) {
       LinearTrainOptions lo;
       lo.seed = options.seed;
       lo.cancelled = options.cancelled;
@@ -1654,12 +1836,22 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
               (stats[k].scores[2 * i][h] - stats[k].scores[2 * i + 1][h]) / members[k].stats[h].std;
         }
       }
-      const auto w = FitEnsembleWeights(diffs, p, members.size());
+      auto w = FitEnsembleWeights(diffs, p, members.size());
+      // One-standard-error rule: the weights above are fitted on the very
+      // pairs they are judged on, so the transformer is kept only if the
+      // ensemble's validation loss beats the linear member's alone by more
+      // than one standard error of the per-pair difference. On small splits
+      // (HH: ~120 pairs) a weak transformer otherwise gets weight by chance.
+      const StackingChoice choice = ChooseStacking(diffs, p, w);
+      if (!choice.keep_transformer) w = choice.linear_only;
       for (size_t k = 0; k < members.size(); ++k) members[k].weight = w[k];
+      result.stacking_loss_gain = choice.gain;
+      result.stacking_loss_gain_se = choice.gain_se;
       spdlog::info(
           "trainer: ensemble weights on {} validation pairs: transformer {:.3f}, "
-          "linear {:.3f}",
-          val.size(), w[0], w[1]);
+          "linear {:.3f} (validation loss gain of the transformer {:.4f} +- {:.4f}: {})",
+          val.size(), w[0], w[1], choice.gain, choice.gain_se,
+          choice.keep_transformer ? "kept" : "dropped");
       // The weights are chosen; the ensemble keeps the linear model of every
       // training pair (on ~1.3k HH pairs the extra 10% of data is worth more
       // than an out-of-sample z-scale), with its statistics on the same split.
@@ -1817,6 +2009,9 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
         {"center_rewards", options.center_rewards},
         {"length_balance", options.length_balance},
         {"length_damping", options.length_damping},
+        {"transformer_residual", options.transformer_residual},
+        {"length_decorrelation", options.length_decorrelation},
+        {"debias_longer_only", options.debias_longer_only},
         {"validation_fraction", options.validation_fraction},
         {"early_stop_patience", options.early_stop_patience},
         {"threads", options.threads},
@@ -1844,6 +2039,11 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     cfg["ensemble"] = {{"transformer", member_json(members[0])},
                        {"linear", member_json(members[1])}};
     cfg["ensemble"]["linear"]["architecture"] = linear_arch;
+    if (!val.empty()) {
+      cfg["ensemble"]["stacking"] = {{"validation_loss_gain", result.stacking_loss_gain},
+                                     {"validation_loss_gain_se", result.stacking_loss_gain_se},
+                                     {"transformer_kept", members[0].weight > 0}};
+    }
   }
   RLAIF_RETURN_IF_ERROR(WriteWholeFile(tmp / kConfigFile, cfg.dump(2) + "\n"));
   for (const char* name : files) RLAIF_RETURN_IF_ERROR(SyncPath(tmp / name));

@@ -89,6 +89,25 @@ struct TrainOptions {
   // explain), and scores with that feature's weight times (1 - damping).
   // Default 0 (off).
   double length_damping = 0.0;
+  // transformer_residual in [0, 1] (model_type "ensemble" only): the
+  // transformer member learns what the linear member does not explain. Its
+  // Bradley-Terry margin during training is r_c - r_r + R * (the undamped
+  // linear margin of the pair, from linear models that did not train on that
+  // pair: 5 folds by prompt), so it spends its capacity on content the bag of
+  // n-grams misses rather than on relearning length, which the linear member
+  // holds explicitly (and damps). 0 (default) = trained on the labels alone.
+  double transformer_residual = 0.0;
+  // length_decorrelation >= 0: adds c * corr(score, log response bytes)^2
+  // over each batch's responses to the transformer's loss (ODIN's length
+  // decorrelation penalty), so its score carries as little length as it can
+  // while fitting the labels. 0 (default) = off.
+  double length_decorrelation = 0.0;
+  // Direction of length_damping and length_decorrelation: false (default) =
+  // both ways; true = only toward longer responses (the linear member damps
+  // only length weights that reward length, and the transformer's penalty
+  // applies only to a positive score-length correlation), so a judge's real
+  // preference for shorter responses is learned as it is.
+  bool debias_longer_only = false;
   // Warm start (continuous refresh): a checkpoint directory whose tokenizer,
   // architecture and weights training starts from instead of a new tokenizer
   // and random weights. "" (default) = from scratch. Heads are matched by
@@ -164,6 +183,10 @@ struct TrainResult {
                                 // an ensemble's as selected, before its linear member
                                 // is retrained on all pairs
   int64_t validation_pairs = 0;
+  // An ensemble's stacking: validation loss of the linear member alone minus
+  // the ensemble's, and its standard error; the transformer keeps a weight
+  // only if the gain exceeds one standard error (0/0 without a validation split).
+  double stacking_loss_gain = 0, stacking_loss_gain_se = 0;
   int64_t best_step = 0;        // step whose weights were kept (= steps without validation)
   bool stopped_early = false;
   std::string warm_started_from;  // version of TrainOptions::init_from; "" = from scratch
