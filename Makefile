@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-gpu demo clean format bench-ingest soak-ingest fuzz sanitize reliability bench-train
+.PHONY: all deps configure build test test-gpu demo clean format bench-ingest soak-ingest fuzz sanitize reliability bench-train bench-train-cv
 
 all: build
 
@@ -66,6 +66,14 @@ soak-ingest: configure
 bench-train: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS) --target rlaif-bench-train
 	@bash bench/train.sh --bin $(BUILD_DIR)/bin
+
+# 5-fold cross-validation by prompt of the offline defaults on the AlpacaEval
+# and HH dev pairs, outside rlaifd train's 10% holdout (~20 min on 2 cores;
+# bench/RESULTS.md, "Residual transformer").
+bench-train-cv: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target rlaifd
+	@OPENBLAS_NUM_THREADS=1 python3 bench/train_cv.py --bin $(BUILD_DIR)/bin --pairs ../shared/data/alpaca-eval-gpt4-dev.jsonl -- --threads 1
+	@OPENBLAS_NUM_THREADS=1 python3 bench/train_cv.py --bin $(BUILD_DIR)/bin --pairs ../shared/data/hh-harmless-dev.jsonl -- --threads 1
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
