@@ -116,7 +116,8 @@ int RunTrainCommand(const std::vector<std::string>& args) {
                          "model-type", "validation-fraction", "patience", "label-smoothing",
                          "center-rewards", "d-model", "layers", "heads", "vocab-size",
                          "weight-decay", "warmup", "validations-per-epoch", "length-damping",
-                         "length-balance", "transformer-residual", "length-decorrelation", "length-debias", "resume-dir", "checkpoint-every", "init-from"},
+                         "length-balance", "transformer-residual", "length-decorrelation",
+                         "length-debias", "resume-dir", "checkpoint-every", "init-from"},
                   &f)) {
     return 2;
   }

@@ -31,7 +31,13 @@ std::vector<PreferencePair> LengthBiasedPairs(int n, uint64_t seed, double bias)
   std::vector<PreferencePair> pairs;
   for (int i = 0; i < n; ++i) {
     PreferencePair p;
-    p.prompt = "L" + std::to_string(seed) + "-" + std::to_string(i) + ": " + RandomWords(rng, 3, 6);
+    // Appended piecewise: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string chains.
+    p.prompt = "L";
+    p.prompt += std::to_string(seed);
+    p.prompt += '-';
+    p.prompt += std::to_string(i);
+    p.prompt += ": ";
+    p.prompt += RandomWords(rng, 3, 6);
     std::string good = RandomWords(rng, 4, 40) + " banana";
     std::string other = RandomWords(rng, 4, 40);
     if (u(rng) < bias && other.size() > good.size()) std::swap(good, other);
@@ -127,11 +133,11 @@ TEST(TrainRewardModel, LengthDecorrelationTakesLengthOutOfTheTransformersScore) 
   o.length_decorrelation = 1.0;
   auto decorrelated = TrainRewardModel(train, clean, dir.Sub("decorrelated"), o);
   ASSERT_TRUE(decorrelated.ok()) << decorrelated.status().ToString();
-  std::printf("length correlation %.3f -> %.3f; accuracy %.3f -> %.3f, shorter-chosen %.3f -> %.3f\n",
-              plain->holdout.length_correlation, decorrelated->holdout.length_correlation,
-              plain->holdout.accuracy, decorrelated->holdout.accuracy,
-              plain->holdout.accuracy_shorter_chosen,
-              decorrelated->holdout.accuracy_shorter_chosen);
+  std::printf(
+      "length correlation %.3f -> %.3f; accuracy %.3f -> %.3f, shorter-chosen %.3f -> %.3f\n",
+      plain->holdout.length_correlation, decorrelated->holdout.length_correlation,
+      plain->holdout.accuracy, decorrelated->holdout.accuracy,
+      plain->holdout.accuracy_shorter_chosen, decorrelated->holdout.accuracy_shorter_chosen);
   EXPECT_GT(plain->holdout.length_correlation, 0.3);
   EXPECT_LT(std::abs(decorrelated->holdout.length_correlation),
             plain->holdout.length_correlation / 2);

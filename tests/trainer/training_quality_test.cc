@@ -177,10 +177,10 @@ TEST(TrainRewardModel, ResidualTransformerLearnsOnlyWhatTheLinearMemberMisses) {
   o.transformer_residual = 1.0;
   auto residual = TrainRewardModel(train, holdout, dir.Sub("residual"), o);
   ASSERT_TRUE(residual.ok()) << residual.status().ToString();
-  std::printf("transformer alone: plain %.3f (loss %.3f), residual %.3f (loss %.3f); ensemble %.3f\n",
-              plain->transformer.accuracy, plain->transformer.loss,
-              residual->transformer.accuracy, residual->transformer.loss,
-              residual->holdout.accuracy);
+  std::printf(
+      "transformer alone: plain %.3f (loss %.3f), residual %.3f (loss %.3f); ensemble %.3f\n",
+      plain->transformer.accuracy, plain->transformer.loss, residual->transformer.accuracy,
+      residual->transformer.loss, residual->holdout.accuracy);
   EXPECT_GE(plain->transformer.accuracy, 0.9);
   // Measured: loss 0.27 trained on the labels, 0.51 as the residual (log 2 =
   // 0.69 would be no margin at all).

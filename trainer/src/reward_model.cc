@@ -237,7 +237,8 @@ Status ValidateTrainOptions(const TrainOptions& o) {
     return bad("transformer_residual must be in [0, 1]");
   }
   if (o.transformer_residual > 0 && o.model_type != "ensemble") {
-    return bad("transformer_residual needs model_type \"ensemble\" (the linear member it builds on)");
+    return bad(
+        "transformer_residual needs model_type \"ensemble\" (the linear member it builds on)");
   }
   return Status::Ok();
 }
@@ -775,7 +776,7 @@ struct EncodedPair {
   std::vector<int32_t> chosen;  // full model sequences (BuildRewardSequence)
   std::vector<int32_t> rejected;
   float p_chosen = 1.0f;
-  int64_t head = 0;  // the head of the pair's dimension: the only one its loss reaches
+  int64_t head = 0;     // the head of the pair's dimension: the only one its loss reaches
   float weight = 1.0f;  // loss weight (TrainOptions::length_balance)
   float offset = 0.0f;  // added to the margin (TrainOptions::transformer_residual)
   float log_bytes_chosen = 0.0f, log_bytes_rejected = 0.0f;  // log(1 + response bytes)
@@ -859,6 +860,15 @@ class PairEncoder {
   std::unordered_map<std::string_view, std::vector<int32_t>> prompt_ids_;
 };
 
+// -p log sigmoid(m) - (1 - p) log sigmoid(-m), computed stably
+// (-log sigmoid(x) = softplus(-x)).
+double SoftLabelPairLoss(double m, double p) {
+  auto nls = [](double x) {
+    return x > 0 ? std::log1p(std::exp(-x)) : -x + std::log1p(std::exp(x));
+  };
+  return p * nls(m) + (1 - p) * nls(-m);
+}
+
 // Mean soft-label BT loss of the pairs whose sequences are seqs[0..n) (chosen)
 // and seqs[n..2n) (rejected), pair i scored by head heads[i].
 double ValidationLoss(const RewardTransformer& net, const torch::Device& device,
@@ -870,11 +880,7 @@ double ValidationLoss(const RewardTransformer& net, const torch::Device& device,
   double sum = 0;
   for (size_t i = 0; i < n; ++i) {
     const double m = s[i][heads[i]] - s[n + i][heads[i]] + (offsets.empty() ? 0.0 : offsets[i]);
-    // -log sigmoid(x) = softplus(-x), computed stably.
-    auto nls = [](double x) {
-      return x > 0 ? std::log1p(std::exp(-x)) : -x + std::log1p(std::exp(x));
-    };
-    sum += p_chosen[i] * nls(m) + (1 - p_chosen[i]) * nls(-m);
+    sum += SoftLabelPairLoss(m, p_chosen[i]);
   }
   return sum / static_cast<double>(std::max<size_t>(n, 1));
 }
@@ -1357,7 +1363,8 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
       auto chosen = scores.slice(0, 0, n), rejected = scores.slice(0, n, 2 * n);
       auto margin = chosen - rejected;
       if (!train_offsets.empty()) {
-        margin = margin + torch::from_blob(pair_offset.data(), {n}, torch::kFloat).clone().to(device);
+        margin =
+            margin + torch::from_blob(pair_offset.data(), {n}, torch::kFloat).clone().to(device);
       }
       auto pair_loss = BradleyTerryLossTensor(margin, p);
       if (weighted) {
@@ -1515,11 +1522,10 @@ std::vector<double> StackedPairLosses(const std::vector<std::vector<double>>& di
                                       const std::vector<double>& p_chosen,
                                       const std::vector<double>& w) {
   std::vector<double> out(diffs.size());
-  auto nls = [](double x) { return x > 0 ? std::log1p(std::exp(-x)) : -x + std::log1p(std::exp(x)); };
   for (size_t i = 0; i < diffs.size(); ++i) {
     double m = 0;
     for (size_t k = 0; k < w.size(); ++k) m += w[k] * diffs[i][k];
-    out[i] = p_chosen[i] * nls(m) + (1 - p_chosen[i]) * nls(-m);
+    out[i] = SoftLabelPairLoss(m, p_chosen[i]);
   }
   return out;
 }
@@ -1585,9 +1591,9 @@ Result<std::vector<double>> CrossFittedLinearMargins(const std::vector<Preferenc
                                                      const std::string& dir) {
   std::vector<int> fold(pairs.size());
   for (size_t i = 0; i < pairs.size(); ++i) {
-    fold[i] = std::min(kResidualFolds - 1,
-                       static_cast<int>(HashToUnit(Hash64(pairs[i].prompt, kResidualFoldSalt)) *
-                                        kResidualFolds));
+    fold[i] = std::min(
+        kResidualFolds - 1,
+        static_cast<int>(HashToUnit(Hash64(pairs[i].prompt, kResidualFoldSalt)) * kResidualFolds));
   }
   std::vector<double> margins(pairs.size(), 0.0);
   for (int k = 0; k < kResidualFolds; ++k) {
@@ -1722,8 +1728,8 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     const double t_res = MonotonicSeconds();
     LinearConfig undamped = linear_config;
     undamped.length_scale = 1.0;
-    auto m = CrossFittedLinearMargins(fit, dimensions, undamped, options, version,
-                                      out_dir.string());
+    auto m =
+        CrossFittedLinearMargins(fit, dimensions, undamped, options, version, out_dir.string());
     if (!m.ok()) return m.status();
     train_offsets = std::move(*m);
     if (!val.empty()) {
