@@ -1560,18 +1560,12 @@ StackingChoice ChooseStacking(const std::vector<std::vector<double>>& diffs,
 Result<std::vector<double>> LinearMargins(const LinearRewardModel& model,
                                           const std::vector<PreferencePair>& pairs,
                                           const std::vector<std::string>& dimensions) {
-  std::vector<std::pair<std::string, std::string>> items;
-  items.reserve(2 * pairs.size());
-  for (const auto& p : pairs) {
-    items.emplace_back(p.prompt, p.chosen);
-    items.emplace_back(p.prompt, p.rejected);
-  }
-  auto s = model.Score(items);
+  auto s = ScoreStats(model, pairs);
   if (!s.ok()) return s.status();
   std::vector<double> margins(pairs.size());
   for (size_t i = 0; i < pairs.size(); ++i) {
     const int h = HeadIndex(dimensions, pairs[i].dimension);
-    margins[i] = (*s)[2 * i][h] - (*s)[2 * i + 1][h];
+    margins[i] = s->scores[2 * i][h] - s->scores[2 * i + 1][h];
   }
   return margins;
 }
