@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_flags.h"
 #include "rlaif/trainer/compute.h"
 #include "rlaif/trainer/reward_model.h"
 
@@ -45,14 +46,7 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> f = {{"model", ""},          {"pairs", ""},
                                           {"items", "256"},       {"batch-sizes", "1,4,16,64"},
                                           {"reps", "3"},          {"blas-threads", "1"}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i];
-    if (k.rfind("--", 0) != 0 || !f.count(k.substr(2))) {
-      std::cerr << "unknown flag " << k << "\n";
-      return 2;
-    }
-    f[k.substr(2)] = argv[i + 1];
-  }
+  if (!rlaif::bench::ParseBenchFlags(argc, argv, &f)) return 2;
   if (f["model"].empty()) {
     std::cerr << "usage: rlaif-bench-score --model DIR [--pairs FILE] [--items N] "
                  "[--batch-sizes 1,4,16,64] [--reps N] [--blas-threads N]\n";

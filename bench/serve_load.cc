@@ -25,17 +25,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_flags.h"
+
 int main(int argc, char** argv) {
   std::map<std::string, std::string> f = {{"url", "http://127.0.0.1:8080"}, {"concurrency", "16"},
                                           {"seconds", "10"}, {"prompts", ""}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i];
-    if (k.rfind("--", 0) != 0 || !f.count(k.substr(2))) {
-      std::cerr << "unknown flag " << k << "\n";
-      return 2;
-    }
-    f[k.substr(2)] = argv[i + 1];
-  }
+  if (!rlaif::bench::ParseBenchFlags(argc, argv, &f)) return 2;
   std::vector<std::string> bodies;
   if (!f["prompts"].empty()) {
     std::ifstream in(f["prompts"]);

@@ -20,6 +20,7 @@
 #include <map>
 #include <string>
 
+#include "bench_flags.h"
 #include "transformer.h"
 
 using rlaif::trainer::ModelConfig;
@@ -69,14 +70,7 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> f = {{"device", "cpu"}, {"preset", "small"}, {"seq", "0"},
                                           {"batch", "32"}, {"steps", "10"}, {"warmup", "3"},
                                           {"threads", "1"}, {"peak-tflops", "989"}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i];
-    if (k.rfind("--", 0) != 0 || !f.count(k.substr(2))) {
-      std::cerr << "unknown flag " << k << "\n";
-      return 2;
-    }
-    f[k.substr(2)] = argv[i + 1];
-  }
+  if (!rlaif::bench::ParseBenchFlags(argc, argv, &f)) return 2;
   torch::Device device(f["device"] == "cuda" ? torch::kCUDA : torch::kCPU);
   if (device.is_cuda() && !torch::cuda::is_available()) {
     std::cerr << "CUDA is not available\n";
