@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-gpu demo clean format bench-ingest soak-ingest fuzz sanitize reliability bench-train bench-train-cv
+.PHONY: all deps configure build test test-gpu demo clean format bench-ingest soak-ingest fuzz sanitize reliability bench-train bench-train-cv bench-tokenize
 
 all: build
 
@@ -74,6 +74,14 @@ bench-train-cv: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS) --target rlaifd
 	@OPENBLAS_NUM_THREADS=1 python3 bench/train_cv.py --bin $(BUILD_DIR)/bin --pairs ../shared/data/alpaca-eval-gpt4-dev.jsonl -- --threads 1
 	@OPENBLAS_NUM_THREADS=1 python3 bench/train_cv.py --bin $(BUILD_DIR)/bin --pairs ../shared/data/hh-harmless-dev.jsonl -- --threads 1
+
+# Tokenizer encode throughput on the HH and AlpacaEval pairs: the trained
+# byte-level BPE, and a Hugging Face tokenizer.json when TOKENIZER=FILE is
+# given (bench/RESULTS.md, "Tokenizer encode throughput").
+bench-tokenize: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target rlaif-bench-tokenize
+	@for f in ../shared/data/hh-harmless-dev.jsonl ../shared/data/alpaca-eval-gpt4-dev.jsonl; do \
+	  $(BUILD_DIR)/bin/rlaif-bench-tokenize --pairs $$f $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) || exit 1; done
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -525,6 +525,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
       mr.Int("d_model", &c.trainer.model.d_model, 0, 1 << 14);
       mr.Int("layers", &c.trainer.model.layers, 0, 256);
       mr.Int("heads", &c.trainer.model.heads, 0, 256);
+      mr.String("tokenizer_file", &c.trainer.model.tokenizer_file);
       mr.Finish();
       const auto& mc = c.trainer.model;
       if (mc.d_model > 0 && mc.heads > 0 && mc.d_model % mc.heads != 0) {

@@ -97,6 +97,7 @@ void Reload(const Config& running, const std::string& path, storage::Store& stor
   }
   if (fresh->trainer.min_new_labels != running.trainer.min_new_labels ||
       fresh->trainer.model.preset != running.trainer.model.preset ||
+      fresh->trainer.model.tokenizer_file != running.trainer.model.tokenizer_file ||
       fresh->trainer.gate.min_accuracy != running.trainer.gate.min_accuracy ||
       fresh->trainer.gate.max_regression != running.trainer.gate.max_regression ||
       fresh->trainer.gate.anchor_max_regression != running.trainer.gate.anchor_max_regression ||

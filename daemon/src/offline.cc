@@ -117,7 +117,8 @@ int RunTrainCommand(const std::vector<std::string>& args) {
                          "center-rewards", "d-model", "layers", "heads", "vocab-size",
                          "weight-decay", "warmup", "validations-per-epoch", "length-damping",
                          "length-balance", "transformer-residual", "length-decorrelation",
-                         "length-debias", "resume-dir", "checkpoint-every", "init-from"},
+                         "length-debias", "resume-dir", "checkpoint-every", "init-from",
+                         "tokenizer"},
                   &f)) {
     return 2;
   }
@@ -187,6 +188,15 @@ int RunTrainCommand(const std::vector<std::string>& args) {
   if (opt.device != "auto" && opt.device != "cpu" && opt.device != "cuda") {
     std::cerr << "--device must be auto, cpu or cuda\n";
     return 2;
+  }
+  // A Hugging Face tokenizer.json (byte-level BPE) instead of a tokenizer
+  // trained on the pairs; the transformer's vocabulary is the file's.
+  if (f.count("tokenizer")) {
+    opt.tokenizer_file = f["tokenizer"];
+    if (opt.model_type == "linear") {
+      std::cerr << "--tokenizer applies to the transformer; --model-type linear has none\n";
+      return 2;
+    }
   }
   // Resumable: a killed run started again with the same flags continues
   // from its last saved state (every --checkpoint-every steps, default every

@@ -97,8 +97,11 @@ TEST(ConfigTest, RefreshAndAnchorKeys) {
   j["trainer"]["replay_ratio"] = 2.5;
   j["trainer"]["anchor_pairs"] = "/etc/rlaifd/anchor.jsonl";
   j["trainer"]["gate"] = {{"anchor_max_regression", 0.05}};
+  j["trainer"]["model"]["tokenizer_file"] = "/etc/rlaifd/tokenizer.json";
   auto ok = ParseConfig(j.dump());
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->trainer.model.tokenizer_file, "/etc/rlaifd/tokenizer.json");
+  EXPECT_TRUE(defaults->trainer.model.tokenizer_file.empty());
   EXPECT_EQ(ok->trainer.mode, "scratch");
   EXPECT_DOUBLE_EQ(ok->trainer.replay_ratio, 2.5);
   EXPECT_DOUBLE_EQ(ok->trainer.gate.anchor_max_regression, 0.05);

@@ -267,5 +267,44 @@ TEST_F(RefreshPipelineTest, ScratchThenRefreshWithReplayThenResumeAfterRestart) 
   EXPECT_FALSE(std::filesystem::exists(dir_.Sub("training-state")));
 }
 
+// trainer.model.tokenizer_file: the first model uses the given Hugging Face
+// tokenizer, a refresh keeps it (warm start), and another file makes the next
+// run train from scratch with the reason.
+TEST_F(RefreshPipelineTest, GivenTokenizerIsKeptByRefreshesAndAChangeRetrainsFromScratch) {
+  const std::string fixtures = rlaif::testing::SourceDir() + "/tests/trainer/data/hf_tokenizer/";
+  pipeline_->Stop();
+  config_->trainer.model.tokenizer_file = fixtures + "cl100k-3k.json";
+  config_->trainer.anchor_pairs.clear();
+  config_->trainer.gate.anchor_max_regression = -1;
+  config_->trainer.gate.max_regression = 1;
+  StartPipeline();
+  AddLabels(MarkerPairs(200, 1, "old", "banana", ""), NowMs() - 60000);
+  auto t1 = TrainAndWait(1);
+  ASSERT_EQ(t1.last_outcome, "promoted") << t1.last_reason;
+  EXPECT_EQ(rlaif::testing::ReadFile(dir_.Sub("models/" + t1.last_version + "/tokenizer.json")),
+            rlaif::testing::ReadFile(fixtures + "cl100k-3k.json"));
+
+  AddLabels(MarkerPairs(200, 2, "new", "banana", ""), NowMs() - 30000);
+  auto t2 = TrainAndWait(2);
+  ASSERT_TRUE(t2.last_outcome == "promoted" || t2.last_outcome == "rejected") << t2.last_reason;
+  json m2 = Metrics(t2.last_version);
+  EXPECT_EQ(m2["refresh"]["mode"], "refresh") << m2["refresh"].dump();
+  EXPECT_EQ(m2["refresh"]["warm_started_from"], t1.last_version);
+
+  pipeline_->Stop();
+  config_->trainer.model.tokenizer_file = fixtures + "gpt2-3k.json";
+  StartPipeline();
+  AddLabels(MarkerPairs(200, 3, "third", "banana", ""), NowMs() - 10000);
+  auto t3 = TrainAndWait(1);
+  ASSERT_TRUE(t3.last_outcome == "promoted" || t3.last_outcome == "rejected") << t3.last_reason;
+  json m3 = Metrics(t3.last_version);
+  EXPECT_EQ(m3["refresh"]["mode"], "scratch") << m3["refresh"].dump();
+  EXPECT_NE(m3["refresh"]["scratch_reason"].get<std::string>().find("its tokenizer is not the one"),
+            std::string::npos)
+      << m3["refresh"].dump();
+  EXPECT_EQ(rlaif::testing::ReadFile(dir_.Sub("models/" + t3.last_version + "/tokenizer.json")),
+            rlaif::testing::ReadFile(fixtures + "gpt2-3k.json"));
+}
+
 }  // namespace
 }  // namespace rlaif::daemon

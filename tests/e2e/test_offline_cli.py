@@ -78,6 +78,38 @@ def main(args, tmp):
           f"--transformer-residual 2 must be refused ({rc}): {err[-2000:]}")
     check(not os.path.exists(os.path.join(tmp, "bad")), "a refused run left a directory")
 
+    # A Hugging Face tokenizer.json instead of a trained tokenizer: the
+    # checkpoint carries the file as it was, scoring works, and what the
+    # tokenizer cannot reproduce is refused with the reason.
+    hf_tok = os.path.join(src, "tests", "trainer", "data", "hf_tokenizer", "cl100k-3k.json")
+    hf_dir = os.path.join(tmp, "hf")
+    rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", hf_dir, "--device", "cpu",
+                        "--model-type", "transformer", "--tokenizer", hf_tok, "--epochs", "1"])
+    check(rc == 0, f"train --tokenizer failed ({rc}): {err[-2000:]}")
+    check(open(os.path.join(hf_dir, "tokenizer.json"), "rb").read() ==
+          open(hf_tok, "rb").read(), "the checkpoint's tokenizer.json is not the given file")
+    cfg = json.load(open(os.path.join(hf_dir, "config.json")))
+    check("Llama 3" in cfg["tokenizer"]["kind"] and cfg["architecture"]["vocab_size"] == 3261,
+          f"config.json tokenizer {cfg['tokenizer']} vocab {cfg['architecture']['vocab_size']}")
+    rc, out, err = run([rlaifd, "score", "--model", hf_dir],
+                       stdin=b'{"prompt": "Hi", "response": "Hello <|endoftext|>!"}\n')
+    check(rc == 0 and math.isfinite(json.loads(out.splitlines()[0])["score"]),
+          f"score with the Hugging Face tokenizer ({rc}): {out} {err[-1000:]}")
+    nfc = os.path.join(tmp, "nfc.json")
+    with open(nfc, "w") as f:
+        j = json.load(open(hf_tok))
+        j["normalizer"] = {"type": "NFC"}
+        json.dump(j, f)
+    rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", os.path.join(tmp, "bad"),
+                        "--device", "cpu", "--tokenizer", nfc])
+    check(rc != 0 and "normalizer NFC is not supported" in err,
+          f"an NFC tokenizer.json must be refused ({rc}): {err[-2000:]}")
+    rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", os.path.join(tmp, "bad"),
+                        "--model-type", "linear", "--tokenizer", hf_tok])
+    check(rc == 2 and "--tokenizer applies to the transformer" in err,
+          f"--tokenizer with a linear model ({rc}): {err[-2000:]}")
+    check(not os.path.exists(os.path.join(tmp, "bad")), "a refused run left a directory")
+
     for pairs_file, n in ((trl, 400), (raw, 100)):
         rc, out, err = run([rlaifd, "eval", "--model", out_dir, "--pairs", pairs_file])
         check(rc == 0, f"eval failed: {err[-2000:]}")

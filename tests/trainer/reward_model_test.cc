@@ -174,6 +174,70 @@ TEST(TrainRewardModel, SameSeedGivesIdenticalWeightsAndScores) {
   EXPECT_NE(*sa, *sc);
 }
 
+// A Hugging Face tokenizer.json given to the trainer (TrainOptions::
+// tokenizer_file) is used as it is, saved with the checkpoint, and the loaded
+// model scores as the trained one did.
+TEST(TrainRewardModel, UsesAGivenHuggingFaceTokenizer) {
+  TempDir dir;
+  const std::string file =
+      rlaif::testing::SourceDir() + "/tests/trainer/data/hf_tokenizer/llama3-style-3k.json";
+  const auto train = BananaPairs(800, 41);
+  const auto holdout = BananaPairs(200, 42);
+  TrainOptions o = FastOptions();
+  o.epochs = 2;
+  o.learning_rate = 2e-3;
+  o.tokenizer_file = file;
+  auto res = TrainRewardModel(train, holdout, dir.Sub("hf"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_GE(res->holdout.accuracy, 0.9);
+  EXPECT_EQ(ReadFile(dir.Sub("hf/tokenizer.json")), ReadFile(file));
+  auto config = nlohmann::json::parse(ReadFile(dir.Sub("hf/config.json")));
+  EXPECT_EQ(config["architecture"]["vocab_size"], 3 + 3256 + 2);  // the file's, not o.vocab_size
+  EXPECT_NE(config["tokenizer"]["kind"].get<std::string>().find("Llama 3"), std::string::npos)
+      << config["tokenizer"];
+  auto model = RewardModel::Load(dir.Sub("hf"), "cpu");
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto again = Evaluate(**model, holdout);
+  ASSERT_TRUE(again.ok());
+  EXPECT_DOUBLE_EQ(again->accuracy, res->holdout.accuracy);
+  EXPECT_DOUBLE_EQ(again->loss, res->holdout.loss);
+
+  // A warm start keeps its checkpoint's tokenizer: allowed with that very
+  // file, refused with another one or without a file (then the asked
+  // vocabulary differs).
+  TrainOptions w = FastOptions();
+  w.tokenizer_file = file;
+  w.init_from = dir.Sub("hf");
+  ASSERT_TRUE(CheckWarmStart(dir.Sub("hf"), w).ok());
+  auto warm = TrainRewardModel(BananaPairs(100, 43), {}, dir.Sub("hf2"), w);
+  ASSERT_TRUE(warm.ok()) << warm.status().ToString();
+  EXPECT_EQ(warm->warm_started_from, "hf");
+  EXPECT_EQ(ReadFile(dir.Sub("hf2/tokenizer.json")), ReadFile(file));
+  w.tokenizer_file = rlaif::testing::SourceDir() + "/tests/trainer/data/hf_tokenizer/gpt2-3k.json";
+  auto refused = CheckWarmStart(dir.Sub("hf"), w);
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << refused.ToString();
+  EXPECT_NE(refused.message().find("its tokenizer is not the one in"), std::string::npos)
+      << refused.message();
+  w.tokenizer_file.clear();
+  refused = CheckWarmStart(dir.Sub("hf"), w);
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << refused.ToString();
+  EXPECT_NE(refused.message().find("vocab_size"), std::string::npos) << refused.message();
+
+  // A missing or unsupported file is refused, naming the file.
+  o.tokenizer_file = dir.Sub("missing.json");
+  auto st = TrainRewardModel(train, {}, dir.Sub("x"), o).status();
+  EXPECT_EQ(st.code(), StatusCode::kIoError) << st.ToString();
+  EXPECT_NE(st.message().find("missing.json"), std::string::npos) << st.message();
+  auto j = nlohmann::json::parse(ReadFile(file));
+  j["normalizer"] = {{"type", "NFC"}};
+  WriteFile(dir.Sub("nfc.json"), j.dump());
+  o.tokenizer_file = dir.Sub("nfc.json");
+  st = TrainRewardModel(train, {}, dir.Sub("x"), o).status();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.ToString();
+  EXPECT_NE(st.message().find("normalizer"), std::string::npos) << st.message();
+  EXPECT_FALSE(fs::exists(dir.Sub("x")));
+}
+
 TEST(TrainRewardModel, RefusesBadInputsAndExistingDirectories) {
   TempDir dir;
   const auto train = BananaPairs(20, 31);

@@ -289,7 +289,8 @@ std::vector<std::vector<double>> ScoreTokenSequences(
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return seqs[a].size() > seqs[b].size(); });
   std::vector<int64_t> lengths(order.size());
-  for (size_t i = 0; i < order.size(); ++i) lengths[i] = static_cast<int64_t>(seqs[order[i]].size());
+  for (size_t i = 0; i < order.size(); ++i)
+    lengths[i] = static_cast<int64_t>(seqs[order[i]].size());
   ScorePlanOptions plan = device.is_cuda() ? kScorePlanCuda : kScorePlanCpu;
   plan.d_model = model->config().d_model;
   const std::vector<size_t> passes = PlanScoreBatches(lengths, plan);
@@ -331,6 +332,8 @@ class TorchRewardModel final : public RewardModel {
         normalization_(std::move(normalization)) {
     net_.ptr()->eval();
   }
+
+  std::string tokenizer_description() const { return tokenizer_.description(); }
 
   Result<std::vector<std::vector<double>>> Score(
       const std::vector<std::pair<std::string, std::string>>& items) const override {
@@ -931,7 +934,22 @@ Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const Trai
       {"heads", {arch->heads, want->heads}},
       {"mlp_ratio", {arch->mlp_ratio, want->mlp_ratio}},
       {"causal", {arch->causal, want->causal}}};
+  // A given tokenizer (options.tokenizer_file) must be the checkpoint's; its
+  // size is then the file's, not a requested one.
+  const bool given_tokenizer = !options.tokenizer_file.empty();
+  if (given_tokenizer) {
+    auto theirs = BpeTokenizer::LoadFile((dir / kTokenizerFile).string());
+    auto ours = BpeTokenizer::LoadFile(options.tokenizer_file);
+    if (!ours.ok()) {
+      return Status(ours.status().code(),
+                    "tokenizer file " + options.tokenizer_file + ": " + ours.status().message());
+    }
+    if (!theirs.ok() || theirs->ToJson() != ours->ToJson()) {
+      return refuse("its tokenizer is not the one in " + options.tokenizer_file);
+    }
+  }
   for (const auto& [name, v] : sizes) {
+    if (given_tokenizer && std::string_view(name) == "vocab_size (asked)") continue;
     if (v.first != v.second) {
       return refuse(std::string("architecture differs: ") + name + " " + std::to_string(v.first) +
                     " in the checkpoint, " + std::to_string(v.second) + " asked");
@@ -975,8 +993,8 @@ Result<WarmStart> LoadWarmStart(const std::string& dir_text, const WarmStartSour
                                       tokenizer.status().message());
   }
   if (tokenizer->vocab_size() != src.arch.vocab_size) {
-    return Status::FailedPrecondition("cannot warm-start from " + dir_text + ": " +
-                                      kTokenizerFile + " does not match its architecture");
+    return Status::FailedPrecondition("cannot warm-start from " + dir_text + ": " + kTokenizerFile +
+                                      " does not match its architecture");
   }
   RewardTransformer from(src.arch);
   RLAIF_RETURN_IF_ERROR(LoadWeights(from, dir / kWeightsFile));
@@ -1004,8 +1022,8 @@ Result<WarmStart> LoadWarmStart(const std::string& dir_text, const WarmStartSour
     }
   }
   for (const auto& d : dimensions) {
-    w.new_heads += std::find(src.dimensions.begin(), src.dimensions.end(), d) ==
-                   src.dimensions.end();
+    w.new_heads +=
+        std::find(src.dimensions.begin(), src.dimensions.end(), d) == src.dimensions.end();
   }
   w.tokenizer.emplace(std::move(*tokenizer));
   w.net.emplace(std::move(net));
@@ -1031,8 +1049,10 @@ std::string RunFingerprint(const std::vector<PreferencePair>& train,
                            const std::vector<PreferencePair>& val,
                            const std::vector<std::string>& dimensions, const ModelConfig& config,
                            const torch::Device& device, const TrainOptions& o,
-                           const std::string& warm_identity) {
+                           const std::string& warm_identity,
+                           const std::string& tokenizer_identity) {
   const json j = {{"train", DataFingerprint(train)},
+                  {"tokenizer", tokenizer_identity},
                   {"validation", DataFingerprint(val)},
                   {"dimensions", dimensions},
                   {"architecture", ConfigToJson(config)},
@@ -1136,10 +1156,23 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
                                         const std::vector<double>& val_offsets = {}) {
   TransformerRun run;
   const bool use_bf16 = device.is_cuda();
-  // 0. A resume state of this very run, if one was left behind.
+  // 0. A given tokenizer (options.tokenizer_file) replaces a trained one; a
+  // warm start keeps its checkpoint's.
+  std::optional<BpeTokenizer> given;
+  if (!options.tokenizer_file.empty() && !warm) {  // InspectWarmStart checked it is warm's
+    auto tok = BpeTokenizer::LoadFile(options.tokenizer_file);
+    if (!tok.ok()) {
+      return Status(tok.status().code(),
+                    "tokenizer file " + options.tokenizer_file + ": " + tok.status().message());
+    }
+    given.emplace(std::move(*tok));
+    config.vocab_size = given->vocab_size();
+  }
+  // A resume state of this very run, if one was left behind.
   const fs::path resume_dir = options.resume_dir;
   const std::string fingerprint =
-      RunFingerprint(train, val, dimensions, config, device, options, warm ? warm->identity : "");
+      RunFingerprint(train, val, dimensions, config, device, options, warm ? warm->identity : "",
+                     given ? HexId(Hash64(given->ToJson())) : "");
   json resumed;  // state.json of the state resumed from; null = none
   fs::path resume_from;
   if (!resume_dir.empty()) {
@@ -1161,7 +1194,7 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   // 1. Tokenizer, on distinct prompts and all responses (a warm start keeps
   // its checkpoint's; a resumed run reads the one it saved).
   std::vector<std::string_view> texts;
-  if (!warm && resumed.is_null()) {
+  if (!warm && resumed.is_null() && !given) {
     std::unordered_map<std::string_view, bool> seen_prompts;
     for (const auto& p : train) {
       if (seen_prompts.emplace(p.prompt, true).second) texts.push_back(p.prompt);
@@ -1173,13 +1206,17 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   auto tokenizer = warm ? Result<BpeTokenizer>(std::move(*warm->tokenizer))
                    : !resumed.is_null()
                        ? BpeTokenizer::LoadFile((resume_from / kTokenizerFile).string())
-                       : BpeTokenizer::Train(texts, config.vocab_size);
+                   : given ? Result<BpeTokenizer>(std::move(*given))
+                           : BpeTokenizer::Train(texts, config.vocab_size);
   if (!tokenizer.ok()) return tokenizer.status();
   run.requested_vocab = warm ? warm->requested_vocab : config.vocab_size;
   config.vocab_size = tokenizer->vocab_size();  // a small corpus may learn fewer merges
-  if (warm || !resumed.is_null()) {
-    spdlog::info("trainer: tokenizer of {} ids from {}", config.vocab_size,
-                 warm ? "the warm-start checkpoint" : "the resume state");
+  if (warm || !resumed.is_null() || !options.tokenizer_file.empty()) {
+    spdlog::info("trainer: tokenizer of {} ids ({}) from {}", config.vocab_size,
+                 tokenizer->description(),
+                 warm                 ? "the warm-start checkpoint"
+                 : !resumed.is_null() ? "the resume state"
+                                      : options.tokenizer_file);
   } else {
     spdlog::info("trainer: tokenizer learned {} ids (asked {}) from {} texts in {:.1f}s",
                  config.vocab_size, run.requested_vocab, texts.size(), MonotonicSeconds() - t_tok);
@@ -1266,7 +1303,8 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
         if (s.max_exp_avg_sq().defined()) s.max_exp_avg_sq(s.max_exp_avg_sq().to(device));
       }
     }
-    if (fs::exists(resume_from / "best.pt")) best_params = ReadTensors(resume_from / "best.pt", device);
+    if (fs::exists(resume_from / "best.pt"))
+      best_params = ReadTensors(resume_from / "best.pt", device);
     step = resumed.at("step").get<int64_t>();
     start_epoch = resumed.at("epoch").get<int>();
     std::istringstream(resumed.at("rng").get<std::string>()) >> rng;
@@ -1296,9 +1334,8 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
         {"epoch", epoch},
         {"rng", rng_at_epoch_start},
         {"best_step", run.best_step},
-        {"best_validation_loss", std::isfinite(run.best_validation_loss)
-                                     ? json(run.best_validation_loss)
-                                     : json()},
+        {"best_validation_loss",
+         std::isfinite(run.best_validation_loss) ? json(run.best_validation_loss) : json()},
         {"validations_without_gain", validations_without_gain},
         {"real_tokens", run.real_tokens},
         {"padded_tokens", run.padded_tokens},
@@ -1316,9 +1353,8 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
     rng_at_epoch_start = rng_text.str();
     const auto batches = MakeEpochBatches(data, batch_size, rng);
     // A resumed epoch skips the batches done before the state was saved.
-    const size_t first = epoch == start_epoch
-                             ? static_cast<size_t>(step - epoch * steps_per_epoch)
-                             : 0;
+    const size_t first =
+        epoch == start_epoch ? static_cast<size_t>(step - epoch * steps_per_epoch) : 0;
     for (size_t b = first; b < batches.size(); ++b) {
       const auto& batch = batches[b];
       if (options.cancelled && options.cancelled()) {
@@ -1994,6 +2030,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
   };
   if (transformer) {
     cfg["tokenizer"] = {{"file", kTokenizerFile},
+                        {"kind", transformer->tokenizer_description()},
                         {"vocab_size", config->vocab_size},
                         {"vocab_size_requested", run->requested_vocab}};
     cfg["training"] = {

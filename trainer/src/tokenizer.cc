@@ -4,12 +4,14 @@
 #include <cstdint>
 #include <fstream>
 #include <mutex>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <queue>
 #include <shared_mutex>
 #include <sstream>
 #include <unordered_map>
+
+#include "hf_tokenizer.h"
 
 namespace rlaif::trainer {
 
@@ -109,7 +111,8 @@ std::vector<int32_t> BuildRewardSequence(const std::vector<int32_t>& prompt,
 
 // Merge ranks (immutable after construction) and the chunk cache (synchronised).
 struct BpeTokenizer::EncodeCache {
-  std::unordered_map<uint64_t, int32_t> ranks;  // pair -> merge index
+  std::unordered_map<uint64_t, int32_t> ranks;     // pair -> merge index
+  std::unordered_map<std::string, int32_t> whole;  // bytes -> id, with ignore_merges
   mutable std::shared_mutex mu;
   mutable std::unordered_map<std::string, std::vector<int32_t>> chunks;  // guarded by mu
 };
@@ -121,15 +124,79 @@ BpeTokenizer::~BpeTokenizer() = default;
 
 void BpeTokenizer::BuildIndex() {
   token_bytes_.assign(kFirstMerge, std::string());
-  for (int b = 0; b < 256; ++b) token_bytes_[kFirstByte + b] = std::string(1, static_cast<char>(b));
+  for (int b = 0; b < 256; ++b) {
+    token_bytes_[kFirstByte + b] = std::string(1, static_cast<char>(b));
+    byte_ids_[b] = kFirstByte + b;
+  }
+  merge_ids_.clear();
+  for (size_t i = 0; i < merges_.size(); ++i) {
+    const auto& [a, b] = merges_[i];
+    merge_ids_.push_back(static_cast<int32_t>(token_bytes_.size()));
+    token_bytes_.push_back(token_bytes_[a] + token_bytes_[b]);
+  }
+  BuildRanks();
+}
+
+void BpeTokenizer::BuildRanks() {
   auto cache = std::make_unique<EncodeCache>();
   cache->ranks.reserve(merges_.size() * 2);
   for (size_t i = 0; i < merges_.size(); ++i) {
-    const auto& [a, b] = merges_[i];
-    token_bytes_.push_back(token_bytes_[a] + token_bytes_[b]);
-    cache->ranks.emplace(PairKey(a, b), static_cast<int32_t>(i));
+    // The first (lowest-rank) merge of a pair wins, as in Hugging Face's BPE.
+    cache->ranks.emplace(PairKey(merges_[i].first, merges_[i].second), static_cast<int32_t>(i));
+  }
+  if (ignore_merges_) {
+    for (size_t id = 0; id < token_bytes_.size(); ++id) {
+      if (!token_bytes_[id].empty()) {
+        cache->whole.emplace(token_bytes_[id], static_cast<int32_t>(id));
+      }
+    }
   }
   ranks_and_cache_ = std::move(cache);
+}
+
+std::vector<std::string_view> BpeTokenizer::Pretokenize(std::string_view text) const {
+  switch (pretokenizer_) {
+    case Pretokenizer::kGpt2:
+      return hf::SplitGpt2(text);
+    case Pretokenizer::kLlama3:
+      return hf::SplitLlama3(text, max_digits_);
+    case Pretokenizer::kChunks:
+      break;
+  }
+  return SplitChunks(text);
+}
+
+std::string BpeTokenizer::description() const {
+  if (is_hugging_face()) return hf_description_;
+  return "byte-level BPE trained here (" + std::to_string(vocab_size()) + " ids)";
+}
+
+Result<BpeTokenizer> BpeTokenizer::FromHuggingFace(const std::string& json, hf::BpeModel&& model) {
+  BpeTokenizer tok;
+  tok.pretokenizer_ =
+      model.pretokenizer == hf::Pretokenizer::kGpt2 ? Pretokenizer::kGpt2 : Pretokenizer::kLlama3;
+  tok.max_digits_ = model.max_digits;
+  tok.add_prefix_space_ = model.add_prefix_space;
+  tok.ignore_merges_ = model.ignore_merges;
+  // Hugging Face id h is id h + kFirstByte here: 0-2 stay PAD, END, SEP.
+  tok.token_bytes_.assign(kFirstByte, std::string());
+  for (auto& bytes : model.token_bytes) tok.token_bytes_.push_back(std::move(bytes));
+  for (int b = 0; b < 256; ++b) tok.byte_ids_[b] = kFirstByte + model.byte_ids[b];
+  tok.merges_.reserve(model.merges.size());
+  for (size_t r = 0; r < model.merges.size(); ++r) {
+    tok.merges_.emplace_back(kFirstByte + model.merges[r].first,
+                             kFirstByte + model.merges[r].second);
+    tok.merge_ids_.push_back(kFirstByte + model.merge_ids[r]);
+  }
+  tok.BuildRanks();
+  tok.hf_json_ = json;
+  tok.hf_description_ = std::move(model.description);
+  if (tok.vocab_size() < kFirstMerge) {
+    return Status::InvalidArgument("tokenizer.json has " + std::to_string(tok.vocab_size()) +
+                                   " ids with this build's 3 special ids; at least " +
+                                   std::to_string(kFirstMerge) + " are needed");
+  }
+  return tok;
 }
 
 Result<BpeTokenizer> BpeTokenizer::Train(const std::vector<std::string_view>& texts,
@@ -256,8 +323,12 @@ Result<BpeTokenizer> BpeTokenizer::Train(const std::vector<std::string_view>& te
 
 std::vector<int32_t> BpeTokenizer::EncodeChunk(std::string_view chunk) const {
   std::vector<int32_t> syms;
+  if (ignore_merges_) {
+    auto it = ranks_and_cache_->whole.find(std::string(chunk));
+    if (it != ranks_and_cache_->whole.end()) return {it->second};
+  }
   syms.reserve(chunk.size());
-  for (unsigned char c : chunk) syms.push_back(kFirstByte + c);
+  for (unsigned char c : chunk) syms.push_back(byte_ids_[c]);
   const auto& ranks = ranks_and_cache_->ranks;
   while (syms.size() > 1) {
     int32_t best_rank = -1;
@@ -267,7 +338,7 @@ std::vector<int32_t> BpeTokenizer::EncodeChunk(std::string_view chunk) const {
     }
     if (best_rank < 0) break;
     const auto& [a, b] = merges_[best_rank];
-    MergePair(syms, a, b, kFirstMerge + best_rank);
+    MergePair(syms, a, b, merge_ids_[best_rank]);
   }
   return syms;
 }
@@ -276,9 +347,16 @@ std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 1);
   EncodeCache& cache = *ranks_and_cache_;
-  for (std::string_view chunk : SplitChunks(text)) {
+  std::string prefixed;  // GPT-2's add_prefix_space
+  if (add_prefix_space_ && !text.empty() && text[0] != ' ') {
+    prefixed.reserve(text.size() + 1);
+    prefixed.push_back(' ');
+    prefixed.append(text);
+    text = prefixed;
+  }
+  for (std::string_view chunk : Pretokenize(text)) {
     if (chunk.size() == 1) {  // a byte is its own token (merges need two)
-      ids.push_back(kFirstByte + static_cast<unsigned char>(chunk[0]));
+      ids.push_back(byte_ids_[static_cast<unsigned char>(chunk[0])]);
       continue;
     }
     std::string key(chunk);
@@ -309,6 +387,7 @@ std::string BpeTokenizer::Decode(const std::vector<int32_t>& ids) const {
 }
 
 std::string BpeTokenizer::ToJson() const {
+  if (is_hugging_face()) return hf_json_;
   nlohmann::json merges = nlohmann::json::array();
   for (const auto& [a, b] : merges_) merges.push_back({a, b});
   nlohmann::json j = {
@@ -337,6 +416,11 @@ Result<BpeTokenizer> BpeTokenizer::FromJson(const std::string& json) {
   nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return Status::Corruption("tokenizer JSON does not parse");
+  }
+  if (!j.contains("format") && hf::IsTokenizerJson(j)) {
+    auto model = hf::ParseTokenizerJson(j);
+    if (!model.ok()) return model.status();
+    return FromHuggingFace(json, std::move(*model));
   }
   // Integer fields are read only when they are JSON integers: nlohmann's
   // get<int>() of a float such as 1e300 or -1.5 is an out-of-range cast,

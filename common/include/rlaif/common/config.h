@@ -147,6 +147,9 @@ struct ModelConfig {
   int d_model = 0;      // 0 = preset default
   int layers = 0;       // 0 = preset default
   int heads = 0;        // 0 = preset default
+  // A Hugging Face tokenizer.json (byte-level BPE) or a checkpoint's
+  // tokenizer.json used instead of training a tokenizer; "" = train one.
+  std::string tokenizer_file;
 };
 
 struct GateConfig {

@@ -108,6 +108,13 @@ struct TrainOptions {
   // applies only to a positive score-length correlation), so a judge's real
   // preference for shorter responses is learned as it is.
   bool debias_longer_only = false;
+  // A tokenizer file used instead of training a byte-level BPE on the pairs:
+  // a Hugging Face tokenizer.json (GPT-2 or cl100k / Llama 3 style
+  // byte-level BPE, rlaif/trainer/tokenizer.h) or another checkpoint's
+  // tokenizer.json. The vocabulary size is the file's (vocab_size is
+  // ignored). A warm start needs a checkpoint with this very tokenizer
+  // (CheckWarmStart refuses another). "" (default) = train one.
+  std::string tokenizer_file;
   // Warm start (continuous refresh): a checkpoint directory whose tokenizer,
   // architecture and weights training starts from instead of a new tokenizer
   // and random weights. "" (default) = from scratch. Heads are matched by

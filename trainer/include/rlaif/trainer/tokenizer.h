@@ -15,6 +15,14 @@
 // never cross a chunk boundary. Training is deterministic: equal pair counts
 // are broken by the lexicographic order of the pair's byte strings.
 //
+// A Hugging Face tokenizer.json (byte-level BPE: GPT-2, Llama 3 and cl100k
+// style; trainer/src/hf_tokenizer.h lists what is read and refused) loads
+// through the same FromJson/LoadFile, for users who bring a pretrained
+// vocabulary. Its token id h is id h + kFirstByte here (ids 0-2 stay PAD, END,
+// SEP); ToJson returns the file as it was read, so a checkpoint carries it
+// unchanged. Added tokens in the text are encoded as plain text, never as
+// their special ids.
+//
 // Thread safety: a BpeTokenizer is immutable after Train/FromJson except for an
 // internal, synchronised encode cache; Encode/Decode may be called concurrently.
 #pragma once
@@ -30,6 +38,10 @@
 
 namespace rlaif::trainer {
 
+namespace hf {
+struct BpeModel;
+}
+
 class BpeTokenizer {
  public:
   static constexpr int32_t kPad = 0;
@@ -43,7 +55,9 @@ class BpeTokenizer {
   // Learns merges from `texts` until the vocabulary has `vocab_size` ids, or no
   // pair occurs at least twice. kInvalidArgument if vocab_size < kFirstMerge.
   static Result<BpeTokenizer> Train(const std::vector<std::string_view>& texts, int vocab_size);
-  // Parses what ToJson wrote. kCorruption if malformed or inconsistent.
+  // Parses what ToJson wrote, or a Hugging Face tokenizer.json. kCorruption if
+  // malformed or inconsistent; kInvalidArgument for a format or Hugging Face
+  // feature this build does not read (the message says which).
   static Result<BpeTokenizer> FromJson(const std::string& json);
   // FromJson on a file's content; kIoError if unreadable.
   static Result<BpeTokenizer> LoadFile(const std::string& path);
@@ -52,7 +66,8 @@ class BpeTokenizer {
   BpeTokenizer& operator=(BpeTokenizer&&) noexcept;
   ~BpeTokenizer();
 
-  // Compact JSON (ASCII only): format, special ids, merges as id pairs.
+  // Compact JSON (ASCII only): format, special ids, merges as id pairs; for a
+  // Hugging Face tokenizer, the tokenizer.json it was read from.
   std::string ToJson() const;
   // Writes ToJson() to `path` (not atomically; checkpoints write into a temp dir).
   Status SaveFile(const std::string& path) const;
@@ -62,19 +77,35 @@ class BpeTokenizer {
   // Bytes of `ids`; special and out-of-range ids contribute nothing.
   std::string Decode(const std::vector<int32_t>& ids) const;
 
-  // Number of ids, special tokens included (= kFirstMerge + merges).
+  // Number of ids, special tokens included (= kFirstMerge + merges for a
+  // trained tokenizer, kFirstByte + the Hugging Face vocabulary otherwise).
   int vocab_size() const { return static_cast<int>(token_bytes_.size()); }
   const std::vector<std::pair<int32_t, int32_t>>& merges() const { return merges_; }
+  bool is_hugging_face() const { return !hf_json_.empty(); }
+  // "byte-level BPE trained here (4096 ids)" or the Hugging Face model's kind.
+  std::string description() const;
 
  private:
   struct EncodeCache;
   BpeTokenizer();
-  void BuildIndex();  // token_bytes_ and ranks_ from merges_
+  enum class Pretokenizer : uint8_t { kChunks, kGpt2, kLlama3 };
+  static Result<BpeTokenizer> FromHuggingFace(const std::string& json, hf::BpeModel&& model);
+  void BuildIndex();  // token_bytes_, byte_ids_, merge_ids_ and ranks from merges_
+  void BuildRanks();  // ranks (and whole-token ids) from merges_ and token_bytes_
+  std::vector<std::string_view> Pretokenize(std::string_view text) const;
   std::vector<int32_t> EncodeChunk(std::string_view chunk) const;
 
-  std::vector<std::pair<int32_t, int32_t>> merges_;  // merge i creates id kFirstMerge + i
+  std::vector<std::pair<int32_t, int32_t>> merges_;  // by rank: the pair merged
+  std::vector<int32_t> merge_ids_;                   // by rank: the id it creates
+  int32_t byte_ids_[256] = {};                       // the id of each single byte
   std::vector<std::string> token_bytes_;             // id -> bytes ("" for specials)
   std::unique_ptr<EncodeCache> ranks_and_cache_;     // merge ranks + chunk cache
+  Pretokenizer pretokenizer_ = Pretokenizer::kChunks;
+  int max_digits_ = 3;             // Llama 3's \p{N}{1,3}
+  bool add_prefix_space_ = false;  // GPT-2's option
+  bool ignore_merges_ = false;     // a pre-token in the vocabulary is one token
+  std::string hf_json_;            // the Hugging Face tokenizer.json; "" if trained here
+  std::string hf_description_;
 };
 
 // Cuts `text` into the pre-tokenization chunks described above. The chunks

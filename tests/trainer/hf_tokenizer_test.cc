@@ -1,0 +1,231 @@
+// Hugging Face tokenizer.json loading, checked against Hugging Face's own
+// tokenizer: tests/trainer/data/hf_tokenizer/ holds OpenAI's cl100k_base as a
+// tokenizer.json cut to 3,000 merges (with Llama 3's settings and GPT-2's
+// pre-tokenizer as variants) and the ids that @huggingface/tokenizers
+// computed for 249 texts (make_fixtures.mjs).
+#include "hf_tokenizer.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "rlaif/trainer/tokenizer.h"
+#include "test_util.h"
+
+namespace rlaif::trainer {
+namespace {
+
+using nlohmann::json;
+using rlaif::testing::ReadFile;
+
+std::string FixtureDir() {
+  return rlaif::testing::SourceDir() + "/tests/trainer/data/hf_tokenizer";
+}
+
+struct Case {
+  std::string text;
+  json expected;  // {"cl100k": [...], "llama3_style": [...], "gpt2": [...], "gpt2_prefix": [...]}
+};
+
+std::vector<Case> Cases() {
+  std::vector<Case> cases;
+  std::ifstream in(FixtureDir() + "/cases.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    json j = json::parse(line);
+    cases.push_back({j["text"].get<std::string>(), j});
+  }
+  return cases;
+}
+
+BpeTokenizer Load(const std::string& name) {
+  auto tok = BpeTokenizer::LoadFile(FixtureDir() + "/" + name);
+  EXPECT_TRUE(tok.ok()) << tok.status().ToString();
+  return std::move(*tok);
+}
+
+class HfTokenizerMatches : public ::testing::TestWithParam<std::pair<const char*, const char*>> {};
+
+TEST_P(HfTokenizerMatches, EveryCaseGivesHuggingFacesIds) {
+  const auto [file, key] = GetParam();
+  const BpeTokenizer tok = Load(file);
+  const auto cases = Cases();
+  ASSERT_GE(cases.size(), 200u);
+  int mismatches = 0, tokens = 0;
+  for (const auto& c : cases) {
+    std::vector<int32_t> want;
+    for (int id : c.expected[key]) want.push_back(id + BpeTokenizer::kFirstByte);
+    const auto got = tok.Encode(c.text);
+    tokens += static_cast<int>(want.size());
+    if (got != want && ++mismatches <= 3) {
+      ADD_FAILURE() << file << ": " << json(c.text).dump() << "\n  want "
+                    << json(c.expected[key]).dump() << "\n  got  " << [&] {
+                         json g = json::array();
+                         for (int32_t id : got) g.push_back(id - BpeTokenizer::kFirstByte);
+                         return g.dump();
+                       }();
+    }
+    // Decoding gives the text back (with GPT-2's prefix space where added).
+    const std::string back = tok.Decode(got);
+    if (std::string(key) == "gpt2_prefix" && !c.text.empty() && c.text[0] != ' ') {
+      EXPECT_EQ(back.substr(0, 1), " ");
+      EXPECT_EQ(back.substr(1), c.text);
+    } else {
+      EXPECT_EQ(back, c.text);
+    }
+  }
+  EXPECT_EQ(mismatches, 0) << "of " << cases.size() << " texts";
+  EXPECT_GT(tokens, 10000);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, HfTokenizerMatches,
+                         ::testing::Values(std::make_pair("cl100k-3k.json", "cl100k"),
+                                           std::make_pair("llama3-style-3k.json", "llama3_style"),
+                                           std::make_pair("gpt2-3k.json", "gpt2"),
+                                           std::make_pair("gpt2-prefix-3k.json", "gpt2_prefix")));
+
+TEST(HfTokenizer, IdsAreShiftedPastThisProjectsSpecialTokens) {
+  const BpeTokenizer tok = Load("cl100k-3k.json");
+  EXPECT_TRUE(tok.is_hugging_face());
+  // 3,256 vocabulary entries + 2 added tokens, after PAD, END, SEP.
+  EXPECT_EQ(tok.vocab_size(), 3 + 3256 + 2);
+  EXPECT_NE(tok.description().find("cl100k / Llama 3 pre-tokenizer"), std::string::npos)
+      << tok.description();
+  EXPECT_NE(Load("gpt2-3k.json").description().find("GPT-2"), std::string::npos);
+  // No text encodes to PAD, END or SEP.
+  for (const auto& c : Cases()) {
+    for (int32_t id : tok.Encode(c.text)) ASSERT_GE(id, BpeTokenizer::kFirstByte);
+  }
+}
+
+TEST(HfTokenizer, AddedTokensInTheTextAreEncodedAsText) {
+  const BpeTokenizer tok = Load("cl100k-3k.json");
+  const std::string text = "before <|endoftext|> after";
+  const auto ids = tok.Encode(text);
+  const int32_t end_of_text = 3 + 3256;  // its id in the fixture, shifted
+  for (int32_t id : ids) EXPECT_NE(id, end_of_text);
+  EXPECT_GT(ids.size(), 5u);
+  EXPECT_EQ(tok.Decode(ids), text);
+  EXPECT_EQ(tok.Decode({end_of_text}), "");  // added ids decode to nothing
+}
+
+TEST(HfTokenizer, AnyBytesEncodeAndDecodeBack) {
+  for (const char* file : {"cl100k-3k.json", "llama3-style-3k.json", "gpt2-3k.json"}) {
+    const BpeTokenizer tok = Load(file);
+    std::mt19937 rng(7);
+    for (int t = 0; t < 200; ++t) {
+      std::string s(rng() % 300, '\0');
+      for (char& ch : s) ch = static_cast<char>(rng() % 256);
+      EXPECT_EQ(tok.Decode(tok.Encode(s)), s);
+    }
+    // Truncated and overlong UTF-8, lone continuation bytes, a surrogate.
+    const std::string odd = "a\xc3 \x80\x80 \xe2\x82 \xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 z\xff";
+    EXPECT_EQ(tok.Decode(tok.Encode(odd)), odd);
+  }
+}
+
+TEST(HfTokenizer, LongRunsAreCutAndStillDecode) {
+  const BpeTokenizer tok = Load("cl100k-3k.json");
+  const std::string letters(20000, 'a'), spaces(5000, ' ');
+  const std::string text = letters + spaces + "x";
+  const auto ids = tok.Encode(text);
+  EXPECT_EQ(tok.Decode(ids), text);
+  for (auto piece : hf::SplitLlama3(text, 3)) EXPECT_LE(piece.size(), hf::kMaxPretokenBytes);
+}
+
+TEST(HfTokenizer, SavedCopyIsTheFileAndLoadsTheSame) {
+  rlaif::testing::TempDir dir;
+  const BpeTokenizer tok = Load("gpt2-3k.json");
+  EXPECT_EQ(tok.ToJson(), ReadFile(FixtureDir() + "/gpt2-3k.json"));
+  ASSERT_TRUE(tok.SaveFile(dir.Sub("tokenizer.json")).ok());
+  auto again = BpeTokenizer::LoadFile(dir.Sub("tokenizer.json"));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  for (const auto& c : Cases()) ASSERT_EQ(again->Encode(c.text), tok.Encode(c.text));
+}
+
+TEST(HfTokenizer, SplitsAsTheRegexes) {
+  auto split = [](std::vector<std::string_view> v) {
+    return std::vector<std::string>(v.begin(), v.end());
+  };
+  using V = std::vector<std::string>;
+  // Llama 3: one leading non-letter joins a word, digits in threes,
+  // case-insensitive contractions, newlines end whitespace runs.
+  EXPECT_EQ(split(hf::SplitLlama3("I'LL pay $1234567!\n\n  ok", 3)),
+            (V{"I", "'LL", " pay", " $", "123", "456", "7", "!\n\n", " ", " ok"}));
+  EXPECT_EQ(split(hf::SplitLlama3("a  \n  b", 3)), (V{"a", "  \n", " ", " b"}));
+  EXPECT_EQ(split(hf::SplitLlama3("12345", 1)), (V{"1", "2", "3", "4", "5"}));
+  // GPT-2: case-sensitive contractions, one space leads a word.
+  EXPECT_EQ(split(hf::SplitGpt2("I'LL pay $1234567!\n\n  ok")),
+            (V{"I", "'", "LL", " pay", " $", "1234567", "!", "\n\n ", " ok"}));
+  // Unicode classes: letters of other scripts, combining marks are not letters,
+  // no-break space is a space, superscript two is a number.
+  EXPECT_EQ(hf::ClassOf(U'\u4e2d'), hf::CharClass::kLetter);
+  EXPECT_EQ(hf::ClassOf(U'\u0301'), hf::CharClass::kOther);
+  EXPECT_EQ(hf::ClassOf(U'\u00a0'), hf::CharClass::kSpace);
+  EXPECT_EQ(hf::ClassOf(U'\u00b2'), hf::CharClass::kNumber);
+  EXPECT_EQ(hf::ClassOf(U'\U0001F600'), hf::CharClass::kOther);
+}
+
+// A copy of the GPT-2 fixture with `edit` applied.
+Result<BpeTokenizer> Edited(const std::function<void(json&)>& edit) {
+  json j = json::parse(ReadFile(FixtureDir() + "/gpt2-3k.json"));
+  edit(j);
+  return BpeTokenizer::FromJson(j.dump());
+}
+
+void ExpectRefused(const std::function<void(json&)>& edit, StatusCode code,
+                   const std::string& words) {
+  auto tok = Edited(edit);
+  ASSERT_FALSE(tok.ok());
+  EXPECT_EQ(tok.status().code(), code) << tok.status().ToString();
+  EXPECT_NE(tok.status().message().find(words), std::string::npos) << tok.status().ToString();
+}
+
+TEST(HfTokenizer, RefusesWhatItCannotReproduceWithAReason) {
+  ExpectRefused(
+      [](json& j) {
+        j["normalizer"] = {{"type", "NFC"}};
+      },
+      StatusCode::kInvalidArgument, "normalizer NFC");
+  ExpectRefused([](json& j) { j["model"]["type"] = "WordPiece"; }, StatusCode::kInvalidArgument,
+                "model type WordPiece");
+  ExpectRefused([](json& j) { j["model"]["byte_fallback"] = true; }, StatusCode::kInvalidArgument,
+                "byte_fallback");
+  ExpectRefused([](json& j) { j["model"]["continuing_subword_prefix"] = "##"; },
+                StatusCode::kInvalidArgument, "subword prefix");
+  ExpectRefused(
+      [](json& j) {
+        j["pre_tokenizer"] = {{"type", "Whitespace"}};
+      },
+      StatusCode::kInvalidArgument, "pre-tokenizer");
+  ExpectRefused(
+      [](json& j) {
+        j["pre_tokenizer"] = json::parse(
+            R"({"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"\\s+"},
+                "behavior":"Isolated","invert":false},{"type":"ByteLevel","use_regex":false}]})");
+      },
+      StatusCode::kInvalidArgument, "split pattern");
+  ExpectRefused([](json& j) { j["model"]["vocab"].erase("\xc4\xa0"); },  // "Ġ", byte 0x20
+                StatusCode::kInvalidArgument, "byte 32");
+  ExpectRefused(
+      [](json& j) {
+        j["model"]["merges"].push_back({"zz", "qq"});
+      },
+      StatusCode::kCorruption, "not in the vocabulary");
+  ExpectRefused([](json& j) { j["model"]["merges"][0] = "a b c"; }, StatusCode::kCorruption,
+                "not two tokens");
+  ExpectRefused([](json& j) { j["model"]["vocab"]["extra"] = 5; }, StatusCode::kCorruption,
+                "used twice");
+  ExpectRefused([](json& j) { j["model"]["vocab"]["extra"] = 1 << 30; }, StatusCode::kCorruption,
+                "outside");
+  ExpectRefused([](json& j) { j["model"]["vocab"] = json::array(); }, StatusCode::kCorruption,
+                "model.vocab");
+  // And a tokenizer.json that is not an object at the top is not a tokenizer.
+  EXPECT_FALSE(BpeTokenizer::FromJson("[1, 2]").ok());
+}
+
+}  // namespace
+}  // namespace rlaif::trainer

@@ -1,0 +1,446 @@
+#include "hf_tokenizer.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace rlaif::trainer::hf {
+
+namespace {
+
+using nlohmann::json;
+
+struct CodePointRange {
+  char32_t lo, hi;
+};
+#include "unicode_classes.inc"
+
+template <size_t N>
+bool InRanges(const CodePointRange (&ranges)[N], char32_t cp) {
+  const auto* it = std::upper_bound(std::begin(ranges), std::end(ranges), cp,
+                                    [](char32_t c, const CodePointRange& r) { return c < r.lo; });
+  return it != std::begin(ranges) && cp <= (it - 1)->hi;
+}
+
+bool IsWhiteSpace(char32_t cp) {
+  return (cp >= 0x9 && cp <= 0xd) || cp == 0x20 || cp == 0x85 || cp == 0xa0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f ||
+         cp == 0x205f || cp == 0x3000;
+}
+
+// One character of the text: its bytes and class. An invalid UTF-8 byte is
+// a character of its own, class kOther.
+struct Char {
+  uint32_t offset;
+  uint32_t cp;
+  CharClass cls;
+};
+
+// The characters of `text`, plus a sentinel at text.size() (class kOther,
+// cp 0) so that lookahead never runs off the end.
+std::vector<Char> Decode(std::string_view text) {
+  std::vector<Char> out;
+  out.reserve(text.size() + 1);
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char b = s[i];
+    char32_t cp = b;
+    size_t len = 1;
+    bool valid = b < 0x80;
+    if (b >= 0xc2 && b <= 0xf4) {
+      len = b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4;
+      if (i + len <= n) {
+        cp = b & (len == 2 ? 0x1f : len == 3 ? 0x0f : 0x07);
+        valid = true;
+        for (size_t k = 1; k < len && valid; ++k) {
+          valid = (s[i + k] & 0xc0) == 0x80;
+          cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        // Overlong forms, surrogates and code points past U+10FFFF.
+        if (valid && ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+                      (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)) {
+          valid = false;
+        }
+      }
+      if (!valid) len = 1, cp = b;
+    }
+    out.push_back({static_cast<uint32_t>(i), static_cast<uint32_t>(cp),
+                   valid ? ClassOf(cp) : CharClass::kOther});
+    i += len;
+  }
+  out.push_back({static_cast<uint32_t>(n), 0, CharClass::kOther});
+  return out;
+}
+
+bool IsNewline(uint32_t cp) { return cp == '\r' || cp == '\n'; }
+
+char32_t AsciiLower(uint32_t cp) { return cp >= 'A' && cp <= 'Z' ? cp + 32 : cp; }
+
+// Length in characters of the contraction 's 't 're 've 'm 'll 'd at `k`
+// (0 if none); case-insensitive for Llama 3's (?i:...).
+size_t Contraction(const std::vector<Char>& c, size_t k, size_t n, bool fold) {
+  if (c[k].cp != '\'' || k + 1 >= n) return 0;
+  auto at = [&](size_t j) { return j < n ? (fold ? AsciiLower(c[j].cp) : c[j].cp) : 0; };
+  const char32_t a = at(k + 1), b = at(k + 2);
+  if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
+  if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+  return 0;
+}
+
+// End of the run of class `cls` starting at `k` (at most `max` characters).
+size_t RunEnd(const std::vector<Char>& c, size_t k, size_t n, CharClass cls,
+              size_t max = SIZE_MAX) {
+  size_t j = k;
+  while (j < n && c[j].cls == cls && j - k < max) ++j;
+  return j;
+}
+
+// \s+(?!\S) then \s+, at a space character `k`: the whitespace run, less its
+// last character when a non-space follows (that one leads the next word).
+size_t SpaceRun(const std::vector<Char>& c, size_t k, size_t n) {
+  const size_t j = RunEnd(c, k, n, CharClass::kSpace);
+  return j < n && j - k > 1 ? j - 1 : j;
+}
+
+// Emits the pre-tokens [c[k], c[end]) as views of `text`, cutting ones
+// longer than kMaxPretokenBytes at character boundaries.
+void Emit(std::string_view text, const std::vector<Char>& c, size_t k, size_t end,
+          std::vector<std::string_view>& out) {
+  size_t from = c[k].offset;
+  for (size_t j = k + 1; j <= end; ++j) {
+    if (c[j].offset - from > kMaxPretokenBytes && c[j - 1].offset > from) {
+      out.push_back(text.substr(from, c[j - 1].offset - from));
+      from = c[j - 1].offset;
+    }
+  }
+  out.push_back(text.substr(from, c[end].offset - from));
+}
+
+}  // namespace
+
+CharClass ClassOf(char32_t cp) {
+  if (cp < 0x80) {
+    if ((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z')) return CharClass::kLetter;
+    if (cp >= '0' && cp <= '9') return CharClass::kNumber;
+    return IsWhiteSpace(cp) ? CharClass::kSpace : CharClass::kOther;
+  }
+  if (IsWhiteSpace(cp)) return CharClass::kSpace;
+  if (InRanges(kLetterRanges, cp)) return CharClass::kLetter;
+  if (InRanges(kNumberRanges, cp)) return CharClass::kNumber;
+  return CharClass::kOther;
+}
+
+// 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+std::vector<std::string_view> SplitGpt2(std::string_view text) {
+  const std::vector<Char> c = Decode(text);
+  const size_t n = c.size() - 1;
+  std::vector<std::string_view> out;
+  size_t k = 0;
+  while (k < n) {
+    size_t end;
+    if (const size_t len = Contraction(c, k, n, /*fold=*/false)) {
+      end = k + len;
+    } else {
+      // " ?X+" for X = letter, number, other: an optional space, then a run.
+      const size_t start =
+          c[k].cp == ' ' && c[k + 1].cls != CharClass::kSpace && k + 1 < n ? k + 1 : k;
+      end =
+          c[start].cls == CharClass::kSpace ? SpaceRun(c, k, n) : RunEnd(c, start, n, c[start].cls);
+    }
+    Emit(text, c, k, end, out);
+    k = end;
+  }
+  return out;
+}
+
+// (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,D}|
+//  ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+std::vector<std::string_view> SplitLlama3(std::string_view text, int max_digits) {
+  const std::vector<Char> c = Decode(text);
+  const size_t n = c.size() - 1;
+  std::vector<std::string_view> out;
+  size_t k = 0;
+  while (k < n) {
+    const CharClass cls = c[k].cls;
+    size_t end = k;
+    if (const size_t len = Contraction(c, k, n, /*fold=*/true)) {
+      end = k + len;
+    } else if (cls == CharClass::kLetter) {
+      end = RunEnd(c, k, n, CharClass::kLetter);
+    } else if (cls != CharClass::kNumber && !IsNewline(c[k].cp) && k + 1 < n &&
+               c[k + 1].cls == CharClass::kLetter) {
+      end = RunEnd(c, k + 1, n, CharClass::kLetter);  // one leading non-letter
+    } else if (cls == CharClass::kNumber) {
+      end = RunEnd(c, k, n, CharClass::kNumber, static_cast<size_t>(max_digits));
+    } else if (cls == CharClass::kOther ||
+               (c[k].cp == ' ' && k + 1 < n && c[k + 1].cls == CharClass::kOther)) {
+      end = RunEnd(c, cls == CharClass::kOther ? k : k + 1, n, CharClass::kOther);
+      while (end < n && IsNewline(c[end].cp)) ++end;
+    } else {  // whitespace
+      const size_t run = RunEnd(c, k, n, CharClass::kSpace);
+      size_t last_newline = run;
+      for (size_t j = run; j > k; --j) {
+        if (IsNewline(c[j - 1].cp)) {
+          last_newline = j - 1;
+          break;
+        }
+      }
+      end = last_newline < run ? last_newline + 1 : SpaceRun(c, k, n);
+    }
+    Emit(text, c, k, end, out);
+    k = end;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// tokenizer.json
+
+namespace {
+
+constexpr const char* kLlama3Pattern =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+constexpr const char* kSingleDigitPattern =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+// Larger vocabularies than this are refused (the embedding alone would not fit).
+constexpr int64_t kMaxIds = 1 << 20;
+
+// GPT-2's byte -> printable code point table (bytes_to_unicode).
+std::vector<char32_t> ByteToCodePoint() {
+  std::vector<char32_t> table(256, 0);
+  int extra = 0;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+    table[b] = printable ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + extra++);
+  }
+  return table;
+}
+
+// The bytes a byte-level token string stands for; false if it has a
+// character outside the 256-symbol alphabet (or is not valid UTF-8).
+bool TokenBytes(const std::string& token, const std::unordered_map<char32_t, int>& byte_of,
+                std::string* bytes) {
+  bytes->clear();
+  const std::vector<Char> c = Decode(token);
+  for (size_t k = 0; k + 1 < c.size(); ++k) {
+    const size_t len = c[k + 1].offset - c[k].offset;
+    auto it = byte_of.find(c[k].cp);
+    // An invalid byte decodes as its own value with length 1; only a real
+    // (valid) character counts as a symbol.
+    if (it == byte_of.end() || (c[k].cp >= 0x80 && len == 1)) return false;
+    bytes->push_back(static_cast<char>(it->second));
+  }
+  return true;
+}
+
+std::string EncodeUtf8(char32_t cp) {
+  std::string s;
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    s += static_cast<char>(0xc0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3f));
+  } else {
+    s += static_cast<char>(0xe0 | (cp >> 12));
+    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+    s += static_cast<char>(0x80 | (cp & 0x3f));
+  }
+  return s;
+}
+
+// obj[key], or null when obj is not an object or lacks it (no copy).
+const json& At(const json& obj, const char* key) {
+  static const json kNull;
+  if (!obj.is_object()) return kNull;
+  auto it = obj.find(key);
+  return it == obj.end() ? kNull : *it;
+}
+
+bool IsNullOrEmpty(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it == obj.end() || it->is_null() || (it->is_string() && it->get<std::string>().empty());
+}
+
+// The ByteLevel pre-tokenizer's settings; false if `p` is not one.
+bool ByteLevel(const json& p, bool* use_regex, bool* add_prefix_space) {
+  if (!p.is_object() || p.value("type", std::string()) != "ByteLevel") return false;
+  const json use = p.value("use_regex", json(true));
+  const json prefix = p.value("add_prefix_space", json(false));
+  if (!use.is_boolean() || !prefix.is_boolean()) return false;
+  *use_regex = use.get<bool>();
+  *add_prefix_space = prefix.get<bool>();
+  return true;
+}
+
+Status Unsupported(const std::string& what) {
+  return Status::InvalidArgument(
+      "tokenizer.json: " + what +
+      " is not supported (this build reads byte-level BPE "
+      "tokenizers with GPT-2 or cl100k / Llama 3 pre-tokenization and no "
+      "normalizer)");
+}
+
+}  // namespace
+
+bool IsTokenizerJson(const json& j) { return j.is_object() && j.contains("model"); }
+
+Result<BpeModel> ParseTokenizerJson(const json& j) {
+  try {
+    if (!IsTokenizerJson(j)) return Status::Corruption("tokenizer.json has no \"model\"");
+    if (!IsNullOrEmpty(j, "normalizer")) {
+      return Unsupported("normalizer " + j["normalizer"].value("type", j["normalizer"].dump()));
+    }
+    const json& m = j["model"];
+    if (!m.is_object() || m.value("type", std::string()) != "BPE") {
+      return Unsupported("model type " +
+                         (m.is_object() ? m.value("type", std::string("(none)")) : m.dump()));
+    }
+    if (m.value("byte_fallback", false)) return Unsupported("byte_fallback");
+    if (!IsNullOrEmpty(m, "continuing_subword_prefix") || !IsNullOrEmpty(m, "end_of_word_suffix")) {
+      return Unsupported("a subword prefix or suffix");
+    }
+    if (m.contains("dropout") && !m["dropout"].is_null() &&
+        !(m["dropout"].is_number() && m["dropout"].get<double>() == 0.0)) {
+      return Unsupported("BPE dropout");
+    }
+
+    BpeModel out;
+    const json ignore = m.value("ignore_merges", json(false));
+    out.ignore_merges = ignore.is_boolean() && ignore.get<bool>();
+
+    // Pre-tokenizer.
+    const json& pre = At(j, "pre_tokenizer");
+    bool use_regex = false;
+    if (ByteLevel(pre, &use_regex, &out.add_prefix_space) && use_regex) {
+      out.pretokenizer = Pretokenizer::kGpt2;
+    } else if (pre.is_object() && pre.value("type", std::string()) == "Sequence" &&
+               pre.value("pretokenizers", json()).is_array() && pre["pretokenizers"].size() == 2) {
+      const json& split = pre["pretokenizers"][0];
+      const json pattern = split.is_object() ? split.value("pattern", json()) : json();
+      const std::string regex = pattern.is_object() ? pattern.value("Regex", std::string()) : "";
+      // "Isolated" keeps each match as a pre-token; "Removed" with invert (as
+      // converted from tiktoken) keeps the matches and drops what lies between
+      // them, which is nothing for these patterns (they match every character).
+      const std::string behavior = split.value("behavior", std::string());
+      const bool invert = split.value("invert", false);
+      if (split.value("type", std::string()) != "Split" ||
+          !((behavior == "Isolated" && !invert) || (behavior == "Removed" && invert))) {
+        return Unsupported("pre-tokenizer " + pre.dump().substr(0, 200));
+      }
+      if (regex == kLlama3Pattern) {
+        out.max_digits = 3;
+      } else if (regex == kSingleDigitPattern) {
+        out.max_digits = 1;
+      } else {
+        return Unsupported("split pattern " + pattern.dump().substr(0, 200));
+      }
+      if (!ByteLevel(pre["pretokenizers"][1], &use_regex, &out.add_prefix_space) || use_regex ||
+          out.add_prefix_space) {
+        return Unsupported("pre-tokenizer " + pre.dump().substr(0, 200));
+      }
+      out.pretokenizer = Pretokenizer::kLlama3;
+    } else {
+      return Unsupported("pre-tokenizer " + pre.dump().substr(0, 200));
+    }
+
+    // Vocabulary, then added tokens (which may extend it).
+    const json& vocab = At(m, "vocab");
+    if (!vocab.is_object() || vocab.empty()) {
+      return Status::Corruption("tokenizer.json: model.vocab is not a non-empty object");
+    }
+    const std::vector<char32_t> cp_of = ByteToCodePoint();
+    std::unordered_map<char32_t, int> byte_of;
+    for (int b = 0; b < 256; ++b) byte_of[cp_of[b]] = b;
+
+    std::unordered_map<std::string, int32_t> id_of;
+    id_of.reserve(vocab.size());
+    std::vector<bool> used;
+    auto claim = [&](const json& id, const std::string& what) -> Result<int32_t> {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxIds) {
+        return Status::Corruption("tokenizer.json: " + what + " has id " + id.dump() +
+                                  " outside [0, " + std::to_string(kMaxIds) + ")");
+      }
+      const auto i = static_cast<size_t>(id.get<int64_t>());
+      if (i >= used.size()) used.resize(i + 1, false);
+      if (used[i]) return Status::Corruption("tokenizer.json: id " + id.dump() + " is used twice");
+      used[i] = true;
+      return static_cast<int32_t>(i);
+    };
+    std::string bytes;
+    for (const auto& [token, id] : vocab.items()) {
+      auto i = claim(id, "token " + json(token).dump());
+      if (!i.ok()) return i.status();
+      id_of.emplace(token, *i);
+      if (out.token_bytes.size() <= static_cast<size_t>(*i)) out.token_bytes.resize(*i + 1);
+      if (TokenBytes(token, byte_of, &bytes)) out.token_bytes[*i] = bytes;
+    }
+    const json& added = At(j, "added_tokens");
+    if (!added.is_null() && !added.is_array())
+      return Status::Corruption("tokenizer.json: added_tokens is not a list");
+    for (const json& t : added.is_array() ? added : json::array()) {
+      if (!t.is_object() || !t.value("content", json()).is_string()) {
+        return Status::Corruption("tokenizer.json: an added token lacks its content");
+      }
+      if (id_of.count(t["content"].get<std::string>())) continue;  // also in the vocabulary
+      auto i = claim(t.value("id", json()), "added token " + t["content"].dump());
+      if (!i.ok()) return i.status();
+      if (out.token_bytes.size() <= static_cast<size_t>(*i)) out.token_bytes.resize(*i + 1);
+      out.token_bytes[*i].clear();  // never produced from text, decodes to nothing
+    }
+
+    for (int b = 0; b < 256; ++b) {
+      auto it = id_of.find(EncodeUtf8(cp_of[b]));
+      if (it == id_of.end()) {
+        return Unsupported("a vocabulary without the byte-level symbol of byte " +
+                           std::to_string(b) + " (not a byte-level BPE)");
+      }
+      out.byte_ids[b] = it->second;
+    }
+
+    // Merges: "a b" (older files) or ["a", "b"].
+    const json& merges = At(m, "merges");
+    if (!merges.is_array()) return Status::Corruption("tokenizer.json: model.merges is not a list");
+    out.merges.reserve(merges.size());
+    out.merge_ids.reserve(merges.size());
+    for (size_t r = 0; r < merges.size(); ++r) {
+      const json& mg = merges[r];
+      std::string a, b;
+      if (mg.is_string()) {
+        const std::string s = mg.get<std::string>();
+        const size_t sp = s.find(' ');
+        if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
+          return Status::Corruption("tokenizer.json: merge " + std::to_string(r) + " " + mg.dump() +
+                                    " is not two tokens");
+        }
+        a = s.substr(0, sp), b = s.substr(sp + 1);
+      } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
+        a = mg[0].get<std::string>(), b = mg[1].get<std::string>();
+      } else {
+        return Status::Corruption("tokenizer.json: merge " + std::to_string(r) + " " +
+                                  mg.dump().substr(0, 100) + " is not two tokens");
+      }
+      auto ia = id_of.find(a), ib = id_of.find(b), iab = id_of.find(a + b);
+      if (ia == id_of.end() || ib == id_of.end() || iab == id_of.end()) {
+        return Status::Corruption("tokenizer.json: merge " + std::to_string(r) + " " +
+                                  mg.dump().substr(0, 100) + " uses a token not in the vocabulary");
+      }
+      out.merges.emplace_back(ia->second, ib->second);
+      out.merge_ids.push_back(iab->second);
+    }
+
+    out.description = std::string("Hugging Face byte-level BPE (") +
+                      (out.pretokenizer == Pretokenizer::kGpt2 ? "GPT-2 pre-tokenizer"
+                       : out.max_digits == 3                   ? "cl100k / Llama 3 pre-tokenizer"
+                                             : "cl100k / Llama 3 pre-tokenizer, single digits") +
+                      ", " + std::to_string(out.token_bytes.size()) + " tokens, " +
+                      std::to_string(out.merges.size()) + " merges)";
+    return out;
+  } catch (const json::exception& e) {
+    return Status::Corruption(std::string("tokenizer.json is malformed: ") + e.what());
+  }
+}
+
+}  // namespace rlaif::trainer::hf

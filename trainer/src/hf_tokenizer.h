@@ -1,0 +1,73 @@
+// Hugging Face tokenizer.json support for BpeTokenizer (private to the
+// trainer): the byte-level BPE models of GPT-2 and Llama 3 style tokenizers.
+//
+// What is read: model.type "BPE" (vocab, merges as "a b" strings or [a, b]
+// arrays, ignore_merges), byte-level pre-tokenization as either
+//   - GPT-2: pre_tokenizer {"type": "ByteLevel", "use_regex": true}, or
+//   - Llama 3 / cl100k: {"type": "Sequence", "pretokenizers": [{"type":
+//     "Split", "pattern": {"Regex": <Llama 3's pattern, \p{N}{1,3} or \p{N}>},
+//     "behavior": "Isolated" (or "Removed" with "invert": true, as tiktoken
+//     conversions write it)}, {"type": "ByteLevel", "use_regex": false}]},
+// and added_tokens (their ids count in the vocabulary). Anything else is
+// refused with a reason: a normalizer (e.g. Qwen's NFC), WordPiece/Unigram
+// models, byte_fallback, subword prefixes or suffixes, BPE dropout, other
+// split patterns.
+//
+// Deliberate differences from Hugging Face's encode(text,
+// add_special_tokens=false):
+//   - added tokens ("<|endoftext|>") in the text are encoded as the text
+//     they are, never as their special id: logged production text must not
+//     be able to forge the model's control tokens;
+//   - invalid UTF-8 is accepted: each invalid byte is one character of its
+//     own that is neither a letter, a number nor a space;
+//   - pre-tokens longer than kMaxPretokenBytes are cut (bounds the
+//     quadratic BPE merge loop on pathological input; real words are shorter).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "rlaif/common/status.h"
+
+namespace rlaif::trainer::hf {
+
+constexpr size_t kMaxPretokenBytes = 1024;
+
+enum class CharClass : uint8_t { kLetter, kNumber, kSpace, kOther };
+
+// \p{L}, \p{N}, White_Space (Unicode's property, as Rust and Oniguruma's \s),
+// or none of these, of one code point.
+CharClass ClassOf(char32_t cp);
+
+// Pre-tokens of `text`, as the regexes split it; they concatenate back to
+// `text` exactly.
+std::vector<std::string_view> SplitGpt2(std::string_view text);
+std::vector<std::string_view> SplitLlama3(std::string_view text, int max_digits);
+
+enum class Pretokenizer : uint8_t { kGpt2, kLlama3 };
+
+// A parsed tokenizer.json, in Hugging Face's ids.
+struct BpeModel {
+  Pretokenizer pretokenizer = Pretokenizer::kGpt2;
+  int max_digits = 3;                    // Llama 3: \p{N}{1,3}
+  bool add_prefix_space = false;         // GPT-2: " " before text that does not start with one
+  bool ignore_merges = false;            // a pre-token that is a vocabulary entry is one token
+  std::vector<std::string> token_bytes;  // id -> bytes; "" for added / non-byte tokens
+  std::vector<std::pair<int32_t, int32_t>> merges;  // by rank
+  std::vector<int32_t> merge_ids;                   // by rank: the merged token's id
+  int32_t byte_ids[256] = {};                       // the token of each single byte
+  std::string description;  // "Hugging Face byte-level BPE (Llama 3 pre-tokenizer, 128256 ids)"
+};
+
+// kInvalidArgument for a tokenizer.json this build cannot reproduce (the
+// reason says what), kCorruption for an inconsistent one.
+Result<BpeModel> ParseTokenizerJson(const nlohmann::json& j);
+
+// True if `j` looks like a Hugging Face tokenizer.json (has "model").
+bool IsTokenizerJson(const nlohmann::json& j);
+
+}  // namespace rlaif::trainer::hf
