@@ -413,13 +413,7 @@ static bool IsStoreWriteError(const Status& st) {
 // A call refused without reaching the upstream (open circuit, a half-open
 // circuit whose probe another call holds, a spent budget): the item waits
 // and the attempt does not count toward its retries.
-static bool IsHold(const Status& st) {
-  return (st.code() == StatusCode::kResourceExhausted &&
-          st.message().find("budget") != std::string::npos) ||
-         (st.code() == StatusCode::kUnavailable &&
-          (st.message().find("circuit open") != std::string::npos ||
-           st.message().find("circuit half-open") != std::string::npos));
-}
+static bool IsHold(const Status& st) { return judge::IsAdmissionRejection(st); }
 
 void Pipeline::Hold(StagePool& pool, const storage::WorkItem& item, const char* stage,
                     const Status& st) {

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
+#include <string_view>
 #include <utility>
 
 #include "rlaif/common/clock.h"
@@ -22,6 +23,11 @@ namespace rlaif::judge {
 namespace {
 
 using json = nlohmann::json;
+
+// The admission-control rejections' wording (IsAdmissionRejection).
+constexpr std::string_view kCircuitOpen = "circuit open for ";
+constexpr std::string_view kCircuitHalfOpen = "circuit half-open for ";
+constexpr std::string_view kBudgetExhausted = "budget exhausted until ";
 
 // Upper bound on a server-requested Retry-After wait: a misconfigured proxy
 // must not park a worker for an hour.
@@ -453,7 +459,7 @@ struct ChatClient::Impl {
         char buf[64];
         snprintf(buf, sizeof buf, "%.1f", breaker.RetryInSeconds(now));
         return reject(Outcome::kRejected,
-                      Status::Unavailable("circuit open for " + endpoint.display + " after " +
+                      Status::Unavailable(std::string(kCircuitOpen) + endpoint.display + " after " +
                                           std::to_string(breaker.consecutive_failures()) +
                                           " consecutive failures; next probe in " + buf + " s"));
       }
@@ -462,8 +468,8 @@ struct ChatClient::Impl {
         stats.budget_rejections++;
         const int64_t next_hour = (now_ms / kHourMs + 1) * kHourMs;
         char buf[160];
-        snprintf(buf, sizeof buf,
-                 "budget exhausted until %02d:00 UTC (spent $%.4f of $%.4f this hour)",
+        snprintf(buf, sizeof buf, "%.*s%02d:00 UTC (spent $%.4f of $%.4f this hour)",
+                 static_cast<int>(kBudgetExhausted.size()), kBudgetExhausted.data(),
                  static_cast<int>((next_hour / kHourMs) % 24), spent_this_hour,
                  options.hourly_budget_usd);
         return reject(Outcome::kRejected, Status::ResourceExhausted(buf));
@@ -483,7 +489,7 @@ struct ChatClient::Impl {
           tokens_bucket.Adjust(std::min(estimated_tokens, tokens_bucket.capacity()), now);
           stats.circuit_rejections++;
           return reject(Outcome::kRejected,
-                        Status::Unavailable("circuit half-open for " + endpoint.display +
+                        Status::Unavailable(std::string(kCircuitHalfOpen) + endpoint.display +
                                             ": a probe request is in flight"));
         }
         if (waited_s > 0) stats.throttled_wait_ms += static_cast<int64_t>(waited_s * 1000.0);
@@ -783,6 +789,14 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
                                a.status.message());
     }
   }
+}
+
+bool IsAdmissionRejection(const Status& status) {
+  const std::string& m = status.message();
+  auto has = [&m](std::string_view phrase) { return m.find(phrase) != std::string::npos; };
+  return (status.code() == StatusCode::kUnavailable &&
+          (has(kCircuitOpen) || has(kCircuitHalfOpen))) ||
+         (status.code() == StatusCode::kResourceExhausted && has(kBudgetExhausted));
 }
 
 }  // namespace rlaif::judge

@@ -54,6 +54,11 @@ TEST(ChatClientBreakerTest, OpensFailsFastAndClosesAfterProbe) {
   EXPECT_EQ(r1.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(r1.status().message().find("circuit open"), std::string::npos) << r1.status().message();
   EXPECT_EQ(up.calls(), 3);  // the fourth attempt failed fast
+  // The pipeline holds such a call instead of counting a failure, also when
+  // it comes wrapped with context.
+  EXPECT_TRUE(IsAdmissionRejection(r1.status()));
+  EXPECT_TRUE(IsAdmissionRejection(
+      Status(r1.status().code(), "judge pair p1 on overall: " + r1.status().message())));
 
   ClientHealth h = client.Health();
   EXPECT_EQ(h.breaker, BreakerState::kOpen);
@@ -139,6 +144,7 @@ TEST(ChatClientBudgetTest, CostIsAccountedAndBudgetStopsCalls) {
   EXPECT_EQ(r3.status().code(), StatusCode::kResourceExhausted);
   EXPECT_NE(r3.status().message().find("budget exhausted until "), std::string::npos);
   EXPECT_NE(r3.status().message().find(":00 UTC"), std::string::npos) << r3.status().message();
+  EXPECT_TRUE(IsAdmissionRejection(r3.status()));
   EXPECT_EQ(up.calls(), 2);
 
   h = client.Health();

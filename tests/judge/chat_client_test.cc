@@ -196,6 +196,11 @@ TEST(ChatClientTest, InsufficientQuotaIsNotRetried) {
   EXPECT_EQ(resp.status().code(), StatusCode::kResourceExhausted);
   EXPECT_NE(resp.status().message().find("exceeded your current quota"), std::string::npos);
   EXPECT_EQ(up.calls(), 1);
+  // Refused by the upstream, not by the client's admission control; nor is
+  // an upstream error whose text mentions a budget.
+  EXPECT_FALSE(IsAdmissionRejection(resp.status()));
+  EXPECT_FALSE(IsAdmissionRejection(
+      Status::ResourceExhausted("upstream: HTTP 429: monthly budget exceeded")));
 }
 
 TEST(ChatClientTest, GivesUpAfterMaxRetries) {

@@ -175,4 +175,12 @@ class ChatClient {
   ChatClientStats stats_;
 };
 
+// True for a status from the client's own admission control, sent to no
+// upstream: the breaker is open (or half-open with its probe in flight), or
+// the hourly budget is spent. Such a call should be held and retried later,
+// not counted as a failed attempt. Also true after Generator or Judge wrap
+// the message with context (they keep the client's wording, which this
+// function and the client share as constants).
+bool IsAdmissionRejection(const Status& status);
+
 }  // namespace rlaif::judge
