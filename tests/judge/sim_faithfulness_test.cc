@@ -2,6 +2,8 @@
 // fault kinds, max concurrency (queue or 429), latency jitter.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <atomic>
 #include <future>
 #include <thread>
@@ -191,16 +193,18 @@ TEST(SimFaithfulnessTest, LatencyJitterStaysInRange) {
   ASSERT_GT(port, 0) << sim.Stderr();
   ChatClient client(Client(port));
   ChatRequest req{.model = "sim-sft", .messages = {{"user", "x"}}};
-  double lo = 1e9, hi = 0;
+  std::vector<double> ms;
   for (int i = 0; i < 15; ++i) {
     auto r = client.Complete(req);
     ASSERT_TRUE(r.ok());
-    lo = std::min(lo, r->latency_ms);
-    hi = std::max(hi, r->latency_ms);
+    ms.push_back(r->latency_ms);
   }
-  EXPECT_GE(lo, 19.5);
-  EXPECT_LT(hi, 200);
-  EXPECT_GT(hi - lo, 10);  // 15 uniform draws over 60 ms do spread out
+  std::sort(ms.begin(), ms.end());
+  EXPECT_GE(ms.front(), 19.5);  // never faster than the configured latency
+  // Uniform over [20, 80] ms: the median near 50. Bounded by the median, not
+  // the maximum: one call descheduled on a loaded machine is not the sim.
+  EXPECT_LT(ms[ms.size() / 2], 120);
+  EXPECT_GT(ms.back() - ms.front(), 10);  // 15 uniform draws over 60 ms do spread out
 }
 
 }  // namespace
