@@ -517,8 +517,11 @@ Result<Config> ParseConfig(const std::string& json_text) {
     r.Int("full_retrain_every", &c.trainer.full_retrain_every, 0, 1 << 20);
     r.Double("checkpoint_interval_s", &c.trainer.checkpoint_interval_s, 0, 86400);
     r.String("anchor_pairs", &c.trainer.anchor_pairs);
+    r.Double("length_damping", &c.trainer.length_damping, 0, 1);
+    r.String("length_debias", &c.trainer.length_debias, false, {"longer", "both"});
     if (const json* m = r.Object("model")) {
       ObjectReader mr(*m, "trainer.model", &problems);
+      mr.String("type", &c.trainer.model.type, false, {"transformer", "linear", "ensemble"});
       mr.String("preset", &c.trainer.model.preset, false, {"tiny", "small", "base"});
       mr.Int("vocab_size", &c.trainer.model.vocab_size, 0, 1 << 20);
       mr.Int("max_len", &c.trainer.model.max_len, 0, 1 << 16);

@@ -102,12 +102,6 @@ Result<std::vector<trainer::PreferencePair>> Load(const std::string& path) {
 
 // Default epochs drop from 2 to 1 above this many training pairs.
 constexpr size_t kOneEpochAbovePairs = 5000;
-// Default --length-damping (TrainOptions::length_damping).
-constexpr double kDefaultLengthDamping = 0.5;
-// Default --transformer-residual and --length-decorrelation for the
-// ensemble (TrainOptions::transformer_residual, length_decorrelation).
-constexpr double kDefaultTransformerResidual = 1.0;
-constexpr double kDefaultLengthDecorrelation = 1.0;
 
 int RunTrainCommand(const std::vector<std::string>& args) {
   std::map<std::string, std::string> f;
@@ -132,31 +126,16 @@ int RunTrainCommand(const std::vector<std::string>& args) {
   // carved from the training pairs. From scratch on ~1.3k HH pairs neither
   // `tiny` nor `small` beat chance on their own (small: ~10x the time), so
   // the ensemble's weights, not a bigger model, carry the quality here. The
-  // daemon sets its own options from its config.
-  trainer::TrainOptions opt;
+  // daemon uses the same for trainer.model.type linear or ensemble.
+  // Length debiasing (bench/RESULTS.md, "Residual transformer"; the
+  // damping chosen by cross-validation): trainer::RecommendedOptions.
+  // Stronger settings (--length-damping, --length-balance) trade overall
+  // accuracy for accuracy on pairs whose chosen response is the shorter.
+  trainer::TrainOptions opt =
+      trainer::RecommendedOptions(f.count("model-type") ? f["model-type"] : "ensemble");
   opt.device = f.count("device") ? f["device"] : "auto";
   opt.preset = f.count("preset") ? f["preset"] : "tiny";
-  opt.model_type = f.count("model-type") ? f["model-type"] : "ensemble";
-  opt.train_baseline = true;
   opt.epochs = 2;
-  opt.validation_fraction = 0.1;
-  opt.early_stop_patience = 2;
-  // Length debiasing (bench/RESULTS.md, "Residual transformer"): the
-  // transformer member learns what the linear member's margins leave
-  // unexplained, with a penalty on its score's correlation with length, so
-  // length is held by the linear member's explicit length features alone,
-  // which score with half their learned weight. The damping was chosen by
-  // 5-fold cross-validation over the AlpacaEval prompts outside the 10%
-  // holdout (the damping whose smaller margin above the two
-  // requirements, overall >= 0.85 and shorter-chosen >= 0.40, was largest);
-  // stronger settings (--length-damping, --length-balance) trade overall
-  // accuracy for accuracy on pairs whose chosen response is the shorter.
-  opt.length_damping = kDefaultLengthDamping;
-  opt.transformer_residual = opt.model_type == "ensemble" ? kDefaultTransformerResidual : 0.0;
-  opt.length_decorrelation = opt.model_type == "ensemble" ? kDefaultLengthDecorrelation : 0.0;
-  // Only toward longer responses: HH's harmless labels prefer the shorter
-  // response (refusals), a preference, not a judge's verbosity bias.
-  opt.debias_longer_only = true;
   double holdout_fraction = 0.1;
   if (!ParseNumber(f, "epochs", &opt.epochs) || !ParseNumber(f, "seed", &opt.seed) ||
       !ParseNumber(f, "batch-size", &opt.batch_size) || !ParseNumber(f, "lr", &opt.learning_rate) ||

@@ -698,7 +698,16 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   const std::string version = std::string(seq) + "-" + CompactTime(started);
   const std::string dir = (std::filesystem::path(config_.data_dir) / "models" / version).string();
 
-  trainer::TrainOptions opt;
+  // A linear model or an ensemble trains with the offline defaults
+  // (validation split, length debiasing); a transformer as configured.
+  const std::string& model_type = config_.trainer.model.type;
+  trainer::TrainOptions opt = model_type == "transformer"
+                                  ? trainer::TrainOptions()
+                                  : trainer::RecommendedOptions(model_type);
+  if (model_type != "transformer") {
+    opt.length_damping = config_.trainer.length_damping;
+    opt.debias_longer_only = config_.trainer.length_debias == "longer";
+  }
   opt.device = config_.trainer.device;
   opt.preset = config_.trainer.model.preset;
   opt.vocab_size = config_.trainer.model.vocab_size;
@@ -731,6 +740,8 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   std::vector<trainer::PreferencePair> train;
   if (config_.trainer.mode != "refresh") {
     scratch_reason = "trainer.mode is " + config_.trainer.mode;
+  } else if (model_type == "linear") {
+    scratch_reason = "trainer.model.type is linear (no transformer to warm-start; seconds to train)";
   } else if (!live) {
     scratch_reason = "no live model";
   } else {

@@ -102,17 +102,24 @@ TEST(ConfigTest, RefreshAndAnchorKeys) {
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_EQ(ok->trainer.model.tokenizer_file, "/etc/rlaifd/tokenizer.json");
   EXPECT_TRUE(defaults->trainer.model.tokenizer_file.empty());
+  EXPECT_EQ(defaults->trainer.model.type, "ensemble");
+  EXPECT_DOUBLE_EQ(defaults->trainer.length_damping, 0.5);
+  EXPECT_EQ(defaults->trainer.length_debias, "longer");
   EXPECT_EQ(ok->trainer.mode, "scratch");
   EXPECT_DOUBLE_EQ(ok->trainer.replay_ratio, 2.5);
   EXPECT_DOUBLE_EQ(ok->trainer.gate.anchor_max_regression, 0.05);
 
   j["trainer"]["mode"] = "incremental";
   j["trainer"]["replay_ratio"] = -1;
+  j["trainer"]["model"]["type"] = "forest";
+  j["trainer"]["length_damping"] = 1.5;
+  j["trainer"]["length_debias"] = "shorter";
   j["trainer"].erase("anchor_pairs");
   auto bad = ParseConfig(j.dump());
   ASSERT_FALSE(bad.ok());
   const std::string& m = bad.status().message();
-  for (const char* needle : {"trainer.mode", "trainer.replay_ratio",
+  for (const char* needle : {"trainer.mode", "trainer.replay_ratio", "trainer.model.type",
+                             "trainer.length_damping", "trainer.length_debias",
                              "trainer.gate.anchor_max_regression: gates on the anchor set"}) {
     EXPECT_NE(m.find(needle), std::string::npos) << needle << " not in: " << m;
   }

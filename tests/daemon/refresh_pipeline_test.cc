@@ -306,5 +306,53 @@ TEST_F(RefreshPipelineTest, GivenTokenizerIsKeptByRefreshesAndAChangeRetrainsFro
             rlaif::testing::ReadFile(fixtures + "gpt2-3k.json"));
 }
 
+// trainer.model.type: an ensemble (the offline default) trains, refreshes
+// from its own checkpoint and serves; a linear model retrains from scratch
+// every run, with the reason.
+TEST_F(RefreshPipelineTest, EnsembleRefreshesAndLinearRetrainsFromScratch) {
+  pipeline_->Stop();
+  config_->trainer.model.type = "ensemble";
+  config_->trainer.anchor_pairs.clear();
+  config_->trainer.gate.anchor_max_regression = -1;
+  config_->trainer.gate.max_regression = 1;
+  StartPipeline();
+  const auto first = MarkerPairs(300, 1, "old", "banana", "");
+  AddLabels(first, NowMs() - 60000);
+  auto t1 = TrainAndWait(1);
+  ASSERT_EQ(t1.last_outcome, "promoted") << t1.last_reason;
+  auto cfg1 = json::parse(
+      rlaif::testing::ReadFile(dir_.Sub("models/" + t1.last_version + "/config.json")));
+  EXPECT_EQ(cfg1["model_type"], "ensemble");
+  ASSERT_TRUE(scorer_->Current());
+  EXPECT_EQ(scorer_->Current()->version(), t1.last_version);
+  auto acc = trainer::Evaluate(*scorer_->Current(), HeldOut(first, true));
+  ASSERT_TRUE(acc.ok());
+  EXPECT_GE(acc->accuracy, 0.9);
+
+  AddLabels(MarkerPairs(200, 2, "new", "banana", ""), NowMs() - 30000);
+  auto t2 = TrainAndWait(2);
+  ASSERT_TRUE(t2.last_outcome == "promoted" || t2.last_outcome == "rejected") << t2.last_reason;
+  json m2 = Metrics(t2.last_version);
+  EXPECT_EQ(m2["refresh"]["mode"], "refresh") << m2["refresh"].dump();
+  EXPECT_EQ(m2["refresh"]["warm_started_from"], t1.last_version);
+  auto cfg2 = json::parse(
+      rlaif::testing::ReadFile(dir_.Sub("models/" + t2.last_version + "/config.json")));
+  EXPECT_EQ(cfg2["model_type"], "ensemble");
+
+  pipeline_->Stop();
+  config_->trainer.model.type = "linear";
+  StartPipeline();
+  AddLabels(MarkerPairs(100, 3, "third", "banana", ""), NowMs() - 10000);
+  auto t3 = TrainAndWait(1);
+  ASSERT_TRUE(t3.last_outcome == "promoted" || t3.last_outcome == "rejected") << t3.last_reason;
+  json m3 = Metrics(t3.last_version);
+  EXPECT_EQ(m3["refresh"]["mode"], "scratch") << m3["refresh"].dump();
+  EXPECT_NE(m3["refresh"]["scratch_reason"].get<std::string>().find("type is linear"),
+            std::string::npos);
+  auto cfg3 = json::parse(
+      rlaif::testing::ReadFile(dir_.Sub("models/" + t3.last_version + "/config.json")));
+  EXPECT_EQ(cfg3["model_type"], "linear");
+}
+
 }  // namespace
 }  // namespace rlaif::daemon

@@ -141,6 +141,10 @@ struct JudgeConfig : EndpointConfig {
 };
 
 struct ModelConfig {
+  // "ensemble" (default) | "transformer" | "linear": what each run trains
+  // (TrainOptions::model_type); linear and ensemble get trainer::
+  // RecommendedOptions (validation split, length debiasing).
+  std::string type = "ensemble";
   std::string preset = "tiny";  // "tiny" | "small" | "base"
   int vocab_size = 0;   // 0 = preset default
   int max_len = 0;      // tokens per (prompt, response), 0 = preset default
@@ -184,6 +188,12 @@ struct TrainerConfig {
   // JSONL of fixed (human) pairs, TRL format, evaluated for every candidate
   // and the live model; "" (default) = none.
   std::string anchor_pairs;
+  // Length debiasing of model.type linear and ensemble
+  // (TrainOptions::length_damping, debias_longer_only): the linear member's
+  // length weights score at (1 - damping); "longer" = only weights that
+  // reward longer responses, "both" = either way.
+  double length_damping = 0.5;
+  std::string length_debias = "longer";
   ModelConfig model;
   GateConfig gate;
 };

@@ -208,6 +208,15 @@ struct TrainResult {
 // (kNotFound if there is no checkpoint). Reads config.json only.
 Status CheckWarmStart(const std::string& checkpoint_dir, const TrainOptions& options);
 
+// The measured defaults of `rlaifd train` for `model_type` ("transformer",
+// "linear" or "ensemble"; bench/RESULTS.md, "Residual transformer"): the
+// linear baseline trained too (reported beside the model), a 10% validation
+// split with early stopping (patience 2), the linear member's length
+// features damped by half, only against a preference for longer responses,
+// and for an ensemble a residual transformer (strength 1) with the length
+// decorrelation penalty (1). Everything else is TrainOptions' default.
+TrainOptions RecommendedOptions(const std::string& model_type);
+
 // Trains from scratch on `train` (tokenizer included), evaluates on `eval`,
 // and writes the checkpoint to `out_dir` (must not exist; parent created).
 Result<TrainResult> TrainRewardModel(const std::vector<PreferencePair>& train,
