@@ -67,13 +67,19 @@ TEST(JudgeIntegrationTest, FaultyBiasedJudgeEveryPromptAccountedFor) {
   rlaif::testing::WriteFile(dir.Sub("pairs.jsonl"), lines);
   SimChild sim(dir, dir.Sub("pairs.jsonl"),
                {"--position-bias", "0.3", "--noise", "0.1", "--fault-rate", "0.2", "--seed", "7",
-                "--hang-ms", "1000", "--threads", "128"});
+                "--hang-ms", "3000", "--threads", "128"});
   const int port = sim.WaitForPort();
   ASSERT_GT(port, 0) << sim.Stderr();
 
   ChatClientOptions co;
   co.base_url = "http://127.0.0.1:" + std::to_string(port) + "/v1";
-  co.timeout_s = 0.5;  // turns a hang into a retry
+  // Turns a hang into a retry. Not shorter: on a loaded shared machine a
+  // stall of half a second made slow answers time out in a row, and those
+  // extra retries (and the breaker they opened) failed the test.
+  co.timeout_s = 1.5;
+  // The breaker is tested in chat_client_admission_test.cc; here it would
+  // turn such a stall into 30 s of failing fast.
+  co.breaker_failures = 1 << 30;
   co.max_retries = 6;
   co.backoff_initial_s = 0.01;
   co.backoff_max_s = 0.05;
@@ -121,7 +127,7 @@ TEST(JudgeIntegrationTest, FaultyBiasedJudgeEveryPromptAccountedFor) {
   const double elapsed = MonotonicSeconds() - t0;
 
   // A call fails only when all 7 attempts fault or time out (on this
-  // shared machine a slow answer can pass the 0.5 s timeout too): allowed,
+  // shared machine a slow answer can pass the 1.5 s timeout too): allowed,
   // but rare, and only with a transient status.
   int error_total = 0;
   for (const auto& [what, n] : errors) {
