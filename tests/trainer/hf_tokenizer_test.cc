@@ -2,7 +2,8 @@
 // tokenizer: tests/trainer/data/hf_tokenizer/ holds OpenAI's cl100k_base as a
 // tokenizer.json cut to 3,000 merges (with Llama 3's settings and GPT-2's
 // pre-tokenizer as variants) and the ids that @huggingface/tokenizers
-// computed for 249 texts (make_fixtures.mjs).
+// computed for 249 texts (make_fixtures.mjs); Hugging Face's Rust library
+// (npm `tokenizers` 0.23.2) gives the same ids for all of them.
 #include "hf_tokenizer.h"
 
 #include <gtest/gtest.h>
@@ -157,6 +158,8 @@ TEST(HfTokenizer, SplitsAsTheRegexes) {
             (V{"I", "'LL", " pay", " $", "123", "456", "7", "!\n\n", " ", " ok"}));
   EXPECT_EQ(split(hf::SplitLlama3("a  \n  b", 3)), (V{"a", "  \n", " ", " b"}));
   EXPECT_EQ(split(hf::SplitLlama3("12345", 1)), (V{"1", "2", "3", "4", "5"}));
+  // (?i) folds U+017F (long s) to "s".
+  EXPECT_EQ(split(hf::SplitLlama3("'\u017fa", 3)), (V{"'\u017f", "a"}));
   // GPT-2: case-sensitive contractions, one space leads a word.
   EXPECT_EQ(split(hf::SplitGpt2("I'LL pay $1234567!\n\n  ok")),
             (V{"I", "'", "LL", " pay", " $", "1234567", "!", "\n\n ", " ok"}));
@@ -167,6 +170,76 @@ TEST(HfTokenizer, SplitsAsTheRegexes) {
   EXPECT_EQ(hf::ClassOf(U'\u00a0'), hf::CharClass::kSpace);
   EXPECT_EQ(hf::ClassOf(U'\u00b2'), hf::CharClass::kNumber);
   EXPECT_EQ(hf::ClassOf(U'\U0001F600'), hf::CharClass::kOther);
+}
+
+// A tokenizer.json with GPT-2's pre-tokenizer, the 256 byte symbols (ids
+// 0-255 in byte order), then `extra` tokens, and `merges`.
+std::string TinyTokenizerJson(const std::vector<std::string>& extra,
+                              const std::vector<std::string>& merges) {
+  json vocab = json::object();
+  int extra_ids = 0;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+    const int cp = printable ? b : 256 + extra_ids++;
+    const std::string sym = cp < 0x80 ? std::string(1, static_cast<char>(cp))
+                                      : std::string{static_cast<char>(0xc0 | (cp >> 6)),
+                                                    static_cast<char>(0x80 | (cp & 0x3f))};
+    vocab[sym] = b;
+  }
+  for (const auto& t : extra) vocab[t] = static_cast<int>(vocab.size());
+  return json({{"normalizer", nullptr},
+               {"pre_tokenizer", {{"type", "ByteLevel"}, {"use_regex", true}}},
+               {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}})
+      .dump();
+}
+
+std::vector<std::string> Pieces(const BpeTokenizer& tok, const std::string& text) {
+  std::vector<std::string> out;
+  for (int32_t id : tok.Encode(text)) out.push_back(tok.Decode({id}));
+  return out;
+}
+
+// Cases where Hugging Face's BPE (checked with its Rust library, tokenizers
+// 0.23.2) differs from "merge every occurrence of the best pair at once".
+TEST(HfTokenizer, MergesLikeHuggingFace) {
+  using V = std::vector<std::string>;
+  // One occurrence at a time: merging the first "ab" forms "ab"+"a", whose
+  // merge ranks before the second "a b".
+  auto order = BpeTokenizer::FromJson(TinyTokenizerJson({"ab", "aba"}, {"ab a", "a b"}));
+  ASSERT_TRUE(order.ok()) << order.status().ToString();
+  EXPECT_EQ(Pieces(*order, "abab"), (V{"aba", "b"}));
+  // A pair listed twice takes its last rank.
+  auto dup = BpeTokenizer::FromJson(TinyTokenizerJson({"ab", "bc"}, {"a b", "b c", "a b"}));
+  ASSERT_TRUE(dup.ok()) << dup.status().ToString();
+  EXPECT_EQ(Pieces(*dup, "abc"), (V{"a", "bc"}));
+}
+
+TEST(HfTokenizer, AddedTokensAreNumberedAfterTheVocabulary) {
+  // Hugging Face ignores an added token's "id": one not in the vocabulary
+  // takes the next id after it. A huge or colliding id is not an error.
+  json j = json::parse(TinyTokenizerJson({"ab"}, {"a b"}));
+  j["added_tokens"] = {{{"id", 1048575}, {"content", "<|big|>"}, {"special", true}},
+                       {{"id", 3}, {"content", "<|low|>"}, {"special", true}},
+                       {{"id", 7}, {"content", "ab"}, {"special", false}}};  // in the vocabulary
+  auto tok = BpeTokenizer::FromJson(j.dump());
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  EXPECT_EQ(tok->vocab_size(), 3 + 257 + 2);
+}
+
+TEST(HfTokenizer, RefusesHostileJsonWithoutCrashing) {
+  // Nested 200,000 deep: nlohmann's dump and copy would overflow the stack.
+  std::string deep = R"({"normalizer":{"type":"NFC","x":)" + std::string(200000, '[') +
+                     std::string(200000, ']') + "}}";
+  auto tok = BpeTokenizer::FromJson(deep);
+  ASSERT_FALSE(tok.ok());
+  EXPECT_NE(tok.status().message().find("deeper than 64"), std::string::npos);
+  json j = json::parse(TinyTokenizerJson({}, {}));
+  j["model"]["ignore_merges"] = "true";
+  EXPECT_EQ(BpeTokenizer::FromJson(j.dump()).status().code(), StatusCode::kCorruption);
+  // An id that would take the vocabulary past 2^20 ids with PAD, END, SEP.
+  j = json::parse(TinyTokenizerJson({}, {}));
+  j["model"]["vocab"]["zz"] = (1 << 20) - 3;
+  EXPECT_EQ(BpeTokenizer::FromJson(j.dump()).status().code(), StatusCode::kCorruption);
 }
 
 // A copy of the GPT-2 fixture with `edit` applied.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace rlaif::trainer::hf {
 
@@ -75,7 +76,12 @@ std::vector<Char> Decode(std::string_view text) {
 
 bool IsNewline(uint32_t cp) { return cp == '\r' || cp == '\n'; }
 
-char32_t AsciiLower(uint32_t cp) { return cp >= 'A' && cp <= 'Z' ? cp + 32 : cp; }
+// Case folding for the contractions: ASCII, and U+017F (long s), which
+// Unicode folds to "s".
+char32_t AsciiLower(uint32_t cp) {
+  if (cp == 0x17f) return 's';
+  return cp >= 'A' && cp <= 'Z' ? cp + 32 : cp;
+}
 
 // Length in characters of the contraction 's 't 're 've 'm 'll 'd at `k`
 // (0 if none); case-insensitive for Llama 3's (?i:...).
@@ -206,7 +212,8 @@ constexpr const char* kSingleDigitPattern =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 // Larger vocabularies than this are refused (the embedding alone would not fit).
-constexpr int64_t kMaxIds = 1 << 20;
+// (with this project's 3 special ids: 2^20, the trainer's largest vocabulary).
+constexpr int64_t kMaxIds = (int64_t{1} << 20) - 3;
 
 // GPT-2's byte -> printable code point table (bytes_to_unicode).
 std::vector<char32_t> ByteToCodePoint() {
@@ -259,6 +266,21 @@ const json& At(const json& obj, const char* key) {
   return it == obj.end() ? kNull : *it;
 }
 
+// A short description of a JSON value for an error message: scalars as they
+// are (strings cut at 100 bytes), containers by kind (and "type", if any).
+std::string Brief(const json& v) {
+  if (v.is_string()) {
+    const std::string& s = v.get_ref<const std::string&>();
+    return json(s.size() > 100 ? s.substr(0, 100) + "..." : s).dump();
+  }
+  if (v.is_object()) {
+    const json& type = At(v, "type");
+    return type.is_string() ? "{\"type\": " + Brief(type) + ", ...}" : std::string("an object");
+  }
+  if (v.is_array()) return "a list of " + std::to_string(v.size());
+  return v.dump();
+}
+
 bool IsNullOrEmpty(const json& obj, const char* key) {
   auto it = obj.find(key);
   return it == obj.end() || it->is_null() || (it->is_string() && it->get<std::string>().empty());
@@ -291,14 +313,22 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
   try {
     if (!IsTokenizerJson(j)) return Status::Corruption("tokenizer.json has no \"model\"");
     if (!IsNullOrEmpty(j, "normalizer")) {
-      return Unsupported("normalizer " + j["normalizer"].value("type", j["normalizer"].dump()));
+      const json& type = At(j["normalizer"], "type");
+      return Unsupported("normalizer " + (type.is_string()
+                                              ? type.get_ref<const std::string&>().substr(0, 100)
+                                              : Brief(j["normalizer"])));
     }
     const json& m = j["model"];
     if (!m.is_object() || m.value("type", std::string()) != "BPE") {
       return Unsupported("model type " +
-                         (m.is_object() ? m.value("type", std::string("(none)")) : m.dump()));
+                         (At(m, "type").is_string()
+                              ? At(m, "type").get_ref<const std::string&>().substr(0, 100)
+                              : Brief(m)));
     }
-    if (m.value("byte_fallback", false)) return Unsupported("byte_fallback");
+    if (const json& bf = At(m, "byte_fallback");
+        !bf.is_null() && !(bf.is_boolean() && !bf.get<bool>())) {
+      return Unsupported("byte_fallback");
+    }
     if (!IsNullOrEmpty(m, "continuing_subword_prefix") || !IsNullOrEmpty(m, "end_of_word_suffix")) {
       return Unsupported("a subword prefix or suffix");
     }
@@ -308,7 +338,10 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
     }
 
     BpeModel out;
-    const json ignore = m.value("ignore_merges", json(false));
+    const json& ignore = At(m, "ignore_merges");
+    if (!ignore.is_null() && !ignore.is_boolean()) {
+      return Status::Corruption("tokenizer.json: model.ignore_merges is not a boolean");
+    }
     out.ignore_merges = ignore.is_boolean() && ignore.get<bool>();
 
     // Pre-tokenizer.
@@ -319,31 +352,34 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
     } else if (pre.is_object() && pre.value("type", std::string()) == "Sequence" &&
                pre.value("pretokenizers", json()).is_array() && pre["pretokenizers"].size() == 2) {
       const json& split = pre["pretokenizers"][0];
-      const json pattern = split.is_object() ? split.value("pattern", json()) : json();
-      const std::string regex = pattern.is_object() ? pattern.value("Regex", std::string()) : "";
+      const json& pattern = At(split, "pattern");
+      const json& regex_json = At(pattern, "Regex");
+      const std::string regex = regex_json.is_string() ? regex_json.get<std::string>() : "";
       // "Isolated" keeps each match as a pre-token; "Removed" with invert (as
       // converted from tiktoken) keeps the matches and drops what lies between
       // them, which is nothing for these patterns (they match every character).
-      const std::string behavior = split.value("behavior", std::string());
-      const bool invert = split.value("invert", false);
-      if (split.value("type", std::string()) != "Split" ||
+      const json& behavior_json = At(split, "behavior");
+      const std::string behavior =
+          behavior_json.is_string() ? behavior_json.get<std::string>() : "";
+      const bool invert = At(split, "invert").is_boolean() && At(split, "invert").get<bool>();
+      if (At(split, "type") != "Split" ||
           !((behavior == "Isolated" && !invert) || (behavior == "Removed" && invert))) {
-        return Unsupported("pre-tokenizer " + pre.dump().substr(0, 200));
+        return Unsupported("pre-tokenizer " + Brief(pre));
       }
       if (regex == kLlama3Pattern) {
         out.max_digits = 3;
       } else if (regex == kSingleDigitPattern) {
         out.max_digits = 1;
       } else {
-        return Unsupported("split pattern " + pattern.dump().substr(0, 200));
+        return Unsupported("split pattern " + Brief(regex_json.is_null() ? pattern : regex_json));
       }
       if (!ByteLevel(pre["pretokenizers"][1], &use_regex, &out.add_prefix_space) || use_regex ||
           out.add_prefix_space) {
-        return Unsupported("pre-tokenizer " + pre.dump().substr(0, 200));
+        return Unsupported("pre-tokenizer " + Brief(pre));
       }
       out.pretokenizer = Pretokenizer::kLlama3;
     } else {
-      return Unsupported("pre-tokenizer " + pre.dump().substr(0, 200));
+      return Unsupported("pre-tokenizer " + Brief(pre));
     }
 
     // Vocabulary, then added tokens (which may extend it).
@@ -360,18 +396,18 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
     std::vector<bool> used;
     auto claim = [&](const json& id, const std::string& what) -> Result<int32_t> {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxIds) {
-        return Status::Corruption("tokenizer.json: " + what + " has id " + id.dump() +
+        return Status::Corruption("tokenizer.json: " + what + " has id " + Brief(id) +
                                   " outside [0, " + std::to_string(kMaxIds) + ")");
       }
       const auto i = static_cast<size_t>(id.get<int64_t>());
       if (i >= used.size()) used.resize(i + 1, false);
-      if (used[i]) return Status::Corruption("tokenizer.json: id " + id.dump() + " is used twice");
+      if (used[i]) return Status::Corruption("tokenizer.json: id " + Brief(id) + " is used twice");
       used[i] = true;
       return static_cast<int32_t>(i);
     };
     std::string bytes;
     for (const auto& [token, id] : vocab.items()) {
-      auto i = claim(id, "token " + json(token).dump());
+      auto i = claim(id, "token " + Brief(json(token)));
       if (!i.ok()) return i.status();
       id_of.emplace(token, *i);
       if (out.token_bytes.size() <= static_cast<size_t>(*i)) out.token_bytes.resize(*i + 1);
@@ -380,15 +416,25 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
     const json& added = At(j, "added_tokens");
     if (!added.is_null() && !added.is_array())
       return Status::Corruption("tokenizer.json: added_tokens is not a list");
+    // Added tokens not in the vocabulary take the ids after it, in order, as
+    // Hugging Face numbers them (it ignores their "id" field). They are never
+    // produced from text here (their bytes stay "") and only size the
+    // embedding.
+    int64_t next_added = static_cast<int64_t>(vocab.size());
+    std::unordered_set<std::string> added_seen;
     for (const json& t : added.is_array() ? added : json::array()) {
-      if (!t.is_object() || !t.value("content", json()).is_string()) {
+      const json& content = At(t, "content");
+      if (!content.is_string()) {
         return Status::Corruption("tokenizer.json: an added token lacks its content");
       }
-      if (id_of.count(t["content"].get<std::string>())) continue;  // also in the vocabulary
-      auto i = claim(t.value("id", json()), "added token " + t["content"].dump());
-      if (!i.ok()) return i.status();
-      if (out.token_bytes.size() <= static_cast<size_t>(*i)) out.token_bytes.resize(*i + 1);
-      out.token_bytes[*i].clear();  // never produced from text, decodes to nothing
+      const std::string& text = content.get_ref<const std::string&>();
+      if (id_of.count(text) || !added_seen.insert(text).second) continue;
+      if (next_added >= kMaxIds) {
+        return Status::Corruption("tokenizer.json: more than " + std::to_string(kMaxIds) +
+                                  " ids with the added tokens");
+      }
+      const auto i = static_cast<size_t>(next_added++);
+      if (out.token_bytes.size() <= i) out.token_bytes.resize(i + 1);
     }
 
     for (int b = 0; b < 256; ++b) {
@@ -412,20 +458,20 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
         const std::string s = mg.get<std::string>();
         const size_t sp = s.find(' ');
         if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
-          return Status::Corruption("tokenizer.json: merge " + std::to_string(r) + " " + mg.dump() +
+          return Status::Corruption("tokenizer.json: merge " + std::to_string(r) + " " + Brief(mg) +
                                     " is not two tokens");
         }
         a = s.substr(0, sp), b = s.substr(sp + 1);
       } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
         a = mg[0].get<std::string>(), b = mg[1].get<std::string>();
       } else {
-        return Status::Corruption("tokenizer.json: merge " + std::to_string(r) + " " +
-                                  mg.dump().substr(0, 100) + " is not two tokens");
+        return Status::Corruption("tokenizer.json: merge " + std::to_string(r) + " " + Brief(mg) +
+                                  " is not two tokens");
       }
       auto ia = id_of.find(a), ib = id_of.find(b), iab = id_of.find(a + b);
       if (ia == id_of.end() || ib == id_of.end() || iab == id_of.end()) {
-        return Status::Corruption("tokenizer.json: merge " + std::to_string(r) + " " +
-                                  mg.dump().substr(0, 100) + " uses a token not in the vocabulary");
+        return Status::Corruption("tokenizer.json: merge " + std::to_string(r) + " " + Brief(mg) +
+                                  " uses a token not in the vocabulary");
       }
       out.merges.emplace_back(ia->second, ib->second);
       out.merge_ids.push_back(iab->second);

@@ -21,7 +21,10 @@
 //   - invalid UTF-8 is accepted: each invalid byte is one character of its
 //     own that is neither a letter, a number nor a space;
 //   - pre-tokens longer than kMaxPretokenBytes are cut (bounds the
-//     quadratic BPE merge loop on pathological input; real words are shorter).
+//     quadratic BPE merge loop on pathological input; real words are shorter);
+//   - \p{L} and \p{N} follow Unicode 17.0 (unicode_classes.inc); Hugging
+//     Face's regex engine has older tables, so code points assigned in recent
+//     versions can be classed differently (rare in text).
 #pragma once
 
 #include <cstdint>

@@ -947,6 +947,12 @@ Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const Trai
     if (!theirs.ok() || theirs->ToJson() != ours->ToJson()) {
       return refuse("its tokenizer is not the one in " + options.tokenizer_file);
     }
+  } else if (auto theirs = BpeTokenizer::LoadFile((dir / kTokenizerFile).string());
+             theirs.ok() && theirs->is_hugging_face()) {
+    // Without a tokenizer file a run trains its own tokenizer: a checkpoint
+    // that was given one is not the same model family.
+    return refuse("its tokenizer was given (" + theirs->description() +
+                  ") and no tokenizer file is set");
   }
   for (const auto& [name, v] : sizes) {
     if (given_tokenizer && std::string_view(name) == "vocab_size (asked)") continue;

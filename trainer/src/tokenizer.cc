@@ -23,6 +23,8 @@ constexpr const char* kPretokenizerName = "rlaif-chunks-v1";
 // Bounded so that a stream of unique junk cannot grow memory without limit;
 // frequent chunks arrive early and stay.
 constexpr size_t kMaxCachedChunks = 1 << 18;
+// And bounded in bytes (keys + ids): Hugging Face pre-tokens run to 1 KiB.
+constexpr size_t kMaxCachedBytes = size_t{64} << 20;
 
 enum class ByteClass { kLetter, kDigit, kSpace, kOther };
 
@@ -115,6 +117,7 @@ struct BpeTokenizer::EncodeCache {
   std::unordered_map<std::string, int32_t> whole;  // bytes -> id, with ignore_merges
   mutable std::shared_mutex mu;
   mutable std::unordered_map<std::string, std::vector<int32_t>> chunks;  // guarded by mu
+  mutable size_t bytes = 0;  // of the keys and ids in `chunks`; guarded by mu
 };
 
 BpeTokenizer::BpeTokenizer() : ranks_and_cache_(std::make_unique<EncodeCache>()) {}
@@ -141,8 +144,9 @@ void BpeTokenizer::BuildRanks() {
   auto cache = std::make_unique<EncodeCache>();
   cache->ranks.reserve(merges_.size() * 2);
   for (size_t i = 0; i < merges_.size(); ++i) {
-    // The first (lowest-rank) merge of a pair wins, as in Hugging Face's BPE.
-    cache->ranks.emplace(PairKey(merges_[i].first, merges_[i].second), static_cast<int32_t>(i));
+    // A pair listed twice takes its last rank, as Hugging Face's BPE does
+    // (merges go into a map); trained tokenizers never repeat a pair.
+    cache->ranks[PairKey(merges_[i].first, merges_[i].second)] = static_cast<int32_t>(i);
   }
   if (ignore_merges_) {
     for (size_t id = 0; id < token_bytes_.size(); ++id) {
@@ -321,6 +325,51 @@ Result<BpeTokenizer> BpeTokenizer::Train(const std::vector<std::string_view>& te
   return tok;
 }
 
+// Hugging Face's BPE (Word::merge_all): a queue of (rank, position) merges,
+// one occurrence at a time, lowest rank first and leftmost among equals; a
+// merge pushes the pairs it forms with its neighbours. This differs from
+// merging every occurrence of the best pair at once when a merge creates a
+// pair of lower rank than one already queued (tiktoken-converted
+// vocabularies have such merges: a merge using a token created later).
+std::vector<int32_t> BpeTokenizer::MergeOneAtATime(std::vector<int32_t> syms) const {
+  const auto& ranks = ranks_and_cache_->ranks;
+  const int n = static_cast<int>(syms.size());
+  std::vector<int> prev(n), next(n);
+  std::vector<bool> removed(n, false);
+  for (int i = 0; i < n; ++i) prev[i] = i - 1, next[i] = i + 1 < n ? i + 1 : -1;
+  struct Merge {
+    int32_t rank;
+    int pos;
+    bool operator>(const Merge& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+  };
+  std::priority_queue<Merge, std::vector<Merge>, std::greater<Merge>> queue;
+  auto push = [&](int pos) {
+    if (pos < 0 || next[pos] < 0) return;
+    auto it = ranks.find(PairKey(syms[pos], syms[next[pos]]));
+    if (it != ranks.end()) queue.push({it->second, pos});
+  };
+  for (int i = 0; i + 1 < n; ++i) push(i);
+  while (!queue.empty()) {
+    const Merge top = queue.top();
+    queue.pop();
+    if (removed[top.pos] || next[top.pos] < 0) continue;
+    const int right = next[top.pos];
+    // Stale: the pair at this position changed since it was queued.
+    auto it = ranks.find(PairKey(syms[top.pos], syms[right]));
+    if (it == ranks.end() || merge_ids_[it->second] != merge_ids_[top.rank]) continue;
+    syms[top.pos] = merge_ids_[top.rank];
+    removed[right] = true;
+    next[top.pos] = next[right];
+    if (next[right] >= 0) prev[next[right]] = top.pos;
+    push(prev[top.pos]);
+    push(top.pos);
+  }
+  std::vector<int32_t> out;
+  out.reserve(syms.size());
+  for (int i = 0; i >= 0 && i < n; i = next[i]) out.push_back(syms[i]);
+  return out;
+}
+
 std::vector<int32_t> BpeTokenizer::EncodeChunk(std::string_view chunk) const {
   std::vector<int32_t> syms;
   if (ignore_merges_) {
@@ -329,6 +378,9 @@ std::vector<int32_t> BpeTokenizer::EncodeChunk(std::string_view chunk) const {
   }
   syms.reserve(chunk.size());
   for (unsigned char c : chunk) syms.push_back(byte_ids_[c]);
+  if (is_hugging_face()) return MergeOneAtATime(std::move(syms));
+  // This project's tokenizers learned their merges in order: applying every
+  // occurrence of the best pair at once is the same as one at a time.
   const auto& ranks = ranks_and_cache_->ranks;
   while (syms.size() > 1) {
     int32_t best_rank = -1;
@@ -371,8 +423,10 @@ std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
     std::vector<int32_t> piece = EncodeChunk(chunk);
     ids.insert(ids.end(), piece.begin(), piece.end());
     std::unique_lock lock(cache.mu);
-    if (cache.chunks.size() < kMaxCachedChunks) {
-      cache.chunks.emplace(std::move(key), std::move(piece));
+    const size_t bytes = key.size() + piece.size() * sizeof(int32_t);
+    if (cache.chunks.size() < kMaxCachedChunks && cache.bytes + bytes <= kMaxCachedBytes &&
+        cache.chunks.emplace(std::move(key), std::move(piece)).second) {
+      cache.bytes += bytes;
     }
   }
   return ids;
@@ -412,7 +466,34 @@ Status BpeTokenizer::SaveFile(const std::string& path) const {
   return Status::Ok();
 }
 
+// Deepest nesting of brackets outside strings in JSON text.
+static size_t JsonDepth(std::string_view text) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 Result<BpeTokenizer> BpeTokenizer::FromJson(const std::string& json) {
+  // nlohmann's dump and copy recurse once per level: a hostile file nested
+  // 200,000 deep would overflow the stack after parsing. Real files nest < 10.
+  if (JsonDepth(json) > 64) return Status::Corruption("tokenizer JSON nests deeper than 64 levels");
   nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return Status::Corruption("tokenizer JSON does not parse");

@@ -94,6 +94,7 @@ class BpeTokenizer {
   void BuildRanks();  // ranks (and whole-token ids) from merges_ and token_bytes_
   std::vector<std::string_view> Pretokenize(std::string_view text) const;
   std::vector<int32_t> EncodeChunk(std::string_view chunk) const;
+  std::vector<int32_t> MergeOneAtATime(std::vector<int32_t> syms) const;
 
   std::vector<std::pair<int32_t, int32_t>> merges_;  // by rank: the pair merged
   std::vector<int32_t> merge_ids_;                   // by rank: the id it creates
