@@ -13,6 +13,7 @@
 #include <sstream>
 #include <regex>
 #include <set>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -791,6 +792,18 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
           config_.trainer.seed ^ HashFields({live->version(), std::to_string(cutoff_ms)});
       train = trainer::MixReplay(fresh, older, config_.trainer.replay_ratio, replay_seed,
                                  &replayed);
+      // The linear member (seconds of work) learns from every label: the
+      // older pairs the transformer's pass does not replay go to it as well.
+      if (model_type == "ensemble") {
+        std::unordered_set<uint64_t> in_train;
+        auto key = [](const trainer::PreferencePair& p) {
+          return HashFields({p.prompt, p.chosen, p.rejected, p.dimension});
+        };
+        for (const auto& p : train) in_train.insert(key(p));
+        for (const auto& p : older) {
+          if (!in_train.count(key(p))) opt.linear_extra_pairs.push_back(p);
+        }
+      }
       opt.init_from = live->dir();
       opt.epochs = 1;  // one pass: the replay, not repetition, keeps the old preferences
       refresh.update({{"mode", "refresh"},
@@ -799,6 +812,7 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                       {"new_pairs", fresh.size()},
                       {"replayed_pairs", replayed},
                       {"older_pairs", older.size()},
+                      {"linear_extra_pairs", opt.linear_extra_pairs.size()},
                       {"replay_ratio", config_.trainer.replay_ratio}});
     }
   }

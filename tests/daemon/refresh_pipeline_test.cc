@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -124,6 +125,17 @@ class RefreshPipelineTest : public ::testing::Test {
     pipeline_ = std::make_unique<Pipeline>(*config_, *store_, metrics_, *ingestor_, *generator_,
                                            *judge_, *scorer_);
     ASSERT_TRUE(pipeline_->Start().ok());
+  }
+
+  // Restarts the pipeline with `edit` applied to the config, the anchor gate
+  // off and any regression allowed (for tests of what a run trains).
+  void Reconfigure(const std::function<void(Config&)>& edit) {
+    pipeline_->Stop();
+    config_->trainer.anchor_pairs.clear();
+    config_->trainer.gate.anchor_max_regression = -1;
+    config_->trainer.gate.max_regression = 1;
+    edit(*config_);
+    StartPipeline();
   }
 
   // Stores `pairs` as AI labels committed at `at_ms` (A/B order alternates).
@@ -272,12 +284,7 @@ TEST_F(RefreshPipelineTest, ScratchThenRefreshWithReplayThenResumeAfterRestart) 
 // run train from scratch with the reason.
 TEST_F(RefreshPipelineTest, GivenTokenizerIsKeptByRefreshesAndAChangeRetrainsFromScratch) {
   const std::string fixtures = rlaif::testing::SourceDir() + "/tests/trainer/data/hf_tokenizer/";
-  pipeline_->Stop();
-  config_->trainer.model.tokenizer_file = fixtures + "cl100k-3k.json";
-  config_->trainer.anchor_pairs.clear();
-  config_->trainer.gate.anchor_max_regression = -1;
-  config_->trainer.gate.max_regression = 1;
-  StartPipeline();
+  Reconfigure([&](Config& c) { c.trainer.model.tokenizer_file = fixtures + "cl100k-3k.json"; });
   AddLabels(MarkerPairs(200, 1, "old", "banana", ""), NowMs() - 60000);
   auto t1 = TrainAndWait(1);
   ASSERT_EQ(t1.last_outcome, "promoted") << t1.last_reason;
@@ -291,9 +298,7 @@ TEST_F(RefreshPipelineTest, GivenTokenizerIsKeptByRefreshesAndAChangeRetrainsFro
   EXPECT_EQ(m2["refresh"]["mode"], "refresh") << m2["refresh"].dump();
   EXPECT_EQ(m2["refresh"]["warm_started_from"], t1.last_version);
 
-  pipeline_->Stop();
-  config_->trainer.model.tokenizer_file = fixtures + "gpt2-3k.json";
-  StartPipeline();
+  Reconfigure([&](Config& c) { c.trainer.model.tokenizer_file = fixtures + "gpt2-3k.json"; });
   AddLabels(MarkerPairs(200, 3, "third", "banana", ""), NowMs() - 10000);
   auto t3 = TrainAndWait(1);
   ASSERT_TRUE(t3.last_outcome == "promoted" || t3.last_outcome == "rejected") << t3.last_reason;
@@ -310,12 +315,10 @@ TEST_F(RefreshPipelineTest, GivenTokenizerIsKeptByRefreshesAndAChangeRetrainsFro
 // from its own checkpoint and serves; a linear model retrains from scratch
 // every run, with the reason.
 TEST_F(RefreshPipelineTest, EnsembleRefreshesAndLinearRetrainsFromScratch) {
-  pipeline_->Stop();
-  config_->trainer.model.type = "ensemble";
-  config_->trainer.anchor_pairs.clear();
-  config_->trainer.gate.anchor_max_regression = -1;
-  config_->trainer.gate.max_regression = 1;
-  StartPipeline();
+  Reconfigure([](Config& c) {
+    c.trainer.model.type = "ensemble";
+    c.trainer.replay_ratio = 0.5;
+  });
   const auto first = MarkerPairs(300, 1, "old", "banana", "");
   AddLabels(first, NowMs() - 60000);
   auto t1 = TrainAndWait(1);
@@ -329,7 +332,8 @@ TEST_F(RefreshPipelineTest, EnsembleRefreshesAndLinearRetrainsFromScratch) {
   ASSERT_TRUE(acc.ok());
   EXPECT_GE(acc->accuracy, 0.9);
 
-  AddLabels(MarkerPairs(200, 2, "new", "banana", ""), NowMs() - 30000);
+  const auto second = MarkerPairs(200, 2, "new", "banana", "");
+  AddLabels(second, NowMs() - 30000);
   auto t2 = TrainAndWait(2);
   ASSERT_TRUE(t2.last_outcome == "promoted" || t2.last_outcome == "rejected") << t2.last_reason;
   json m2 = Metrics(t2.last_version);
@@ -338,10 +342,15 @@ TEST_F(RefreshPipelineTest, EnsembleRefreshesAndLinearRetrainsFromScratch) {
   auto cfg2 = json::parse(
       rlaif::testing::ReadFile(dir_.Sub("models/" + t2.last_version + "/config.json")));
   EXPECT_EQ(cfg2["model_type"], "ensemble");
+  // The transformer's pass: new + half as many replayed; the linear member:
+  // every training label, the older ones not replayed included.
+  const size_t old_train = HeldOut(first, false).size(), new_train = HeldOut(second, false).size();
+  const size_t replayed = m2["refresh"]["replayed_pairs"].get<size_t>();
+  EXPECT_NEAR(static_cast<double>(replayed), new_train / 2.0, 1.0);
+  EXPECT_EQ(m2["refresh"]["linear_extra_pairs"], old_train - replayed);
+  EXPECT_EQ(cfg2["data"]["linear_train_pairs"], old_train + new_train);
 
-  pipeline_->Stop();
-  config_->trainer.model.type = "linear";
-  StartPipeline();
+  Reconfigure([](Config& c) { c.trainer.model.type = "linear"; });
   AddLabels(MarkerPairs(100, 3, "third", "banana", ""), NowMs() - 10000);
   auto t3 = TrainAndWait(1);
   ASSERT_TRUE(t3.last_outcome == "promoted" || t3.last_outcome == "rejected") << t3.last_reason;

@@ -1721,6 +1721,18 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     }
   }
   const std::vector<PreferencePair>& fit = val.empty() ? train : fit_split;
+  // The linear model's pairs: the fit split (for the ensemble's stand-in)
+  // and all training pairs (the final model), each with the extra pairs.
+  std::vector<PreferencePair> linear_fit_pairs = fit, linear_all_pairs = train;
+  for (const auto& p : options.linear_extra_pairs) {
+    // Only dimensions the model has heads for.
+    if (!std::binary_search(dimensions.begin(), dimensions.end(), p.dimension)) continue;
+    linear_all_pairs.push_back(p);
+    if (val.empty() ||
+        HashToUnit(Hash64(p.prompt, kValidationSalt)) >= options.validation_fraction) {
+      linear_fit_pairs.push_back(p);
+    }
+  }
 
   TrainResult result;
   result.dir = out_dir.string();
@@ -1741,7 +1753,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     lo.cancelled = options.cancelled;
     // On every training pair: a second's work, and the baseline it reports
     // is what `model_type = "linear"` would give.
-    const auto& linear_train = train;
+    const auto& linear_train = linear_all_pairs;
     lo.pair_weights = LengthBalanceWeights(linear_train, options.length_balance);
     auto l = TrainLinearRewardModel(linear_train, dimensions, linear_config, lo, version,
                                     out_dir.string());
@@ -1772,8 +1784,9 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       LinearTrainOptions lo;
       lo.seed = options.seed;
       lo.cancelled = options.cancelled;
-      lo.pair_weights = LengthBalanceWeights(fit, options.length_balance);
-      auto l = TrainLinearRewardModel(fit, dimensions, undamped, lo, version, out_dir.string());
+      lo.pair_weights = LengthBalanceWeights(linear_fit_pairs, options.length_balance);
+      auto l = TrainLinearRewardModel(linear_fit_pairs, dimensions, undamped, lo, version,
+                                      out_dir.string());
       if (!l.ok()) return l.status();
       linear_fit_undamped = std::move(*l);
       auto vm = LinearMargins(*linear_fit_undamped, val, dimensions);
@@ -1851,9 +1864,9 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       LinearTrainOptions lo;
       lo.seed = options.seed;
       lo.cancelled = options.cancelled;
-      lo.pair_weights = LengthBalanceWeights(fit, options.length_balance);
-      auto l =
-          TrainLinearRewardModel(fit, dimensions, linear_config, lo, version, out_dir.string());
+      lo.pair_weights = LengthBalanceWeights(linear_fit_pairs, options.length_balance);
+      auto l = TrainLinearRewardModel(linear_fit_pairs, dimensions, linear_config, lo, version,
+                                      out_dir.string());
       if (!l.ok()) return l.status();
       linear_fit = std::move(*l);
     }
@@ -2034,6 +2047,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
         {"validation_pairs", val.size()},
         {"eval_pairs", eval.size()}}},
   };
+  if (want_linear) cfg["data"]["linear_train_pairs"] = linear_all_pairs.size();
   if (transformer) {
     cfg["tokenizer"] = {{"file", kTokenizerFile},
                         {"kind", transformer->tokenizer_description()},

@@ -115,6 +115,13 @@ struct TrainOptions {
   // ignored). A warm start needs a checkpoint with this very tokenizer
   // (CheckWarmStart refuses another). "" (default) = train one.
   std::string tokenizer_file;
+  // More pairs for the linear model only (model_type "linear" or "ensemble",
+  // and the baseline), beside `train`: a refresh passes the older labels it
+  // does not replay, so the linear member, seconds of work, learns from every
+  // label while the transformer makes its one warm-started pass over new +
+  // replayed pairs. For the ensemble's weights, the ones whose prompt falls
+  // in the validation split are left out. Default: none.
+  std::vector<PreferencePair> linear_extra_pairs;
   // Warm start (continuous refresh): a checkpoint directory whose tokenizer,
   // architecture and weights training starts from instead of a new tokenizer
   // and random weights. "" (default) = from scratch. Heads are matched by
