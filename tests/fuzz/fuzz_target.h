@@ -14,6 +14,9 @@
 //   }
 #pragma once
 
+#include <errno.h>
+#include <iconv.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -29,36 +32,22 @@ using TargetFn = int (*)(const uint8_t*, size_t);
 bool Register(const char* name, TargetFn fn);
 
 // True when `s` is well-formed UTF-8 (no overlongs, surrogates, > U+10FFFF).
+// Decided by glibc's UTF-8 converter, an implementation independent of the
+// project's own validators (daemon/src/line_parser.cc), so this oracle does
+// not share their bugs.
 inline bool ValidUtf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  for (size_t i = 0; i < n;) {
-    const unsigned char c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
+  thread_local iconv_t cd = iconv_open("UTF-32LE", "UTF-8");
+  if (cd == reinterpret_cast<iconv_t>(-1)) std::abort();
+  iconv(cd, nullptr, nullptr, nullptr, nullptr);  // reset the shift state
+  char* in = const_cast<char*>(s.data());
+  size_t in_left = s.size();
+  char buf[4096];
+  while (in_left > 0) {
+    char* out = buf;
+    size_t out_left = sizeof buf;
+    if (iconv(cd, &in, &in_left, &out, &out_left) == static_cast<size_t>(-1) && errno != E2BIG) {
+      return false;  // EILSEQ: invalid; EINVAL: truncated at the end
     }
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2, cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3, cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > n) return false;
-    for (size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) {
-      return false;
-    }
-    i += len;
   }
   return true;
 }

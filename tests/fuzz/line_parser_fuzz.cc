@@ -35,6 +35,14 @@ const rlaif::daemon::LineParser& Parser(int which) {
 }  // namespace
 
 RLAIF_FUZZ_TARGET(line_parser) {
+  // The oracle itself, once: it must tell these apart.
+  static const bool oracle_ok = [] {
+    using rlaif::fuzz::ValidUtf8;
+    return ValidUtf8("caf\xc3\xa9 \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf") && ValidUtf8("") &&
+           !ValidUtf8("\xc0\xaf") && !ValidUtf8("\xed\xa0\x80") && !ValidUtf8("\xf4\x90\x80\x80") &&
+           !ValidUtf8("ok \xe2\x82") && !ValidUtf8("\x80") && !ValidUtf8("\xff");
+  }();
+  FUZZ_CHECK(oracle_ok);
   if (size == 0) return 0;
   const auto& parser = Parser(data[0]);
   std::string_view line(reinterpret_cast<const char*>(data) + 1, size - 1);
