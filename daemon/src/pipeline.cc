@@ -937,7 +937,16 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                             {"tokens_per_second", res->tokens_per_second},
                             {"device", res->device},
                             {"trigger", trigger},
-                            {"refresh", refresh}};
+                            {"refresh", refresh},
+                            {"model_type", res->model_type}};
+  // An ensemble's members on the same holdout, and whether the transformer
+  // kept a weight (it must beat the linear member by one standard error).
+  if (res->model_type == "ensemble") {
+    if (res->baseline.pairs > 0) metrics["linear_member"] = MetricsJson(res->baseline);
+    if (res->transformer.pairs > 0) metrics["transformer_member"] = MetricsJson(res->transformer);
+    metrics["stacking"] = {{"loss_gain", res->stacking_loss_gain},
+                           {"loss_gain_se", res->stacking_loss_gain_se}};
+  }
   if (!anchor_json.is_null()) metrics["anchor"] = anchor_json;
   if (live_m) metrics["live_on_same_holdout"] = MetricsJson(*live_m);
   if (cand_gate_m.pairs != cand_m->pairs) {

@@ -326,6 +326,11 @@ TEST_F(RefreshPipelineTest, EnsembleRefreshesAndLinearRetrainsFromScratch) {
   auto cfg1 = json::parse(
       rlaif::testing::ReadFile(dir_.Sub("models/" + t1.last_version + "/config.json")));
   EXPECT_EQ(cfg1["model_type"], "ensemble");
+  json m1 = Metrics(t1.last_version);
+  EXPECT_EQ(m1["model_type"], "ensemble");
+  EXPECT_TRUE(m1["linear_member"]["accuracy"].is_number()) << m1.dump();
+  EXPECT_TRUE(m1["transformer_member"]["accuracy"].is_number()) << m1.dump();
+  EXPECT_TRUE(m1["stacking"]["loss_gain"].is_number()) << m1.dump();
   ASSERT_TRUE(scorer_->Current());
   EXPECT_EQ(scorer_->Current()->version(), t1.last_version);
   auto acc = trainer::Evaluate(*scorer_->Current(), HeldOut(first, true));

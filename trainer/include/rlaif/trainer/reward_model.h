@@ -212,7 +212,9 @@ struct TrainResult {
 // ensemble) checkpoint whose architecture equals the one `options` asks for
 // (preset and explicit sizes; the vocabulary size asked when it was trained)
 // and whose heads are named; kFailedPrecondition with the reason otherwise
-// (kNotFound if there is no checkpoint). Reads config.json only.
+// (kNotFound if there is no checkpoint). Reads config.json and the
+// checkpoint's tokenizer.json (a tokenizer file must be the same; without
+// one, a checkpoint whose tokenizer was given is refused).
 Status CheckWarmStart(const std::string& checkpoint_dir, const TrainOptions& options);
 
 // The measured defaults of `rlaifd train` for `model_type` ("transformer",
