@@ -91,8 +91,8 @@ void PrintStatus(const json& s) {
 }
 
 void PrintModels(const json& m) {
-  std::cout << std::left << std::setw(28) << "VERSION" << std::setw(12) << "STATE" << std::setw(10)
-            << "ACCURACY" << std::setw(9) << "HOLDOUT" << "REASON\n";
+  std::cout << std::left << std::setw(28) << "VERSION" << std::setw(12) << "STATE" << std::setw(13)
+            << "TYPE" << std::setw(10) << "ACCURACY" << std::setw(9) << "HOLDOUT" << "REASON\n";
   for (const auto& x : m.value("models", json::array())) {
     std::string acc = "-";
     if (x["metrics"].contains("accuracy") && x["metrics"]["accuracy"].is_number()) {
@@ -100,8 +100,14 @@ void PrintModels(const json& m) {
       os << std::fixed << std::setprecision(3) << x["metrics"]["accuracy"].get<double>();
       acc = os.str();
     }
+    // Models trained before the type was recorded (or imported) show "-".
+    const json& metrics = x["metrics"];
+    const std::string type = metrics.contains("model_type") && metrics["model_type"].is_string()
+                                 ? metrics["model_type"].get<std::string>()
+                                 : "-";
     std::cout << std::setw(28) << Str(x, "version") << std::setw(12) << Str(x, "state")
-              << std::setw(10) << acc << std::setw(9) << Str(x, "holdout_pairs")
+              << std::setw(13) << type << std::setw(10) << acc << std::setw(9)
+              << Str(x, "holdout_pairs")
               << Str(x, "reason") << "\n";
   }
 }

@@ -94,6 +94,8 @@ def main(args, tmp):
 
     rc, out, err = run("models", url=base)
     check(rc == 0 and first in out and second in out, f"models table:\n{out}{err}")
+    # The daemon's default model type, recorded per model.
+    check("TYPE" in out and "ensemble" in out, f"models table lacks the model type:\n{out}")
 
     rc, _, err = run("--reason", "canary ok", "promote", second, token=TOKEN, url=base)
     check(rc == 0, f"promote -> {rc}: {err}")
