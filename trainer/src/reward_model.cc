@@ -1745,18 +1745,22 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
   LinearConfig linear_config;
   linear_config.length_scale = 1.0 - options.length_damping;
   linear_config.damp_longer_only = options.debias_longer_only;
-  std::shared_ptr<LinearRewardModel> linear;
-  if (want_linear) {
-    const double t_linear = MonotonicSeconds();
+  // A linear model of `pairs` with this run's seed, cancellation and length
+  // balance.
+  auto train_linear = [&](const std::vector<PreferencePair>& pairs, const LinearConfig& config) {
     LinearTrainOptions lo;
     lo.seed = options.seed;
     lo.cancelled = options.cancelled;
+    lo.pair_weights = LengthBalanceWeights(pairs, options.length_balance);
+    return TrainLinearRewardModel(pairs, dimensions, config, lo, version, out_dir.string());
+  };
+  std::shared_ptr<LinearRewardModel> linear;
+  if (want_linear) {
+    const double t_linear = MonotonicSeconds();
     // On every training pair: a second's work, and the baseline it reports
     // is what `model_type = "linear"` would give.
     const auto& linear_train = linear_all_pairs;
-    lo.pair_weights = LengthBalanceWeights(linear_train, options.length_balance);
-    auto l = TrainLinearRewardModel(linear_train, dimensions, linear_config, lo, version,
-                                    out_dir.string());
+    auto l = train_linear(linear_train, linear_config);
     if (!l.ok()) return l.status();
     linear = std::move(*l);
     if (!eval.empty()) {
@@ -1781,12 +1785,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     if (!m.ok()) return m.status();
     train_offsets = std::move(*m);
     if (!val.empty()) {
-      LinearTrainOptions lo;
-      lo.seed = options.seed;
-      lo.cancelled = options.cancelled;
-      lo.pair_weights = LengthBalanceWeights(linear_fit_pairs, options.length_balance);
-      auto l = TrainLinearRewardModel(linear_fit_pairs, dimensions, undamped, lo, version,
-                                      out_dir.string());
+      auto l = train_linear(linear_fit_pairs, undamped);
       if (!l.ok()) return l.status();
       linear_fit_undamped = std::move(*l);
       auto vm = LinearMargins(*linear_fit_undamped, val, dimensions);
@@ -1861,12 +1860,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
           linear_config, linear_fit_undamped->weights(), dimensions, version, out_dir.string(),
           std::vector<ScoreNormalization>(dimensions.size()));
     } else if (!val.empty()) {
-      LinearTrainOptions lo;
-      lo.seed = options.seed;
-      lo.cancelled = options.cancelled;
-      lo.pair_weights = LengthBalanceWeights(linear_fit_pairs, options.length_balance);
-      auto l = TrainLinearRewardModel(linear_fit_pairs, dimensions, linear_config, lo, version,
-                                      out_dir.string());
+      auto l = train_linear(linear_fit_pairs, linear_config);
       if (!l.ok()) return l.status();
       linear_fit = std::move(*l);
     }
