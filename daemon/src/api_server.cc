@@ -417,6 +417,9 @@ struct ApiServer::Impl {
         try {
           const json m =
               (*rec)->metrics_json.empty() ? json::object() : json::parse((*rec)->metrics_json);
+          // What the run trained (ensemble / transformer / linear); null for
+          // models trained before it was recorded.
+          model["type"] = m.value("model_type", json());
           const json held = m.value("holdout", json::object()).value("dimensions", json::object());
           for (const auto& [name, dm] : held.items()) {
             if (dm.is_object()) {

@@ -49,6 +49,7 @@ def main(args, tmp):
                                s["counts"]["labels"] == 80 else None)(get_json(base + "/v1/status")),
                       240, "a live model and 80 labels", interval=1)
     live = status["model"]["live_version"]
+    check(status["model"]["type"] == "ensemble", f"live model type: {status['model']}")
 
     dom = render(base + "/", tmp)
     check("<title>rlaifd</title>" in dom, "not the status page")
