@@ -710,6 +710,7 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     opt.debias_longer_only = config_.trainer.length_debias == "longer";
   }
   opt.device = config_.trainer.device;
+  opt.cuda_bf16_residual = config_.trainer.cuda_bf16_residual;
   opt.preset = config_.trainer.model.preset;
   opt.vocab_size = config_.trainer.model.vocab_size;
   opt.max_len = config_.trainer.model.max_len;

@@ -416,8 +416,7 @@ TEST_F(CheckpointTest, ScoreIsThreadSafe) {
 
 // ---- GPU (skipped without CUDA) ---------------------------------------------
 
-TEST(TrainRewardModelGpu, TrainsOnCudaAndAgreesWithCpuScoring) {
-  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device";
+void TrainOnCudaAndCompareWithCpu(bool bf16_residual) {
   TempDir dir;
   const auto train = BananaPairs(1500, 11);
   const auto holdout = BananaPairs(300, 12);
@@ -426,13 +425,17 @@ TEST(TrainRewardModelGpu, TrainsOnCudaAndAgreesWithCpuScoring) {
   o.preset = "tiny";
   o.epochs = 2;
   o.learning_rate = 2e-3;
+  o.cuda_bf16_residual = bf16_residual;
   auto res = TrainRewardModel(train, holdout, dir.Sub("gpu"), o);
   ASSERT_TRUE(res.ok()) << res.status().ToString();
-  std::cout << "[ info     ] tiny preset on CUDA: " << res->seconds << " s, "
+  std::cout << "[ info     ] tiny preset on CUDA (" << (bf16_residual ? "bf16" : "fp32")
+            << " residual): " << res->seconds << " s, "
             << static_cast<int64_t>(res->tokens_per_second) << " tokens/s, holdout accuracy "
             << res->holdout.accuracy << "\n";
   EXPECT_EQ(res->device, "cuda");
   EXPECT_GE(res->holdout.accuracy, 0.95);
+  auto config = nlohmann::json::parse(ReadFile(dir.Sub("gpu/config.json")));
+  EXPECT_EQ(config["training"]["residual"], bf16_residual ? "bf16" : "fp32");
   auto on_gpu = RewardModel::Load(dir.Sub("gpu"), "cuda");
   auto on_cpu = RewardModel::Load(dir.Sub("gpu"), "cpu");
   ASSERT_TRUE(on_gpu.ok() && on_cpu.ok()) << on_gpu.status().ToString();
@@ -451,6 +454,19 @@ TEST(TrainRewardModelGpu, TrainsOnCudaAndAgreesWithCpuScoring) {
   auto gpu_eval = Evaluate(**on_gpu, holdout);
   ASSERT_TRUE(gpu_eval.ok());
   EXPECT_GE(gpu_eval->accuracy, 0.95);
+}
+
+TEST(TrainRewardModelGpu, TrainsOnCudaAndAgreesWithCpuScoring) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device";
+  TrainOnCudaAndCompareWithCpu(false);
+}
+
+// Trained with the residual stream in bf16 (TrainOptions::cuda_bf16_residual);
+// scored as always, in eval mode (fp32 residual under autocast on the GPU,
+// fp32 on the CPU): the holdout metrics in-process match a reload's.
+TEST(TrainRewardModelGpu, TrainsWithBf16ResidualAndAgreesWithCpuScoring) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device";
+  TrainOnCudaAndCompareWithCpu(true);
 }
 
 }  // namespace

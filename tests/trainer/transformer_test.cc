@@ -6,10 +6,13 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <limits>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace rlaif::trainer {
 namespace {
@@ -37,7 +40,11 @@ torch::Tensor ReferenceScores(RewardTransformer& net, const torch::Tensor& ids,
            F::embedding(positions, p["pos_emb.weight"]).unsqueeze(0);
   auto valid = positions.unsqueeze(0) < lengths.unsqueeze(1);
   auto allowed = valid.view({batch, 1, 1, len});
-  if (c.causal) allowed = allowed.logical_and(torch::ones({len, len}, torch::kBool).tril());
+  if (c.causal) {
+    allowed = allowed.logical_and(
+        torch::ones({len, len}, torch::TensorOptions().dtype(torch::kBool).device(ids.device()))
+            .tril());
+  }
   for (int l = 0; l < c.layers; ++l) {
     const std::string b = "blocks." + std::to_string(l) + ".";
     auto qkv = lin(ln(x, b + "ln1"), b + "attn.qkv")
@@ -51,7 +58,7 @@ torch::Tensor ReferenceScores(RewardTransformer& net, const torch::Tensor& ids,
     x = x + lin(y, b + "attn.out");
     x = x + lin(torch::gelu(lin(ln(x, b + "ln2"), b + "fc_in")), b + "fc_out");
   }
-  auto last = x.index({torch::arange(batch), lengths - 1});
+  auto last = x.index({torch::arange(batch, ids.options()), lengths - 1});
   return lin(ln(last, "ln_f"), "head");  // [batch, heads]
 }
 
@@ -89,6 +96,70 @@ TEST(RewardTransformer, CausalScoresAndGradientsMatchTheReference) {
 
 TEST(RewardTransformer, BidirectionalScoresAndGradientsMatchTheReference) {
   ExpectSameScoresAndGradients(false);
+}
+
+// The bf16 residual stream is a CUDA autocast option: on the CPU (no
+// autocast) it changes nothing.
+TEST(RewardTransformer, Bf16ResidualChangesNothingOnTheCpu) {
+  ModelConfig c;
+  c.vocab_size = 300, c.max_len = 24, c.d_model = 32, c.layers = 3, c.heads = 4;
+  RewardTransformer net(c);
+  net->InitWeights(5);
+  torch::manual_seed(3);
+  auto ids = torch::randint(3, c.vocab_size, {5, 17}, torch::kLong);
+  auto lengths = torch::tensor({17, 1, 9, 16, 4}, torch::kLong);
+  auto plain = net->forward(ids, lengths);
+  net->set_bf16_residual(true);
+  EXPECT_TRUE(torch::equal(plain, net->forward(ids, lengths)));
+}
+
+// ---- GPU (skipped without CUDA) ---------------------------------------------
+
+// Under bf16 autocast, with the residual stream in fp32 (default) or bf16
+// (training mode only): close to the fp32 textbook computation, different
+// from each other, and gradients reach every parameter, finite. In eval mode
+// the bf16 residual is off.
+TEST(RewardTransformerGpu, Bf16AutocastScoresCloseToTheFp32Reference) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  ModelConfig c;
+  c.vocab_size = 300, c.max_len = 64, c.d_model = 64, c.layers = 4, c.heads = 4;
+  RewardTransformer net(c);
+  net->InitWeights(5);
+  net->to(torch::kCUDA);
+  torch::manual_seed(3);
+  auto ids = torch::randint(3, c.vocab_size, {6, 61}, torch::kLong).to(torch::kCUDA);
+  auto lengths = torch::tensor({61, 1, 9, 33, 4, 60}, torch::kLong).to(torch::kCUDA);
+  torch::Tensor reference;
+  {
+    torch::NoGradGuard no_grad;
+    reference = ReferenceScores(net, ids, lengths);
+  }
+  auto autocast_scores = [&] {
+    CudaAutocastScope autocast(true);
+    return net->forward(ids, lengths);
+  };
+  std::vector<torch::Tensor> both;
+  for (bool bf16_residual : {false, true}) {
+    SCOPED_TRACE(bf16_residual ? "bf16 residual" : "fp32 residual");
+    net->set_bf16_residual(bf16_residual);
+    torch::Tensor scores = autocast_scores();
+    both.push_back(scores.detach().clone());
+    EXPECT_EQ(scores.scalar_type(), torch::kFloat);
+    const double err = (scores.detach() - reference).norm().item<double>() /
+                       std::max(reference.norm().item<double>(), 1e-6);
+    std::cout << "[ info     ] relative error vs fp32: " << err << "\n";
+    EXPECT_LT(err, 0.05);
+    scores.sum().backward();
+    for (const auto& item : net->named_parameters()) {
+      ASSERT_TRUE(item.value().grad().defined()) << item.key();
+      EXPECT_TRUE(torch::isfinite(item.value().grad()).all().item<bool>()) << item.key();
+      item.value().mutable_grad() = torch::Tensor();
+    }
+  }
+  EXPECT_FALSE(torch::equal(both[0], both[1])) << "the bf16 residual changed nothing";
+  net->eval();  // still set_bf16_residual(true)
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(both[0], autocast_scores()));
 }
 
 }  // namespace

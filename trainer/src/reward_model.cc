@@ -27,6 +27,7 @@
 #include "rlaif/common/hash.h"
 #include "rlaif/trainer/tokenizer.h"
 #include "score_plan.h"
+#include "optim.h"
 #include "transformer.h"
 
 #ifndef RLAIF_GIT_REV
@@ -1082,6 +1083,12 @@ std::string RunFingerprint(const std::vector<PreferencePair>& train,
                   {"debias_longer_only", o.debias_longer_only},
                   {"libtorch", TORCH_VERSION},
                   {"format", kCheckpointFormatVersion}};
+  if (o.cuda_bf16_residual && device.is_cuda()) {
+    // Only when it applies: fingerprints of runs without it stay as they were.
+    json with = j;
+    with["cuda_bf16_residual"] = true;
+    return HexId(Hash64(with.dump()));
+  }
   return HexId(Hash64(j.dump()));
 }
 
@@ -1263,6 +1270,7 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   RewardTransformer net = warm ? *warm->net : RewardTransformer(config);
   if (!warm) net->InitWeights(options.seed);
   net->to(device);
+  net->set_bf16_residual(options.cuda_bf16_residual);
   net->train();
   auto optimizer = MakeOptimizer(net, options);
   std::mt19937_64 rng(options.seed ^ 0x5eed0f0b47c4e5ULL);
@@ -1428,10 +1436,8 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
         loss = loss + options.length_decorrelation * corr.pow(2);
       }
       loss.backward();
-      if (options.grad_clip > 0) {
-        torch::nn::utils::clip_grad_norm_(net->parameters(), options.grad_clip);
-      }
-      optimizer->step();
+      // Multi-tensor kernels (one fused Adam kernel on CUDA), no device sync.
+      ClipAndStep(*optimizer, options.grad_clip, AdamWKernel::kFused);
 
       loss_sum += loss.detach();
       ++loss_count;
@@ -2050,6 +2056,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     cfg["training"] = {
         {"device", result.device},
         {"precision", use_bf16 ? "bf16-autocast" : "fp32"},
+        {"residual", use_bf16 && options.cuda_bf16_residual ? "bf16" : "fp32"},
         {"epochs", options.epochs},
         {"batch_size", options.batch_size},
         {"learning_rate", options.learning_rate},

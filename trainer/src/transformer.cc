@@ -17,6 +17,17 @@
 
 namespace rlaif::trainer {
 
+namespace {
+// at::linear, not torch::nn::Linear's forward: LibTorch's C++ functional
+// linear runs a 3-D input as matmul + `+= bias`, which under autocast is a
+// bf16 matmul plus a separate mixed-dtype bias add (fp32 bias into the bf16
+// output, a slow unvectorised kernel); at::linear folds the leading
+// dimensions and adds the bias in the matmul's epilogue, as Python's does.
+torch::Tensor Linear(const torch::nn::Linear& layer, const torch::Tensor& x) {
+  return at::linear(x, layer->weight, layer->bias);
+}
+}  // namespace
+
 // ---- CudaAutocastScope ------------------------------------------------------
 
 namespace {
@@ -73,9 +84,17 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t d_model, int64_t heads, bool causal
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& valid) {
   const int64_t batch = x.size(0), len = x.size(1), d_model = x.size(2);
   const int64_t head_dim = d_model / heads_;
-  // [B, T, 3D] -> 3 x [B, H, T, hd]
-  auto qkv = qkv_(x).view({batch, len, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
-  auto q = qkv[0], k = qkv[1], v = qkv[2];
+  // [B, T, 3D] -> 3 x [B, H, T, hd]. unbind, not three selects: its
+  // backward writes the three gradients into one [B, T, 3, H, hd] buffer,
+  // where each select's backward zero-fills a buffer that size and copies
+  // its third in (then the three are summed).
+  auto qkv = Linear(qkv_, x)
+                 .view({batch, len, 3, heads_, head_dim})
+                 .permute({2, 0, 3, 1, 4})
+                 .unbind(0);
+  const auto& q = qkv[0];
+  const auto& k = qkv[1];
+  const auto& v = qkv[2];
   torch::Tensor y;
 #if RLAIF_TORCH_AT_LEAST(2, 0)
   if (causal_) {
@@ -108,22 +127,22 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   y = torch::bmm(torch::softmax(scores, -1), v.reshape({bh, len, head_dim}))
           .view({batch, heads_, len, head_dim});
 #endif
-  return out_(y.transpose(1, 2).reshape({batch, len, d_model}));
+  return Linear(out_, y.transpose(1, 2).reshape({batch, len, d_model}));
 }
 
 torch::Tensor SelfAttentionImpl::ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
                                            const torch::Tensor& end) {
   const int64_t batch = x.size(0), len = x.size(1), d_model = x.size(2);
   const int64_t head_dim = d_model / heads_;
-  namespace F = torch::nn::functional;
   // Rows [0, D) of the fused projection are the queries, [D, 3D) keys and values.
   const auto& w = qkv_->weight;
   const auto& b = qkv_->bias;
-  auto kv = F::linear(x, w.slice(0, d_model), b.slice(0, d_model))
+  auto kv = at::linear(x, w.slice(0, d_model), b.slice(0, d_model))
                 .view({batch, len, 2, heads_, head_dim})
-                .permute({2, 0, 3, 1, 4});                           // 2 x [B, H, T, hd]
+                .permute({2, 0, 3, 1, 4})
+                .unbind(0);                                          // 2 x [B, H, T, hd]
   auto x_end = x.index({torch::arange(batch, end.options()), end});  // [B, D]
-  auto q = F::linear(x_end, w.slice(0, 0, d_model), b.slice(0, 0, d_model))
+  auto q = at::linear(x_end, w.slice(0, 0, d_model), b.slice(0, 0, d_model))
                .view({batch, heads_, 1, head_dim});
   auto mask = torch::zeros({batch, 1, 1, len}, q.options())
                   .masked_fill(valid.view({batch, 1, 1, len}).logical_not(),
@@ -132,7 +151,7 @@ torch::Tensor SelfAttentionImpl::ForwardAt(const torch::Tensor& x, const torch::
       torch::matmul(q * (1.0 / std::sqrt(static_cast<double>(head_dim))), kv[0].transpose(-2, -1)) +
       mask;                                                   // [B, H, 1, T]
   auto y = torch::matmul(torch::softmax(scores, -1), kv[1]);  // [B, H, 1, hd]
-  return out_(y.reshape({batch, d_model}));
+  return Linear(out_, y.reshape({batch, d_model}));
 }
 
 TransformerBlockImpl::TransformerBlockImpl(int64_t d_model, int64_t heads, int64_t mlp_ratio,
@@ -144,16 +163,30 @@ TransformerBlockImpl::TransformerBlockImpl(int64_t d_model, int64_t heads, int64
   fc_out_ = register_module("fc_out", torch::nn::Linear(mlp_ratio * d_model, d_model));
 }
 
+torch::Tensor TransformerBlockImpl::Norm(torch::nn::LayerNorm& ln, const torch::Tensor& x) {
+  if (x.scalar_type() != torch::kBFloat16) return ln(x);
+  // Autocast would run layer_norm in fp32; outside it, a bf16 input with
+  // bf16 copies of the affine parameters gives a bf16 output (the kernel
+  // accumulates in fp32 either way). The casts are differentiable: the fp32
+  // parameters get the gradients.
+  CudaAutocastScope fp32_off(false);
+  namespace F = torch::nn::functional;
+  return F::layer_norm(x, F::LayerNormFuncOptions(ln->options.normalized_shape())
+                              .weight(ln->weight.to(torch::kBFloat16))
+                              .bias(ln->bias.to(torch::kBFloat16))
+                              .eps(ln->options.eps()));
+}
+
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& valid) {
-  auto h = x + attn_(ln1_(x), valid);
-  return h + fc_out_(torch::gelu(fc_in_(ln2_(h))));
+  auto h = x + attn_(Norm(ln1_, x), valid);
+  return h + Linear(fc_out_, torch::gelu(Linear(fc_in_, Norm(ln2_, h))));
 }
 
 torch::Tensor TransformerBlockImpl::ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
                                               const torch::Tensor& end) {
   auto x_end = x.index({torch::arange(x.size(0), end.options()), end});
-  auto h = x_end + attn_->ForwardAt(ln1_(x), valid, end);
-  return h + fc_out_(torch::gelu(fc_in_(ln2_(h))));
+  auto h = x_end + attn_->ForwardAt(Norm(ln1_, x), valid, end);
+  return h + Linear(fc_out_, torch::gelu(Linear(fc_in_, Norm(ln2_, h))));
 }
 
 RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config_(config) {
@@ -176,6 +209,12 @@ torch::Tensor RewardTransformerImpl::forward(const torch::Tensor& ids,
   const int64_t len = ids.size(1);
   auto positions = torch::arange(len, ids.options());
   auto x = tok_emb_(ids) + pos_emb_(positions).unsqueeze(0);
+  // Training only: evaluation and scoring (TorchRewardModel runs in eval
+  // mode) keep the fp32 residual, as a checkpoint loaded from disk does.
+  if (bf16_residual_ && is_training() && x.is_cuda() && CudaAutocastEnabled() &&
+      CudaAutocastDtype() == at::kBFloat16) {
+    x = x.to(torch::kBFloat16);
+  }
   auto valid = positions.unsqueeze(0) < lengths.unsqueeze(1);  // [B, T]
   // The score reads the last block at END only: it runs there alone.
   const size_t last_block = blocks_->size() - 1;

@@ -80,6 +80,9 @@ class TransformerBlockImpl : public torch::nn::Module {
                           const torch::Tensor& end);
 
  private:
+  // ln(x); a bf16 x (RewardTransformerImpl::set_bf16_residual) stays bf16.
+  torch::Tensor Norm(torch::nn::LayerNorm& ln, const torch::Tensor& x);
+
   torch::nn::LayerNorm ln1_{nullptr};
   SelfAttention attn_{nullptr};
   torch::nn::LayerNorm ln2_{nullptr};
@@ -101,9 +104,16 @@ class RewardTransformerImpl : public torch::nn::Module {
   // residual output projections scaled by 1/sqrt(2 * layers), zero biases.
   void InitWeights(uint64_t seed);
   const ModelConfig& config() const { return config_; }
+  // In training mode under CUDA bf16 autocast, carry the residual stream and
+  // the LayerNorms in bf16 instead of fp32 (autocast runs LayerNorm in
+  // fp32): half the bytes of the memory-bound passes between the matrix
+  // products. The weights stay fp32 and the head still runs in fp32. Off by
+  // default; no effect in eval mode, on the CPU or without autocast.
+  void set_bf16_residual(bool on) { bf16_residual_ = on; }
 
  private:
   ModelConfig config_;
+  bool bf16_residual_ = false;
   torch::nn::Embedding tok_emb_{nullptr};
   torch::nn::Embedding pos_emb_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};

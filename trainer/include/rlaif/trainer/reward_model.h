@@ -52,6 +52,10 @@ struct TrainOptions {
   double weight_decay = 0.01;
   double warmup_fraction = 0.1;
   double grad_clip = 1.0;
+  // CUDA only: carry the transformer's residual stream and LayerNorms in
+  // bf16 under autocast instead of fp32 (bench/RESULTS.md, "Training step on
+  // the GPU"). Default false.
+  bool cuda_bf16_residual = false;
   int threads = 1;               // at::set_num_threads for this process
   uint64_t seed = 42;
   std::string version;           // written into config.json; "" = directory name
