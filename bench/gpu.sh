@@ -1,30 +1,88 @@
 #!/usr/bin/env bash
 # One prepared run on the GPU machine (see ../shared/device/README.md):
 #   ../shared/device/prepare.sh            # here, once: downloads .deps/
-#   device run, carry [".deps"]:  bash bench/gpu.sh
+#   device run, carry [".deps"]:  bash bench/gpu.sh [--profile-only]
 # Builds the trainer (LibTorch 2.x + CUDA from the machine's PyTorch), runs the
-# `gpu`-labelled tests, times training steps, and prints a table at the end.
+# `gpu`-labelled tests, times training steps of the C++ trainer (AdamW
+# kernels and residual dtypes side by side) and of the same model in PyTorch
+# Python in the same run, and prints a table at the end. Full logs and JSON
+# lines go to $OUT (or /tmp/out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+mode="${1:-all}"  # --profile-only: build, then only the kernel profiles
+out="${OUT:-/tmp/out}"
+mkdir -p "$out"
 source .deps/install.sh >/dev/null
 gen=""; command -v ninja >/dev/null && gen="-G Ninja"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,utilization.gpu \
+  --format=csv,noheader || true
+python3 -c 'import torch; print("python torch", torch.__version__, torch.version.cuda)' || true
 t0=$(date +%s)
-cmake -S . -B build-gpu $gen -DCMAKE_BUILD_TYPE=Release -DRLAIF_TRAINER_ONLY=ON \
-  -DCMAKE_PREFIX_PATH="$CMAKE_PREFIX_PATH" > build-gpu.log 2>&1 || { tail -30 build-gpu.log; exit 1; }
-cmake --build build-gpu -j 16 --target trainer_tests rlaif-bench-train >> build-gpu.log 2>&1 || { tail -40 build-gpu.log; exit 1; }
+build() {  # extra cmake flags
+  cmake -S . -B build-gpu $gen -DCMAKE_BUILD_TYPE=Release -DRLAIF_TRAINER_ONLY=ON \
+    -DCMAKE_PREFIX_PATH="$CMAKE_PREFIX_PATH" "$@" > "$out/build.log" 2>&1 &&
+  cmake --build build-gpu -j 16 --target trainer_tests rlaif-bench-train >> "$out/build.log" 2>&1
+}
+if ! build; then
+  grep -m 20 -B2 -A6 "error" "$out/build.log"
+  echo "BUILD FAILED; retrying without the bench's profiler"
+  if ! build -DRLAIF_BENCH_PROFILER=OFF; then
+    grep -m 20 -B2 -A6 "error" "$out/build.log"
+    echo "BUILD FAILED; retrying with torch's AdamW step only"
+    build -DRLAIF_BENCH_PROFILER=OFF -DRLAIF_PER_TENSOR_ADAMW_ONLY=ON || { tail -40 "$out/build.log"; exit 1; }
+  fi
+fi
 echo "build: $(( $(date +%s) - t0 )) s"
-mkdir -p "${OUT:-/tmp/out}"
-(cd build-gpu && ctest -L gpu --output-on-failure) 2>&1 | tail -15 | tee "${OUT:-/tmp/out}/gpu-tests.txt"
-results="${OUT:-/tmp/out}/bench.jsonl"
+results="$out/bench.jsonl"
 : > "$results"
-build-gpu/bin/rlaif-bench-train --device cuda --preset base --seq 512 --batch 32 --steps 20 --warmup 5 | tee -a "$results"
-build-gpu/bin/rlaif-bench-train --device cuda --preset small --seq 384 --batch 64 --steps 20 --warmup 5 | tee -a "$results"
+cpp() { timeout 90 build-gpu/bin/rlaif-bench-train --device cuda --warmup 5 --steps 30 --windows 3 "$@" \
+          >> "${dest:-$results}" 2>> "$out/bench.err" || echo "rlaif-bench-train $* failed (see bench.err)"; }
+py() { PYTHONUNBUFFERED=1 timeout 120 python3 bench/train_step.py --device cuda --warmup 5 --steps 30 --windows 3 "$@" \
+          >> "${dest:-$results}" 2>> "$out/bench.err" || echo "train_step.py $* failed (see bench.err)"; }
+base=(--preset base --seq 512 --batch 32)
+if [ "$mode" != "--profile-only" ]; then
+(cd build-gpu && ctest -L gpu --timeout 150 --output-on-failure -V) > "$out/gpu-tests.log" 2>&1
+grep -E "^\[ *(info|RUN|OK|FAILED|SKIPPED) |tests passed|tests failed|Failure|error" "$out/gpu-tests.log" | tail -30
+# The optimizer's CPU bit-identity tests against this LibTorch's AdamW as well.
+build-gpu/bin/trainer_tests --gtest_filter='ClipAndStep*:RewardTransformer*' 2>&1 | tail -3
+
+cpp "${base[@]}" --optimizer per-tensor --residual fp32
+cpp "${base[@]}" --optimizer fused --residual fp32
+cpp "${base[@]}" --optimizer fused --residual bf16
+py  "${base[@]}" --optimizer fused --same-algorithm
+py  "${base[@]}" --optimizer fused
+cpp "${base[@]}" --optimizer fused --residual fp32
+cpp "${base[@]}" --optimizer fused --residual bf16
+cpp --preset small --seq 384 --batch 64 --optimizer fused --residual fp32
+fi
+# Kernel profiles (3 steps each, after the timed ones; not in the table).
+export dest="$out/profile-runs.jsonl"
+cpp "${base[@]}" --optimizer fused --residual bf16 --steps 3 --windows 1 --profile "$out/trace-cpp-bf16.json"
+cpp "${base[@]}" --optimizer fused --residual fp32 --steps 3 --windows 1 --profile "$out/trace-cpp-fp32.json"
+py  "${base[@]}" --optimizer fused --same-algorithm --steps 3 --trace "$out/trace-py.json"
+unset dest
+for t in cpp-bf16 cpp-fp32 py; do
+  [ -f "$out/trace-$t.json" ] || continue
+  cmp=""; [ "$t" != py ] && [ -f "$out/trace-py.json" ] && cmp="--compare $out/trace-py.json"
+  python3 bench/kernel_summary.py "$out/trace-$t.json" --top 25 $cmp > "$out/kernels-$t.txt" 2>&1
+done
+for t in cpp-bf16 cpp-fp32 py; do  # the traces themselves stay there: too many files to bring back
+  rm -f "$out/trace-$t.json"
+done
+echo "== kernels: cpp-fp32 (vs python)"; cat "$out/kernels-cpp-fp32.txt" 2>/dev/null
+tail -5 "$out/bench.err" 2>/dev/null
+[ "$mode" = "--profile-only" ] && exit 0
 python3 - "$results" <<'PY'
 import json, sys
-print(f"{'preset':8} {'seq':>5} {'batch':>6} {'tokens/s':>12} {'TFLOP/s':>8} {'MFU(meas)':>10} {'MFU(989)':>9}")
-for l in open(sys.argv[1]):
-    r = json.loads(l)
-    print(f"{r['preset']:8} {r['seq']:5} {r['batch_sequences']:6} {r['tokens_per_second']:12.0f} "
-          f"{r['model_tflops']:8.1f} {r['mfu_vs_measured_matmul']:10.3f} {r['mfu_vs_nominal']:9.3f}")
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+peak = next((r["matmul_peak_tflops"] for r in rows if r.get("matmul_peak_tflops")), 0)
+print(f"bf16 matmul peak measured in this run: {peak:.1f} TFLOP/s")
+print(f"{'impl':6} {'preset':6} {'seq':>4} {'batch':>5} {'optimizer':10} {'resid':5} {'tokens/s':>10} "
+      f"{'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
+for r in rows:
+    impl = "c++" if r["bench"] == "train_step" else ("py-same" if r.get("same_algorithm") else "py")
+    mfu = r["model_tflops"] / peak if peak else 0
+    ex = r.get("executed_mfu_vs_measured_matmul", float("nan"))
+    print(f"{impl:6} {r['preset']:6} {r['seq']:4} {r['batch_sequences']:5} {r.get('optimizer','-'):10} "
+          f"{r.get('residual','fp32'):5} {r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
 PY

@@ -5,22 +5,42 @@
 //
 //   rlaif-bench-train [--device cpu|cuda] [--preset tiny|small|base] [--seq N]
 //                     [--batch N (sequences)] [--steps N] [--warmup N] [--threads N]
+//                     [--optimizer fused|foreach|per-tensor] [--residual fp32|bf16]
+//                     [--windows N] [--profile TRACE.json]
 //
-// Prints one JSON line. MFU counts 6 * non-embedding params + 12 * layers *
-// d_model * seq FLOPs per token (forward + backward), against the measured
-// bf16 matmul peak of the same device in the same run and against a nominal
-// peak given by --peak-tflops.
+// --optimizer picks the AdamW kernels (trainer/src/optim.h; the trainer uses
+// "fused"), --residual the CUDA residual-stream dtype (RewardTransformer::
+// set_bf16_residual). The timed steps run in --windows equal windows; the
+// reported rate is the median window's. --profile: after timing, 3 more
+// steps under PyTorch's Kineto profiler, saved as a Chrome trace (needs a
+// LibTorch built with Kineto; bench/kernel_summary.py sums its kernels).
+//
+// Prints one JSON line. model_tflops counts the usual 6 * non-embedding params
+// + 12 * layers * d_model * seq FLOPs per token (forward + backward: what the
+// same-shaped model costs when every block runs at every position);
+// executed_tflops counts what this network does compute: the last block's
+// keys and values only (its queries, attention output and MLP run at the END
+// token alone) and causal attention's lower triangle. Both against the
+// measured bf16 matmul peak of the same device in the same run, and against
+// a nominal peak given by --peak-tflops.
 #include <torch/torch.h>
+#ifdef RLAIF_BENCH_PROFILER
+#include <torch/csrc/autograd/profiler_kineto.h>
+#endif
 
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "bench_flags.h"
+#include "optim.h"
 #include "transformer.h"
 
 using rlaif::trainer::ModelConfig;
@@ -69,15 +89,15 @@ ModelConfig Preset(const std::string& name) {
 int main(int argc, char** argv) {
   std::map<std::string, std::string> f = {{"device", "cpu"}, {"preset", "small"}, {"seq", "0"},
                                           {"batch", "32"}, {"steps", "10"}, {"warmup", "3"},
-                                          {"threads", "1"}, {"peak-tflops", "989"}};
+                                          {"threads", "1"}, {"peak-tflops", "989"},
+                                          {"optimizer", "fused"}, {"residual", "fp32"},
+                                          {"windows", "1"}, {"profile", ""}};
   if (!rlaif::bench::ParseBenchFlags(argc, argv, &f)) return 2;
   torch::Device device(f["device"] == "cuda" ? torch::kCUDA : torch::kCPU);
   if (device.is_cuda() && !torch::cuda::is_available()) {
     std::cerr << "CUDA is not available\n";
     return 1;
   }
-  torch::NoGradGuard* no_grad = nullptr;
-  (void)no_grad;
   at::set_num_threads(std::stoi(f["threads"]));
   ModelConfig cfg = Preset(f["preset"]);
   int64_t seq = std::stoll(f["seq"]);
@@ -85,17 +105,34 @@ int main(int argc, char** argv) {
   seq = cfg.max_len;
   const int64_t batch = std::stoll(f["batch"]);  // sequences per step (batch / 2 pairs)
   const int steps = std::stoi(f["steps"]), warmup = std::stoi(f["warmup"]);
+  const int windows = std::clamp(std::stoi(f["windows"]), 1, std::max(1, steps));
+  rlaif::trainer::AdamWKernel kernel;
+  if (!rlaif::trainer::ParseAdamWKernel(f["optimizer"], &kernel) ||
+      (f["residual"] != "fp32" && f["residual"] != "bf16")) {
+    std::cerr << "--optimizer fused|foreach|per-tensor, --residual fp32|bf16\n";
+    return 2;
+  }
 
   RewardTransformer model(cfg);
   model->InitWeights(1);
   model->to(device);
+  model->set_bf16_residual(f["residual"] == "bf16");
   model->train();
-  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4).weight_decay(0.01));
+  // The trainer's two groups: matrices decayed; biases, norms, embeddings not.
+  std::vector<torch::Tensor> decay, no_decay;
   int64_t params = 0, emb_params = 0;
   for (const auto& p : model->named_parameters()) {
     params += p.value().numel();
-    if (p.key().find("emb") != std::string::npos) emb_params += p.value().numel();
+    const bool emb = p.key().find("emb") != std::string::npos;
+    if (emb) emb_params += p.value().numel();
+    (p.value().dim() >= 2 && !emb ? decay : no_decay).push_back(p.value());
   }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(1e-4).weight_decay(0.01)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
+                                    torch::optim::AdamWOptions(1e-4).weight_decay(0.0)));
+  torch::optim::AdamW opt(std::move(groups), torch::optim::AdamWOptions(1e-4));
   auto ids = torch::randint(3, cfg.vocab_size, {batch, seq}, torch::TensorOptions().dtype(torch::kLong)).to(device);
   auto lengths = torch::full({batch}, seq, torch::TensorOptions().dtype(torch::kLong)).to(device);
   auto p_chosen = torch::ones({batch / 2}, torch::TensorOptions().dtype(torch::kFloat)).to(device);
@@ -111,20 +148,57 @@ int main(int argc, char** argv) {
     auto margin = scores.slice(0, 0, batch / 2) - scores.slice(0, batch / 2, batch);
     auto loss = rlaif::trainer::BradleyTerryLossTensor(margin, p_chosen).mean();
     loss.backward();
-    torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
-    opt.step();
+    rlaif::trainer::ClipAndStep(opt, 1.0, kernel);
   };
   for (int i = 0; i < warmup; ++i) step();
   Sync(device);
-  double t0 = Now(), c0 = CpuNow();
-  for (int i = 0; i < steps; ++i) step();
-  Sync(device);
-  double secs = Now() - t0, cpu_secs = CpuNow() - c0;
-  const double tokens = static_cast<double>(batch * seq) * steps;
-  const double tps = tokens / secs;
+  const int per_window = std::max(1, steps / windows);
+  std::vector<double> window_secs;
+  double secs = 0, cpu_secs = 0;
+  for (int w = 0; w < windows; ++w) {
+    double t0 = Now(), c0 = CpuNow();
+    for (int i = 0; i < per_window; ++i) step();
+    Sync(device);
+    window_secs.push_back(Now() - t0);
+    secs += window_secs.back();
+    cpu_secs += CpuNow() - c0;
+  }
+  if (!f["profile"].empty()) {
+#ifdef RLAIF_BENCH_PROFILER
+    namespace prof = torch::profiler::impl;
+    const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+    const std::set<prof::ActivityType> activities = {prof::ActivityType::CPU,
+                                                     prof::ActivityType::CUDA};
+    try {
+      torch::autograd::profiler::prepareProfiler(config, activities);
+      torch::autograd::profiler::enableProfiler(config, activities);
+      for (int i = 0; i < 3; ++i) step();
+      Sync(device);
+      torch::autograd::profiler::disableProfiler()->save(f["profile"]);
+    } catch (const c10::Error& e) {  // e.g. a LibTorch built without Kineto (Debian's)
+      std::cerr << "--profile: " << e.what_without_backtrace() << "\n";
+    }
+#else
+    std::cerr << "--profile: built without RLAIF_BENCH_PROFILER\n";
+#endif
+  }
+  std::sort(window_secs.begin(), window_secs.end());
+  const double median_secs = window_secs[window_secs.size() / 2];
+  const double tokens = static_cast<double>(batch * seq) * per_window * windows;
+  const double tps = static_cast<double>(batch * seq) * per_window / median_secs;
+  const double d = cfg.d_model, t = static_cast<double>(seq), layers = cfg.layers;
   const double flops_per_token = 6.0 * static_cast<double>(params - emb_params) +
-                                 12.0 * cfg.layers * cfg.d_model * static_cast<double>(seq);
+                                 12.0 * layers * d * t;
+  // Per block: 12 d^2 matrix weights (qkv 3, out 1, MLP 8 with mlp_ratio 4)
+  // + biases and norms; the last block's per-token work is keys and values
+  // (2 d^2) and its key/value biases; causal attention computes half the
+  // 12 d t FLOPs of the convention.
+  const double block_params = static_cast<double>(params - emb_params) / layers;  // ~, head aside
+  const double last_block_per_token = 2.0 * d * d + 2.0 * d;
+  const double executed_per_token =
+      6.0 * ((layers - 1) * block_params + last_block_per_token) + 6.0 * (layers - 1) * d * t;
   const double achieved_tflops = tps * flops_per_token / 1e12;
+  const double executed_tflops = tps * executed_per_token / 1e12;
 
   double matmul_tflops = 0;
   if (device.is_cuda()) {
@@ -143,11 +217,15 @@ int main(int argc, char** argv) {
       "{\"bench\":\"train_step\",\"device\":\"%s\",\"precision\":\"%s\",\"preset\":\"%s\","
       "\"params\":%lld,\"seq\":%lld,\"batch_sequences\":%lld,\"steps\":%d,\"seconds\":%.3f,"
       "\"tokens_per_second\":%.0f,\"cpu_seconds\":%.3f,\"tokens_per_cpu_second\":%.0f,\"model_tflops\":%.1f,\"matmul_peak_tflops\":%.1f,"
-      "\"mfu_vs_measured_matmul\":%.3f,\"mfu_vs_nominal\":%.3f,\"nominal_peak_tflops\":%.0f}\n",
+      "\"mfu_vs_measured_matmul\":%.3f,\"mfu_vs_nominal\":%.3f,\"nominal_peak_tflops\":%.0f,"
+      "\"executed_tflops\":%.1f,\"executed_mfu_vs_measured_matmul\":%.3f,"
+      "\"optimizer\":\"%s\",\"residual\":\"%s\",\"windows\":%d,\"steps_per_window\":%d}\n",
       device.is_cuda() ? "cuda" : "cpu", bf16 ? "bf16-autocast" : "fp32", f["preset"].c_str(),
       static_cast<long long>(params), static_cast<long long>(seq), static_cast<long long>(batch),
-      steps, secs, tps, cpu_secs, tokens / cpu_secs, achieved_tflops, matmul_tflops,
+      per_window * windows, secs, tps, cpu_secs, tokens / cpu_secs, achieved_tflops, matmul_tflops,
       matmul_tflops > 0 ? achieved_tflops / matmul_tflops : 0.0,
-      device.is_cuda() ? achieved_tflops / peak : 0.0, peak);
+      device.is_cuda() ? achieved_tflops / peak : 0.0, peak, executed_tflops,
+      matmul_tflops > 0 ? executed_tflops / matmul_tflops : 0.0, f["optimizer"].c_str(),
+      f["residual"].c_str(), windows, per_window);
   return 0;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The Python twin of rlaif-bench-train (bench/train_step.cc): tokens/s of one
-reward-model training step on the CPU, written with PyTorch's Python API.
+reward-model training step on the CPU (or, with --device cuda, in bf16
+autocast on a GPU), written with PyTorch's Python API.
 
 Same architecture as trainer/src/transformer.cc (pre-LN blocks: LN -> fused
 QKV projection -> causal attention -> output projection -> residual, LN ->
@@ -13,7 +14,12 @@ same intra-op thread count. On LibTorch 1.13 (Debian's python3-torch) the
 attention is the plain matmul/softmax path, as in the C++ build there.
 
   train_step.py [--preset tiny|small|base] [--seq N] [--batch N] [--steps N]
-                [--warmup N] [--threads N]
+                [--warmup N] [--threads N] [--device cpu|cuda]
+                [--optimizer default|foreach|fused]
+
+On CUDA the forward runs under bf16 autocast with the head in fp32, as the
+C++ trainer does; --optimizer picks torch.optim.AdamW's implementation
+(default: PyTorch's choice, foreach on CUDA).
 
 With --same-algorithm the Python model also computes what the C++ one
 does since its optimisation: the last block at the END token only (keys and
@@ -25,6 +31,7 @@ masked_fill as separate passes.
 Prints one JSON line with the same keys as the C++ bench.
 """
 import argparse
+import contextlib
 import json
 import math
 import time
@@ -50,20 +57,20 @@ class SelfAttention(nn.Module):
     def forward(self, x, valid, same_algorithm=False):
         b, t, d = x.shape
         hd = d // self.heads
-        if same_algorithm:
+        if same_algorithm and not hasattr(F, "scaled_dot_product_attention"):
             qkv = self.qkv(x).view(b, t, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
             q, k, v = (z.reshape(b * self.heads, t, hd) for z in (qkv[0], qkv[1], qkv[2]))
-            mask = torch.full((t, t), float("-inf")).triu(1)
+            mask = torch.full((t, t), float("-inf"), device=x.device).triu(1)
             s = torch.baddbmm(mask, q * (1.0 / math.sqrt(hd)), k.transpose(1, 2))
             y = torch.bmm(torch.softmax(s, -1), v).view(b, self.heads, t, hd)
             return self.out(y.transpose(1, 2).reshape(b, t, d))
-        qkv = self.qkv(x).view(b, t, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        # unbind, as the C++ model (one gradient buffer instead of three selects').
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
         if hasattr(F, "scaled_dot_product_attention"):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))
-            allowed = valid.view(b, 1, 1, t) & torch.ones(t, t, dtype=torch.bool).tril()
+            allowed = valid.view(b, 1, 1, t) & torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
             scores = scores.masked_fill(~allowed, float("-inf"))
             y = torch.matmul(torch.softmax(scores, -1), v)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
@@ -72,9 +79,9 @@ class SelfAttention(nn.Module):
         b, t, d = x.shape
         hd = d // self.heads
         w, bias = self.qkv.weight, self.qkv.bias
-        kv = F.linear(x, w[d:], bias[d:]).view(b, t, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
-        q = F.linear(x[torch.arange(b), end], w[:d], bias[:d]).view(b, self.heads, 1, hd)
-        mask = torch.zeros(b, 1, 1, t).masked_fill(~valid.view(b, 1, 1, t), float("-inf"))
+        kv = F.linear(x, w[d:], bias[d:]).view(b, t, 2, self.heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
+        q = F.linear(x[torch.arange(b, device=x.device), end], w[:d], bias[:d]).view(b, self.heads, 1, hd)
+        mask = torch.zeros(b, 1, 1, t, device=x.device, dtype=q.dtype).masked_fill(~valid.view(b, 1, 1, t), float("-inf"))
         s = torch.matmul(q * (1.0 / math.sqrt(hd)), kv[0].transpose(-2, -1)) + mask
         return self.out(torch.matmul(torch.softmax(s, -1), kv[1]).reshape(b, d))
 
@@ -93,7 +100,7 @@ class Block(nn.Module):
         return h + self.fc_out(F.gelu(self.fc_in(self.ln2(h))))
 
     def forward_at(self, x, valid, end):
-        h = x[torch.arange(x.shape[0]), end] + self.attn.forward_at(self.ln1(x), valid, end)
+        h = x[torch.arange(x.shape[0], device=x.device), end] + self.attn.forward_at(self.ln1(x), valid, end)
         return h + self.fc_out(F.gelu(self.fc_in(self.ln2(h))))
 
 
@@ -118,7 +125,7 @@ class RewardTransformer(nn.Module):
 
     def forward(self, ids, lengths):
         b, t = ids.shape
-        pos = torch.arange(t)
+        pos = torch.arange(t, device=ids.device)
         x = self.tok_emb(ids) + self.pos_emb(pos).unsqueeze(0)
         valid = pos.unsqueeze(0) < lengths.unsqueeze(1)
         if self.same_algorithm:
@@ -128,8 +135,11 @@ class RewardTransformer(nn.Module):
         else:
             for blk in self.blocks:
                 x = blk(x, valid)
-            last = x[torch.arange(b), lengths - 1]
-        return self.head(self.ln_f(last.float())).squeeze(-1)
+            last = x[torch.arange(b, device=ids.device), lengths - 1]
+        # The head in fp32, also under autocast (as the C++ model).
+        cuda = ids.device.type == "cuda"
+        with torch.autocast("cuda", enabled=False) if cuda else contextlib.nullcontext():
+            return self.head(self.ln_f(last.float())).squeeze(-1)
 
 
 def bt_loss(margin, p):
@@ -145,24 +155,43 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--same-algorithm", action="store_true")
+    ap.add_argument("--windows", type=int, default=1)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--optimizer", default="default", choices=["default", "foreach", "fused"])
+    ap.add_argument("--profile", default="", help="after timing, write torch.profiler's kernel table of 3 steps here")
+    ap.add_argument("--trace", default="", help="and their Chrome trace here (bench/kernel_summary.py)")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     c = dict(PRESETS[a.preset])
     if a.seq > 0:
         c["max_len"] = a.seq
     seq, batch = c["max_len"], a.batch
-    model = RewardTransformer(c, a.same_algorithm)
+    model = RewardTransformer(c, a.same_algorithm).to(dev)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    # The C++ trainer's two groups: matrices decayed; biases, norms, embeddings not.
+    named = list(model.named_parameters())
+    decay = [p for n, p in named if p.dim() >= 2 and "emb" not in n]
+    no_decay = [p for n, p in named if not (p.dim() >= 2 and "emb" not in n)]
+    kw = {} if a.optimizer == "default" else {a.optimizer: True}
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=1e-4, **kw)
     params = sum(p.numel() for p in model.parameters())
-    ids = torch.randint(3, c["vocab"], (batch, seq), dtype=torch.long)
-    lengths = torch.full((batch,), seq, dtype=torch.long)
-    p_chosen = torch.ones(batch // 2)
+    emb_params = sum(p.numel() for n, p in named if "emb" in n)
+    ids = torch.randint(3, c["vocab"], (batch, seq), dtype=torch.long, device=dev)
+    lengths = torch.full((batch,), seq, dtype=torch.long, device=dev)
+    p_chosen = torch.ones(batch // 2, device=dev)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
 
     def step():
         opt.zero_grad()
-        scores = model(ids, lengths)
+        with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext():
+            scores = model(ids, lengths)
         margin = scores[: batch // 2] - scores[batch // 2 :]
         loss = bt_loss(margin, p_chosen).mean()
         loss.backward()
@@ -171,16 +200,48 @@ def main():
 
     for _ in range(a.warmup):
         step()
+    sync()
+    # As the C++ bench: --windows equal windows, the rate of the median one.
+    windows = max(1, min(a.windows, a.steps))
+    per_window = max(1, a.steps // windows)
+    window_secs = []
     t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(a.steps):
-        step()
+    for _ in range(windows):
+        w0 = time.perf_counter()
+        for _ in range(per_window):
+            step()
+        sync()
+        window_secs.append(time.perf_counter() - w0)
     secs, cpu_secs = time.perf_counter() - t0, time.process_time() - c0
+    if a.profile or a.trace:
+        acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+        with torch.profiler.profile(activities=acts) as prof:
+            for _ in range(3):
+                step()
+            sync()
+        table = None
+        for key in (["device_time_total", "cuda_time_total"] if cuda else []) + ["cpu_time_total"]:
+            try:
+                table = prof.key_averages().table(sort_by=key, row_limit=40)
+                break
+            except Exception:  # the key's name changed across releases
+                continue
+        if a.profile:
+            with open(a.profile, "w") as f:
+                f.write(table or "no profile table\n")
+        if a.trace:
+            prof.export_chrome_trace(a.trace)
+    tps = batch * seq * per_window / sorted(window_secs)[len(window_secs) // 2]
+    # The C++ bench's model_tflops convention: 6 * non-embedding params + 12 * layers * d * seq.
+    flops_per_token = 6.0 * (params - emb_params) + 12.0 * c["layers"] * c["d"] * seq
     print(json.dumps({
-        "bench": "train_step_python", "same_algorithm": a.same_algorithm, "device": "cpu", "precision": "fp32",
+        "bench": "train_step_python", "same_algorithm": a.same_algorithm, "device": a.device,
+        "precision": "bf16-autocast" if cuda else "fp32", "optimizer": a.optimizer,
+        "model_tflops": round(tps * flops_per_token / 1e12, 1),
         "preset": a.preset, "torch_version": torch.__version__, "params": params,
-        "seq": seq, "batch_sequences": batch, "steps": a.steps, "threads": a.threads,
-        "seconds": round(secs, 3), "tokens_per_second": round(batch * seq * a.steps / secs),
-        "cpu_seconds": round(cpu_secs, 3), "tokens_per_cpu_second": round(batch * seq * a.steps / cpu_secs),
+        "seq": seq, "batch_sequences": batch, "steps": per_window * windows, "threads": a.threads,
+        "seconds": round(secs, 3), "tokens_per_second": round(tps), "windows": windows,
+        "cpu_seconds": round(cpu_secs, 3), "tokens_per_cpu_second": round(batch * seq * per_window * windows / cpu_secs),
     }))
 
 
