@@ -117,17 +117,25 @@ TEST(ClipAndStep, ParsesAndNamesKernels) {
 // On the CPU the multi-tensor ops run per tensor with the same arithmetic:
 // the same bits as torch's AdamW, clipped or not, with a parameter that
 // skipped a step; "fused" falls back to them there.
-TEST(ClipAndStep, ForeachAndFusedMatchTorchAdamWBitForBitOnCpu) {
+// `steps` steps of each kernel, clipped and not, against torch's AdamW on
+// `device`, within `tol` (0: bit for bit).
+void ExpectKernelsMatchTorch(const torch::Device& device, int steps, double tol) {
   for (double max_norm : {1.0, 0.0}) {
-    OptimRig reference = MakeRig(torch::kCPU);
-    RunSteps(reference, AdamWKernel::kPerTensor, 0, 6, max_norm);
+    OptimRig reference = MakeRig(device);
+    RunSteps(reference, AdamWKernel::kPerTensor, 0, steps, max_norm);
     for (AdamWKernel kernel : {AdamWKernel::kForeach, AdamWKernel::kFused}) {
-      OptimRig s = MakeRig(torch::kCPU);
-      RunSteps(s, kernel, 0, 6, max_norm);
+      OptimRig s = MakeRig(device);
+      RunSteps(s, kernel, 0, steps, max_norm);
       SCOPED_TRACE(std::string(AdamWKernelName(kernel)) + " max_norm " + std::to_string(max_norm));
-      ExpectEqualState(reference, s, 0);
+      ExpectEqualState(reference, s, tol);
+      // The steps moved the parameters (the kernel ran at all).
+      EXPECT_FALSE(torch::allclose(MakeRig(device).params[0], s.params[0], 1e-3, 1e-3));
     }
   }
+}
+
+TEST(ClipAndStep, ForeachAndFusedMatchTorchAdamWBitForBitOnCpu) {
+  ExpectKernelsMatchTorch(torch::kCPU, 6, 0);
   // And the clip did clip: an unclipped run ends elsewhere.
   OptimRig clipped = MakeRig(torch::kCPU), unclipped = MakeRig(torch::kCPU);
   RunSteps(clipped, AdamWKernel::kForeach, 0, 6, 1.0);
@@ -179,19 +187,7 @@ TEST(ClipAndStep, NoGradientsNoStep) {
 // coefficient): close after 8 steps, not equal.
 TEST(ClipAndStepGpu, ForeachAndFusedAgreeWithTorchAdamWOnCuda) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device";
-  for (double max_norm : {1.0, 0.0}) {
-    OptimRig reference = MakeRig(torch::kCUDA);
-    RunSteps(reference, AdamWKernel::kPerTensor, 0, 8, max_norm);
-    for (AdamWKernel kernel : {AdamWKernel::kForeach, AdamWKernel::kFused}) {
-      OptimRig s = MakeRig(torch::kCUDA);
-      RunSteps(s, kernel, 0, 8, max_norm);
-      SCOPED_TRACE(std::string(AdamWKernelName(kernel)) + " max_norm " + std::to_string(max_norm));
-      ExpectEqualState(reference, s, 1e-5);
-      // Steps moved the parameters (the fused kernel ran at all).
-      OptimRig start = MakeRig(torch::kCUDA);
-      EXPECT_FALSE(torch::allclose(start.params[0], s.params[0], 1e-3, 1e-3));
-    }
-  }
+  ExpectKernelsMatchTorch(torch::kCUDA, 8, 1e-5);
 }
 
 }  // namespace
