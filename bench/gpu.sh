@@ -69,7 +69,8 @@ done
 for t in cpp-bf16 cpp-fp32 py; do  # the traces themselves stay there: too many files to bring back
   rm -f "$out/trace-$t.json"
 done
-echo "== kernels: cpp-fp32 (vs python)"; cat "$out/kernels-cpp-fp32.txt" 2>/dev/null
+echo "== kernels: cpp-fp32 (vs python; whole summaries in \$OUT/kernels-*.txt)"
+if [ "$mode" = "--profile-only" ]; then cat "$out/kernels-cpp-fp32.txt"; else head -16 "$out/kernels-cpp-fp32.txt"; fi 2>/dev/null
 tail -5 "$out/bench.err" 2>/dev/null
 [ "$mode" = "--profile-only" ] && exit 0
 python3 - "$results" <<'PY'
