@@ -83,6 +83,7 @@ def main():
                 "accuracy", "accuracy_shorter_chosen", "baseline_accuracy",
                 "baseline_accuracy_shorter_chosen", "transformer_accuracy",
                 "transformer_accuracy_shorter_chosen", "pairs", "shorter_chosen_pairs",
+                "stacking_loss_gain", "stacking_loss_gain_se", "stacking_accuracy_gain",
                 "seconds")}}), flush=True)
             n, m = res["pairs"], res["shorter_chosen_pairs"]
             for prefix in ("", "baseline_", "transformer_"):

@@ -249,6 +249,7 @@ int RunTrainCommand(const std::vector<std::string>& args) {
     if (res->model_type == "ensemble") {
       out["stacking_loss_gain"] = Finite(res->stacking_loss_gain);
       out["stacking_loss_gain_se"] = Finite(res->stacking_loss_gain_se);
+      out["stacking_accuracy_gain"] = Finite(res->stacking_accuracy_gain);
     }
   }
   out["best_step"] = res->best_step;

@@ -946,7 +946,8 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     if (res->baseline.pairs > 0) metrics["linear_member"] = MetricsJson(res->baseline);
     if (res->transformer.pairs > 0) metrics["transformer_member"] = MetricsJson(res->transformer);
     metrics["stacking"] = {{"loss_gain", res->stacking_loss_gain},
-                           {"loss_gain_se", res->stacking_loss_gain_se}};
+                           {"loss_gain_se", res->stacking_loss_gain_se},
+                           {"accuracy_gain", res->stacking_accuracy_gain}};
   }
   if (!anchor_json.is_null()) metrics["anchor"] = anchor_json;
   if (live_m) metrics["live_on_same_holdout"] = MetricsJson(*live_m);

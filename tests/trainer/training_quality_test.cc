@@ -127,6 +127,16 @@ TEST(TrainRewardModel, EnsembleLearnsSavesAndLoadsWithTheSameScores) {
   EXPECT_GE(config["ensemble"]["transformer"]["weight"].get<double>(), 0.0);
   EXPECT_EQ(config["ensemble"]["stacking"]["transformer_kept"],
             config["ensemble"]["transformer"]["weight"].get<double>() > 0);
+  // Kept only with a loss gain above its (prompt-clustered) standard error
+  // and a validation accuracy gain.
+  const auto& stacking = config["ensemble"]["stacking"];
+  if (stacking["transformer_kept"].get<bool>()) {
+    EXPECT_GT(stacking["validation_loss_gain"].get<double>(),
+              stacking["validation_loss_gain_se"].get<double>());
+    EXPECT_GT(stacking["validation_accuracy_gain"].get<double>(), 0.0);
+  }
+  EXPECT_DOUBLE_EQ(stacking["validation_accuracy_gain"].get<double>(),
+                   res->stacking_accuracy_gain);
   EXPECT_GT(config["ensemble"]["linear"]["weight"].get<double>(), 0.0);
 
   auto model = RewardModel::Load(dir.Sub("ens"), "cpu");

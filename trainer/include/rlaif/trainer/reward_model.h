@@ -203,8 +203,10 @@ struct TrainResult {
   int64_t validation_pairs = 0;
   // An ensemble's stacking: validation loss of the linear member alone minus
   // the ensemble's, and its standard error; the transformer keeps a weight
-  // only if the gain exceeds one standard error (0/0 without a validation split).
-  double stacking_loss_gain = 0, stacking_loss_gain_se = 0;
+  // only if the gain exceeds one standard error, clustered by prompt, and the
+  // ensemble's validation accuracy beats the linear member's alone
+  // (stacking_accuracy_gain > 0). All 0 without a validation split.
+  double stacking_loss_gain = 0, stacking_loss_gain_se = 0, stacking_accuracy_gain = 0;
   int64_t best_step = 0;        // step whose weights were kept (= steps without validation)
   bool stopped_early = false;
   std::string warm_started_from;  // version of TrainOptions::init_from; "" = from scratch
