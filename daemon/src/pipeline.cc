@@ -937,6 +937,11 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                             {"seconds", res->seconds},
                             {"tokens_per_second", res->tokens_per_second},
                             {"device", res->device},
+                            // The transformer's residual stream while training
+                            // (trainer.cuda_bf16_residual applies on CUDA only).
+                            {"residual", res->device == "cuda" && opt.cuda_bf16_residual
+                                             ? "bf16"
+                                             : "fp32"},
                             {"trigger", trigger},
                             {"refresh", refresh},
                             {"model_type", res->model_type}};

@@ -331,6 +331,8 @@ TEST_F(RefreshPipelineTest, EnsembleRefreshesAndLinearRetrainsFromScratch) {
   EXPECT_TRUE(m1["linear_member"]["accuracy"].is_number()) << m1.dump();
   EXPECT_TRUE(m1["transformer_member"]["accuracy"].is_number()) << m1.dump();
   EXPECT_TRUE(m1["stacking"]["loss_gain"].is_number()) << m1.dump();
+  EXPECT_TRUE(m1["stacking"]["accuracy_gain"].is_number()) << m1.dump();
+  EXPECT_EQ(m1["residual"], "fp32");  // on the CPU, whatever the config says
   ASSERT_TRUE(scorer_->Current());
   EXPECT_EQ(scorer_->Current()->version(), t1.last_version);
   auto acc = trainer::Evaluate(*scorer_->Current(), HeldOut(first, true));

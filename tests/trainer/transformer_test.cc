@@ -62,15 +62,27 @@ torch::Tensor ReferenceScores(RewardTransformer& net, const torch::Tensor& ids,
   return lin(ln(last, "ln_f"), "head");  // [batch, heads]
 }
 
-void ExpectSameScoresAndGradients(bool causal) {
+// A small network (3 blocks of d 32) and a padded batch of 5 sequences.
+struct SmallCase {
+  RewardTransformer net{nullptr};
+  torch::Tensor ids, lengths;
+};
+SmallCase MakeSmallCase(bool causal = true) {
   ModelConfig c;
   c.vocab_size = 300, c.max_len = 24, c.d_model = 32, c.layers = 3, c.heads = 4;
   c.causal = causal;
-  RewardTransformer net(c);
-  net->InitWeights(5);
+  SmallCase s{RewardTransformer(c)};
+  s.net->InitWeights(5);
   torch::manual_seed(3);
-  auto ids = torch::randint(3, c.vocab_size, {5, 17}, torch::kLong);
-  auto lengths = torch::tensor({17, 1, 9, 16, 4}, torch::kLong);
+  s.ids = torch::randint(3, c.vocab_size, {5, 17}, torch::kLong);
+  s.lengths = torch::tensor({17, 1, 9, 16, 4}, torch::kLong);
+  return s;
+}
+
+void ExpectSameScoresAndGradients(bool causal) {
+  SmallCase s = MakeSmallCase(causal);
+  RewardTransformer& net = s.net;
+  const torch::Tensor &ids = s.ids, &lengths = s.lengths;
   auto scores = net->forward(ids, lengths);
   auto reference = ReferenceScores(net, ids, lengths);
   ASSERT_EQ(scores.sizes(), reference.sizes());
@@ -101,16 +113,10 @@ TEST(RewardTransformer, BidirectionalScoresAndGradientsMatchTheReference) {
 // The bf16 residual stream is a CUDA autocast option: on the CPU (no
 // autocast) it changes nothing.
 TEST(RewardTransformer, Bf16ResidualChangesNothingOnTheCpu) {
-  ModelConfig c;
-  c.vocab_size = 300, c.max_len = 24, c.d_model = 32, c.layers = 3, c.heads = 4;
-  RewardTransformer net(c);
-  net->InitWeights(5);
-  torch::manual_seed(3);
-  auto ids = torch::randint(3, c.vocab_size, {5, 17}, torch::kLong);
-  auto lengths = torch::tensor({17, 1, 9, 16, 4}, torch::kLong);
-  auto plain = net->forward(ids, lengths);
-  net->set_bf16_residual(true);
-  EXPECT_TRUE(torch::equal(plain, net->forward(ids, lengths)));
+  SmallCase s = MakeSmallCase();
+  auto plain = s.net->forward(s.ids, s.lengths);
+  s.net->set_bf16_residual(true);
+  EXPECT_TRUE(torch::equal(plain, s.net->forward(s.ids, s.lengths)));
 }
 
 // ---- GPU (skipped without CUDA) ---------------------------------------------
