@@ -21,7 +21,7 @@ FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 JOBS=${JOBS:-2}
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(line_parser api_request verdict config tokenizer)
+  TARGETS=(line_parser api_request verdict config tokenizer safetensors)
 fi
 
 bash scripts/deps.sh

@@ -530,6 +530,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
       mr.Int("layers", &c.trainer.model.layers, 0, 256);
       mr.Int("heads", &c.trainer.model.heads, 0, 256);
       mr.String("tokenizer_file", &c.trainer.model.tokenizer_file);
+      mr.String("backbone", &c.trainer.model.backbone);
       mr.Finish();
       const auto& mc = c.trainer.model;
       if (mc.d_model > 0 && mc.heads > 0 && mc.d_model % mc.heads != 0) {
@@ -540,6 +541,21 @@ Result<Config> ParseConfig(const std::string& json_text) {
       }
       if (mc.max_len > 0 && mc.max_len < 16) {
         problems.push_back("trainer.model.max_len: must be 0 (preset) or at least 16");
+      }
+      if (!mc.backbone.empty()) {
+        if (mc.type == "linear") {
+          problems.push_back("trainer.model.backbone: needs trainer.model.type transformer or "
+                             "ensemble (a linear model has no transformer)");
+        }
+        // Fine-tuning a pretrained network: the from-scratch default (1e-3)
+        // would wreck it in its first steps.
+        if (!t->contains("learning_rate")) {
+          c.trainer.learning_rate = 3e-5;
+        } else if (c.trainer.learning_rate > 1e-4) {
+          problems.push_back("trainer.learning_rate: " + std::to_string(c.trainer.learning_rate) +
+                             " is too large to fine-tune trainer.model.backbone (use 1e-5 to "
+                             "5e-5; the default with a backbone is 3e-5)");
+        }
       }
     }
     if (const json* g = r.Object("gate")) {

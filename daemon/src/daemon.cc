@@ -98,6 +98,7 @@ void Reload(const Config& running, const std::string& path, storage::Store& stor
   if (fresh->trainer.min_new_labels != running.trainer.min_new_labels ||
       fresh->trainer.model.preset != running.trainer.model.preset ||
       fresh->trainer.model.tokenizer_file != running.trainer.model.tokenizer_file ||
+      fresh->trainer.model.backbone != running.trainer.model.backbone ||
       fresh->trainer.model.type != running.trainer.model.type ||
       fresh->trainer.length_damping != running.trainer.length_damping ||
       fresh->trainer.length_debias != running.trainer.length_debias ||

@@ -112,7 +112,7 @@ int RunTrainCommand(const std::vector<std::string>& args) {
                          "weight-decay", "warmup", "validations-per-epoch", "length-damping",
                          "length-balance", "transformer-residual", "length-decorrelation",
                          "length-debias", "resume-dir", "checkpoint-every", "init-from",
-                         "tokenizer", "cuda-bf16-residual"},
+                         "tokenizer", "cuda-bf16-residual", "backbone"},
                   &f)) {
     return 2;
   }
@@ -183,6 +183,21 @@ int RunTrainCommand(const std::vector<std::string>& args) {
       return 2;
     }
   }
+  // A pretrained Hugging Face backbone (GPT-2 architecture, safetensors):
+  // its architecture, tokenizer and weights; fine-tuning wants a small
+  // learning rate.
+  if (f.count("backbone")) {
+    opt.backbone = f["backbone"];
+    if (opt.model_type == "linear") {
+      std::cerr << "--backbone applies to the transformer; --model-type linear has none\n";
+      return 2;
+    }
+    if (f.count("preset")) {
+      std::cerr << "--backbone sets the architecture; drop --preset\n";
+      return 2;
+    }
+    if (!f.count("lr")) opt.learning_rate = 3e-5;
+  }
   // Resumable: a killed run started again with the same flags continues
   // from its last saved state (every --checkpoint-every steps, default every
   // 60 s).
@@ -228,6 +243,7 @@ int RunTrainCommand(const std::vector<std::string>& args) {
   }
   json out = MetricsJson(res->holdout);
   out["train_pairs"] = res->train_pairs;
+  if (!opt.backbone.empty() && res->warm_started_from.empty()) out["backbone"] = opt.backbone;
   out["train_accuracy"] = Finite(res->train.accuracy);
   out["steps"] = res->steps;
   out["seconds"] = res->seconds;

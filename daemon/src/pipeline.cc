@@ -718,6 +718,7 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   opt.layers = config_.trainer.model.layers;
   opt.heads = config_.trainer.model.heads;
   opt.tokenizer_file = config_.trainer.model.tokenizer_file;
+  opt.backbone = config_.trainer.model.backbone;
   opt.epochs = config_.trainer.epochs;
   opt.batch_size = config_.trainer.batch_size;
   opt.learning_rate = config_.trainer.learning_rate;

@@ -38,7 +38,8 @@ commands:
   ingest --config FILE --once
                            read every source to its end, commit, print a JSON summary
   train --pairs FILE --out DIR [--eval FILE] [--device auto|cpu|cuda] [--preset P]
-                           [--epochs N] [--seed N]      offline training
+                           [--epochs N] [--seed N] [--backbone HF_DIR]
+                                                        offline training
   eval --model DIR --pairs FILE                         offline evaluation
   score --model DIR        JSONL {"prompt","response"} on stdin -> scores on stdout
   restore --from BACKUP --data-dir DIR

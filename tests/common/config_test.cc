@@ -109,6 +109,26 @@ TEST(ConfigTest, RefreshAndAnchorKeys) {
   EXPECT_DOUBLE_EQ(ok->trainer.replay_ratio, 2.5);
   EXPECT_DOUBLE_EQ(ok->trainer.gate.anchor_max_regression, 0.05);
 
+  // A backbone: fine-tuning's learning rate unless one is set, and a large
+  // one or a linear model refused.
+  nlohmann::json b = nlohmann::json::parse(kIssueConfig);
+  b["trainer"]["model"]["backbone"] = "/var/lib/rlaifd/gpt2";
+  b["trainer"].erase("learning_rate");
+  auto with_backbone = ParseConfig(b.dump());
+  ASSERT_TRUE(with_backbone.ok()) << with_backbone.status().ToString();
+  EXPECT_EQ(with_backbone->trainer.model.backbone, "/var/lib/rlaifd/gpt2");
+  EXPECT_DOUBLE_EQ(with_backbone->trainer.learning_rate, 3e-5);
+  EXPECT_TRUE(defaults->trainer.model.backbone.empty());
+  b["trainer"]["learning_rate"] = 1e-5;
+  EXPECT_DOUBLE_EQ(ParseConfig(b.dump())->trainer.learning_rate, 1e-5);
+  b["trainer"]["learning_rate"] = 1e-3;
+  b["trainer"]["model"]["type"] = "linear";
+  auto refused = ParseConfig(b.dump());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("too large to fine-tune"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("needs trainer.model.type transformer or ensemble"),
+            std::string::npos);
+
   j["trainer"]["mode"] = "incremental";
   j["trainer"]["replay_ratio"] = -1;
   j["trainer"]["model"]["type"] = "forest";

@@ -104,6 +104,32 @@ def main(args, tmp):
                         "--device", "cpu", "--tokenizer", nfc])
     check(rc != 0 and "normalizer NFC is not supported" in err,
           f"an NFC tokenizer.json must be refused ({rc}): {err[-2000:]}")
+    # A pretrained backbone (the tiny GPT-2 fixture): the ensemble's
+    # transformer starts from it; its tokenizer and architecture come along,
+    # and the final line names it.
+    backbone = os.path.join(src, "tests", "trainer", "data", "gpt2_tiny")
+    bb_dir = os.path.join(tmp, "bb")
+    rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", bb_dir, "--device", "cpu",
+                        "--backbone", backbone, "--epochs", "1", "--max-len", "64"])
+    check(rc == 0, f"train --backbone failed ({rc}): {err[-2000:]}")
+    res = json.loads(out.strip().splitlines()[-1])
+    check(res["backbone"] == backbone and res["model_type"] == "ensemble", f"backbone line {res}")
+    cfg = json.load(open(os.path.join(bb_dir, "config.json")))
+    check(cfg["format_version"] == 3 and cfg["architecture"]["activation"] == "gelu_tanh" and
+          cfg["training"]["backbone"]["model_type"] == "gpt2" and
+          cfg["training"]["learning_rate"] == 3e-5,
+          f"backbone checkpoint config {cfg['architecture']} {cfg['training']}")
+    rc, out, err = run([rlaifd, "score", "--model", bb_dir],
+                       stdin=b'{"prompt": "Hi", "response": "Hello!"}\n')
+    check(rc == 0 and math.isfinite(json.loads(out.splitlines()[0])["score"]),
+          f"score with a backbone checkpoint ({rc}): {out} {err[-1000:]}")
+    rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", os.path.join(tmp, "bad"),
+                        "--backbone", backbone, "--preset", "small"])
+    check(rc == 2 and "drop --preset" in err, f"--backbone with --preset ({rc}): {err[-2000:]}")
+    rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", os.path.join(tmp, "bad"),
+                        "--backbone", os.path.join(tmp, "no-such-backbone")])
+    check(rc == 1 and "no-such-backbone: no such directory" in err,
+          f"a missing backbone ({rc}): {err[-2000:]}")
     rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", os.path.join(tmp, "bad"),
                         "--model-type", "linear", "--tokenizer", hf_tok])
     check(rc == 2 and "--tokenizer applies to the transformer" in err,

@@ -23,6 +23,7 @@
 #include <unordered_map>
 
 #include "cluster_stats.h"
+#include "hf_backbone.h"
 #include "linear_model.h"
 #include "rlaif/common/clock.h"
 #include "rlaif/common/hash.h"
@@ -129,6 +130,12 @@ Status ValidateConfig(const ModelConfig& c) {
   if (c.mlp_ratio < 1 || c.mlp_ratio > 16) {
     return bad("mlp_ratio " + std::to_string(c.mlp_ratio) + " outside [1, 16]");
   }
+  if (c.activation != "gelu" && c.activation != "gelu_tanh") {
+    return bad("activation \"" + c.activation + "\": use gelu or gelu_tanh");
+  }
+  if (!(c.layer_norm_eps > 0 && c.layer_norm_eps <= 0.1)) {
+    return bad("layer_norm_eps must be in (0, 0.1]");
+  }
   if (c.score_heads < 1 || c.score_heads > kMaxScoreHeads) {
     return bad("score_heads " + std::to_string(c.score_heads) + " outside [1, " +
                std::to_string(kMaxScoreHeads) + "]");
@@ -136,8 +143,15 @@ Status ValidateConfig(const ModelConfig& c) {
   return Status::Ok();
 }
 
+// Format 3 only for what format 2 cannot express (a backbone's GELU or
+// epsilon), so that an older build refuses such a checkpoint instead of
+// scoring it with the wrong activation.
+bool NeedsFormat3(const ModelConfig& c) {
+  return c.activation != "gelu" || c.layer_norm_eps != 1e-5;
+}
+
 json ConfigToJson(const ModelConfig& c) {
-  return {{"type", c.causal ? "decoder" : "encoder"},
+  json j = {{"type", c.causal ? "decoder" : "encoder"},
           {"causal", c.causal},
           {"preset", c.preset},
           {"vocab_size", c.vocab_size},
@@ -150,6 +164,11 @@ json ConfigToJson(const ModelConfig& c) {
           {"pooling", "end_token"},
           {"head", "scalar"},
           {"score_heads", c.score_heads}};
+  if (NeedsFormat3(c)) {  // absent = the defaults, so older configs hash the same
+    j["activation"] = c.activation;
+    j["layer_norm_eps"] = c.layer_norm_eps;
+  }
+  return j;
 }
 
 Result<ModelConfig> ConfigFromJson(const json& j) {
@@ -179,11 +198,52 @@ Result<ModelConfig> ConfigFromJson(const json& j) {
   }
   c.causal = causal->get<bool>();
   c.preset = j.value("preset", std::string());
+  if (auto a = j.find("activation"); a != j.end()) {
+    if (!a->is_string()) return Status::Corruption("config.json: architecture.activation");
+    c.activation = a->get<std::string>();
+  }
+  if (auto e = j.find("layer_norm_eps"); e != j.end()) {
+    if (!e->is_number()) return Status::Corruption("config.json: architecture.layer_norm_eps");
+    c.layer_norm_eps = e->get<double>();
+  }
+  RLAIF_RETURN_IF_ERROR(ValidateConfig(c));
+  return c;
+}
+
+// The architecture of a pretrained backbone (TrainOptions::backbone).
+Result<ModelConfig> BackboneConfig(const TrainOptions& o) {
+  auto info = ReadHfBackbone(o.backbone);
+  if (!info.ok()) return info.status();
+  ModelConfig c;
+  c.preset = info->model_type;
+  c.d_model = info->d_model, c.layers = info->layers, c.heads = info->heads;
+  c.mlp_ratio = info->mlp_ratio;
+  c.causal = true;
+  c.activation = info->activation;
+  c.layer_norm_eps = info->layer_norm_eps;
+  c.vocab_size = BpeTokenizer::kFirstByte + info->vocab_size;  // the tokenizer's, once read
+  const std::pair<const char*, std::pair<int, int>> fixed[] = {
+      {"d_model", {o.d_model, c.d_model}}, {"layers", {o.layers, c.layers}},
+      {"heads", {o.heads, c.heads}}};
+  for (const auto& [name, v] : fixed) {
+    if (v.first > 0 && v.first != v.second) {
+      return Status::InvalidArgument(std::string("train options: ") + name + " " +
+                                     std::to_string(v.first) + " differs from the backbone's " +
+                                     std::to_string(v.second));
+    }
+  }
+  if (o.max_len > info->max_positions) {
+    return Status::InvalidArgument("train options: max_len " + std::to_string(o.max_len) +
+                                   " exceeds the backbone's " +
+                                   std::to_string(info->max_positions) + " positions");
+  }
+  c.max_len = o.max_len > 0 ? o.max_len : std::min(512, info->max_positions);
   RLAIF_RETURN_IF_ERROR(ValidateConfig(c));
   return c;
 }
 
 Result<ModelConfig> ResolveConfig(const TrainOptions& o) {
+  if (!o.backbone.empty()) return BackboneConfig(o);
   auto preset = PresetConfig(o.preset);
   if (!preset.ok()) return preset.status();
   ModelConfig c = *preset;
@@ -237,6 +297,9 @@ Status ValidateTrainOptions(const TrainOptions& o) {
   }
   if (!(o.transformer_residual >= 0 && o.transformer_residual <= 1)) {
     return bad("transformer_residual must be in [0, 1]");
+  }
+  if (!o.backbone.empty() && o.model_type == "linear") {
+    return bad("a backbone needs a transformer: model_type transformer or ensemble");
   }
   if (o.transformer_residual > 0 && o.model_type != "ensemble") {
     return bad(
@@ -631,10 +694,12 @@ Result<std::shared_ptr<const RewardModel>> LoadImpl(const std::string& dir_text,
     return Status::Corruption((dir / kConfigFile).string() + ": \"format_version\" missing");
   }
   const int format_version = fv->get<int>();
-  if (format_version != kCheckpointFormatVersion && format_version != 1) {
+  // 3: a format-2 checkpoint whose architecture sets an activation or a
+  // LayerNorm epsilon (a pretrained backbone's), written only then.
+  if (format_version != kCheckpointFormatVersion && format_version != 1 && format_version != 3) {
     return Status::InvalidArgument("checkpoint " + dir_text + " has format_version " +
-                                   std::to_string(format_version) + "; this build reads 1 and " +
-                                   std::to_string(kCheckpointFormatVersion));
+                                   std::to_string(format_version) + "; this build reads 1, " +
+                                   std::to_string(kCheckpointFormatVersion) + " and 3");
   }
   // Normalisation {mean, std} of `j`, finite with std > 0.
   auto read_norm = [&](const json& j, const std::string& where) -> Result<ScoreNormalization> {
@@ -845,6 +910,7 @@ struct TransformerRun {
   double best_validation_loss = std::numeric_limits<double>::quiet_NaN();
   bool stopped_early = false;
   int64_t resumed_from_step = 0;
+  json backbone;  // {"dir", "model_type", "identity"} of TrainOptions::backbone; null = none
 };
 
 // Encodes (prompt, response) pairs into model sequences; prompts repeat across
@@ -956,6 +1022,11 @@ Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const Trai
     return refuse("its tokenizer was given (" + theirs->description() +
                   ") and no tokenizer file is set");
   }
+  if (arch->activation != want->activation || arch->layer_norm_eps != want->layer_norm_eps) {
+    return refuse("architecture differs: activation / layer_norm_eps " + arch->activation + " " +
+                  std::to_string(arch->layer_norm_eps) + " in the checkpoint, " +
+                  want->activation + " " + std::to_string(want->layer_norm_eps) + " asked");
+  }
   for (const auto& [name, v] : sizes) {
     if (given_tokenizer && std::string_view(name) == "vocab_size (asked)") continue;
     if (v.first != v.second) {
@@ -1058,7 +1129,8 @@ std::string RunFingerprint(const std::vector<PreferencePair>& train,
                            const std::vector<std::string>& dimensions, const ModelConfig& config,
                            const torch::Device& device, const TrainOptions& o,
                            const std::string& warm_identity,
-                           const std::string& tokenizer_identity) {
+                           const std::string& tokenizer_identity,
+                           const std::string& backbone_identity) {
   const json j = {{"train", DataFingerprint(train)},
                   {"tokenizer", tokenizer_identity},
                   {"validation", DataFingerprint(val)},
@@ -1084,13 +1156,12 @@ std::string RunFingerprint(const std::vector<PreferencePair>& train,
                   {"debias_longer_only", o.debias_longer_only},
                   {"libtorch", TORCH_VERSION},
                   {"format", kCheckpointFormatVersion}};
-  if (o.cuda_bf16_residual && device.is_cuda()) {
-    // Only when it applies: fingerprints of runs without it stay as they were.
-    json with = j;
-    with["cuda_bf16_residual"] = true;
-    return HexId(Hash64(with.dump()));
-  }
-  return HexId(Hash64(j.dump()));
+  // Entries only when they apply: fingerprints of runs without them stay as
+  // they were.
+  json with = j;
+  if (o.cuda_bf16_residual && device.is_cuda()) with["cuda_bf16_residual"] = true;
+  if (!o.backbone.empty()) with["backbone"] = backbone_identity;
+  return HexId(Hash64(with.dump()));
 }
 
 void WriteTensors(const std::vector<torch::Tensor>& tensors, const fs::path& path) {
@@ -1182,11 +1253,19 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
     given.emplace(std::move(*tok));
     config.vocab_size = given->vocab_size();
   }
+  // A pretrained backbone's weights (a warm start has its own).
+  std::optional<HfBackboneInfo> backbone;
+  if (!options.backbone.empty() && !warm) {
+    auto info = ReadHfBackbone(options.backbone);
+    if (!info.ok()) return info.status();
+    backbone.emplace(std::move(*info));
+  }
   // A resume state of this very run, if one was left behind.
   const fs::path resume_dir = options.resume_dir;
   const std::string fingerprint =
       RunFingerprint(train, val, dimensions, config, device, options, warm ? warm->identity : "",
-                     given ? HexId(Hash64(given->ToJson())) : "");
+                     given ? HexId(Hash64(given->ToJson())) : "",
+                     backbone ? backbone->identity : "");
   json resumed;  // state.json of the state resumed from; null = none
   fs::path resume_from;
   if (!resume_dir.empty()) {
@@ -1270,6 +1349,16 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   // initialisation and the batch order, both from options.seed.
   RewardTransformer net = warm ? *warm->net : RewardTransformer(config);
   if (!warm) net->InitWeights(options.seed);
+  if (backbone && resumed.is_null()) {  // a resumed run reads its weights from the state
+    const double t_load = MonotonicSeconds();
+    RLAIF_RETURN_IF_ERROR(LoadHfBackboneWeights(net, *backbone));
+    run.backbone = {{"dir", backbone->dir},
+                    {"model_type", backbone->model_type},
+                    {"identity", backbone->identity}};
+    spdlog::info("trainer: {} backbone from {} ({} layers, d_model {}) in {:.1f}s",
+                 backbone->model_type, backbone->dir, backbone->layers, backbone->d_model,
+                 MonotonicSeconds() - t_load);
+  }
   net->to(device);
   net->set_bf16_residual(options.cuda_bf16_residual);
   net->train();
@@ -2068,7 +2157,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
   if (result.validation.pairs > 0) metrics["validation"] = MetricsToJson(result.validation);
   json cfg = {
       {"format", kCheckpointFormat},
-      {"format_version", kCheckpointFormatVersion},
+      {"format_version", transformer && NeedsFormat3(*config) ? 3 : kCheckpointFormatVersion},
       {"version", version},
       {"model_type", options.model_type},
       {"created_ms", now_ms},
@@ -2116,6 +2205,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
         {"threads", options.threads},
         {"seed", options.seed},
         {"init_from", result.warm_started_from},
+        {"backbone", run->backbone},
         {"resumed_from_step", result.resumed_from_step},
         {"steps", result.steps},
         {"best_step", result.best_step},
@@ -2270,11 +2360,29 @@ Result<EvalMetrics> Evaluate(const RewardModel& model, const std::vector<Prefere
   });
 }
 
+// Fills in the tokenizer file of a backbone run: the backbone's
+// tokenizer.json unless one was given.
+Result<TrainOptions> WithBackboneTokenizer(const TrainOptions& options) {
+  if (options.backbone.empty() || !options.tokenizer_file.empty()) return options;
+  auto info = ReadHfBackbone(options.backbone);
+  if (!info.ok()) return info.status();
+  if (info->tokenizer_file.empty()) {
+    return Status::InvalidArgument("backbone " + options.backbone +
+                                   ": no tokenizer.json; give its tokenizer file");
+  }
+  TrainOptions o = options;
+  o.tokenizer_file = info->tokenizer_file;
+  return o;
+}
+
 Result<TrainResult> TrainRewardModel(const std::vector<PreferencePair>& train,
                                      const std::vector<PreferencePair>& eval,
                                      const std::string& out_dir, const TrainOptions& options) {
-  auto result = GuardExceptions("training reward model " + out_dir,
-                                [&] { return TrainImpl(train, eval, out_dir, options); });
+  auto result = GuardExceptions("training reward model " + out_dir, [&]() -> Result<TrainResult> {
+    auto o = WithBackboneTokenizer(options);
+    if (!o.ok()) return o.status();
+    return TrainImpl(train, eval, out_dir, *o);
+  });
   // A cancelled run keeps its resume state for the next one; any other end
   // makes it useless.
   if (!options.resume_dir.empty() &&
@@ -2308,7 +2416,9 @@ TrainOptions RecommendedOptions(const std::string& model_type) {
 
 Status CheckWarmStart(const std::string& checkpoint_dir, const TrainOptions& options) {
   return GuardExceptions("checking warm start from " + checkpoint_dir, [&]() -> Status {
-    auto src = InspectWarmStart(checkpoint_dir, options);
+    auto o = WithBackboneTokenizer(options);
+    if (!o.ok()) return o.status();
+    auto src = InspectWarmStart(checkpoint_dir, *o);
     return src.ok() ? Status::Ok() : src.status();
   });
 }

@@ -5,9 +5,14 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <random>
+#include <set>
+#include <tuple>
 
+#include "hf_backbone.h"
 #include "rlaif/trainer/tokenizer.h"
+#include "safetensors.h"
 
 // at::scaled_dot_product_attention appeared in 2.0; the device-generic
 // autocast API in 2.4 (the CUDA-specific one is deprecated there).
@@ -154,13 +159,19 @@ torch::Tensor SelfAttentionImpl::ForwardAt(const torch::Tensor& x, const torch::
   return Linear(out_, y.reshape({batch, d_model}));
 }
 
-TransformerBlockImpl::TransformerBlockImpl(int64_t d_model, int64_t heads, int64_t mlp_ratio,
-                                           bool causal) {
-  ln1_ = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
-  attn_ = register_module("attn", SelfAttention(d_model, heads, causal));
-  ln2_ = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
-  fc_in_ = register_module("fc_in", torch::nn::Linear(d_model, mlp_ratio * d_model));
-  fc_out_ = register_module("fc_out", torch::nn::Linear(mlp_ratio * d_model, d_model));
+TransformerBlockImpl::TransformerBlockImpl(const ModelConfig& config)
+    : gelu_tanh_(config.activation == "gelu_tanh") {
+  const int64_t d_model = config.d_model;
+  const auto ln_options = torch::nn::LayerNormOptions({d_model}).eps(config.layer_norm_eps);
+  ln1_ = register_module("ln1", torch::nn::LayerNorm(ln_options));
+  attn_ = register_module("attn", SelfAttention(d_model, config.heads, config.causal));
+  ln2_ = register_module("ln2", torch::nn::LayerNorm(ln_options));
+  fc_in_ = register_module("fc_in", torch::nn::Linear(d_model, config.mlp_ratio * d_model));
+  fc_out_ = register_module("fc_out", torch::nn::Linear(config.mlp_ratio * d_model, d_model));
+}
+
+torch::Tensor TransformerBlockImpl::Mlp(const torch::Tensor& h) {
+  return Linear(fc_out_, torch::gelu(Linear(fc_in_, Norm(ln2_, h)), gelu_tanh_ ? "tanh" : "none"));
 }
 
 torch::Tensor TransformerBlockImpl::Norm(torch::nn::LayerNorm& ln, const torch::Tensor& x) {
@@ -179,14 +190,14 @@ torch::Tensor TransformerBlockImpl::Norm(torch::nn::LayerNorm& ln, const torch::
 
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& valid) {
   auto h = x + attn_(Norm(ln1_, x), valid);
-  return h + Linear(fc_out_, torch::gelu(Linear(fc_in_, Norm(ln2_, h))));
+  return h + Mlp(h);
 }
 
 torch::Tensor TransformerBlockImpl::ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
                                               const torch::Tensor& end) {
   auto x_end = x.index({torch::arange(x.size(0), end.options()), end});
   auto h = x_end + attn_->ForwardAt(Norm(ln1_, x), valid, end);
-  return h + Linear(fc_out_, torch::gelu(Linear(fc_in_, Norm(ln2_, h))));
+  return h + Mlp(h);
 }
 
 RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config_(config) {
@@ -194,11 +205,11 @@ RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config
   pos_emb_ = register_module("pos_emb", torch::nn::Embedding(config.max_len, config.d_model));
   blocks_ = register_module("blocks", torch::nn::ModuleList());
   for (int i = 0; i < config.layers; ++i) {
-    blocks_->push_back(
-        TransformerBlock(config.d_model, config.heads, config.mlp_ratio, config.causal));
+    blocks_->push_back(TransformerBlock(config));
   }
-  ln_f_ =
-      register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
+  ln_f_ = register_module(
+      "ln_f", torch::nn::LayerNorm(
+                  torch::nn::LayerNormOptions({config.d_model}).eps(config.layer_norm_eps)));
   // One Linear with H outputs is H scalar heads: a single-head checkpoint's
   // "head.weight" [1, D] loads unchanged.
   head_ = register_module("head", torch::nn::Linear(config.d_model, config.score_heads));
@@ -293,6 +304,137 @@ torch::Tensor SelectHeads(const torch::Tensor& scores, const torch::Tensor& head
 
 torch::Tensor BradleyTerryLossTensor(const torch::Tensor& margin, const torch::Tensor& p_chosen) {
   return -(p_chosen * torch::log_sigmoid(margin) + (1.0 - p_chosen) * torch::log_sigmoid(-margin));
+}
+
+// ---- Pretrained backbone ----------------------------------------------------
+
+Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info) {
+  const ModelConfig& c = net->config();
+  auto bad = [&info](const std::string& m) {
+    return Status::InvalidArgument("backbone " + info.dir + ": " + m);
+  };
+  if (c.d_model != info.d_model || c.layers != info.layers || c.heads != info.heads ||
+      c.mlp_ratio != info.mlp_ratio || !c.causal || c.activation != info.activation ||
+      c.layer_norm_eps != info.layer_norm_eps) {
+    return bad("the network's architecture is not the backbone's");
+  }
+  if (c.max_len > info.max_positions) {
+    return bad("max_len " + std::to_string(c.max_len) + " exceeds its " +
+               std::to_string(info.max_positions) + " positions");
+  }
+  const int64_t hf_tokens = c.vocab_size - BpeTokenizer::kFirstByte;
+  if (hf_tokens > info.vocab_size) {
+    return bad("the tokenizer has " + std::to_string(hf_tokens) + " ids but the embedding only " +
+               std::to_string(info.vocab_size) + " rows: not this backbone's tokenizer");
+  }
+  // Every tensor of every file, by name (shards are disjoint).
+  std::vector<SafeTensorsFile> files;
+  std::map<std::string, std::pair<const SafeTensorsFile*, const SafeTensor*>> tensors;
+  files.reserve(info.weight_files.size());
+  for (const auto& path : info.weight_files) {
+    auto f = SafeTensorsFile::Open(path);
+    if (!f.ok()) return f.status();
+    files.push_back(std::move(*f));
+  }
+  for (const auto& f : files) {
+    for (const auto& [name, t] : f.tensors()) {
+      if (!tensors.emplace(name, std::make_pair(&f, &t)).second) {
+        return bad("tensor '" + name + "' is in two shards");
+      }
+    }
+  }
+  // GPT2LMHeadModel exports prefix the backbone's names with "transformer.".
+  const std::string prefix =
+      tensors.count("wte.weight") == 0 && tensors.count("transformer.wte.weight") != 0
+          ? "transformer."
+          : "";
+  std::set<std::string> used;
+  // The tensor `name` as float32 of exactly `shape`.
+  auto load = [&](const std::string& name,
+                  const std::vector<int64_t>& shape) -> Result<torch::Tensor> {
+    auto it = tensors.find(prefix + name);
+    if (it == tensors.end()) return bad("no tensor '" + prefix + name + "'");
+    const SafeTensor& t = *it->second.second;
+    if (t.shape != shape) {
+      std::string have, want;
+      for (auto d : t.shape) have += (have.empty() ? "" : ", ") + std::to_string(d);
+      for (auto d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+      return bad("tensor '" + t.name + "' has shape [" + have + "], expected [" + want + "]");
+    }
+    auto values = it->second.first->ToFloat32(t);
+    if (!values.ok()) return bad(values.status().message());
+    for (float v : *values) {
+      if (!std::isfinite(v)) return bad("tensor '" + t.name + "' holds a NaN or infinity");
+    }
+    used.insert(t.name);
+    return torch::from_blob(values->data(), shape, torch::kFloat).clone();
+  };
+  const int64_t d = c.d_model, ff = static_cast<int64_t>(c.mlp_ratio) * d;
+  std::map<std::string, torch::Tensor> values;  // our parameter name -> value
+  auto put = [&](const std::string& ours, const std::string& theirs,
+                 const std::vector<int64_t>& shape, bool conv1d) -> Status {
+    auto t = load(theirs, shape);
+    if (!t.ok()) return t.status();
+    // GPT-2's Conv1D stores [in, out]; a Linear's weight is [out, in].
+    values[ours] = conv1d ? t->t().contiguous() : *t;
+    return Status::Ok();
+  };
+  auto wte = load("wte.weight", {info.vocab_size, d});
+  if (!wte.ok()) return wte.status();
+  auto wpe = load("wpe.weight", {info.max_positions, d});
+  if (!wpe.ok()) return wpe.status();
+  {
+    auto emb = torch::zeros({c.vocab_size, d});
+    emb.slice(0, BpeTokenizer::kFirstByte).copy_(wte->slice(0, 0, hf_tokens));
+    const auto mean = wte->mean(0);
+    emb[BpeTokenizer::kEnd].copy_(info.eos_token_id >= 0 ? (*wte)[info.eos_token_id] : mean);
+    emb[BpeTokenizer::kSep].copy_(mean);
+    values["tok_emb.weight"] = emb;
+    values["pos_emb.weight"] = wpe->slice(0, 0, c.max_len).clone();
+  }
+  for (int i = 0; i < c.layers; ++i) {
+    const std::string h = "h." + std::to_string(i) + ".";
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    const std::tuple<const char*, const char*, std::vector<int64_t>, bool> map[] = {
+        {"ln1.weight", "ln_1.weight", {d}, false},
+        {"ln1.bias", "ln_1.bias", {d}, false},
+        {"attn.qkv.weight", "attn.c_attn.weight", {d, 3 * d}, true},
+        {"attn.qkv.bias", "attn.c_attn.bias", {3 * d}, false},
+        {"attn.out.weight", "attn.c_proj.weight", {d, d}, true},
+        {"attn.out.bias", "attn.c_proj.bias", {d}, false},
+        {"ln2.weight", "ln_2.weight", {d}, false},
+        {"ln2.bias", "ln_2.bias", {d}, false},
+        {"fc_in.weight", "mlp.c_fc.weight", {d, ff}, true},
+        {"fc_in.bias", "mlp.c_fc.bias", {ff}, false},
+        {"fc_out.weight", "mlp.c_proj.weight", {ff, d}, true},
+        {"fc_out.bias", "mlp.c_proj.bias", {d}, false}};
+    for (const auto& [ours, theirs, shape, conv1d] : map) {
+      RLAIF_RETURN_IF_ERROR(put(b + ours, h + theirs, shape, conv1d));
+    }
+  }
+  RLAIF_RETURN_IF_ERROR(put("ln_f.weight", "ln_f.weight", {d}, false));
+  RLAIF_RETURN_IF_ERROR(put("ln_f.bias", "ln_f.bias", {d}, false));
+  for (const auto& [name, entry] : tensors) {
+    const bool prefixed = name.compare(0, prefix.size(), prefix) == 0;
+    if (used.count(name) == 0 && !IsIgnoredGpt2Tensor(name) &&
+        !(prefixed && IsIgnoredGpt2Tensor(name.substr(prefix.size())))) {
+      return bad("tensor '" + name + "' is not used by a " + std::to_string(c.layers) +
+                 "-layer GPT-2 (another architecture or more layers?)");
+    }
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& item : net->named_parameters(/*recurse=*/true)) {
+    const std::string& name = item.key();
+    if (name.rfind("head.", 0) == 0) continue;  // the scalar heads are new
+    auto it = values.find(name);
+    if (it == values.end()) return Status::Internal("backbone: no value for parameter " + name);
+    item.value().copy_(it->second);
+    values.erase(it);
+  }
+  if (!values.empty()) {
+    return Status::Internal("backbone: no parameter " + values.begin()->first);
+  }
+  return Status::Ok();
 }
 
 }  // namespace rlaif::trainer

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "rlaif/common/status.h"
+
 namespace rlaif::trainer {
 
 // Architecture, as stored in config.json's "architecture".
@@ -28,7 +30,14 @@ struct ModelConfig {
   // Scalar heads, one per dimension (row d of head.weight is dimension d's);
   // 1 in checkpoints written before the multi-head format.
   int score_heads = 1;
+  // The MLP's GELU: "gelu" (exact, erf; the presets) or "gelu_tanh" (the tanh
+  // approximation, GPT-2's "gelu_new"; a backbone's). LayerNorm epsilon.
+  // Written to config.json only when not these defaults (format_version 3).
+  std::string activation = "gelu";
+  double layer_norm_eps = 1e-5;
 };
+
+struct HfBackboneInfo;  // hf_backbone.h
 
 // Sets or clears bf16 autocast for CUDA in this thread while alive, and
 // restores the previous state on destruction. Autocast state is thread-local,
@@ -71,7 +80,8 @@ TORCH_MODULE(SelfAttention);
 // LN -> attention -> residual, LN -> MLP (GELU) -> residual.
 class TransformerBlockImpl : public torch::nn::Module {
  public:
-  TransformerBlockImpl(int64_t d_model, int64_t heads, int64_t mlp_ratio, bool causal);
+  // Sizes, causality, activation and LayerNorm epsilon from `config`.
+  explicit TransformerBlockImpl(const ModelConfig& config);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& valid);
   // forward(x, valid) at one position per row (`end`, [B] int64) -> [B, D].
   // The last block runs this way: nothing reads its other positions, so
@@ -82,7 +92,10 @@ class TransformerBlockImpl : public torch::nn::Module {
  private:
   // ln(x); a bf16 x (RewardTransformerImpl::set_bf16_residual) stays bf16.
   torch::Tensor Norm(torch::nn::LayerNorm& ln, const torch::Tensor& x);
+  // fc_out(act(fc_in(ln2(h)))).
+  torch::Tensor Mlp(const torch::Tensor& h);
 
+  bool gelu_tanh_ = false;
   torch::nn::LayerNorm ln1_{nullptr};
   SelfAttention attn_{nullptr};
   torch::nn::LayerNorm ln2_{nullptr};
@@ -121,6 +134,17 @@ class RewardTransformerImpl : public torch::nn::Module {
   torch::nn::Linear head_{nullptr};
 };
 TORCH_MODULE(RewardTransformer);
+
+// Copies a pretrained backbone's weights (ReadHfBackbone) into `net`, whose
+// config must have the backbone's sizes, activation and epsilon, a max_len of
+// at most its positions, and a vocabulary of kFirstByte + at most its
+// embedding rows (a tokenizer.json of the backbone: Hugging Face id h is id
+// h + kFirstByte here). Token rows h + kFirstByte take the backbone's row h;
+// END takes its end-of-text row (the mean row without one), SEP the mean
+// row, PAD zeros; the scalar heads keep their initialisation. Every tensor
+// of the files must be used or known to be unused (lm_head, mask buffers),
+// and every parameter but the heads set: else kInvalidArgument naming it.
+Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info);
 
 // A padded batch of token sequences on a device.
 struct TokenBatch {

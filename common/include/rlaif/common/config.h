@@ -154,6 +154,10 @@ struct ModelConfig {
   // A Hugging Face tokenizer.json (byte-level BPE) or a checkpoint's
   // tokenizer.json used instead of training a tokenizer; "" = train one.
   std::string tokenizer_file;
+  // A pretrained Hugging Face backbone directory (GPT-2 architecture,
+  // safetensors; TrainOptions::backbone): the transformer's architecture,
+  // tokenizer and starting weights. "" = none (preset, from scratch).
+  std::string backbone;
 };
 
 struct GateConfig {

@@ -119,6 +119,18 @@ struct TrainOptions {
   // ignored). A warm start needs a checkpoint with this very tokenizer
   // (CheckWarmStart refuses another). "" (default) = train one.
   std::string tokenizer_file;
+  // A pretrained Hugging Face backbone directory (config.json,
+  // model.safetensors or its index and shards, tokenizer.json; GPT-2
+  // architecture, trainer/src/hf_backbone.h) the transformer starts from
+  // instead of random weights: the architecture is the backbone's (preset,
+  // d_model, layers and heads must be unset or equal; max_len defaults to
+  // min(512, its positions)), the tokenizer its tokenizer.json unless
+  // tokenizer_file is set, and only the scalar heads start from scratch.
+  // Fine-tuning wants a small learning rate (1e-5 to 5e-5; `rlaifd train
+  // --backbone` defaults to 3e-5). A warm start (init_from) from a checkpoint
+  // trained this way needs the same backbone architecture. Not for
+  // model_type "linear". "" (default) = none.
+  std::string backbone;
   // More pairs for the linear model only (model_type "linear" or "ensemble",
   // and the baseline), beside `train`: a refresh passes the older labels it
   // does not replay, so the linear member, seconds of work, learns from every

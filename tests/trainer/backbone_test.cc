@@ -1,0 +1,404 @@
+// A pretrained Hugging Face GPT-2 backbone (trainer/src/hf_backbone.h,
+// LoadHfBackboneWeights): the network loaded from the tiny fixture in
+// tests/trainer/data/gpt2_tiny/ must compute what an independent reference
+// implementation of GPT-2's forward pass computed for the same weights
+// (make_fixture.py, float64), every malformed or foreign backbone is refused
+// with the reason, and `TrainRewardModel` fine-tunes from it end to end.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "hf_backbone.h"
+#include "rlaif/trainer/reward_model.h"
+#include "rlaif/trainer/tokenizer.h"
+#include "safetensors.h"
+#include "test_util.h"
+#include "trainer_test_util.h"
+#include "transformer.h"
+
+namespace rlaif::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using rlaif::testing::ReadFile;
+using rlaif::testing::TempDir;
+using rlaif::testing::WriteFile;
+
+std::string FixtureDir() { return rlaif::testing::SourceDir() + "/tests/trainer/data/gpt2_tiny"; }
+
+ModelConfig ConfigOf(const HfBackboneInfo& info, int max_len) {
+  ModelConfig c;
+  c.preset = info.model_type;
+  c.vocab_size = BpeTokenizer::kFirstByte + info.vocab_size;
+  c.max_len = max_len;
+  c.d_model = info.d_model;
+  c.layers = info.layers;
+  c.heads = info.heads;
+  c.mlp_ratio = info.mlp_ratio;
+  c.activation = info.activation;
+  c.layer_norm_eps = info.layer_norm_eps;
+  return c;
+}
+
+// A copy of the fixture in a temp dir, with config.json and the tensors'
+// header entries rewritten by `edit_config` and `edit_header` (the data
+// section is kept; `extra` is appended to it).
+std::string MutatedFixture(const TempDir& tmp, const std::function<void(json&)>& edit_config,
+                           const std::function<void(json&, uint64_t data_size)>& edit_header = {},
+                           const std::string& extra = "") {
+  const std::string dir = tmp.Sub("backbone");
+  fs::create_directories(dir);
+  json config = json::parse(ReadFile(FixtureDir() + "/config.json"));
+  edit_config(config);
+  WriteFile(dir + "/config.json", config.dump(2));
+  fs::copy_file(FixtureDir() + "/tokenizer.json", dir + "/tokenizer.json");
+  const std::string bytes = ReadFile(FixtureDir() + "/model.safetensors");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<unsigned char>(bytes[i]);
+  json header = json::parse(bytes.substr(8, n));
+  const std::string data = bytes.substr(8 + n) + extra;
+  if (edit_header) edit_header(header, bytes.size() - 8 - n);
+  const std::string h = header.dump();
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(uint64_t{h.size()} >> (8 * i) & 0xff);
+  WriteFile(dir + "/model.safetensors", out + h + data);
+  return dir;
+}
+
+// Scores of the fixture's cases (Hugging Face ids shifted by kFirstByte, all
+// in one padded batch) with the fixture's head.
+std::vector<double> ScoreCases(const std::string& dir, const json& expected) {
+  auto info = ReadHfBackbone(dir);
+  EXPECT_TRUE(info.ok()) << info.status().ToString();
+  if (!info.ok()) return {};
+  RewardTransformer net(ConfigOf(*info, info->max_positions));
+  net->InitWeights(1);
+  const Status st = LoadHfBackboneWeights(net, *info);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  if (!st.ok()) return {};
+  torch::NoGradGuard no_grad;
+  const auto w = expected["head_weight"].get<std::vector<float>>();
+  net->named_parameters()["head.weight"].copy_(torch::tensor(w).view({1, -1}));
+  net->named_parameters()["head.bias"].fill_(expected["head_bias"].get<double>());
+  net->eval();
+  std::vector<std::vector<int32_t>> seqs;
+  for (const auto& c : expected["cases"]) {
+    std::vector<int32_t> s;
+    for (int id : c["ids"]) s.push_back(id + BpeTokenizer::kFirstByte);
+    seqs.push_back(std::move(s));
+  }
+  std::vector<const std::vector<int32_t>*> ptrs;
+  for (const auto& s : seqs) ptrs.push_back(&s);
+  auto batch = MakeTokenBatch(ptrs, torch::Device(torch::kCPU));
+  auto scores = net->forward(batch.ids, batch.lengths).squeeze(1).to(torch::kDouble);
+  return std::vector<double>(scores.data_ptr<double>(), scores.data_ptr<double>() + scores.numel());
+}
+
+TEST(HfBackbone, ReadsTheGpt2Description) {
+  auto info = ReadHfBackbone(FixtureDir());
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->model_type, "gpt2");
+  EXPECT_EQ(info->d_model, 32);
+  EXPECT_EQ(info->layers, 2);
+  EXPECT_EQ(info->heads, 4);
+  EXPECT_EQ(info->mlp_ratio, 4);
+  EXPECT_EQ(info->max_positions, 64);
+  EXPECT_EQ(info->vocab_size, 3258);
+  EXPECT_EQ(info->eos_token_id, 3256);
+  EXPECT_EQ(info->activation, "gelu_tanh");  // "gelu_new"
+  EXPECT_EQ(info->layer_norm_eps, 1e-5);
+  ASSERT_EQ(info->weight_files.size(), 1u);
+  EXPECT_EQ(info->tokenizer_file, FixtureDir() + "/tokenizer.json");
+  EXPECT_EQ(info->identity.size(), 16u);
+}
+
+// The numbers an independent float64 implementation of GPT-2 computed for the
+// fixture's weights (make_fixture.py). The tolerance is well below what the
+// exact GELU instead of the tanh one moves them (2e-4 to 3.5e-3), or a
+// transposed, swapped or shifted weight (0.09 and more).
+TEST(HfBackbone, ComputesWhatTheReferenceGpt2Computes) {
+  const json expected = json::parse(ReadFile(FixtureDir() + "/expected.json"));
+  const auto scores = ScoreCases(FixtureDir(), expected);
+  ASSERT_EQ(scores.size(), expected["cases"].size());
+  double worst = 0;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    const double want = expected["cases"][i]["score"].get<double>();
+    EXPECT_NEAR(scores[i], want, 3e-5)
+        << "case " << i << " (" << expected["cases"][i]["ids"].size() << " tokens)";
+    worst = std::max(worst, std::abs(scores[i] - want));
+  }
+  std::cout << "[ info     ] largest |score - reference| over " << scores.size()
+            << " cases: " << worst << "\n";
+}
+
+// The tolerance above tells the GELUs apart: the same weights with the
+// exact GELU miss the reference by far more.
+TEST(HfBackbone, TheExactGeluMissesTheReference) {
+  TempDir tmp;
+  const std::string dir = MutatedFixture(tmp, [](json& c) { c["activation_function"] = "gelu"; });
+  const json expected = json::parse(ReadFile(FixtureDir() + "/expected.json"));
+  const auto scores = ScoreCases(dir, expected);
+  ASSERT_EQ(scores.size(), expected["cases"].size());
+  double worst = 0;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    worst = std::max(worst, std::abs(scores[i] - expected["cases"][i]["score"].get<double>()));
+  }
+  EXPECT_GT(worst, 1e-4);
+}
+
+// GPT2LMHeadModel exports prefix every name with "transformer." and carry
+// the tied lm_head; both load to the same network.
+TEST(HfBackbone, ReadsLanguageModelExports) {
+  TempDir tmp;
+  const int64_t lm_bytes = 3258 * 32 * 4;
+  const std::string dir = MutatedFixture(
+      tmp, [](json&) {},
+      [&](json& header, uint64_t data_size) {
+        json renamed = json::object();
+        for (auto it = header.begin(); it != header.end(); ++it) {
+          renamed[it.key() == "__metadata__" ? it.key() : "transformer." + it.key()] = it.value();
+        }
+        renamed["lm_head.weight"] = {{"dtype", "F32"},
+                                     {"shape", {3258, 32}},
+                                     {"data_offsets", {data_size, data_size + lm_bytes}}};
+        header = renamed;
+      },
+      std::string(static_cast<size_t>(lm_bytes), '\0'));
+  const json expected = json::parse(ReadFile(FixtureDir() + "/expected.json"));
+  const auto scores = ScoreCases(dir, expected);
+  ASSERT_EQ(scores.size(), expected["cases"].size());
+  for (size_t i = 0; i < scores.size(); ++i) {
+    EXPECT_NEAR(scores[i], expected["cases"][i]["score"].get<double>(), 3e-5) << "case " << i;
+  }
+}
+
+// The special rows: END starts as the end-of-text embedding, SEP as the
+// mean row, PAD zero; every token row h + 3 is the backbone's row h.
+TEST(HfBackbone, MapsTokenRowsAndSpecialTokens) {
+  auto info = ReadHfBackbone(FixtureDir());
+  ASSERT_TRUE(info.ok());
+  RewardTransformer net(ConfigOf(*info, 16));
+  net->InitWeights(3);
+  ASSERT_TRUE(LoadHfBackboneWeights(net, *info).ok());
+  auto file = SafeTensorsFile::Open(info->weight_files[0]);
+  ASSERT_TRUE(file.ok());
+  auto wte_values = file->ToFloat32(*file->Find("wte.weight"));
+  auto wte = torch::from_blob(wte_values->data(), {3258, 32}, torch::kFloat);
+  auto emb = net->named_parameters()["tok_emb.weight"];
+  EXPECT_TRUE(torch::equal(emb.slice(0, 3), wte));
+  EXPECT_TRUE(torch::equal(emb[BpeTokenizer::kEnd], wte[3256]));
+  EXPECT_TRUE(torch::allclose(emb[BpeTokenizer::kSep], wte.mean(0)));
+  EXPECT_EQ(emb[BpeTokenizer::kPad].abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(net->named_parameters()["pos_emb.weight"].size(0), 16);
+}
+
+TEST(HfBackbone, RefusesWhatItCannotRead) {
+  struct Case {
+    std::string why;
+    std::function<void(json&)> config;
+    std::function<void(json&, uint64_t)> header;
+    StatusCode code;
+    std::string extra = "";  // appended to the data section
+  };
+  auto none = [](json&) {};
+  const std::vector<Case> cases = {
+      {"model_type \"llama\"",
+       [](json& c) { c["model_type"] = "llama"; },
+       {},
+       StatusCode::kInvalidArgument},
+      {"activation_function \"relu\"",
+       [](json& c) { c["activation_function"] = "relu"; },
+       {},
+       StatusCode::kInvalidArgument},
+      {"scale_attn_by_inverse_layer_idx",
+       [](json& c) { c["scale_attn_by_inverse_layer_idx"] = true; },
+       {},
+       StatusCode::kInvalidArgument},
+      {"n_inner 100 is not a multiple",
+       [](json& c) { c["n_inner"] = 100; },
+       {},
+       StatusCode::kInvalidArgument},
+      {"n_head 5 does not divide", [](json& c) { c["n_head"] = 5; }, {}, StatusCode::kCorruption},
+      {"n_embd missing", [](json& c) { c.erase("n_embd"); }, {}, StatusCode::kCorruption},
+  };
+  for (const auto& c : cases) {
+    TempDir tmp;
+    const std::string dir = MutatedFixture(tmp, c.config, c.header);
+    auto info = ReadHfBackbone(dir);
+    ASSERT_FALSE(info.ok()) << c.why;
+    EXPECT_EQ(info.status().code(), c.code) << c.why << ": " << info.status().ToString();
+    EXPECT_NE(info.status().message().find(c.why), std::string::npos) << info.status().message();
+  }
+  // Readable descriptions whose weights do not fit.
+  const std::vector<Case> load_cases = {
+      {"no tensor 'h.1.ln_2.bias'", none,
+       [](json& h, uint64_t) {
+         h["h.1.ln_2.bias_renamed"] = h["h.1.ln_2.bias"];
+         h.erase("h.1.ln_2.bias");
+       },
+       StatusCode::kInvalidArgument},
+      {"'h.1.ln_2.extra' is not used", none,
+       [](json& h, uint64_t size) {
+         h["h.1.ln_2.extra"] = {
+             {"dtype", "F32"}, {"shape", {32}}, {"data_offsets", {size, size + 128}}};
+       },
+       StatusCode::kInvalidArgument, std::string(128, '\0')},
+      {"'h.1.attn.c_attn.bias' is not used by a 1-layer GPT-2",
+       [](json& c) { c["n_layer"] = 1; },
+       {},
+       StatusCode::kInvalidArgument},
+      {"'wte.weight' has shape [3258, 32], expected [3258, 64]",
+       [](json& c) { c["n_embd"] = 64; },
+       {},
+       StatusCode::kInvalidArgument},
+      {"not this backbone's tokenizer",
+       [](json& c) { c["vocab_size"] = 3000; },
+       {},
+       StatusCode::kInvalidArgument},
+  };
+  for (const auto& c : load_cases) {
+    TempDir tmp;
+    const std::string dir = MutatedFixture(tmp, c.config, c.header, c.extra);
+    auto info = ReadHfBackbone(dir);
+    ASSERT_TRUE(info.ok()) << c.why << ": " << info.status().ToString();
+    // The vocabulary of the fixture's tokenizer, whatever the config says.
+    ModelConfig config = ConfigOf(*info, 32);
+    config.vocab_size = BpeTokenizer::kFirstByte + 3258;
+    RewardTransformer net(config);
+    const Status st = LoadHfBackboneWeights(net, *info);
+    ASSERT_FALSE(st.ok()) << c.why;
+    EXPECT_EQ(st.code(), c.code) << st.ToString();
+    EXPECT_NE(st.message().find(c.why), std::string::npos) << st.message();
+  }
+  {  // Pickled weights only.
+    TempDir tmp;
+    const std::string dir = MutatedFixture(tmp, none);
+    fs::rename(dir + "/model.safetensors", dir + "/pytorch_model.bin");
+    auto info = ReadHfBackbone(dir);
+    ASSERT_FALSE(info.ok());
+    EXPECT_NE(info.status().message().find("safe_serialization=True"), std::string::npos);
+  }
+  {  // A truncated weight file fails when the description is read.
+    TempDir tmp;
+    const std::string dir = MutatedFixture(tmp, none);
+    const std::string bytes = ReadFile(dir + "/model.safetensors");
+    WriteFile(dir + "/model.safetensors", bytes.substr(0, bytes.size() / 2));
+    auto info = ReadHfBackbone(dir);
+    ASSERT_FALSE(info.ok());
+    EXPECT_EQ(info.status().code(), StatusCode::kCorruption) << info.status().ToString();
+  }
+  EXPECT_EQ(ReadHfBackbone("/nonexistent/backbone").status().code(), StatusCode::kNotFound);
+}
+
+TrainOptions BackboneOptions() {
+  TrainOptions o;
+  o.device = "cpu";
+  o.backbone = FixtureDir();
+  o.max_len = 48;
+  o.epochs = 2;
+  o.batch_size = 16;
+  o.learning_rate = 2e-3;
+  o.threads = 1;
+  o.seed = 9;
+  return o;
+}
+
+// From the backbone to a checkpoint that loads, scores, records where it came
+// from, and can be warm-started by a run with the same backbone only.
+TEST(HfBackbone, FineTunesIntoACheckpoint) {
+  TempDir dir;
+  const auto train = testing::BananaPairs(600, 31);
+  const auto holdout = testing::BananaPairs(150, 32);
+  const TrainOptions o = BackboneOptions();
+  auto res = TrainRewardModel(train, holdout, dir.Sub("v1"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  std::cout << "[ info     ] GPT-2 fixture backbone: holdout accuracy " << res->holdout.accuracy
+            << " in " << res->seconds << " s\n";
+  EXPECT_GE(res->holdout.accuracy, 0.9);
+
+  const json cfg = json::parse(ReadFile(dir.Sub("v1/config.json")));
+  EXPECT_EQ(cfg["format_version"], 3);  // the tanh GELU: older builds refuse it
+  EXPECT_EQ(cfg["architecture"]["activation"], "gelu_tanh");
+  EXPECT_EQ(cfg["architecture"]["d_model"], 32);
+  EXPECT_EQ(cfg["architecture"]["max_len"], 48);
+  EXPECT_EQ(cfg["architecture"]["vocab_size"], BpeTokenizer::kFirstByte + 3258);
+  EXPECT_EQ(cfg["training"]["backbone"]["model_type"], "gpt2");
+  EXPECT_EQ(cfg["training"]["backbone"]["identity"].get<std::string>().size(), 16u);
+  EXPECT_EQ(ReadFile(dir.Sub("v1/tokenizer.json")), ReadFile(FixtureDir() + "/tokenizer.json"));
+
+  auto model = RewardModel::Load(dir.Sub("v1"), "cpu");
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto m = Evaluate(**model, holdout);
+  ASSERT_TRUE(m.ok());
+  EXPECT_DOUBLE_EQ(m->accuracy, res->holdout.accuracy);
+
+  // Refresh: the same backbone options warm-start from it; a preset does not.
+  TrainOptions warm = o;
+  warm.init_from = dir.Sub("v1");
+  EXPECT_TRUE(CheckWarmStart(dir.Sub("v1"), warm).ok());
+  TrainOptions preset;
+  preset.device = "cpu";
+  preset.init_from = dir.Sub("v1");
+  EXPECT_FALSE(CheckWarmStart(dir.Sub("v1"), preset).ok());
+  auto refreshed = TrainRewardModel(testing::BananaPairs(100, 33), holdout, dir.Sub("v2"), warm);
+  ASSERT_TRUE(refreshed.ok()) << refreshed.status().ToString();
+  EXPECT_EQ(refreshed->warm_started_from, "v1");
+  EXPECT_GE(refreshed->holdout.accuracy, 0.9);
+}
+
+// Starting from the pretrained weights, not from the random initialisation:
+// before any step (one step at a vanishing learning rate), the network's
+// hidden states are the backbone's.
+TEST(HfBackbone, TrainingStartsFromTheBackboneWeights) {
+  TempDir dir;
+  TrainOptions o = BackboneOptions();
+  o.epochs = 1;
+  o.learning_rate = 1e-12;
+  o.warmup_fraction = 0;
+  o.weight_decay = 0;
+  auto res = TrainRewardModel(testing::BananaPairs(16, 41), {}, dir.Sub("v1"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_EQ(res->steps, 1);
+  auto info = ReadHfBackbone(FixtureDir());
+  ASSERT_TRUE(info.ok());
+  RewardTransformer reference(ConfigOf(*info, 48));
+  ASSERT_TRUE(LoadHfBackboneWeights(reference, *info).ok());
+  torch::serialize::InputArchive archive;  // model.pt: one tensor per parameter name
+  archive.load_from(dir.Sub("v1/model.pt"));
+  int compared = 0;
+  for (const auto& p : reference->named_parameters()) {
+    if (p.key().rfind("head.", 0) == 0) continue;
+    torch::Tensor trained;
+    archive.read(p.key(), trained);
+    EXPECT_TRUE(torch::allclose(trained, p.value(), 0, 1e-6)) << p.key();
+    ++compared;
+  }
+  EXPECT_EQ(compared, 2 + 2 * 12 + 2);
+}
+
+TEST(HfBackbone, OptionsConflictsAreRefused) {
+  TempDir dir;
+  const auto pairs = testing::BananaPairs(20, 51);
+  TrainOptions o = BackboneOptions();
+  o.d_model = 64;
+  auto r = TrainRewardModel(pairs, {}, dir.Sub("a"), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("d_model 64 differs from the backbone's 32"),
+            std::string::npos)
+      << r.status().ToString();
+  o = BackboneOptions();
+  o.max_len = 65;
+  r = TrainRewardModel(pairs, {}, dir.Sub("b"), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("exceeds the backbone's 64 positions"), std::string::npos);
+  o = BackboneOptions();
+  o.model_type = "linear";
+  r = TrainRewardModel(pairs, {}, dir.Sub("c"), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("a backbone needs a transformer"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace rlaif::trainer
