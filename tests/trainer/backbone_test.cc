@@ -400,5 +400,56 @@ TEST(HfBackbone, OptionsConflictsAreRefused) {
   EXPECT_NE(r.status().message().find("a backbone needs a transformer"), std::string::npos);
 }
 
+// ---- GPU (skipped without CUDA) ---------------------------------------------
+
+// On CUDA under bf16 autocast (scoring's eval mode): close to the float64
+// reference; then a fine-tuning run on CUDA from the backbone.
+TEST(HfBackboneGpu, MatchesTheReferenceUnderAutocastAndFineTunes) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const json expected = json::parse(ReadFile(FixtureDir() + "/expected.json"));
+  auto info = ReadHfBackbone(FixtureDir());
+  ASSERT_TRUE(info.ok());
+  RewardTransformer net(ConfigOf(*info, info->max_positions));
+  ASSERT_TRUE(LoadHfBackboneWeights(net, *info).ok());
+  torch::NoGradGuard no_grad;
+  net->named_parameters()["head.weight"].copy_(
+      torch::tensor(expected["head_weight"].get<std::vector<float>>()).view({1, -1}));
+  net->named_parameters()["head.bias"].fill_(expected["head_bias"].get<double>());
+  net->to(torch::kCUDA);
+  net->eval();
+  std::vector<std::vector<int32_t>> seqs;
+  for (const auto& c : expected["cases"]) {
+    std::vector<int32_t> s;
+    for (int id : c["ids"]) s.push_back(id + BpeTokenizer::kFirstByte);
+    seqs.push_back(std::move(s));
+  }
+  std::vector<const std::vector<int32_t>*> ptrs;
+  for (const auto& s : seqs) ptrs.push_back(&s);
+  auto batch = MakeTokenBatch(ptrs, torch::Device(torch::kCUDA));
+  torch::Tensor scores;
+  {
+    CudaAutocastScope autocast(true);
+    scores = net->forward(batch.ids, batch.lengths).squeeze(1).to(torch::kCPU, torch::kDouble);
+  }
+  double worst = 0;
+  for (int64_t i = 0; i < scores.numel(); ++i) {
+    const double want = expected["cases"][i]["score"].get<double>();
+    worst =
+        std::max(worst, std::abs(scores[i].item<double>() - want) / std::max(1.0, std::abs(want)));
+  }
+  std::cout << "[ info     ] bf16 autocast vs the float64 reference: largest relative error "
+            << worst << "\n";
+  EXPECT_LT(worst, 0.05);
+
+  TempDir dir;
+  TrainOptions o = BackboneOptions();
+  o.device = "cuda";
+  auto res = TrainRewardModel(testing::BananaPairs(600, 31), testing::BananaPairs(150, 32),
+                              dir.Sub("v1"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_EQ(res->device, "cuda");
+  EXPECT_GE(res->holdout.accuracy, 0.9);
+}
+
 }  // namespace
 }  // namespace rlaif::trainer
