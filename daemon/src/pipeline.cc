@@ -955,6 +955,14 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                            {"loss_gain_se", res->stacking_loss_gain_se},
                            {"accuracy_gain", res->stacking_accuracy_gain}};
   }
+  // A pretrained backbone (trainer.model.backbone): a run from scratch starts
+  // from its weights, a refresh from the live model's (which came from it).
+  if (!opt.backbone.empty()) {
+    metrics["backbone"] = {{"dir", opt.backbone},
+                           {"weights_from", res->warm_started_from.empty()
+                                                ? std::string("backbone")
+                                                : res->warm_started_from}};
+  }
   if (!anchor_json.is_null()) metrics["anchor"] = anchor_json;
   if (live_m) metrics["live_on_same_holdout"] = MetricsJson(*live_m);
   if (cand_gate_m.pairs != cand_m->pairs) {

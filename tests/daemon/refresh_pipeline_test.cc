@@ -333,6 +333,7 @@ TEST_F(RefreshPipelineTest, EnsembleRefreshesAndLinearRetrainsFromScratch) {
   EXPECT_TRUE(m1["stacking"]["loss_gain"].is_number()) << m1.dump();
   EXPECT_TRUE(m1["stacking"]["accuracy_gain"].is_number()) << m1.dump();
   EXPECT_EQ(m1["residual"], "fp32");  // on the CPU, whatever the config says
+  EXPECT_FALSE(m1.contains("backbone"));  // none configured
   ASSERT_TRUE(scorer_->Current());
   EXPECT_EQ(scorer_->Current()->version(), t1.last_version);
   auto acc = trainer::Evaluate(*scorer_->Current(), HeldOut(first, true));
