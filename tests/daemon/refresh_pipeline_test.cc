@@ -311,6 +311,33 @@ TEST_F(RefreshPipelineTest, GivenTokenizerIsKeptByRefreshesAndAChangeRetrainsFro
             rlaif::testing::ReadFile(fixtures + "gpt2-3k.json"));
 }
 
+// trainer.model.backbone: the first model starts from the pretrained
+// backbone (its architecture and tokenizer), a refresh warm-starts from the
+// live model as usual, and /v1/models' metrics say which.
+TEST_F(RefreshPipelineTest, BackboneStartsTheFirstModelAndRefreshesKeepIt) {
+  const std::string backbone = rlaif::testing::SourceDir() + "/tests/trainer/data/gpt2_tiny";
+  Reconfigure([&](Config& c) { c.trainer.model.backbone = backbone; });
+  AddLabels(MarkerPairs(200, 1, "old", "banana", ""), NowMs() - 60000);
+  auto t1 = TrainAndWait(1);
+  ASSERT_EQ(t1.last_outcome, "promoted") << t1.last_reason;
+  json m1 = Metrics(t1.last_version);
+  EXPECT_EQ(m1["backbone"]["dir"], backbone);
+  EXPECT_EQ(m1["backbone"]["weights_from"], "backbone");
+  auto cfg1 = json::parse(
+      rlaif::testing::ReadFile(dir_.Sub("models/" + t1.last_version + "/config.json")));
+  EXPECT_EQ(cfg1["architecture"]["activation"], "gelu_tanh");
+  EXPECT_EQ(cfg1["training"]["backbone"]["dir"], backbone);
+  EXPECT_EQ(rlaif::testing::ReadFile(dir_.Sub("models/" + t1.last_version + "/tokenizer.json")),
+            rlaif::testing::ReadFile(backbone + "/tokenizer.json"));
+
+  AddLabels(MarkerPairs(200, 2, "new", "banana", ""), NowMs() - 30000);
+  auto t2 = TrainAndWait(2);
+  ASSERT_TRUE(t2.last_outcome == "promoted" || t2.last_outcome == "rejected") << t2.last_reason;
+  json m2 = Metrics(t2.last_version);
+  EXPECT_EQ(m2["refresh"]["mode"], "refresh") << m2["refresh"].dump();
+  EXPECT_EQ(m2["backbone"]["weights_from"], t1.last_version);
+}
+
 // trainer.model.type: an ensemble (the offline default) trains, refreshes
 // from its own checkpoint and serves; a linear model retrains from scratch
 // every run, with the reason.
