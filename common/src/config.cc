@@ -547,6 +547,10 @@ Result<Config> ParseConfig(const std::string& json_text) {
           problems.push_back("trainer.model.backbone: needs trainer.model.type transformer or "
                              "ensemble (a linear model has no transformer)");
         }
+        if (mc.d_model > 0 || mc.layers > 0 || mc.heads > 0) {
+          problems.push_back("trainer.model.backbone: sets d_model, layers and heads; leave "
+                             "trainer.model.d_model/layers/heads unset");
+        }
         // Fine-tuning a pretrained network: the from-scratch default (1e-3)
         // would wreck it in its first steps.
         if (!t->contains("learning_rate")) {

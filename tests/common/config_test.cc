@@ -120,7 +120,15 @@ TEST(ConfigTest, RefreshAndAnchorKeys) {
   EXPECT_DOUBLE_EQ(with_backbone->trainer.learning_rate, 3e-5);
   EXPECT_TRUE(defaults->trainer.model.backbone.empty());
   b["trainer"]["learning_rate"] = 1e-5;
-  EXPECT_DOUBLE_EQ(ParseConfig(b.dump())->trainer.learning_rate, 1e-5);
+  auto small_lr = ParseConfig(b.dump());
+  ASSERT_TRUE(small_lr.ok()) << small_lr.status().ToString();
+  EXPECT_DOUBLE_EQ(small_lr->trainer.learning_rate, 1e-5);
+  b["trainer"]["model"]["d_model"] = 768;
+  auto sized = ParseConfig(b.dump());
+  ASSERT_FALSE(sized.ok());
+  EXPECT_NE(sized.status().message().find("leave trainer.model.d_model/layers/heads unset"),
+            std::string::npos);
+  b["trainer"]["model"].erase("d_model");
   b["trainer"]["learning_rate"] = 1e-3;
   b["trainer"]["model"]["type"] = "linear";
   auto refused = ParseConfig(b.dump());

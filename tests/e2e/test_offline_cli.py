@@ -123,6 +123,14 @@ def main(args, tmp):
                        stdin=b'{"prompt": "Hi", "response": "Hello!"}\n')
     check(rc == 0 and math.isfinite(json.loads(out.splitlines()[0])["score"]),
           f"score with a backbone checkpoint ({rc}): {out} {err[-1000:]}")
+    llama = os.path.join(src, "tests", "trainer", "data", "llama_tiny")
+    rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", os.path.join(tmp, "llama"),
+                        "--device", "cpu", "--backbone", llama, "--epochs", "1",
+                        "--model-type", "transformer"])
+    check(rc == 0, f"train --backbone (llama) failed ({rc}): {err[-2000:]}")
+    cfg = json.load(open(os.path.join(tmp, "llama", "config.json")))
+    check(cfg["architecture"]["block"] == "llama" and cfg["architecture"]["max_len"] == 64,
+          f"llama checkpoint architecture {cfg['architecture']}")
     rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", os.path.join(tmp, "bad"),
                         "--backbone", backbone, "--preset", "small"])
     check(rc == 2 and "drop --preset" in err, f"--backbone with --preset ({rc}): {err[-2000:]}")

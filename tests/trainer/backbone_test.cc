@@ -27,19 +27,12 @@ using rlaif::testing::TempDir;
 using rlaif::testing::WriteFile;
 
 std::string FixtureDir() { return rlaif::testing::SourceDir() + "/tests/trainer/data/gpt2_tiny"; }
+// A Llama with grouped-query attention, Llama 3 rotary scaling and an MLP
+// width that is no multiple of the model width (llama_tiny/make_fixture.py).
+std::string LlamaDir() { return rlaif::testing::SourceDir() + "/tests/trainer/data/llama_tiny"; }
 
 ModelConfig ConfigOf(const HfBackboneInfo& info, int max_len) {
-  ModelConfig c;
-  c.preset = info.model_type;
-  c.vocab_size = BpeTokenizer::kFirstByte + info.vocab_size;
-  c.max_len = max_len;
-  c.d_model = info.d_model;
-  c.layers = info.layers;
-  c.heads = info.heads;
-  c.mlp_ratio = info.mlp_ratio;
-  c.activation = info.activation;
-  c.layer_norm_eps = info.layer_norm_eps;
-  return c;
+  return BackboneModelConfig(info, max_len);
 }
 
 // A copy of the fixture in a temp dir, with config.json and the tensors'
@@ -47,14 +40,14 @@ ModelConfig ConfigOf(const HfBackboneInfo& info, int max_len) {
 // section is kept; `extra` is appended to it).
 std::string MutatedFixture(const TempDir& tmp, const std::function<void(json&)>& edit_config,
                            const std::function<void(json&, uint64_t data_size)>& edit_header = {},
-                           const std::string& extra = "") {
+                           const std::string& extra = "", const std::string& from = FixtureDir()) {
   const std::string dir = tmp.Sub("backbone");
   fs::create_directories(dir);
-  json config = json::parse(ReadFile(FixtureDir() + "/config.json"));
+  json config = json::parse(ReadFile(from + "/config.json"));
   edit_config(config);
   WriteFile(dir + "/config.json", config.dump(2));
-  fs::copy_file(FixtureDir() + "/tokenizer.json", dir + "/tokenizer.json");
-  const std::string bytes = ReadFile(FixtureDir() + "/model.safetensors");
+  fs::copy_file(from + "/tokenizer.json", dir + "/tokenizer.json");
+  const std::string bytes = ReadFile(from + "/model.safetensors");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<unsigned char>(bytes[i]);
   json header = json::parse(bytes.substr(8, n));
@@ -194,6 +187,100 @@ TEST(HfBackbone, MapsTokenRowsAndSpecialTokens) {
   EXPECT_EQ(net->named_parameters()["pos_emb.weight"].size(0), 16);
 }
 
+// Sharded exports (model.safetensors.index.json): the tensors of every shard.
+TEST(HfBackbone, ReadsShardedExports) {
+  TempDir tmp;
+  const std::string dir = MutatedFixture(tmp, [](json&) {});
+  const std::string bytes = ReadFile(dir + "/model.safetensors");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<unsigned char>(bytes[i]);
+  const json header = json::parse(bytes.substr(8, n));
+  // Two shards with the same data section, each naming half of the tensors.
+  json first = json::object(), second = json::object(), map = json::object();
+  int k = 0;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") continue;
+    (k % 2 ? second : first)[it.key()] = it.value();
+    map[it.key()] =
+        k++ % 2 ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+  }
+  auto write = [&](const std::string& name, const json& h) {
+    const std::string text = h.dump();
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(uint64_t{text.size()} >> (8 * i) & 0xff);
+    WriteFile(dir + "/" + name, out + text + bytes.substr(8 + n));
+  };
+  write("model-00001-of-00002.safetensors", first);
+  write("model-00002-of-00002.safetensors", second);
+  fs::remove(dir + "/model.safetensors");
+  WriteFile(dir + "/model.safetensors.index.json", json{{"weight_map", map}}.dump());
+  auto info = ReadHfBackbone(dir);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->weight_files.size(), 2u);
+  const json expected = json::parse(ReadFile(FixtureDir() + "/expected.json"));
+  const auto scores = ScoreCases(dir, expected);
+  ASSERT_EQ(scores.size(), expected["cases"].size());
+  for (size_t i = 0; i < scores.size(); ++i) {
+    EXPECT_NEAR(scores[i], expected["cases"][i]["score"].get<double>(), 3e-5) << "case " << i;
+  }
+  // A tensor in both shards is refused.
+  first["wte.weight"] = second["wte.weight"] = header["wte.weight"];
+  write("model-00001-of-00002.safetensors", first);
+  write("model-00002-of-00002.safetensors", second);
+  info = ReadHfBackbone(dir);
+  ASSERT_TRUE(info.ok());
+  RewardTransformer net(ConfigOf(*info, 16));
+  const Status st = LoadHfBackboneWeights(net, *info);
+  EXPECT_NE(st.message().find("'wte.weight' is in two shards"), std::string::npos) << st.ToString();
+}
+
+// An embedding padded beyond the tokenizer (vocab_size 3300 > 3258 tokens):
+// the tokenizer's rows are used, the scores are the same.
+TEST(HfBackbone, ReadsAPaddedEmbedding) {
+  TempDir tmp;
+  const std::string fixture = ReadFile(FixtureDir() + "/model.safetensors");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<unsigned char>(fixture[i]);
+  const json h = json::parse(fixture.substr(8, n));
+  const uint64_t b = h["wte.weight"]["data_offsets"][0], e = h["wte.weight"]["data_offsets"][1];
+  // A new wte at the end of the data: the old rows, then 42 rows of 9s.
+  std::string padded = fixture.substr(8 + n + b, e - b);
+  const float nine = 9.0f;
+  for (int i = 0; i < 42 * 32; ++i) padded.append(reinterpret_cast<const char*>(&nine), 4);
+  const std::string dir = MutatedFixture(
+      tmp, [](json& c) { c["vocab_size"] = 3300; },
+      [&](json& header, uint64_t size) {
+        header["wte.weight"] = {{"dtype", "F32"},
+                                {"shape", {3300, 32}},
+                                {"data_offsets", {size, size + padded.size()}}};
+      },
+      padded);
+  auto info = ReadHfBackbone(dir);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->vocab_size, 3300);
+  // The network the tokenizer asks for: kFirstByte + its 3258 ids.
+  ModelConfig c = ConfigOf(*info, 64);
+  c.vocab_size = BpeTokenizer::kFirstByte + 3258;
+  RewardTransformer fitted(c);
+  ASSERT_TRUE(LoadHfBackboneWeights(fitted, *info).ok());
+  auto emb = fitted->named_parameters()["tok_emb.weight"];
+  EXPECT_EQ(emb.size(0), BpeTokenizer::kFirstByte + 3258);
+  EXPECT_LT(emb.abs().max().item<float>(), 9.0f);  // no padding row came along
+}
+
+// Without an end-of-text id, END starts as the mean row, like SEP.
+TEST(HfBackbone, EndIsTheMeanRowWithoutAnEosToken) {
+  TempDir tmp;
+  const std::string dir = MutatedFixture(tmp, [](json& c) { c.erase("eos_token_id"); });
+  auto info = ReadHfBackbone(dir);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->eos_token_id, -1);
+  RewardTransformer net(ConfigOf(*info, 16));
+  ASSERT_TRUE(LoadHfBackboneWeights(net, *info).ok());
+  auto emb = net->named_parameters()["tok_emb.weight"];
+  EXPECT_TRUE(torch::equal(emb[BpeTokenizer::kEnd], emb[BpeTokenizer::kSep]));
+}
+
 TEST(HfBackbone, RefusesWhatItCannotRead) {
   struct Case {
     std::string why;
@@ -204,8 +291,8 @@ TEST(HfBackbone, RefusesWhatItCannotRead) {
   };
   auto none = [](json&) {};
   const std::vector<Case> cases = {
-      {"model_type \"llama\"",
-       [](json& c) { c["model_type"] = "llama"; },
+      {"model_type \"bert\"",
+       [](json& c) { c["model_type"] = "bert"; },
        {},
        StatusCode::kInvalidArgument},
       {"activation_function \"relu\"",
@@ -334,14 +421,29 @@ TEST(HfBackbone, FineTunesIntoACheckpoint) {
   ASSERT_TRUE(m.ok());
   EXPECT_DOUBLE_EQ(m->accuracy, res->holdout.accuracy);
 
-  // Refresh: the same backbone options warm-start from it; a preset does not.
+  // Refresh: the same backbone options warm-start from it. The same shapes
+  // and tokenizer without the backbone do not (the GELU differs), nor does
+  // another backbone of the same shapes (one weight changed).
   TrainOptions warm = o;
   warm.init_from = dir.Sub("v1");
   EXPECT_TRUE(CheckWarmStart(dir.Sub("v1"), warm).ok());
-  TrainOptions preset;
-  preset.device = "cpu";
-  preset.init_from = dir.Sub("v1");
-  EXPECT_FALSE(CheckWarmStart(dir.Sub("v1"), preset).ok());
+  TrainOptions shaped;
+  shaped.device = "cpu";
+  shaped.tokenizer_file = FixtureDir() + "/tokenizer.json";
+  shaped.d_model = 32, shaped.layers = 2, shaped.heads = 4, shaped.max_len = 48;
+  Status st = CheckWarmStart(dir.Sub("v1"), shaped);
+  EXPECT_NE(st.message().find("activation / layer_norm_eps gelu_tanh"), std::string::npos)
+      << st.ToString();
+  TempDir other_dir;
+  const std::string other = MutatedFixture(other_dir, [](json&) {});
+  std::string weights = ReadFile(other + "/model.safetensors");
+  weights[weights.size() - 2] ^= 0x01;  // ln_f.bias's last value, a little
+  WriteFile(other + "/model.safetensors", weights);
+  ASSERT_NE(ReadHfBackbone(other)->identity, ReadHfBackbone(FixtureDir())->identity);
+  TrainOptions other_backbone = warm;
+  other_backbone.backbone = other;
+  st = CheckWarmStart(dir.Sub("v1"), other_backbone);
+  EXPECT_NE(st.message().find("trained from another backbone"), std::string::npos) << st.ToString();
   auto refreshed = TrainRewardModel(testing::BananaPairs(100, 33), holdout, dir.Sub("v2"), warm);
   ASSERT_TRUE(refreshed.ok()) << refreshed.status().ToString();
   EXPECT_EQ(refreshed->warm_started_from, "v1");
@@ -378,6 +480,59 @@ TEST(HfBackbone, TrainingStartsFromTheBackboneWeights) {
   EXPECT_EQ(compared, 2 + 2 * 12 + 2);
 }
 
+// A cancelled backbone run resumes from its state (not from the backbone's
+// weights again) to the uninterrupted run's result, and records the backbone;
+// another backbone's run discards that state.
+TEST(HfBackbone, CancelledRunResumesAndAnotherBackboneDiscardsTheState) {
+  TempDir dir;
+  const auto train = testing::BananaPairs(200, 71);
+  const auto eval = testing::BananaPairs(50, 72);
+  TrainOptions o = BackboneOptions();
+  o.resume_dir = dir.Sub("resume");
+  o.checkpoint_every_steps = 4;
+  TrainOptions plain = o;
+  plain.resume_dir.clear();
+  auto full = TrainRewardModel(train, eval, dir.Sub("full"), plain);
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+
+  int64_t steps_seen = 0;
+  TrainOptions cut = o;
+  cut.on_progress = [&](double) { ++steps_seen; };
+  cut.cancelled = [&] { return steps_seen >= 10; };
+  ASSERT_EQ(TrainRewardModel(train, eval, dir.Sub("v1"), cut).status().code(),
+            StatusCode::kCancelled);
+  auto resumed = TrainRewardModel(train, eval, dir.Sub("v1"), o);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_EQ(resumed->resumed_from_step, 10);
+  EXPECT_DOUBLE_EQ(resumed->holdout.loss, full->holdout.loss);
+  const json cfg = json::parse(ReadFile(dir.Sub("v1/config.json")));
+  EXPECT_EQ(cfg["training"]["backbone"]["dir"], FixtureDir());
+
+  steps_seen = 0;
+  ASSERT_EQ(TrainRewardModel(train, eval, dir.Sub("v2"), cut).status().code(),
+            StatusCode::kCancelled);
+  TempDir other_dir;
+  TrainOptions other = o;
+  other.backbone = MutatedFixture(other_dir, [](json&) {});
+  std::string weights = ReadFile(other.backbone + "/model.safetensors");
+  weights[weights.size() - 2] ^= 0x01;
+  WriteFile(other.backbone + "/model.safetensors", weights);
+  auto fresh = TrainRewardModel(train, eval, dir.Sub("v2"), other);
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  EXPECT_EQ(fresh->resumed_from_step, 0);
+}
+
+// A caller's (thread-local) no-grad mode does not reach training.
+TEST(HfBackbone, TrainsUnderACallersNoGradGuard) {
+  TempDir dir;
+  torch::NoGradGuard no_grad;
+  TrainOptions o = BackboneOptions();
+  o.epochs = 1;
+  auto res = TrainRewardModel(testing::BananaPairs(64, 61), {}, dir.Sub("v1"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_EQ(res->steps, 4);
+}
+
 TEST(HfBackbone, OptionsConflictsAreRefused) {
   TempDir dir;
   const auto pairs = testing::BananaPairs(20, 51);
@@ -400,55 +555,189 @@ TEST(HfBackbone, OptionsConflictsAreRefused) {
   EXPECT_NE(r.status().message().find("a backbone needs a transformer"), std::string::npos);
 }
 
+// ---- Llama ---------------------------------------------------------------------
+
+TEST(HfBackboneLlama, ReadsTheLlamaDescription) {
+  auto info = ReadHfBackbone(LlamaDir());
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->model_type, "llama");
+  EXPECT_EQ(info->d_model, 32);
+  EXPECT_EQ(info->layers, 2);
+  EXPECT_EQ(info->heads, 4);
+  EXPECT_EQ(info->kv_heads, 2);
+  EXPECT_EQ(info->head_dim, 8);
+  EXPECT_EQ(info->mlp_hidden, 80);
+  EXPECT_EQ(info->max_positions, 64);
+  EXPECT_EQ(info->activation, "silu");
+  EXPECT_EQ(info->layer_norm_eps, 1e-5);
+  EXPECT_EQ(info->rope_theta, 10000);
+  EXPECT_EQ(info->rope_factor, 8);
+  EXPECT_EQ(info->rope_original_max_positions, 16);
+  EXPECT_EQ(info->eos_token_id, 3256);
+  // Llama 3's scaling: the low frequencies divided by 8, the highest one
+  // smoothed between 1/8 and 1 (make_fixture.py: 1.0 -> 0.576056).
+  const auto f = RotaryInverseFrequencies(ConfigOf(*info, 64));
+  ASSERT_EQ(f.size(), 4u);
+  EXPECT_NEAR(f[0], 0.576056, 1e-6);
+  EXPECT_NEAR(f[1], 0.1 / 8, 1e-9);
+  EXPECT_NEAR(f[3], 0.001 / 8, 1e-12);
+}
+
+// What an independent float64 implementation of Llama computed for the
+// fixture (make_fixture.py; it also measured how far the scores move under
+// each mistake: skipped or interleaved rotary, no Llama 3 scaling, wrong GQA
+// head map, swapped gate/up: 0.04 to 12).
+TEST(HfBackboneLlama, ComputesWhatTheReferenceLlamaComputes) {
+  const json expected = json::parse(ReadFile(LlamaDir() + "/expected.json"));
+  const auto scores = ScoreCases(LlamaDir(), expected);
+  ASSERT_EQ(scores.size(), expected["cases"].size());
+  double worst = 0;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    const double want = expected["cases"][i]["score"].get<double>();
+    EXPECT_NEAR(scores[i], want, 3e-5)
+        << "case " << i << " (" << expected["cases"][i]["ids"].size() << " tokens)";
+    worst = std::max(worst, std::abs(scores[i] - want));
+  }
+  std::cout << "[ info     ] largest |score - reference| over " << scores.size()
+            << " cases: " << worst << "\n";
+}
+
+// LlamaForCausalLM exports: "model." before every name, and lm_head.
+TEST(HfBackboneLlama, ReadsCausalLmExports) {
+  TempDir tmp;
+  const int64_t lm_bytes = 3258 * 32 * 4;
+  const std::string dir = MutatedFixture(
+      tmp, [](json&) {},
+      [&](json& header, uint64_t data_size) {
+        json renamed = json::object();
+        for (auto it = header.begin(); it != header.end(); ++it) {
+          renamed[it.key() == "__metadata__" ? it.key() : "model." + it.key()] = it.value();
+        }
+        renamed["lm_head.weight"] = {{"dtype", "F32"},
+                                     {"shape", {3258, 32}},
+                                     {"data_offsets", {data_size, data_size + lm_bytes}}};
+        header = renamed;
+      },
+      std::string(static_cast<size_t>(lm_bytes), '\0'), LlamaDir());
+  const json expected = json::parse(ReadFile(LlamaDir() + "/expected.json"));
+  const auto scores = ScoreCases(dir, expected);
+  ASSERT_EQ(scores.size(), expected["cases"].size());
+  for (size_t i = 0; i < scores.size(); ++i) {
+    EXPECT_NEAR(scores[i], expected["cases"][i]["score"].get<double>(), 3e-5) << "case " << i;
+  }
+}
+
+TEST(HfBackboneLlama, RefusesWhatItCannotRead) {
+  const std::vector<std::pair<std::string, std::function<void(json&)>>> cases = {
+      {"rope_scaling type \"yarn\" is not read",
+       [](json& c) {
+         c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+       }},
+      {"hidden_act \"gelu\" is not read", [](json& c) { c["hidden_act"] = "gelu"; }},
+      {"num_key_value_heads 3 does not divide", [](json& c) { c["num_key_value_heads"] = 3; }},
+      {"intermediate_size missing", [](json& c) { c.erase("intermediate_size"); }},
+      {"supported: gpt2, llama", [](json& c) { c["model_type"] = "mistral"; }},
+  };
+  for (const auto& [why, edit] : cases) {
+    TempDir tmp;
+    auto info = ReadHfBackbone(MutatedFixture(tmp, edit, {}, "", LlamaDir()));
+    ASSERT_FALSE(info.ok()) << why;
+    EXPECT_NE(info.status().message().find(why), std::string::npos) << info.status().message();
+  }
+  // Biases the config promises but the file lacks.
+  TempDir tmp;
+  auto info = ReadHfBackbone(MutatedFixture(
+      tmp, [](json& c) { c["attention_bias"] = true; }, {}, "", LlamaDir()));
+  ASSERT_TRUE(info.ok());
+  RewardTransformer net(ConfigOf(*info, 32));
+  const Status st = LoadHfBackboneWeights(net, *info);
+  EXPECT_NE(st.message().find("no tensor 'layers.0.self_attn.q_proj.bias'"), std::string::npos)
+      << st.ToString();
+}
+
+TEST(HfBackboneLlama, FineTunesIntoACheckpointThatLoads) {
+  TempDir dir;
+  const auto holdout = testing::BananaPairs(150, 32);
+  TrainOptions o = BackboneOptions();
+  o.backbone = LlamaDir();
+  auto res = TrainRewardModel(testing::BananaPairs(600, 31), holdout, dir.Sub("v1"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  std::cout << "[ info     ] Llama fixture backbone: holdout accuracy " << res->holdout.accuracy
+            << " in " << res->seconds << " s\n";
+  EXPECT_GE(res->holdout.accuracy, 0.9);
+  const json cfg = json::parse(ReadFile(dir.Sub("v1/config.json")));
+  EXPECT_EQ(cfg["format_version"], 3);
+  EXPECT_EQ(cfg["architecture"]["block"], "llama");
+  EXPECT_EQ(cfg["architecture"]["kv_heads"], 2);
+  EXPECT_EQ(cfg["architecture"]["rope_factor"], 8.0);
+  EXPECT_EQ(cfg["training"]["backbone"]["model_type"], "llama");
+  auto model = RewardModel::Load(dir.Sub("v1"), "cpu");
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto m = Evaluate(**model, holdout);
+  ASSERT_TRUE(m.ok());
+  EXPECT_DOUBLE_EQ(m->accuracy, res->holdout.accuracy);
+  // A refresh from it with the same backbone; the GPT-2 backbone is refused.
+  TrainOptions warm = o;
+  warm.init_from = dir.Sub("v1");
+  EXPECT_TRUE(CheckWarmStart(dir.Sub("v1"), warm).ok());
+  warm.backbone = FixtureDir();
+  EXPECT_FALSE(CheckWarmStart(dir.Sub("v1"), warm).ok());
+}
+
 // ---- GPU (skipped without CUDA) ---------------------------------------------
 
 // On CUDA under bf16 autocast (scoring's eval mode): close to the float64
 // reference; then a fine-tuning run on CUDA from the backbone.
 TEST(HfBackboneGpu, MatchesTheReferenceUnderAutocastAndFineTunes) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  const json expected = json::parse(ReadFile(FixtureDir() + "/expected.json"));
-  auto info = ReadHfBackbone(FixtureDir());
-  ASSERT_TRUE(info.ok());
-  RewardTransformer net(ConfigOf(*info, info->max_positions));
-  ASSERT_TRUE(LoadHfBackboneWeights(net, *info).ok());
-  torch::NoGradGuard no_grad;
-  net->named_parameters()["head.weight"].copy_(
-      torch::tensor(expected["head_weight"].get<std::vector<float>>()).view({1, -1}));
-  net->named_parameters()["head.bias"].fill_(expected["head_bias"].get<double>());
-  net->to(torch::kCUDA);
-  net->eval();
-  std::vector<std::vector<int32_t>> seqs;
-  for (const auto& c : expected["cases"]) {
-    std::vector<int32_t> s;
-    for (int id : c["ids"]) s.push_back(id + BpeTokenizer::kFirstByte);
-    seqs.push_back(std::move(s));
-  }
-  std::vector<const std::vector<int32_t>*> ptrs;
-  for (const auto& s : seqs) ptrs.push_back(&s);
-  auto batch = MakeTokenBatch(ptrs, torch::Device(torch::kCUDA));
-  torch::Tensor scores;
-  {
-    CudaAutocastScope autocast(true);
-    scores = net->forward(batch.ids, batch.lengths).squeeze(1).to(torch::kCPU, torch::kDouble);
-  }
-  double worst = 0;
-  for (int64_t i = 0; i < scores.numel(); ++i) {
-    const double want = expected["cases"][i]["score"].get<double>();
-    worst =
-        std::max(worst, std::abs(scores[i].item<double>() - want) / std::max(1.0, std::abs(want)));
-  }
-  std::cout << "[ info     ] bf16 autocast vs the float64 reference: largest relative error "
-            << worst << "\n";
-  EXPECT_LT(worst, 0.05);
+  for (const std::string& backbone : {FixtureDir(), LlamaDir()}) {
+    SCOPED_TRACE(backbone);
+    const json expected = json::parse(ReadFile(backbone + "/expected.json"));
+    auto info = ReadHfBackbone(backbone);
+    ASSERT_TRUE(info.ok());
+    RewardTransformer net(ConfigOf(*info, info->max_positions));
+    ASSERT_TRUE(LoadHfBackboneWeights(net, *info).ok());
+    torch::NoGradGuard no_grad;  // until the end of this iteration: training enables its own
+    net->named_parameters()["head.weight"].copy_(
+        torch::tensor(expected["head_weight"].get<std::vector<float>>()).view({1, -1}));
+    net->named_parameters()["head.bias"].fill_(expected["head_bias"].get<double>());
+    net->to(torch::kCUDA);
+    net->eval();
+    std::vector<std::vector<int32_t>> seqs;
+    for (const auto& c : expected["cases"]) {
+      std::vector<int32_t> s;
+      for (int id : c["ids"]) s.push_back(id + BpeTokenizer::kFirstByte);
+      seqs.push_back(std::move(s));
+    }
+    std::vector<const std::vector<int32_t>*> ptrs;
+    for (const auto& s : seqs) ptrs.push_back(&s);
+    auto batch = MakeTokenBatch(ptrs, torch::Device(torch::kCUDA));
+    torch::Tensor scores;
+    {
+      CudaAutocastScope autocast(true);
+      scores = net->forward(batch.ids, batch.lengths).squeeze(1).to(torch::kCPU, torch::kDouble);
+    }
+    double worst = 0;
+    for (int64_t i = 0; i < scores.numel(); ++i) {
+      const double want = expected["cases"][i]["score"].get<double>();
+      worst = std::max(worst,
+                       std::abs(scores[i].item<double>() - want) / std::max(1.0, std::abs(want)));
+    }
+    std::cout << "[ info     ] " << info->model_type
+              << " bf16 autocast vs the float64 reference: largest relative error " << worst
+              << "\n";
+    EXPECT_LT(worst, 0.05);
 
-  TempDir dir;
-  TrainOptions o = BackboneOptions();
-  o.device = "cuda";
-  auto res = TrainRewardModel(testing::BananaPairs(600, 31), testing::BananaPairs(150, 32),
-                              dir.Sub("v1"), o);
-  ASSERT_TRUE(res.ok()) << res.status().ToString();
-  EXPECT_EQ(res->device, "cuda");
-  EXPECT_GE(res->holdout.accuracy, 0.9);
+    TempDir dir;
+    TrainOptions o = BackboneOptions();
+    o.backbone = backbone;
+    o.device = "cuda";
+    auto res = TrainRewardModel(testing::BananaPairs(600, 31), testing::BananaPairs(150, 32),
+                                dir.Sub("v1"), o);
+    ASSERT_TRUE(res.ok()) << res.status().ToString();
+    EXPECT_EQ(res->device, "cuda");
+    EXPECT_GE(res->holdout.accuracy, 0.9);
+  }
 }
 
 }  // namespace

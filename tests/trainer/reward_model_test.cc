@@ -122,6 +122,8 @@ TEST(TrainRewardModel, LearnsASyntheticPreferenceOnDisjointPrompts) {
   EXPECT_EQ(entries, 1u);
   auto config = nlohmann::json::parse(ReadFile(dir.Sub("models/v1/config.json")));
   EXPECT_EQ(config["format_version"], 2);
+  EXPECT_FALSE(config["training"].contains("backbone"));  // only for a backbone's descendants
+  EXPECT_FALSE(config["architecture"].contains("activation"));  // the default GELU
   EXPECT_EQ(config["dimensions"], nlohmann::json::array({""}));
   EXPECT_EQ(config["architecture"]["score_heads"], 1);
   EXPECT_EQ(config["version"], "v1");

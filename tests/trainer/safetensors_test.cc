@@ -5,6 +5,7 @@
 #include "safetensors.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <cstring>
@@ -130,6 +131,8 @@ TEST(SafeTensors, RefusesMalformedHeaders) {
       {Build(json{{"s", entry({2}, 0, 8)}, {"t", entry({3}, 4, 16)}}.dump(), data), "overlaps"},
       {Build(json{{"t", {{"dtype", "F32"}, {"shape", {4}}}}}.dump(), data), "data_offsets"},
       {Build(json{{"__metadata__", {{"k", 1}}}}.dump(), data), "__metadata__.k"},
+      {Build(std::string(20, '[') + std::string(20, ']'), data), "nests deeper than 8"},
+      {Build("{\"t\": \"[[[[[[[[[[[[\", \"u\": [[[[[[[[[[]]]]]]]]]]}", data), "nests deeper"},
   };
   for (const auto& [bytes, why] : cases) {
     auto f = SafeTensorsFile::Parse(bytes);
@@ -154,6 +157,11 @@ TEST(SafeTensors, OpensFilesAndReportsMissingOnes) {
   EXPECT_EQ(*moved.ToFloat32(*moved.Find("w")), (std::vector<float>{0.5f, 4.0f}));
   EXPECT_EQ(SafeTensorsFile::Open(dir + "/none.safetensors").status().code(),
             StatusCode::kNotFound);
+  // Neither a directory nor a FIFO (whose open would block) is read.
+  EXPECT_EQ(SafeTensorsFile::Open(dir).status().code(), StatusCode::kIoError);
+  ASSERT_EQ(mkfifo((dir + "/fifo.safetensors").c_str(), 0600), 0);
+  EXPECT_EQ(SafeTensorsFile::Open(dir + "/fifo.safetensors").status().code(),
+            StatusCode::kIoError);
   rlaif::testing::WriteFile(dir + "/empty.safetensors", "");
   EXPECT_EQ(SafeTensorsFile::Open(dir + "/empty.safetensors").status().code(),
             StatusCode::kCorruption);

@@ -33,14 +33,91 @@ uint64_t Fnv1a(uint64_t h, std::string_view s) {
   return h;
 }
 
+// The Llama part of ReadHfBackbone (the accessors are its lambdas).
+template <typename GetInt, typename GetString, typename GetBool, typename GetDouble,
+          typename Corrupt, typename Unsupported>
+Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool get_bool,
+                 GetDouble get_double, Corrupt corrupt, Unsupported unsupported,
+                 HfBackboneInfo* info) {
+  const std::pair<const char*, int*> required[] = {
+      {"hidden_size", &info->d_model},
+      {"num_hidden_layers", &info->layers},
+      {"num_attention_heads", &info->heads},
+      {"intermediate_size", &info->mlp_hidden},
+      {"max_position_embeddings", &info->max_positions},
+      {"vocab_size", &info->vocab_size}};
+  for (const auto& [key, out] : required) {
+    if (!get_int({key}, out))
+      return corrupt(std::string(key) + " missing or not a positive integer");
+  }
+  if (!get_int({"num_key_value_heads"}, &info->kv_heads)) info->kv_heads = info->heads;
+  if (!get_int({"head_dim"}, &info->head_dim)) {
+    if (info->d_model % info->heads != 0) {
+      return corrupt("num_attention_heads does not divide hidden_size and no head_dim is given");
+    }
+    info->head_dim = info->d_model / info->heads;
+  }
+  if (info->heads % info->kv_heads != 0) {
+    return corrupt("num_key_value_heads " + std::to_string(info->kv_heads) +
+                   " does not divide num_attention_heads " + std::to_string(info->heads));
+  }
+  if (info->head_dim % 2 != 0) return corrupt("head_dim must be even for rotary positions");
+  std::string act;
+  if (!get_string("hidden_act", "silu", &act)) return corrupt("hidden_act is not a string");
+  if (act != "silu") {
+    return unsupported("hidden_act \"" + act + "\" is not read (supported: silu)");
+  }
+  info->activation = "silu";
+  if (!get_double("rms_norm_eps", 1e-6, 1e-12, 0.1, &info->layer_norm_eps)) {
+    return corrupt("rms_norm_eps is not a small positive number");
+  }
+  if (!get_double("rope_theta", 10000, 1, 1e12, &info->rope_theta)) {
+    return corrupt("rope_theta is not a positive number");
+  }
+  if (!get_bool("attention_bias", false, &info->attention_bias) ||
+      !get_bool("mlp_bias", false, &info->mlp_bias)) {
+    return corrupt("attention_bias or mlp_bias is not a boolean");
+  }
+  const auto scaling = j.find("rope_scaling");
+  if (scaling != j.end() && !scaling->is_null()) {
+    if (!scaling->is_object()) return corrupt("rope_scaling is not an object");
+    std::string type =
+        scaling->value("rope_type", json()).is_string() ? (*scaling)["rope_type"].get<std::string>()
+        : scaling->value("type", json()).is_string()    ? (*scaling)["type"].get<std::string>()
+                                                        : "";
+    if (type != "llama3") {
+      return unsupported("rope_scaling type \"" + type + "\" is not read (supported: llama3)");
+    }
+    auto number = [&](const char* key, double* out) {
+      auto it = scaling->find(key);
+      if (it == scaling->end() || !it->is_number() || !(it->get<double>() > 0)) return false;
+      *out = it->get<double>();
+      return true;
+    };
+    double original = 0;
+    if (!number("factor", &info->rope_factor) ||
+        !number("low_freq_factor", &info->rope_low_freq_factor) ||
+        !number("high_freq_factor", &info->rope_high_freq_factor) ||
+        !number("original_max_position_embeddings", &original) ||
+        !(info->rope_high_freq_factor > info->rope_low_freq_factor)) {
+      return corrupt(
+          "rope_scaling (llama3) needs positive factor, low_freq_factor < "
+          "high_freq_factor and original_max_position_embeddings");
+    }
+    info->rope_original_max_positions = static_cast<int>(original);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
-bool IsIgnoredGpt2Tensor(const std::string& name) {
+bool IsIgnoredBackboneTensor(const std::string& name) {
   auto ends_with = [&name](std::string_view suffix) {
     return name.size() >= suffix.size() &&
            name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
-  return name == "lm_head.weight" || ends_with(".attn.bias") || ends_with(".attn.masked_bias");
+  return name == "lm_head.weight" || ends_with(".attn.bias") || ends_with(".attn.masked_bias") ||
+         ends_with(".rotary_emb.inv_freq");
 }
 
 Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
@@ -52,6 +129,9 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
   if (!fs::exists(config_path, ec)) {
     return Status::NotFound("backbone " + dir_text + ": no config.json");
   }
+  if (!fs::is_regular_file(config_path, ec)) {
+    return Status::InvalidArgument("backbone " + dir_text + ": config.json is not a regular file");
+  }
   auto text = ReadText(config_path);
   if (!text.ok()) return text.status();
   const json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
@@ -62,13 +142,34 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
     return Status::InvalidArgument("backbone " + dir_text + ": " + m);
   };
   if (!j.is_object()) return corrupt("not a JSON object");
+  // Typed reads: a field of the wrong type is a corrupt file, not an exception.
+  auto get_string = [&j](const char* key, const std::string& absent, std::string* out) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) {
+      *out = absent;
+      return true;
+    }
+    if (!it->is_string()) return false;
+    *out = it->get<std::string>();
+    return true;
+  };
+  auto get_bool = [&j](const char* key, bool absent, bool* out) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) {
+      *out = absent;
+      return true;
+    }
+    if (!it->is_boolean()) return false;
+    *out = it->get<bool>();
+    return true;
+  };
 
   HfBackboneInfo info;
   info.dir = dir_text;
-  info.model_type = j.value("model_type", std::string());
-  if (info.model_type != "gpt2") {
+  if (!get_string("model_type", "", &info.model_type)) return corrupt("model_type is not a string");
+  if (info.model_type != "gpt2" && info.model_type != "llama") {
     return unsupported("model_type \"" + info.model_type +
-                       "\" is not read by this build (supported: gpt2)");
+                       "\" is not read by this build (supported: gpt2, llama)");
   }
   auto get_int = [&j](std::initializer_list<const char*> keys, int* out) {
     for (const char* key : keys) {
@@ -81,58 +182,83 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
     }
     return false;
   };
-  if (!get_int({"n_embd"}, &info.d_model))
-    return corrupt("n_embd missing or not a positive integer");
-  if (!get_int({"n_layer"}, &info.layers))
-    return corrupt("n_layer missing or not a positive integer");
-  if (!get_int({"n_head"}, &info.heads)) return corrupt("n_head missing or not a positive integer");
-  if (!get_int({"n_positions", "n_ctx"}, &info.max_positions)) {
-    return corrupt("n_positions missing or not a positive integer");
-  }
-  if (!get_int({"vocab_size"}, &info.vocab_size)) {
-    return corrupt("vocab_size missing or not a positive integer");
-  }
-  if (info.d_model % info.heads != 0) {
-    return corrupt("n_head " + std::to_string(info.heads) + " does not divide n_embd " +
-                   std::to_string(info.d_model));
-  }
-  const auto inner = j.find("n_inner");
-  if (inner != j.end() && !inner->is_null()) {
-    if (!inner->is_number_integer() || inner->get<int64_t>() <= 0) {
-      return corrupt("n_inner is not a positive integer");
+  auto get_double = [&j](const char* key, double absent, double lo, double hi, double* out) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) {
+      *out = absent;
+      return true;
     }
-    const int64_t n = inner->get<int64_t>();
-    if (n % info.d_model != 0) {
-      return unsupported("n_inner " + std::to_string(n) + " is not a multiple of n_embd " +
-                         std::to_string(info.d_model));
-    }
-    info.mlp_ratio = static_cast<int>(n / info.d_model);
-  }
-  const std::string act = j.value("activation_function", std::string("gelu_new"));
-  if (act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast") {
-    info.activation = "gelu_tanh";  // three spellings of the same tanh approximation
-  } else if (act == "gelu") {
-    info.activation = "gelu";
+    if (!it->is_number() || !(it->get<double>() >= lo && it->get<double>() <= hi)) return false;
+    *out = it->get<double>();
+    return true;
+  };
+  if (info.model_type == "llama") {
+    RLAIF_RETURN_IF_ERROR(
+        ReadLlama(j, get_int, get_string, get_bool, get_double, corrupt, unsupported, &info));
   } else {
-    return unsupported("activation_function \"" + act +
-                       "\" is not read (supported: gelu_new, "
-                       "gelu_pytorch_tanh, gelu_fast, gelu)");
-  }
-  const auto eps = j.find("layer_norm_epsilon");
-  if (eps != j.end()) {
-    if (!eps->is_number() || !(eps->get<double>() > 0) || eps->get<double>() > 0.1) {
-      return corrupt("layer_norm_epsilon is not a small positive number");
+    if (!get_int({"n_embd"}, &info.d_model))
+      return corrupt("n_embd missing or not a positive integer");
+    if (!get_int({"n_layer"}, &info.layers))
+      return corrupt("n_layer missing or not a positive integer");
+    if (!get_int({"n_head"}, &info.heads))
+      return corrupt("n_head missing or not a positive integer");
+    if (!get_int({"n_positions", "n_ctx"}, &info.max_positions)) {
+      return corrupt("n_positions missing or not a positive integer");
     }
-    info.layer_norm_eps = eps->get<double>();
+    if (!get_int({"vocab_size"}, &info.vocab_size)) {
+      return corrupt("vocab_size missing or not a positive integer");
+    }
+    if (info.d_model % info.heads != 0) {
+      return corrupt("n_head " + std::to_string(info.heads) + " does not divide n_embd " +
+                     std::to_string(info.d_model));
+    }
+    const auto inner = j.find("n_inner");
+    if (inner != j.end() && !inner->is_null()) {
+      if (!inner->is_number_integer() || inner->get<int64_t>() <= 0) {
+        return corrupt("n_inner is not a positive integer");
+      }
+      const int64_t n = inner->get<int64_t>();
+      if (n % info.d_model != 0) {
+        return unsupported("n_inner " + std::to_string(n) + " is not a multiple of n_embd " +
+                           std::to_string(info.d_model));
+      }
+      info.mlp_ratio = static_cast<int>(n / info.d_model);
+    }
+    std::string act;
+    if (!get_string("activation_function", "gelu_new", &act)) {
+      return corrupt("activation_function is not a string");
+    }
+    if (act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast") {
+      info.activation = "gelu_tanh";  // three spellings of the same tanh approximation
+    } else if (act == "gelu") {
+      info.activation = "gelu";
+    } else {
+      return unsupported("activation_function \"" + act +
+                         "\" is not read (supported: gelu_new, "
+                         "gelu_pytorch_tanh, gelu_fast, gelu)");
+    }
+    const auto eps = j.find("layer_norm_epsilon");
+    if (eps != j.end()) {
+      if (!eps->is_number() || !(eps->get<double>() > 0) || eps->get<double>() > 0.1) {
+        return corrupt("layer_norm_epsilon is not a small positive number");
+      }
+      info.layer_norm_eps = eps->get<double>();
+    }
+    bool scaled = true, by_layer = false, cross = false;
+    if (!get_bool("scale_attn_weights", true, &scaled) ||
+        !get_bool("scale_attn_by_inverse_layer_idx", false, &by_layer) ||
+        !get_bool("add_cross_attention", false, &cross)) {
+      return corrupt(
+          "scale_attn_weights, scale_attn_by_inverse_layer_idx or add_cross_attention "
+          "is not a boolean");
+    }
+    if (!scaled) return unsupported("scale_attn_weights false (unscaled attention) is not read");
+    if (by_layer) return unsupported("scale_attn_by_inverse_layer_idx is not read");
+    if (cross) return unsupported("cross-attention is not read");
   }
-  if (!j.value("scale_attn_weights", true)) {
-    return unsupported("scale_attn_weights false (unscaled attention) is not read");
-  }
-  if (j.value("scale_attn_by_inverse_layer_idx", false)) {
-    return unsupported("scale_attn_by_inverse_layer_idx is not read");
-  }
-  if (j.value("add_cross_attention", false)) return unsupported("cross-attention is not read");
-  const auto eos = j.find("eos_token_id");
+  // An int, or a list of them (Llama 3 Instruct's end-of-turn ids): the first.
+  auto eos = j.find("eos_token_id");
+  if (eos != j.end() && eos->is_array() && !eos->empty()) eos = eos->begin();
   if (eos != j.end() && eos->is_number_integer() && eos->get<int64_t>() >= 0 &&
       eos->get<int64_t>() < info.vocab_size) {
     info.eos_token_id = eos->get<int>();
@@ -177,6 +303,19 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
                   static_cast<unsigned long long>(st->header_hash()),
                   static_cast<unsigned long long>(fs::file_size(file, ec)));
     h = Fnv1a(h, buf);
+    // A sample of the data too (all of it would be gigabytes): 4 KiB at 16
+    // evenly spaced places of each tensor, so weights replaced by others of
+    // the same shapes change the identity.
+    for (const auto& [name, t] : st->tensors()) {
+      const std::string_view bytes = st->Bytes(t);
+      if (bytes.size() <= (64u << 10)) {
+        h = Fnv1a(h, bytes);
+        continue;
+      }
+      for (size_t k = 0; k < 16; ++k) {
+        h = Fnv1a(h, bytes.substr((bytes.size() - (4u << 10)) / 15 * k, 4u << 10));
+      }
+    }
   }
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));

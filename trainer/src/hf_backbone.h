@@ -5,14 +5,20 @@
 // checks the description; LoadHfBackboneWeights (transformer.h) copies the
 // weights into the network.
 //
-// Supported: GPT-2 (model_type "gpt2": gpt2, distilgpt2, gpt2-medium/large/xl
-// and models of the same architecture). Its blocks are the reward network's:
-// pre-LN, learned positions, fused q/k/v, a 4x MLP, a final LayerNorm, causal
-// attention; only the GELU differs ("gelu_new" is the tanh approximation,
-// ModelConfig::activation). Anything else is refused with a message that
-// names what is not read (another model_type, cross-attention, per-layer
-// attention scaling, a non-GELU activation, an MLP width that is not a
-// multiple of the model width, pickled weights).
+// Supported:
+//  - GPT-2 (model_type "gpt2": gpt2, distilgpt2, gpt2-medium/large/xl and
+//    models of the same architecture). Its blocks are the presets' blocks:
+//    pre-LN, learned positions, fused q/k/v, a 4x MLP, a final LayerNorm,
+//    causal attention; only the GELU differs ("gelu_new" is the tanh
+//    approximation, ModelConfig::activation).
+//  - Llama (model_type "llama": Llama 2/3.x, SmolLM/SmolLM2, TinyLlama and
+//    other models of that architecture): RMSNorm, rotary positions (with
+//    Llama 3's frequency scaling), grouped-query attention, a SwiGLU MLP of
+//    any width, optional attention/MLP biases (ModelConfig::block "llama").
+// Anything else is refused with a message that names what is not read
+// (another model_type, cross-attention, per-layer attention scaling, another
+// activation, another rotary scaling, an MLP width that is not a multiple of
+// a GPT-2's model width, pickled weights).
 #pragma once
 
 #include <string>
@@ -24,21 +30,31 @@ namespace rlaif::trainer {
 
 struct HfBackboneInfo {
   std::string dir;
-  std::string model_type;  // "gpt2"
+  std::string model_type;  // "gpt2" | "llama"
   int d_model = 0;
   int layers = 0;
   int heads = 0;
-  int mlp_ratio = 4;
-  int max_positions = 0;   // n_positions: the longest sequence it has positions for
+  int mlp_ratio = 4;       // gpt2
+  int max_positions = 0;   // the longest sequence it has positions for
   int vocab_size = 0;      // rows of the token embedding
   int eos_token_id = -1;   // its end-of-text id (-1 if none): the END embedding starts there
-  std::string activation;  // "gelu" | "gelu_tanh"
-  double layer_norm_eps = 1e-5;
+  std::string activation;  // "gelu" | "gelu_tanh" (gpt2), "silu" (llama's SwiGLU)
+  double layer_norm_eps = 1e-5;  // LayerNorm's, or llama's RMSNorm's
+  // llama only.
+  int kv_heads = 0;         // key/value heads (grouped-query attention)
+  int head_dim = 0;         // per head
+  int mlp_hidden = 0;       // intermediate_size
+  double rope_theta = 10000;
+  // Llama 3's rotary frequency scaling ("rope_type": "llama3"); factor 0 = none.
+  double rope_factor = 0, rope_low_freq_factor = 1, rope_high_freq_factor = 4;
+  int rope_original_max_positions = 0;
+  bool attention_bias = false, mlp_bias = false;
   std::vector<std::string> weight_files;  // model.safetensors, or the shards
   std::string tokenizer_file;             // <dir>/tokenizer.json ("" if absent)
-  // FNV-1a over config.json and each weight file's header (names, shapes,
-  // offsets) and size, as hex: changes when the backbone does, without
-  // hashing gigabytes of weights.
+  // FNV-1a over config.json and, per weight file, its header (names, shapes,
+  // offsets), its size and 4 KiB samples of each tensor's data (small
+  // tensors whole), as hex: changes when the backbone does, without hashing
+  // gigabytes of weights. Content only: a copied directory keeps it.
   std::string identity;
 };
 
@@ -48,8 +64,9 @@ struct HfBackboneInfo {
 // architecture this build does not read, kCorruption for malformed files.
 Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir);
 
-// The tensor names GPT-2 keeps that the reward network has no use for: the
-// tied language-model head and the causal-mask buffers of older exports.
-bool IsIgnoredGpt2Tensor(const std::string& name);
+// The tensor names a backbone export keeps that the reward network has no
+// use for: the language-model head, GPT-2's causal-mask buffers and Llama's
+// rotary inv_freq buffers of older exports.
+bool IsIgnoredBackboneTensor(const std::string& name);
 
 }  // namespace rlaif::trainer

@@ -123,15 +123,36 @@ Status ValidateConfig(const ModelConfig& c) {
   if (c.layers < 1 || c.layers > 256) {
     return bad("layers " + std::to_string(c.layers) + " outside [1, 256]");
   }
-  if (c.heads < 1 || c.d_model % c.heads != 0) {
-    return bad("heads " + std::to_string(c.heads) + " must divide d_model " +
-               std::to_string(c.d_model));
-  }
-  if (c.mlp_ratio < 1 || c.mlp_ratio > 16) {
-    return bad("mlp_ratio " + std::to_string(c.mlp_ratio) + " outside [1, 16]");
-  }
-  if (c.activation != "gelu" && c.activation != "gelu_tanh") {
-    return bad("activation \"" + c.activation + "\": use gelu or gelu_tanh");
+  if (c.block == "llama") {
+    if (c.heads < 1 || c.kv_heads < 1 || c.heads % c.kv_heads != 0) {
+      return bad("kv_heads " + std::to_string(c.kv_heads) + " must divide heads " +
+                 std::to_string(c.heads));
+    }
+    if (c.head_dim < 2 || c.head_dim % 2 != 0 || c.head_dim > 1024) {
+      return bad("head_dim " + std::to_string(c.head_dim) + " must be even, in [2, 1024]");
+    }
+    if (c.mlp_hidden < 1 || c.mlp_hidden > (1 << 20)) {
+      return bad("mlp_hidden " + std::to_string(c.mlp_hidden) + " outside [1, 1048576]");
+    }
+    if (c.activation != "silu") return bad("activation of a llama block must be silu");
+    if (!(c.rope_theta > 0) || !(c.rope_factor >= 0) ||
+        (c.rope_factor > 0 && !(c.rope_high_freq_factor > c.rope_low_freq_factor &&
+                                c.rope_low_freq_factor > 0 && c.rope_original_max_positions > 0))) {
+      return bad("rotary parameters out of range");
+    }
+  } else if (c.block == "gpt2") {
+    if (c.heads < 1 || c.d_model % c.heads != 0) {
+      return bad("heads " + std::to_string(c.heads) + " must divide d_model " +
+                 std::to_string(c.d_model));
+    }
+    if (c.mlp_ratio < 1 || c.mlp_ratio > 16) {
+      return bad("mlp_ratio " + std::to_string(c.mlp_ratio) + " outside [1, 16]");
+    }
+    if (c.activation != "gelu" && c.activation != "gelu_tanh") {
+      return bad("activation \"" + c.activation + "\": use gelu or gelu_tanh");
+    }
+  } else {
+    return bad("block \"" + c.block + "\": use gpt2 or llama");
   }
   if (!(c.layer_norm_eps > 0 && c.layer_norm_eps <= 0.1)) {
     return bad("layer_norm_eps must be in (0, 0.1]");
@@ -147,7 +168,22 @@ Status ValidateConfig(const ModelConfig& c) {
 // epsilon), so that an older build refuses such a checkpoint instead of
 // scoring it with the wrong activation.
 bool NeedsFormat3(const ModelConfig& c) {
-  return c.activation != "gelu" || c.layer_norm_eps != 1e-5;
+  return c.activation != "gelu" || c.layer_norm_eps != 1e-5 || c.block != "gpt2";
+}
+
+// A llama block's own fields (ModelConfig), as config.json stores them.
+json LlamaJson(const ModelConfig& c) {
+  return {{"block", c.block},
+          {"kv_heads", c.kv_heads},
+          {"head_dim", c.head_dim},
+          {"mlp_hidden", c.mlp_hidden},
+          {"rope_theta", c.rope_theta},
+          {"rope_factor", c.rope_factor},
+          {"rope_low_freq_factor", c.rope_low_freq_factor},
+          {"rope_high_freq_factor", c.rope_high_freq_factor},
+          {"rope_original_max_positions", c.rope_original_max_positions},
+          {"attention_bias", c.attention_bias},
+          {"mlp_bias", c.mlp_bias}};
 }
 
 json ConfigToJson(const ModelConfig& c) {
@@ -167,6 +203,11 @@ json ConfigToJson(const ModelConfig& c) {
   if (NeedsFormat3(c)) {  // absent = the defaults, so older configs hash the same
     j["activation"] = c.activation;
     j["layer_norm_eps"] = c.layer_norm_eps;
+  }
+  if (c.block == "llama") {
+    j.update(LlamaJson(c));
+    j["norm"] = "pre-rmsnorm";
+    j.erase("mlp_ratio");
   }
   return j;
 }
@@ -188,7 +229,36 @@ Result<ModelConfig> ConfigFromJson(const json& j) {
   RLAIF_RETURN_IF_ERROR(get_int("d_model", &c.d_model));
   RLAIF_RETURN_IF_ERROR(get_int("layers", &c.layers));
   RLAIF_RETURN_IF_ERROR(get_int("heads", &c.heads));
-  RLAIF_RETURN_IF_ERROR(get_int("mlp_ratio", &c.mlp_ratio));
+  if (auto b = j.find("block"); b != j.end()) {
+    if (!b->is_string()) return Status::Corruption("config.json: architecture.block");
+    c.block = b->get<std::string>();
+  }
+  if (c.block == "llama") {
+    RLAIF_RETURN_IF_ERROR(get_int("kv_heads", &c.kv_heads));
+    RLAIF_RETURN_IF_ERROR(get_int("head_dim", &c.head_dim));
+    RLAIF_RETURN_IF_ERROR(get_int("mlp_hidden", &c.mlp_hidden));
+    RLAIF_RETURN_IF_ERROR(get_int("rope_original_max_positions", &c.rope_original_max_positions));
+    for (auto [key, out] : {std::pair<const char*, double*>{"rope_theta", &c.rope_theta},
+                            {"rope_factor", &c.rope_factor},
+                            {"rope_low_freq_factor", &c.rope_low_freq_factor},
+                            {"rope_high_freq_factor", &c.rope_high_freq_factor}}) {
+      auto it = j.find(key);
+      if (it == j.end() || !it->is_number()) {
+        return Status::Corruption(std::string("config.json: architecture.") + key);
+      }
+      *out = it->get<double>();
+    }
+    for (auto [key, out] : {std::pair<const char*, bool*>{"attention_bias", &c.attention_bias},
+                            {"mlp_bias", &c.mlp_bias}}) {
+      auto it = j.find(key);
+      if (it == j.end() || !it->is_boolean()) {
+        return Status::Corruption(std::string("config.json: architecture.") + key);
+      }
+      *out = it->get<bool>();
+    }
+  } else {
+    RLAIF_RETURN_IF_ERROR(get_int("mlp_ratio", &c.mlp_ratio));
+  }
   if (j.contains("score_heads")) {  // absent in format_version 1: one head
     RLAIF_RETURN_IF_ERROR(get_int("score_heads", &c.score_heads));
   }
@@ -214,14 +284,7 @@ Result<ModelConfig> ConfigFromJson(const json& j) {
 Result<ModelConfig> BackboneConfig(const TrainOptions& o) {
   auto info = ReadHfBackbone(o.backbone);
   if (!info.ok()) return info.status();
-  ModelConfig c;
-  c.preset = info->model_type;
-  c.d_model = info->d_model, c.layers = info->layers, c.heads = info->heads;
-  c.mlp_ratio = info->mlp_ratio;
-  c.causal = true;
-  c.activation = info->activation;
-  c.layer_norm_eps = info->layer_norm_eps;
-  c.vocab_size = BpeTokenizer::kFirstByte + info->vocab_size;  // the tokenizer's, once read
+  ModelConfig c = BackboneModelConfig(*info, 0);  // max_len below
   const std::pair<const char*, std::pair<int, int>> fixed[] = {
       {"d_model", {o.d_model, c.d_model}}, {"layers", {o.layers, c.layers}},
       {"heads", {o.heads, c.heads}}};
@@ -964,6 +1027,7 @@ struct WarmStartSource {
   std::vector<std::string> dimensions;  // its heads, in order
   std::string version;
   std::string identity;  // hash of its config.json: part of the resume fingerprint
+  json backbone;         // its training.backbone (null: not trained from one)
 };
 
 Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const TrainOptions& options) {
@@ -1022,6 +1086,11 @@ Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const Trai
     return refuse("its tokenizer was given (" + theirs->description() +
                   ") and no tokenizer file is set");
   }
+  if (arch->block != want->block ||
+      (arch->block == "llama" && LlamaJson(*arch) != LlamaJson(*want))) {
+    return refuse("architecture differs: block " + LlamaJson(*arch).dump() +
+                  " in the checkpoint, " + LlamaJson(*want).dump() + " asked");
+  }
   if (arch->activation != want->activation || arch->layer_norm_eps != want->layer_norm_eps) {
     return refuse("architecture differs: activation / layer_norm_eps " + arch->activation + " " +
                   std::to_string(arch->layer_norm_eps) + " in the checkpoint, " +
@@ -1047,6 +1116,27 @@ Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const Trai
   }
   src.version = cfg.value("version", dir.filename().string());
   src.identity = HexId(Hash64(*text));
+  // The backbone it descends from must be the one asked for (also when the
+  // architecture is the same: another checkpoint of the same shape), and a
+  // model from a backbone is not refreshed by a run that names none.
+  const json training = cfg.value("training", json());
+  src.backbone = training.is_object() ? training.value("backbone", json()) : json();
+  if (!options.backbone.empty()) {
+    auto info = ReadHfBackbone(options.backbone);
+    if (!info.ok()) return info.status();
+    if (!src.backbone.is_object()) {
+      return refuse("it was not trained from the backbone " + options.backbone);
+    }
+    if (src.backbone.value("identity", std::string()) != info->identity) {
+      return refuse("it was trained from another backbone (" +
+                    src.backbone.value("dir", std::string("?")) + ", identity " +
+                    src.backbone.value("identity", std::string("?")) + ") than " +
+                    options.backbone + " (identity " + info->identity + ")");
+    }
+  } else if (src.backbone.is_object()) {
+    return refuse("it was trained from the backbone " + src.backbone.value("dir", std::string("?")) +
+                  " and no backbone is set");
+  }
   return src;
 }
 
@@ -1240,6 +1330,8 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
                                         const std::vector<double>& train_offsets = {},
                                         const std::vector<double>& val_offsets = {}) {
   TransformerRun run;
+  // Training needs gradients whatever the caller's (thread-local) grad mode.
+  torch::AutoGradMode enable_grad(true);
   const bool use_bf16 = device.is_cuda();
   // 0. A given tokenizer (options.tokenizer_file) replaces a trained one; a
   // warm start keeps its checkpoint's.
@@ -1259,6 +1351,9 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
     auto info = ReadHfBackbone(options.backbone);
     if (!info.ok()) return info.status();
     backbone.emplace(std::move(*info));
+    run.backbone = {{"dir", backbone->dir},
+                    {"model_type", backbone->model_type},
+                    {"identity", backbone->identity}};
   }
   // A resume state of this very run, if one was left behind.
   const fs::path resume_dir = options.resume_dir;
@@ -1352,9 +1447,6 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   if (backbone && resumed.is_null()) {  // a resumed run reads its weights from the state
     const double t_load = MonotonicSeconds();
     RLAIF_RETURN_IF_ERROR(LoadHfBackboneWeights(net, *backbone));
-    run.backbone = {{"dir", backbone->dir},
-                    {"model_type", backbone->model_type},
-                    {"identity", backbone->identity}};
     spdlog::info("trainer: {} backbone from {} ({} layers, d_model {}) in {:.1f}s",
                  backbone->model_type, backbone->dir, backbone->layers, backbone->d_model,
                  MonotonicSeconds() - t_load);
@@ -1928,6 +2020,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
 
   // 2. The transformer.
   std::optional<TransformerRun> run;
+  json warm_backbone;  // the warm-start checkpoint's training.backbone
   std::shared_ptr<TorchRewardModel> transformer;
   std::string tokenizer_json;
   if (want_transformer) {
@@ -1940,6 +2033,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       if (!w.ok()) return w.status();
       warm.emplace(std::move(*w));
       result.warm_started_from = warm->version;
+      warm_backbone = warm_source->backbone;
       spdlog::info("trainer: warm start from {} ({}): {} head(s) kept, {} new", warm->version,
                    options.init_from, dimensions.size() - warm->new_heads, warm->new_heads);
     }
@@ -1947,6 +2041,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
                               warm ? &*warm : nullptr, train_offsets, val_offsets);
     if (!r.ok()) return r.status();
     run.emplace(std::move(*r));
+    if (warm) run->backbone = warm_backbone;  // the live model's lineage
     config->vocab_size = run->tokenizer->vocab_size();
     tokenizer_json = run->tokenizer->ToJson();
     transformer = std::make_shared<TorchRewardModel>(
@@ -2205,7 +2300,6 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
         {"threads", options.threads},
         {"seed", options.seed},
         {"init_from", result.warm_started_from},
-        {"backbone", run->backbone},
         {"resumed_from_step", result.resumed_from_step},
         {"steps", result.steps},
         {"best_step", result.best_step},
@@ -2216,6 +2310,9 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
          run->padded_tokens > 0
              ? static_cast<double>(run->padded_tokens - run->real_tokens) / run->padded_tokens
              : 0.0}};
+    // Only for a model that descends from a backbone: other checkpoints'
+    // config.json stays as it was.
+    if (!run->backbone.is_null()) cfg["training"]["backbone"] = run->backbone;
   }
   if (options.model_type == "ensemble") {
     auto member_json = [&dimensions](const EnsembleRewardModel::Member& m) {

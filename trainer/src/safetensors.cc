@@ -54,6 +54,32 @@ float HalfToFloat(uint16_t h) {
   return f;
 }
 
+// Deepest nesting of arrays and objects in JSON text (strings skipped), or
+// limit + 1 as soon as it exceeds `limit`: nlohmann builds every level, so a
+// header of 10^8 '[' would cost gigabytes before it failed.
+int JsonDepth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return limit + 1;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 }  // namespace
 
 int SafeTensorsDtypeSize(std::string_view dtype) {
@@ -86,7 +112,8 @@ SafeTensorsFile& SafeTensorsFile::operator=(SafeTensorsFile&&) noexcept = defaul
 SafeTensorsFile::~SafeTensorsFile() = default;
 
 Result<SafeTensorsFile> SafeTensorsFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO in the file's place must not block the open.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int err = errno;
     const std::string m = path + ": " + std::strerror(err);
@@ -132,6 +159,9 @@ Result<SafeTensorsFile> SafeTensorsFile::FromStorage(std::unique_ptr<Storage> st
                std::to_string(bytes.size()) + " bytes)");
   }
   const std::string_view header = bytes.substr(8, n);
+  if (JsonDepth(header, kMaxHeaderDepth) > kMaxHeaderDepth) {
+    return bad("the header nests deeper than " + std::to_string(kMaxHeaderDepth) + " levels");
+  }
   json j = json::parse(header, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return bad("the header is not a JSON object");
 
@@ -216,6 +246,10 @@ std::string_view SafeTensorsFile::Bytes(const SafeTensor& t) const {
 }
 
 Result<std::vector<float>> SafeTensorsFile::ToFloat32(const SafeTensor& t) const {
+  if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16" && t.dtype != "F64") {
+    return Status::InvalidArgument("tensor '" + t.name + "' has dtype " + t.dtype +
+                                   ", not a floating-point type (F32, F16, BF16, F64)");
+  }
   const std::string_view raw = Bytes(t);
   const auto n = static_cast<size_t>(t.numel);
   std::vector<float> out(n);
@@ -244,9 +278,6 @@ Result<std::vector<float>> SafeTensorsFile::ToFloat32(const SafeTensor& t) const
       std::memcpy(&d, &bits, 8);
       out[i] = static_cast<float>(d);
     }
-  } else {
-    return Status::InvalidArgument("tensor '" + t.name + "' has dtype " + t.dtype +
-                                   ", not a floating-point type (F32, F16, BF16, F64)");
   }
   return out;
 }

@@ -16,6 +16,9 @@
 // shape and dtype, or overlapping another tensor's: all kCorruption, with the
 // tensor's name in the message.
 //
+// The file is mapped, not read: replacing it in place (truncating it) while a
+// backbone loads would fault the process; write a new directory instead.
+//
 // Thread safety: immutable after Open/Parse; const calls may run concurrently.
 #pragma once
 
@@ -40,7 +43,10 @@ struct SafeTensor {
 
 class SafeTensorsFile {
  public:
-  static constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // the format's own limit
+  static constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the format's own limit
+  // Arrays and objects nested deeper than this in the header are refused
+  // before it is parsed (a well-formed header nests 3 deep).
+  static constexpr int kMaxHeaderDepth = 8;
 
   // Maps `path` read-only (nothing is copied until ToFloat32). kNotFound if
   // it does not exist, kIoError if unreadable, kCorruption as above.

@@ -93,10 +93,8 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   // backward writes the three gradients into one [B, T, 3, H, hd] buffer,
   // where each select's backward zero-fills a buffer that size and copies
   // its third in (then the three are summed).
-  auto qkv = Linear(qkv_, x)
-                 .view({batch, len, 3, heads_, head_dim})
-                 .permute({2, 0, 3, 1, 4})
-                 .unbind(0);
+  auto qkv =
+      Linear(qkv_, x).view({batch, len, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4}).unbind(0);
   const auto& q = qkv[0];
   const auto& k = qkv[1];
   const auto& v = qkv[2];
@@ -200,8 +198,117 @@ torch::Tensor TransformerBlockImpl::ForwardAt(const torch::Tensor& x, const torc
   return h + Mlp(h);
 }
 
+// ---- Llama blocks -------------------------------------------------------------
+
+std::vector<double> RotaryInverseFrequencies(const ModelConfig& c) {
+  const int half = c.head_dim / 2;
+  std::vector<double> f(static_cast<size_t>(half));
+  for (int j = 0; j < half; ++j) {
+    // As Hugging Face: the exponent in float32 (2j / head_dim), the rest in double.
+    const float exponent = static_cast<float>(2 * j) / static_cast<float>(c.head_dim);
+    f[j] = 1.0 / std::pow(c.rope_theta, static_cast<double>(exponent));
+  }
+  if (c.rope_factor > 0) {  // Llama 3's scaling: long wavelengths divided, a smooth band
+    const double old_len = c.rope_original_max_positions;
+    const double low_wavelen = old_len / c.rope_low_freq_factor;
+    const double high_wavelen = old_len / c.rope_high_freq_factor;
+    for (double& inv : f) {
+      const double wavelen = 2 * M_PI / inv;
+      if (wavelen > low_wavelen) {
+        inv /= c.rope_factor;
+      } else if (!(wavelen < high_wavelen)) {
+        const double smooth = (old_len / wavelen - c.rope_low_freq_factor) /
+                              (c.rope_high_freq_factor - c.rope_low_freq_factor);
+        inv = (1 - smooth) * inv / c.rope_factor + smooth * inv;
+      }
+    }
+  }
+  return f;
+}
+
+namespace {
+
+// Hugging Face's rotate_half: [-x2, x1] of the two halves of the last dim.
+torch::Tensor RotateHalf(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
+}
+
+// Causal softmax(q k^T / sqrt(hd)) v over [B, H, T, hd].
+torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v) {
+#if RLAIF_TORCH_AT_LEAST(2, 0)
+  return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+#else
+  const int64_t len = q.size(2);
+  auto mask =
+      torch::full({len, len}, -std::numeric_limits<double>::infinity(), q.options()).triu(1);
+  auto scores =
+      torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1)))) +
+      mask;
+  return torch::matmul(torch::softmax(scores, -1), v);
+#endif
+}
+
+torch::nn::Linear BiasedLinear(int64_t in, int64_t out, bool bias) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+}
+
+}  // namespace
+
+LlamaBlockImpl::LlamaBlockImpl(const ModelConfig& c)
+    : heads_(c.heads), kv_heads_(c.kv_heads), head_dim_(c.head_dim), eps_(c.layer_norm_eps) {
+  const int64_t d = c.d_model, inner = heads_ * head_dim_, kv = kv_heads_ * head_dim_;
+  attn_norm_ = register_parameter("attn_norm", torch::ones({d}));
+  q_ = register_module("q", BiasedLinear(d, inner, c.attention_bias));
+  k_ = register_module("k", BiasedLinear(d, kv, c.attention_bias));
+  v_ = register_module("v", BiasedLinear(d, kv, c.attention_bias));
+  o_ = register_module("o", BiasedLinear(inner, d, c.attention_bias));
+  mlp_norm_ = register_parameter("mlp_norm", torch::ones({d}));
+  gate_ = register_module("gate", BiasedLinear(d, c.mlp_hidden, c.mlp_bias));
+  up_ = register_module("up", BiasedLinear(d, c.mlp_hidden, c.mlp_bias));
+  down_ = register_module("down", BiasedLinear(c.mlp_hidden, d, c.mlp_bias));
+}
+
+torch::Tensor LlamaBlockImpl::Rms(const torch::Tensor& weight, const torch::Tensor& x) const {
+  auto xf = x.to(torch::kFloat);
+  return weight * (xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_));
+}
+
+torch::Tensor LlamaBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
+                                      const torch::Tensor& sin) {
+  const int64_t batch = x.size(0), len = x.size(1);
+  auto a = Rms(attn_norm_, x);
+  auto heads = [&](const torch::nn::Linear& proj, int64_t n) {
+    return Linear(proj, a).view({batch, len, n, head_dim_}).transpose(1, 2);  // [B, n, T, hd]
+  };
+  auto q = heads(q_, heads_), k = heads(k_, kv_heads_), v = heads(v_, kv_heads_);
+  q = q * cos + RotateHalf(q) * sin;
+  k = k * cos + RotateHalf(k) * sin;
+  if (kv_heads_ != heads_) {  // query head h reads key/value head h / (heads / kv_heads)
+    k = k.repeat_interleave(heads_ / kv_heads_, 1);
+    v = v.repeat_interleave(heads_ / kv_heads_, 1);
+  }
+  if (q.scalar_type() != v.scalar_type()) q = q.to(v.scalar_type()), k = k.to(v.scalar_type());
+  auto y = CausalAttention(q, k, v).transpose(1, 2).reshape({batch, len, heads_ * head_dim_});
+  auto h = x + Linear(o_, y);
+  auto m = Rms(mlp_norm_, h);
+  return h + Linear(down_, torch::silu(Linear(gate_, m)) * Linear(up_, m));
+}
+
+// ---- The reward network -------------------------------------------------------
+
 RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config_(config) {
   tok_emb_ = register_module("tok_emb", torch::nn::Embedding(config.vocab_size, config.d_model));
+  if (config.block == "llama") {
+    blocks_ = register_module("blocks", torch::nn::ModuleList());
+    for (int i = 0; i < config.layers; ++i) blocks_->push_back(LlamaBlock(config));
+    norm_f_ = register_parameter("norm_f", torch::ones({config.d_model}));
+    head_ = register_module("head", torch::nn::Linear(config.d_model, config.score_heads));
+    const auto f = RotaryInverseFrequencies(config);
+    inv_freq_ = torch::tensor(std::vector<float>(f.begin(), f.end()), torch::kFloat);
+    return;
+  }
   pos_emb_ = register_module("pos_emb", torch::nn::Embedding(config.max_len, config.d_model));
   blocks_ = register_module("blocks", torch::nn::ModuleList());
   for (int i = 0; i < config.layers; ++i) {
@@ -215,8 +322,28 @@ RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config
   head_ = register_module("head", torch::nn::Linear(config.d_model, config.score_heads));
 }
 
+torch::Tensor RewardTransformerImpl::ForwardLlama(const torch::Tensor& ids,
+                                                  const torch::Tensor& lengths) {
+  const int64_t len = ids.size(1);
+  auto x = tok_emb_(ids);
+  // Angles in float32, as Hugging Face computes them.
+  auto positions = torch::arange(len, torch::TensorOptions(torch::kFloat).device(ids.device()));
+  auto angles = torch::outer(positions, inv_freq_.to(ids.device()));  // [T, hd / 2]
+  auto rot = torch::cat({angles, angles}, -1);
+  const auto cos = rot.cos(), sin = rot.sin();
+  for (size_t i = 0; i < blocks_->size(); ++i) {
+    x = blocks_[i]->as<LlamaBlock>()->forward(x, cos, sin);
+  }
+  auto last = x.index({torch::arange(x.size(0), lengths.options()), lengths - 1});  // [B, D]
+  CudaAutocastScope fp32(false);  // the final norm and the head in fp32, as for gpt2 blocks
+  last = last.to(torch::kFloat);
+  last = norm_f_ * (last * torch::rsqrt(last.pow(2).mean(-1, true) + config_.layer_norm_eps));
+  return head_(last);
+}
+
 torch::Tensor RewardTransformerImpl::forward(const torch::Tensor& ids,
                                              const torch::Tensor& lengths) {
+  if (config_.block == "llama") return ForwardLlama(ids, lengths);
   const int64_t len = ids.size(1);
   auto positions = torch::arange(len, ids.options());
   auto x = tok_emb_(ids) + pos_emb_(positions).unsqueeze(0);
@@ -264,8 +391,10 @@ void RewardTransformerImpl::InitWeights(uint64_t seed) {
              name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
     if (p.dim() >= 2) {
-      fill_normal(p,
-                  ends_with("attn.out.weight") || ends_with("fc_out.weight") ? residual_std : 0.02);
+      fill_normal(p, ends_with("attn.out.weight") || ends_with("fc_out.weight") ||
+                             ends_with(".o.weight") || ends_with(".down.weight")
+                         ? residual_std
+                         : 0.02);
     } else if (ends_with("bias")) {
       p.zero_();
     } else {
@@ -308,14 +437,41 @@ torch::Tensor BradleyTerryLossTensor(const torch::Tensor& margin, const torch::T
 
 // ---- Pretrained backbone ----------------------------------------------------
 
+ModelConfig BackboneModelConfig(const HfBackboneInfo& info, int max_len) {
+  ModelConfig c;
+  c.preset = info.model_type;
+  c.vocab_size = BpeTokenizer::kFirstByte + info.vocab_size;
+  c.max_len = max_len;
+  c.d_model = info.d_model, c.layers = info.layers, c.heads = info.heads;
+  c.mlp_ratio = info.mlp_ratio;
+  c.causal = true;
+  c.activation = info.activation;
+  c.layer_norm_eps = info.layer_norm_eps;
+  if (info.model_type == "llama") {
+    c.block = "llama";
+    c.kv_heads = info.kv_heads, c.head_dim = info.head_dim, c.mlp_hidden = info.mlp_hidden;
+    c.rope_theta = info.rope_theta, c.rope_factor = info.rope_factor;
+    c.rope_low_freq_factor = info.rope_low_freq_factor;
+    c.rope_high_freq_factor = info.rope_high_freq_factor;
+    c.rope_original_max_positions = info.rope_original_max_positions;
+    c.attention_bias = info.attention_bias, c.mlp_bias = info.mlp_bias;
+  }
+  return c;
+}
+
 Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info) {
   const ModelConfig& c = net->config();
   auto bad = [&info](const std::string& m) {
     return Status::InvalidArgument("backbone " + info.dir + ": " + m);
   };
-  if (c.d_model != info.d_model || c.layers != info.layers || c.heads != info.heads ||
-      c.mlp_ratio != info.mlp_ratio || !c.causal || c.activation != info.activation ||
-      c.layer_norm_eps != info.layer_norm_eps) {
+  const bool llama = info.model_type == "llama";
+  if (c.d_model != info.d_model || c.layers != info.layers || c.heads != info.heads || !c.causal ||
+      c.activation != info.activation || c.layer_norm_eps != info.layer_norm_eps ||
+      c.block != (llama ? "llama" : "gpt2") ||
+      (llama ? c.kv_heads != info.kv_heads || c.head_dim != info.head_dim ||
+                   c.mlp_hidden != info.mlp_hidden || c.attention_bias != info.attention_bias ||
+                   c.mlp_bias != info.mlp_bias
+             : c.mlp_ratio != info.mlp_ratio)) {
     return bad("the network's architecture is not the backbone's");
   }
   if (c.max_len > info.max_positions) {
@@ -343,11 +499,12 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
       }
     }
   }
-  // GPT2LMHeadModel exports prefix the backbone's names with "transformer.".
+  // Exports of the language model (GPT2LMHeadModel, LlamaForCausalLM)
+  // prefix the backbone's names with "transformer." or "model.".
+  const std::string first = llama ? "embed_tokens.weight" : "wte.weight";
+  const std::string lm_prefix = llama ? "model." : "transformer.";
   const std::string prefix =
-      tensors.count("wte.weight") == 0 && tensors.count("transformer.wte.weight") != 0
-          ? "transformer."
-          : "";
+      tensors.count(first) == 0 && tensors.count(lm_prefix + first) != 0 ? lm_prefix : "";
   std::set<std::string> used;
   // The tensor `name` as float32 of exactly `shape`.
   auto load = [&](const std::string& name,
@@ -379,10 +536,8 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
     values[ours] = conv1d ? t->t().contiguous() : *t;
     return Status::Ok();
   };
-  auto wte = load("wte.weight", {info.vocab_size, d});
+  auto wte = load(first, {info.vocab_size, d});
   if (!wte.ok()) return wte.status();
-  auto wpe = load("wpe.weight", {info.max_positions, d});
-  if (!wpe.ok()) return wpe.status();
   {
     auto emb = torch::zeros({c.vocab_size, d});
     emb.slice(0, BpeTokenizer::kFirstByte).copy_(wte->slice(0, 0, hf_tokens));
@@ -390,36 +545,64 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
     emb[BpeTokenizer::kEnd].copy_(info.eos_token_id >= 0 ? (*wte)[info.eos_token_id] : mean);
     emb[BpeTokenizer::kSep].copy_(mean);
     values["tok_emb.weight"] = emb;
-    values["pos_emb.weight"] = wpe->slice(0, 0, c.max_len).clone();
   }
-  for (int i = 0; i < c.layers; ++i) {
-    const std::string h = "h." + std::to_string(i) + ".";
-    const std::string b = "blocks." + std::to_string(i) + ".";
-    const std::tuple<const char*, const char*, std::vector<int64_t>, bool> map[] = {
-        {"ln1.weight", "ln_1.weight", {d}, false},
-        {"ln1.bias", "ln_1.bias", {d}, false},
-        {"attn.qkv.weight", "attn.c_attn.weight", {d, 3 * d}, true},
-        {"attn.qkv.bias", "attn.c_attn.bias", {3 * d}, false},
-        {"attn.out.weight", "attn.c_proj.weight", {d, d}, true},
-        {"attn.out.bias", "attn.c_proj.bias", {d}, false},
-        {"ln2.weight", "ln_2.weight", {d}, false},
-        {"ln2.bias", "ln_2.bias", {d}, false},
-        {"fc_in.weight", "mlp.c_fc.weight", {d, ff}, true},
-        {"fc_in.bias", "mlp.c_fc.bias", {ff}, false},
-        {"fc_out.weight", "mlp.c_proj.weight", {ff, d}, true},
-        {"fc_out.bias", "mlp.c_proj.bias", {d}, false}};
-    for (const auto& [ours, theirs, shape, conv1d] : map) {
-      RLAIF_RETURN_IF_ERROR(put(b + ours, h + theirs, shape, conv1d));
+  if (llama) {
+    const int64_t inner = static_cast<int64_t>(c.heads) * c.head_dim;
+    const int64_t kv = static_cast<int64_t>(c.kv_heads) * c.head_dim, ff_l = c.mlp_hidden;
+    for (int i = 0; i < c.layers; ++i) {
+      const std::string h = "layers." + std::to_string(i) + ".";
+      const std::string b = "blocks." + std::to_string(i) + ".";
+      // Linear weights, [out, in] on both sides; biases where the config has them.
+      const std::tuple<const char*, const char*, int64_t, int64_t, bool> map[] = {
+          {"q", "self_attn.q_proj", inner, d, c.attention_bias},
+          {"k", "self_attn.k_proj", kv, d, c.attention_bias},
+          {"v", "self_attn.v_proj", kv, d, c.attention_bias},
+          {"o", "self_attn.o_proj", d, inner, c.attention_bias},
+          {"gate", "mlp.gate_proj", ff_l, d, c.mlp_bias},
+          {"up", "mlp.up_proj", ff_l, d, c.mlp_bias},
+          {"down", "mlp.down_proj", d, ff_l, c.mlp_bias}};
+      for (const auto& [ours, theirs, out, in, bias] : map) {
+        RLAIF_RETURN_IF_ERROR(put(b + ours + ".weight", h + theirs + ".weight", {out, in}, false));
+        if (bias)
+          RLAIF_RETURN_IF_ERROR(put(b + ours + ".bias", h + theirs + ".bias", {out}, false));
+      }
+      RLAIF_RETURN_IF_ERROR(put(b + "attn_norm", h + "input_layernorm.weight", {d}, false));
+      RLAIF_RETURN_IF_ERROR(put(b + "mlp_norm", h + "post_attention_layernorm.weight", {d}, false));
     }
+    RLAIF_RETURN_IF_ERROR(put("norm_f", "norm.weight", {d}, false));
+  } else {
+    auto wpe = load("wpe.weight", {info.max_positions, d});
+    if (!wpe.ok()) return wpe.status();
+    values["pos_emb.weight"] = wpe->slice(0, 0, c.max_len).clone();
+    for (int i = 0; i < c.layers; ++i) {
+      const std::string h = "h." + std::to_string(i) + ".";
+      const std::string b = "blocks." + std::to_string(i) + ".";
+      const std::tuple<const char*, const char*, std::vector<int64_t>, bool> map[] = {
+          {"ln1.weight", "ln_1.weight", {d}, false},
+          {"ln1.bias", "ln_1.bias", {d}, false},
+          {"attn.qkv.weight", "attn.c_attn.weight", {d, 3 * d}, true},
+          {"attn.qkv.bias", "attn.c_attn.bias", {3 * d}, false},
+          {"attn.out.weight", "attn.c_proj.weight", {d, d}, true},
+          {"attn.out.bias", "attn.c_proj.bias", {d}, false},
+          {"ln2.weight", "ln_2.weight", {d}, false},
+          {"ln2.bias", "ln_2.bias", {d}, false},
+          {"fc_in.weight", "mlp.c_fc.weight", {d, ff}, true},
+          {"fc_in.bias", "mlp.c_fc.bias", {ff}, false},
+          {"fc_out.weight", "mlp.c_proj.weight", {ff, d}, true},
+          {"fc_out.bias", "mlp.c_proj.bias", {d}, false}};
+      for (const auto& [ours, theirs, shape, conv1d] : map) {
+        RLAIF_RETURN_IF_ERROR(put(b + ours, h + theirs, shape, conv1d));
+      }
+    }
+    RLAIF_RETURN_IF_ERROR(put("ln_f.weight", "ln_f.weight", {d}, false));
+    RLAIF_RETURN_IF_ERROR(put("ln_f.bias", "ln_f.bias", {d}, false));
   }
-  RLAIF_RETURN_IF_ERROR(put("ln_f.weight", "ln_f.weight", {d}, false));
-  RLAIF_RETURN_IF_ERROR(put("ln_f.bias", "ln_f.bias", {d}, false));
   for (const auto& [name, entry] : tensors) {
     const bool prefixed = name.compare(0, prefix.size(), prefix) == 0;
-    if (used.count(name) == 0 && !IsIgnoredGpt2Tensor(name) &&
-        !(prefixed && IsIgnoredGpt2Tensor(name.substr(prefix.size())))) {
-      return bad("tensor '" + name + "' is not used by a " + std::to_string(c.layers) +
-                 "-layer GPT-2 (another architecture or more layers?)");
+    if (used.count(name) == 0 && !IsIgnoredBackboneTensor(name) &&
+        !(prefixed && IsIgnoredBackboneTensor(name.substr(prefix.size())))) {
+      return bad("tensor '" + name + "' is not used by a " + std::to_string(c.layers) + "-layer " +
+                 (llama ? "Llama" : "GPT-2") + " (another architecture or more layers?)");
     }
   }
   torch::NoGradGuard no_grad;

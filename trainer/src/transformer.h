@@ -1,6 +1,8 @@
 // The reward network (private to the trainer module): a pre-LN transformer
-// with learned token + position embeddings and one scalar head per dimension
-// on the shared backbone, all read at each sequence's END token, plus the
+// with learned token + position embeddings (GPT-2 blocks: the presets and
+// GPT-2 backbones) or a Llama one (RMSNorm, rotary positions, grouped-query
+// attention, SwiGLU: Llama backbones), and one scalar head per dimension on
+// the shared backbone, all read at each sequence's END token, plus the
 // pieces of training that touch tensors.
 //
 // Includes LibTorch; include it only from the trainer's LibTorch translation
@@ -35,7 +37,25 @@ struct ModelConfig {
   // Written to config.json only when not these defaults (format_version 3).
   std::string activation = "gelu";
   double layer_norm_eps = 1e-5;
+  // The block: "gpt2" (the presets': pre-LN, learned positions, fused q/k/v,
+  // GELU MLP) or "llama" (a Llama backbone's: RMSNorm with layer_norm_eps, no
+  // position embeddings but rotary ones, grouped-query attention, a SwiGLU
+  // MLP of mlp_hidden, activation "silu"). The fields below are llama's and
+  // written to config.json only for it.
+  std::string block = "gpt2";
+  int kv_heads = 0;    // key/value heads, dividing heads
+  int head_dim = 0;    // per head (heads * head_dim need not be d_model)
+  int mlp_hidden = 0;  // the SwiGLU MLP's width
+  double rope_theta = 10000;
+  // Llama 3's rotary frequency scaling; rope_factor 0 = none.
+  double rope_factor = 0, rope_low_freq_factor = 1, rope_high_freq_factor = 4;
+  int rope_original_max_positions = 0;
+  bool attention_bias = false, mlp_bias = false;
 };
+
+// The rotary inverse frequencies of a llama config ([head_dim / 2] float64,
+// Llama 3 scaling applied), as Hugging Face's rope initialisation computes them.
+std::vector<double> RotaryInverseFrequencies(const ModelConfig& config);
 
 struct HfBackboneInfo;  // hf_backbone.h
 
@@ -104,6 +124,26 @@ class TransformerBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TransformerBlock);
 
+// A Llama block: x + o(attn(rope(q, k), v)) of RMSNorm(x), then
+// + down(silu(gate(m)) * up(m)) of RMSNorm. Causal; padding only follows a
+// row's real tokens, so no query sees it.
+class LlamaBlockImpl : public torch::nn::Module {
+ public:
+  explicit LlamaBlockImpl(const ModelConfig& config);
+  // x: [B, T, D]; cos, sin: [T, head_dim] (positions 0..T-1).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
+ private:
+  torch::Tensor Rms(const torch::Tensor& weight, const torch::Tensor& x) const;
+
+  int64_t heads_, kv_heads_, head_dim_;
+  double eps_;
+  torch::Tensor attn_norm_, mlp_norm_;
+  torch::nn::Linear q_{nullptr}, k_{nullptr}, v_{nullptr}, o_{nullptr};
+  torch::nn::Linear gate_{nullptr}, up_{nullptr}, down_{nullptr};
+};
+TORCH_MODULE(LlamaBlock);
+
 class RewardTransformerImpl : public torch::nn::Module {
  public:
   explicit RewardTransformerImpl(const ModelConfig& config);
@@ -131,9 +171,17 @@ class RewardTransformerImpl : public torch::nn::Module {
   torch::nn::Embedding pos_emb_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};
   torch::nn::LayerNorm ln_f_{nullptr};
+  torch::Tensor norm_f_;    // llama: the final RMSNorm's weight
+  torch::Tensor inv_freq_;  // llama: RotaryInverseFrequencies, float32 (not a parameter)
+  torch::Tensor ForwardLlama(const torch::Tensor& ids, const torch::Tensor& lengths);
   torch::nn::Linear head_{nullptr};
 };
 TORCH_MODULE(RewardTransformer);
+
+// The network of a pretrained backbone (ReadHfBackbone): its sizes, block,
+// activation and norm epsilon, `max_len` positions, a vocabulary of
+// kFirstByte + its embedding rows (set it to the tokenizer's once read).
+ModelConfig BackboneModelConfig(const HfBackboneInfo& info, int max_len);
 
 // Copies a pretrained backbone's weights (ReadHfBackbone) into `net`, whose
 // config must have the backbone's sizes, activation and epsilon, a max_len of
