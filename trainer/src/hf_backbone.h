@@ -11,8 +11,9 @@
 //    pre-LN, learned positions, fused q/k/v, a 4x MLP, a final LayerNorm,
 //    causal attention; only the GELU differs ("gelu_new" is the tanh
 //    approximation, ModelConfig::activation).
-//  - Llama (model_type "llama": Llama 2/3.x, SmolLM/SmolLM2, TinyLlama and
-//    other models of that architecture): RMSNorm, rotary positions (with
+//  - Llama (model_type "llama": Llama 3.x, SmolLM/SmolLM2 and other models
+//    of that architecture whose tokenizer.json loads; Llama 2's and
+//    TinyLlama's SentencePiece tokenizers do not): RMSNorm, rotary positions (with
 //    Llama 3's frequency scaling), grouped-query attention, a SwiGLU MLP of
 //    any width, optional attention/MLP biases (ModelConfig::block "llama").
 // Anything else is refused with a message that names what is not read
