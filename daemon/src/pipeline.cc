@@ -940,9 +940,7 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                             {"device", res->device},
                             // The transformer's residual stream while training
                             // (trainer.cuda_bf16_residual applies on CUDA only).
-                            {"residual", res->device == "cuda" && opt.cuda_bf16_residual
-                                             ? "bf16"
-                                             : "fp32"},
+                            {"residual", res->residual},
                             {"trigger", trigger},
                             {"refresh", refresh},
                             {"model_type", res->model_type}};

@@ -627,9 +627,48 @@ TEST(HfBackboneLlama, ReadsCausalLmExports) {
   }
 }
 
+// The same rotary setting written three ways: transformers 4's rope_scaling
+// with "rope_type" (the fixture) or the older "type", and transformers 5's
+// rope_parameters (no top-level rope_theta / rope_scaling): the same scores.
+TEST(HfBackboneLlama, ReadsEveryRopeSpelling) {
+  const json expected = json::parse(ReadFile(LlamaDir() + "/expected.json"));
+  const std::vector<std::function<void(json&)>> spellings = {[](json& c) {
+                                                               c["rope_scaling"].erase("rope_type");
+                                                               c["rope_scaling"]["type"] = "llama3";
+                                                             },
+                                                             [](json& c) {
+                                                               json p = c["rope_scaling"];
+                                                               p["rope_theta"] = c["rope_theta"];
+                                                               c.erase("rope_scaling");
+                                                               c.erase("rope_theta");
+                                                               c["rope_parameters"] = p;
+                                                             }};
+  for (size_t k = 0; k < spellings.size(); ++k) {
+    TempDir tmp;
+    const auto scores = ScoreCases(MutatedFixture(tmp, spellings[k], {}, "", LlamaDir()), expected);
+    ASSERT_EQ(scores.size(), expected["cases"].size()) << "spelling " << k;
+    for (size_t i = 0; i < scores.size(); ++i) {
+      EXPECT_NEAR(scores[i], expected["cases"][i]["score"].get<double>(), 3e-5)
+          << "spelling " << k << ", case " << i;
+    }
+  }
+  TempDir tmp;
+  auto plain = ReadHfBackbone(MutatedFixture(
+      tmp,
+      [](json& c) {
+        c.erase("rope_scaling");
+        c.erase("rope_theta");
+        c["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 500000.0}};
+      },
+      {}, "", LlamaDir()));
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(plain->rope_theta, 500000.0);
+  EXPECT_EQ(plain->rope_factor, 0);
+}
+
 TEST(HfBackboneLlama, RefusesWhatItCannotRead) {
   const std::vector<std::pair<std::string, std::function<void(json&)>>> cases = {
-      {"rope_scaling type \"yarn\" is not read",
+      {"rope_scaling type \"yarn\" is not read (supported: default, llama3)",
        [](json& c) {
          c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
        }},
@@ -637,6 +676,11 @@ TEST(HfBackboneLlama, RefusesWhatItCannotRead) {
       {"num_key_value_heads 3 does not divide", [](json& c) { c["num_key_value_heads"] = 3; }},
       {"intermediate_size missing", [](json& c) { c.erase("intermediate_size"); }},
       {"supported: gpt2, llama", [](json& c) { c["model_type"] = "mistral"; }},
+      {"partial_rotary_factor other than 1", [](json& c) { c["partial_rotary_factor"] = 0.5; }},
+      {"rope_theta and rope_parameters.rope_theta disagree",
+       [](json& c) {
+         c["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 5.0}};
+       }},
   };
   for (const auto& [why, edit] : cases) {
     TempDir tmp;

@@ -71,40 +71,69 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
   if (!get_double("rms_norm_eps", 1e-6, 1e-12, 0.1, &info->layer_norm_eps)) {
     return corrupt("rms_norm_eps is not a small positive number");
   }
-  if (!get_double("rope_theta", 10000, 1, 1e12, &info->rope_theta)) {
-    return corrupt("rope_theta is not a positive number");
-  }
   if (!get_bool("attention_bias", false, &info->attention_bias) ||
       !get_bool("mlp_bias", false, &info->mlp_bias)) {
     return corrupt("attention_bias or mlp_bias is not a boolean");
   }
-  const auto scaling = j.find("rope_scaling");
-  if (scaling != j.end() && !scaling->is_null()) {
-    if (!scaling->is_object()) return corrupt("rope_scaling is not an object");
-    std::string type =
-        scaling->value("rope_type", json()).is_string() ? (*scaling)["rope_type"].get<std::string>()
-        : scaling->value("type", json()).is_string()    ? (*scaling)["type"].get<std::string>()
-                                                        : "";
-    if (type != "llama3") {
-      return unsupported("rope_scaling type \"" + type + "\" is not read (supported: llama3)");
+  // Rotary parameters: top-level rope_theta + rope_scaling (transformers 4),
+  // or one rope_parameters object (transformers 5). Both present must agree.
+  const auto params = j.find("rope_parameters");
+  const bool v5 = params != j.end() && !params->is_null();
+  if (v5 && !params->is_object()) return corrupt("rope_parameters is not an object");
+  const auto top_scaling = j.find("rope_scaling");
+  const json scaling = v5 ? *params
+                       : top_scaling != j.end() && !top_scaling->is_null() ? *top_scaling
+                                                                          : json();
+  if (!scaling.is_null() && !scaling.is_object()) return corrupt("rope_scaling is not an object");
+  if (!get_double("rope_theta", 10000, 1, 1e12, &info->rope_theta)) {
+    return corrupt("rope_theta is not a positive number");
+  }
+  if (v5 && params->contains("rope_theta")) {
+    const json& t = (*params)["rope_theta"];
+    if (!t.is_number() || !(t.get<double>() >= 1)) {
+      return corrupt("rope_parameters.rope_theta is not a positive number");
     }
-    auto number = [&](const char* key, double* out) {
-      auto it = scaling->find(key);
-      if (it == scaling->end() || !it->is_number() || !(it->get<double>() > 0)) return false;
-      *out = it->get<double>();
-      return true;
-    };
-    double original = 0;
-    if (!number("factor", &info->rope_factor) ||
-        !number("low_freq_factor", &info->rope_low_freq_factor) ||
-        !number("high_freq_factor", &info->rope_high_freq_factor) ||
-        !number("original_max_position_embeddings", &original) ||
-        !(info->rope_high_freq_factor > info->rope_low_freq_factor)) {
-      return corrupt(
-          "rope_scaling (llama3) needs positive factor, low_freq_factor < "
-          "high_freq_factor and original_max_position_embeddings");
+    if (j.contains("rope_theta") && j["rope_theta"].is_number() &&
+        j["rope_theta"].get<double>() != t.get<double>()) {
+      return corrupt("rope_theta and rope_parameters.rope_theta disagree");
     }
-    info->rope_original_max_positions = static_cast<int>(original);
+    info->rope_theta = t.get<double>();
+  }
+  for (const json* where : {&j, &scaling}) {
+    auto partial = where->is_object() ? where->find("partial_rotary_factor") : where->end();
+    if (where->is_object() && partial != where->end() && !partial->is_null() &&
+        !(partial->is_number() && partial->get<double>() == 1.0)) {
+      return unsupported("partial_rotary_factor other than 1 is not read");
+    }
+  }
+  if (scaling.is_object()) {
+    const std::string type = scaling.value("rope_type", json()).is_string()
+                                 ? scaling["rope_type"].get<std::string>()
+                             : scaling.value("type", json()).is_string()
+                                 ? scaling["type"].get<std::string>()
+                                 : v5 ? "default" : "";
+    if (type == "llama3") {
+      auto number = [&](const char* key, double* out) {
+        auto it = scaling.find(key);
+        if (it == scaling.end() || !it->is_number() || !(it->get<double>() > 0)) return false;
+        *out = it->get<double>();
+        return true;
+      };
+      double original = 0;
+      if (!number("factor", &info->rope_factor) ||
+          !number("low_freq_factor", &info->rope_low_freq_factor) ||
+          !number("high_freq_factor", &info->rope_high_freq_factor) ||
+          !number("original_max_position_embeddings", &original) ||
+          !(info->rope_high_freq_factor > info->rope_low_freq_factor)) {
+        return corrupt(
+            "rope scaling (llama3) needs positive factor, low_freq_factor < "
+            "high_freq_factor and original_max_position_embeddings");
+      }
+      info->rope_original_max_positions = static_cast<int>(original);
+    } else if (type != "default") {
+      return unsupported("rope_scaling type \"" + type +
+                         "\" is not read (supported: default, llama3)");
+    }
   }
   return Status::Ok();
 }

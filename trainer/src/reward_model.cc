@@ -1452,7 +1452,7 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
                  MonotonicSeconds() - t_load);
   }
   net->to(device);
-  net->set_bf16_residual(options.cuda_bf16_residual);
+  net->set_bf16_residual(options.cuda_bf16_residual);  // GPT-2 blocks only; llama ignores it
   net->train();
   auto optimizer = MakeOptimizer(net, options);
   std::mt19937_64 rng(options.seed ^ 0x5eed0f0b47c4e5ULL);
@@ -1960,6 +1960,12 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
   result.validation_pairs = static_cast<int64_t>(val.size());
   result.model_type = options.model_type;
   result.device = want_transformer ? DeviceName(*device) : "cpu";
+  // The bf16 residual applies on CUDA to GPT-2 blocks (the presets' and
+  // GPT-2 backbones'), not to llama ones.
+  result.residual = want_transformer && use_bf16 && options.cuda_bf16_residual &&
+                            config->block == "gpt2"
+                        ? "bf16"
+                        : "fp32";
 
   // 1. The linear model (baseline, ensemble member or the model itself).
   LinearConfig linear_config;
@@ -2281,7 +2287,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     cfg["training"] = {
         {"device", result.device},
         {"precision", use_bf16 ? "bf16-autocast" : "fp32"},
-        {"residual", use_bf16 && options.cuda_bf16_residual ? "bf16" : "fp32"},
+        {"residual", result.residual},
         {"epochs", options.epochs},
         {"batch_size", options.batch_size},
         {"learning_rate", options.learning_rate},

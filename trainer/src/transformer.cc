@@ -278,7 +278,11 @@ torch::Tensor LlamaBlockImpl::Rms(const torch::Tensor& weight, const torch::Tens
 torch::Tensor LlamaBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
                                       const torch::Tensor& sin) {
   const int64_t batch = x.size(0), len = x.size(1);
+  // Under autocast each projection would cast the fp32 norm output to bf16
+  // again (five copies, each kept for backward): cast it once.
+  const bool cast = x.is_cuda() && CudaAutocastEnabled();
   auto a = Rms(attn_norm_, x);
+  if (cast) a = a.to(CudaAutocastDtype());
   auto heads = [&](const torch::nn::Linear& proj, int64_t n) {
     return Linear(proj, a).view({batch, len, n, head_dim_}).transpose(1, 2);  // [B, n, T, hd]
   };
@@ -293,6 +297,7 @@ torch::Tensor LlamaBlockImpl::forward(const torch::Tensor& x, const torch::Tenso
   auto y = CausalAttention(q, k, v).transpose(1, 2).reshape({batch, len, heads_ * head_dim_});
   auto h = x + Linear(o_, y);
   auto m = Rms(mlp_norm_, h);
+  if (cast) m = m.to(CudaAutocastDtype());
   return h + Linear(down_, torch::silu(Linear(gate_, m)) * Linear(up_, m));
 }
 
@@ -306,7 +311,10 @@ RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config
     norm_f_ = register_parameter("norm_f", torch::ones({config.d_model}));
     head_ = register_module("head", torch::nn::Linear(config.d_model, config.score_heads));
     const auto f = RotaryInverseFrequencies(config);
-    inv_freq_ = torch::tensor(std::vector<float>(f.begin(), f.end()), torch::kFloat);
+    // A buffer, so that it moves with the module (no copy to the device per
+    // forward); not a parameter, so checkpoints do not store it.
+    inv_freq_ = register_buffer("inv_freq",
+                                torch::tensor(std::vector<float>(f.begin(), f.end()), torch::kFloat));
     return;
   }
   pos_emb_ = register_module("pos_emb", torch::nn::Embedding(config.max_len, config.d_model));
@@ -328,7 +336,7 @@ torch::Tensor RewardTransformerImpl::ForwardLlama(const torch::Tensor& ids,
   auto x = tok_emb_(ids);
   // Angles in float32, as Hugging Face computes them.
   auto positions = torch::arange(len, torch::TensorOptions(torch::kFloat).device(ids.device()));
-  auto angles = torch::outer(positions, inv_freq_.to(ids.device()));  // [T, hd / 2]
+  auto angles = torch::outer(positions, inv_freq_);  // [T, hd / 2]
   auto rot = torch::cat({angles, angles}, -1);
   const auto cos = rot.cos(), sin = rot.sin();
   for (size_t i = 0; i < blocks_->size(); ++i) {

@@ -172,7 +172,7 @@ class RewardTransformerImpl : public torch::nn::Module {
   torch::nn::ModuleList blocks_{nullptr};
   torch::nn::LayerNorm ln_f_{nullptr};
   torch::Tensor norm_f_;    // llama: the final RMSNorm's weight
-  torch::Tensor inv_freq_;  // llama: RotaryInverseFrequencies, float32 (not a parameter)
+  torch::Tensor inv_freq_;  // llama: RotaryInverseFrequencies, float32 (a buffer, not saved)
   torch::Tensor ForwardLlama(const torch::Tensor& ids, const torch::Tensor& lengths);
   torch::nn::Linear head_{nullptr};
 };

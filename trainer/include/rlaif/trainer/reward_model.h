@@ -206,6 +206,8 @@ struct TrainResult {
   double seconds = 0;
   double tokens_per_second = 0;
   std::string device;           // "cpu" | "cuda"
+  std::string residual = "fp32";  // the transformer's residual stream while training: "bf16"
+                                  // with cuda_bf16_residual on CUDA (GPT-2 blocks), else "fp32"
   std::string model_type;       // what was trained (TrainOptions::model_type)
   EvalMetrics baseline;         // linear baseline on the eval pairs (pairs = 0 if not trained)
   EvalMetrics transformer;      // transformer alone on the eval pairs (pairs = 0 if none)
