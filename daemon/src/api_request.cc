@@ -1,5 +1,7 @@
 #include "api_request.h"
 
+#include "rlaif/common/json_depth.h"
+
 namespace rlaif::daemon::api {
 
 namespace {
@@ -10,35 +12,12 @@ ApiError Error(int http, std::string type, std::string message) {
   return ApiError{http, std::move(type), std::move(message)};
 }
 
-// True when arrays/objects nest deeper than kMaxBodyDepth. Checked before
-// parsing so that no later step (dump, copies, error messages) ever meets a
-// pathological tree; brackets inside strings do not count.
-bool TooDeep(std::string_view s) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxBodyDepth) return true;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
 std::optional<ApiError> ParseJsonObject(std::string_view body, json* out) {
-  if (TooDeep(body)) {
+  // Checked before parsing, so that no later step (dump, copies, error
+  // messages) ever meets a pathological tree.
+  if (JsonNestsDeeperThan(body, kMaxBodyDepth)) {
     return Error(400, "too_deep",
                  "request body nests deeper than " + std::to_string(kMaxBodyDepth) + " levels");
   }

@@ -60,6 +60,26 @@ std::string MutatedFixture(const TempDir& tmp, const std::function<void(json&)>&
   return dir;
 }
 
+// The fixture `from` as its language-model class exports it: every name
+// behind `prefix` ("transformer." or "model.") and an lm_head [3258, 32].
+std::string LanguageModelExport(const TempDir& tmp, const std::string& from,
+                                const std::string& prefix) {
+  const uint64_t lm_bytes = 3258 * 32 * 4;
+  return MutatedFixture(
+      tmp, [](json&) {},
+      [&](json& header, uint64_t data_size) {
+        json renamed = json::object();
+        for (auto it = header.begin(); it != header.end(); ++it) {
+          renamed[it.key() == "__metadata__" ? it.key() : prefix + it.key()] = it.value();
+        }
+        renamed["lm_head.weight"] = {{"dtype", "F32"},
+                                     {"shape", {3258, 32}},
+                                     {"data_offsets", {data_size, data_size + lm_bytes}}};
+        header = renamed;
+      },
+      std::string(lm_bytes, '\0'), from);
+}
+
 // Scores of the fixture's cases (Hugging Face ids shifted by kFirstByte, all
 // in one padded batch) with the fixture's head.
 std::vector<double> ScoreCases(const std::string& dir, const json& expected) {
@@ -89,6 +109,22 @@ std::vector<double> ScoreCases(const std::string& dir, const json& expected) {
   return std::vector<double>(scores.data_ptr<double>(), scores.data_ptr<double>() + scores.numel());
 }
 
+// Expects the scores of `dir`'s backbone on the cases of `reference`'s
+// expected.json within 3e-5 of the reference's; returns the largest difference.
+double ExpectReferenceScores(const std::string& dir, const std::string& reference) {
+  const json expected = json::parse(ReadFile(reference + "/expected.json"));
+  const auto scores = ScoreCases(dir, expected);
+  EXPECT_EQ(scores.size(), expected["cases"].size()) << dir;
+  double worst = 0;
+  for (size_t i = 0; i < scores.size() && i < expected["cases"].size(); ++i) {
+    const double want = expected["cases"][i]["score"].get<double>();
+    EXPECT_NEAR(scores[i], want, 3e-5)
+        << dir << ", case " << i << " (" << expected["cases"][i]["ids"].size() << " tokens)";
+    worst = std::max(worst, std::abs(scores[i] - want));
+  }
+  return worst;
+}
+
 TEST(HfBackbone, ReadsTheGpt2Description) {
   auto info = ReadHfBackbone(FixtureDir());
   ASSERT_TRUE(info.ok()) << info.status().ToString();
@@ -112,18 +148,8 @@ TEST(HfBackbone, ReadsTheGpt2Description) {
 // exact GELU instead of the tanh one moves them (2e-4 to 3.5e-3), or a
 // transposed, swapped or shifted weight (0.09 and more).
 TEST(HfBackbone, ComputesWhatTheReferenceGpt2Computes) {
-  const json expected = json::parse(ReadFile(FixtureDir() + "/expected.json"));
-  const auto scores = ScoreCases(FixtureDir(), expected);
-  ASSERT_EQ(scores.size(), expected["cases"].size());
-  double worst = 0;
-  for (size_t i = 0; i < scores.size(); ++i) {
-    const double want = expected["cases"][i]["score"].get<double>();
-    EXPECT_NEAR(scores[i], want, 3e-5)
-        << "case " << i << " (" << expected["cases"][i]["ids"].size() << " tokens)";
-    worst = std::max(worst, std::abs(scores[i] - want));
-  }
-  std::cout << "[ info     ] largest |score - reference| over " << scores.size()
-            << " cases: " << worst << "\n";
+  const double worst = ExpectReferenceScores(FixtureDir(), FixtureDir());
+  std::cout << "[ info     ] largest |score - reference|: " << worst << "\n";
 }
 
 // The tolerance above tells the GELUs apart: the same weights with the
@@ -145,26 +171,7 @@ TEST(HfBackbone, TheExactGeluMissesTheReference) {
 // the tied lm_head; both load to the same network.
 TEST(HfBackbone, ReadsLanguageModelExports) {
   TempDir tmp;
-  const int64_t lm_bytes = 3258 * 32 * 4;
-  const std::string dir = MutatedFixture(
-      tmp, [](json&) {},
-      [&](json& header, uint64_t data_size) {
-        json renamed = json::object();
-        for (auto it = header.begin(); it != header.end(); ++it) {
-          renamed[it.key() == "__metadata__" ? it.key() : "transformer." + it.key()] = it.value();
-        }
-        renamed["lm_head.weight"] = {{"dtype", "F32"},
-                                     {"shape", {3258, 32}},
-                                     {"data_offsets", {data_size, data_size + lm_bytes}}};
-        header = renamed;
-      },
-      std::string(static_cast<size_t>(lm_bytes), '\0'));
-  const json expected = json::parse(ReadFile(FixtureDir() + "/expected.json"));
-  const auto scores = ScoreCases(dir, expected);
-  ASSERT_EQ(scores.size(), expected["cases"].size());
-  for (size_t i = 0; i < scores.size(); ++i) {
-    EXPECT_NEAR(scores[i], expected["cases"][i]["score"].get<double>(), 3e-5) << "case " << i;
-  }
+  ExpectReferenceScores(LanguageModelExport(tmp, FixtureDir(), "transformer."), FixtureDir());
 }
 
 // The special rows: END starts as the end-of-text embedding, SEP as the
@@ -217,12 +224,7 @@ TEST(HfBackbone, ReadsShardedExports) {
   auto info = ReadHfBackbone(dir);
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->weight_files.size(), 2u);
-  const json expected = json::parse(ReadFile(FixtureDir() + "/expected.json"));
-  const auto scores = ScoreCases(dir, expected);
-  ASSERT_EQ(scores.size(), expected["cases"].size());
-  for (size_t i = 0; i < scores.size(); ++i) {
-    EXPECT_NEAR(scores[i], expected["cases"][i]["score"].get<double>(), 3e-5) << "case " << i;
-  }
+  ExpectReferenceScores(dir, FixtureDir());
   // A tensor in both shards is refused.
   first["wte.weight"] = second["wte.weight"] = header["wte.weight"];
   write("model-00001-of-00002.safetensors", first);
@@ -588,50 +590,20 @@ TEST(HfBackboneLlama, ReadsTheLlamaDescription) {
 // each mistake: skipped or interleaved rotary, no Llama 3 scaling, wrong GQA
 // head map, swapped gate/up: 0.04 to 12).
 TEST(HfBackboneLlama, ComputesWhatTheReferenceLlamaComputes) {
-  const json expected = json::parse(ReadFile(LlamaDir() + "/expected.json"));
-  const auto scores = ScoreCases(LlamaDir(), expected);
-  ASSERT_EQ(scores.size(), expected["cases"].size());
-  double worst = 0;
-  for (size_t i = 0; i < scores.size(); ++i) {
-    const double want = expected["cases"][i]["score"].get<double>();
-    EXPECT_NEAR(scores[i], want, 3e-5)
-        << "case " << i << " (" << expected["cases"][i]["ids"].size() << " tokens)";
-    worst = std::max(worst, std::abs(scores[i] - want));
-  }
-  std::cout << "[ info     ] largest |score - reference| over " << scores.size()
-            << " cases: " << worst << "\n";
+  const double worst = ExpectReferenceScores(LlamaDir(), LlamaDir());
+  std::cout << "[ info     ] largest |score - reference|: " << worst << "\n";
 }
 
 // LlamaForCausalLM exports: "model." before every name, and lm_head.
 TEST(HfBackboneLlama, ReadsCausalLmExports) {
   TempDir tmp;
-  const int64_t lm_bytes = 3258 * 32 * 4;
-  const std::string dir = MutatedFixture(
-      tmp, [](json&) {},
-      [&](json& header, uint64_t data_size) {
-        json renamed = json::object();
-        for (auto it = header.begin(); it != header.end(); ++it) {
-          renamed[it.key() == "__metadata__" ? it.key() : "model." + it.key()] = it.value();
-        }
-        renamed["lm_head.weight"] = {{"dtype", "F32"},
-                                     {"shape", {3258, 32}},
-                                     {"data_offsets", {data_size, data_size + lm_bytes}}};
-        header = renamed;
-      },
-      std::string(static_cast<size_t>(lm_bytes), '\0'), LlamaDir());
-  const json expected = json::parse(ReadFile(LlamaDir() + "/expected.json"));
-  const auto scores = ScoreCases(dir, expected);
-  ASSERT_EQ(scores.size(), expected["cases"].size());
-  for (size_t i = 0; i < scores.size(); ++i) {
-    EXPECT_NEAR(scores[i], expected["cases"][i]["score"].get<double>(), 3e-5) << "case " << i;
-  }
+  ExpectReferenceScores(LanguageModelExport(tmp, LlamaDir(), "model."), LlamaDir());
 }
 
 // The same rotary setting written three ways: transformers 4's rope_scaling
 // with "rope_type" (the fixture) or the older "type", and transformers 5's
 // rope_parameters (no top-level rope_theta / rope_scaling): the same scores.
 TEST(HfBackboneLlama, ReadsEveryRopeSpelling) {
-  const json expected = json::parse(ReadFile(LlamaDir() + "/expected.json"));
   const std::vector<std::function<void(json&)>> spellings = {[](json& c) {
                                                                c["rope_scaling"].erase("rope_type");
                                                                c["rope_scaling"]["type"] = "llama3";
@@ -645,12 +617,8 @@ TEST(HfBackboneLlama, ReadsEveryRopeSpelling) {
                                                              }};
   for (size_t k = 0; k < spellings.size(); ++k) {
     TempDir tmp;
-    const auto scores = ScoreCases(MutatedFixture(tmp, spellings[k], {}, "", LlamaDir()), expected);
-    ASSERT_EQ(scores.size(), expected["cases"].size()) << "spelling " << k;
-    for (size_t i = 0; i < scores.size(); ++i) {
-      EXPECT_NEAR(scores[i], expected["cases"][i]["score"].get<double>(), 3e-5)
-          << "spelling " << k << ", case " << i;
-    }
+    SCOPED_TRACE("spelling " + std::to_string(k));
+    ExpectReferenceScores(MutatedFixture(tmp, spellings[k], {}, "", LlamaDir()), LlamaDir());
   }
   TempDir tmp;
   auto plain = ReadHfBackbone(MutatedFixture(

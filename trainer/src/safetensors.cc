@@ -13,6 +13,8 @@
 #include <tuple>
 #include <utility>
 
+#include "rlaif/common/json_depth.h"
+
 namespace rlaif::trainer {
 
 namespace {
@@ -52,32 +54,6 @@ float HalfToFloat(uint16_t h) {
   float f;
   std::memcpy(&f, &bits, sizeof f);
   return f;
-}
-
-// Deepest nesting of arrays and objects in JSON text (strings skipped), or
-// limit + 1 as soon as it exceeds `limit`: nlohmann builds every level, so a
-// header of 10^8 '[' would cost gigabytes before it failed.
-int JsonDepth(std::string_view text, int limit) {
-  int depth = 0, deepest = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) return limit + 1;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return deepest;
 }
 
 }  // namespace
@@ -159,7 +135,7 @@ Result<SafeTensorsFile> SafeTensorsFile::FromStorage(std::unique_ptr<Storage> st
                std::to_string(bytes.size()) + " bytes)");
   }
   const std::string_view header = bytes.substr(8, n);
-  if (JsonDepth(header, kMaxHeaderDepth) > kMaxHeaderDepth) {
+  if (JsonNestsDeeperThan(header, kMaxHeaderDepth)) {
     return bad("the header nests deeper than " + std::to_string(kMaxHeaderDepth) + " levels");
   }
   json j = json::parse(header, nullptr, /*allow_exceptions=*/false);

@@ -4,7 +4,9 @@
 # GPT-2 forward pass written out below. That forward pass is independent of the
 # project's C++ code. Neither `transformers` nor `safetensors` is used; the
 # files are written by hand from the published GPT-2 architecture and the
-# safetensors format.
+# safetensors format. The parts shared with ../llama_tiny/make_fixture.py (the
+# safetensors writer and reader, the token-id cases, the causal attention
+# head, the writing of the outputs) live in ../fixture_common.py.
 #
 # Development only (CI does not run it; the outputs are committed). From the
 # repository root:
@@ -27,16 +29,16 @@
 #                      hidden state (after ln_f) at the last position, and
 #                      score = dot(hidden_last, head_weight) + head_bias.
 #                      Computed in float64 from the float32 weights.
-import json
 import math
 import os
-import shutil
-import struct
+import sys
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOKENIZER_SRC = os.path.join(HERE, "..", "hf_tokenizer", "gpt2-3k.json")
+sys.path.insert(0, os.path.dirname(HERE))
+sys.dont_write_bytecode = True  # no __pycache__ next to the fixtures
+import fixture_common as common  # noqa: E402
 
 V, P, D, L, H = 3258, 64, 32, 2, 4
 HD = D // H
@@ -101,54 +103,6 @@ def make_weights(rng):
     return w
 
 
-# ------------------------------------------------------------ safetensors --
-def write_safetensors(path, tensors):
-    header = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    blobs = []
-    for name, arr in tensors.items():
-        assert arr.dtype == np.float32
-        data = arr.astype("<f4").tobytes(order="C")
-        header[name] = {"dtype": "F32", "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-
-
-def read_safetensors(path):
-    """Small independent reader: returns (ordered names, {name: float32 array})."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    assert (8 + n) % 8 == 0
-    header = json.loads(raw[8:8 + n].decode("utf-8"))
-    assert header.pop("__metadata__") == {"format": "pt"}
-    data = raw[8 + n:]
-    out = {}
-    names = []
-    expect_begin = 0
-    for name, info in header.items():
-        assert info["dtype"] == "F32"
-        begin, end = info["data_offsets"]
-        assert begin == expect_begin, name  # packed, in order, no gaps
-        count = 1
-        for s in info["shape"]:
-            count *= s
-        assert end - begin == 4 * count, name
-        out[name] = np.frombuffer(data[begin:end], dtype="<f4").reshape(info["shape"])
-        names.append(name)
-        expect_begin = end
-    assert expect_begin == len(data)
-    return names, out
-
-
 # ------------------------------------------------------ reference forward --
 def layer_norm(x, w, b):
     mean = x.mean(axis=-1, keepdims=True)
@@ -162,22 +116,10 @@ def gelu_new(u):
 
 def attention_loop(q, k, v):
     """q, k, v: [T, D]. Causal multi-head attention, heads concatenated: [T, D]."""
-    T = q.shape[0]
-    out = np.zeros((T, D))
+    out = np.zeros((q.shape[0], D))
     for h in range(H):
         cols = slice(h * HD, (h + 1) * HD)
-        qh, kh, vh = q[:, cols], k[:, cols], v[:, cols]
-        for t in range(T):
-            scores = np.empty(T)
-            for s in range(T):
-                if s <= t:
-                    scores[s] = float(np.dot(qh[t], kh[s])) / math.sqrt(HD)
-                else:
-                    scores[s] = -math.inf
-            m = scores.max()
-            e = np.exp(scores - m)  # exp(-inf) = 0 for the masked positions
-            p = e / e.sum()
-            out[t, cols] = p @ vh
+        out[:, cols] = common.causal_attention_head(q[:, cols], k[:, cols], v[:, cols])
     return out
 
 
@@ -185,13 +127,9 @@ def attention_torch(q, k, v):
     """Second implementation: batched float64 torch tensors, F.softmax."""
     import torch
     T = q.shape[0]
-    qt = torch.from_numpy(q).view(T, H, HD).transpose(0, 1)  # [H, T, HD]
-    kt = torch.from_numpy(k).view(T, H, HD).transpose(0, 1)
-    vt = torch.from_numpy(v).view(T, H, HD).transpose(0, 1)
-    s = qt @ kt.transpose(1, 2) / math.sqrt(HD)  # [H, T, T]
-    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
-    s = s.masked_fill(mask, float("-inf"))
-    o = torch.nn.functional.softmax(s, dim=-1) @ vt  # [H, T, HD]
+    qt, kt, vt = (torch.from_numpy(u).view(T, H, HD).transpose(0, 1)  # [H, T, HD]
+                  for u in (q, k, v))
+    o = common.causal_attention_torch(qt, kt, vt)  # [H, T, HD]
     return o.transpose(0, 1).reshape(T, D).numpy()
 
 
@@ -214,30 +152,11 @@ def forward(w, ids, attention=attention_loop):
     return layer_norm(x, W["ln_f.weight"], W["ln_f.bias"])
 
 
-# ------------------------------------------------------------------ cases --
-def make_cases(rng):
-    def rand_ids(n):
-        return [int(t) for t in rng.integers(0, V, size=n)]
-
-    cases = []
-    for n in (1, 2, 7, 20, 33, 64):
-        cases.append(rand_ids(n))
-    cases[2][3] = EOS      # length 7: eos in the middle
-    cases[3][0] = EOS      # length 20: eos first
-    cases[4][16] = EOS     # length 33: eos in the middle
-    cases[5][10] = EOS     # length 64: eos inside ...
-    cases[5][-1] = EOS     # ... and last
-    return cases
-
-
-def self_checks(weights, path, cases):
+# ----------------------------------------------------------------- checks --
+def self_checks(weights, cases):
+    """The reference pieces against torch's (the safetensors round trip is
+    checked by common.write_checkpoint)."""
     import torch
-
-    names, back = read_safetensors(path)
-    assert names == list(weights.keys())
-    for name, arr in weights.items():
-        assert back[name].shape == arr.shape, name
-        assert back[name].tobytes() == arr.tobytes(), name
 
     u = np.linspace(-8.0, 8.0, 4001)
     ref = torch.nn.functional.gelu(torch.from_numpy(u), approximate="tanh").numpy()
@@ -264,35 +183,12 @@ def main():
     rng = np.random.default_rng(SEED)
     weights = make_weights(rng)
     head_weight = rng.standard_normal(D).astype(np.float32).astype(np.float64)
-    cases = make_cases(rng)
+    cases = common.make_cases(rng, V, EOS)
 
-    with open(os.path.join(HERE, "config.json"), "w") as f:
-        json.dump(CONFIG, f, indent=2)
-        f.write("\n")
-    shutil.copyfile(TOKENIZER_SRC, os.path.join(HERE, "tokenizer.json"))
-    st_path = os.path.join(HERE, "model.safetensors")
-    write_safetensors(st_path, weights)
-
-    self_checks(weights, st_path, cases)
-
-    out_cases = []
-    for ids in cases:
-        hidden = forward(weights, ids)[-1]
-        score = float(np.dot(hidden, head_weight)) + HEAD_BIAS
-        out_cases.append({"ids": ids, "hidden_last": [float(h) for h in hidden],
-                          "score": score})
-    # One case per line keeps the file small and readable.
-    lines = ['{"head_weight": %s,' % json.dumps([float(h) for h in head_weight]),
-             ' "head_bias": %s,' % json.dumps(HEAD_BIAS),
-             ' "cases": [']
-    for j, c in enumerate(out_cases):
-        lines.append("  " + json.dumps(c) + ("," if j + 1 < len(out_cases) else ""))
-    lines.append(" ]}")
-    with open(os.path.join(HERE, "expected.json"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-    for c in out_cases:
-        print("T=%2d score=%r" % (len(c["ids"]), c["score"]))
+    common.write_checkpoint(HERE, CONFIG, weights)
+    self_checks(weights, cases)
+    common.write_expected(HERE, cases, lambda ids: forward(weights, ids)[-1],
+                          head_weight, HEAD_BIAS)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
 # is independent of the project's C++ code. Neither `transformers` nor
 # `safetensors` is used; the files are written by hand from the published
 # Llama architecture (as in transformers' modeling_llama.py) and the
-# safetensors format.
+# safetensors format. The parts shared with ../gpt2_tiny/make_fixture.py (the
+# safetensors writer and reader, the token-id cases, the causal attention
+# head, the writing of the outputs) live in ../fixture_common.py.
 #
 # Development only (CI does not run it; the outputs are committed). From the
 # repository root:
@@ -35,16 +37,16 @@
 #                      frequencies and angles included; transformers computes
 #                      those in float32, which moves hidden_last by up to
 #                      ~3e-6 and the scores by up to ~6e-6 here).
-import json
 import math
 import os
-import shutil
-import struct
+import sys
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOKENIZER_SRC = os.path.join(HERE, "..", "hf_tokenizer", "gpt2-3k.json")
+sys.path.insert(0, os.path.dirname(HERE))
+sys.dont_write_bytecode = True  # no __pycache__ next to the fixtures
+import fixture_common as common  # noqa: E402
 
 V, P, D, L = 3258, 64, 32, 2
 H, KV, HD, I = 4, 2, 8, 80
@@ -112,54 +114,6 @@ def make_weights(rng):
         w[p + "mlp.down_proj.weight"] = normal((D, I), 0.15)
     w["norm.weight"] = norm_weight()
     return w
-
-
-# ------------------------------------------------------------ safetensors --
-def write_safetensors(path, tensors):
-    header = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    blobs = []
-    for name, arr in tensors.items():
-        assert arr.dtype == np.float32
-        data = arr.astype("<f4").tobytes(order="C")
-        header[name] = {"dtype": "F32", "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-
-
-def read_safetensors(path):
-    """Small independent reader: returns (ordered names, {name: float32 array})."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    assert (8 + n) % 8 == 0
-    header = json.loads(raw[8:8 + n].decode("utf-8"))
-    assert header.pop("__metadata__") == {"format": "pt"}
-    data = raw[8 + n:]
-    out = {}
-    names = []
-    expect_begin = 0
-    for name, info in header.items():
-        assert info["dtype"] == "F32"
-        begin, end = info["data_offsets"]
-        assert begin == expect_begin, name  # packed, in order, no gaps
-        count = 1
-        for s in info["shape"]:
-            count *= s
-        assert end - begin == 4 * count, name
-        out[name] = np.frombuffer(data[begin:end], dtype="<f4").reshape(info["shape"])
-        names.append(name)
-        expect_begin = end
-    assert expect_begin == len(data)
-    return names, out
 
 
 # ------------------------------------------------------------------- RoPE --
@@ -239,17 +193,7 @@ def attention_loop(q, k, v, rope="rotate_half", llama3=True, gqa="div"):
     out = np.zeros((T, H * HD))
     for h in range(H):
         g = h // GROUP if gqa == "div" else h % KV
-        for t in range(T):
-            scores = np.empty(T)
-            for s in range(T):
-                if s <= t:
-                    scores[s] = float(np.dot(q[t, h], k[s, g])) / math.sqrt(HD)
-                else:
-                    scores[s] = -math.inf
-            m = scores.max()
-            e = np.exp(scores - m)  # exp(-inf) = 0 for the masked positions
-            p = e / e.sum()
-            out[t, h * HD:(h + 1) * HD] = p @ v[:, g]
+        out[:, h * HD:(h + 1) * HD] = common.causal_attention_head(q[:, h], k[:, g], v[:, g])
     return out
 
 
@@ -288,10 +232,7 @@ def attention_torch(q, k, v):
     kt = kt * cos + rotate_half(kt) * sin
     kt = kt.repeat_interleave(GROUP, dim=0)  # [H, T, HD]
     vt = vt.repeat_interleave(GROUP, dim=0)
-    s = qt @ kt.transpose(1, 2) / math.sqrt(HD)  # [H, T, T]
-    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
-    s = s.masked_fill(mask, float("-inf"))
-    o = torch.nn.functional.softmax(s, dim=-1) @ vt  # [H, T, HD]
+    o = common.causal_attention_torch(qt, kt, vt)  # [H, T, HD]
     return o.transpose(0, 1).reshape(T, H * HD).numpy()
 
 
@@ -319,22 +260,7 @@ def forward(w, ids, attention=attention_loop, eps=EPS, swap_gate_up=False, **att
     return rms_norm(x, W["norm.weight"], eps)
 
 
-# ------------------------------------------------------------------ cases --
-def make_cases(rng):
-    def rand_ids(n):
-        return [int(t) for t in rng.integers(0, V, size=n)]
-
-    cases = []
-    for n in (1, 2, 7, 20, 33, 64):
-        cases.append(rand_ids(n))
-    cases[2][3] = EOS      # length 7: eos in the middle
-    cases[3][0] = EOS      # length 20: eos first
-    cases[4][16] = EOS     # length 33: eos in the middle
-    cases[5][10] = EOS     # length 64: eos inside ...
-    cases[5][-1] = EOS     # ... and last
-    return cases
-
-
+# ----------------------------------------------------------------- checks --
 def check_rope_regimes():
     inv, regimes = rope_inv_freq(True)
     base, _ = rope_inv_freq(False)
@@ -354,14 +280,10 @@ def check_rope_regimes():
     return regimes
 
 
-def self_checks(weights, path, cases):
+def self_checks(weights, cases):
+    """The reference pieces against torch's (the safetensors round trip is
+    checked by common.write_checkpoint)."""
     import torch
-
-    names, back = read_safetensors(path)
-    assert names == list(weights.keys())
-    for name, arr in weights.items():
-        assert back[name].shape == arr.shape, name
-        assert back[name].tobytes() == arr.tobytes(), name
 
     u = np.linspace(-30.0, 30.0, 6001)
     ref = torch.nn.functional.silu(torch.from_numpy(u)).numpy()
@@ -403,7 +325,7 @@ def sensitivity(weights, cases, head_weight, scores):
         d = []
         for ids, s in zip(cases, scores):
             hidden = forward(weights, ids, **kw)[-1]
-            d.append(abs(float(np.dot(hidden, head_weight)) + HEAD_BIAS - s))
+            d.append(abs(common.score(hidden, head_weight, HEAD_BIAS) - s))
         print("  %-18s max %.3g  [%s]" % (name, max(d), ", ".join("%.3g" % x for x in d)))
 
 
@@ -411,37 +333,14 @@ def main():
     rng = np.random.default_rng(SEED)
     weights = make_weights(rng)
     head_weight = rng.standard_normal(D).astype(np.float32).astype(np.float64)
-    cases = make_cases(rng)
+    cases = common.make_cases(rng, V, EOS)
 
     check_rope_regimes()
 
-    with open(os.path.join(HERE, "config.json"), "w") as f:
-        json.dump(CONFIG, f, indent=2)
-        f.write("\n")
-    shutil.copyfile(TOKENIZER_SRC, os.path.join(HERE, "tokenizer.json"))
-    st_path = os.path.join(HERE, "model.safetensors")
-    write_safetensors(st_path, weights)
-
-    self_checks(weights, st_path, cases)
-
-    out_cases = []
-    for ids in cases:
-        hidden = forward(weights, ids)[-1]
-        score = float(np.dot(hidden, head_weight)) + HEAD_BIAS
-        out_cases.append({"ids": ids, "hidden_last": [float(h) for h in hidden],
-                          "score": score})
-    # One case per line keeps the file small and readable.
-    lines = ['{"head_weight": %s,' % json.dumps([float(h) for h in head_weight]),
-             ' "head_bias": %s,' % json.dumps(HEAD_BIAS),
-             ' "cases": [']
-    for j, c in enumerate(out_cases):
-        lines.append("  " + json.dumps(c) + ("," if j + 1 < len(out_cases) else ""))
-    lines.append(" ]}")
-    with open(os.path.join(HERE, "expected.json"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-    for c in out_cases:
-        print("T=%2d score=%r" % (len(c["ids"]), c["score"]))
+    common.write_checkpoint(HERE, CONFIG, weights)
+    self_checks(weights, cases)
+    out_cases = common.write_expected(HERE, cases, lambda ids: forward(weights, ids)[-1],
+                                      head_weight, HEAD_BIAS)
 
     sensitivity(weights, cases, head_weight, [c["score"] for c in out_cases])
 
