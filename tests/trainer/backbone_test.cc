@@ -682,12 +682,24 @@ TEST(HfBackboneLlama, FineTunesIntoACheckpointThatLoads) {
   EXPECT_EQ(cfg["architecture"]["block"], "llama");
   EXPECT_EQ(cfg["architecture"]["kv_heads"], 2);
   EXPECT_EQ(cfg["architecture"]["rope_factor"], 8.0);
+  EXPECT_EQ(cfg["architecture"]["bos_id"], BpeTokenizer::kFirstByte + 3256);
   EXPECT_EQ(cfg["training"]["backbone"]["model_type"], "llama");
   auto model = RewardModel::Load(dir.Sub("v1"), "cpu");
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   auto m = Evaluate(**model, holdout);
   ASSERT_TRUE(m.ok());
   EXPECT_DOUBLE_EQ(m->accuracy, res->holdout.accuracy);
+  // Serving starts every sequence with the backbone's begin-of-text token,
+  // as training did: the same checkpoint told otherwise scores differently.
+  fs::copy(dir.Sub("v1"), dir.Sub("no-bos"));
+  json no_bos = cfg;
+  no_bos["architecture"]["bos_id"] = -1;
+  WriteFile(dir.Sub("no-bos/config.json"), no_bos.dump());
+  auto without = RewardModel::Load(dir.Sub("no-bos"), "cpu");
+  ASSERT_TRUE(without.ok()) << without.status().ToString();
+  const std::vector<std::pair<std::string, std::string>> item = {
+      {holdout[0].prompt, holdout[0].chosen}};
+  EXPECT_NE((*model)->Score(item).value()[0][0], (*without)->Score(item).value()[0][0]);
   // A refresh from it with the same backbone; the GPT-2 backbone is refused.
   TrainOptions warm = o;
   warm.init_from = dir.Sub("v1");

@@ -290,6 +290,16 @@ TEST(BuildRewardSequence, KeepsTheEndOfThePromptAndTheStartOfTheResponse) {
             (std::vector<int32_t>{7, BpeTokenizer::kSep, 9, BpeTokenizer::kEnd}));
   EXPECT_EQ(BuildRewardSequence({}, {}, 40),
             (std::vector<int32_t>{BpeTokenizer::kSep, BpeTokenizer::kEnd}));
+
+  // A begin-of-text id first, within the same bound.
+  EXPECT_EQ(BuildRewardSequence({7}, {9}, 40, 500),
+            (std::vector<int32_t>{500, 7, BpeTokenizer::kSep, 9, BpeTokenizer::kEnd}));
+  auto with_bos = BuildRewardSequence(prompt, response, 40, 500);
+  EXPECT_EQ(with_bos.size(), 40u);
+  EXPECT_EQ(with_bos.front(), 500);
+  EXPECT_EQ(with_bos.back(), BpeTokenizer::kEnd);
+  EXPECT_EQ(std::vector<int32_t>(with_bos.begin() + 1, with_bos.end()),
+            BuildRewardSequence(prompt, response, 39));
 }
 
 TEST(BpeTokenizer, Trains4kVocabOnTheHhFileQuickly) {

@@ -81,9 +81,9 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
   const bool v5 = params != j.end() && !params->is_null();
   if (v5 && !params->is_object()) return corrupt("rope_parameters is not an object");
   const auto top_scaling = j.find("rope_scaling");
-  const json scaling = v5 ? *params
+  const json scaling = v5                                                  ? *params
                        : top_scaling != j.end() && !top_scaling->is_null() ? *top_scaling
-                                                                          : json();
+                                                                           : json();
   if (!scaling.is_null() && !scaling.is_object()) return corrupt("rope_scaling is not an object");
   if (!get_double("rope_theta", 10000, 1, 1e12, &info->rope_theta)) {
     return corrupt("rope_theta is not a positive number");
@@ -107,11 +107,11 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
     }
   }
   if (scaling.is_object()) {
-    const std::string type = scaling.value("rope_type", json()).is_string()
-                                 ? scaling["rope_type"].get<std::string>()
-                             : scaling.value("type", json()).is_string()
-                                 ? scaling["type"].get<std::string>()
-                                 : v5 ? "default" : "";
+    const std::string type =
+        scaling.value("rope_type", json()).is_string() ? scaling["rope_type"].get<std::string>()
+        : scaling.value("type", json()).is_string()    ? scaling["type"].get<std::string>()
+        : v5                                           ? "default"
+                                                       : "";
     if (type == "llama3") {
       auto number = [&](const char* key, double* out) {
         auto it = scaling.find(key);
@@ -286,11 +286,14 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
     if (cross) return unsupported("cross-attention is not read");
   }
   // An int, or a list of them (Llama 3 Instruct's end-of-turn ids): the first.
-  auto eos = j.find("eos_token_id");
-  if (eos != j.end() && eos->is_array() && !eos->empty()) eos = eos->begin();
-  if (eos != j.end() && eos->is_number_integer() && eos->get<int64_t>() >= 0 &&
-      eos->get<int64_t>() < info.vocab_size) {
-    info.eos_token_id = eos->get<int>();
+  for (auto [key, out] : {std::pair<const char*, int*>{"eos_token_id", &info.eos_token_id},
+                          {"bos_token_id", &info.bos_token_id}}) {
+    auto id = j.find(key);
+    if (id != j.end() && id->is_array() && !id->empty()) id = id->begin();
+    if (id != j.end() && id->is_number_integer() && id->get<int64_t>() >= 0 &&
+        id->get<int64_t>() < info.vocab_size) {
+      *out = id->get<int>();
+    }
   }
 
   // Weights: one file, or an index of shards.

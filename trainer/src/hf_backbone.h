@@ -35,16 +35,17 @@ struct HfBackboneInfo {
   int d_model = 0;
   int layers = 0;
   int heads = 0;
-  int mlp_ratio = 4;       // gpt2
-  int max_positions = 0;   // the longest sequence it has positions for
-  int vocab_size = 0;      // rows of the token embedding
-  int eos_token_id = -1;   // its end-of-text id (-1 if none): the END embedding starts there
-  std::string activation;  // "gelu" | "gelu_tanh" (gpt2), "silu" (llama's SwiGLU)
+  int mlp_ratio = 4;             // gpt2
+  int max_positions = 0;         // the longest sequence it has positions for
+  int vocab_size = 0;            // rows of the token embedding
+  int eos_token_id = -1;         // its end-of-text id (-1 if none): the END embedding starts there
+  int bos_token_id = -1;         // its begin-of-text id (-1 if none): llama sequences start with it
+  std::string activation;        // "gelu" | "gelu_tanh" (gpt2), "silu" (llama's SwiGLU)
   double layer_norm_eps = 1e-5;  // LayerNorm's, or llama's RMSNorm's
   // llama only.
-  int kv_heads = 0;         // key/value heads (grouped-query attention)
-  int head_dim = 0;         // per head
-  int mlp_hidden = 0;       // intermediate_size
+  int kv_heads = 0;    // key/value heads (grouped-query attention)
+  int head_dim = 0;    // per head
+  int mlp_hidden = 0;  // intermediate_size
   double rope_theta = 10000;
   // Llama 3's rotary frequency scaling ("rope_type": "llama3"); factor 0 = none.
   double rope_factor = 0, rope_low_freq_factor = 1, rope_high_freq_factor = 4;

@@ -25,11 +25,11 @@
 #include "cluster_stats.h"
 #include "hf_backbone.h"
 #include "linear_model.h"
+#include "optim.h"
 #include "rlaif/common/clock.h"
 #include "rlaif/common/hash.h"
 #include "rlaif/trainer/tokenizer.h"
 #include "score_plan.h"
-#include "optim.h"
 #include "transformer.h"
 
 #ifndef RLAIF_GIT_REV
@@ -135,6 +135,9 @@ Status ValidateConfig(const ModelConfig& c) {
       return bad("mlp_hidden " + std::to_string(c.mlp_hidden) + " outside [1, 1048576]");
     }
     if (c.activation != "silu") return bad("activation of a llama block must be silu");
+    if (c.bos_id < -1 || c.bos_id >= c.vocab_size) {
+      return bad("bos_id " + std::to_string(c.bos_id) + " outside [-1, vocab_size)");
+    }
     if (!(c.rope_theta > 0) || !(c.rope_factor >= 0) ||
         (c.rope_factor > 0 && !(c.rope_high_freq_factor > c.rope_low_freq_factor &&
                                 c.rope_low_freq_factor > 0 && c.rope_original_max_positions > 0))) {
@@ -168,7 +171,7 @@ Status ValidateConfig(const ModelConfig& c) {
 // epsilon), so that an older build refuses such a checkpoint instead of
 // scoring it with the wrong activation.
 bool NeedsFormat3(const ModelConfig& c) {
-  return c.activation != "gelu" || c.layer_norm_eps != 1e-5 || c.block != "gpt2";
+  return c.activation != "gelu" || c.layer_norm_eps != 1e-5 || c.block != "gpt2" || c.bos_id >= 0;
 }
 
 // A llama block's own fields (ModelConfig), as config.json stores them.
@@ -183,23 +186,24 @@ json LlamaJson(const ModelConfig& c) {
           {"rope_high_freq_factor", c.rope_high_freq_factor},
           {"rope_original_max_positions", c.rope_original_max_positions},
           {"attention_bias", c.attention_bias},
-          {"mlp_bias", c.mlp_bias}};
+          {"mlp_bias", c.mlp_bias},
+          {"bos_id", c.bos_id}};
 }
 
 json ConfigToJson(const ModelConfig& c) {
   json j = {{"type", c.causal ? "decoder" : "encoder"},
-          {"causal", c.causal},
-          {"preset", c.preset},
-          {"vocab_size", c.vocab_size},
-          {"max_len", c.max_len},
-          {"d_model", c.d_model},
-          {"layers", c.layers},
-          {"heads", c.heads},
-          {"mlp_ratio", c.mlp_ratio},
-          {"norm", "pre-ln"},
-          {"pooling", "end_token"},
-          {"head", "scalar"},
-          {"score_heads", c.score_heads}};
+            {"causal", c.causal},
+            {"preset", c.preset},
+            {"vocab_size", c.vocab_size},
+            {"max_len", c.max_len},
+            {"d_model", c.d_model},
+            {"layers", c.layers},
+            {"heads", c.heads},
+            {"mlp_ratio", c.mlp_ratio},
+            {"norm", "pre-ln"},
+            {"pooling", "end_token"},
+            {"head", "scalar"},
+            {"score_heads", c.score_heads}};
   if (NeedsFormat3(c)) {  // absent = the defaults, so older configs hash the same
     j["activation"] = c.activation;
     j["layer_norm_eps"] = c.layer_norm_eps;
@@ -238,6 +242,7 @@ Result<ModelConfig> ConfigFromJson(const json& j) {
     RLAIF_RETURN_IF_ERROR(get_int("head_dim", &c.head_dim));
     RLAIF_RETURN_IF_ERROR(get_int("mlp_hidden", &c.mlp_hidden));
     RLAIF_RETURN_IF_ERROR(get_int("rope_original_max_positions", &c.rope_original_max_positions));
+    RLAIF_RETURN_IF_ERROR(get_int("bos_id", &c.bos_id));
     for (auto [key, out] : {std::pair<const char*, double*>{"rope_theta", &c.rope_theta},
                             {"rope_factor", &c.rope_factor},
                             {"rope_low_freq_factor", &c.rope_low_freq_factor},
@@ -285,9 +290,9 @@ Result<ModelConfig> BackboneConfig(const TrainOptions& o) {
   auto info = ReadHfBackbone(o.backbone);
   if (!info.ok()) return info.status();
   ModelConfig c = BackboneModelConfig(*info, 0);  // max_len below
-  const std::pair<const char*, std::pair<int, int>> fixed[] = {
-      {"d_model", {o.d_model, c.d_model}}, {"layers", {o.layers, c.layers}},
-      {"heads", {o.heads, c.heads}}};
+  const std::pair<const char*, std::pair<int, int>> fixed[] = {{"d_model", {o.d_model, c.d_model}},
+                                                               {"layers", {o.layers, c.layers}},
+                                                               {"heads", {o.heads, c.heads}}};
   for (const auto& [name, v] : fixed) {
     if (v.first > 0 && v.first != v.second) {
       return Status::InvalidArgument(std::string("train options: ") + name + " " +
@@ -465,17 +470,18 @@ class TorchRewardModel final : public RewardModel {
 
   Result<std::vector<std::vector<double>>> Score(
       const std::vector<std::pair<std::string, std::string>>& items) const override {
-    return GuardExceptions(
-        "scoring with model " + version_, [&]() -> Result<std::vector<std::vector<double>>> {
-          std::vector<std::vector<int32_t>> seqs;
-          seqs.reserve(items.size());
-          const int max_len = net_->config().max_len;
-          for (const auto& [prompt, response] : items) {
-            seqs.push_back(BuildRewardSequence(tokenizer_.Encode(prompt),
-                                               tokenizer_.Encode(response), max_len));
-          }
-          return ScoreTokenSequences(net_, device_, seqs);
-        });
+    return GuardExceptions("scoring with model " + version_,
+                           [&]() -> Result<std::vector<std::vector<double>>> {
+                             std::vector<std::vector<int32_t>> seqs;
+                             seqs.reserve(items.size());
+                             const int max_len = net_->config().max_len;
+                             for (const auto& [prompt, response] : items) {
+                               seqs.push_back(BuildRewardSequence(tokenizer_.Encode(prompt),
+                                                                  tokenizer_.Encode(response),
+                                                                  max_len, net_->config().bos_id));
+                             }
+                             return ScoreTokenSequences(net_, device_, seqs);
+                           });
   }
 
   const std::string& version() const override { return version_; }
@@ -980,17 +986,18 @@ struct TransformerRun {
 // pairs, so each is encoded once.
 class PairEncoder {
  public:
-  PairEncoder(const BpeTokenizer& tokenizer, int max_len)
-      : tokenizer_(tokenizer), max_len_(max_len) {}
+  PairEncoder(const BpeTokenizer& tokenizer, int max_len, int32_t bos)
+      : tokenizer_(tokenizer), max_len_(max_len), bos_(bos) {}
   std::vector<int32_t> Encode(const std::string& prompt, const std::string& response) {
     auto it = prompt_ids_.find(prompt);
     if (it == prompt_ids_.end()) it = prompt_ids_.emplace(prompt, tokenizer_.Encode(prompt)).first;
-    return BuildRewardSequence(it->second, tokenizer_.Encode(response), max_len_);
+    return BuildRewardSequence(it->second, tokenizer_.Encode(response), max_len_, bos_);
   }
 
  private:
   const BpeTokenizer& tokenizer_;
   const int max_len_;
+  const int32_t bos_;  // ModelConfig::bos_id
   std::unordered_map<std::string_view, std::vector<int32_t>> prompt_ids_;
 };
 
@@ -1093,8 +1100,8 @@ Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const Trai
   }
   if (arch->activation != want->activation || arch->layer_norm_eps != want->layer_norm_eps) {
     return refuse("architecture differs: activation / layer_norm_eps " + arch->activation + " " +
-                  std::to_string(arch->layer_norm_eps) + " in the checkpoint, " +
-                  want->activation + " " + std::to_string(want->layer_norm_eps) + " asked");
+                  std::to_string(arch->layer_norm_eps) + " in the checkpoint, " + want->activation +
+                  " " + std::to_string(want->layer_norm_eps) + " asked");
   }
   for (const auto& [name, v] : sizes) {
     if (given_tokenizer && std::string_view(name) == "vocab_size (asked)") continue;
@@ -1134,8 +1141,8 @@ Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const Trai
                     options.backbone + " (identity " + info->identity + ")");
     }
   } else if (src.backbone.is_object()) {
-    return refuse("it was trained from the backbone " + src.backbone.value("dir", std::string("?")) +
-                  " and no backbone is set");
+    return refuse("it was trained from the backbone " +
+                  src.backbone.value("dir", std::string("?")) + " and no backbone is set");
   }
   return src;
 }
@@ -1218,8 +1225,7 @@ std::string RunFingerprint(const std::vector<PreferencePair>& train,
                            const std::vector<PreferencePair>& val,
                            const std::vector<std::string>& dimensions, const ModelConfig& config,
                            const torch::Device& device, const TrainOptions& o,
-                           const std::string& warm_identity,
-                           const std::string& tokenizer_identity,
+                           const std::string& warm_identity, const std::string& tokenizer_identity,
                            const std::string& backbone_identity) {
   const json j = {{"train", DataFingerprint(train)},
                   {"tokenizer", tokenizer_identity},
@@ -1357,10 +1363,9 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   }
   // A resume state of this very run, if one was left behind.
   const fs::path resume_dir = options.resume_dir;
-  const std::string fingerprint =
-      RunFingerprint(train, val, dimensions, config, device, options, warm ? warm->identity : "",
-                     given ? HexId(Hash64(given->ToJson())) : "",
-                     backbone ? backbone->identity : "");
+  const std::string fingerprint = RunFingerprint(
+      train, val, dimensions, config, device, options, warm ? warm->identity : "",
+      given ? HexId(Hash64(given->ToJson())) : "", backbone ? backbone->identity : "");
   json resumed;  // state.json of the state resumed from; null = none
   fs::path resume_from;
   if (!resume_dir.empty()) {
@@ -1413,7 +1418,13 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   // 2. Encode once.
   std::vector<EncodedPair> data;
   data.reserve(train.size());
-  PairEncoder encoder(*tokenizer, config.max_len);
+  if (config.bos_id >= config.vocab_size) {
+    return Status::InvalidArgument("the backbone's begin-of-text id " +
+                                   std::to_string(config.bos_id - BpeTokenizer::kFirstByte) +
+                                   " is not in the tokenizer's " +
+                                   std::to_string(config.vocab_size) + " ids");
+  }
+  PairEncoder encoder(*tokenizer, config.max_len, config.bos_id);
   // Label smoothing pulls the targets toward 0.5 (HH labels are noisy).
   const double smooth = options.label_smoothing;
   const std::vector<double> weights = LengthBalanceWeights(train, options.length_balance);
@@ -1813,8 +1824,7 @@ StackingChoice ChooseStacking(const std::vector<std::vector<double>>& diffs,
   // validation pairs right than the linear member alone (accuracy is what
   // the gate and the users judge; with soft labels the loss can improve on
   // calibration while the ranking gets worse).
-  c.keep_transformer =
-      w[0] > 0 && c.gain_se > 0 && c.gain > c.gain_se && c.accuracy_gain > 0;
+  c.keep_transformer = w[0] > 0 && c.gain_se > 0 && c.gain > c.gain_se && c.accuracy_gain > 0;
   return c;
 }
 
@@ -1962,10 +1972,10 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
   result.device = want_transformer ? DeviceName(*device) : "cpu";
   // The bf16 residual applies on CUDA to GPT-2 blocks (the presets' and
   // GPT-2 backbones'), not to llama ones.
-  result.residual = want_transformer && use_bf16 && options.cuda_bf16_residual &&
-                            config->block == "gpt2"
-                        ? "bf16"
-                        : "fp32";
+  result.residual =
+      want_transformer && use_bf16 && options.cuda_bf16_residual && config->block == "gpt2"
+          ? "bf16"
+          : "fp32";
 
   // 1. The linear model (baseline, ensemble member or the model itself).
   LinearConfig linear_config;

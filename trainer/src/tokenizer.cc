@@ -95,7 +95,13 @@ std::vector<std::string_view> SplitChunks(std::string_view text) {
 }
 
 std::vector<int32_t> BuildRewardSequence(const std::vector<int32_t>& prompt,
-                                         const std::vector<int32_t>& response, int max_len) {
+                                         const std::vector<int32_t>& response, int max_len,
+                                         int32_t bos) {
+  if (bos >= 0) {
+    std::vector<int32_t> seq = BuildRewardSequence(prompt, response, std::max(max_len, 5) - 1);
+    seq.insert(seq.begin(), bos);
+    return seq;
+  }
   const size_t avail = static_cast<size_t>(std::max(max_len, 4)) - 2;  // SEP + END
   const size_t response_share = static_cast<size_t>(max_len) * 3 / 4;
   const size_t response_keep = std::min(

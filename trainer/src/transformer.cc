@@ -313,8 +313,8 @@ RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config
     const auto f = RotaryInverseFrequencies(config);
     // A buffer, so that it moves with the module (no copy to the device per
     // forward); not a parameter, so checkpoints do not store it.
-    inv_freq_ = register_buffer("inv_freq",
-                                torch::tensor(std::vector<float>(f.begin(), f.end()), torch::kFloat));
+    inv_freq_ = register_buffer(
+        "inv_freq", torch::tensor(std::vector<float>(f.begin(), f.end()), torch::kFloat));
     return;
   }
   pos_emb_ = register_module("pos_emb", torch::nn::Embedding(config.max_len, config.d_model));
@@ -463,6 +463,9 @@ ModelConfig BackboneModelConfig(const HfBackboneInfo& info, int max_len) {
     c.rope_high_freq_factor = info.rope_high_freq_factor;
     c.rope_original_max_positions = info.rope_original_max_positions;
     c.attention_bias = info.attention_bias, c.mlp_bias = info.mlp_bias;
+    // Llama models are trained with begin-of-text first (the attention sink);
+    // GPT-2's tokenizer adds none.
+    if (info.bos_token_id >= 0) c.bos_id = BpeTokenizer::kFirstByte + info.bos_token_id;
   }
   return c;
 }

@@ -51,6 +51,9 @@ struct ModelConfig {
   double rope_factor = 0, rope_low_freq_factor = 1, rope_high_freq_factor = 4;
   int rope_original_max_positions = 0;
   bool attention_bias = false, mlp_bias = false;
+  // The id every sequence starts with (a Llama backbone's begin-of-text
+  // token, BuildRewardSequence's `bos`); -1 = none.
+  int bos_id = -1;
 };
 
 // The rotary inverse frequencies of a llama config ([head_dim / 2] float64,

@@ -116,8 +116,10 @@ std::vector<std::string_view> SplitChunks(std::string_view text);
 // The model input for one (prompt, response): the END of the prompt (truncated
 // from the left), SEP, the start of the response (at least 3/4 of max_len when
 // it is that long, more if the prompt is short), END. Never longer than max_len
-// (max_len >= 4).
+// (max_len >= 4). With `bos` >= 0 (a Llama backbone's begin-of-text id), the
+// sequence starts with it, within the same max_len (max_len >= 5).
 std::vector<int32_t> BuildRewardSequence(const std::vector<int32_t>& prompt,
-                                         const std::vector<int32_t>& response, int max_len);
+                                         const std::vector<int32_t>& response, int max_len,
+                                         int32_t bos = -1);
 
 }  // namespace rlaif::trainer
