@@ -538,14 +538,27 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
     return torch::from_blob(values->data(), shape, torch::kFloat).clone();
   };
   const int64_t d = c.d_model, ff = static_cast<int64_t>(c.mlp_ratio) * d;
-  std::map<std::string, torch::Tensor> values;  // our parameter name -> value
+  // Each value goes into its parameter as soon as it is read, so that the
+  // host holds the network plus one tensor (not a second copy of the model).
+  torch::NoGradGuard no_grad;
+  auto params = net->named_parameters(/*recurse=*/true);
+  std::set<std::string> set;  // parameters given a value
+  auto assign = [&](const std::string& ours, const torch::Tensor& value) -> Status {
+    torch::Tensor* p = params.find(ours);
+    if (p == nullptr) return Status::Internal("backbone: no parameter " + ours);
+    if (!p->sizes().equals(value.sizes())) {
+      return Status::Internal("backbone: parameter " + ours + " has another shape");
+    }
+    p->copy_(value);
+    set.insert(ours);
+    return Status::Ok();
+  };
   auto put = [&](const std::string& ours, const std::string& theirs,
                  const std::vector<int64_t>& shape, bool conv1d) -> Status {
     auto t = load(theirs, shape);
     if (!t.ok()) return t.status();
     // GPT-2's Conv1D stores [in, out]; a Linear's weight is [out, in].
-    values[ours] = conv1d ? t->t().contiguous() : *t;
-    return Status::Ok();
+    return assign(ours, conv1d ? t->t() : *t);
   };
   auto wte = load(first, {info.vocab_size, d});
   if (!wte.ok()) return wte.status();
@@ -555,7 +568,7 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
     const auto mean = wte->mean(0);
     emb[BpeTokenizer::kEnd].copy_(info.eos_token_id >= 0 ? (*wte)[info.eos_token_id] : mean);
     emb[BpeTokenizer::kSep].copy_(mean);
-    values["tok_emb.weight"] = emb;
+    RLAIF_RETURN_IF_ERROR(assign("tok_emb.weight", emb));
   }
   if (llama) {
     const int64_t inner = static_cast<int64_t>(c.heads) * c.head_dim;
@@ -584,7 +597,7 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
   } else {
     auto wpe = load("wpe.weight", {info.max_positions, d});
     if (!wpe.ok()) return wpe.status();
-    values["pos_emb.weight"] = wpe->slice(0, 0, c.max_len).clone();
+    RLAIF_RETURN_IF_ERROR(assign("pos_emb.weight", wpe->slice(0, 0, c.max_len)));
     for (int i = 0; i < c.layers; ++i) {
       const std::string h = "h." + std::to_string(i) + ".";
       const std::string b = "blocks." + std::to_string(i) + ".";
@@ -616,17 +629,10 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
                  (llama ? "Llama" : "GPT-2") + " (another architecture or more layers?)");
     }
   }
-  torch::NoGradGuard no_grad;
-  for (auto& item : net->named_parameters(/*recurse=*/true)) {
-    const std::string& name = item.key();
-    if (name.rfind("head.", 0) == 0) continue;  // the scalar heads are new
-    auto it = values.find(name);
-    if (it == values.end()) return Status::Internal("backbone: no value for parameter " + name);
-    item.value().copy_(it->second);
-    values.erase(it);
-  }
-  if (!values.empty()) {
-    return Status::Internal("backbone: no parameter " + values.begin()->first);
+  for (const auto& item : params) {
+    if (item.key().rfind("head.", 0) != 0 && set.count(item.key()) == 0) {
+      return Status::Internal("backbone: no value for parameter " + item.key());
+    }
   }
   return Status::Ok();
 }

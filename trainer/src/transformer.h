@@ -194,7 +194,9 @@ ModelConfig BackboneModelConfig(const HfBackboneInfo& info, int max_len);
 // END takes its end-of-text row (the mean row without one), SEP the mean
 // row, PAD zeros; the scalar heads keep their initialisation. Every tensor
 // of the files must be used or known to be unused (lm_head, mask buffers),
-// and every parameter but the heads set: else kInvalidArgument naming it.
+// and every parameter but the heads set: else kInvalidArgument naming it,
+// and `net` (partly overwritten: values are copied in as they are read, so
+// the host never holds a second copy of the model) is to be discarded.
 Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info);
 
 // A padded batch of token sequences on a device.
