@@ -54,6 +54,8 @@ py  "${base[@]}" --optimizer fused
 cpp "${base[@]}" --optimizer fused --residual fp32
 cpp "${base[@]}" --optimizer fused --residual bf16
 cpp --preset small --seq 384 --batch 64 --optimizer fused --residual fp32
+# Llama-shaped backbones (trainer.model.backbone; random weights): SmolLM2-135M's shape.
+cpp --preset llama-135m --seq 512 --batch 32 --optimizer fused --residual fp32
 fi
 # Kernel profiles (3 steps each, after the timed ones; not in the table).
 export dest="$out/profile-runs.jsonl"

@@ -3,7 +3,8 @@
 // loss, backward, AdamW — the same RewardTransformer the trainer uses, on
 // random token ids of a fixed shape.
 //
-//   rlaif-bench-train [--device cpu|cuda] [--preset tiny|small|base] [--seq N]
+//   rlaif-bench-train [--device cpu|cuda] [--preset tiny|small|base|llama-135m|llama-1b]
+//                     [--seq N]
 //                     [--batch N (sequences)] [--steps N] [--warmup N] [--threads N]
 //                     [--optimizer fused|foreach|per-tensor] [--residual fp32|bf16]
 //                     [--windows N] [--profile TRACE.json]
@@ -22,7 +23,9 @@
 // keys and values only (its queries, attention output and MLP run at the END
 // token alone) and causal attention's lower triangle. Both against the
 // measured bf16 matmul peak of the same device in the same run, and against
-// a nominal peak given by --peak-tflops.
+// a nominal peak given by --peak-tflops. llama-135m and llama-1b are the
+// shapes of SmolLM2-135M and Llama 3.2 1B (Llama blocks, as a pretrained
+// backbone of that architecture trains; random weights).
 #include <torch/torch.h>
 #ifdef RLAIF_BENCH_PROFILER
 #include <torch/csrc/autograd/profiler_kineto.h>
@@ -78,6 +81,19 @@ ModelConfig Preset(const std::string& name) {
     c.vocab_size = 2048; c.d_model = 64; c.layers = 2; c.heads = 4; c.max_len = 256;
   } else if (name == "small") {
     c.vocab_size = 8192; c.d_model = 256; c.layers = 4; c.heads = 4; c.max_len = 384;
+  } else if (name == "llama-135m") {
+    // SmolLM2-135M's shape (a Llama backbone, trainer.model.backbone):
+    // GQA 9/3 heads of 64, SwiGLU 1536, 49,152 ids.
+    c.block = "llama"; c.activation = "silu"; c.layer_norm_eps = 1e-5;
+    c.vocab_size = 49152; c.d_model = 576; c.layers = 30; c.heads = 9; c.kv_heads = 3;
+    c.head_dim = 64; c.mlp_hidden = 1536; c.rope_theta = 100000; c.max_len = 512;
+  } else if (name == "llama-1b") {
+    // Llama 3.2 1B's shape: GQA 32/8 heads of 64, SwiGLU 8192, Llama 3 rotary scaling.
+    c.block = "llama"; c.activation = "silu"; c.layer_norm_eps = 1e-5;
+    c.vocab_size = 128256; c.d_model = 2048; c.layers = 16; c.heads = 32; c.kv_heads = 8;
+    c.head_dim = 64; c.mlp_hidden = 8192; c.rope_theta = 500000; c.rope_factor = 32;
+    c.rope_low_freq_factor = 1; c.rope_high_freq_factor = 4;
+    c.rope_original_max_positions = 8192; c.max_len = 512;
   } else {
     c.vocab_size = 16384; c.d_model = 768; c.layers = 12; c.heads = 12; c.max_len = 512;
   }
@@ -187,16 +203,24 @@ int main(int argc, char** argv) {
   const double tokens = static_cast<double>(batch * seq) * per_window * windows;
   const double tps = static_cast<double>(batch * seq) * per_window / median_secs;
   const double d = cfg.d_model, t = static_cast<double>(seq), layers = cfg.layers;
+  // Attention's 12 L d t convention counts d = heads * head_dim (a llama
+  // block's attention width may differ from d_model).
+  const double attn_d = cfg.block == "llama" ? static_cast<double>(cfg.heads) * cfg.head_dim : d;
   const double flops_per_token = 6.0 * static_cast<double>(params - emb_params) +
-                                 12.0 * layers * d * t;
+                                 12.0 * layers * attn_d * t;
   // Per block: 12 d^2 matrix weights (qkv 3, out 1, MLP 8 with mlp_ratio 4)
   // + biases and norms; the last block's per-token work is keys and values
   // (2 d^2) and its key/value biases; causal attention computes half the
   // 12 d t FLOPs of the convention.
   const double block_params = static_cast<double>(params - emb_params) / layers;  // ~, head aside
   const double last_block_per_token = 2.0 * d * d + 2.0 * d;
+  // Llama blocks (presets llama-*) all run at every position: only the
+  // causal half of attention is saved.
   const double executed_per_token =
-      6.0 * ((layers - 1) * block_params + last_block_per_token) + 6.0 * (layers - 1) * d * t;
+      cfg.block == "llama"
+          ? 6.0 * static_cast<double>(params - emb_params) + 6.0 * layers * attn_d * t
+          : 6.0 * ((layers - 1) * block_params + last_block_per_token) +
+                6.0 * (layers - 1) * d * t;
   const double achieved_tflops = tps * flops_per_token / 1e12;
   const double executed_tflops = tps * executed_per_token / 1e12;
 
