@@ -95,15 +95,15 @@ def main(args, tmp):
                        stdin=b'{"prompt": "Hi", "response": "Hello <|endoftext|>!"}\n')
     check(rc == 0 and math.isfinite(json.loads(out.splitlines()[0])["score"]),
           f"score with the Hugging Face tokenizer ({rc}): {out} {err[-1000:]}")
-    nfc = os.path.join(tmp, "nfc.json")
-    with open(nfc, "w") as f:
+    nfkc = os.path.join(tmp, "nfkc.json")
+    with open(nfkc, "w") as f:
         j = json.load(open(hf_tok))
-        j["normalizer"] = {"type": "NFC"}
+        j["normalizer"] = {"type": "NFKC"}
         json.dump(j, f)
     rc, out, err = run([rlaifd, "train", "--pairs", trl, "--out", os.path.join(tmp, "bad"),
-                        "--device", "cpu", "--tokenizer", nfc])
-    check(rc != 0 and "normalizer NFC is not supported" in err,
-          f"an NFC tokenizer.json must be refused ({rc}): {err[-2000:]}")
+                        "--device", "cpu", "--tokenizer", nfkc])
+    check(rc != 0 and "normalizer NFKC is not supported" in err,
+          f"an NFKC tokenizer.json must be refused ({rc}): {err[-2000:]}")
     # A pretrained backbone (the tiny GPT-2 fixture): the ensemble's
     # transformer starts from it; its tokenizer and architecture come along,
     # and the final line names it.

@@ -15,6 +15,7 @@
 #include "fuzz_target.h"
 #include "hf_tokenizer.h"
 #include "rlaif/trainer/tokenizer.h"
+#include "unicode_nfc.h"
 
 namespace {
 
@@ -129,6 +130,9 @@ RLAIF_FUZZ_TARGET(tokenizer) {
     }
     CheckPretokens(rlaif::trainer::hf::SplitGpt2(rest), rest);
     CheckPretokens(rlaif::trainer::hf::SplitLlama3(rest, 3), rest);
+    // NFC (Qwen2's normalizer) is idempotent on any bytes.
+    const std::string nfc = rlaif::trainer::NfcNormalize(rest);
+    FUZZ_CHECK(rlaif::trainer::NfcNormalize(nfc) == nfc);
     return 0;
   }
   auto tok = BpeTokenizer::FromJson(rest);

@@ -667,11 +667,36 @@ TEST(HfBackboneLlama, RefusesWhatItCannotRead) {
       << st.ToString();
 }
 
+// The Llama fixture with a tokenizer.json whose post-processor starts every
+// sequence with <|endoftext|> (3256), as Llama 3.1's does with
+// <|begin_of_text|>.
+std::string LlamaWithBos(const TempDir& tmp) {
+  const std::string dir = MutatedFixture(
+      tmp, [](json&) {}, {}, "", LlamaDir());
+  json tok = json::parse(ReadFile(dir + "/tokenizer.json"));
+  const json bos = {{"SpecialToken", {{"id", "<|endoftext|>"}, {"type_id", 0}}}};
+  const json seq = {{"Sequence", {{"id", "A"}, {"type_id", 0}}}};
+  tok["post_processor"] = {
+      {"type", "Sequence"},
+      {"processors",
+       {{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}},
+        {{"type", "TemplateProcessing"},
+         {"single", {bos, seq}},
+         {"pair", {bos, seq, bos, seq}},
+         {"special_tokens",
+          {{"<|endoftext|>",
+            {{"id", "<|endoftext|>"}, {"ids", {3256}}, {"tokens", {"<|endoftext|>"}}}}}}}}}};
+  WriteFile(dir + "/tokenizer.json", tok.dump());
+  return dir;
+}
+
 TEST(HfBackboneLlama, FineTunesIntoACheckpointThatLoads) {
-  TempDir dir;
+  TempDir dir, backbone;
   const auto holdout = testing::BananaPairs(150, 32);
   TrainOptions o = BackboneOptions();
-  o.backbone = LlamaDir();
+  o.backbone = LlamaWithBos(backbone);
+  EXPECT_EQ(ReadHfBackbone(LlamaDir())->bos_token_id, -1);  // no template: no BOS
+  EXPECT_EQ(ReadHfBackbone(o.backbone)->bos_token_id, 3256);
   auto res = TrainRewardModel(testing::BananaPairs(600, 31), holdout, dir.Sub("v1"), o);
   ASSERT_TRUE(res.ok()) << res.status().ToString();
   std::cout << "[ info     ] Llama fixture backbone: holdout accuracy " << res->holdout.accuracy
@@ -700,12 +725,69 @@ TEST(HfBackboneLlama, FineTunesIntoACheckpointThatLoads) {
   const std::vector<std::pair<std::string, std::string>> item = {
       {holdout[0].prompt, holdout[0].chosen}};
   EXPECT_NE((*model)->Score(item).value()[0][0], (*without)->Score(item).value()[0][0]);
-  // A refresh from it with the same backbone; the GPT-2 backbone is refused.
+  // A refresh from it with the same backbone; the GPT-2 backbone and the
+  // same Llama without the BOS template are refused.
   TrainOptions warm = o;
   warm.init_from = dir.Sub("v1");
   EXPECT_TRUE(CheckWarmStart(dir.Sub("v1"), warm).ok());
   warm.backbone = FixtureDir();
   EXPECT_FALSE(CheckWarmStart(dir.Sub("v1"), warm).ok());
+  warm.backbone = LlamaDir();
+  EXPECT_FALSE(CheckWarmStart(dir.Sub("v1"), warm).ok());
+}
+
+// ---- Qwen2 (a Llama with q/k/v biases and an NFC tokenizer) -------------------
+
+std::string QwenDir() { return rlaif::testing::SourceDir() + "/tests/trainer/data/qwen2_tiny"; }
+
+TEST(HfBackboneQwen2, ReadsTheQwen2Description) {
+  auto info = ReadHfBackbone(QwenDir());
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->model_type, "qwen2");
+  EXPECT_TRUE(info->attention_bias);
+  EXPECT_FALSE(info->o_bias);
+  EXPECT_FALSE(info->mlp_bias);
+  EXPECT_EQ(info->head_dim, 8);
+  EXPECT_EQ(info->mlp_hidden, 72);
+  EXPECT_EQ(info->layer_norm_eps, 1e-6);
+  EXPECT_EQ(info->rope_theta, 1e6);
+  EXPECT_EQ(info->rope_factor, 0);
+  EXPECT_EQ(info->eos_token_id, 3257);
+  EXPECT_EQ(info->bos_token_id, -1);  // Qwen2's tokenizer adds none
+}
+
+// The q/k/v biases (before the rotary) against the independent reference
+// (qwen2_tiny/make_fixture.py).
+TEST(HfBackboneQwen2, ComputesWhatTheReferenceQwen2Computes) {
+  const double worst = ExpectReferenceScores(QwenDir(), QwenDir());
+  std::cout << "[ info     ] largest |score - reference|: " << worst << "\n";
+  TempDir tmp;
+  auto sliding = ReadHfBackbone(MutatedFixture(
+      tmp, [](json& c) { c["use_sliding_window"] = true; }, {}, "", QwenDir()));
+  ASSERT_FALSE(sliding.ok());
+  EXPECT_NE(sliding.status().message().find("sliding-window attention"), std::string::npos);
+}
+
+// Fine-tuning with its NFC-normalizing tokenizer: a response spelled with
+// combining accents scores as its composed spelling does.
+TEST(HfBackboneQwen2, FineTunesWithTheNfcTokenizer) {
+  TempDir dir;
+  TrainOptions o = BackboneOptions();
+  o.backbone = QwenDir();
+  const auto holdout = testing::BananaPairs(150, 32);
+  auto res = TrainRewardModel(testing::BananaPairs(600, 31), holdout, dir.Sub("v1"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_GE(res->holdout.accuracy, 0.9);
+  const json cfg = json::parse(ReadFile(dir.Sub("v1/config.json")));
+  EXPECT_EQ(cfg["architecture"]["attention_bias"], true);
+  EXPECT_EQ(cfg["architecture"]["o_bias"], false);
+  EXPECT_NE(cfg["tokenizer"]["kind"].get<std::string>().find("NFC"), std::string::npos);
+  auto model = RewardModel::Load(dir.Sub("v1"), "cpu");
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto composed = (*model)->Score({{"Caf\u00e9?", "Un caf\u00e9 cr\u00e8me."}});
+  auto decomposed = (*model)->Score({{"Cafe\u0301?", "Un cafe\u0301 cre\u0300me."}});
+  ASSERT_TRUE(composed.ok() && decomposed.ok());
+  EXPECT_EQ((*composed)[0][0], (*decomposed)[0][0]);
 }
 
 // ---- GPU (skipped without CUDA) ---------------------------------------------

@@ -234,7 +234,7 @@ TEST(TrainRewardModel, UsesAGivenHuggingFaceTokenizer) {
   EXPECT_EQ(st.code(), StatusCode::kIoError) << st.ToString();
   EXPECT_NE(st.message().find("missing.json"), std::string::npos) << st.message();
   auto j = nlohmann::json::parse(ReadFile(file));
-  j["normalizer"] = {{"type", "NFC"}};
+  j["normalizer"] = {{"type", "NFKC"}};
   WriteFile(dir.Sub("nfc.json"), j.dump());
   o.tokenizer_file = dir.Sub("nfc.json");
   st = TrainRewardModel(train, {}, dir.Sub("x"), o).status();

@@ -33,6 +33,39 @@ uint64_t Fnv1a(uint64_t h, std::string_view s) {
   return h;
 }
 
+// The id a tokenizer.json's post-processor puts before every single
+// sequence (encode(text, add_special_tokens=True)): the first piece of a
+// TemplateProcessing "single" template when it is a special token (Llama 3.1's
+// <|begin_of_text|>), also inside a Sequence; -1 when it adds none (GPT-2,
+// Qwen2, SmolLM2, the first Llama 3 release) or cannot be read.
+int TemplateBosId(const json& tokenizer) {
+  if (!tokenizer.is_object()) return -1;
+  const json post = tokenizer.value("post_processor", json());
+  std::vector<json> processors;
+  if (post.is_object() && post.value("type", json()) == "Sequence" &&
+      post.value("processors", json()).is_array()) {
+    for (const auto& p : post["processors"]) processors.push_back(p);
+  } else {
+    processors.push_back(post);
+  }
+  for (const auto& p : processors) {
+    if (!p.is_object() || p.value("type", json()) != "TemplateProcessing") continue;
+    const json single = p.value("single", json());
+    if (!single.is_array() || single.empty() || !single[0].is_object()) return -1;
+    const json special = single[0].value("SpecialToken", json());
+    if (!special.is_object() || !special.value("id", json()).is_string()) return -1;
+    const json entry =
+        p.value("special_tokens", json()).value(special["id"].get<std::string>(), json());
+    const json ids = entry.is_object() ? entry.value("ids", json()) : json();
+    if (!ids.is_array() || ids.size() != 1 || !ids[0].is_number_integer() || ids[0].get<int64_t>() < 0 ||
+        ids[0].get<int64_t>() > (1 << 24)) {
+      return -1;
+    }
+    return ids[0].get<int>();
+  }
+  return -1;
+}
+
 // The Llama part of ReadHfBackbone (the accessors are its lambdas).
 template <typename GetInt, typename GetString, typename GetBool, typename GetDouble,
           typename Corrupt, typename Unsupported>
@@ -71,9 +104,21 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
   if (!get_double("rms_norm_eps", 1e-6, 1e-12, 0.1, &info->layer_norm_eps)) {
     return corrupt("rms_norm_eps is not a small positive number");
   }
-  if (!get_bool("attention_bias", false, &info->attention_bias) ||
-      !get_bool("mlp_bias", false, &info->mlp_bias)) {
-    return corrupt("attention_bias or mlp_bias is not a boolean");
+  if (info->model_type == "qwen2") {
+    // Qwen2: biases on the q, k and v projections, none on o_proj or the MLP;
+    // sliding-window attention only where a config turns it on.
+    info->attention_bias = true, info->o_bias = false, info->mlp_bias = false;
+    bool sliding = false;
+    if (!get_bool("use_sliding_window", false, &sliding)) {
+      return corrupt("use_sliding_window is not a boolean");
+    }
+    if (sliding) return unsupported("use_sliding_window (sliding-window attention) is not read");
+  } else {
+    if (!get_bool("attention_bias", false, &info->attention_bias) ||
+        !get_bool("mlp_bias", false, &info->mlp_bias)) {
+      return corrupt("attention_bias or mlp_bias is not a boolean");
+    }
+    info->o_bias = info->attention_bias;  // Llama: all four projections or none
   }
   // Rotary parameters: top-level rope_theta + rope_scaling (transformers 4),
   // or one rope_parameters object (transformers 5). Both present must agree.
@@ -196,9 +241,9 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
   HfBackboneInfo info;
   info.dir = dir_text;
   if (!get_string("model_type", "", &info.model_type)) return corrupt("model_type is not a string");
-  if (info.model_type != "gpt2" && info.model_type != "llama") {
+  if (info.model_type != "gpt2" && info.model_type != "llama" && info.model_type != "qwen2") {
     return unsupported("model_type \"" + info.model_type +
-                       "\" is not read by this build (supported: gpt2, llama)");
+                       "\" is not read by this build (supported: gpt2, llama, qwen2)");
   }
   auto get_int = [&j](std::initializer_list<const char*> keys, int* out) {
     for (const char* key : keys) {
@@ -221,7 +266,7 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
     *out = it->get<double>();
     return true;
   };
-  if (info.model_type == "llama") {
+  if (info.model_type == "llama" || info.model_type == "qwen2") {
     RLAIF_RETURN_IF_ERROR(
         ReadLlama(j, get_int, get_string, get_bool, get_double, corrupt, unsupported, &info));
   } else {
@@ -286,14 +331,11 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
     if (cross) return unsupported("cross-attention is not read");
   }
   // An int, or a list of them (Llama 3 Instruct's end-of-turn ids): the first.
-  for (auto [key, out] : {std::pair<const char*, int*>{"eos_token_id", &info.eos_token_id},
-                          {"bos_token_id", &info.bos_token_id}}) {
-    auto id = j.find(key);
-    if (id != j.end() && id->is_array() && !id->empty()) id = id->begin();
-    if (id != j.end() && id->is_number_integer() && id->get<int64_t>() >= 0 &&
-        id->get<int64_t>() < info.vocab_size) {
-      *out = id->get<int>();
-    }
+  auto eos = j.find("eos_token_id");
+  if (eos != j.end() && eos->is_array() && !eos->empty()) eos = eos->begin();
+  if (eos != j.end() && eos->is_number_integer() && eos->get<int64_t>() >= 0 &&
+      eos->get<int64_t>() < info.vocab_size) {
+    info.eos_token_id = eos->get<int>();
   }
 
   // Weights: one file, or an index of shards.
@@ -352,8 +394,12 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
   info.identity = hex;
-  if (fs::exists(dir / "tokenizer.json", ec))
+  if (fs::exists(dir / "tokenizer.json", ec)) {
     info.tokenizer_file = (dir / "tokenizer.json").string();
+    auto tok = ReadText(info.tokenizer_file);
+    if (!tok.ok()) return tok.status();
+    info.bos_token_id = TemplateBosId(json::parse(*tok, nullptr, /*allow_exceptions=*/false));
+  }
   return info;
 }
 

@@ -13,7 +13,9 @@
 //    approximation, ModelConfig::activation).
 //  - Llama (model_type "llama": Llama 3.x, SmolLM/SmolLM2 and other models
 //    of that architecture whose tokenizer.json loads; Llama 2's and
-//    TinyLlama's SentencePiece tokenizers do not): RMSNorm, rotary positions (with
+//    TinyLlama's SentencePiece tokenizers do not) and Qwen2 (model_type
+//    "qwen2": Qwen2/Qwen2.5, a Llama block with q/k/v biases; its tokenizer
+//    normalizes with NFC): RMSNorm, rotary positions (with
 //    Llama 3's frequency scaling), grouped-query attention, a SwiGLU MLP of
 //    any width, optional attention/MLP biases (ModelConfig::block "llama").
 // Anything else is refused with a message that names what is not read
@@ -31,7 +33,7 @@ namespace rlaif::trainer {
 
 struct HfBackboneInfo {
   std::string dir;
-  std::string model_type;  // "gpt2" | "llama"
+  std::string model_type;  // "gpt2" | "llama" | "qwen2" (a Llama with q/k/v biases)
   int d_model = 0;
   int layers = 0;
   int heads = 0;
@@ -39,7 +41,10 @@ struct HfBackboneInfo {
   int max_positions = 0;         // the longest sequence it has positions for
   int vocab_size = 0;            // rows of the token embedding
   int eos_token_id = -1;         // its end-of-text id (-1 if none): the END embedding starts there
-  int bos_token_id = -1;         // its begin-of-text id (-1 if none): llama sequences start with it
+  // The id its tokenizer.json's post-processor puts first in every sequence
+  // (Llama 3.1's <|begin_of_text|>); -1 if none. Sequences start with it here
+  // too, so the network sees what it was pretrained on.
+  int bos_token_id = -1;
   std::string activation;        // "gelu" | "gelu_tanh" (gpt2), "silu" (llama's SwiGLU)
   double layer_norm_eps = 1e-5;  // LayerNorm's, or llama's RMSNorm's
   // llama only.
@@ -50,7 +55,9 @@ struct HfBackboneInfo {
   // Llama 3's rotary frequency scaling ("rope_type": "llama3"); factor 0 = none.
   double rope_factor = 0, rope_low_freq_factor = 1, rope_high_freq_factor = 4;
   int rope_original_max_positions = 0;
-  bool attention_bias = false, mlp_bias = false;
+  bool attention_bias = false;  // on the q, k and v projections
+  bool o_bias = false;          // on o_proj (Llama: = attention_bias; Qwen2: none)
+  bool mlp_bias = false;
   std::vector<std::string> weight_files;  // model.safetensors, or the shards
   std::string tokenizer_file;             // <dir>/tokenizer.json ("" if absent)
   // FNV-1a over config.json and, per weight file, its header (names, shapes,

@@ -302,7 +302,7 @@ Status Unsupported(const std::string& what) {
       "tokenizer.json: " + what +
       " is not supported (this build reads byte-level BPE "
       "tokenizers with GPT-2 or cl100k / Llama 3 pre-tokenization and no "
-      "normalizer)");
+      "normalizer but NFC)");
 }
 
 }  // namespace
@@ -312,11 +312,16 @@ bool IsTokenizerJson(const json& j) { return j.is_object() && j.contains("model"
 Result<BpeModel> ParseTokenizerJson(const json& j) {
   try {
     if (!IsTokenizerJson(j)) return Status::Corruption("tokenizer.json has no \"model\"");
+    bool nfc = false;
     if (!IsNullOrEmpty(j, "normalizer")) {
       const json& type = At(j["normalizer"], "type");
-      return Unsupported("normalizer " + (type.is_string()
-                                              ? type.get_ref<const std::string&>().substr(0, 100)
-                                              : Brief(j["normalizer"])));
+      if (type.is_string() && type.get_ref<const std::string&>() == "NFC") {
+        nfc = true;  // unicode_nfc.h: canonical composition, as Qwen2's tokenizer normalizes
+      } else {
+        return Unsupported("normalizer " + (type.is_string()
+                                                ? type.get_ref<const std::string&>().substr(0, 100)
+                                                : Brief(j["normalizer"])));
+      }
     }
     const json& m = j["model"];
     if (!m.is_object() || m.value("type", std::string()) != "BPE") {
@@ -482,7 +487,8 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
                        : out.max_digits == 3                   ? "cl100k / Llama 3 pre-tokenizer"
                                              : "cl100k / Llama 3 pre-tokenizer, single digits") +
                       ", " + std::to_string(out.token_bytes.size()) + " tokens, " +
-                      std::to_string(out.merges.size()) + " merges)";
+                      std::to_string(out.merges.size()) + " merges" + (nfc ? ", NFC" : "") + ")";
+    out.nfc = nfc;
     return out;
   } catch (const json::exception& e) {
     return Status::Corruption(std::string("tokenizer.json is malformed: ") + e.what());

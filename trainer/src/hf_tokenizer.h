@@ -8,8 +8,9 @@
 //     "Split", "pattern": {"Regex": <Llama 3's pattern, \p{N}{1,3} or \p{N}>},
 //     "behavior": "Isolated" (or "Removed" with "invert": true, as tiktoken
 //     conversions write it)}, {"type": "ByteLevel", "use_regex": false}]},
-// and added_tokens (their ids count in the vocabulary). Anything else is
-// refused with a reason: a normalizer (e.g. Qwen's NFC), WordPiece/Unigram
+// added_tokens (their ids count in the vocabulary), and the normalizer NFC
+// (Qwen2's; unicode_nfc.h, applied before pre-tokenization as Hugging Face
+// does). Anything else is refused with a reason: another normalizer, WordPiece/Unigram
 // models, byte_fallback, subword prefixes or suffixes, BPE dropout, other
 // split patterns.
 //
@@ -59,6 +60,7 @@ struct BpeModel {
   int max_digits = 3;                    // Llama 3: \p{N}{1,3}
   bool add_prefix_space = false;         // GPT-2: " " before text that does not start with one
   bool ignore_merges = false;            // a pre-token that is a vocabulary entry is one token
+  bool nfc = false;                      // normalizer NFC (Qwen2): applied before pre-tokenizing
   std::vector<std::string> token_bytes;  // id -> bytes; "" for added / non-byte tokens
   std::vector<std::pair<int32_t, int32_t>> merges;  // by rank
   std::vector<int32_t> merge_ids;                   // by rank: the merged token's id

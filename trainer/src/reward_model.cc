@@ -135,9 +135,6 @@ Status ValidateConfig(const ModelConfig& c) {
       return bad("mlp_hidden " + std::to_string(c.mlp_hidden) + " outside [1, 1048576]");
     }
     if (c.activation != "silu") return bad("activation of a llama block must be silu");
-    if (c.bos_id < -1 || c.bos_id >= c.vocab_size) {
-      return bad("bos_id " + std::to_string(c.bos_id) + " outside [-1, vocab_size)");
-    }
     if (!(c.rope_theta > 0) || !(c.rope_factor >= 0) ||
         (c.rope_factor > 0 && !(c.rope_high_freq_factor > c.rope_low_freq_factor &&
                                 c.rope_low_freq_factor > 0 && c.rope_original_max_positions > 0))) {
@@ -159,6 +156,9 @@ Status ValidateConfig(const ModelConfig& c) {
   }
   if (!(c.layer_norm_eps > 0 && c.layer_norm_eps <= 0.1)) {
     return bad("layer_norm_eps must be in (0, 0.1]");
+  }
+  if (c.bos_id < -1 || c.bos_id >= c.vocab_size) {
+    return bad("bos_id " + std::to_string(c.bos_id) + " outside [-1, vocab_size)");
   }
   if (c.score_heads < 1 || c.score_heads > kMaxScoreHeads) {
     return bad("score_heads " + std::to_string(c.score_heads) + " outside [1, " +
@@ -186,6 +186,7 @@ json LlamaJson(const ModelConfig& c) {
           {"rope_high_freq_factor", c.rope_high_freq_factor},
           {"rope_original_max_positions", c.rope_original_max_positions},
           {"attention_bias", c.attention_bias},
+          {"o_bias", c.o_bias},
           {"mlp_bias", c.mlp_bias},
           {"bos_id", c.bos_id}};
 }
@@ -208,6 +209,7 @@ json ConfigToJson(const ModelConfig& c) {
     j["activation"] = c.activation;
     j["layer_norm_eps"] = c.layer_norm_eps;
   }
+  if (c.bos_id >= 0) j["bos_id"] = c.bos_id;
   if (c.block == "llama") {
     j.update(LlamaJson(c));
     j["norm"] = "pre-rmsnorm";
@@ -233,6 +235,10 @@ Result<ModelConfig> ConfigFromJson(const json& j) {
   RLAIF_RETURN_IF_ERROR(get_int("d_model", &c.d_model));
   RLAIF_RETURN_IF_ERROR(get_int("layers", &c.layers));
   RLAIF_RETURN_IF_ERROR(get_int("heads", &c.heads));
+  if (auto bos = j.find("bos_id"); bos != j.end()) {
+    if (!bos->is_number_integer()) return Status::Corruption("config.json: architecture.bos_id");
+    c.bos_id = bos->get<int>();
+  }
   if (auto b = j.find("block"); b != j.end()) {
     if (!b->is_string()) return Status::Corruption("config.json: architecture.block");
     c.block = b->get<std::string>();
@@ -242,7 +248,6 @@ Result<ModelConfig> ConfigFromJson(const json& j) {
     RLAIF_RETURN_IF_ERROR(get_int("head_dim", &c.head_dim));
     RLAIF_RETURN_IF_ERROR(get_int("mlp_hidden", &c.mlp_hidden));
     RLAIF_RETURN_IF_ERROR(get_int("rope_original_max_positions", &c.rope_original_max_positions));
-    RLAIF_RETURN_IF_ERROR(get_int("bos_id", &c.bos_id));
     for (auto [key, out] : {std::pair<const char*, double*>{"rope_theta", &c.rope_theta},
                             {"rope_factor", &c.rope_factor},
                             {"rope_low_freq_factor", &c.rope_low_freq_factor},
@@ -254,6 +259,7 @@ Result<ModelConfig> ConfigFromJson(const json& j) {
       *out = it->get<double>();
     }
     for (auto [key, out] : {std::pair<const char*, bool*>{"attention_bias", &c.attention_bias},
+                            {"o_bias", &c.o_bias},
                             {"mlp_bias", &c.mlp_bias}}) {
       auto it = j.find(key);
       if (it == j.end() || !it->is_boolean()) {
@@ -1097,6 +1103,10 @@ Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const Trai
       (arch->block == "llama" && LlamaJson(*arch) != LlamaJson(*want))) {
     return refuse("architecture differs: block " + LlamaJson(*arch).dump() +
                   " in the checkpoint, " + LlamaJson(*want).dump() + " asked");
+  }
+  if (arch->bos_id != want->bos_id) {
+    return refuse("its sequences start with token " + std::to_string(arch->bos_id) + ", " +
+                  std::to_string(want->bos_id) + " asked (-1: none)");
   }
   if (arch->activation != want->activation || arch->layer_norm_eps != want->layer_norm_eps) {
     return refuse("architecture differs: activation / layer_norm_eps " + arch->activation + " " +

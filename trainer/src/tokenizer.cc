@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "hf_tokenizer.h"
+#include "unicode_nfc.h"
 
 namespace rlaif::trainer {
 
@@ -188,6 +189,7 @@ Result<BpeTokenizer> BpeTokenizer::FromHuggingFace(const std::string& json, hf::
   tok.max_digits_ = model.max_digits;
   tok.add_prefix_space_ = model.add_prefix_space;
   tok.ignore_merges_ = model.ignore_merges;
+  tok.nfc_ = model.nfc;
   // Hugging Face id h is id h + kFirstByte here: 0-2 stay PAD, END, SEP.
   tok.token_bytes_.assign(kFirstByte, std::string());
   for (auto& bytes : model.token_bytes) tok.token_bytes_.push_back(std::move(bytes));
@@ -405,6 +407,11 @@ std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 1);
   EncodeCache& cache = *ranks_and_cache_;
+  std::string normalized;  // NFC (Qwen2's normalizer), before pre-tokenization as in Hugging Face
+  if (nfc_) {
+    normalized = NfcNormalize(text);
+    text = normalized;
+  }
   std::string prefixed;  // GPT-2's add_prefix_space
   if (add_prefix_space_ && !text.empty() && text[0] != ' ') {
     prefixed.reserve(text.size() + 1);

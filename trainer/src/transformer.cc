@@ -263,7 +263,7 @@ LlamaBlockImpl::LlamaBlockImpl(const ModelConfig& c)
   q_ = register_module("q", BiasedLinear(d, inner, c.attention_bias));
   k_ = register_module("k", BiasedLinear(d, kv, c.attention_bias));
   v_ = register_module("v", BiasedLinear(d, kv, c.attention_bias));
-  o_ = register_module("o", BiasedLinear(inner, d, c.attention_bias));
+  o_ = register_module("o", BiasedLinear(inner, d, c.o_bias));
   mlp_norm_ = register_parameter("mlp_norm", torch::ones({d}));
   gate_ = register_module("gate", BiasedLinear(d, c.mlp_hidden, c.mlp_bias));
   up_ = register_module("up", BiasedLinear(d, c.mlp_hidden, c.mlp_bias));
@@ -455,18 +455,17 @@ ModelConfig BackboneModelConfig(const HfBackboneInfo& info, int max_len) {
   c.causal = true;
   c.activation = info.activation;
   c.layer_norm_eps = info.layer_norm_eps;
-  if (info.model_type == "llama") {
+  if (info.model_type == "llama" || info.model_type == "qwen2") {
     c.block = "llama";
     c.kv_heads = info.kv_heads, c.head_dim = info.head_dim, c.mlp_hidden = info.mlp_hidden;
     c.rope_theta = info.rope_theta, c.rope_factor = info.rope_factor;
     c.rope_low_freq_factor = info.rope_low_freq_factor;
     c.rope_high_freq_factor = info.rope_high_freq_factor;
     c.rope_original_max_positions = info.rope_original_max_positions;
-    c.attention_bias = info.attention_bias, c.mlp_bias = info.mlp_bias;
-    // Llama models are trained with begin-of-text first (the attention sink);
-    // GPT-2's tokenizer adds none.
-    if (info.bos_token_id >= 0) c.bos_id = BpeTokenizer::kFirstByte + info.bos_token_id;
+    c.attention_bias = info.attention_bias, c.o_bias = info.o_bias, c.mlp_bias = info.mlp_bias;
   }
+  // The token the backbone's own tokenizer starts every sequence with.
+  if (info.bos_token_id >= 0) c.bos_id = BpeTokenizer::kFirstByte + info.bos_token_id;
   return c;
 }
 
@@ -475,12 +474,13 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
   auto bad = [&info](const std::string& m) {
     return Status::InvalidArgument("backbone " + info.dir + ": " + m);
   };
-  const bool llama = info.model_type == "llama";
+  const bool llama = info.model_type == "llama" || info.model_type == "qwen2";  // Llama blocks
   if (c.d_model != info.d_model || c.layers != info.layers || c.heads != info.heads || !c.causal ||
       c.activation != info.activation || c.layer_norm_eps != info.layer_norm_eps ||
       c.block != (llama ? "llama" : "gpt2") ||
       (llama ? c.kv_heads != info.kv_heads || c.head_dim != info.head_dim ||
                    c.mlp_hidden != info.mlp_hidden || c.attention_bias != info.attention_bias ||
+                   c.o_bias != info.o_bias ||
                    c.mlp_bias != info.mlp_bias
              : c.mlp_ratio != info.mlp_ratio)) {
     return bad("the network's architecture is not the backbone's");
@@ -581,7 +581,7 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
           {"q", "self_attn.q_proj", inner, d, c.attention_bias},
           {"k", "self_attn.k_proj", kv, d, c.attention_bias},
           {"v", "self_attn.v_proj", kv, d, c.attention_bias},
-          {"o", "self_attn.o_proj", d, inner, c.attention_bias},
+          {"o", "self_attn.o_proj", d, inner, c.o_bias},
           {"gate", "mlp.gate_proj", ff_l, d, c.mlp_bias},
           {"up", "mlp.up_proj", ff_l, d, c.mlp_bias},
           {"down", "mlp.down_proj", d, ff_l, c.mlp_bias}};

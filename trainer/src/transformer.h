@@ -50,7 +50,9 @@ struct ModelConfig {
   // Llama 3's rotary frequency scaling; rope_factor 0 = none.
   double rope_factor = 0, rope_low_freq_factor = 1, rope_high_freq_factor = 4;
   int rope_original_max_positions = 0;
-  bool attention_bias = false, mlp_bias = false;
+  bool attention_bias = false;  // q, k, v
+  bool o_bias = false;
+  bool mlp_bias = false;
   // The id every sequence starts with (a Llama backbone's begin-of-text
   // token, BuildRewardSequence's `bos`); -1 = none.
   int bos_id = -1;

@@ -105,6 +105,7 @@ class BpeTokenizer {
   int max_digits_ = 3;             // Llama 3's \p{N}{1,3}
   bool add_prefix_space_ = false;  // GPT-2's option
   bool ignore_merges_ = false;     // a pre-token in the vocabulary is one token
+  bool nfc_ = false;               // NFC-normalize text before pre-tokenizing (Qwen2)
   std::string hf_json_;            // the Hugging Face tokenizer.json; "" if trained here
   std::string hf_description_;
 };

@@ -1,0 +1,146 @@
+#!/usr/bin/python3
+"""Writes trainer/src/unicode_nfc.inc: the Unicode data that NFC needs
+(trainer/src/unicode_nfc.cc), taken from the unicodedata module of the Python
+that runs it (the committed file: Debian's /usr/bin/python3, Python 3.11,
+Unicode 14.0.0, the version the test expectations in
+tests/trainer/data/nfc_cases.jsonl come from; tools/gen_nfc_cases.py).
+
+    /usr/bin/python3 tools/gen_unicode_nfc.py > trainer/src/unicode_nfc.inc
+
+The tables, each sorted by code point for binary search:
+  kCombiningClasses   ranges of code points sharing a nonzero canonical
+                      combining class (every code point not listed: 0).
+  kDecompositions     the full canonical decomposition (NFD) of every code
+                      point whose NFD differs from itself, as a slice of
+                      kDecompositionCode; Hangul syllables are left out
+                      (decomposed algorithmically).
+  kCompositions       the primary composites: (first, second) -> composite for
+                      every two-code-point canonical decomposition mapping
+                      whose composite NFC keeps (composition exclusions,
+                      singletons and non-starter decompositions are never
+                      composed); the exclusions are derived from the data,
+                      not from CompositionExclusions.txt. Hangul is
+                      algorithmic.
+  kUnstableRanges     the code points that are not an NFC boundary: a code
+                      point outside these ranges is a starter that NFC keeps
+                      as it is, whose decomposition starts with a starter,
+                      and that nothing before it combines with, so text can
+                      be copied through up to it (the quick check).
+"""
+import sys
+import unicodedata
+
+MAX_CP = 0x10FFFF
+S_BASE, S_COUNT = 0xAC00, 11172
+V_FIRST, V_LAST = 0x1161, 0x1175  # Hangul vowel jamo: second of L+V
+T_FIRST, T_LAST = 0x11A8, 0x11C2  # Hangul trailing consonants: second of LV+T
+
+
+def code_points():
+    for cp in range(MAX_CP + 1):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        yield cp
+
+
+def is_hangul_syllable(cp):
+    return S_BASE <= cp < S_BASE + S_COUNT
+
+
+def canonical_mapping(cp):
+    """The one-level canonical decomposition mapping, or None."""
+    d = unicodedata.decomposition(chr(cp))
+    if not d or d.startswith("<"):
+        return None
+    return [int(x, 16) for x in d.split()]
+
+
+def ranges(cps):
+    """Sorted code points -> [lo, hi] runs."""
+    out = []
+    for cp in cps:
+        if out and out[-1][1] == cp - 1:
+            out[-1][1] = cp
+        else:
+            out.append([cp, cp])
+    return out
+
+
+def emit(name, ctype, rows, per_line):
+    text = f"constexpr {ctype} {name}[] = {{\n"
+    for i in range(0, len(rows), per_line):
+        text += "    " + ", ".join(rows[i:i + per_line]) + ",\n"
+    return text + "};\n"
+
+
+def main():
+    ccc = {}
+    decompositions = {}
+    compositions = []
+    for cp in code_points():
+        c = chr(cp)
+        cls = unicodedata.combining(c)
+        if cls:
+            ccc[cp] = cls
+        if is_hangul_syllable(cp):
+            continue
+        nfd = unicodedata.normalize("NFD", c)
+        if nfd != c:
+            decompositions[cp] = [ord(x) for x in nfd]
+        mapping = canonical_mapping(cp)
+        if (mapping is not None and len(mapping) == 2 and
+                unicodedata.normalize("NFC", nfd) == c):
+            compositions.append((mapping[0], mapping[1], cp))
+    compositions.sort()
+    seconds = {b for _, b, _ in compositions}
+    seconds.update(range(V_FIRST, V_LAST + 1))
+    seconds.update(range(T_FIRST, T_LAST + 1))
+
+    def is_boundary(cp):
+        c = chr(cp)
+        if ccc.get(cp, 0) or cp in seconds:
+            return False
+        if unicodedata.normalize("NFC", c) != c:
+            return False
+        first = ord(unicodedata.normalize("NFD", c)[0])
+        return ccc.get(first, 0) == 0 and first not in seconds
+
+    unstable = ranges(cp for cp in code_points() if not is_boundary(cp))
+    # The C++ side relies on these.
+    assert all(is_boundary(cp) for cp in range(0x80))
+    assert len({(a, b) for a, b, _ in compositions}) == len(compositions)
+    assert all(ccc.get(a, 0) == 0 for a, _, _ in compositions)  # firsts are starters
+
+    cls_ranges = []
+    for cp in sorted(ccc):
+        if cls_ranges and cls_ranges[-1][1] == cp - 1 and cls_ranges[-1][2] == ccc[cp]:
+            cls_ranges[-1][1] = cp
+        else:
+            cls_ranges.append([cp, cp, ccc[cp]])
+
+    pool = []
+    decomposition_rows = []
+    for cp in sorted(decompositions):
+        seq = decompositions[cp]
+        decomposition_rows.append(f"{{0x{cp:x}, {len(pool)}, {len(seq)}}}")
+        pool.extend(seq)
+    assert len(pool) < 1 << 16
+    max_length = max(len(s) for s in decompositions.values())
+
+    out = sys.stdout
+    out.write("// Generated by tools/gen_unicode_nfc.py "
+              f"(Unicode {unicodedata.unidata_version}); do not edit.\n")
+    out.write(f"constexpr char32_t kFirstUnstable = 0x{unstable[0][0]:x};\n")
+    out.write(f"constexpr size_t kMaxDecompositionLength = {max_length};\n")
+    out.write(emit("kCombiningClasses", "CombiningClassRange",
+                   [f"{{0x{a:x}, 0x{b:x}, {c}}}" for a, b, c in cls_ranges], 5))
+    out.write(emit("kDecompositionCode", "char32_t", [f"0x{x:x}" for x in pool], 10))
+    out.write(emit("kDecompositions", "Decomposition", decomposition_rows, 6))
+    out.write(emit("kCompositions", "Composition",
+                   [f"{{0x{a:x}, 0x{b:x}, 0x{c:x}}}" for a, b, c in compositions], 4))
+    out.write(emit("kUnstableRanges", "CodePointRange",
+                   [f"{{0x{a:x}, 0x{b:x}}}" for a, b in unstable], 6))
+
+
+if __name__ == "__main__":
+    main()
