@@ -695,8 +695,10 @@ TEST(HfBackboneLlama, FineTunesIntoACheckpointThatLoads) {
   const auto holdout = testing::BananaPairs(150, 32);
   TrainOptions o = BackboneOptions();
   o.backbone = LlamaWithBos(backbone);
-  EXPECT_EQ(ReadHfBackbone(LlamaDir())->bos_token_id, -1);  // no template: no BOS
-  EXPECT_EQ(ReadHfBackbone(o.backbone)->bos_token_id, 3256);
+  // No template, no BOS; the template's first special token otherwise.
+  EXPECT_EQ(BpeTokenizer::LoadFile(LlamaDir() + "/tokenizer.json")->template_bos_id(), -1);
+  EXPECT_EQ(BpeTokenizer::LoadFile(o.backbone + "/tokenizer.json")->template_bos_id(),
+            BpeTokenizer::kFirstByte + 3256);
   auto res = TrainRewardModel(testing::BananaPairs(600, 31), holdout, dir.Sub("v1"), o);
   ASSERT_TRUE(res.ok()) << res.status().ToString();
   std::cout << "[ info     ] Llama fixture backbone: holdout accuracy " << res->holdout.accuracy
@@ -753,7 +755,8 @@ TEST(HfBackboneQwen2, ReadsTheQwen2Description) {
   EXPECT_EQ(info->rope_theta, 1e6);
   EXPECT_EQ(info->rope_factor, 0);
   EXPECT_EQ(info->eos_token_id, 3257);
-  EXPECT_EQ(info->bos_token_id, -1);  // Qwen2's tokenizer adds none
+  // Qwen2's tokenizer adds no begin-of-text token.
+  EXPECT_EQ(BpeTokenizer::LoadFile(QwenDir() + "/tokenizer.json")->template_bos_id(), -1);
 }
 
 // The q/k/v biases (before the rotary) against the independent reference

@@ -33,39 +33,6 @@ uint64_t Fnv1a(uint64_t h, std::string_view s) {
   return h;
 }
 
-// The id a tokenizer.json's post-processor puts before every single
-// sequence (encode(text, add_special_tokens=True)): the first piece of a
-// TemplateProcessing "single" template when it is a special token (Llama 3.1's
-// <|begin_of_text|>), also inside a Sequence; -1 when it adds none (GPT-2,
-// Qwen2, SmolLM2, the first Llama 3 release) or cannot be read.
-int TemplateBosId(const json& tokenizer) {
-  if (!tokenizer.is_object()) return -1;
-  const json post = tokenizer.value("post_processor", json());
-  std::vector<json> processors;
-  if (post.is_object() && post.value("type", json()) == "Sequence" &&
-      post.value("processors", json()).is_array()) {
-    for (const auto& p : post["processors"]) processors.push_back(p);
-  } else {
-    processors.push_back(post);
-  }
-  for (const auto& p : processors) {
-    if (!p.is_object() || p.value("type", json()) != "TemplateProcessing") continue;
-    const json single = p.value("single", json());
-    if (!single.is_array() || single.empty() || !single[0].is_object()) return -1;
-    const json special = single[0].value("SpecialToken", json());
-    if (!special.is_object() || !special.value("id", json()).is_string()) return -1;
-    const json entry =
-        p.value("special_tokens", json()).value(special["id"].get<std::string>(), json());
-    const json ids = entry.is_object() ? entry.value("ids", json()) : json();
-    if (!ids.is_array() || ids.size() != 1 || !ids[0].is_number_integer() || ids[0].get<int64_t>() < 0 ||
-        ids[0].get<int64_t>() > (1 << 24)) {
-      return -1;
-    }
-    return ids[0].get<int>();
-  }
-  return -1;
-}
-
 // The Llama part of ReadHfBackbone (the accessors are its lambdas).
 template <typename GetInt, typename GetString, typename GetBool, typename GetDouble,
           typename Corrupt, typename Unsupported>
@@ -396,9 +363,6 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
   info.identity = hex;
   if (fs::exists(dir / "tokenizer.json", ec)) {
     info.tokenizer_file = (dir / "tokenizer.json").string();
-    auto tok = ReadText(info.tokenizer_file);
-    if (!tok.ok()) return tok.status();
-    info.bos_token_id = TemplateBosId(json::parse(*tok, nullptr, /*allow_exceptions=*/false));
   }
   return info;
 }

@@ -41,10 +41,6 @@ struct HfBackboneInfo {
   int max_positions = 0;         // the longest sequence it has positions for
   int vocab_size = 0;            // rows of the token embedding
   int eos_token_id = -1;         // its end-of-text id (-1 if none): the END embedding starts there
-  // The id its tokenizer.json's post-processor puts first in every sequence
-  // (Llama 3.1's <|begin_of_text|>); -1 if none. Sequences start with it here
-  // too, so the network sees what it was pretrained on.
-  int bos_token_id = -1;
   std::string activation;        // "gelu" | "gelu_tanh" (gpt2), "silu" (llama's SwiGLU)
   double layer_norm_eps = 1e-5;  // LayerNorm's, or llama's RMSNorm's
   // llama only.

@@ -61,6 +61,9 @@ struct BpeModel {
   bool add_prefix_space = false;         // GPT-2: " " before text that does not start with one
   bool ignore_merges = false;            // a pre-token that is a vocabulary entry is one token
   bool nfc = false;                      // normalizer NFC (Qwen2): applied before pre-tokenizing
+  // The id the post-processor puts first in every sequence (Llama 3.1's
+  // <|begin_of_text|>; encode(text, add_special_tokens=True)); -1 if none.
+  int32_t template_bos = -1;
   std::vector<std::string> token_bytes;  // id -> bytes; "" for added / non-byte tokens
   std::vector<std::pair<int32_t, int32_t>> merges;  // by rank
   std::vector<int32_t> merge_ids;                   // by rank: the merged token's id

@@ -187,8 +187,7 @@ json LlamaJson(const ModelConfig& c) {
           {"rope_original_max_positions", c.rope_original_max_positions},
           {"attention_bias", c.attention_bias},
           {"o_bias", c.o_bias},
-          {"mlp_bias", c.mlp_bias},
-          {"bos_id", c.bos_id}};
+          {"mlp_bias", c.mlp_bias}};
 }
 
 json ConfigToJson(const ModelConfig& c) {
@@ -1104,10 +1103,6 @@ Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const Trai
     return refuse("architecture differs: block " + LlamaJson(*arch).dump() +
                   " in the checkpoint, " + LlamaJson(*want).dump() + " asked");
   }
-  if (arch->bos_id != want->bos_id) {
-    return refuse("its sequences start with token " + std::to_string(arch->bos_id) + ", " +
-                  std::to_string(want->bos_id) + " asked (-1: none)");
-  }
   if (arch->activation != want->activation || arch->layer_norm_eps != want->layer_norm_eps) {
     return refuse("architecture differs: activation / layer_norm_eps " + arch->activation + " " +
                   std::to_string(arch->layer_norm_eps) + " in the checkpoint, " + want->activation +
@@ -1414,6 +1409,9 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   if (!tokenizer.ok()) return tokenizer.status();
   run.requested_vocab = warm ? warm->requested_vocab : config.vocab_size;
   config.vocab_size = tokenizer->vocab_size();  // a small corpus may learn fewer merges
+  // A backbone's sequences start with what its own tokenizer puts first (a
+  // warm start keeps its checkpoint's choice: TrainImpl set it).
+  if (!warm && !options.backbone.empty()) config.bos_id = tokenizer->template_bos_id();
   if (warm || !resumed.is_null() || !options.tokenizer_file.empty()) {
     spdlog::info("trainer: tokenizer of {} ids ({}) from {}", config.vocab_size,
                  tokenizer->description(),
@@ -2054,6 +2052,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     if (warm_source) {
       const int requested_vocab = config->vocab_size;
       config->vocab_size = warm_source->arch.vocab_size;  // the checkpoint's tokenizer
+      config->bos_id = warm_source->arch.bos_id;          // and its first token
       auto w = LoadWarmStart(options.init_from, *warm_source, *config, dimensions, options.seed,
                              requested_vocab);
       if (!w.ok()) return w.status();
@@ -2069,6 +2068,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     run.emplace(std::move(*r));
     if (warm) run->backbone = warm_backbone;  // the live model's lineage
     config->vocab_size = run->tokenizer->vocab_size();
+    config->bos_id = (*run->net)->config().bos_id;
     tokenizer_json = run->tokenizer->ToJson();
     transformer = std::make_shared<TorchRewardModel>(
         std::move(*run->tokenizer), *run->net, *device, dimensions, version, out_dir.string(),

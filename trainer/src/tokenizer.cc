@@ -190,6 +190,7 @@ Result<BpeTokenizer> BpeTokenizer::FromHuggingFace(const std::string& json, hf::
   tok.add_prefix_space_ = model.add_prefix_space;
   tok.ignore_merges_ = model.ignore_merges;
   tok.nfc_ = model.nfc;
+  tok.template_bos_ = model.template_bos >= 0 ? kFirstByte + model.template_bos : -1;
   // Hugging Face id h is id h + kFirstByte here: 0-2 stay PAD, END, SEP.
   tok.token_bytes_.assign(kFirstByte, std::string());
   for (auto& bytes : model.token_bytes) tok.token_bytes_.push_back(std::move(bytes));

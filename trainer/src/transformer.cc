@@ -464,8 +464,6 @@ ModelConfig BackboneModelConfig(const HfBackboneInfo& info, int max_len) {
     c.rope_original_max_positions = info.rope_original_max_positions;
     c.attention_bias = info.attention_bias, c.o_bias = info.o_bias, c.mlp_bias = info.mlp_bias;
   }
-  // The token the backbone's own tokenizer starts every sequence with.
-  if (info.bos_token_id >= 0) c.bos_id = BpeTokenizer::kFirstByte + info.bos_token_id;
   return c;
 }
 

@@ -82,6 +82,12 @@ class BpeTokenizer {
   int vocab_size() const { return static_cast<int>(token_bytes_.size()); }
   const std::vector<std::pair<int32_t, int32_t>>& merges() const { return merges_; }
   bool is_hugging_face() const { return !hf_json_.empty(); }
+  // The id a Hugging Face tokenizer.json's post-processor puts before every
+  // sequence (Llama 3.1's <|begin_of_text|>), here (+ kFirstByte); -1 if it
+  // adds none or the tokenizer was trained here. Encode never adds it; a
+  // model fine-tuned from that tokenizer's backbone starts its sequences
+  // with it (BuildRewardSequence's `bos`).
+  int32_t template_bos_id() const { return template_bos_; }
   // "byte-level BPE trained here (4096 ids)" or the Hugging Face model's kind.
   std::string description() const;
 
@@ -106,6 +112,7 @@ class BpeTokenizer {
   bool add_prefix_space_ = false;  // GPT-2's option
   bool ignore_merges_ = false;     // a pre-token in the vocabulary is one token
   bool nfc_ = false;               // NFC-normalize text before pre-tokenizing (Qwen2)
+  int32_t template_bos_ = -1;      // template_bos_id()
   std::string hf_json_;            // the Hugging Face tokenizer.json; "" if trained here
   std::string hf_description_;
 };
