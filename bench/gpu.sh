@@ -54,8 +54,9 @@ py  "${base[@]}" --optimizer fused
 cpp "${base[@]}" --optimizer fused --residual fp32
 cpp "${base[@]}" --optimizer fused --residual bf16
 cpp --preset small --seq 384 --batch 64 --optimizer fused --residual fp32
-# Llama-shaped backbones (trainer.model.backbone; random weights): SmolLM2-135M's shape.
+# Llama-family backbones (trainer.model.backbone; random weights): SmolLM2-135M and Qwen3-0.6B shapes.
 cpp --preset llama-135m --seq 512 --batch 32 --optimizer fused --residual fp32
+cpp --preset qwen3-0.6b --seq 512 --batch 8 --optimizer fused --residual fp32  # Qwen3-0.6B (q/k norms)
 fi
 # Kernel profiles (3 steps each, after the timed ones; not in the table).
 export dest="$out/profile-runs.jsonl"

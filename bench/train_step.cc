@@ -3,7 +3,8 @@
 // loss, backward, AdamW — the same RewardTransformer the trainer uses, on
 // random token ids of a fixed shape.
 //
-//   rlaif-bench-train [--device cpu|cuda] [--preset tiny|small|base|llama-135m|llama-1b]
+//   rlaif-bench-train [--device cpu|cuda] [--preset tiny|small|base|llama-135m|llama-1b|
+//                     qwen3-0.6b]
 //                     [--seq N]
 //                     [--batch N (sequences)] [--steps N] [--warmup N] [--threads N]
 //                     [--optimizer fused|foreach|per-tensor] [--residual fp32|bf16]
@@ -23,8 +24,9 @@
 // keys and values only (its queries, attention output and MLP run at the END
 // token alone) and causal attention's lower triangle. Both against the
 // measured bf16 matmul peak of the same device in the same run, and against
-// a nominal peak given by --peak-tflops. llama-135m and llama-1b are the
-// shapes of SmolLM2-135M and Llama 3.2 1B (Llama blocks, as a pretrained
+// a nominal peak given by --peak-tflops. llama-135m, llama-1b and
+// qwen3-0.6b are the shapes of SmolLM2-135M, Llama 3.2 1B and Qwen3-0.6B
+// (Llama blocks, as a pretrained
 // backbone of that architecture trains; random weights).
 #include <torch/torch.h>
 #ifdef RLAIF_BENCH_PROFILER
@@ -94,6 +96,12 @@ ModelConfig Preset(const std::string& name) {
     c.head_dim = 64; c.mlp_hidden = 8192; c.rope_theta = 500000; c.rope_factor = 32;
     c.rope_low_freq_factor = 1; c.rope_high_freq_factor = 4;
     c.rope_original_max_positions = 8192; c.max_len = 512;
+  } else if (name == "qwen3-0.6b") {
+    // Qwen3-0.6B's shape: GQA 16/8 heads of 128 (2048 wide inside a 1024
+    // model), q/k norms, SwiGLU 3072, 151,936 ids.
+    c.block = "llama"; c.activation = "silu"; c.layer_norm_eps = 1e-6; c.qk_norm = true;
+    c.vocab_size = 151936; c.d_model = 1024; c.layers = 28; c.heads = 16; c.kv_heads = 8;
+    c.head_dim = 128; c.mlp_hidden = 3072; c.rope_theta = 1000000; c.max_len = 512;
   } else {
     c.vocab_size = 16384; c.d_model = 768; c.layers = 12; c.heads = 12; c.max_len = 512;
   }

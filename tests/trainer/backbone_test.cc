@@ -793,13 +793,225 @@ TEST(HfBackboneQwen2, FineTunesWithTheNfcTokenizer) {
   EXPECT_EQ((*composed)[0][0], (*decomposed)[0][0]);
 }
 
+// ---- Qwen3 (a Llama with q/k norms; here with all four attention biases) ----
+
+// qwen3_tiny/make_fixture.py: head_dim 16 given explicitly (4 heads x 16 is
+// not the width 32), transformers 5's rope_parameters, a Qwen3ForCausalLM
+// export with tied embeddings ("model." names, no lm_head).
+std::string Qwen3Dir() { return rlaif::testing::SourceDir() + "/tests/trainer/data/qwen3_tiny"; }
+
+TEST(HfBackboneQwen3, ReadsTheQwen3Description) {
+  auto info = ReadHfBackbone(Qwen3Dir());
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->model_type, "qwen3");
+  EXPECT_TRUE(info->qk_norm);
+  EXPECT_TRUE(info->attention_bias);
+  EXPECT_TRUE(info->o_bias);
+  EXPECT_FALSE(info->mlp_bias);
+  EXPECT_EQ(info->heads, 4);
+  EXPECT_EQ(info->kv_heads, 2);
+  EXPECT_EQ(info->head_dim, 16);
+  EXPECT_EQ(info->rope_theta, 1e6);
+  EXPECT_EQ(info->eos_token_id, 3257);
+  // Without "head_dim", Qwen3Config's default (128), not hidden / heads; the
+  // other Llama-family types divide.
+  TempDir tmp;
+  auto no_head_dim = ReadHfBackbone(MutatedFixture(
+      tmp, [](json& c) { c.erase("head_dim"); }, {}, "", Qwen3Dir()));
+  ASSERT_TRUE(no_head_dim.ok()) << no_head_dim.status().ToString();
+  EXPECT_EQ(no_head_dim->head_dim, 128);
+  TempDir tmp2;
+  auto llama = ReadHfBackbone(MutatedFixture(
+      tmp2,
+      [](json& c) {
+        c.erase("head_dim");
+        c["model_type"] = "llama";
+      },
+      {}, "", Qwen3Dir()));
+  ASSERT_TRUE(llama.ok()) << llama.status().ToString();
+  EXPECT_EQ(llama->head_dim, 8);
+  EXPECT_FALSE(llama->qk_norm);
+}
+
+// The q/k norms (per head, before the rotary) and the o_proj bias against the
+// independent reference, which measured what each mistake would cost: norms
+// dropped 5.1, swapped 1.8, over all heads at once 1.6, o_proj bias dropped
+// 3.8.
+TEST(HfBackboneQwen3, ComputesWhatTheReferenceQwen3Computes) {
+  const double worst = ExpectReferenceScores(Qwen3Dir(), Qwen3Dir());
+  std::cout << "[ info     ] largest |score - reference|: " << worst << "\n";
+}
+
+TEST(HfBackboneQwen3, RefusesWhatItCannotRead) {
+  const std::vector<std::pair<std::string, std::function<void(json&)>>> cases = {
+      {"use_sliding_window (sliding-window attention) is not read",
+       [](json& c) { c["use_sliding_window"] = true; }},
+      {"layer type \"sliding_attention\" is not read",
+       [](json& c) { c["layer_types"][1] = "sliding_attention"; }},
+      {"layer_types is not a list", [](json& c) { c["layer_types"] = "full_attention"; }},
+      {"attention_bias is not a boolean", [](json& c) { c["attention_bias"] = "yes"; }},
+      {"supported: gpt2, llama, qwen2, qwen3", [](json& c) { c["model_type"] = "qwen3_moe"; }},
+  };
+  for (const auto& [why, edit] : cases) {
+    TempDir tmp;
+    auto info = ReadHfBackbone(MutatedFixture(tmp, edit, {}, "", Qwen3Dir()));
+    ASSERT_FALSE(info.ok()) << why;
+    EXPECT_NE(info.status().message().find(why), std::string::npos) << info.status().message();
+  }
+  // A Qwen3 export without its q/k norm weights, and a Llama config over
+  // Qwen3 weights (the norms left over), are refused at load.
+  for (const bool drop_norms : {true, false}) {
+    TempDir tmp;
+    const std::string dir = MutatedFixture(
+        tmp,
+        [&](json& c) {
+          if (!drop_norms) c["model_type"] = "llama";
+        },
+        [&](json& header, uint64_t) {
+          if (drop_norms) header.erase("model.layers.1.self_attn.k_norm.weight");
+        },
+        "", Qwen3Dir());
+    auto info = ReadHfBackbone(dir);
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    RewardTransformer net(ConfigOf(*info, 32));
+    const Status st = LoadHfBackboneWeights(net, *info);
+    EXPECT_NE(st.message().find(drop_norms ? "no tensor 'model.layers.1.self_attn.k_norm.weight'"
+                                           : "tensor 'model.layers.0.self_attn.k_norm.weight' "
+                                             "is not used"),
+              std::string::npos)
+        << st.ToString();
+  }
+}
+
+// Fine-tuned into a format-4 checkpoint (older builds refuse it rather than
+// score without the norms) that loads and scores as trained.
+TEST(HfBackboneQwen3, FineTunesIntoAFormat4Checkpoint) {
+  TempDir dir;
+  TrainOptions o = BackboneOptions();
+  o.backbone = Qwen3Dir();
+  const auto holdout = testing::BananaPairs(150, 32);
+  auto res = TrainRewardModel(testing::BananaPairs(600, 31), holdout, dir.Sub("v1"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  std::cout << "[ info     ] Qwen3 fixture backbone: holdout accuracy " << res->holdout.accuracy
+            << " in " << res->seconds << " s\n";
+  EXPECT_GE(res->holdout.accuracy, 0.9);
+  const json cfg = json::parse(ReadFile(dir.Sub("v1/config.json")));
+  EXPECT_EQ(cfg["format_version"], 4);
+  EXPECT_EQ(cfg["architecture"]["qk_norm"], true);
+  EXPECT_EQ(cfg["architecture"]["head_dim"], 16);
+  EXPECT_EQ(cfg["architecture"]["o_bias"], true);
+  EXPECT_EQ(cfg["training"]["backbone"]["model_type"], "qwen3");
+  auto model = RewardModel::Load(dir.Sub("v1"), "cpu");
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto m = Evaluate(**model, holdout);
+  ASSERT_TRUE(m.ok());
+  EXPECT_DOUBLE_EQ(m->accuracy, res->holdout.accuracy);
+  // A config.json that says no q/k norms over weights that have them: refused.
+  fs::copy(dir.Sub("v1"), dir.Sub("no-norm"));
+  json no_norm = cfg;
+  no_norm["architecture"].erase("qk_norm");
+  WriteFile(dir.Sub("no-norm/config.json"), no_norm.dump());
+  auto no_norm_model = RewardModel::Load(dir.Sub("no-norm"), "cpu");
+  ASSERT_FALSE(no_norm_model.ok());
+  EXPECT_NE(no_norm_model.status().message().find("architecture mismatch"), std::string::npos)
+      << no_norm_model.status().ToString();
+}
+
+// A sequence-classification export (Qwen3ForSequenceClassification, as
+// published reward models are): the Qwen3 fixture plus "score.weight" rows
+// (`rows` x 32: the reference head's weights, then copies scaled by 2, 3, ...).
+std::string SequenceClassificationExport(const TempDir& tmp, int rows, int width = 32) {
+  const json expected = json::parse(ReadFile(Qwen3Dir() + "/expected.json"));
+  const auto w = expected["head_weight"].get<std::vector<float>>();
+  std::string data;
+  for (int r = 0; r < rows; ++r) {
+    for (int i = 0; i < width; ++i) {
+      const float v = w[i % w.size()] * static_cast<float>(r + 1);
+      data.append(reinterpret_cast<const char*>(&v), sizeof v);
+    }
+  }
+  return MutatedFixture(
+      tmp, [](json& c) { c["architectures"] = {"Qwen3ForSequenceClassification"}; },
+      [&](json& header, uint64_t data_size) {
+        header["score.weight"] = {{"dtype", "F32"},
+                                  {"shape", {rows, width}},
+                                  {"data_offsets", {data_size, data_size + data.size()}}};
+      },
+      data, Qwen3Dir());
+}
+
+// Its one-label score head starts every scalar head: the reference's score
+// without its bias, from the loader alone.
+TEST(HfBackboneQwen3, AScoreHeadStartsTheScalarHeads) {
+  TempDir tmp;
+  const std::string dir = SequenceClassificationExport(tmp, 1);
+  auto info = ReadHfBackbone(dir);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->score_rows, 1);
+  ModelConfig config = ConfigOf(*info, info->max_positions);
+  config.score_heads = 2;
+  RewardTransformer net(config);
+  net->InitWeights(1);
+  ASSERT_TRUE(LoadHfBackboneWeights(net, *info).ok());
+  torch::NoGradGuard no_grad;
+  net->eval();
+  const json expected = json::parse(ReadFile(Qwen3Dir() + "/expected.json"));
+  for (const auto& c : expected["cases"]) {
+    std::vector<int32_t> s;
+    for (int id : c["ids"]) s.push_back(id + BpeTokenizer::kFirstByte);
+    const std::vector<const std::vector<int32_t>*> one = {&s};
+    auto batch = MakeTokenBatch(one, torch::Device(torch::kCPU));
+    auto scores = net->forward(batch.ids, batch.lengths).to(torch::kDouble);
+    const double want = c["score"].get<double>() - expected["head_bias"].get<double>();
+    EXPECT_NEAR(scores[0][0].item<double>(), want, 3e-5);
+    EXPECT_NEAR(scores[0][1].item<double>(), want, 3e-5);
+  }
+  // Fine-tuning from it records where the heads came from.
+  TempDir out;
+  TrainOptions o = BackboneOptions();
+  o.backbone = dir;
+  auto res = TrainRewardModel(testing::BananaPairs(200, 31), {}, out.Sub("v1"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  const json cfg = json::parse(ReadFile(out.Sub("v1/config.json")));
+  EXPECT_EQ(cfg["training"]["backbone"]["head_from"], "score.weight");
+}
+
+// Several labels (a multi-attribute reward model): the heads start new, and
+// the run says so; a score.weight of another width is refused.
+TEST(HfBackboneQwen3, AMultiLabelScoreHeadIsNotUsed) {
+  TempDir tmp;
+  const std::string dir = SequenceClassificationExport(tmp, 3);
+  auto info = ReadHfBackbone(dir);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->score_rows, 3);
+  RewardTransformer net(ConfigOf(*info, info->max_positions));
+  net->InitWeights(1);
+  const auto before = net->named_parameters()["head.weight"].clone();
+  ASSERT_TRUE(LoadHfBackboneWeights(net, *info).ok());
+  EXPECT_TRUE(torch::equal(before, net->named_parameters()["head.weight"]));
+  TempDir out;
+  TrainOptions o = BackboneOptions();
+  o.backbone = dir;
+  o.epochs = 1;
+  auto res = TrainRewardModel(testing::BananaPairs(100, 31), {}, out.Sub("v1"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  const json cfg = json::parse(ReadFile(out.Sub("v1/config.json")));
+  EXPECT_EQ(cfg["training"]["backbone"]["head_from"], "new (score.weight has 3 labels)");
+  TempDir tmp2;
+  auto narrow = ReadHfBackbone(SequenceClassificationExport(tmp2, 1, 31));
+  ASSERT_FALSE(narrow.ok());
+  EXPECT_NE(narrow.status().message().find("'score.weight' is not [num_labels, hidden_size]"),
+            std::string::npos)
+      << narrow.status().ToString();
+}
+
 // ---- GPU (skipped without CUDA) ---------------------------------------------
 
 // On CUDA under bf16 autocast (scoring's eval mode): close to the float64
 // reference; then a fine-tuning run on CUDA from the backbone.
 TEST(HfBackboneGpu, MatchesTheReferenceUnderAutocastAndFineTunes) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  for (const std::string& backbone : {FixtureDir(), LlamaDir()}) {
+  for (const std::string& backbone : {FixtureDir(), LlamaDir(), Qwen3Dir()}) {
     SCOPED_TRACE(backbone);
     const json expected = json::parse(ReadFile(backbone + "/expected.json"));
     auto info = ReadHfBackbone(backbone);

@@ -52,10 +52,13 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
   }
   if (!get_int({"num_key_value_heads"}, &info->kv_heads)) info->kv_heads = info->heads;
   if (!get_int({"head_dim"}, &info->head_dim)) {
-    if (info->d_model % info->heads != 0) {
+    if (info->model_type == "qwen3") {
+      info->head_dim = 128;  // Qwen3Config's default, not hidden_size / heads
+    } else if (info->d_model % info->heads != 0) {
       return corrupt("num_attention_heads does not divide hidden_size and no head_dim is given");
+    } else {
+      info->head_dim = info->d_model / info->heads;
     }
-    info->head_dim = info->d_model / info->heads;
   }
   if (info->heads % info->kv_heads != 0) {
     return corrupt("num_key_value_heads " + std::to_string(info->kv_heads) +
@@ -71,15 +74,34 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
   if (!get_double("rms_norm_eps", 1e-6, 1e-12, 0.1, &info->layer_norm_eps)) {
     return corrupt("rms_norm_eps is not a small positive number");
   }
-  if (info->model_type == "qwen2") {
-    // Qwen2: biases on the q, k and v projections, none on o_proj or the MLP;
-    // sliding-window attention only where a config turns it on.
-    info->attention_bias = true, info->o_bias = false, info->mlp_bias = false;
-    bool sliding = false;
-    if (!get_bool("use_sliding_window", false, &sliding)) {
-      return corrupt("use_sliding_window is not a boolean");
+  // Sliding-window attention (Qwen2, Qwen3) only where a config turns it on,
+  // globally or per layer (layer_types, transformers >= 4.54).
+  bool sliding = false;
+  if (!get_bool("use_sliding_window", false, &sliding)) {
+    return corrupt("use_sliding_window is not a boolean");
+  }
+  if (sliding) return unsupported("use_sliding_window (sliding-window attention) is not read");
+  if (const auto types = j.find("layer_types"); types != j.end() && !types->is_null()) {
+    if (!types->is_array()) return corrupt("layer_types is not a list");
+    for (const auto& t : *types) {
+      if (!t.is_string()) return corrupt("layer_types holds a non-string");
+      if (t.get<std::string>() != "full_attention") {
+        return unsupported("layer type \"" + t.get<std::string>() +
+                           "\" is not read (supported: full_attention)");
+      }
     }
-    if (sliding) return unsupported("use_sliding_window (sliding-window attention) is not read");
+  }
+  if (info->model_type == "qwen2") {
+    // Qwen2: biases on the q, k and v projections, none on o_proj or the MLP.
+    info->attention_bias = true, info->o_bias = false, info->mlp_bias = false;
+  } else if (info->model_type == "qwen3") {
+    // Qwen3: RMSNorm of each query and key head before the rotary; biases on
+    // all four attention projections or none; none in the MLP.
+    info->qk_norm = true, info->mlp_bias = false;
+    if (!get_bool("attention_bias", false, &info->attention_bias)) {
+      return corrupt("attention_bias is not a boolean");
+    }
+    info->o_bias = info->attention_bias;
   } else {
     if (!get_bool("attention_bias", false, &info->attention_bias) ||
         !get_bool("mlp_bias", false, &info->mlp_bias)) {
@@ -152,6 +174,10 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
 
 }  // namespace
 
+bool IsLlamaFamily(const std::string& model_type) {
+  return model_type == "llama" || model_type == "qwen2" || model_type == "qwen3";
+}
+
 bool IsIgnoredBackboneTensor(const std::string& name) {
   auto ends_with = [&name](std::string_view suffix) {
     return name.size() >= suffix.size() &&
@@ -208,9 +234,9 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
   HfBackboneInfo info;
   info.dir = dir_text;
   if (!get_string("model_type", "", &info.model_type)) return corrupt("model_type is not a string");
-  if (info.model_type != "gpt2" && info.model_type != "llama" && info.model_type != "qwen2") {
+  if (info.model_type != "gpt2" && !IsLlamaFamily(info.model_type)) {
     return unsupported("model_type \"" + info.model_type +
-                       "\" is not read by this build (supported: gpt2, llama, qwen2)");
+                       "\" is not read by this build (supported: gpt2, llama, qwen2, qwen3)");
   }
   auto get_int = [&j](std::initializer_list<const char*> keys, int* out) {
     for (const char* key : keys) {
@@ -233,7 +259,7 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
     *out = it->get<double>();
     return true;
   };
-  if (info.model_type == "llama" || info.model_type == "qwen2") {
+  if (IsLlamaFamily(info.model_type)) {
     RLAIF_RETURN_IF_ERROR(
         ReadLlama(j, get_int, get_string, get_bool, get_double, corrupt, unsupported, &info));
   } else {
@@ -348,6 +374,14 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
     // evenly spaced places of each tensor, so weights replaced by others of
     // the same shapes change the identity.
     for (const auto& [name, t] : st->tensors()) {
+      if (name == "score.weight") {  // *ForSequenceClassification: [num_labels, hidden]
+        if (t.shape.size() != 2 || t.shape[1] != info.d_model || t.shape[0] < 1 ||
+            t.shape[0] > 4096) {
+          return Status::Corruption("backbone " + dir_text +
+                                    ": tensor 'score.weight' is not [num_labels, hidden_size]");
+        }
+        info.score_rows = static_cast<int>(t.shape[0]);
+      }
       const std::string_view bytes = st->Bytes(t);
       if (bytes.size() <= (64u << 10)) {
         h = Fnv1a(h, bytes);

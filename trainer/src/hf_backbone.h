@@ -15,9 +15,15 @@
 //    of that architecture whose tokenizer.json loads; Llama 2's and
 //    TinyLlama's SentencePiece tokenizers do not) and Qwen2 (model_type
 //    "qwen2": Qwen2/Qwen2.5, a Llama block with q/k/v biases; its tokenizer
-//    normalizes with NFC): RMSNorm, rotary positions (with
+//    normalizes with NFC) and Qwen3 (model_type "qwen3": Qwen3's dense
+//    models, a Llama block with an RMSNorm of each query and key head before
+//    the rotary, optional biases on all four attention projections, the
+//    Qwen2 tokenizer): RMSNorm, rotary positions (with
 //    Llama 3's frequency scaling), grouped-query attention, a SwiGLU MLP of
 //    any width, optional attention/MLP biases (ModelConfig::block "llama").
+// A *ForSequenceClassification export (a published reward model) adds
+// "score.weight" [num_labels, hidden]; with one label it starts the scalar
+// heads (HfBackboneInfo::score_rows).
 // Anything else is refused with a message that names what is not read
 // (another model_type, cross-attention, per-layer attention scaling, another
 // activation, another rotary scaling, an MLP width that is not a multiple of
@@ -33,7 +39,9 @@ namespace rlaif::trainer {
 
 struct HfBackboneInfo {
   std::string dir;
-  std::string model_type;  // "gpt2" | "llama" | "qwen2" (a Llama with q/k/v biases)
+  // "gpt2" | "llama" | "qwen2" (a Llama with q/k/v biases) | "qwen3" (a Llama
+  // with q/k norms)
+  std::string model_type;
   int d_model = 0;
   int layers = 0;
   int heads = 0;
@@ -54,6 +62,11 @@ struct HfBackboneInfo {
   bool attention_bias = false;  // on the q, k and v projections
   bool o_bias = false;          // on o_proj (Llama: = attention_bias; Qwen2: none)
   bool mlp_bias = false;
+  bool qk_norm = false;  // qwen3: RMSNorm over each query and key head, before the rotary
+  // Rows of a sequence-classification export's "score.weight" ([rows,
+  // d_model]; *ForSequenceClassification, e.g. a published reward model), 0
+  // if none. With one row it starts every scalar head (LoadHfBackboneWeights).
+  int score_rows = 0;
   std::vector<std::string> weight_files;  // model.safetensors, or the shards
   std::string tokenizer_file;             // <dir>/tokenizer.json ("" if absent)
   // FNV-1a over config.json and, per weight file, its header (names, shapes,
@@ -68,6 +81,10 @@ struct HfBackboneInfo {
 // kNotFound if `dir` or config.json is missing, kInvalidArgument for an
 // architecture this build does not read, kCorruption for malformed files.
 Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir);
+
+// Whether `model_type` is read into Llama blocks (ModelConfig::block "llama"):
+// llama, qwen2 and qwen3.
+bool IsLlamaFamily(const std::string& model_type);
 
 // The tensor names a backbone export keeps that the reward network has no
 // use for: the language-model head, GPT-2's causal-mask buffers and Llama's

@@ -174,6 +174,14 @@ bool NeedsFormat3(const ModelConfig& c) {
   return c.activation != "gelu" || c.layer_norm_eps != 1e-5 || c.block != "gpt2" || c.bos_id >= 0;
 }
 
+// The oldest format that expresses `c` (nullptr: a linear or ensemble
+// checkpoint without a transformer).
+int CheckpointFormatVersion(const ModelConfig* c) {
+  if (c != nullptr && c->qk_norm) return 4;
+  if (c != nullptr && NeedsFormat3(*c)) return 3;
+  return kCheckpointFormatVersion;
+}
+
 // A llama block's own fields (ModelConfig), as config.json stores them.
 json LlamaJson(const ModelConfig& c) {
   return {{"block", c.block},
@@ -211,6 +219,7 @@ json ConfigToJson(const ModelConfig& c) {
   if (c.bos_id >= 0) j["bos_id"] = c.bos_id;
   if (c.block == "llama") {
     j.update(LlamaJson(c));
+    if (c.qk_norm) j["qk_norm"] = true;  // absent = false, as written before Qwen3
     j["norm"] = "pre-rmsnorm";
     j.erase("mlp_ratio");
   }
@@ -265,6 +274,10 @@ Result<ModelConfig> ConfigFromJson(const json& j) {
         return Status::Corruption(std::string("config.json: architecture.") + key);
       }
       *out = it->get<bool>();
+    }
+    if (auto qk = j.find("qk_norm"); qk != j.end()) {
+      if (!qk->is_boolean()) return Status::Corruption("config.json: architecture.qk_norm");
+      c.qk_norm = qk->get<bool>();
     }
   } else {
     RLAIF_RETURN_IF_ERROR(get_int("mlp_ratio", &c.mlp_ratio));
@@ -769,11 +782,11 @@ Result<std::shared_ptr<const RewardModel>> LoadImpl(const std::string& dir_text,
   }
   const int format_version = fv->get<int>();
   // 3: a format-2 checkpoint whose architecture sets an activation or a
-  // LayerNorm epsilon (a pretrained backbone's), written only then.
-  if (format_version != kCheckpointFormatVersion && format_version != 1 && format_version != 3) {
+  // LayerNorm epsilon (a pretrained backbone's), written only then; 4: one
+  // whose Llama blocks normalize queries and keys (qk_norm, Qwen3).
+  if (format_version < 1 || format_version > 4) {
     return Status::InvalidArgument("checkpoint " + dir_text + " has format_version " +
-                                   std::to_string(format_version) + "; this build reads 1, " +
-                                   std::to_string(kCheckpointFormatVersion) + " and 3");
+                                   std::to_string(format_version) + "; this build reads 1 to 4");
   }
   // Normalisation {mean, std} of `j`, finite with std > 0.
   auto read_norm = [&](const json& j, const std::string& where) -> Result<ScoreNormalization> {
@@ -1365,6 +1378,12 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
     run.backbone = {{"dir", backbone->dir},
                     {"model_type", backbone->model_type},
                     {"identity", backbone->identity}};
+    if (backbone->score_rows > 0) {  // a sequence-classification export (a reward model)
+      run.backbone["head_from"] =
+          backbone->score_rows == 1
+              ? std::string("score.weight")
+              : "new (score.weight has " + std::to_string(backbone->score_rows) + " labels)";
+    }
   }
   // A resume state of this very run, if one was left behind.
   const fs::path resume_dir = options.resume_dir;
@@ -1466,8 +1485,13 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   if (backbone && resumed.is_null()) {  // a resumed run reads its weights from the state
     const double t_load = MonotonicSeconds();
     RLAIF_RETURN_IF_ERROR(LoadHfBackboneWeights(net, *backbone));
-    spdlog::info("trainer: {} backbone from {} ({} layers, d_model {}) in {:.1f}s",
+    spdlog::info("trainer: {} backbone from {} ({} layers, d_model {}{}) in {:.1f}s",
                  backbone->model_type, backbone->dir, backbone->layers, backbone->d_model,
+                 backbone->score_rows == 1 ? "; scalar heads from its score.weight"
+                 : backbone->score_rows > 1
+                     ? "; its score.weight has " + std::to_string(backbone->score_rows) +
+                           " labels, so the heads start new"
+                     : std::string(),
                  MonotonicSeconds() - t_load);
   }
   net->to(device);
@@ -2278,7 +2302,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
   if (result.validation.pairs > 0) metrics["validation"] = MetricsToJson(result.validation);
   json cfg = {
       {"format", kCheckpointFormat},
-      {"format_version", transformer && NeedsFormat3(*config) ? 3 : kCheckpointFormatVersion},
+      {"format_version", CheckpointFormatVersion(transformer ? &*config : nullptr)},
       {"version", version},
       {"model_type", options.model_type},
       {"created_ms", now_ms},

@@ -264,6 +264,10 @@ LlamaBlockImpl::LlamaBlockImpl(const ModelConfig& c)
   k_ = register_module("k", BiasedLinear(d, kv, c.attention_bias));
   v_ = register_module("v", BiasedLinear(d, kv, c.attention_bias));
   o_ = register_module("o", BiasedLinear(inner, d, c.o_bias));
+  if (c.qk_norm) {
+    q_norm_ = register_parameter("q_norm", torch::ones({head_dim_}));
+    k_norm_ = register_parameter("k_norm", torch::ones({head_dim_}));
+  }
   mlp_norm_ = register_parameter("mlp_norm", torch::ones({d}));
   gate_ = register_module("gate", BiasedLinear(d, c.mlp_hidden, c.mlp_bias));
   up_ = register_module("up", BiasedLinear(d, c.mlp_hidden, c.mlp_bias));
@@ -287,6 +291,7 @@ torch::Tensor LlamaBlockImpl::forward(const torch::Tensor& x, const torch::Tenso
     return Linear(proj, a).view({batch, len, n, head_dim_}).transpose(1, 2);  // [B, n, T, hd]
   };
   auto q = heads(q_, heads_), k = heads(k_, kv_heads_), v = heads(v_, kv_heads_);
+  if (q_norm_.defined()) q = Rms(q_norm_, q), k = Rms(k_norm_, k);  // over head_dim
   q = q * cos + RotateHalf(q) * sin;
   k = k * cos + RotateHalf(k) * sin;
   if (kv_heads_ != heads_) {  // query head h reads key/value head h / (heads / kv_heads)
@@ -455,8 +460,9 @@ ModelConfig BackboneModelConfig(const HfBackboneInfo& info, int max_len) {
   c.causal = true;
   c.activation = info.activation;
   c.layer_norm_eps = info.layer_norm_eps;
-  if (info.model_type == "llama" || info.model_type == "qwen2") {
+  if (IsLlamaFamily(info.model_type)) {
     c.block = "llama";
+    c.qk_norm = info.qk_norm;
     c.kv_heads = info.kv_heads, c.head_dim = info.head_dim, c.mlp_hidden = info.mlp_hidden;
     c.rope_theta = info.rope_theta, c.rope_factor = info.rope_factor;
     c.rope_low_freq_factor = info.rope_low_freq_factor;
@@ -472,15 +478,15 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
   auto bad = [&info](const std::string& m) {
     return Status::InvalidArgument("backbone " + info.dir + ": " + m);
   };
-  const bool llama = info.model_type == "llama" || info.model_type == "qwen2";  // Llama blocks
+  const bool llama = IsLlamaFamily(info.model_type);  // Llama blocks
   if (c.d_model != info.d_model || c.layers != info.layers || c.heads != info.heads || !c.causal ||
       c.activation != info.activation || c.layer_norm_eps != info.layer_norm_eps ||
       c.block != (llama ? "llama" : "gpt2") ||
-      (llama ? c.kv_heads != info.kv_heads || c.head_dim != info.head_dim ||
-                   c.mlp_hidden != info.mlp_hidden || c.attention_bias != info.attention_bias ||
-                   c.o_bias != info.o_bias ||
-                   c.mlp_bias != info.mlp_bias
-             : c.mlp_ratio != info.mlp_ratio)) {
+      (llama
+           ? c.kv_heads != info.kv_heads || c.head_dim != info.head_dim ||
+                 c.mlp_hidden != info.mlp_hidden || c.attention_bias != info.attention_bias ||
+                 c.o_bias != info.o_bias || c.mlp_bias != info.mlp_bias || c.qk_norm != info.qk_norm
+           : c.mlp_ratio != info.mlp_ratio)) {
     return bad("the network's architecture is not the backbone's");
   }
   if (c.max_len > info.max_positions) {
@@ -588,6 +594,12 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
         if (bias)
           RLAIF_RETURN_IF_ERROR(put(b + ours + ".bias", h + theirs + ".bias", {out}, false));
       }
+      if (c.qk_norm) {
+        RLAIF_RETURN_IF_ERROR(
+            put(b + "q_norm", h + "self_attn.q_norm.weight", {c.head_dim}, false));
+        RLAIF_RETURN_IF_ERROR(
+            put(b + "k_norm", h + "self_attn.k_norm.weight", {c.head_dim}, false));
+      }
       RLAIF_RETURN_IF_ERROR(put(b + "attn_norm", h + "input_layernorm.weight", {d}, false));
       RLAIF_RETURN_IF_ERROR(put(b + "mlp_norm", h + "post_attention_layernorm.weight", {d}, false));
     }
@@ -618,6 +630,32 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
     }
     RLAIF_RETURN_IF_ERROR(put("ln_f.weight", "ln_f.weight", {d}, false));
     RLAIF_RETURN_IF_ERROR(put("ln_f.bias", "ln_f.bias", {d}, false));
+  }
+  // A sequence-classification export's score head (a reward model's): with
+  // one label it starts every scalar head, read at END as it read the last
+  // token; with several (attributes named by the publisher, not our
+  // dimensions) the heads start new.
+  if (info.score_rows > 0) {
+    auto score = tensors.find("score.weight");
+    if (score == tensors.end()) return bad("no tensor 'score.weight'");
+    const SafeTensor& t = *score->second.second;
+    if (t.shape != std::vector<int64_t>{info.score_rows, d}) {
+      return bad("tensor 'score.weight' is not [num_labels, hidden_size]");
+    }
+    used.insert(t.name);
+    if (info.score_rows == 1) {
+      auto values = score->second.first->ToFloat32(t);
+      if (!values.ok()) return bad(values.status().message());
+      for (float v : *values) {
+        if (!std::isfinite(v)) return bad("tensor 'score.weight' holds a NaN or infinity");
+      }
+      auto row = torch::from_blob(values->data(), {1, d}, torch::kFloat);
+      torch::Tensor* w = params.find("head.weight");
+      torch::Tensor* b = params.find("head.bias");
+      if (w == nullptr || b == nullptr) return Status::Internal("backbone: no head parameters");
+      w->copy_(row.expand_as(*w));
+      b->zero_();
+    }
   }
   for (const auto& [name, entry] : tensors) {
     const bool prefixed = name.compare(0, prefix.size(), prefix) == 0;

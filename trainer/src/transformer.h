@@ -53,6 +53,10 @@ struct ModelConfig {
   bool attention_bias = false;  // q, k, v
   bool o_bias = false;
   bool mlp_bias = false;
+  // An RMSNorm (weights q_norm, k_norm of head_dim, layer_norm_eps) of each
+  // query and key head before the rotary (Qwen3). Written only when true
+  // (format_version 4).
+  bool qk_norm = false;
   // The id every sequence starts with (a Llama backbone's begin-of-text
   // token, BuildRewardSequence's `bos`); -1 = none.
   int bos_id = -1;
@@ -144,6 +148,7 @@ class LlamaBlockImpl : public torch::nn::Module {
   int64_t heads_, kv_heads_, head_dim_;
   double eps_;
   torch::Tensor attn_norm_, mlp_norm_;
+  torch::Tensor q_norm_, k_norm_;  // undefined without qk_norm
   torch::nn::Linear q_{nullptr}, k_{nullptr}, v_{nullptr}, o_{nullptr};
   torch::nn::Linear gate_{nullptr}, up_{nullptr}, down_{nullptr};
 };

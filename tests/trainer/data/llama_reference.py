@@ -1,11 +1,13 @@
 # The Llama-family reference forward pass shared by the tiny-checkpoint fixture
-# generators llama_tiny/make_fixture.py and qwen2_tiny/make_fixture.py, which
+# generators llama_tiny/, qwen2_tiny/ and qwen3_tiny/make_fixture.py, which
 # import it as a plain module (next to ../fixture_common.py): RoPE (default
 # inverse frequencies, optionally with "llama3" scaling), RMSNorm, SiLU,
 # causal grouped-query attention written out as loops, a second, batched torch
 # implementation written like transformers' modeling_llama.py /
 # modeling_qwen2.py, the decoder forward pass (Qwen2: biases on the q, k and v
-# projections, added before RoPE), the self-checks against torch and the
+# projections, added before RoPE; Qwen3, modeling_qwen3.py: an RMSNorm of each
+# query and key head after the projection and before RoPE, and optionally an
+# o_proj bias), the self-checks against torch and the
 # sensitivity printout, and the random weights in HF's state_dict layout.
 # Everything is float64. Each generator keeps its own config, sizes, seed and
 # sensitivity variants and passes its dimensions to LlamaFamily. Needs numpy (torch only in attention_torch and self_checks).
@@ -98,30 +100,36 @@ class LlamaFamily:
     n_heads, n_kv_heads, head_dim, n_layers, max_pos: the config's sizes;
     eps: rms_norm_eps; theta: rope_theta; rope_scaling: None (default RoPE) or
     a "llama3" rope_scaling dict; qkv_bias: whether q_proj, k_proj and v_proj
-    have biases (Qwen2), added to the projections before RoPE.
+    have biases (Qwen2), added to the projections before RoPE; o_bias: whether
+    o_proj has one; qk_norm (Qwen3): an RMSNorm over head_dim of each query and
+    key head (weights q_norm, k_norm), after the biases and before RoPE.
     """
 
     def __init__(self, n_heads, n_kv_heads, head_dim, n_layers, max_pos, eps, theta,
-                 rope_scaling=None, qkv_bias=False):
+                 rope_scaling=None, qkv_bias=False, o_bias=False, qk_norm=False):
         self.H, self.KV, self.HD = n_heads, n_kv_heads, head_dim
         self.GROUP = n_heads // n_kv_heads
         self.L, self.P = n_layers, max_pos
         self.eps, self.theta = eps, theta
         self.rope_scaling = rope_scaling
         self.qkv_bias = qkv_bias
+        self.o_bias = o_bias
+        self.qk_norm = qk_norm
 
     def make_weights(self, rng, vocab, hidden, intermediate, bias_std=None):
-        """HF LlamaModel / Qwen2Model state_dict, in its order (each q/k/v bias
-        right after its weight), as float32 arrays, drawn from rng with the
-        fixtures' enlarged scales; bias_std: the q/k/v biases' scale."""
+        """HF LlamaModel / Qwen2Model / Qwen3Model state_dict, in its order (each
+        bias right after its weight, q_norm and k_norm after o_proj), as float32
+        arrays, drawn from rng with the fixtures' enlarged scales; bias_std: the
+        biases' scale. Llama and Qwen2 draw nothing for o_bias or qk_norm, so
+        their fixtures stay as they were."""
         H, KV, HD, D, I = self.H, self.KV, self.HD, hidden, intermediate
-        assert (bias_std is not None) == self.qkv_bias
+        assert (bias_std is not None) == (self.qkv_bias or self.o_bias)
 
         def normal(shape, std):
             return (rng.standard_normal(shape) * std).astype(np.float32)
 
-        def norm_weight():
-            return (1.0 + rng.standard_normal(D) * 0.1).astype(np.float32)
+        def norm_weight(n=D, std=0.1):
+            return (1.0 + rng.standard_normal(n) * std).astype(np.float32)
 
         w = {}
         w["embed_tokens.weight"] = normal((vocab, D), 0.3)
@@ -133,6 +141,11 @@ class LlamaFamily:
                 if self.qkv_bias:
                     w[p + "self_attn.%s.bias" % name] = normal(rows, bias_std)
             w[p + "self_attn.o_proj.weight"] = normal((D, H * HD), 0.15)
+            if self.o_bias:
+                w[p + "self_attn.o_proj.bias"] = normal(D, bias_std)
+            if self.qk_norm:  # wider than norm_weight's, so that a swap shows
+                w[p + "self_attn.q_norm.weight"] = norm_weight(HD, 0.3)
+                w[p + "self_attn.k_norm.weight"] = norm_weight(HD, 0.3)
             w[p + "post_attention_layernorm.weight"] = norm_weight()
             w[p + "mlp.gate_proj.weight"] = normal((I, D), 0.15)
             w[p + "mlp.up_proj.weight"] = normal((I, D), 0.15)
@@ -227,15 +240,19 @@ class LlamaFamily:
         return o.transpose(0, 1).reshape(T, H * HD).numpy()
 
     def forward(self, w, ids, attention=None, qkv_bias="before", o_bias=None, eps=None,
-                swap_gate_up=False, **att_kw):
+                swap_gate_up=False, qk_norm="before", **att_kw):
         """Final hidden states [T, D] (after norm), float64; attention defaults
         to attention_loop.
 
         qkv_bias (models with q/k/v biases): "before" (added to the
         projections, before RoPE), or, for the sensitivity printout only,
         "none" (dropped) or "after" (added after RoPE). o_bias (printout
-        only): {layer: [D]} biases added to o_proj's output. eps, swap_gate_up
-        and att_kw select further variants for the printouts.
+        only): {layer: [D]} biases added to o_proj's output, or "none" to drop
+        the model's own. qk_norm (Qwen3): "before" (RoPE), or, for the
+        printouts only, "none" (dropped), "swapped" (q_norm on the keys and
+        k_norm on the queries) or "model" (over each token's whole q and k
+        instead of each head). eps, swap_gate_up and att_kw select further
+        variants for the printouts.
         """
         attention = self.attention_loop if attention is None else attention
         eps = self.eps if eps is None else eps
@@ -243,6 +260,7 @@ class LlamaFamily:
         T = len(ids)
         assert 1 <= T <= self.P
         assert qkv_bias in ("before", "none", "after")
+        assert qk_norm in ("before", "none", "swapped", "model")
         x = W["embed_tokens.weight"][np.array(ids)]  # no position embeddings
         for i in range(self.L):
             p = "layers.%d." % i
@@ -257,9 +275,21 @@ class LlamaFamily:
                     q, k, v = q + biases[0], k + biases[1], v + biases[2]
                 elif qkv_bias == "after":
                     att_kw = dict(att_kw, late_bias=biases)
+            if self.qk_norm and qk_norm != "none":
+                wq, wk = W[p + "self_attn.q_norm.weight"], W[p + "self_attn.k_norm.weight"]
+                if qk_norm == "swapped":
+                    wq, wk = wk, wq
+                if qk_norm == "model":
+                    q = rms_norm(q, np.tile(wq, self.H), eps)
+                    k = rms_norm(k, np.tile(wk, self.KV), eps)
+                else:
+                    q = rms_norm(q.reshape(T, self.H, self.HD), wq, eps).reshape(T, -1)
+                    k = rms_norm(k.reshape(T, self.KV, self.HD), wk, eps).reshape(T, -1)
             att = attention(q, k, v, **att_kw)
             o = att @ W[p + "self_attn.o_proj.weight"].T
-            if o_bias is not None:
+            if self.o_bias and o_bias != "none":
+                o = o + W[p + "self_attn.o_proj.bias"]
+            elif o_bias is not None and o_bias != "none":
                 o = o + o_bias[i]
             x = x + o
             m = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
