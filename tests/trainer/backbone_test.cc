@@ -643,7 +643,7 @@ TEST(HfBackboneLlama, RefusesWhatItCannotRead) {
       {"hidden_act \"gelu\" is not read", [](json& c) { c["hidden_act"] = "gelu"; }},
       {"num_key_value_heads 3 does not divide", [](json& c) { c["num_key_value_heads"] = 3; }},
       {"intermediate_size missing", [](json& c) { c.erase("intermediate_size"); }},
-      {"supported: gpt2, llama", [](json& c) { c["model_type"] = "mistral"; }},
+      {"supported: gpt2, llama", [](json& c) { c["model_type"] = "gemma"; }},
       {"partial_rotary_factor other than 1", [](json& c) { c["partial_rotary_factor"] = 0.5; }},
       {"rope_theta and rope_parameters.rope_theta disagree",
        [](json& c) {
@@ -665,6 +665,61 @@ TEST(HfBackboneLlama, RefusesWhatItCannotRead) {
   const Status st = LoadHfBackboneWeights(net, *info);
   EXPECT_NE(st.message().find("no tensor 'layers.0.self_attn.q_proj.bias'"), std::string::npos)
       << st.ToString();
+}
+
+// Mistral: a Llama block without biases; sliding_window (Mistral 7B v0.1's
+// 4096) caps the sequences it reads.
+TEST(HfBackboneLlama, ReadsMistralAsALlamaWithAWindow) {
+  for (const int window : {4096, 24}) {
+    TempDir tmp;
+    const std::string dir = MutatedFixture(
+        tmp,
+        [&](json& c) {
+          c["model_type"] = "mistral";
+          c["sliding_window"] = window;
+        },
+        {}, "", LlamaDir());
+    auto info = ReadHfBackbone(dir);
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    EXPECT_EQ(info->model_type, "mistral");
+    EXPECT_EQ(info->max_positions, std::min(64, window));
+    if (window > 64) ExpectReferenceScores(dir, LlamaDir());
+  }
+  TempDir tmp;
+  auto no_window = ReadHfBackbone(MutatedFixture(
+      tmp,
+      [](json& c) {
+        c["model_type"] = "mistral";
+        c["sliding_window"] = nullptr;
+      },
+      {}, "", LlamaDir()));
+  ASSERT_TRUE(no_window.ok()) << no_window.status().ToString();
+  EXPECT_EQ(no_window->max_positions, 64);
+}
+
+// A Llama 2-style backbone: the Llama fixture with a SentencePiece-style
+// tokenizer (the Llama 2 fixture of hf_tokenizer_test, 1,818 ids inside the
+// 3,258-row embedding) whose template starts sequences with <s>.
+TEST(HfBackboneLlama, FineTunesWithALlama2Tokenizer) {
+  TempDir backbone, dir;
+  const std::string bb = MutatedFixture(
+      backbone, [](json&) {}, {}, "", LlamaDir());
+  fs::copy_file(rlaif::testing::SourceDir() + "/tests/trainer/data/hf_tokenizer/llama2-sp-2k.json",
+                bb + "/tokenizer.json", fs::copy_options::overwrite_existing);
+  TrainOptions o = BackboneOptions();
+  o.backbone = bb;
+  const auto holdout = testing::BananaPairs(150, 32);
+  auto res = TrainRewardModel(testing::BananaPairs(600, 31), holdout, dir.Sub("v1"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_GE(res->holdout.accuracy, 0.9);
+  const json cfg = json::parse(ReadFile(dir.Sub("v1/config.json")));
+  EXPECT_EQ(cfg["architecture"]["bos_id"], BpeTokenizer::kFirstByte + 1);  // <s>
+  EXPECT_NE(cfg["tokenizer"]["kind"].get<std::string>().find("SentencePiece"), std::string::npos);
+  auto model = RewardModel::Load(dir.Sub("v1"), "cpu");
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto m = Evaluate(**model, holdout);
+  ASSERT_TRUE(m.ok());
+  EXPECT_DOUBLE_EQ(m->accuracy, res->holdout.accuracy);
 }
 
 // The Llama fixture with a tokenizer.json whose post-processor starts every
@@ -764,11 +819,20 @@ TEST(HfBackboneQwen2, ReadsTheQwen2Description) {
 TEST(HfBackboneQwen2, ComputesWhatTheReferenceQwen2Computes) {
   const double worst = ExpectReferenceScores(QwenDir(), QwenDir());
   std::cout << "[ info     ] largest |score - reference|: " << worst << "\n";
-  TempDir tmp;
-  auto sliding = ReadHfBackbone(MutatedFixture(
-      tmp, [](json& c) { c["use_sliding_window"] = true; }, {}, "", QwenDir()));
-  ASSERT_FALSE(sliding.ok());
-  EXPECT_NE(sliding.status().message().find("sliding-window attention"), std::string::npos);
+  // Sliding-window attention is full attention on sequences no longer than
+  // the window: with the window on, sequences are capped at it.
+  for (const int window : {4096, 16}) {
+    TempDir tmp;
+    auto sliding = ReadHfBackbone(MutatedFixture(
+        tmp,
+        [&](json& c) {
+          c["use_sliding_window"] = true;
+          c["sliding_window"] = window;
+        },
+        {}, "", QwenDir()));
+    ASSERT_TRUE(sliding.ok()) << sliding.status().ToString();
+    EXPECT_EQ(sliding->max_positions, std::min(64, window));
+  }
 }
 
 // Fine-tuning with its NFC-normalizing tokenizer: a response spelled with
@@ -844,13 +908,14 @@ TEST(HfBackboneQwen3, ComputesWhatTheReferenceQwen3Computes) {
 
 TEST(HfBackboneQwen3, RefusesWhatItCannotRead) {
   const std::vector<std::pair<std::string, std::function<void(json&)>>> cases = {
-      {"use_sliding_window (sliding-window attention) is not read",
-       [](json& c) { c["use_sliding_window"] = true; }},
-      {"layer type \"sliding_attention\" is not read",
-       [](json& c) { c["layer_types"][1] = "sliding_attention"; }},
+      {"sliding-window attention without a positive sliding_window",
+       [](json& c) { c["use_sliding_window"] = true; }},  // the fixture's window is null
+      {"layer type \"chunked_attention\" is not read",
+       [](json& c) { c["layer_types"][1] = "chunked_attention"; }},
       {"layer_types is not a list", [](json& c) { c["layer_types"] = "full_attention"; }},
       {"attention_bias is not a boolean", [](json& c) { c["attention_bias"] = "yes"; }},
-      {"supported: gpt2, llama, qwen2, qwen3", [](json& c) { c["model_type"] = "qwen3_moe"; }},
+      {"supported: gpt2, llama, mistral, qwen2, qwen3",
+       [](json& c) { c["model_type"] = "qwen3_moe"; }},
   };
   for (const auto& [why, edit] : cases) {
     TempDir tmp;
@@ -881,6 +946,21 @@ TEST(HfBackboneQwen3, RefusesWhatItCannotRead) {
               std::string::npos)
         << st.ToString();
   }
+}
+
+// One layer of sliding-window attention (layer_types) caps sequences at the
+// window, where it computes what full attention does.
+TEST(HfBackboneQwen3, ASlidingLayerCapsSequencesAtTheWindow) {
+  TempDir tmp;
+  auto info = ReadHfBackbone(MutatedFixture(
+      tmp,
+      [](json& c) {
+        c["layer_types"][1] = "sliding_attention";
+        c["sliding_window"] = 20;
+      },
+      {}, "", Qwen3Dir()));
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->max_positions, 20);
 }
 
 // Fine-tuned into a format-4 checkpoint (older builds refuse it rather than

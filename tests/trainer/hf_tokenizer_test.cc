@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -111,6 +112,30 @@ TEST(HfTokenizer, AddedTokensInTheTextAreEncodedAsText) {
   EXPECT_GT(ids.size(), 5u);
   EXPECT_EQ(tok.Decode(ids), text);
   EXPECT_EQ(tok.Decode({end_of_text}), "");  // added ids decode to nothing
+}
+
+// Non-special added tokens (Qwen3's <think>) are found in the text, leftmost
+// and longest first, and the text around them is encoded on its own, as
+// Hugging Face does (checked against its Rust library with Qwen3's and
+// Gemma's files: bench/RESULTS.md).
+TEST(HfTokenizer, NonSpecialAddedTokensAreFoundInTheText) {
+  json j = json::parse(ReadFile(FixtureDir() + "/cl100k-3k.json"));
+  j["added_tokens"].push_back({{"content", "<think>"}, {"special", false}});
+  j["added_tokens"].push_back({{"content", "<think>>"}, {"special", false}});
+  auto tok = BpeTokenizer::FromJson(j.dump());
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  const int32_t think = 3 + 3256 + 2, longer = think + 1;  // after the vocabulary and two specials
+  auto cat = [](std::vector<std::vector<int32_t>> parts) {
+    std::vector<int32_t> out;
+    for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+    return out;
+  };
+  EXPECT_EQ(tok->Encode("I <think>so</think>."),
+            cat({tok->Encode("I "), {think}, tok->Encode("so</think>.")}));
+  EXPECT_EQ(tok->Encode("<think><think>>x"), cat({{think}, {longer}, tok->Encode("x")}));
+  EXPECT_EQ(tok->Decode(tok->Encode("a <think> b")), "a <think> b");
+  // A special one stays text.
+  for (int32_t id : tok->Encode("<|endoftext|>")) EXPECT_LT(id, 3 + 3256);
 }
 
 TEST(HfTokenizer, AnyBytesEncodeAndDecodeBack) {
@@ -315,6 +340,103 @@ TEST(HfTokenizer, RefusesWhatItCannotReproduceWithAReason) {
                 "model.vocab");
   // And a tokenizer.json that is not an object at the top is not a tokenizer.
   EXPECT_FALSE(BpeTokenizer::FromJson("[1, 2]").ok());
+}
+
+// ---- SentencePiece-style BPE (Llama 2, Mistral, Gemma) --------------------------
+
+// make_sp_fixtures.js: Llama 2's tokenizer cut to 2,000 merges in its own
+// form and as Gemma's and the newer Metaspace files write it, and the ids
+// Hugging Face's Rust library computed for 266 texts (those of cases.jsonl
+// plus edge cases: leading and repeated spaces, tabs that are <unk> in the
+// Gemma-style file, non-special added tokens, whole texts of 3,000 bytes).
+class HfTokenizerSentencePiece
+    : public ::testing::TestWithParam<std::pair<const char*, const char*>> {};
+
+TEST_P(HfTokenizerSentencePiece, EveryCaseGivesHuggingFacesIds) {
+  const auto [file, key] = GetParam();
+  const BpeTokenizer tok = Load(file);
+  EXPECT_NE(tok.description().find("SentencePiece-style"), std::string::npos) << tok.description();
+  std::ifstream in(FixtureDir() + "/sp_cases.jsonl");
+  std::string line;
+  int cases = 0, mismatches = 0, tokens = 0;
+  while (std::getline(in, line)) {
+    const json c = json::parse(line);
+    const std::string text = c["text"].get<std::string>();
+    std::vector<int32_t> want;
+    for (int id : c[key]) want.push_back(id + BpeTokenizer::kFirstByte);
+    const auto got = tok.Encode(text);
+    ++cases, tokens += static_cast<int>(want.size());
+    if (got != want && ++mismatches <= 3) {
+      ADD_FAILURE() << file << ": " << json(text).dump() << "\n  want " << c[key].dump()
+                    << "\n  got  " << [&] {
+                         json g = json::array();
+                         for (int32_t id : got) g.push_back(id - BpeTokenizer::kFirstByte);
+                         return g.dump();
+                       }();
+    }
+    // Llama 2's form decodes to the text behind its "▁" (byte fallback loses nothing).
+    if (std::string(key) == "llama2_sp" && !text.empty() &&
+        text.find("\xe2\x96\x81") == std::string::npos) {
+      EXPECT_EQ(tok.Decode(got), " " + text);
+    }
+  }
+  EXPECT_GE(cases, 260);
+  EXPECT_EQ(mismatches, 0) << "of " << cases << " texts";
+  EXPECT_GT(tokens, 20000);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, HfTokenizerSentencePiece,
+                         ::testing::Values(std::make_pair("llama2-sp-2k.json", "llama2_sp"),
+                                           std::make_pair("gemma-style-2k.json", "gemma_style"),
+                                           std::make_pair("metaspace-2k.json", "metaspace")));
+
+TEST(HfTokenizerSentencePiece, SpecialTokensStayTextAndAnyBytesEncode) {
+  const BpeTokenizer tok = Load("llama2-sp-2k.json");
+  EXPECT_EQ(tok.template_bos_id(), BpeTokenizer::kFirstByte + 1);  // Llama 2's <s>
+  // "<s>" in the text is its characters, never the BOS id.
+  for (int32_t id : tok.Encode("<s> hi </s>")) EXPECT_GT(id, BpeTokenizer::kFirstByte + 2);
+  // Invalid UTF-8 (Hugging Face cannot take it) falls back to its bytes.
+  std::mt19937 rng(5);
+  std::string bytes(4096, '\0');
+  for (auto& b : bytes) b = static_cast<char>(rng() & 0xff);
+  const auto ids = tok.Encode(bytes);
+  std::string spaced = " " + bytes;  // the "▁" in front, and spaces as themselves
+  EXPECT_EQ(tok.Decode(ids), spaced);
+}
+
+TEST(HfTokenizerSentencePiece, RefusesWhatItCannotReproduce) {
+  const json base = json::parse(ReadFile(FixtureDir() + "/llama2-sp-2k.json"));
+  auto refused = [&](const std::function<void(json&)>& edit, const std::string& why) {
+    json j = base;
+    edit(j);
+    auto tok = BpeTokenizer::FromJson(j.dump());
+    ASSERT_FALSE(tok.ok()) << why;
+    EXPECT_NE(tok.status().message().find(why), std::string::npos) << tok.status().message();
+  };
+  refused([](json& j) { j["model"]["byte_fallback"] = false; },
+          "SentencePiece-style BPE without byte_fallback");
+  refused(
+      [](json& j) {
+        j["normalizer"] = nullptr;
+        j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "_"}};
+      },
+      "Metaspace replacement");
+  refused(
+      [](json& j) {
+        j["pre_tokenizer"] = {{"type", "Whitespace"}};
+      },
+      "after a \"\xe2\x96\x81\" normalizer");
+  refused(
+      [](json& j) {
+        j["model"]["vocab"].erase("<0x41>");
+        j["model"].erase("unk_token");
+      },
+      "no unk_token");
+  refused(
+      [](json& j) {
+        j["added_tokens"].push_back({{"content", "<x>"}, {"special", false}, {"lstrip", true}});
+      },
+      "with single_word, lstrip or rstrip");
 }
 
 }  // namespace

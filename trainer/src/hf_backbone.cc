@@ -1,5 +1,6 @@
 #include "hf_backbone.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -74,24 +75,40 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
   if (!get_double("rms_norm_eps", 1e-6, 1e-12, 0.1, &info->layer_norm_eps)) {
     return corrupt("rms_norm_eps is not a small positive number");
   }
-  // Sliding-window attention (Qwen2, Qwen3) only where a config turns it on,
-  // globally or per layer (layer_types, transformers >= 4.54).
+  // Sliding-window attention: Mistral's whenever sliding_window is set; Qwen2's
+  // and Qwen3's where use_sliding_window turns it on or layer_types names it
+  // (transformers >= 4.54). A window of W tokens is full causal attention on
+  // sequences of at most W, so such a backbone reads sequences up to W
+  // (max_positions), computed exactly.
   bool sliding = false;
-  if (!get_bool("use_sliding_window", false, &sliding)) {
+  if (info->model_type == "mistral") {
+    sliding = j.contains("sliding_window") && !j["sliding_window"].is_null();
+  } else if (!get_bool("use_sliding_window", false, &sliding)) {
     return corrupt("use_sliding_window is not a boolean");
   }
-  if (sliding) return unsupported("use_sliding_window (sliding-window attention) is not read");
   if (const auto types = j.find("layer_types"); types != j.end() && !types->is_null()) {
     if (!types->is_array()) return corrupt("layer_types is not a list");
     for (const auto& t : *types) {
       if (!t.is_string()) return corrupt("layer_types holds a non-string");
-      if (t.get<std::string>() != "full_attention") {
-        return unsupported("layer type \"" + t.get<std::string>() +
-                           "\" is not read (supported: full_attention)");
+      const std::string& type = t.get_ref<const std::string&>();
+      if (type == "sliding_attention") {
+        sliding = true;
+      } else if (type != "full_attention") {
+        return unsupported("layer type \"" + type +
+                           "\" is not read (supported: full_attention, sliding_attention)");
       }
     }
   }
-  if (info->model_type == "qwen2") {
+  if (sliding) {
+    int window = 0;
+    if (!get_int({"sliding_window"}, &window)) {
+      return corrupt("sliding-window attention without a positive sliding_window");
+    }
+    info->max_positions = std::min(info->max_positions, window);
+  }
+  if (info->model_type == "mistral") {
+    info->attention_bias = false, info->o_bias = false, info->mlp_bias = false;  // none
+  } else if (info->model_type == "qwen2") {
     // Qwen2: biases on the q, k and v projections, none on o_proj or the MLP.
     info->attention_bias = true, info->o_bias = false, info->mlp_bias = false;
   } else if (info->model_type == "qwen3") {
@@ -175,7 +192,8 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
 }  // namespace
 
 bool IsLlamaFamily(const std::string& model_type) {
-  return model_type == "llama" || model_type == "qwen2" || model_type == "qwen3";
+  return model_type == "llama" || model_type == "mistral" || model_type == "qwen2" ||
+         model_type == "qwen3";
 }
 
 bool IsIgnoredBackboneTensor(const std::string& name) {
@@ -236,7 +254,8 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
   if (!get_string("model_type", "", &info.model_type)) return corrupt("model_type is not a string");
   if (info.model_type != "gpt2" && !IsLlamaFamily(info.model_type)) {
     return unsupported("model_type \"" + info.model_type +
-                       "\" is not read by this build (supported: gpt2, llama, qwen2, qwen3)");
+                       "\" is not read by this build (supported: gpt2, llama, mistral, qwen2, "
+                       "qwen3)");
   }
   auto get_int = [&j](std::initializer_list<const char*> keys, int* out) {
     for (const char* key : keys) {

@@ -11,16 +11,19 @@
 //    pre-LN, learned positions, fused q/k/v, a 4x MLP, a final LayerNorm,
 //    causal attention; only the GELU differs ("gelu_new" is the tanh
 //    approximation, ModelConfig::activation).
-//  - Llama (model_type "llama": Llama 3.x, SmolLM/SmolLM2 and other models
-//    of that architecture whose tokenizer.json loads; Llama 2's and
-//    TinyLlama's SentencePiece tokenizers do not) and Qwen2 (model_type
-//    "qwen2": Qwen2/Qwen2.5, a Llama block with q/k/v biases; its tokenizer
+//  - Llama (model_type "llama": Llama 2 and 3.x, TinyLlama, SmolLM/SmolLM2
+//    and other models of that architecture), Mistral (model_type "mistral":
+//    the same block without biases), Qwen2 (model_type "qwen2":
+//    Qwen2/Qwen2.5, a Llama block with q/k/v biases; its tokenizer
 //    normalizes with NFC) and Qwen3 (model_type "qwen3": Qwen3's dense
 //    models, a Llama block with an RMSNorm of each query and key head before
 //    the rotary, optional biases on all four attention projections, the
-//    Qwen2 tokenizer): RMSNorm, rotary positions (with
-//    Llama 3's frequency scaling), grouped-query attention, a SwiGLU MLP of
-//    any width, optional attention/MLP biases (ModelConfig::block "llama").
+//    Qwen2 tokenizer): RMSNorm, rotary positions (with Llama 3's frequency
+//    scaling), grouped-query attention, a SwiGLU MLP of any width, optional
+//    attention/MLP biases (ModelConfig::block "llama"). Sliding-window
+//    attention (Mistral's sliding_window, Qwen's use_sliding_window or
+//    layer_types) is full attention on sequences no longer than the window:
+//    max_positions is capped at it.
 // A *ForSequenceClassification export (a published reward model) adds
 // "score.weight" [num_labels, hidden]; with one label it starts the scalar
 // heads (HfBackboneInfo::score_rows).
@@ -41,7 +44,7 @@ struct HfBackboneInfo {
   std::string dir;
   // "gpt2" | "llama" | "qwen2" (a Llama with q/k/v biases) | "qwen3" (a Llama
   // with q/k norms)
-  std::string model_type;
+  std::string model_type;  // (or "mistral": a Llama without biases)
   int d_model = 0;
   int layers = 0;
   int heads = 0;

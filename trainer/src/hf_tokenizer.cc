@@ -1,6 +1,7 @@
 #include "hf_tokenizer.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -75,6 +76,8 @@ std::vector<Char> Decode(std::string_view text) {
 }
 
 bool IsNewline(uint32_t cp) { return cp == '\r' || cp == '\n'; }
+
+constexpr std::string_view kMetaspace = "\xe2\x96\x81";  // U+2581, SentencePiece's space
 
 // Case folding for the contractions: ASCII, and U+017F (long s), which
 // Unicode folds to "s".
@@ -342,14 +345,41 @@ int TemplateBosId(const json& tokenizer) {
 
 bool IsTokenizerJson(const json& j) { return j.is_object() && j.contains("model"); }
 
+std::vector<std::string_view> SplitCharacters(std::string_view text) {
+  const std::vector<Char> c = Decode(text);
+  std::vector<std::string_view> out;
+  out.reserve(c.size() - 1);
+  for (size_t k = 0; k + 1 < c.size(); ++k) {
+    out.push_back(text.substr(c[k].offset, c[k + 1].offset - c[k].offset));
+  }
+  return out;
+}
+
 Result<BpeModel> ParseTokenizerJson(const json& j) {
   try {
     if (!IsTokenizerJson(j)) return Status::Corruption("tokenizer.json has no \"model\"");
     bool nfc = false;
+    // SentencePiece-style normalizers: Replace " " -> "▁" (Gemma), after
+    // Prepend "▁" (Llama 2).
+    auto is_replace = [](const json& n) {
+      return At(n, "type") == "Replace" && At(At(n, "pattern"), "String") == " " &&
+             At(n, "content") == std::string(kMetaspace);
+    };
+    bool sp_normalizer = false;
+    SpPrepend sp_prepend = SpPrepend::kNever;
     if (!IsNullOrEmpty(j, "normalizer")) {
-      const json& type = At(j["normalizer"], "type");
+      const json& n = j["normalizer"];
+      const json& type = At(n, "type");
+      const json& seq = At(n, "normalizers");
       if (type.is_string() && type.get_ref<const std::string&>() == "NFC") {
         nfc = true;  // unicode_nfc.h: canonical composition, as Qwen2's tokenizer normalizes
+      } else if (is_replace(n)) {
+        sp_normalizer = true;
+      } else if (type == "Sequence" && seq.is_array() && seq.size() == 2 &&
+                 At(seq[0], "type") == "Prepend" &&
+                 At(seq[0], "prepend") == std::string(kMetaspace) && is_replace(seq[1])) {
+        sp_normalizer = true;
+        sp_prepend = SpPrepend::kNonEmpty;
       } else {
         return Unsupported("normalizer " + (type.is_string()
                                                 ? type.get_ref<const std::string&>().substr(0, 100)
@@ -363,10 +393,11 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
                               ? At(m, "type").get_ref<const std::string&>().substr(0, 100)
                               : Brief(m)));
     }
-    if (const json& bf = At(m, "byte_fallback");
-        !bf.is_null() && !(bf.is_boolean() && !bf.get<bool>())) {
-      return Unsupported("byte_fallback");
+    const json& bf = At(m, "byte_fallback");
+    if (!bf.is_null() && !bf.is_boolean()) {
+      return Status::Corruption("tokenizer.json: model.byte_fallback is not a boolean");
     }
+    const bool byte_fallback = bf.is_boolean() && bf.get<bool>();
     if (!IsNullOrEmpty(m, "continuing_subword_prefix") || !IsNullOrEmpty(m, "end_of_word_suffix")) {
       return Unsupported("a subword prefix or suffix");
     }
@@ -385,7 +416,37 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
     // Pre-tokenizer.
     const json& pre = At(j, "pre_tokenizer");
     bool use_regex = false;
-    if (ByteLevel(pre, &use_regex, &out.add_prefix_space) && use_regex) {
+    if (sp_normalizer) {
+      // Nothing, or Gemma's Split on " ", which finds none once the
+      // normalizer has replaced them: the whole text is one word.
+      if (!pre.is_null() &&
+          !(At(pre, "type") == "Split" && At(At(pre, "pattern"), "String") == " ")) {
+        return Unsupported("pre-tokenizer " + Brief(pre) + " after a \"▁\" normalizer");
+      }
+      out.pretokenizer = Pretokenizer::kSentencePiece;
+      out.sp_prepend = sp_prepend;
+    } else if (At(pre, "type") == "Metaspace" && !nfc) {
+      if (At(pre, "replacement") != std::string(kMetaspace)) {
+        return Unsupported("Metaspace replacement " + Brief(At(pre, "replacement")));
+      }
+      // prepend_scheme (tokenizers >= 0.19) or the older add_prefix_space.
+      const json& scheme = At(pre, "prepend_scheme");
+      const json& legacy = At(pre, "add_prefix_space");
+      if (scheme == "first" || scheme == "always" || (scheme.is_null() && legacy == true)) {
+        out.sp_prepend = SpPrepend::kIfMissing;
+        out.sp_prepend_first_only = scheme == "first";
+      } else if (scheme == "never" || (scheme.is_null() && legacy == false)) {
+        out.sp_prepend = SpPrepend::kNever;
+      } else {
+        return Unsupported("Metaspace prepend_scheme " + Brief(scheme));
+      }
+      const json& split = At(pre, "split");
+      if (!split.is_null() && !split.is_boolean()) {
+        return Status::Corruption("tokenizer.json: Metaspace split is not a boolean");
+      }
+      out.sp_split = !split.is_boolean() || split.get<bool>();  // true unless said
+      out.pretokenizer = Pretokenizer::kSentencePiece;
+    } else if (ByteLevel(pre, &use_regex, &out.add_prefix_space) && use_regex) {
       out.pretokenizer = Pretokenizer::kGpt2;
     } else if (pre.is_object() && pre.value("type", std::string()) == "Sequence" &&
                pre.value("pretokenizers", json()).is_array() && pre["pretokenizers"].size() == 2) {
@@ -419,6 +480,12 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
     } else {
       return Unsupported("pre-tokenizer " + Brief(pre));
     }
+    const bool sp = out.pretokenizer == Pretokenizer::kSentencePiece;
+    if (byte_fallback != sp) {
+      return Unsupported(sp ? "SentencePiece-style BPE without byte_fallback"
+                            : "byte_fallback without SentencePiece-style \"▁\" spaces");
+    }
+    if (sp && out.ignore_merges) return Unsupported("ignore_merges with SentencePiece-style BPE");
 
     // Vocabulary, then added tokens (which may extend it).
     const json& vocab = At(m, "vocab");
@@ -449,7 +516,28 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
       if (!i.ok()) return i.status();
       id_of.emplace(token, *i);
       if (out.token_bytes.size() <= static_cast<size_t>(*i)) out.token_bytes.resize(*i + 1);
-      if (TokenBytes(token, byte_of, &bytes)) out.token_bytes[*i] = bytes;
+      if (sp) {
+        // Its text with "▁" as a space, or the byte of "<0xHH>".
+        unsigned byte = 0;
+        char tail = 0;
+        if (token.size() == 6 && std::sscanf(token.c_str(), "<0x%2X%c", &byte, &tail) == 2 &&
+            tail == '>') {
+          out.token_bytes[*i] = std::string(1, static_cast<char>(byte));
+        } else {
+          std::string text;
+          for (size_t p = 0; p < token.size();) {
+            if (token.compare(p, kMetaspace.size(), kMetaspace) == 0) {
+              text += ' ', p += kMetaspace.size();
+            } else {
+              text += token[p++];
+            }
+          }
+          out.token_bytes[*i] = std::move(text);
+          if (SplitCharacters(token).size() == 1) out.char_tokens.emplace_back(token, *i);
+        }
+      } else if (TokenBytes(token, byte_of, &bytes)) {
+        out.token_bytes[*i] = bytes;
+      }
     }
     const json& added = At(j, "added_tokens");
     if (!added.is_null() && !added.is_array())
@@ -466,16 +554,58 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
         return Status::Corruption("tokenizer.json: an added token lacks its content");
       }
       const std::string& text = content.get_ref<const std::string&>();
-      if (id_of.count(text) || !added_seen.insert(text).second) continue;
-      if (next_added >= kMaxIds) {
-        return Status::Corruption("tokenizer.json: more than " + std::to_string(kMaxIds) +
-                                  " ids with the added tokens");
+      const json& special = At(t, "special");
+      if (!special.is_null() && !special.is_boolean()) {
+        return Status::Corruption("tokenizer.json: added token " + Brief(content) +
+                                  ": \"special\" is not a boolean");
       }
-      const auto i = static_cast<size_t>(next_added++);
-      if (out.token_bytes.size() <= i) out.token_bytes.resize(i + 1);
+      const bool in_text = special == false && !text.empty();
+      if (in_text &&
+          (At(t, "single_word") == true || At(t, "lstrip") == true || At(t, "rstrip") == true)) {
+        return Unsupported("added token " + Brief(content) + " with single_word, lstrip or rstrip");
+      }
+      if (!added_seen.insert(text).second) continue;
+      int64_t id = 0;
+      if (auto it = id_of.find(text); it != id_of.end()) {
+        id = it->second;
+      } else {
+        if (next_added >= kMaxIds) {
+          return Status::Corruption("tokenizer.json: more than " + std::to_string(kMaxIds) +
+                                    " ids with the added tokens");
+        }
+        id = next_added++;
+        if (out.token_bytes.size() <= static_cast<size_t>(id)) out.token_bytes.resize(id + 1);
+        if (in_text) out.token_bytes[id] = text;
+      }
+      if (in_text) out.text_added_tokens.emplace_back(text, static_cast<int32_t>(id));
     }
 
-    for (int b = 0; b < 256; ++b) {
+    bool missing_byte = false;
+    for (int b = 0; b < 256 && sp; ++b) {
+      char name[8];
+      std::snprintf(name, sizeof name, "<0x%02X>", b);
+      auto it = id_of.find(name);
+      out.byte_ids[b] = out.fallback_ids[b] = it == id_of.end() ? -1 : it->second;
+      missing_byte = missing_byte || it == id_of.end();
+    }
+    for (const auto& [token, id] : out.char_tokens) {  // ASCII characters with a token
+      if (token.size() == 1) out.byte_ids[static_cast<unsigned char>(token[0])] = id;
+    }
+    if (sp) {
+      const json& unk = At(m, "unk_token");
+      if (unk.is_string()) {
+        auto it = id_of.find(unk.get<std::string>());
+        if (it == id_of.end()) {
+          return Status::Corruption("tokenizer.json: unk_token " + Brief(unk) +
+                                    " is not in the vocabulary");
+        }
+        out.unk_id = it->second;
+      } else if (missing_byte) {
+        return Unsupported("byte_fallback without every \"<0xHH>\" token and no unk_token");
+      }
+      out.fuse_unk = At(m, "fuse_unk") == true;
+    }
+    for (int b = 0; b < 256 && !sp; ++b) {
       auto it = id_of.find(EncodeUtf8(cp_of[b]));
       if (it == id_of.end()) {
         return Unsupported("a vocabulary without the byte-level symbol of byte " +
@@ -515,12 +645,20 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
       out.merge_ids.push_back(iab->second);
     }
 
-    out.description = std::string("Hugging Face byte-level BPE (") +
-                      (out.pretokenizer == Pretokenizer::kGpt2 ? "GPT-2 pre-tokenizer"
-                       : out.max_digits == 3                   ? "cl100k / Llama 3 pre-tokenizer"
-                                             : "cl100k / Llama 3 pre-tokenizer, single digits") +
-                      ", " + std::to_string(out.token_bytes.size()) + " tokens, " +
-                      std::to_string(out.merges.size()) + " merges" + (nfc ? ", NFC" : "") + ")";
+    out.description =
+        std::string(sp ? "Hugging Face SentencePiece-style BPE ("
+                       : "Hugging Face byte-level BPE (") +
+        (sp ? (out.sp_split ? "Metaspace words" : "whole text") +
+                  std::string(out.sp_prepend == SpPrepend::kNever ? ", no \"▁\" prefix"
+                              : out.sp_prepend == SpPrepend::kNonEmpty
+                                  ? ", \"▁\" prefix"
+                                  : ", \"▁\" prefix unless one") +
+                  ", byte fallback"
+         : out.pretokenizer == Pretokenizer::kGpt2 ? "GPT-2 pre-tokenizer"
+         : out.max_digits == 3                     ? "cl100k / Llama 3 pre-tokenizer"
+                               : "cl100k / Llama 3 pre-tokenizer, single digits") +
+        ", " + std::to_string(out.token_bytes.size()) + " tokens, " +
+        std::to_string(out.merges.size()) + " merges" + (nfc ? ", NFC" : "") + ")";
     out.nfc = nfc;
     out.template_bos = TemplateBosId(j);
     return out;

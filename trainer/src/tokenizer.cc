@@ -122,6 +122,15 @@ std::vector<int32_t> BuildRewardSequence(const std::vector<int32_t>& prompt,
 struct BpeTokenizer::EncodeCache {
   std::unordered_map<uint64_t, int32_t> ranks;     // pair -> merge index
   std::unordered_map<std::string, int32_t> whole;  // bytes -> id, with ignore_merges
+  // kSentencePiece: one-character tokens, their UTF-8 ("▁" as is) -> id.
+  std::unordered_map<std::string, int32_t> chars;
+  // kSentencePiece: the one-byte characters' tokens and the "<0xHH>" ones
+  // (-1: none).
+  int32_t one_byte_chars[256];
+  int32_t fallback[256];
+  // Non-special added tokens by their first byte, longest first.
+  std::vector<std::pair<std::string, int32_t>> added[256];
+  bool has_added = false;
   mutable std::shared_mutex mu;
   mutable std::unordered_map<std::string, std::vector<int32_t>> chunks;  // guarded by mu
   mutable size_t bytes = 0;  // of the keys and ids in `chunks`; guarded by mu
@@ -172,6 +181,7 @@ std::vector<std::string_view> BpeTokenizer::Pretokenize(std::string_view text) c
     case Pretokenizer::kLlama3:
       return hf::SplitLlama3(text, max_digits_);
     case Pretokenizer::kChunks:
+    case Pretokenizer::kSentencePiece:  // EncodeSentencePiece
       break;
   }
   return SplitChunks(text);
@@ -184,8 +194,15 @@ std::string BpeTokenizer::description() const {
 
 Result<BpeTokenizer> BpeTokenizer::FromHuggingFace(const std::string& json, hf::BpeModel&& model) {
   BpeTokenizer tok;
-  tok.pretokenizer_ =
-      model.pretokenizer == hf::Pretokenizer::kGpt2 ? Pretokenizer::kGpt2 : Pretokenizer::kLlama3;
+  tok.pretokenizer_ = model.pretokenizer == hf::Pretokenizer::kGpt2 ? Pretokenizer::kGpt2
+                      : model.pretokenizer == hf::Pretokenizer::kLlama3
+                          ? Pretokenizer::kLlama3
+                          : Pretokenizer::kSentencePiece;
+  tok.sp_prepend_ = static_cast<uint8_t>(model.sp_prepend);
+  tok.sp_split_ = model.sp_split;
+  tok.sp_prepend_first_only_ = model.sp_prepend_first_only;
+  tok.sp_unk_ = model.unk_id >= 0 ? kFirstByte + model.unk_id : -1;
+  tok.sp_fuse_unk_ = model.fuse_unk;
   tok.max_digits_ = model.max_digits;
   tok.add_prefix_space_ = model.add_prefix_space;
   tok.ignore_merges_ = model.ignore_merges;
@@ -194,7 +211,9 @@ Result<BpeTokenizer> BpeTokenizer::FromHuggingFace(const std::string& json, hf::
   // Hugging Face id h is id h + kFirstByte here: 0-2 stay PAD, END, SEP.
   tok.token_bytes_.assign(kFirstByte, std::string());
   for (auto& bytes : model.token_bytes) tok.token_bytes_.push_back(std::move(bytes));
-  for (int b = 0; b < 256; ++b) tok.byte_ids_[b] = kFirstByte + model.byte_ids[b];
+  for (int b = 0; b < 256; ++b) {
+    tok.byte_ids_[b] = model.byte_ids[b] >= 0 ? kFirstByte + model.byte_ids[b] : -1;
+  }
   tok.merges_.reserve(model.merges.size());
   for (size_t r = 0; r < model.merges.size(); ++r) {
     tok.merges_.emplace_back(kFirstByte + model.merges[r].first,
@@ -202,6 +221,27 @@ Result<BpeTokenizer> BpeTokenizer::FromHuggingFace(const std::string& json, hf::
     tok.merge_ids_.push_back(kFirstByte + model.merge_ids[r]);
   }
   tok.BuildRanks();
+  EncodeCache& cache = *tok.ranks_and_cache_;
+  for (int b = 0; b < 256; ++b) {
+    cache.one_byte_chars[b] = -1;
+    cache.fallback[b] =
+        model.fallback_ids[b] >= 0 && tok.pretokenizer_ == Pretokenizer::kSentencePiece
+            ? kFirstByte + model.fallback_ids[b]
+            : -1;
+  }
+  for (const auto& [text, id] : model.char_tokens) {
+    if (text.size() == 1)
+      cache.one_byte_chars[static_cast<unsigned char>(text[0])] = kFirstByte + id;
+    cache.chars.emplace(text, kFirstByte + id);
+  }
+  for (const auto& [text, id] : model.text_added_tokens) {
+    cache.added[static_cast<unsigned char>(text[0])].emplace_back(text, kFirstByte + id);
+    cache.has_added = true;
+  }
+  for (auto& list : cache.added) {
+    std::stable_sort(list.begin(), list.end(),
+                     [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  }
   tok.hf_json_ = json;
   tok.hf_description_ = std::move(model.description);
   if (tok.vocab_size() < kFirstMerge) {
@@ -404,7 +444,140 @@ std::vector<int32_t> BpeTokenizer::EncodeChunk(std::string_view chunk) const {
   return syms;
 }
 
+// One word of SentencePiece-style BPE: its characters' tokens (a character
+// outside the vocabulary, or an invalid byte, as its bytes' "<0xHH>"
+// tokens), merged as Hugging Face merges.
+std::vector<int32_t> BpeTokenizer::EncodeSentencePieceWord(std::string_view word) const {
+  const auto& chars = ranks_and_cache_->chars;
+  std::vector<int32_t> syms;
+  syms.reserve(word.size());
+  const EncodeCache& cache = *ranks_and_cache_;
+  // A character with neither a token nor every byte's "<0xHH>" is the
+  // unknown token (parsing made sure there is one where some "<0xHH>" is
+  // missing), as Hugging Face's BPE places it: held until the next character
+  // that has a token of its own (byte-fallback tokens go in before it) or
+  // the end; with fuse_unk, unknowns held together are one.
+  bool unk_held = false;
+  auto flush = [&] {
+    if (unk_held) syms.push_back(sp_unk_), unk_held = false;
+  };
+  for (std::string_view c : hf::SplitCharacters(word)) {
+    int32_t id = -1;
+    if (c.size() == 1) {
+      id = cache.one_byte_chars[static_cast<unsigned char>(c[0])];
+    } else if (auto it = chars.find(std::string(c)); it != chars.end()) {
+      id = it->second;
+    }
+    if (id >= 0) {
+      flush();
+      syms.push_back(id);
+      continue;
+    }
+    bool all = true;
+    for (unsigned char b : c) all = all && cache.fallback[b] >= 0;
+    if (all) {
+      for (unsigned char b : c) syms.push_back(cache.fallback[b]);
+      continue;
+    }
+    if (unk_held && !sp_fuse_unk_) syms.push_back(sp_unk_);
+    unk_held = true;
+  }
+  flush();
+  return MergeOneAtATime(std::move(syms));
+}
+
+// Spaces become "▁", with one in front as the tokenizer's rule says; then
+// the whole text is one word, or (Metaspace split) a word starts at each
+// "▁". Words up to kMaxPretokenBytes are cached; longer ones (a whole text)
+// are merged in O(n log n) and not cut, unlike byte-level pre-tokens.
+std::vector<int32_t> BpeTokenizer::EncodeSentencePiece(std::string_view text, bool first) const {
+  static constexpr std::string_view kMeta = "\xe2\x96\x81";
+  std::string s;
+  s.reserve(text.size() + text.size() / 4 + kMeta.size());
+  const auto prepend = static_cast<hf::SpPrepend>(sp_prepend_);
+  if ((prepend == hf::SpPrepend::kNonEmpty && !text.empty()) ||
+      (prepend == hf::SpPrepend::kIfMissing && (first || !sp_prepend_first_only_) &&
+       !text.empty() && text[0] != ' ' && text.substr(0, kMeta.size()) != kMeta)) {
+    s += kMeta;
+  }
+  for (char c : text) {
+    if (c == ' ') {
+      s += kMeta;
+    } else {
+      s += c;
+    }
+  }
+  std::vector<int32_t> ids;
+  ids.reserve(s.size() / 3 + 1);
+  EncodeCache& cache = *ranks_and_cache_;
+  auto encode = [&](std::string_view word) {
+    if (word.empty()) return;
+    if (word.size() > hf::kMaxPretokenBytes) {
+      const auto piece = EncodeSentencePieceWord(word);
+      ids.insert(ids.end(), piece.begin(), piece.end());
+      return;
+    }
+    std::string key(word);
+    {
+      std::shared_lock lock(cache.mu);
+      auto it = cache.chunks.find(key);
+      if (it != cache.chunks.end()) {
+        ids.insert(ids.end(), it->second.begin(), it->second.end());
+        return;
+      }
+    }
+    std::vector<int32_t> piece = EncodeSentencePieceWord(word);
+    ids.insert(ids.end(), piece.begin(), piece.end());
+    std::unique_lock lock(cache.mu);
+    const size_t bytes = key.size() + piece.size() * sizeof(int32_t);
+    if (cache.chunks.size() < kMaxCachedChunks && cache.bytes + bytes <= kMaxCachedBytes &&
+        cache.chunks.emplace(std::move(key), std::move(piece)).second) {
+      cache.bytes += bytes;
+    }
+  };
+  if (!sp_split_) {
+    encode(s);
+    return ids;
+  }
+  size_t start = 0;  // Metaspace split, "merged with next": each "▁" starts a word
+  for (size_t p = s.find(kMeta, 1); p != std::string::npos; p = s.find(kMeta, p + 1)) {
+    encode(std::string_view(s).substr(start, p - start));
+    start = p;
+  }
+  encode(std::string_view(s).substr(start));
+  return ids;
+}
+
 std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
+  const EncodeCache& cache = *ranks_and_cache_;
+  if (!cache.has_added) return EncodeSegment(text, /*first=*/true);
+  // Non-special added tokens, leftmost-longest (Hugging Face's added
+  // vocabulary); each stretch of text between them is normalized and
+  // pre-tokenized on its own, as there.
+  std::vector<int32_t> ids;
+  size_t start = 0;
+  for (size_t p = 0; p < text.size(); ++p) {
+    for (const auto& [token, id] : cache.added[static_cast<unsigned char>(text[p])]) {
+      if (text.compare(p, token.size(), token) != 0) continue;
+      if (p > start) {
+        const auto part = EncodeSegment(text.substr(start, p - start), start == 0);
+        ids.insert(ids.end(), part.begin(), part.end());
+      }
+      ids.push_back(id);
+      start = p + token.size();
+      p = start - 1;
+      break;
+    }
+  }
+  if (start < text.size() || text.empty()) {
+    const auto part = EncodeSegment(text.substr(start), start == 0);
+    ids.insert(ids.end(), part.begin(), part.end());
+  }
+  return ids;
+}
+
+std::vector<int32_t> BpeTokenizer::EncodeSegment(std::string_view text, bool first) const {
+  if (pretokenizer_ == Pretokenizer::kSentencePiece) return EncodeSentencePiece(text, first);
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 1);
   EncodeCache& cache = *ranks_and_cache_;

@@ -94,13 +94,18 @@ class BpeTokenizer {
  private:
   struct EncodeCache;
   BpeTokenizer();
-  enum class Pretokenizer : uint8_t { kChunks, kGpt2, kLlama3 };
+  enum class Pretokenizer : uint8_t { kChunks, kGpt2, kLlama3, kSentencePiece };
   static Result<BpeTokenizer> FromHuggingFace(const std::string& json, hf::BpeModel&& model);
   void BuildIndex();  // token_bytes_, byte_ids_, merge_ids_ and ranks from merges_
   void BuildRanks();  // ranks (and whole-token ids) from merges_ and token_bytes_
   std::vector<std::string_view> Pretokenize(std::string_view text) const;
   std::vector<int32_t> EncodeChunk(std::string_view chunk) const;
   std::vector<int32_t> MergeOneAtATime(std::vector<int32_t> syms) const;
+  // Encode without the non-special added tokens; `first`: `text` starts the
+  // input (Metaspace's prepend_scheme "first").
+  std::vector<int32_t> EncodeSegment(std::string_view text, bool first) const;
+  std::vector<int32_t> EncodeSentencePiece(std::string_view text, bool first) const;
+  std::vector<int32_t> EncodeSentencePieceWord(std::string_view word) const;
 
   std::vector<std::pair<int32_t, int32_t>> merges_;  // by rank: the pair merged
   std::vector<int32_t> merge_ids_;                   // by rank: the id it creates
@@ -112,6 +117,11 @@ class BpeTokenizer {
   bool add_prefix_space_ = false;  // GPT-2's option
   bool ignore_merges_ = false;     // a pre-token in the vocabulary is one token
   bool nfc_ = false;               // NFC-normalize text before pre-tokenizing (Qwen2)
+  uint8_t sp_prepend_ = 0;         // kSentencePiece: hf::SpPrepend
+  bool sp_split_ = false;          // kSentencePiece: Metaspace words, else the whole text
+  bool sp_prepend_first_only_ = false;  // kSentencePiece: Metaspace prepend_scheme "first"
+  int32_t sp_unk_ = -1;                 // kSentencePiece: the unknown token (-1: none)
+  bool sp_fuse_unk_ = false;            // kSentencePiece: a run of unknowns is one
   int32_t template_bos_ = -1;      // template_bos_id()
   std::string hf_json_;            // the Hugging Face tokenizer.json; "" if trained here
   std::string hf_description_;
