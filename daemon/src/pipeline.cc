@@ -166,7 +166,41 @@ std::string Pipeline::StageHeldReason(storage::Stage stage) const {
   return "";
 }
 
+trainer::TrainOptions TrainOptionsFromConfig(const Config& config) {
+  // A linear model or an ensemble trains with the offline defaults
+  // (validation split, length debiasing); a transformer as configured.
+  const auto& t = config.trainer;
+  trainer::TrainOptions opt = t.model.type == "transformer"
+                                  ? trainer::TrainOptions()
+                                  : trainer::RecommendedOptions(t.model.type);
+  if (t.model.type != "transformer") {
+    opt.length_damping = t.length_damping;
+    opt.debias_longer_only = t.length_debias == "longer";
+  }
+  opt.device = t.device;
+  opt.cuda_bf16_residual = t.cuda_bf16_residual;
+  opt.preset = t.model.preset;
+  opt.vocab_size = t.model.vocab_size;
+  opt.max_len = t.model.max_len;
+  opt.d_model = t.model.d_model;
+  opt.layers = t.model.layers;
+  opt.heads = t.model.heads;
+  opt.tokenizer_file = t.model.tokenizer_file;
+  opt.backbone = t.model.backbone;
+  opt.epochs = t.epochs;
+  opt.batch_size = t.batch_size;
+  opt.learning_rate = t.learning_rate;
+  opt.threads = t.threads;
+  opt.seed = t.seed;
+  return opt;
+}
+
 Status Pipeline::Start() {
+  // The trainer's setup (device, architecture, tokenizer file, backbone) is
+  // checked now: a mistake fails the start, not the first training run.
+  if (Status st = trainer::CheckTrainSetup(TrainOptionsFromConfig(config_)); !st.ok()) {
+    return Status(st.code(), "trainer: " + st.message());
+  }
   // Remove temp checkpoint directories left by a crash during training.
   std::error_code ec;
   std::filesystem::path models = std::filesystem::path(config_.data_dir) / "models";
@@ -699,31 +733,8 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   const std::string version = std::string(seq) + "-" + CompactTime(started);
   const std::string dir = (std::filesystem::path(config_.data_dir) / "models" / version).string();
 
-  // A linear model or an ensemble trains with the offline defaults
-  // (validation split, length debiasing); a transformer as configured.
   const std::string& model_type = config_.trainer.model.type;
-  trainer::TrainOptions opt = model_type == "transformer"
-                                  ? trainer::TrainOptions()
-                                  : trainer::RecommendedOptions(model_type);
-  if (model_type != "transformer") {
-    opt.length_damping = config_.trainer.length_damping;
-    opt.debias_longer_only = config_.trainer.length_debias == "longer";
-  }
-  opt.device = config_.trainer.device;
-  opt.cuda_bf16_residual = config_.trainer.cuda_bf16_residual;
-  opt.preset = config_.trainer.model.preset;
-  opt.vocab_size = config_.trainer.model.vocab_size;
-  opt.max_len = config_.trainer.model.max_len;
-  opt.d_model = config_.trainer.model.d_model;
-  opt.layers = config_.trainer.model.layers;
-  opt.heads = config_.trainer.model.heads;
-  opt.tokenizer_file = config_.trainer.model.tokenizer_file;
-  opt.backbone = config_.trainer.model.backbone;
-  opt.epochs = config_.trainer.epochs;
-  opt.batch_size = config_.trainer.batch_size;
-  opt.learning_rate = config_.trainer.learning_rate;
-  opt.threads = config_.trainer.threads;
-  opt.seed = config_.trainer.seed;
+  trainer::TrainOptions opt = TrainOptionsFromConfig(config_);
   opt.version = version;
   opt.cancelled = [this] { return stop_.load(); };
   opt.on_progress = [this](double p) {

@@ -17,6 +17,8 @@
 #include "rlaif/daemon/daemon.h"
 #include "rlaif/daemon/ingest_once.h"
 #include "rlaif/daemon/offline.h"
+#include "rlaif/daemon/pipeline.h"
+#include "rlaif/trainer/reward_model.h"
 
 namespace {
 
@@ -73,6 +75,14 @@ int main(int argc, char** argv) {
     auto cfg = rlaif::LoadConfigFile(rest[0]);
     if (!cfg.ok()) {
       std::cerr << cfg.status().message() << "\n";
+      return 2;
+    }
+    // What the trainer would refuse (backbone, tokenizer file, device),
+    // without training: as the daemon checks at start.
+    if (rlaif::Status st =
+            rlaif::trainer::CheckTrainSetup(rlaif::daemon::TrainOptionsFromConfig(*cfg));
+        !st.ok()) {
+      std::cerr << rest[0] << ": trainer: " << st.message() << "\n";
       return 2;
     }
     std::cout << rest[0] << ": ok\n";

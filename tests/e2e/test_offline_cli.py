@@ -36,6 +36,28 @@ def main(args, tmp):
         check(needle in err, f"check-config output lacks {needle!r}:\n{err}")
     rc, out, err = run([rlaifd, "check-config", os.path.join(tmp, "missing.json")])
     check(rc == 2 and "cannot read" in err, f"missing config: {rc} {err}")
+    # The trainer's setup is checked too, without training: a backbone
+    # directory that loads passes; a mistyped one fails check-config and the
+    # daemon's start (not its first training run, hours later).
+    quick = json.load(open(os.path.join(src, "configs", "quickstart.json")))
+    quick["data_dir"] = os.path.join(tmp, "state")
+    quick["trainer"]["device"] = "cpu"
+    quick["trainer"]["model"] = {
+        "type": "ensemble", "backbone": os.path.join(src, "tests", "trainer", "data", "qwen3_tiny")}
+    good = os.path.join(tmp, "backbone_ok.json")
+    json.dump(quick, open(good, "w"))
+    rc, out, err = run([rlaifd, "check-config", good])
+    check(rc == 0, f"a config with the qwen3 fixture backbone rejected: {err}")
+    quick["trainer"]["model"]["backbone"] = os.path.join(tmp, "no-such-backbone")
+    typo = os.path.join(tmp, "backbone_typo.json")
+    json.dump(quick, open(typo, "w"))
+    rc, out, err = run([rlaifd, "check-config", typo])
+    check(rc == 2 and "trainer: backbone" in err and "no such directory" in err,
+          f"check-config with a missing backbone: {rc} {err}")
+    rc, out, err = run([rlaifd, "run", "--config", typo], timeout=120)
+    check(rc != 0 and "trainer: backbone" in out + err and
+          "no-such-backbone: no such directory" in out + err,
+          f"the daemon started with a missing backbone: {rc} {out[-2000:]} {err[-2000:]}")
 
     # A small slice of the HH pairs in TRL form and as raw HH transcripts.
     lines = open(os.path.join(src, "data", "hh-harmless-dev.jsonl")).read().splitlines()[:400]

@@ -394,6 +394,28 @@ TrainOptions BackboneOptions() {
   return o;
 }
 
+// Fine-tunes `backbone` on the synthetic preference into dir/v1 (held-out
+// accuracy >= 0.9), reloads the checkpoint and checks that it scores the
+// holdout as training did; returns its config.json (null on failure).
+json FineTuneAndReload(const std::string& backbone, const TempDir& dir, const std::string& name) {
+  TrainOptions o = BackboneOptions();
+  o.backbone = backbone;
+  const auto holdout = testing::BananaPairs(150, 32);
+  auto res = TrainRewardModel(testing::BananaPairs(600, 31), holdout, dir.Sub("v1"), o);
+  EXPECT_TRUE(res.ok()) << res.status().ToString();
+  if (!res.ok()) return json();
+  std::cout << "[ info     ] " << name << " fixture backbone: holdout accuracy "
+            << res->holdout.accuracy << " in " << res->seconds << " s\n";
+  EXPECT_GE(res->holdout.accuracy, 0.9);
+  auto model = RewardModel::Load(dir.Sub("v1"), "cpu");
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  if (!model.ok()) return json();
+  auto m = Evaluate(**model, holdout);
+  EXPECT_TRUE(m.ok());
+  if (m.ok()) EXPECT_DOUBLE_EQ(m->accuracy, res->holdout.accuracy);
+  return json::parse(ReadFile(dir.Sub("v1/config.json")));
+}
+
 // From the backbone to a checkpoint that loads, scores, records where it came
 // from, and can be warm-started by a run with the same backbone only.
 TEST(HfBackbone, FineTunesIntoACheckpoint) {
@@ -643,7 +665,7 @@ TEST(HfBackboneLlama, RefusesWhatItCannotRead) {
       {"hidden_act \"gelu\" is not read", [](json& c) { c["hidden_act"] = "gelu"; }},
       {"num_key_value_heads 3 does not divide", [](json& c) { c["num_key_value_heads"] = 3; }},
       {"intermediate_size missing", [](json& c) { c.erase("intermediate_size"); }},
-      {"supported: gpt2, llama", [](json& c) { c["model_type"] = "gemma"; }},
+      {"supported: gpt2, llama", [](json& c) { c["model_type"] = "gemma3_text"; }},
       {"partial_rotary_factor other than 1", [](json& c) { c["partial_rotary_factor"] = 0.5; }},
       {"rope_theta and rope_parameters.rope_theta disagree",
        [](json& c) {
@@ -706,20 +728,10 @@ TEST(HfBackboneLlama, FineTunesWithALlama2Tokenizer) {
       backbone, [](json&) {}, {}, "", LlamaDir());
   fs::copy_file(rlaif::testing::SourceDir() + "/tests/trainer/data/hf_tokenizer/llama2-sp-2k.json",
                 bb + "/tokenizer.json", fs::copy_options::overwrite_existing);
-  TrainOptions o = BackboneOptions();
-  o.backbone = bb;
-  const auto holdout = testing::BananaPairs(150, 32);
-  auto res = TrainRewardModel(testing::BananaPairs(600, 31), holdout, dir.Sub("v1"), o);
-  ASSERT_TRUE(res.ok()) << res.status().ToString();
-  EXPECT_GE(res->holdout.accuracy, 0.9);
-  const json cfg = json::parse(ReadFile(dir.Sub("v1/config.json")));
+  const json cfg = FineTuneAndReload(bb, dir, "Llama 2-style");
+  ASSERT_TRUE(cfg.is_object());
   EXPECT_EQ(cfg["architecture"]["bos_id"], BpeTokenizer::kFirstByte + 1);  // <s>
   EXPECT_NE(cfg["tokenizer"]["kind"].get<std::string>().find("SentencePiece"), std::string::npos);
-  auto model = RewardModel::Load(dir.Sub("v1"), "cpu");
-  ASSERT_TRUE(model.ok()) << model.status().ToString();
-  auto m = Evaluate(**model, holdout);
-  ASSERT_TRUE(m.ok());
-  EXPECT_DOUBLE_EQ(m->accuracy, res->holdout.accuracy);
 }
 
 // The Llama fixture with a tokenizer.json whose post-processor starts every
@@ -967,25 +979,13 @@ TEST(HfBackboneQwen3, ASlidingLayerCapsSequencesAtTheWindow) {
 // score without the norms) that loads and scores as trained.
 TEST(HfBackboneQwen3, FineTunesIntoAFormat4Checkpoint) {
   TempDir dir;
-  TrainOptions o = BackboneOptions();
-  o.backbone = Qwen3Dir();
-  const auto holdout = testing::BananaPairs(150, 32);
-  auto res = TrainRewardModel(testing::BananaPairs(600, 31), holdout, dir.Sub("v1"), o);
-  ASSERT_TRUE(res.ok()) << res.status().ToString();
-  std::cout << "[ info     ] Qwen3 fixture backbone: holdout accuracy " << res->holdout.accuracy
-            << " in " << res->seconds << " s\n";
-  EXPECT_GE(res->holdout.accuracy, 0.9);
-  const json cfg = json::parse(ReadFile(dir.Sub("v1/config.json")));
+  const json cfg = FineTuneAndReload(Qwen3Dir(), dir, "Qwen3");
+  ASSERT_TRUE(cfg.is_object());
   EXPECT_EQ(cfg["format_version"], 4);
   EXPECT_EQ(cfg["architecture"]["qk_norm"], true);
   EXPECT_EQ(cfg["architecture"]["head_dim"], 16);
   EXPECT_EQ(cfg["architecture"]["o_bias"], true);
   EXPECT_EQ(cfg["training"]["backbone"]["model_type"], "qwen3");
-  auto model = RewardModel::Load(dir.Sub("v1"), "cpu");
-  ASSERT_TRUE(model.ok()) << model.status().ToString();
-  auto m = Evaluate(**model, holdout);
-  ASSERT_TRUE(m.ok());
-  EXPECT_DOUBLE_EQ(m->accuracy, res->holdout.accuracy);
   // A config.json that says no q/k norms over weights that have them: refused.
   fs::copy(dir.Sub("v1"), dir.Sub("no-norm"));
   json no_norm = cfg;
@@ -1085,13 +1085,103 @@ TEST(HfBackboneQwen3, AMultiLabelScoreHeadIsNotUsed) {
       << narrow.status().ToString();
 }
 
+// ---- Gemma and Gemma 2 (a Llama block with GeGLU and folded scalings) ---------
+
+// gemma2_tiny/make_fixture.py writes both: head_dim 16 (Gemma's default is
+// 256), query_pre_attn_scalar 8, attn_logit_softcapping 2, Gemma's
+// SentencePiece-style tokenizer, Gemma2ForCausalLM / GemmaForCausalLM exports.
+std::string Gemma2Dir() { return rlaif::testing::SourceDir() + "/tests/trainer/data/gemma2_tiny"; }
+std::string GemmaDir() { return rlaif::testing::SourceDir() + "/tests/trainer/data/gemma_tiny"; }
+
+TEST(HfBackboneGemma, ReadsTheGemmaDescriptions) {
+  auto g2 = ReadHfBackbone(Gemma2Dir());
+  ASSERT_TRUE(g2.ok()) << g2.status().ToString();
+  EXPECT_EQ(g2->model_type, "gemma2");
+  EXPECT_TRUE(g2->gemma);
+  EXPECT_TRUE(g2->sandwich_norm);
+  EXPECT_EQ(g2->activation, "gelu_tanh");
+  EXPECT_EQ(g2->head_dim, 16);
+  EXPECT_EQ(g2->query_scale, 8);
+  EXPECT_EQ(g2->attn_softcap, 2.0);
+  EXPECT_EQ(g2->max_positions, 64);  // its window (4096) is longer
+  EXPECT_EQ(g2->eos_token_id, 1);
+  auto g1 = ReadHfBackbone(GemmaDir());
+  ASSERT_TRUE(g1.ok()) << g1.status().ToString();
+  EXPECT_TRUE(g1->gemma);
+  EXPECT_FALSE(g1->sandwich_norm);
+  EXPECT_EQ(g1->attn_softcap, 0);
+  EXPECT_EQ(g1->query_scale, 0);
+  // Gemma2Config's defaults where a key is absent; null turns a feature off.
+  TempDir tmp;
+  auto defaults = ReadHfBackbone(MutatedFixture(
+      tmp,
+      [](json& c) {
+        for (const char* key : {"head_dim", "query_pre_attn_scalar", "attn_logit_softcapping",
+                                "sliding_window", "hidden_activation"}) {
+          c.erase(key);
+        }
+        c["max_position_embeddings"] = 8192;
+      },
+      {}, "", Gemma2Dir()));
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_EQ(defaults->head_dim, 256);
+  EXPECT_EQ(defaults->query_scale, 256);
+  EXPECT_EQ(defaults->attn_softcap, 50);
+  EXPECT_EQ(defaults->max_positions, 4096);
+  EXPECT_EQ(defaults->activation, "gelu_tanh");  // hidden_act "gelu" is not Gemma's MLP
+  TempDir tmp2;
+  auto off = ReadHfBackbone(MutatedFixture(
+      tmp2,
+      [](json& c) {
+        c["attn_logit_softcapping"] = nullptr;
+        c["sliding_window"] = nullptr;
+        c["max_position_embeddings"] = 8192;
+      },
+      {}, "", Gemma2Dir()));
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_EQ(off->attn_softcap, 0);
+  EXPECT_EQ(off->max_positions, 8192);
+  TempDir tmp3;
+  auto relu = ReadHfBackbone(MutatedFixture(
+      tmp3, [](json& c) { c["hidden_activation"] = "relu"; }, {}, "", Gemma2Dir()));
+  ASSERT_FALSE(relu.ok());
+  EXPECT_NE(relu.status().message().find("hidden_activation \"relu\""), std::string::npos);
+}
+
+// Against the independent reference, which measured what each mistake would
+// cost: (1 + weight) norms read as weight 8–10, no sqrt(hidden) embedding
+// scale 9–10, SiLU instead of GELU 0.8–1.3, Gemma 2's norms placed as Llama's
+// 5.4, no soft-capping 0.9.
+TEST(HfBackboneGemma, ComputesWhatTheReferenceGemmasCompute) {
+  for (const std::string& dir : {Gemma2Dir(), GemmaDir()}) {
+    SCOPED_TRACE(dir);
+    const double worst = ExpectReferenceScores(dir, dir);
+    std::cout << "[ info     ] " << dir.substr(dir.rfind('/') + 1)
+              << ": largest |score - reference|: " << worst << "\n";
+  }
+}
+
+// Fine-tuned into a format-4 checkpoint (GeGLU, the extra norms and the cap
+// recorded; the scalings folded into the weights) that loads and scores as
+// trained.
+TEST(HfBackboneGemma, FineTunesGemma2IntoAFormat4Checkpoint) {
+  TempDir dir;
+  const json cfg = FineTuneAndReload(Gemma2Dir(), dir, "Gemma 2");
+  ASSERT_TRUE(cfg.is_object());
+  EXPECT_EQ(cfg["format_version"], 4);
+  EXPECT_EQ(cfg["architecture"]["sandwich_norm"], true);
+  EXPECT_EQ(cfg["architecture"]["attn_softcap"], 2.0);
+  EXPECT_EQ(cfg["architecture"]["activation"], "gelu_tanh");
+  EXPECT_NE(cfg["tokenizer"]["kind"].get<std::string>().find("SentencePiece"), std::string::npos);
+}
+
 // ---- GPU (skipped without CUDA) ---------------------------------------------
 
 // On CUDA under bf16 autocast (scoring's eval mode): close to the float64
 // reference; then a fine-tuning run on CUDA from the backbone.
 TEST(HfBackboneGpu, MatchesTheReferenceUnderAutocastAndFineTunes) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  for (const std::string& backbone : {FixtureDir(), LlamaDir(), Qwen3Dir()}) {
+  for (const std::string& backbone : {FixtureDir(), LlamaDir(), Qwen3Dir(), Gemma2Dir()}) {
     SCOPED_TRACE(backbone);
     const json expected = json::parse(ReadFile(backbone + "/expected.json"));
     auto info = ReadHfBackbone(backbone);

@@ -55,6 +55,8 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
   if (!get_int({"head_dim"}, &info->head_dim)) {
     if (info->model_type == "qwen3") {
       info->head_dim = 128;  // Qwen3Config's default, not hidden_size / heads
+    } else if (info->model_type == "gemma" || info->model_type == "gemma2") {
+      info->head_dim = 256;  // GemmaConfig's and Gemma2Config's default
     } else if (info->d_model % info->heads != 0) {
       return corrupt("num_attention_heads does not divide hidden_size and no head_dim is given");
     } else {
@@ -66,12 +68,44 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
                    " does not divide num_attention_heads " + std::to_string(info->heads));
   }
   if (info->head_dim % 2 != 0) return corrupt("head_dim must be even for rotary positions");
+  const bool gemma = info->model_type == "gemma" || info->model_type == "gemma2";
   std::string act;
-  if (!get_string("hidden_act", "silu", &act)) return corrupt("hidden_act is not a string");
-  if (act != "silu") {
-    return unsupported("hidden_act \"" + act + "\" is not read (supported: silu)");
+  if (gemma) {
+    // GeGLU: hidden_activation (Gemma ignores hidden_act), the tanh GELU
+    // when unset, as transformers does.
+    if (!get_string("hidden_activation", "gelu_pytorch_tanh", &act)) {
+      return corrupt("hidden_activation is not a string");
+    }
+    if (act == "gelu_pytorch_tanh" || act == "gelu_new" || act == "gelu_fast") {
+      info->activation = "gelu_tanh";
+    } else if (act == "gelu") {
+      info->activation = "gelu";
+    } else {
+      return unsupported("hidden_activation \"" + act +
+                         "\" is not read (supported: gelu_pytorch_tanh, gelu)");
+    }
+    info->gemma = true;
+  } else {
+    if (!get_string("hidden_act", "silu", &act)) return corrupt("hidden_act is not a string");
+    if (act != "silu") {
+      return unsupported("hidden_act \"" + act + "\" is not read (supported: silu)");
+    }
+    info->activation = "silu";
   }
-  info->activation = "silu";
+  if (info->model_type == "gemma2") {
+    // Norms after attention and around the MLP, attention scaled by
+    // query_pre_attn_scalar^-0.5 and soft-capped (Gemma2Config's defaults).
+    info->sandwich_norm = true;
+    if (!get_double("query_pre_attn_scalar", 256, 1e-3, 1e6, &info->query_scale)) {
+      return corrupt("query_pre_attn_scalar is not a positive number");
+    }
+    if (!get_double("attn_logit_softcapping", 50, 1e-3, 1e6, &info->attn_softcap)) {
+      return corrupt("attn_logit_softcapping is not a positive number");
+    }
+    if (j.contains("attn_logit_softcapping") && j["attn_logit_softcapping"].is_null()) {
+      info->attn_softcap = 0;  // explicitly off
+    }
+  }
   if (!get_double("rms_norm_eps", 1e-6, 1e-12, 0.1, &info->layer_norm_eps)) {
     return corrupt("rms_norm_eps is not a small positive number");
   }
@@ -81,8 +115,10 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
   // sequences of at most W, so such a backbone reads sequences up to W
   // (max_positions), computed exactly.
   bool sliding = false;
-  if (info->model_type == "mistral") {
-    sliding = j.contains("sliding_window") && !j["sliding_window"].is_null();
+  if (info->model_type == "mistral" || info->model_type == "gemma2") {
+    // Gemma 2: every other layer. Both configs default to 4096 when the key
+    // is absent; null turns it off.
+    sliding = !j.contains("sliding_window") || !j["sliding_window"].is_null();
   } else if (!get_bool("use_sliding_window", false, &sliding)) {
     return corrupt("use_sliding_window is not a boolean");
   }
@@ -100,14 +136,20 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
     }
   }
   if (sliding) {
-    int window = 0;
-    if (!get_int({"sliding_window"}, &window)) {
+    int window = 4096;  // MistralConfig's and Gemma2Config's default
+    if (!get_int({"sliding_window"}, &window) && j.contains("sliding_window")) {
       return corrupt("sliding-window attention without a positive sliding_window");
     }
     info->max_positions = std::min(info->max_positions, window);
   }
   if (info->model_type == "mistral") {
     info->attention_bias = false, info->o_bias = false, info->mlp_bias = false;  // none
+  } else if (gemma) {
+    // Biases on all four attention projections or none; none in the MLP.
+    if (!get_bool("attention_bias", false, &info->attention_bias)) {
+      return corrupt("attention_bias is not a boolean");
+    }
+    info->o_bias = info->attention_bias, info->mlp_bias = false;
   } else if (info->model_type == "qwen2") {
     // Qwen2: biases on the q, k and v projections, none on o_proj or the MLP.
     info->attention_bias = true, info->o_bias = false, info->mlp_bias = false;
@@ -193,7 +235,7 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
 
 bool IsLlamaFamily(const std::string& model_type) {
   return model_type == "llama" || model_type == "mistral" || model_type == "qwen2" ||
-         model_type == "qwen3";
+         model_type == "qwen3" || model_type == "gemma" || model_type == "gemma2";
 }
 
 bool IsIgnoredBackboneTensor(const std::string& name) {
@@ -255,7 +297,7 @@ Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir_text) {
   if (info.model_type != "gpt2" && !IsLlamaFamily(info.model_type)) {
     return unsupported("model_type \"" + info.model_type +
                        "\" is not read by this build (supported: gpt2, llama, mistral, qwen2, "
-                       "qwen3)");
+                       "qwen3, gemma, gemma2)");
   }
   auto get_int = [&j](std::initializer_list<const char*> keys, int* out) {
     for (const char* key : keys) {

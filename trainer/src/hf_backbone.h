@@ -21,9 +21,13 @@
 //    Qwen2 tokenizer): RMSNorm, rotary positions (with Llama 3's frequency
 //    scaling), grouped-query attention, a SwiGLU MLP of any width, optional
 //    attention/MLP biases (ModelConfig::block "llama"). Sliding-window
-//    attention (Mistral's sliding_window, Qwen's use_sliding_window or
+//    attention (Mistral's and Gemma 2's sliding_window, Qwen's use_sliding_window or
 //    layer_types) is full attention on sequences no longer than the window:
 //    max_positions is capped at it.
+//  - Gemma (model_type "gemma") and Gemma 2 ("gemma2"): the same block with
+//    GeGLU, (1 + weight) norms and scaled embeddings (folded into the
+//    weights), Gemma 2's four norms per layer, query_pre_attn_scalar and
+//    attention-logit soft-capping (HfBackboneInfo::gemma and below).
 // A *ForSequenceClassification export (a published reward model) adds
 // "score.weight" [num_labels, hidden]; with one label it starts the scalar
 // heads (HfBackboneInfo::score_rows).
@@ -66,6 +70,16 @@ struct HfBackboneInfo {
   bool o_bias = false;          // on o_proj (Llama: = attention_bias; Qwen2: none)
   bool mlp_bias = false;
   bool qk_norm = false;  // qwen3: RMSNorm over each query and key head, before the rotary
+  // gemma, gemma2: RMSNorm scales by (1 + weight) and the embeddings are
+  // multiplied by sqrt(d_model); both are folded into the weights at load.
+  bool gemma = false;
+  // gemma2: a norm after attention and one on each side of the MLP (four per
+  // layer), attention scores scaled by query_scale^-0.5 (query_pre_attn_scalar,
+  // folded into q_proj at load; 0 = head_dim's) and soft-capped by
+  // attn_softcap * tanh(s / attn_softcap) (0 = off).
+  bool sandwich_norm = false;
+  double query_scale = 0;
+  double attn_softcap = 0;
   // Rows of a sequence-classification export's "score.weight" ([rows,
   // d_model]; *ForSequenceClassification, e.g. a published reward model), 0
   // if none. With one row it starts every scalar head (LoadHfBackboneWeights).

@@ -134,7 +134,12 @@ Status ValidateConfig(const ModelConfig& c) {
     if (c.mlp_hidden < 1 || c.mlp_hidden > (1 << 20)) {
       return bad("mlp_hidden " + std::to_string(c.mlp_hidden) + " outside [1, 1048576]");
     }
-    if (c.activation != "silu") return bad("activation of a llama block must be silu");
+    if (c.activation != "silu" && c.activation != "gelu_tanh" && c.activation != "gelu") {
+      return bad("activation of a llama block must be silu, gelu_tanh or gelu");
+    }
+    if (!(c.attn_softcap >= 0) || !std::isfinite(c.attn_softcap)) {
+      return bad("attn_softcap must be >= 0");
+    }
     if (!(c.rope_theta > 0) || !(c.rope_factor >= 0) ||
         (c.rope_factor > 0 && !(c.rope_high_freq_factor > c.rope_low_freq_factor &&
                                 c.rope_low_freq_factor > 0 && c.rope_original_max_positions > 0))) {
@@ -177,7 +182,10 @@ bool NeedsFormat3(const ModelConfig& c) {
 // The oldest format that expresses `c` (nullptr: a linear or ensemble
 // checkpoint without a transformer).
 int CheckpointFormatVersion(const ModelConfig* c) {
-  if (c != nullptr && c->qk_norm) return 4;
+  if (c != nullptr && c->block == "llama" &&
+      (c->qk_norm || c->sandwich_norm || c->attn_softcap > 0 || c->activation != "silu")) {
+    return 4;
+  }
   if (c != nullptr && NeedsFormat3(*c)) return 3;
   return kCheckpointFormatVersion;
 }
@@ -219,7 +227,10 @@ json ConfigToJson(const ModelConfig& c) {
   if (c.bos_id >= 0) j["bos_id"] = c.bos_id;
   if (c.block == "llama") {
     j.update(LlamaJson(c));
-    if (c.qk_norm) j["qk_norm"] = true;  // absent = false, as written before Qwen3
+    // Absent = off, as written before Qwen3 and Gemma.
+    if (c.qk_norm) j["qk_norm"] = true;
+    if (c.sandwich_norm) j["sandwich_norm"] = true;
+    if (c.attn_softcap > 0) j["attn_softcap"] = c.attn_softcap;
     j["norm"] = "pre-rmsnorm";
     j.erase("mlp_ratio");
   }
@@ -275,9 +286,18 @@ Result<ModelConfig> ConfigFromJson(const json& j) {
       }
       *out = it->get<bool>();
     }
-    if (auto qk = j.find("qk_norm"); qk != j.end()) {
-      if (!qk->is_boolean()) return Status::Corruption("config.json: architecture.qk_norm");
-      c.qk_norm = qk->get<bool>();
+    for (auto [key, out] : {std::pair<const char*, bool*>{"qk_norm", &c.qk_norm},
+                            {"sandwich_norm", &c.sandwich_norm}}) {
+      if (auto it = j.find(key); it != j.end()) {
+        if (!it->is_boolean()) {
+          return Status::Corruption(std::string("config.json: architecture.") + key);
+        }
+        *out = it->get<bool>();
+      }
+    }
+    if (auto cap = j.find("attn_softcap"); cap != j.end()) {
+      if (!cap->is_number()) return Status::Corruption("config.json: architecture.attn_softcap");
+      c.attn_softcap = cap->get<double>();
     }
   } else {
     RLAIF_RETURN_IF_ERROR(get_int("mlp_ratio", &c.mlp_ratio));
@@ -783,7 +803,8 @@ Result<std::shared_ptr<const RewardModel>> LoadImpl(const std::string& dir_text,
   const int format_version = fv->get<int>();
   // 3: a format-2 checkpoint whose architecture sets an activation or a
   // LayerNorm epsilon (a pretrained backbone's), written only then; 4: one
-  // whose Llama blocks normalize queries and keys (qk_norm, Qwen3).
+  // whose Llama blocks normalize queries and keys (qk_norm, Qwen3), have
+  // Gemma 2's extra norms or soft-capping, or a GeGLU MLP (Gemma).
   if (format_version < 1 || format_version > 4) {
     return Status::InvalidArgument("checkpoint " + dir_text + " has format_version " +
                                    std::to_string(format_version) + "; this build reads 1 to 4");
@@ -2567,6 +2588,34 @@ Status CheckWarmStart(const std::string& checkpoint_dir, const TrainOptions& opt
     if (!o.ok()) return o.status();
     auto src = InspectWarmStart(checkpoint_dir, *o);
     return src.ok() ? Status::Ok() : src.status();
+  });
+}
+
+Status CheckTrainSetup(const TrainOptions& options) {
+  return GuardExceptions("checking the training setup", [&]() -> Status {
+    RLAIF_RETURN_IF_ERROR(ValidateTrainOptions(options));
+    auto o = WithBackboneTokenizer(options);
+    if (!o.ok()) return o.status();
+    if (o->model_type == "linear") return Status::Ok();  // no device, architecture or tokenizer
+    if (auto device = ResolveDevice(o->device); !device.ok()) return device.status();
+    if (auto config = ResolveConfig(*o); !config.ok()) return config.status();
+    if (o->tokenizer_file.empty()) return Status::Ok();
+    auto tok = BpeTokenizer::LoadFile(o->tokenizer_file);
+    if (!tok.ok()) {
+      return Status(tok.status().code(),
+                    "tokenizer file " + o->tokenizer_file + ": " + tok.status().message());
+    }
+    if (o->backbone.empty()) return Status::Ok();
+    auto info = ReadHfBackbone(o->backbone);
+    if (!info.ok()) return info.status();
+    const int64_t ids = tok->vocab_size() - BpeTokenizer::kFirstByte;
+    if (ids > info->vocab_size) {
+      return Status::InvalidArgument(
+          "backbone " + o->backbone + ": the tokenizer " + o->tokenizer_file + " has " +
+          std::to_string(ids) + " ids but the embedding only " + std::to_string(info->vocab_size) +
+          " rows: not this backbone's tokenizer");
+    }
+    return Status::Ok();
   });
 }
 

@@ -235,8 +235,20 @@ torch::Tensor RotateHalf(const torch::Tensor& x) {
 }
 
 // Causal softmax(q k^T / sqrt(hd)) v over [B, H, T, hd].
+// Causal attention; with `softcap` > 0, Gemma 2's: the scaled scores become
+// softcap * tanh(s / softcap) before the mask and a float32 softmax (no SDPA
+// kernel takes that).
 torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k,
-                              const torch::Tensor& v) {
+                              const torch::Tensor& v, double softcap = 0) {
+  if (softcap > 0) {
+    const int64_t len = q.size(2);
+    auto scores = torch::matmul(q, k.transpose(-2, -1)).to(torch::kFloat) *
+                  (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+    scores = torch::tanh(scores / softcap) * softcap;
+    auto mask =
+        torch::full({len, len}, -std::numeric_limits<double>::infinity(), scores.options()).triu(1);
+    return torch::matmul(torch::softmax(scores + mask, -1).to(v.scalar_type()), v);
+  }
 #if RLAIF_TORCH_AT_LEAST(2, 0)
   return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
 #else
@@ -257,7 +269,12 @@ torch::nn::Linear BiasedLinear(int64_t in, int64_t out, bool bias) {
 }  // namespace
 
 LlamaBlockImpl::LlamaBlockImpl(const ModelConfig& c)
-    : heads_(c.heads), kv_heads_(c.kv_heads), head_dim_(c.head_dim), eps_(c.layer_norm_eps) {
+    : heads_(c.heads),
+      kv_heads_(c.kv_heads),
+      head_dim_(c.head_dim),
+      eps_(c.layer_norm_eps),
+      activation_(c.activation),
+      softcap_(c.attn_softcap) {
   const int64_t d = c.d_model, inner = heads_ * head_dim_, kv = kv_heads_ * head_dim_;
   attn_norm_ = register_parameter("attn_norm", torch::ones({d}));
   q_ = register_module("q", BiasedLinear(d, inner, c.attention_bias));
@@ -269,6 +286,10 @@ LlamaBlockImpl::LlamaBlockImpl(const ModelConfig& c)
     k_norm_ = register_parameter("k_norm", torch::ones({head_dim_}));
   }
   mlp_norm_ = register_parameter("mlp_norm", torch::ones({d}));
+  if (c.sandwich_norm) {
+    post_attn_norm_ = register_parameter("post_attn_norm", torch::ones({d}));
+    post_mlp_norm_ = register_parameter("post_mlp_norm", torch::ones({d}));
+  }
   gate_ = register_module("gate", BiasedLinear(d, c.mlp_hidden, c.mlp_bias));
   up_ = register_module("up", BiasedLinear(d, c.mlp_hidden, c.mlp_bias));
   down_ = register_module("down", BiasedLinear(c.mlp_hidden, d, c.mlp_bias));
@@ -299,11 +320,20 @@ torch::Tensor LlamaBlockImpl::forward(const torch::Tensor& x, const torch::Tenso
     v = v.repeat_interleave(heads_ / kv_heads_, 1);
   }
   if (q.scalar_type() != v.scalar_type()) q = q.to(v.scalar_type()), k = k.to(v.scalar_type());
-  auto y = CausalAttention(q, k, v).transpose(1, 2).reshape({batch, len, heads_ * head_dim_});
-  auto h = x + Linear(o_, y);
+  auto y =
+      CausalAttention(q, k, v, softcap_).transpose(1, 2).reshape({batch, len, heads_ * head_dim_});
+  auto attn = Linear(o_, y);
+  if (post_attn_norm_.defined()) attn = Rms(post_attn_norm_, attn);
+  auto h = x + attn;
   auto m = Rms(mlp_norm_, h);
   if (cast) m = m.to(CudaAutocastDtype());
-  return h + Linear(down_, torch::silu(Linear(gate_, m)) * Linear(up_, m));
+  auto gate = Linear(gate_, m);
+  gate = activation_ == "silu"        ? torch::silu(gate)
+         : activation_ == "gelu_tanh" ? torch::gelu(gate, "tanh")
+                                      : torch::gelu(gate);
+  auto mlp = Linear(down_, gate * Linear(up_, m));
+  if (post_mlp_norm_.defined()) mlp = Rms(post_mlp_norm_, mlp);
+  return h + mlp;
 }
 
 // ---- The reward network -------------------------------------------------------
@@ -463,6 +493,8 @@ ModelConfig BackboneModelConfig(const HfBackboneInfo& info, int max_len) {
   if (IsLlamaFamily(info.model_type)) {
     c.block = "llama";
     c.qk_norm = info.qk_norm;
+    c.sandwich_norm = info.sandwich_norm;
+    c.attn_softcap = info.attn_softcap;
     c.kv_heads = info.kv_heads, c.head_dim = info.head_dim, c.mlp_hidden = info.mlp_hidden;
     c.rope_theta = info.rope_theta, c.rope_factor = info.rope_factor;
     c.rope_low_freq_factor = info.rope_low_freq_factor;
@@ -482,11 +514,12 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
   if (c.d_model != info.d_model || c.layers != info.layers || c.heads != info.heads || !c.causal ||
       c.activation != info.activation || c.layer_norm_eps != info.layer_norm_eps ||
       c.block != (llama ? "llama" : "gpt2") ||
-      (llama
-           ? c.kv_heads != info.kv_heads || c.head_dim != info.head_dim ||
-                 c.mlp_hidden != info.mlp_hidden || c.attention_bias != info.attention_bias ||
-                 c.o_bias != info.o_bias || c.mlp_bias != info.mlp_bias || c.qk_norm != info.qk_norm
-           : c.mlp_ratio != info.mlp_ratio)) {
+      (llama ? c.kv_heads != info.kv_heads || c.head_dim != info.head_dim ||
+                   c.mlp_hidden != info.mlp_hidden || c.attention_bias != info.attention_bias ||
+                   c.o_bias != info.o_bias || c.mlp_bias != info.mlp_bias ||
+                   c.qk_norm != info.qk_norm || c.sandwich_norm != info.sandwich_norm ||
+                   c.attn_softcap != info.attn_softcap
+             : c.mlp_ratio != info.mlp_ratio)) {
     return bad("the network's architecture is not the backbone's");
   }
   if (c.max_len > info.max_positions) {
@@ -566,6 +599,15 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
   };
   auto wte = load(first, {info.vocab_size, d});
   if (!wte.ok()) return wte.status();
+  // Gemma multiplies the embeddings by sqrt(d_model) (rounded to float32, as
+  // its normalizer in the model's dtype) and its norms by (1 + weight): both
+  // folded into the weights, so the network is a plain Llama block's.
+  if (info.gemma) *wte = *wte * static_cast<float>(std::sqrt(static_cast<double>(d)));
+  auto put_norm = [&](const std::string& ours, const std::string& theirs, int64_t n) -> Status {
+    auto t = load(theirs, {n});
+    if (!t.ok()) return t.status();
+    return assign(ours, info.gemma ? *t + 1.0f : *t);
+  };
   {
     auto emb = torch::zeros({c.vocab_size, d});
     emb.slice(0, BpeTokenizer::kFirstByte).copy_(wte->slice(0, 0, hf_tokens));
@@ -595,15 +637,33 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
           RLAIF_RETURN_IF_ERROR(put(b + ours + ".bias", h + theirs + ".bias", {out}, false));
       }
       if (c.qk_norm) {
-        RLAIF_RETURN_IF_ERROR(
-            put(b + "q_norm", h + "self_attn.q_norm.weight", {c.head_dim}, false));
-        RLAIF_RETURN_IF_ERROR(
-            put(b + "k_norm", h + "self_attn.k_norm.weight", {c.head_dim}, false));
+        RLAIF_RETURN_IF_ERROR(put_norm(b + "q_norm", h + "self_attn.q_norm.weight", c.head_dim));
+        RLAIF_RETURN_IF_ERROR(put_norm(b + "k_norm", h + "self_attn.k_norm.weight", c.head_dim));
       }
-      RLAIF_RETURN_IF_ERROR(put(b + "attn_norm", h + "input_layernorm.weight", {d}, false));
-      RLAIF_RETURN_IF_ERROR(put(b + "mlp_norm", h + "post_attention_layernorm.weight", {d}, false));
+      RLAIF_RETURN_IF_ERROR(put_norm(b + "attn_norm", h + "input_layernorm.weight", d));
+      if (c.sandwich_norm) {  // Gemma 2: its post_attention_layernorm is on the attention output
+        RLAIF_RETURN_IF_ERROR(
+            put_norm(b + "post_attn_norm", h + "post_attention_layernorm.weight", d));
+        RLAIF_RETURN_IF_ERROR(put_norm(b + "mlp_norm", h + "pre_feedforward_layernorm.weight", d));
+        RLAIF_RETURN_IF_ERROR(
+            put_norm(b + "post_mlp_norm", h + "post_feedforward_layernorm.weight", d));
+      } else {
+        RLAIF_RETURN_IF_ERROR(put_norm(b + "mlp_norm", h + "post_attention_layernorm.weight", d));
+      }
+      // Scores scaled by query_pre_attn_scalar^-0.5 (Gemma 2) instead of
+      // head_dim^-0.5: the queries carry the ratio (the rotary is linear), in
+      // the q norm's weight where there is one (it would undo it otherwise).
+      if (info.query_scale > 0 && info.query_scale != c.head_dim) {
+        const double ratio = std::sqrt(static_cast<double>(c.head_dim) / info.query_scale);
+        if (c.qk_norm) {
+          params.find(b + "q_norm")->mul_(ratio);
+        } else {
+          params.find(b + "q.weight")->mul_(ratio);
+          if (c.attention_bias) params.find(b + "q.bias")->mul_(ratio);
+        }
+      }
     }
-    RLAIF_RETURN_IF_ERROR(put("norm_f", "norm.weight", {d}, false));
+    RLAIF_RETURN_IF_ERROR(put_norm("norm_f", "norm.weight", d));
   } else {
     auto wpe = load("wpe.weight", {info.max_positions, d});
     if (!wpe.ok()) return wpe.status();

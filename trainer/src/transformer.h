@@ -57,6 +57,13 @@ struct ModelConfig {
   // query and key head before the rotary (Qwen3). Written only when true
   // (format_version 4).
   bool qk_norm = false;
+  // Gemma 2: a norm (post_attn_norm) on the attention output and one
+  // (post_mlp_norm) on the MLP output before each residual add, and attention
+  // scores soft-capped, attn_softcap * tanh(s / attn_softcap) (0 = off). The
+  // MLP's activation is `activation` ("silu": SwiGLU; "gelu_tanh" or "gelu":
+  // GeGLU). Written only when set (format_version 4).
+  bool sandwich_norm = false;
+  double attn_softcap = 0;
   // The id every sequence starts with (a Llama backbone's begin-of-text
   // token, BuildRewardSequence's `bos`); -1 = none.
   int bos_id = -1;
@@ -149,6 +156,9 @@ class LlamaBlockImpl : public torch::nn::Module {
   double eps_;
   torch::Tensor attn_norm_, mlp_norm_;
   torch::Tensor q_norm_, k_norm_;  // undefined without qk_norm
+  torch::Tensor post_attn_norm_, post_mlp_norm_;  // undefined without sandwich_norm
+  std::string activation_;
+  double softcap_ = 0;
   torch::nn::Linear q_{nullptr}, k_{nullptr}, v_{nullptr}, o_{nullptr};
   torch::nn::Linear gate_{nullptr}, up_{nullptr}, down_{nullptr};
 };

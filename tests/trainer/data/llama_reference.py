@@ -27,6 +27,30 @@ def silu(u):
     return u / (1.0 + np.exp(-u))
 
 
+def gelu_tanh(u):
+    """GELU's tanh approximation (torch's approximate="tanh", Gemma's
+    gelu_pytorch_tanh)."""
+    return 0.5 * u * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (u + 0.044715 * u ** 3)))
+
+
+def attention_head(qh, kh, vh, scale, softcap):
+    """One causal head as loops, with Gemma's options: scores times `scale`
+    (query_pre_attn_scalar^-0.5), then softcap * tanh(scores / softcap) when
+    softcap is set (Gemma 2's attn_logit_softcapping)."""
+    T = qh.shape[0]
+    out = np.zeros((T, vh.shape[1]))
+    for t in range(T):
+        scores = np.full(T, -math.inf)
+        for s in range(t + 1):
+            x = float(np.dot(qh[t], kh[s])) * scale
+            if softcap:
+                x = softcap * math.tanh(x / softcap)
+            scores[s] = x
+        e = np.exp(scores - scores.max())
+        out[t] = (e / e.sum()) @ vh
+    return out
+
+
 def default_inv_freq(theta, hd):
     """Default RoPE (no scaling): inv_freq[j] = theta^(-2j/hd), float64."""
     return np.array([1.0 / theta ** (2.0 * j / hd) for j in range(hd // 2)])
@@ -106,7 +130,7 @@ class LlamaFamily:
     """
 
     def __init__(self, n_heads, n_kv_heads, head_dim, n_layers, max_pos, eps, theta,
-                 rope_scaling=None, qkv_bias=False, o_bias=False, qk_norm=False):
+                 rope_scaling=None, qkv_bias=False, o_bias=False, qk_norm=False, gemma=None):
         self.H, self.KV, self.HD = n_heads, n_kv_heads, head_dim
         self.GROUP = n_heads // n_kv_heads
         self.L, self.P = n_layers, max_pos
@@ -115,6 +139,14 @@ class LlamaFamily:
         self.qkv_bias = qkv_bias
         self.o_bias = o_bias
         self.qk_norm = qk_norm
+        # Gemma (modeling_gemma.py / modeling_gemma2.py): None, or a dict with
+        # "sandwich" (Gemma 2's four norms per layer), "query_scalar"
+        # (query_pre_attn_scalar: scores scaled by its ^-0.5 instead of
+        # head_dim's) and "softcap" (attn_logit_softcapping, None = off).
+        # Either Gemma: RMSNorm scales by (1 + weight), embeddings are
+        # multiplied by sqrt(hidden) rounded to float32, the MLP is GeGLU
+        # (gelu_tanh).
+        self.gemma = gemma
 
     def make_weights(self, rng, vocab, hidden, intermediate, bias_std=None):
         """HF LlamaModel / Qwen2Model / Qwen3Model state_dict, in its order (each
@@ -129,6 +161,8 @@ class LlamaFamily:
             return (rng.standard_normal(shape) * std).astype(np.float32)
 
         def norm_weight(n=D, std=0.1):
+            if self.gemma is not None:  # used as (1 + weight)
+                return (rng.standard_normal(n) * std).astype(np.float32)
             return (1.0 + rng.standard_normal(n) * std).astype(np.float32)
 
         w = {}
@@ -147,6 +181,9 @@ class LlamaFamily:
                 w[p + "self_attn.q_norm.weight"] = norm_weight(HD, 0.3)
                 w[p + "self_attn.k_norm.weight"] = norm_weight(HD, 0.3)
             w[p + "post_attention_layernorm.weight"] = norm_weight()
+            if self.gemma is not None and self.gemma["sandwich"]:
+                w[p + "pre_feedforward_layernorm.weight"] = norm_weight()
+                w[p + "post_feedforward_layernorm.weight"] = norm_weight()
             w[p + "mlp.gate_proj.weight"] = normal((I, D), 0.15)
             w[p + "mlp.up_proj.weight"] = normal((I, D), 0.15)
             w[p + "mlp.down_proj.weight"] = normal((D, I), 0.15)
@@ -166,7 +203,7 @@ class LlamaFamily:
         return default_inv_freq(theta, self.HD)
 
     def attention_loop(self, q, k, v, rope="rotate_half", llama3=True, theta=None,
-                       angles_f32=False, gqa="div", late_bias=None):
+                       angles_f32=False, gqa="div", late_bias=None, softcap=None):
         """q: [T, H*HD], k, v: [T, KV*HD] (projections, biases included, before
         RoPE).
 
@@ -195,8 +232,21 @@ class LlamaFamily:
         out = np.zeros((T, H * HD))
         for h in range(H):
             g = h // self.GROUP if gqa == "div" else h % KV
-            out[:, h * HD:(h + 1) * HD] = common.causal_attention_head(q[:, h], k[:, g], v[:, g])
+            if self.gemma is None:
+                head = common.causal_attention_head(q[:, h], k[:, g], v[:, g])
+            else:
+                head = attention_head(q[:, h], k[:, g], v[:, g],
+                                      self.gemma_scale(), self.gemma_softcap(softcap))
+            out[:, h * HD:(h + 1) * HD] = head
         return out
+
+    def gemma_scale(self):
+        qs = self.gemma.get("query_scalar")
+        return (qs if qs else self.HD) ** -0.5
+
+    def gemma_softcap(self, override=None):
+        """The softcap; override "off" drops it (printout only)."""
+        return None if override == "off" else self.gemma.get("softcap")
 
     def attention_torch(self, q, k, v):
         """Second implementation: batched float64 torch tensors written like
@@ -236,11 +286,20 @@ class LlamaFamily:
         kt = kt * cos + rotate_half(kt) * sin
         kt = kt.repeat_interleave(self.GROUP, dim=0)  # [H, T, HD]
         vt = vt.repeat_interleave(self.GROUP, dim=0)
-        o = common.causal_attention_torch(qt, kt, vt)  # [H, T, HD]
+        if self.gemma is None:
+            o = common.causal_attention_torch(qt, kt, vt)  # [H, T, HD]
+        else:  # as Gemma 2's eager attention: scale, softcap, mask, softmax
+            s = qt @ kt.transpose(1, 2) * self.gemma_scale()
+            cap = self.gemma_softcap()
+            if cap:
+                s = torch.tanh(s / cap) * cap
+            mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+            o = torch.nn.functional.softmax(s.masked_fill(mask, float("-inf")), dim=-1) @ vt
         return o.transpose(0, 1).reshape(T, H * HD).numpy()
 
     def forward(self, w, ids, attention=None, qkv_bias="before", o_bias=None, eps=None,
-                swap_gate_up=False, qk_norm="before", **att_kw):
+                swap_gate_up=False, qk_norm="before", act=None, gemma_norm="offset",
+                embed_scale=True, sandwich_as_llama=False, **att_kw):
         """Final hidden states [T, D] (after norm), float64; attention defaults
         to attention_loop.
 
@@ -261,10 +320,19 @@ class LlamaFamily:
         assert 1 <= T <= self.P
         assert qkv_bias in ("before", "none", "after")
         assert qk_norm in ("before", "none", "swapped", "model")
+        gemma = self.gemma is not None
+        sandwich = gemma and self.gemma["sandwich"]
+        offset = 1.0 if gemma and gemma_norm != "plain" else 0.0
+
+        def norm(u, name):
+            return rms_norm(u, W[name] + offset, eps)
+
         x = W["embed_tokens.weight"][np.array(ids)]  # no position embeddings
+        if gemma and embed_scale:  # HF: the normalizer in the model's dtype
+            x = x * float(np.float32(math.sqrt(x.shape[1])))
         for i in range(self.L):
             p = "layers.%d." % i
-            a = rms_norm(x, W[p + "input_layernorm.weight"], eps)
+            a = norm(x, p + "input_layernorm.weight")
             q = a @ W[p + "self_attn.q_proj.weight"].T
             k = a @ W[p + "self_attn.k_proj.weight"].T
             v = a @ W[p + "self_attn.v_proj.weight"].T
@@ -291,14 +359,23 @@ class LlamaFamily:
                 o = o + W[p + "self_attn.o_proj.bias"]
             elif o_bias is not None and o_bias != "none":
                 o = o + o_bias[i]
+            if sandwich and not sandwich_as_llama:
+                o = norm(o, p + "post_attention_layernorm.weight")
+                m_name = p + "pre_feedforward_layernorm.weight"
+            else:
+                m_name = p + "post_attention_layernorm.weight"
             x = x + o
-            m = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
+            m = norm(x, m_name)
             gate, up = W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"]
             if swap_gate_up:
                 gate, up = up, gate
-            f = silu(m @ gate.T) * (m @ up.T)
-            x = x + f @ W[p + "mlp.down_proj.weight"].T
-        return rms_norm(x, W["norm.weight"], eps)
+            f_act = (gelu_tanh if gemma else silu) if act is None else act
+            f = f_act(m @ gate.T) * (m @ up.T)
+            f = f @ W[p + "mlp.down_proj.weight"].T
+            if sandwich and not sandwich_as_llama:
+                f = norm(f, p + "post_feedforward_layernorm.weight")
+            x = x + f
+        return norm(x, "norm.weight")
 
     def self_checks(self, weights, cases):
         """The reference pieces against torch's (the safetensors round trip is

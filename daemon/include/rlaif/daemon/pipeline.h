@@ -34,6 +34,7 @@
 #include "rlaif/judge/generator.h"
 #include "rlaif/judge/judge.h"
 #include "rlaif/storage/store.h"
+#include "rlaif/trainer/reward_model.h"
 #include "rlaif/trainer/scorer.h"
 
 namespace rlaif::daemon {
@@ -51,6 +52,10 @@ struct TrainingStatus {
   int64_t last_finished_at_ms = 0;
   int64_t runs = 0;
 };
+
+// The options the daemon trains with from `config`'s trainer section
+// (without the run's version, callbacks and resume directory).
+trainer::TrainOptions TrainOptionsFromConfig(const Config& config);
 
 class Pipeline {
  public:

@@ -237,6 +237,15 @@ struct TrainResult {
 // one, a checkpoint whose tokenizer was given is refused).
 Status CheckWarmStart(const std::string& checkpoint_dir, const TrainOptions& options);
 
+// What a run with `options` would refuse before training, found now: the
+// options, the device, the architecture, the tokenizer file, and a
+// backbone's config.json, weight headers and tokenizer and whether they fit
+// each other. No weights are read (well under a second; most of it parsing a
+// large tokenizer.json). The daemon runs it at start, so that a mistyped
+// backbone directory fails then and not at its first training run, hours
+// later; `rlaifd check-config` too.
+Status CheckTrainSetup(const TrainOptions& options);
+
 // The measured defaults of `rlaifd train` for `model_type` ("transformer",
 // "linear" or "ensemble"; bench/RESULTS.md, "Residual transformer"): the
 // linear baseline trained too (reported beside the model), a 10% validation
