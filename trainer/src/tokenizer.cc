@@ -134,6 +134,35 @@ struct BpeTokenizer::EncodeCache {
   mutable std::shared_mutex mu;
   mutable std::unordered_map<std::string, std::vector<int32_t>> chunks;  // guarded by mu
   mutable size_t bytes = 0;  // of the keys and ids in `chunks`; guarded by mu
+
+  // Appends the ids of `piece` to `ids`: the cached ones, else encode(piece),
+  // kept while the cache has room (pieces longer than hf::kMaxPretokenBytes,
+  // a SentencePiece-style whole text, are not kept).
+  template <typename Encode>
+  void Append(std::string_view piece, const Encode& encode, std::vector<int32_t>* ids) const {
+    if (piece.size() > hf::kMaxPretokenBytes) {
+      const std::vector<int32_t> out = encode(piece);
+      ids->insert(ids->end(), out.begin(), out.end());
+      return;
+    }
+    std::string key(piece);
+    {
+      std::shared_lock lock(mu);
+      auto it = chunks.find(key);
+      if (it != chunks.end()) {
+        ids->insert(ids->end(), it->second.begin(), it->second.end());
+        return;
+      }
+    }
+    std::vector<int32_t> out = encode(piece);
+    ids->insert(ids->end(), out.begin(), out.end());
+    std::unique_lock lock(mu);
+    const size_t size = key.size() + out.size() * sizeof(int32_t);
+    if (chunks.size() < kMaxCachedChunks && bytes + size <= kMaxCachedBytes &&
+        chunks.emplace(std::move(key), std::move(out)).second) {
+      bytes += size;
+    }
+  }
 };
 
 BpeTokenizer::BpeTokenizer() : ranks_and_cache_(std::make_unique<EncodeCache>()) {}
@@ -509,31 +538,9 @@ std::vector<int32_t> BpeTokenizer::EncodeSentencePiece(std::string_view text, bo
   }
   std::vector<int32_t> ids;
   ids.reserve(s.size() / 3 + 1);
-  EncodeCache& cache = *ranks_and_cache_;
+  const auto word_ids = [this](std::string_view w) { return EncodeSentencePieceWord(w); };
   auto encode = [&](std::string_view word) {
-    if (word.empty()) return;
-    if (word.size() > hf::kMaxPretokenBytes) {
-      const auto piece = EncodeSentencePieceWord(word);
-      ids.insert(ids.end(), piece.begin(), piece.end());
-      return;
-    }
-    std::string key(word);
-    {
-      std::shared_lock lock(cache.mu);
-      auto it = cache.chunks.find(key);
-      if (it != cache.chunks.end()) {
-        ids.insert(ids.end(), it->second.begin(), it->second.end());
-        return;
-      }
-    }
-    std::vector<int32_t> piece = EncodeSentencePieceWord(word);
-    ids.insert(ids.end(), piece.begin(), piece.end());
-    std::unique_lock lock(cache.mu);
-    const size_t bytes = key.size() + piece.size() * sizeof(int32_t);
-    if (cache.chunks.size() < kMaxCachedChunks && cache.bytes + bytes <= kMaxCachedBytes &&
-        cache.chunks.emplace(std::move(key), std::move(piece)).second) {
-      cache.bytes += bytes;
-    }
+    if (!word.empty()) ranks_and_cache_->Append(word, word_ids, &ids);
   };
   if (!sp_split_) {
     encode(s);
@@ -580,7 +587,8 @@ std::vector<int32_t> BpeTokenizer::EncodeSegment(std::string_view text, bool fir
   if (pretokenizer_ == Pretokenizer::kSentencePiece) return EncodeSentencePiece(text, first);
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 1);
-  EncodeCache& cache = *ranks_and_cache_;
+  const EncodeCache& cache = *ranks_and_cache_;
+  const auto chunk_ids = [this](std::string_view c) { return EncodeChunk(c); };
   std::string normalized;  // NFC (Qwen2's normalizer), before pre-tokenization as in Hugging Face
   if (nfc_) {
     normalized = NfcNormalize(text);
@@ -598,23 +606,7 @@ std::vector<int32_t> BpeTokenizer::EncodeSegment(std::string_view text, bool fir
       ids.push_back(byte_ids_[static_cast<unsigned char>(chunk[0])]);
       continue;
     }
-    std::string key(chunk);
-    {
-      std::shared_lock lock(cache.mu);
-      auto it = cache.chunks.find(key);
-      if (it != cache.chunks.end()) {
-        ids.insert(ids.end(), it->second.begin(), it->second.end());
-        continue;
-      }
-    }
-    std::vector<int32_t> piece = EncodeChunk(chunk);
-    ids.insert(ids.end(), piece.begin(), piece.end());
-    std::unique_lock lock(cache.mu);
-    const size_t bytes = key.size() + piece.size() * sizeof(int32_t);
-    if (cache.chunks.size() < kMaxCachedChunks && cache.bytes + bytes <= kMaxCachedBytes &&
-        cache.chunks.emplace(std::move(key), std::move(piece)).second) {
-      cache.bytes += bytes;
-    }
+    cache.Append(chunk, chunk_ids, &ids);
   }
   return ids;
 }
