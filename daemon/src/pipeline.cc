@@ -196,9 +196,13 @@ trainer::TrainOptions TrainOptionsFromConfig(const Config& config) {
 }
 
 Status Pipeline::Start() {
-  // The trainer's setup (device, architecture, tokenizer file, backbone) is
-  // checked now: a mistake fails the start, not the first training run.
-  if (Status st = trainer::CheckTrainSetup(TrainOptionsFromConfig(config_)); !st.ok()) {
+  // The trainer's setup (architecture, tokenizer file, backbone) is checked
+  // now: a mistake fails the start, not the first training run. The device
+  // is not: a GPU missing now fails training runs (reported in /v1/status),
+  // not scoring with the live model.
+  if (Status st = trainer::CheckTrainSetup(TrainOptionsFromConfig(config_),
+                                           /*check_device=*/false);
+      !st.ok()) {
     return Status(st.code(), "trainer: " + st.message());
   }
   // Remove temp checkpoint directories left by a crash during training.

@@ -107,17 +107,18 @@ const BpeTokenizer& SentencePiece() {
     }
     const nlohmann::json replace = {
         {"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", meta}};
-    nlohmann::json j = {{"normalizer",
-                         {{"type", "Sequence"},
-                          {"normalizers", {{{"type", "Prepend"}, {"prepend", meta}}, replace}}}},
-                        {"pre_tokenizer", nullptr},
-                        {"added_tokens", {{{"content", "<t>"}, {"special", false}}}},
-                        {"model",
-                         {{"type", "BPE"},
-                          {"vocab", vocab},
-                          {"merges", m},
-                          {"byte_fallback", true},
-                          {"unk_token", "<unk>"}}}};
+    nlohmann::json j = {
+        {"normalizer",
+         {{"type", "Sequence"},
+          {"normalizers", {{{"type", "Prepend"}, {"prepend", meta}}, replace}}}},
+        {"pre_tokenizer", nullptr},
+        {"added_tokens", {{{"content", "<t>"}, {"special", false}, {"normalized", false}}}},
+        {"model",
+         {{"type", "BPE"},
+          {"vocab", vocab},
+          {"merges", m},
+          {"byte_fallback", true},
+          {"unk_token", "<unk>"}}}};
     auto t = BpeTokenizer::FromJson(j.dump());
     if (!t.ok()) std::abort();
     return std::move(*t);

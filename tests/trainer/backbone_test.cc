@@ -579,6 +579,62 @@ TEST(HfBackbone, OptionsConflictsAreRefused) {
   EXPECT_NE(r.status().message().find("a backbone needs a transformer"), std::string::npos);
 }
 
+// A tokenizer with a non-special added token: the checkpoint records that
+// it finds it in the text (format 4, which older builds refuse); one written
+// before that (no flag) keeps encoding it as text, and a refresh from it is
+// refused (the same token would get another id).
+TEST(HfBackbone, AddedTokensInTextAreRecordedAndOlderCheckpointsKeepText) {
+  TempDir tmp, dir;
+  json tj = json::parse(
+      ReadFile(rlaif::testing::SourceDir() + "/tests/trainer/data/hf_tokenizer/cl100k-3k.json"));
+  tj["added_tokens"].push_back({{"content", " banana"}, {"special", false}, {"normalized", false}});
+  WriteFile(tmp.Sub("tok.json"), tj.dump());
+  TrainOptions o;
+  o.device = "cpu";
+  o.tokenizer_file = tmp.Sub("tok.json");
+  o.max_len = 48;
+  o.threads = 1;
+  auto res = TrainRewardModel(testing::BananaPairs(200, 31), {}, dir.Sub("v1"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  json cfg = json::parse(ReadFile(dir.Sub("v1/config.json")));
+  EXPECT_EQ(cfg["format_version"], 4);
+  EXPECT_EQ(cfg["tokenizer"]["added_tokens_in_text"], true);
+  fs::copy(dir.Sub("v1"), dir.Sub("old"));
+  cfg["tokenizer"].erase("added_tokens_in_text");
+  cfg["format_version"] = 2;
+  WriteFile(dir.Sub("old/config.json"), cfg.dump());
+  auto now = RewardModel::Load(dir.Sub("v1"), "cpu");
+  auto old = RewardModel::Load(dir.Sub("old"), "cpu");
+  ASSERT_TRUE(now.ok() && old.ok());
+  auto with = [](const auto& m, const std::string& response) {
+    return m->Score({{"What is yellow?", response}}).value()[0][0];
+  };
+  EXPECT_NE(with(*now, "a banana split"), with(*old, "a banana split"));
+  EXPECT_EQ(with(*now, "a lemon tart"), with(*old, "a lemon tart"));
+  TrainOptions warm = o;
+  EXPECT_TRUE(CheckWarmStart(dir.Sub("v1"), warm).ok());
+  const Status refused = CheckWarmStart(dir.Sub("old"), warm);
+  EXPECT_NE(refused.message().find("encoded as text"), std::string::npos) << refused.ToString();
+}
+
+// The daemon's start check reads the weight files' headers: a config that
+// promises more layers than the file holds is refused before any training.
+TEST(HfBackbone, CheckTrainSetupReadsTheTensorHeaders) {
+  TrainOptions o = BackboneOptions();
+  o.backbone = LlamaDir();
+  EXPECT_TRUE(CheckTrainSetup(o).ok());
+  TempDir tmp;
+  o.backbone = MutatedFixture(
+      tmp, [](json& c) { c["num_hidden_layers"] = 3; }, {}, "", LlamaDir());
+  const Status st = CheckTrainSetup(o);
+  EXPECT_NE(st.message().find("no tensor 'layers.2."), std::string::npos) << st.ToString();
+  // The device is checked unless told not to (the daemon's start).
+  o.backbone = LlamaDir();
+  o.device = "cuda";
+  if (!torch::cuda::is_available()) EXPECT_FALSE(CheckTrainSetup(o).ok());
+  EXPECT_TRUE(CheckTrainSetup(o, /*check_device=*/false).ok());
+}
+
 // ---- Llama ---------------------------------------------------------------------
 
 TEST(HfBackboneLlama, ReadsTheLlamaDescription) {

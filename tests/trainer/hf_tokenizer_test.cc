@@ -135,7 +135,33 @@ TEST(HfTokenizer, NonSpecialAddedTokensAreFoundInTheText) {
   EXPECT_EQ(tok->Encode("<think><think>>x"), cat({{think}, {longer}, tok->Encode("x")}));
   EXPECT_EQ(tok->Decode(tok->Encode("a <think> b")), "a <think> b");
   // A special one stays text.
-  for (int32_t id : tok->Encode("<|endoftext|>")) EXPECT_LT(id, 3 + 3256);
+  const auto special = tok->Encode("<|endoftext|>");
+  EXPECT_GT(special.size(), 1u);
+  for (int32_t id : special) EXPECT_LT(id, 3 + 3256);
+  // A checkpoint written before this build encodes them as text.
+  EXPECT_TRUE(tok->has_text_added_tokens());
+  tok->set_added_tokens_in_text(false);
+  EXPECT_FALSE(tok->added_tokens_in_text());
+  for (int32_t id : tok->Encode("I <think>so")) EXPECT_LT(id, 3 + 3256);
+}
+
+// Hugging Face matches a "normalized" added token in the normalized text
+// (after NFC, or with spaces as "▁"); this build matches the raw text, so
+// such a token is refused where there is a normalizer (fine without one).
+TEST(HfTokenizer, NormalizedAddedTokensNeedNoNormalizer) {
+  json j = json::parse(ReadFile(FixtureDir() + "/cl100k-3k.json"));
+  j["added_tokens"].push_back({{"content", "x y"}, {"special", false}, {"normalized", true}});
+  EXPECT_TRUE(BpeTokenizer::FromJson(j.dump()).ok());
+  j["normalizer"] = {{"type", "NFC"}};
+  auto nfc = BpeTokenizer::FromJson(j.dump());
+  ASSERT_FALSE(nfc.ok());
+  EXPECT_NE(nfc.status().message().find("\"normalized\" under a normalizer"), std::string::npos)
+      << nfc.status().message();
+  json sp = json::parse(ReadFile(FixtureDir() + "/llama2-sp-2k.json"));
+  sp["added_tokens"].push_back({{"content", "<pad>"}, {"special", false}});  // normalized unset
+  EXPECT_FALSE(BpeTokenizer::FromJson(sp.dump()).ok());
+  sp["added_tokens"].back()["normalized"] = false;
+  EXPECT_TRUE(BpeTokenizer::FromJson(sp.dump()).ok());
 }
 
 TEST(HfTokenizer, AnyBytesEncodeAndDecodeBack) {

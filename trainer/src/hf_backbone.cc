@@ -71,8 +71,11 @@ Status ReadLlama(const json& j, GetInt get_int, GetString get_string, GetBool ge
   const bool gemma = info->model_type == "gemma" || info->model_type == "gemma2";
   std::string act;
   if (gemma) {
-    // GeGLU: hidden_activation (Gemma ignores hidden_act), the tanh GELU
-    // when unset, as transformers does.
+    // GeGLU: hidden_activation, the tanh GELU when unset, as transformers 4
+    // reads Gemma's config (since 4.38; Google's reference uses the tanh
+    // approximation too). transformers 5's GemmaMLP reads hidden_act instead,
+    // which Gemma 1's published configs set to "gelu" (exact): the two
+    // versions disagree there; this follows transformers 4 and Google.
     if (!get_string("hidden_activation", "gelu_pytorch_tanh", &act)) {
       return corrupt("hidden_activation is not a string");
     }

@@ -100,7 +100,7 @@ struct HfBackboneInfo {
 Result<HfBackboneInfo> ReadHfBackbone(const std::string& dir);
 
 // Whether `model_type` is read into Llama blocks (ModelConfig::block "llama"):
-// llama, qwen2 and qwen3.
+// llama, mistral, qwen2, qwen3, gemma and gemma2.
 bool IsLlamaFamily(const std::string& model_type);
 
 // The tensor names a backbone export keeps that the reward network has no

@@ -564,6 +564,13 @@ Result<BpeModel> ParseTokenizerJson(const json& j) {
           (At(t, "single_word") == true || At(t, "lstrip") == true || At(t, "rstrip") == true)) {
         return Unsupported("added token " + Brief(content) + " with single_word, lstrip or rstrip");
       }
+      // Hugging Face matches a "normalized" one in the normalized text (after
+      // NFC, or with spaces as "▁"); found in the raw text here, so only
+      // where there is no normalizer (the default for add_tokens is true).
+      if (in_text && At(t, "normalized") != false && (nfc || sp_normalizer)) {
+        return Unsupported("added token " + Brief(content) +
+                           " with \"normalized\" under a normalizer");
+      }
       if (!added_seen.insert(text).second) continue;
       int64_t id = 0;
       if (auto it = id_of.find(text); it != id_of.end()) {

@@ -1,5 +1,6 @@
 // Hugging Face tokenizer.json support for BpeTokenizer (private to the
-// trainer): the byte-level BPE models of GPT-2 and Llama 3 style tokenizers.
+// trainer): BPE models, byte-level (GPT-2, Llama 3, Qwen) or SentencePiece-style
+// with byte fallback (Llama 2, Mistral, Gemma).
 //
 // What is read: model.type "BPE" (vocab, merges as "a b" strings or [a, b]
 // arrays, ignore_merges), and either SentencePiece-style BPE with

@@ -124,6 +124,10 @@ Status ValidateConfig(const ModelConfig& c) {
     return bad("layers " + std::to_string(c.layers) + " outside [1, 256]");
   }
   if (c.block == "llama") {
+    if (c.heads > 4096 || static_cast<int64_t>(c.heads) * c.head_dim > 65536) {
+      return bad("heads " + std::to_string(c.heads) + " x head_dim " + std::to_string(c.head_dim) +
+                 " beyond 4096 heads or 65536 wide");
+    }
     if (c.heads < 1 || c.kv_heads < 1 || c.heads % c.kv_heads != 0) {
       return bad("kv_heads " + std::to_string(c.kv_heads) + " must divide heads " +
                  std::to_string(c.heads));
@@ -179,11 +183,21 @@ bool NeedsFormat3(const ModelConfig& c) {
   return c.activation != "gelu" || c.layer_norm_eps != 1e-5 || c.block != "gpt2" || c.bos_id >= 0;
 }
 
+// Whether a checkpoint's config.json says its tokenizer finds non-special
+// added tokens in the text (absent: written before that, they were text).
+bool AddedTokensInText(const json& checkpoint_config) {
+  const json tok = checkpoint_config.value("tokenizer", json());
+  return tok.is_object() && tok.value("added_tokens_in_text", json()) == true;
+}
+
 // The oldest format that expresses `c` (nullptr: a linear or ensemble
-// checkpoint without a transformer).
-int CheckpointFormatVersion(const ModelConfig* c) {
-  if (c != nullptr && c->block == "llama" &&
-      (c->qk_norm || c->sandwich_norm || c->attn_softcap > 0 || c->activation != "silu")) {
+// checkpoint without a transformer) and its tokenizer: non-special added
+// tokens found in the text (tokenizer.added_tokens_in_text) need 4, which an
+// older build refuses instead of encoding them as text.
+int CheckpointFormatVersion(const ModelConfig* c, bool added_tokens_in_text = false) {
+  if (c != nullptr && (added_tokens_in_text ||
+                       (c->block == "llama" && (c->qk_norm || c->sandwich_norm ||
+                                                c->attn_softcap > 0 || c->activation != "silu")))) {
     return 4;
   }
   if (c != nullptr && NeedsFormat3(*c)) return 3;
@@ -505,6 +519,7 @@ class TorchRewardModel final : public RewardModel {
   }
 
   std::string tokenizer_description() const { return tokenizer_.description(); }
+  bool added_tokens_in_text() const { return tokenizer_.added_tokens_in_text(); }
 
   Result<std::vector<std::vector<double>>> Score(
       const std::vector<std::pair<std::string, std::string>>& items) const override {
@@ -889,6 +904,9 @@ Result<std::shared_ptr<const RewardModel>> LoadImpl(const std::string& dir_text,
                           : StatusCode::kCorruption;
     return Status(code, (dir / kTokenizerFile).string() + ": " + tokenizer.status().message());
   }
+  // Trained before non-special added tokens were found in the text: it
+  // encodes them as text, as it was trained to.
+  tokenizer->set_added_tokens_in_text(AddedTokensInText(config));
   if (tokenizer->vocab_size() != arch->vocab_size) {
     return Status::InvalidArgument("architecture mismatch: " + std::string(kTokenizerFile) +
                                    " has " + std::to_string(tokenizer->vocab_size()) + " ids but " +
@@ -1125,6 +1143,11 @@ Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const Trai
     if (!theirs.ok() || theirs->ToJson() != ours->ToJson()) {
       return refuse("its tokenizer is not the one in " + options.tokenizer_file);
     }
+    if (theirs->has_text_added_tokens() && !AddedTokensInText(cfg)) {
+      return refuse(
+          "it was trained when its tokenizer's non-special added tokens were encoded as text "
+          "(this build finds them in the text, as Hugging Face does)");
+    }
   } else if (auto theirs = BpeTokenizer::LoadFile((dir / kTokenizerFile).string());
              theirs.ok() && theirs->is_hugging_face()) {
     // Without a tokenizer file a run trains its own tokenizer: a checkpoint
@@ -1133,7 +1156,9 @@ Result<WarmStartSource> InspectWarmStart(const std::string& dir_text, const Trai
                   ") and no tokenizer file is set");
   }
   if (arch->block != want->block ||
-      (arch->block == "llama" && LlamaJson(*arch) != LlamaJson(*want))) {
+      (arch->block == "llama" &&
+       (LlamaJson(*arch) != LlamaJson(*want) || arch->qk_norm != want->qk_norm ||
+        arch->sandwich_norm != want->sandwich_norm || arch->attn_softcap != want->attn_softcap))) {
     return refuse("architecture differs: block " + LlamaJson(*arch).dump() +
                   " in the checkpoint, " + LlamaJson(*want).dump() + " asked");
   }
@@ -1410,7 +1435,9 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   const fs::path resume_dir = options.resume_dir;
   const std::string fingerprint = RunFingerprint(
       train, val, dimensions, config, device, options, warm ? warm->identity : "",
-      given ? HexId(Hash64(given->ToJson())) : "", backbone ? backbone->identity : "");
+      given ? HexId(Hash64(given->ToJson() + (given->added_tokens_in_text() ? "\n+added" : "")))
+            : "",
+      backbone ? backbone->identity : "");
   json resumed;  // state.json of the state resumed from; null = none
   fs::path resume_from;
   if (!resume_dir.empty()) {
@@ -2323,7 +2350,9 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
   if (result.validation.pairs > 0) metrics["validation"] = MetricsToJson(result.validation);
   json cfg = {
       {"format", kCheckpointFormat},
-      {"format_version", CheckpointFormatVersion(transformer ? &*config : nullptr)},
+      {"format_version",
+       CheckpointFormatVersion(transformer ? &*config : nullptr,
+                               transformer && transformer->added_tokens_in_text())},
       {"version", version},
       {"model_type", options.model_type},
       {"created_ms", now_ms},
@@ -2349,6 +2378,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
                         {"kind", transformer->tokenizer_description()},
                         {"vocab_size", config->vocab_size},
                         {"vocab_size_requested", run->requested_vocab}};
+    if (transformer->added_tokens_in_text()) cfg["tokenizer"]["added_tokens_in_text"] = true;
     cfg["training"] = {
         {"device", result.device},
         {"precision", use_bf16 ? "bf16-autocast" : "fp32"},
@@ -2591,14 +2621,17 @@ Status CheckWarmStart(const std::string& checkpoint_dir, const TrainOptions& opt
   });
 }
 
-Status CheckTrainSetup(const TrainOptions& options) {
+Status CheckTrainSetup(const TrainOptions& options, bool check_device) {
   return GuardExceptions("checking the training setup", [&]() -> Status {
     RLAIF_RETURN_IF_ERROR(ValidateTrainOptions(options));
     auto o = WithBackboneTokenizer(options);
     if (!o.ok()) return o.status();
     if (o->model_type == "linear") return Status::Ok();  // no device, architecture or tokenizer
-    if (auto device = ResolveDevice(o->device); !device.ok()) return device.status();
-    if (auto config = ResolveConfig(*o); !config.ok()) return config.status();
+    if (check_device) {
+      if (auto device = ResolveDevice(o->device); !device.ok()) return device.status();
+    }
+    auto config = ResolveConfig(*o);
+    if (!config.ok()) return config.status();
     if (o->tokenizer_file.empty()) return Status::Ok();
     auto tok = BpeTokenizer::LoadFile(o->tokenizer_file);
     if (!tok.ok()) {
@@ -2615,7 +2648,9 @@ Status CheckTrainSetup(const TrainOptions& options) {
           std::to_string(ids) + " ids but the embedding only " + std::to_string(info->vocab_size) +
           " rows: not this backbone's tokenizer");
     }
-    return Status::Ok();
+    ModelConfig with_vocab = *config;
+    with_vocab.vocab_size = tok->vocab_size();
+    return CheckHfBackboneTensors(with_vocab, *info);
   });
 }
 

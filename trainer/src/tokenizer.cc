@@ -555,9 +555,11 @@ std::vector<int32_t> BpeTokenizer::EncodeSentencePiece(std::string_view text, bo
   return ids;
 }
 
+bool BpeTokenizer::has_text_added_tokens() const { return ranks_and_cache_->has_added; }
+
 std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
   const EncodeCache& cache = *ranks_and_cache_;
-  if (!cache.has_added) return EncodeSegment(text, /*first=*/true);
+  if (!cache.has_added || !added_tokens_in_text_) return EncodeSegment(text, /*first=*/true);
   // Non-special added tokens, leftmost-longest (Hugging Face's added
   // vocabulary); each stretch of text between them is normalized and
   // pre-tokenized on its own, as there.

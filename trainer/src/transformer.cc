@@ -242,12 +242,15 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k,
                               const torch::Tensor& v, double softcap = 0) {
   if (softcap > 0) {
     const int64_t len = q.size(2);
-    auto scores = torch::matmul(q, k.transpose(-2, -1)).to(torch::kFloat) *
-                  (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
-    scores = torch::tanh(scores / softcap) * softcap;
-    auto mask =
-        torch::full({len, len}, -std::numeric_limits<double>::infinity(), scores.options()).triu(1);
-    return torch::matmul(torch::softmax(scores + mask, -1).to(v.scalar_type()), v);
+    // One [B, H, T, T] float32 tensor fewer alive for backward: the scale
+    // and 1/softcap in one in-place multiply (nothing has saved the scores
+    // yet), the causal mask by masked_fill (it saves only the mask).
+    auto scores = torch::matmul(q, k.transpose(-2, -1)).to(torch::kFloat);
+    scores.mul_(1.0 / (std::sqrt(static_cast<double>(q.size(-1))) * softcap));
+    scores = torch::tanh(scores) * softcap;
+    const auto future = torch::ones({len, len}, scores.options().dtype(torch::kBool)).triu(1);
+    scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
+    return torch::matmul(torch::softmax(scores, -1).to(v.scalar_type()), v);
   }
 #if RLAIF_TORCH_AT_LEAST(2, 0)
   return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
@@ -505,8 +508,12 @@ ModelConfig BackboneModelConfig(const HfBackboneInfo& info, int max_len) {
   return c;
 }
 
-Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info) {
-  const ModelConfig& c = net->config();
+namespace {
+
+// LoadHfBackboneWeights' work; with `net` null, only what it would refuse:
+// the tensors' names, shapes and dtypes from the headers, no data read.
+Status ApplyHfBackbone(const ModelConfig& c, const HfBackboneInfo& info, RewardTransformer* net) {
+  const bool dry = net == nullptr;
   auto bad = [&info](const std::string& m) {
     return Status::InvalidArgument("backbone " + info.dir + ": " + m);
   };
@@ -566,6 +573,10 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
       for (auto d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
       return bad("tensor '" + t.name + "' has shape [" + have + "], expected [" + want + "]");
     }
+    if (dry) {  // the header was checked when the file was opened
+      used.insert(t.name);
+      return torch::Tensor();
+    }
     auto values = it->second.first->ToFloat32(t);
     if (!values.ok()) return bad(values.status().message());
     for (float v : *values) {
@@ -578,9 +589,11 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
   // Each value goes into its parameter as soon as it is read, so that the
   // host holds the network plus one tensor (not a second copy of the model).
   torch::NoGradGuard no_grad;
-  auto params = net->named_parameters(/*recurse=*/true);
+  auto params = dry ? torch::OrderedDict<std::string, torch::Tensor>()
+                    : (*net)->named_parameters(/*recurse=*/true);
   std::set<std::string> set;  // parameters given a value
   auto assign = [&](const std::string& ours, const torch::Tensor& value) -> Status {
+    if (dry) return Status::Ok();
     torch::Tensor* p = params.find(ours);
     if (p == nullptr) return Status::Internal("backbone: no parameter " + ours);
     if (!p->sizes().equals(value.sizes())) {
@@ -593,7 +606,7 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
   auto put = [&](const std::string& ours, const std::string& theirs,
                  const std::vector<int64_t>& shape, bool conv1d) -> Status {
     auto t = load(theirs, shape);
-    if (!t.ok()) return t.status();
+    if (!t.ok() || dry) return t.status();
     // GPT-2's Conv1D stores [in, out]; a Linear's weight is [out, in].
     return assign(ours, conv1d ? t->t() : *t);
   };
@@ -602,13 +615,13 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
   // Gemma multiplies the embeddings by sqrt(d_model) (rounded to float32, as
   // its normalizer in the model's dtype) and its norms by (1 + weight): both
   // folded into the weights, so the network is a plain Llama block's.
-  if (info.gemma) *wte = *wte * static_cast<float>(std::sqrt(static_cast<double>(d)));
+  if (info.gemma && !dry) *wte = *wte * static_cast<float>(std::sqrt(static_cast<double>(d)));
   auto put_norm = [&](const std::string& ours, const std::string& theirs, int64_t n) -> Status {
     auto t = load(theirs, {n});
-    if (!t.ok()) return t.status();
+    if (!t.ok() || dry) return t.status();
     return assign(ours, info.gemma ? *t + 1.0f : *t);
   };
-  {
+  if (!dry) {
     auto emb = torch::zeros({c.vocab_size, d});
     emb.slice(0, BpeTokenizer::kFirstByte).copy_(wte->slice(0, 0, hf_tokens));
     const auto mean = wte->mean(0);
@@ -653,7 +666,7 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
       // Scores scaled by query_pre_attn_scalar^-0.5 (Gemma 2) instead of
       // head_dim^-0.5: the queries carry the ratio (the rotary is linear), in
       // the q norm's weight where there is one (it would undo it otherwise).
-      if (info.query_scale > 0 && info.query_scale != c.head_dim) {
+      if (!dry && info.query_scale > 0 && info.query_scale != c.head_dim) {
         const double ratio = std::sqrt(static_cast<double>(c.head_dim) / info.query_scale);
         if (c.qk_norm) {
           params.find(b + "q_norm")->mul_(ratio);
@@ -667,7 +680,7 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
   } else {
     auto wpe = load("wpe.weight", {info.max_positions, d});
     if (!wpe.ok()) return wpe.status();
-    RLAIF_RETURN_IF_ERROR(assign("pos_emb.weight", wpe->slice(0, 0, c.max_len)));
+    if (!dry) RLAIF_RETURN_IF_ERROR(assign("pos_emb.weight", wpe->slice(0, 0, c.max_len)));
     for (int i = 0; i < c.layers; ++i) {
       const std::string h = "h." + std::to_string(i) + ".";
       const std::string b = "blocks." + std::to_string(i) + ".";
@@ -703,7 +716,7 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
       return bad("tensor 'score.weight' is not [num_labels, hidden_size]");
     }
     used.insert(t.name);
-    if (info.score_rows == 1) {
+    if (info.score_rows == 1 && !dry) {
       auto values = score->second.first->ToFloat32(t);
       if (!values.ok()) return bad(values.status().message());
       for (float v : *values) {
@@ -731,6 +744,16 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
     }
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info) {
+  return ApplyHfBackbone(net->config(), info, &net);
+}
+
+Status CheckHfBackboneTensors(const ModelConfig& config, const HfBackboneInfo& info) {
+  return ApplyHfBackbone(config, info, nullptr);
 }
 
 }  // namespace rlaif::trainer

@@ -216,6 +216,11 @@ ModelConfig BackboneModelConfig(const HfBackboneInfo& info, int max_len);
 // the host never holds a second copy of the model) is to be discarded.
 Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info);
 
+// What LoadHfBackboneWeights would refuse for a network of `config` (the
+// architecture, every tensor's name, shape and dtype, tensors left over),
+// from the weight files' headers alone: no data is read or converted.
+Status CheckHfBackboneTensors(const ModelConfig& config, const HfBackboneInfo& info);
+
 // A padded batch of token sequences on a device.
 struct TokenBatch {
   torch::Tensor ids;      // [B, T] int64

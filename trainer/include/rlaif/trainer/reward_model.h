@@ -238,13 +238,16 @@ struct TrainResult {
 Status CheckWarmStart(const std::string& checkpoint_dir, const TrainOptions& options);
 
 // What a run with `options` would refuse before training, found now: the
-// options, the device, the architecture, the tokenizer file, and a
-// backbone's config.json, weight headers and tokenizer and whether they fit
-// each other. No weights are read (well under a second; most of it parsing a
-// large tokenizer.json). The daemon runs it at start, so that a mistyped
-// backbone directory fails then and not at its first training run, hours
-// later; `rlaifd check-config` too.
-Status CheckTrainSetup(const TrainOptions& options);
+// options, the device (unless !check_device), the architecture, the
+// tokenizer file, and a backbone's config.json, tokenizer and weight files
+// (every tensor's name, shape and dtype from the headers, none left over)
+// and whether they fit each other. No weight is converted; the backbone's
+// identity samples 4 KiB per tensor. Well under a second, most of it parsing
+// a large tokenizer.json. The daemon runs it at start (without the device,
+// which may come and go: training runs report that), so that a mistyped
+// backbone directory fails the start and not its first training run, hours
+// later; `rlaifd check-config` runs all of it.
+Status CheckTrainSetup(const TrainOptions& options, bool check_device = true);
 
 // The measured defaults of `rlaifd train` for `model_type` ("transformer",
 // "linear" or "ensemble"; bench/RESULTS.md, "Residual transformer"): the

@@ -3,7 +3,9 @@
 //
 //   auto tok = BpeTokenizer::Train(texts, /*vocab_size=*/4096);
 //   std::vector<int32_t> ids = tok->Encode("any bytes, even invalid UTF-8");
-//   assert(tok->Decode(ids) == "any bytes, even invalid UTF-8");
+//   assert(tok->Decode(ids) == "any bytes, even invalid UTF-8");  // trained here
+//   // (a SentencePiece-style tokenizer.json decodes with a leading space, and
+//   // a character it has no token for may become <unk>)
 //   auto seq = BuildRewardSequence(tok->Encode(prompt), tok->Encode(response), 256);
 //
 // Ids: 0 = PAD, 1 = END (appended to every sequence; the score is read there),
@@ -15,13 +17,15 @@
 // never cross a chunk boundary. Training is deterministic: equal pair counts
 // are broken by the lexicographic order of the pair's byte strings.
 //
-// A Hugging Face tokenizer.json (byte-level BPE: GPT-2, Llama 3 and cl100k
-// style; trainer/src/hf_tokenizer.h lists what is read and refused) loads
+// A Hugging Face tokenizer.json (byte-level BPE: GPT-2, Llama 3, cl100k and
+// Qwen style; SentencePiece-style BPE with byte fallback: Llama 2, Mistral,
+// Gemma; trainer/src/hf_tokenizer.h lists what is read and refused) loads
 // through the same FromJson/LoadFile, for users who bring a pretrained
 // vocabulary. Its token id h is id h + kFirstByte here (ids 0-2 stay PAD, END,
 // SEP); ToJson returns the file as it was read, so a checkpoint carries it
-// unchanged. Added tokens in the text are encoded as plain text, never as
-// their special ids.
+// unchanged. Special added tokens in the text are encoded as plain text,
+// never as their ids; non-special ones are found in the text as Hugging Face
+// finds them (has_text_added_tokens).
 //
 // Thread safety: a BpeTokenizer is immutable after Train/FromJson except for an
 // internal, synchronised encode cache; Encode/Decode may be called concurrently.
@@ -88,6 +92,13 @@ class BpeTokenizer {
   // model fine-tuned from that tokenizer's backbone starts its sequences
   // with it (BuildRewardSequence's `bos`).
   int32_t template_bos_id() const { return template_bos_; }
+  // Whether the tokenizer.json has non-special added tokens (Qwen's
+  // <tool_call>, Gemma's <table>), which Encode finds in the text as Hugging
+  // Face does, unless set_added_tokens_in_text(false): a checkpoint written
+  // before this build encoded them as text, and keeps doing so.
+  bool has_text_added_tokens() const;
+  void set_added_tokens_in_text(bool on) { added_tokens_in_text_ = on; }
+  bool added_tokens_in_text() const { return added_tokens_in_text_ && has_text_added_tokens(); }
   // "byte-level BPE trained here (4096 ids)" or the Hugging Face model's kind.
   std::string description() const;
 
@@ -120,6 +131,7 @@ class BpeTokenizer {
   uint8_t sp_prepend_ = 0;         // kSentencePiece: hf::SpPrepend
   bool sp_split_ = false;          // kSentencePiece: Metaspace words, else the whole text
   bool sp_prepend_first_only_ = false;  // kSentencePiece: Metaspace prepend_scheme "first"
+  bool added_tokens_in_text_ = true;    // has_text_added_tokens()
   int32_t sp_unk_ = -1;                 // kSentencePiece: the unknown token (-1: none)
   bool sp_fuse_unk_ = false;            // kSentencePiece: a run of unknowns is one
   int32_t template_bos_ = -1;      // template_bos_id()
