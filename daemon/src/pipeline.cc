@@ -975,6 +975,9 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                            {"weights_from", res->warm_started_from.empty()
                                                 ? std::string("backbone")
                                                 : res->warm_started_from}};
+    if (!res->backbone_head_from.empty()) {  // a published reward model's head
+      metrics["backbone"]["head_from"] = res->backbone_head_from;
+    }
   }
   if (!anchor_json.is_null()) metrics["anchor"] = anchor_json;
   if (live_m) metrics["live_on_same_holdout"] = MetricsJson(*live_m);

@@ -631,8 +631,23 @@ TEST(HfBackbone, CheckTrainSetupReadsTheTensorHeaders) {
   // The device is checked unless told not to (the daemon's start).
   o.backbone = LlamaDir();
   o.device = "cuda";
-  if (!torch::cuda::is_available()) EXPECT_FALSE(CheckTrainSetup(o).ok());
+  const Status with_device = CheckTrainSetup(o);
+  if (torch::cuda::is_available()) {
+    EXPECT_TRUE(with_device.ok()) << with_device.ToString();
+  } else {
+    EXPECT_NE(with_device.message().find("no CUDA device"), std::string::npos)
+        << with_device.ToString();
+  }
   EXPECT_TRUE(CheckTrainSetup(o, /*check_device=*/false).ok());
+  // A tokenizer with more ids (cl100k's 3,258) than the backbone's embedding
+  // has rows (the Gemma fixture's 1,824).
+  o.device = "cpu";
+  o.backbone = rlaif::testing::SourceDir() + "/tests/trainer/data/gemma2_tiny";
+  o.tokenizer_file =
+      rlaif::testing::SourceDir() + "/tests/trainer/data/hf_tokenizer/cl100k-3k.json";
+  const Status too_many = CheckTrainSetup(o);
+  EXPECT_NE(too_many.message().find("not this backbone's tokenizer"), std::string::npos)
+      << too_many.ToString();
 }
 
 // ---- Llama ---------------------------------------------------------------------
@@ -1110,6 +1125,7 @@ TEST(HfBackboneQwen3, AScoreHeadStartsTheScalarHeads) {
   ASSERT_TRUE(res.ok()) << res.status().ToString();
   const json cfg = json::parse(ReadFile(out.Sub("v1/config.json")));
   EXPECT_EQ(cfg["training"]["backbone"]["head_from"], "score.weight");
+  EXPECT_EQ(res->backbone_head_from, "score.weight");  // /v1/models' metrics.backbone
 }
 
 // Several labels (a multi-attribute reward model): the heads start new, and

@@ -2139,6 +2139,9 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
     if (!r.ok()) return r.status();
     run.emplace(std::move(*r));
     if (warm) run->backbone = warm_backbone;  // the live model's lineage
+    if (!warm && run->backbone.is_object()) {
+      result.backbone_head_from = run->backbone.value("head_from", std::string());
+    }
     config->vocab_size = run->tokenizer->vocab_size();
     config->bos_id = (*run->net)->config().bos_id;
     tokenizer_json = run->tokenizer->ToJson();
@@ -2641,13 +2644,7 @@ Status CheckTrainSetup(const TrainOptions& options, bool check_device) {
     if (o->backbone.empty()) return Status::Ok();
     auto info = ReadHfBackbone(o->backbone);
     if (!info.ok()) return info.status();
-    const int64_t ids = tok->vocab_size() - BpeTokenizer::kFirstByte;
-    if (ids > info->vocab_size) {
-      return Status::InvalidArgument(
-          "backbone " + o->backbone + ": the tokenizer " + o->tokenizer_file + " has " +
-          std::to_string(ids) + " ids but the embedding only " + std::to_string(info->vocab_size) +
-          " rows: not this backbone's tokenizer");
-    }
+    // The dry run checks the tokenizer's ids against the embedding's rows too.
     ModelConfig with_vocab = *config;
     with_vocab.vocab_size = tok->vocab_size();
     return CheckHfBackboneTensors(with_vocab, *info);

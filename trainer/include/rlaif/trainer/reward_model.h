@@ -206,6 +206,10 @@ struct TrainResult {
   double seconds = 0;
   double tokens_per_second = 0;
   std::string device;           // "cpu" | "cuda"
+  // A run from a backbone (TrainOptions::backbone) that is a
+  // sequence-classification export: "score.weight" (its one-label head started
+  // the scalar heads) or "new (...)" (several labels); "" otherwise.
+  std::string backbone_head_from;
   std::string residual = "fp32";  // the transformer's residual stream while training: "bf16"
                                   // with cuda_bf16_residual on CUDA (GPT-2 blocks), else "fp32"
   std::string model_type;       // what was trained (TrainOptions::model_type)
