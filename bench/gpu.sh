@@ -3,13 +3,14 @@
 #   ../shared/device/prepare.sh            # here, once: downloads .deps/
 #   device run, carry [".deps"]:  bash bench/gpu.sh [--profile-only]
 # Builds the trainer (LibTorch 2.x + CUDA from the machine's PyTorch), runs the
-# `gpu`-labelled tests, times training steps of the C++ trainer (AdamW
-# kernels and residual dtypes side by side) and of the same model in PyTorch
+# `gpu`-labelled tests, times training steps of the C++ trainer (residual
+# dtypes, q/k/v projections and LayerNorm kernels side by side) and of the same model in PyTorch
 # Python in the same run, and prints a table at the end. Full logs and JSON
 # lines go to $OUT (or /tmp/out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-mode="${1:-all}"  # --profile-only: build, then only the kernel profiles
+mode="${1:-all}"  # --profile-only: build, then only the kernel profiles;
+                  # --quick: fewer rows (no Python, no Llama shapes, one fp32 profile less)
 out="${OUT:-/tmp/out}"
 mkdir -p "$out"
 source .deps/install.sh >/dev/null
@@ -19,17 +20,23 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,
 python3 -c 'import torch; print("python torch", torch.__version__, torch.version.cuda)' || true
 t0=$(date +%s)
 build() {  # extra cmake flags
-  cmake -S . -B build-gpu $gen -DCMAKE_BUILD_TYPE=Release -DRLAIF_TRAINER_ONLY=ON \
+  cmake -S . -B build-gpu $gen -DCMAKE_BUILD_TYPE=Release -DRLAIF_TRAINER_ONLY=ON -DRLAIF_CUDA_KERNELS=ON \
     -DCMAKE_PREFIX_PATH="$CMAKE_PREFIX_PATH" "$@" > "$out/build.log" 2>&1 &&
   cmake --build build-gpu -j 16 --target trainer_tests rlaif-bench-train >> "$out/build.log" 2>&1
 }
 if ! build; then
   grep -m 20 -B2 -A6 "error" "$out/build.log"
+  cp "$out/build.log" "$out/build-kernels.log"
+  echo "BUILD FAILED; retrying without the trainer's CUDA kernels"
+  rm -rf build-gpu
+  if ! build -DRLAIF_CUDA_KERNELS=OFF; then
+  grep -m 20 -B2 -A6 "error" "$out/build.log"
   echo "BUILD FAILED; retrying without the bench's profiler"
-  if ! build -DRLAIF_BENCH_PROFILER=OFF; then
+  if ! build -DRLAIF_CUDA_KERNELS=OFF -DRLAIF_BENCH_PROFILER=OFF; then
     grep -m 20 -B2 -A6 "error" "$out/build.log"
     echo "BUILD FAILED; retrying with torch's AdamW step only"
-    build -DRLAIF_BENCH_PROFILER=OFF -DRLAIF_PER_TENSOR_ADAMW_ONLY=ON || { tail -40 "$out/build.log"; exit 1; }
+    build -DRLAIF_CUDA_KERNELS=OFF -DRLAIF_BENCH_PROFILER=OFF -DRLAIF_PER_TENSOR_ADAMW_ONLY=ON || { tail -40 "$out/build.log"; exit 1; }
+  fi
   fi
 fi
 echo "build: $(( $(date +%s) - t0 )) s"
@@ -46,23 +53,40 @@ grep -E "^\[ *(info|RUN|OK|FAILED|SKIPPED) |tests passed|tests failed|Failure|er
 # The optimizer's CPU bit-identity tests against this LibTorch's AdamW as well.
 build-gpu/bin/trainer_tests --gtest_filter='ClipAndStep*:RewardTransformer*' 2>&1 | tail -3
 
-cpp "${base[@]}" --optimizer per-tensor --residual fp32
-cpp "${base[@]}" --optimizer fused --residual fp32
-cpp "${base[@]}" --optimizer fused --residual bf16
-py  "${base[@]}" --optimizer fused --same-algorithm
-py  "${base[@]}" --optimizer fused
-cpp "${base[@]}" --optimizer fused --residual fp32
-cpp "${base[@]}" --optimizer fused --residual bf16
-cpp --preset small --seq 384 --batch 64 --optimizer fused --residual fp32
+# LibTorch's ops (session 6's step: --qkv fused --layernorm aten --gelu
+# aten) beside the trainer's fast paths (--qkv split: q, k, v as column
+# blocks; --layernorm / --gelu rlaif: its kernels) one at a time and all
+# together (the default), per residual dtype; then the first and last rows
+# of each again (the machine's noise).
+ops=(--qkv fused --layernorm aten --gelu aten)
+for r in bf16 fp32; do
+  cpp "${base[@]}" --residual $r "${ops[@]}"
+  [ "$mode" = "--quick" ] && [ $r = fp32 ] || {
+  cpp "${base[@]}" --residual $r --qkv split --layernorm aten --gelu aten
+  cpp "${base[@]}" --residual $r --qkv fused --layernorm rlaif --gelu aten
+  cpp "${base[@]}" --residual $r --qkv fused --layernorm aten --gelu rlaif; }
+  cpp "${base[@]}" --residual $r
+done
+[ "$mode" = "--quick" ] || py  "${base[@]}" --optimizer fused --same-algorithm
+for r in bf16 fp32; do
+  cpp "${base[@]}" --residual $r "${ops[@]}"
+  cpp "${base[@]}" --residual $r
+done
+cpp --preset small --seq 384 --batch 64 --residual fp32 "${ops[@]}"
+cpp --preset small --seq 384 --batch 64 --residual fp32
+if [ "$mode" != "--quick" ]; then
 # Llama-family backbones (trainer.model.backbone; random weights): SmolLM2-135M and Qwen3-0.6B shapes.
-cpp --preset llama-135m --seq 512 --batch 32 --optimizer fused --residual fp32
-cpp --preset qwen3-0.6b --seq 512 --batch 8 --optimizer fused --residual fp32  # Qwen3-0.6B (q/k norms)
+cpp --preset llama-135m --seq 512 --batch 32 --residual fp32
+cpp --preset qwen3-0.6b --seq 512 --batch 8 --residual fp32  # Qwen3-0.6B (q/k norms)
+fi
 fi
 # Kernel profiles (3 steps each, after the timed ones; not in the table).
-export dest="$out/profile-runs.jsonl"
-cpp "${base[@]}" --optimizer fused --residual bf16 --steps 3 --windows 1 --profile "$out/trace-cpp-bf16.json"
-cpp "${base[@]}" --optimizer fused --residual fp32 --steps 3 --windows 1 --profile "$out/trace-cpp-fp32.json"
-py  "${base[@]}" --optimizer fused --same-algorithm --steps 3 --trace "$out/trace-py.json"
+export dest="/tmp/profile-runs.jsonl"
+cpp "${base[@]}" --residual bf16 --steps 3 --windows 1 --profile "$out/trace-cpp-bf16.json"
+[ "$mode" = "--quick" ] || cpp "${base[@]}" --residual fp32 --steps 3 --windows 1 --profile "$out/trace-cpp-fp32.json"
+if [ "$mode" = "--profile-only" ]; then
+  py  "${base[@]}" --optimizer fused --same-algorithm --steps 3 --trace "$out/trace-py.json"
+fi
 unset dest
 for t in cpp-bf16 cpp-fp32 py; do
   [ -f "$out/trace-$t.json" ] || continue
@@ -72,8 +96,8 @@ done
 for t in cpp-bf16 cpp-fp32 py; do  # the traces themselves stay there: too many files to bring back
   rm -f "$out/trace-$t.json"
 done
-echo "== kernels: cpp-fp32 (vs python; whole summaries in \$OUT/kernels-*.txt)"
-if [ "$mode" = "--profile-only" ]; then cat "$out/kernels-cpp-fp32.txt"; else head -16 "$out/kernels-cpp-fp32.txt"; fi 2>/dev/null
+echo "== kernels: cpp-bf16 (whole summaries in \$OUT/kernels-*.txt)"
+if [ "$mode" = "--profile-only" ]; then cat "$out/kernels-cpp-bf16.txt"; else head -16 "$out/kernels-cpp-bf16.txt"; fi 2>/dev/null
 tail -5 "$out/bench.err" 2>/dev/null
 [ "$mode" = "--profile-only" ] && exit 0
 python3 - "$results" <<'PY'
@@ -81,12 +105,13 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peak = next((r["matmul_peak_tflops"] for r in rows if r.get("matmul_peak_tflops")), 0)
 print(f"bf16 matmul peak measured in this run: {peak:.1f} TFLOP/s")
-print(f"{'impl':6} {'preset':6} {'seq':>4} {'batch':>5} {'optimizer':10} {'resid':5} {'tokens/s':>10} "
-      f"{'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
+print(f"{'impl':6} {'preset':10} {'seq':>4} {'batch':>5} {'resid':5} {'qkv':5} {'LN':5} {'gelu':5} "
+      f"{'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
 for r in rows:
     impl = "c++" if r["bench"] == "train_step" else ("py-same" if r.get("same_algorithm") else "py")
     mfu = r["model_tflops"] / peak if peak else 0
     ex = r.get("executed_mfu_vs_measured_matmul", float("nan"))
-    print(f"{impl:6} {r['preset']:6} {r['seq']:4} {r['batch_sequences']:5} {r.get('optimizer','-'):10} "
-          f"{r.get('residual','fp32'):5} {r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
+    print(f"{impl:6} {r['preset']:10} {r['seq']:4} {r['batch_sequences']:5} {r.get('residual','fp32'):5} "
+          f"{r.get('qkv','-'):5} {r.get('layernorm','-')[:5]:5} {r.get('gelu','-')[:5]:5} "
+          f"{r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
 PY

@@ -8,14 +8,19 @@
 //                     [--seq N]
 //                     [--batch N (sequences)] [--steps N] [--warmup N] [--threads N]
 //                     [--optimizer fused|foreach|per-tensor] [--residual fp32|bf16]
+//                     [--qkv split|fused] [--layernorm rlaif|aten] [--gelu rlaif|aten]
 //                     [--windows N] [--profile TRACE.json]
 //
 // --optimizer picks the AdamW kernels (trainer/src/optim.h; the trainer uses
 // "fused"), --residual the CUDA residual-stream dtype (RewardTransformer::
-// set_bf16_residual). The timed steps run in --windows equal windows; the
-// reported rate is the median window's. --profile: after timing, 3 more
-// steps under PyTorch's Kineto profiler, saved as a Chrome trace (needs a
-// LibTorch built with Kineto; bench/kernel_summary.py sums its kernels).
+// set_bf16_residual), --qkv, --layernorm and --gelu its CUDA training paths
+// (RewardTransformer::set_cuda_fast_paths; "split" = q, k, v as column
+// blocks of the projection, "fused" = unbound from it; "rlaif" = the
+// trainer's own kernels where the build has them, else LibTorch's). The
+// timed steps run in --windows equal windows; the reported rate is the
+// median window's. --profile: after timing, 3 more steps under PyTorch's
+// Kineto profiler, saved as a Chrome trace (needs a LibTorch built with
+// Kineto; bench/kernel_summary.py sums its kernels).
 //
 // Prints one JSON line. model_tflops counts the usual 6 * non-embedding params
 // + 12 * layers * d_model * seq FLOPs per token (forward + backward: what the
@@ -45,6 +50,7 @@
 #include <vector>
 
 #include "bench_flags.h"
+#include "fused_ops.h"
 #include "optim.h"
 #include "transformer.h"
 
@@ -111,11 +117,11 @@ ModelConfig Preset(const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::map<std::string, std::string> f = {{"device", "cpu"}, {"preset", "small"}, {"seq", "0"},
-                                          {"batch", "32"}, {"steps", "10"}, {"warmup", "3"},
-                                          {"threads", "1"}, {"peak-tflops", "989"},
-                                          {"optimizer", "fused"}, {"residual", "fp32"},
-                                          {"windows", "1"}, {"profile", ""}};
+  std::map<std::string, std::string> f = {
+      {"device", "cpu"},      {"preset", "small"},  {"seq", "0"},     {"batch", "32"},
+      {"steps", "10"},        {"warmup", "3"},      {"threads", "1"}, {"peak-tflops", "989"},
+      {"optimizer", "fused"}, {"residual", "fp32"}, {"qkv", "split"}, {"layernorm", "rlaif"},
+      {"gelu", "rlaif"},      {"windows", "1"},     {"profile", ""}};
   if (!rlaif::bench::ParseBenchFlags(argc, argv, &f)) return 2;
   torch::Device device(f["device"] == "cuda" ? torch::kCUDA : torch::kCPU);
   if (device.is_cuda() && !torch::cuda::is_available()) {
@@ -132,8 +138,12 @@ int main(int argc, char** argv) {
   const int windows = std::clamp(std::stoi(f["windows"]), 1, std::max(1, steps));
   rlaif::trainer::AdamWKernel kernel;
   if (!rlaif::trainer::ParseAdamWKernel(f["optimizer"], &kernel) ||
-      (f["residual"] != "fp32" && f["residual"] != "bf16")) {
-    std::cerr << "--optimizer fused|foreach|per-tensor, --residual fp32|bf16\n";
+      (f["residual"] != "fp32" && f["residual"] != "bf16") ||
+      (f["qkv"] != "split" && f["qkv"] != "fused") ||
+      (f["layernorm"] != "rlaif" && f["layernorm"] != "aten") ||
+      (f["gelu"] != "rlaif" && f["gelu"] != "aten")) {
+    std::cerr << "--optimizer fused|foreach|per-tensor, --residual fp32|bf16, --qkv split|fused, "
+                 "--layernorm rlaif|aten, --gelu rlaif|aten\n";
     return 2;
   }
 
@@ -141,6 +151,11 @@ int main(int argc, char** argv) {
   model->InitWeights(1);
   model->to(device);
   model->set_bf16_residual(f["residual"] == "bf16");
+  model->set_cuda_fast_paths(f["qkv"] == "split", f["layernorm"] == "rlaif", f["gelu"] == "rlaif");
+  // What ran: the trainer's kernels only where this build has them.
+  const bool no_kernels = device.is_cuda() && !rlaif::trainer::CudaKernelsBuilt();
+  const std::string layernorm = no_kernels ? "aten" : f["layernorm"];
+  const std::string gelu = no_kernels ? "aten" : f["gelu"];
   model->train();
   // The trainer's two groups: matrices decayed; biases, norms, embeddings not.
   std::vector<torch::Tensor> decay, no_decay;
@@ -248,16 +263,19 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"bench\":\"train_step\",\"device\":\"%s\",\"precision\":\"%s\",\"preset\":\"%s\","
       "\"params\":%lld,\"seq\":%lld,\"batch_sequences\":%lld,\"steps\":%d,\"seconds\":%.3f,"
-      "\"tokens_per_second\":%.0f,\"cpu_seconds\":%.3f,\"tokens_per_cpu_second\":%.0f,\"model_tflops\":%.1f,\"matmul_peak_tflops\":%.1f,"
+      "\"tokens_per_second\":%.0f,\"cpu_seconds\":%.3f,\"tokens_per_cpu_second\":%.0f,"
+      "\"model_tflops\":%.1f,\"matmul_peak_tflops\":%.1f,"
       "\"mfu_vs_measured_matmul\":%.3f,\"mfu_vs_nominal\":%.3f,\"nominal_peak_tflops\":%.0f,"
       "\"executed_tflops\":%.1f,\"executed_mfu_vs_measured_matmul\":%.3f,"
-      "\"optimizer\":\"%s\",\"residual\":\"%s\",\"windows\":%d,\"steps_per_window\":%d}\n",
+      "\"optimizer\":\"%s\",\"residual\":\"%s\",\"qkv\":\"%s\",\"layernorm\":\"%s\","
+      "\"gelu\":\"%s\",\"windows\":%d,\"steps_per_window\":%d}\n",
       device.is_cuda() ? "cuda" : "cpu", bf16 ? "bf16-autocast" : "fp32", f["preset"].c_str(),
       static_cast<long long>(params), static_cast<long long>(seq), static_cast<long long>(batch),
       per_window * windows, secs, tps, cpu_secs, tokens / cpu_secs, achieved_tflops, matmul_tflops,
       matmul_tflops > 0 ? achieved_tflops / matmul_tflops : 0.0,
       device.is_cuda() ? achieved_tflops / peak : 0.0, peak, executed_tflops,
       matmul_tflops > 0 ? executed_tflops / matmul_tflops : 0.0, f["optimizer"].c_str(),
-      f["residual"].c_str(), windows, per_window);
+      f["residual"].c_str(), f["qkv"].c_str(), layernorm.c_str(), gelu.c_str(), windows,
+      per_window);
   return 0;
 }

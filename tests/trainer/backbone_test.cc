@@ -1289,7 +1289,15 @@ TEST(HfBackboneGpu, MatchesTheReferenceUnderAutocastAndFineTunes) {
     std::cout << "[ info     ] " << info->model_type
               << " bf16 autocast vs the float64 reference: largest relative error " << worst
               << "\n";
-    EXPECT_LT(worst, 0.05);
+    // bf16 rounding alone moves the Llama-family fixtures' scores by ~0.1
+    // (their weights are enlarged and their attention sharp, so that loader
+    // mistakes show): llama_tiny/bf16_sensitivity.py, the float64 reference
+    // with autocast's roundings, gives 0.125; an H100 gave 0.10 for llama
+    // and qwen3 (2026-11-28). Every loader mistake their generators print
+    // costs 0.9 or more. GPT-2's and Gemma 2's (soft-capped attention) move
+    // ~0.014.
+    const bool sharp = info->model_type == "llama" || info->model_type == "qwen3";
+    EXPECT_LT(worst, sharp ? 0.2 : 0.05);
 
     TempDir dir;
     TrainOptions o = BackboneOptions();

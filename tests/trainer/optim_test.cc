@@ -184,10 +184,11 @@ TEST(ClipAndStep, NoGradientsNoStep) {
 
 // On CUDA the multi-tensor and fused kernels round differently from the
 // per-tensor ones (fused: one pass, gradient divided by the inverse clip
-// coefficient): close after 8 steps, not equal.
+// coefficient): close after 8 steps, not equal. (A sum of exp_avg_sq has
+// differed by 1.3e-5 relative on an H100, PyTorch 2.11: 1e-4.)
 TEST(ClipAndStepGpu, ForeachAndFusedAgreeWithTorchAdamWOnCuda) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device";
-  ExpectKernelsMatchTorch(torch::kCUDA, 8, 1e-5);
+  ExpectKernelsMatchTorch(torch::kCUDA, 8, 1e-4);
 }
 
 }  // namespace

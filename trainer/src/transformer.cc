@@ -10,6 +10,7 @@
 #include <set>
 #include <tuple>
 
+#include "fused_ops.h"
 #include "hf_backbone.h"
 #include "rlaif/trainer/tokenizer.h"
 #include "safetensors.h"
@@ -89,12 +90,27 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t d_model, int64_t heads, bool causal
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& valid) {
   const int64_t batch = x.size(0), len = x.size(1), d_model = x.size(2);
   const int64_t head_dim = d_model / heads_;
-  // [B, T, 3D] -> 3 x [B, H, T, hd]. unbind, not three selects: its
-  // backward writes the three gradients into one [B, T, 3, H, hd] buffer,
-  // where each select's backward zero-fills a buffer that size and copies
-  // its third in (then the three are summed).
-  auto qkv =
-      Linear(qkv_, x).view({batch, len, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4}).unbind(0);
+  std::vector<torch::Tensor> qkv;
+  if (split_qkv_ && x.is_cuda()) {
+    // q, k, v as the column blocks of the one product's [B, T, 3D] output,
+    // each viewed [B, H, T, hd]. The attention kernel's gradients come back
+    // in those views' layout, so backward assembles them with one
+    // concatenation along the last dimension, in the layout the product's
+    // backward reads. unbind's (below) stacks them as [3, B, H, T, hd]
+    // and then needs a second full copy to permute that back (~1.5 ms of a
+    // `base` step on an H100). (Three products on the weight's row blocks
+    // need no concatenation at all, but their extra launches made the step
+    // CPU-bound: measured slower.)
+    qkv = Linear(qkv_, x).split(d_model, -1);
+    for (auto& t : qkv) t = t.view({batch, len, heads_, head_dim}).transpose(1, 2);
+  } else {
+    // [B, T, 3D] -> 3 x [B, H, T, hd]. unbind, not three selects: its
+    // backward writes the three gradients into one [B, T, 3, H, hd] buffer,
+    // where each select's backward zero-fills a buffer that size and copies
+    // its third in (then the three are summed).
+    qkv =
+        Linear(qkv_, x).view({batch, len, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4}).unbind(0);
+  }
   const auto& q = qkv[0];
   const auto& k = qkv[1];
   const auto& v = qkv[2];
@@ -169,10 +185,28 @@ TransformerBlockImpl::TransformerBlockImpl(const ModelConfig& config)
 }
 
 torch::Tensor TransformerBlockImpl::Mlp(const torch::Tensor& h) {
-  return Linear(fc_out_, torch::gelu(Linear(fc_in_, Norm(ln2_, h)), gelu_tanh_ ? "tanh" : "none"));
+  auto m = Norm(ln2_, h);
+  if (fused_gelu_ && is_training() && m.is_cuda() && CudaKernelsBuilt() && CudaAutocastEnabled() &&
+      CudaAutocastDtype() == at::kBFloat16) {
+    // The product without its bias, then the trainer's kernel adds the bias
+    // and applies GELU, and in backward sums the bias gradient in the same
+    // pass as GELU's (no separate reduction over the [B, T, 4D] gradient).
+    auto pre = at::linear(m, fc_in_->weight);  // bf16 under autocast
+    if (FusedBiasGeluApplies(pre)) {
+      return Linear(fc_out_, FusedBiasGelu(pre, fc_in_->bias, gelu_tanh_));
+    }
+    return Linear(fc_out_, torch::gelu(pre + fc_in_->bias, gelu_tanh_ ? "tanh" : "none"));
+  }
+  return Linear(fc_out_, torch::gelu(Linear(fc_in_, m), gelu_tanh_ ? "tanh" : "none"));
 }
 
 torch::Tensor TransformerBlockImpl::Norm(torch::nn::LayerNorm& ln, const torch::Tensor& x) {
+  if (fused_norm_ && is_training() && x.is_cuda() && CudaAutocastEnabled() &&
+      CudaAutocastDtype() == at::kBFloat16 && FusedLayerNormApplies(x)) {
+    // The trainer's kernel: bf16 out from an fp32 or bf16 x, gamma/beta
+    // gradients in the same pass as x's (fused_ops.h).
+    return FusedLayerNorm(x, ln->weight, ln->bias, ln->options.eps());
+  }
   if (x.scalar_type() != torch::kBFloat16) return ln(x);
   // Autocast would run layer_norm in fp32; outside it, a bf16 input with
   // bf16 copies of the affine parameters gives a bf16 output (the kernel
@@ -366,6 +400,13 @@ RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config
   // One Linear with H outputs is H scalar heads: a single-head checkpoint's
   // "head.weight" [1, D] loads unchanged.
   head_ = register_module("head", torch::nn::Linear(config.d_model, config.score_heads));
+}
+
+void RewardTransformerImpl::set_cuda_fast_paths(bool split_qkv, bool fused_norm, bool fused_gelu) {
+  if (config_.block != "gpt2") return;
+  for (size_t i = 0; i < blocks_->size(); ++i) {
+    blocks_[i]->as<TransformerBlock>()->set_cuda_fast_paths(split_qkv, fused_norm, fused_gelu);
+  }
 }
 
 torch::Tensor RewardTransformerImpl::ForwardLlama(const torch::Tensor& ids,

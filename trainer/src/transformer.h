@@ -104,10 +104,14 @@ class SelfAttentionImpl : public torch::nn::Module {
   // of forward(x, valid) at `end`, without computing the other queries.
   torch::Tensor ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
                           const torch::Tensor& end);
+  // On CUDA, take q, k and v as column blocks of the projection's output
+  // instead of unbinding it (RewardTransformerImpl::set_cuda_fast_paths).
+  void set_split_qkv(bool on) { split_qkv_ = on; }
 
  private:
   int64_t heads_;
   bool causal_;
+  bool split_qkv_ = true;
   torch::nn::Linear qkv_{nullptr};
   torch::nn::Linear out_{nullptr};
 };
@@ -124,14 +128,22 @@ class TransformerBlockImpl : public torch::nn::Module {
   // only keys and values are computed for them (~1/4 of a block's work).
   torch::Tensor ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
                           const torch::Tensor& end);
+  void set_cuda_fast_paths(bool split_qkv, bool fused_norm, bool fused_gelu) {
+    attn_->set_split_qkv(split_qkv);
+    fused_norm_ = fused_norm;
+    fused_gelu_ = fused_gelu;
+  }
 
  private:
-  // ln(x); a bf16 x (RewardTransformerImpl::set_bf16_residual) stays bf16.
+  // ln(x); a bf16 x (RewardTransformerImpl::set_bf16_residual) stays bf16;
+  // FusedLayerNorm in CUDA bf16-autocast training where it applies.
   torch::Tensor Norm(torch::nn::LayerNorm& ln, const torch::Tensor& x);
   // fc_out(act(fc_in(ln2(h)))).
   torch::Tensor Mlp(const torch::Tensor& h);
 
   bool gelu_tanh_ = false;
+  bool fused_norm_ = true;
+  bool fused_gelu_ = true;
   torch::nn::LayerNorm ln1_{nullptr};
   SelfAttention attn_{nullptr};
   torch::nn::LayerNorm ln2_{nullptr};
@@ -183,6 +195,16 @@ class RewardTransformerImpl : public torch::nn::Module {
   // products. The weights stay fp32 and the head still runs in fp32. Off by
   // default; no effect in eval mode, on the CPU or without autocast.
   void set_bf16_residual(bool on) { bf16_residual_ = on; }
+  // GPT-2 blocks' CUDA training paths, all on by default; the same
+  // computation up to rounding. split_qkv: q, k, v as column blocks of the
+  // fused projection's output (its gradient assembled by one concatenation,
+  // not a stack and a permuting copy). fused_norm, fused_gelu: the
+  // LayerNorms and the MLP's bias + GELU by the trainer's kernels
+  // (fused_ops.h) where the build has them, in bf16-autocast training: bf16
+  // outputs, the gamma/beta and bias gradients summed in the same pass as
+  // the input's. Off: LibTorch's own ops (a baseline for benchmarks, a way
+  // out for an operator).
+  void set_cuda_fast_paths(bool split_qkv, bool fused_norm, bool fused_gelu);
 
  private:
   ModelConfig config_;

@@ -1,0 +1,286 @@
+// The trainer's fused LayerNorm and bias + GELU (fused_ops.h) against
+// LibTorch's layer_norm and gelu:
+// on the CPU its reference implementation (the kernels' algorithm, row by
+// row), on CUDA the kernels themselves, and the reward network's CUDA fast
+// paths (split q/k/v products, the fused LayerNorm) against LibTorch's ops.
+#include "fused_ops.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <iostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "transformer.h"
+
+namespace rlaif::trainer {
+namespace {
+
+// |a - b| / |b| over the whole tensor.
+double RelativeError(const torch::Tensor& a, const torch::Tensor& b) {
+  const auto bf = b.to(torch::kDouble);
+  return (a.to(torch::kDouble) - bf).norm().item<double>() /
+         std::max(bf.norm().item<double>(), 1e-12);
+}
+
+struct LayerNormCase {
+  torch::Tensor x, gamma, beta, dy;  // dy: bf16, the upstream gradient
+};
+
+LayerNormCase MakeCase(std::vector<int64_t> shape, torch::ScalarType dtype,
+                       const torch::Device& device, uint64_t seed) {
+  torch::manual_seed(seed);
+  const int64_t n = shape.back();
+  LayerNormCase c;
+  // An offset and a scale per row: the mean must really be subtracted.
+  c.x = (torch::randn(shape) * 3 + torch::randn(shape).slice(-1, 0, 1) * 5).to(dtype).to(device);
+  c.gamma = (1 + 0.3 * torch::randn({n})).to(device);
+  c.beta = (0.2 * torch::randn({n})).to(device);
+  c.dy = torch::randn(shape).to(torch::kBFloat16).to(device);
+  return c;
+}
+
+struct Grads {
+  torch::Tensor y, dx, dgamma, dbeta;
+};
+
+Grads RunFused(const LayerNormCase& c) {
+  auto x = c.x.detach().clone().requires_grad_(true);
+  auto gamma = c.gamma.detach().clone().requires_grad_(true);
+  auto beta = c.beta.detach().clone().requires_grad_(true);
+  auto y = FusedLayerNorm(x, gamma, beta, 1e-5);
+  (y.to(torch::kFloat) * c.dy.to(torch::kFloat)).sum().backward();
+  return {y.detach(), x.grad(), gamma.grad(), beta.grad()};
+}
+
+// LibTorch's layer_norm on float32 copies: the values FusedLayerNorm rounds.
+Grads RunReference(const LayerNormCase& c) {
+  auto x = c.x.detach().to(torch::kFloat).clone().requires_grad_(true);
+  auto gamma = c.gamma.detach().clone().requires_grad_(true);
+  auto beta = c.beta.detach().clone().requires_grad_(true);
+  namespace F = torch::nn::functional;
+  auto y =
+      F::layer_norm(x, F::LayerNormFuncOptions({c.x.size(-1)}).weight(gamma).bias(beta).eps(1e-5));
+  (y * c.dy.to(torch::kFloat)).sum().backward();
+  return {y.detach(), x.grad(), gamma.grad(), beta.grad()};
+}
+
+void ExpectMatchesReference(const LayerNormCase& c, double dx_tolerance) {
+  const Grads got = RunFused(c), want = RunReference(c);
+  EXPECT_EQ(got.y.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(got.y.sizes(), c.x.sizes());
+  EXPECT_EQ(got.dx.scalar_type(), c.x.scalar_type());
+  EXPECT_EQ(got.dgamma.scalar_type(), torch::kFloat);
+  // The output is the float32 value rounded to bf16: within one bf16 ulp
+  // (at most 2^-7 relative; one where float32 noise tips a rounding).
+  const auto y_error = (got.y.to(torch::kFloat) - want.y).abs();
+  EXPECT_TRUE((y_error <= want.y.abs() * (1.0 / 128) + 1e-5).all().item<bool>())
+      << "largest output error " << y_error.max().item<double>();
+  EXPECT_LT(RelativeError(got.dx, want.dx), dx_tolerance);
+  EXPECT_LT(RelativeError(got.dgamma, want.dgamma), 1e-4);
+  EXPECT_LT(RelativeError(got.dbeta, want.dbeta), 1e-4);
+}
+
+TEST(FusedLayerNorm, MatchesLayerNormAndItsGradientsOnTheCpu) {
+  for (int64_t n : {256, 768}) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    ExpectMatchesReference(MakeCase({3, 5, n}, torch::kFloat, torch::kCPU, 1), 1e-5);
+    // A bf16 input: its gradient is bf16 too (~2^-9 relative per element).
+    ExpectMatchesReference(MakeCase({7, n}, torch::kBFloat16, torch::kCPU, 2), 8e-3);
+  }
+}
+
+TEST(FusedLayerNorm, AppliesOnlyWhereItsKernelsDo) {
+  EXPECT_TRUE(FusedLayerNormApplies(torch::zeros({2, 1024})));
+  EXPECT_TRUE(FusedLayerNormApplies(torch::zeros({512}, torch::kBFloat16)));
+  EXPECT_FALSE(FusedLayerNormApplies(torch::zeros({2, 64})));
+  EXPECT_FALSE(FusedLayerNormApplies(torch::zeros({2, 2048})));
+  EXPECT_FALSE(FusedLayerNormApplies(torch::zeros({2, 256}, torch::kDouble)));
+  EXPECT_FALSE(FusedLayerNormApplies(torch::Tensor()));
+  EXPECT_THROW(FusedLayerNorm(torch::zeros({2, 64}), torch::ones({64}), torch::zeros({64}), 1e-5),
+               c10::Error);
+  EXPECT_THROW(FusedLayerNorm(torch::zeros({2, 256}), torch::ones({64}), torch::zeros({64}), 1e-5),
+               c10::Error);
+}
+
+// The fast paths are CUDA training paths: on the CPU they change nothing.
+TEST(FusedLayerNorm, CudaFastPathsChangeNothingOnTheCpu) {
+  ModelConfig c;
+  c.vocab_size = 300, c.max_len = 32, c.d_model = 256, c.layers = 2, c.heads = 4;
+  RewardTransformer net(c);
+  net->InitWeights(3);
+  torch::manual_seed(4);
+  auto ids = torch::randint(3, c.vocab_size, {4, 20}, torch::kLong);
+  auto lengths = torch::tensor({20, 3, 11, 1}, torch::kLong);
+  net->set_cuda_fast_paths(false, false, false);
+  auto plain = net->forward(ids, lengths);
+  net->set_cuda_fast_paths(true, true, true);
+  EXPECT_TRUE(torch::equal(plain, net->forward(ids, lengths)));
+}
+
+// ---- bias + GELU ----------------------------------------------------------------
+
+struct GeluCase {
+  torch::Tensor h, bias, dy;  // h, dy: bf16
+};
+
+GeluCase MakeGeluCase(int64_t rows, int64_t n, const torch::Device& device, uint64_t seed) {
+  torch::manual_seed(seed);
+  return {(2 * torch::randn({rows, n})).to(torch::kBFloat16).to(device),
+          (0.5 * torch::randn({n})).to(device),
+          torch::randn({rows, n}).to(torch::kBFloat16).to(device)};
+}
+
+struct GeluGrads {
+  torch::Tensor y, dh, dbias;
+};
+
+GeluGrads RunFusedGelu(const GeluCase& c, bool tanh) {
+  auto h = c.h.detach().clone().requires_grad_(true);
+  auto bias = c.bias.detach().clone().requires_grad_(true);
+  auto y = FusedBiasGelu(h, bias, tanh);
+  (y.to(torch::kFloat) * c.dy.to(torch::kFloat)).sum().backward();
+  return {y.detach(), h.grad(), bias.grad()};
+}
+
+// LibTorch's gelu in float32 on the same values.
+GeluGrads RunReferenceGelu(const GeluCase& c, bool tanh) {
+  auto h = c.h.detach().to(torch::kFloat).requires_grad_(true);
+  auto bias = c.bias.detach().clone().requires_grad_(true);
+  auto y = torch::gelu(h + bias, tanh ? "tanh" : "none");
+  (y * c.dy.to(torch::kFloat)).sum().backward();
+  return {y.detach(), h.grad(), bias.grad()};
+}
+
+void ExpectGeluMatchesReference(const GeluCase& c, bool tanh) {
+  const GeluGrads got = RunFusedGelu(c, tanh), want = RunReferenceGelu(c, tanh);
+  EXPECT_EQ(got.y.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(got.dh.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(got.dbias.scalar_type(), torch::kFloat);
+  const auto y_error = (got.y.to(torch::kFloat) - want.y).abs();
+  EXPECT_TRUE((y_error <= want.y.abs() * (1.0 / 128) + 1e-5).all().item<bool>())
+      << "largest output error " << y_error.max().item<double>();
+  const auto dh_error = (got.dh.to(torch::kFloat) - want.dh).abs();
+  EXPECT_TRUE((dh_error <= want.dh.abs() * (1.0 / 128) + 1e-5).all().item<bool>())
+      << "largest input-gradient error " << dh_error.max().item<double>();
+  // The bias gradient sums the bf16-rounded input gradients (as LibTorch's
+  // bias gradient of a bf16 product does): ~2^-9 relative per term.
+  EXPECT_LT(RelativeError(got.dbias, want.dbias), 4e-3);
+}
+
+TEST(FusedBiasGelu, MatchesGeluOfTheBiasedInputAndItsGradientsOnTheCpu) {
+  for (bool tanh : {false, true}) {
+    SCOPED_TRACE(tanh ? "tanh" : "erf");
+    ExpectGeluMatchesReference(MakeGeluCase(37, 24, torch::kCPU, 5), tanh);
+  }
+  EXPECT_TRUE(FusedBiasGeluApplies(torch::zeros({2, 3072}, torch::kBFloat16)));
+  EXPECT_FALSE(FusedBiasGeluApplies(torch::zeros({2, 3072})));  // float
+  EXPECT_FALSE(FusedBiasGeluApplies(torch::zeros({2, 12}, torch::kBFloat16)));
+  EXPECT_THROW(FusedBiasGelu(torch::zeros({2, 8}, torch::kBFloat16), torch::zeros({4}), false),
+               c10::Error);
+}
+
+// ---- GPU (skipped without CUDA) ---------------------------------------------
+
+TEST(FusedLayerNormGpu, BiasGeluKernelsMatchGeluAndAreDeterministic) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  if (!CudaKernelsBuilt()) GTEST_SKIP() << "built without -DRLAIF_CUDA_KERNELS=ON";
+  for (int64_t n : {8, 1024, 3072, 4104}) {
+    for (int64_t rows : {1, 1001, 16384}) {
+      for (bool tanh : {false, true}) {
+        SCOPED_TRACE("n " + std::to_string(n) + ", rows " + std::to_string(rows) +
+                     (tanh ? ", tanh" : ", erf"));
+        const auto c = MakeGeluCase(rows, n, torch::kCUDA, 100 + n + rows);
+        ExpectGeluMatchesReference(c, tanh);
+        const GeluGrads a = RunFusedGelu(c, tanh), b = RunFusedGelu(c, tanh);
+        EXPECT_TRUE(torch::equal(a.y, b.y));
+        EXPECT_TRUE(torch::equal(a.dh, b.dh));
+        EXPECT_TRUE(torch::equal(a.dbias, b.dbias));
+      }
+    }
+  }
+}
+
+TEST(FusedLayerNormGpu, KernelsMatchLayerNormAndAreDeterministic) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  if (!CudaKernelsBuilt()) GTEST_SKIP() << "built without -DRLAIF_CUDA_KERNELS=ON";
+  for (int64_t n : {256, 512, 768, 1024}) {
+    // 16,384 rows: a `base` step's; 1,001: a partial last block of warps.
+    for (int64_t rows : {1001, 16384}) {
+      for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+        SCOPED_TRACE("n " + std::to_string(n) + ", rows " + std::to_string(rows) +
+                     (dtype == torch::kFloat ? ", float" : ", bf16"));
+        const auto c = MakeCase({rows, n}, dtype, torch::kCUDA, 10 + n + rows);
+        ExpectMatchesReference(c, dtype == torch::kFloat ? 1e-5 : 8e-3);
+        const Grads a = RunFused(c), b = RunFused(c);
+        EXPECT_TRUE(torch::equal(a.y, b.y));
+        EXPECT_TRUE(torch::equal(a.dx, b.dx));
+        EXPECT_TRUE(torch::equal(a.dgamma, b.dgamma));
+        EXPECT_TRUE(torch::equal(a.dbeta, b.dbeta));
+      }
+    }
+  }
+  // No rows: an empty output, zero gamma/beta gradients.
+  const auto empty = MakeCase({0, 256}, torch::kFloat, torch::kCUDA, 1);
+  const Grads e = RunFused(empty);
+  EXPECT_EQ(e.y.numel(), 0);
+  EXPECT_EQ(e.dgamma.abs().sum().item<float>(), 0.0f);
+}
+
+// The reward network in CUDA bf16-autocast training, with each fast path on
+// and off, against LibTorch's ops (both off): the same scores and gradients
+// up to bf16 rounding, with the fp32 and the bf16 residual stream.
+TEST(FusedLayerNormGpu, RewardTransformerFastPathsMatchLibTorchsOps) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  ModelConfig c;
+  c.vocab_size = 300, c.max_len = 64, c.d_model = 256, c.layers = 3, c.heads = 4;
+  RewardTransformer net(c);
+  net->InitWeights(7);
+  net->to(torch::kCUDA);
+  net->train();
+  torch::manual_seed(8);
+  auto ids = torch::randint(3, c.vocab_size, {6, 61}, torch::kLong).to(torch::kCUDA);
+  auto lengths = torch::tensor({61, 1, 9, 33, 4, 60}, torch::kLong).to(torch::kCUDA);
+  auto run = [&](bool split, bool norm, bool gelu) {
+    net->set_cuda_fast_paths(split, norm, gelu);
+    torch::Tensor scores;
+    {
+      CudaAutocastScope autocast(true);
+      scores = net->forward(ids, lengths);
+    }
+    (scores * torch::linspace(-1, 1, scores.numel(), scores.options()).view(scores.sizes()))
+        .sum()
+        .backward();
+    std::vector<torch::Tensor> out = {scores.detach().clone()};
+    for (auto& p : net->parameters()) {
+      out.push_back(p.grad().detach().clone());
+      p.mutable_grad() = torch::Tensor();
+    }
+    return out;
+  };
+  for (bool bf16_residual : {false, true}) {
+    net->set_bf16_residual(bf16_residual);
+    const auto base = run(false, false, false);
+    const std::vector<std::vector<bool>> variants = {
+        {true, false, false}, {false, true, false}, {false, false, true}, {true, true, true}};
+    for (const auto& v : variants) {
+      SCOPED_TRACE(std::string(bf16_residual ? "bf16" : "fp32") + " residual, split " +
+                   (v[0] ? "on" : "off") + ", fused norm " + (v[1] ? "on" : "off") +
+                   ", fused bias + GELU " + (v[2] ? "on" : "off"));
+      const auto got = run(v[0], v[1], v[2]);
+      const double score_error = RelativeError(got[0], base[0]);
+      std::cout << "[ info     ] score relative error vs LibTorch's ops: " << score_error << "\n";
+      EXPECT_LT(score_error, 2e-2);
+      const auto names = net->named_parameters().keys();
+      for (size_t i = 1; i < got.size(); ++i) {
+        EXPECT_TRUE(torch::isfinite(got[i]).all().item<bool>()) << names[i - 1];
+        EXPECT_LT(RelativeError(got[i], base[i]), 5e-2) << names[i - 1];
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rlaif::trainer

@@ -1,0 +1,44 @@
+// The trainer's own CUDA kernels (src/cuda/fused_kernels.cu), built only
+// with -DRLAIF_CUDA_KERNELS=ON (nvcc and a CUDA LibTorch). A plain C++
+// interface: raw device pointers and a cudaStream_t passed as void*, so
+// that the .cu file needs neither LibTorch's headers nor its compiler flags.
+// fused_ops.cc is the one caller.
+#pragma once
+
+#include <cstdint>
+
+namespace rlaif::trainer::cuda {
+
+// LayerNorm over rows of n = 256 * v elements, v in [1, 4]: x [rows, n]
+// float (x_bf16 false) or bf16, gamma and beta [n] float; writes y [rows, n]
+// bf16 and each row's mean and 1 / sqrt(var + eps) [rows] float. All
+// pointers 16-byte aligned. Returns a CUDA error code (0 = cudaSuccess).
+int LayerNormForward(const void* x, bool x_bf16, const float* gamma, const float* beta,
+                     int64_t rows, int n, float eps, void* y, float* mean, float* rstd,
+                     void* stream);
+
+// The floats of workspace LayerNormBackward needs for `rows` rows of n.
+int64_t LayerNormBackwardWorkspace(int64_t rows, int n);
+
+// Its backward: dy [rows, n] bf16, x, gamma, mean, rstd as above; writes dx
+// [rows, n] in x's dtype, dgamma and dbeta [n] float (each block sums its
+// rows, then one pass sums the blocks: deterministic on a given device).
+int LayerNormBackward(const void* dy, const void* x, bool x_bf16, const float* gamma,
+                      const float* mean, const float* rstd, int64_t rows, int n, void* dx,
+                      float* dgamma, float* dbeta, float* workspace, void* stream);
+
+// y = gelu(h + bias) (tanh's approximation when `tanh`, else erf's) over h
+// [rows, n] bf16, bias [n] float, n a multiple of 8; y bf16. 16-byte aligned.
+int BiasGeluForward(const void* h, const float* bias, int64_t rows, int n, bool tanh, void* y,
+                    void* stream);
+
+// The floats of workspace BiasGeluBackward needs.
+int64_t BiasGeluBackwardWorkspace(int64_t rows, int n);
+
+// Its backward from dy [rows, n] bf16: dh = dy * gelu'(h + bias) (bf16) and
+// dbias = the column sums of dh's float values (partial sums per block,
+// then summed in a fixed order).
+int BiasGeluBackward(const void* dy, const void* h, const float* bias, int64_t rows, int n,
+                     bool tanh, void* dh, float* dbias, float* workspace, void* stream);
+
+}  // namespace rlaif::trainer::cuda

@@ -1,0 +1,302 @@
+#include "fused_ops.h"
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#ifdef RLAIF_CUDA_KERNELS
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "fused_kernels.h"
+#endif
+
+namespace rlaif::trainer {
+
+bool CudaKernelsBuilt() {
+#ifdef RLAIF_CUDA_KERNELS
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool FusedLayerNormApplies(const torch::Tensor& x) {
+  if (!x.defined() || x.dim() < 1) return false;
+  if (x.scalar_type() != torch::kFloat && x.scalar_type() != torch::kBFloat16) return false;
+  const int64_t n = x.size(-1);
+  if (n != 256 && n != 512 && n != 768 && n != 1024) return false;
+  if (x.is_cuda()) return CudaKernelsBuilt();
+  return x.is_cpu();
+}
+
+namespace {
+
+// ---- The CPU reference: the kernels' algorithm, row by row ------------------
+
+void ForwardCpu(const torch::Tensor& x, const torch::Tensor& gamma, const torch::Tensor& beta,
+                double eps, torch::Tensor& y, torch::Tensor& mean, torch::Tensor& rstd) {
+  const int64_t n = x.size(-1), rows = x.numel() / n;
+  auto xf = x.to(torch::kFloat).view({rows, n});
+  auto out = torch::empty({rows, n}, torch::kFloat);
+  const float* xp = xf.data_ptr<float>();
+  const float* g = gamma.data_ptr<float>();
+  const float* b = beta.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  float* mp = mean.data_ptr<float>();
+  float* rp = rstd.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = xp + r * n;
+    float sum = 0;
+    for (int64_t c = 0; c < n; ++c) sum += row[c];
+    const float mu = sum / static_cast<float>(n);
+    float squares = 0;
+    for (int64_t c = 0; c < n; ++c) squares += (row[c] - mu) * (row[c] - mu);
+    const float rs = 1.0f / std::sqrt(squares / static_cast<float>(n) + static_cast<float>(eps));
+    for (int64_t c = 0; c < n; ++c) op[r * n + c] = (row[c] - mu) * rs * g[c] + b[c];
+    mp[r] = mu;
+    rp[r] = rs;
+  }
+  y = out.to(torch::kBFloat16).view(x.sizes());
+}
+
+void BackwardCpu(const torch::Tensor& dy, const torch::Tensor& x, const torch::Tensor& gamma,
+                 const torch::Tensor& mean, const torch::Tensor& rstd, torch::Tensor& dx,
+                 torch::Tensor& dgamma, torch::Tensor& dbeta) {
+  const int64_t n = x.size(-1), rows = x.numel() / n;
+  auto xf = x.to(torch::kFloat).view({rows, n});
+  auto df = dy.to(torch::kFloat).view({rows, n});
+  auto out = torch::empty({rows, n}, torch::kFloat);
+  dgamma = torch::zeros({n}, torch::kFloat);
+  dbeta = torch::zeros({n}, torch::kFloat);
+  const float* xp = xf.data_ptr<float>();
+  const float* dp = df.data_ptr<float>();
+  const float* w = gamma.data_ptr<float>();
+  const float* mp = mean.data_ptr<float>();
+  const float* rp = rstd.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  float* dg = dgamma.data_ptr<float>();
+  float* db = dbeta.data_ptr<float>();
+  std::vector<float> xhat(static_cast<size_t>(n)), g(static_cast<size_t>(n));
+  for (int64_t r = 0; r < rows; ++r) {
+    float sum_g = 0, sum_gx = 0;
+    for (int64_t c = 0; c < n; ++c) {
+      const float d = dp[r * n + c];
+      xhat[c] = (xp[r * n + c] - mp[r]) * rp[r];
+      g[c] = d * w[c];
+      sum_g += g[c];
+      sum_gx += g[c] * xhat[c];
+      dg[c] += d * xhat[c];
+      db[c] += d;
+    }
+    const float mean_g = sum_g / static_cast<float>(n), mean_gx = sum_gx / static_cast<float>(n);
+    for (int64_t c = 0; c < n; ++c) op[r * n + c] = rp[r] * (g[c] - mean_g - xhat[c] * mean_gx);
+  }
+  dx = out.to(x.scalar_type()).view(x.sizes());
+}
+
+#ifdef RLAIF_CUDA_KERNELS
+void CheckCuda(int status, const char* what) {
+  TORCH_CHECK(status == 0, what, ": CUDA error ", status, " (",
+              cudaGetErrorString(static_cast<cudaError_t>(status)), ")");
+}
+
+bool Aligned16(const torch::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+}
+#endif
+
+class FusedLayerNormFunction : public torch::autograd::Function<FusedLayerNormFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& gamma, const torch::Tensor& beta, double eps) {
+    auto xc = x.contiguous();
+    auto g = gamma.to(torch::kFloat).contiguous();
+    auto b = beta.to(torch::kFloat).contiguous();
+    const int64_t n = xc.size(-1), rows = xc.numel() / n;
+    const auto stats = xc.options().dtype(torch::kFloat);
+    auto mean = torch::empty({rows}, stats), rstd = torch::empty({rows}, stats);
+    torch::Tensor y;
+    if (xc.is_cuda()) {
+#ifdef RLAIF_CUDA_KERNELS
+      const c10::cuda::CUDAGuard guard(xc.device());
+      TORCH_CHECK(Aligned16(xc) && Aligned16(g) && Aligned16(b),
+                  "FusedLayerNorm: unaligned tensors");
+      y = torch::empty(xc.sizes(), xc.options().dtype(torch::kBFloat16));
+      CheckCuda(cuda::LayerNormForward(xc.data_ptr(), xc.scalar_type() == torch::kBFloat16,
+                                       g.data_ptr<float>(), b.data_ptr<float>(), rows,
+                                       static_cast<int>(n), static_cast<float>(eps), y.data_ptr(),
+                                       mean.data_ptr<float>(), rstd.data_ptr<float>(),
+                                       c10::cuda::getCurrentCUDAStream().stream()),
+                "FusedLayerNorm forward");
+#else
+      TORCH_CHECK(false, "FusedLayerNorm: built without the CUDA kernels");
+#endif
+    } else {
+      ForwardCpu(xc, g, b, eps, y, mean, rstd);
+    }
+    ctx->save_for_backward({xc, g, mean, rstd});
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& g = saved[1];
+    const auto& mean = saved[2];
+    const auto& rstd = saved[3];
+    auto dy = grads[0].to(torch::kBFloat16).contiguous();
+    torch::Tensor dx, dgamma, dbeta;
+    if (x.is_cuda()) {
+#ifdef RLAIF_CUDA_KERNELS
+      const int64_t n = x.size(-1), rows = x.numel() / n;
+      const c10::cuda::CUDAGuard guard(x.device());
+      TORCH_CHECK(Aligned16(dy), "FusedLayerNorm: unaligned gradient");
+      const auto floats = x.options().dtype(torch::kFloat);
+      dx = torch::empty_like(x);
+      dgamma = torch::empty({n}, floats);
+      dbeta = torch::empty({n}, floats);
+      auto workspace =
+          torch::empty({cuda::LayerNormBackwardWorkspace(rows, static_cast<int>(n))}, floats);
+      CheckCuda(
+          cuda::LayerNormBackward(
+              dy.data_ptr(), x.data_ptr(), x.scalar_type() == torch::kBFloat16, g.data_ptr<float>(),
+              mean.data_ptr<float>(), rstd.data_ptr<float>(), rows, static_cast<int>(n),
+              dx.data_ptr(), dgamma.data_ptr<float>(), dbeta.data_ptr<float>(),
+              workspace.data_ptr<float>(), c10::cuda::getCurrentCUDAStream().stream()),
+          "FusedLayerNorm backward");
+#else
+      TORCH_CHECK(false, "FusedLayerNorm: built without the CUDA kernels");
+#endif
+    } else {
+      BackwardCpu(dy, x, g, mean, rstd, dx, dgamma, dbeta);
+    }
+    return {dx, dgamma, dbeta, torch::Tensor()};
+  }
+};
+
+// ---- bias + GELU ---------------------------------------------------------------
+
+float GeluCpu(float x, bool tanh) {
+  if (tanh) {
+    const float inner = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (1.0f + std::tanh(inner));
+  }
+  return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
+}
+
+float GeluGradCpu(float x, bool tanh) {
+  if (tanh) {
+    const float k = 0.7978845608028654f, c = 0.044715f;
+    const float t = std::tanh(k * (x + c * x * x * x));
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * c * x * x);
+  }
+  const float cdf = 0.5f * (1.0f + std::erf(x * 0.7071067811865476f));
+  return cdf + x * 0.3989422804014327f * std::exp(-0.5f * x * x);
+}
+
+class FusedBiasGeluFunction : public torch::autograd::Function<FusedBiasGeluFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h,
+                               const torch::Tensor& bias, bool tanh) {
+    auto hc = h.contiguous();
+    auto b = bias.to(torch::kFloat).contiguous();
+    const int64_t n = hc.size(-1), rows = hc.numel() / n;
+    torch::Tensor y;
+    if (hc.is_cuda()) {
+#ifdef RLAIF_CUDA_KERNELS
+      const c10::cuda::CUDAGuard guard(hc.device());
+      TORCH_CHECK(Aligned16(hc) && Aligned16(b), "FusedBiasGelu: unaligned tensors");
+      y = torch::empty_like(hc);
+      CheckCuda(
+          cuda::BiasGeluForward(hc.data_ptr(), b.data_ptr<float>(), rows, static_cast<int>(n), tanh,
+                                y.data_ptr(), c10::cuda::getCurrentCUDAStream().stream()),
+          "FusedBiasGelu forward");
+#else
+      TORCH_CHECK(false, "FusedBiasGelu: built without the CUDA kernels");
+#endif
+    } else {
+      auto x = hc.to(torch::kFloat).view({rows, n}).clone();
+      float* xp = x.data_ptr<float>();
+      const float* bp = b.data_ptr<float>();
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < n; ++c) xp[r * n + c] = GeluCpu(xp[r * n + c] + bp[c], tanh);
+      }
+      y = x.to(torch::kBFloat16).view(hc.sizes());
+    }
+    ctx->save_for_backward({hc, b});
+    ctx->saved_data["tanh"] = tanh;
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& h = saved[0];
+    const auto& b = saved[1];
+    const bool tanh = ctx->saved_data["tanh"].toBool();
+    auto dy = grads[0].to(torch::kBFloat16).contiguous();
+    const int64_t n = h.size(-1), rows = h.numel() / n;
+    torch::Tensor dh, dbias;
+    if (h.is_cuda()) {
+#ifdef RLAIF_CUDA_KERNELS
+      const c10::cuda::CUDAGuard guard(h.device());
+      TORCH_CHECK(Aligned16(dy), "FusedBiasGelu: unaligned gradient");
+      const auto floats = h.options().dtype(torch::kFloat);
+      dh = torch::empty_like(h);
+      dbias = torch::empty({n}, floats);
+      auto workspace =
+          torch::empty({cuda::BiasGeluBackwardWorkspace(rows, static_cast<int>(n))}, floats);
+      CheckCuda(cuda::BiasGeluBackward(dy.data_ptr(), h.data_ptr(), b.data_ptr<float>(), rows,
+                                       static_cast<int>(n), tanh, dh.data_ptr(),
+                                       dbias.data_ptr<float>(), workspace.data_ptr<float>(),
+                                       c10::cuda::getCurrentCUDAStream().stream()),
+                "FusedBiasGelu backward");
+#else
+      TORCH_CHECK(false, "FusedBiasGelu: built without the CUDA kernels");
+#endif
+    } else {
+      auto x = h.to(torch::kFloat).view({rows, n});
+      auto d = dy.to(torch::kFloat).view({rows, n}).clone();
+      const float* xp = x.data_ptr<float>();
+      const float* bp = b.data_ptr<float>();
+      float* dp = d.data_ptr<float>();
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < n; ++c) dp[r * n + c] *= GeluGradCpu(xp[r * n + c] + bp[c], tanh);
+      }
+      dh = d.to(torch::kBFloat16).view(h.sizes());
+      dbias = dh.to(torch::kFloat).view({rows, n}).sum(0);  // of dh as returned, as on CUDA
+    }
+    return {dh, dbias, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool FusedBiasGeluApplies(const torch::Tensor& h) {
+  if (!h.defined() || h.dim() < 1 || h.scalar_type() != torch::kBFloat16) return false;
+  if (h.size(-1) % 8 != 0 || h.size(-1) == 0) return false;
+  if (h.is_cuda()) return CudaKernelsBuilt();
+  return h.is_cpu();
+}
+
+torch::Tensor FusedBiasGelu(const torch::Tensor& h, const torch::Tensor& bias, bool tanh) {
+  TORCH_CHECK(FusedBiasGeluApplies(h), "FusedBiasGelu: unsupported input (dtype ", h.scalar_type(),
+              ", last dimension ", h.dim() > 0 ? h.size(-1) : 0, ")");
+  TORCH_CHECK(bias.numel() == h.size(-1),
+              "FusedBiasGelu: bias must have the last dimension's size");
+  return FusedBiasGeluFunction::apply(h, bias, tanh);
+}
+
+torch::Tensor FusedLayerNorm(const torch::Tensor& x, const torch::Tensor& gamma,
+                             const torch::Tensor& beta, double eps) {
+  TORCH_CHECK(FusedLayerNormApplies(x), "FusedLayerNorm: unsupported input (dtype ",
+              x.scalar_type(), ", last dimension ", x.dim() > 0 ? x.size(-1) : 0, ")");
+  TORCH_CHECK(gamma.numel() == x.size(-1) && beta.numel() == x.size(-1),
+              "FusedLayerNorm: gamma and beta must have the last dimension's size");
+  return FusedLayerNormFunction::apply(x, gamma, beta, eps);
+}
+
+}  // namespace rlaif::trainer

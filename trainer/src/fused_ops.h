@@ -1,0 +1,35 @@
+// Differentiable operations the trainer runs with its own kernels
+// (fused_kernels.h) on CUDA. Includes LibTorch: trainer translation units only.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace rlaif::trainer {
+
+// Whether this build has the trainer's CUDA kernels (-DRLAIF_CUDA_KERNELS=ON).
+bool CudaKernelsBuilt();
+
+// Whether FusedLayerNorm takes `x`: float or bf16, a last dimension of 256,
+// 512, 768 or 1024, on the CPU (a reference implementation of the same
+// algorithm, for tests) or on CUDA in a build with the kernels.
+bool FusedLayerNormApplies(const torch::Tensor& x);
+
+// LayerNorm over x's last dimension with float gamma and beta, returning
+// bf16 (what a bf16 matrix product reads next): the same values as
+// layer_norm(x.float(), gamma, beta, eps) rounded to bf16, with the
+// statistics and gradients computed in float32. Differentiable in x, gamma
+// and beta; x's gradient has x's dtype, gamma's and beta's are float.
+torch::Tensor FusedLayerNorm(const torch::Tensor& x, const torch::Tensor& gamma,
+                             const torch::Tensor& beta, double eps);
+
+// Whether FusedBiasGelu takes `h`: bf16 with a last dimension that is a
+// multiple of 8, on the CPU (reference) or on CUDA in a build with the kernels.
+bool FusedBiasGeluApplies(const torch::Tensor& h);
+
+// gelu(h + bias) (tanh's approximation when `tanh`) in bf16, from h bf16 (a
+// product's output without its bias) and bias float [n], computed in float.
+// Differentiable in h and bias: h's gradient is bf16 and bias's, float, is
+// the column sums of it, computed in the same pass (no separate reduction).
+torch::Tensor FusedBiasGelu(const torch::Tensor& h, const torch::Tensor& bias, bool tanh);
+
+}  // namespace rlaif::trainer
