@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
   model->set_bf16_residual(f["residual"] == "bf16");
   model->set_cuda_fast_paths(f["qkv"] == "split", f["layernorm"] == "rlaif", f["gelu"] == "rlaif");
   // What ran: the trainer's kernels only where this build has them.
-  const bool no_kernels = device.is_cuda() && !rlaif::trainer::CudaKernelsBuilt();
+  const bool no_kernels = device.is_cuda() && !rlaif::trainer::CudaKernelsUsable();
   const std::string layernorm = no_kernels ? "aten" : f["layernorm"];
   const std::string gelu = no_kernels ? "aten" : f["gelu"];
   model->train();

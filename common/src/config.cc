@@ -520,6 +520,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
     r.Double("length_damping", &c.trainer.length_damping, 0, 1);
     r.String("length_debias", &c.trainer.length_debias, false, {"longer", "both"});
     r.Bool("cuda_bf16_residual", &c.trainer.cuda_bf16_residual);
+    r.Bool("cuda_fast_paths", &c.trainer.cuda_fast_paths);
     if (const json* m = r.Object("model")) {
       ObjectReader mr(*m, "trainer.model", &problems);
       mr.String("type", &c.trainer.model.type, false, {"transformer", "linear", "ensemble"});

@@ -112,7 +112,7 @@ int RunTrainCommand(const std::vector<std::string>& args) {
                          "weight-decay", "warmup", "validations-per-epoch", "length-damping",
                          "length-balance", "transformer-residual", "length-decorrelation",
                          "length-debias", "resume-dir", "checkpoint-every", "init-from",
-                         "tokenizer", "cuda-bf16-residual", "backbone"},
+                         "tokenizer", "cuda-bf16-residual", "cuda-fast-paths", "backbone"},
                   &f)) {
     return 2;
   }
@@ -155,13 +155,15 @@ int RunTrainCommand(const std::vector<std::string>& args) {
       !ParseNumber(f, "transformer-residual", &opt.transformer_residual) ||
       !ParseNumber(f, "length-decorrelation", &opt.length_decorrelation) ||
       !ParseNumber(f, "checkpoint-every", &opt.checkpoint_every_steps) ||
-      !ParseNumber(f, "cuda-bf16-residual", &opt.cuda_bf16_residual)) {
+      !ParseNumber(f, "cuda-bf16-residual", &opt.cuda_bf16_residual) ||
+      !ParseNumber(f, "cuda-fast-paths", &opt.cuda_fast_paths)) {
     return 2;
   }
-  if (f.count("cuda-bf16-residual") && f["cuda-bf16-residual"] != "0" &&
-      f["cuda-bf16-residual"] != "1") {
-    std::cerr << "--cuda-bf16-residual must be 0 or 1\n";
-    return 2;
+  for (const char* flag : {"cuda-bf16-residual", "cuda-fast-paths"}) {
+    if (f.count(flag) && f[flag] != "0" && f[flag] != "1") {
+      std::cerr << "--" << flag << " must be 0 or 1\n";
+      return 2;
+    }
   }
   if (f.count("length-debias")) {
     if (f["length-debias"] != "longer" && f["length-debias"] != "both") {

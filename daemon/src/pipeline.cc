@@ -179,6 +179,7 @@ trainer::TrainOptions TrainOptionsFromConfig(const Config& config) {
   }
   opt.device = t.device;
   opt.cuda_bf16_residual = t.cuda_bf16_residual;
+  opt.cuda_fast_paths = t.cuda_fast_paths;
   opt.preset = t.model.preset;
   opt.vocab_size = t.model.vocab_size;
   opt.max_len = t.model.max_len;
@@ -956,6 +957,10 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                             // The transformer's residual stream while training
                             // (trainer.cuda_bf16_residual applies on CUDA only).
                             {"residual", res->residual},
+                            // "rlaif" when the trainer's CUDA kernels ran
+                            // (trainer.cuda_fast_paths), "libtorch" when
+                            // not, "" off CUDA or for Llama blocks.
+                            {"cuda_kernels", res->cuda_kernels},
                             {"trigger", trigger},
                             {"refresh", refresh},
                             {"model_type", res->model_type}};

@@ -98,6 +98,7 @@ TEST(ConfigTest, RefreshAndAnchorKeys) {
   j["trainer"]["anchor_pairs"] = "/etc/rlaifd/anchor.jsonl";
   j["trainer"]["gate"] = {{"anchor_max_regression", 0.05}};
   j["trainer"]["model"]["tokenizer_file"] = "/etc/rlaifd/tokenizer.json";
+  j["trainer"]["cuda_fast_paths"] = false;
   auto ok = ParseConfig(j.dump());
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_EQ(ok->trainer.model.tokenizer_file, "/etc/rlaifd/tokenizer.json");
@@ -106,6 +107,8 @@ TEST(ConfigTest, RefreshAndAnchorKeys) {
   EXPECT_DOUBLE_EQ(defaults->trainer.length_damping, 0.5);
   EXPECT_EQ(defaults->trainer.length_debias, "longer");
   EXPECT_EQ(ok->trainer.mode, "scratch");
+  EXPECT_TRUE(defaults->trainer.cuda_fast_paths);
+  EXPECT_FALSE(ok->trainer.cuda_fast_paths);
   EXPECT_DOUBLE_EQ(ok->trainer.replay_ratio, 2.5);
   EXPECT_DOUBLE_EQ(ok->trainer.gate.anchor_max_regression, 0.05);
 

@@ -8,15 +8,22 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "rlaif/trainer/reward_model.h"
+#include "test_util.h"
+#include "trainer/trainer_test_util.h"
 #include "transformer.h"
 
 namespace rlaif::trainer {
 namespace {
+
+using rlaif::testing::TempDir;
 
 // |a - b| / |b| over the whole tensor.
 double RelativeError(const torch::Tensor& a, const torch::Tensor& b) {
@@ -182,11 +189,48 @@ TEST(FusedBiasGelu, MatchesGeluOfTheBiasedInputAndItsGradientsOnTheCpu) {
                c10::Error);
 }
 
+// What a training run records about its CUDA step (config.json's
+// training.cuda_kernels, TrainResult::cuda_kernels): "" on the CPU.
+std::string TrainedKernels(const std::string& device, bool fast_paths, const std::string& dir) {
+  TrainOptions o;
+  o.device = device;
+  o.preset = "tiny";
+  o.epochs = 1;
+  o.model_type = "transformer";
+  o.cuda_fast_paths = fast_paths;
+  auto res = TrainRewardModel(testing::BananaPairs(200, 1), testing::BananaPairs(60, 2), dir, o);
+  if (!res.ok()) {
+    ADD_FAILURE() << res.status().ToString();
+    return "(failed)";
+  }
+  std::ifstream in(dir + "/config.json");
+  const auto config = nlohmann::json::parse(in);
+  EXPECT_EQ(config["training"]["cuda_kernels"], res->cuda_kernels);
+  return res->cuda_kernels;
+}
+
+TEST(FusedLayerNorm, TrainingOnTheCpuRecordsNoCudaKernels) {
+  TempDir dir;
+  EXPECT_EQ(TrainedKernels("cpu", true, dir.Sub("m")), "");
+}
+
 // ---- GPU (skipped without CUDA) ---------------------------------------------
+
+// On CUDA the run records whether the trainer's kernels ran: with the fast
+// paths on, exactly where they run on this device; off, LibTorch's ops.
+TEST(FusedLayerNormGpu, TrainingRecordsWhichKernelsRan) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  TempDir dir;
+  EXPECT_EQ(TrainedKernels("cuda", true, dir.Sub("on")),
+            CudaKernelsUsable() ? "rlaif" : "libtorch");
+  EXPECT_EQ(TrainedKernels("cuda", false, dir.Sub("off")), "libtorch");
+}
 
 TEST(FusedLayerNormGpu, BiasGeluKernelsMatchGeluAndAreDeterministic) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  if (!CudaKernelsBuilt()) GTEST_SKIP() << "built without -DRLAIF_CUDA_KERNELS=ON";
+  if (!CudaKernelsBuilt()) GTEST_SKIP() << "built without the CUDA kernels (RLAIF_CUDA_KERNELS)";
+  ASSERT_TRUE(CudaKernelsUsable())
+      << "built, but with no code for this GPU (RLAIF_CUDA_ARCHITECTURES)";
   for (int64_t n : {8, 1024, 3072, 4104}) {
     for (int64_t rows : {1, 1001, 16384}) {
       for (bool tanh : {false, true}) {
@@ -205,7 +249,9 @@ TEST(FusedLayerNormGpu, BiasGeluKernelsMatchGeluAndAreDeterministic) {
 
 TEST(FusedLayerNormGpu, KernelsMatchLayerNormAndAreDeterministic) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  if (!CudaKernelsBuilt()) GTEST_SKIP() << "built without -DRLAIF_CUDA_KERNELS=ON";
+  if (!CudaKernelsBuilt()) GTEST_SKIP() << "built without the CUDA kernels (RLAIF_CUDA_KERNELS)";
+  ASSERT_TRUE(CudaKernelsUsable())
+      << "built, but with no code for this GPU (RLAIF_CUDA_ARCHITECTURES)";
   for (int64_t n : {256, 512, 768, 1024}) {
     // 16,384 rows: a `base` step's; 1,001: a partial last block of warps.
     for (int64_t rows : {1001, 16384}) {

@@ -9,6 +9,10 @@
 
 namespace rlaif::trainer::cuda {
 
+// 0 (cudaSuccess) when the current device can run these kernels (the build
+// holds code for its architecture), else the CUDA error code.
+int KernelsUsable();
+
 // LayerNorm over rows of n = 256 * v elements, v in [1, 4]: x [rows, n]
 // float (x_bf16 false) or bf16, gamma and beta [n] float; writes y [rows, n]
 // bf16 and each row's mean and 1 / sqrt(var + eps) [rows] float. All

@@ -22,12 +22,21 @@ bool CudaKernelsBuilt() {
 #endif
 }
 
+bool CudaKernelsUsable() {
+#ifdef RLAIF_CUDA_KERNELS
+  static const bool usable = torch::cuda::is_available() && cuda::KernelsUsable() == 0;
+  return usable;
+#else
+  return false;
+#endif
+}
+
 bool FusedLayerNormApplies(const torch::Tensor& x) {
   if (!x.defined() || x.dim() < 1) return false;
   if (x.scalar_type() != torch::kFloat && x.scalar_type() != torch::kBFloat16) return false;
   const int64_t n = x.size(-1);
   if (n != 256 && n != 512 && n != 768 && n != 1024) return false;
-  if (x.is_cuda()) return CudaKernelsBuilt();
+  if (x.is_cuda()) return CudaKernelsUsable();
   return x.is_cpu();
 }
 
@@ -278,7 +287,7 @@ class FusedBiasGeluFunction : public torch::autograd::Function<FusedBiasGeluFunc
 bool FusedBiasGeluApplies(const torch::Tensor& h) {
   if (!h.defined() || h.dim() < 1 || h.scalar_type() != torch::kBFloat16) return false;
   if (h.size(-1) % 8 != 0 || h.size(-1) == 0) return false;
-  if (h.is_cuda()) return CudaKernelsBuilt();
+  if (h.is_cuda()) return CudaKernelsUsable();
   return h.is_cpu();
 }
 

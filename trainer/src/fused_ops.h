@@ -6,12 +6,16 @@
 
 namespace rlaif::trainer {
 
-// Whether this build has the trainer's CUDA kernels (-DRLAIF_CUDA_KERNELS=ON).
+// Whether this build has the trainer's CUDA kernels (RLAIF_CUDA_KERNELS).
 bool CudaKernelsBuilt();
+
+// Whether they run on this process's CUDA device: built, a device present,
+// and code for its architecture in the build (checked once, then cached).
+bool CudaKernelsUsable();
 
 // Whether FusedLayerNorm takes `x`: float or bf16, a last dimension of 256,
 // 512, 768 or 1024, on the CPU (a reference implementation of the same
-// algorithm, for tests) or on CUDA in a build with the kernels.
+// algorithm, for tests) or on CUDA where CudaKernelsUsable().
 bool FusedLayerNormApplies(const torch::Tensor& x);
 
 // LayerNorm over x's last dimension with float gamma and beta, returning
@@ -23,7 +27,7 @@ torch::Tensor FusedLayerNorm(const torch::Tensor& x, const torch::Tensor& gamma,
                              const torch::Tensor& beta, double eps);
 
 // Whether FusedBiasGelu takes `h`: bf16 with a last dimension that is a
-// multiple of 8, on the CPU (reference) or on CUDA in a build with the kernels.
+// multiple of 8, on the CPU (reference) or on CUDA where CudaKernelsUsable().
 bool FusedBiasGeluApplies(const torch::Tensor& h);
 
 // gelu(h + bias) (tanh's approximation when `tanh`) in bf16, from h bf16 (a

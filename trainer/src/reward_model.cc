@@ -23,6 +23,7 @@
 #include <unordered_map>
 
 #include "cluster_stats.h"
+#include "fused_ops.h"
 #include "hf_backbone.h"
 #include "linear_model.h"
 #include "optim.h"
@@ -1544,6 +1545,8 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   }
   net->to(device);
   net->set_bf16_residual(options.cuda_bf16_residual);  // GPT-2 blocks only; llama ignores it
+  net->set_cuda_fast_paths(options.cuda_fast_paths, options.cuda_fast_paths,
+                           options.cuda_fast_paths);  // likewise
   net->train();
   auto optimizer = MakeOptimizer(net, options);
   std::mt19937_64 rng(options.seed ^ 0x5eed0f0b47c4e5ULL);
@@ -2056,6 +2059,9 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       want_transformer && use_bf16 && options.cuda_bf16_residual && config->block == "gpt2"
           ? "bf16"
           : "fp32";
+  if (want_transformer && use_bf16 && config->block == "gpt2") {
+    result.cuda_kernels = options.cuda_fast_paths && CudaKernelsUsable() ? "rlaif" : "libtorch";
+  }
 
   // 1. The linear model (baseline, ensemble member or the model itself).
   LinearConfig linear_config;
@@ -2386,6 +2392,7 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
         {"device", result.device},
         {"precision", use_bf16 ? "bf16-autocast" : "fp32"},
         {"residual", result.residual},
+        {"cuda_kernels", result.cuda_kernels},
         {"epochs", options.epochs},
         {"batch_size", options.batch_size},
         {"learning_rate", options.learning_rate},

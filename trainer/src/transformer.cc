@@ -186,7 +186,7 @@ TransformerBlockImpl::TransformerBlockImpl(const ModelConfig& config)
 
 torch::Tensor TransformerBlockImpl::Mlp(const torch::Tensor& h) {
   auto m = Norm(ln2_, h);
-  if (fused_gelu_ && is_training() && m.is_cuda() && CudaKernelsBuilt() && CudaAutocastEnabled() &&
+  if (fused_gelu_ && is_training() && m.is_cuda() && CudaKernelsUsable() && CudaAutocastEnabled() &&
       CudaAutocastDtype() == at::kBFloat16) {
     // The product without its bias, then the trainer's kernel adds the bias
     // and applies GELU, and in backward sums the bias gradient in the same

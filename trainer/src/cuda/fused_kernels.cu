@@ -187,13 +187,17 @@ __global__ void LayerNormBackwardKernel(const __nv_bfloat16* __restrict__ dy,
   BlockPartial<V>(acc_beta, shared, partial_beta + static_cast<int64_t>(blockIdx.x) * n);
 }
 
-// out[c] = sum over p < parts of partial[p, c], for two arrays at once
-// (blockIdx.y picks which). Each column's order is fixed: deterministic.
-__global__ void SumPartialsKernel(const float* __restrict__ partial_gamma,
-                                  const float* __restrict__ partial_beta, int parts, int n,
-                                  float* __restrict__ dgamma, float* __restrict__ dbeta) {
+// Up to two column sums in one launch: blockIdx.y picks the pair.
+struct PartialSums {
+  const float* partial[2];  // [parts, n] each
+  float* out[2];            // [n] each
+};
+
+// out[c] = sum over p < parts of partial[p, c], for gridDim.y (1 or 2)
+// arrays at once. Each column's order is fixed: deterministic.
+__global__ void SumPartialsKernel(PartialSums sums, int parts, int n) {
   __shared__ float shared[kSumRowThreads][kSumColumns + 1];
-  const float* partial = blockIdx.y == 0 ? partial_gamma : partial_beta;
+  const float* partial = sums.partial[blockIdx.y];
   const int c = blockIdx.x * kSumColumns + threadIdx.x;
   float total = 0;
   if (c < n) {
@@ -206,7 +210,7 @@ __global__ void SumPartialsKernel(const float* __restrict__ partial_gamma,
     float sum = 0;
 #pragma unroll
     for (int r = 0; r < kSumRowThreads; ++r) sum += shared[r][threadIdx.x];
-    (blockIdx.y == 0 ? dgamma : dbeta)[c] = sum;
+    sums.out[blockIdx.y][c] = sum;
   }
 }
 
@@ -331,12 +335,22 @@ int Backward(const void* dy, const void* x, const float* gamma, const float* mea
   int status = static_cast<int>(cudaGetLastError());
   if (status != 0) return status;
   const dim3 grid((n + kSumColumns - 1) / kSumColumns, 2);
-  SumPartialsKernel<<<grid, dim3(kSumColumns, kSumRowThreads), 0, stream>>>(
-      partial_gamma, partial_beta, blocks, n, dgamma, dbeta);
+  const PartialSums sums = {{partial_gamma, partial_beta}, {dgamma, dbeta}};
+  SumPartialsKernel<<<grid, dim3(kSumColumns, kSumRowThreads), 0, stream>>>(sums, blocks, n);
   return static_cast<int>(cudaGetLastError());
 }
 
 }  // namespace
+
+int KernelsUsable() {
+  // Fails with cudaErrorInvalidDeviceFunction (or NoKernelImageForDevice)
+  // where the build holds no code this device can run.
+  cudaFuncAttributes attributes;
+  const cudaError_t status =
+      cudaFuncGetAttributes(&attributes, LayerNormForwardKernel<__nv_bfloat16, 3>);
+  if (status != cudaSuccess) cudaGetLastError();  // not sticky: clear it
+  return static_cast<int>(status);
+}
 
 int LayerNormForward(const void* x, bool x_bf16, const float* gamma, const float* beta,
                      int64_t rows, int n, float eps, void* y, float* mean, float* rstd,
@@ -426,10 +440,9 @@ int BiasGeluBackward(const void* dy, const void* h, const float* bias, int64_t r
       n / kVec, tanh, static_cast<__nv_bfloat16*>(dh), workspace);
   const int status = static_cast<int>(cudaGetLastError());
   if (status != 0) return status;
-  // One array: blockIdx.y is always 0, so only the first pair is used.
+  const PartialSums sums = {{workspace, nullptr}, {dbias, nullptr}};  // one array: grid.y 1
   SumPartialsKernel<<<dim3((n + kSumColumns - 1) / kSumColumns, 1),
-                      dim3(kSumColumns, kSumRowThreads), 0, s>>>(
-      workspace, workspace, static_cast<int>(grid.y), n, dbias, dbias);
+                      dim3(kSumColumns, kSumRowThreads), 0, s>>>(sums, static_cast<int>(grid.y), n);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -202,6 +202,11 @@ struct TrainerConfig {
   // LayerNorms in bf16 (TrainOptions::cuda_bf16_residual; ~12% faster steps
   // for `base` on an H100, bench/RESULTS.md). Default false.
   bool cuda_bf16_residual = false;
+  // CUDA only: the GPT-2 blocks' training fast paths (q/k/v as column
+  // blocks, the trainer's LayerNorm and bias + GELU kernels where the build
+  // has them; TrainOptions::cuda_fast_paths). Default true; false runs
+  // LibTorch's own ops.
+  bool cuda_fast_paths = true;
   ModelConfig model;
   GateConfig gate;
 };

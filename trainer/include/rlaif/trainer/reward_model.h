@@ -56,6 +56,12 @@ struct TrainOptions {
   // bf16 under autocast instead of fp32 (bench/RESULTS.md, "Training step on
   // the GPU"). Default false.
   bool cuda_bf16_residual = false;
+  // CUDA only, GPT-2 blocks: the training fast paths
+  // (RewardTransformer::set_cuda_fast_paths: q/k/v as column blocks, the
+  // trainer's LayerNorm and bias + GELU kernels where the build has them
+  // and they run on the device). The same computation up to rounding;
+  // false runs LibTorch's own ops. Default true.
+  bool cuda_fast_paths = true;
   int threads = 1;               // at::set_num_threads for this process
   uint64_t seed = 42;
   std::string version;           // written into config.json; "" = directory name
@@ -212,6 +218,10 @@ struct TrainResult {
   std::string backbone_head_from;
   std::string residual = "fp32";  // the transformer's residual stream while training: "bf16"
                                   // with cuda_bf16_residual on CUDA (GPT-2 blocks), else "fp32"
+  // The transformer's CUDA training step: "rlaif" (the trainer's kernels ran:
+  // cuda_fast_paths, a build with them, a device they run on), "libtorch"
+  // (LibTorch's ops), "" (not CUDA, or Llama blocks).
+  std::string cuda_kernels;
   std::string model_type;       // what was trained (TrainOptions::model_type)
   EvalMetrics baseline;         // linear baseline on the eval pairs (pairs = 0 if not trained)
   EvalMetrics transformer;      // transformer alone on the eval pairs (pairs = 0 if none)
