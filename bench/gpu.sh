@@ -40,6 +40,11 @@ if ! build; then
   fi
 fi
 echo "build: $(( $(date +%s) - t0 )) s"
+if grep -q "rlaif: the trainer's CUDA kernels.*: ON" "$out/build.log"; then
+  export RLAIF_REQUIRE_CUDA_KERNELS=1  # the kernel tests then fail rather than skip
+else
+  echo "WARNING: built WITHOUT the trainer's CUDA kernels: their tests skip, 'rlaif' rows run LibTorch's ops"
+fi
 results="$out/bench.jsonl"
 : > "$results"
 cpp() { timeout 90 build-gpu/bin/rlaif-bench-train --device cuda --warmup 5 --steps 30 --windows 3 "$@" \
@@ -72,6 +77,14 @@ for r in bf16 fp32; do
   cpp "${base[@]}" --residual $r "${ops[@]}"
   cpp "${base[@]}" --residual $r
 done
+# Issue 5's target row (bf16, all fast paths) against session 6's step, three
+# more times each, interleaved: the medians below rest on five of each.
+if [ "$mode" != "--quick" ]; then
+  for i in 1 2 3; do
+    cpp "${base[@]}" --residual bf16 "${ops[@]}"
+    cpp "${base[@]}" --residual bf16
+  done
+fi
 cpp --preset small --seq 384 --batch 64 --residual fp32 "${ops[@]}"
 cpp --preset small --seq 384 --batch 64 --residual fp32
 if [ "$mode" != "--quick" ]; then
@@ -114,4 +127,19 @@ for r in rows:
     print(f"{impl:6} {r['preset']:10} {r['seq']:4} {r['batch_sequences']:5} {r.get('residual','fp32'):5} "
           f"{r.get('qkv','-'):5} {r.get('layernorm','-')[:5]:5} {r.get('gelu','-')[:5]:5} "
           f"{r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
+# Medians of the rows that ran more than once (same configuration).
+groups = {}
+for r in rows:
+    if r["bench"] != "train_step":
+        continue
+    key = (r["preset"], r["seq"], r["batch_sequences"], r.get("residual", "fp32"), r.get("qkv", "-"),
+           r.get("layernorm", "-"), r.get("gelu", "-"))
+    groups.setdefault(key, []).append(r["model_tflops"] / peak if peak else 0)
+print("medians (c++, configurations run more than once):")
+for key, mfus in groups.items():
+    if len(mfus) > 1:
+        mfus.sort()
+        median = (mfus[(len(mfus) - 1) // 2] + mfus[len(mfus) // 2]) / 2
+        print(f"  {' '.join(str(k) for k in key)}: MFU median {median:.3f} "
+              f"of {len(mfus)} (min {mfus[0]:.3f}, max {mfus[-1]:.3f})")
 PY

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -24,6 +26,22 @@ namespace rlaif::trainer {
 namespace {
 
 using rlaif::testing::TempDir;
+
+// bench/gpu.sh sets RLAIF_REQUIRE_CUDA_KERNELS=1 when it built the kernels:
+// then a GPU test fails, rather than skips or compares LibTorch with itself,
+// where they are missing or cannot run.
+bool KernelsRequired() { return std::getenv("RLAIF_REQUIRE_CUDA_KERNELS") != nullptr; }
+
+// Skips (or, where required, fails) unless the kernels run on this GPU.
+#define RLAIF_NEED_KERNELS()                                                                  \
+  do {                                                                                        \
+    if (!CudaKernelsBuilt()) {                                                                \
+      ASSERT_FALSE(KernelsRequired()) << "RLAIF_REQUIRE_CUDA_KERNELS set, kernels not built"; \
+      GTEST_SKIP() << "built without the CUDA kernels (RLAIF_CUDA_KERNELS)";                  \
+    }                                                                                         \
+    ASSERT_TRUE(CudaKernelsUsable())                                                          \
+        << "built, but with no code for this GPU (RLAIF_CUDA_ARCHITECTURES)";                 \
+  } while (false)
 
 // |a - b| / |b| over the whole tensor.
 double RelativeError(const torch::Tensor& a, const torch::Tensor& b) {
@@ -110,6 +128,37 @@ TEST(FusedLayerNorm, AppliesOnlyWhereItsKernelsDo) {
                c10::Error);
   EXPECT_THROW(FusedLayerNorm(torch::zeros({2, 256}), torch::ones({64}), torch::zeros({64}), 1e-5),
                c10::Error);
+}
+
+// `x` (contiguous) copied into a buffer at a 2-byte offset: the same values
+// in a view whose data is not 16-byte aligned.
+torch::Tensor AtOddOffset(const torch::Tensor& x) {
+  auto buf = torch::zeros({1 + x.numel()}, x.options());
+  auto view = buf.narrow(0, 1, x.numel()).view(x.sizes());
+  view.copy_(x);
+  return view;
+}
+
+// Views at odd offsets are copied to aligned buffers (the kernels' vector
+// accesses need them); misshapen gamma, beta or bias are refused.
+void ExpectOddOffsetsWorkAndBadParametersAreRefused(const torch::Device& device) {
+  const auto c = MakeCase({4, 256}, torch::kBFloat16, device, 3);
+  const auto odd = AtOddOffset(c.x);
+  ASSERT_NE(reinterpret_cast<uintptr_t>(odd.data_ptr()) % 16, 0u);
+  EXPECT_TRUE(torch::equal(FusedLayerNorm(odd, c.gamma, c.beta, 1e-5),
+                           FusedLayerNorm(c.x, c.gamma, c.beta, 1e-5)));
+  EXPECT_TRUE(torch::equal(FusedBiasGelu(AtOddOffset(c.x), c.beta, false),
+                           FusedBiasGelu(c.x, c.beta, false)));
+  EXPECT_THROW(FusedLayerNorm(c.x, c.gamma.view({1, 256}), c.beta, 1e-5), c10::Error);
+  EXPECT_THROW(FusedBiasGelu(c.x, c.beta.view({1, 256}), false), c10::Error);
+  if (device.is_cuda()) {  // parameters on another device
+    EXPECT_THROW(FusedLayerNorm(c.x, c.gamma.cpu(), c.beta, 1e-5), c10::Error);
+    EXPECT_THROW(FusedBiasGelu(c.x, c.beta.cpu(), false), c10::Error);
+  }
+}
+
+TEST(FusedLayerNorm, TakesUnalignedViewsAndRefusesMisshapenParameters) {
+  ExpectOddOffsetsWorkAndBadParametersAreRefused(torch::kCPU);
 }
 
 // The fast paths are CUDA training paths: on the CPU they change nothing.
@@ -221,6 +270,7 @@ TEST(FusedLayerNorm, TrainingOnTheCpuRecordsNoCudaKernels) {
 TEST(FusedLayerNormGpu, TrainingRecordsWhichKernelsRan) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   TempDir dir;
+  if (KernelsRequired()) ASSERT_TRUE(CudaKernelsUsable());
   EXPECT_EQ(TrainedKernels("cuda", true, dir.Sub("on")),
             CudaKernelsUsable() ? "rlaif" : "libtorch");
   EXPECT_EQ(TrainedKernels("cuda", false, dir.Sub("off")), "libtorch");
@@ -228,9 +278,7 @@ TEST(FusedLayerNormGpu, TrainingRecordsWhichKernelsRan) {
 
 TEST(FusedLayerNormGpu, BiasGeluKernelsMatchGeluAndAreDeterministic) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  if (!CudaKernelsBuilt()) GTEST_SKIP() << "built without the CUDA kernels (RLAIF_CUDA_KERNELS)";
-  ASSERT_TRUE(CudaKernelsUsable())
-      << "built, but with no code for this GPU (RLAIF_CUDA_ARCHITECTURES)";
+  RLAIF_NEED_KERNELS();
   for (int64_t n : {8, 1024, 3072, 4104}) {
     for (int64_t rows : {1, 1001, 16384}) {
       for (bool tanh : {false, true}) {
@@ -249,9 +297,7 @@ TEST(FusedLayerNormGpu, BiasGeluKernelsMatchGeluAndAreDeterministic) {
 
 TEST(FusedLayerNormGpu, KernelsMatchLayerNormAndAreDeterministic) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  if (!CudaKernelsBuilt()) GTEST_SKIP() << "built without the CUDA kernels (RLAIF_CUDA_KERNELS)";
-  ASSERT_TRUE(CudaKernelsUsable())
-      << "built, but with no code for this GPU (RLAIF_CUDA_ARCHITECTURES)";
+  RLAIF_NEED_KERNELS();
   for (int64_t n : {256, 512, 768, 1024}) {
     // 16,384 rows: a `base` step's; 1,001: a partial last block of warps.
     for (int64_t rows : {1001, 16384}) {
@@ -268,6 +314,7 @@ TEST(FusedLayerNormGpu, KernelsMatchLayerNormAndAreDeterministic) {
       }
     }
   }
+  ExpectOddOffsetsWorkAndBadParametersAreRefused(torch::kCUDA);
   // No rows: an empty output, zero gamma/beta gradients.
   const auto empty = MakeCase({0, 256}, torch::kFloat, torch::kCUDA, 1);
   const Grads e = RunFused(empty);
@@ -280,6 +327,8 @@ TEST(FusedLayerNormGpu, KernelsMatchLayerNormAndAreDeterministic) {
 // up to bf16 rounding, with the fp32 and the bf16 residual stream.
 TEST(FusedLayerNormGpu, RewardTransformerFastPathsMatchLibTorchsOps) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  // Without the kernels only the q/k/v path differs from LibTorch's ops.
+  if (KernelsRequired()) ASSERT_TRUE(CudaKernelsUsable());
   ModelConfig c;
   c.vocab_size = 300, c.max_len = 64, c.d_model = 256, c.layers = 3, c.heads = 4;
   RewardTransformer net(c);

@@ -111,18 +111,23 @@ void CheckCuda(int status, const char* what) {
               cudaGetErrorString(static_cast<cudaError_t>(status)), ")");
 }
 
-bool Aligned16(const torch::Tensor& t) {
-  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
-}
 #endif
+
+// `t` contiguous with its data 16-byte aligned (the kernels' vector
+// accesses): a view at an odd storage offset is copied.
+torch::Tensor Dense(const torch::Tensor& t) {
+  auto c = t.contiguous();
+  if (c.numel() > 0 && reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 != 0) c = c.clone();
+  return c;
+}
 
 class FusedLayerNormFunction : public torch::autograd::Function<FusedLayerNormFunction> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& gamma, const torch::Tensor& beta, double eps) {
-    auto xc = x.contiguous();
-    auto g = gamma.to(torch::kFloat).contiguous();
-    auto b = beta.to(torch::kFloat).contiguous();
+    auto xc = Dense(x);
+    auto g = Dense(gamma.to(torch::kFloat));
+    auto b = Dense(beta.to(torch::kFloat));
     const int64_t n = xc.size(-1), rows = xc.numel() / n;
     const auto stats = xc.options().dtype(torch::kFloat);
     auto mean = torch::empty({rows}, stats), rstd = torch::empty({rows}, stats);
@@ -130,8 +135,6 @@ class FusedLayerNormFunction : public torch::autograd::Function<FusedLayerNormFu
     if (xc.is_cuda()) {
 #ifdef RLAIF_CUDA_KERNELS
       const c10::cuda::CUDAGuard guard(xc.device());
-      TORCH_CHECK(Aligned16(xc) && Aligned16(g) && Aligned16(b),
-                  "FusedLayerNorm: unaligned tensors");
       y = torch::empty(xc.sizes(), xc.options().dtype(torch::kBFloat16));
       CheckCuda(cuda::LayerNormForward(xc.data_ptr(), xc.scalar_type() == torch::kBFloat16,
                                        g.data_ptr<float>(), b.data_ptr<float>(), rows,
@@ -156,13 +159,12 @@ class FusedLayerNormFunction : public torch::autograd::Function<FusedLayerNormFu
     const auto& g = saved[1];
     const auto& mean = saved[2];
     const auto& rstd = saved[3];
-    auto dy = grads[0].to(torch::kBFloat16).contiguous();
+    auto dy = Dense(grads[0].to(torch::kBFloat16));
     torch::Tensor dx, dgamma, dbeta;
     if (x.is_cuda()) {
 #ifdef RLAIF_CUDA_KERNELS
       const int64_t n = x.size(-1), rows = x.numel() / n;
       const c10::cuda::CUDAGuard guard(x.device());
-      TORCH_CHECK(Aligned16(dy), "FusedLayerNorm: unaligned gradient");
       const auto floats = x.options().dtype(torch::kFloat);
       dx = torch::empty_like(x);
       dgamma = torch::empty({n}, floats);
@@ -210,14 +212,13 @@ class FusedBiasGeluFunction : public torch::autograd::Function<FusedBiasGeluFunc
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h,
                                const torch::Tensor& bias, bool tanh) {
-    auto hc = h.contiguous();
-    auto b = bias.to(torch::kFloat).contiguous();
+    auto hc = Dense(h);
+    auto b = Dense(bias.to(torch::kFloat));
     const int64_t n = hc.size(-1), rows = hc.numel() / n;
     torch::Tensor y;
     if (hc.is_cuda()) {
 #ifdef RLAIF_CUDA_KERNELS
       const c10::cuda::CUDAGuard guard(hc.device());
-      TORCH_CHECK(Aligned16(hc) && Aligned16(b), "FusedBiasGelu: unaligned tensors");
       y = torch::empty_like(hc);
       CheckCuda(
           cuda::BiasGeluForward(hc.data_ptr(), b.data_ptr<float>(), rows, static_cast<int>(n), tanh,
@@ -246,13 +247,12 @@ class FusedBiasGeluFunction : public torch::autograd::Function<FusedBiasGeluFunc
     const auto& h = saved[0];
     const auto& b = saved[1];
     const bool tanh = ctx->saved_data["tanh"].toBool();
-    auto dy = grads[0].to(torch::kBFloat16).contiguous();
+    auto dy = Dense(grads[0].to(torch::kBFloat16));
     const int64_t n = h.size(-1), rows = h.numel() / n;
     torch::Tensor dh, dbias;
     if (h.is_cuda()) {
 #ifdef RLAIF_CUDA_KERNELS
       const c10::cuda::CUDAGuard guard(h.device());
-      TORCH_CHECK(Aligned16(dy), "FusedBiasGelu: unaligned gradient");
       const auto floats = h.options().dtype(torch::kFloat);
       dh = torch::empty_like(h);
       dbias = torch::empty({n}, floats);
@@ -294,8 +294,8 @@ bool FusedBiasGeluApplies(const torch::Tensor& h) {
 torch::Tensor FusedBiasGelu(const torch::Tensor& h, const torch::Tensor& bias, bool tanh) {
   TORCH_CHECK(FusedBiasGeluApplies(h), "FusedBiasGelu: unsupported input (dtype ", h.scalar_type(),
               ", last dimension ", h.dim() > 0 ? h.size(-1) : 0, ")");
-  TORCH_CHECK(bias.numel() == h.size(-1),
-              "FusedBiasGelu: bias must have the last dimension's size");
+  TORCH_CHECK(bias.dim() == 1 && bias.size(0) == h.size(-1) && bias.device() == h.device(),
+              "FusedBiasGelu: bias must be [last dimension] on the input's device");
   return FusedBiasGeluFunction::apply(h, bias, tanh);
 }
 
@@ -303,8 +303,10 @@ torch::Tensor FusedLayerNorm(const torch::Tensor& x, const torch::Tensor& gamma,
                              const torch::Tensor& beta, double eps) {
   TORCH_CHECK(FusedLayerNormApplies(x), "FusedLayerNorm: unsupported input (dtype ",
               x.scalar_type(), ", last dimension ", x.dim() > 0 ? x.size(-1) : 0, ")");
-  TORCH_CHECK(gamma.numel() == x.size(-1) && beta.numel() == x.size(-1),
-              "FusedLayerNorm: gamma and beta must have the last dimension's size");
+  for (const auto* p : {&gamma, &beta}) {
+    TORCH_CHECK(p->dim() == 1 && p->size(0) == x.size(-1) && p->device() == x.device(),
+                "FusedLayerNorm: gamma and beta must be [last dimension] on the input's device");
+  }
   return FusedLayerNormFunction::apply(x, gamma, beta, eps);
 }
 

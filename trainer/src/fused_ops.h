@@ -10,7 +10,8 @@ namespace rlaif::trainer {
 bool CudaKernelsBuilt();
 
 // Whether they run on this process's CUDA device: built, a device present,
-// and code for its architecture in the build (checked once, then cached).
+// and code for its architecture in the build. Checked once, on the current
+// device, then cached: a process is assumed to train on one kind of GPU.
 bool CudaKernelsUsable();
 
 // Whether FusedLayerNorm takes `x`: float or bf16, a last dimension of 256,

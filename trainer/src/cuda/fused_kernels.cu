@@ -197,7 +197,9 @@ struct PartialSums {
 // arrays at once. Each column's order is fixed: deterministic.
 __global__ void SumPartialsKernel(PartialSums sums, int parts, int n) {
   __shared__ float shared[kSumRowThreads][kSumColumns + 1];
-  const float* partial = sums.partial[blockIdx.y];
+  // A select, not sums.partial[blockIdx.y]: a dynamic index would copy the
+  // parameter struct to local memory.
+  const float* partial = blockIdx.y == 0 ? sums.partial[0] : sums.partial[1];
   const int c = blockIdx.x * kSumColumns + threadIdx.x;
   float total = 0;
   if (c < n) {
@@ -210,7 +212,7 @@ __global__ void SumPartialsKernel(PartialSums sums, int parts, int n) {
     float sum = 0;
 #pragma unroll
     for (int r = 0; r < kSumRowThreads; ++r) sum += shared[r][threadIdx.x];
-    sums.out[blockIdx.y][c] = sum;
+    (blockIdx.y == 0 ? sums.out[0] : sums.out[1])[c] = sum;
   }
 }
 

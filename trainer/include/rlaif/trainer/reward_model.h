@@ -219,7 +219,8 @@ struct TrainResult {
   std::string residual = "fp32";  // the transformer's residual stream while training: "bf16"
                                   // with cuda_bf16_residual on CUDA (GPT-2 blocks), else "fp32"
   // The transformer's CUDA training step: "rlaif" (the trainer's kernels ran:
-  // cuda_fast_paths, a build with them, a device they run on), "libtorch"
+  // cuda_fast_paths, a build with them, a device they run on; bias + GELU
+  // always, LayerNorm for widths 256, 512, 768 and 1024), "libtorch"
   // (LibTorch's ops), "" (not CUDA, or Llama blocks).
   std::string cuda_kernels;
   std::string model_type;       // what was trained (TrainOptions::model_type)
