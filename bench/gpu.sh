@@ -10,7 +10,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-all}"  # --profile-only: build, then only the kernel profiles;
-                  # --quick: fewer rows (no Python, no Llama shapes, one fp32 profile less)
+                  # --quick: fewer rows (no Python, no Llama shapes, one fp32 profile less);
+                  # --quality: held-out accuracy of real pairs trained on the GPU with
+                  #   LibTorch's ops, the fast paths, and the bf16 residual (needs .gpudata/:
+                  #   mkdir -p .gpudata && cp ../shared/data/hh-harmless-dev.jsonl .gpudata/ &&
+                  #   gzip -c ../shared/data/alpaca-eval-gpt4-dev.jsonl > .gpudata/alpaca-eval-gpt4-dev.jsonl.gz
+                  #   here, then carry [".deps", ".gpudata"])
 out="${OUT:-/tmp/out}"
 mkdir -p "$out"
 source .deps/install.sh >/dev/null
@@ -22,7 +27,7 @@ t0=$(date +%s)
 build() {  # extra cmake flags
   cmake -S . -B build-gpu $gen -DCMAKE_BUILD_TYPE=Release -DRLAIF_TRAINER_ONLY=ON -DRLAIF_CUDA_KERNELS=ON \
     -DCMAKE_PREFIX_PATH="$CMAKE_PREFIX_PATH" "$@" > "$out/build.log" 2>&1 &&
-  cmake --build build-gpu -j 16 --target trainer_tests rlaif-bench-train >> "$out/build.log" 2>&1
+  cmake --build build-gpu -j 16 --target trainer_tests rlaif-bench-train rlaif-bench-quality >> "$out/build.log" 2>&1
 }
 if ! build; then
   grep -m 20 -B2 -A6 "error" "$out/build.log"
@@ -47,6 +52,29 @@ else
 fi
 results="$out/bench.jsonl"
 : > "$results"
+if [ "$mode" = "--quality" ]; then
+  # transformer alone, base preset, the prompt-hash 10% holdout `rlaifd train` uses
+  for data in .gpudata/hh-harmless-dev.jsonl .gpudata/alpaca-eval-gpt4-dev.jsonl.gz; do
+    [ -f "$data" ] || { echo "missing $data (see the header)"; continue; }
+    file="$data"; epochs=0  # the trainer's default; AlpacaEval: one, as rlaifd train above 5,000 pairs
+    if [ "${data%.gz}" != "$data" ]; then file="/tmp/$(basename "${data%.gz}")"; gunzip -c "$data" > "$file"; epochs=1; fi
+    for run in "--residual fp32 --fast-paths 0" "--residual fp32 --fast-paths 1" \
+               "--residual bf16 --fast-paths 1"; do
+      timeout 600 build-gpu/bin/rlaif-bench-quality --pairs "$file" --device cuda --preset base \
+        --model-type transformer --epochs $epochs $run >> "$results" 2>> "$out/bench.err" ||
+        echo "rlaif-bench-quality $file $run failed (see bench.err)"
+    done
+  done
+  python3 - "$results" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    print(f"{r['pairs_file'].split('/')[-1]:28} {r['residual']:5} {r['cuda_kernels']:8} "
+          f"acc {r['accuracy']:.3f} shorter {r['accuracy_shorter_chosen']:.3f} "
+          f"loss {r['loss']:.4f} ece {r['ece']:.3f} steps {r['steps']} {r['seconds']:.0f} s")
+PY
+  exit 0
+fi
 cpp() { timeout 90 build-gpu/bin/rlaif-bench-train --device cuda --warmup 5 --steps 30 --windows 3 "$@" \
           >> "${dest:-$results}" 2>> "$out/bench.err" || echo "rlaif-bench-train $* failed (see bench.err)"; }
 py() { PYTHONUNBUFFERED=1 timeout 120 python3 bench/train_step.py --device cuda --warmup 5 --steps 30 --windows 3 "$@" \
