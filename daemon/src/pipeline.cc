@@ -868,6 +868,19 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     std::filesystem::remove_all(state_dir, ec);
   }
   refresh["resumed_from_step"] = res->resumed_from_step;
+  // Training speed, and on CUDA whether the trainer's kernels ran: a run
+  // that falls back to LibTorch's ops (~20% slower) shows here.
+  metrics_
+      .GetGauge("rlaif_training_last_tokens_per_second",
+                "Training throughput of the last completed training run.")
+      .Set(res->tokens_per_second);
+  if (!res->cuda_kernels.empty()) {
+    metrics_
+        .GetGauge("rlaif_training_last_cuda_kernels",
+                  "1 if the last CUDA training run used the trainer's kernels, 0 if "
+                  "LibTorch's ops (trainer.cuda_fast_paths off, or none for this GPU).")
+        .Set(res->cuda_kernels == "rlaif" ? 1 : 0);
+  }
 
   // Both models are scored on the same holdout by the same code.
   auto candidate = trainer::RewardModel::Load(dir, config_.trainer.device);

@@ -64,6 +64,10 @@ def main(args, tmp):
     m = re.search(r"^rlaif_model_live_promoted_timestamp_seconds (\S+)$", text, re.M)
     check(m and float(m.group(1)) > 1.6e9, "no plausible rlaif_model_live_promoted_timestamp_seconds")
     check(re.search(r"^rlaif_model_live 1$", text, re.M), "rlaif_model_live is not 1")
+    m = re.search(r"^rlaif_training_last_tokens_per_second (\S+)$", text, re.M)
+    check(m and float(m.group(1)) > 0, "no positive rlaif_training_last_tokens_per_second")
+    # A CPU run: which CUDA step ran does not apply, so it is not exported.
+    check("rlaif_training_last_cuda_kernels" not in text, "rlaif_training_last_cuda_kernels on the CPU")
     print("alert metrics exported:", ", ".join(used))
     check(d.term(timeout=60) == 0, "rlaifd did not stop cleanly")
     sim.term()

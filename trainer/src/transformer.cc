@@ -64,6 +64,13 @@ void SetCudaAutocast(bool enabled, at::ScalarType dtype) {
 #endif
 }
 
+// Training on CUDA under bf16 autocast: where the bf16 residual and the
+// trainer's kernels apply (evaluation and scoring keep LibTorch's fp32 path).
+bool CudaBf16Training(const torch::nn::Module& module, const torch::Tensor& x) {
+  return module.is_training() && x.is_cuda() && CudaAutocastEnabled() &&
+         CudaAutocastDtype() == at::kBFloat16;
+}
+
 }  // namespace
 
 CudaAutocastScope::CudaAutocastScope(bool enabled)
@@ -186,8 +193,7 @@ TransformerBlockImpl::TransformerBlockImpl(const ModelConfig& config)
 
 torch::Tensor TransformerBlockImpl::Mlp(const torch::Tensor& h) {
   auto m = Norm(ln2_, h);
-  if (fused_gelu_ && is_training() && m.is_cuda() && CudaKernelsUsable() && CudaAutocastEnabled() &&
-      CudaAutocastDtype() == at::kBFloat16) {
+  if (fused_gelu_ && CudaBf16Training(*this, m) && CudaKernelsUsable()) {
     // The product without its bias, then the trainer's kernel adds the bias
     // and applies GELU, and in backward sums the bias gradient in the same
     // pass as GELU's (no separate reduction over the [B, T, 4D] gradient).
@@ -201,8 +207,7 @@ torch::Tensor TransformerBlockImpl::Mlp(const torch::Tensor& h) {
 }
 
 torch::Tensor TransformerBlockImpl::Norm(torch::nn::LayerNorm& ln, const torch::Tensor& x) {
-  if (fused_norm_ && is_training() && x.is_cuda() && CudaAutocastEnabled() &&
-      CudaAutocastDtype() == at::kBFloat16 && FusedLayerNormApplies(x)) {
+  if (fused_norm_ && CudaBf16Training(*this, x) && FusedLayerNormApplies(x)) {
     // The trainer's kernel: bf16 out from an fp32 or bf16 x, gamma/beta
     // gradients in the same pass as x's (fused_ops.h).
     return FusedLayerNorm(x, ln->weight, ln->bias, ln->options.eps());
@@ -436,8 +441,7 @@ torch::Tensor RewardTransformerImpl::forward(const torch::Tensor& ids,
   auto x = tok_emb_(ids) + pos_emb_(positions).unsqueeze(0);
   // Training only: evaluation and scoring (TorchRewardModel runs in eval
   // mode) keep the fp32 residual, as a checkpoint loaded from disk does.
-  if (bf16_residual_ && is_training() && x.is_cuda() && CudaAutocastEnabled() &&
-      CudaAutocastDtype() == at::kBFloat16) {
+  if (bf16_residual_ && CudaBf16Training(*this, x)) {
     x = x.to(torch::kBFloat16);
   }
   auto valid = positions.unsqueeze(0) < lengths.unsqueeze(1);  // [B, T]
