@@ -4,7 +4,8 @@
 #   device run, carry [".deps"]:  bash bench/gpu.sh [--profile-only]
 # Builds the trainer (LibTorch 2.x + CUDA from the machine's PyTorch), runs the
 # `gpu`-labelled tests, times training steps of the C++ trainer (residual
-# dtypes, q/k/v projections and LayerNorm kernels side by side) and of the same model in PyTorch
+# dtypes, q/k/v projections, LayerNorm, bias + GELU and residual-add kernels
+# side by side) and of the same model in PyTorch
 # Python in the same run, and prints a table at the end. Full logs and JSON
 # lines go to $OUT (or /tmp/out).
 set -uo pipefail
@@ -88,33 +89,40 @@ build-gpu/bin/trainer_tests --gtest_filter='ClipAndStep*:RewardTransformer*' 2>&
 
 # LibTorch's ops (session 6's step: --qkv fused --layernorm aten --gelu
 # aten) beside the trainer's fast paths (--qkv split: q, k, v as column
-# blocks; --layernorm / --gelu rlaif: its kernels) one at a time and all
-# together (the default), per residual dtype; then the first and last rows
-# of each again (the machine's noise).
+# blocks; --layernorm / --gelu rlaif: its kernels; one at a time for the bf16
+# residual, all together (the default) for both) and the default plus
+# --residual-add rlaif (each residual add and the bias before it in the next
+# LayerNorm kernel: off in the trainer until measured here); then the same
+# rows but the single ones again (the machine's noise).
 ops=(--qkv fused --layernorm aten --gelu aten)
 for r in bf16 fp32; do
   cpp "${base[@]}" --residual $r "${ops[@]}"
-  [ "$mode" = "--quick" ] && [ $r = fp32 ] || {
+  [ "$mode" = "--quick" ] || [ $r = fp32 ] || {
   cpp "${base[@]}" --residual $r --qkv split --layernorm aten --gelu aten
   cpp "${base[@]}" --residual $r --qkv fused --layernorm rlaif --gelu aten
   cpp "${base[@]}" --residual $r --qkv fused --layernorm aten --gelu rlaif; }
   cpp "${base[@]}" --residual $r
+  cpp "${base[@]}" --residual $r --residual-add rlaif
 done
 [ "$mode" = "--quick" ] || py  "${base[@]}" --optimizer fused --same-algorithm
 for r in bf16 fp32; do
   cpp "${base[@]}" --residual $r "${ops[@]}"
   cpp "${base[@]}" --residual $r
+  cpp "${base[@]}" --residual $r --residual-add rlaif
 done
-# Issue 5's target row (bf16, all fast paths) against session 6's step, three
-# more times each, interleaved: the medians below rest on five of each.
+# Issue 5's target row (bf16, all fast paths, with and without the residual
+# add) against session 6's step, three more times each, interleaved: the
+# medians below rest on five of each.
 if [ "$mode" != "--quick" ]; then
   for i in 1 2 3; do
     cpp "${base[@]}" --residual bf16 "${ops[@]}"
     cpp "${base[@]}" --residual bf16
+    cpp "${base[@]}" --residual bf16 --residual-add rlaif
   done
 fi
 cpp --preset small --seq 384 --batch 64 --residual fp32 "${ops[@]}"
 cpp --preset small --seq 384 --batch 64 --residual fp32
+cpp --preset small --seq 384 --batch 64 --residual fp32 --residual-add rlaif
 if [ "$mode" != "--quick" ]; then
 # Llama-family backbones (trainer.model.backbone; random weights): SmolLM2-135M and Qwen3-0.6B shapes.
 cpp --preset llama-135m --seq 512 --batch 32 --residual fp32
@@ -124,21 +132,24 @@ fi
 # Kernel profiles (3 steps each, after the timed ones; not in the table).
 export dest="/tmp/profile-runs.jsonl"
 cpp "${base[@]}" --residual bf16 --steps 3 --windows 1 --profile "$out/trace-cpp-bf16.json"
+cpp "${base[@]}" --residual bf16 --residual-add rlaif --steps 3 --windows 1 --profile "$out/trace-cpp-bf16-add.json"
 [ "$mode" = "--quick" ] || cpp "${base[@]}" --residual fp32 --steps 3 --windows 1 --profile "$out/trace-cpp-fp32.json"
 if [ "$mode" = "--profile-only" ]; then
   py  "${base[@]}" --optimizer fused --same-algorithm --steps 3 --trace "$out/trace-py.json"
 fi
 unset dest
-for t in cpp-bf16 cpp-fp32 py; do
+for t in cpp-bf16 cpp-bf16-add cpp-fp32 py; do
   [ -f "$out/trace-$t.json" ] || continue
   cmp=""; [ "$t" != py ] && [ -f "$out/trace-py.json" ] && cmp="--compare $out/trace-py.json"
   python3 bench/kernel_summary.py "$out/trace-$t.json" --top 25 $cmp > "$out/kernels-$t.txt" 2>&1
 done
-for t in cpp-bf16 cpp-fp32 py; do  # the traces themselves stay there: too many files to bring back
+for t in cpp-bf16 cpp-bf16-add cpp-fp32 py; do  # the traces themselves stay there: too many files to bring back
   rm -f "$out/trace-$t.json"
 done
-echo "== kernels: cpp-bf16 (whole summaries in \$OUT/kernels-*.txt)"
-if [ "$mode" = "--profile-only" ]; then cat "$out/kernels-cpp-bf16.txt"; else head -16 "$out/kernels-cpp-bf16.txt"; fi 2>/dev/null
+for t in cpp-bf16 cpp-bf16-add; do
+  echo "== kernels: $t (whole summaries in \$OUT/kernels-*.txt)"
+  if [ "$mode" = "--profile-only" ]; then cat "$out/kernels-$t.txt"; else head -16 "$out/kernels-$t.txt"; fi 2>/dev/null
+done
 tail -5 "$out/bench.err" 2>/dev/null
 [ "$mode" = "--profile-only" ] && exit 0
 python3 - "$results" <<'PY'
@@ -147,21 +158,21 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peak = next((r["matmul_peak_tflops"] for r in rows if r.get("matmul_peak_tflops")), 0)
 print(f"bf16 matmul peak measured in this run: {peak:.1f} TFLOP/s")
 print(f"{'impl':6} {'preset':10} {'seq':>4} {'batch':>5} {'resid':5} {'qkv':5} {'LN':5} {'gelu':5} "
-      f"{'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
+      f"{'add':5} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
 for r in rows:
     impl = "c++" if r["bench"] == "train_step" else ("py-same" if r.get("same_algorithm") else "py")
     mfu = r["model_tflops"] / peak if peak else 0
     ex = r.get("executed_mfu_vs_measured_matmul", float("nan"))
     print(f"{impl:6} {r['preset']:10} {r['seq']:4} {r['batch_sequences']:5} {r.get('residual','fp32'):5} "
           f"{r.get('qkv','-'):5} {r.get('layernorm','-')[:5]:5} {r.get('gelu','-')[:5]:5} "
-          f"{r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
+          f"{r.get('residual_add','-')[:5]:5} {r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
 # Medians of the rows that ran more than once (same configuration).
 groups = {}
 for r in rows:
     if r["bench"] != "train_step":
         continue
     key = (r["preset"], r["seq"], r["batch_sequences"], r.get("residual", "fp32"), r.get("qkv", "-"),
-           r.get("layernorm", "-"), r.get("gelu", "-"))
+           r.get("layernorm", "-"), r.get("gelu", "-"), r.get("residual_add", "-"))
     groups.setdefault(key, []).append(r["model_tflops"] / peak if peak else 0)
 print("medians (c++, configurations run more than once):")
 for key, mfus in groups.items():

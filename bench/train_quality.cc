@@ -6,7 +6,7 @@
 //   rlaif-bench-quality --pairs FILE.jsonl [--holdout 0.1] [--device cpu|cuda|auto]
 //                       [--preset tiny|small|base] [--model-type transformer|ensemble|linear]
 //                       [--epochs N (0 = the trainer's default)] [--residual fp32|bf16]
-//                       [--fast-paths 1|0] [--seed N] [--out DIR]
+//                       [--fast-paths 1|0] [--residual-add 0|1] [--seed N] [--out DIR]
 //
 // The holdout is the prompt-hash split `rlaifd train` uses (InHoldout), so a
 // prompt is never on both sides. Prints one JSON line: accuracy, loss,
@@ -44,16 +44,18 @@ int main(int argc, char** argv) {
                                           {"epochs", "0"},
                                           {"residual", "fp32"},
                                           {"fast-paths", "1"},
+                                          {"residual-add", "0"},
                                           {"seed", "42"},
                                           {"out", ""}};
   if (!rlaif::bench::ParseBenchFlags(argc, argv, &f)) return 2;
   // The trainer's log to stderr: stdout carries the one JSON line.
   spdlog::set_default_logger(spdlog::stderr_color_mt("rlaif-bench-quality"));
   if (f["pairs"].empty() || (f["residual"] != "fp32" && f["residual"] != "bf16") ||
-      (f["fast-paths"] != "0" && f["fast-paths"] != "1")) {
+      (f["fast-paths"] != "0" && f["fast-paths"] != "1") ||
+      (f["residual-add"] != "0" && f["residual-add"] != "1")) {
     std::cerr << "usage: rlaif-bench-quality --pairs FILE [--holdout F] [--device D] "
                  "[--preset P] [--model-type T] [--epochs N] [--residual fp32|bf16] "
-                 "[--fast-paths 1|0] [--seed N] [--out DIR]\n";
+                 "[--fast-paths 1|0] [--residual-add 0|1] [--seed N] [--out DIR]\n";
     return 2;
   }
   trainer::LoadPairsStats stats;
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
   if (std::stoi(f["epochs"]) > 0) o.epochs = std::stoi(f["epochs"]);
   o.cuda_bf16_residual = f["residual"] == "bf16";
   o.cuda_fast_paths = f["fast-paths"] == "1";
+  o.cuda_fused_residual = f["residual-add"] == "1";  // TrainOptions::cuda_fused_residual
   o.seed = std::stoull(f["seed"]);
   std::string out = f["out"];
   std::filesystem::path tmp;
@@ -105,6 +108,7 @@ int main(int argc, char** argv) {
                          {"device", res->device},
                          {"residual", res->residual},
                          {"cuda_kernels", res->cuda_kernels},
+                         {"residual_add", o.cuda_fast_paths && o.cuda_fused_residual},
                          {"seed", o.seed},
                          {"steps", res->steps},
                          {"seconds", res->seconds},

@@ -161,6 +161,233 @@ TEST(FusedLayerNorm, TakesUnalignedViewsAndRefusesMisshapenParameters) {
   ExpectOddOffsetsWorkAndBadParametersAreRefused(torch::kCPU);
 }
 
+// ---- residual add + LayerNorm -----------------------------------------------------
+
+struct AddCase {
+  torch::Tensor x, a, bias, gamma, beta;
+  torch::Tensor dh, dy;  // upstream gradients of h (x's dtype; undefined: none) and y (bf16)
+};
+
+AddCase MakeAddCase(std::vector<int64_t> shape, torch::ScalarType dtype,
+                    const torch::Device& device, uint64_t seed, bool with_dh = true) {
+  torch::manual_seed(seed);
+  const int64_t n = shape.back();
+  AddCase c;
+  c.x = (torch::randn(shape) * 3 + torch::randn(shape).slice(-1, 0, 1) * 5).to(dtype).to(device);
+  c.a = torch::randn(shape).to(torch::kBFloat16).to(device);
+  c.bias = (0.5 * torch::randn({n})).to(device);
+  c.gamma = (1 + 0.3 * torch::randn({n})).to(device);
+  c.beta = (0.2 * torch::randn({n})).to(device);
+  if (with_dh) c.dh = torch::randn(shape).to(dtype).to(device);
+  c.dy = torch::randn(shape).to(torch::kBFloat16).to(device);
+  return c;
+}
+
+struct AddGrads {
+  torch::Tensor h, y, dx, da, dbias, dgamma, dbeta;
+};
+
+// The loss sum(h * dh) + sum(y * dy): h's gradient from its later use, and y's.
+AddGrads RunFusedAdd(const AddCase& c) {
+  auto x = c.x.detach().clone().requires_grad_(true);
+  auto a = c.a.detach().clone().requires_grad_(true);
+  auto bias = c.bias.detach().clone().requires_grad_(true);
+  auto gamma = c.gamma.detach().clone().requires_grad_(true);
+  auto beta = c.beta.detach().clone().requires_grad_(true);
+  auto [h, y] = FusedAddLayerNorm(x, a, bias, gamma, beta, 1e-5);
+  auto loss = (y.to(torch::kFloat) * c.dy.to(torch::kFloat)).sum();
+  if (c.dh.defined()) loss = loss + (h.to(torch::kFloat) * c.dh.to(torch::kFloat)).sum();
+  loss.backward();
+  return {h.detach(), y.detach(), x.grad(), a.grad(), bias.grad(), gamma.grad(), beta.grad()};
+}
+
+// LibTorch's ops in float32 on the same values: x + (a + bias), rounded to
+// x's dtype as the fused op stores h, then layer_norm.
+AddGrads RunReferenceAdd(const AddCase& c) {
+  auto x = c.x.detach().to(torch::kFloat).requires_grad_(true);
+  auto a = c.a.detach().to(torch::kFloat).requires_grad_(true);
+  auto bias = c.bias.detach().clone().requires_grad_(true);
+  auto gamma = c.gamma.detach().clone().requires_grad_(true);
+  auto beta = c.beta.detach().clone().requires_grad_(true);
+  auto sum = x + (a + bias);
+  // The rounding of h to x's dtype as a straight-through step.
+  auto h = sum + (sum.detach().to(c.x.scalar_type()).to(torch::kFloat) - sum.detach());
+  namespace F = torch::nn::functional;
+  auto y =
+      F::layer_norm(h, F::LayerNormFuncOptions({c.x.size(-1)}).weight(gamma).bias(beta).eps(1e-5));
+  auto loss = (y * c.dy.to(torch::kFloat)).sum();
+  if (c.dh.defined()) loss = loss + (h * c.dh.to(torch::kFloat)).sum();
+  loss.backward();
+  return {h.detach(), y.detach(), x.grad(), a.grad(), bias.grad(), gamma.grad(), beta.grad()};
+}
+
+void ExpectAddMatchesReference(const AddCase& c, double grad_tolerance) {
+  const AddGrads got = RunFusedAdd(c), want = RunReferenceAdd(c);
+  EXPECT_EQ(got.h.scalar_type(), c.x.scalar_type());
+  EXPECT_EQ(got.y.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(got.dx.scalar_type(), c.x.scalar_type());
+  EXPECT_EQ(got.da.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(got.dbias.scalar_type(), torch::kFloat);
+  // h: exactly the float sum rounded to x's dtype.
+  EXPECT_TRUE(torch::equal(got.h.to(torch::kFloat), want.h)) << "h differs";
+  const auto y_error = (got.y.to(torch::kFloat) - want.y).abs();
+  EXPECT_TRUE((y_error <= want.y.abs() * (1.0 / 128) + 1e-5).all().item<bool>())
+      << "largest output error " << y_error.max().item<double>();
+  EXPECT_LT(RelativeError(got.dx, want.dx), grad_tolerance);
+  // a's gradient is the same total rounded to bf16 (~2^-9 relative).
+  EXPECT_LT(RelativeError(got.da, want.da), 8e-3);
+  EXPECT_LT(RelativeError(got.dbias, want.dbias), 1e-4);
+  EXPECT_LT(RelativeError(got.dgamma, want.dgamma), 1e-4);
+  EXPECT_LT(RelativeError(got.dbeta, want.dbeta), 1e-4);
+}
+
+TEST(FusedAddLayerNorm, MatchesAddThenLayerNormAndItsGradientsOnTheCpu) {
+  for (int64_t n : {256, 768}) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    ExpectAddMatchesReference(MakeAddCase({3, 5, n}, torch::kFloat, torch::kCPU, 1), 1e-5);
+    ExpectAddMatchesReference(MakeAddCase({7, n}, torch::kBFloat16, torch::kCPU, 2), 8e-3);
+    // h used by nothing else: its gradient is the LayerNorm's alone.
+    ExpectAddMatchesReference(MakeAddCase({6, n}, torch::kFloat, torch::kCPU, 3, false), 1e-5);
+  }
+}
+
+TEST(FusedAddLayerNorm, RefusesWhatItsKernelsDoNotTake) {
+  const auto c = MakeAddCase({4, 256}, torch::kFloat, torch::kCPU, 4);
+  EXPECT_TRUE(FusedAddLayerNormApplies(c.x, c.a));
+  EXPECT_FALSE(FusedAddLayerNormApplies(c.x, c.a.to(torch::kFloat)));  // a must be bf16
+  EXPECT_FALSE(FusedAddLayerNormApplies(c.x, c.a.view({2, 512})));     // a of x's shape
+  EXPECT_FALSE(FusedAddLayerNormApplies(c.x, torch::Tensor()));
+  EXPECT_FALSE(
+      FusedAddLayerNormApplies(torch::zeros({4, 64}), torch::zeros({4, 64}, torch::kBFloat16)));
+  EXPECT_THROW(FusedAddLayerNorm(c.x, c.a.to(torch::kFloat), c.bias, c.gamma, c.beta, 1e-5),
+               c10::Error);
+  EXPECT_THROW(FusedAddLayerNorm(c.x, c.a, c.bias.view({1, 256}), c.gamma, c.beta, 1e-5),
+               c10::Error);
+  EXPECT_THROW(FusedAddLayerNorm(c.x, c.a, c.bias.slice(0, 0, 128), c.gamma, c.beta, 1e-5),
+               c10::Error);
+  // Views at odd offsets are copied, not refused.
+  auto [h, y] =
+      FusedAddLayerNorm(AtOddOffset(c.x), AtOddOffset(c.a), c.bias, c.gamma, c.beta, 1e-5);
+  auto [h2, y2] = FusedAddLayerNorm(c.x, c.a, c.bias, c.gamma, c.beta, 1e-5);
+  EXPECT_TRUE(torch::equal(h, h2));
+  EXPECT_TRUE(torch::equal(y, y2));
+}
+
+// A small reward network with non-zero biases and norm parameters, so that
+// a bias added twice or not at all shows. On the CPU its products compute in
+// bf16, as under CUDA autocast: their weights and biases are bf16 values,
+// and bf16 tensors with `bf16_products` (the embeddings, the residual
+// stream, the norms and the heads stay fp32); on CUDA autocast does that.
+RewardTransformer MakeFastPathNet(const torch::Device& device, bool bf16_products = true) {
+  ModelConfig c;
+  c.vocab_size = 300, c.max_len = 64, c.d_model = 256, c.layers = 3, c.heads = 4;
+  // Many heads: relative errors over [B, 16] scores, not six small numbers.
+  c.score_heads = 16;
+  RewardTransformer net(c);
+  net->InitWeights(7);
+  torch::manual_seed(11);
+  torch::NoGradGuard no_grad;
+  for (auto& item : net->named_parameters()) {
+    auto& p = item.value();
+    if (p.dim() == 1) p.add_(0.1 * torch::randn(p.sizes()));  // biases, gains
+  }
+  net->to(device);
+  if (device.is_cpu()) {
+    for (auto& item : net->named_parameters()) {
+      const std::string& name = item.key();
+      const bool product = name.find(".attn.") != std::string::npos ||
+                           name.find(".fc_in.") != std::string::npos ||
+                           name.find(".fc_out.") != std::string::npos;
+      if (!product) continue;
+      // Values bf16 holds exactly, so that an fp32 copy computes with the same ones.
+      auto rounded = item.value().to(torch::kBFloat16);
+      item.value().set_data(bf16_products ? rounded : rounded.to(torch::kFloat));
+    }
+  }
+  net->train();
+  return net;
+}
+
+// The scores and every parameter's gradient of one step under `paths`.
+std::vector<torch::Tensor> ScoresAndGrads(RewardTransformer& net, const CudaFastPaths& paths,
+                                          const torch::Tensor& ids, const torch::Tensor& lengths) {
+  net->set_cuda_fast_paths(paths);
+  torch::Tensor scores;
+  {
+    CudaAutocastScope autocast(ids.is_cuda());
+    scores = net->forward(ids, lengths);
+  }
+  // Weights of one sign: no cancellation in the parameters' gradients.
+  (scores * torch::linspace(0.5, 1.5, scores.numel(), scores.options()).view(scores.sizes()))
+      .sum()
+      .backward();
+  std::vector<torch::Tensor> out = {scores.detach().clone()};
+  for (auto& p : net->parameters()) {
+    out.push_back(p.grad().detach().to(torch::kFloat).clone());
+    p.mutable_grad() = torch::Tensor();
+  }
+  return out;
+}
+
+// The largest gradient error is returned (and printed with the score's).
+double ExpectSameScoresAndGrads(RewardTransformer& net, const std::vector<torch::Tensor>& got,
+                                const std::vector<torch::Tensor>& want, double score_tolerance,
+                                double grad_tolerance) {
+  const double score_error = RelativeError(got[0], want[0]);
+  EXPECT_LT(score_error, score_tolerance);
+  const auto names = net->named_parameters().keys();
+  double largest = 0;
+  std::string worst;
+  for (size_t i = 1; i < got.size(); ++i) {
+    EXPECT_TRUE(torch::isfinite(got[i]).all().item<bool>()) << names[i - 1];
+    const double error = RelativeError(got[i], want[i]);
+    EXPECT_LT(error, grad_tolerance) << names[i - 1];
+    if (error > largest) largest = error, worst = names[i - 1];
+  }
+  std::cout << "[ info     ] relative error: score " << score_error << ", gradients up to "
+            << largest << " (" << worst << ")\n";
+  return largest;
+}
+
+// The wiring of the fast paths (which bias goes where, what the last block
+// reads), checked on the CPU through the fused ops' reference
+// implementations: the network with bf16 products (as under CUDA autocast)
+// and them, against an fp32 copy (the same parameter values) running
+// LibTorch's ops.
+TEST(FusedAddLayerNorm, RewardTransformerFastPathsWiredRightOnTheCpu) {
+  struct CpuFastPaths {
+    CpuFastPaths() { SetCudaFastPathsOnCpuForTesting(true); }
+    ~CpuFastPaths() { SetCudaFastPathsOnCpuForTesting(false); }
+  } on;
+  auto ref = MakeFastPathNet(torch::kCPU, /*bf16_products=*/false);
+  auto net = MakeFastPathNet(torch::kCPU);
+  torch::manual_seed(8);
+  auto ids = torch::randint(3, 300, {6, 61}, torch::kLong);
+  auto lengths = torch::tensor({61, 1, 9, 33, 4, 60}, torch::kLong);
+  const auto want = ScoresAndGrads(ref, {false, false, false, false}, ids, lengths);
+  for (const CudaFastPaths& paths : std::vector<CudaFastPaths>{
+           {false, true, false, false}, {false, true, true, false}, {false, true, true, true}}) {
+    SCOPED_TRACE(std::string("fused norm, gelu ") + (paths.fused_gelu ? "on" : "off") +
+                 ", residual add " + (paths.fused_residual ? "on" : "off"));
+    // bf16 rounding moves scores and gradients by ~0.2-0.4% here (all four
+    // configurations); a bias added twice or not at all, by several percent.
+    ExpectSameScoresAndGrads(net, ScoresAndGrads(net, paths, ids, lengths), want, 1e-2, 2e-2);
+  }
+  // A mistake in the wiring moves the result far more than rounding does:
+  // the same comparison with every block's attention output bias doubled
+  // fails.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : net->named_parameters()) {
+      if (item.key().find("attn.out.bias") != std::string::npos) item.value().mul_(2);
+    }
+  }
+  const auto moved = ScoresAndGrads(net, {false, true, true, true}, ids, lengths);
+  std::cout << "[ info     ] doubled bias: score error " << RelativeError(moved[0], want[0])
+            << "\n";
+  EXPECT_GT(RelativeError(moved[0], want[0]), 3e-2);
+}
+
 // The fast paths are CUDA training paths: on the CPU they change nothing.
 TEST(FusedLayerNorm, CudaFastPathsChangeNothingOnTheCpu) {
   ModelConfig c;
@@ -170,9 +397,9 @@ TEST(FusedLayerNorm, CudaFastPathsChangeNothingOnTheCpu) {
   torch::manual_seed(4);
   auto ids = torch::randint(3, c.vocab_size, {4, 20}, torch::kLong);
   auto lengths = torch::tensor({20, 3, 11, 1}, torch::kLong);
-  net->set_cuda_fast_paths(false, false, false);
+  net->set_cuda_fast_paths({false, false, false, false});
   auto plain = net->forward(ids, lengths);
-  net->set_cuda_fast_paths(true, true, true);
+  net->set_cuda_fast_paths({true, true, true, true});
   EXPECT_TRUE(torch::equal(plain, net->forward(ids, lengths)));
 }
 
@@ -322,6 +549,41 @@ TEST(FusedLayerNormGpu, KernelsMatchLayerNormAndAreDeterministic) {
   EXPECT_EQ(e.dgamma.abs().sum().item<float>(), 0.0f);
 }
 
+TEST(FusedLayerNormGpu, AddKernelsMatchAddThenLayerNormAndAreDeterministic) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  RLAIF_NEED_KERNELS();
+  for (int64_t n : {256, 512, 768, 1024}) {
+    for (int64_t rows : {1001, 16384}) {
+      for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+        for (bool with_dh : {true, false}) {
+          SCOPED_TRACE("n " + std::to_string(n) + ", rows " + std::to_string(rows) +
+                       (dtype == torch::kFloat ? ", float" : ", bf16") +
+                       (with_dh ? "" : ", no gradient from h's other uses"));
+          const auto c = MakeAddCase({rows, n}, dtype, torch::kCUDA, 20 + n + rows, with_dh);
+          ExpectAddMatchesReference(c, dtype == torch::kFloat ? 1e-5 : 8e-3);
+          const AddGrads a = RunFusedAdd(c), b = RunFusedAdd(c);
+          EXPECT_TRUE(torch::equal(a.y, b.y));
+          EXPECT_TRUE(torch::equal(a.dx, b.dx));
+          EXPECT_TRUE(torch::equal(a.dbias, b.dbias));
+          EXPECT_TRUE(torch::equal(a.dgamma, b.dgamma));
+        }
+      }
+    }
+  }
+  // Unaligned views; misplaced parameters refused.
+  const auto c = MakeAddCase({4, 256}, torch::kBFloat16, torch::kCUDA, 5);
+  auto [h, y] =
+      FusedAddLayerNorm(AtOddOffset(c.x), AtOddOffset(c.a), c.bias, c.gamma, c.beta, 1e-5);
+  auto [h2, y2] = FusedAddLayerNorm(c.x, c.a, c.bias, c.gamma, c.beta, 1e-5);
+  EXPECT_TRUE(torch::equal(h, h2));
+  EXPECT_TRUE(torch::equal(y, y2));
+  EXPECT_THROW(FusedAddLayerNorm(c.x, c.a, c.bias.cpu(), c.gamma, c.beta, 1e-5), c10::Error);
+  // No rows: empty outputs, zero parameter gradients.
+  const AddGrads e = RunFusedAdd(MakeAddCase({0, 256}, torch::kFloat, torch::kCUDA, 6));
+  EXPECT_EQ(e.y.numel(), 0);
+  EXPECT_EQ(e.dbias.abs().sum().item<float>(), 0.0f);
+}
+
 // The reward network in CUDA bf16-autocast training, with each fast path on
 // and off, against LibTorch's ops (both off): the same scores and gradients
 // up to bf16 rounding, with the fp32 and the bf16 residual stream.
@@ -329,50 +591,22 @@ TEST(FusedLayerNormGpu, RewardTransformerFastPathsMatchLibTorchsOps) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   // Without the kernels only the q/k/v path differs from LibTorch's ops.
   if (KernelsRequired()) ASSERT_TRUE(CudaKernelsUsable());
-  ModelConfig c;
-  c.vocab_size = 300, c.max_len = 64, c.d_model = 256, c.layers = 3, c.heads = 4;
-  RewardTransformer net(c);
-  net->InitWeights(7);
-  net->to(torch::kCUDA);
-  net->train();
+  auto net = MakeFastPathNet(torch::kCUDA);  // fp32 parameters on CUDA: autocast casts them
   torch::manual_seed(8);
-  auto ids = torch::randint(3, c.vocab_size, {6, 61}, torch::kLong).to(torch::kCUDA);
+  auto ids = torch::randint(3, 300, {6, 61}, torch::kLong).to(torch::kCUDA);
   auto lengths = torch::tensor({61, 1, 9, 33, 4, 60}, torch::kLong).to(torch::kCUDA);
-  auto run = [&](bool split, bool norm, bool gelu) {
-    net->set_cuda_fast_paths(split, norm, gelu);
-    torch::Tensor scores;
-    {
-      CudaAutocastScope autocast(true);
-      scores = net->forward(ids, lengths);
-    }
-    (scores * torch::linspace(-1, 1, scores.numel(), scores.options()).view(scores.sizes()))
-        .sum()
-        .backward();
-    std::vector<torch::Tensor> out = {scores.detach().clone()};
-    for (auto& p : net->parameters()) {
-      out.push_back(p.grad().detach().clone());
-      p.mutable_grad() = torch::Tensor();
-    }
-    return out;
-  };
   for (bool bf16_residual : {false, true}) {
     net->set_bf16_residual(bf16_residual);
-    const auto base = run(false, false, false);
-    const std::vector<std::vector<bool>> variants = {
-        {true, false, false}, {false, true, false}, {false, false, true}, {true, true, true}};
+    const auto base = ScoresAndGrads(net, {false, false, false, false}, ids, lengths);
+    const std::vector<CudaFastPaths> variants = {
+        {true, false, false, false}, {false, true, false, false}, {false, false, true, false},
+        {true, true, true, false},   {false, true, false, true},  {true, true, true, true}};
     for (const auto& v : variants) {
       SCOPED_TRACE(std::string(bf16_residual ? "bf16" : "fp32") + " residual, split " +
-                   (v[0] ? "on" : "off") + ", fused norm " + (v[1] ? "on" : "off") +
-                   ", fused bias + GELU " + (v[2] ? "on" : "off"));
-      const auto got = run(v[0], v[1], v[2]);
-      const double score_error = RelativeError(got[0], base[0]);
-      std::cout << "[ info     ] score relative error vs LibTorch's ops: " << score_error << "\n";
-      EXPECT_LT(score_error, 2e-2);
-      const auto names = net->named_parameters().keys();
-      for (size_t i = 1; i < got.size(); ++i) {
-        EXPECT_TRUE(torch::isfinite(got[i]).all().item<bool>()) << names[i - 1];
-        EXPECT_LT(RelativeError(got[i], base[i]), 5e-2) << names[i - 1];
-      }
+                   (v.split_qkv ? "on" : "off") + ", fused norm " + (v.fused_norm ? "on" : "off") +
+                   ", fused bias + GELU " + (v.fused_gelu ? "on" : "off") + ", residual add " +
+                   (v.fused_residual ? "on" : "off"));
+      ExpectSameScoresAndGrads(net, ScoresAndGrads(net, v, ids, lengths), base, 2e-2, 5e-2);
     }
   }
 }

@@ -31,6 +31,28 @@ int LayerNormBackward(const void* dy, const void* x, bool x_bf16, const float* g
                       const float* mean, const float* rstd, int64_t rows, int n, void* dx,
                       float* dgamma, float* dbeta, float* workspace, void* stream);
 
+// The residual add before a LayerNorm, in the same pass: h = x + (a +
+// add_bias), a [rows, n] bf16 (a product's output without its bias),
+// add_bias [n] float, h [rows, n] in x's dtype (the float sum rounded to
+// it); then y, mean and rstd of h as stored, as LayerNormForward.
+int AddLayerNormForward(const void* x, bool x_bf16, const void* a, const float* add_bias,
+                        const float* gamma, const float* beta, int64_t rows, int n, float eps,
+                        void* h, void* y, float* mean, float* rstd, void* stream);
+
+// The floats of workspace AddLayerNormBackward needs.
+int64_t AddLayerNormBackwardWorkspace(int64_t rows, int n);
+
+// Its backward: dx = dh + the LayerNorm's input gradient from dy (dh
+// [rows, n] in h's dtype: the gradient h receives from its other uses, or
+// null for none), written in h's dtype to dx (x's gradient) and, when h is
+// float, in bf16 to da (a's; when h is bf16, dx is a's gradient too and da
+// is ignored); dbias [n] = dx's column sums (in float, before rounding);
+// dgamma, dbeta as LayerNormBackward.
+int AddLayerNormBackward(const void* dy, const void* dh, const void* h, bool h_bf16,
+                         const float* gamma, const float* mean, const float* rstd, int64_t rows,
+                         int n, void* dx, void* da, float* dgamma, float* dbeta, float* dbias,
+                         float* workspace, void* stream);
+
 // y = gelu(h + bias) (tanh's approximation when `tanh`, else erf's) over h
 // [rows, n] bf16, bias [n] float, n a multiple of 8; y bf16. 16-byte aligned.
 int BiasGeluForward(const void* h, const float* bias, int64_t rows, int n, bool tanh, void* y,

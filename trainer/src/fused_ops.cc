@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #ifdef RLAIF_CUDA_KERNELS
@@ -70,6 +71,7 @@ void ForwardCpu(const torch::Tensor& x, const torch::Tensor& gamma, const torch:
   y = out.to(torch::kBFloat16).view(x.sizes());
 }
 
+// dx in float32 [rows, n]: the caller rounds it (or adds to it first).
 void BackwardCpu(const torch::Tensor& dy, const torch::Tensor& x, const torch::Tensor& gamma,
                  const torch::Tensor& mean, const torch::Tensor& rstd, torch::Tensor& dx,
                  torch::Tensor& dgamma, torch::Tensor& dbeta) {
@@ -102,7 +104,7 @@ void BackwardCpu(const torch::Tensor& dy, const torch::Tensor& x, const torch::T
     const float mean_g = sum_g / static_cast<float>(n), mean_gx = sum_gx / static_cast<float>(n);
     for (int64_t c = 0; c < n; ++c) op[r * n + c] = rp[r] * (g[c] - mean_g - xhat[c] * mean_gx);
   }
-  dx = out.to(x.scalar_type()).view(x.sizes());
+  dx = out;
 }
 
 #ifdef RLAIF_CUDA_KERNELS
@@ -183,8 +185,102 @@ class FusedLayerNormFunction : public torch::autograd::Function<FusedLayerNormFu
 #endif
     } else {
       BackwardCpu(dy, x, g, mean, rstd, dx, dgamma, dbeta);
+      dx = dx.to(x.scalar_type()).view(x.sizes());
     }
     return {dx, dgamma, dbeta, torch::Tensor()};
+  }
+};
+
+// ---- residual add + LayerNorm ---------------------------------------------------
+
+class FusedAddLayerNormFunction : public torch::autograd::Function<FusedAddLayerNormFunction> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const torch::Tensor& x, const torch::Tensor& a,
+                                                const torch::Tensor& bias,
+                                                const torch::Tensor& gamma,
+                                                const torch::Tensor& beta, double eps) {
+    auto xc = Dense(x);
+    auto ac = Dense(a);
+    auto ab = Dense(bias.to(torch::kFloat));
+    auto g = Dense(gamma.to(torch::kFloat));
+    auto b = Dense(beta.to(torch::kFloat));
+    const int64_t n = xc.size(-1), rows = xc.numel() / n;
+    const auto stats = xc.options().dtype(torch::kFloat);
+    auto mean = torch::empty({rows}, stats), rstd = torch::empty({rows}, stats);
+    torch::Tensor h, y;
+    if (xc.is_cuda()) {
+#ifdef RLAIF_CUDA_KERNELS
+      const c10::cuda::CUDAGuard guard(xc.device());
+      h = torch::empty_like(xc);
+      y = torch::empty(xc.sizes(), xc.options().dtype(torch::kBFloat16));
+      CheckCuda(cuda::AddLayerNormForward(xc.data_ptr(), xc.scalar_type() == torch::kBFloat16,
+                                          ac.data_ptr(), ab.data_ptr<float>(), g.data_ptr<float>(),
+                                          b.data_ptr<float>(), rows, static_cast<int>(n),
+                                          static_cast<float>(eps), h.data_ptr(), y.data_ptr(),
+                                          mean.data_ptr<float>(), rstd.data_ptr<float>(),
+                                          c10::cuda::getCurrentCUDAStream().stream()),
+                "FusedAddLayerNorm forward");
+#else
+      TORCH_CHECK(false, "FusedAddLayerNorm: built without the CUDA kernels");
+#endif
+    } else {
+      // The kernel's order: x + (a + bias) in float, rounded to x's dtype.
+      h = (xc.to(torch::kFloat) + (ac.to(torch::kFloat) + ab)).to(xc.scalar_type());
+      ForwardCpu(h, g, b, eps, y, mean, rstd);
+    }
+    ctx->save_for_backward({h, g, mean, rstd});
+    ctx->saved_data["a_dtype"] = static_cast<int64_t>(ac.scalar_type());
+    return {h, y};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& h = saved[0];
+    const auto& g = saved[1];
+    const auto& mean = saved[2];
+    const auto& rstd = saved[3];
+    const int64_t n = h.size(-1), rows = h.numel() / n;
+    const bool bf16 = h.scalar_type() == torch::kBFloat16;
+    // h's gradient from its other uses (the residual stream goes on), if any.
+    torch::Tensor dh = grads[0].defined() ? Dense(grads[0].to(h.scalar_type())) : torch::Tensor();
+    auto dy = grads[1].defined() ? Dense(grads[1].to(torch::kBFloat16))
+                                 : torch::zeros(h.sizes(), h.options().dtype(torch::kBFloat16));
+    torch::Tensor dx, da, dbias, dgamma, dbeta;
+    if (h.is_cuda()) {
+#ifdef RLAIF_CUDA_KERNELS
+      const c10::cuda::CUDAGuard guard(h.device());
+      const auto floats = h.options().dtype(torch::kFloat);
+      dx = torch::empty_like(h);
+      if (!bf16) da = torch::empty(h.sizes(), h.options().dtype(torch::kBFloat16));
+      dbias = torch::empty({n}, floats);
+      dgamma = torch::empty({n}, floats);
+      dbeta = torch::empty({n}, floats);
+      auto workspace =
+          torch::empty({cuda::AddLayerNormBackwardWorkspace(rows, static_cast<int>(n))}, floats);
+      CheckCuda(cuda::AddLayerNormBackward(
+                    dy.data_ptr(), dh.defined() ? dh.data_ptr() : nullptr, h.data_ptr(), bf16,
+                    g.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(), rows,
+                    static_cast<int>(n), dx.data_ptr(), bf16 ? nullptr : da.data_ptr(),
+                    dgamma.data_ptr<float>(), dbeta.data_ptr<float>(), dbias.data_ptr<float>(),
+                    workspace.data_ptr<float>(), c10::cuda::getCurrentCUDAStream().stream()),
+                "FusedAddLayerNorm backward");
+#else
+      TORCH_CHECK(false, "FusedAddLayerNorm: built without the CUDA kernels");
+#endif
+    } else {
+      torch::Tensor total;
+      BackwardCpu(dy, h, g, mean, rstd, total, dgamma, dbeta);
+      if (dh.defined()) total = total + dh.to(torch::kFloat).view({rows, n});
+      dbias = total.sum(0);  // in float, before rounding, as the kernel sums
+      dx = total.to(h.scalar_type()).view(h.sizes());
+      if (!bf16) da = total.to(torch::kBFloat16).view(h.sizes());
+    }
+    if (bf16) da = dx;  // one tensor: the gradient of x and of a alike
+    const auto a_dtype = static_cast<torch::ScalarType>(ctx->saved_data["a_dtype"].toInt());
+    if (da.scalar_type() != a_dtype) da = da.to(a_dtype);
+    return {dx, da, dbias, dgamma, dbeta, torch::Tensor()};
   }
 };
 
@@ -297,6 +393,30 @@ torch::Tensor FusedBiasGelu(const torch::Tensor& h, const torch::Tensor& bias, b
   TORCH_CHECK(bias.dim() == 1 && bias.size(0) == h.size(-1) && bias.device() == h.device(),
               "FusedBiasGelu: bias must be [last dimension] on the input's device");
   return FusedBiasGeluFunction::apply(h, bias, tanh);
+}
+
+bool FusedAddLayerNormApplies(const torch::Tensor& x, const torch::Tensor& a) {
+  return FusedLayerNormApplies(x) && a.defined() && a.scalar_type() == torch::kBFloat16 &&
+         a.sizes() == x.sizes() && a.device() == x.device();
+}
+
+std::pair<torch::Tensor, torch::Tensor> FusedAddLayerNorm(const torch::Tensor& x,
+                                                          const torch::Tensor& a,
+                                                          const torch::Tensor& bias,
+                                                          const torch::Tensor& gamma,
+                                                          const torch::Tensor& beta, double eps) {
+  TORCH_CHECK(FusedAddLayerNormApplies(x, a),
+              "FusedAddLayerNorm: unsupported inputs (x as FusedLayerNorm takes, a bf16 of x's "
+              "shape on x's device; x ",
+              x.defined() ? x.sizes() : at::IntArrayRef{}, ", a ",
+              a.defined() ? a.sizes() : at::IntArrayRef{}, ")");
+  for (const auto* p : {&bias, &gamma, &beta}) {
+    TORCH_CHECK(p->dim() == 1 && p->size(0) == x.size(-1) && p->device() == x.device(),
+                "FusedAddLayerNorm: bias, gamma and beta must be [last dimension] on the "
+                "input's device");
+  }
+  auto out = FusedAddLayerNormFunction::apply(x, a, bias, gamma, beta, eps);
+  return {out[0], out[1]};
 }
 
 torch::Tensor FusedLayerNorm(const torch::Tensor& x, const torch::Tensor& gamma,

@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <utility>
+
 namespace rlaif::trainer {
 
 // Whether this build has the trainer's CUDA kernels (RLAIF_CUDA_KERNELS).
@@ -26,6 +28,25 @@ bool FusedLayerNormApplies(const torch::Tensor& x);
 // and beta; x's gradient has x's dtype, gamma's and beta's are float.
 torch::Tensor FusedLayerNorm(const torch::Tensor& x, const torch::Tensor& gamma,
                              const torch::Tensor& beta, double eps);
+
+// Whether FusedAddLayerNorm takes `x` (the residual stream, as
+// FusedLayerNormApplies) and `a` (a branch's output): a bf16, x's shape,
+// on x's device.
+bool FusedAddLayerNormApplies(const torch::Tensor& x, const torch::Tensor& a);
+
+// The residual add before a pre-LN block's LayerNorm and the LayerNorm, in
+// one pass: h = x + (a + bias) (in float32, rounded to x's dtype; a: a
+// product's bf16 output without its bias, bias float [n]) and
+// y = FusedLayerNorm(h, gamma, beta, eps); returns {h, y}. Differentiable in
+// x, a, bias, gamma and beta: the backward adds the gradient h receives from
+// its later uses to the LayerNorm's, and sums bias's gradient from that
+// total, in the same pass (no separate residual add, gradient accumulation
+// or bias reduction). x's gradient has x's dtype, a's is bf16.
+std::pair<torch::Tensor, torch::Tensor> FusedAddLayerNorm(const torch::Tensor& x,
+                                                          const torch::Tensor& a,
+                                                          const torch::Tensor& bias,
+                                                          const torch::Tensor& gamma,
+                                                          const torch::Tensor& beta, double eps);
 
 // Whether FusedBiasGelu takes `h`: bf16 with a last dimension that is a
 // multiple of 8, on the CPU (reference) or on CUDA where CudaKernelsUsable().

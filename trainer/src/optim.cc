@@ -1,5 +1,7 @@
 #include "optim.h"
 
+#include <torch/version.h>
+
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -129,7 +131,6 @@ void ClipAndStep(torch::optim::AdamW& optimizer, double max_norm, AdamWKernel ke
     const double lr = o.lr(), weight_decay = o.weight_decay(), eps = o.eps();
     const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
     for (auto& [step, t] : by_step) {
-      if (weight_decay != 0) at::_foreach_mul_(t.params, 1 - lr * weight_decay);
       const double correction1 = 1 - std::pow(beta1, static_cast<double>(step));
       const double correction2 = 1 - std::pow(beta2, static_cast<double>(step));
       if (fused) {
@@ -137,11 +138,22 @@ void ClipAndStep(torch::optim::AdamW& optimizer, double max_norm, AdamWKernel ke
         auto steps = torch::full({static_cast<int64_t>(t.params.size())}, static_cast<double>(step),
                                  t.params[0].options().dtype(torch::kFloat))
                          .unbind(0);
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+        // AdamW's kernel: the decay (param -= lr * weight_decay * param) in
+        // the same pass as the update, not a separate multiply over the
+        // parameters.
+        at::_fused_adamw_(t.params, t.grads, t.exp_avgs, t.exp_avg_sqs, at::TensorList(), steps, lr,
+                          beta1, beta2, weight_decay, eps, /*amsgrad=*/false,
+                          /*maximize=*/false, grad_scale, /*found_inf=*/{});
+#else
+        if (weight_decay != 0) at::_foreach_mul_(t.params, 1 - lr * weight_decay);
         at::_fused_adam_(t.params, t.grads, t.exp_avgs, t.exp_avg_sqs, at::TensorList(), steps, lr,
                          beta1, beta2, /*weight_decay=*/0.0, eps, /*amsgrad=*/false,
                          /*maximize=*/false, grad_scale, /*found_inf=*/{});
+#endif
         continue;
       }
+      if (weight_decay != 0) at::_foreach_mul_(t.params, 1 - lr * weight_decay);
       at::_foreach_mul_(t.exp_avgs, beta1);
       at::_foreach_add_(t.exp_avgs, t.grads, 1 - beta1);
       at::_foreach_mul_(t.exp_avg_sqs, beta2);

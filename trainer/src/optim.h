@@ -23,9 +23,10 @@ enum class AdamWKernel {
   // kPerTensor (bit-identical on the CPU, where the _foreach_ ops run per
   // tensor).
   kForeach,
-  // On CUDA, PyTorch's fused Adam kernel (one pass over parameter, gradient
-  // and both moments) after a multi-tensor weight-decay multiply, with the
-  // clip folded in as its gradient scale. Off CUDA it runs as kForeach.
+  // On CUDA, PyTorch's fused AdamW kernel (one pass over parameter, gradient
+  // and both moments, the weight decay included; LibTorch < 2.1: its fused
+  // Adam kernel after a multi-tensor weight-decay multiply), with the clip
+  // folded in as its gradient scale. Off CUDA it runs as kForeach.
   kFused,
 };
 

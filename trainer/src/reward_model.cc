@@ -1545,8 +1545,10 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   }
   net->to(device);
   net->set_bf16_residual(options.cuda_bf16_residual);  // GPT-2 blocks only; llama ignores it
-  net->set_cuda_fast_paths(options.cuda_fast_paths, options.cuda_fast_paths,
-                           options.cuda_fast_paths);  // likewise
+  CudaFastPaths fast_paths;                            // likewise
+  fast_paths.split_qkv = fast_paths.fused_norm = fast_paths.fused_gelu = options.cuda_fast_paths;
+  fast_paths.fused_residual = options.cuda_fast_paths && options.cuda_fused_residual;
+  net->set_cuda_fast_paths(fast_paths);
   net->train();
   auto optimizer = MakeOptimizer(net, options);
   std::mt19937_64 rng(options.seed ^ 0x5eed0f0b47c4e5ULL);

@@ -3,6 +3,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -64,14 +65,19 @@ void SetCudaAutocast(bool enabled, at::ScalarType dtype) {
 #endif
 }
 
+std::atomic<bool> cpu_fast_paths_for_testing{false};
+
 // Training on CUDA under bf16 autocast: where the bf16 residual and the
 // trainer's kernels apply (evaluation and scoring keep LibTorch's fp32 path).
 bool CudaBf16Training(const torch::nn::Module& module, const torch::Tensor& x) {
+  if (module.is_training() && x.is_cpu() && cpu_fast_paths_for_testing.load()) return true;
   return module.is_training() && x.is_cuda() && CudaAutocastEnabled() &&
          CudaAutocastDtype() == at::kBFloat16;
 }
 
 }  // namespace
+
+void SetCudaFastPathsOnCpuForTesting(bool on) { cpu_fast_paths_for_testing.store(on); }
 
 CudaAutocastScope::CudaAutocastScope(bool enabled)
     : enabled_(enabled), prev_enabled_(CudaAutocastEnabled()), prev_dtype_(CudaAutocastDtype()) {
@@ -94,7 +100,8 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t d_model, int64_t heads, bool causal
   out_ = register_module("out", torch::nn::Linear(d_model, d_model));
 }
 
-torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& valid) {
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& valid,
+                                         bool out_bias) {
   const int64_t batch = x.size(0), len = x.size(1), d_model = x.size(2);
   const int64_t head_dim = d_model / heads_;
   std::vector<torch::Tensor> qkv;
@@ -153,7 +160,8 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   y = torch::bmm(torch::softmax(scores, -1), v.reshape({bh, len, head_dim}))
           .view({batch, heads_, len, head_dim});
 #endif
-  return Linear(out_, y.transpose(1, 2).reshape({batch, len, d_model}));
+  auto merged = y.transpose(1, 2).reshape({batch, len, d_model});
+  return out_bias ? Linear(out_, merged) : at::linear(merged, out_->weight);
 }
 
 torch::Tensor SelfAttentionImpl::ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
@@ -192,18 +200,32 @@ TransformerBlockImpl::TransformerBlockImpl(const ModelConfig& config)
 }
 
 torch::Tensor TransformerBlockImpl::Mlp(const torch::Tensor& h) {
-  auto m = Norm(ln2_, h);
-  if (fused_gelu_ && CudaBf16Training(*this, m) && CudaKernelsUsable()) {
+  return MlpOfNorm(Norm(ln2_, h), /*out_bias=*/true);
+}
+
+torch::Tensor TransformerBlockImpl::MlpOfNorm(const torch::Tensor& m, bool out_bias) {
+  auto out = [&](const torch::Tensor& act) {
+    return out_bias ? Linear(fc_out_, act) : at::linear(act, fc_out_->weight);
+  };
+  if (fused_gelu_ && CudaBf16Training(*this, m) && (m.is_cpu() || CudaKernelsUsable())) {
     // The product without its bias, then the trainer's kernel adds the bias
     // and applies GELU, and in backward sums the bias gradient in the same
     // pass as GELU's (no separate reduction over the [B, T, 4D] gradient).
     auto pre = at::linear(m, fc_in_->weight);  // bf16 under autocast
-    if (FusedBiasGeluApplies(pre)) {
-      return Linear(fc_out_, FusedBiasGelu(pre, fc_in_->bias, gelu_tanh_));
-    }
-    return Linear(fc_out_, torch::gelu(pre + fc_in_->bias, gelu_tanh_ ? "tanh" : "none"));
+    if (FusedBiasGeluApplies(pre)) return out(FusedBiasGelu(pre, fc_in_->bias, gelu_tanh_));
+    return out(torch::gelu(pre + fc_in_->bias, gelu_tanh_ ? "tanh" : "none"));
   }
-  return Linear(fc_out_, torch::gelu(Linear(fc_in_, m), gelu_tanh_ ? "tanh" : "none"));
+  return out(torch::gelu(Linear(fc_in_, m), gelu_tanh_ ? "tanh" : "none"));
+}
+
+std::pair<torch::Tensor, torch::Tensor> TransformerBlockImpl::AddNorm(torch::nn::LayerNorm& ln,
+                                                                      const PendingResidual& r) {
+  if (!r.delta.defined()) return {r.x, Norm(ln, r.x)};
+  if (FusedAddLayerNormApplies(r.x, r.delta)) {
+    return FusedAddLayerNorm(r.x, r.delta, r.bias, ln->weight, ln->bias, ln->options.eps());
+  }
+  auto x = r.x + (r.delta + r.bias).to(r.x.scalar_type());
+  return {x, Norm(ln, x)};
 }
 
 torch::Tensor TransformerBlockImpl::Norm(torch::nn::LayerNorm& ln, const torch::Tensor& x) {
@@ -232,9 +254,30 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch:
 
 torch::Tensor TransformerBlockImpl::ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
                                               const torch::Tensor& end) {
+  return ForwardAtNormed(x, Norm(ln1_, x), valid, end);
+}
+
+torch::Tensor TransformerBlockImpl::ForwardAtNormed(const torch::Tensor& x, const torch::Tensor& n1,
+                                                    const torch::Tensor& valid,
+                                                    const torch::Tensor& end) {
   auto x_end = x.index({torch::arange(x.size(0), end.options()), end});
-  auto h = x_end + attn_->ForwardAt(Norm(ln1_, x), valid, end);
+  auto h = x_end + attn_->ForwardAt(n1, valid, end);
   return h + Mlp(h);
+}
+
+PendingResidual TransformerBlockImpl::ForwardPending(const PendingResidual& r,
+                                                     const torch::Tensor& valid) {
+  auto [x, n1] = AddNorm(ln1_, r);
+  auto attn = attn_->forward(n1, valid, /*out_bias=*/false);
+  auto [h, n2] = AddNorm(ln2_, {x, attn, attn_->out_bias()});
+  return {h, MlpOfNorm(n2, /*out_bias=*/false), fc_out_->bias};
+}
+
+torch::Tensor TransformerBlockImpl::ForwardAtPending(const PendingResidual& r,
+                                                     const torch::Tensor& valid,
+                                                     const torch::Tensor& end) {
+  auto [x, n1] = AddNorm(ln1_, r);
+  return ForwardAtNormed(x, n1, valid, end);
 }
 
 // ---- Llama blocks -------------------------------------------------------------
@@ -407,10 +450,11 @@ RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config
   head_ = register_module("head", torch::nn::Linear(config.d_model, config.score_heads));
 }
 
-void RewardTransformerImpl::set_cuda_fast_paths(bool split_qkv, bool fused_norm, bool fused_gelu) {
+void RewardTransformerImpl::set_cuda_fast_paths(const CudaFastPaths& paths) {
   if (config_.block != "gpt2") return;
+  fast_paths_ = paths;
   for (size_t i = 0; i < blocks_->size(); ++i) {
-    blocks_[i]->as<TransformerBlock>()->set_cuda_fast_paths(split_qkv, fused_norm, fused_gelu);
+    blocks_[i]->as<TransformerBlock>()->set_cuda_fast_paths(paths);
   }
 }
 
@@ -447,9 +491,22 @@ torch::Tensor RewardTransformerImpl::forward(const torch::Tensor& ids,
   auto valid = positions.unsqueeze(0) < lengths.unsqueeze(1);  // [B, T]
   // The score reads the last block at END only: it runs there alone.
   const size_t last_block = blocks_->size() - 1;
-  for (size_t i = 0; i < last_block; ++i) x = blocks_[i]->as<TransformerBlock>()->forward(x, valid);
-  auto last =
-      blocks_[last_block]->as<TransformerBlock>()->ForwardAt(x, valid, lengths - 1);  // [B, D]
+  torch::Tensor last;  // [B, D]
+  if (fast_paths_.fused_residual && fast_paths_.fused_norm && CudaBf16Training(*this, x) &&
+      FusedLayerNormApplies(x)) {
+    // Each residual add (and the bias of the product before it) in the next
+    // LayerNorm's pass.
+    PendingResidual r{x, {}, {}};
+    for (size_t i = 0; i < last_block; ++i) {
+      r = blocks_[i]->as<TransformerBlock>()->ForwardPending(r, valid);
+    }
+    last = blocks_[last_block]->as<TransformerBlock>()->ForwardAtPending(r, valid, lengths - 1);
+  } else {
+    for (size_t i = 0; i < last_block; ++i) {
+      x = blocks_[i]->as<TransformerBlock>()->forward(x, valid);
+    }
+    last = blocks_[last_block]->as<TransformerBlock>()->ForwardAt(x, valid, lengths - 1);
+  }
   // The score is one number compared across pairs: bf16's 8-bit mantissa
   // would turn close scores into ties, so the head runs in fp32.
   CudaAutocastScope fp32(false);

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "rlaif/common/status.h"
@@ -91,13 +92,37 @@ class CudaAutocastScope {
   at::ScalarType prev_dtype_;
 };
 
+// GPT-2 blocks' CUDA training paths (RewardTransformerImpl::set_cuda_fast_paths).
+struct CudaFastPaths {
+  bool split_qkv = true;
+  bool fused_norm = true;
+  bool fused_gelu = true;
+  bool fused_residual = false;  // needs fused_norm
+};
+
+// Tests only: the GPT-2 blocks' fast paths also in CPU training (with the
+// fused ops' CPU reference implementations), so that a test can check their
+// wiring on a machine without a GPU. The model's tensors must then be bf16
+// where CUDA autocast would make them so (the tests convert its blocks).
+void SetCudaFastPathsOnCpuForTesting(bool on);
+
+// A residual stream whose last branch output is not yet added: the stream
+// is x + delta + bias (delta: a product's bf16 output without its bias,
+// bias its [D] bias; both undefined when nothing is pending). The next
+// LayerNorm adds them in its own pass (FusedAddLayerNorm).
+struct PendingResidual {
+  torch::Tensor x, delta, bias;
+};
+
 // Multi-head self-attention with a causal and/or key-padding mask.
 class SelfAttentionImpl : public torch::nn::Module {
  public:
   SelfAttentionImpl(int64_t d_model, int64_t heads, bool causal);
   // x: [B, T, D]; valid: [B, T] bool, true for real tokens, which precede all
-  // padding in each row. Returns [B, T, D].
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& valid);
+  // padding in each row. Returns [B, T, D]; without the output
+  // projection's bias (out_bias()) when `out_bias` is false.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& valid, bool out_bias = true);
+  const torch::Tensor& out_bias() const { return out_->bias; }
   // The attention output at one query position per row only, `end` [B]
   // int64, which sees the keys `valid` marks (for END, the last real token,
   // that is also exactly what a causal query sees). Returns [B, D]: the rows
@@ -128,18 +153,35 @@ class TransformerBlockImpl : public torch::nn::Module {
   // only keys and values are computed for them (~1/4 of a block's work).
   torch::Tensor ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
                           const torch::Tensor& end);
-  void set_cuda_fast_paths(bool split_qkv, bool fused_norm, bool fused_gelu) {
-    attn_->set_split_qkv(split_qkv);
-    fused_norm_ = fused_norm;
-    fused_gelu_ = fused_gelu;
+  // forward() on the stream r.x + r.delta + r.bias, adding them in the first
+  // LayerNorm's pass; returns the stream with the MLP's output pending
+  // (CudaFastPaths::fused_residual: CUDA bf16-autocast training only).
+  PendingResidual ForwardPending(const PendingResidual& r, const torch::Tensor& valid);
+  // ForwardAt() on such a stream.
+  torch::Tensor ForwardAtPending(const PendingResidual& r, const torch::Tensor& valid,
+                                 const torch::Tensor& end);
+  void set_cuda_fast_paths(const CudaFastPaths& paths) {
+    attn_->set_split_qkv(paths.split_qkv);
+    fused_norm_ = paths.fused_norm;
+    fused_gelu_ = paths.fused_gelu;
   }
 
  private:
   // ln(x); a bf16 x (RewardTransformerImpl::set_bf16_residual) stays bf16;
   // FusedLayerNorm in CUDA bf16-autocast training where it applies.
   torch::Tensor Norm(torch::nn::LayerNorm& ln, const torch::Tensor& x);
+  // {the stream r.x + r.delta + r.bias, ln of it}: FusedAddLayerNorm where
+  // it applies; {r.x, Norm(ln, r.x)} when nothing is pending.
+  std::pair<torch::Tensor, torch::Tensor> AddNorm(torch::nn::LayerNorm& ln,
+                                                  const PendingResidual& r);
   // fc_out(act(fc_in(ln2(h)))).
   torch::Tensor Mlp(const torch::Tensor& h);
+  // fc_out(act(fc_in(m))) for m = ln2(h), without fc_out's bias when
+  // `out_bias` is false.
+  torch::Tensor MlpOfNorm(const torch::Tensor& m, bool out_bias);
+  // The last block's work at `end` from the stream x and n1 = ln1(x).
+  torch::Tensor ForwardAtNormed(const torch::Tensor& x, const torch::Tensor& n1,
+                                const torch::Tensor& valid, const torch::Tensor& end);
 
   bool gelu_tanh_ = false;
   bool fused_norm_ = true;
@@ -195,20 +237,24 @@ class RewardTransformerImpl : public torch::nn::Module {
   // products. The weights stay fp32 and the head still runs in fp32. Off by
   // default; no effect in eval mode, on the CPU or without autocast.
   void set_bf16_residual(bool on) { bf16_residual_ = on; }
-  // GPT-2 blocks' CUDA training paths, all on by default; the same
+  // GPT-2 blocks' CUDA training paths (CudaFastPaths' defaults); the same
   // computation up to rounding. split_qkv: q, k, v as column blocks of the
   // fused projection's output (its gradient assembled by one concatenation,
   // not a stack and a permuting copy). fused_norm, fused_gelu: the
   // LayerNorms and the MLP's bias + GELU by the trainer's kernels
   // (fused_ops.h) where the build has them, in bf16-autocast training: bf16
   // outputs, the gamma/beta and bias gradients summed in the same pass as
-  // the input's. Off: LibTorch's own ops (a baseline for benchmarks, a way
-  // out for an operator).
-  void set_cuda_fast_paths(bool split_qkv, bool fused_norm, bool fused_gelu);
+  // the input's. fused_residual (with fused_norm; off by default until
+  // measured on a GPU): each residual add and the bias of the product
+  // before it in the next LayerNorm's pass (FusedAddLayerNorm). Off:
+  // LibTorch's own ops (a baseline for benchmarks, a way out for an
+  // operator).
+  void set_cuda_fast_paths(const CudaFastPaths& paths);
 
  private:
   ModelConfig config_;
   bool bf16_residual_ = false;
+  CudaFastPaths fast_paths_;
   torch::nn::Embedding tok_emb_{nullptr};
   torch::nn::Embedding pos_emb_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};

@@ -9,11 +9,19 @@
 // the backward computes dx and accumulates the gamma/beta gradients in
 // registers in the same pass over dy and x; each block then writes one
 // partial row and a second kernel sums the partials in a fixed order.
+//
+// The same kernels with kAdd also take the residual add that precedes a
+// pre-LN block's LayerNorm: h = x + a + bias (a: the last branch's product
+// without its bias) is written with the LayerNorm's output in one pass, and
+// the backward adds the gradient h receives from the residual's later use
+// to the LayerNorm's and sums the bias gradient from it, all in the same
+// pass (no separate residual add, gradient accumulation or bias reduction).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../fused_kernels.h"
 
@@ -58,6 +66,15 @@ __device__ __forceinline__ void Store8(float* p, const float* v) {
   reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
 }
 
+// v as a T holds it: bf16 rounds each value, float keeps it.
+template <typename T>
+__device__ __forceinline__ void RoundTo(float* v) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) v[k] = __bfloat162float(__float2bfloat16_rn(v[k]));
+  }
+}
+
 __device__ __forceinline__ float WarpSum(float v) {
 #pragma unroll
   for (int offset = kWarp / 2; offset > 0; offset /= 2)
@@ -68,11 +85,16 @@ __device__ __forceinline__ float WarpSum(float v) {
 // Lane `lane`'s j-th group of 8 columns.
 __device__ __forceinline__ int Column(int j, int lane) { return (j * kWarp + lane) * kVec; }
 
-template <typename T, int V>
-__global__ void LayerNormForwardKernel(const T* __restrict__ x, const float* __restrict__ gamma,
+// With kAdd the row is first h = x + (a + add_bias) (a bf16, add_bias [n]
+// float), rounded to T and written to h; the statistics are those of h as
+// stored, which is what the backward reads.
+template <typename T, int V, bool kAdd>
+__global__ void LayerNormForwardKernel(const T* __restrict__ x, const __nv_bfloat16* __restrict__ a,
+                                       const float* __restrict__ add_bias,
+                                       const float* __restrict__ gamma,
                                        const float* __restrict__ beta, int64_t rows, float eps,
-                                       __nv_bfloat16* __restrict__ y, float* __restrict__ mean_out,
-                                       float* __restrict__ rstd_out) {
+                                       T* __restrict__ h, __nv_bfloat16* __restrict__ y,
+                                       float* __restrict__ mean_out, float* __restrict__ rstd_out) {
   constexpr int n = V * kVec * kWarp;
   const int lane = threadIdx.x % kWarp;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kForwardWarps + threadIdx.x / kWarp;
@@ -82,7 +104,17 @@ __global__ void LayerNormForwardKernel(const T* __restrict__ x, const float* __r
   float sum = 0;
 #pragma unroll
   for (int j = 0; j < V; ++j) {
-    Load8(xr + Column(j, lane), v[j]);
+    const int c = Column(j, lane);
+    Load8(xr + c, v[j]);
+    if constexpr (kAdd) {
+      float av[kVec], bv[kVec];
+      Load8(a + row * n + c, av);
+      Load8(add_bias + c, bv);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) v[j][k] += av[k] + bv[k];
+      RoundTo<T>(v[j]);
+      Store8(h + row * n + c, v[j]);
+    }
 #pragma unroll
     for (int k = 0; k < kVec; ++k) sum += v[j][k];
   }
@@ -135,21 +167,28 @@ __device__ __forceinline__ void BlockPartial(const float (&acc)[V][kVec], float*
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma;
 // dgamma = sum over rows of dy * xhat, dbeta = sum of dy. Block b writes its
 // rows' sums to partial_gamma[b] and partial_beta[b] ([gridDim.x, n]).
-template <typename T, int V>
-__global__ void LayerNormBackwardKernel(const __nv_bfloat16* __restrict__ dy,
-                                        const T* __restrict__ x, const float* __restrict__ gamma,
-                                        const float* __restrict__ mean,
-                                        const float* __restrict__ rstd, int64_t rows,
-                                        T* __restrict__ dx, float* __restrict__ partial_gamma,
-                                        float* __restrict__ partial_beta) {
+// With kAdd, x is the forward's h and the gradient h receives elsewhere,
+// dh_in (null: none), is added: dx = dh_in + that, stored in T and, when
+// da is not null, also in bf16 to da (a's gradient); its column sums go to
+// partial_bias[b] (add_bias's gradient).
+template <typename T, int V, bool kAdd>
+__global__ void LayerNormBackwardKernel(
+    const __nv_bfloat16* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ dh_in,
+    const float* __restrict__ gamma, const float* __restrict__ mean, const float* __restrict__ rstd,
+    int64_t rows, T* __restrict__ dx, __nv_bfloat16* __restrict__ da,
+    float* __restrict__ partial_gamma, float* __restrict__ partial_beta,
+    float* __restrict__ partial_bias) {
   constexpr int n = V * kVec * kWarp;
   __shared__ __align__(16) float shared[kBackwardWarps * n];
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  float acc_gamma[V][kVec], acc_beta[V][kVec];
+  float acc_gamma[V][kVec], acc_beta[V][kVec], acc_bias[kAdd ? V : 1][kVec];
 #pragma unroll
   for (int j = 0; j < V; ++j) {
 #pragma unroll
-    for (int k = 0; k < kVec; ++k) acc_gamma[j][k] = acc_beta[j][k] = 0;
+    for (int k = 0; k < kVec; ++k) {
+      acc_gamma[j][k] = acc_beta[j][k] = 0;
+      if constexpr (kAdd) acc_bias[j][k] = 0;
+    }
   }
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kBackwardWarps;
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * kBackwardWarps + warp; row < rows;
@@ -177,29 +216,46 @@ __global__ void LayerNormBackwardKernel(const __nv_bfloat16* __restrict__ dy,
     const float mean_g = WarpSum(sum_g) / n, mean_gx = WarpSum(sum_gx) / n;
 #pragma unroll
     for (int j = 0; j < V; ++j) {
+      const int64_t offset = row * n + Column(j, lane);
       float out[kVec];
 #pragma unroll
       for (int k = 0; k < kVec; ++k) out[k] = rs * (g[j][k] - mean_g - xhat[j][k] * mean_gx);
-      Store8(dx + row * n + Column(j, lane), out);
+      if constexpr (kAdd) {
+        if (dh_in != nullptr) {
+          float other[kVec];
+          Load8(dh_in + offset, other);
+#pragma unroll
+          for (int k = 0; k < kVec; ++k) out[k] += other[k];
+        }
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc_bias[j][k] += out[k];
+        if (da != nullptr) Store8(da + offset, out);
+      }
+      Store8(dx + offset, out);
     }
   }
   BlockPartial<V>(acc_gamma, shared, partial_gamma + static_cast<int64_t>(blockIdx.x) * n);
   BlockPartial<V>(acc_beta, shared, partial_beta + static_cast<int64_t>(blockIdx.x) * n);
+  if constexpr (kAdd) {
+    BlockPartial<V>(acc_bias, shared, partial_bias + static_cast<int64_t>(blockIdx.x) * n);
+  }
 }
 
-// Up to two column sums in one launch: blockIdx.y picks the pair.
+// Up to three column sums in one launch: blockIdx.y picks the array.
 struct PartialSums {
-  const float* partial[2];  // [parts, n] each
-  float* out[2];            // [n] each
+  const float* partial[3];  // [parts, n] each
+  float* out[3];            // [n] each
 };
 
-// out[c] = sum over p < parts of partial[p, c], for gridDim.y (1 or 2)
+// out[c] = sum over p < parts of partial[p, c], for gridDim.y (1 to 3)
 // arrays at once. Each column's order is fixed: deterministic.
 __global__ void SumPartialsKernel(PartialSums sums, int parts, int n) {
   __shared__ float shared[kSumRowThreads][kSumColumns + 1];
-  // A select, not sums.partial[blockIdx.y]: a dynamic index would copy the
+  // Selects, not sums.partial[blockIdx.y]: a dynamic index would copy the
   // parameter struct to local memory.
-  const float* partial = blockIdx.y == 0 ? sums.partial[0] : sums.partial[1];
+  const unsigned which = blockIdx.y;
+  const float* partial =
+      which == 0 ? sums.partial[0] : (which == 1 ? sums.partial[1] : sums.partial[2]);
   const int c = blockIdx.x * kSumColumns + threadIdx.x;
   float total = 0;
   if (c < n) {
@@ -212,7 +268,7 @@ __global__ void SumPartialsKernel(PartialSums sums, int parts, int n) {
     float sum = 0;
 #pragma unroll
     for (int r = 0; r < kSumRowThreads; ++r) sum += shared[r][threadIdx.x];
-    (blockIdx.y == 0 ? sums.out[0] : sums.out[1])[c] = sum;
+    (which == 0 ? sums.out[0] : (which == 1 ? sums.out[1] : sums.out[2]))[c] = sum;
   }
 }
 
@@ -314,32 +370,120 @@ int BackwardBlocks(int64_t rows) {
   return static_cast<int>(wanted < cap ? (wanted > 0 ? wanted : 1) : cap);
 }
 
-template <typename T, int V>
-int Forward(const void* x, const float* gamma, const float* beta, int64_t rows, float eps, void* y,
-            float* mean, float* rstd, cudaStream_t stream) {
-  const int64_t blocks = (rows + kForwardWarps - 1) / kForwardWarps;
-  LayerNormForwardKernel<T, V><<<static_cast<unsigned>(blocks), kForwardWarps * kWarp, 0, stream>>>(
-      static_cast<const T*>(x), gamma, beta, rows, eps, static_cast<__nv_bfloat16*>(y), mean, rstd);
+// One LayerNorm's arguments; `a` set: with the residual add (kAdd).
+struct ForwardArgs {
+  const void* x;
+  const void* a;  // bf16, or null
+  const float* add_bias;
+  const float* gamma;
+  const float* beta;
+  int64_t rows;
+  float eps;
+  void* h;  // kAdd: x + a + add_bias, in x's dtype
+  void* y;  // bf16
+  float* mean;
+  float* rstd;
+};
+
+struct BackwardArgs {
+  const void* dy;     // bf16
+  const void* x;      // kAdd: the forward's h
+  const void* dh_in;  // kAdd: h's other gradient, in x's dtype, or null
+  const float* gamma;
+  const float* mean;
+  const float* rstd;
+  int64_t rows;
+  void* dx;  // x's dtype
+  void* da;  // kAdd, float x: a's gradient in bf16 (bf16 x: dx is), else null
+  float* dgamma;
+  float* dbeta;
+  float* dbias;  // kAdd
+  float* workspace;
+};
+
+template <typename T, int V, bool kAdd>
+int Forward(const ForwardArgs& f, cudaStream_t stream) {
+  const int64_t blocks = (f.rows + kForwardWarps - 1) / kForwardWarps;
+  LayerNormForwardKernel<T, V, kAdd>
+      <<<static_cast<unsigned>(blocks), kForwardWarps * kWarp, 0, stream>>>(
+          static_cast<const T*>(f.x), static_cast<const __nv_bfloat16*>(f.a), f.add_bias, f.gamma,
+          f.beta, f.rows, f.eps, static_cast<T*>(f.h), static_cast<__nv_bfloat16*>(f.y), f.mean,
+          f.rstd);
   return static_cast<int>(cudaGetLastError());
 }
 
-template <typename T, int V>
-int Backward(const void* dy, const void* x, const float* gamma, const float* mean,
-             const float* rstd, int64_t rows, void* dx, float* dgamma, float* dbeta,
-             float* workspace, cudaStream_t stream) {
+template <typename T, int V, bool kAdd>
+int Backward(const BackwardArgs& b, cudaStream_t stream) {
   constexpr int n = V * kVec * kWarp;
-  const int blocks = BackwardBlocks(rows);
-  float* partial_gamma = workspace;
-  float* partial_beta = workspace + static_cast<int64_t>(blocks) * n;
-  LayerNormBackwardKernel<T, V><<<blocks, kBackwardWarps * kWarp, 0, stream>>>(
-      static_cast<const __nv_bfloat16*>(dy), static_cast<const T*>(x), gamma, mean, rstd, rows,
-      static_cast<T*>(dx), partial_gamma, partial_beta);
+  const int blocks = BackwardBlocks(b.rows);
+  const int64_t part = static_cast<int64_t>(blocks) * n;
+  float* partial_gamma = b.workspace;
+  float* partial_beta = b.workspace + part;
+  float* partial_bias = kAdd ? b.workspace + 2 * part : nullptr;
+  LayerNormBackwardKernel<T, V, kAdd><<<blocks, kBackwardWarps * kWarp, 0, stream>>>(
+      static_cast<const __nv_bfloat16*>(b.dy), static_cast<const T*>(b.x),
+      static_cast<const T*>(b.dh_in), b.gamma, b.mean, b.rstd, b.rows, static_cast<T*>(b.dx),
+      static_cast<__nv_bfloat16*>(b.da), partial_gamma, partial_beta, partial_bias);
   int status = static_cast<int>(cudaGetLastError());
   if (status != 0) return status;
-  const dim3 grid((n + kSumColumns - 1) / kSumColumns, 2);
-  const PartialSums sums = {{partial_gamma, partial_beta}, {dgamma, dbeta}};
+  const dim3 grid((n + kSumColumns - 1) / kSumColumns, kAdd ? 3 : 2);
+  const PartialSums sums = {{partial_gamma, partial_beta, partial_bias},
+                            {b.dgamma, b.dbeta, b.dbias}};
   SumPartialsKernel<<<grid, dim3(kSumColumns, kSumRowThreads), 0, stream>>>(sums, blocks, n);
   return static_cast<int>(cudaGetLastError());
+}
+
+template <int V>
+int ForwardOfWidth(const ForwardArgs& f, bool x_bf16, cudaStream_t s) {
+  using Bf16 = __nv_bfloat16;
+  if (f.a != nullptr) return x_bf16 ? Forward<Bf16, V, true>(f, s) : Forward<float, V, true>(f, s);
+  return x_bf16 ? Forward<Bf16, V, false>(f, s) : Forward<float, V, false>(f, s);
+}
+
+template <int V>
+int BackwardOfWidth(const BackwardArgs& b, bool add, bool x_bf16, cudaStream_t s) {
+  using Bf16 = __nv_bfloat16;
+  if (add) return x_bf16 ? Backward<Bf16, V, true>(b, s) : Backward<float, V, true>(b, s);
+  return x_bf16 ? Backward<Bf16, V, false>(b, s) : Backward<float, V, false>(b, s);
+}
+
+// n = 256 V, V in [1, 4]; else cudaErrorInvalidValue.
+int RunForward(const ForwardArgs& f, bool x_bf16, int n, cudaStream_t s) {
+  if (f.rows == 0) return 0;
+  switch (n) {
+    case 256:
+      return ForwardOfWidth<1>(f, x_bf16, s);
+    case 512:
+      return ForwardOfWidth<2>(f, x_bf16, s);
+    case 768:
+      return ForwardOfWidth<3>(f, x_bf16, s);
+    case 1024:
+      return ForwardOfWidth<4>(f, x_bf16, s);
+    default:
+      return static_cast<int>(cudaErrorInvalidValue);
+  }
+}
+
+int RunBackward(const BackwardArgs& b, bool add, bool x_bf16, int n, cudaStream_t s) {
+  if (n != 256 && n != 512 && n != 768 && n != 1024) {
+    return static_cast<int>(cudaErrorInvalidValue);
+  }
+  if (b.rows == 0) {  // no rows: zero gradients
+    for (float* p : {b.dgamma, b.dbeta, add ? b.dbias : nullptr}) {
+      if (p != nullptr) cudaMemsetAsync(p, 0, sizeof(float) * n, s);
+    }
+    return static_cast<int>(cudaGetLastError());
+  }
+  switch (n) {
+    case 256:
+      return BackwardOfWidth<1>(b, add, x_bf16, s);
+    case 512:
+      return BackwardOfWidth<2>(b, add, x_bf16, s);
+    case 768:
+      return BackwardOfWidth<3>(b, add, x_bf16, s);
+    default:
+      return BackwardOfWidth<4>(b, add, x_bf16, s);
+  }
 }
 
 }  // namespace
@@ -349,7 +493,7 @@ int KernelsUsable() {
   // where the build holds no code this device can run.
   cudaFuncAttributes attributes;
   const cudaError_t status =
-      cudaFuncGetAttributes(&attributes, LayerNormForwardKernel<__nv_bfloat16, 3>);
+      cudaFuncGetAttributes(&attributes, LayerNormForwardKernel<__nv_bfloat16, 3, false>);
   if (status != cudaSuccess) cudaGetLastError();  // not sticky: clear it
   return static_cast<int>(status);
 }
@@ -357,24 +501,8 @@ int KernelsUsable() {
 int LayerNormForward(const void* x, bool x_bf16, const float* gamma, const float* beta,
                      int64_t rows, int n, float eps, void* y, float* mean, float* rstd,
                      void* stream) {
-  auto s = static_cast<cudaStream_t>(stream);
-  if (rows == 0) return 0;
-#define RLAIF_LN_FORWARD(V)                                                              \
-  return x_bf16 ? Forward<__nv_bfloat16, V>(x, gamma, beta, rows, eps, y, mean, rstd, s) \
-                : Forward<float, V>(x, gamma, beta, rows, eps, y, mean, rstd, s)
-  switch (n) {
-    case 256:
-      RLAIF_LN_FORWARD(1);
-    case 512:
-      RLAIF_LN_FORWARD(2);
-    case 768:
-      RLAIF_LN_FORWARD(3);
-    case 1024:
-      RLAIF_LN_FORWARD(4);
-    default:
-      return static_cast<int>(cudaErrorInvalidValue);
-  }
-#undef RLAIF_LN_FORWARD
+  const ForwardArgs f = {x, nullptr, nullptr, gamma, beta, rows, eps, nullptr, y, mean, rstd};
+  return RunForward(f, x_bf16, n, static_cast<cudaStream_t>(stream));
 }
 
 int64_t LayerNormBackwardWorkspace(int64_t rows, int n) {
@@ -384,30 +512,38 @@ int64_t LayerNormBackwardWorkspace(int64_t rows, int n) {
 int LayerNormBackward(const void* dy, const void* x, bool x_bf16, const float* gamma,
                       const float* mean, const float* rstd, int64_t rows, int n, void* dx,
                       float* dgamma, float* dbeta, float* workspace, void* stream) {
-  auto s = static_cast<cudaStream_t>(stream);
-  if (rows == 0) {  // no rows: zero gradients
-    cudaMemsetAsync(dgamma, 0, sizeof(float) * n, s);
-    cudaMemsetAsync(dbeta, 0, sizeof(float) * n, s);
-    return static_cast<int>(cudaGetLastError());
+  BackwardArgs b = {};
+  b.dy = dy, b.x = x, b.gamma = gamma, b.mean = mean, b.rstd = rstd, b.rows = rows;
+  b.dx = dx, b.dgamma = dgamma, b.dbeta = dbeta, b.workspace = workspace;
+  return RunBackward(b, /*add=*/false, x_bf16, n, static_cast<cudaStream_t>(stream));
+}
+
+int AddLayerNormForward(const void* x, bool x_bf16, const void* a, const float* add_bias,
+                        const float* gamma, const float* beta, int64_t rows, int n, float eps,
+                        void* h, void* y, float* mean, float* rstd, void* stream) {
+  if (a == nullptr || add_bias == nullptr || h == nullptr) {
+    return static_cast<int>(cudaErrorInvalidValue);
   }
-#define RLAIF_LN_BACKWARD(V)                                                                 \
-  return x_bf16                                                                              \
-             ? Backward<__nv_bfloat16, V>(dy, x, gamma, mean, rstd, rows, dx, dgamma, dbeta, \
-                                          workspace, s)                                      \
-             : Backward<float, V>(dy, x, gamma, mean, rstd, rows, dx, dgamma, dbeta, workspace, s)
-  switch (n) {
-    case 256:
-      RLAIF_LN_BACKWARD(1);
-    case 512:
-      RLAIF_LN_BACKWARD(2);
-    case 768:
-      RLAIF_LN_BACKWARD(3);
-    case 1024:
-      RLAIF_LN_BACKWARD(4);
-    default:
-      return static_cast<int>(cudaErrorInvalidValue);
+  const ForwardArgs f = {x, a, add_bias, gamma, beta, rows, eps, h, y, mean, rstd};
+  return RunForward(f, x_bf16, n, static_cast<cudaStream_t>(stream));
+}
+
+int64_t AddLayerNormBackwardWorkspace(int64_t rows, int n) {
+  return 3 * static_cast<int64_t>(BackwardBlocks(rows)) * n;
+}
+
+int AddLayerNormBackward(const void* dy, const void* dh, const void* h, bool h_bf16,
+                         const float* gamma, const float* mean, const float* rstd, int64_t rows,
+                         int n, void* dx, void* da, float* dgamma, float* dbeta, float* dbias,
+                         float* workspace, void* stream) {
+  if (dbias == nullptr || (!h_bf16 && da == nullptr)) {
+    return static_cast<int>(cudaErrorInvalidValue);
   }
-#undef RLAIF_LN_BACKWARD
+  BackwardArgs b = {};
+  b.dy = dy, b.x = h, b.dh_in = dh, b.gamma = gamma, b.mean = mean, b.rstd = rstd, b.rows = rows;
+  b.dx = dx, b.da = h_bf16 ? nullptr : da, b.dgamma = dgamma, b.dbeta = dbeta, b.dbias = dbias;
+  b.workspace = workspace;
+  return RunBackward(b, /*add=*/true, h_bf16, n, static_cast<cudaStream_t>(stream));
 }
 
 int BiasGeluForward(const void* h, const float* bias, int64_t rows, int n, bool tanh, void* y,
@@ -442,7 +578,7 @@ int BiasGeluBackward(const void* dy, const void* h, const float* bias, int64_t r
       n / kVec, tanh, static_cast<__nv_bfloat16*>(dh), workspace);
   const int status = static_cast<int>(cudaGetLastError());
   if (status != 0) return status;
-  const PartialSums sums = {{workspace, nullptr}, {dbias, nullptr}};  // one array: grid.y 1
+  const PartialSums sums = {{workspace, nullptr, nullptr}, {dbias, nullptr, nullptr}};  // grid.y 1
   SumPartialsKernel<<<dim3((n + kSumColumns - 1) / kSumColumns, 1),
                       dim3(kSumColumns, kSumRowThreads), 0, s>>>(sums, static_cast<int>(grid.y), n);
   return static_cast<int>(cudaGetLastError());

@@ -62,6 +62,11 @@ struct TrainOptions {
   // and they run on the device). The same computation up to rounding;
   // false runs LibTorch's own ops. Default true.
   bool cuda_fast_paths = true;
+  // CUDA only, with cuda_fast_paths: also each residual add, and the bias of
+  // the product before it, in the next LayerNorm kernel's pass
+  // (CudaFastPaths::fused_residual). Default false: not yet run on a GPU
+  // (bench/RESULTS.md, "Training step on the GPU").
+  bool cuda_fused_residual = false;
   int threads = 1;               // at::set_num_threads for this process
   uint64_t seed = 42;
   std::string version;           // written into config.json; "" = directory name
