@@ -200,6 +200,9 @@ class FusedAddLayerNormFunction : public torch::autograd::Function<FusedAddLayer
                                                 const torch::Tensor& bias,
                                                 const torch::Tensor& gamma,
                                                 const torch::Tensor& beta, double eps) {
+    // An output nothing used gets an undefined gradient, not a zero-filled
+    // [rows, n] tensor to read (h's, when nothing after the add reads h).
+    ctx->set_materialize_grads(false);
     auto xc = Dense(x);
     auto ac = Dense(a);
     auto ab = Dense(bias.to(torch::kFloat));
