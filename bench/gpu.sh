@@ -125,8 +125,11 @@ cpp --preset small --seq 384 --batch 64 --residual fp32
 cpp --preset small --seq 384 --batch 64 --residual fp32 --residual-add rlaif
 if [ "$mode" != "--quick" ]; then
 # Llama-family backbones (trainer.model.backbone; random weights): SmolLM2-135M and Qwen3-0.6B shapes.
+# Each without and with --rmsnorm rlaif (the RMSNorm kernel, off by default).
 cpp --preset llama-135m --seq 512 --batch 32 --residual fp32
+cpp --preset llama-135m --seq 512 --batch 32 --residual fp32 --rmsnorm rlaif
 cpp --preset qwen3-0.6b --seq 512 --batch 8 --residual fp32  # Qwen3-0.6B (q/k norms)
+cpp --preset qwen3-0.6b --seq 512 --batch 8 --residual fp32 --rmsnorm rlaif
 fi
 fi
 # Kernel profiles (3 steps each, after the timed ones; not in the table).
@@ -158,21 +161,22 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peak = next((r["matmul_peak_tflops"] for r in rows if r.get("matmul_peak_tflops")), 0)
 print(f"bf16 matmul peak measured in this run: {peak:.1f} TFLOP/s")
 print(f"{'impl':6} {'preset':10} {'seq':>4} {'batch':>5} {'resid':5} {'qkv':5} {'LN':5} {'gelu':5} "
-      f"{'add':5} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
+      f"{'add':5} {'rms':5} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
 for r in rows:
     impl = "c++" if r["bench"] == "train_step" else ("py-same" if r.get("same_algorithm") else "py")
     mfu = r["model_tflops"] / peak if peak else 0
     ex = r.get("executed_mfu_vs_measured_matmul", float("nan"))
     print(f"{impl:6} {r['preset']:10} {r['seq']:4} {r['batch_sequences']:5} {r.get('residual','fp32'):5} "
           f"{r.get('qkv','-'):5} {r.get('layernorm','-')[:5]:5} {r.get('gelu','-')[:5]:5} "
-          f"{r.get('residual_add','-')[:5]:5} {r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
+          f"{r.get('residual_add','-')[:5]:5} {r.get('rmsnorm','-')[:5]:5} {r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
 # Medians of the rows that ran more than once (same configuration).
 groups = {}
 for r in rows:
     if r["bench"] != "train_step":
         continue
     key = (r["preset"], r["seq"], r["batch_sequences"], r.get("residual", "fp32"), r.get("qkv", "-"),
-           r.get("layernorm", "-"), r.get("gelu", "-"), r.get("residual_add", "-"))
+           r.get("layernorm", "-"), r.get("gelu", "-"), r.get("residual_add", "-"),
+           r.get("rmsnorm", "-"))
     groups.setdefault(key, []).append(r["model_tflops"] / peak if peak else 0)
 print("medians (c++, configurations run more than once):")
 for key, mfus in groups.items():

@@ -9,7 +9,8 @@
 //                     [--batch N (sequences)] [--steps N] [--warmup N] [--threads N]
 //                     [--optimizer fused|foreach|per-tensor] [--residual fp32|bf16]
 //                     [--qkv split|fused] [--layernorm rlaif|aten] [--gelu rlaif|aten]
-//                     [--residual-add rlaif|aten] [--windows N] [--profile TRACE.json]
+//                     [--residual-add rlaif|aten] [--rmsnorm rlaif|aten] [--windows N]
+//                     [--profile TRACE.json]
 //
 // --optimizer picks the AdamW kernels (trainer/src/optim.h; the trainer uses
 // "fused"), --residual the CUDA residual-stream dtype (RewardTransformer::
@@ -19,7 +20,9 @@
 // trainer's own kernels where the build has them, else LibTorch's;
 // --residual-add rlaif, with --layernorm rlaif: each residual add and the
 // bias before it in the next LayerNorm kernel, CudaFastPaths::fused_residual,
-// off in the trainer by default, "aten" here too). The
+// off in the trainer by default, "aten" here too; --rmsnorm rlaif: Llama
+// blocks' RMSNorms by the trainer's kernel, CudaFastPaths::fused_rms, also
+// off by default). The
 // timed steps run in --windows equal windows; the reported rate is the
 // median window's. --profile: after timing, 3 more steps under PyTorch's
 // Kineto profiler, saved as a Chrome trace (needs a LibTorch built with
@@ -124,7 +127,8 @@ int main(int argc, char** argv) {
       {"device", "cpu"},      {"preset", "small"},  {"seq", "0"},     {"batch", "32"},
       {"steps", "10"},        {"warmup", "3"},      {"threads", "1"}, {"peak-tflops", "989"},
       {"optimizer", "fused"}, {"residual", "fp32"}, {"qkv", "split"}, {"layernorm", "rlaif"},
-      {"gelu", "rlaif"},      {"windows", "1"},     {"profile", ""},  {"residual-add", "aten"}};
+      {"gelu", "rlaif"},      {"windows", "1"},     {"profile", ""},  {"residual-add", "aten"},
+      {"rmsnorm", "aten"}};
   if (!rlaif::bench::ParseBenchFlags(argc, argv, &f)) return 2;
   torch::Device device(f["device"] == "cuda" ? torch::kCUDA : torch::kCPU);
   if (device.is_cuda() && !torch::cuda::is_available()) {
@@ -145,9 +149,11 @@ int main(int argc, char** argv) {
       (f["qkv"] != "split" && f["qkv"] != "fused") ||
       (f["layernorm"] != "rlaif" && f["layernorm"] != "aten") ||
       (f["gelu"] != "rlaif" && f["gelu"] != "aten") ||
-      (f["residual-add"] != "rlaif" && f["residual-add"] != "aten")) {
+      (f["residual-add"] != "rlaif" && f["residual-add"] != "aten") ||
+      (f["rmsnorm"] != "rlaif" && f["rmsnorm"] != "aten")) {
     std::cerr << "--optimizer fused|foreach|per-tensor, --residual fp32|bf16, --qkv split|fused, "
-                 "--layernorm rlaif|aten, --gelu rlaif|aten, --residual-add rlaif|aten\n";
+                 "--layernorm rlaif|aten, --gelu rlaif|aten, --residual-add rlaif|aten, --rmsnorm "
+                 "rlaif|aten\n";
     return 2;
   }
 
@@ -160,12 +166,16 @@ int main(int argc, char** argv) {
   paths.fused_norm = f["layernorm"] == "rlaif";
   paths.fused_gelu = f["gelu"] == "rlaif";
   paths.fused_residual = f["residual-add"] == "rlaif";
+  paths.fused_rms = f["rmsnorm"] == "rlaif";
   model->set_cuda_fast_paths(paths);
   // What ran: the trainer's kernels only where this build has them.
   const bool no_kernels = device.is_cuda() && !rlaif::trainer::CudaKernelsUsable();
   const std::string layernorm = no_kernels ? "aten" : f["layernorm"];
   const std::string gelu = no_kernels ? "aten" : f["gelu"];
   const std::string residual_add = no_kernels || layernorm != "rlaif" ? "aten" : f["residual-add"];
+  // "rlaif": every RMSNorm of the Llama blocks ran as the kernel.
+  const bool rms_applies = cfg.block == "llama" && cfg.d_model % 8 == 0 && cfg.d_model <= 1024;
+  const std::string rmsnorm = no_kernels || !rms_applies ? "aten" : f["rmsnorm"];
   model->train();
   // The trainer's two groups: matrices decayed; biases, norms, embeddings not.
   std::vector<torch::Tensor> decay, no_decay;
@@ -278,7 +288,8 @@ int main(int argc, char** argv) {
       "\"mfu_vs_measured_matmul\":%.3f,\"mfu_vs_nominal\":%.3f,\"nominal_peak_tflops\":%.0f,"
       "\"executed_tflops\":%.1f,\"executed_mfu_vs_measured_matmul\":%.3f,"
       "\"optimizer\":\"%s\",\"residual\":\"%s\",\"qkv\":\"%s\",\"layernorm\":\"%s\","
-      "\"gelu\":\"%s\",\"residual_add\":\"%s\",\"windows\":%d,\"steps_per_window\":%d}\n",
+      "\"gelu\":\"%s\",\"residual_add\":\"%s\",\"rmsnorm\":\"%s\",\"windows\":%d,\"steps_per_"
+      "window\":%d}\n",
       device.is_cuda() ? "cuda" : "cpu", bf16 ? "bf16-autocast" : "fp32", f["preset"].c_str(),
       static_cast<long long>(params), static_cast<long long>(seq), static_cast<long long>(batch),
       per_window * windows, secs, tps, cpu_secs, tokens / cpu_secs, achieved_tflops, matmul_tflops,
@@ -286,6 +297,6 @@ int main(int argc, char** argv) {
       device.is_cuda() ? achieved_tflops / peak : 0.0, peak, executed_tflops,
       matmul_tflops > 0 ? executed_tflops / matmul_tflops : 0.0, f["optimizer"].c_str(),
       f["residual"].c_str(), f["qkv"].c_str(), layernorm.c_str(), gelu.c_str(),
-      residual_add.c_str(), windows, per_window);
+      residual_add.c_str(), rmsnorm.c_str(), windows, per_window);
   return 0;
 }

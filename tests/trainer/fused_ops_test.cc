@@ -388,6 +388,141 @@ TEST(FusedAddLayerNorm, RewardTransformerFastPathsWiredRightOnTheCpu) {
   EXPECT_GT(RelativeError(moved[0], want[0]), 3e-2);
 }
 
+// ---- RMSNorm ------------------------------------------------------------------------
+
+struct RmsCase {
+  torch::Tensor x, w, dy;  // dy: bf16
+};
+
+RmsCase MakeRmsCase(std::vector<int64_t> shape, torch::ScalarType dtype,
+                    const torch::Device& device, uint64_t seed) {
+  torch::manual_seed(seed);
+  const int64_t n = shape.back();
+  // A scale per row: the normalisation must really divide it out.
+  return {(torch::randn(shape) * (1 + 4 * torch::rand(shape).slice(-1, 0, 1))).to(dtype).to(device),
+          (1 + 0.3 * torch::randn({n})).to(device),
+          torch::randn(shape).to(torch::kBFloat16).to(device)};
+}
+
+struct RmsGrads {
+  torch::Tensor y, dx, dw;
+};
+
+RmsGrads RunFusedRms(const RmsCase& c) {
+  auto x = c.x.detach().clone().requires_grad_(true);
+  auto w = c.w.detach().clone().requires_grad_(true);
+  auto y = FusedRmsNorm(x, w, 1e-6);
+  (y.to(torch::kFloat) * c.dy.to(torch::kFloat)).sum().backward();
+  return {y.detach(), x.grad(), w.grad()};
+}
+
+// Llama's RMSNorm by LibTorch's ops in float32, on the same values.
+RmsGrads RunReferenceRms(const RmsCase& c) {
+  auto x = c.x.detach().to(torch::kFloat).requires_grad_(true);
+  auto w = c.w.detach().clone().requires_grad_(true);
+  auto y = w * (x * torch::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + 1e-6));
+  (y * c.dy.to(torch::kFloat)).sum().backward();
+  return {y.detach(), x.grad(), w.grad()};
+}
+
+void ExpectRmsMatchesReference(const RmsCase& c, double dx_tolerance) {
+  const RmsGrads got = RunFusedRms(c), want = RunReferenceRms(c);
+  EXPECT_EQ(got.y.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(got.dx.scalar_type(), c.x.scalar_type());
+  EXPECT_EQ(got.dw.scalar_type(), torch::kFloat);
+  const auto y_error = (got.y.to(torch::kFloat) - want.y).abs();
+  EXPECT_TRUE((y_error <= want.y.abs() * (1.0 / 128) + 1e-5).all().item<bool>())
+      << "largest output error " << y_error.max().item<double>();
+  EXPECT_LT(RelativeError(got.dx, want.dx), dx_tolerance);
+  EXPECT_LT(RelativeError(got.dw, want.dw), 1e-4);
+}
+
+TEST(FusedRmsNorm, MatchesLlamasRmsNormAndItsGradientsOnTheCpu) {
+  // Head widths (64, 128), SmolLM2's 576 (a partial last group of columns), 1024.
+  for (int64_t n : {8, 64, 128, 576, 1024}) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    ExpectRmsMatchesReference(MakeRmsCase({3, 5, n}, torch::kFloat, torch::kCPU, 1), 1e-5);
+    ExpectRmsMatchesReference(MakeRmsCase({7, n}, torch::kBFloat16, torch::kCPU, 2), 8e-3);
+  }
+}
+
+TEST(FusedRmsNorm, AppliesOnlyWhereItsKernelsDo) {
+  EXPECT_TRUE(FusedRmsNormApplies(torch::zeros({2, 576})));
+  EXPECT_TRUE(FusedRmsNormApplies(torch::zeros({2, 3, 64}, torch::kBFloat16)));
+  EXPECT_FALSE(FusedRmsNormApplies(torch::zeros({2, 2048})));  // wider than its kernel
+  EXPECT_FALSE(FusedRmsNormApplies(torch::zeros({2, 100})));   // not a multiple of 8
+  EXPECT_FALSE(FusedRmsNormApplies(torch::zeros({2, 256}, torch::kDouble)));
+  EXPECT_FALSE(FusedRmsNormApplies(torch::Tensor()));
+  EXPECT_THROW(FusedRmsNorm(torch::zeros({2, 100}), torch::ones({100}), 1e-6), c10::Error);
+  EXPECT_THROW(FusedRmsNorm(torch::zeros({2, 64}), torch::ones({32}), 1e-6), c10::Error);
+  // A view at an odd offset is copied, not refused.
+  const auto c = MakeRmsCase({4, 64}, torch::kBFloat16, torch::kCPU, 3);
+  EXPECT_TRUE(
+      torch::equal(FusedRmsNorm(AtOddOffset(c.x), c.w, 1e-6), FusedRmsNorm(c.x, c.w, 1e-6)));
+}
+
+// A small Llama-block network (grouped-query attention, q/k norms, widths
+// that are not multiples of 256), with non-zero norm weights; on the CPU its
+// products are bf16 (weights rounded to bf16 values: an fp32 copy with
+// `bf16_products` false computes with the same ones).
+RewardTransformer MakeLlamaNet(const torch::Device& device, bool bf16_products = true) {
+  ModelConfig c;
+  c.block = "llama", c.activation = "silu", c.layer_norm_eps = 1e-6, c.qk_norm = true;
+  c.vocab_size = 300, c.max_len = 64, c.d_model = 192, c.layers = 2, c.heads = 6;
+  c.kv_heads = 2, c.head_dim = 32, c.mlp_hidden = 384, c.score_heads = 16;
+  RewardTransformer net(c);
+  net->InitWeights(9);
+  torch::manual_seed(12);
+  torch::NoGradGuard no_grad;
+  for (auto& item : net->named_parameters()) {
+    auto& p = item.value();
+    if (p.dim() == 1) p.add_(0.1 * torch::randn(p.sizes()));  // norm weights, head bias
+  }
+  net->to(device);
+  if (device.is_cpu()) {
+    for (auto& item : net->named_parameters()) {
+      const std::string& name = item.key();
+      if (item.value().dim() != 2 || name.rfind("blocks.", 0) != 0) continue;  // projections
+      auto rounded = item.value().to(torch::kBFloat16);
+      item.value().set_data(bf16_products ? rounded : rounded.to(torch::kFloat));
+    }
+  }
+  net->train();
+  return net;
+}
+
+// The Llama blocks' RMSNorm kernel path on the CPU (the reference
+// implementation), against an fp32 copy running LibTorch's ops.
+TEST(FusedRmsNorm, LlamaBlocksWiredRightOnTheCpu) {
+  struct CpuFastPaths {
+    CpuFastPaths() { SetCudaFastPathsOnCpuForTesting(true); }
+    ~CpuFastPaths() { SetCudaFastPathsOnCpuForTesting(false); }
+  } on;
+  auto ref = MakeLlamaNet(torch::kCPU, /*bf16_products=*/false);
+  auto net = MakeLlamaNet(torch::kCPU);
+  torch::manual_seed(8);
+  auto ids = torch::randint(3, 300, {6, 40}, torch::kLong);
+  auto lengths = torch::tensor({40, 1, 9, 33, 4, 39}, torch::kLong);
+  CudaFastPaths off, rms;
+  off.split_qkv = off.fused_norm = off.fused_gelu = false;
+  rms.fused_rms = true;
+  const auto want = ScoresAndGrads(ref, off, ids, lengths);
+  // bf16 rounding (products, and attention in bf16 on the CPU): ~0.5% of
+  // the scores, up to ~1.3% of a gradient.
+  ExpectSameScoresAndGrads(net, ScoresAndGrads(net, rms, ids, lengths), want, 1e-2, 3e-2);
+  // A norm weight ignored moves the result well beyond rounding.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : net->named_parameters()) {
+      if (item.key().find("k_norm") != std::string::npos) item.value().mul_(1.5);
+    }
+  }
+  const auto moved = ScoresAndGrads(net, rms, ids, lengths);
+  std::cout << "[ info     ] k_norm scaled: score error " << RelativeError(moved[0], want[0])
+            << "\n";
+  EXPECT_GT(RelativeError(moved[0], want[0]), 3e-2);
+}
+
 // The fast paths are CUDA training paths: on the CPU they change nothing.
 TEST(FusedLayerNorm, CudaFastPathsChangeNothingOnTheCpu) {
   ModelConfig c;
@@ -582,6 +717,48 @@ TEST(FusedLayerNormGpu, AddKernelsMatchAddThenLayerNormAndAreDeterministic) {
   const AddGrads e = RunFusedAdd(MakeAddCase({0, 256}, torch::kFloat, torch::kCUDA, 6));
   EXPECT_EQ(e.y.numel(), 0);
   EXPECT_EQ(e.dbias.abs().sum().item<float>(), 0.0f);
+}
+
+TEST(FusedLayerNormGpu, RmsNormKernelsMatchLlamasRmsNormAndAreDeterministic) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  RLAIF_NEED_KERNELS();
+  for (int64_t n : {8, 64, 128, 576, 896, 1024}) {
+    for (int64_t rows : {1, 1001, 16384}) {
+      for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+        SCOPED_TRACE("n " + std::to_string(n) + ", rows " + std::to_string(rows) +
+                     (dtype == torch::kFloat ? ", float" : ", bf16"));
+        const auto c = MakeRmsCase({rows, n}, dtype, torch::kCUDA, 30 + n + rows);
+        ExpectRmsMatchesReference(c, dtype == torch::kFloat ? 1e-5 : 8e-3);
+        const RmsGrads a = RunFusedRms(c), b = RunFusedRms(c);
+        EXPECT_TRUE(torch::equal(a.y, b.y));
+        EXPECT_TRUE(torch::equal(a.dx, b.dx));
+        EXPECT_TRUE(torch::equal(a.dw, b.dw));
+      }
+    }
+  }
+  const auto c = MakeRmsCase({4, 64}, torch::kBFloat16, torch::kCUDA, 3);
+  EXPECT_TRUE(
+      torch::equal(FusedRmsNorm(AtOddOffset(c.x), c.w, 1e-6), FusedRmsNorm(c.x, c.w, 1e-6)));
+  EXPECT_THROW(FusedRmsNorm(c.x, c.w.cpu(), 1e-6), c10::Error);
+  const RmsGrads e = RunFusedRms(MakeRmsCase({0, 64}, torch::kFloat, torch::kCUDA, 4));
+  EXPECT_EQ(e.y.numel(), 0);
+  EXPECT_EQ(e.dw.abs().sum().item<float>(), 0.0f);
+}
+
+// Llama blocks in CUDA bf16-autocast training with the RMSNorm kernel,
+// against LibTorch's ops.
+TEST(FusedLayerNormGpu, LlamaBlocksRmsNormKernelMatchesLibTorchsOps) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  RLAIF_NEED_KERNELS();
+  auto net = MakeLlamaNet(torch::kCUDA);
+  torch::manual_seed(8);
+  auto ids = torch::randint(3, 300, {6, 40}, torch::kLong).to(torch::kCUDA);
+  auto lengths = torch::tensor({40, 1, 9, 33, 4, 39}, torch::kLong).to(torch::kCUDA);
+  CudaFastPaths off, rms;
+  off.split_qkv = off.fused_norm = off.fused_gelu = false;
+  rms.fused_rms = true;
+  const auto base = ScoresAndGrads(net, off, ids, lengths);
+  ExpectSameScoresAndGrads(net, ScoresAndGrads(net, rms, ids, lengths), base, 2e-2, 5e-2);
 }
 
 // The reward network in CUDA bf16-autocast training, with each fast path on

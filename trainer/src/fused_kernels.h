@@ -53,6 +53,21 @@ int AddLayerNormBackward(const void* dy, const void* dh, const void* h, bool h_b
                          int n, void* dx, void* da, float* dgamma, float* dbeta, float* dbias,
                          float* workspace, void* stream);
 
+// RMSNorm (Llama blocks) over rows of n elements, n a multiple of 8 in
+// [8, 1024]: x [rows, n] float (x_bf16 false) or bf16, w [n] float; writes
+// y = x * rstd * w [rows, n] bf16 and each row's rstd = 1 / sqrt(mean(x^2) +
+// eps) [rows] float. 16-byte aligned rows.
+int RmsNormForward(const void* x, bool x_bf16, const float* w, int64_t rows, int n, float eps,
+                   void* y, float* rstd, void* stream);
+
+// The floats of workspace RmsNormBackward needs.
+int64_t RmsNormBackwardWorkspace(int64_t rows, int n);
+
+// Its backward from dy [rows, n] bf16: dx [rows, n] in x's dtype, dw [n]
+// float (per-block partial sums, then summed in a fixed order).
+int RmsNormBackward(const void* dy, const void* x, bool x_bf16, const float* w, const float* rstd,
+                    int64_t rows, int n, void* dx, float* dw, float* workspace, void* stream);
+
 // y = gelu(h + bias) (tanh's approximation when `tanh`, else erf's) over h
 // [rows, n] bf16, bias [n] float, n a multiple of 8; y bf16. 16-byte aligned.
 int BiasGeluForward(const void* h, const float* bias, int64_t rows, int n, bool tanh, void* y,

@@ -287,6 +287,107 @@ class FusedAddLayerNormFunction : public torch::autograd::Function<FusedAddLayer
   }
 };
 
+// ---- RMSNorm ---------------------------------------------------------------------
+
+class FusedRmsNormFunction : public torch::autograd::Function<FusedRmsNormFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, double eps) {
+    auto xc = Dense(x);
+    auto w = Dense(weight.to(torch::kFloat));
+    const int64_t n = xc.size(-1), rows = xc.numel() / n;
+    auto rstd = torch::empty({rows}, xc.options().dtype(torch::kFloat));
+    torch::Tensor y;
+    if (xc.is_cuda()) {
+#ifdef RLAIF_CUDA_KERNELS
+      const c10::cuda::CUDAGuard guard(xc.device());
+      y = torch::empty(xc.sizes(), xc.options().dtype(torch::kBFloat16));
+      CheckCuda(cuda::RmsNormForward(xc.data_ptr(), xc.scalar_type() == torch::kBFloat16,
+                                     w.data_ptr<float>(), rows, static_cast<int>(n),
+                                     static_cast<float>(eps), y.data_ptr(), rstd.data_ptr<float>(),
+                                     c10::cuda::getCurrentCUDAStream().stream()),
+                "FusedRmsNorm forward");
+#else
+      TORCH_CHECK(false, "FusedRmsNorm: built without the CUDA kernels");
+#endif
+    } else {
+      // Row by row in float, as the kernel.
+      auto xf = xc.to(torch::kFloat).view({rows, n});
+      auto out = torch::empty({rows, n}, torch::kFloat);
+      const float* xp = xf.data_ptr<float>();
+      const float* wp = w.data_ptr<float>();
+      float* op = out.data_ptr<float>();
+      float* rp = rstd.data_ptr<float>();
+      for (int64_t r = 0; r < rows; ++r) {
+        float squares = 0;
+        for (int64_t c = 0; c < n; ++c) squares += xp[r * n + c] * xp[r * n + c];
+        const float rs =
+            1.0f / std::sqrt(squares / static_cast<float>(n) + static_cast<float>(eps));
+        for (int64_t c = 0; c < n; ++c) op[r * n + c] = xp[r * n + c] * rs * wp[c];
+        rp[r] = rs;
+      }
+      y = out.to(torch::kBFloat16).view(xc.sizes());
+    }
+    ctx->save_for_backward({xc, w, rstd});
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& w = saved[1];
+    const auto& rstd = saved[2];
+    const int64_t n = x.size(-1), rows = x.numel() / n;
+    auto dy = Dense(grads[0].to(torch::kBFloat16));
+    torch::Tensor dx, dw;
+    if (x.is_cuda()) {
+#ifdef RLAIF_CUDA_KERNELS
+      const c10::cuda::CUDAGuard guard(x.device());
+      const auto floats = x.options().dtype(torch::kFloat);
+      dx = torch::empty_like(x);
+      dw = torch::empty({n}, floats);
+      auto workspace =
+          torch::empty({cuda::RmsNormBackwardWorkspace(rows, static_cast<int>(n))}, floats);
+      CheckCuda(cuda::RmsNormBackward(
+                    dy.data_ptr(), x.data_ptr(), x.scalar_type() == torch::kBFloat16,
+                    w.data_ptr<float>(), rstd.data_ptr<float>(), rows, static_cast<int>(n),
+                    dx.data_ptr(), dw.data_ptr<float>(), workspace.data_ptr<float>(),
+                    c10::cuda::getCurrentCUDAStream().stream()),
+                "FusedRmsNorm backward");
+#else
+      TORCH_CHECK(false, "FusedRmsNorm: built without the CUDA kernels");
+#endif
+    } else {
+      auto xf = x.to(torch::kFloat).view({rows, n});
+      auto df = dy.to(torch::kFloat).view({rows, n});
+      auto out = torch::empty({rows, n}, torch::kFloat);
+      dw = torch::zeros({n}, torch::kFloat);
+      const float* xp = xf.data_ptr<float>();
+      const float* dp = df.data_ptr<float>();
+      const float* wp = w.data_ptr<float>();
+      const float* rp = rstd.data_ptr<float>();
+      float* op = out.data_ptr<float>();
+      float* dwp = dw.data_ptr<float>();
+      std::vector<float> xhat(static_cast<size_t>(n)), g(static_cast<size_t>(n));
+      for (int64_t r = 0; r < rows; ++r) {
+        float sum_gx = 0;
+        for (int64_t c = 0; c < n; ++c) {
+          const float d = dp[r * n + c];
+          xhat[c] = xp[r * n + c] * rp[r];
+          g[c] = d * wp[c];
+          sum_gx += g[c] * xhat[c];
+          dwp[c] += d * xhat[c];
+        }
+        const float mean_gx = sum_gx / static_cast<float>(n);
+        for (int64_t c = 0; c < n; ++c) op[r * n + c] = rp[r] * (g[c] - xhat[c] * mean_gx);
+      }
+      dx = out.to(x.scalar_type()).view(x.sizes());
+    }
+    return {dx, dw, torch::Tensor()};
+  }
+};
+
 // ---- bias + GELU ---------------------------------------------------------------
 
 float GeluCpu(float x, bool tanh) {
@@ -396,6 +497,23 @@ torch::Tensor FusedBiasGelu(const torch::Tensor& h, const torch::Tensor& bias, b
   TORCH_CHECK(bias.dim() == 1 && bias.size(0) == h.size(-1) && bias.device() == h.device(),
               "FusedBiasGelu: bias must be [last dimension] on the input's device");
   return FusedBiasGeluFunction::apply(h, bias, tanh);
+}
+
+bool FusedRmsNormApplies(const torch::Tensor& x) {
+  if (!x.defined() || x.dim() < 1) return false;
+  if (x.scalar_type() != torch::kFloat && x.scalar_type() != torch::kBFloat16) return false;
+  const int64_t n = x.size(-1);
+  if (n < 8 || n > 1024 || n % 8 != 0) return false;
+  if (x.is_cuda()) return CudaKernelsUsable();
+  return x.is_cpu();
+}
+
+torch::Tensor FusedRmsNorm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  TORCH_CHECK(FusedRmsNormApplies(x), "FusedRmsNorm: unsupported input (dtype ", x.scalar_type(),
+              ", last dimension ", x.dim() > 0 ? x.size(-1) : 0, ")");
+  TORCH_CHECK(weight.dim() == 1 && weight.size(0) == x.size(-1) && weight.device() == x.device(),
+              "FusedRmsNorm: weight must be [last dimension] on the input's device");
+  return FusedRmsNormFunction::apply(x, weight, eps);
 }
 
 bool FusedAddLayerNormApplies(const torch::Tensor& x, const torch::Tensor& a) {

@@ -48,6 +48,16 @@ std::pair<torch::Tensor, torch::Tensor> FusedAddLayerNorm(const torch::Tensor& x
                                                           const torch::Tensor& gamma,
                                                           const torch::Tensor& beta, double eps);
 
+// Whether FusedRmsNorm takes `x`: float or bf16, a last dimension that is a
+// multiple of 8 in [8, 1024], on the CPU (reference) or on CUDA where
+// CudaKernelsUsable().
+bool FusedRmsNormApplies(const torch::Tensor& x);
+
+// RMSNorm over x's last dimension (Llama's: x * rsqrt(mean(x^2) + eps) *
+// weight, in float32) returning bf16, the next product's input. Differentiable
+// in x and weight (float [n]); x's gradient has x's dtype.
+torch::Tensor FusedRmsNorm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+
 // Whether FusedBiasGelu takes `h`: bf16 with a last dimension that is a
 // multiple of 8, on the CPU (reference) or on CUDA where CudaKernelsUsable().
 bool FusedBiasGeluApplies(const torch::Tensor& h);

@@ -385,19 +385,32 @@ torch::Tensor LlamaBlockImpl::Rms(const torch::Tensor& weight, const torch::Tens
   return weight * (xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_));
 }
 
+torch::Tensor LlamaBlockImpl::Norm(const torch::Tensor& weight, const torch::Tensor& x,
+                                   bool to_autocast) {
+  if (fused_rms_ && CudaBf16Training(*this, x) && FusedRmsNormApplies(x)) {
+    return FusedRmsNorm(x, weight, eps_);  // bf16, statistics and gradients in float32
+  }
+  auto y = Rms(weight, x);
+  return to_autocast ? y.to(CudaAutocastDtype()) : y;
+}
+
 torch::Tensor LlamaBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
                                       const torch::Tensor& sin) {
   const int64_t batch = x.size(0), len = x.size(1);
   // Under autocast each projection would cast the fp32 norm output to bf16
   // again (five copies, each kept for backward): cast it once.
   const bool cast = x.is_cuda() && CudaAutocastEnabled();
-  auto a = Rms(attn_norm_, x);
-  if (cast) a = a.to(CudaAutocastDtype());
-  auto heads = [&](const torch::nn::Linear& proj, int64_t n) {
-    return Linear(proj, a).view({batch, len, n, head_dim_}).transpose(1, 2);  // [B, n, T, hd]
+  auto a = Norm(attn_norm_, x, cast);
+  // [B, n, T, hd]; a q/k norm (over head_dim) before the transpose, on
+  // contiguous rows. With the kernel its output is bf16 before the rotary
+  // (as Hugging Face's type_as), else float32.
+  auto heads = [&](const torch::nn::Linear& proj, int64_t n, const torch::Tensor& norm) {
+    auto t = Linear(proj, a).view({batch, len, n, head_dim_});
+    if (norm.defined()) t = Norm(norm, t, /*to_autocast=*/false);
+    return t.transpose(1, 2);
   };
-  auto q = heads(q_, heads_), k = heads(k_, kv_heads_), v = heads(v_, kv_heads_);
-  if (q_norm_.defined()) q = Rms(q_norm_, q), k = Rms(k_norm_, k);  // over head_dim
+  auto q = heads(q_, heads_, q_norm_), k = heads(k_, kv_heads_, k_norm_);
+  auto v = heads(v_, kv_heads_, torch::Tensor());
   q = q * cos + RotateHalf(q) * sin;
   k = k * cos + RotateHalf(k) * sin;
   if (kv_heads_ != heads_) {  // query head h reads key/value head h / (heads / kv_heads)
@@ -408,10 +421,11 @@ torch::Tensor LlamaBlockImpl::forward(const torch::Tensor& x, const torch::Tenso
   auto y =
       CausalAttention(q, k, v, softcap_).transpose(1, 2).reshape({batch, len, heads_ * head_dim_});
   auto attn = Linear(o_, y);
+  // Gemma 2's post norms stay in float32 (LibTorch's ops): their output is
+  // added to the float32 residual stream, not read by a product.
   if (post_attn_norm_.defined()) attn = Rms(post_attn_norm_, attn);
   auto h = x + attn;
-  auto m = Rms(mlp_norm_, h);
-  if (cast) m = m.to(CudaAutocastDtype());
+  auto m = Norm(mlp_norm_, h, cast);
   auto gate = Linear(gate_, m);
   gate = activation_ == "silu"        ? torch::silu(gate)
          : activation_ == "gelu_tanh" ? torch::gelu(gate, "tanh")
@@ -451,8 +465,13 @@ RewardTransformerImpl::RewardTransformerImpl(const ModelConfig& config) : config
 }
 
 void RewardTransformerImpl::set_cuda_fast_paths(const CudaFastPaths& paths) {
-  if (config_.block != "gpt2") return;
   fast_paths_ = paths;
+  if (config_.block == "llama") {
+    for (size_t i = 0; i < blocks_->size(); ++i) {
+      blocks_[i]->as<LlamaBlock>()->set_fused_rms(paths.fused_rms);
+    }
+    return;
+  }
   for (size_t i = 0; i < blocks_->size(); ++i) {
     blocks_[i]->as<TransformerBlock>()->set_cuda_fast_paths(paths);
   }

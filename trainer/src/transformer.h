@@ -98,6 +98,10 @@ struct CudaFastPaths {
   bool fused_norm = true;
   bool fused_gelu = true;
   bool fused_residual = false;  // needs fused_norm
+  // Llama blocks: their input and q/k RMSNorms by the trainer's kernel
+  // (FusedRmsNorm) where it applies (widths to 1024; Gemma 2's post norms
+  // keep LibTorch's ops); off by default until measured on a GPU.
+  bool fused_rms = false;
 };
 
 // Tests only: the GPT-2 blocks' fast paths also in CPU training (with the
@@ -202,9 +206,17 @@ class LlamaBlockImpl : public torch::nn::Module {
   explicit LlamaBlockImpl(const ModelConfig& config);
   // x: [B, T, D]; cos, sin: [T, head_dim] (positions 0..T-1).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  // CudaFastPaths::fused_rms.
+  void set_fused_rms(bool on) { fused_rms_ = on; }
 
  private:
+  // RMSNorm in float32 (weight * x * rsqrt(mean(x^2) + eps)).
   torch::Tensor Rms(const torch::Tensor& weight, const torch::Tensor& x) const;
+  // Rms(weight, x), cast to the autocast dtype when `to_autocast`; the
+  // trainer's kernel (bf16 out) in CUDA bf16 training where it applies.
+  torch::Tensor Norm(const torch::Tensor& weight, const torch::Tensor& x, bool to_autocast);
+
+  bool fused_rms_ = false;
 
   int64_t heads_, kv_heads_, head_dim_;
   double eps_;
@@ -246,9 +258,9 @@ class RewardTransformerImpl : public torch::nn::Module {
   // outputs, the gamma/beta and bias gradients summed in the same pass as
   // the input's. fused_residual (with fused_norm; off by default until
   // measured on a GPU): each residual add and the bias of the product
-  // before it in the next LayerNorm's pass (FusedAddLayerNorm). Off:
-  // LibTorch's own ops (a baseline for benchmarks, a way out for an
-  // operator).
+  // before it in the next LayerNorm's pass (FusedAddLayerNorm). Llama
+  // blocks take fused_rms only. Off: LibTorch's own ops (a baseline for
+  // benchmarks, a way out for an operator).
   void set_cuda_fast_paths(const CudaFastPaths& paths);
 
  private:

@@ -16,6 +16,10 @@
 // the backward adds the gradient h receives from the residual's later use
 // to the LayerNorm's and sums the bias gradient from it, all in the same
 // pass (no separate residual add, gradient accumulation or bias reduction).
+//
+// RMSNorm (Llama blocks) the same way, for any width that is a multiple of
+// 8 up to 1024: a lane's last group of columns may lie past the row's end
+// and is skipped.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -272,6 +276,111 @@ __global__ void SumPartialsKernel(PartialSums sums, int parts, int n) {
   }
 }
 
+// ---- RMSNorm (Llama blocks) ---------------------------------------------------
+
+// RMSNorm over rows of n elements, n a multiple of 8 in (256 (V - 1), 256 V]:
+// lane `lane` owns the 8-column groups Column(j, lane) < n. y = x * rstd * w
+// (bf16), rstd = 1 / sqrt(mean(x^2) + eps) per row (float).
+template <typename T, int V>
+__global__ void RmsNormForwardKernel(const T* __restrict__ x, const float* __restrict__ w,
+                                     int64_t rows, int n, float eps, __nv_bfloat16* __restrict__ y,
+                                     float* __restrict__ rstd_out) {
+  const int lane = threadIdx.x % kWarp;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kForwardWarps + threadIdx.x / kWarp;
+  if (row >= rows) return;  // the whole warp: a row is one warp's
+  const T* xr = x + row * n;
+  float v[V][kVec];
+  float squares = 0;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int c = Column(j, lane);
+    if (c < n) {
+      Load8(xr + c, v[j]);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) squares += v[j][k] * v[j][k];
+    }
+  }
+  const float rstd = rsqrtf(WarpSum(squares) / n + eps);
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int c = Column(j, lane);
+    if (c < n) {
+      float g[kVec], out[kVec];
+      Load8(w + c, g);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) out[k] = v[j][k] * rstd * g[k];
+      Store8(y + row * n + c, out);
+    }
+  }
+  if (lane == 0) rstd_out[row] = rstd;
+}
+
+// dx = rstd * (g - xhat * mean(g * xhat)), g = dy * w, xhat = x * rstd;
+// dw = sum over rows of dy * xhat: block b writes its rows' sums to
+// partial_w[b] ([gridDim.x, n]; columns past n of a lane's last group are
+// never touched).
+template <typename T, int V>
+__global__ void RmsNormBackwardKernel(const __nv_bfloat16* __restrict__ dy, const T* __restrict__ x,
+                                      const float* __restrict__ w, const float* __restrict__ rstd,
+                                      int64_t rows, int n, T* __restrict__ dx,
+                                      float* __restrict__ partial_w) {
+  __shared__ __align__(16) float shared[kBackwardWarps * V * kVec * kWarp];
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  float acc[V][kVec];
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) acc[j][k] = 0;
+  }
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kBackwardWarps;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kBackwardWarps + warp; row < rows;
+       row += stride) {
+    const float rs = rstd[row];
+    float xhat[V][kVec], g[V][kVec];
+    float sum_gx = 0;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const int c = Column(j, lane);
+      if (c < n) {
+        float d[kVec], s[kVec];
+        Load8(x + row * n + c, xhat[j]);
+        Load8(dy + row * n + c, d);
+        Load8(w + c, s);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) {
+          xhat[j][k] *= rs;
+          g[j][k] = d[k] * s[k];
+          sum_gx += g[j][k] * xhat[j][k];
+          acc[j][k] += d[k] * xhat[j][k];
+        }
+      }
+    }
+    const float mean_gx = WarpSum(sum_gx) / n;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const int c = Column(j, lane);
+      if (c < n) {
+        float out[kVec];
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) out[k] = rs * (g[j][k] - xhat[j][k] * mean_gx);
+        Store8(dx + row * n + c, out);
+      }
+    }
+  }
+  // The block's warps' sums, column by column, in a fixed order.
+  constexpr int width = V * kVec * kWarp;
+#pragma unroll
+  for (int j = 0; j < V; ++j) Store8(shared + warp * width + Column(j, lane), acc[j]);
+  __syncthreads();
+  float* out = partial_w + static_cast<int64_t>(blockIdx.x) * n;
+  for (int c = threadIdx.x; c < n; c += blockDim.x) {
+    float total = 0;
+#pragma unroll
+    for (int wi = 0; wi < kBackwardWarps; ++wi) total += shared[wi * width + c];
+    out[c] = total;
+  }
+}
+
 // ---- bias + GELU ----------------------------------------------------------
 
 constexpr int kGeluThreads = 256;
@@ -486,6 +595,33 @@ int RunBackward(const BackwardArgs& b, bool add, bool x_bf16, int n, cudaStream_
   }
 }
 
+template <typename T, int V>
+int RmsForward(const void* x, const float* w, int64_t rows, int n, float eps, void* y, float* rstd,
+               cudaStream_t stream) {
+  const int64_t blocks = (rows + kForwardWarps - 1) / kForwardWarps;
+  RmsNormForwardKernel<T, V><<<static_cast<unsigned>(blocks), kForwardWarps * kWarp, 0, stream>>>(
+      static_cast<const T*>(x), w, rows, n, eps, static_cast<__nv_bfloat16*>(y), rstd);
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <typename T, int V>
+int RmsBackward(const void* dy, const void* x, const float* w, const float* rstd, int64_t rows,
+                int n, void* dx, float* dw, float* workspace, cudaStream_t stream) {
+  const int blocks = BackwardBlocks(rows);
+  RmsNormBackwardKernel<T, V><<<blocks, kBackwardWarps * kWarp, 0, stream>>>(
+      static_cast<const __nv_bfloat16*>(dy), static_cast<const T*>(x), w, rstd, rows, n,
+      static_cast<T*>(dx), workspace);
+  const int status = static_cast<int>(cudaGetLastError());
+  if (status != 0) return status;
+  const PartialSums sums = {{workspace, nullptr, nullptr}, {dw, nullptr, nullptr}};  // grid.y 1
+  SumPartialsKernel<<<dim3((n + kSumColumns - 1) / kSumColumns, 1),
+                      dim3(kSumColumns, kSumRowThreads), 0, stream>>>(sums, blocks, n);
+  return static_cast<int>(cudaGetLastError());
+}
+
+// RMSNorm's widths: a multiple of 8 in [8, 1024].
+bool RmsWidth(int n) { return n >= kVec && n <= 4 * kVec * kWarp && n % kVec == 0; }
+
 }  // namespace
 
 int KernelsUsable() {
@@ -544,6 +680,57 @@ int AddLayerNormBackward(const void* dy, const void* dh, const void* h, bool h_b
   b.dx = dx, b.da = h_bf16 ? nullptr : da, b.dgamma = dgamma, b.dbeta = dbeta, b.dbias = dbias;
   b.workspace = workspace;
   return RunBackward(b, /*add=*/true, h_bf16, n, static_cast<cudaStream_t>(stream));
+}
+
+int RmsNormForward(const void* x, bool x_bf16, const float* w, int64_t rows, int n, float eps,
+                   void* y, float* rstd, void* stream) {
+  if (!RmsWidth(n)) return static_cast<int>(cudaErrorInvalidValue);
+  if (rows == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  using Bf16 = __nv_bfloat16;
+  switch ((n + kVec * kWarp - 1) / (kVec * kWarp)) {
+    case 1:
+      return x_bf16 ? RmsForward<Bf16, 1>(x, w, rows, n, eps, y, rstd, s)
+                    : RmsForward<float, 1>(x, w, rows, n, eps, y, rstd, s);
+    case 2:
+      return x_bf16 ? RmsForward<Bf16, 2>(x, w, rows, n, eps, y, rstd, s)
+                    : RmsForward<float, 2>(x, w, rows, n, eps, y, rstd, s);
+    case 3:
+      return x_bf16 ? RmsForward<Bf16, 3>(x, w, rows, n, eps, y, rstd, s)
+                    : RmsForward<float, 3>(x, w, rows, n, eps, y, rstd, s);
+    default:
+      return x_bf16 ? RmsForward<Bf16, 4>(x, w, rows, n, eps, y, rstd, s)
+                    : RmsForward<float, 4>(x, w, rows, n, eps, y, rstd, s);
+  }
+}
+
+int64_t RmsNormBackwardWorkspace(int64_t rows, int n) {
+  return static_cast<int64_t>(BackwardBlocks(rows)) * n;
+}
+
+int RmsNormBackward(const void* dy, const void* x, bool x_bf16, const float* w, const float* rstd,
+                    int64_t rows, int n, void* dx, float* dw, float* workspace, void* stream) {
+  if (!RmsWidth(n)) return static_cast<int>(cudaErrorInvalidValue);
+  auto s = static_cast<cudaStream_t>(stream);
+  if (rows == 0) {  // no rows: a zero gradient
+    cudaMemsetAsync(dw, 0, sizeof(float) * n, s);
+    return static_cast<int>(cudaGetLastError());
+  }
+  using Bf16 = __nv_bfloat16;
+#define RLAIF_RMS_BACKWARD(V)                                                         \
+  return x_bf16 ? RmsBackward<Bf16, V>(dy, x, w, rstd, rows, n, dx, dw, workspace, s) \
+                : RmsBackward<float, V>(dy, x, w, rstd, rows, n, dx, dw, workspace, s)
+  switch ((n + kVec * kWarp - 1) / (kVec * kWarp)) {
+    case 1:
+      RLAIF_RMS_BACKWARD(1);
+    case 2:
+      RLAIF_RMS_BACKWARD(2);
+    case 3:
+      RLAIF_RMS_BACKWARD(3);
+    default:
+      RLAIF_RMS_BACKWARD(4);
+  }
+#undef RLAIF_RMS_BACKWARD
 }
 
 int BiasGeluForward(const void* h, const float* bias, int64_t rows, int n, bool tanh, void* y,

@@ -67,6 +67,10 @@ struct TrainOptions {
   // (CudaFastPaths::fused_residual). Default false: not yet run on a GPU
   // (bench/RESULTS.md, "Training step on the GPU").
   bool cuda_fused_residual = false;
+  // CUDA only, with cuda_fast_paths, Llama blocks: their RMSNorms by the
+  // trainer's kernel (CudaFastPaths::fused_rms; widths to 1024). Default
+  // false: not yet run on a GPU.
+  bool cuda_fused_rms_norm = false;
   int threads = 1;               // at::set_num_threads for this process
   uint64_t seed = 42;
   std::string version;           // written into config.json; "" = directory name
