@@ -30,15 +30,27 @@ build() {  # extra cmake flags
     -DCMAKE_PREFIX_PATH="$CMAKE_PREFIX_PATH" "$@" > "$out/build.log" 2>&1 &&
   cmake --build build-gpu -j 16 --target trainer_tests rlaif-bench-train rlaif-bench-quality >> "$out/build.log" 2>&1
 }
-if ! build; then
+built=""
+fallback=()
+if build; then
+  built=1
+else
   grep -m 20 -B2 -A6 "error" "$out/build.log"
   cp "$out/build.log" "$out/build-kernels.log"
+  # A failure in the optimizer's LibTorch >= 2.1 call alone: keep the kernels.
+  if grep -q "optim.cc" "$out/build.log" && ! grep -qE "fused_ops.cc|fused_kernels.cu" "$out/build.log"; then
+    echo "BUILD FAILED in optim.cc; retrying without _fused_adamw_ (RLAIF_FUSED_ADAMW=OFF)"
+    fallback=(-DRLAIF_FUSED_ADAMW=OFF)
+    build "${fallback[@]}" && built=1
+  fi
+fi
+if [ -z "$built" ]; then
   echo "BUILD FAILED; retrying without the trainer's CUDA kernels"
   rm -rf build-gpu
-  if ! build -DRLAIF_CUDA_KERNELS=OFF; then
+  if ! build -DRLAIF_CUDA_KERNELS=OFF "${fallback[@]}"; then
   grep -m 20 -B2 -A6 "error" "$out/build.log"
   echo "BUILD FAILED; retrying without the bench's profiler"
-  if ! build -DRLAIF_CUDA_KERNELS=OFF -DRLAIF_BENCH_PROFILER=OFF; then
+  if ! build -DRLAIF_CUDA_KERNELS=OFF -DRLAIF_BENCH_PROFILER=OFF "${fallback[@]}"; then
     grep -m 20 -B2 -A6 "error" "$out/build.log"
     echo "BUILD FAILED; retrying with torch's AdamW step only"
     build -DRLAIF_CUDA_KERNELS=OFF -DRLAIF_BENCH_PROFILER=OFF -DRLAIF_PER_TENSOR_ADAMW_ONLY=ON || { tail -40 "$out/build.log"; exit 1; }

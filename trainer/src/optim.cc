@@ -138,7 +138,8 @@ void ClipAndStep(torch::optim::AdamW& optimizer, double max_norm, AdamWKernel ke
         auto steps = torch::full({static_cast<int64_t>(t.params.size())}, static_cast<double>(step),
                                  t.params[0].options().dtype(torch::kFloat))
                          .unbind(0);
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+#if (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)) && \
+    !defined(RLAIF_NO_FUSED_ADAMW)
         // AdamW's kernel: the decay (param -= lr * weight_decay * param) in
         // the same pass as the update, not a separate multiply over the
         // parameters.
