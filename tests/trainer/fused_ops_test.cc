@@ -273,6 +273,28 @@ TEST(FusedAddLayerNorm, RefusesWhatItsKernelsDoNotTake) {
   EXPECT_TRUE(torch::equal(y, y2));
 }
 
+// While alive, the fast paths also run in CPU training (their reference
+// implementations): a wiring test on a machine without a GPU.
+struct CpuFastPaths {
+  CpuFastPaths() { SetCudaFastPathsOnCpuForTesting(true); }
+  ~CpuFastPaths() { SetCudaFastPathsOnCpuForTesting(false); }
+  CpuFastPaths(const CpuFastPaths&) = delete;
+  CpuFastPaths& operator=(const CpuFastPaths&) = delete;
+};
+
+// Rounds the parameters `is_product(name)` selects to values bf16 holds, as
+// bf16 tensors (`bf16` true: the products then compute in bf16, as under CUDA
+// autocast) or as float ones (an fp32 copy computing with the same values).
+template <class Selects>
+void RoundProducts(RewardTransformer& net, bool bf16, Selects is_product) {
+  torch::NoGradGuard no_grad;
+  for (auto& item : net->named_parameters()) {
+    if (!is_product(item.key(), item.value())) continue;
+    auto rounded = item.value().to(torch::kBFloat16);
+    item.value().set_data(bf16 ? rounded : rounded.to(torch::kFloat));
+  }
+}
+
 // A small reward network with non-zero biases and norm parameters, so that
 // a bias added twice or not at all shows. On the CPU its products compute in
 // bf16, as under CUDA autocast: their weights and biases are bf16 values,
@@ -293,16 +315,11 @@ RewardTransformer MakeFastPathNet(const torch::Device& device, bool bf16_product
   }
   net->to(device);
   if (device.is_cpu()) {
-    for (auto& item : net->named_parameters()) {
-      const std::string& name = item.key();
-      const bool product = name.find(".attn.") != std::string::npos ||
-                           name.find(".fc_in.") != std::string::npos ||
-                           name.find(".fc_out.") != std::string::npos;
-      if (!product) continue;
-      // Values bf16 holds exactly, so that an fp32 copy computes with the same ones.
-      auto rounded = item.value().to(torch::kBFloat16);
-      item.value().set_data(bf16_products ? rounded : rounded.to(torch::kFloat));
-    }
+    RoundProducts(net, bf16_products, [](const std::string& name, const torch::Tensor&) {
+      return name.find(".attn.") != std::string::npos ||
+             name.find(".fc_in.") != std::string::npos ||
+             name.find(".fc_out.") != std::string::npos;
+    });
   }
   net->train();
   return net;
@@ -355,10 +372,7 @@ double ExpectSameScoresAndGrads(RewardTransformer& net, const std::vector<torch:
 // and them, against an fp32 copy (the same parameter values) running
 // LibTorch's ops.
 TEST(FusedAddLayerNorm, RewardTransformerFastPathsWiredRightOnTheCpu) {
-  struct CpuFastPaths {
-    CpuFastPaths() { SetCudaFastPathsOnCpuForTesting(true); }
-    ~CpuFastPaths() { SetCudaFastPathsOnCpuForTesting(false); }
-  } on;
+  const CpuFastPaths on;
   auto ref = MakeFastPathNet(torch::kCPU, /*bf16_products=*/false);
   auto net = MakeFastPathNet(torch::kCPU);
   torch::manual_seed(8);
@@ -479,13 +493,10 @@ RewardTransformer MakeLlamaNet(const torch::Device& device, bool bf16_products =
     if (p.dim() == 1) p.add_(0.1 * torch::randn(p.sizes()));  // norm weights, head bias
   }
   net->to(device);
-  if (device.is_cpu()) {
-    for (auto& item : net->named_parameters()) {
-      const std::string& name = item.key();
-      if (item.value().dim() != 2 || name.rfind("blocks.", 0) != 0) continue;  // projections
-      auto rounded = item.value().to(torch::kBFloat16);
-      item.value().set_data(bf16_products ? rounded : rounded.to(torch::kFloat));
-    }
+  if (device.is_cpu()) {  // the blocks' projections
+    RoundProducts(net, bf16_products, [](const std::string& name, const torch::Tensor& p) {
+      return p.dim() == 2 && name.rfind("blocks.", 0) == 0;
+    });
   }
   net->train();
   return net;
@@ -494,10 +505,7 @@ RewardTransformer MakeLlamaNet(const torch::Device& device, bool bf16_products =
 // The Llama blocks' RMSNorm kernel path on the CPU (the reference
 // implementation), against an fp32 copy running LibTorch's ops.
 TEST(FusedRmsNorm, LlamaBlocksWiredRightOnTheCpu) {
-  struct CpuFastPaths {
-    CpuFastPaths() { SetCudaFastPathsOnCpuForTesting(true); }
-    ~CpuFastPaths() { SetCudaFastPathsOnCpuForTesting(false); }
-  } on;
+  const CpuFastPaths on;
   auto ref = MakeLlamaNet(torch::kCPU, /*bf16_products=*/false);
   auto net = MakeLlamaNet(torch::kCPU);
   torch::manual_seed(8);
