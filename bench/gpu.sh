@@ -49,11 +49,11 @@ if [ -z "$built" ]; then
   rm -rf build-gpu
   if ! build -DRLAIF_CUDA_KERNELS=OFF "${fallback[@]}"; then
   grep -m 20 -B2 -A6 "error" "$out/build.log"
-  echo "BUILD FAILED; retrying without the bench's profiler"
-  if ! build -DRLAIF_CUDA_KERNELS=OFF -DRLAIF_BENCH_PROFILER=OFF "${fallback[@]}"; then
+  echo "BUILD FAILED; retrying without the bench's profiler and CUDA graph"
+  if ! build -DRLAIF_CUDA_KERNELS=OFF -DRLAIF_BENCH_PROFILER=OFF -DRLAIF_BENCH_CUDA_GRAPH=OFF "${fallback[@]}"; then
     grep -m 20 -B2 -A6 "error" "$out/build.log"
     echo "BUILD FAILED; retrying with torch's AdamW step only"
-    build -DRLAIF_CUDA_KERNELS=OFF -DRLAIF_BENCH_PROFILER=OFF -DRLAIF_PER_TENSOR_ADAMW_ONLY=ON || { tail -40 "$out/build.log"; exit 1; }
+    build -DRLAIF_CUDA_KERNELS=OFF -DRLAIF_BENCH_PROFILER=OFF -DRLAIF_BENCH_CUDA_GRAPH=OFF -DRLAIF_PER_TENSOR_ADAMW_ONLY=ON || { tail -40 "$out/build.log"; exit 1; }
   fi
   fi
 fi
@@ -104,8 +104,9 @@ build-gpu/bin/trainer_tests --gtest_filter='ClipAndStep*:RewardTransformer*' 2>&
 # blocks; --layernorm / --gelu rlaif: its kernels; one at a time for the bf16
 # residual, all together (the default) for both) and the default plus
 # --residual-add rlaif (each residual add and the bias before it in the next
-# LayerNorm kernel: off in the trainer until measured here); then the same
-# rows but the single ones again (the machine's noise).
+# LayerNorm kernel: off in the trainer until measured here); then those
+# three rows again (the machine's noise): fp32's here, bf16's three times
+# below (full mode).
 ops=(--qkv fused --layernorm aten --gelu aten)
 for r in bf16 fp32; do
   cpp "${base[@]}" --residual $r "${ops[@]}"
@@ -117,14 +118,15 @@ for r in bf16 fp32; do
   cpp "${base[@]}" --residual $r --residual-add rlaif
 done
 [ "$mode" = "--quick" ] || py  "${base[@]}" --optimizer fused --same-algorithm
-for r in bf16 fp32; do
+# fp32 again here; bf16's repeats follow (full mode), interleaved.
+for r in fp32 $([ "$mode" = "--quick" ] && echo bf16); do
   cpp "${base[@]}" --residual $r "${ops[@]}"
   cpp "${base[@]}" --residual $r
   cpp "${base[@]}" --residual $r --residual-add rlaif
 done
 # Issue 5's target row (bf16, all fast paths, with and without the residual
 # add) against session 6's step, three more times each, interleaved: the
-# medians below rest on five of each.
+# medians below rest on four of each.
 if [ "$mode" != "--quick" ]; then
   for i in 1 2 3; do
     cpp "${base[@]}" --residual bf16 "${ops[@]}"
@@ -135,6 +137,12 @@ fi
 cpp --preset small --seq 384 --batch 64 --residual fp32 "${ops[@]}"
 cpp --preset small --seq 384 --batch 64 --residual fp32
 cpp --preset small --seq 384 --batch 64 --residual fp32 --residual-add rlaif
+# An experiment, not the trainer's step: the same step captured once as a
+# CUDA graph and replayed (what launches and host work cost; see
+# bench/train_step.cc).
+cpp "${base[@]}" --residual bf16 --cuda-graph 1
+cpp "${base[@]}" --residual bf16 --residual-add rlaif --cuda-graph 1
+cpp --preset small --seq 384 --batch 64 --residual fp32 --cuda-graph 1
 if [ "$mode" != "--quick" ]; then
 # Llama-family backbones (trainer.model.backbone; random weights): SmolLM2-135M and Qwen3-0.6B shapes.
 # Each without and with --rmsnorm rlaif (the RMSNorm kernel, off by default).
@@ -177,14 +185,14 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peak = next((r["matmul_peak_tflops"] for r in rows if r.get("matmul_peak_tflops")), 0)
 print(f"bf16 matmul peak measured in this run: {peak:.1f} TFLOP/s")
 print(f"{'impl':6} {'preset':10} {'seq':>4} {'batch':>5} {'resid':5} {'qkv':5} {'LN':5} {'gelu':5} "
-      f"{'add':5} {'rms':5} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
+      f"{'add':5} {'rms':5} {'graph':5} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
 for r in rows:
     impl = "c++" if r["bench"] == "train_step" else ("py-same" if r.get("same_algorithm") else "py")
     mfu = r["model_tflops"] / peak if peak else 0
     ex = r.get("executed_mfu_vs_measured_matmul", float("nan"))
     print(f"{impl:6} {r['preset']:10} {r['seq']:4} {r['batch_sequences']:5} {r.get('residual','fp32'):5} "
           f"{r.get('qkv','-'):5} {r.get('layernorm','-')[:5]:5} {r.get('gelu','-')[:5]:5} "
-          f"{r.get('residual_add','-')[:5]:5} {r.get('rmsnorm','-')[:5]:5} {r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
+          f"{r.get('residual_add','-')[:5]:5} {r.get('rmsnorm','-')[:5]:5} {'yes' if r.get('cuda_graph') else '-':5} {r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
 # Medians of the rows that ran more than once (same configuration).
 groups = {}
 for r in rows:
@@ -192,7 +200,7 @@ for r in rows:
         continue
     key = (r["preset"], r["seq"], r["batch_sequences"], r.get("residual", "fp32"), r.get("qkv", "-"),
            r.get("layernorm", "-"), r.get("gelu", "-"), r.get("residual_add", "-"),
-           r.get("rmsnorm", "-"))
+           r.get("rmsnorm", "-"), bool(r.get("cuda_graph")))
     groups.setdefault(key, []).append(r["model_tflops"] / peak if peak else 0)
 print("medians (c++, configurations run more than once):")
 for key, mfus in groups.items():

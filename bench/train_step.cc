@@ -10,7 +10,7 @@
 //                     [--optimizer fused|foreach|per-tensor] [--residual fp32|bf16]
 //                     [--qkv split|fused] [--layernorm rlaif|aten] [--gelu rlaif|aten]
 //                     [--residual-add rlaif|aten] [--rmsnorm rlaif|aten] [--windows N]
-//                     [--profile TRACE.json]
+//                     [--cuda-graph 0|1] [--profile TRACE.json]
 //
 // --optimizer picks the AdamW kernels (trainer/src/optim.h; the trainer uses
 // "fused"), --residual the CUDA residual-stream dtype (RewardTransformer::
@@ -22,7 +22,11 @@
 // bias before it in the next LayerNorm kernel, CudaFastPaths::fused_residual,
 // off in the trainer by default, "aten" here too; --rmsnorm rlaif: Llama
 // blocks' RMSNorms by the trainer's kernel, CudaFastPaths::fused_rms, also
-// off by default). The
+// off by default; --cuda-graph 1, an experiment: the whole step — forward,
+// backward, clipping and AdamW — captured once as a CUDA graph and
+// replayed, which the trainer does not do: the replays repeat the captured
+// step number and learning rate, so the timing is real and the training
+// is not; it shows what launches and host work cost the step). The
 // timed steps run in --windows equal windows; the reported rate is the
 // median window's. --profile: after timing, 3 more steps under PyTorch's
 // Kineto profiler, saved as a Chrome trace (needs a LibTorch built with
@@ -43,14 +47,21 @@
 #ifdef RLAIF_BENCH_PROFILER
 #include <torch/csrc/autograd/profiler_kineto.h>
 #endif
+#ifdef RLAIF_BENCH_CUDA_GRAPH
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 #include <time.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -128,7 +139,7 @@ int main(int argc, char** argv) {
       {"steps", "10"},        {"warmup", "3"},      {"threads", "1"}, {"peak-tflops", "989"},
       {"optimizer", "fused"}, {"residual", "fp32"}, {"qkv", "split"}, {"layernorm", "rlaif"},
       {"gelu", "rlaif"},      {"windows", "1"},     {"profile", ""},  {"residual-add", "aten"},
-      {"rmsnorm", "aten"}};
+      {"rmsnorm", "aten"},    {"cuda-graph", "0"}};
   if (!rlaif::bench::ParseBenchFlags(argc, argv, &f)) return 2;
   torch::Device device(f["device"] == "cuda" ? torch::kCUDA : torch::kCPU);
   if (device.is_cuda() && !torch::cuda::is_available()) {
@@ -150,10 +161,11 @@ int main(int argc, char** argv) {
       (f["layernorm"] != "rlaif" && f["layernorm"] != "aten") ||
       (f["gelu"] != "rlaif" && f["gelu"] != "aten") ||
       (f["residual-add"] != "rlaif" && f["residual-add"] != "aten") ||
-      (f["rmsnorm"] != "rlaif" && f["rmsnorm"] != "aten")) {
+      (f["rmsnorm"] != "rlaif" && f["rmsnorm"] != "aten") ||
+      (f["cuda-graph"] != "0" && f["cuda-graph"] != "1")) {
     std::cerr << "--optimizer fused|foreach|per-tensor, --residual fp32|bf16, --qkv split|fused, "
                  "--layernorm rlaif|aten, --gelu rlaif|aten, --residual-add rlaif|aten, --rmsnorm "
-                 "rlaif|aten\n";
+                 "rlaif|aten, --cuda-graph 0|1\n";
     return 2;
   }
 
@@ -211,12 +223,44 @@ int main(int argc, char** argv) {
   };
   for (int i = 0; i < warmup; ++i) step();
   Sync(device);
+  std::function<void()> run = step;
+#ifdef RLAIF_BENCH_CUDA_GRAPH
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+  if (f["cuda-graph"] == "1") {
+    if (!device.is_cuda()) {
+      std::cerr << "--cuda-graph 1 needs --device cuda\n";
+      return 2;
+    }
+    // PyTorch's whole-network recipe: warm up on a side stream, capture one
+    // step there (its gradients and temporaries then live in the graph's
+    // memory pool), replay it.
+    const auto side = c10::cuda::getStreamFromPool();
+    {
+      const c10::cuda::CUDAStreamGuard guard(side);
+      for (int i = 0; i < 3; ++i) step();
+      Sync(device);
+      graph = std::make_unique<at::cuda::CUDAGraph>();
+      graph->capture_begin();
+      step();
+      graph->capture_end();
+    }
+    Sync(device);
+    run = [&graph] { graph->replay(); };
+    for (int i = 0; i < 3; ++i) run();
+    Sync(device);
+  }
+#else
+  if (f["cuda-graph"] == "1") {
+    std::cerr << "--cuda-graph: built without RLAIF_BENCH_CUDA_GRAPH (a CUDA LibTorch)\n";
+    return 2;
+  }
+#endif
   const int per_window = std::max(1, steps / windows);
   std::vector<double> window_secs;
   double secs = 0, cpu_secs = 0;
   for (int w = 0; w < windows; ++w) {
     double t0 = Now(), c0 = CpuNow();
-    for (int i = 0; i < per_window; ++i) step();
+    for (int i = 0; i < per_window; ++i) run();
     Sync(device);
     window_secs.push_back(Now() - t0);
     secs += window_secs.back();
@@ -288,7 +332,8 @@ int main(int argc, char** argv) {
       "\"mfu_vs_measured_matmul\":%.3f,\"mfu_vs_nominal\":%.3f,\"nominal_peak_tflops\":%.0f,"
       "\"executed_tflops\":%.1f,\"executed_mfu_vs_measured_matmul\":%.3f,"
       "\"optimizer\":\"%s\",\"residual\":\"%s\",\"qkv\":\"%s\",\"layernorm\":\"%s\","
-      "\"gelu\":\"%s\",\"residual_add\":\"%s\",\"rmsnorm\":\"%s\",\"windows\":%d,\"steps_per_"
+      "\"gelu\":\"%s\",\"residual_add\":\"%s\",\"rmsnorm\":\"%s\",\"cuda_graph\":%s,\"windows\":%d,"
+      "\"steps_per_"
       "window\":%d}\n",
       device.is_cuda() ? "cuda" : "cpu", bf16 ? "bf16-autocast" : "fp32", f["preset"].c_str(),
       static_cast<long long>(params), static_cast<long long>(seq), static_cast<long long>(batch),
@@ -297,6 +342,7 @@ int main(int argc, char** argv) {
       device.is_cuda() ? achieved_tflops / peak : 0.0, peak, executed_tflops,
       matmul_tflops > 0 ? executed_tflops / matmul_tflops : 0.0, f["optimizer"].c_str(),
       f["residual"].c_str(), f["qkv"].c_str(), layernorm.c_str(), gelu.c_str(),
-      residual_add.c_str(), rmsnorm.c_str(), windows, per_window);
+      residual_add.c_str(), rmsnorm.c_str(), f["cuda-graph"] == "1" ? "true" : "false", windows,
+      per_window);
   return 0;
 }
