@@ -11,6 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-all}"  # --profile-only: build, then only the kernel profiles;
+                  # --reference: PyTorch Python eager and torch.compile rows beside the C++ step;
                   # --quick: fewer rows (no Python, no Llama shapes, one fp32 profile less);
                   # --quality: held-out accuracy of real pairs trained on the GPU with
                   #   LibTorch's ops, the fast paths, and the bf16 residual (needs .gpudata/:
@@ -93,7 +94,19 @@ cpp() { timeout 90 build-gpu/bin/rlaif-bench-train --device cuda --warmup 5 --st
 py() { PYTHONUNBUFFERED=1 timeout 120 python3 bench/train_step.py --device cuda --warmup 5 --steps 30 --windows 3 "$@" \
           >> "${dest:-$results}" 2>> "$out/bench.err" || echo "train_step.py $* failed (see bench.err)"; }
 base=(--preset base --seq 512 --batch 32)
-if [ "$mode" != "--profile-only" ]; then
+if [ "$mode" = "--reference" ]; then
+  # The issue's Python reference points on this machine: eager and
+  # torch.compile (its compilation runs in the 10 warm-up steps), beside the
+  # C++ step's default and bf16-residual rows.
+  cpp "${base[@]}" --residual bf16
+  py "${base[@]}" --optimizer fused --same-algorithm
+  PYTHONUNBUFFERED=1 timeout 400 python3 bench/train_step.py --device cuda --warmup 10 --steps 30 --windows 3 \
+    "${base[@]}" --optimizer fused --same-algorithm --compile >> "$results" 2>> "$out/bench.err" ||
+    echo "train_step.py --compile failed (see bench.err)"
+  cpp "${base[@]}" --residual fp32
+  cpp "${base[@]}" --residual bf16
+fi
+if [ "$mode" != "--profile-only" ] && [ "$mode" != "--reference" ]; then
 (cd build-gpu && ctest -L gpu --timeout 150 --output-on-failure -V) > "$out/gpu-tests.log" 2>&1
 grep -E "^\[ *(info|RUN|OK|FAILED|SKIPPED) |tests passed|tests failed|Failure|error" "$out/gpu-tests.log" | tail -30
 # The optimizer's CPU bit-identity tests against this LibTorch's AdamW as well.
@@ -154,9 +167,11 @@ fi
 fi
 # Kernel profiles (3 steps each, after the timed ones; not in the table).
 export dest="/tmp/profile-runs.jsonl"
+if [ "$mode" != "--reference" ]; then
 cpp "${base[@]}" --residual bf16 --steps 3 --windows 1 --profile "$out/trace-cpp-bf16.json"
 cpp "${base[@]}" --residual bf16 --residual-add rlaif --steps 3 --windows 1 --profile "$out/trace-cpp-bf16-add.json"
 [ "$mode" = "--quick" ] || cpp "${base[@]}" --residual fp32 --steps 3 --windows 1 --profile "$out/trace-cpp-fp32.json"
+fi
 if [ "$mode" = "--profile-only" ]; then
   py  "${base[@]}" --optimizer fused --same-algorithm --steps 3 --trace "$out/trace-py.json"
   # The Llama block path (12% MFU in session 9): where its step goes.
@@ -188,6 +203,8 @@ print(f"{'impl':6} {'preset':10} {'seq':>4} {'batch':>5} {'resid':5} {'qkv':5} {
       f"{'add':5} {'rms':5} {'graph':5} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
 for r in rows:
     impl = "c++" if r["bench"] == "train_step" else ("py-same" if r.get("same_algorithm") else "py")
+    if r.get("compiled"):
+        impl = "py-cmp"
     mfu = r["model_tflops"] / peak if peak else 0
     ex = r.get("executed_mfu_vs_measured_matmul", float("nan"))
     print(f"{impl:6} {r['preset']:10} {r['seq']:4} {r['batch_sequences']:5} {r.get('residual','fp32'):5} "

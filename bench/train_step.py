@@ -15,7 +15,7 @@ attention is the plain matmul/softmax path, as in the C++ build there.
 
   train_step.py [--preset tiny|small|base] [--seq N] [--batch N] [--steps N]
                 [--warmup N] [--threads N] [--device cpu|cuda]
-                [--optimizer default|foreach|fused]
+                [--optimizer default|foreach|fused] [--compile]
 
 On CUDA the forward runs under bf16 autocast with the head in fp32, as the
 C++ trainer does; --optimizer picks torch.optim.AdamW's implementation
@@ -31,6 +31,7 @@ masked_fill as separate passes.
 Prints one JSON line with the same keys as the C++ bench.
 """
 import argparse
+import sys
 import contextlib
 import json
 import math
@@ -160,7 +161,12 @@ def main():
     ap.add_argument("--optimizer", default="default", choices=["default", "foreach", "fused"])
     ap.add_argument("--profile", default="", help="after timing, write torch.profiler's kernel table of 3 steps here")
     ap.add_argument("--trace", default="", help="and their Chrome trace here (bench/kernel_summary.py)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the model (PyTorch 2; the issue's 55%% reference); "
+                         "compilation happens in the warm-up steps")
     a = ap.parse_args()
+    if a.compile and not hasattr(torch, "compile"):
+        sys.exit("--compile needs PyTorch 2 (torch.compile); this is " + torch.__version__)
     dev = torch.device(a.device)
     cuda = dev.type == "cuda"
     torch.set_num_threads(a.threads)
@@ -171,6 +177,7 @@ def main():
     seq, batch = c["max_len"], a.batch
     model = RewardTransformer(c, a.same_algorithm).to(dev)
     model.train()
+    forward = torch.compile(model) if a.compile else model
     # The C++ trainer's two groups: matrices decayed; biases, norms, embeddings not.
     named = list(model.named_parameters())
     decay = [p for n, p in named if p.dim() >= 2 and "emb" not in n]
@@ -191,7 +198,7 @@ def main():
     def step():
         opt.zero_grad()
         with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext():
-            scores = model(ids, lengths)
+            scores = forward(ids, lengths)
         margin = scores[: batch // 2] - scores[batch // 2 :]
         loss = bt_loss(margin, p_chosen).mean()
         loss.backward()
@@ -235,7 +242,8 @@ def main():
     # The C++ bench's model_tflops convention: 6 * non-embedding params + 12 * layers * d * seq.
     flops_per_token = 6.0 * (params - emb_params) + 12.0 * c["layers"] * c["d"] * seq
     print(json.dumps({
-        "bench": "train_step_python", "same_algorithm": a.same_algorithm, "device": a.device,
+        "bench": "train_step_python", "same_algorithm": a.same_algorithm, "compiled": a.compile,
+        "device": a.device,
         "precision": "bf16-autocast" if cuda else "fp32", "optimizer": a.optimizer,
         "model_tflops": round(tps * flops_per_token / 1e12, 1),
         "preset": a.preset, "torch_version": torch.__version__, "params": params,
