@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
                          {"device", res->device},
                          {"residual", res->residual},
                          {"cuda_kernels", res->cuda_kernels},
+                         {"fast_paths", o.cuda_fast_paths},
                          {"residual_add", o.cuda_fast_paths && o.cuda_fused_residual},
                          {"seed", o.seed},
                          {"steps", res->steps},

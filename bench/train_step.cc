@@ -182,11 +182,13 @@ int main(int argc, char** argv) {
   model->set_cuda_fast_paths(paths);
   // What ran: the trainer's kernels only where this build has them.
   const bool no_kernels = device.is_cuda() && !rlaif::trainer::CudaKernelsUsable();
-  const std::string layernorm = no_kernels ? "aten" : f["layernorm"];
-  const std::string gelu = no_kernels ? "aten" : f["gelu"];
+  // Llama blocks have neither LayerNorm nor GELU: "n/a".
+  const bool llama = cfg.block == "llama";
+  const std::string layernorm = llama ? "n/a" : no_kernels ? "aten" : f["layernorm"];
+  const std::string gelu = llama ? "n/a" : no_kernels ? "aten" : f["gelu"];
   const std::string residual_add = no_kernels || layernorm != "rlaif" ? "aten" : f["residual-add"];
   // "rlaif": every RMSNorm of the Llama blocks ran as the kernel.
-  const bool rms_applies = cfg.block == "llama" && cfg.d_model % 8 == 0 && cfg.d_model <= 1024;
+  const bool rms_applies = llama && cfg.d_model % 8 == 0 && cfg.d_model <= 1024;
   const std::string rmsnorm = no_kernels || !rms_applies ? "aten" : f["rmsnorm"];
   model->train();
   // The trainer's two groups: matrices decayed; biases, norms, embeddings not.
