@@ -43,12 +43,13 @@ if build; then
 else
   grep -m 20 -B2 -A6 "error" "$out/build.log"
   cp "$out/build.log" "$out/build-kernels.log"
-  # A failure in the optimizer's LibTorch >= 2.1 call alone: keep the kernels.
-  # (Ninja names each unit that failed on a "FAILED:" line.)
-  if grep -qE '^FAILED: .*optim\.cc' "$out/build.log" &&
-     ! grep -qE '^FAILED: .*(fused_ops\.cc|fused_kernels\.cu|train_step\.cc)' "$out/build.log"; then
-    echo "BUILD FAILED in optim.cc; retrying without _fused_adamw_ (RLAIF_FUSED_ADAMW=OFF)"
-    fallback=(-DRLAIF_FUSED_ADAMW=OFF)
+  # Ninja names each unit that failed on a "FAILED:" line: retry once
+  # without just what failed, keeping the rest (the kernels above all).
+  failed() { grep -qE "^FAILED: .*($1)" "$out/build-kernels.log"; }
+  if failed 'optim\.cc|train_step\.cc' && ! failed 'fused_ops\.cc|fused_kernels\.cu'; then
+    failed 'optim\.cc' && fallback+=(-DRLAIF_FUSED_ADAMW=OFF)
+    failed 'train_step\.cc' && fallback+=(-DRLAIF_BENCH_PROFILER=OFF -DRLAIF_BENCH_CUDA_GRAPH=OFF)
+    echo "BUILD FAILED in optim.cc or train_step.cc; retrying with ${fallback[*]}"
     if build "${fallback[@]}"; then built=1; else grep -m 20 -B2 -A6 "error" "$out/build.log"; fi
   fi
 fi
