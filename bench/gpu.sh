@@ -89,7 +89,7 @@ if [ "$mode" = "--quality" ]; then
         echo "rlaif-bench-quality $file $run failed (see bench.err)"
     done
   done
-  python3 - "$results" <<'PY'
+  python3 - "$results" <<'PY' | tee "$out/table.txt"
 import json, sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
@@ -207,7 +207,7 @@ for t in cpp-bf16 cpp-bf16-add cpp-fp32 cpp-llama cpp-llama-rms py; do
 done
 tail -5 "$out/bench.err" 2>/dev/null
 [ "$mode" = "--profile-only" ] && exit 0
-python3 - "$results" <<'PY'
+python3 - "$results" <<'PY' | tee "$out/table.txt"  # also in $OUT: the reply keeps only the output's tail
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peak = next((r["matmul_peak_tflops"] for r in rows if r.get("matmul_peak_tflops")), 0)
