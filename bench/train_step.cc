@@ -9,7 +9,8 @@
 //                     [--batch N (sequences)] [--steps N] [--warmup N] [--threads N]
 //                     [--optimizer fused|foreach|per-tensor] [--residual fp32|bf16]
 //                     [--qkv split|fused] [--layernorm rlaif|aten] [--gelu rlaif|aten]
-//                     [--residual-add rlaif|aten] [--rmsnorm rlaif|aten] [--windows N]
+//                     [--residual-add rlaif|aten] [--rmsnorm rlaif|aten]
+//                     [--weight-cast rlaif|aten] [--windows N]
 //                     [--cuda-graph 0|1] [--profile TRACE.json]
 //
 // --optimizer picks the AdamW kernels (trainer/src/optim.h; the trainer uses
@@ -22,7 +23,10 @@
 // bias before it in the next LayerNorm kernel, CudaFastPaths::fused_residual,
 // off in the trainer by default, "aten" here too; --rmsnorm rlaif: Llama
 // blocks' RMSNorms by the trainer's kernel, CudaFastPaths::fused_rms, also
-// off by default; --cuda-graph 1, an experiment: the whole step — forward,
+// off by default; --weight-cast rlaif: the blocks' product weights cast to
+// bf16 in one multi-tensor kernel per step and their gradients widened in
+// one, CudaFastPaths::cast_weights, off by default, "aten" = autocast's
+// cast per weight; --cuda-graph 1, an experiment: the whole step — forward,
 // backward, clipping and AdamW — captured once as a CUDA graph and
 // replayed, which the trainer does not do: the replays repeat the captured
 // step number and learning rate, so the timing is real and the training
@@ -135,11 +139,13 @@ ModelConfig Preset(const std::string& name) {
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> f = {
-      {"device", "cpu"},      {"preset", "small"},  {"seq", "0"},     {"batch", "32"},
-      {"steps", "10"},        {"warmup", "3"},      {"threads", "1"}, {"peak-tflops", "989"},
-      {"optimizer", "fused"}, {"residual", "fp32"}, {"qkv", "split"}, {"layernorm", "rlaif"},
-      {"gelu", "rlaif"},      {"windows", "1"},     {"profile", ""},  {"residual-add", "aten"},
-      {"rmsnorm", "aten"},    {"cuda-graph", "0"}};
+      {"device", "cpu"},        {"preset", "small"},    {"seq", "0"},
+      {"batch", "32"},          {"steps", "10"},        {"warmup", "3"},
+      {"threads", "1"},         {"peak-tflops", "989"}, {"optimizer", "fused"},
+      {"residual", "fp32"},     {"qkv", "split"},       {"layernorm", "rlaif"},
+      {"gelu", "rlaif"},        {"windows", "1"},       {"profile", ""},
+      {"residual-add", "aten"}, {"rmsnorm", "aten"},    {"cuda-graph", "0"},
+      {"weight-cast", "aten"}};
   if (!rlaif::bench::ParseBenchFlags(argc, argv, &f)) return 2;
   torch::Device device(f["device"] == "cuda" ? torch::kCUDA : torch::kCPU);
   if (device.is_cuda() && !torch::cuda::is_available()) {
@@ -162,10 +168,11 @@ int main(int argc, char** argv) {
       (f["gelu"] != "rlaif" && f["gelu"] != "aten") ||
       (f["residual-add"] != "rlaif" && f["residual-add"] != "aten") ||
       (f["rmsnorm"] != "rlaif" && f["rmsnorm"] != "aten") ||
+      (f["weight-cast"] != "rlaif" && f["weight-cast"] != "aten") ||
       (f["cuda-graph"] != "0" && f["cuda-graph"] != "1")) {
     std::cerr << "--optimizer fused|foreach|per-tensor, --residual fp32|bf16, --qkv split|fused, "
                  "--layernorm rlaif|aten, --gelu rlaif|aten, --residual-add rlaif|aten, --rmsnorm "
-                 "rlaif|aten, --cuda-graph 0|1\n";
+                 "rlaif|aten, --weight-cast rlaif|aten, --cuda-graph 0|1\n";
     return 2;
   }
 
@@ -179,6 +186,7 @@ int main(int argc, char** argv) {
   paths.fused_gelu = f["gelu"] == "rlaif";
   paths.fused_residual = f["residual-add"] == "rlaif";
   paths.fused_rms = f["rmsnorm"] == "rlaif";
+  paths.cast_weights = f["weight-cast"] == "rlaif";
   model->set_cuda_fast_paths(paths);
   // What ran: the trainer's kernels only where this build has them.
   const bool no_kernels = device.is_cuda() && !rlaif::trainer::CudaKernelsUsable();
@@ -190,6 +198,8 @@ int main(int argc, char** argv) {
   // "rlaif": every RMSNorm of the Llama blocks ran as the kernel.
   const bool rms_applies = llama && cfg.d_model % 8 == 0 && cfg.d_model <= 1024;
   const std::string rmsnorm = no_kernels || !rms_applies ? "aten" : f["rmsnorm"];
+  // Autocast's casts run only in bf16 training (CUDA).
+  const std::string weight_cast = no_kernels || !device.is_cuda() ? "aten" : f["weight-cast"];
   model->train();
   // The trainer's two groups: matrices decayed; biases, norms, embeddings not.
   std::vector<torch::Tensor> decay, no_decay;
@@ -334,9 +344,8 @@ int main(int argc, char** argv) {
       "\"mfu_vs_measured_matmul\":%.3f,\"mfu_vs_nominal\":%.3f,\"nominal_peak_tflops\":%.0f,"
       "\"executed_tflops\":%.1f,\"executed_mfu_vs_measured_matmul\":%.3f,"
       "\"optimizer\":\"%s\",\"residual\":\"%s\",\"qkv\":\"%s\",\"layernorm\":\"%s\","
-      "\"gelu\":\"%s\",\"residual_add\":\"%s\",\"rmsnorm\":\"%s\",\"cuda_graph\":%s,\"windows\":%d,"
-      "\"steps_per_"
-      "window\":%d}\n",
+      "\"gelu\":\"%s\",\"residual_add\":\"%s\",\"rmsnorm\":\"%s\",\"weight_cast\":\"%s\","
+      "\"cuda_graph\":%s,\"windows\":%d,\"steps_per_window\":%d}\n",
       device.is_cuda() ? "cuda" : "cpu", bf16 ? "bf16-autocast" : "fp32", f["preset"].c_str(),
       static_cast<long long>(params), static_cast<long long>(seq), static_cast<long long>(batch),
       per_window * windows, secs, tps, cpu_secs, tokens / cpu_secs, achieved_tflops, matmul_tflops,
@@ -344,7 +353,7 @@ int main(int argc, char** argv) {
       device.is_cuda() ? achieved_tflops / peak : 0.0, peak, executed_tflops,
       matmul_tflops > 0 ? executed_tflops / matmul_tflops : 0.0, f["optimizer"].c_str(),
       f["residual"].c_str(), f["qkv"].c_str(), layernorm.c_str(), gelu.c_str(),
-      residual_add.c_str(), rmsnorm.c_str(), f["cuda-graph"] == "1" ? "true" : "false", windows,
-      per_window);
+      residual_add.c_str(), rmsnorm.c_str(), weight_cast.c_str(),
+      f["cuda-graph"] == "1" ? "true" : "false", windows, per_window);
   return 0;
 }

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -542,7 +543,7 @@ TEST(FusedLayerNorm, CudaFastPathsChangeNothingOnTheCpu) {
   auto lengths = torch::tensor({20, 3, 11, 1}, torch::kLong);
   net->set_cuda_fast_paths({false, false, false, false});
   auto plain = net->forward(ids, lengths);
-  net->set_cuda_fast_paths({true, true, true, true});
+  net->set_cuda_fast_paths({true, true, true, true, true, true});
   EXPECT_TRUE(torch::equal(plain, net->forward(ids, lengths)));
 }
 
@@ -767,6 +768,162 @@ TEST(FusedLayerNormGpu, LlamaBlocksRmsNormKernelMatchesLibTorchsOps) {
   rms.fused_rms = true;
   const auto base = ScoresAndGrads(net, off, ids, lengths);
   ExpectSameScoresAndGrads(net, ScoresAndGrads(net, rms, ids, lengths), base, 2e-2, 5e-2);
+  rms.cast_weights = true;  // and the products' weights cast in one op
+  ExpectSameScoresAndGrads(net, ScoresAndGrads(net, rms, ids, lengths), base, 2e-2, 5e-2);
+}
+
+// ---- the blocks' weights cast to bf16 in one op -----------------------------------
+
+// Tensors of many sizes (empty, smaller than a group of 8, chunk edges, a
+// view at an odd offset) and values that test the rounding: ties to even,
+// infinities, signed zero, subnormals, overflow to infinity.
+std::vector<torch::Tensor> MakeCastInputs(const torch::Device& device, int count) {
+  torch::manual_seed(21);
+  const std::vector<int64_t> sizes = {0, 1, 7, 8, 9, 4095, 4096, 4097, 100003, 768 * 2304};
+  std::vector<torch::Tensor> out;
+  for (int i = 0; i < count; ++i) {
+    const int64_t n = sizes[static_cast<size_t>(i) % sizes.size()];
+    auto t = torch::randn({n}) * std::pow(10.0, i % 7 - 3);
+    if (n >= 16) {
+      const std::vector<float> special = {1.0f + 0x1.0p-8f,
+                                          1.0f + 0x3.0p-8f,
+                                          -0.0f,
+                                          std::numeric_limits<float>::infinity(),
+                                          -std::numeric_limits<float>::infinity(),
+                                          1e-40f,
+                                          3.4e38f,
+                                          -2.5f + 0x1.0p-9f};
+      t.slice(0, 0, static_cast<int64_t>(special.size()))
+          .copy_(torch::tensor(special, torch::kFloat));
+    }
+    if (i % 3 == 1 && n > 0) {
+      t = torch::randn({n + 1}).to(device).slice(0, 1);  // 4 bytes past an aligned start
+      EXPECT_NE(reinterpret_cast<uintptr_t>(t.data_ptr()) % 16, 0u);
+    } else if (i % 5 == 2 && n % 4 == 0 && n > 0) {
+      t = t.view({4, n / 4}).t();  // not contiguous
+    }
+    out.push_back(t.to(device).requires_grad_(true));
+  }
+  return out;
+}
+
+// out[i] bit-for-bit tensors[i].to(kBFloat16); backward widens exactly the
+// gradients that arrive (undefined for copies no one used).
+void ExpectCastsMatchLibTorch(const std::vector<torch::Tensor>& in) {
+  const auto out = CastToBf16(in);
+  ASSERT_EQ(out.size(), in.size());
+  torch::Tensor loss;
+  std::vector<torch::Tensor> upstream(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    SCOPED_TRACE("tensor " + std::to_string(i) + " of " + std::to_string(in[i].numel()));
+    EXPECT_EQ(out[i].scalar_type(), torch::kBFloat16);
+    EXPECT_TRUE(out[i].is_contiguous());
+    EXPECT_EQ(out[i].sizes(), in[i].sizes());
+    const auto want = in[i].detach().to(torch::kBFloat16);
+    // NaN-free inputs: bit patterns compare through equal().
+    EXPECT_TRUE(torch::equal(out[i], want));
+    if (i % 4 == 3) continue;  // no gradient reaches this copy
+    upstream[i] = torch::randn(in[i].sizes()).to(in[i].device());
+    auto term = (out[i].to(torch::kFloat) * upstream[i]).sum();
+    loss = loss.defined() ? loss + term : term;
+  }
+  loss.backward();
+  for (size_t i = 0; i < in.size(); ++i) {
+    SCOPED_TRACE("gradient " + std::to_string(i));
+    if (!upstream[i].defined()) {
+      EXPECT_FALSE(in[i].grad().defined());
+      continue;
+    }
+    ASSERT_TRUE(in[i].grad().defined());
+    EXPECT_EQ(in[i].grad().scalar_type(), torch::kFloat);
+    // The copy's gradient is bf16 (the upstream rounded), widened exactly.
+    EXPECT_TRUE(torch::equal(in[i].grad(), upstream[i].to(torch::kBFloat16).to(torch::kFloat)));
+  }
+}
+
+TEST(CastToBf16, MatchesLibTorchsCastsAndWidensTheGradientsOnTheCpu) {
+  ExpectCastsMatchLibTorch(MakeCastInputs(torch::kCPU, 12));
+}
+
+TEST(CastToBf16, AppliesToFloatTensorsOnOneDeviceOnly) {
+  EXPECT_FALSE(CastToBf16Applies({}));
+  EXPECT_TRUE(CastToBf16Applies({torch::ones({3}), torch::ones({2, 2})}));
+  EXPECT_FALSE(CastToBf16Applies({torch::ones({3}), torch::ones({2}, torch::kBFloat16)}));
+  EXPECT_FALSE(CastToBf16Applies({torch::ones({3}), torch::Tensor()}));
+  EXPECT_FALSE(CastToBf16Applies({torch::ones({3}, torch::kDouble)}));
+  EXPECT_THROW(CastToBf16({torch::ones({3}, torch::kHalf)}), c10::Error);
+  if (torch::cuda::is_available()) {
+    EXPECT_FALSE(CastToBf16Applies({torch::ones({3}), torch::ones({3}).to(torch::kCUDA)}));
+  }
+}
+
+// The same step with fp32 parameters whose products read the one-op bf16
+// copies, and with the products' parameters stored as bf16 (what the copies
+// hold): the same scores and weight gradients, bit for bit. Without the
+// copies the fp32 network cannot run at all on the CPU (a bf16 input
+// against an fp32 weight): every product reads them.
+void ExpectCopiesReadEverywhere(RewardTransformer& fp32_net, RewardTransformer& bf16_net,
+                                CudaFastPaths paths, const torch::Tensor& ids,
+                                const torch::Tensor& lengths) {
+  paths.cast_weights = false;
+  const auto want = ScoresAndGrads(bf16_net, paths, ids, lengths);
+  EXPECT_ANY_THROW(ScoresAndGrads(fp32_net, paths, ids, lengths));
+  for (auto& p : fp32_net->parameters()) p.mutable_grad() = torch::Tensor();
+  paths.cast_weights = true;
+  const auto got = ScoresAndGrads(fp32_net, paths, ids, lengths);
+  EXPECT_TRUE(torch::equal(got[0], want[0])) << RelativeError(got[0], want[0]);
+  const auto names = fp32_net->named_parameters().keys();
+  const auto params = fp32_net->parameters();
+  for (size_t i = 1; i < got.size(); ++i) {
+    SCOPED_TRACE(names[i - 1]);
+    EXPECT_EQ(params[i - 1].scalar_type(), torch::kFloat);
+    if (params[i - 1].dim() == 2) {
+      EXPECT_TRUE(torch::equal(got[i], want[i])) << RelativeError(got[i], want[i]);
+    } else {
+      // A bias a kernel reads in float: its gradient is rounded to bf16 only
+      // where the parameter is bf16.
+      EXPECT_LT(RelativeError(got[i], want[i]), 4e-3);
+    }
+  }
+}
+
+TEST(CastToBf16, RewardTransformerProductsReadTheCopiesOnTheCpu) {
+  const CpuFastPaths on;
+  auto fp32_net = MakeFastPathNet(torch::kCPU, /*bf16_products=*/false);
+  auto bf16_net = MakeFastPathNet(torch::kCPU);
+  torch::manual_seed(8);
+  auto ids = torch::randint(3, 300, {6, 61}, torch::kLong);
+  auto lengths = torch::tensor({61, 1, 9, 33, 4, 60}, torch::kLong);
+  for (bool residual_add : {false, true}) {
+    SCOPED_TRACE(residual_add ? "residual add fused" : "residual add separate");
+    CudaFastPaths paths;
+    paths.split_qkv = false;
+    paths.fused_residual = residual_add;
+    ExpectCopiesReadEverywhere(fp32_net, bf16_net, paths, ids, lengths);
+  }
+}
+
+TEST(CastToBf16, LlamaBlocksProductsReadTheCopiesOnTheCpu) {
+  const CpuFastPaths on;
+  auto fp32_net = MakeLlamaNet(torch::kCPU, /*bf16_products=*/false);
+  auto bf16_net = MakeLlamaNet(torch::kCPU);
+  torch::manual_seed(8);
+  auto ids = torch::randint(3, 300, {6, 40}, torch::kLong);
+  auto lengths = torch::tensor({40, 1, 9, 33, 4, 39}, torch::kLong);
+  CudaFastPaths paths;
+  paths.fused_rms = true;
+  ExpectCopiesReadEverywhere(fp32_net, bf16_net, paths, ids, lengths);
+}
+
+TEST(FusedLayerNormGpu, CastKernelsMatchLibTorchsCasts) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  RLAIF_NEED_KERNELS();
+  // 70 tensors: two launches (64 per launch).
+  ExpectCastsMatchLibTorch(MakeCastInputs(torch::kCUDA, 70));
+  ExpectCastsMatchLibTorch(MakeCastInputs(torch::kCUDA, 1));
+  // NaN stays NaN (its bit pattern may differ from LibTorch's).
+  auto nan = torch::full({37}, std::numeric_limits<float>::quiet_NaN(), torch::kCUDA);
+  EXPECT_TRUE(torch::isnan(CastToBf16({nan})[0]).all().item<bool>());
 }
 
 // The reward network in CUDA bf16-autocast training, with each fast path on
@@ -783,14 +940,20 @@ TEST(FusedLayerNormGpu, RewardTransformerFastPathsMatchLibTorchsOps) {
   for (bool bf16_residual : {false, true}) {
     net->set_bf16_residual(bf16_residual);
     const auto base = ScoresAndGrads(net, {false, false, false, false}, ids, lengths);
-    const std::vector<CudaFastPaths> variants = {
-        {true, false, false, false}, {false, true, false, false}, {false, false, true, false},
-        {true, true, true, false},   {false, true, false, true},  {true, true, true, true}};
+    const std::vector<CudaFastPaths> variants = {{true, false, false, false},
+                                                 {false, true, false, false},
+                                                 {false, false, true, false},
+                                                 {true, true, true, false},
+                                                 {false, true, false, true},
+                                                 {true, true, true, true},
+                                                 {false, false, false, false, false, true},
+                                                 {true, true, true, true, false, true}};
     for (const auto& v : variants) {
       SCOPED_TRACE(std::string(bf16_residual ? "bf16" : "fp32") + " residual, split " +
                    (v.split_qkv ? "on" : "off") + ", fused norm " + (v.fused_norm ? "on" : "off") +
                    ", fused bias + GELU " + (v.fused_gelu ? "on" : "off") + ", residual add " +
-                   (v.fused_residual ? "on" : "off"));
+                   (v.fused_residual ? "on" : "off") + ", weight cast " +
+                   (v.cast_weights ? "on" : "off"));
       ExpectSameScoresAndGrads(net, ScoresAndGrads(net, v, ids, lengths), base, 2e-2, 5e-2);
     }
   }

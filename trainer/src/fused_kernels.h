@@ -82,4 +82,17 @@ int64_t BiasGeluBackwardWorkspace(int64_t rows, int n);
 int BiasGeluBackward(const void* dy, const void* h, const float* bias, int64_t rows, int n,
                      bool tanh, void* dh, float* dbias, float* workspace, void* stream);
 
+// One float <-> bf16 conversion per tensor, for many tensors in few
+// launches (one per 64 tensors): dst = src rounded to bf16 to nearest even
+// (to_bf16: src float, dst bf16; as LibTorch's .to(kBFloat16)) or widened
+// to float (src bf16, dst float), numel elements each, both contiguous. Any
+// alignment (16-byte aligned pairs take the vector path). Empty jobs are
+// skipped; a null pointer with elements is cudaErrorInvalidValue.
+struct CastJob {
+  const void* src;
+  void* dst;
+  int64_t numel;
+};
+int CastTensors(const CastJob* jobs, int count, bool to_bf16, void* stream);
+
 }  // namespace rlaif::trainer::cuda

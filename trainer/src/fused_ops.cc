@@ -482,7 +482,102 @@ class FusedBiasGeluFunction : public torch::autograd::Function<FusedBiasGeluFunc
   }
 };
 
+// ---- many float -> bf16 casts at once -----------------------------------------
+
+#ifdef RLAIF_CUDA_KERNELS
+// dst[i] = src[i] converted (both contiguous, same element counts), in one
+// launch per 64 tensors.
+void CastOnCuda(const std::vector<torch::Tensor>& src, const std::vector<torch::Tensor>& dst,
+                bool to_bf16, const char* what) {
+  std::vector<cuda::CastJob> jobs;
+  jobs.reserve(src.size());
+  for (size_t i = 0; i < src.size(); ++i) {
+    if (!src[i].defined()) continue;
+    jobs.push_back({src[i].data_ptr(), dst[i].data_ptr(), src[i].numel()});
+  }
+  if (jobs.empty()) return;
+  const c10::cuda::CUDAGuard guard(src[0].device());
+  CheckCuda(cuda::CastTensors(jobs.data(), static_cast<int>(jobs.size()), to_bf16,
+                              c10::cuda::getCurrentCUDAStream().stream()),
+            what);
+}
+#endif
+
+class CastToBf16Function : public torch::autograd::Function<CastToBf16Function> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                at::TensorList tensors) {
+    // A copy no product read gets an undefined gradient: nothing to widen.
+    ctx->set_materialize_grads(false);
+    torch::autograd::variable_list out;
+    out.reserve(tensors.size());
+    if (!tensors[0].is_cuda()) {
+      for (const auto& t : tensors) out.push_back(t.to(torch::kBFloat16).contiguous());
+      return out;
+    }
+#ifdef RLAIF_CUDA_KERNELS
+    std::vector<torch::Tensor> src;
+    src.reserve(tensors.size());
+    for (const auto& t : tensors) {
+      src.push_back(t.contiguous());
+      out.push_back(torch::empty(t.sizes(), t.options().dtype(torch::kBFloat16)));
+    }
+    CastOnCuda(src, out, /*to_bf16=*/true, "CastToBf16 forward");
+#else
+    TORCH_CHECK(false, "CastToBf16: built without the CUDA kernels");
+#endif
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* /*ctx*/,
+                                                 torch::autograd::variable_list grads) {
+    torch::autograd::variable_list out(grads.size());
+    std::vector<torch::Tensor> src(grads.size());
+    bool cuda = false;
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (!grads[i].defined()) continue;
+      if (grads[i].is_cuda() && grads[i].scalar_type() == torch::kBFloat16) {
+        src[i] = grads[i].contiguous();
+        out[i] = torch::empty(src[i].sizes(), src[i].options().dtype(torch::kFloat));
+        cuda = true;
+      } else {
+        out[i] = grads[i].to(torch::kFloat);  // the CPU reference
+      }
+    }
+    if (cuda) {
+#ifdef RLAIF_CUDA_KERNELS
+      std::vector<torch::Tensor> dst(grads.size());
+      for (size_t i = 0; i < grads.size(); ++i) {
+        if (src[i].defined()) dst[i] = out[i];
+      }
+      CastOnCuda(src, dst, /*to_bf16=*/false, "CastToBf16 backward");
+#else
+      TORCH_CHECK(false, "CastToBf16: built without the CUDA kernels");
+#endif
+    }
+    return out;
+  }
+};
+
 }  // namespace
+
+bool CastToBf16Applies(const std::vector<torch::Tensor>& tensors) {
+  if (tensors.empty()) return false;
+  for (const auto& t : tensors) {
+    if (!t.defined() || t.scalar_type() != torch::kFloat || t.device() != tensors[0].device()) {
+      return false;
+    }
+  }
+  if (tensors[0].is_cuda()) return CudaKernelsUsable();
+  return tensors[0].is_cpu();
+}
+
+std::vector<torch::Tensor> CastToBf16(const std::vector<torch::Tensor>& tensors) {
+  TORCH_CHECK(CastToBf16Applies(tensors),
+              "CastToBf16: needs float tensors on one device (the CPU, or CUDA with the trainer's "
+              "kernels)");
+  return CastToBf16Function::apply(at::TensorList(tensors));
+}
 
 bool FusedBiasGeluApplies(const torch::Tensor& h) {
   if (!h.defined() || h.dim() < 1 || h.scalar_type() != torch::kBFloat16) return false;

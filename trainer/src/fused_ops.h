@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <utility>
+#include <vector>
 
 namespace rlaif::trainer {
 
@@ -67,5 +68,18 @@ bool FusedBiasGeluApplies(const torch::Tensor& h);
 // Differentiable in h and bias: h's gradient is bf16 and bias's, float, is
 // the column sums of it, computed in the same pass (no separate reduction).
 torch::Tensor FusedBiasGelu(const torch::Tensor& h, const torch::Tensor& bias, bool tanh);
+
+// Whether CastToBf16 takes `tensors`: at least one, all float, on one
+// device: the CPU (a reference: LibTorch's casts, for tests) or CUDA where
+// CudaKernelsUsable().
+bool CastToBf16Applies(const std::vector<torch::Tensor>& tensors);
+
+// bf16 copies of float tensors (the blocks' product weights), all in one
+// differentiable op: out[i] = tensors[i].to(kBFloat16), contiguous, rounded
+// to nearest even as autocast's casts round. Backward widens each bf16
+// gradient to a float one (undefined where out[i] got none). On CUDA one
+// kernel launch per 64 tensors each way, where autocast's casts take one
+// launch per weight in forward and one more in backward.
+std::vector<torch::Tensor> CastToBf16(const std::vector<torch::Tensor>& tensors);
 
 }  // namespace rlaif::trainer

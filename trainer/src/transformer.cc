@@ -7,9 +7,11 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 
 #include "fused_ops.h"
 #include "hf_backbone.h"
@@ -25,14 +27,61 @@
 namespace rlaif::trainer {
 
 namespace {
+
+// The bf16 copies of the blocks' product weights and biases for the
+// forward running in this thread (CudaFastPaths::cast_weights), by the
+// parameter's TensorImpl; null outside such a forward.
+using ComputeCopies = std::unordered_map<const c10::TensorImpl*, torch::Tensor>;
+thread_local const ComputeCopies* compute_copies = nullptr;
+
+// The parameter `p` as a product reads it: its bf16 copy in a forward with
+// cast_weights, else `p` itself (which autocast casts, if it is on).
+const torch::Tensor& W(const torch::Tensor& p) {
+  if (compute_copies != nullptr && p.defined()) {
+    auto it = compute_copies->find(p.unsafeGetTensorImpl());
+    if (it != compute_copies->end()) return it->second;
+  }
+  return p;
+}
+
 // at::linear, not torch::nn::Linear's forward: LibTorch's C++ functional
 // linear runs a 3-D input as matmul + `+= bias`, which under autocast is a
 // bf16 matmul plus a separate mixed-dtype bias add (fp32 bias into the bf16
 // output, a slow unvectorised kernel); at::linear folds the leading
 // dimensions and adds the bias in the matmul's epilogue, as Python's does.
 torch::Tensor Linear(const torch::nn::Linear& layer, const torch::Tensor& x) {
-  return at::linear(x, layer->weight, layer->bias);
+  return at::linear(x, W(layer->weight), W(layer->bias));
 }
+
+// While alive, W() returns the bf16 copies of `blocks`' Linear weights and
+// biases, made by one CastToBf16 (float parameters only: a test's bf16
+// ones are read as they are). Not nestable; one per forward.
+class ComputeCopiesScope {
+ public:
+  explicit ComputeCopiesScope(const torch::nn::ModuleList& blocks) {
+    std::vector<torch::Tensor> params;
+    for (const auto& module : blocks->modules(/*include_self=*/false)) {
+      const auto* linear = module->as<torch::nn::Linear>();
+      if (linear == nullptr) continue;
+      for (const auto* p : {&linear->weight, &linear->bias}) {
+        if (p->defined() && p->scalar_type() == torch::kFloat) params.push_back(*p);
+      }
+    }
+    if (!CastToBf16Applies(params)) return;
+    const auto copies = CastToBf16(params);
+    for (size_t i = 0; i < params.size(); ++i) {
+      copies_.emplace(params[i].unsafeGetTensorImpl(), copies[i]);
+    }
+    compute_copies = &copies_;
+  }
+  ~ComputeCopiesScope() { compute_copies = nullptr; }
+  ComputeCopiesScope(const ComputeCopiesScope&) = delete;
+  ComputeCopiesScope& operator=(const ComputeCopiesScope&) = delete;
+
+ private:
+  ComputeCopies copies_;
+};
+
 }  // namespace
 
 // ---- CudaAutocastScope ------------------------------------------------------
@@ -161,7 +210,7 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
           .view({batch, heads_, len, head_dim});
 #endif
   auto merged = y.transpose(1, 2).reshape({batch, len, d_model});
-  return out_bias ? Linear(out_, merged) : at::linear(merged, out_->weight);
+  return out_bias ? Linear(out_, merged) : at::linear(merged, W(out_->weight));
 }
 
 torch::Tensor SelfAttentionImpl::ForwardAt(const torch::Tensor& x, const torch::Tensor& valid,
@@ -169,8 +218,8 @@ torch::Tensor SelfAttentionImpl::ForwardAt(const torch::Tensor& x, const torch::
   const int64_t batch = x.size(0), len = x.size(1), d_model = x.size(2);
   const int64_t head_dim = d_model / heads_;
   // Rows [0, D) of the fused projection are the queries, [D, 3D) keys and values.
-  const auto& w = qkv_->weight;
-  const auto& b = qkv_->bias;
+  const auto& w = W(qkv_->weight);
+  const auto& b = W(qkv_->bias);
   auto kv = at::linear(x, w.slice(0, d_model), b.slice(0, d_model))
                 .view({batch, len, 2, heads_, head_dim})
                 .permute({2, 0, 3, 1, 4})
@@ -205,13 +254,13 @@ torch::Tensor TransformerBlockImpl::Mlp(const torch::Tensor& h) {
 
 torch::Tensor TransformerBlockImpl::MlpOfNorm(const torch::Tensor& m, bool out_bias) {
   auto out = [&](const torch::Tensor& act) {
-    return out_bias ? Linear(fc_out_, act) : at::linear(act, fc_out_->weight);
+    return out_bias ? Linear(fc_out_, act) : at::linear(act, W(fc_out_->weight));
   };
   if (fused_gelu_ && CudaBf16Training(*this, m) && (m.is_cpu() || CudaKernelsUsable())) {
     // The product without its bias, then the trainer's kernel adds the bias
     // and applies GELU, and in backward sums the bias gradient in the same
     // pass as GELU's (no separate reduction over the [B, T, 4D] gradient).
-    auto pre = at::linear(m, fc_in_->weight);  // bf16 under autocast
+    auto pre = at::linear(m, W(fc_in_->weight));  // bf16 under autocast
     if (FusedBiasGeluApplies(pre)) return out(FusedBiasGelu(pre, fc_in_->bias, gelu_tanh_));
     return out(torch::gelu(pre + fc_in_->bias, gelu_tanh_ ? "tanh" : "none"));
   }
@@ -481,6 +530,8 @@ torch::Tensor RewardTransformerImpl::ForwardLlama(const torch::Tensor& ids,
                                                   const torch::Tensor& lengths) {
   const int64_t len = ids.size(1);
   auto x = tok_emb_(ids);
+  std::optional<ComputeCopiesScope> copies;  // the products' bf16 weights, in one op
+  if (fast_paths_.cast_weights && CudaBf16Training(*this, x)) copies.emplace(blocks_);
   // Angles in float32, as Hugging Face computes them.
   auto positions = torch::arange(len, torch::TensorOptions(torch::kFloat).device(ids.device()));
   auto angles = torch::outer(positions, inv_freq_);  // [T, hd / 2]
@@ -508,6 +559,8 @@ torch::Tensor RewardTransformerImpl::forward(const torch::Tensor& ids,
     x = x.to(torch::kBFloat16);
   }
   auto valid = positions.unsqueeze(0) < lengths.unsqueeze(1);  // [B, T]
+  std::optional<ComputeCopiesScope> copies;  // the products' bf16 weights, in one op
+  if (fast_paths_.cast_weights && CudaBf16Training(*this, x)) copies.emplace(blocks_);
   // The score reads the last block at END only: it runs there alone.
   const size_t last_block = blocks_->size() - 1;
   torch::Tensor last;  // [B, D]

@@ -71,6 +71,11 @@ struct TrainOptions {
   // trainer's kernel (CudaFastPaths::fused_rms; widths to 1024). Default
   // false: not yet run on a GPU.
   bool cuda_fused_rms_norm = false;
+  // CUDA only, with cuda_fast_paths: the bf16 copies of the blocks' product
+  // weights made in one multi-tensor kernel per step, and their gradients
+  // widened in one, instead of autocast's cast per weight
+  // (CudaFastPaths::cast_weights). Default false: not yet run on a GPU.
+  bool cuda_fused_weight_cast = false;
   int threads = 1;               // at::set_num_threads for this process
   uint64_t seed = 42;
   std::string version;           // written into config.json; "" = directory name
