@@ -159,6 +159,13 @@ for i in 1 2 3; do
   cpp "${base[@]}" --residual bf16
   cpp "${base[@]}" --residual bf16 --residual-add rlaif --weight-cast rlaif
 done
+# The trainer uploads each step's batch from host memory: a plain copy
+# (which waits for the device to finish the last step) against the
+# trainer's pinned, unsynchronised one (HostToDevice), twice each.
+for i in 1 2; do
+  cpp "${base[@]}" --residual fp32 --upload pageable
+  cpp "${base[@]}" --residual fp32 --upload pinned
+done
 cpp --preset small --seq 384 --batch 64 --residual fp32
 cpp --preset small --seq 384 --batch 64 --residual fp32 --residual-add rlaif --weight-cast rlaif
 # An experiment, not the trainer's step: the same step captured once as a
@@ -212,7 +219,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peak = next((r["matmul_peak_tflops"] for r in rows if r.get("matmul_peak_tflops")), 0)
 print(f"bf16 matmul peak measured in this run: {peak:.1f} TFLOP/s")
 print(f"{'impl':7} {'preset':10} {'seq':>4} {'batch':>5} {'resid':5} {'qkv':5} {'LN':5} {'gelu':5} "
-      f"{'add':5} {'rms':5} {'cast':5} {'graph':5} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
+      f"{'add':5} {'rms':5} {'cast':5} {'upl':5} {'graph':5} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
 for r in rows:
     impl = "c++" if r["bench"] == "train_step" else ("py-same" if r.get("same_algorithm") else "py")
     if r.get("compiled"):
@@ -221,7 +228,7 @@ for r in rows:
     ex = r.get("executed_mfu_vs_measured_matmul", float("nan"))
     print(f"{impl:7} {r['preset']:10} {r['seq']:4} {r['batch_sequences']:5} {r.get('residual','fp32'):5} "
           f"{r.get('qkv','-'):5} {r.get('layernorm','-')[:5]:5} {r.get('gelu','-')[:5]:5} "
-          f"{r.get('residual_add','-')[:5]:5} {r.get('rmsnorm','-')[:5]:5} {r.get('weight_cast','-')[:5]:5} {'yes' if r.get('cuda_graph') else '-':5} {r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
+          f"{r.get('residual_add','-')[:5]:5} {r.get('rmsnorm','-')[:5]:5} {r.get('weight_cast','-')[:5]:5} {r.get('upload','-')[:5]:5} {'yes' if r.get('cuda_graph') else '-':5} {r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
 # Medians of the rows that ran more than once (same configuration).
 groups = {}
 for r in rows:
@@ -229,7 +236,8 @@ for r in rows:
         continue
     key = (r["preset"], r["seq"], r["batch_sequences"], r.get("residual", "fp32"), r.get("qkv", "-"),
            r.get("layernorm", "-"), r.get("gelu", "-"), r.get("residual_add", "-"),
-           r.get("rmsnorm", "-"), r.get("weight_cast", "-"), bool(r.get("cuda_graph")))
+           r.get("rmsnorm", "-"), r.get("weight_cast", "-"), r.get("upload", "-"),
+           bool(r.get("cuda_graph")))
     groups.setdefault(key, []).append(r["model_tflops"] / peak if peak else 0)
 print("medians (c++, configurations run more than once):")
 for key, mfus in groups.items():

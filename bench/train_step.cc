@@ -10,7 +10,8 @@
 //                     [--optimizer fused|foreach|per-tensor] [--residual fp32|bf16]
 //                     [--qkv split|fused] [--layernorm rlaif|aten] [--gelu rlaif|aten]
 //                     [--residual-add rlaif|aten] [--rmsnorm rlaif|aten]
-//                     [--weight-cast rlaif|aten] [--windows N]
+//                     [--weight-cast rlaif|aten] [--upload none|pageable|pinned]
+//                     [--windows N]
 //                     [--cuda-graph 0|1] [--profile TRACE.json]
 //
 // --optimizer picks the AdamW kernels (trainer/src/optim.h; the trainer uses
@@ -26,7 +27,11 @@
 // off by default; --weight-cast rlaif: the blocks' product weights cast to
 // bf16 in one multi-tensor kernel per step and their gradients widened in
 // one, CudaFastPaths::cast_weights, off by default, "aten" = autocast's
-// cast per weight; --cuda-graph 1, an experiment: the whole step — forward,
+// cast per weight; --upload: each step first uploads its batch (ids,
+// lengths, labels) from host memory as the trainer does, "pinned" the
+// trainer's way (HostToDevice: no wait), "pageable" by a plain copy (which
+// waits for the device), "none" (default) keeps one batch on the device;
+// --cuda-graph 1, an experiment: the whole step — forward,
 // backward, clipping and AdamW — captured once as a CUDA graph and
 // replayed, which the trainer does not do: the replays repeat the captured
 // step number and learning rate, so the timing is real and the training
@@ -145,7 +150,7 @@ int main(int argc, char** argv) {
       {"residual", "fp32"},     {"qkv", "split"},       {"layernorm", "rlaif"},
       {"gelu", "rlaif"},        {"windows", "1"},       {"profile", ""},
       {"residual-add", "aten"}, {"rmsnorm", "aten"},    {"cuda-graph", "0"},
-      {"weight-cast", "aten"}};
+      {"weight-cast", "aten"},  {"upload", "none"}};
   if (!rlaif::bench::ParseBenchFlags(argc, argv, &f)) return 2;
   torch::Device device(f["device"] == "cuda" ? torch::kCUDA : torch::kCPU);
   if (device.is_cuda() && !torch::cuda::is_available()) {
@@ -169,10 +174,12 @@ int main(int argc, char** argv) {
       (f["residual-add"] != "rlaif" && f["residual-add"] != "aten") ||
       (f["rmsnorm"] != "rlaif" && f["rmsnorm"] != "aten") ||
       (f["weight-cast"] != "rlaif" && f["weight-cast"] != "aten") ||
+      (f["upload"] != "none" && f["upload"] != "pageable" && f["upload"] != "pinned") ||
       (f["cuda-graph"] != "0" && f["cuda-graph"] != "1")) {
     std::cerr << "--optimizer fused|foreach|per-tensor, --residual fp32|bf16, --qkv split|fused, "
                  "--layernorm rlaif|aten, --gelu rlaif|aten, --residual-add rlaif|aten, --rmsnorm "
-                 "rlaif|aten, --weight-cast rlaif|aten, --cuda-graph 0|1\n";
+                 "rlaif|aten, --weight-cast rlaif|aten, --upload none|pageable|pinned, "
+                 "--cuda-graph 0|1\n";
     return 2;
   }
 
@@ -221,7 +228,18 @@ int main(int argc, char** argv) {
   auto p_chosen = torch::ones({batch / 2}, torch::TensorOptions().dtype(torch::kFloat)).to(device);
   const bool bf16 = device.is_cuda();
 
+  // --upload: the batch as the trainer has it each step, in host memory.
+  const auto host_ids = ids.cpu(), host_lengths = lengths.cpu(), host_p = p_chosen.cpu();
   auto step = [&] {
+    if (f["upload"] == "pinned") {
+      ids = rlaif::trainer::HostToDevice(host_ids, device);
+      lengths = rlaif::trainer::HostToDevice(host_lengths, device);
+      p_chosen = rlaif::trainer::HostToDevice(host_p, device);
+    } else if (f["upload"] == "pageable") {
+      ids = host_ids.to(device, /*non_blocking=*/false, /*copy=*/true);
+      lengths = host_lengths.to(device, false, true);
+      p_chosen = host_p.to(device, false, true);
+    }
     opt.zero_grad();
     torch::Tensor scores;
     {
@@ -239,8 +257,8 @@ int main(int argc, char** argv) {
 #ifdef RLAIF_BENCH_CUDA_GRAPH
   std::unique_ptr<at::cuda::CUDAGraph> graph;
   if (f["cuda-graph"] == "1") {
-    if (!device.is_cuda()) {
-      std::cerr << "--cuda-graph 1 needs --device cuda\n";
+    if (!device.is_cuda() || f["upload"] != "none") {
+      std::cerr << "--cuda-graph 1 needs --device cuda and --upload none\n";
       return 2;
     }
     // PyTorch's whole-network recipe: warm up on a side stream, capture one
@@ -345,7 +363,7 @@ int main(int argc, char** argv) {
       "\"executed_tflops\":%.1f,\"executed_mfu_vs_measured_matmul\":%.3f,"
       "\"optimizer\":\"%s\",\"residual\":\"%s\",\"qkv\":\"%s\",\"layernorm\":\"%s\","
       "\"gelu\":\"%s\",\"residual_add\":\"%s\",\"rmsnorm\":\"%s\",\"weight_cast\":\"%s\","
-      "\"cuda_graph\":%s,\"windows\":%d,\"steps_per_window\":%d}\n",
+      "\"upload\":\"%s\",\"cuda_graph\":%s,\"windows\":%d,\"steps_per_window\":%d}\n",
       device.is_cuda() ? "cuda" : "cpu", bf16 ? "bf16-autocast" : "fp32", f["preset"].c_str(),
       static_cast<long long>(params), static_cast<long long>(seq), static_cast<long long>(batch),
       per_window * windows, secs, tps, cpu_secs, tokens / cpu_secs, achieved_tflops, matmul_tflops,
@@ -353,7 +371,7 @@ int main(int argc, char** argv) {
       device.is_cuda() ? achieved_tflops / peak : 0.0, peak, executed_tflops,
       matmul_tflops > 0 ? executed_tflops / matmul_tflops : 0.0, f["optimizer"].c_str(),
       f["residual"].c_str(), f["qkv"].c_str(), layernorm.c_str(), gelu.c_str(),
-      residual_add.c_str(), rmsnorm.c_str(), weight_cast.c_str(),
+      residual_add.c_str(), rmsnorm.c_str(), weight_cast.c_str(), f["upload"].c_str(),
       f["cuda-graph"] == "1" ? "true" : "false", windows, per_window);
   return 0;
 }

@@ -119,6 +119,15 @@ TEST(RewardTransformer, Bf16ResidualChangesNothingOnTheCpu) {
   EXPECT_TRUE(torch::equal(plain, s.net->forward(s.ids, s.lengths)));
 }
 
+// A copy, never a view of the host memory: the trainer refills its host
+// buffers for the next batch while the upload may still be in flight.
+TEST(HostToDevice, CopiesOnTheCpu) {
+  std::vector<int64_t> host = {1, 2, 3};
+  auto t = HostToDevice(torch::from_blob(host.data(), {3}, torch::kLong), torch::kCPU);
+  host = {7, 8, 9};
+  EXPECT_TRUE(torch::equal(t, torch::tensor({1, 2, 3}, torch::kLong)));
+}
+
 // ---- GPU (skipped without CUDA) ---------------------------------------------
 
 // Under bf16 autocast, with the residual stream in fp32 (default) or bf16
@@ -166,6 +175,31 @@ TEST(RewardTransformerGpu, Bf16AutocastScoresCloseToTheFp32Reference) {
   net->eval();  // still set_bf16_residual(true)
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(torch::equal(both[0], autocast_scores()));
+}
+
+// Uploads queued behind device work (no wait for it) arrive intact, even
+// when the host buffer is overwritten at once; MakeTokenBatch's too.
+TEST(RewardTransformerGpu, HostToDeviceUploadsWithoutWaitingAndIntact) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto busy = torch::randn({4096, 4096}, torch::kCUDA);
+  for (int i = 0; i < 20; ++i) busy = busy.matmul(busy).tanh();  // queued work
+  std::vector<float> host(1 << 20);
+  std::vector<torch::Tensor> uploads;
+  for (int round = 0; round < 4; ++round) {
+    std::fill(host.begin(), host.end(), static_cast<float>(round));
+    uploads.push_back(HostToDevice(
+        torch::from_blob(host.data(), {static_cast<int64_t>(host.size())}), torch::kCUDA));
+  }
+  std::fill(host.begin(), host.end(), -1.0f);
+  for (int round = 0; round < 4; ++round) {
+    EXPECT_TRUE(uploads[round].is_cuda());
+    EXPECT_EQ(uploads[round].min().item<float>(), static_cast<float>(round));
+    EXPECT_EQ(uploads[round].max().item<float>(), static_cast<float>(round));
+  }
+  const std::vector<int32_t> a = {5, 6, 7}, b = {9};
+  auto batch = MakeTokenBatch({&a, &b}, torch::kCUDA);
+  EXPECT_TRUE(torch::equal(batch.lengths.cpu(), torch::tensor({3, 1}, torch::kLong)));
+  EXPECT_EQ(batch.ids.cpu()[1][0].item<int64_t>(), 9);
 }
 
 }  // namespace

@@ -1676,8 +1676,10 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
         log_bytes.push_back(data[i].log_bytes_rejected);
       }
       TokenBatch tb = MakeTokenBatch(seqs, device);
-      auto p = torch::from_blob(p_chosen.data(), {n}, torch::kFloat).clone().to(device);
-      auto head_ids = torch::from_blob(heads.data(), {2 * n}, torch::kLong).clone().to(device);
+      // No upload waits for the device (HostToDevice): the next step's
+      // batch is built and its kernels queued while this one still runs.
+      auto p = HostToDevice(torch::from_blob(p_chosen.data(), {n}, torch::kFloat), device);
+      auto head_ids = HostToDevice(torch::from_blob(heads.data(), {2 * n}, torch::kLong), device);
 
       const double lr = LearningRateAt(step, total_steps, warmup, options.learning_rate);
       for (auto& group : optimizer->param_groups()) {
@@ -1694,12 +1696,12 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
       auto margin = chosen - rejected;
       if (!train_offsets.empty()) {
         margin =
-            margin + torch::from_blob(pair_offset.data(), {n}, torch::kFloat).clone().to(device);
+            margin + HostToDevice(torch::from_blob(pair_offset.data(), {n}, torch::kFloat), device);
       }
       auto pair_loss = BradleyTerryLossTensor(margin, p);
       if (weighted) {
-        pair_loss =
-            pair_loss * torch::from_blob(pair_weight.data(), {n}, torch::kFloat).clone().to(device);
+        pair_loss = pair_loss *
+                    HostToDevice(torch::from_blob(pair_weight.data(), {n}, torch::kFloat), device);
       }
       auto loss = pair_loss.mean();
       if (options.center_rewards > 0) {
@@ -1707,7 +1709,7 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
       }
       if (options.length_decorrelation > 0 && n > 1) {
         // Pearson correlation of the batch's scores with log response bytes.
-        auto len = torch::from_blob(log_bytes.data(), {2 * n}, torch::kFloat).clone().to(device);
+        auto len = HostToDevice(torch::from_blob(log_bytes.data(), {2 * n}, torch::kFloat), device);
         auto s = scores.to(torch::kFloat);
         auto sc = s - s.mean(), lc = len - len.mean();
         auto corr = (sc * lc).mean() /

@@ -640,11 +640,14 @@ TokenBatch MakeTokenBatch(const std::vector<const std::vector<int32_t>*>& seqs,
     out.real_tokens += lengths[b];
   }
   out.padded_tokens = batch * len;
-  out.ids = torch::from_blob(ids.data(), {batch, len}, torch::kLong)
-                .to(device, /*non_blocking=*/false,
-                    /*copy=*/true);
-  out.lengths = torch::from_blob(lengths.data(), {batch}, torch::kLong).to(device, false, true);
+  out.ids = HostToDevice(torch::from_blob(ids.data(), {batch, len}, torch::kLong), device);
+  out.lengths = HostToDevice(torch::from_blob(lengths.data(), {batch}, torch::kLong), device);
   return out;
+}
+
+torch::Tensor HostToDevice(const torch::Tensor& host, const torch::Device& device) {
+  if (!device.is_cuda()) return host.to(device, /*non_blocking=*/false, /*copy=*/true);
+  return host.pin_memory().to(device, /*non_blocking=*/true);
 }
 
 torch::Tensor SelectHeads(const torch::Tensor& scores, const torch::Tensor& heads) {

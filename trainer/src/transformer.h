@@ -308,6 +308,13 @@ Status LoadHfBackboneWeights(RewardTransformer& net, const HfBackboneInfo& info)
 // from the weight files' headers alone: no data is read or converted.
 Status CheckHfBackboneTensors(const ModelConfig& config, const HfBackboneInfo& info);
 
+// A copy of the host tensor `host` on `device`. On CUDA it goes through
+// pinned memory without waiting: a copy from pageable memory synchronises
+// the stream, so a training step that uploads its batch that way first
+// drains the GPU's queue, and the GPU then idles while the step's first
+// kernels are launched. (The pinned block is reused only after the copy.)
+torch::Tensor HostToDevice(const torch::Tensor& host, const torch::Device& device);
+
 // A padded batch of token sequences on a device.
 struct TokenBatch {
   torch::Tensor ids;      // [B, T] int64
