@@ -25,7 +25,7 @@
 // off in the trainer by default, "aten" here too; --rmsnorm rlaif: Llama
 // blocks' RMSNorms by the trainer's kernel, CudaFastPaths::fused_rms, also
 // off by default; --weight-cast rlaif: the blocks' product weights cast to
-// bf16 in one multi-tensor kernel per step and their gradients widened in
+// bf16 by one multi-tensor kernel per block and their gradients widened by
 // one, CudaFastPaths::cast_weights, off by default, "aten" = autocast's
 // cast per weight; --upload: each step first uploads its batch (ids,
 // lengths, labels) from host memory as the trainer does, "pinned" the

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <iostream>
 #include <limits>
@@ -177,12 +178,17 @@ TEST(RewardTransformerGpu, Bf16AutocastScoresCloseToTheFp32Reference) {
   EXPECT_TRUE(torch::equal(both[0], autocast_scores()));
 }
 
-// Uploads queued behind device work (no wait for it) arrive intact, even
-// when the host buffer is overwritten at once; MakeTokenBatch's too.
+// Uploads return while earlier device work is still running (they do not
+// wait for it) and arrive intact, with the host buffer overwritten at once;
+// MakeTokenBatch's too.
 TEST(RewardTransformerGpu, HostToDeviceUploadsWithoutWaitingAndIntact) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  auto busy = torch::randn({4096, 4096}, torch::kCUDA);
-  for (int i = 0; i < 20; ++i) busy = busy.matmul(busy).tanh();  // queued work
+  using Clock = std::chrono::steady_clock;
+  auto busy = torch::randn({4096, 4096}, torch::kCUDA) * 0.01;
+  torch::cuda::synchronize();
+  const auto t0 = Clock::now();
+  // ~5.5 TFLOP of float products: tens of milliseconds on any GPU.
+  for (int i = 0; i < 40; ++i) busy = busy.matmul(busy).tanh();
   std::vector<float> host(1 << 20);
   std::vector<torch::Tensor> uploads;
   for (int round = 0; round < 4; ++round) {
@@ -191,6 +197,12 @@ TEST(RewardTransformerGpu, HostToDeviceUploadsWithoutWaitingAndIntact) {
         torch::from_blob(host.data(), {static_cast<int64_t>(host.size())}), torch::kCUDA));
   }
   std::fill(host.begin(), host.end(), -1.0f);
+  const double queued = std::chrono::duration<double>(Clock::now() - t0).count();
+  EXPECT_TRUE(torch::isfinite(busy).all().item<bool>());  // waits for all of it
+  const double done = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::cout << "[ info     ] uploads returned after " << queued << " s, the work ended after "
+            << done << " s\n";
+  EXPECT_LT(queued, 0.5 * done) << "the uploads waited for the device's earlier work";
   for (int round = 0; round < 4; ++round) {
     EXPECT_TRUE(uploads[round].is_cuda());
     EXPECT_EQ(uploads[round].min().item<float>(), static_cast<float>(round));

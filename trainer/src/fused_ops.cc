@@ -491,12 +491,14 @@ void CastOnCuda(const std::vector<torch::Tensor>& src, const std::vector<torch::
                 bool to_bf16, const char* what) {
   std::vector<cuda::CastJob> jobs;
   jobs.reserve(src.size());
+  c10::optional<torch::Device> device;
   for (size_t i = 0; i < src.size(); ++i) {
-    if (!src[i].defined()) continue;
+    if (!src[i].defined()) continue;  // a copy whose gradient is undefined
+    if (!device) device = src[i].device();
     jobs.push_back({src[i].data_ptr(), dst[i].data_ptr(), src[i].numel()});
   }
   if (jobs.empty()) return;
-  const c10::cuda::CUDAGuard guard(src[0].device());
+  const c10::cuda::CUDAGuard guard(*device);
   CheckCuda(cuda::CastTensors(jobs.data(), static_cast<int>(jobs.size()), to_bf16,
                               c10::cuda::getCurrentCUDAStream().stream()),
             what);

@@ -54,31 +54,37 @@ torch::Tensor Linear(const torch::nn::Linear& layer, const torch::Tensor& x) {
 }
 
 // While alive, W() returns the bf16 copies of `blocks`' Linear weights and
-// biases, made by one CastToBf16 (float parameters only: a test's bf16
-// ones are read as they are). Not nestable; one per forward.
+// biases (float parameters only: a test's bf16 ones are read as they are),
+// made by one CastToBf16 per block: its backward then widens a block's
+// gradients as soon as that block's backward is done, so only one block's
+// bf16 weight gradients are alive at a time (one op for all would keep
+// them all until the first block's backward: ~2 bytes per parameter).
 class ComputeCopiesScope {
  public:
-  explicit ComputeCopiesScope(const torch::nn::ModuleList& blocks) {
-    std::vector<torch::Tensor> params;
-    for (const auto& module : blocks->modules(/*include_self=*/false)) {
-      const auto* linear = module->as<torch::nn::Linear>();
-      if (linear == nullptr) continue;
-      for (const auto* p : {&linear->weight, &linear->bias}) {
-        if (p->defined() && p->scalar_type() == torch::kFloat) params.push_back(*p);
+  explicit ComputeCopiesScope(const torch::nn::ModuleList& blocks) : previous_(compute_copies) {
+    for (const auto& block : *blocks) {
+      std::vector<torch::Tensor> params;
+      for (const auto& module : block->modules(/*include_self=*/false)) {
+        const auto* linear = module->as<torch::nn::Linear>();
+        if (linear == nullptr) continue;
+        for (const auto* p : {&linear->weight, &linear->bias}) {
+          if (p->defined() && p->scalar_type() == torch::kFloat) params.push_back(*p);
+        }
       }
-    }
-    if (!CastToBf16Applies(params)) return;
-    const auto copies = CastToBf16(params);
-    for (size_t i = 0; i < params.size(); ++i) {
-      copies_.emplace(params[i].unsafeGetTensorImpl(), copies[i]);
+      if (!CastToBf16Applies(params)) continue;
+      const auto copies = CastToBf16(params);
+      for (size_t i = 0; i < params.size(); ++i) {
+        copies_.emplace(params[i].unsafeGetTensorImpl(), copies[i]);
+      }
     }
     compute_copies = &copies_;
   }
-  ~ComputeCopiesScope() { compute_copies = nullptr; }
+  ~ComputeCopiesScope() { compute_copies = previous_; }
   ComputeCopiesScope(const ComputeCopiesScope&) = delete;
   ComputeCopiesScope& operator=(const ComputeCopiesScope&) = delete;
 
  private:
+  const ComputeCopies* previous_;
   ComputeCopies copies_;
 };
 
@@ -647,7 +653,11 @@ TokenBatch MakeTokenBatch(const std::vector<const std::vector<int32_t>*>& seqs,
 
 torch::Tensor HostToDevice(const torch::Tensor& host, const torch::Device& device) {
   if (!device.is_cuda()) return host.to(device, /*non_blocking=*/false, /*copy=*/true);
-  return host.pin_memory().to(device, /*non_blocking=*/true);
+  // A fresh pinned block (pin_memory() would return an already pinned
+  // `host` itself, and the copy would then read the caller's buffer late).
+  auto pinned = torch::empty(host.sizes(), host.options().pinned_memory(true));
+  pinned.copy_(host);
+  return pinned.to(device, /*non_blocking=*/true);
 }
 
 torch::Tensor SelectHeads(const torch::Tensor& scores, const torch::Tensor& heads) {

@@ -103,9 +103,10 @@ struct CudaFastPaths {
   // keep LibTorch's ops); off by default until measured on a GPU.
   bool fused_rms = false;
   // Both blocks: the bf16 copies of every block product's weight and bias
-  // made in one multi-tensor op per step (CastToBf16), and their gradients
-  // widened in one, instead of autocast's cast per weight and its backward
-  // (~190 launches per `base` step). Off by default until measured on a GPU.
+  // made by one multi-tensor op per block (CastToBf16), whose backward
+  // widens the block's gradients in one launch, instead of autocast's cast
+  // per weight and its backward (~190 launches per `base` step, 24 so).
+  // Off by default until measured on a GPU.
   bool cast_weights = false;
 };
 
@@ -265,7 +266,7 @@ class RewardTransformerImpl : public torch::nn::Module {
   // measured on a GPU): each residual add and the bias of the product
   // before it in the next LayerNorm's pass (FusedAddLayerNorm). Llama
   // blocks take fused_rms and cast_weights only. cast_weights (both; off
-  // by default): the products' bf16 weights in one op (CastToBf16). Off:
+  // by default): the products' bf16 weights by one op per block (CastToBf16). Off:
   // LibTorch's own ops (a baseline for
   // benchmarks, a way out for an operator).
   void set_cuda_fast_paths(const CudaFastPaths& paths);

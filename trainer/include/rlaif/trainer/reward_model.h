@@ -72,8 +72,8 @@ struct TrainOptions {
   // false: not yet run on a GPU.
   bool cuda_fused_rms_norm = false;
   // CUDA only, with cuda_fast_paths: the bf16 copies of the blocks' product
-  // weights made in one multi-tensor kernel per step, and their gradients
-  // widened in one, instead of autocast's cast per weight
+  // weights made by one multi-tensor kernel per block, and their gradients
+  // widened by one, instead of autocast's cast per weight
   // (CudaFastPaths::cast_weights). Default false: not yet run on a GPU.
   bool cuda_fused_weight_cast = false;
   int threads = 1;               // at::set_num_threads for this process
