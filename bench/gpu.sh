@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 mode="${1:-all}"  # --profile-only: build, then only the kernel profiles;
                   # --reference: PyTorch Python eager and torch.compile rows beside the C++ step;
                   # --quick: fewer rows (no Python, no Llama shapes, one fp32 profile less);
-                  # --quality: held-out accuracy of real pairs trained on the GPU with
-                  #   LibTorch's ops, the fast paths, and the bf16 residual (needs .gpudata/:
+                  # --quality: held-out accuracy (and the trainer's own tokens/s) of real
+                  #   pairs trained on the GPU with LibTorch's ops, then with every fast path
+                  #   (those off by default too), fp32 and bf16 residual (needs .gpudata/:
                   #   mkdir -p .gpudata && cp ../shared/data/hh-harmless-dev.jsonl .gpudata/ &&
                   #   gzip -c ../shared/data/alpaca-eval-gpt4-dev.jsonl > .gpudata/alpaca-eval-gpt4-dev.jsonl.gz
                   #   here, then carry [".deps", ".gpudata"])
@@ -80,8 +81,10 @@ if [ "$mode" = "--quality" ]; then
     [ -f "$data" ] || { echo "missing $data (see the header)"; continue; }
     file="$data"; epochs=0  # the trainer's default; AlpacaEval: one, as rlaifd train above 5,000 pairs
     if [ "${data%.gz}" != "$data" ]; then file="/tmp/$(basename "${data%.gz}")"; gunzip -c "$data" > "$file"; epochs=1; fi
-    for run in "--residual fp32 --fast-paths 0" "--residual fp32 --fast-paths 1" \
-               "--residual bf16 --fast-paths 1"; do
+    # LibTorch's ops against the fast paths with every path that is off by
+    # default (what flipping those defaults would train), per residual dtype.
+    new="--fast-paths 1 --residual-add 1 --weight-cast 1"
+    for run in "--residual fp32 --fast-paths 0" "--residual fp32 $new" "--residual bf16 $new"; do
       # The device allows 600 s a command: leave room for the table.
       if [ $(( $(date +%s) - t0 )) -gt 540 ]; then echo "skipped (time): $file $run"; continue; fi
       timeout 300 build-gpu/bin/rlaif-bench-quality --pairs "$file" --device cuda --preset base \
@@ -94,7 +97,8 @@ import json, sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
     print(f"{r['pairs_file'].split('/')[-1]:28} {r['residual']:5} {r['cuda_kernels']:8} "
-          f"fast-paths {r.get('fast_paths', '?')} "
+          f"fast-paths {r.get('fast_paths', '?')} add {r.get('residual_add', '?')} "
+          f"cast {r.get('weight_cast', '?')} {r.get('tokens_per_second', 0):.0f} tok/s "
           f"acc {r['accuracy']:.3f} shorter {r['accuracy_shorter_chosen']:.3f} "
           f"loss {r['loss']:.4f} ece {r['ece']:.3f} steps {r['steps']} {r['seconds']:.0f} s")
 PY

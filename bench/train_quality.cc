@@ -6,12 +6,14 @@
 //   rlaif-bench-quality --pairs FILE.jsonl [--holdout 0.1] [--device cpu|cuda|auto]
 //                       [--preset tiny|small|base] [--model-type transformer|ensemble|linear]
 //                       [--epochs N (0 = the trainer's default)] [--residual fp32|bf16]
-//                       [--fast-paths 1|0] [--residual-add 0|1] [--seed N] [--out DIR]
+//                       [--fast-paths 1|0] [--residual-add 0|1] [--weight-cast 0|1]
+//                       [--seed N] [--out DIR]
 //
 // The holdout is the prompt-hash split `rlaifd train` uses (InHoldout), so a
 // prompt is never on both sides. Prints one JSON line: accuracy, loss,
 // accuracy_shorter_chosen, length_correlation and ECE on the holdout, plus
-// the run's device, residual, cuda_kernels, steps, seconds and tokens/s.
+// the run's device, residual, cuda_kernels, steps, seconds and tokens/s (the
+// trainer's own loop: batches built and uploaded each step, validation).
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -45,6 +47,7 @@ int main(int argc, char** argv) {
                                           {"residual", "fp32"},
                                           {"fast-paths", "1"},
                                           {"residual-add", "0"},
+                                          {"weight-cast", "0"},
                                           {"seed", "42"},
                                           {"out", ""}};
   if (!rlaif::bench::ParseBenchFlags(argc, argv, &f)) return 2;
@@ -52,10 +55,12 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("rlaif-bench-quality"));
   if (f["pairs"].empty() || (f["residual"] != "fp32" && f["residual"] != "bf16") ||
       (f["fast-paths"] != "0" && f["fast-paths"] != "1") ||
-      (f["residual-add"] != "0" && f["residual-add"] != "1")) {
+      (f["residual-add"] != "0" && f["residual-add"] != "1") ||
+      (f["weight-cast"] != "0" && f["weight-cast"] != "1")) {
     std::cerr << "usage: rlaif-bench-quality --pairs FILE [--holdout F] [--device D] "
                  "[--preset P] [--model-type T] [--epochs N] [--residual fp32|bf16] "
-                 "[--fast-paths 1|0] [--residual-add 0|1] [--seed N] [--out DIR]\n";
+                 "[--fast-paths 1|0] [--residual-add 0|1] [--weight-cast 0|1] [--seed N] "
+                 "[--out DIR]\n";
     return 2;
   }
   trainer::LoadPairsStats stats;
@@ -79,6 +84,7 @@ int main(int argc, char** argv) {
   o.cuda_bf16_residual = f["residual"] == "bf16";
   o.cuda_fast_paths = f["fast-paths"] == "1";
   o.cuda_fused_residual = f["residual-add"] == "1";  // TrainOptions::cuda_fused_residual
+  o.cuda_fused_weight_cast = f["weight-cast"] == "1";  // TrainOptions::cuda_fused_weight_cast
   o.seed = std::stoull(f["seed"]);
   std::string out = f["out"];
   std::filesystem::path tmp;
@@ -110,6 +116,7 @@ int main(int argc, char** argv) {
                          {"cuda_kernels", res->cuda_kernels},
                          {"fast_paths", o.cuda_fast_paths},
                          {"residual_add", o.cuda_fast_paths && o.cuda_fused_residual},
+                         {"weight_cast", o.cuda_fast_paths && o.cuda_fused_weight_cast},
                          {"seed", o.seed},
                          {"steps", res->steps},
                          {"seconds", res->seconds},
