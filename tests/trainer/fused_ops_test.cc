@@ -367,6 +367,29 @@ double ExpectSameScoresAndGrads(RewardTransformer& net, const std::vector<torch:
   return largest;
 }
 
+// A network pair for the CPU wiring tests: `fp32`'s product parameters
+// hold bf16 values as float, `bf16`'s store them as bf16 (computing as
+// under CUDA autocast), otherwise equal; and a batch (every length from 1
+// to nearly the longest).
+RewardTransformer MakeLlamaNet(const torch::Device& device, bool bf16_products);  // below
+
+struct WiringCase {
+  RewardTransformer fp32{nullptr}, bf16{nullptr};
+  torch::Tensor ids, lengths;
+};
+
+WiringCase MakeWiringCase(bool llama) {
+  WiringCase c;
+  c.fp32 = llama ? MakeLlamaNet(torch::kCPU, false) : MakeFastPathNet(torch::kCPU, false);
+  c.bf16 = llama ? MakeLlamaNet(torch::kCPU, true) : MakeFastPathNet(torch::kCPU, true);
+  torch::manual_seed(8);
+  const int64_t len = llama ? 40 : 61;
+  c.ids = torch::randint(3, 300, {6, len}, torch::kLong);
+  c.lengths =
+      torch::tensor({len, int64_t{1}, int64_t{9}, int64_t{33}, int64_t{4}, len - 1}, torch::kLong);
+  return c;
+}
+
 // The wiring of the fast paths (which bias goes where, what the last block
 // reads), checked on the CPU through the fused ops' reference
 // implementations: the network with bf16 products (as under CUDA autocast)
@@ -374,11 +397,7 @@ double ExpectSameScoresAndGrads(RewardTransformer& net, const std::vector<torch:
 // LibTorch's ops.
 TEST(FusedAddLayerNorm, RewardTransformerFastPathsWiredRightOnTheCpu) {
   const CpuFastPaths on;
-  auto ref = MakeFastPathNet(torch::kCPU, /*bf16_products=*/false);
-  auto net = MakeFastPathNet(torch::kCPU);
-  torch::manual_seed(8);
-  auto ids = torch::randint(3, 300, {6, 61}, torch::kLong);
-  auto lengths = torch::tensor({61, 1, 9, 33, 4, 60}, torch::kLong);
+  auto [ref, net, ids, lengths] = MakeWiringCase(/*llama=*/false);
   const auto want = ScoresAndGrads(ref, {false, false, false, false}, ids, lengths);
   for (const CudaFastPaths& paths : std::vector<CudaFastPaths>{
            {false, true, false, false}, {false, true, true, false}, {false, true, true, true}}) {
@@ -507,11 +526,7 @@ RewardTransformer MakeLlamaNet(const torch::Device& device, bool bf16_products =
 // implementation), against an fp32 copy running LibTorch's ops.
 TEST(FusedRmsNorm, LlamaBlocksWiredRightOnTheCpu) {
   const CpuFastPaths on;
-  auto ref = MakeLlamaNet(torch::kCPU, /*bf16_products=*/false);
-  auto net = MakeLlamaNet(torch::kCPU);
-  torch::manual_seed(8);
-  auto ids = torch::randint(3, 300, {6, 40}, torch::kLong);
-  auto lengths = torch::tensor({40, 1, 9, 33, 4, 39}, torch::kLong);
+  auto [ref, net, ids, lengths] = MakeWiringCase(/*llama=*/true);
   CudaFastPaths off, rms;
   off.split_qkv = off.fused_norm = off.fused_gelu = false;
   rms.fused_rms = true;
@@ -902,11 +917,7 @@ void ExpectCopiesReadEverywhere(RewardTransformer& fp32_net, RewardTransformer& 
 
 TEST(CastToBf16, RewardTransformerProductsReadTheCopiesOnTheCpu) {
   const CpuFastPaths on;
-  auto fp32_net = MakeFastPathNet(torch::kCPU, /*bf16_products=*/false);
-  auto bf16_net = MakeFastPathNet(torch::kCPU);
-  torch::manual_seed(8);
-  auto ids = torch::randint(3, 300, {6, 61}, torch::kLong);
-  auto lengths = torch::tensor({61, 1, 9, 33, 4, 60}, torch::kLong);
+  auto [fp32_net, bf16_net, ids, lengths] = MakeWiringCase(/*llama=*/false);
   for (bool residual_add : {false, true}) {
     SCOPED_TRACE(residual_add ? "residual add fused" : "residual add separate");
     CudaFastPaths paths;
@@ -918,11 +929,7 @@ TEST(CastToBf16, RewardTransformerProductsReadTheCopiesOnTheCpu) {
 
 TEST(CastToBf16, LlamaBlocksProductsReadTheCopiesOnTheCpu) {
   const CpuFastPaths on;
-  auto fp32_net = MakeLlamaNet(torch::kCPU, /*bf16_products=*/false);
-  auto bf16_net = MakeLlamaNet(torch::kCPU);
-  torch::manual_seed(8);
-  auto ids = torch::randint(3, 300, {6, 40}, torch::kLong);
-  auto lengths = torch::tensor({40, 1, 9, 33, 4, 39}, torch::kLong);
+  auto [fp32_net, bf16_net, ids, lengths] = MakeWiringCase(/*llama=*/true);
   CudaFastPaths paths;
   paths.fused_rms = true;
   ExpectCopiesReadEverywhere(fp32_net, bf16_net, paths, ids, lengths);
