@@ -183,12 +183,15 @@ cpp "${base[@]}" --residual bf16 --residual-add rlaif --weight-cast rlaif --cuda
 cpp --preset small --seq 384 --batch 64 --residual fp32 --cuda-graph 1
 if [ "$mode" != "--quick" ]; then
 # Llama-family backbones (trainer.model.backbone; random weights): SmolLM2-135M and Qwen3-0.6B shapes.
-# Each without and with --rmsnorm rlaif (the RMSNorm kernel, off by default).
-cpp --preset llama-135m --seq 512 --batch 32 --residual fp32
-cpp --preset llama-135m --seq 512 --batch 32 --residual fp32 --rmsnorm rlaif
-cpp --preset llama-135m --seq 512 --batch 32 --residual fp32 --rmsnorm rlaif --weight-cast rlaif
+# Each without and with --rmsnorm rlaif (the RMSNorm kernel), then + the
+# rotary kernel, then + the weight cast (all three off by default).
+llama=(--seq 512 --batch 32 --residual fp32)
+cpp --preset llama-135m "${llama[@]}"
+cpp --preset llama-135m "${llama[@]}" --rmsnorm rlaif
+cpp --preset llama-135m "${llama[@]}" --rmsnorm rlaif --rotary rlaif
+cpp --preset llama-135m "${llama[@]}" --rmsnorm rlaif --rotary rlaif --weight-cast rlaif
 cpp --preset qwen3-0.6b --seq 512 --batch 8 --residual fp32  # Qwen3-0.6B (q/k norms)
-cpp --preset qwen3-0.6b --seq 512 --batch 8 --residual fp32 --rmsnorm rlaif
+cpp --preset qwen3-0.6b --seq 512 --batch 8 --residual fp32 --rmsnorm rlaif --rotary rlaif --weight-cast rlaif
 fi
 fi
 # Kernel profiles (3 steps each, after the timed ones; not in the table).
@@ -202,7 +205,7 @@ if [ "$mode" = "--profile-only" ]; then
   py  "${base[@]}" --optimizer fused --same-algorithm --steps 3 --trace "$out/trace-py.json"
   # The Llama block path (12% MFU in session 9): where its step goes.
   cpp --preset llama-135m --seq 512 --batch 32 --residual fp32 --steps 3 --windows 1 --profile "$out/trace-cpp-llama.json"
-  cpp --preset llama-135m --seq 512 --batch 32 --residual fp32 --rmsnorm rlaif --steps 3 --windows 1 --profile "$out/trace-cpp-llama-rms.json"
+  cpp --preset llama-135m --seq 512 --batch 32 --residual fp32 --rmsnorm rlaif --rotary rlaif --weight-cast rlaif --steps 3 --windows 1 --profile "$out/trace-cpp-llama-rms.json"
 fi
 unset dest
 for t in cpp-bf16 cpp-bf16-add cpp-fp32 cpp-llama cpp-llama-rms py; do
@@ -226,7 +229,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peak = next((r["matmul_peak_tflops"] for r in rows if r.get("matmul_peak_tflops")), 0)
 print(f"bf16 matmul peak measured in this run: {peak:.1f} TFLOP/s")
 print(f"{'impl':7} {'preset':10} {'seq':>4} {'batch':>5} {'resid':5} {'qkv':5} {'LN':5} {'gelu':5} "
-      f"{'add':5} {'rms':5} {'cast':5} {'upl':5} {'graph':5} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
+      f"{'add':5} {'rms':5} {'rope':5} {'cast':5} {'upl':5} {'graph':5} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'exec MFU':>8}")
 for r in rows:
     impl = "c++" if r["bench"] == "train_step" else ("py-same" if r.get("same_algorithm") else "py")
     if r.get("compiled"):
@@ -235,7 +238,7 @@ for r in rows:
     ex = r.get("executed_mfu_vs_measured_matmul", float("nan"))
     print(f"{impl:7} {r['preset']:10} {r['seq']:4} {r['batch_sequences']:5} {r.get('residual','fp32'):5} "
           f"{r.get('qkv','-'):5} {r.get('layernorm','-')[:5]:5} {r.get('gelu','-')[:5]:5} "
-          f"{r.get('residual_add','-')[:5]:5} {r.get('rmsnorm','-')[:5]:5} {r.get('weight_cast','-')[:5]:5} {r.get('upload','-')[:5]:5} {'yes' if r.get('cuda_graph') else '-':5} {r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
+          f"{r.get('residual_add','-')[:5]:5} {r.get('rmsnorm','-')[:5]:5} {r.get('rotary','-')[:5]:5} {r.get('weight_cast','-')[:5]:5} {r.get('upload','-')[:5]:5} {'yes' if r.get('cuda_graph') else '-':5} {r['tokens_per_second']:10.0f} {r['model_tflops']:8.1f} {mfu:6.3f} {ex:8.3f}")
 # Medians of the rows that ran more than once (same configuration).
 groups = {}
 for r in rows:
@@ -243,7 +246,7 @@ for r in rows:
         continue
     key = (r["preset"], r["seq"], r["batch_sequences"], r.get("residual", "fp32"), r.get("qkv", "-"),
            r.get("layernorm", "-"), r.get("gelu", "-"), r.get("residual_add", "-"),
-           r.get("rmsnorm", "-"), r.get("weight_cast", "-"), r.get("upload", "-"),
+           r.get("rmsnorm", "-"), r.get("rotary", "-"), r.get("weight_cast", "-"), r.get("upload", "-"),
            bool(r.get("cuda_graph")))
     groups.setdefault(key, []).append(r["model_tflops"] / peak if peak else 0)
 print("medians (c++, configurations run more than once):")

@@ -10,7 +10,8 @@
 //                     [--optimizer fused|foreach|per-tensor] [--residual fp32|bf16]
 //                     [--qkv split|fused] [--layernorm rlaif|aten] [--gelu rlaif|aten]
 //                     [--residual-add rlaif|aten] [--rmsnorm rlaif|aten]
-//                     [--weight-cast rlaif|aten] [--upload none|pageable|pinned]
+//                     [--weight-cast rlaif|aten] [--rotary rlaif|aten]
+//                     [--upload none|pageable|pinned]
 //                     [--windows N]
 //                     [--cuda-graph 0|1] [--profile TRACE.json]
 //
@@ -27,10 +28,11 @@
 // off by default; --weight-cast rlaif: the blocks' product weights cast to
 // bf16 by one multi-tensor kernel per block and their gradients widened by
 // one, CudaFastPaths::cast_weights, off by default, "aten" = autocast's
-// cast per weight; --upload: each step first uploads its batch (ids,
-// lengths, labels) from host memory as the trainer does, "pinned" the
-// trainer's way (HostToDevice: no wait), "pageable" by a plain copy (which
-// waits for the device), "none" (default) keeps one batch on the device;
+// cast per weight; --rotary rlaif: Llama blocks' rotary embedding by the
+// trainer's kernel, CudaFastPaths::fused_rotary, off by default; --upload: each step first uploads
+// its batch (ids, lengths, labels) from host memory as the trainer does, "pinned" the trainer's way
+// (HostToDevice: no wait), "pageable" by a plain copy (which waits for the device), "none"
+// (default) keeps one batch on the device;
 // --cuda-graph 1, an experiment: the whole step — forward,
 // backward, clipping and AdamW — captured once as a CUDA graph and
 // replayed, which the trainer does not do: the replays repeat the captured
@@ -150,7 +152,7 @@ int main(int argc, char** argv) {
       {"residual", "fp32"},     {"qkv", "split"},       {"layernorm", "rlaif"},
       {"gelu", "rlaif"},        {"windows", "1"},       {"profile", ""},
       {"residual-add", "aten"}, {"rmsnorm", "aten"},    {"cuda-graph", "0"},
-      {"weight-cast", "aten"},  {"upload", "none"}};
+      {"weight-cast", "aten"},  {"upload", "none"},     {"rotary", "aten"}};
   if (!rlaif::bench::ParseBenchFlags(argc, argv, &f)) return 2;
   torch::Device device(f["device"] == "cuda" ? torch::kCUDA : torch::kCPU);
   if (device.is_cuda() && !torch::cuda::is_available()) {
@@ -175,11 +177,12 @@ int main(int argc, char** argv) {
       (f["rmsnorm"] != "rlaif" && f["rmsnorm"] != "aten") ||
       (f["weight-cast"] != "rlaif" && f["weight-cast"] != "aten") ||
       (f["upload"] != "none" && f["upload"] != "pageable" && f["upload"] != "pinned") ||
+      (f["rotary"] != "rlaif" && f["rotary"] != "aten") ||
       (f["cuda-graph"] != "0" && f["cuda-graph"] != "1")) {
     std::cerr << "--optimizer fused|foreach|per-tensor, --residual fp32|bf16, --qkv split|fused, "
                  "--layernorm rlaif|aten, --gelu rlaif|aten, --residual-add rlaif|aten, --rmsnorm "
-                 "rlaif|aten, --weight-cast rlaif|aten, --upload none|pageable|pinned, "
-                 "--cuda-graph 0|1\n";
+                 "rlaif|aten, --weight-cast rlaif|aten, --rotary rlaif|aten, --upload "
+                 "none|pageable|pinned, --cuda-graph 0|1\n";
     return 2;
   }
 
@@ -194,6 +197,7 @@ int main(int argc, char** argv) {
   paths.fused_residual = f["residual-add"] == "rlaif";
   paths.fused_rms = f["rmsnorm"] == "rlaif";
   paths.cast_weights = f["weight-cast"] == "rlaif";
+  paths.fused_rotary = f["rotary"] == "rlaif";
   model->set_cuda_fast_paths(paths);
   // What ran: the trainer's kernels only where this build has them.
   const bool no_kernels = device.is_cuda() && !rlaif::trainer::CudaKernelsUsable();
@@ -207,6 +211,10 @@ int main(int argc, char** argv) {
   const std::string rmsnorm = no_kernels || !rms_applies ? "aten" : f["rmsnorm"];
   // Autocast's casts run only in bf16 training (CUDA).
   const std::string weight_cast = no_kernels || !device.is_cuda() ? "aten" : f["weight-cast"];
+  const std::string rotary = !llama ? "n/a"
+                             : no_kernels || !device.is_cuda() || cfg.head_dim % 16 != 0
+                                 ? "aten"
+                                 : f["rotary"];
   model->train();
   // The trainer's two groups: matrices decayed; biases, norms, embeddings not.
   std::vector<torch::Tensor> decay, no_decay;
@@ -363,7 +371,8 @@ int main(int argc, char** argv) {
       "\"executed_tflops\":%.1f,\"executed_mfu_vs_measured_matmul\":%.3f,"
       "\"optimizer\":\"%s\",\"residual\":\"%s\",\"qkv\":\"%s\",\"layernorm\":\"%s\","
       "\"gelu\":\"%s\",\"residual_add\":\"%s\",\"rmsnorm\":\"%s\",\"weight_cast\":\"%s\","
-      "\"upload\":\"%s\",\"cuda_graph\":%s,\"windows\":%d,\"steps_per_window\":%d}\n",
+      "\"upload\":\"%s\",\"rotary\":\"%s\",\"cuda_graph\":%s,\"windows\":%d,\"steps_per_window\":%"
+      "d}\n",
       device.is_cuda() ? "cuda" : "cpu", bf16 ? "bf16-autocast" : "fp32", f["preset"].c_str(),
       static_cast<long long>(params), static_cast<long long>(seq), static_cast<long long>(batch),
       per_window * windows, secs, tps, cpu_secs, tokens / cpu_secs, achieved_tflops, matmul_tflops,
@@ -372,6 +381,6 @@ int main(int argc, char** argv) {
       matmul_tflops > 0 ? executed_tflops / matmul_tflops : 0.0, f["optimizer"].c_str(),
       f["residual"].c_str(), f["qkv"].c_str(), layernorm.c_str(), gelu.c_str(),
       residual_add.c_str(), rmsnorm.c_str(), weight_cast.c_str(), f["upload"].c_str(),
-      f["cuda-graph"] == "1" ? "true" : "false", windows, per_window);
+      rotary.c_str(), f["cuda-graph"] == "1" ? "true" : "false", windows, per_window);
   return 0;
 }

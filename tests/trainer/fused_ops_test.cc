@@ -15,6 +15,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -785,6 +786,114 @@ TEST(FusedLayerNormGpu, LlamaBlocksRmsNormKernelMatchesLibTorchsOps) {
   ExpectSameScoresAndGrads(net, ScoresAndGrads(net, rms, ids, lengths), base, 2e-2, 5e-2);
   rms.cast_weights = true;  // and the products' weights cast in one op
   ExpectSameScoresAndGrads(net, ScoresAndGrads(net, rms, ids, lengths), base, 2e-2, 5e-2);
+  rms.fused_rotary = true;  // and the rotary kernel
+  ExpectSameScoresAndGrads(net, ScoresAndGrads(net, rms, ids, lengths), base, 2e-2, 5e-2);
+}
+
+// ---- rotary position embedding -----------------------------------------------------
+
+struct RotaryCase {
+  torch::Tensor x, cos, sin, dy;  // x [B, T, n, hd]; cos, sin [T + 2, hd]; dy bf16
+};
+
+RotaryCase MakeRotaryCase(int64_t t, int64_t n, int64_t hd, torch::ScalarType dtype,
+                          const torch::Device& device, uint64_t seed) {
+  torch::manual_seed(seed);
+  // Hugging Face's tables: angles p * f_j, the first half repeated.
+  auto f = torch::pow(10000.0, -torch::arange(0, hd, 2, torch::kDouble) / hd);
+  auto angles = torch::outer(torch::arange(t + 2, torch::kDouble), f);
+  auto rot = torch::cat({angles, angles}, -1).to(torch::kFloat);
+  return {(2 * torch::randn({3, t, n, hd})).to(dtype).to(device), rot.cos().to(device),
+          rot.sin().to(device), torch::randn({3, t, n, hd}).to(torch::kBFloat16).to(device)};
+}
+
+struct RotaryGrads {
+  torch::Tensor y, dx;
+};
+
+RotaryGrads RunFusedRotary(const RotaryCase& c) {
+  auto x = c.x.detach().clone().requires_grad_(true);
+  auto y = FusedRotary(x, c.cos, c.sin);
+  (y.to(torch::kFloat) * c.dy.to(torch::kFloat)).sum().backward();
+  return {y.detach(), x.grad()};
+}
+
+// Llama's formula in float32 LibTorch ops, on [B, n, T, hd] as the block
+// applies it, transposed back.
+RotaryGrads RunReferenceRotary(const RotaryCase& c) {
+  const int64_t t = c.x.size(1), half = c.x.size(-1) / 2;
+  auto x = c.x.detach().to(torch::kFloat).requires_grad_(true);
+  auto q = x.transpose(1, 2);
+  auto rotated = torch::cat({-q.slice(-1, half), q.slice(-1, 0, half)}, -1);
+  auto y = (q * c.cos.slice(0, 0, t) + rotated * c.sin.slice(0, 0, t)).transpose(1, 2);
+  (y * c.dy.to(torch::kFloat)).sum().backward();
+  return {y.detach(), x.grad()};
+}
+
+void ExpectRotaryMatchesReference(const RotaryCase& c) {
+  const RotaryGrads got = RunFusedRotary(c), want = RunReferenceRotary(c);
+  EXPECT_EQ(got.y.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(got.dx.scalar_type(), c.x.scalar_type());
+  const auto y_error = (got.y.to(torch::kFloat) - want.y).abs();
+  EXPECT_TRUE((y_error <= want.y.abs() * (1.0 / 128) + 1e-5).all().item<bool>())
+      << "largest output error " << y_error.max().item<double>();
+  // The gradient from bf16 dy, in float (or rounded to bf16 with x).
+  const double dx_tolerance = c.x.scalar_type() == torch::kFloat ? 1e-5 : 8e-3;
+  EXPECT_LT(RelativeError(got.dx, want.dx), dx_tolerance);
+}
+
+TEST(FusedRotary, MatchesLlamasRotaryAndItsGradientOnTheCpu) {
+  for (int64_t hd : {16, 64, 128}) {
+    for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+      SCOPED_TRACE("hd " + std::to_string(hd) + (dtype == torch::kFloat ? ", float" : ", bf16"));
+      ExpectRotaryMatchesReference(MakeRotaryCase(5, 3, hd, dtype, torch::kCPU, 40 + hd));
+    }
+  }
+}
+
+TEST(FusedRotary, AppliesOnlyWhereItsKernelsDo) {
+  const auto c = MakeRotaryCase(5, 3, 64, torch::kFloat, torch::kCPU, 1);
+  EXPECT_TRUE(FusedRotaryApplies(c.x, c.cos));
+  EXPECT_FALSE(FusedRotaryApplies(c.x.to(torch::kHalf), c.cos));
+  EXPECT_FALSE(FusedRotaryApplies(c.x.flatten(0, 1), c.cos));   // not [B, T, n, hd]
+  EXPECT_FALSE(FusedRotaryApplies(c.x, c.cos.slice(0, 0, 4)));  // fewer rows than T
+  EXPECT_FALSE(FusedRotaryApplies(c.x.slice(-1, 0, 8), c.cos.slice(-1, 0, 8)));    // hd 8
+  EXPECT_FALSE(FusedRotaryApplies(c.x.slice(-1, 0, 24), c.cos.slice(-1, 0, 24)));  // hd 24
+  EXPECT_THROW(FusedRotary(c.x, c.cos, c.sin.slice(0, 0, 6)), c10::Error);
+}
+
+// The Llama blocks with the rotary kernel on the CPU (in the fp32 network,
+// and with bf16 products and the RMSNorm kernel), against the fp32 network
+// running LibTorch's ops.
+TEST(FusedRotary, LlamaBlocksWiredRightOnTheCpu) {
+  const CpuFastPaths on;
+  auto [ref, net, ids, lengths] = MakeWiringCase(/*llama=*/true);
+  CudaFastPaths off, rope;
+  off.split_qkv = off.fused_norm = off.fused_gelu = false;
+  rope.fused_rotary = true;
+  const auto want = ScoresAndGrads(ref, off, ids, lengths);
+  {
+    SCOPED_TRACE("the fp32 network, its q and k rotated to bf16 by the kernel");
+    ExpectSameScoresAndGrads(ref, ScoresAndGrads(ref, rope, ids, lengths), want, 1e-2, 3e-2);
+  }
+  {
+    // (bf16 products on the CPU need the RMSNorm kernel's bf16 output.)
+    SCOPED_TRACE("bf16 products, with the RMSNorm kernel");
+    rope.fused_rms = true;
+    ExpectSameScoresAndGrads(net, ScoresAndGrads(net, rope, ids, lengths), want, 1e-2, 3e-2);
+  }
+  // Rotating the wrong way (negated frequencies: sines of the wrong sign)
+  // moves the result well beyond rounding: the comparison can fail.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : net->named_buffers()) {
+      if (item.key() == "inv_freq") item.value().neg_();
+    }
+  }
+  const auto moved = ScoresAndGrads(net, rope, ids, lengths);
+  std::cout << "[ info     ] rotated the wrong way: score error "
+            << RelativeError(moved[0], want[0]) << "\n";
+  EXPECT_GT(RelativeError(moved[0], want[0]), 3e-2);
 }
 
 // ---- the blocks' weights cast to bf16 in one op -----------------------------------
@@ -933,6 +1042,24 @@ TEST(CastToBf16, LlamaBlocksProductsReadTheCopiesOnTheCpu) {
   CudaFastPaths paths;
   paths.fused_rms = true;
   ExpectCopiesReadEverywhere(fp32_net, bf16_net, paths, ids, lengths);
+}
+
+TEST(FusedLayerNormGpu, RotaryKernelsMatchTheReferenceAndAreDeterministic) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  RLAIF_NEED_KERNELS();
+  // llama-135m's and Qwen3's heads at seq 512; a small odd shape.
+  for (auto [t, n, hd] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {512, 9, 64}, {512, 16, 128}, {7, 3, 16}}) {
+    for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+      SCOPED_TRACE("T " + std::to_string(t) + ", heads " + std::to_string(n) + ", hd " +
+                   std::to_string(hd) + (dtype == torch::kFloat ? ", float" : ", bf16"));
+      const auto c = MakeRotaryCase(t, n, hd, dtype, torch::kCUDA, 50 + hd + t);
+      ExpectRotaryMatchesReference(c);
+      const RotaryGrads a = RunFusedRotary(c), b = RunFusedRotary(c);
+      EXPECT_TRUE(torch::equal(a.y, b.y));
+      EXPECT_TRUE(torch::equal(a.dx, b.dx));
+    }
+  }
 }
 
 TEST(FusedLayerNormGpu, CastKernelsMatchLibTorchsCasts) {

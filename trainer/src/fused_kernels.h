@@ -82,6 +82,21 @@ int64_t BiasGeluBackwardWorkspace(int64_t rows, int n);
 int BiasGeluBackward(const void* dy, const void* h, const float* bias, int64_t rows, int n,
                      bool tanh, void* dh, float* dbias, float* workspace, void* stream);
 
+// Rotary position embedding (Llama's rotate_half form) of x [rows, hd],
+// rows = batch * T * heads (heads innermost, then positions t in [0, T)):
+// with half = hd / 2, c = cos[t][j] and s = sin[t][j] (cos, sin [T, hd]
+// float, the second half of each row a copy of the first, as Hugging Face
+// builds them), y[j] = x[j] c - x[j + half] s and y[j + half] = x[j + half]
+// c + x[j] s for j < half, computed in float and written bf16. x float
+// (x_bf16 false) or bf16; hd a multiple of 16; rows 16-byte aligned.
+int RotaryForward(const void* x, bool x_bf16, const float* cos, const float* sin, int64_t rows,
+                  int heads, int positions, int hd, void* y, void* stream);
+
+// Its backward from dy [rows, hd] bf16: dx[j] = dy[j] c + dy[j + half] s,
+// dx[j + half] = dy[j + half] c - dy[j] s, written in x's dtype.
+int RotaryBackward(const void* dy, const float* cos, const float* sin, int64_t rows, int heads,
+                   int positions, int hd, bool dx_bf16, void* dx, void* stream);
+
 // One float <-> bf16 conversion per tensor, for many tensors in few
 // launches (one per 64 tensors): dst = src rounded to bf16 to nearest even
 // (to_bf16: src float, dst bf16; as LibTorch's .to(kBFloat16)) or widened

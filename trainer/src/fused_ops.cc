@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -482,6 +483,77 @@ class FusedBiasGeluFunction : public torch::autograd::Function<FusedBiasGeluFunc
   }
 };
 
+// ---- rotary position embedding ----------------------------------------------------
+
+// The kernels' arithmetic in LibTorch's ops, in float: x [B, T, n, hd];
+// `transposed`: the backward's rotation (dy in).
+torch::Tensor RotaryCpu(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        bool transposed) {
+  const int64_t t = x.size(1), half = x.size(-1) / 2;
+  auto xf = x.to(torch::kFloat);
+  auto a = xf.slice(-1, 0, half), b = xf.slice(-1, half);
+  auto c = cos.slice(0, 0, t).slice(-1, 0, half).unsqueeze(1);  // [T, 1, half]
+  auto s = sin.slice(0, 0, t).slice(-1, 0, half).unsqueeze(1);
+  if (transposed) return torch::cat({a * c + b * s, b * c - a * s}, -1);
+  return torch::cat({a * c - b * s, b * c + a * s}, -1);
+}
+
+class FusedRotaryFunction : public torch::autograd::Function<FusedRotaryFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& cos, const torch::Tensor& sin) {
+    auto xc = Dense(x);
+    auto c = Dense(cos.to(torch::kFloat));
+    auto s = Dense(sin.to(torch::kFloat));
+    ctx->save_for_backward({c, s});
+    ctx->saved_data["bf16"] = xc.scalar_type() == torch::kBFloat16;
+    ctx->saved_data["positions"] = xc.size(1);
+    if (!xc.is_cuda()) return RotaryCpu(xc, c, s, /*transposed=*/false).to(torch::kBFloat16);
+    torch::Tensor y;
+#ifdef RLAIF_CUDA_KERNELS
+    const c10::cuda::CUDAGuard guard(xc.device());
+    y = torch::empty(xc.sizes(), xc.options().dtype(torch::kBFloat16));
+    const int64_t hd = xc.size(-1);
+    CheckCuda(cuda::RotaryForward(xc.data_ptr(), xc.scalar_type() == torch::kBFloat16,
+                                  c.data_ptr<float>(), s.data_ptr<float>(), xc.numel() / hd,
+                                  static_cast<int>(xc.size(2)), static_cast<int>(xc.size(1)),
+                                  static_cast<int>(hd), y.data_ptr(),
+                                  c10::cuda::getCurrentCUDAStream().stream()),
+              "FusedRotary forward");
+#else
+    TORCH_CHECK(false, "FusedRotary: built without the CUDA kernels");
+#endif
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const bool bf16 = ctx->saved_data["bf16"].toBool();
+    const auto dtype = bf16 ? torch::kBFloat16 : torch::kFloat;
+    auto dy = Dense(grads[0].to(torch::kBFloat16));
+    torch::Tensor dx;
+    if (!dy.is_cuda()) {
+      dx = RotaryCpu(dy, saved[0], saved[1], /*transposed=*/true).to(dtype);
+    } else {
+#ifdef RLAIF_CUDA_KERNELS
+      const c10::cuda::CUDAGuard guard(dy.device());
+      dx = torch::empty(dy.sizes(), dy.options().dtype(dtype));
+      const int64_t hd = dy.size(-1);
+      CheckCuda(cuda::RotaryBackward(
+                    dy.data_ptr(), saved[0].data_ptr<float>(), saved[1].data_ptr<float>(),
+                    dy.numel() / hd, static_cast<int>(dy.size(2)),
+                    static_cast<int>(ctx->saved_data["positions"].toInt()), static_cast<int>(hd),
+                    bf16, dx.data_ptr(), c10::cuda::getCurrentCUDAStream().stream()),
+                "FusedRotary backward");
+#else
+      TORCH_CHECK(false, "FusedRotary: built without the CUDA kernels");
+#endif
+    }
+    return {dx, torch::Tensor(), torch::Tensor()};
+  }
+};
+
 // ---- many float -> bf16 casts at once -----------------------------------------
 
 #ifdef RLAIF_CUDA_KERNELS
@@ -562,6 +634,28 @@ class CastToBf16Function : public torch::autograd::Function<CastToBf16Function> 
 };
 
 }  // namespace
+
+bool FusedRotaryApplies(const torch::Tensor& x, const torch::Tensor& cos) {
+  if (!x.defined() || x.dim() != 4 || !cos.defined() || cos.dim() != 2) return false;
+  if (x.scalar_type() != torch::kFloat && x.scalar_type() != torch::kBFloat16) return false;
+  const int64_t hd = x.size(-1);
+  if (hd < 16 || hd > 1024 || hd % 16 != 0 || cos.size(1) != hd || cos.size(0) < x.size(1)) {
+    return false;
+  }
+  if (x.size(2) > std::numeric_limits<int>::max() || cos.device() != x.device()) return false;
+  if (x.is_cuda()) return CudaKernelsUsable();
+  return x.is_cpu();
+}
+
+torch::Tensor FusedRotary(const torch::Tensor& x, const torch::Tensor& cos,
+                          const torch::Tensor& sin) {
+  TORCH_CHECK(
+      FusedRotaryApplies(x, cos) && sin.sizes() == cos.sizes() && sin.device() == cos.device(),
+      "FusedRotary: needs x [B, T, heads, hd] (float or bf16, hd a multiple of 16 up to "
+      "1024) and cos, sin [>= T, hd] on its device");
+  // Only the first T rows of the tables: the kernels index them by position.
+  return FusedRotaryFunction::apply(x, cos.slice(0, 0, x.size(1)), sin.slice(0, 0, x.size(1)));
+}
 
 bool CastToBf16Applies(const std::vector<torch::Tensor>& tensors) {
   if (tensors.empty()) return false;

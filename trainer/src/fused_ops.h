@@ -69,6 +69,20 @@ bool FusedBiasGeluApplies(const torch::Tensor& h);
 // the column sums of it, computed in the same pass (no separate reduction).
 torch::Tensor FusedBiasGelu(const torch::Tensor& h, const torch::Tensor& bias, bool tanh);
 
+// Whether FusedRotary takes `x` [B, T, heads, hd] with cos/sin [T', hd]
+// (T' >= T): float or bf16 x, hd a multiple of 16 up to 1024, on the CPU
+// (reference) or on CUDA where CudaKernelsUsable().
+bool FusedRotaryApplies(const torch::Tensor& x, const torch::Tensor& cos);
+
+// Llama's rotary embedding, x * cos + rotate_half(x) * sin (rotate_half(x)
+// = [-x2, x1] of x's halves), over x [B, T, heads, hd] (the projection's
+// output before the heads' transpose) with cos, sin [T, hd] float (rows
+// beyond T are ignored): computed in float, returned bf16 (the attention's
+// input), in one pass instead of ~6 float32 ops. Differentiable in x (its
+// gradient in x's dtype); cos and sin are constants.
+torch::Tensor FusedRotary(const torch::Tensor& x, const torch::Tensor& cos,
+                          const torch::Tensor& sin);
+
 // Whether CastToBf16 takes `tensors`: at least one, all float, on one
 // device: the CPU (a reference: LibTorch's casts, for tests) or CUDA where
 // CudaKernelsUsable().

@@ -1550,6 +1550,7 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
   fast_paths.fused_residual = options.cuda_fast_paths && options.cuda_fused_residual;
   fast_paths.fused_rms = options.cuda_fast_paths && options.cuda_fused_rms_norm;
   fast_paths.cast_weights = options.cuda_fast_paths && options.cuda_fused_weight_cast;
+  fast_paths.fused_rotary = options.cuda_fast_paths && options.cuda_fused_rotary;
   net->set_cuda_fast_paths(fast_paths);
   net->train();
   auto optimizer = MakeOptimizer(net, options);

@@ -456,18 +456,27 @@ torch::Tensor LlamaBlockImpl::forward(const torch::Tensor& x, const torch::Tenso
   // again (five copies, each kept for backward): cast it once.
   const bool cast = x.is_cuda() && CudaAutocastEnabled();
   auto a = Norm(attn_norm_, x, cast);
-  // [B, n, T, hd]; a q/k norm (over head_dim) before the transpose, on
-  // contiguous rows. With the kernel its output is bf16 before the rotary
+  // [B, T, n, hd]; a q/k norm (over head_dim) before the heads' transpose,
+  // on contiguous rows. With the kernel its output is bf16 before the rotary
   // (as Hugging Face's type_as), else float32.
   auto heads = [&](const torch::nn::Linear& proj, int64_t n, const torch::Tensor& norm) {
     auto t = Linear(proj, a).view({batch, len, n, head_dim_});
     if (norm.defined()) t = Norm(norm, t, /*to_autocast=*/false);
-    return t.transpose(1, 2);
+    return t;
   };
   auto q = heads(q_, heads_, q_norm_), k = heads(k_, kv_heads_, k_norm_);
-  auto v = heads(v_, kv_heads_, torch::Tensor());
-  q = q * cos + RotateHalf(q) * sin;
-  k = k * cos + RotateHalf(k) * sin;
+  auto v = heads(v_, kv_heads_, torch::Tensor()).transpose(1, 2);
+  if (fused_rotary_ && CudaBf16Training(*this, x) && FusedRotaryApplies(q, cos) &&
+      FusedRotaryApplies(k, cos)) {
+    // The trainer's kernel, before the transpose: bf16 out (what the
+    // attention reads), computed in float as the ops below.
+    q = FusedRotary(q, cos, sin).transpose(1, 2);
+    k = FusedRotary(k, cos, sin).transpose(1, 2);
+  } else {
+    q = q.transpose(1, 2), k = k.transpose(1, 2);  // [B, n, T, hd]
+    q = q * cos + RotateHalf(q) * sin;
+    k = k * cos + RotateHalf(k) * sin;
+  }
   if (kv_heads_ != heads_) {  // query head h reads key/value head h / (heads / kv_heads)
     k = k.repeat_interleave(heads_ / kv_heads_, 1);
     v = v.repeat_interleave(heads_ / kv_heads_, 1);
@@ -524,6 +533,7 @@ void RewardTransformerImpl::set_cuda_fast_paths(const CudaFastPaths& paths) {
   if (config_.block == "llama") {
     for (size_t i = 0; i < blocks_->size(); ++i) {
       blocks_[i]->as<LlamaBlock>()->set_fused_rms(paths.fused_rms);
+      blocks_[i]->as<LlamaBlock>()->set_fused_rotary(paths.fused_rotary);
     }
     return;
   }

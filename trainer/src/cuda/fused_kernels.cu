@@ -695,6 +695,53 @@ __global__ void __launch_bounds__(kCastThreads) CastKernel(const CastArgs args) 
   }
 }
 
+// ---- Rotary position embedding ---------------------------------------------------
+
+constexpr int kRotaryThreads = 256;
+
+// One thread per group of 8 columns j in [0, half) of a row, and the 8 at
+// j + half: `backward` applies the transposed rotation (dy in, dx out).
+template <typename In, typename Out, bool kBackward>
+__global__ void __launch_bounds__(kRotaryThreads)
+    RotaryKernel(const In* __restrict__ in, const float* __restrict__ cos,
+                 const float* __restrict__ sin, int64_t groups, int heads, int positions, int hd,
+                 Out* __restrict__ out) {
+  const int half = hd / 2, per_row = half / kVec;
+  for (int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; g < groups;
+       g += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = g / per_row;
+    const int j = static_cast<int>(g % per_row) * kVec;
+    const int64_t t = (row / heads) % positions;
+    float a[kVec], b[kVec], c[kVec], s[kVec];
+    Load8(in + row * hd + j, a);
+    Load8(in + row * hd + j + half, b);
+    Load8(cos + t * hd + j, c);
+    Load8(sin + t * hd + j, s);
+    float lo[kVec], hi[kVec];
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) {
+      if constexpr (kBackward) {
+        lo[k] = a[k] * c[k] + b[k] * s[k];
+        hi[k] = b[k] * c[k] - a[k] * s[k];
+      } else {
+        lo[k] = a[k] * c[k] - b[k] * s[k];
+        hi[k] = b[k] * c[k] + a[k] * s[k];
+      }
+    }
+    StoreCast8(out + row * hd + j, lo);
+    StoreCast8(out + row * hd + j + half, hi);
+  }
+}
+
+bool RotaryShape(int64_t rows, int heads, int positions, int hd) {
+  return rows >= 0 && heads > 0 && positions > 0 && hd >= 16 && hd % 16 == 0 && hd <= 1024;
+}
+
+int64_t RotaryGrid(int64_t groups) {
+  return std::max<int64_t>(1, std::min<int64_t>((groups + kRotaryThreads - 1) / kRotaryThreads,
+                                                static_cast<int64_t>(SmCount()) * 16));
+}
+
 // RMSNorm's widths: a multiple of 8 in [8, 1024].
 bool RmsWidth(int n) { return n >= kVec && n <= 4 * kVec * kWarp && n % kVec == 0; }
 
@@ -844,6 +891,45 @@ int BiasGeluBackward(const void* dy, const void* h, const float* bias, int64_t r
   const PartialSums sums = {{workspace, nullptr, nullptr}, {dbias, nullptr, nullptr}};  // grid.y 1
   SumPartialsKernel<<<dim3((n + kSumColumns - 1) / kSumColumns, 1),
                       dim3(kSumColumns, kSumRowThreads), 0, s>>>(sums, static_cast<int>(grid.y), n);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int RotaryForward(const void* x, bool x_bf16, const float* cos, const float* sin, int64_t rows,
+                  int heads, int positions, int hd, void* y, void* stream) {
+  if (!RotaryShape(rows, heads, positions, hd)) return static_cast<int>(cudaErrorInvalidValue);
+  const int64_t groups = rows * (hd / 2 / kVec);
+  if (groups == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  const auto grid = static_cast<unsigned>(RotaryGrid(groups));
+  using Bf16 = __nv_bfloat16;
+  if (x_bf16) {
+    RotaryKernel<Bf16, Bf16, false><<<grid, kRotaryThreads, 0, s>>>(
+        static_cast<const Bf16*>(x), cos, sin, groups, heads, positions, hd, static_cast<Bf16*>(y));
+  } else {
+    RotaryKernel<float, Bf16, false>
+        <<<grid, kRotaryThreads, 0, s>>>(static_cast<const float*>(x), cos, sin, groups, heads,
+                                         positions, hd, static_cast<Bf16*>(y));
+  }
+  return static_cast<int>(cudaGetLastError());
+}
+
+int RotaryBackward(const void* dy, const float* cos, const float* sin, int64_t rows, int heads,
+                   int positions, int hd, bool dx_bf16, void* dx, void* stream) {
+  if (!RotaryShape(rows, heads, positions, hd)) return static_cast<int>(cudaErrorInvalidValue);
+  const int64_t groups = rows * (hd / 2 / kVec);
+  if (groups == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  const auto grid = static_cast<unsigned>(RotaryGrid(groups));
+  using Bf16 = __nv_bfloat16;
+  if (dx_bf16) {
+    RotaryKernel<Bf16, Bf16, true>
+        <<<grid, kRotaryThreads, 0, s>>>(static_cast<const Bf16*>(dy), cos, sin, groups, heads,
+                                         positions, hd, static_cast<Bf16*>(dx));
+  } else {
+    RotaryKernel<Bf16, float, true>
+        <<<grid, kRotaryThreads, 0, s>>>(static_cast<const Bf16*>(dy), cos, sin, groups, heads,
+                                         positions, hd, static_cast<float*>(dx));
+  }
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -76,6 +76,10 @@ struct TrainOptions {
   // widened by one, instead of autocast's cast per weight
   // (CudaFastPaths::cast_weights). Default false: not yet run on a GPU.
   bool cuda_fused_weight_cast = false;
+  // CUDA only, with cuda_fast_paths, Llama blocks: the rotary embedding of q
+  // and k by the trainer's kernel (CudaFastPaths::fused_rotary). Default
+  // false: not yet run on a GPU.
+  bool cuda_fused_rotary = false;
   int threads = 1;               // at::set_num_threads for this process
   uint64_t seed = 42;
   std::string version;           // written into config.json; "" = directory name
