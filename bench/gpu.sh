@@ -191,6 +191,7 @@ cpp --preset llama-135m "${llama[@]}" --rmsnorm rlaif
 cpp --preset llama-135m "${llama[@]}" --rmsnorm rlaif --rotary rlaif
 cpp --preset llama-135m "${llama[@]}" --rmsnorm rlaif --rotary rlaif --weight-cast rlaif
 cpp --preset qwen3-0.6b --seq 512 --batch 8 --residual fp32  # Qwen3-0.6B (q/k norms)
+cpp --preset qwen3-0.6b --seq 512 --batch 8 --residual fp32 --rmsnorm rlaif
 cpp --preset qwen3-0.6b --seq 512 --batch 8 --residual fp32 --rmsnorm rlaif --rotary rlaif --weight-cast rlaif
 fi
 fi
@@ -205,18 +206,18 @@ if [ "$mode" = "--profile-only" ]; then
   py  "${base[@]}" --optimizer fused --same-algorithm --steps 3 --trace "$out/trace-py.json"
   # The Llama block path (12% MFU in session 9): where its step goes.
   cpp --preset llama-135m --seq 512 --batch 32 --residual fp32 --steps 3 --windows 1 --profile "$out/trace-cpp-llama.json"
-  cpp --preset llama-135m --seq 512 --batch 32 --residual fp32 --rmsnorm rlaif --rotary rlaif --weight-cast rlaif --steps 3 --windows 1 --profile "$out/trace-cpp-llama-rms.json"
+  cpp --preset llama-135m --seq 512 --batch 32 --residual fp32 --rmsnorm rlaif --rotary rlaif --weight-cast rlaif --steps 3 --windows 1 --profile "$out/trace-cpp-llama-new.json"
 fi
 unset dest
-for t in cpp-bf16 cpp-bf16-add cpp-fp32 cpp-llama cpp-llama-rms py; do
+for t in cpp-bf16 cpp-bf16-add cpp-fp32 cpp-llama cpp-llama-new py; do
   [ -f "$out/trace-$t.json" ] || continue
   cmp=""; case $t in cpp-bf16*|cpp-fp32) [ -f "$out/trace-py.json" ] && cmp="--compare $out/trace-py.json";; esac
   python3 bench/kernel_summary.py "$out/trace-$t.json" --top 25 $cmp > "$out/kernels-$t.txt" 2>&1
 done
-for t in cpp-bf16 cpp-bf16-add cpp-fp32 cpp-llama cpp-llama-rms py; do  # the traces are deleted: too big to bring back
+for t in cpp-bf16 cpp-bf16-add cpp-fp32 cpp-llama cpp-llama-new py; do  # the traces are deleted: too big to bring back
   rm -f "$out/trace-$t.json"
 done
-for t in cpp-bf16 cpp-bf16-add cpp-fp32 cpp-llama cpp-llama-rms py; do
+for t in cpp-bf16 cpp-bf16-add cpp-fp32 cpp-llama cpp-llama-new py; do
   [ -f "$out/kernels-$t.txt" ] || continue
   echo "== kernels: $t (whole summaries in \$OUT/kernels-*.txt)"
   if [ "$mode" = "--profile-only" ]; then cat "$out/kernels-$t.txt"; else head -16 "$out/kernels-$t.txt"; fi 2>/dev/null

@@ -315,19 +315,22 @@ struct ApiServer::Impl {
       reasons->push_back(degraded);
       return "degraded";
     }
-    if (ctx.pipeline.paused()) {
-      reasons->push_back("paused by an operator");
-      return "paused";
-    }
-    // An open circuit or a spent budget holds a stage: scoring still works,
-    // but the pipeline is not keeping up.
+    // An open circuit, a spent budget or an endpoint refusing the
+    // configuration holds a stage: scoring still works, but the pipeline is
+    // not keeping up. Said while paused too: a pause must not hide a fault.
     bool held = false;
     for (auto st : {storage::Stage::kGenerate, storage::Stage::kJudge}) {
-      std::string why = ctx.pipeline.StageHeldReason(st);
-      if (!why.empty()) {
-        reasons->push_back(why);
-        held = true;
+      for (std::string why :
+           {ctx.pipeline.StageFaultReason(st), ctx.pipeline.StageHeldReason(st)}) {
+        if (!why.empty()) {
+          reasons->push_back(why);
+          held = true;
+        }
       }
+    }
+    if (ctx.pipeline.paused()) {
+      reasons->insert(reasons->begin(), "paused by an operator");
+      return "paused";
     }
     return held ? "degraded" : "running";
   }
@@ -392,11 +395,15 @@ struct ApiServer::Impl {
                   {"in_flight", h.in_flight},
                   {"breaker", judge::BreakerStateName(h.breaker)},
                   {"breaker_opens", h.breaker_opens},
+                  // The last failed attempt's error ("" after a success).
+                  {"last_error", h.last_failure},
                   {"cost_usd_total", h.cost_usd_total},
-                  {"budget", {{"hourly_usd", h.hourly_budget_usd},
-                              {"spent_this_hour_usd", h.cost_usd_this_hour},
-                              {"exhausted", h.budget_exhausted},
-                              {"resets_at", h.budget_exhausted ? json(FormatTimeMs(h.budget_resets_at_ms)) : json()}}},
+                  {"budget",
+                   {{"hourly_usd", h.hourly_budget_usd},
+                    {"spent_this_hour_usd", h.cost_usd_this_hour},
+                    {"exhausted", h.budget_exhausted},
+                    {"resets_at",
+                     h.budget_exhausted ? json(FormatTimeMs(h.budget_resets_at_ms)) : json()}}},
                   {"rate_limited_for_s", h.rate_limited_for_s},
                   {"held", held.empty() ? json() : json(held)}};
     };
@@ -744,9 +751,21 @@ struct ApiServer::Impl {
               {"p_chosen", a ? lp.label.p_a : 1 - lp.label.p_a}});
         return true;
       });
+    } else if (kind == "dead") {
+      // What was given up on and why (raw input redacted and cut to 4 KiB
+      // when it was stored), oldest first.
+      st = ctx.store.ForEachDeadLetter([&](const storage::DeadLetter& d) {
+        line({{"stage", d.stage},
+              {"reason", d.reason},
+              {"detail", d.detail},
+              {"ref", d.ref},
+              {"raw", d.raw},
+              {"at", FormatTimeMs(d.at_ms)}});
+        return true;
+      });
     } else {
       SendError(res, 400, "invalid_request",
-                "kind must be one of prompts, pairs, labels, trl; got \"" + kind + "\"");
+                "kind must be one of prompts, pairs, labels, trl, dead; got \"" + kind + "\"");
       return;
     }
     if (!st.ok()) {
@@ -834,7 +853,7 @@ struct ApiServer::Impl {
       listen_fd = fd;
     });
     server.new_task_queue = [n = ctx.config.api.threads] { return new httplib::ThreadPool(n); };
-    server.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
+    server.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (res.body.empty()) {
         const char* type = res.status == 404   ? "not_found"
                            : res.status == 413 ? "body_too_large"
@@ -842,9 +861,21 @@ struct ApiServer::Impl {
                            : res.status == 414 ? "uri_too_long"
                            : res.status == 400 ? "bad_http_request"
                                                : "http_error";
-        const char* message = res.status == 404   ? "no such route"
-                              : res.status == 413 ? "request body exceeds api.max_body_bytes"
-                                                  : "request failed";
+        // A POST without a body and its length is the common cause of a
+        // 400 here (`curl -X POST` without -d): say so.
+        const bool no_length = (req.method == "POST" || req.method == "PUT") &&
+                               !req.has_header("Content-Length") &&
+                               !req.has_header("Transfer-Encoding");
+        const char* message =
+            res.status == 404   ? "no such route"
+            : res.status == 413 ? "request body exceeds api.max_body_bytes"
+            : res.status == 405 ? "method not allowed on this route"
+            : res.status == 414 ? "request URI too long"
+            : res.status == 400 && no_length
+                ? "malformed HTTP request: a POST needs a body with a Content-Length header (curl: "
+                  "-d '{}'); none arrived within the 30 s read timeout"
+            : res.status == 400 ? "malformed HTTP request"
+                                : "request failed";
         SendError(res, res.status, type, message);
         if (res.status >= 400 && res.status < 500) CountRejected("unmatched", type);
       }

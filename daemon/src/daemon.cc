@@ -1,16 +1,18 @@
 #include "rlaif/daemon/daemon.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <map>
-#include <string>
-#include <vector>
-#include <thread>
-
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "rlaif/common/clock.h"
 #include "rlaif/common/metrics.h"
@@ -54,8 +56,20 @@ judge::ChatClientOptions ClientOptions(const EndpointConfig& e) {
 
 }  // namespace
 
-// Re-reads the config file; applies what can change safely, reports the rest.
-void Reload(const Config& running, const std::string& path, storage::Store& store) {
+// The config file as JSON (an empty object if it cannot be read or parsed:
+// LoadConfigFile reports that).
+nlohmann::json ReadConfigJson(const std::string& path) {
+  std::ifstream in(path);
+  auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? nlohmann::json::object() : j;
+}
+
+// Re-reads the config file; applies what can change safely (log_level),
+// reports every other key that changed in the file since the daemon
+// started as needing a restart. `running` and `running_json` are what is in
+// effect; an applied change updates them, so that reverting it applies too.
+void Reload(Config& running, nlohmann::json& running_json, const std::string& path,
+            storage::Store& store) {
   auto fresh = LoadConfigFile(path);
   if (!fresh.ok()) {
     spdlog::error("reload: {} is invalid, nothing changed: {}", path, fresh.status().message());
@@ -67,66 +81,58 @@ void Reload(const Config& running, const std::string& path, storage::Store& stor
   if (fresh->log_level != running.log_level) {
     spdlog::set_level(spdlog::level::from_str(fresh->log_level));
     spdlog::info("reload: log_level is now {}", fresh->log_level);
+    running.log_level = fresh->log_level;
     applied.push_back("log_level");
   }
-  // Everything else is wired into running objects: report, do not pretend.
-  auto differs = [](const auto& a, const auto& b) { return a != b; };
-  std::vector<std::string> needs_restart;
-  if (fresh->data_dir != running.data_dir) needs_restart.push_back("data_dir");
-  if (differs(fresh->api.listen, running.api.listen)) needs_restart.push_back("api");
-  if (fresh->sources.size() != running.sources.size()) needs_restart.push_back("sources");
-  for (size_t i = 0; i < std::min(fresh->sources.size(), running.sources.size()); ++i) {
-    if (fresh->sources[i].path != running.sources[i].path ||
-        fresh->sources[i].start_at != running.sources[i].start_at) {
-      needs_restart.push_back("sources");
-      break;
-    }
+  // Everything else is wired into running objects: report every key whose
+  // value in the file differs from the one in effect, do not pretend.
+  nlohmann::json fresh_json = ReadConfigJson(path);
+  const nlohmann::json a = running_json.flatten(), b = fresh_json.flatten();
+  std::set<std::string> keys, sections;
+  auto note = [&](const std::string& pointer) {  // "/judge/timeout_s" -> "judge.timeout_s"
+    std::string key = pointer.substr(1);
+    std::replace(key.begin(), key.end(), '/', '.');
+    const std::string section = key.substr(0, key.find('.'));
+    if (section == "log_level") return;
+    keys.insert(key);
+    sections.insert(section);
+  };
+  for (const auto& [k, v] : a.items()) {
+    if (!b.contains(k) || b[k] != v) note(k);
   }
-  if (fresh->sampling.rate != running.sampling.rate ||
-      fresh->sampling.dedupe != running.sampling.dedupe) {
-    needs_restart.push_back("sampling");
+  for (const auto& [k, v] : b.items()) {
+    if (!a.contains(k)) note(k);
   }
-  if (fresh->generator.base_url != running.generator.base_url ||
-      fresh->generator.model != running.generator.model ||
-      fresh->generator.concurrency != running.generator.concurrency) {
-    needs_restart.push_back("generator");
+  if (fresh_json.contains("log_level")) {
+    running_json["log_level"] = fresh_json["log_level"];
+  } else {
+    running_json.erase("log_level");
   }
-  if (fresh->judge.base_url != running.judge.base_url || fresh->judge.model != running.judge.model ||
-      fresh->judge.concurrency != running.judge.concurrency) {
-    needs_restart.push_back("judge");
-  }
-  if (fresh->trainer.min_new_labels != running.trainer.min_new_labels ||
-      fresh->trainer.model.preset != running.trainer.model.preset ||
-      fresh->trainer.model.tokenizer_file != running.trainer.model.tokenizer_file ||
-      fresh->trainer.model.backbone != running.trainer.model.backbone ||
-      fresh->trainer.model.type != running.trainer.model.type ||
-      fresh->trainer.length_damping != running.trainer.length_damping ||
-      fresh->trainer.length_debias != running.trainer.length_debias ||
-      fresh->trainer.gate.min_accuracy != running.trainer.gate.min_accuracy ||
-      fresh->trainer.gate.max_regression != running.trainer.gate.max_regression ||
-      fresh->trainer.gate.anchor_max_regression != running.trainer.gate.anchor_max_regression ||
-      fresh->trainer.mode != running.trainer.mode ||
-      fresh->trainer.replay_ratio != running.trainer.replay_ratio ||
-      fresh->trainer.anchor_pairs != running.trainer.anchor_pairs) {
-    needs_restart.push_back("trainer");
-  }
-  if (needs_restart.empty()) {
-    spdlog::info("reload: {} re-read; nothing else changed", path);
+  std::vector<std::string> needs_restart(sections.begin(), sections.end());
+  std::vector<std::string> changed(keys.begin(), keys.end());
+  if (changed.empty()) {
+    spdlog::info("reload: {} re-read; {}", path,
+                 applied.empty() ? "nothing changed" : "nothing else changed");
   } else {
     std::string list;
-    for (const auto& n : needs_restart) list += (list.empty() ? "" : ", ") + n;
+    for (const auto& n : changed) list += (list.empty() ? "" : ", ") + n;
     spdlog::warn("reload: changes to [{}] need a restart of rlaifd and were NOT applied", list);
   }
   (void)store.AppendEvent(
       {NowMs(), "reload", "SIGHUP",
-       needs_restart.empty() ? "config re-read"
-                             : "config re-read; some changes need a restart and were not applied",
-       nlohmann::json{{"applied", applied}, {"need_restart", needs_restart}}.dump()});
+       changed.empty() ? "config re-read"
+                       : "config re-read; some changes need a restart and were not applied",
+       nlohmann::json{{"applied", applied}, {"need_restart", needs_restart}, {"keys", changed}}
+           .dump()});
 }
 
 Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
                  const std::function<void(int port)>& on_ready, std::atomic<bool>* reload,
                  const std::string& config_path) {
+  // What SIGHUP compares a re-read config with (Reload).
+  Config in_effect = config;
+  nlohmann::json in_effect_json =
+      config_path.empty() ? nlohmann::json::object() : ReadConfigJson(config_path);
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) return Status::IoError("cannot create data_dir " + config.data_dir + ": " + ec.message());
@@ -140,6 +146,15 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   metrics.GetGauge("rlaif_build_info", "Build information.",
                    {{"version", RLAIF_VERSION}, {"revision", RLAIF_GIT_REV}})
       .Set(1);
+  for (const auto& [name, e] :
+       {std::pair<const char*, const EndpointConfig&>{"generator", config.generator},
+        {"judge", config.judge}}) {
+    if (!e.api_key_env.empty() && Env(e.api_key_env).empty()) {
+      spdlog::warn(
+          "{}: environment variable {} (api_key_env) is not set: requests go without an API key",
+          name, e.api_key_env);
+    }
+  }
   judge::ChatClient gen_client(ClientOptions(config.generator));
   judge::ChatClient judge_client(ClientOptions(config.judge));
   judge::Generator generator(gen_client, {.model = config.generator.model,
@@ -211,7 +226,9 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
 
   while (!stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (reload && reload->exchange(false) && !config_path.empty()) Reload(config, config_path, **store);
+    if (reload && reload->exchange(false) && !config_path.empty()) {
+      Reload(in_effect, in_effect_json, config_path, **store);
+    }
   }
 
   spdlog::info("shutting down: stopping API, pipeline, then the store");

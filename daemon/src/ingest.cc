@@ -1119,6 +1119,14 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
   return Status::Ok();
 }
 
+void Ingestor::RefreshSizes() {
+  for (auto& [key, t] : files_) {
+    struct stat st {};
+    if (t->fd >= 0 && fstat(t->fd, &st) == 0) t->size = static_cast<uint64_t>(st.st_size);
+  }
+  PublishStatus();
+}
+
 void Ingestor::PublishStatus() {
   std::vector<SourceStatus> out;
   for (const auto& [key, t] : files_) {

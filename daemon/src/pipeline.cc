@@ -156,7 +156,10 @@ std::string Pipeline::StageHeldReason(storage::Stage stage) const {
   const judge::ClientHealth h = c->Health();
   const char* who = stage == storage::Stage::kGenerate ? "generator" : "judge";
   if (h.breaker == judge::BreakerState::kOpen) {
-    return std::string(who) + " circuit open after repeated failures; next probe in " +
+    // The last error, unless StageFaultReason already says it.
+    const bool say_last = !h.last_failure.empty() && h.last_failure != h.configuration_fault;
+    return std::string(who) + " circuit open after repeated failures" +
+           (say_last ? " (last: " + h.last_failure + ")" : "") + "; next probe in " +
            std::to_string(static_cast<int>(h.breaker_retry_in_s + 0.5)) + " s";
   }
   if (h.budget_exhausted) {
@@ -164,6 +167,16 @@ std::string Pipeline::StageHeldReason(storage::Stage stage) const {
            " spent; resumes at " + FormatTimeMs(h.budget_resets_at_ms);
   }
   return "";
+}
+
+std::string Pipeline::StageFaultReason(storage::Stage stage) const {
+  const judge::ChatClient* c = stage == storage::Stage::kGenerate ? gen_client_ : judge_client_;
+  if (c == nullptr) return "";
+  const judge::ClientHealth h = c->Health();
+  if (h.configuration_fault.empty()) return "";
+  return std::string(stage == storage::Stage::kGenerate ? "generator" : "judge") +
+         " refuses the requests as configured: " + h.configuration_fault +
+         " (work waits, nothing is dead-lettered; fix the configuration and restart)";
 }
 
 trainer::TrainOptions TrainOptionsFromConfig(const Config& config) {
@@ -393,6 +406,8 @@ void Pipeline::IngestLoop() {
     if (!paused_.load() && !StoreDegraded()) {
       auto res = ingestor_.PollOnce();
       if (!res.ok()) StoreWriteFailed("ingest cannot commit", res.status());
+    } else {
+      ingestor_.RefreshSizes();  // the lag keeps growing, and shows it
     }
     // Sleeps like SleepFor, but a new log file (inotify) starts the next poll at once.
     if (!stop_.load()) ingestor_.WaitForNewFiles(config_.poll_interval_s);
@@ -507,6 +522,9 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
         st.message().find("identical_responses") != std::string::npos) {
       return fail("identical_responses", st.message(), true);
     }
+    // Refused as configured (credentials, endpoint, model, TLS): no prompt
+    // is at fault; it waits for an operator's fix (StageFaultReason).
+    if (judge::IsConfigurationFault(st)) return Hold(*gen_pool_, item, "generate", st);
     if (st.code() == StatusCode::kInvalidArgument) {
       return fail("upstream_rejected", st.message(), true);
     }
@@ -575,6 +593,8 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
       const Status& st = label.status();
       if (st.code() == StatusCode::kCancelled || stop_.load()) return;
       if (st.code() == StatusCode::kCorruption) return fail("unparseable_verdict", st.message(), true);
+      // Refused as configured: no pair is at fault (see ProcessGenerate).
+      if (judge::IsConfigurationFault(st)) return Hold(*judge_pool_, item, "judge", st);
       if (st.code() == StatusCode::kInvalidArgument) {
         return fail("upstream_rejected", st.message(), true);
       }

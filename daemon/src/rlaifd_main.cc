@@ -85,6 +85,15 @@ int main(int argc, char** argv) {
       std::cerr << rest[0] << ": trainer: " << st.message() << "\n";
       return 2;
     }
+    // Not errors (a key may be set only where rlaifd runs), but said.
+    for (const auto& [name, e] :
+         {std::pair<const char*, const rlaif::EndpointConfig&>{"generator", cfg->generator},
+          {"judge", cfg->judge}}) {
+      if (!e.api_key_env.empty() && std::getenv(e.api_key_env.c_str()) == nullptr) {
+        std::cout << rest[0] << ": warning: " << name << ".api_key_env: " << e.api_key_env
+                  << " is not set in this environment\n";
+      }
+    }
     std::cout << rest[0] << ": ok\n";
     return 0;
   }

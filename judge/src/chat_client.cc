@@ -28,6 +28,30 @@ using json = nlohmann::json;
 constexpr std::string_view kCircuitOpen = "circuit open for ";
 constexpr std::string_view kCircuitHalfOpen = "circuit half-open for ";
 constexpr std::string_view kBudgetExhausted = "budget exhausted until ";
+// The configuration faults' wording (IsConfigurationFault).
+constexpr std::string_view kCredentialsFault = "the endpoint refused the credentials";
+constexpr std::string_view kNotFoundFault = "no such endpoint or model";
+constexpr std::string_view kTlsFault = "TLS certificate verification failed";
+
+// What a transport error means, for an operator (httplib's own names are
+// one word: "Connection", "Read").
+std::string DescribeHttpError(httplib::Error err, double connect_timeout_s, double timeout_s) {
+  auto secs = [](double s) { return fmt::format("{:g} s", s); };
+  switch (err) {
+    case httplib::Error::Connection:
+      return "cannot connect (refused, unreachable, or no answer within the connect timeout of " +
+             secs(connect_timeout_s) + ")";
+    case httplib::Error::ConnectionTimeout:
+      return "connect timed out after " + secs(connect_timeout_s);
+    case httplib::Error::Read:
+      return "no complete response (timed out after " + secs(timeout_s) +
+             ", or the connection was closed)";
+    case httplib::Error::Write:
+      return "cannot send the request (the connection was closed)";
+    default:
+      return std::string("HTTP client error: ") + httplib::to_string(err);
+  }
+}
 
 // Upper bound on a server-requested Retry-After wait: a misconfigured proxy
 // must not park a worker for an hour.
@@ -547,12 +571,13 @@ struct ChatClient::Impl {
         a.status = Status::Cancelled("chat client stopped during a request to " + endpoint.display);
         return a;
       }
-      std::string what = "POST " + endpoint.display + ": " + httplib::to_string(err);
+      std::string what = "POST " + endpoint.display + ": " +
+                         DescribeHttpError(err, options.connect_timeout_s, options.timeout_s);
       a.health = Health::kBad;
       if (err == httplib::Error::SSLServerVerification || err == httplib::Error::SSLLoadingCerts) {
         // A certificate problem does not fix itself by retrying.
         a.outcome = Outcome::kFatal;
-        a.status = Status::FailedPrecondition(what + " (TLS certificate verification failed)");
+        a.status = Status::FailedPrecondition(what + " (" + std::string(kTlsFault) + ")");
         return a;
       }
       a.outcome = Outcome::kRetryable;
@@ -590,6 +615,25 @@ struct ChatClient::Impl {
     if (upstream.code == "insufficient_quota" || upstream.type == "insufficient_quota") {
       a.outcome = Outcome::kFatal;
       a.status = Status::ResourceExhausted(what);
+      return a;
+    }
+    if (code == 401 || code == 403 || code == 404) {
+      // The configuration's fault, not the request's: every call fails the
+      // same way. Only the error's type and code: an upstream's message may
+      // echo (part of) the key.
+      std::string kind = upstream.type;
+      if (!upstream.code.empty()) kind += (kind.empty() ? "" : ", ") + upstream.code;
+      // A 404's message names the missing model or path.
+      const std::string fix =
+          code == 404 ? std::string(kNotFoundFault) + ": check base_url and model (" +
+                            DescribeUpstream(upstream) + ")"
+                      : std::string(kCredentialsFault) + ": check the API key (" +
+                            (options.api_key.empty() ? "none is set" : "the one set") + ")";
+      a.outcome = Outcome::kFatal;
+      a.health = Health::kBad;
+      a.status =
+          Status::FailedPrecondition("POST " + endpoint.display + ": HTTP " + std::to_string(code) +
+                                     (kind.empty() ? "" : " (" + kind + ")") + ": " + fix);
       return a;
     }
     if (RetryableHttpStatus(code)) {
@@ -640,10 +684,21 @@ struct ChatClient::Impl {
     slot_cv.notify_all();
   }
 
-  // Feeds the breaker with an attempt's outcome. Thread-safe.
-  void RecordHealth(Health h) {
+  // Feeds the breaker with an attempt's outcome, and keeps its error
+  // (`status`, for a failed one). Thread-safe.
+  void RecordHealth(Health h, const Status& status) {
     std::lock_guard<std::mutex> lock(mu);
     if (h == Health::kGood) {
+      last_failure.clear();
+      configuration_fault.clear();
+    } else if (!status.ok()) {
+      last_failure = status.message();
+      configuration_fault = IsConfigurationFault(status) ? status.message() : std::string();
+    }
+    if (h == Health::kGood) {
+      if (breaker.state(MonotonicSeconds()) != BreakerState::kClosed) {
+        spdlog::info("circuit breaker for {} closed: a request succeeded", endpoint.display);
+      }
       breaker.RecordSuccess();
     } else if (h == Health::kBad) {
       const int64_t before = breaker.opens();
@@ -681,6 +736,8 @@ struct ChatClient::Impl {
   int64_t budget_hour = -1;  // UTC hour (ms / 3.6e6) that spent_this_hour is for
   double spent_this_hour = 0;
   double total_cost = 0;
+  std::string last_failure;         // ClientHealth::last_failure
+  std::string configuration_fault;  // ClientHealth::configuration_fault
 };
 
 ChatClient::ChatClient(ChatClientOptions options)
@@ -702,6 +759,8 @@ ClientHealth ChatClient::Health() const {
   h.budget_resets_at_ms = (now_ms / Impl::kHourMs + 1) * Impl::kHourMs;
   h.rate_limited_for_s = std::max(0.0, impl_->paused_until - now);
   h.in_flight = impl_->in_flight;
+  h.last_failure = impl_->last_failure;
+  h.configuration_fault = impl_->configuration_fault;
   return h;
 }
 
@@ -735,7 +794,7 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
       return a.status;
     }
     if (a.outcome != Impl::Outcome::kCancelled) stats_.requests++;
-    impl_->RecordHealth(a.health);
+    impl_->RecordHealth(a.health, a.status);
     switch (a.outcome) {
       case Impl::Outcome::kOk: {
         stats_.successes++;
@@ -789,6 +848,13 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
                                a.status.message());
     }
   }
+}
+
+bool IsConfigurationFault(const Status& status) {
+  const std::string& m = status.message();
+  return status.code() == StatusCode::kFailedPrecondition &&
+         (m.find(kCredentialsFault) != std::string::npos ||
+          m.find(kNotFoundFault) != std::string::npos || m.find(kTlsFault) != std::string::npos);
 }
 
 bool IsAdmissionRejection(const Status& status) {

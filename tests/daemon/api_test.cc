@@ -407,6 +407,22 @@ TEST_F(ApiTest, HumanLabelsAndJudgeAgreement) {
   EXPECT_NE(labels->body.find("\"source\":\"human\""), std::string::npos) << labels->body;
 }
 
+TEST_F(ApiTest, ExportsDeadLetters) {
+  ASSERT_TRUE(store_
+                  ->PutDeadLetter({"ingest", "bad_json", "line 3 is not JSON", "app.jsonl:120",
+                                   "{oops", 1700000000000})
+                  .ok());
+  auto dead = client_->Get("/v1/export?kind=dead");
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->status, 200) << dead->body;
+  json line = json::parse(dead->body.substr(0, dead->body.find('\n')));
+  EXPECT_EQ(line["stage"], "ingest");
+  EXPECT_EQ(line["reason"], "bad_json");
+  EXPECT_EQ(line["ref"], "app.jsonl:120");
+  EXPECT_EQ(line["raw"], "{oops");
+  EXPECT_EQ(line["at"], "2023-11-14T22:13:20.000Z");
+}
+
 TEST_F(ApiTest, ImportStaysInsideTheDataDirAndListsPaginate) {
   std::filesystem::create_directories(dir_.Sub("models"));
   std::filesystem::copy(models_dir_->Sub("vA"), dir_.Sub("models/vC"),

@@ -330,6 +330,23 @@ def main(args, tmp):
     raw(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long")
     raw(b"GET /livez HTTP/1.1\r\n" + b"X-Junk: " + b"j" * 10000 + b"\r\n\r\n", 400,
         "bad_http_request")  # a header line over httplib's 8 KiB
+    # `curl -X POST` without -d: no body, no length. httplib waits for one
+    # until its 30 s read timeout, then the error says what was missing.
+    s = socket.create_connection(("127.0.0.1", port), timeout=45)
+    try:
+        s.sendall(b"POST /v1/pause HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        while not reply.rstrip().endswith(b"}}"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    finally:
+        s.close()
+    tried += 1
+    api_expected["bad_http_request"] = api_expected.get("bad_http_request", 0) + 1
+    check(reply.startswith(b"HTTP/1.1 400") and b"Content-Length" in reply.split(b"\r\n\r\n", 1)[-1],
+          f"a bodiless POST must say what is missing: {reply[:400]!r}")
 
     check(d.alive(), "rlaifd died on hostile API requests: " + d.stderr_tail())
     metrics = http("GET", base + "/metrics")[1].decode()

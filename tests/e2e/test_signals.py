@@ -7,9 +7,10 @@
 2. SIGTERM while a training run is going: the run is cancelled, rlaifd exits
    0 quickly, no temp checkpoint is left behind, and the labels still count
    toward the next run, which happens after the restart.
-3. SIGHUP: a changed log_level is applied, a changed api.listen is reported
-   as needing a restart; both are recorded as a `reload` audit event; an
-   invalid config changes nothing.
+3. SIGHUP: a changed log_level is applied (and so is changing it back),
+   a changed api.listen and judge.timeout_s are named as needing a
+   restart; each is recorded as a `reload` audit event; an invalid config
+   changes nothing.
 """
 import json
 import os
@@ -75,8 +76,10 @@ def main(args, tmp):
     check(s["counts"]["dead"] == 0, f"dead-lettered items after a clean drain: {s['counts']}")
 
     # 3 (first, while this daemon runs). SIGHUP.
+    original_level = config.get("log_level")
     config["log_level"] = "debug"
     config["api"]["listen"] = "127.0.0.1:1"  # cannot change without a restart
+    config["judge"]["timeout_s"] = 17  # nor can this (it once went unreported)
     write_config(config)
     log_path = os.path.join(tmp, "rlaifd.out")  # rlaifd logs to stdout
     err_before = len(open(log_path, "rb").read())
@@ -88,14 +91,27 @@ def main(args, tmp):
     ev = wait_for(reload_event, 20, "a reload event")[0]
     check(ev["data"]["applied"] == ["log_level"], f"reload applied {ev['data']}")
     check("api" in ev["data"]["need_restart"], f"reload must report api: {ev['data']}")
+    check("judge.timeout_s" in ev["data"]["keys"] and "api.listen" in ev["data"]["keys"],
+          f"reload must name each changed key: {ev['data']}")
     check(get_json(base + "/livez")["status"] == "alive", "still serving on the old port")
     err = open(log_path, "rb").read()[err_before:].decode(errors="replace")
     check("log_level is now debug" in err, f"no log_level message in:\n{err[-2000:]}")
     check("were NOT applied" in err, "no 'not applied' warning")
+    # Back to the starting level: applied too (the comparison is with what is
+    # in effect, not with the config rlaifd started with).
+    if original_level is None:
+        del config["log_level"]
+    else:
+        config["log_level"] = original_level
+    write_config(config)
+    d.p.send_signal(1)
+    wait_for(lambda: len(reload_event()) >= 2, 20, "a reload event for the reverted level")
+    check(reload_event()[0]["data"]["applied"] == ["log_level"],
+          f"the reverted log_level was not applied: {reload_event()[0]['data']}")
     with open(config_path, "w") as f:
         f.write("{ not json")
     d.p.send_signal(1)
-    wait_for(lambda: len(reload_event()) >= 2, 20, "a second reload event")
+    wait_for(lambda: len(reload_event()) >= 3, 20, "a third reload event")
     check("invalid" in reload_event()[0]["message"], f"invalid config event {reload_event()[0]}")
     check(get_json(base + "/livez")["status"] == "alive", "an invalid config must not stop rlaifd")
     check(d.term(timeout=30) == 0, "exit code after reloads")

@@ -127,6 +127,13 @@ def main(args, tmp):
     code, _ = http("POST", base + "/v1/pause", headers={"Authorization": "Bearer e2e-secret-token"})
     check(code == 200, f"pause with token -> {code}")
     check(get_json(base + "/v1/status")["state"] == "paused", "state paused")
+    # Paused, nothing is read, but the backlog still shows as lag.
+    with open(log_path, "ab") as f:
+        f.write(b'{"prompt": "written while paused"}\n')
+
+    def lag():
+        return sum(x["lag_bytes"] for x in get_json(base + "/v1/status")["sources"]) > 0
+    wait_for(lag, 30, "the lag of lines written while paused")
     http("POST", base + "/v1/resume", headers={"Authorization": "Bearer e2e-secret-token"})
     check("e2e-secret-token" not in http("GET", base + "/v1/status")[1].decode(), "token leaked")
     check(http("GET", base + "/")[0] == 200, "status page")

@@ -492,6 +492,64 @@ TEST(ChatClientTest, ConcurrencyIsBounded) {
   EXPECT_EQ(peak.load(), 2);  // and the slots are actually used in parallel
 }
 
+// 401, 403 and 404 are the configuration's fault, not the request's: not
+// retried, kFailedPrecondition (IsConfigurationFault), counted by the
+// breaker, kept in Health() until a success; a 401's upstream message (which
+// may echo the key) is not quoted, a 404's (which names the model) is.
+TEST(ChatClientTest, RefusedCredentialsAndMissingModelsAreConfigurationFaults) {
+  for (int status : {401, 403, 404}) {
+    SCOPED_TRACE("HTTP " + std::to_string(status));
+    std::atomic<bool> fixed{false};
+    FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+      if (fixed.load()) return FakeUpstream::Reply(res, 200, FakeUpstream::Completion("fine"));
+      FakeUpstream::Reply(
+          res, status,
+          status == 404 ? R"({"error":{"message":"The model `judge-x` does not exist"}})"
+                        : R"({"error":{"message":"Incorrect API key provided: sk-ab****wxyz.",)"
+                          R"("type":"invalid_request_error","code":"invalid_api_key"}})");
+    });
+    ChatClientOptions o = FastOptions(up);
+    o.breaker_failures = 3;
+    o.breaker_cooldown_s = 0.2;
+    ChatClient client(o);
+    for (int i = 0; i < 3; ++i) {
+      auto resp = client.Complete(SimpleRequest());
+      ASSERT_FALSE(resp.ok());
+      EXPECT_EQ(resp.status().code(), StatusCode::kFailedPrecondition);
+      EXPECT_TRUE(IsConfigurationFault(resp.status())) << resp.status().message();
+      EXPECT_NE(resp.status().message().find("HTTP " + std::to_string(status)), std::string::npos);
+      EXPECT_EQ(resp.status().message().find("sk-ab"), std::string::npos);
+      if (status == 404) {
+        EXPECT_NE(resp.status().message().find("judge-x"), std::string::npos);
+      } else {
+        EXPECT_NE(resp.status().message().find("invalid_api_key"), std::string::npos);
+      }
+    }
+    EXPECT_EQ(up.calls(), 3);  // not retried
+    ClientHealth h = client.Health();
+    EXPECT_EQ(h.breaker, BreakerState::kOpen);  // the breaker counted them
+    EXPECT_FALSE(h.configuration_fault.empty());
+    EXPECT_EQ(h.last_failure, h.configuration_fault);
+    // Fixed upstream: after the cooldown the probe succeeds and clears them.
+    fixed = true;
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(static_cast<int>(o.breaker_cooldown_s * 1000) + 50));
+    ASSERT_TRUE(client.Complete(SimpleRequest()).ok());
+    h = client.Health();
+    EXPECT_TRUE(h.configuration_fault.empty());
+    EXPECT_TRUE(h.last_failure.empty());
+  }
+  // A plain 400 stays the request's fault.
+  FakeUpstream bad([](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 400, R"({"error":{"message":"max_tokens too large"}})");
+  });
+  ChatClient client(FastOptions(bad));
+  auto resp = client.Complete(SimpleRequest());
+  EXPECT_EQ(resp.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(IsConfigurationFault(resp.status()));
+  EXPECT_TRUE(client.Health().configuration_fault.empty());
+}
+
 TEST(ChatClientTest, ApiKeyIsNeverLogged) {
   auto stream = std::make_shared<std::ostringstream>();
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(*stream);
@@ -513,7 +571,8 @@ TEST(ChatClientTest, ApiKeyIsNeverLogged) {
     o.api_key = "sk-very-secret-value";
     ChatClient client(o);
     auto resp = client.Complete(SimpleRequest());
-    EXPECT_EQ(resp.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(resp.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_TRUE(IsConfigurationFault(resp.status())) << resp.status().message();
     EXPECT_EQ(resp.status().message().find("sk-very-secret-value"), std::string::npos);
   }
   logger->set_level(old_level);

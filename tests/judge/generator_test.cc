@@ -141,7 +141,10 @@ TEST(GeneratorTest, PropagatesClientErrors) {
   Generator gen(client, {.model = "sft"});
   auto pair = gen.Generate(Prompt());
   ASSERT_FALSE(pair.ok());
-  EXPECT_EQ(pair.status().code(), StatusCode::kInvalidArgument);
+  // A missing model is the configuration's fault: the caller holds the
+  // prompt rather than dead-lettering it.
+  EXPECT_EQ(pair.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(IsConfigurationFault(pair.status())) << pair.status().message();
   EXPECT_NE(pair.status().message().find(Prompt().id), std::string::npos);
   EXPECT_NE(pair.status().message().find("not found"), std::string::npos);
 }

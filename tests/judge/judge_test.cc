@@ -182,14 +182,28 @@ TEST(JudgeTest, PersistentGarbageIsCorruption) {
 
 TEST(JudgeTest, ClientErrorKeepsItsCode) {
   FakeUpstream up([](int, const RecordedRequest&, httplib::Response& res) {
-    FakeUpstream::Reply(res, 401, R"({"error":{"message":"Incorrect API key provided"}})");
+    FakeUpstream::Reply(res, 400, R"({"error":{"message":"context length exceeded"}})");
   });
   ChatClient client(Options(up));
   Judge judge(client, Opts());
   auto label = judge.JudgePair(Pair(), {"helpfulness", ""});
   ASSERT_FALSE(label.ok());
   EXPECT_EQ(label.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(label.status().message().find("Incorrect API key"), std::string::npos);
+  EXPECT_NE(label.status().message().find("context length exceeded"), std::string::npos);
+}
+
+// A refused key stays recognisable through the judge's wrapping: the
+// pipeline holds the pair instead of dead-lettering it.
+TEST(JudgeTest, RefusedCredentialsStayAConfigurationFault) {
+  FakeUpstream up([](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 401, R"({"error":{"message":"Incorrect API key provided"}})");
+  });
+  ChatClient client(Options(up));
+  Judge judge(client, Opts());
+  auto label = judge.JudgePair(Pair(), {"helpfulness", ""});
+  ASSERT_FALSE(label.ok());
+  EXPECT_EQ(label.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(IsConfigurationFault(label.status())) << label.status().message();
 }
 
 TEST(JudgeTest, CustomRubricAndValidation) {

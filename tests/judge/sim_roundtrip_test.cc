@@ -226,7 +226,7 @@ TEST(SimRoundTripTest, UnknownModelIs404AndCountedAsOther) {
   req.messages = {{"user", "hi"}};
   auto resp = client.Complete(req);
   ASSERT_FALSE(resp.ok());
-  EXPECT_EQ(resp.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(resp.status().code(), StatusCode::kFailedPrecondition);  // a configuration fault
   EXPECT_NE(resp.status().message().find("HTTP 404"), std::string::npos);
   EXPECT_EQ(Stats(port)["calls"]["other"], 1);
   EXPECT_EQ(sim.Terminate(), 0);

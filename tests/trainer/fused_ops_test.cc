@@ -797,14 +797,14 @@ struct RotaryCase {
 };
 
 RotaryCase MakeRotaryCase(int64_t t, int64_t n, int64_t hd, torch::ScalarType dtype,
-                          const torch::Device& device, uint64_t seed) {
+                          const torch::Device& device, uint64_t seed, int64_t batch = 3) {
   torch::manual_seed(seed);
   // Hugging Face's tables: angles p * f_j, the first half repeated.
   auto f = torch::pow(10000.0, -torch::arange(0, hd, 2, torch::kDouble) / hd);
   auto angles = torch::outer(torch::arange(t + 2, torch::kDouble), f);
   auto rot = torch::cat({angles, angles}, -1).to(torch::kFloat);
-  return {(2 * torch::randn({3, t, n, hd})).to(dtype).to(device), rot.cos().to(device),
-          rot.sin().to(device), torch::randn({3, t, n, hd}).to(torch::kBFloat16).to(device)};
+  return {(2 * torch::randn({batch, t, n, hd})).to(dtype).to(device), rot.cos().to(device),
+          rot.sin().to(device), torch::randn({batch, t, n, hd}).to(torch::kBFloat16).to(device)};
 }
 
 struct RotaryGrads {
@@ -1060,6 +1060,9 @@ TEST(FusedLayerNormGpu, RotaryKernelsMatchTheReferenceAndAreDeterministic) {
       EXPECT_TRUE(torch::equal(a.dx, b.dx));
     }
   }
+  // A `llama-135m` step's q (batch 32): more groups of 8 columns than one
+  // pass of the grid-stride loop covers on any GPU up to 144 SMs.
+  ExpectRotaryMatchesReference(MakeRotaryCase(512, 9, 64, torch::kBFloat16, torch::kCUDA, 3, 32));
 }
 
 TEST(FusedLayerNormGpu, CastKernelsMatchLibTorchsCasts) {

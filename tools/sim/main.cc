@@ -46,6 +46,7 @@ constexpr char kUsage[] =
     "  --length-bias P       probability that the judge prefers the longer response (default 0)\n"
     "  --position-bias P     probability that the judge answers \"A\" anyway, [0,1] (default 0)\n"
     "  --noise P             probability that the judge flips the truth, [0,1] (default 0)\n"
+    "  --api-key KEY         require \"Authorization: Bearer KEY\" (else 401, as OpenAI)\n"
     "  --threads N           HTTP worker threads (default 16)\n"
     "  --port-file PATH      write the bound port number there once listening\n"
     "\n"
@@ -159,6 +160,9 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
       auto v = number(1, 1024);
       if (!v) return "--threads must be in [1,1024]";
       args->threads = static_cast<int>(*v);
+    } else if (flag == "--api-key") {
+      if (value.empty()) return "--api-key needs a key";
+      args->sim.api_key = value;
     } else if (flag == "--fault-rate") {
       err = probability(&args->sim.fault_rate);
     } else if (flag == "--position-bias") {

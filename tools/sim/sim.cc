@@ -480,6 +480,27 @@ SimReply Simulator::JudgeReply(const std::string& model, const std::string& cont
   return Completion(model, reply, prompt_bytes, &lp);
 }
 
+std::optional<SimReply> Simulator::Unauthorized(const std::string& authorization) {
+  if (options_.api_key.empty() || authorization == "Bearer " + options_.api_key) {
+    return std::nullopt;
+  }
+  unauthorized_++;
+  const std::string given =
+      authorization.rfind("Bearer ", 0) == 0 ? authorization.substr(7) : std::string();
+  if (given.empty()) {
+    return JsonReply(401, ErrorBody("You didn't provide an API key. You need to provide your API "
+                                    "key in an Authorization header using Bearer auth.",
+                                    "invalid_request_error", nullptr));
+  }
+  // As OpenAI: the key's first and last few characters, the rest starred.
+  const std::string masked =
+      given.size() > 8
+          ? given.substr(0, 3) + std::string(given.size() - 7, '*') + given.substr(given.size() - 4)
+          : std::string(given.size(), '*');
+  return JsonReply(401, ErrorBody("Incorrect API key provided: " + masked + ".",
+                                  "invalid_request_error", "invalid_api_key"));
+}
+
 SimReply Simulator::ChatCompletions(const std::string& request_body) {
   json req = json::parse(request_body, nullptr, /*allow_exceptions=*/false);
   auto bad = [&](const std::string& message) {
@@ -571,6 +592,7 @@ std::string Simulator::StatsJson() const {
             {"judge_unknown", judge_unknown_.load()},
             {"judge_repeats", judge_repeats_.load()},
             {"bad_requests", bad_requests_.load()},
+            {"unauthorized", unauthorized_.load()},
             {"pairs", pairs_.size()}};
   json by_kind = json::object();
   const std::vector<std::string> all = SimOptions::AllFaultKinds();
@@ -609,6 +631,9 @@ SimServer::SimServer(Simulator& sim, int threads)
   };
   server_->Post("/v1/chat/completions",
                 [this, send](const httplib::Request& req, httplib::Response& res) {
+                  if (auto denied = sim_.Unauthorized(req.get_header_value("Authorization"))) {
+                    return send(res, *denied);
+                  }
                   send(res, sim_.ChatCompletions(req.body));
                 });
   server_->Get("/sim/stats", [this](const httplib::Request&, httplib::Response& res) {

@@ -110,6 +110,9 @@ struct SimOptions {
   bool reject_overload = false;  // beyond max_concurrency: false = queue, true = 429
   bool logprobs = false;         // return top_logprobs for the verdict token when asked
   int hang_ms = 30000;           // how long a "hang" fault holds the request, ms
+  // Non-empty: chat calls must carry "Authorization: Bearer <api_key>",
+  // else 401 as OpenAI answers a wrong key.
+  std::string api_key;
   std::vector<std::string> fault_kinds = AllFaultKinds();  // drawn uniformly
 
   static std::vector<std::string> AllFaultKinds() {
@@ -132,6 +135,10 @@ class Simulator {
 
   // Handles one POST /v1/chat/completions body (sleeps --latency-ms first).
   SimReply ChatCompletions(const std::string& request_body);
+
+  // With --api-key, the 401 a call with this Authorization header gets
+  // (OpenAI's body: the key it was given, masked); nullopt when it may pass.
+  std::optional<SimReply> Unauthorized(const std::string& authorization);
 
   // The /sim/stats JSON object.
   std::string StatsJson() const;
@@ -187,6 +194,7 @@ class Simulator {
   std::atomic<int64_t> judge_unknown_{0};
   std::atomic<int64_t> judge_repeats_{0};
   std::atomic<int64_t> bad_requests_{0};
+  std::atomic<int64_t> unauthorized_{0};
   std::atomic<uint64_t> unseeded_calls_{0};
   std::atomic<uint64_t> response_ids_{0};
 

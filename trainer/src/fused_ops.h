@@ -77,7 +77,9 @@ bool FusedRotaryApplies(const torch::Tensor& x, const torch::Tensor& cos);
 // Llama's rotary embedding, x * cos + rotate_half(x) * sin (rotate_half(x)
 // = [-x2, x1] of x's halves), over x [B, T, heads, hd] (the projection's
 // output before the heads' transpose) with cos, sin [T, hd] float (rows
-// beyond T are ignored): computed in float, returned bf16 (the attention's
+// beyond T are ignored; each row's second half must repeat its first, as
+// Llama's tables are built: only the first half is read): computed in
+// float, returned bf16 (the attention's
 // input), in one pass instead of ~6 float32 ops. Differentiable in x (its
 // gradient in x's dtype); cos and sin are constants.
 torch::Tensor FusedRotary(const torch::Tensor& x, const torch::Tensor& cos,

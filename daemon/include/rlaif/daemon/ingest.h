@@ -122,6 +122,11 @@ class Ingestor {
   // returned (the pass stops; nothing beyond the last commit is lost).
   Result<IngestPassStats> PollOnce();
 
+  // Reads nothing, but re-measures the followed files' sizes for Sources()
+  // (their lag) while polls are not running (paused, store not writable):
+  // a pause must not hide a growing backlog. Call from the PollOnce thread.
+  void RefreshSizes();
+
   std::vector<SourceStatus> Sources() const;
 
   // Files whose descriptors were held open (tailed or drained) after the last poll.

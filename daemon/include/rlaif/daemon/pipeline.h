@@ -71,6 +71,10 @@ class Pipeline {
   void SetClients(const judge::ChatClient* generator_client, const judge::ChatClient* judge_client);
   // "" when the stage may run, else why it is held (breaker open, budget spent).
   std::string StageHeldReason(storage::Stage stage) const;
+  // "" unless the stage's last upstream call was refused as configured
+  // (judge::IsConfigurationFault: credentials, endpoint, model, TLS), else
+  // why: the stage's work waits, nothing is dead-lettered for it.
+  std::string StageFaultReason(storage::Stage stage) const;
 
   // Loads the live model (if any) into the scorer and starts every thread.
   Status Start();

@@ -141,6 +141,13 @@ struct ClientHealth {
   int64_t budget_resets_at_ms = 0;  // start of the next UTC hour, Unix ms
   double rate_limited_for_s = 0;    // remaining server-requested pause (x-ratelimit-*)
   int in_flight = 0;                // requests on the wire now
+  // The last failed attempt's error ("" after a success): what the breaker
+  // opened on.
+  std::string last_failure;
+  // Set while the last attempt failed on the configuration, not the item
+  // (IsConfigurationFault: credentials refused, endpoint or model not
+  // found, TLS verification): every request fails until it is fixed.
+  std::string configuration_fault;
 };
 
 class ChatClient {
@@ -153,7 +160,9 @@ class ChatClient {
   // kUnavailable after retries are exhausted (message names the last HTTP
   // status and attempts), kInvalidArgument for non-retryable 4xx and for a
   // malformed base_url, kResourceExhausted for "insufficient_quota",
-  // kFailedPrecondition when TLS certificate verification fails,
+  // kFailedPrecondition (IsConfigurationFault) when TLS certificate
+  // verification fails or the endpoint answers 401, 403 or 404 (credentials
+  // refused, no such model or path: not retried, counted by the breaker),
   // kCorruption for an unparseable 200 body (retried like a 5xx first),
   // kCancelled after Stop(); kUnavailable "circuit open ..." without a
   // request while the breaker is open; kResourceExhausted "budget exhausted
@@ -182,5 +191,11 @@ class ChatClient {
 // the message with context (they keep the client's wording, which this
 // function and the client share as constants).
 bool IsAdmissionRejection(const Status& status);
+
+// True for a status saying the endpoint refuses every request as
+// configured (credentials refused, endpoint or model not found, TLS
+// verification failed): no item is at fault, so work should wait, not be
+// dead-lettered, until an operator fixes the configuration.
+bool IsConfigurationFault(const Status& status);
 
 }  // namespace rlaif::judge
