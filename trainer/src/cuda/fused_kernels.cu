@@ -742,6 +742,33 @@ int64_t RotaryGrid(int64_t groups) {
                                                 static_cast<int64_t>(SmCount()) * 16));
 }
 
+// The rotary kernel for `rows` rows: forward reads x (float, or bf16 when
+// `x_bf16`) and writes bf16; backward reads bf16 dy and writes dx (bf16 when
+// `x_bf16`, else float).
+template <bool kBackward>
+int LaunchRotary(const void* in, bool x_bf16, const float* cos, const float* sin, int64_t rows,
+                 int heads, int positions, int hd, void* out, void* stream) {
+  if (!RotaryShape(rows, heads, positions, hd)) return static_cast<int>(cudaErrorInvalidValue);
+  const int64_t groups = rows * (hd / 2 / kVec);
+  if (groups == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  const auto grid = static_cast<unsigned>(RotaryGrid(groups));
+  using Bf16 = __nv_bfloat16;
+  using X = float;  // x's dtype when not bf16
+  if (x_bf16) {
+    RotaryKernel<Bf16, Bf16, kBackward>
+        <<<grid, kRotaryThreads, 0, s>>>(static_cast<const Bf16*>(in), cos, sin, groups, heads,
+                                         positions, hd, static_cast<Bf16*>(out));
+  } else if constexpr (kBackward) {
+    RotaryKernel<Bf16, X, true><<<grid, kRotaryThreads, 0, s>>>(
+        static_cast<const Bf16*>(in), cos, sin, groups, heads, positions, hd, static_cast<X*>(out));
+  } else {
+    RotaryKernel<X, Bf16, false><<<grid, kRotaryThreads, 0, s>>>(
+        static_cast<const X*>(in), cos, sin, groups, heads, positions, hd, static_cast<Bf16*>(out));
+  }
+  return static_cast<int>(cudaGetLastError());
+}
+
 // RMSNorm's widths: a multiple of 8 in [8, 1024].
 bool RmsWidth(int n) { return n >= kVec && n <= 4 * kVec * kWarp && n % kVec == 0; }
 
@@ -896,41 +923,12 @@ int BiasGeluBackward(const void* dy, const void* h, const float* bias, int64_t r
 
 int RotaryForward(const void* x, bool x_bf16, const float* cos, const float* sin, int64_t rows,
                   int heads, int positions, int hd, void* y, void* stream) {
-  if (!RotaryShape(rows, heads, positions, hd)) return static_cast<int>(cudaErrorInvalidValue);
-  const int64_t groups = rows * (hd / 2 / kVec);
-  if (groups == 0) return 0;
-  auto s = static_cast<cudaStream_t>(stream);
-  const auto grid = static_cast<unsigned>(RotaryGrid(groups));
-  using Bf16 = __nv_bfloat16;
-  if (x_bf16) {
-    RotaryKernel<Bf16, Bf16, false><<<grid, kRotaryThreads, 0, s>>>(
-        static_cast<const Bf16*>(x), cos, sin, groups, heads, positions, hd, static_cast<Bf16*>(y));
-  } else {
-    RotaryKernel<float, Bf16, false>
-        <<<grid, kRotaryThreads, 0, s>>>(static_cast<const float*>(x), cos, sin, groups, heads,
-                                         positions, hd, static_cast<Bf16*>(y));
-  }
-  return static_cast<int>(cudaGetLastError());
+  return LaunchRotary<false>(x, x_bf16, cos, sin, rows, heads, positions, hd, y, stream);
 }
 
 int RotaryBackward(const void* dy, const float* cos, const float* sin, int64_t rows, int heads,
                    int positions, int hd, bool dx_bf16, void* dx, void* stream) {
-  if (!RotaryShape(rows, heads, positions, hd)) return static_cast<int>(cudaErrorInvalidValue);
-  const int64_t groups = rows * (hd / 2 / kVec);
-  if (groups == 0) return 0;
-  auto s = static_cast<cudaStream_t>(stream);
-  const auto grid = static_cast<unsigned>(RotaryGrid(groups));
-  using Bf16 = __nv_bfloat16;
-  if (dx_bf16) {
-    RotaryKernel<Bf16, Bf16, true>
-        <<<grid, kRotaryThreads, 0, s>>>(static_cast<const Bf16*>(dy), cos, sin, groups, heads,
-                                         positions, hd, static_cast<Bf16*>(dx));
-  } else {
-    RotaryKernel<Bf16, float, true>
-        <<<grid, kRotaryThreads, 0, s>>>(static_cast<const Bf16*>(dy), cos, sin, groups, heads,
-                                         positions, hd, static_cast<float*>(dx));
-  }
-  return static_cast<int>(cudaGetLastError());
+  return LaunchRotary<true>(dy, dx_bf16, cos, sin, rows, heads, positions, hd, dx, stream);
 }
 
 int CastTensors(const CastJob* jobs, int count, bool to_bf16, void* stream) {
