@@ -68,8 +68,8 @@ void PrintStatus(const json& s) {
               << "  dead " << Str(q, "dead_lettered") << "\n";
   }
   const json& m = s["model"];
-  std::cout << "model:    live " << Str(m, "live_version") << "  accuracy " << Str(m, "accuracy")
-            << "  device " << Str(m, "device") << "\n";
+  std::cout << "model:    live " << Str(m, "live_version") << "  accuracy "
+            << Fixed(m, "accuracy", 3) << "  device " << Str(m, "device") << "\n";
   if (s.contains("serving") && s["serving"].is_object()) {
     const json& sv = s["serving"];
     std::cout << "serving:  batching " << Str(sv, "batching") << "  calls " << Str(sv, "batches")

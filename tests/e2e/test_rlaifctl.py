@@ -5,6 +5,7 @@ in the audit log under the token's name, and export.
 """
 import json
 import os
+import re
 import subprocess
 
 from rlaif_e2e import (check, get_json, run_main, start_rlaifd, start_sim, wait_for)
@@ -67,6 +68,7 @@ def main(args, tmp):
     rc, out, err = run("status", url=base)
     check(rc == 0, f"status -> {rc}: {err}")
     check("state" in out and first in out, f"status table lacks state/live version:\n{out}")
+    check(re.search(r"accuracy \d\.\d{3}  ", out), f"status table: accuracy not to 3 decimals:\n{out}")
     check("done/s" in out and "judge" in out, f"status table lacks stage rates:\n{out}")
     check("serving:  batching on" in out and "BLAS openblas (1 threads)" in out,
           f"status table lacks the serving line (batching, BLAS threads):\n{out}")
