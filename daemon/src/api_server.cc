@@ -533,6 +533,10 @@ struct ApiServer::Impl {
       const auto& st = client->stats();
       m.GetGauge("rlaif_upstream_breaker_open", "1 while the upstream's circuit breaker is open.",
                  {{"role", role}}).Set(h.breaker == judge::BreakerState::kOpen ? 1 : 0);
+      m.GetGauge("rlaif_upstream_configuration_fault",
+                 "1 while the upstream refuses the requests as configured (HTTP 401/403/404, TLS).",
+                 {{"role", role}})
+          .Set(h.configuration_fault.empty() ? 0 : 1);
       m.GetGauge("rlaif_upstream_budget_exhausted", "1 while the upstream's hourly budget is spent.",
                  {{"role", role}}).Set(h.budget_exhausted ? 1 : 0);
       m.GetGauge("rlaif_upstream_cost_usd", "Upstream spend since start, USD.", {{"role", role}})

@@ -58,6 +58,10 @@ def main(args, tmp):
     check(s["counts"]["labels"] == 0, f"labels with a refused key: {s['counts']}")
     check(s["queues"]["judge"]["depth"] >= N, f"the judge queue must hold the pairs: {s['queues']}")
     check(s["upstream"]["judge"]["last_error"], "upstream.judge.last_error is empty")
+    metrics = http("GET", base + "/metrics")[1].decode()
+    check('rlaif_upstream_configuration_fault{role="judge"} 1' in metrics and
+          'rlaif_upstream_configuration_fault{role="generator"} 0' in metrics,
+          "rlaif_upstream_configuration_fault gauges")
     sim_stats = json.loads(http("GET", f"http://127.0.0.1:{sim_port}/sim/stats")[1])
     check(sim_stats["unauthorized"] > 0, f"the sim refused nothing: {sim_stats}")
     status_text = http("GET", base + "/v1/status")[1].decode()
