@@ -139,6 +139,23 @@ json ModelJson(const storage::ModelRecord& m, const std::string& live) {
 
 }  // namespace
 
+namespace {
+
+Counter& Unauthorized(MetricsRegistry& m) {
+  return m.GetCounter("rlaif_http_unauthorized_total", "Admin requests refused.");
+}
+Counter& Scored(MetricsRegistry& m) {
+  return m.GetCounter("rlaif_scored_total", "Responses scored.");
+}
+Counter& HumanLabels(MetricsRegistry& m) {
+  return m.GetCounter("rlaif_human_labels_total", "Human labels recorded.");
+}
+Counter& Backups(MetricsRegistry& m, const char* outcome) {
+  return m.GetCounter("rlaif_backups_total", "Online backups by outcome.", {{"outcome", outcome}});
+}
+
+}  // namespace
+
 struct ApiServer::Impl {
   explicit Impl(ApiContext c) : ctx(std::move(c)) {}
 
@@ -301,7 +318,7 @@ struct ApiServer::Impl {
       }
     }
     if (who.empty()) {
-      ctx.metrics.GetCounter("rlaif_http_unauthorized_total", "Admin requests refused.").Inc();
+      Unauthorized(ctx.metrics).Inc();
       SendError(res, 401, "unauthorized", "missing or wrong bearer token");
       return false;
     }
@@ -386,10 +403,18 @@ struct ApiServer::Impl {
       const judge::ClientHealth h = c.Health();
       std::string held = ctx.pipeline.StageHeldReason(st);
       return json{{"model", model},
+                  // HTTP attempts; `calls` are Complete() calls, each of
+                  // one or more attempts, ending in one of four results.
                   {"requests", s.requests.load()},
+                  {"request_errors", s.request_errors.load()},
                   {"successes", s.successes.load()},
                   {"retries", s.retries.load()},
                   {"failures", s.failures.load()},
+                  {"calls",
+                   {{"ok", s.successes.load()},
+                    {"error", s.failed_calls.load()},
+                    {"rejected", s.rejected_calls.load()},
+                    {"cancelled", s.cancelled_calls.load()}}},
                   {"prompt_tokens", s.prompt_tokens.load()},
                   {"completion_tokens", s.completion_tokens.load()},
                   {"in_flight", h.in_flight},
@@ -523,9 +548,16 @@ struct ApiServer::Impl {
       }
     }
     const trainer::ScorerStats ss = ctx.scorer.stats();
-    m.GetGauge("rlaif_score_batches", "Scoring calls of the model since start (a batch of requests, or one request without batching).")
+    m.GetCounter(
+         "rlaif_score_batches_total",
+         "Scoring calls of the model (a batch of requests, or one request without batching).")
+        .RaiseTo(static_cast<double>(ss.batches));
+    m.GetCounter("rlaif_score_batched_items_total",
+                 "Items scored in those calls (rate of items / rate of batches = mean batch).")
+        .RaiseTo(static_cast<double>(ss.items));
+    m.GetGauge("rlaif_score_batches", "DEPRECATED, use rlaif_score_batches_total.")
         .Set(static_cast<double>(ss.batches));
-    m.GetGauge("rlaif_score_batched_items", "Items scored in those calls since start (items / batches = mean batch).")
+    m.GetGauge("rlaif_score_batched_items", "DEPRECATED, use rlaif_score_batched_items_total.")
         .Set(static_cast<double>(ss.items));
     for (auto [role, client] : {std::pair<const char*, const judge::ChatClient*>{"generator", &ctx.generator_client},
                                 {"judge", &ctx.judge_client}}) {
@@ -539,11 +571,55 @@ struct ApiServer::Impl {
           .Set(h.configuration_fault.empty() ? 0 : 1);
       m.GetGauge("rlaif_upstream_budget_exhausted", "1 while the upstream's hourly budget is spent.",
                  {{"role", role}}).Set(h.budget_exhausted ? 1 : 0);
-      m.GetGauge("rlaif_upstream_cost_usd", "Upstream spend since start, USD.", {{"role", role}})
+      // Counts kept by the client, exported as counters. Attempts
+      // (requests, request_errors) and calls (one or more attempts each,
+      // by result) are two levels: see ChatClientStats.
+      auto count = [&](const char* name, const char* help, double v, MetricLabels extra = {}) {
+        MetricLabels labels = {{"role", role}};
+        labels.insert(labels.end(), extra.begin(), extra.end());
+        m.GetCounter(name, help, labels).RaiseTo(v);
+      };
+      count("rlaif_upstream_requests_total", "Upstream HTTP attempts sent.",
+            static_cast<double>(st.requests.load()));
+      count("rlaif_upstream_request_errors_total",
+            "Upstream HTTP attempts that failed (network, timeout, HTTP error, bad body).",
+            static_cast<double>(st.request_errors.load()));
+      count("rlaif_upstream_retries_total", "Upstream attempts retried after a failure.",
+            static_cast<double>(st.retries.load()));
+      const char* calls_help =
+          "Upstream calls by result: ok, error (after its attempts), rejected (breaker open or "
+          "budget spent, no request sent), cancelled (shutdown).";
+      count("rlaif_upstream_calls_total", calls_help, static_cast<double>(st.successes.load()),
+            {{"result", "ok"}});
+      count("rlaif_upstream_calls_total", calls_help, static_cast<double>(st.failed_calls.load()),
+            {{"result", "error"}});
+      count("rlaif_upstream_calls_total", calls_help, static_cast<double>(st.rejected_calls.load()),
+            {{"result", "rejected"}});
+      count("rlaif_upstream_calls_total", calls_help,
+            static_cast<double>(st.cancelled_calls.load()), {{"result", "cancelled"}});
+      count("rlaif_upstream_tokens_total", "Tokens the upstream reported using, by kind.",
+            static_cast<double>(st.prompt_tokens.load()), {{"kind", "prompt"}});
+      count("rlaif_upstream_tokens_total", "Tokens the upstream reported using, by kind.",
+            static_cast<double>(st.completion_tokens.load()), {{"kind", "completion"}});
+      count("rlaif_upstream_cost_usd_total", "Upstream spend, USD.", h.cost_usd_total);
+      count("rlaif_upstream_throttled_wait_seconds_total",
+            "Time calls waited for the client's rate limits.",
+            static_cast<double>(st.throttled_wait_ms.load()) / 1000.0);
+      // The gauges these counters replace, kept for one release so that
+      // existing dashboards keep working (docs/METRICS.md, "Renamed").
+      m.GetGauge("rlaif_upstream_cost_usd",
+                 "DEPRECATED, use rlaif_upstream_cost_usd_total. Upstream spend since start, USD.",
+                 {{"role", role}})
           .Set(h.cost_usd_total);
-      m.GetGauge("rlaif_upstream_requests", "Upstream HTTP attempts since start.", {{"role", role}})
+      m.GetGauge(
+           "rlaif_upstream_requests",
+           "DEPRECATED, use rlaif_upstream_requests_total. Upstream HTTP attempts since start.",
+           {{"role", role}})
           .Set(static_cast<double>(st.requests.load()));
-      m.GetGauge("rlaif_upstream_failures", "Upstream calls that failed since start.", {{"role", role}})
+      m.GetGauge("rlaif_upstream_failures",
+                 "DEPRECATED, use rlaif_upstream_calls_total{result!=\"ok\"}. Upstream calls that "
+                 "failed since start.",
+                 {{"role", role}})
           .Set(static_cast<double>(st.failures.load()));
     }
     if (ctx.judge) {
@@ -590,8 +666,7 @@ struct ApiServer::Impl {
                   {"normalized", Finite(r.normalized)},
                   {"dimensions", std::move(dims)}};
     };
-    ctx.metrics.GetCounter("rlaif_scored_total", "Responses scored.")
-        .Inc(static_cast<double>(items.size()));
+    Scored(ctx.metrics).Inc(static_cast<double>(items.size()));
     const std::string& version = (*scored)[0].model_version;
     if (batch) {
       json results = json::array();
@@ -679,7 +754,7 @@ struct ApiServer::Impl {
     l.created_at_ms = NowMs();
     Status st = ctx.store.CommitLabels(storage::WorkItem{}, {l});
     if (!st.ok()) return SendStatus(res, st);
-    ctx.metrics.GetCounter("rlaif_human_labels_total", "Human labels recorded.").Inc();
+    HumanLabels(ctx.metrics).Inc();
     SendJson(res, {{"recorded", true}, {"pair_id", pair_id}, {"dimension", dimension}}, 201);
   }
 
@@ -793,7 +868,7 @@ struct ApiServer::Impl {
     }
     auto& m = ctx.metrics;
     auto record_failure = [&](const Status& st) {
-      m.GetCounter("rlaif_backups_total", "Online backups by outcome.", {{"outcome", "failed"}}).Inc();
+      Backups(m, "failed").Inc();
       (void)ctx.store.AppendEvent({NowMs(), "backup_failed", Actor(),
                                    "backup to " + dir + " failed: " + st.message(),
                                    json{{"dir", dir}, {"reason", why}}.dump()});
@@ -820,7 +895,7 @@ struct ApiServer::Impl {
                 {"missing_models", r.missing_models},
                 {"model_bytes", r.model_bytes},
                 {"seconds", r.seconds}};
-    m.GetCounter("rlaif_backups_total", "Online backups by outcome.", {{"outcome", "ok"}}).Inc();
+    Backups(m, "ok").Inc();
     m.GetGauge("rlaif_backup_last_success_timestamp_seconds",
                "Unix time of the last successful online backup since start.")
         .Set(static_cast<double>(r.created_at_ms) / 1000.0);
@@ -1016,6 +1091,13 @@ struct ApiServer::Impl {
 
 ApiServer::ApiServer(ApiContext context) : impl_(std::make_unique<Impl>(std::move(context))) {
   impl_->Register();
+  // Counters with known label sets exist from the start, at 0.
+  MetricsRegistry& m = impl_->ctx.metrics;
+  Unauthorized(m);
+  Scored(m);
+  HumanLabels(m);
+  Backups(m, "ok");
+  Backups(m, "failed");
 }
 
 ApiServer::~ApiServer() { Stop(); }

@@ -15,7 +15,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <set>
+#include <string_view>
 
 #include "rlaif/common/clock.h"
 #include "rlaif/common/hash.h"
@@ -133,6 +135,38 @@ bool GlobMatch(const std::string& pattern, const std::string& name) {
   return fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
 }
 
+constexpr char kLineTooLong[] = "line_too_long";
+
+// The ingest counters' help texts, one place for the pre-registration at
+// zero (so that rate() and alerts see every series from the first scrape)
+// and the increments.
+Counter& IngestCounter(MetricsRegistry& m, std::string_view name, const MetricLabels& labels = {}) {
+  static const std::map<std::string_view, std::string_view> kHelp = {
+      {"rlaif_ingest_backpressure_total",
+       "Prompts not queued for generation because the pending pool was full, by policy."},
+      {"rlaif_ingest_bytes_total", "Log bytes read."},
+      {"rlaif_ingest_duplicates_total", "Prompts already stored (dedupe)."},
+      {"rlaif_ingest_errors_total", "Files that could not be read."},
+      {"rlaif_ingest_filtered_total", "Lines skipped by a filter."},
+      {"rlaif_ingest_inotify_wakeups_total",
+       "Polls started early because inotify reported a new log file."},
+      {"rlaif_ingest_lines_total", "Log lines read."},
+      {"rlaif_ingest_logged_labels_total",
+       "Labels stated by log lines (rewrite, ab with preferred)."},
+      {"rlaif_ingest_logged_pairs_total",
+       "Pairs taken from log lines (rewrite, ab), stored without generation."},
+      {"rlaif_ingest_rejected_total", "Rejected log lines."},
+      {"rlaif_ingest_rotations_total", "Files replaced under the same path."},
+      {"rlaif_ingest_sampled_out_total", "Prompts skipped by sampling."},
+      {"rlaif_ingest_stored_total", "New prompts stored."},
+      {"rlaif_ingest_truncation_copies_total",
+       "Copies of truncated files found and read from the committed offset."},
+      {"rlaif_ingest_truncations_total", "Files truncated in place."},
+      {"rlaif_redactions_total", "PII/secret spans redacted, by kind."},
+  };
+  return m.GetCounter(std::string(name), std::string(kHelp.at(name)), labels);
+}
+
 }  // namespace
 
 // A followed file. Owned by files_ (PollOnce thread); the descriptor is closed
@@ -201,14 +235,28 @@ Ingestor::Ingestor(std::vector<SourceConfig> sources, SamplingConfig sampling,
                    strerror(errno));
     }
   }
-  backpressure_paused_ = &metrics_.GetCounter(
-      "rlaif_ingest_backpressure_total",
-      "Prompts not queued for generation because the pending pool was full, by policy.",
-      {{"policy", "pause"}});
-  backpressure_evicted_ = &metrics_.GetCounter(
-      "rlaif_ingest_backpressure_total",
-      "Prompts not queued for generation because the pending pool was full, by policy.",
-      {{"policy", "keep_newest"}});
+  backpressure_paused_ =
+      &IngestCounter(metrics_, "rlaif_ingest_backpressure_total", {{"policy", "pause"}});
+  backpressure_evicted_ =
+      &IngestCounter(metrics_, "rlaif_ingest_backpressure_total", {{"policy", "keep_newest"}});
+  // Every series with a known label set exists from the start, at 0: an
+  // alert on rate(rlaif_ingest_rejected_total[5m]) sees the first bad line.
+  for (const char* name :
+       {"rlaif_ingest_lines_total", "rlaif_ingest_bytes_total", "rlaif_ingest_stored_total",
+        "rlaif_ingest_duplicates_total", "rlaif_ingest_logged_pairs_total",
+        "rlaif_ingest_logged_labels_total", "rlaif_ingest_errors_total",
+        "rlaif_ingest_truncations_total", "rlaif_ingest_rotations_total",
+        "rlaif_ingest_truncation_copies_total", "rlaif_ingest_sampled_out_total",
+        "rlaif_ingest_inotify_wakeups_total"}) {
+    IngestCounter(metrics_, name);
+  }
+  for (const std::string& reason : ParseRejectReasons()) {
+    IngestCounter(metrics_, "rlaif_ingest_rejected_total", {{"reason", reason}});
+  }
+  IngestCounter(metrics_, "rlaif_ingest_rejected_total", {{"reason", kLineTooLong}});
+  for (const char* reason : {"model", "metadata", "length", "stratum_cap"}) {
+    IngestCounter(metrics_, "rlaif_ingest_filtered_total", {{"reason", reason}});
+  }
   if (sampling_.redact) {
     auto r = Redactor::Create(sampling_.redact_patterns);
     if (r.ok()) {
@@ -288,9 +336,7 @@ bool Ingestor::WaitForNewFiles(double max_seconds) {
       }
     }
     if (match) {
-      metrics_.GetCounter("rlaif_ingest_inotify_wakeups_total",
-                          "Polls started early because inotify reported a new log file.")
-          .Inc();
+      IngestCounter(metrics_, "rlaif_ingest_inotify_wakeups_total").Inc();
       return true;
     }
   }
@@ -512,7 +558,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
     int fd = open(loc.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       spdlog::warn("ingest: cannot open {}: {}", loc.path, strerror(errno));
-      metrics_.GetCounter("rlaif_ingest_errors_total", "Files that could not be read.").Inc();
+      IngestCounter(metrics_, "rlaif_ingest_errors_total").Inc();
       continue;
     }
     auto t = std::make_unique<Tracked>();
@@ -542,7 +588,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
       t->cp.inode = key.ino;
       if (!loc.in_glob) {
         spdlog::warn("ingest: {} was truncated (copy found): re-reading it from 0", loc.path);
-        metrics_.GetCounter("rlaif_ingest_truncations_total", "Files truncated in place.").Inc();
+        IngestCounter(metrics_, "rlaif_ingest_truncations_total").Inc();
         ++rotations_by_path_[loc.path];
       } else if (old != records_.end()) {
         if (old->second.device == key.dev && old->second.inode == key.ino) {
@@ -550,12 +596,11 @@ Result<IngestPassStats> Ingestor::PollOnce() {
               "ingest: {} was rewritten or truncated (first bytes changed): re-reading "
               "from 0",
               loc.path);
-          metrics_.GetCounter("rlaif_ingest_truncations_total", "Files truncated in place.").Inc();
+          IngestCounter(metrics_, "rlaif_ingest_truncations_total").Inc();
         } else {
           spdlog::info("ingest: {} is a new file (identity changed): reading from its start",
                        loc.path);
-          metrics_.GetCounter("rlaif_ingest_rotations_total", "Files replaced under the same path.")
-              .Inc();
+          IngestCounter(metrics_, "rlaif_ingest_rotations_total").Inc();
         }
         ++rotations_by_path_[loc.path];
       } else if (sources_[loc.source].start_at == "end") {
@@ -599,7 +644,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
     if (!st.ok()) {
       if (st.code() == StatusCode::kIoError && st.message().rfind("store:", 0) == 0) return st;
       spdlog::warn("ingest: {}: {}", t->path, st.ToString());
-      metrics_.GetCounter("rlaif_ingest_errors_total", "Files that could not be read.").Inc();
+      IngestCounter(metrics_, "rlaif_ingest_errors_total").Inc();
       continue;
     }
     const bool idle = t->cp.offset == before_offset && t->size == before_size;
@@ -616,6 +661,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
     }
   }
   for (const auto& key : release) files_.erase(key);
+  NoteRejections({});  // reports what waited out the minute
   metrics_.GetGauge("rlaif_ingest_open_files", "Log files held open (tailed or drained).")
       .Set(static_cast<double>(files_.size()));
   PublishStatus();
@@ -745,10 +791,7 @@ Status Ingestor::RecoverTruncationCopies(std::map<FileKey, Located>& found,
         "ingest: {} was truncated (copytruncate): reading its copy {} from offset {} "
         "({} bytes unread)",
         loc.path, copy_path, old.offset, static_cast<uint64_t>(cst.st_size) - old.offset);
-    metrics_
-        .GetCounter("rlaif_ingest_truncation_copies_total",
-                    "Copies of truncated files found and read from the committed offset.")
-        .Inc();
+    IngestCounter(metrics_, "rlaif_ingest_truncation_copies_total").Inc();
     truncated->insert(key);
     const FileKey ckey{next.device, next.inode};
     if (!found.count(ckey)) {
@@ -811,23 +854,13 @@ Status Ingestor::Commit(Tracked& t, const storage::SourceCheckpoint& next,
   records_[next.path] = next;
   t.cp = next;
   t.committed = true;
-  metrics_.GetCounter("rlaif_ingest_lines_total", "Log lines read.")
-      .Inc(static_cast<double>(lines));
-  metrics_.GetCounter("rlaif_ingest_bytes_total", "Log bytes read.")
-      .Inc(static_cast<double>(bytes));
-  metrics_.GetCounter("rlaif_ingest_stored_total", "New prompts stored.")
-      .Inc(static_cast<double>(cs.stored));
-  metrics_.GetCounter("rlaif_ingest_duplicates_total", "Prompts already stored (dedupe).")
-      .Inc(static_cast<double>(cs.duplicates));
+  IngestCounter(metrics_, "rlaif_ingest_lines_total").Inc(static_cast<double>(lines));
+  IngestCounter(metrics_, "rlaif_ingest_bytes_total").Inc(static_cast<double>(bytes));
+  IngestCounter(metrics_, "rlaif_ingest_stored_total").Inc(static_cast<double>(cs.stored));
+  IngestCounter(metrics_, "rlaif_ingest_duplicates_total").Inc(static_cast<double>(cs.duplicates));
   if (cs.pairs > 0 || cs.labels > 0) {
-    metrics_
-        .GetCounter("rlaif_ingest_logged_pairs_total",
-                    "Pairs taken from log lines (rewrite, ab), stored without generation.")
-        .Inc(static_cast<double>(cs.pairs));
-    metrics_
-        .GetCounter("rlaif_ingest_logged_labels_total",
-                    "Labels stated by log lines (rewrite, ab with preferred).")
-        .Inc(static_cast<double>(cs.labels));
+    IngestCounter(metrics_, "rlaif_ingest_logged_pairs_total").Inc(static_cast<double>(cs.pairs));
+    IngestCounter(metrics_, "rlaif_ingest_logged_labels_total").Inc(static_cast<double>(cs.labels));
   }
   if (cs.evicted > 0) {
     backpressure_evicted_->Inc(static_cast<double>(cs.evicted));
@@ -837,10 +870,9 @@ Status Ingestor::Commit(Tracked& t, const storage::SourceCheckpoint& next,
   // Counted once committed: a batch whose commit failed (disk full) is read
   // again, and its bad lines must not be counted twice.
   for (const auto& d : batch.dead) {
-    metrics_
-        .GetCounter("rlaif_ingest_rejected_total", "Rejected log lines.", {{"reason", d.reason}})
-        .Inc();
+    IngestCounter(metrics_, "rlaif_ingest_rejected_total", {{"reason", d.reason}}).Inc();
   }
+  NoteRejections(batch.dead);
   stats->lines += static_cast<int64_t>(lines);
   stats->bytes += static_cast<int64_t>(bytes);
   stats->stored += cs.stored;
@@ -850,6 +882,25 @@ Status Ingestor::Commit(Tracked& t, const storage::SourceCheckpoint& next,
   stats->logged_labels += cs.labels;
   stats->backpressured += cs.evicted;
   return Status::Ok();
+}
+
+void Ingestor::NoteRejections(const std::vector<storage::DeadLetter>& dead) {
+  if (!dead.empty() && rejected_unlogged_ == 0) first_unlogged_ = dead.front();
+  rejected_unlogged_ += static_cast<int64_t>(dead.size());
+  const double now = MonotonicSeconds();
+  if (rejected_unlogged_ == 0 || now - last_reject_log_s_ < 60) return;
+  // The detail is the parser's own wording (structure, sizes), never line text.
+  const storage::DeadLetter& d = first_unlogged_;
+  // The parser's details begin with their reason; line_too_long's does not.
+  const bool has_reason = d.detail.rfind(d.reason + ":", 0) == 0;
+  spdlog::warn(
+      "ingest: {} line(s) rejected{}, the first at {}: {}{} (counted in "
+      "rlaif_ingest_rejected_total; `rlaifctl export dead` lists them)",
+      rejected_unlogged_, first_report_ ? "" : " since the last report", d.ref,
+      has_reason ? "" : d.reason + ": ", d.detail);
+  first_report_ = false;
+  rejected_unlogged_ = 0;
+  last_reject_log_s_ = now;
 }
 
 void Ingestor::AddLoggedPair(const storage::PromptRecord& prompt, const ParsedLine& line,
@@ -898,7 +949,7 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
     spdlog::warn("ingest: {} was truncated or rewritten in place ({}): re-reading from 0", t.path,
                  shrank ? "size " + std::to_string(size) + " < offset " + std::to_string(cp.offset)
                         : std::string("first bytes changed"));
-    metrics_.GetCounter("rlaif_ingest_truncations_total", "Files truncated in place.").Inc();
+    IngestCounter(metrics_, "rlaif_ingest_truncations_total").Inc();
     ++rotations_by_path_[t.path];
     cp.offset = 0;
     cp.lines = 0;
@@ -912,8 +963,7 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
   cp.fingerprint = print;
   cp.fingerprint_len = head->size();
 
-  auto& sampled_total =
-      metrics_.GetCounter("rlaif_ingest_sampled_out_total", "Prompts skipped by sampling.");
+  auto& sampled_total = IngestCounter(metrics_, "rlaif_ingest_sampled_out_total");
   const size_t window =
       std::max<size_t>(max_batch_bytes_, static_cast<size_t>(source.max_line_bytes) + 1);
   const std::string& path = t.path;
@@ -952,10 +1002,7 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
                                                now_ms});
     };
     auto filtered = [&](const char* reason) {
-      metrics_
-          .GetCounter("rlaif_ingest_filtered_total", "Lines skipped by a filter.",
-                      {{"reason", reason}})
-          .Inc();
+      IngestCounter(metrics_, "rlaif_ingest_filtered_total", {{"reason", reason}}).Inc();
       ++stats->filtered;
     };
     // Order, cheapest first so that sampling spends nothing on what it drops:
@@ -974,7 +1021,7 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
     auto handle = [&](std::string_view line, uint64_t line_offset) {
       if (IsBlank(line)) return;
       if (line.size() > static_cast<size_t>(source.max_line_bytes)) {
-        reject("line_too_long",
+        reject(kLineTooLong,
                "line of " + std::to_string(line.size()) + " bytes exceeds " +
                    std::to_string(source.max_line_bytes),
                line_offset, line);
@@ -1023,9 +1070,7 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
           redactor_->RedactInPlace(&pl.pair.b, &scope);
         }
         for (const auto& [kind, n] : scope.counts) {
-          metrics_
-              .GetCounter("rlaif_redactions_total", "PII/secret spans redacted, by kind.",
-                          {{"kind", kind}})
+          IngestCounter(metrics_, "rlaif_redactions_total", {{"kind", kind}})
               .Inc(static_cast<double>(n));
         }
       }
@@ -1088,7 +1133,7 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
         }
         if (end == 0 && final_tail) end = size;
         if (end == 0) break;  // still unterminated: decide when its newline arrives
-        reject("line_too_long",
+        reject(kLineTooLong,
                "line of " + std::to_string(end - line_offset - 1) + " bytes exceeds " +
                    std::to_string(source.max_line_bytes),
                line_offset, std::string_view(chunk).substr(pos, kMaxRawInDeadLetter));

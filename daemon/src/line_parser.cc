@@ -501,6 +501,14 @@ std::string RejectReason(const Status& status) {
   return m.substr(0, m.find(':'));
 }
 
+const std::vector<std::string>& ParseRejectReasons() {
+  static const std::vector<std::string> kReasons = {
+      "nul_byte",       "invalid_utf8",    "too_deep",     "bad_json",          "not_object",
+      "missing_prompt", "bad_prompt_type", "empty_prompt", "bad_response_type", "bad_model_type",
+      "bad_messages",   "no_user_turn",    "bad_pair"};
+  return kReasons;
+}
+
 Result<LineParser> LineParser::Create(const SourceConfig& source) {
   if (source.format != "simple" && source.format != "openai-chat" && source.format != "custom") {
     return Status::InvalidArgument("unknown log format \"" + source.format + "\"");

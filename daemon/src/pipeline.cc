@@ -144,6 +144,88 @@ Pipeline::Pipeline(const Config& config, storage::Store& store, MetricsRegistry&
 
 Pipeline::~Pipeline() { Stop(); }
 
+namespace {
+
+// Help texts shared by the pre-registration and the increments.
+constexpr char kStageErrorsHelp[] = "Failed work items by stage and reason.";
+constexpr char kStageHeldHelp[] = "Work items put back because the upstream is held.";
+
+Counter& TrainingRuns(MetricsRegistry& m, const std::string& outcome) {
+  return m.GetCounter("rlaif_training_runs_total", "Training runs by outcome.",
+                      {{"outcome", outcome}});
+}
+
+Counter& JudgeLabels(MetricsRegistry& m, const std::string& dimension, const std::string& outcome) {
+  return m.GetCounter("rlaif_judge_labels_total", "Labels by dimension and outcome.",
+                      {{"dimension", dimension}, {"outcome", outcome}});
+}
+
+Counter& ModelSwaps(MetricsRegistry& m) {
+  return m.GetCounter("rlaif_model_swaps_total", "Live model swaps.");
+}
+
+Counter& StoreWriteErrors(MetricsRegistry& m) {
+  return m.GetCounter("rlaif_store_write_errors_total", "Failed store writes (disk full, I/O).");
+}
+
+Counter& PairsGenerated(MetricsRegistry& m) {
+  return m.GetCounter("rlaif_pairs_generated_total", "Pairs generated.");
+}
+
+}  // namespace
+
+// Series with a known label set exist from the start, at 0, so that rate()
+// and alerts see them before the first event.
+void Pipeline::RegisterMetrics() {
+  for (const char* outcome : {"promoted", "rejected", "failed", "skipped"}) {
+    TrainingRuns(metrics_, outcome);
+  }
+  for (const auto& dim : config_.judge.dimensions) {
+    for (const char* outcome : {"a", "b", "tie"}) JudgeLabels(metrics_, dim.name, outcome);
+  }
+  for (const char* stage : {"generate", "judge"}) {
+    metrics_.GetCounter("rlaif_stage_held_total", kStageHeldHelp, {{"stage", stage}});
+  }
+  ModelSwaps(metrics_);
+  StoreWriteErrors(metrics_);
+  PairsGenerated(metrics_);
+}
+
+// The last finished run and the run count, from the newest train_finished
+// event; a store from before those events has its newest model record.
+void Pipeline::RestoreTrainingStatus() {
+  auto events = store_.RecentEvents(1000);
+  if (events.ok()) {
+    for (const auto& e : *events) {
+      if (e.kind != "train_finished") continue;
+      const auto data = nlohmann::json::parse(e.data_json, nullptr, /*allow_exceptions=*/false);
+      if (!data.is_object()) continue;
+      std::lock_guard<std::mutex> lock(mu_);
+      training_.last_version = data.value("version", "");
+      training_.last_outcome = data.value("outcome", "");
+      training_.last_reason = data.value("reason", "");
+      training_.last_finished_at_ms = e.at_ms;
+      training_.runs = data.value("run", int64_t{0});
+      return;
+    }
+  }
+  auto models = store_.ListModels();
+  if (!models.ok() || models->empty()) return;
+  const auto newest =
+      std::max_element(models->begin(), models->end(),
+                       [](const storage::ModelRecord& a, const storage::ModelRecord& b) {
+                         return a.created_at_ms < b.created_at_ms;
+                       });
+  std::lock_guard<std::mutex> lock(mu_);
+  training_.last_version = newest->version;
+  training_.last_outcome = newest->state == "rejected"    ? "rejected"
+                           : newest->state == "candidate" ? "failed"
+                                                          : "promoted";
+  training_.last_reason = newest->reason;
+  training_.last_finished_at_ms = newest->created_at_ms;
+  training_.runs = static_cast<int64_t>(models->size());
+}
+
 void Pipeline::SetClients(const judge::ChatClient* generator_client,
                           const judge::ChatClient* judge_client) {
   gen_client_ = generator_client;
@@ -229,6 +311,8 @@ Status Pipeline::Start() {
       std::filesystem::remove_all(e.path(), ec);
     }
   }
+  RegisterMetrics();
+  RestoreTrainingStatus();
   auto live = store_.LiveVersion();
   if (!live.ok()) return live.status();
   if (!live->empty()) {
@@ -430,8 +514,7 @@ void Pipeline::StoreWriteFailed(const std::string& what, const Status& st) {
     }
     store_degraded_ = true;
   }
-  metrics_.GetCounter("rlaif_store_write_errors_total", "Failed store writes (disk full, I/O).")
-      .Inc();
+  StoreWriteErrors(metrics_).Inc();
   SetDegraded("store not writable: " + what + ": " + st.message());
 }
 
@@ -472,9 +555,7 @@ static bool IsHold(const Status& st) { return judge::IsAdmissionRejection(st); }
 
 void Pipeline::Hold(StagePool& pool, const storage::WorkItem& item, const char* stage,
                     const Status& st) {
-  metrics_.GetCounter("rlaif_stage_held_total", "Work items put back because the upstream is held.",
-                      {{"stage", stage}})
-      .Inc();
+  metrics_.GetCounter("rlaif_stage_held_total", kStageHeldHelp, {{"stage", stage}}).Inc();
   std::lock_guard<std::mutex> lock(pool.mu);
   pool.not_before[item.key] = MonotonicSeconds() + kRetryDelayS;
 }
@@ -493,8 +574,9 @@ static bool ShouldGiveUp(std::mutex& mu, std::map<std::string, int>& attempts,
 
 void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
   auto fail = [&](const std::string& reason, const std::string& detail, bool permanent) {
-    metrics_.GetCounter("rlaif_stage_errors_total", "Failed work items by stage and reason.",
-                        {{"stage", "generate"}, {"reason", reason}})
+    metrics_
+        .GetCounter("rlaif_stage_errors_total", kStageErrorsHelp,
+                    {{"stage", "generate"}, {"reason", reason}})
         .Inc();
     ++gen_failed_;
     if (permanent || ShouldGiveUp(mu_, attempts_, item.key)) {
@@ -546,13 +628,14 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     attempts_.erase(item.key);
   }
   ++gen_done_;
-  metrics_.GetCounter("rlaif_pairs_generated_total", "Pairs generated.").Inc();
+  PairsGenerated(metrics_).Inc();
 }
 
 void Pipeline::ProcessJudge(const storage::WorkItem& item) {
   auto fail = [&](const std::string& reason, const std::string& detail, bool permanent) {
-    metrics_.GetCounter("rlaif_stage_errors_total", "Failed work items by stage and reason.",
-                        {{"stage", "judge"}, {"reason", reason}})
+    metrics_
+        .GetCounter("rlaif_stage_errors_total", kStageErrorsHelp,
+                    {{"stage", "judge"}, {"reason", reason}})
         .Inc();
     ++judge_failed_;
     if (permanent || ShouldGiveUp(mu_, attempts_, item.key)) {
@@ -603,11 +686,7 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
       }
       return fail("upstream_unavailable", st.message(), false);
     }
-    metrics_
-        .GetCounter("rlaif_judge_labels_total", "Labels by dimension and outcome.",
-                    {{"dimension", dim.name},
-                     {"outcome", label->tie ? "tie" : (label->p_a > 0.5 ? "a" : "b")}})
-        .Inc();
+    JudgeLabels(metrics_, dim.name, label->tie ? "tie" : (label->p_a > 0.5 ? "a" : "b")).Inc();
     labels.push_back(std::move(*label));
   }
   Status st = store_.CommitLabels(item, labels);
@@ -676,17 +755,30 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   }
   auto finish = [&](const std::string& version, const std::string& outcome,
                     const std::string& reason) {
-    std::lock_guard<std::mutex> lock(mu_);
-    training_.running = false;
-    training_.last_version = version;
-    training_.last_outcome = outcome;
-    training_.last_reason = reason;
-    training_.last_finished_at_ms = NowMs();
-    ++training_.runs;
-    metrics_.GetCounter("rlaif_training_runs_total", "Training runs by outcome.",
-                        {{"outcome", outcome}})
-        .Inc();
+    int64_t run = 0;
+    const int64_t at = NowMs();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      training_.running = false;
+      training_.last_version = version;
+      training_.last_outcome = outcome;
+      training_.last_reason = reason;
+      training_.last_finished_at_ms = at;
+      run = ++training_.runs;
+    }
+    TrainingRuns(metrics_, outcome).Inc();
     spdlog::info("training {} ({}): {}", outcome, version.empty() ? "-" : version, reason);
+    // Every run, whatever its outcome, so that /v1/status still shows the
+    // last one (and the count) after a restart.
+    (void)store_.AppendEvent(
+        {at, "train_finished", actor,
+         "training " + outcome + (version.empty() ? "" : " " + version) + ": " + reason,
+         nlohmann::json{{"version", version},
+                        {"outcome", outcome},
+                        {"reason", reason},
+                        {"trigger", trigger},
+                        {"run", run}}
+             .dump()});
   };
 
   const int64_t labels_at = store_.Counts().labels;
@@ -1062,7 +1154,7 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   }
   metrics_.GetGauge("rlaif_model_live_accuracy", "Held-out accuracy of the live model.")
       .Set(cand_m->accuracy);
-  metrics_.GetCounter("rlaif_model_swaps_total", "Live model swaps.").Inc();
+  ModelSwaps(metrics_).Inc();
   finish(version, "promoted", gate.reason);
 }
 
@@ -1100,7 +1192,7 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
       version, {NowMs(), "promote", actor, why.empty() ? "manual promotion" : why,
                 nlohmann::json{{"version", version}, {"kept_loaded", reused}}.dump()}));
   SwapLocked(model);
-  metrics_.GetCounter("rlaif_model_swaps_total", "Live model swaps.").Inc();
+  ModelSwaps(metrics_).Inc();
   metrics_.GetGauge("rlaif_model_live_accuracy", "Held-out accuracy of the live model.")
       .Set((*rec)->accuracy);
   spdlog::info("{} promoted {}: {}", actor, version, why);

@@ -67,6 +67,25 @@ void PrintStatus(const json& s) {
               << std::setw(7) << Fixed(q, "done_per_s", 2) << "  errors " << Percent(q, "error_rate")
               << "  dead " << Str(q, "dead_lettered") << "\n";
   }
+  // Upstream endpoints: calls by result, attempts, the breaker, the last error.
+  if (s.contains("upstream") && s["upstream"].is_object()) {
+    for (const char* role : {"generator", "judge"}) {
+      if (!s["upstream"].contains(role)) continue;
+      const json& u = s["upstream"][role];
+      const json calls = u.value("calls", json::object());
+      std::cout << (std::string(role) == "generator" ? "upstream: " : "          ") << std::left
+                << std::setw(10) << role << std::right << "calls ok " << Str(calls, "ok")
+                << "  failed " << Str(calls, "error") << "  refused " << Str(calls, "rejected")
+                << "  attempts " << Str(u, "requests") << " (" << Str(u, "request_errors")
+                << " failed)  breaker " << Str(u, "breaker") << "\n";
+      const std::string held = u.contains("held") && u["held"].is_string() ? Str(u, "held") : "";
+      const std::string last = Str(u, "last_error");
+      if (!held.empty() || (!last.empty() && last != "-")) {
+        std::cout << "          " << (held.empty() ? "last error: " + last : "held: " + held)
+                  << "\n";
+      }
+    }
+  }
   const json& m = s["model"];
   std::cout << "model:    live " << Str(m, "live_version") << "  accuracy "
             << Fixed(m, "accuracy", 3) << "  device " << Str(m, "device") << "\n";

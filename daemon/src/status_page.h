@@ -14,9 +14,11 @@ header h1{font-size:18px;margin:0}
 .pill{padding:2px 10px;border-radius:10px;font-weight:600}
 .running{background:#1f9d55}.paused{background:#d69e2e}.degraded{background:#e53e3e}
 main{padding:16px 20px;display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}
-section{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 2px #0002}
+section{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 2px #0002;min-width:0;overflow-x:auto}
+.wide{grid-column:span 2}@media(max-width:720px){.wide{grid-column:auto}}
 h2{font-size:15px;margin:0 0 8px}
-table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #eee}
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #eee}td{overflow-wrap:anywhere}
+td.err{color:#c53030;font-size:12px}
 .flow{display:flex;gap:6px;align-items:center;flex-wrap:wrap}.stage{background:#edf2f7;border-radius:6px;padding:6px 10px;text-align:center}
 .stage b{display:block;font-size:18px}.muted{color:#718096}
 </style></head><body>
@@ -27,7 +29,7 @@ table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 6px;
 <section><h2>Live model</h2><table id="model"></table></section>
 <section><h2>Training</h2><table id="training"></table></section>
 <section><h2>Sources</h2><table id="sources"></table></section>
-<section><h2>Upstream</h2><table id="upstream"></table></section>
+<section class="wide"><h2>Upstream</h2><table id="upstream"></table></section>
 <section><h2>Judge health (rolling window)</h2><table id="judge"></table></section>
 <section style="grid-column:1/-1"><h2>Model history (held-out accuracy)</h2><svg id="chart" width="100%" height="160"></svg>
 <table id="models"></table></section>
@@ -61,7 +63,7 @@ async function tick(){
   rows("training",[["running",s.training.running?`yes (${Math.round(100*s.training.progress)}%)`:"no"],["runs",s.training.runs],
    ["last version",l.version||"-"],["last outcome",l.outcome||"-"],["why",l.reason||"-"]]);
   $("sources").innerHTML="<tr><th>path</th><th>offset</th><th>lag (bytes)</th></tr>"+(s.sources||[]).map(x=>`<tr><td>${esc(x.path)}</td><td>${x.offset}</td><td>${x.lag_bytes}</td></tr>`).join("");
-  $("upstream").innerHTML="<tr><th></th><th>requests</th><th>retries</th><th>failures</th><th>circuit</th><th>spent this hour</th></tr>"+["generator","judge"].map(k=>{const u=s.upstream[k];const b=u.budget||{};return `<tr><th>${k}</th><td>${u.requests}</td><td>${u.retries}</td><td>${u.failures}</td><td>${esc(u.breaker)}</td><td>$${(b.spent_this_hour_usd||0).toFixed(2)}${b.hourly_usd?" of $"+b.hourly_usd.toFixed(2):""}${b.exhausted?" (exhausted)":""}</td></tr>`}).join("");
+  $("upstream").innerHTML="<tr><th></th><th>calls ok</th><th>calls failed</th><th>attempts (failed)</th><th>circuit</th><th>spent this hour</th></tr>"+["generator","judge"].map(k=>{const u=s.upstream[k];const b=u.budget||{};const c=u.calls||{};const err=u.held||u.last_error;return `<tr><th>${k}</th><td>${c.ok??"-"}</td><td>${(c.error??0)+(c.rejected??0)}${c.rejected?` (${c.rejected} refused)`:""}</td><td>${u.requests} (${u.request_errors??"-"})</td><td>${esc(u.breaker)}</td><td>$${(b.spent_this_hour_usd||0).toFixed(2)}${b.hourly_usd?" of $"+b.hourly_usd.toFixed(2):""}${b.exhausted?" (exhausted)":""}</td></tr>`+(err?`<tr><td></td><td class="err" colspan="5">${esc(err)}</td></tr>`:"")}).join("");
   const h=(s.judge&&s.judge.health)||{},ha=(s.judge&&s.judge.human_agreement)||{},pct=v=>v==null?"-":(100*v).toFixed(1)+"%";
   rows("judge",[["labels in window",h.window_labels??"-"],["position consistency",pct(h.position_consistency)],["first position wins",pct(h.first_position_rate)],
    ["longer response wins",pct(h.longer_wins_rate)],["ties",pct(h.tie_rate)],["parse failures",pct(h.parse_failure_rate)],

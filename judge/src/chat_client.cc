@@ -769,15 +769,19 @@ ChatClient::~ChatClient() = default;
 void ChatClient::Stop() { impl_->Stop(); }
 
 Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
-  if (!impl_->endpoint_status.ok()) {
+  auto failed = [this](std::atomic<int64_t>& result) {
+    result++;
     stats_.failures++;
+  };
+  if (!impl_->endpoint_status.ok()) {
+    failed(stats_.failed_calls);
     return impl_->endpoint_status;
   }
   std::string body;
   try {
     body = BuildRequestBody(request);
   } catch (const std::exception& e) {
-    stats_.failures++;
+    failed(stats_.failed_calls);
     return Status::Internal(std::string("cannot encode chat request: ") + e.what());
   }
   // What the tokens/min bucket is charged up front; corrected to the
@@ -787,13 +791,20 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
   const double estimated_tokens =
       static_cast<double>(prompt_bytes) / 4.0 + std::max(0, request.max_tokens);
   const int max_attempts = std::max(1, impl_->options.max_retries + 1);
+  // Whether every attempt so far got a 200 whose body did not parse: only
+  // then does the call fail as kCorruption (which callers treat as the
+  // item's fault, e.g. an unparseable verdict, and do not retry).
+  bool every_body_corrupt = true;
   for (int attempt = 1;; ++attempt) {
     Impl::Attempt a = impl_->Send(body, estimated_tokens);
     if (a.outcome == Impl::Outcome::kRejected) {
-      stats_.failures++;
+      failed(stats_.rejected_calls);
       return a.status;
     }
-    if (a.outcome != Impl::Outcome::kCancelled) stats_.requests++;
+    if (a.outcome != Impl::Outcome::kCancelled) {
+      stats_.requests++;
+      if (a.outcome != Impl::Outcome::kOk) stats_.request_errors++;
+    }
     impl_->RecordHealth(a.health, a.status);
     switch (a.outcome) {
       case Impl::Outcome::kOk: {
@@ -819,22 +830,26 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
         return std::move(a.response);
       }
       case Impl::Outcome::kRejected:
+        failed(stats_.rejected_calls);
+        return a.status;
       case Impl::Outcome::kCancelled:
-        stats_.failures++;
+        failed(stats_.cancelled_calls);
         return a.status;
       case Impl::Outcome::kFatal:
-        stats_.failures++;
+        failed(stats_.failed_calls);
         return Status(a.status.code(), a.status.message() + " (attempt " + std::to_string(attempt) +
                                            ", not retried)");
       case Impl::Outcome::kRetryable:
         break;
     }
+    every_body_corrupt = every_body_corrupt && a.status.code() == StatusCode::kCorruption;
     if (attempt >= max_attempts) {
-      stats_.failures++;
-      // A body that never parsed stays kCorruption; everything else is
-      // "the endpoint is not answering".
-      const StatusCode code = a.status.code() == StatusCode::kCorruption ? StatusCode::kCorruption
-                                                                         : StatusCode::kUnavailable;
+      failed(stats_.failed_calls);
+      // Bodies that never parsed, on every attempt, stay kCorruption; a mix
+      // (timeouts, 5xx, then one truncated body) is "the endpoint is not
+      // answering" whatever the last attempt was.
+      const StatusCode code =
+          every_body_corrupt ? StatusCode::kCorruption : StatusCode::kUnavailable;
       return Status(
           code, a.status.message() + " (gave up after " + std::to_string(attempt) + " attempts)");
     }
@@ -843,7 +858,7 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
                  max_attempts, a.status.message(), wait);
     stats_.retries++;
     if (!impl_->WaitFor(wait)) {
-      stats_.failures++;
+      failed(stats_.cancelled_calls);
       return Status::Cancelled("chat client stopped while backing off after: " +
                                a.status.message());
     }

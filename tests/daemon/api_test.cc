@@ -288,6 +288,10 @@ TEST_F(ApiTest, BatchCompareAndOpenRlhfReward) {
   EXPECT_DOUBLE_EQ(st["serving"]["mean_batch"].get<double>(), 2.0);
   EXPECT_TRUE(st["serving"]["blas"].is_string());
   const std::string metrics = client_->Get("/metrics")->body;
+  EXPECT_NE(metrics.find("rlaif_score_batched_items_total 6"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("rlaif_score_batches_total 3"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("# TYPE rlaif_score_batches_total counter"), std::string::npos);
+  // The deprecated gauge, kept for one release (docs/METRICS.md).
   EXPECT_NE(metrics.find("rlaif_score_batched_items 6"), std::string::npos) << metrics;
 }
 

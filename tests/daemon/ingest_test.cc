@@ -1,11 +1,14 @@
 #include "rlaif/daemon/ingest.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <map>
+#include <sstream>
 
 #include "test_util.h"
 
@@ -129,6 +132,38 @@ TEST_F(IngestTest, BadLinesAreDeadLetteredAndIngestContinues) {
   EXPECT_EQ(reasons, (std::vector<std::string>{"bad_json", "bad_prompt_type"}));
   EXPECT_NE(metrics_.Render().find("rlaif_ingest_rejected_total{reason=\"bad_json\"} 1"),
             std::string::npos);
+}
+
+// Rejections are logged without flooding: the first pass's at once (count,
+// file:offset, reason and the parser's detail, never the line's text), then
+// nothing more within the minute.
+TEST_F(IngestTest, RejectedLinesAreLoggedAtMostOnceAMinuteWithoutTheirText) {
+  std::ostringstream logs;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(logs)));
+  WriteFile(log_, Line("ok1") + "garbage secret-text\n" + "{\"prompt\": 5}\n");
+  {
+    Ingestor ing({source_}, sampling_, *store_, metrics_);
+    ASSERT_TRUE(ing.PollOnce().ok());
+    AppendFile(log_, "more garbage\n" + Line("ok2"));
+    auto second = ing.PollOnce();
+    ASSERT_TRUE(second.ok());
+    EXPECT_EQ(second->rejected, 1);
+  }
+  spdlog::set_default_logger(previous);
+  const std::string text = logs.str();
+  size_t warnings = 0;
+  for (size_t at = text.find("rejected"); at != std::string::npos;
+       at = text.find("rejected", at + 1)) {
+    ++warnings;
+  }
+  EXPECT_EQ(warnings, 2u) << text;  // one warning (its text names the counter too)
+  EXPECT_NE(text.find("ingest: 2 line(s) rejected, the first at " + log_ + ":" +
+                      std::to_string(Line("ok1").size()) + ": bad_json: "),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("secret-text"), std::string::npos) << text;
 }
 
 TEST_F(IngestTest, OverLongLineIsCutOffAndTheRestContinues) {

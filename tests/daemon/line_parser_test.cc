@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 namespace rlaif::daemon {
@@ -19,7 +20,12 @@ LineParser Make(const std::string& format, FieldPointers fields = {}) {
 std::string Reason(const LineParser& p, std::string_view line) {
   ParsedLine pl;
   Status st = p.Parse(line, &pl);
-  return st.ok() ? "ok" : RejectReason(st);
+  if (st.ok()) return "ok";
+  const std::string reason = RejectReason(st);
+  // Every reason is in the list the ingest metrics are pre-registered from.
+  const auto& known = ParseRejectReasons();
+  EXPECT_NE(std::find(known.begin(), known.end(), reason), known.end()) << reason;
+  return reason;
 }
 
 TEST(LineParserTest, SimpleReadsPromptResponseModelAndMetadata) {

@@ -269,7 +269,14 @@ TEST_F(RefreshPipelineTest, ScratchThenRefreshWithReplayThenResumeAfterRestart) 
   ASSERT_TRUE(std::filesystem::exists(dir_.Sub("training-state/state/state.json")));
   AddLabels(MarkerPairs(50, 4, "late", "cherry", ""), NowMs());
   StartPipeline();
-  auto t3 = TrainAndWait(1);
+  // The restarted pipeline knows the runs before it (train_finished events).
+  const TrainingStatus restored = pipeline_->Training();
+  EXPECT_EQ(restored.runs, 2);
+  EXPECT_EQ(restored.last_version, v2);
+  EXPECT_EQ(restored.last_outcome, t2.last_outcome);
+  EXPECT_EQ(restored.last_reason, t2.last_reason);
+  EXPECT_EQ(restored.last_finished_at_ms, t2.last_finished_at_ms);
+  auto t3 = TrainAndWait(3);
   ASSERT_TRUE(t3.last_outcome == "promoted" || t3.last_outcome == "rejected") << t3.last_reason;
   json m3 = Metrics(t3.last_version);
   EXPECT_EQ(m3["refresh"]["mode"], "refresh");
@@ -300,7 +307,7 @@ TEST_F(RefreshPipelineTest, GivenTokenizerIsKeptByRefreshesAndAChangeRetrainsFro
 
   Reconfigure([&](Config& c) { c.trainer.model.tokenizer_file = fixtures + "gpt2-3k.json"; });
   AddLabels(MarkerPairs(200, 3, "third", "banana", ""), NowMs() - 10000);
-  auto t3 = TrainAndWait(1);
+  auto t3 = TrainAndWait(3);  // runs count on across the restart
   ASSERT_TRUE(t3.last_outcome == "promoted" || t3.last_outcome == "rejected") << t3.last_reason;
   json m3 = Metrics(t3.last_version);
   EXPECT_EQ(m3["refresh"]["mode"], "scratch") << m3["refresh"].dump();
@@ -387,7 +394,7 @@ TEST_F(RefreshPipelineTest, EnsembleRefreshesAndLinearRetrainsFromScratch) {
 
   Reconfigure([](Config& c) { c.trainer.model.type = "linear"; });
   AddLabels(MarkerPairs(100, 3, "third", "banana", ""), NowMs() - 10000);
-  auto t3 = TrainAndWait(1);
+  auto t3 = TrainAndWait(3);  // runs count on across the restart
   ASSERT_TRUE(t3.last_outcome == "promoted" || t3.last_outcome == "rejected") << t3.last_reason;
   json m3 = Metrics(t3.last_version);
   EXPECT_EQ(m3["refresh"]["mode"], "scratch") << m3["refresh"].dump();

@@ -72,6 +72,10 @@ def main(args, tmp):
     check("done/s" in out and "judge" in out, f"status table lacks stage rates:\n{out}")
     check("serving:  batching on" in out and "BLAS openblas (1 threads)" in out,
           f"status table lacks the serving line (batching, BLAS threads):\n{out}")
+    check(re.search(r"upstream: generator +calls ok [1-9]\d*  failed \d+  refused \d+  "
+                    r"attempts \d+ \(\d+ failed\)  breaker closed", out) and
+          re.search(r"^ +judge +calls ok [1-9]", out, re.M),
+          f"status table lacks the upstream lines:\n{out}")
     rc, out, _ = run("--json", "status", url=base)
     st = json.loads(out)
     check(rc == 0 and st["model"]["live_version"] == first, "status --json")

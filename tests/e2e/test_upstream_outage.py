@@ -58,16 +58,26 @@ def main(args, tmp):
     t_down = time.time()
     append(100, 200)
 
+    def open_roles(s):
+        return [r for r in ("generator", "judge") if s["upstream"][r]["breaker"] == "open"]
+
     def degraded():
         s = get_json(base + "/v1/status")
-        open_ = [r for r in ("generator", "judge") if s["upstream"][r]["breaker"] == "open"]
-        return s if s["state"] == "degraded" and open_ else None
+        return s if s["state"] == "degraded" and open_roles(s) else None
     s = wait_for(degraded, 60, "degraded with an open breaker")
     print(f"degraded after {time.time() - t_down:.1f}s: {s['reasons']}")
     check(any("circuit" in r or "breaker" in r for r in s["reasons"]), f"reasons {s['reasons']}")
     metrics = http("GET", base + "/metrics")[1].decode()
     check('rlaif_upstream_breaker_open{role="generator"} 1' in metrics or
           'rlaif_upstream_breaker_open{role="judge"} 1' in metrics, "breaker gauge not 1")
+    # Attempts and calls reconcile (docs/METRICS.md): the open breaker's
+    # upstream has failed attempts; calls by result add up to the failures.
+    for role in open_roles(s):
+        u = s["upstream"][role]
+        calls = u["calls"]
+        check(0 < u["request_errors"] <= u["requests"], f"{role}: {u}")
+        check(calls["error"] + calls["rejected"] + calls["cancelled"] == u["failures"], f"{role}: {u}")
+        check(f'rlaif_upstream_request_errors_total{{role="{role}"}} ' in metrics, "no request_errors")
     dead_during = 0
     while time.time() - t_down < OUTAGE_S:
         dead_during = get_json(base + "/v1/status")["counts"]["dead"]

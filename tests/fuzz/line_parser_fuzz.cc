@@ -1,8 +1,11 @@
 // Log-line parsers (daemon/src/line_parser.cc). The first byte picks the
 // format (simple, openai-chat, custom with fixed pointers); the rest is the
 // line. Checks: no crash, and an accepted line has a non-blank prompt that is
-// valid UTF-8 without NUL bytes, as the rest of the pipeline assumes.
+// valid UTF-8 without NUL bytes, as the rest of the pipeline assumes; a
+// rejected line has one of the documented reasons (ParseRejectReasons).
+#include <algorithm>
 #include <optional>
+#include <string>
 
 #include "fuzz_target.h"
 #include "rlaif/daemon/line_parser.h"
@@ -57,7 +60,10 @@ RLAIF_FUZZ_TARGET(line_parser) {
     FUZZ_CHECK(rlaif::fuzz::ValidUtf8(out.response));
   } else {
     FUZZ_CHECK(st.code() == rlaif::StatusCode::kInvalidArgument);
-    FUZZ_CHECK(!rlaif::daemon::RejectReason(st).empty());
+    // One of the documented reasons, each a metric series from the start.
+    const std::string reason = rlaif::daemon::RejectReason(st);
+    const auto& known = rlaif::daemon::ParseRejectReasons();
+    FUZZ_CHECK(std::find(known.begin(), known.end(), reason) != known.end());
   }
   return 0;
 }

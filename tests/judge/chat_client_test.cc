@@ -414,6 +414,25 @@ TEST(ChatClientTest, CorruptSuccessBody) {
   EXPECT_NE(resp.status().message().find("this is not json"), std::string::npos);
 }
 
+// A call whose attempts failed in different ways (a 503, then a truncated
+// 200 body last) is an unavailable endpoint, not a corrupt answer: callers
+// dead-letter kCorruption at once (unparseable verdict) but retry
+// kUnavailable later. Seen as a dead letter in test_upstream_outage under load.
+TEST(ChatClientTest, MixedFailuresEndingInACorruptBodyAreUnavailable) {
+  std::atomic<int> n{0};
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    if (n++ == 0) return FakeUpstream::Reply(res, 503, R"({"error":{"message":"loading"}})");
+    FakeUpstream::Reply(res, 200, R"({"id":"x","choices":[{"message":{"content":"{\"win)");
+  });
+  ChatClientOptions o = FastOptions(up);
+  o.max_retries = 2;
+  ChatClient client(o);
+  auto resp = client.Complete(SimpleRequest());
+  ASSERT_FALSE(resp.ok());
+  EXPECT_EQ(resp.status().code(), StatusCode::kUnavailable) << resp.status().ToString();
+  EXPECT_EQ(up.calls(), 3);
+}
+
 TEST(ChatClientTest, BadBaseUrl) {
   for (const char* url : {"ftp://x/v1", "127.0.0.1:8000/v1", "http://:80/v1", "http://h:99999/v1",
                           "http://user:pw@h/v1"}) {
@@ -445,6 +464,44 @@ TEST(ChatClientTest, StopCancelsBackoffWait) {
   auto after = client.Complete(SimpleRequest());
   EXPECT_EQ(after.status().code(), StatusCode::kCancelled);
   EXPECT_EQ(up.calls(), 1);
+}
+
+// Every call lands in exactly one result, and attempts reconcile with calls:
+// what rlaif_upstream_calls_total{result} and rlaif_upstream_request_errors_total
+// export. Calls: ok; 503 then ok (a failed attempt inside a good call); 500 x3
+// (a failed call of 3 attempts, which opens the breaker); one refused while
+// the breaker is open, without a request; one cancelled after Stop().
+TEST(ChatClientTest, CallsAndAttemptsReconcile) {
+  std::atomic<int> n{0};
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    const int i = n++;
+    if (i == 1) return FakeUpstream::Reply(res, 503, R"({"error":{"message":"busy"}})");
+    if (i >= 3) return FakeUpstream::Reply(res, 500, R"({"error":{"message":"boom"}})");
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+  });
+  ChatClientOptions o = FastOptions(up);
+  o.max_retries = 2;
+  o.breaker_failures = 3;
+  o.breaker_cooldown_s = 60;
+  ChatClient client(o);
+  EXPECT_TRUE(client.Complete(SimpleRequest()).ok());
+  EXPECT_TRUE(client.Complete(SimpleRequest()).ok());
+  EXPECT_EQ(client.Complete(SimpleRequest()).status().code(), StatusCode::kUnavailable);
+  const Status refused = client.Complete(SimpleRequest()).status();
+  EXPECT_TRUE(IsAdmissionRejection(refused)) << refused.ToString();
+  client.Stop();
+  EXPECT_EQ(client.Complete(SimpleRequest()).status().code(), StatusCode::kCancelled);
+
+  const ChatClientStats& s = client.stats();
+  EXPECT_EQ(up.calls(), 6);
+  EXPECT_EQ(s.requests.load(), 6);
+  EXPECT_EQ(s.request_errors.load(), 4);
+  EXPECT_EQ(s.successes.load(), 2);
+  EXPECT_EQ(s.failed_calls.load(), 1);
+  EXPECT_EQ(s.rejected_calls.load(), 1);
+  EXPECT_EQ(s.cancelled_calls.load(), 1);
+  EXPECT_EQ(s.failures.load(), 3);
+  EXPECT_EQ(s.retries.load(), 3);
 }
 
 TEST(ChatClientTest, StopAbortsRequestInFlight) {

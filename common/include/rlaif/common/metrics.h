@@ -26,6 +26,10 @@ using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 class Counter {
  public:
   void Inc(double v = 1.0);
+  // For a count kept elsewhere (an atomic in another module, read when
+  // metrics are collected): sets the counter to `total` unless that would
+  // lower it, so a racing or stale read never makes it go backwards.
+  void RaiseTo(double total);
   double Value() const { return value_.load(std::memory_order_relaxed); }
 
  private:

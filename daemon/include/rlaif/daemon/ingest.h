@@ -180,6 +180,11 @@ class Ingestor {
   // False once the line's stratum has had its hourly share (then counted).
   bool UnderStratumCap(const ParsedLine& line);
   void PublishStatus();
+  // Logs rejected lines without flooding: the first at once, then at most one
+  // warning a minute with the count since the last one and the first's
+  // reason, file:offset and parser detail (never the line's text). Called
+  // with nothing, it reports what waited out the minute.
+  void NoteRejections(const std::vector<storage::DeadLetter>& dead);
   // Adds inotify watches for the directories of the sources' globs (idempotent).
   void WatchDirectories();
 
@@ -201,6 +206,10 @@ class Ingestor {
   int64_t pending_room_ = -1;  // prompts the "pause" policy still admits; -1 = no bound
   Counter* backpressure_paused_ = nullptr;
   Counter* backpressure_evicted_ = nullptr;
+  int64_t rejected_unlogged_ = 0;       // rejections since the last warning
+  storage::DeadLetter first_unlogged_;  // the first of them
+  double last_reject_log_s_ = -1e18;    // MonotonicSeconds of the last warning
+  bool first_report_ = true;
   int64_t stratum_hour_ = -1;                      // clock hour of stratum_counts_
   std::map<std::string, int64_t> stratum_counts_;  // prompts kept this hour, by stratum
 

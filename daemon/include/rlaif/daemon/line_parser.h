@@ -103,6 +103,10 @@ class LineParser {
 // The reason of a Parse failure: the text before the first ':' of its message.
 std::string RejectReason(const Status& status);
 
+// Every reason Parse can report (the list above), for metrics that should
+// exist at zero before the first rejection.
+const std::vector<std::string>& ParseRejectReasons();
+
 // Checks the raw bytes of a line before JSON parsing: returns "" when fine,
 // else "nul_byte", "invalid_utf8" or "too_deep" (nesting beyond kMaxJsonDepth).
 std::string PrecheckLine(std::string_view line);

@@ -50,7 +50,7 @@ struct TrainingStatus {
   std::string last_outcome;     // "promoted" | "rejected" | "failed" | "skipped" | ""
   std::string last_reason;
   int64_t last_finished_at_ms = 0;
-  int64_t runs = 0;
+  int64_t runs = 0;  // finished runs recorded in the store (survive restarts)
 };
 
 // The options the daemon trains with from `config`'s trainer section
@@ -116,6 +116,10 @@ class Pipeline {
   void ProcessGenerate(const storage::WorkItem& item);
   void ProcessJudge(const storage::WorkItem& item);
   void RunTraining(const std::string& trigger, const std::string& actor);
+  // Creates the counters whose label sets are known, at 0 (Start).
+  void RegisterMetrics();
+  // training_'s last run and run count from the store (Start).
+  void RestoreTrainingStatus();
   Status LoadAndSwap(const std::string& version);
   void SetDegraded(const std::string& reason);
   // A write to the store failed (disk full, I/O error): the daemon is degraded

@@ -112,11 +112,18 @@ struct ChatClientOptions {
   double hourly_budget_usd = 0;
 };
 
+// Two levels: a call (Complete) makes one or more HTTP attempts. Every call
+// ends in exactly one of successes, failed_calls, rejected_calls and
+// cancelled_calls; `failures` is the sum of the last three.
 struct ChatClientStats {
-  std::atomic<int64_t> requests{0};   // HTTP attempts
-  std::atomic<int64_t> successes{0};
+  std::atomic<int64_t> requests{0};        // HTTP attempts sent
+  std::atomic<int64_t> request_errors{0};  // attempts that failed (<= requests)
+  std::atomic<int64_t> successes{0};       // calls (and attempts) that succeeded
   std::atomic<int64_t> retries{0};
-  std::atomic<int64_t> failures{0};   // calls that returned an error
+  std::atomic<int64_t> failures{0};         // calls that returned an error
+  std::atomic<int64_t> failed_calls{0};     // ... after their attempts (or before any: bad request)
+  std::atomic<int64_t> rejected_calls{0};   // ... refused by admission control (breaker, budget)
+  std::atomic<int64_t> cancelled_calls{0};  // ... ended by Stop()
   std::atomic<int64_t> prompt_tokens{0};
   std::atomic<int64_t> completion_tokens{0};
   std::atomic<int64_t> cost_nano_usd{0};       // total cost, 1e-9 USD
