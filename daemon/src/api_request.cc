@@ -124,6 +124,28 @@ std::optional<ApiError> DecodeHumanLabel(const json& body, HumanLabelRequest* ou
   return std::nullopt;
 }
 
+std::optional<ApiError> DecodeRequeue(const json& body, RequeueRequest* out) {
+  if (auto e = GetText(body, "stage", &out->stage)) return e;
+  if (out->stage != "generate" && out->stage != "judge") {
+    return Error(400, "invalid_request",
+                 "\"stage\" must be \"generate\" or \"judge\" (bad log lines cannot be "
+                 "re-queued: append them to a source again)");
+  }
+  if (body.contains("dead_reason") && !body["dead_reason"].is_null()) {
+    if (auto e = GetText(body, "dead_reason", &out->dead_reason)) return e;
+  }
+  if (body.contains("max") && !body["max"].is_null()) {
+    const json& m = body["max"];
+    if (!m.is_number_integer() || m.get<int64_t>() < 1 ||
+        m.get<int64_t>() > static_cast<int64_t>(kMaxRequeue)) {
+      return Error(400, "invalid_request",
+                   "\"max\" must be an integer in [1, " + std::to_string(kMaxRequeue) + "]");
+    }
+    out->max = static_cast<size_t>(m.get<int64_t>());
+  }
+  return std::nullopt;
+}
+
 std::optional<ApiError> ParseBoundedInt(const std::string& key, const std::string& value,
                                         size_t lo, size_t hi, size_t* out) {
   size_t v = 0;

@@ -76,6 +76,17 @@ struct HumanLabelRequest {
 };
 std::optional<ApiError> DecodeHumanLabel(const nlohmann::json& body, HumanLabelRequest* out);
 
+// /v1/dead/requeue: {"stage": "generate"|"judge", "dead_reason": optional
+// filter (e.g. "unparseable_verdict"), "max": optional 1..kMaxRequeue
+// (default kMaxRequeue), "reason": optional, the operator's why (audit)}.
+inline constexpr size_t kMaxRequeue = 100000;
+struct RequeueRequest {
+  std::string stage;
+  std::string dead_reason;
+  size_t max = kMaxRequeue;
+};
+std::optional<ApiError> DecodeRequeue(const nlohmann::json& body, RequeueRequest* out);
+
 // A non-negative decimal query parameter in [lo, hi] (at most 9 digits).
 // Errors: 400 invalid_request.
 std::optional<ApiError> ParseBoundedInt(const std::string& key, const std::string& value,

@@ -337,8 +337,8 @@ struct ApiServer::Impl {
     // not keeping up. Said while paused too: a pause must not hide a fault.
     bool held = false;
     for (auto st : {storage::Stage::kGenerate, storage::Stage::kJudge}) {
-      for (std::string why :
-           {ctx.pipeline.StageFaultReason(st), ctx.pipeline.StageHeldReason(st)}) {
+      for (std::string why : {ctx.pipeline.StageFaultReason(st), ctx.pipeline.StageHeldReason(st),
+                              ctx.pipeline.StageProbingReason(st)}) {
         if (!why.empty()) {
           reasons->push_back(why);
           held = true;
@@ -500,20 +500,20 @@ struct ApiServer::Impl {
       const double elapsed = (NowMs() - t.started_at_ms) / 1000.0;
       eta = elapsed * (1 - t.progress) / t.progress;
     }
-    out["training"] = {{"running", t.running},
-                       {"progress", t.progress},
-                       {"eta_s", eta},
-                       {"started_at", t.running ? json(FormatTimeMs(t.started_at_ms)) : json()},
-                       {"trigger", t.trigger},
-                       {"runs", t.runs},
-                       {"min_new_labels", ctx.config.trainer.min_new_labels},
-                       {"last",
-                        {{"version", t.last_version},
-                         {"outcome", t.last_outcome},
-                         {"reason", t.last_reason},
-                         {"finished_at", t.last_finished_at_ms
-                                             ? json(FormatTimeMs(t.last_finished_at_ms))
-                                             : json()}}}};
+    out["training"] = {
+        {"running", t.running},
+        {"progress", t.running ? json(t.progress) : json()},  // null when idle
+        {"eta_s", eta},
+        {"started_at", t.running ? json(FormatTimeMs(t.started_at_ms)) : json()},
+        {"trigger", t.trigger},
+        {"runs", t.runs},
+        {"min_new_labels", ctx.config.trainer.min_new_labels},
+        {"last",
+         {{"version", t.last_version},
+          {"outcome", t.last_outcome},
+          {"reason", t.last_reason},
+          {"finished_at",
+           t.last_finished_at_ms ? json(FormatTimeMs(t.last_finished_at_ms)) : json()}}}};
     return out;
   }
 
@@ -563,8 +563,12 @@ struct ApiServer::Impl {
                                 {"judge", &ctx.judge_client}}) {
       const judge::ClientHealth h = client->Health();
       const auto& st = client->stats();
-      m.GetGauge("rlaif_upstream_breaker_open", "1 while the upstream's circuit breaker is open.",
-                 {{"role", role}}).Set(h.breaker == judge::BreakerState::kOpen ? 1 : 0);
+      // Half-open counts as open: the probe has not succeeded yet, and a hung
+      // upstream (open, probe times out, open ...) must not flap the gauge.
+      m.GetGauge("rlaif_upstream_breaker_open",
+                 "1 while the upstream's circuit breaker is open or half-open (probing).",
+                 {{"role", role}})
+          .Set(h.breaker == judge::BreakerState::kClosed ? 0 : 1);
       m.GetGauge("rlaif_upstream_configuration_fault",
                  "1 while the upstream refuses the requests as configured (HTTP 401/403/404, TLS).",
                  {{"role", role}})
@@ -677,6 +681,32 @@ struct ApiServer::Impl {
       out["model_version"] = version;
       SendJson(res, out);
     }
+  }
+
+  // Dead letters of a pipeline stage queued again (after the cause was
+  // fixed): {"requeued", "skipped"}, and a `requeue` audit event.
+  void RequeueDead(const httplib::Request& req, httplib::Response& res, const std::string& why) {
+    json body;
+    if (!ParseBody(req, res, &body)) return;
+    api::RequeueRequest rq;
+    if (!SendApiError(res, api::DecodeRequeue(body, &rq))) return;
+    const storage::Stage stage =
+        rq.stage == "generate" ? storage::Stage::kGenerate : storage::Stage::kJudge;
+    auto r = ctx.store.RequeueDeadLetters(stage, rq.dead_reason, rq.max);
+    if (!r.ok()) return SendStatus(res, r.status());
+    const std::string what = std::to_string(r->requeued) + " " + rq.stage + " dead letter(s)" +
+                             (rq.dead_reason.empty() ? "" : " (" + rq.dead_reason + ")");
+    (void)ctx.store.AppendEvent({NowMs(), "requeue", Actor(),
+                                 "re-queued " + what + (why.empty() ? "" : ": " + why),
+                                 json{{"stage", rq.stage},
+                                      {"dead_reason", rq.dead_reason},
+                                      {"requeued", r->requeued},
+                                      {"skipped", r->skipped},
+                                      {"reason", why}}
+                                     .dump()});
+    spdlog::info("{} re-queued {}{}", Actor(), what,
+                 r->skipped ? " (" + std::to_string(r->skipped) + " kept: record gone)" : "");
+    SendJson(res, {{"requeued", r->requeued}, {"skipped", r->skipped}});
   }
 
   // P(a > b) under Bradley-Terry: sigmoid(score(a) - score(b)) of the combined
@@ -1063,6 +1093,13 @@ struct ApiServer::Impl {
     server.Post("/v1/labels", Wrap("/v1/labels", [this](const httplib::Request& req, httplib::Response& res) {
       HumanLabel(req, res);
     }, true));
+    server.Post("/v1/dead/requeue",
+                Wrap(
+                    "/v1/dead/requeue",
+                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
+                      RequeueDead(req, res, why_of(req));
+                    },
+                    true));
     server.Post("/v1/train", Wrap("/v1/train", [this, why_of](const httplib::Request& req, httplib::Response& res) {
       ctx.pipeline.RequestTrain(Actor(), why_of(req));
       SendJson(res, {{"requested", true}}, 202);

@@ -44,6 +44,16 @@ Status SyncPath(const fs::path& p) {
 // Copies the regular files and directories of `src` into `dst` (created),
 // fsyncing each file. Symlinks and special files are refused: a model or
 // store directory has none, and following one could copy anything.
+// For a failed write under `dir`: how much room is left there, when that
+// explains it (a full disk reports itself as EIO as often as ENOSPC).
+std::string SpaceHint(const fs::path& dir, uintmax_t needed) {
+  std::error_code ec;
+  const fs::space_info sp = fs::space(dir, ec);
+  if (ec || sp.available >= needed + (1u << 20)) return "";
+  return " (" + std::to_string(sp.available >> 20) + " MiB free on " + dir.string() + ", " +
+         std::to_string(needed >> 20) + " MiB needed for this file: the disk is full)";
+}
+
 Status CopyTree(const fs::path& src, const fs::path& dst, int64_t* bytes) {
   std::error_code ec;
   fs::create_directories(dst, ec);
@@ -59,8 +69,10 @@ Status CopyTree(const fs::path& src, const fs::path& dst, int64_t* bytes) {
     } else if (fs::is_regular_file(st)) {
       fs::copy_file(it->path(), out, fs::copy_options::none, ec);
       if (ec) {
+        std::error_code size_ec;
+        const uintmax_t size = fs::file_size(it->path(), size_ec);
         return Status::IoError("cannot copy " + it->path().string() + " to " + out.string() + ": " +
-                               ec.message());
+                               ec.message() + SpaceHint(dst, size_ec ? 0 : size));
       }
       RLAIF_RETURN_IF_ERROR(SyncPath(out));
       if (bytes) *bytes += static_cast<int64_t>(fs::file_size(out, ec));

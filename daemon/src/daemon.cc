@@ -36,8 +36,9 @@ std::string Env(const std::string& name) {
   return v ? v : "";
 }
 
-judge::ChatClientOptions ClientOptions(const EndpointConfig& e) {
+judge::ChatClientOptions ClientOptions(const char* name, const EndpointConfig& e) {
   judge::ChatClientOptions o;
+  o.name = name;
   o.base_url = e.base_url;
   o.api_key = Env(e.api_key_env);
   o.connect_timeout_s = e.connect_timeout_s;
@@ -155,8 +156,8 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
           name, e.api_key_env);
     }
   }
-  judge::ChatClient gen_client(ClientOptions(config.generator));
-  judge::ChatClient judge_client(ClientOptions(config.judge));
+  judge::ChatClient gen_client(ClientOptions("generator", config.generator));
+  judge::ChatClient judge_client(ClientOptions("judge", config.judge));
   judge::Generator generator(gen_client, {.model = config.generator.model,
                                           .temperature = config.generator.temperature,
                                           .max_tokens = config.generator.max_tokens,

@@ -29,6 +29,14 @@ namespace {
 
 constexpr int kMaxAttempts = 5;          // failed calls before an item is dead-lettered
 constexpr double kRetryDelayS = 2.0;     // wait before a failed item is tried again
+// Unparseable judge replies are the judge's fault, not the pair's, when at
+// least kUnparseableMin of the last kVerdictWindow replies (and half of them)
+// did not parse.
+constexpr size_t kVerdictWindow = 20;
+constexpr size_t kUnparseableMin = 3;
+// Meanwhile the judge stage takes new work only this long after the last
+// unparseable reply: a broken judge is probed, not paid for every pair.
+constexpr double kUnparseableBackoffS = 30.0;
 const char* StageName(storage::Stage s) {
   return s == storage::Stage::kGenerate ? "generate" : "judge";
 }
@@ -127,6 +135,11 @@ struct Pipeline::StagePool {
   std::deque<storage::WorkItem> tasks;
   std::set<std::string> claimed;          // keys queued here or being processed
   std::map<std::string, double> not_before;  // key -> monotonic time of next try
+  // Hold's log: the first hold at once, then a reminder every 5 minutes; a
+  // success after holds logs the recovery.
+  int64_t holds_unlogged = 0;
+  double last_hold_log_s = -1e18;
+  bool holding = false;
   std::vector<std::thread> threads;
   std::thread dispatcher;
 };
@@ -168,6 +181,11 @@ Counter& StoreWriteErrors(MetricsRegistry& m) {
   return m.GetCounter("rlaif_store_write_errors_total", "Failed store writes (disk full, I/O).");
 }
 
+Counter& DeadLettered(MetricsRegistry& m, const char* stage) {
+  return m.GetCounter("rlaif_stage_dead_lettered_total",
+                      "Work items given up on (dead-lettered), by stage.", {{"stage", stage}});
+}
+
 Counter& PairsGenerated(MetricsRegistry& m) {
   return m.GetCounter("rlaif_pairs_generated_total", "Pairs generated.");
 }
@@ -185,6 +203,7 @@ void Pipeline::RegisterMetrics() {
   }
   for (const char* stage : {"generate", "judge"}) {
     metrics_.GetCounter("rlaif_stage_held_total", kStageHeldHelp, {{"stage", stage}});
+    DeadLettered(metrics_, stage);
   }
   ModelSwaps(metrics_);
   StoreWriteErrors(metrics_);
@@ -194,8 +213,11 @@ void Pipeline::RegisterMetrics() {
 // The last finished run and the run count, from the newest train_finished
 // event; a store from before those events has its newest model record.
 void Pipeline::RestoreTrainingStatus() {
-  auto events = store_.RecentEvents(1000);
-  if (events.ok()) {
+  // Newest first, in widening windows: a busy event log (reloads, backups)
+  // must not hide the last run.
+  for (size_t window = 1000;; window *= 100) {
+    auto events = store_.RecentEvents(window);
+    if (!events.ok()) break;
     for (const auto& e : *events) {
       if (e.kind != "train_finished") continue;
       const auto data = nlohmann::json::parse(e.data_json, nullptr, /*allow_exceptions=*/false);
@@ -208,6 +230,7 @@ void Pipeline::RestoreTrainingStatus() {
       training_.runs = data.value("run", int64_t{0});
       return;
     }
+    if (events->size() < window) break;  // read them all
   }
   auto models = store_.ListModels();
   if (!models.ok() || models->empty()) return;
@@ -251,7 +274,48 @@ std::string Pipeline::StageHeldReason(storage::Stage stage) const {
   return "";
 }
 
+std::string Pipeline::StageProbingReason(storage::Stage stage) const {
+  const judge::ChatClient* c = stage == storage::Stage::kGenerate ? gen_client_ : judge_client_;
+  if (c == nullptr) return "";
+  const judge::ClientHealth h = c->Health();
+  if (h.breaker != judge::BreakerState::kHalfOpen) return "";
+  const bool say_last = !h.last_failure.empty() && h.last_failure != h.configuration_fault;
+  return std::string(stage == storage::Stage::kGenerate ? "generator" : "judge") +
+         " circuit half-open: probing after repeated failures" +
+         (say_last ? " (last: " + h.last_failure + ")" : "");
+}
+
+void Pipeline::RecordVerdict(bool parsed, const std::string& error) {
+  std::lock_guard<std::mutex> lock(verdicts_mu_);
+  recent_verdicts_.push_back(parsed);
+  if (recent_verdicts_.size() > kVerdictWindow) recent_verdicts_.pop_front();
+  if (!parsed) {
+    last_unparseable_ = error;
+    last_unparseable_at_ = MonotonicSeconds();
+  }
+}
+
+bool Pipeline::JudgeBackingOff() const {
+  if (UnparseableVerdictsReason().empty()) return false;
+  std::lock_guard<std::mutex> lock(verdicts_mu_);
+  return MonotonicSeconds() - last_unparseable_at_ < kUnparseableBackoffS;
+}
+
+std::string Pipeline::UnparseableVerdictsReason() const {
+  std::lock_guard<std::mutex> lock(verdicts_mu_);
+  const size_t bad =
+      static_cast<size_t>(std::count(recent_verdicts_.begin(), recent_verdicts_.end(), false));
+  if (bad < kUnparseableMin || 2 * bad < recent_verdicts_.size()) return "";
+  return "judge replies cannot be parsed: " + std::to_string(bad) + " of the last " +
+         std::to_string(recent_verdicts_.size()) + " (last: " + last_unparseable_ +
+         "); pairs wait, nothing is dead-lettered; check judge.model and the judge prompt";
+}
+
 std::string Pipeline::StageFaultReason(storage::Stage stage) const {
+  if (stage == storage::Stage::kJudge) {
+    std::string unparseable = UnparseableVerdictsReason();
+    if (!unparseable.empty()) return unparseable;
+  }
   const judge::ChatClient* c = stage == storage::Stage::kGenerate ? gen_client_ : judge_client_;
   if (c == nullptr) return "";
   const judge::ClientHealth h = c->Health();
@@ -361,7 +425,8 @@ Status Pipeline::Start() {
       auto& depth = metrics_.GetGauge("rlaif_queue_depth", "Pending work items per stage.",
                                       {{"stage", StageName(p->stage)}});
       while (!stop_.load()) {
-        if (paused_.load() || StoreDegraded() || !StageHeldReason(p->stage).empty()) {
+        if (paused_.load() || StoreDegraded() || !StageHeldReason(p->stage).empty() ||
+            (p->stage == storage::Stage::kJudge && JudgeBackingOff())) {
           SleepFor(config_.poll_interval_s);
           continue;
         }
@@ -556,8 +621,27 @@ static bool IsHold(const Status& st) { return judge::IsAdmissionRejection(st); }
 void Pipeline::Hold(StagePool& pool, const storage::WorkItem& item, const char* stage,
                     const Status& st) {
   metrics_.GetCounter("rlaif_stage_held_total", kStageHeldHelp, {{"stage", stage}}).Inc();
+  const double now = MonotonicSeconds();
   std::lock_guard<std::mutex> lock(pool.mu);
-  pool.not_before[item.key] = MonotonicSeconds() + kRetryDelayS;
+  pool.not_before[item.key] = now + kRetryDelayS;
+  ++pool.holds_unlogged;
+  if (now - pool.last_hold_log_s < 300) return;
+  // The upstream's own words (a 401's message, the breaker's last error):
+  // what an operator needs to see in the log, not only in /v1/status.
+  spdlog::warn("{}: {} work item(s) put back{} to wait (nothing is dead-lettered) after: {}", stage,
+               pool.holds_unlogged, pool.holding ? " in the last 5 minutes" : "", st.message());
+  pool.holding = true;
+  pool.holds_unlogged = 0;
+  pool.last_hold_log_s = now;
+}
+
+void Pipeline::Resumed(StagePool& pool, const char* stage) {
+  std::lock_guard<std::mutex> lock(pool.mu);
+  if (!pool.holding) return;
+  spdlog::info("{}: work succeeds again; held items resume", stage);
+  pool.holding = false;
+  pool.holds_unlogged = 0;
+  pool.last_hold_log_s = -1e18;
 }
 
 // Records a failed attempt; returns true when the item should be dead-lettered.
@@ -581,6 +665,7 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     ++gen_failed_;
     if (permanent || ShouldGiveUp(mu_, attempts_, item.key)) {
       ++gen_dead_;
+      DeadLettered(metrics_, "generate").Inc();
       storage::DeadLetter d{"generate", reason, detail, item.id, "", NowMs()};
       Status st = store_.DeadLetterWork(storage::Stage::kGenerate, item, d);
       if (!st.ok()) spdlog::error("generate: dead-letter {}: {}", item.id, st.ToString());
@@ -628,6 +713,7 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     attempts_.erase(item.key);
   }
   ++gen_done_;
+  Resumed(*gen_pool_, "generate");
   PairsGenerated(metrics_).Inc();
 }
 
@@ -640,6 +726,7 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
     ++judge_failed_;
     if (permanent || ShouldGiveUp(mu_, attempts_, item.key)) {
       ++judge_dead_;
+      DeadLettered(metrics_, "judge").Inc();
       storage::DeadLetter d{"judge", reason, detail, item.id, "", NowMs()};
       Status st = store_.DeadLetterWork(storage::Stage::kJudge, item, d);
       if (!st.ok()) spdlog::error("judge: dead-letter {}: {}", item.id, st.ToString());
@@ -675,7 +762,15 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
     if (!label.ok()) {
       const Status& st = label.status();
       if (st.code() == StatusCode::kCancelled || stop_.load()) return;
-      if (st.code() == StatusCode::kCorruption) return fail("unparseable_verdict", st.message(), true);
+      if (st.code() == StatusCode::kCorruption) {
+        // The judge's fault while most of its recent replies fail to parse:
+        // the pair waits. Otherwise this pair's, retried like any failure.
+        RecordVerdict(false, st.message());
+        if (!UnparseableVerdictsReason().empty()) {
+          return Hold(*judge_pool_, item, "judge", st);
+        }
+        return fail("unparseable_verdict", st.message(), false);
+      }
       // Refused as configured: no pair is at fault (see ProcessGenerate).
       if (judge::IsConfigurationFault(st)) return Hold(*judge_pool_, item, "judge", st);
       if (st.code() == StatusCode::kInvalidArgument) {
@@ -686,6 +781,7 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
       }
       return fail("upstream_unavailable", st.message(), false);
     }
+    RecordVerdict(true, "");
     JudgeLabels(metrics_, dim.name, label->tie ? "tie" : (label->p_a > 0.5 ? "a" : "b")).Inc();
     labels.push_back(std::move(*label));
   }
@@ -696,6 +792,7 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
   }
   if (!st.ok()) return fail("store_error", st.ToString(), false);
   ++judge_done_;
+  Resumed(*judge_pool_, "judge");
   std::lock_guard<std::mutex> lock(mu_);
   attempts_.erase(item.key);
 }
@@ -716,6 +813,13 @@ void Pipeline::TrainerLoop() {
   // Training yields to serving and ingest: lower this thread's priority.
   setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
   double last_run = MonotonicSeconds();
+  // A run interrupted by the last shutdown resumes first (it was requested,
+  // or its trigger fired; it must not wait for the next trigger).
+  bool resume_pending =
+      ReadRunCutoff(std::filesystem::path(config_.data_dir) / kTrainingStateDir).has_value();
+  if (resume_pending) {
+    spdlog::info("training: a run interrupted by the last shutdown was found; resuming it");
+  }
   while (!stop_.load()) {
     SleepFor(config_.poll_interval_s);
     if (stop_.load()) break;
@@ -732,6 +836,8 @@ void Pipeline::TrainerLoop() {
       trigger = "manual";
     } else if (paused_.load()) {
       continue;
+    } else if (resume_pending) {
+      trigger = "resume";
     } else if (counts.labels_since_train >= config_.trainer.min_new_labels) {
       trigger = "labels";
     } else if (config_.trainer.interval_s > 0 && counts.labels_since_train > 0 &&
@@ -739,6 +845,7 @@ void Pipeline::TrainerLoop() {
       trigger = "interval";
     }
     if (trigger.empty()) continue;
+    resume_pending = false;  // a manual run resumes it too (same state dir)
     RunTraining(trigger, manual.empty() ? "scheduler" : manual);
     last_run = MonotonicSeconds();
   }
@@ -970,6 +1077,10 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     if (res.status().code() == StatusCode::kCancelled) {
       std::lock_guard<std::mutex> lock(mu_);
       training_.running = false;
+      spdlog::warn(
+          "training {} interrupted by shutdown at {:.0f}%: its state is saved in {}, "
+          "and it resumes when rlaifd starts again",
+          version, 100.0 * training_.progress, state_dir.string());
       return;  // shutdown: the labels still count toward the next run
     }
     (void)store_.MarkTrained(labels_at);
@@ -1228,7 +1339,8 @@ Status Pipeline::Rollback(const std::string& actor, const std::string& why) {
   if (target.empty()) {
     return Status::FailedPrecondition("no previously live model to roll back to");
   }
-  RLAIF_RETURN_IF_ERROR(Promote(target, actor, "rollback from " + current + ": " + why));
+  const std::string because = why.empty() ? "" : ": " + why;
+  RLAIF_RETURN_IF_ERROR(Promote(target, actor, "rollback from " + current + because));
   // The version rolled back from is not a rollback target any more.
   auto old = store_.GetModel(current);
   if (old.ok() && old->has_value()) {
@@ -1236,8 +1348,9 @@ Status Pipeline::Rollback(const std::string& actor, const std::string& why) {
     rec.state = "rolled_back";
     (void)store_.PutModel(rec);
   }
-  (void)store_.AppendEvent({NowMs(), "rollback", actor, "rolled back " + current + " to " + target,
-                            nlohmann::json{{"from", current}, {"to", target}}.dump()});
+  (void)store_.AppendEvent(
+      {NowMs(), "rollback", actor, "rolled back " + current + " to " + target + because,
+       nlohmann::json{{"from", current}, {"to", target}, {"reason", why}}.dump()});
   return Status::Ok();
 }
 

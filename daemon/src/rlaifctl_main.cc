@@ -22,7 +22,10 @@ using json = nlohmann::json;
 
 void Usage() {
   std::cerr << "usage: rlaifctl [--url URL] [--json] [--reason TEXT] "
-               "status|models|promote VERSION|rollback|train|pause|resume|export KIND|backup DIR\n"
+               "status|models|promote VERSION|rollback|train|pause|resume|export KIND|backup DIR|\n"
+               "       requeue-dead generate|judge [DEAD_REASON]\n"
+               "  requeue-dead: queue the stage's dead letters (those with DEAD_REASON, e.g.\n"
+               "  unparseable_verdict) again, once their cause is fixed; `export dead` lists them\n"
                "  backup DIR: the daemon writes a consistent backup (store + models) to DIR,\n"
                "  a new directory inside its backup root (config backup_dir); DIR is relative\n"
                "  to that root or an absolute path inside it\n"
@@ -178,6 +181,13 @@ int main(int argc, char** argv) {
     method = "POST";
     path = "/v1/backup";
     request_body = json{{"dir", pos[1]}}.dump();
+  } else if (cmd == "requeue-dead" && (pos.size() == 2 || pos.size() == 3)) {
+    method = "POST";
+    path = "/v1/dead/requeue";
+    json b = {{"stage", pos[1]}};
+    if (pos.size() == 3) b["dead_reason"] = pos[2];
+    if (!reason.empty()) b["reason"] = reason;
+    request_body = b.dump();
   } else if (cmd == "export" && pos.size() == 2) {
     path = "/v1/export?kind=" + pos[1];
   } else {
@@ -198,8 +208,22 @@ int main(int argc, char** argv) {
   auto res = method == "GET" ? cli.Get(path.c_str(), headers)
                              : cli.Post(path.c_str(), headers, request_body, "application/json");
   if (!res) {
-    std::cerr << "rlaifctl: cannot reach rlaifd at " << url << ": "
-              << httplib::to_string(res.error()) << "\n";
+    // httplib names its errors in one word ("Connection"); say what it means.
+    std::string why;
+    switch (res.error()) {
+      case httplib::Error::Connection:
+      case httplib::Error::ConnectionTimeout:
+        why =
+            "cannot connect (refused, unreachable, or no answer within 5 s): is rlaifd "
+            "running, and is this its api.listen address? (--url or RLAIF_URL)";
+        break;
+      case httplib::Error::Read:
+        why = "no complete response within 300 s, or the connection was closed";
+        break;
+      default:
+        why = std::string("HTTP client error: ") + httplib::to_string(res.error());
+    }
+    std::cerr << "rlaifctl: cannot reach rlaifd at " << url << ": " << why << "\n";
     return 3;
   }
   if (res->status >= 400) {
@@ -223,6 +247,12 @@ int main(int argc, char** argv) {
       PrintStatus(body);
     } else if (cmd == "models") {
       PrintModels(body);
+    } else if (cmd == "requeue-dead") {
+      std::cout << "re-queued " << Str(body, "requeued") << " " << pos[1] << " item(s)";
+      if (body.value("skipped", 0) > 0) {
+        std::cout << "; kept " << Str(body, "skipped") << " whose record is gone";
+      }
+      std::cout << "\n";
     } else if (cmd == "backup") {
       std::cout << "backup:   " << Str(body, "dir") << "\n"
                 << "counts:   prompts " << body["counts"]["prompts"] << "  pairs "

@@ -686,6 +686,22 @@ struct ChatClient::Impl {
 
   // Feeds the breaker with an attempt's outcome, and keeps its error
   // (`status`, for a failed one). Thread-safe.
+  // An upstream that echoes the key in its error message ("Incorrect API
+  // key provided: sk-...") must not put it into logs, /v1/status or events.
+  void Scrub(Status* st) const {
+    if (st->ok() || options.api_key.empty()) return;
+    std::string m = st->message();
+    bool changed = false;
+    for (size_t at; (at = m.find(options.api_key)) != std::string::npos;) {
+      m.replace(at, options.api_key.size(), "[api key]");
+      changed = true;
+    }
+    if (changed) *st = Status(st->code(), m);
+  }
+
+  // "judge: " for log lines, "" without a name.
+  std::string LogPrefix() const { return options.name.empty() ? "" : options.name + ": "; }
+
   void RecordHealth(Health h, const Status& status) {
     std::lock_guard<std::mutex> lock(mu);
     if (h == Health::kGood) {
@@ -697,7 +713,8 @@ struct ChatClient::Impl {
     }
     if (h == Health::kGood) {
       if (breaker.state(MonotonicSeconds()) != BreakerState::kClosed) {
-        spdlog::info("circuit breaker for {} closed: a request succeeded", endpoint.display);
+        spdlog::info("{}circuit breaker for {} closed: a request succeeded", LogPrefix(),
+                     endpoint.display);
       }
       breaker.RecordSuccess();
     } else if (h == Health::kBad) {
@@ -705,9 +722,10 @@ struct ChatClient::Impl {
       breaker.RecordFailure(MonotonicSeconds());
       if (breaker.opens() != before) {
         spdlog::error(
-            "circuit breaker for {} opened after {} consecutive failures; "
+            "{}circuit breaker for {} opened after {} consecutive failures (last: {}); "
             "failing fast for {:.1f} s",
-            endpoint.display, breaker.consecutive_failures(), options.breaker_cooldown_s);
+            LogPrefix(), endpoint.display, breaker.consecutive_failures(), status.message(),
+            options.breaker_cooldown_s);
       }
     } else {
       breaker.RecordNeutral();
@@ -797,8 +815,12 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
   bool every_body_corrupt = true;
   for (int attempt = 1;; ++attempt) {
     Impl::Attempt a = impl_->Send(body, estimated_tokens);
+    impl_->Scrub(&a.status);
     if (a.outcome == Impl::Outcome::kRejected) {
-      failed(stats_.rejected_calls);
+      // Refused by admission control (breaker, budget). After failed
+      // attempts (a retry the breaker they opened refuses) the call did
+      // reach the upstream and failed there: an error, not a refusal.
+      failed(attempt > 1 ? stats_.failed_calls : stats_.rejected_calls);
       return a.status;
     }
     if (a.outcome != Impl::Outcome::kCancelled) {
@@ -829,8 +851,8 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
         a.response.attempts = attempt;
         return std::move(a.response);
       }
-      case Impl::Outcome::kRejected:
-        failed(stats_.rejected_calls);
+      case Impl::Outcome::kRejected:  // returned above; counted the same way
+        failed(attempt > 1 ? stats_.failed_calls : stats_.rejected_calls);
         return a.status;
       case Impl::Outcome::kCancelled:
         failed(stats_.cancelled_calls);
@@ -854,8 +876,8 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
           code, a.status.message() + " (gave up after " + std::to_string(attempt) + " attempts)");
     }
     double wait = impl_->BackoffSeconds(attempt, a.retry_after_s);
-    spdlog::warn("chat completion attempt {}/{} failed: {}; retrying in {:.2f} s", attempt,
-                 max_attempts, a.status.message(), wait);
+    spdlog::warn("{}chat completion attempt {}/{} failed: {}; retrying in {:.2f} s",
+                 impl_->LogPrefix(), attempt, max_attempts, a.status.message(), wait);
     stats_.retries++;
     if (!impl_->WaitFor(wait)) {
       failed(stats_.cancelled_calls);

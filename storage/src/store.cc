@@ -461,6 +461,41 @@ class RocksStore final : public Store {
     });
   }
 
+  Result<RequeueStats> RequeueDeadLetters(Stage stage, const std::string& reason,
+                                          size_t max) override {
+    return Guarded("RequeueDeadLetters", [&]() -> Result<RequeueStats> {
+      const char* stage_name = stage == Stage::kGenerate ? "generate" : "judge";
+      const Cf records = stage == Stage::kGenerate ? kPrompts : kPairs;
+      std::lock_guard lock(write_mu_);
+      Counters next = counters_;
+      rocksdb::WriteBatch batch;
+      RequeueStats out;
+      const int64_t now = NowMs();
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kDead]));
+      for (it->SeekToFirst(); it->Valid() && static_cast<size_t>(out.requeued) < max; it->Next()) {
+        Result<DeadLetter> d = DecodeDeadLetter(it->value().ToString());
+        if (!d.ok()) return RecordCorruption(kDead, it->key().ToStringView(), d.status());
+        if (d->stage != stage_name || (!reason.empty() && d->reason != reason)) continue;
+        auto exists = Exists(records, d->ref);
+        if (!exists.ok()) return exists.status();
+        if (!*exists) {
+          ++out.skipped;
+          continue;
+        }
+        batch.Delete(handles_[kDead], it->key());
+        --next.dead;
+        batch.Put(handles_[kQueue], QueueKey(stage, now, d->ref), "");
+        ++(stage == Stage::kGenerate ? next.queue_generate : next.queue_judge);
+        ++out.requeued;
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "reading the dead letters");
+      if (out.requeued == 0) return out;
+      RLAIF_RETURN_IF_ERROR(
+          Commit(&batch, next, std::string("re-queueing ") + stage_name + " dead letters"));
+      return out;
+    });
+  }
+
   Result<std::optional<PromptRecord>> GetPrompt(const std::string& id) override {
     return Guarded("GetPrompt", [&] { return GetRecord(kPrompts, id, DecodePrompt); });
   }

@@ -427,6 +427,52 @@ TEST_F(ApiTest, ExportsDeadLetters) {
   EXPECT_EQ(line["at"], "2023-11-14T22:13:20.000Z");
 }
 
+// POST /v1/dead/requeue: admin only, validated, re-queues the stage's dead
+// letters (filtered by reason), and records who did it.
+TEST_F(ApiTest, RequeuesDeadLettersOfAStage) {
+  pipeline_->Pause();  // keep the real (unreachable) generator away from the queue
+  storage::SourceCheckpoint cp;
+  cp.path = dir_.Sub("logs/x.jsonl");
+  storage::PromptRecord pr;
+  pr.id = "p1";
+  pr.text = "a question";
+  storage::IngestCommitStats cs;
+  ASSERT_TRUE(store_->CommitIngest(cp, {pr}, {}, &cs).ok());
+  auto gen = store_->PeekQueue(storage::Stage::kGenerate, 1);
+  ASSERT_TRUE(gen.ok() && gen->size() == 1);
+  ASSERT_TRUE(store_
+                  ->DeadLetterWork(storage::Stage::kGenerate, (*gen)[0],
+                                   {"generate", "identical_responses", "same text", "p1", "", 0})
+                  .ok());
+  ASSERT_TRUE(store_->PutDeadLetter({"ingest", "bad_json", "x", "app.jsonl:0", "{", 0}).ok());
+  ASSERT_EQ(store_->Counts().dead, 2);
+
+  ExpectErrorBody(Post("/v1/dead/requeue", R"({"stage": "generate"})"), 401);
+  ExpectErrorBody(Post("/v1/dead/requeue", R"({"stage": "ingest"})", true), 400);
+  ExpectErrorBody(Post("/v1/dead/requeue", R"({"stage": "judge", "max": 0})", true), 400);
+  ExpectErrorBody(Post("/v1/dead/requeue", R"({"stage": 5})", true), 400);
+  auto other = Post("/v1/dead/requeue", R"({"stage": "generate", "dead_reason": "x"})", true);
+  ASSERT_TRUE(other);
+  ASSERT_EQ(other->status, 200) << other->body;
+  EXPECT_EQ(json::parse(other->body)["requeued"], 0);
+  auto ok = Post("/v1/dead/requeue",
+                 R"({"stage": "generate", "dead_reason": "identical_responses",)"
+                 R"( "reason": "generator temperature raised"})",
+                 true);
+  ASSERT_TRUE(ok);
+  ASSERT_EQ(ok->status, 200) << ok->body;
+  EXPECT_EQ(json::parse(ok->body)["requeued"], 1);
+  const storage::StoreCounts c = store_->Counts();
+  EXPECT_EQ(c.dead, 1);  // the bad log line stays
+  EXPECT_EQ(c.queue_generate, 1);
+  json events = json::parse(client_->Get("/v1/events")->body)["events"];
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0]["kind"], "requeue");
+  EXPECT_EQ(events[0]["data"]["requeued"], 1);
+  EXPECT_NE(events[0]["message"].get<std::string>().find("generator temperature raised"),
+            std::string::npos);
+}
+
 TEST_F(ApiTest, ImportStaysInsideTheDataDirAndListsPaginate) {
   std::filesystem::create_directories(dir_.Sub("models"));
   std::filesystem::copy(models_dir_->Sub("vA"), dir_.Sub("models/vC"),

@@ -36,6 +36,7 @@ def main(args, tmp):
     check(run("frobnicate")[0] == 2, "unknown command must exit 2")
     rc, _, err = run("--url", "http://127.0.0.1:1", "status")
     check(rc == 3, f"unreachable daemon must exit 3, got {rc}: {err}")
+    check("cannot connect" in err and "RLAIF_URL" in err, f"unreachable: unhelpful message {err!r}")
 
     sim, sim_port = start_sim(args.bin, pairs, tmp)
     logs = os.path.join(tmp, "logs")
@@ -117,6 +118,12 @@ def main(args, tmp):
     rc, _, err = run("resume", token=TOKEN, url=base)
     check(rc == 0 and get_json(base + "/v1/status")["state"] != "paused", f"resume: {err}")
 
+    rc, out, err = run("--reason", "judge fixed", "requeue-dead", "judge", "unparseable_verdict",
+                       token=TOKEN, url=base)
+    check(rc == 0 and "re-queued 0 judge item(s)" in out, f"requeue-dead: {rc} {out} {err}")
+    rc, _, err = run("requeue-dead", "ingest", token=TOKEN, url=base)
+    check(rc == 1 and "400" in err, f"requeue-dead ingest must exit 1 (400): {rc} {err}")
+
     # The audit log names who did what and why.
     events = get_json(base + "/v1/events?limit=100")["events"]
 
@@ -127,6 +134,7 @@ def main(args, tmp):
     check(has("promote", "admin", "canary ok"), "promote event")
     check(has("rollback", "deploy-bot", second), "rollback event")
     check(has("pause", "admin", "maintenance"), "pause event")
+    check(has("requeue", "admin", "judge fixed"), "requeue event")
 
     # export: JSONL on stdout, one line per stored prompt.
     rc, out, err = run("export", "prompts", url=base)

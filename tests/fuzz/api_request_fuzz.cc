@@ -52,5 +52,12 @@ RLAIF_FUZZ_TARGET(api_request) {
   e = api::DecodeHumanLabel(j, &hl);
   CheckError(e);
   if (!e) FUZZ_CHECK(hl.winner == "a" || hl.winner == "b" || hl.winner == "tie");
+  api::RequeueRequest rq;
+  e = api::DecodeRequeue(j, &rq);
+  CheckError(e);
+  if (!e) {
+    FUZZ_CHECK(rq.stage == "generate" || rq.stage == "judge");
+    FUZZ_CHECK(rq.max >= 1 && rq.max <= api::kMaxRequeue);
+  }
   return 0;
 }

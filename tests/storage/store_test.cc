@@ -382,6 +382,56 @@ TEST_F(StoreTest, DeadLetterWorkRemovesTheItem) {
             StatusCode::kInvalidArgument);
 }
 
+// Re-queueing dead letters: by stage and reason, oldest first, up to a
+// bound; ingest dead letters and those whose record is gone stay; the
+// counters follow; it survives a reopen.
+TEST_F(StoreTest, RequeueDeadLettersQueuesTheirItemsAgain) {
+  Ingest({Prompt("p1"), Prompt("p2"), Prompt("p3")});
+  for (const char* id : {"p1", "p2", "p3"}) {
+    DeadLetter d{"generate", std::string(id) == "p3" ? "upstream_rejected" : "identical_responses",
+                 "detail",   id,
+                 "",         0};
+    ASSERT_TRUE(store_->DeadLetterWork(Stage::kGenerate, GenerateItem(id), d).ok());
+  }
+  ASSERT_TRUE(store_->PutDeadLetter({"ingest", "bad_json", "x", "app.jsonl:0", "{", 0}).ok());
+  ASSERT_TRUE(store_->PutDeadLetter({"generate", "identical_responses", "x", "gone", "", 0}).ok());
+  ASSERT_EQ(store_->Counts().dead, 5);
+  ASSERT_EQ(store_->Counts().queue_generate, 0);
+
+  // The judge stage has none; a reason filter; a bound of 1 (oldest first).
+  auto none = store_->RequeueDeadLetters(Stage::kJudge, "", 100);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(none->requeued, 0);
+  auto one = store_->RequeueDeadLetters(Stage::kGenerate, "identical_responses", 1);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  EXPECT_EQ(one->requeued, 1);
+  auto gen = Peek(Stage::kGenerate);
+  ASSERT_EQ(gen.size(), 1u);
+  EXPECT_EQ(gen[0].id, "p1");
+  auto rest = store_->RequeueDeadLetters(Stage::kGenerate, "identical_responses", 100);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(rest->requeued, 1);  // p2
+  EXPECT_EQ(rest->skipped, 1);   // "gone": no such prompt, kept
+  StoreCounts c = store_->Counts();
+  EXPECT_EQ(c.queue_generate, 2);
+  EXPECT_EQ(c.dead, 3);  // p3 (another reason), the ingest line, "gone"
+
+  // The re-queued item is an ordinary work item: it can fail again.
+  gen = Peek(Stage::kGenerate);
+  ASSERT_EQ(gen.size(), 2u);
+  ASSERT_TRUE(store_
+                  ->DeadLetterWork(Stage::kGenerate, gen[1],
+                                   {"generate", "identical_responses", "again", gen[1].id, "", 0})
+                  .ok());
+  Reopen();
+  c = store_->Counts();
+  EXPECT_EQ(c.queue_generate, 1);
+  EXPECT_EQ(c.dead, 4);
+  std::multiset<std::string> refs;
+  for (const DeadLetter& d : DeadLetters()) refs.insert(d.ref);
+  EXPECT_EQ(refs, (std::multiset<std::string>{"p2", "p3", "app.jsonl:0", "gone"}));
+}
+
 TEST_F(StoreTest, RegistryPromotesAndRetires) {
   EXPECT_EQ(store_->LiveVersion().value(), "");
   // Created out of name order: ListModels sorts by creation time.

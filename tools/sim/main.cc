@@ -46,6 +46,7 @@ constexpr char kUsage[] =
     "  --length-bias P       probability that the judge prefers the longer response (default 0)\n"
     "  --position-bias P     probability that the judge answers \"A\" anyway, [0,1] (default 0)\n"
     "  --noise P             probability that the judge flips the truth, [0,1] (default 0)\n"
+    "  --refusal P           probability that the judge answers prose, no verdict (default 0)\n"
     "  --api-key KEY         require \"Authorization: Bearer KEY\" (else 401, as OpenAI)\n"
     "  --threads N           HTTP worker threads (default 16)\n"
     "  --port-file PATH      write the bound port number there once listening\n"
@@ -169,6 +170,8 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
       err = probability(&args->sim.position_bias);
     } else if (flag == "--noise") {
       err = probability(&args->sim.noise);
+    } else if (flag == "--refusal") {
+      err = probability(&args->sim.refusal);
     } else {
       return "unknown option " + flag;
     }

@@ -435,6 +435,14 @@ SimReply Simulator::JudgeReply(const std::string& model, const std::string& cont
     std::lock_guard<std::mutex> lock(mu_);
     if (!answered_.insert(Hash64(content)).second) judge_repeats_++;
   }
+  if (options_.refusal > 0 &&
+      HashToUnit(HashFields({"refusal", sim_seed, content})) < options_.refusal) {
+    refusals_++;
+    return Completion(model,
+                      "Both responses have merits, and which one is better depends on what the "
+                      "user values, so I would rather not pick one.",
+                      prompt_bytes);
+  }
   std::string verdict = truth;
   if (HashToUnit(HashFields({"bias", sim_seed, content})) < options_.position_bias) {
     verdict = "A";
@@ -590,6 +598,7 @@ std::string Simulator::StatsJson() const {
             {"faults", faults_.load()},
             {"overloaded", overloaded_.load()},
             {"judge_unknown", judge_unknown_.load()},
+            {"refusals", refusals_.load()},
             {"judge_repeats", judge_repeats_.load()},
             {"bad_requests", bad_requests_.load()},
             {"unauthorized", unauthorized_.load()},

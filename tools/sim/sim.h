@@ -26,7 +26,10 @@
 //     of the texts between <<<RESPONSE_A...>>> / <<<END_RESPONSE_A...>>> style
 //     markers wins; failing that the answer is "tie". Counted in judge_unknown.
 //     --length-bias P (drawn after position bias, before noise) answers for
-//     the longer response with probability P. With --logprobs and a request
+//     the longer response with probability P. --refusal P (drawn first, from
+//     the same hash: a retry of the same request gets the same answer)
+//     answers with prose and no verdict, as a judge model does when it
+//     declines to pick or its prompt is wrong; counted in "refusals". With --logprobs and a request
 //     asking for "logprobs": true, choices[0].logprobs.content carries the
 //     reply's tokens, the verdict token with top_logprobs for A, B and tie
 //     (the verdict's probability drawn in [0.55, 0.99] from the content hash).
@@ -44,7 +47,7 @@
 //     (Retry-After: 1) at once and counted in "overloaded".
 // GET /sim/stats → {"calls":{"generator":N,"judge":N,"other":N},"faults":N,
 //   "faults_by_kind":{"429":N,"500":N,"503":N,"hang":N,"malformed":N,
-//   "truncated":N},"overloaded":N,"max_in_flight":N,"judge_unknown":N,
+//   "truncated":N},"overloaded":N,"max_in_flight":N,"judge_unknown":N,"refusals":N,
 //   "judge_repeats":N,"bad_requests":N,"pairs":N}
 //   judge_repeats counts judge calls whose exact content (pair, order and
 //   dimension) was already answered before: 0 means exactly-once judging.
@@ -106,6 +109,7 @@ struct SimOptions {
   double noise = 0;          // probability that the judge flips the truth, [0,1]
   int latency_jitter_ms = 0;     // extra uniform [0, N] ms per chat call
   double length_bias = 0;        // probability that the judge prefers the longer response, [0,1]
+  double refusal = 0;            // probability that the judge answers prose without a verdict
   int max_concurrency = 0;       // chat calls processed at once; 0 = unlimited
   bool reject_overload = false;  // beyond max_concurrency: false = queue, true = 429
   bool logprobs = false;         // return top_logprobs for the verdict token when asked
@@ -192,6 +196,7 @@ class Simulator {
   std::array<std::atomic<int64_t>, 6> faults_by_kind_{};  // AllFaultKinds() order
   std::atomic<int64_t> overloaded_{0};
   std::atomic<int64_t> judge_unknown_{0};
+  std::atomic<int64_t> refusals_{0};
   std::atomic<int64_t> judge_repeats_{0};
   std::atomic<int64_t> bad_requests_{0};
   std::atomic<int64_t> unauthorized_{0};

@@ -44,7 +44,7 @@ struct TrainingStatus {
   bool running = false;
   double progress = 0;          // [0,1] of the running job
   int64_t started_at_ms = 0;
-  std::string trigger;          // "labels" | "interval" | "manual"
+  std::string trigger;  // "labels" | "interval" | "manual" | "resume" (after a shutdown)
   // Last finished run.
   std::string last_version;
   std::string last_outcome;     // "promoted" | "rejected" | "failed" | "skipped" | ""
@@ -75,6 +75,12 @@ class Pipeline {
   // (judge::IsConfigurationFault: credentials, endpoint, model, TLS), else
   // why: the stage's work waits, nothing is dead-lettered for it.
   std::string StageFaultReason(storage::Stage stage) const;
+  // "" unless the stage's breaker is half-open: it opened and its probe has
+  // not succeeded yet. Work is not held (a worker sends the probe), but the
+  // upstream has not recovered: /v1/status stays degraded with this reason,
+  // so that a hung endpoint (open, probe times out, open ...) is degraded
+  // the whole time and alerts with a `for:` clause fire.
+  std::string StageProbingReason(storage::Stage stage) const;
 
   // Loads the live model (if any) into the scorer and starts every thread.
   Status Start();
@@ -130,6 +136,8 @@ class Pipeline {
   // up to 30 s) and clears the degraded state once a write succeeds.
   void ProbeStore();
   void Hold(StagePool& pool, const storage::WorkItem& item, const char* stage, const Status& st);
+  // An item of the stage succeeded: logs the recovery after holds.
+  void Resumed(StagePool& pool, const char* stage);
   // Sleeps up to `seconds` or until Stop().
   void SleepFor(double seconds);
 
@@ -170,6 +178,18 @@ class Pipeline {
   std::shared_ptr<const trainer::RewardModel> previous_model_;
   std::atomic<int64_t> gen_done_{0}, gen_failed_{0}, gen_dead_{0};
   std::atomic<int64_t> judge_done_{0}, judge_failed_{0}, judge_dead_{0};
+
+  // The judge's last kVerdictWindow replies on any pair: parsed or not. When
+  // most fail to parse, the judge (its model or prompt) is at fault, not the
+  // pairs: they wait (StageFaultReason) instead of being dead-lettered.
+  void RecordVerdict(bool parsed, const std::string& error);
+  std::string UnparseableVerdictsReason() const;
+  // While the reason holds, the judge stage takes new work only every 30 s.
+  bool JudgeBackingOff() const;
+  mutable std::mutex verdicts_mu_;
+  std::deque<bool> recent_verdicts_;
+  std::string last_unparseable_;
+  double last_unparseable_at_ = -1e18;
 };
 
 }  // namespace rlaif::daemon

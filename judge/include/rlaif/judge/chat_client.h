@@ -85,6 +85,7 @@ struct ChatResponse {
 };
 
 struct ChatClientOptions {
+  std::string name;            // who, in log lines ("generator", "judge"); "" = none
   std::string base_url;        // required, e.g. http://127.0.0.1:8000/v1 (http or https)
   std::string api_key;         // "" = no Authorization header
   double connect_timeout_s = 5;
@@ -122,7 +123,8 @@ struct ChatClientStats {
   std::atomic<int64_t> retries{0};
   std::atomic<int64_t> failures{0};         // calls that returned an error
   std::atomic<int64_t> failed_calls{0};     // ... after their attempts (or before any: bad request)
-  std::atomic<int64_t> rejected_calls{0};   // ... refused by admission control (breaker, budget)
+  std::atomic<int64_t> rejected_calls{
+      0};  // ... refused by admission control (breaker, budget) before any attempt
   std::atomic<int64_t> cancelled_calls{0};  // ... ended by Stop()
   std::atomic<int64_t> prompt_tokens{0};
   std::atomic<int64_t> completion_tokens{0};

@@ -141,6 +141,18 @@ class Store {
   virtual Status DeadLetterWork(Stage stage, const WorkItem& item, const DeadLetter& dead) = 0;
   // Stores a dead letter that is not tied to a queue item.
   virtual Status PutDeadLetter(const DeadLetter& dead) = 0;
+  // Gives dead-lettered work another chance: each dead letter of `stage`
+  // (kGenerate: a prompt id in `ref`; kJudge: a pair id) whose reason is
+  // `reason` ("" = any) is removed and its item queued again, oldest first,
+  // at most `max`, in one atomic batch. A dead letter whose prompt or pair is
+  // no longer stored is kept and counted in `skipped`. Ingest dead letters
+  // (bad log lines) have no item and are never matched.
+  struct RequeueStats {
+    int64_t requeued = 0;
+    int64_t skipped = 0;
+  };
+  virtual Result<RequeueStats> RequeueDeadLetters(Stage stage, const std::string& reason,
+                                                  size_t max) = 0;
 
   virtual Result<std::optional<PromptRecord>> GetPrompt(const std::string& id) = 0;
   virtual Result<std::optional<PairRecord>> GetPair(const std::string& id) = 0;
