@@ -326,8 +326,21 @@ struct ApiServer::Impl {
     return true;
   }
 
-  std::string State(std::vector<std::string>* reasons) {
+  // Why the store cannot take writes ("" when it can): a write failed and
+  // the probes have not succeeded yet, or the filesystem is already below
+  // the free-space reserve (seen before any write meets it, e.g. while
+  // paused, when nothing writes). Degraded, and /readyz 503.
+  std::string StoreProblem() const {
     std::string degraded = ctx.pipeline.DegradedReason();
+    if (!degraded.empty()) return degraded;
+    if (Status space = ctx.store.FreeSpaceStatus(); !space.ok()) {
+      return "store filesystem nearly full: " + space.message();
+    }
+    return "";
+  }
+
+  std::string State(std::vector<std::string>* reasons) {
+    std::string degraded = StoreProblem();
     if (!degraded.empty()) {
       reasons->push_back(degraded);
       return "degraded";
@@ -993,14 +1006,15 @@ struct ApiServer::Impl {
     server.Get("/livez", Wrap("/livez", [](const httplib::Request&, httplib::Response& res) {
       SendJson(res, {{"status", "alive"}});
     }));
-    server.Get("/readyz", Wrap("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-      std::string degraded = ctx.pipeline.DegradedReason();
-      if (!degraded.empty()) {
-        SendError(res, 503, "degraded", degraded);
-      } else {
-        SendJson(res, {{"status", "ready"}, {"model_live", ctx.scorer.Current() != nullptr}});
-      }
-    }));
+    server.Get(
+        "/readyz", Wrap("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+          std::string degraded = StoreProblem();
+          if (!degraded.empty()) {
+            SendError(res, 503, "degraded", degraded);
+          } else {
+            SendJson(res, {{"status", "ready"}, {"model_live", ctx.scorer.Current() != nullptr}});
+          }
+        }));
     server.Get("/v1/status", Wrap("/v1/status", [this](const httplib::Request&, httplib::Response& res) {
       SendJson(res, StatusJson());
     }));

@@ -873,6 +873,8 @@ class RocksStore final : public Store {
   // stays as it was; counters and records share batches, so they agree on disk.
   // kIoError when the store's filesystem has less free space than the reserve
   // (StoreOptions::min_free_bytes), so that RocksDB never meets a full disk.
+  Status FreeSpaceStatus() const override { return CheckFreeSpace("writes"); }
+
   Status CheckFreeSpace(const std::string& what) const {
     if (options_.min_free_bytes == 0) return Status::Ok();
     struct statvfs fs {};

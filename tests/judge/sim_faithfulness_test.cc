@@ -1,5 +1,5 @@
 // rlaif-sim's issue-4 knobs, through its HTTP API: length bias, logprobs,
-// fault kinds, max concurrency (queue or 429), latency jitter.
+// fault kinds, max concurrency (queue or 429), latency jitter, refusals.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -82,6 +82,35 @@ TEST(SimFaithfulnessTest, LengthBiasPrefersTheLongerResponse) {
   }
   EXPECT_DOUBLE_EQ(judge.Health().longer_wins_rate, 1.0);
   EXPECT_DOUBLE_EQ(judge.Health().position_consistency, 1.0);
+}
+
+// --refusal P: the judge answers prose without a verdict for about P of the
+// requests, the same answer for the same request (a retry does not help);
+// the Judge reports kCorruption, which the pipeline treats as unparseable.
+TEST(SimFaithfulnessTest, RefusalsCarryNoVerdictAndRepeat) {
+  TempDir dir;
+  SimChild sim(dir, WritePairs(dir, 100), {"--refusal", "0.3"});
+  const int port = sim.WaitForPort();
+  ASSERT_GT(port, 0) << sim.Stderr();
+  ChatClient client(Client(port));
+  Judge judge(client, {.model = "sim-judge", .dimensions = {{"helpfulness", ""}}});
+  int refused = 0;
+  for (int i = 0; i < 100; ++i) {
+    auto label = judge.JudgePair(PairFor(i, true), {"helpfulness", ""});
+    if (label.ok()) {
+      EXPECT_DOUBLE_EQ(label->p_a, 1.0);  // otherwise the truth
+      continue;
+    }
+    ++refused;
+    EXPECT_EQ(label.status().code(), StatusCode::kCorruption) << label.status().ToString();
+    EXPECT_NE(label.status().message().find("rather not pick"), std::string::npos);
+    // The same pair again: the same refusal.
+    EXPECT_FALSE(judge.JudgePair(PairFor(i, true), {"helpfulness", ""}).ok());
+  }
+  // Each label is two calls (both orders); a refusal of either fails it:
+  // 1 - 0.7^2 = 0.51 of the pairs, give or take the hash.
+  EXPECT_GT(refused, 30);
+  EXPECT_LT(refused, 72);
 }
 
 TEST(SimFaithfulnessTest, LogprobsGiveSoftLabels) {

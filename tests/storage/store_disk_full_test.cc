@@ -93,8 +93,13 @@ TEST_F(StoreDiskFullTest, RefusesWritesWhileFullAndResumes) {
     auto store = Store::Open({.path = path});
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     ASSERT_TRUE((*store)->CommitIngest(Cp(100), Prompts(0, 100), {}, nullptr).ok());
+    EXPECT_TRUE((*store)->FreeSpaceStatus().ok());
 
     Fill(mnt_ + "/filler");
+    // Said before any write meets it (what /v1/status reports while paused).
+    Status space = (*store)->FreeSpaceStatus();
+    EXPECT_EQ(space.code(), StatusCode::kIoError);
+    EXPECT_NE(space.message().find("below the reserve"), std::string::npos) << space.message();
     for (int attempt = 0; attempt < 5; ++attempt) {
       Status st = (*store)->CommitIngest(Cp(200), Prompts(100, 100), {}, nullptr);
       ASSERT_FALSE(st.ok());
@@ -114,6 +119,7 @@ TEST_F(StoreDiskFullTest, RefusesWritesWhileFullAndResumes) {
     EXPECT_EQ((*src)->offset, 100u);
 
     std::filesystem::remove(mnt_ + "/filler");
+    EXPECT_TRUE((*store)->FreeSpaceStatus().ok());
     EXPECT_TRUE((*store)->CheckWritable().ok());
     ASSERT_TRUE((*store)->CommitIngest(Cp(200), Prompts(100, 100), {}, nullptr).ok());
     EXPECT_EQ((*store)->Counts().prompts, 200);

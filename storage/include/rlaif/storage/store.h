@@ -186,6 +186,11 @@ class Store {
 
   virtual Status AppendEvent(const EventRecord& event) = 0;
 
+  // kIoError (with the free and reserved space) while the store's filesystem
+  // has less free space than the reserve, so that writes would be refused;
+  // writes nothing (a statvfs), cheap enough for every status request.
+  virtual Status FreeSpaceStatus() const = 0;
+
   // Whether the store takes writes again after a failed one (disk full, I/O
   // error): resumes RocksDB (which stops writing after such an error) and
   // commits one small meta record with the WAL. kIoError while it cannot.
