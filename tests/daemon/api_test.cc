@@ -118,6 +118,19 @@ class ApiTest : public ::testing::Test {
     pipeline_->Stop();
   }
 
+  // Stores prompt `id` ("a question") queued for generation, with the
+  // pipeline paused: the real (unreachable) generator stays away from it.
+  void QueuePrompt(const std::string& id) {
+    pipeline_->Pause();
+    storage::SourceCheckpoint cp;
+    cp.path = dir_.Sub("logs/x.jsonl");
+    storage::PromptRecord pr;
+    pr.id = id;
+    pr.text = "a question";
+    storage::IngestCommitStats cs;
+    ASSERT_TRUE(store_->CommitIngest(cp, {pr}, {}, &cs).ok());
+  }
+
   httplib::Result Post(const std::string& path, const std::string& body, bool admin = false,
                        const std::string& token = kToken) {
     httplib::Headers h;
@@ -370,14 +383,7 @@ TEST_F(ApiTest, MetricsPassPromtool) {
 
 TEST_F(ApiTest, HumanLabelsAndJudgeAgreement) {
   // One prompt through the queues: ingest -> pair -> AI label.
-  storage::SourceCheckpoint cp;
-  cp.path = dir_.Sub("logs/x.jsonl");
-  storage::PromptRecord pr;
-  pr.id = "p1";
-  pr.text = "a question";
-  storage::IngestCommitStats cs;
-  ASSERT_TRUE(store_->CommitIngest(cp, {pr}, {}, &cs).ok());
-  pipeline_->Pause();  // keep the real (unreachable) generator away from the queue
+  QueuePrompt("p1");
   auto gen = store_->PeekQueue(storage::Stage::kGenerate, 1);
   ASSERT_TRUE(gen.ok() && gen->size() == 1);
   storage::PairRecord pair;
@@ -430,14 +436,7 @@ TEST_F(ApiTest, ExportsDeadLetters) {
 // POST /v1/dead/requeue: admin only, validated, re-queues the stage's dead
 // letters (filtered by reason), and records who did it.
 TEST_F(ApiTest, RequeuesDeadLettersOfAStage) {
-  pipeline_->Pause();  // keep the real (unreachable) generator away from the queue
-  storage::SourceCheckpoint cp;
-  cp.path = dir_.Sub("logs/x.jsonl");
-  storage::PromptRecord pr;
-  pr.id = "p1";
-  pr.text = "a question";
-  storage::IngestCommitStats cs;
-  ASSERT_TRUE(store_->CommitIngest(cp, {pr}, {}, &cs).ok());
+  QueuePrompt("p1");
   auto gen = store_->PeekQueue(storage::Stage::kGenerate, 1);
   ASSERT_TRUE(gen.ok() && gen->size() == 1);
   ASSERT_TRUE(store_

@@ -107,6 +107,17 @@ class Proc:
             return f.read()[-n:].decode(errors="replace")
 
 
+def write_prompt_lines(src, path, n, numbered=True):
+    """Writes `n` simple-format log lines to `path`, prompts from the sample
+    logs (numbered " [i]" so that repeats are distinct prompts)."""
+    prompts = [json.loads(l)["prompt"] for l in
+               open(os.path.join(src, "data", "sample-logs", "app.jsonl"), encoding="utf-8")]
+    with open(path, "wb") as f:
+        for i in range(n):
+            p = prompts[i % len(prompts)] + (f" [{i}]" if numbered else "")
+            f.write((json.dumps({"prompt": p}) + "\n").encode())
+
+
 def start_sim(bin_dir, pairs, tmp, extra=()):
     port_file = os.path.join(tmp, "sim.port")
     if os.path.exists(port_file):

@@ -10,7 +10,8 @@ labeled.
 import json
 import os
 
-from rlaif_e2e import check, get_json, http, run_main, start_rlaifd, start_sim, wait_for
+from rlaif_e2e import (check, get_json, http, run_main, start_rlaifd, start_sim, wait_for,
+                       write_prompt_lines)
 
 RIGHT = "sk-rlaif-e2e-right-key-0123456789"
 WRONG = "sk-rlaif-e2e-wrong-key-9876543210"
@@ -21,13 +22,9 @@ def main(args, tmp):
     src = args.source
     pairs = os.path.join(src, "data", "hh-harmless-dev.jsonl")
     sim, sim_port = start_sim(args.bin, pairs, tmp, extra=("--api-key", RIGHT))
-    prompts = [json.loads(l)["prompt"]
-               for l in open(os.path.join(src, "data", "sample-logs", "app.jsonl"), encoding="utf-8")]
     logs = os.path.join(tmp, "logs")
     os.makedirs(logs)
-    with open(os.path.join(logs, "app.jsonl"), "wb") as f:
-        for i in range(N):
-            f.write((json.dumps({"prompt": f"{prompts[i % len(prompts)]} [{i}]"}) + "\n").encode())
+    write_prompt_lines(src, os.path.join(logs, "app.jsonl"), N)
 
     upstream = {"concurrency": 4, "max_retries": 2, "timeout_s": 5,
                 "breaker_failures": 5, "breaker_cooldown_s": 2}

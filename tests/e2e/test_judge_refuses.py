@@ -15,7 +15,8 @@ import json
 import os
 import time
 
-from rlaif_e2e import Proc, check, get_json, http, run_main, start_rlaifd, start_sim, wait_for
+from rlaif_e2e import (Proc, check, get_json, http, run_main, start_rlaifd, start_sim, wait_for,
+                       write_prompt_lines)
 
 N = 24
 
@@ -40,13 +41,9 @@ def main(args, tmp):
     pairs = os.path.join(src, "data", "hh-harmless-dev.jsonl")
     gen_sim, gen_port = start_sim(args.bin, pairs, tmp)
     judge_sim, judge_port = start_judge_sim(args, pairs, tmp, 0, 1)
-    prompts = [json.loads(l)["prompt"]
-               for l in open(os.path.join(src, "data", "sample-logs", "app.jsonl"), encoding="utf-8")]
     logs = os.path.join(tmp, "logs")
     os.makedirs(logs)
-    with open(os.path.join(logs, "app.jsonl"), "wb") as f:
-        for i in range(N):
-            f.write((json.dumps({"prompt": prompts[i % len(prompts)]}) + "\n").encode())
+    write_prompt_lines(src, os.path.join(logs, "app.jsonl"), N)
 
     upstream = {"concurrency": 4, "max_retries": 1, "timeout_s": 10}
     config = {
