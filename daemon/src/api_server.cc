@@ -578,10 +578,16 @@ struct ApiServer::Impl {
       const auto& st = client->stats();
       // Half-open counts as open: the probe has not succeeded yet, and a hung
       // upstream (open, probe times out, open ...) must not flap the gauge.
+      // Not while paused: nothing probes then, and the breaker stays
+      // half-open without saying anything about the upstream.
+      const bool breaker_open =
+          h.breaker == judge::BreakerState::kOpen ||
+          (h.breaker == judge::BreakerState::kHalfOpen && !ctx.pipeline.paused());
       m.GetGauge("rlaif_upstream_breaker_open",
-                 "1 while the upstream's circuit breaker is open or half-open (probing).",
+                 "1 while the upstream's circuit breaker is open, or half-open (probing) and "
+                 "the pipeline is not paused.",
                  {{"role", role}})
-          .Set(h.breaker == judge::BreakerState::kClosed ? 0 : 1);
+          .Set(breaker_open ? 1 : 0);
       m.GetGauge("rlaif_upstream_configuration_fault",
                  "1 while the upstream refuses the requests as configured (HTTP 401/403/404, TLS).",
                  {{"role", role}})

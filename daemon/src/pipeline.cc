@@ -29,11 +29,11 @@ namespace {
 
 constexpr int kMaxAttempts = 5;          // failed calls before an item is dead-lettered
 constexpr double kRetryDelayS = 2.0;     // wait before a failed item is tried again
-// Unparseable judge replies are the judge's fault, not the pair's, when at
-// least kUnparseableMin of the last kVerdictWindow replies (and half of them)
-// did not parse.
+// Unparseable judge replies are the judge's fault, not the pairs', when the
+// replies for at least half of the last kVerdictWindow distinct pairs (and
+// at least kVerdictMinPairs were seen) did not parse.
 constexpr size_t kVerdictWindow = 20;
-constexpr size_t kUnparseableMin = 3;
+constexpr size_t kVerdictMinPairs = 6;
 // Meanwhile the judge stage takes new work only this long after the last
 // unparseable reply: a broken judge is probed, not paid for every pair.
 constexpr double kUnparseableBackoffS = 30.0;
@@ -285,9 +285,15 @@ std::string Pipeline::StageProbingReason(storage::Stage stage) const {
          (say_last ? " (last: " + h.last_failure + ")" : "");
 }
 
-void Pipeline::RecordVerdict(bool parsed, const std::string& error) {
+void Pipeline::RecordVerdict(const std::string& pair_id, bool parsed, const std::string& error) {
   std::lock_guard<std::mutex> lock(verdicts_mu_);
-  recent_verdicts_.push_back(parsed);
+  for (auto it = recent_verdicts_.begin(); it != recent_verdicts_.end(); ++it) {
+    if (it->first == pair_id) {
+      recent_verdicts_.erase(it);
+      break;
+    }
+  }
+  recent_verdicts_.emplace_back(pair_id, parsed);
   if (recent_verdicts_.size() > kVerdictWindow) recent_verdicts_.pop_front();
   if (!parsed) {
     last_unparseable_ = error;
@@ -303,12 +309,14 @@ bool Pipeline::JudgeBackingOff() const {
 
 std::string Pipeline::UnparseableVerdictsReason() const {
   std::lock_guard<std::mutex> lock(verdicts_mu_);
-  const size_t bad =
-      static_cast<size_t>(std::count(recent_verdicts_.begin(), recent_verdicts_.end(), false));
-  if (bad < kUnparseableMin || 2 * bad < recent_verdicts_.size()) return "";
-  return "judge replies cannot be parsed: " + std::to_string(bad) + " of the last " +
-         std::to_string(recent_verdicts_.size()) + " (last: " + last_unparseable_ +
-         "); pairs wait, nothing is dead-lettered; check judge.model and the judge prompt";
+  const size_t bad = static_cast<size_t>(
+      std::count_if(recent_verdicts_.begin(), recent_verdicts_.end(),
+                    [](const std::pair<std::string, bool>& v) { return !v.second; }));
+  if (recent_verdicts_.size() < kVerdictMinPairs || 2 * bad < recent_verdicts_.size()) return "";
+  return "judge replies cannot be parsed for " + std::to_string(bad) + " of the last " +
+         std::to_string(recent_verdicts_.size()) + " pairs (last: " + last_unparseable_ +
+         "); pairs wait, nothing is dead-lettered, one pair is tried every 30 s; check "
+         "judge.model, the judge prompt, or a proxy mangling replies";
 }
 
 std::string Pipeline::StageFaultReason(storage::Stage stage) const {
@@ -435,7 +443,11 @@ Status Pipeline::Start() {
           std::lock_guard<std::mutex> lock(p->mu);
           claimed = p->claimed.size();
         }
-        const size_t capacity = static_cast<size_t>(p->workers) * 2;
+        // A judge whose replies do not parse gets one pair at a time (a probe).
+        const size_t capacity =
+            p->stage == storage::Stage::kJudge && !UnparseableVerdictsReason().empty()
+                ? 1
+                : static_cast<size_t>(p->workers) * 2;
         size_t dispatched = 0;
         if (claimed < capacity) {
           auto items = store_.PeekQueue(p->stage, claimed + capacity * 4);
@@ -619,11 +631,11 @@ static bool IsStoreWriteError(const Status& st) {
 static bool IsHold(const Status& st) { return judge::IsAdmissionRejection(st); }
 
 void Pipeline::Hold(StagePool& pool, const storage::WorkItem& item, const char* stage,
-                    const Status& st) {
+                    const Status& st, double retry_in_s) {
   metrics_.GetCounter("rlaif_stage_held_total", kStageHeldHelp, {{"stage", stage}}).Inc();
   const double now = MonotonicSeconds();
   std::lock_guard<std::mutex> lock(pool.mu);
-  pool.not_before[item.key] = now + kRetryDelayS;
+  pool.not_before[item.key] = now + retry_in_s;
   ++pool.holds_unlogged;
   if (now - pool.last_hold_log_s < 300) return;
   // The upstream's own words (a 401's message, the breaker's last error):
@@ -665,10 +677,13 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     ++gen_failed_;
     if (permanent || ShouldGiveUp(mu_, attempts_, item.key)) {
       ++gen_dead_;
-      DeadLettered(metrics_, "generate").Inc();
       storage::DeadLetter d{"generate", reason, detail, item.id, "", NowMs()};
       Status st = store_.DeadLetterWork(storage::Stage::kGenerate, item, d);
-      if (!st.ok()) spdlog::error("generate: dead-letter {}: {}", item.id, st.ToString());
+      if (!st.ok()) {
+        spdlog::error("generate: dead-letter {}: {}", item.id, st.ToString());
+        return;
+      }
+      DeadLettered(metrics_, "generate").Inc();
       spdlog::warn("generate: prompt {} dead-lettered: {}: {}", item.id, reason, detail);
       return;
     }
@@ -726,10 +741,13 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
     ++judge_failed_;
     if (permanent || ShouldGiveUp(mu_, attempts_, item.key)) {
       ++judge_dead_;
-      DeadLettered(metrics_, "judge").Inc();
       storage::DeadLetter d{"judge", reason, detail, item.id, "", NowMs()};
       Status st = store_.DeadLetterWork(storage::Stage::kJudge, item, d);
-      if (!st.ok()) spdlog::error("judge: dead-letter {}: {}", item.id, st.ToString());
+      if (!st.ok()) {
+        spdlog::error("judge: dead-letter {}: {}", item.id, st.ToString());
+        return;
+      }
+      DeadLettered(metrics_, "judge").Inc();
       spdlog::warn("judge: pair {} dead-lettered: {}: {}", item.id, reason, detail);
       return;
     }
@@ -765,9 +783,10 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
       if (st.code() == StatusCode::kCorruption) {
         // The judge's fault while most of its recent replies fail to parse:
         // the pair waits. Otherwise this pair's, retried like any failure.
-        RecordVerdict(false, st.message());
+        RecordVerdict(item.id, false, st.message());
         if (!UnparseableVerdictsReason().empty()) {
-          return Hold(*judge_pool_, item, "judge", st);
+          // Next time another held pair is the probe (oldest first).
+          return Hold(*judge_pool_, item, "judge", st, kUnparseableBackoffS);
         }
         return fail("unparseable_verdict", st.message(), false);
       }
@@ -781,7 +800,7 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
       }
       return fail("upstream_unavailable", st.message(), false);
     }
-    RecordVerdict(true, "");
+    RecordVerdict(item.id, true, "");
     JudgeLabels(metrics_, dim.name, label->tie ? "tie" : (label->p_a > 0.5 ? "a" : "b")).Inc();
     labels.push_back(std::move(*label));
   }

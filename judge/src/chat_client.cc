@@ -585,6 +585,9 @@ struct ChatClient::Impl {
       return a;
     }
     const int code = res->status;
+    // Before any of the body is quoted (and cut) into a status: a key cut in
+    // half by the quote would escape Scrub.
+    ScrubText(&res->body);
     const bool close = ToLower(res->get_header_value("Connection")) == "close";
     Release(std::move(conn), /*reusable=*/!close);
     if (auto reset = RateLimitResetSeconds(*res, /*any=*/false)) {
@@ -688,15 +691,20 @@ struct ChatClient::Impl {
   // (`status`, for a failed one). Thread-safe.
   // An upstream that echoes the key in its error message ("Incorrect API
   // key provided: sk-...") must not put it into logs, /v1/status or events.
-  void Scrub(Status* st) const {
-    if (st->ok() || options.api_key.empty()) return;
-    std::string m = st->message();
+  // Returns whether it replaced anything.
+  bool ScrubText(std::string* text) const {
+    if (options.api_key.empty()) return false;
     bool changed = false;
-    for (size_t at; (at = m.find(options.api_key)) != std::string::npos;) {
-      m.replace(at, options.api_key.size(), "[api key]");
+    for (size_t at; (at = text->find(options.api_key)) != std::string::npos;) {
+      text->replace(at, options.api_key.size(), "[api key]");
       changed = true;
     }
-    if (changed) *st = Status(st->code(), m);
+    return changed;
+  }
+  void Scrub(Status* st) const {
+    if (st->ok()) return;
+    std::string m = st->message();
+    if (ScrubText(&m)) *st = Status(st->code(), m);
   }
 
   // "judge: " for log lines, "" without a name.

@@ -345,7 +345,8 @@ Result<storage::LabelRecord> Judge::JudgePair(const storage::PairRecord& pair,
     std::optional<double> p_first;  // soft, from logprobs
   };
   // One order: the verdict with `first` shown as A. An unparseable reply is
-  // asked once more; a second one is kCorruption (the caller dead-letters).
+  // asked once more; a second one is kCorruption (the pipeline retries the
+  // pair, or holds it while most pairs' replies fail to parse).
   auto ask = [&](const std::string& first, const std::string& second,
                  const char* order) -> Result<OrderVerdict> {
     ChatRequest req;

@@ -466,29 +466,45 @@ class RocksStore final : public Store {
     return Guarded("RequeueDeadLetters", [&]() -> Result<RequeueStats> {
       const char* stage_name = stage == Stage::kGenerate ? "generate" : "judge";
       const Cf records = stage == Stage::kGenerate ? kPrompts : kPairs;
+      // The matching dead letters, from a snapshot and without the write
+      // lock: the table may hold millions of bad log lines, and ingest must
+      // not wait for the scan.
+      std::vector<std::pair<std::string, std::string>> candidates;  // dead key, ref
+      {
+        rocksdb::ManagedSnapshot snapshot(db_.get());
+        rocksdb::ReadOptions ro;
+        ro.snapshot = snapshot.snapshot();
+        ro.fill_cache = false;
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kDead]));
+        for (it->SeekToFirst(); it->Valid() && candidates.size() < max; it->Next()) {
+          Result<DeadLetter> d = DecodeDeadLetter(it->value().ToString());
+          if (!d.ok()) return RecordCorruption(kDead, it->key().ToStringView(), d.status());
+          if (d->stage != stage_name || (!reason.empty() && d->reason != reason)) continue;
+          candidates.emplace_back(it->key().ToString(), d->ref);
+        }
+        if (!it->status().ok()) return FromRocks(it->status(), "reading the dead letters");
+      }
       std::lock_guard lock(write_mu_);
       Counters next = counters_;
       rocksdb::WriteBatch batch;
       RequeueStats out;
       const int64_t now = NowMs();
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kDead]));
-      for (it->SeekToFirst(); it->Valid() && static_cast<size_t>(out.requeued) < max; it->Next()) {
-        Result<DeadLetter> d = DecodeDeadLetter(it->value().ToString());
-        if (!d.ok()) return RecordCorruption(kDead, it->key().ToStringView(), d.status());
-        if (d->stage != stage_name || (!reason.empty() && d->reason != reason)) continue;
-        auto exists = Exists(records, d->ref);
+      for (const auto& [key, ref] : candidates) {
+        auto still = Exists(kDead, key);  // not re-queued by a concurrent call
+        if (!still.ok()) return still.status();
+        if (!*still) continue;
+        auto exists = Exists(records, ref);
         if (!exists.ok()) return exists.status();
         if (!*exists) {
           ++out.skipped;
           continue;
         }
-        batch.Delete(handles_[kDead], it->key());
+        batch.Delete(handles_[kDead], key);
         --next.dead;
-        batch.Put(handles_[kQueue], QueueKey(stage, now, d->ref), "");
+        batch.Put(handles_[kQueue], QueueKey(stage, now, ref), "");
         ++(stage == Stage::kGenerate ? next.queue_generate : next.queue_judge);
         ++out.requeued;
       }
-      if (!it->status().ok()) return FromRocks(it->status(), "reading the dead letters");
       if (out.requeued == 0) return out;
       RLAIF_RETURN_IF_ERROR(
           Commit(&batch, next, std::string("re-queueing ") + stage_name + " dead letters"));

@@ -10,6 +10,11 @@ unparseable verdict within seconds, with /v1/status `running`. Now:
 
 The judge sim is then restarted on the same port, answering properly. The
 backlog drains, every pair gets a label, and the state returns to `running`.
+
+First, a judge that refuses only some pairs (`--refusal 0.1`, the same
+answer on every retry): those pairs are dead-lettered after their 5 tries as
+`unparseable_verdict`, the others are labelled, and the state ends
+`running`. A few bad pairs must not look like a broken judge.
 """
 import json
 import os
@@ -36,18 +41,15 @@ def start_judge_sim(args, pairs, tmp, port, refusal):
     return sim, wait_for(bound, 60, "the judge sim to listen")
 
 
-def main(args, tmp):
+def start_daemon(args, tmp, name, gen_port, judge_port):
+    """rlaifd on its own data dir, N prompt lines to ingest."""
     src = args.source
-    pairs = os.path.join(src, "data", "hh-harmless-dev.jsonl")
-    gen_sim, gen_port = start_sim(args.bin, pairs, tmp)
-    judge_sim, judge_port = start_judge_sim(args, pairs, tmp, 0, 1)
-    logs = os.path.join(tmp, "logs")
+    logs = os.path.join(tmp, name, "logs")
     os.makedirs(logs)
     write_prompt_lines(src, os.path.join(logs, "app.jsonl"), N)
-
     upstream = {"concurrency": 4, "max_retries": 1, "timeout_s": 10}
     config = {
-        "data_dir": os.path.join(tmp, "state"),
+        "data_dir": os.path.join(tmp, name, "state"),
         "api": {"listen": "127.0.0.1:0"},
         "sources": [{"path": os.path.join(logs, "*.jsonl")}],
         "generator": dict(upstream, base_url=f"http://127.0.0.1:{gen_port}/v1", model="sim-sft"),
@@ -55,10 +57,40 @@ def main(args, tmp):
                       dimensions=[{"name": "harmlessness"}]),
         "trainer": {"min_new_labels": 1000000},
     }
-    path = os.path.join(tmp, "config.json")
+    path = os.path.join(tmp, name, "config.json")
     json.dump(config, open(path, "w"))
     d, port = start_rlaifd(args.bin, path, tmp)
-    base = f"http://127.0.0.1:{port}"
+    return d, f"http://127.0.0.1:{port}"
+
+
+def main(args, tmp):
+    src = args.source
+    pairs = os.path.join(src, "data", "hh-harmless-dev.jsonl")
+    gen_sim, gen_port = start_sim(args.bin, pairs, tmp)
+
+    # A judge that refuses a few pairs: those are dead-lettered, not held.
+    judge_sim, judge_port = start_judge_sim(args, pairs, tmp, 0, 0.1)
+    d, base = start_daemon(args, tmp, "some", gen_port, judge_port)
+    held_seen = []
+
+    def settled():
+        s = get_json(base + "/v1/status")
+        held_seen.extend(r for r in s["reasons"] if "cannot be parsed" in r)
+        c = s["counts"]
+        return s if c["pairs"] >= N and c["labels"] + c["dead"] >= N else None
+    s = wait_for(settled, 180, "every pair labelled or dead-lettered", interval=0.5)
+    print(f"a judge refusing some pairs: {s['counts']}, held reasons seen: {len(held_seen)}")
+    dead = [json.loads(l) for l in http("GET", base + "/v1/export?kind=dead")[1].decode().splitlines()
+            if l.strip()]
+    check(0 < len(dead) < N // 2 and all(x["reason"] == "unparseable_verdict" for x in dead),
+          f"dead letters: {dead}")
+    check(s["state"] == "running", f"state {s['state']} {s['reasons']}")
+    check(d.term(timeout=30) == 0, "rlaifd did not stop cleanly")
+    judge_sim.term()
+
+    # A judge that refuses everything: the pairs wait.
+    judge_sim, judge_port = start_judge_sim(args, pairs, tmp, judge_port, 1)
+    d, base = start_daemon(args, tmp, "all", gen_port, judge_port)
 
     def held():
         s = get_json(base + "/v1/status")
@@ -70,15 +102,16 @@ def main(args, tmp):
     check(s["counts"]["labels"] == 0, f"labels from a judge without verdicts: {s['counts']}")
     check(s["queues"]["judge"]["depth"] >= N, f"the judge queue must hold the pairs: {s['queues']}")
 
-    # Backing off: over 40 s the judge is asked a few times (every 30 s, by
-    # each of the 4 workers, both orders, one retry), not about every pair.
+    # Backing off: over 40 s the judge is asked about one pair every 30 s
+    # (2 calls: the judge re-asks an unparseable reply once), plus what was
+    # in flight when the reason appeared (up to 8 pairs), not about every pair.
     stats = lambda: json.loads(http("GET", f"http://127.0.0.1:{judge_port}/sim/stats")[1])
     before = stats()["calls"]["judge"]
     time.sleep(40)
     s = get_json(base + "/v1/status")
     asked = stats()["calls"]["judge"] - before
     print(f"judge calls in 40 s while held: {asked}")
-    check(asked <= 2 * 4 * 2 * 2, f"{asked} judge calls in 40 s: not backing off")
+    check(asked <= 2 * 2 + 8 * 2, f"{asked} judge calls in 40 s: not backing off")
     check(s["counts"]["dead"] == 0 and s["state"] == "degraded", f"after 40 s: {s['counts']}")
     check("work item(s) put back to wait (nothing is dead-lettered)" in d.stdout_text(),
           "the log does not say that work is held")

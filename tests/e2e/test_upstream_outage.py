@@ -76,7 +76,9 @@ def main(args, tmp):
         u = s["upstream"][role]
         calls = u["calls"]
         check(0 < u["request_errors"] <= u["requests"], f"{role}: {u}")
-        check(calls["error"] + calls["rejected"] + calls["cancelled"] == u["failures"], f"{role}: {u}")
+        # Separate reads while 4 callers run: equal up to those in between.
+        check(abs(calls["error"] + calls["rejected"] + calls["cancelled"] - u["failures"]) <= 4,
+              f"{role}: {u}")
         check(f'rlaif_upstream_request_errors_total{{role="{role}"}} ' in metrics, "no request_errors")
     dead_during = 0
     while time.time() - t_down < OUTAGE_S:

@@ -646,6 +646,23 @@ TEST(ChatClientTest, ApiKeyIsNeverLogged) {
   EXPECT_EQ(logs.find("sk-very-secret-value"), std::string::npos) << logs;
 }
 
+// An error message quoted in part (cut at 1,000 characters) with the key
+// across the cut: the key is scrubbed from the body before the cut, so not
+// even its first half reaches the status.
+TEST(ChatClientTest, ApiKeyAcrossTheQuoteCutIsScrubbed) {
+  FakeUpstream up([](int, const RecordedRequest& r, httplib::Response& res) {
+    const std::string key = r.authorization.substr(std::string("Bearer ").size());
+    FakeUpstream::Reply(res, 400,
+                        R"({"error":{"message":")" + std::string(990, 'x') + key + R"("}})");
+  });
+  ChatClientOptions o = FastOptions(up);
+  o.api_key = "sk-very-secret-value";
+  ChatClient client(o);
+  auto resp = client.Complete(SimpleRequest());
+  ASSERT_FALSE(resp.ok());
+  EXPECT_EQ(resp.status().message().find("sk-very"), std::string::npos) << resp.status().message();
+}
+
 // TLS: the server certificate is verified (a self-signed certificate is
 // refused) and an explicit CA file is honoured.
 TEST(ChatClientTest, HttpsVerifiesServerCertificate) {

@@ -135,7 +135,8 @@ class Pipeline {
   // While degraded: probes the store with exponential backoff (0.5 s doubling
   // up to 30 s) and clears the degraded state once a write succeeds.
   void ProbeStore();
-  void Hold(StagePool& pool, const storage::WorkItem& item, const char* stage, const Status& st);
+  void Hold(StagePool& pool, const storage::WorkItem& item, const char* stage, const Status& st,
+            double retry_in_s = 2.0);
   // An item of the stage succeeded: logs the recovery after holds.
   void Resumed(StagePool& pool, const char* stage);
   // Sleeps up to `seconds` or until Stop().
@@ -182,12 +183,15 @@ class Pipeline {
   // The judge's last kVerdictWindow replies on any pair: parsed or not. When
   // most fail to parse, the judge (its model or prompt) is at fault, not the
   // pairs: they wait (StageFaultReason) instead of being dead-lettered.
-  void RecordVerdict(bool parsed, const std::string& error);
+  // Counted per pair (its latest reply), not per attempt: a few pairs the
+  // judge always refuses, retried, must not look like a broken judge.
+  void RecordVerdict(const std::string& pair_id, bool parsed, const std::string& error);
   std::string UnparseableVerdictsReason() const;
-  // While the reason holds, the judge stage takes new work only every 30 s.
+  // While the reason holds, the judge stage sends one pair at a time, and
+  // only 30 s after the last unparseable reply: a probe, not a burst.
   bool JudgeBackingOff() const;
   mutable std::mutex verdicts_mu_;
-  std::deque<bool> recent_verdicts_;
+  std::deque<std::pair<std::string, bool>> recent_verdicts_;  // pair id, parsed
   std::string last_unparseable_;
   double last_unparseable_at_ = -1e18;
 };

@@ -144,9 +144,10 @@ class Store {
   // Gives dead-lettered work another chance: each dead letter of `stage`
   // (kGenerate: a prompt id in `ref`; kJudge: a pair id) whose reason is
   // `reason` ("" = any) is removed and its item queued again, oldest first,
-  // at most `max`, in one atomic batch. A dead letter whose prompt or pair is
-  // no longer stored is kept and counted in `skipped`. Ingest dead letters
-  // (bad log lines) have no item and are never matched.
+  // in one atomic batch. At most `max` dead letters are looked at; one whose
+  // prompt or pair is no longer stored is kept and counted in `skipped`.
+  // Ingest dead letters (bad log lines) have no item and are never matched.
+  // The scan runs on a snapshot outside the write lock.
   struct RequeueStats {
     int64_t requeued = 0;
     int64_t skipped = 0;
