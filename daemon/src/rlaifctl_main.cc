@@ -99,9 +99,16 @@ void PrintStatus(const json& s) {
               << "  BLAS " << Str(sv, "blas") << "\n";
   }
   const json& t = s["training"];
+  // "v0003-... promoted", "- skipped" (no version), or "none yet".
+  std::string last = Str(t["last"], "outcome");
+  if (last.empty() || last == "-") {
+    last = "none yet";
+  } else {
+    const std::string v = Str(t["last"], "version");
+    last = (v.empty() ? "-" : v) + " " + last;
+  }
   std::cout << "training: " << (t.value("running", false) ? "running" : "idle") << "  runs "
-            << t["runs"] << "  last " << Str(t["last"], "version") << " "
-            << Str(t["last"], "outcome") << "\n";
+            << t["runs"] << "  last " << last << "\n";
   if (t["last"].contains("reason") && t["last"]["reason"].is_string() &&
       !t["last"]["reason"].get<std::string>().empty()) {
     std::cout << "          why: " << t["last"]["reason"].get<std::string>() << "\n";

@@ -77,6 +77,9 @@ def main(args, tmp):
                     r"attempts \d+ \(\d+ failed\)  breaker closed", out) and
           re.search(r"^ +judge +calls ok [1-9]", out, re.M),
           f"status table lacks the upstream lines:\n{out}")
+    # The first run, or one after it (more labels may have arrived).
+    check(re.search(r"^training: \w+  runs [1-9]\d*  last (v\S+|-) (promoted|rejected|failed|skipped)$",
+                    out, re.M), f"status table: training line:\n{out}")
     rc, out, _ = run("--json", "status", url=base)
     st = json.loads(out)
     check(rc == 0 and st["model"]["live_version"] == first, "status --json")
