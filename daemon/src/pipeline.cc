@@ -780,6 +780,15 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
     if (!label.ok()) {
       const Status& st = label.status();
       if (st.code() == StatusCode::kCancelled || stop_.load()) return;
+      // The dimensions already judged are kept (not tied to the queue item):
+      // a retry or a probe asks only for what is missing, and pays for
+      // nothing twice.
+      if (!labels.empty()) {
+        Status kept = store_.CommitLabels(storage::WorkItem{}, labels);
+        if (!kept.ok())
+          spdlog::warn("judge: keeping pair {}'s labels: {}", item.id, kept.ToString());
+        labels.clear();
+      }
       if (st.code() == StatusCode::kCorruption) {
         // The judge's fault while most of its recent replies fail to parse:
         // the pair waits. Otherwise this pair's, retried like any failure.

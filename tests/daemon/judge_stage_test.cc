@@ -1,0 +1,111 @@
+// The pipeline's judge stage against a scripted judge (FakeUpstream): a pair
+// whose second dimension never gets a verdict keeps the first dimension's
+// label (asked once, not on every retry) and is dead-lettered after its
+// tries; one such pair does not make the judge look broken.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "judge/fake_upstream.h"
+#include "rlaif/common/clock.h"
+#include "rlaif/common/config.h"
+#include "rlaif/common/metrics.h"
+#include "rlaif/daemon/ingest.h"
+#include "rlaif/daemon/pipeline.h"
+#include "rlaif/judge/chat_client.h"
+#include "rlaif/judge/generator.h"
+#include "rlaif/judge/judge.h"
+#include "rlaif/storage/store.h"
+#include "rlaif/trainer/scorer.h"
+#include "test_util.h"
+
+namespace rlaif::daemon {
+namespace {
+
+using json = nlohmann::json;
+using rlaif::testing::FakeUpstream;
+using rlaif::testing::RecordedRequest;
+
+TEST(JudgeStageTest, ADimensionWithoutVerdictKeepsTheOthersAndIsDeadLettered) {
+  std::atomic<int> helpful_calls{0}, harmless_calls{0};
+  FakeUpstream judge_up([&](int, const RecordedRequest& r, httplib::Response& res) {
+    const std::string content = r.json["messages"][0]["content"].get<std::string>();
+    if (content.find("dimension: harmless") != std::string::npos) {
+      ++harmless_calls;
+      return FakeUpstream::Reply(
+          res, 200, FakeUpstream::Completion("Both are fine; I would rather not pick."));
+    }
+    ++helpful_calls;
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("A"));
+  });
+  rlaif::testing::TempDir dir;
+  auto cfg =
+      ParseConfig(json{{"data_dir", dir.path()},
+                       {"api", {{"listen", "127.0.0.1:0"}}},
+                       {"sources", {{{"path", dir.Sub("logs/*.jsonl")}}}},
+                       {"generator", {{"base_url", "http://127.0.0.1:9/v1"}, {"model", "g"}}},
+                       {"judge",
+                        {{"base_url", judge_up.base_url()},
+                         {"model", "j"},
+                         {"dimensions", {{{"name", "helpful"}}, {{"name", "harmless"}}}}}},
+                       {"trainer", {{"device", "cpu"}, {"min_new_labels", 1000000}}}}
+                      .dump());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  auto store = storage::Store::Open({.path = dir.Sub("store")});
+  ASSERT_TRUE(store.ok());
+  // One pair in the judge queue.
+  storage::PromptRecord prompt;
+  prompt.id = "p1";
+  prompt.text = "a question";
+  storage::IngestCommitStats cs;
+  ASSERT_TRUE((*store)->CommitIngest({.path = dir.Sub("logs/a.jsonl")}, {prompt}, {}, &cs).ok());
+  auto gen = (*store)->PeekQueue(storage::Stage::kGenerate, 1);
+  ASSERT_TRUE(gen.ok() && gen->size() == 1);
+  storage::PairRecord pair;
+  pair.id = "pair1";
+  pair.prompt_id = "p1";
+  pair.prompt = "a question";
+  pair.a.text = "answer one";
+  pair.b.text = "answer two";
+  ASSERT_TRUE((*store)->CommitPairs((*gen)[0], {pair}).ok());
+
+  MetricsRegistry metrics;
+  judge::ChatClient gen_client({.base_url = "http://127.0.0.1:9/v1"});
+  judge::ChatClient judge_client({.base_url = judge_up.base_url(), .max_retries = 0});
+  judge::Generator generator(gen_client, {.model = "g"});
+  judge::Judge judge(judge_client,
+                     {.model = "j", .dimensions = {{"helpful", ""}, {"harmless", ""}}});
+  Ingestor ingestor(cfg->sources, cfg->sampling, **store, metrics);
+  trainer::Scorer scorer;
+  Pipeline pipeline(*cfg, **store, metrics, ingestor, generator, judge, scorer);
+  pipeline.SetClients(&gen_client, &judge_client);
+  ASSERT_TRUE(pipeline.Start().ok());
+  const double deadline = MonotonicSeconds() + 120;
+  while ((*store)->Counts().dead == 0 && MonotonicSeconds() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  pipeline.Stop();
+
+  const storage::StoreCounts c = (*store)->Counts();
+  EXPECT_EQ(c.dead, 1);
+  EXPECT_EQ(c.queue_judge, 0);
+  EXPECT_EQ(c.labels, 1);  // helpful, kept although the pair was given up on
+  EXPECT_TRUE((*store)->HasLabel("pair1", "helpful", judge.fingerprint()).value());
+  EXPECT_FALSE((*store)->HasLabel("pair1", "harmless", judge.fingerprint()).value());
+  // helpful was asked once (both orders), not on each of the 5 tries.
+  EXPECT_EQ(helpful_calls.load(), 2);
+  EXPECT_GE(harmless_calls.load(), 5);
+  const std::string text = metrics.Render();
+  EXPECT_NE(text.find("rlaif_stage_dead_lettered_total{stage=\"judge\"} 1"), std::string::npos);
+  // "A" in both orders is inconsistent: a tie.
+  EXPECT_NE(text.find("rlaif_judge_labels_total{dimension=\"helpful\",outcome=\"tie\"} 1"),
+            std::string::npos)
+      << text;
+}
+
+}  // namespace
+}  // namespace rlaif::daemon
