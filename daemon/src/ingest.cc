@@ -896,9 +896,8 @@ void Ingestor::NoteRejections(const std::vector<storage::DeadLetter>& dead) {
   spdlog::warn(
       "ingest: {} line(s) rejected{}, the first at {}: {}{} (counted in "
       "rlaif_ingest_rejected_total; `rlaifctl export dead` lists them)",
-      rejected_unlogged_, first_report_ ? "" : " since the last report", d.ref,
+      rejected_unlogged_, last_reject_log_s_ == kNeverLogged ? "" : " since the last report", d.ref,
       has_reason ? "" : d.reason + ": ", d.detail);
-  first_report_ = false;
   rejected_unlogged_ = 0;
   last_reject_log_s_ = now;
 }

@@ -255,34 +255,46 @@ void Pipeline::SetClients(const judge::ChatClient* generator_client,
   judge_client_ = judge_client;
 }
 
-std::string Pipeline::StageHeldReason(storage::Stage stage) const {
+std::optional<judge::ClientHealth> Pipeline::HealthOf(storage::Stage stage) const {
   const judge::ChatClient* c = stage == storage::Stage::kGenerate ? gen_client_ : judge_client_;
-  if (c == nullptr) return "";
-  const judge::ClientHealth h = c->Health();
-  const char* who = stage == storage::Stage::kGenerate ? "generator" : "judge";
-  if (h.breaker == judge::BreakerState::kOpen) {
-    // The last error, unless StageFaultReason already says it.
-    const bool say_last = !h.last_failure.empty() && h.last_failure != h.configuration_fault;
-    return std::string(who) + " circuit open after repeated failures" +
-           (say_last ? " (last: " + h.last_failure + ")" : "") + "; next probe in " +
-           std::to_string(static_cast<int>(h.breaker_retry_in_s + 0.5)) + " s";
+  if (c == nullptr) return std::nullopt;
+  return c->Health();
+}
+
+namespace {
+
+const char* Who(storage::Stage stage) {
+  return stage == storage::Stage::kGenerate ? "generator" : "judge";
+}
+
+// " (last: <error>)", unless StageFaultReason already says that error.
+std::string LastError(const judge::ClientHealth& h) {
+  if (h.last_failure.empty() || h.last_failure == h.configuration_fault) return "";
+  return " (last: " + h.last_failure + ")";
+}
+
+}  // namespace
+
+std::string Pipeline::StageHeldReason(storage::Stage stage) const {
+  const auto h = HealthOf(stage);
+  if (!h) return "";
+  if (h->breaker == judge::BreakerState::kOpen) {
+    return std::string(Who(stage)) + " circuit open after repeated failures" + LastError(*h) +
+           "; next probe in " + std::to_string(static_cast<int>(h->breaker_retry_in_s + 0.5)) +
+           " s";
   }
-  if (h.budget_exhausted) {
-    return std::string(who) + " hourly budget of $" + std::to_string(h.hourly_budget_usd) +
-           " spent; resumes at " + FormatTimeMs(h.budget_resets_at_ms);
+  if (h->budget_exhausted) {
+    return std::string(Who(stage)) + " hourly budget of $" + std::to_string(h->hourly_budget_usd) +
+           " spent; resumes at " + FormatTimeMs(h->budget_resets_at_ms);
   }
   return "";
 }
 
 std::string Pipeline::StageProbingReason(storage::Stage stage) const {
-  const judge::ChatClient* c = stage == storage::Stage::kGenerate ? gen_client_ : judge_client_;
-  if (c == nullptr) return "";
-  const judge::ClientHealth h = c->Health();
-  if (h.breaker != judge::BreakerState::kHalfOpen) return "";
-  const bool say_last = !h.last_failure.empty() && h.last_failure != h.configuration_fault;
-  return std::string(stage == storage::Stage::kGenerate ? "generator" : "judge") +
-         " circuit half-open: probing after repeated failures" +
-         (say_last ? " (last: " + h.last_failure + ")" : "");
+  const auto h = HealthOf(stage);
+  if (!h || h->breaker != judge::BreakerState::kHalfOpen) return "";
+  return std::string(Who(stage)) + " circuit half-open: probing after repeated failures" +
+         LastError(*h);
 }
 
 void Pipeline::RecordVerdict(const std::string& pair_id, bool parsed, const std::string& error) {
@@ -301,18 +313,28 @@ void Pipeline::RecordVerdict(const std::string& pair_id, bool parsed, const std:
   }
 }
 
-bool Pipeline::JudgeBackingOff() const {
-  if (UnparseableVerdictsReason().empty()) return false;
+size_t Pipeline::UnparseablePairsLocked() const {
+  const size_t bad = static_cast<size_t>(
+      std::count_if(recent_verdicts_.begin(), recent_verdicts_.end(),
+                    [](const std::pair<std::string, bool>& v) { return !v.second; }));
+  return recent_verdicts_.size() < kVerdictMinPairs || 2 * bad < recent_verdicts_.size() ? 0 : bad;
+}
+
+bool Pipeline::JudgeAtFault() const {
   std::lock_guard<std::mutex> lock(verdicts_mu_);
-  return MonotonicSeconds() - last_unparseable_at_ < kUnparseableBackoffS;
+  return UnparseablePairsLocked() > 0;
+}
+
+bool Pipeline::JudgeBackingOff() const {
+  std::lock_guard<std::mutex> lock(verdicts_mu_);
+  return UnparseablePairsLocked() > 0 &&
+         MonotonicSeconds() - last_unparseable_at_ < kUnparseableBackoffS;
 }
 
 std::string Pipeline::UnparseableVerdictsReason() const {
   std::lock_guard<std::mutex> lock(verdicts_mu_);
-  const size_t bad = static_cast<size_t>(
-      std::count_if(recent_verdicts_.begin(), recent_verdicts_.end(),
-                    [](const std::pair<std::string, bool>& v) { return !v.second; }));
-  if (recent_verdicts_.size() < kVerdictMinPairs || 2 * bad < recent_verdicts_.size()) return "";
+  const size_t bad = UnparseablePairsLocked();
+  if (bad == 0) return "";
   return "judge replies cannot be parsed for " + std::to_string(bad) + " of the last " +
          std::to_string(recent_verdicts_.size()) + " pairs (last: " + last_unparseable_ +
          "); pairs wait, nothing is dead-lettered, one pair is tried every 30 s; check "
@@ -324,12 +346,10 @@ std::string Pipeline::StageFaultReason(storage::Stage stage) const {
     std::string unparseable = UnparseableVerdictsReason();
     if (!unparseable.empty()) return unparseable;
   }
-  const judge::ChatClient* c = stage == storage::Stage::kGenerate ? gen_client_ : judge_client_;
-  if (c == nullptr) return "";
-  const judge::ClientHealth h = c->Health();
-  if (h.configuration_fault.empty()) return "";
-  return std::string(stage == storage::Stage::kGenerate ? "generator" : "judge") +
-         " refuses the requests as configured: " + h.configuration_fault +
+  const auto h = HealthOf(stage);
+  if (!h || h->configuration_fault.empty()) return "";
+  return std::string(Who(stage)) +
+         " refuses the requests as configured: " + h->configuration_fault +
          " (work waits, nothing is dead-lettered; fix the configuration and restart)";
 }
 
@@ -444,10 +464,9 @@ Status Pipeline::Start() {
           claimed = p->claimed.size();
         }
         // A judge whose replies do not parse gets one pair at a time (a probe).
-        const size_t capacity =
-            p->stage == storage::Stage::kJudge && !UnparseableVerdictsReason().empty()
-                ? 1
-                : static_cast<size_t>(p->workers) * 2;
+        const size_t capacity = p->stage == storage::Stage::kJudge && JudgeAtFault()
+                                    ? 1
+                                    : static_cast<size_t>(p->workers) * 2;
         size_t dispatched = 0;
         if (claimed < capacity) {
           auto items = store_.PeekQueue(p->stage, claimed + capacity * 4);
@@ -793,7 +812,7 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
         // The judge's fault while most of its recent replies fail to parse:
         // the pair waits. Otherwise this pair's, retried like any failure.
         RecordVerdict(item.id, false, st.message());
-        if (!UnparseableVerdictsReason().empty()) {
+        if (JudgeAtFault()) {
           // Next time another held pair is the probe (oldest first).
           return Hold(*judge_pool_, item, "judge", st, kUnparseableBackoffS);
         }

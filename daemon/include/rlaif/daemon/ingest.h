@@ -208,8 +208,8 @@ class Ingestor {
   Counter* backpressure_evicted_ = nullptr;
   int64_t rejected_unlogged_ = 0;       // rejections since the last warning
   storage::DeadLetter first_unlogged_;  // the first of them
-  double last_reject_log_s_ = -1e18;    // MonotonicSeconds of the last warning
-  bool first_report_ = true;
+  static constexpr double kNeverLogged = -1e18;
+  double last_reject_log_s_ = kNeverLogged;        // MonotonicSeconds of the last warning
   int64_t stratum_hour_ = -1;                      // clock hour of stratum_counts_
   std::map<std::string, int64_t> stratum_counts_;  // prompts kept this hour, by stratum
 

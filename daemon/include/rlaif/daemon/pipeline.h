@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -124,6 +125,8 @@ class Pipeline {
   void RunTraining(const std::string& trigger, const std::string& actor);
   // Creates the counters whose label sets are known, at 0 (Start).
   void RegisterMetrics();
+  // The stage's client's health; nullopt without a client (SetClients).
+  std::optional<judge::ClientHealth> HealthOf(storage::Stage stage) const;
   // training_'s last run and run count from the store (Start).
   void RestoreTrainingStatus();
   Status LoadAndSwap(const std::string& version);
@@ -187,6 +190,10 @@ class Pipeline {
   // judge always refuses, retried, must not look like a broken judge.
   void RecordVerdict(const std::string& pair_id, bool parsed, const std::string& error);
   std::string UnparseableVerdictsReason() const;
+  // The pairs whose replies did not parse when they make the judge at fault
+  // (see kVerdictMinPairs), else 0. Needs verdicts_mu_.
+  size_t UnparseablePairsLocked() const;
+  bool JudgeAtFault() const;
   // While the reason holds, the judge stage sends one pair at a time, and
   // only 30 s after the last unparseable reply: a probe, not a burst.
   bool JudgeBackingOff() const;
