@@ -8,13 +8,82 @@ Also: every exported family is documented in docs/METRICS.md, counters end
 in _total (only the deprecated gauges draw promtool's lint), counters with
 known label sets exist at 0, and the upstream counts reconcile (attempts vs
 calls, calls by result).
+
+The Grafana dashboard (deploy/grafana/rlaifd.json): a real Prometheus
+(Debian's, the one promtool comes with) scrapes the daemon every second, and
+each of the dashboard's queries, with Grafana's variables filled in, must
+evaluate without error and, except those that are empty by design while
+nothing is wrong, return series: so its label names and metrics are the ones
+rlaifd really exports.
 """
 import json
 import os
 import re
+import socket
 import subprocess
+import time
+import urllib.parse
 
-from rlaif_e2e import check, get_json, http, run_main, start_rlaifd, start_sim, wait_for
+from rlaif_e2e import Proc, Skip, check, get_json, http, run_main, start_rlaifd, start_sim, wait_for
+
+# Families whose label values are not known in advance (a route's refusal
+# reason, a stage's error reason) or that wait for their first event (the
+# first backup): a healthy daemon that has seen none exports no series of
+# them, so the dashboard queries on them alone are empty.
+FIRST_EVENT = {"rlaif_http_rejected_total", "rlaif_stage_errors_total",
+               "rlaif_backup_last_success_timestamp_seconds"}
+
+
+def dashboard_queries(src):
+    with open(os.path.join(src, "deploy", "grafana", "rlaifd.json")) as f:
+        dash = json.load(f)
+    for p in dash["panels"]:
+        for t in p.get("targets", []):
+            yield p["title"], t["expr"]
+    for a in dash["annotations"]["list"]:
+        if "target" in a:
+            yield a["name"], a["target"]["expr"]
+
+
+def check_dashboard(src, bin_dir, tmp, port):
+    """Prometheus scrapes rlaifd; every dashboard query evaluates and has data."""
+    if not os.path.exists("/usr/bin/prometheus"):
+        raise Skip("no /usr/bin/prometheus (scripts/deps.sh installs the prometheus package)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        prom_port = s.getsockname()[1]
+    cfg = os.path.join(tmp, "prometheus.yml")
+    with open(cfg, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                "scrape_configs:\n  - job_name: rlaifd\n    static_configs:\n"
+                f"      - targets: ['127.0.0.1:{port}']\n")
+    prom = Proc("prometheus", ["/usr/bin/prometheus", f"--config.file={cfg}",
+                               f"--storage.tsdb.path={os.path.join(tmp, 'tsdb')}",
+                               f"--web.listen-address=127.0.0.1:{prom_port}"], tmp)
+    api = f"http://127.0.0.1:{prom_port}/api/v1/query?query="
+
+    def query(expr):
+        code, body = http("GET", api + urllib.parse.quote(expr), timeout=10)
+        out = json.loads(body)
+        check(code == 200 and out.get("status") == "success", f"{expr}: {code} {out}")
+        return out["data"]["result"]
+
+    def scraped():
+        check(prom.alive(), "prometheus exited: " + prom.stderr_tail())
+        return query('count_over_time(up{job="rlaifd"}[1m]) >= 12')
+    wait_for(scraped, 90, "12 scrapes of rlaifd by prometheus", interval=1)
+    empty = []
+    n = 0
+    for title, expr in dashboard_queries(src):
+        e = expr.replace("$__rate_interval", "10s").replace("$instance", ".+")
+        result = query(e)
+        n += 1
+        # A swap annotation has data only around a swap.
+        if not result and "changes(" not in e and not set(re.findall(r"\brlaif_[a-z_]+", e)) & FIRST_EVENT:
+            empty.append((title, e))
+    check(not empty, f"dashboard queries without data: {empty}")
+    print(f"dashboard: {n} queries evaluated by prometheus, all with data where expected")
+    prom.term()
 
 
 def main(args, tmp):
@@ -121,6 +190,14 @@ def main(args, tmp):
     # A CPU run: which CUDA step ran does not apply, so it is not exported.
     check("rlaif_training_last_cuda_kernels" not in text, "rlaif_training_last_cuda_kernels on the CPU")
     print("alert metrics exported:", ", ".join(used))
+
+    board = subprocess.run(["python3", os.path.join(src, "deploy", "grafana", "make_dashboard.py"),
+                            "--metrics"], capture_output=True, text=True, check=True).stdout.split()
+    check(len(board) >= 30, f"found only {board} in the dashboard")
+    families = set(types) | {re.sub(r"_(bucket|sum|count)$", "", m) for m in exported}
+    missing = [m for m in board if m not in families and m not in FIRST_EVENT]
+    check(not missing, f"deploy/grafana/rlaifd.json uses metrics rlaifd does not export: {missing}")
+    check_dashboard(src, args.bin, tmp, port)
     check(d.term(timeout=60) == 0, "rlaifd did not stop cleanly")
     sim.term()
 
