@@ -246,6 +246,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
   if (const json* st = top.Object("store")) {
     ObjectReader r(*st, "store", &problems);
     r.Bool("compress_blobs", &c.store_compress_blobs);
+    r.Int("max_rejected_lines", &c.store_max_rejected_lines, 0, int64_t{1} << 40);
   }
 
   if (const json* api = top.Object("api")) {

@@ -140,7 +140,8 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
 
   auto store = storage::Store::Open({.path = config.data_dir + "/store",
                                      .sync = false,
-                                     .compress_blobs = config.store_compress_blobs});
+                                     .compress_blobs = config.store_compress_blobs,
+                                     .max_rejected_lines = config.store_max_rejected_lines});
   if (!store.ok()) return store.status();
 
   MetricsRegistry metrics;

@@ -156,6 +156,9 @@ Counter& IngestCounter(MetricsRegistry& m, std::string_view name, const MetricLa
       {"rlaif_ingest_logged_pairs_total",
        "Pairs taken from log lines (rewrite, ab), stored without generation."},
       {"rlaif_ingest_rejected_total", "Rejected log lines."},
+      {"rlaif_ingest_rejected_pruned_total",
+       "Dead letters of rejected log lines deleted, oldest first, to keep "
+       "store.max_rejected_lines."},
       {"rlaif_ingest_rotations_total", "Files replaced under the same path."},
       {"rlaif_ingest_sampled_out_total", "Prompts skipped by sampling."},
       {"rlaif_ingest_stored_total", "New prompts stored."},
@@ -247,7 +250,7 @@ Ingestor::Ingestor(std::vector<SourceConfig> sources, SamplingConfig sampling,
         "rlaif_ingest_logged_labels_total", "rlaif_ingest_errors_total",
         "rlaif_ingest_truncations_total", "rlaif_ingest_rotations_total",
         "rlaif_ingest_truncation_copies_total", "rlaif_ingest_sampled_out_total",
-        "rlaif_ingest_inotify_wakeups_total"}) {
+        "rlaif_ingest_inotify_wakeups_total", "rlaif_ingest_rejected_pruned_total"}) {
     IngestCounter(metrics_, name);
   }
   for (const std::string& reason : ParseRejectReasons()) {
@@ -873,6 +876,17 @@ Status Ingestor::Commit(Tracked& t, const storage::SourceCheckpoint& next,
     IngestCounter(metrics_, "rlaif_ingest_rejected_total", {{"reason", d.reason}}).Inc();
   }
   NoteRejections(batch.dead);
+  if (cs.rejects_pruned > 0) {
+    IngestCounter(metrics_, "rlaif_ingest_rejected_pruned_total")
+        .Inc(static_cast<double>(cs.rejects_pruned));
+    if (!rejects_pruned_logged_) {
+      rejects_pruned_logged_ = true;
+      spdlog::warn(
+          "ingest: the store keeps the newest store.max_rejected_lines rejected lines: the "
+          "oldest are deleted from now on (each is still counted in rlaif_ingest_rejected_total; "
+          "deletions in rlaif_ingest_rejected_pruned_total)");
+    }
+  }
   stats->lines += static_cast<int64_t>(lines);
   stats->bytes += static_cast<int64_t>(bytes);
   stats->stored += cs.stored;

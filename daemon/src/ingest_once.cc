@@ -19,11 +19,11 @@ Result<IngestOnceReport> IngestOnce(const Config& config) {
   if (ec) return Status::IoError("cannot create data_dir " + config.data_dir + ": " + ec.message());
   // A bounded memtable budget keeps a backfill's memory flat (RocksDB's
   // default is 64 MiB per column family, 2 each).
-  auto store = storage::Store::Open(
-      {.path = config.data_dir + "/store",
-       .sync = false,
-       .write_buffer_bytes = 64 << 20,
-       .compress_blobs = config.store_compress_blobs});
+  auto store = storage::Store::Open({.path = config.data_dir + "/store",
+                                     .sync = false,
+                                     .write_buffer_bytes = 64 << 20,
+                                     .compress_blobs = config.store_compress_blobs,
+                                     .max_rejected_lines = config.store_max_rejected_lines});
   if (!store.ok()) return store.status();
   MetricsRegistry metrics;
   Ingestor ingestor(config.sources, config.sampling, **store, metrics);

@@ -49,12 +49,16 @@ enum Cf : size_t {
   kLabels,
   kQueue,
   kModels,
-  kDead,
+  kDead,  // dead letters of the generate and judge stages (and, from stores
+          // written before `rejects` existed, of ingest)
   kEvents,
+  kRejects,  // ingest's dead letters (rejected log lines), bounded by
+             // StoreOptions::max_rejected_lines, oldest deleted first
   kNumCf
 };
-constexpr std::array<const char*, kNumCf> kCfNames = {
-    "meta", "sources", "prompts", "pairs", "labels", "queue", "models", "dead", "events"};
+constexpr std::array<const char*, kNumCf> kCfNames = {"meta",   "sources", "prompts", "pairs",
+                                                      "labels", "queue",   "models",  "dead",
+                                                      "events", "rejects"};
 
 constexpr char kLiveVersionKey[] = "live_version";
 constexpr char kNextSeqKey[] = "seq/next";
@@ -66,7 +70,8 @@ struct Counters {
   int64_t prompts = 0;
   int64_t pairs = 0;
   int64_t labels = 0;
-  int64_t dead = 0;
+  int64_t dead = 0;     // every dead letter, rejected lines included
+  int64_t rejects = 0;  // rejected lines' dead letters in kRejects
   int64_t queue_generate = 0;
   int64_t queue_judge = 0;
   int64_t labels_at_train = 0;
@@ -81,6 +86,7 @@ constexpr CounterField kCounterFields[] = {
     {"count/pairs", &Counters::pairs},
     {"count/labels", &Counters::labels},
     {"count/dead", &Counters::dead},
+    {"count/rejects", &Counters::rejects},
     {"count/queue_generate", &Counters::queue_generate},
     {"count/queue_judge", &Counters::queue_judge},
     {"count/labels_at_train", &Counters::labels_at_train},
@@ -205,7 +211,7 @@ class RocksStore final : public Store {
       next_seq_ = static_cast<uint64_t>(*parsed);
     }
     // Also look at the newest keys, in case meta lags (it never should).
-    for (Cf c : {kDead, kEvents}) {
+    for (Cf c : {kDead, kEvents, kRejects}) {
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[c]));
       it->SeekToLast();
       if (it->Valid() && it->key().size() == 16) {
@@ -326,9 +332,27 @@ class RocksStore final : public Store {
           ++local.evicted;
         }
       }
-      for (const DeadLetter& d : in.dead) AddDeadLetter(d, &batch, &next);
+      // Rejected lines over the bound within this batch alone are not
+      // written at all (the oldest of them), so the bound always holds.
+      int64_t skip = 0;
+      if (options_.max_rejected_lines > 0) {
+        skip = std::count_if(in.dead.begin(), in.dead.end(),
+                             [](const DeadLetter& d) { return d.stage == "ingest"; }) -
+               options_.max_rejected_lines;
+      }
+      for (const DeadLetter& d : in.dead) {
+        if (skip > 0 && d.stage == "ingest") {
+          --skip;
+          ++local.rejects_pruned;
+          continue;
+        }
+        AddDeadLetter(d, &batch, &next);
+      }
+      std::string floor;
+      RLAIF_RETURN_IF_ERROR(PruneRejects(&batch, &next, &local.rejects_pruned, &floor));
       batch.Put(handles_[kSources], checkpoint.path, EncodeSource(checkpoint));
       RLAIF_RETURN_IF_ERROR(Commit(&batch, next, "ingest commit for " + checkpoint.path));
+      if (!floor.empty()) rejects_floor_ = std::move(floor);
       if (stats != nullptr) *stats = local;
       return Status::Ok();
     });
@@ -457,7 +481,12 @@ class RocksStore final : public Store {
       Counters next = counters_;
       rocksdb::WriteBatch batch;
       AddDeadLetter(dead, &batch, &next);
-      return Commit(&batch, next, "dead letter write");
+      int64_t pruned = 0;
+      std::string floor;
+      RLAIF_RETURN_IF_ERROR(PruneRejects(&batch, &next, &pruned, &floor));
+      RLAIF_RETURN_IF_ERROR(Commit(&batch, next, "dead letter write"));
+      if (!floor.empty()) rejects_floor_ = std::move(floor);
+      return Status::Ok();
     });
   }
 
@@ -547,9 +576,34 @@ class RocksStore final : public Store {
     return Guarded("ForEachPair", [&] { return Scan<PairRecord>(kPairs, DecodePair, fn); });
   }
 
+  // Both families on one snapshot, merged by key: their keys come from one
+  // sequence (time, then seq), so the merge is oldest first across stages.
   Status ForEachDeadLetter(const std::function<bool(const DeadLetter&)>& fn) override {
-    return Guarded("ForEachDeadLetter",
-                   [&] { return Scan<DeadLetter>(kDead, DecodeDeadLetter, fn); });
+    return Guarded("ForEachDeadLetter", [&]() -> Status {
+      rocksdb::ManagedSnapshot snapshot(db_.get());
+      rocksdb::ReadOptions ro;
+      ro.snapshot = snapshot.snapshot();
+      ro.fill_cache = false;
+      std::unique_ptr<rocksdb::Iterator> dead(db_->NewIterator(ro, handles_[kDead]));
+      std::unique_ptr<rocksdb::Iterator> rejects(db_->NewIterator(ro, handles_[kRejects]));
+      dead->SeekToFirst();
+      rejects->SeekToFirst();
+      while (dead->Valid() || rejects->Valid()) {
+        const bool from_dead =
+            !rejects->Valid() || (dead->Valid() && dead->key().compare(rejects->key()) < 0);
+        rocksdb::Iterator* it = from_dead ? dead.get() : rejects.get();
+        Result<DeadLetter> d = DecodeDeadLetter(it->value().ToString());
+        if (!d.ok())
+          return RecordCorruption(from_dead ? kDead : kRejects, it->key().ToStringView(),
+                                  d.status());
+        if (!fn(*d)) break;
+        it->Next();
+      }
+      for (auto* it : {dead.get(), rejects.get()}) {
+        if (!it->status().ok()) return FromRocks(it->status(), "scanning the dead letters");
+      }
+      return Status::Ok();
+    });
   }
 
   Status ForEachLabelledPair(const std::function<bool(const LabelledPair&)>& fn) override {
@@ -872,12 +926,53 @@ class RocksStore final : public Store {
     return key;
   }
 
+  // Requires write_mu_. A rejected log line (stage "ingest") goes to
+  // kRejects, which PruneRejects bounds; every other dead letter to kDead.
   void AddDeadLetter(const DeadLetter& dead, rocksdb::WriteBatch* batch, Counters* next) {
     DeadLetter d = dead;
     if (d.at_ms == 0) d.at_ms = NowMs();
     if (d.raw.size() > kMaxDeadRawBytes) d.raw.resize(kMaxDeadRawBytes);
-    batch->Put(handles_[kDead], NextSeqKey(d.at_ms, batch), EncodeDeadLetter(d));
+    const bool reject = d.stage == "ingest";
+    batch->Put(handles_[reject ? kRejects : kDead], NextSeqKey(d.at_ms, batch),
+               EncodeDeadLetter(d));
     ++next->dead;
+    if (reject) ++next->rejects;
+  }
+
+  // Requires write_mu_. Deletes, in `batch`, the oldest rejected lines' dead
+  // letters over options_.max_rejected_lines (0: no bound). They were
+  // counted in rlaif_ingest_rejected_total when written, so what goes is the
+  // text of the oldest examples, never a count. Those in `batch` itself are
+  // not seen (CommitIngestBatch writes at most the bound of its own).
+  // `*floor` is set to the first key kept: once the batch is committed the
+  // caller stores it in rejects_floor_, and the next prune seeks there
+  // instead of walking this one's tombstones (they stay until compaction).
+  // Keys below the floor (a clock stepped back) are pruned after those above.
+  Status PruneRejects(rocksdb::WriteBatch* batch, Counters* next, int64_t* pruned,
+                      std::string* floor) {
+    if (options_.max_rejected_lines <= 0 || next->rejects <= options_.max_rejected_lines) {
+      return Status::Ok();
+    }
+    const int64_t n = next->rejects - options_.max_rejected_lines;
+    int64_t done = 0;
+    const rocksdb::Slice bound(rejects_floor_);
+    for (const bool above : {true, false}) {
+      if (!above && (rejects_floor_.empty() || done == n)) break;
+      rocksdb::ReadOptions ro;
+      if (!rejects_floor_.empty())
+        (above ? ro.iterate_lower_bound : ro.iterate_upper_bound) = &bound;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kRejects]));
+      for (it->SeekToFirst(); it->Valid() && done < n; it->Next()) {
+        batch->Delete(handles_[kRejects], it->key());
+        ++done;
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "reading the oldest rejected lines");
+      if (above && it->Valid()) *floor = it->key().ToString();
+    }
+    next->rejects -= done;
+    next->dead -= done;
+    *pruned += done;
+    return Status::Ok();
   }
 
   void AddEvent(const EventRecord& event, rocksdb::WriteBatch* batch) {
@@ -940,6 +1035,7 @@ class RocksStore final : public Store {
 
   std::mutex write_mu_;         // serializes every write (and its read-checks)
   uint64_t next_seq_ = 0;       // guarded by write_mu_
+  std::string rejects_floor_;   // guarded by write_mu_: first kRejects key after the last prune
   bool resume_needed_ = false;  // guarded by write_mu_
   // Written with both write_mu_ and counts_mu_ held; read under either.
   std::mutex counts_mu_;

@@ -36,6 +36,7 @@ TEST(ConfigTest, AcceptsTheIssueConfig) {
   EXPECT_DOUBLE_EQ(cfg->sampling.rate, 1.0);
   EXPECT_EQ(cfg->sampling.key, "line");
   EXPECT_TRUE(cfg->store_compress_blobs);
+  EXPECT_EQ(cfg->store_max_rejected_lines, 100000);
   EXPECT_EQ(cfg->generator.model, "sim-sft");
   EXPECT_DOUBLE_EQ(cfg->generator.temperature, 0.9);
   EXPECT_EQ(cfg->generator.concurrency, 8);
@@ -52,7 +53,7 @@ TEST(ConfigTest, ListsEveryProblem) {
     "surprise": true,
     "api": {"listen": "nope"},
     "sources": [{"format": "xml"}, 3],
-    "sampling": {"rate": 1.5, "dedupe": "yes", "key": "both"}, "store": {"compress_blobs": 1},
+    "sampling": {"rate": 1.5, "dedupe": "yes", "key": "both"}, "store": {"compress_blobs": 1, "max_rejected_lines": -1},
     "generator": {"base_url": "ftp://x", "model": "m", "temperature": 0, "concurrency": 2.5},
     "judge": {"base_url": "http://x/v1", "model": "j", "dimensions": [{"name": "Bad Name"}]},
     "trainer": {"model": {"preset": "huge", "d_model": 65, "heads": 4}, "gate": {"x": 1}}
@@ -71,6 +72,7 @@ TEST(ConfigTest, ListsEveryProblem) {
            "sampling.dedupe: expected a boolean, got string",
            "sampling.key: must be one of [line, prompt]",
            "store.compress_blobs: expected a boolean",
+           "store.max_rejected_lines: must be in [0, ",
            "generator.base_url: must start with http:// or https://",
            "generator.temperature: must be in (0, 5]",
            "generator.concurrency: expected an integer, got number",

@@ -5,7 +5,9 @@ escaped NUL bytes, a 50 MiB line, 10,000-deep nesting, huge numbers and wrong
 types, in a `simple` and an `openai-chat` source. Every good line (including
 the hostile-but-valid ones: huge numbers where a number is allowed) must be
 stored exactly once, and every bad line counted under its reason in
-rlaif_ingest_rejected_total{reason}.
+rlaif_ingest_rejected_total{reason}. The store keeps the dead letters of the
+newest `store.max_rejected_lines` (here half of the bad lines): the export
+has exactly that many, and rlaif_ingest_rejected_pruned_total the rest.
 
 API side: invalid/deep/oversized JSON bodies, wrong types, too many items,
 bad and missing bearer tokens, path traversal attempts on model import,
@@ -184,7 +186,12 @@ def main(args, tmp):
     # A checkpoint trained offline, imported and promoted below, so that the
     # scoring routes validate their bodies (without a model they answer 503 first).
     train_model(args.bin, src, tmp, os.path.join(state, "models", "vbad1"))
+    good, lines = log_corpus()
+    chat_good, chat_lines = chat_corpus()
+    n_bad = sum(1 for _, reason in lines + chat_lines if reason)
+    keep = n_bad // 2
     config = {
+        "store": {"max_rejected_lines": keep},
         "data_dir": state,
         "api": {"listen": "127.0.0.1:0", "admin_token_env": "RLAIF_TOKEN",
                 "max_body_bytes": 1 << 20},
@@ -204,8 +211,6 @@ def main(args, tmp):
     base = f"http://127.0.0.1:{port}"
 
     # ---- hostile log lines -------------------------------------------------
-    good, lines = log_corpus()
-    chat_good, chat_lines = chat_corpus()
     with open(os.path.join(logs, "app.jsonl"), "wb") as f:
         for raw, _ in lines:
             f.write(raw + b"\n")
@@ -217,7 +222,7 @@ def main(args, tmp):
     for _, reason in lines + chat_lines:
         if reason:
             expected[reason] = expected.get(reason, 0) + 1
-    n_bad = sum(expected.values())
+    check(n_bad == sum(expected.values()), "bad lines miscounted")
     all_good = good + chat_good
 
     def ingested():
@@ -240,9 +245,17 @@ def main(args, tmp):
           f"rlaif_ingest_rejected_total by reason {rejected} != expected {expected}")
     check(set(expected) <= set(rejected) and "bad_pair" in rejected,
           f"rlaif_ingest_rejected_total lacks reasons at 0: {sorted(rejected)}")
-    check(status["counts"]["dead"] >= n_bad,
-          f"{status['counts']['dead']} dead letters < {n_bad} bad lines")
-    print(f"log lines: {len(all_good)} good stored, {n_bad} bad rejected by reason {expected}")
+    code, body = http("GET", base + "/v1/export?kind=dead")
+    check(code == 200, f"export dead -> {code}")
+    kept = [json.loads(l) for l in body.decode().splitlines() if l.strip()]
+    kept = [d for d in kept if d["stage"] == "ingest"]
+    pruned = sum(metric_values(metrics, "rlaif_ingest_rejected_pruned_total").values())
+    check(len(kept) == keep and pruned == n_bad - keep,
+          f"{len(kept)} rejected lines kept (bound {keep}) and {pruned} pruned, of {n_bad}")
+    check(d.stdout_text().count("the store keeps the newest store.max_rejected_lines") == 1,
+          "the first prune of rejected lines is not logged once")
+    print(f"log lines: {len(all_good)} good stored, {n_bad} bad rejected by reason {expected}; "
+          f"{len(kept)} kept as dead letters, {pruned:.0f} pruned (store.max_rejected_lines)")
 
     # ---- hostile API requests ----------------------------------------------
     auth = {"Authorization": f"Bearer {TOKEN}"}

@@ -2,7 +2,9 @@
 #include "rlaif/storage/store.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 #include <string>
@@ -430,6 +432,126 @@ TEST_F(StoreTest, RequeueDeadLettersQueuesTheirItemsAgain) {
   std::multiset<std::string> refs;
   for (const DeadLetter& d : DeadLetters()) refs.insert(d.ref);
   EXPECT_EQ(refs, (std::multiset<std::string>{"p2", "p3", "app.jsonl:0", "gone"}));
+}
+
+// Rejected log lines are dead letters of their own, bounded by
+// max_rejected_lines: the oldest go first, the other stages' dead letters
+// never, the counts follow (also across a reopen), and the export stays in
+// time order across both kinds.
+TEST_F(StoreTest, RejectedLinesAreBoundedOldestFirst) {
+  store_.reset();
+  auto opened = Store::Open({.path = dir_.Sub("db"), .max_rejected_lines = 5});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  store_ = std::move(*opened);
+  Ingest({Prompt("p1")});
+  ASSERT_TRUE(store_
+                  ->DeadLetterWork(Stage::kGenerate, GenerateItem("p1"),
+                                   {"generate", "identical_responses", "x", "p1", "", 0})
+                  .ok());
+  int64_t pruned = 0;
+  int line = 0;
+  auto reject = [&](int n) {
+    std::vector<DeadLetter> dead;
+    for (int i = 0; i < n; ++i) {
+      dead.push_back({"ingest", "bad_json", "x", "a.jsonl:" + std::to_string(line++), "{", 0});
+    }
+    IngestCommitStats stats;
+    Ingest({}, &stats, dead);
+    pruned += stats.rejects_pruned;
+  };
+  for (int i = 0; i < 4; ++i) reject(2);  // 8 lines, 3 over
+  EXPECT_EQ(pruned, 3);
+  EXPECT_EQ(store_->Counts().dead, 6);  // 5 lines + the generate dead letter
+  auto refs = [&] {
+    std::vector<std::string> out;
+    for (const DeadLetter& d : DeadLetters()) out.push_back(d.ref);
+    return out;
+  };
+  EXPECT_EQ(refs(), (std::vector<std::string>{"p1", "a.jsonl:3", "a.jsonl:4", "a.jsonl:5",
+                                              "a.jsonl:6", "a.jsonl:7"}));
+
+  // A batch over the bound on its own: its oldest are not written; the next
+  // prune finds the oldest past the previous prune's deletions.
+  reject(7);  // lines 8..14: the 5 stored go, and lines 8 and 9
+  EXPECT_EQ(store_->Counts().dead, 6);
+  reject(1);  // line 15: line 10 goes
+  EXPECT_EQ(pruned, 3 + 5 + 2 + 1);
+  EXPECT_EQ(refs(), (std::vector<std::string>{"p1", "a.jsonl:11", "a.jsonl:12", "a.jsonl:13",
+                                              "a.jsonl:14", "a.jsonl:15"}));
+
+  // After a reopen (the in-memory floor is gone) and with a clock stepped
+  // back (keys below the previous prune's floor): still the bound, and the
+  // keys above the floor go first.
+  store_.reset();
+  opened = Store::Open({.path = dir_.Sub("db"), .max_rejected_lines = 5});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  store_ = std::move(*opened);
+  EXPECT_EQ(store_->Counts().dead, 6);
+  reject(1);  // line 16: line 11 goes
+  ASSERT_TRUE(store_->PutDeadLetter({"ingest", "bad_json", "x", "old:0", "{", 1}).ok());
+  ASSERT_TRUE(store_->PutDeadLetter({"ingest", "bad_json", "x", "old:1", "{", 1}).ok());
+  EXPECT_EQ(store_->Counts().dead, 6);
+  std::vector<std::string> now = refs();
+  EXPECT_EQ(now.size(), 6u);
+  EXPECT_EQ(std::count(now.begin(), now.end(), "a.jsonl:12"), 0);
+  EXPECT_EQ(std::count(now.begin(), now.end(), "a.jsonl:13"), 0);
+  reject(5);  // lines 17..21: all older ones go, "old:*" included
+  EXPECT_EQ(refs(), (std::vector<std::string>{"p1", "a.jsonl:17", "a.jsonl:18", "a.jsonl:19",
+                                              "a.jsonl:20", "a.jsonl:21"}));
+  EXPECT_EQ(store_->Counts().dead, 6);
+
+  // Requeue never matches rejected lines, and the generate dead letter is intact.
+  auto r = store_->RequeueDeadLetters(Stage::kGenerate, "", 100);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->requeued, 1);
+  EXPECT_EQ(store_->Counts().dead, 5);
+}
+
+// A store written before rejected lines had their own family: it opens, its
+// old rejected lines stay readable (and outside the bound), new ones are
+// bounded, and the counts carry on.
+TEST_F(StoreTest, StoreFromBeforeTheRejectsFamilyOpens) {
+  store_.reset();
+  {
+    rocksdb::DBOptions o;
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(o, dir_.Sub("db"), &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir_.Sub("db"), cfs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::ColumnFamilyHandle* dead = nullptr;
+    rocksdb::ColumnFamilyHandle* meta = nullptr;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "rejects") ASSERT_TRUE(db->DropColumnFamily(handles[i]).ok());
+      if (names[i] == "dead") dead = handles[i];
+      if (names[i] == "meta") meta = handles[i];
+    }
+    ASSERT_TRUE(dead && meta);
+    std::string key(16, '\0');  // time 0, sequence 0: the oldest key
+    ASSERT_TRUE(
+        db->Put({}, dead, key, EncodeDeadLetter({"ingest", "bad_json", "x", "legacy:0", "{", 1}))
+            .ok());
+    ASSERT_TRUE(db->Put({}, meta, "count/dead", "1").ok());
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    ASSERT_TRUE(db->Close().ok());
+  }
+  auto opened = Store::Open({.path = dir_.Sub("db"), .max_rejected_lines = 2});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  store_ = std::move(*opened);
+  EXPECT_EQ(store_->Counts().dead, 1);
+  std::vector<DeadLetter> dead;
+  for (int i = 0; i < 3; ++i)
+    dead.push_back({"ingest", "bad_json", "x", "new:" + std::to_string(i), "{", 0});
+  IngestCommitStats stats;
+  Ingest({}, &stats, dead);
+  EXPECT_EQ(stats.rejects_pruned, 1);  // new:0, over the bound within its own batch
+  std::vector<std::string> refs;
+  for (const DeadLetter& d : DeadLetters()) refs.push_back(d.ref);
+  EXPECT_EQ(refs, (std::vector<std::string>{"legacy:0", "new:1", "new:2"}));
+  EXPECT_EQ(store_->Counts().dead, 3);
 }
 
 TEST_F(StoreTest, RegistryPromotesAndRetires) {

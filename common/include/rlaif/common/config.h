@@ -222,6 +222,9 @@ struct Config {
   // LZ4 on the store's blob files (prompt and pair values): on the bench log
   // a third less disk for about 10% more ingest CPU (bench/RESULTS.md).
   bool store_compress_blobs = true;
+  // Rejected log lines' dead letters kept (text cut to 4 KiB), oldest deleted
+  // first; 0 = no bound. Every rejection is counted whether kept or not.
+  int64_t store_max_rejected_lines = 100000;
   GeneratorConfig generator;  // required
   JudgeConfig judge;          // required
   TrainerConfig trainer;

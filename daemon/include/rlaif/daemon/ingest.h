@@ -206,6 +206,7 @@ class Ingestor {
   int64_t pending_room_ = -1;  // prompts the "pause" policy still admits; -1 = no bound
   Counter* backpressure_paused_ = nullptr;
   Counter* backpressure_evicted_ = nullptr;
+  bool rejects_pruned_logged_ = false;  // the first prune of rejected lines is logged
   int64_t rejected_unlogged_ = 0;       // rejections since the last warning
   storage::DeadLetter first_unlogged_;  // the first of them
   static constexpr double kNeverLogged = -1e18;

@@ -55,6 +55,14 @@ struct StoreOptions {
   // 10% of ingest at rate 1.0). Applies to blob files written from now on;
   // files already written keep their compression and stay readable either way.
   bool compress_blobs = true;
+
+  // Dead letters of rejected log lines (stage "ingest": the line's text, cut
+  // to 4 KiB, with file:offset and the reason) kept at most; the oldest are
+  // deleted first. 0 = no bound. A source in the wrong format rejects every
+  // line it has, so without a bound they fill the disk. Every rejection is
+  // still counted (rlaif_ingest_rejected_total); what is pruned is counted in
+  // IngestCommitStats::rejects_pruned.
+  int64_t max_rejected_lines = 100000;
 };
 
 // A unit of pending work. `key` is opaque and passed back on completion.
@@ -80,6 +88,8 @@ struct IngestCommitStats {
   int64_t pairs = 0;       // new pairs written (IngestBatch::pairs)
   int64_t labels = 0;      // new labels written (IngestBatch::labels)
   int64_t evicted = 0;     // queued prompts dropped by max_generate_queue
+  int64_t rejects_pruned = 0;  // oldest rejected lines' dead letters deleted
+                               // (StoreOptions::max_rejected_lines)
 };
 
 // What one ingest commit writes besides the source checkpoint (CommitIngestBatch).
