@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api_request.h"
+#include "rlaif/common/build_info.h"
 #include "rlaif/common/clock.h"
 #include "rlaif/daemon/backup.h"
 #include "rlaif/trainer/compute.h"
@@ -370,7 +371,7 @@ struct ApiServer::Impl {
     std::vector<std::string> reasons;
     out["state"] = State(&reasons);
     out["reasons"] = reasons;
-    out["version"] = std::string(RLAIF_VERSION) + "+" + RLAIF_GIT_REV;
+    out["version"] = std::string(BuildVersion()) + "+" + BuildRevision();
     out["started_at"] = FormatTimeMs(ctx.started_at_ms);
     out["uptime_s"] = (NowMs() - ctx.started_at_ms) / 1000.0;
     auto c = ctx.store.Counts();

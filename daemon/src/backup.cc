@@ -12,6 +12,7 @@
 #include <regex>
 #include <sstream>
 
+#include "rlaif/common/build_info.h"
 #include "rlaif/common/clock.h"
 #include "rlaif/trainer/reward_model.h"
 
@@ -230,7 +231,7 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
                    {"format_version", kFormatVersion},
                    {"created_at", FormatTimeMs(now)},
                    {"created_at_ms", now},
-                   {"rlaifd_version", std::string(RLAIF_VERSION) + "+" + RLAIF_GIT_REV},
+                   {"rlaifd_version", std::string(BuildVersion()) + "+" + BuildRevision()},
                    {"source_data_dir", fs::absolute(data_dir, ec).string()},
                    {"live_version", out.live_version},
                    {"counts", CountsJson(out.counts)},

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "rlaif/common/build_info.h"
 #include "rlaif/common/clock.h"
 #include "rlaif/common/metrics.h"
 #include "rlaif/daemon/api_server.h"
@@ -146,7 +147,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
 
   MetricsRegistry metrics;
   metrics.GetGauge("rlaif_build_info", "Build information.",
-                   {{"version", RLAIF_VERSION}, {"revision", RLAIF_GIT_REV}})
+                   {{"version", BuildVersion()}, {"revision", BuildRevision()}})
       .Set(1);
   for (const auto& [name, e] :
        {std::pair<const char*, const EndpointConfig&>{"generator", config.generator},

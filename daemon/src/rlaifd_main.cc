@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "rlaif/common/build_info.h"
 #include "rlaif/common/config.h"
 #include "rlaif/daemon/backup.h"
 #include "rlaif/daemon/daemon.h"
@@ -64,7 +65,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
 
   if (cmd == "version" || cmd == "--version") {
-    std::cout << "rlaifd " << RLAIF_VERSION << " (" << RLAIF_GIT_REV << ")\n";
+    std::cout << "rlaifd " << rlaif::BuildVersion() << " (" << rlaif::BuildRevision() << ")\n";
     return 0;
   }
   if (cmd == "check-config") {

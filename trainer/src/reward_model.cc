@@ -27,18 +27,13 @@
 #include "hf_backbone.h"
 #include "linear_model.h"
 #include "optim.h"
+#include "rlaif/common/build_info.h"
 #include "rlaif/common/clock.h"
 #include "rlaif/common/hash.h"
 #include "rlaif/trainer/tokenizer.h"
 #include "score_plan.h"
 #include "transformer.h"
 
-#ifndef RLAIF_GIT_REV
-#define RLAIF_GIT_REV "unknown"
-#endif
-#ifndef RLAIF_VERSION
-#define RLAIF_VERSION "unknown"
-#endif
 
 namespace rlaif::trainer {
 
@@ -2373,8 +2368,8 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
       {"model_type", options.model_type},
       {"created_ms", now_ms},
       {"created", FormatTimeMs(now_ms)},
-      {"code_version", RLAIF_GIT_REV},
-      {"rlaifd_version", RLAIF_VERSION},
+      {"code_version", BuildRevision()},
+      {"rlaifd_version", BuildVersion()},
       {"libtorch_version", TORCH_VERSION},
       {"architecture", transformer ? ConfigToJson(*config) : linear_arch},
       {"dimensions", dimensions},
