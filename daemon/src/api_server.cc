@@ -340,6 +340,13 @@ struct ApiServer::Impl {
     return "";
   }
 
+  // 503 no_model: none promoted yet, or the live one did not load (why).
+  void SendNoModel(httplib::Response& res) {
+    std::string why = ctx.pipeline.LiveModelProblem();
+    SendError(res, 503, "no_model",
+              why.empty() ? "no reward model is live yet; see /v1/status training" : why);
+  }
+
   std::string State(std::vector<std::string>* reasons) {
     std::string degraded = StoreProblem();
     if (!degraded.empty()) {
@@ -358,6 +365,10 @@ struct ApiServer::Impl {
           held = true;
         }
       }
+    }
+    if (std::string why = ctx.pipeline.LiveModelProblem(); !why.empty()) {
+      reasons->push_back(why);
+      held = true;
     }
     if (ctx.pipeline.paused()) {
       reasons->insert(reasons->begin(), "paused by an operator");
@@ -670,10 +681,7 @@ struct ApiServer::Impl {
     json body;
     if (!ParseBody(req, res, &body)) return;
     auto model = ctx.scorer.Current();
-    if (!model) {
-      SendError(res, 503, "no_model", "no reward model is live yet; see /v1/status training");
-      return;
-    }
+    if (!model) return SendNoModel(res);
     std::vector<std::pair<std::string, std::string>> items;
     bool batch = false;
     if (!SendApiError(res, api::DecodeScoreItems(body, &items, &batch))) return;
@@ -736,6 +744,7 @@ struct ApiServer::Impl {
     if (!ParseBody(req, res, &body)) return;
     std::string prompt, a, b;
     if (!SendApiError(res, api::DecodeCompare(body, &prompt, &a, &b))) return;
+    if (!ctx.scorer.Current()) return SendNoModel(res);
     auto scored = ctx.scorer.ScoreMany({{prompt, a}, {prompt, b}});
     if (!scored.ok()) return SendScoreError(res, scored.status());
     const double sa = (*scored)[0].score, sb = (*scored)[1].score;
@@ -750,10 +759,7 @@ struct ApiServer::Impl {
     json body;
     if (!ParseBody(req, res, &body)) return;
     auto model = ctx.scorer.Current();
-    if (!model) {
-      SendError(res, 503, "no_model", "no reward model is live yet");
-      return;
-    }
+    if (!model) return SendNoModel(res);
     std::vector<std::pair<std::string, std::string>> items;
     if (!SendApiError(res, api::DecodeRewardItems(body, &items))) return;
     if (items.empty()) {

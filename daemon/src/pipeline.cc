@@ -410,8 +410,14 @@ Status Pipeline::Start() {
   if (!live->empty()) {
     Status st = LoadAndSwap(*live);
     if (!st.ok()) {
-      spdlog::error("live model {} could not be loaded: {}; scoring is unavailable until a "
-                    "model is promoted", *live, st.ToString());
+      std::string problem =
+          "live model " + *live + " could not be loaded (" + st.ToString() +
+          "): scoring answers 503 and no candidate is promoted automatically until a "
+          "loadable version is promoted (rlaifctl promote V, rollback) or the binaries are "
+          "rolled back";
+      spdlog::error("{}", problem);
+      std::lock_guard<std::mutex> lock(mu_);
+      live_model_problem_ = std::move(problem);
     } else {
       spdlog::info("live model {} loaded", *live);
     }
@@ -559,6 +565,11 @@ void Pipeline::SetDegraded(const std::string& reason) {
 std::string Pipeline::DegradedReason() const {
   std::lock_guard<std::mutex> lock(mu_);
   return degraded_;
+}
+
+std::string Pipeline::LiveModelProblem() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return live_model_problem_;
 }
 
 int64_t Pipeline::InFlight(storage::Stage stage) const {
@@ -1028,7 +1039,7 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   } else if (model_type == "linear") {
     scratch_reason = "trainer.model.type is linear (no transformer to warm-start; seconds to train)";
   } else if (!live) {
-    scratch_reason = "no live model";
+    scratch_reason = LiveModelProblem().empty() ? "no live model" : "the live model is not loaded";
   } else {
     auto rec = store_.GetModel(live->version());
     nlohmann::json lr;
@@ -1199,6 +1210,14 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
       cand_gate_m, live_m ? &*live_m : nullptr,
       {config_.trainer.gate.min_accuracy, config_.trainer.gate.max_regression});
   gate.reason += gate_note;
+  // A registered live model that did not load is not "no live model": the
+  // candidate was compared with nothing, so it waits for an operator.
+  if (!live && gate.promote) {
+    if (std::string problem = LiveModelProblem(); !problem.empty()) {
+      gate = {false, "held for an operator: " + problem + "; this candidate: " + gate.reason +
+                         " (rlaifctl promote " + version + " to serve it)"};
+    }
+  }
 
   // The anchor set: fixed pairs, scored for the candidate and the live model.
   nlohmann::json anchor_json;
@@ -1360,6 +1379,10 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
 void Pipeline::SwapLocked(std::shared_ptr<const trainer::RewardModel> model) {
   std::shared_ptr<const trainer::RewardModel> outgoing = scorer_.Current();
   scorer_.Swap(std::move(model));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    live_model_problem_.clear();  // a loadable version is live now
+  }
   // Requests in flight hold their own reference to `outgoing`; unless it is
   // kept for a fast rollback, its memory goes with the last of them.
   previous_model_ = config_.api.keep_previous_model ? std::move(outgoing) : nullptr;

@@ -92,6 +92,10 @@ void PrintStatus(const json& s) {
   const json& m = s["model"];
   std::cout << "model:    live " << Str(m, "live_version") << "  accuracy "
             << Fixed(m, "accuracy", 3) << "  device " << Str(m, "device") << "\n";
+  if (m.value("live_version", json()).is_string() &&
+      !m.value("serving_version", json()).is_string()) {
+    std::cout << "          NOT SERVING: the live version is not loaded (see reasons above)\n";
+  }
   if (s.contains("serving") && s["serving"].is_object()) {
     const json& sv = s["serving"];
     std::cout << "serving:  batching " << Str(sv, "batching") << "  calls " << Str(sv, "batches")

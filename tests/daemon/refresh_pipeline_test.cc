@@ -412,5 +412,43 @@ TEST_F(RefreshPipelineTest, EnsembleRefreshesAndLinearRetrainsFromScratch) {
   EXPECT_EQ(cfg3["model_type"], "linear");
 }
 
+// The registry's live version cannot be loaded at start (a checkpoint this
+// build cannot read: an upgrade, a restore): the pipeline says why, and a
+// new candidate is not promoted against nothing; it waits for an operator,
+// whose promotion clears the problem.
+TEST_F(RefreshPipelineTest, LiveModelThatDoesNotLoadHoldsAutomaticPromotion) {
+  Reconfigure([](Config& c) { c.trainer.model.type = "linear"; });
+  AddLabels(MarkerPairs(200, 1, "old", "banana", ""), NowMs() - 60000);
+  auto t1 = TrainAndWait(1);
+  ASSERT_EQ(t1.last_outcome, "promoted") << t1.last_reason;
+  EXPECT_EQ(pipeline_->LiveModelProblem(), "");
+
+  const std::string cfg_path = dir_.Sub("models/" + t1.last_version + "/config.json");
+  json cfg = json::parse(rlaif::testing::ReadFile(cfg_path));
+  cfg["format_version"] = 99;
+  rlaif::testing::WriteFile(cfg_path, cfg.dump());
+  Reconfigure([](Config& c) { c.trainer.model.type = "linear"; });
+  EXPECT_FALSE(scorer_->Current());
+  const std::string problem = pipeline_->LiveModelProblem();
+  EXPECT_NE(problem.find("live model " + t1.last_version + " could not be loaded"),
+            std::string::npos)
+      << problem;
+  EXPECT_NE(problem.find("format_version"), std::string::npos) << problem;
+
+  AddLabels(MarkerPairs(100, 2, "new", "banana", ""), NowMs() - 30000);
+  auto t2 = TrainAndWait(2);
+  EXPECT_EQ(t2.last_outcome, "rejected") << t2.last_reason;
+  EXPECT_NE(t2.last_reason.find("held for an operator"), std::string::npos) << t2.last_reason;
+  EXPECT_NE(t2.last_reason.find("rlaifctl promote " + t2.last_version), std::string::npos)
+      << t2.last_reason;
+  EXPECT_EQ(store_->LiveVersion().value(), t1.last_version);  // not replaced
+  EXPECT_FALSE(scorer_->Current());
+
+  ASSERT_TRUE(pipeline_->Promote(t2.last_version, "test", "checked by hand").ok());
+  EXPECT_EQ(pipeline_->LiveModelProblem(), "");
+  ASSERT_TRUE(scorer_->Current());
+  EXPECT_EQ(scorer_->Current()->version(), t2.last_version);
+}
+
 }  // namespace
 }  // namespace rlaif::daemon

@@ -107,6 +107,12 @@ class Pipeline {
   TrainingStatus Training() const;
   // "" when healthy, else why the daemon is degraded (e.g. the store is not writable).
   std::string DegradedReason() const;
+  // "" unless the registry's live version could not be loaded at start (a
+  // checkpoint this build cannot read, e.g. after an upgrade or a restore):
+  // then why. Scoring answers 503 with it, /v1/status is degraded, and no
+  // candidate is promoted automatically (there is nothing to gate it
+  // against) until an operator promotes or rolls back.
+  std::string LiveModelProblem() const;
   int64_t InFlight(storage::Stage stage) const;
   // Work items completed and failed attempts since start, per stage.
   struct StageCounters {
@@ -168,6 +174,7 @@ class Pipeline {
   mutable std::mutex mu_;  // guards training_, degraded_, train_requested_, attempts_
   TrainingStatus training_;
   std::string degraded_;
+  std::string live_model_problem_;  // guarded by mu_; see LiveModelProblem()
   std::atomic<bool> store_degraded_{false};
   int store_probe_failures_ = 0;   // since the store became unwritable
   double store_probe_at_ = 0;      // monotonic time of the next probe
