@@ -845,69 +845,105 @@ struct ApiServer::Impl {
     return agreement;
   }
 
+  // GET /v1/export?kind=K (admin: it returns stored traffic). Streamed from
+  // one snapshot in chunks of ~64 KiB, so memory stays flat however large the
+  // store. The status line is sent before the scan: a scan that fails midway
+  // (or a client that goes away) ends the response without its final chunk,
+  // which every HTTP client reports as a truncated transfer, after a last
+  // line {"error": {...}} that says why.
   void Export(const httplib::Request& req, httplib::Response& res) {
     std::string kind = req.has_param("kind") ? req.get_param_value("kind") : "";
-    std::ostringstream out;
-    auto line = [&](const json& j) {
-      out << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
-    };
-    Status st;
-    if (kind == "prompts") {
-      st = ctx.store.ForEachPrompt([&](const storage::PromptRecord& p) {
-        line({{"id", p.id},
-              {"prompt", p.text},
-              {"source", p.source_path},
-              {"offset", p.source_offset},
-              {"ingested_at", FormatTimeMs(p.ingested_at_ms)}});
-        return true;
-      });
-    } else if (kind == "pairs") {
-      st = ctx.store.ForEachPair([&](const storage::PairRecord& p) {
-        line({{"id", p.id}, {"prompt_id", p.prompt_id}, {"prompt", p.prompt},
-              {"a", p.a.text}, {"b", p.b.text}, {"generator", p.generator}});
-        return true;
-      });
-    } else if (kind == "labels") {
-      st = ctx.store.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
-        line({{"pair_id", lp.label.pair_id}, {"dimension", lp.label.dimension},
-              {"judge", lp.label.judge}, {"p_a", lp.label.p_a}, {"tie", lp.label.tie},
-              {"verdict_ab", lp.label.verdict_ab}, {"verdict_ba", lp.label.verdict_ba},
-              {"source", lp.label.source}});
-        return true;
-      });
-    } else if (kind == "trl") {
-      st = ctx.store.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
-        if (lp.label.tie || lp.label.p_a == 0.5) return true;
-        bool a = lp.label.p_a > 0.5;
-        line({{"prompt", lp.pair.prompt},
-              {"chosen", a ? lp.pair.a.text : lp.pair.b.text},
-              {"rejected", a ? lp.pair.b.text : lp.pair.a.text},
-              {"dimension", lp.label.dimension},
-              {"p_chosen", a ? lp.label.p_a : 1 - lp.label.p_a}});
-        return true;
-      });
-    } else if (kind == "dead") {
-      // What was given up on and why (raw input redacted and cut to 4 KiB
-      // when it was stored), oldest first.
-      st = ctx.store.ForEachDeadLetter([&](const storage::DeadLetter& d) {
-        line({{"stage", d.stage},
-              {"reason", d.reason},
-              {"detail", d.detail},
-              {"ref", d.ref},
-              {"raw", d.raw},
-              {"at", FormatTimeMs(d.at_ms)}});
-        return true;
-      });
-    } else {
+    static const std::set<std::string> kKinds = {"prompts", "pairs", "labels", "trl", "dead"};
+    if (!kKinds.count(kind)) {
       SendError(res, 400, "invalid_request",
                 "kind must be one of prompts, pairs, labels, trl, dead; got \"" + kind + "\"");
       return;
     }
-    if (!st.ok()) {
-      SendStatus(res, st);
-      return;
+    res.status = 200;
+    res.set_chunked_content_provider("application/x-ndjson", [this, kind](size_t,
+                                                                          httplib::DataSink& sink) {
+      std::string chunk;
+      bool gone = false;
+      auto flush = [&] {
+        if (!gone && !chunk.empty() && !sink.write(chunk.data(), chunk.size())) gone = true;
+        chunk.clear();
+        return !gone;
+      };
+      Status st = ExportLines(kind, [&](const json& j) {
+        chunk += j.dump(-1, ' ', false, json::error_handler_t::replace);
+        chunk += '\n';
+        return chunk.size() < (64 << 10) || flush();
+      });
+      if (gone) return false;
+      if (!st.ok()) {
+        spdlog::error("export {}: {}", kind, st.ToString());
+        chunk += json{{"error", {{"type", StatusCodeName(st.code())}, {"message", st.message()}}}}
+                     .dump() +
+                 "\n";
+        flush();
+        return false;  // no final chunk: the client sees the transfer cut
+      }
+      if (!flush()) return false;
+      sink.done();
+      return true;
+    });
+  }
+
+  // Calls `line` with each exported record of `kind`, oldest first, from one
+  // snapshot of the store; `line` returns false to stop.
+  Status ExportLines(const std::string& kind, const std::function<bool(const json&)>& line) {
+    if (kind == "prompts") {
+      return ctx.store.ForEachPrompt([&](const storage::PromptRecord& p) {
+        return line({{"id", p.id},
+                     {"prompt", p.text},
+                     {"source", p.source_path},
+                     {"offset", p.source_offset},
+                     {"ingested_at", FormatTimeMs(p.ingested_at_ms)}});
+      });
     }
-    res.set_content(out.str(), "application/x-ndjson");
+    if (kind == "pairs") {
+      return ctx.store.ForEachPair([&](const storage::PairRecord& p) {
+        return line({{"id", p.id},
+                     {"prompt_id", p.prompt_id},
+                     {"prompt", p.prompt},
+                     {"a", p.a.text},
+                     {"b", p.b.text},
+                     {"generator", p.generator}});
+      });
+    }
+    if (kind == "labels") {
+      return ctx.store.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
+        return line({{"pair_id", lp.label.pair_id},
+                     {"dimension", lp.label.dimension},
+                     {"judge", lp.label.judge},
+                     {"p_a", lp.label.p_a},
+                     {"tie", lp.label.tie},
+                     {"verdict_ab", lp.label.verdict_ab},
+                     {"verdict_ba", lp.label.verdict_ba},
+                     {"source", lp.label.source}});
+      });
+    }
+    if (kind == "trl") {
+      return ctx.store.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
+        if (lp.label.tie || lp.label.p_a == 0.5) return true;
+        bool a = lp.label.p_a > 0.5;
+        return line({{"prompt", lp.pair.prompt},
+                     {"chosen", a ? lp.pair.a.text : lp.pair.b.text},
+                     {"rejected", a ? lp.pair.b.text : lp.pair.a.text},
+                     {"dimension", lp.label.dimension},
+                     {"p_chosen", a ? lp.label.p_a : 1 - lp.label.p_a}});
+      });
+    }
+    // dead: what was given up on and why (raw input redacted and cut to
+    // 4 KiB when it was stored), oldest first.
+    return ctx.store.ForEachDeadLetter([&](const storage::DeadLetter& d) {
+      return line({{"stage", d.stage},
+                   {"reason", d.reason},
+                   {"detail", d.detail},
+                   {"ref", d.ref},
+                   {"raw", d.raw},
+                   {"at", FormatTimeMs(d.at_ms)}});
+    });
   }
 
   // POST /v1/backup {"dir": D}: a consistent online backup of the store and
@@ -1074,9 +1110,12 @@ struct ApiServer::Impl {
       }
       SendJson(res, {{"events", arr}});
     }));
-    server.Get("/v1/export", Wrap("/v1/export", [this](const httplib::Request& req, httplib::Response& res) {
-      Export(req, res);
-    }));
+    server.Get("/v1/export", Wrap(
+                                 "/v1/export",
+                                 [this](const httplib::Request& req, httplib::Response& res) {
+                                   Export(req, res);
+                                 },
+                                 true));
 
     auto why_of = [](const httplib::Request& req) {
       try {

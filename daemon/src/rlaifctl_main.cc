@@ -216,8 +216,34 @@ int main(int argc, char** argv) {
   httplib::Headers headers;
   const char* token = std::getenv("RLAIF_TOKEN");
   if (token && *token) headers.emplace("Authorization", std::string("Bearer ") + token);
-  auto res = method == "GET" ? cli.Get(path.c_str(), headers)
-                             : cli.Post(path.c_str(), headers, request_body, "application/json");
+  // An export streams to stdout as it arrives (it may be larger than memory);
+  // an error status is collected whole for its message.
+  int export_status = 0;
+  std::string error_body;
+  auto res = cmd == "export" ? cli.Get(
+                                   path.c_str(), headers,
+                                   [&](const httplib::Response& r) {
+                                     export_status = r.status;
+                                     return true;
+                                   },
+                                   [&](const char* data, size_t n) {
+                                     if (export_status >= 400) {
+                                       if (error_body.size() < (1 << 20))
+                                         error_body.append(data, n);
+                                     } else {
+                                       std::cout.write(data, static_cast<std::streamsize>(n));
+                                     }
+                                     return static_cast<bool>(std::cout);
+                                   })
+             : method == "GET" ? cli.Get(path.c_str(), headers)
+                               : cli.Post(path.c_str(), headers, request_body, "application/json");
+  if (cmd == "export" && export_status == 200 && !res) {
+    std::cout.flush();
+    std::cerr << "rlaifctl: export " << pos[1]
+              << " was cut off before its end (the daemon's last line says why, if it could: "
+                 "{\"error\": ...}); what was printed is incomplete\n";
+    return 1;
+  }
   if (!res) {
     // httplib names its errors in one word ("Connection"); say what it means.
     std::string why;
@@ -238,16 +264,16 @@ int main(int argc, char** argv) {
     return 3;
   }
   if (res->status >= 400) {
-    std::string msg = res->body;
+    std::string msg = cmd == "export" ? error_body : res->body;
     try {
-      json e = json::parse(res->body);
-      msg = e["error"]["message"].get<std::string>();
+      msg = json::parse(msg)["error"]["message"].get<std::string>();
     } catch (...) {
     }
     std::cerr << "rlaifctl: " << cmd << " failed (HTTP " << res->status << "): " << msg << "\n";
     return 1;
   }
-  if (cmd == "export" || as_json) {
+  if (cmd == "export") return 0;  // streamed above
+  if (as_json) {
     std::cout << res->body;
     if (!res->body.empty() && res->body.back() != '\n') std::cout << "\n";
     return 0;

@@ -1,8 +1,6 @@
 // The REST API against real components: a RocksDB store in a temp dir, two
 // tiny reward models trained by the test, the batching scorer, and HTTP on a
 // 127.0.0.1 port chosen by the OS.
-#include "rlaif/daemon/api_server.h"
-
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -11,12 +9,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include "rlaif/common/clock.h"
+#include "rlaif/common/hash.h"
+#include "rlaif/daemon/api_server.h"
 #include "rlaif/trainer/reward_model.h"
 #include "test_util.h"
 
@@ -136,6 +135,12 @@ class ApiTest : public ::testing::Test {
     httplib::Headers h;
     if (admin) h.emplace("Authorization", "Bearer " + token);
     return client_->Post(path.c_str(), h, body, "application/json");
+  }
+
+  // GET /v1/export (an admin route) with the token.
+  httplib::Result Export(const std::string& kind) {
+    return client_->Get(("/v1/export?kind=" + kind).c_str(),
+                        {{"Authorization", std::string("Bearer ") + kToken}});
   }
 
   static void ExpectErrorBody(const httplib::Result& r, int code) {
@@ -263,7 +268,8 @@ TEST_F(ApiTest, ValidationErrorsHaveOneShape) {
   auto huge = Post("/v1/score", json{{"prompt", std::string(70000, 'x')}, {"response", "r"}}.dump());
   ASSERT_TRUE(huge);
   EXPECT_EQ(huge->status, 413);
-  ExpectErrorBody(client_->Get("/v1/export?kind=bogus"), 400);
+  ExpectErrorBody(Export("bogus"), 400);
+  ExpectErrorBody(client_->Get("/v1/export?kind=prompts"), 401);  // stored traffic: admin only
 }
 
 TEST_F(ApiTest, BatchCompareAndOpenRlhfReward) {
@@ -412,9 +418,59 @@ TEST_F(ApiTest, HumanLabelsAndJudgeAgreement) {
   json s = json::parse(client_->Get("/v1/status")->body);
   EXPECT_EQ(s["judge"]["human_agreement"]["pairs_with_both"], 1);
   EXPECT_EQ(s["judge"]["human_agreement"]["agreement"], 1.0);
-  auto labels = client_->Get("/v1/export?kind=labels");
+  auto labels = Export("labels");
   ASSERT_TRUE(labels);
   EXPECT_NE(labels->body.find("\"source\":\"human\""), std::string::npos) << labels->body;
+}
+
+// An export is streamed (chunked, ~64 KiB at a time) from one snapshot: a
+// store larger than one chunk arrives whole, every line valid JSON, in key
+// order, and a client that reads it with a receiver gets it in pieces.
+TEST_F(ApiTest, ExportStreamsLargeStoresInChunks) {
+  pipeline_->Pause();
+  storage::SourceCheckpoint cp;
+  cp.path = dir_.Sub("logs/x.jsonl");
+  std::vector<storage::PromptRecord> prompts;
+  for (int i = 0; i < 3000; ++i) {
+    storage::PromptRecord pr;
+    pr.id = HexId(Hash64("p" + std::to_string(i)));
+    pr.text = "question " + std::to_string(i) + " " + std::string(100, 'x');
+    prompts.push_back(pr);
+  }
+  storage::IngestCommitStats cs;
+  ASSERT_TRUE(store_->CommitIngest(cp, prompts, {}, &cs).ok());
+  size_t pieces = 0;
+  std::string body;
+  int status = 0;
+  std::string encoding;
+  auto r = client_->Get(
+      "/v1/export?kind=prompts", {{"Authorization", std::string("Bearer ") + kToken}},
+      [&](const httplib::Response& res) {
+        status = res.status;
+        encoding = res.get_header_value("Transfer-Encoding");
+        return true;
+      },
+      [&](const char* data, size_t n) {
+        ++pieces;
+        body.append(data, n);
+        return true;
+      });
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(encoding, "chunked");
+  EXPECT_GT(pieces, 3u);  // ~400 KB in 64 KiB chunks
+  std::set<std::string> ids;
+  std::string last;
+  size_t start = 0;
+  for (size_t nl; (nl = body.find('\n', start)) != std::string::npos; start = nl + 1) {
+    json line = json::parse(body.substr(start, nl - start));
+    const std::string id = line["id"].get<std::string>();
+    EXPECT_LT(last, id);  // key order
+    last = id;
+    ids.insert(id);
+  }
+  EXPECT_EQ(start, body.size());  // ends with a newline, nothing after
+  EXPECT_EQ(ids.size(), 3000u);
 }
 
 TEST_F(ApiTest, ExportsDeadLetters) {
@@ -422,7 +478,7 @@ TEST_F(ApiTest, ExportsDeadLetters) {
                   ->PutDeadLetter({"ingest", "bad_json", "line 3 is not JSON", "app.jsonl:120",
                                    "{oops", 1700000000000})
                   .ok());
-  auto dead = client_->Get("/v1/export?kind=dead");
+  auto dead = Export("dead");
   ASSERT_TRUE(dead);
   ASSERT_EQ(dead->status, 200) << dead->body;
   json line = json::parse(dead->body.substr(0, dead->body.find('\n')));

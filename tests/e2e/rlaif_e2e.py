@@ -48,6 +48,17 @@ def http(method, url, body=None, headers=None, timeout=30):
         return e.code, e.read()
 
 
+# The admin token every rlaifd started by start_rlaifd has, unless the test's
+# own env sets RLAIF_TOKEN.
+E2E_TOKEN = "e2e-admin-token-3b9f"
+
+
+def export(base, kind, token=E2E_TOKEN, timeout=60):
+    """GET /v1/export?kind=KIND, an admin route: (status, body bytes)."""
+    return http("GET", f"{base}/v1/export?kind={kind}",
+                headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+
+
 def get_json(url, timeout=30):
     status, body = http("GET", url, timeout=timeout)
     check(status == 200, f"GET {url} -> {status}: {body[:300]!r}")
@@ -138,6 +149,8 @@ def start_sim(bin_dir, pairs, tmp, extra=()):
 
 
 def start_rlaifd(bin_dir, config_path, tmp, env=None):
+    env = dict(os.environ if env is None else env)
+    env.setdefault("RLAIF_TOKEN", E2E_TOKEN)
     d = Proc("rlaifd", [os.path.join(bin_dir, "rlaifd"), "run", "--config", config_path], tmp,
              env=env)
     start = len(d.stdout_text())

@@ -25,7 +25,7 @@ import subprocess
 import threading
 import time
 
-from rlaif_e2e import check, http, run_main, start_rlaifd, start_sim, wait_for
+from rlaif_e2e import check, export, http, run_main, start_rlaifd, start_sim, wait_for
 
 ROTATIONS = int(os.environ.get("RLAIF_CT_ROTATIONS", "30"))
 RATE = float(os.environ.get("RLAIF_CT_RATE", "2000"))
@@ -105,7 +105,7 @@ def main(args, tmp):
     last = [-1, time.monotonic()]
 
     def settled():  # the export stopped growing for 3 s (what is lost never arrives)
-        code, body = http("GET", base + "/v1/export?kind=prompts", timeout=60)
+        code, body = export(base, "prompts", timeout=60)
         check(code == 200, f"export -> {code}")
         rows = [json.loads(l) for l in body.decode().splitlines() if l.strip()]
         if len(rows) != last[0]:

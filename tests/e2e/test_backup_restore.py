@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 
-from rlaif_e2e import (Fail, check, get_json, http, run_main, start_rlaifd, start_sim, wait_for)
+from rlaif_e2e import (Fail, check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for)
 
 TOKEN = "e2e-backup-token"
 PROBES = [
@@ -90,7 +90,7 @@ def score_offline(args, model_dir):
 
 
 def exported_prompts(base):
-    code, body = http("GET", base + "/v1/export?kind=prompts", timeout=60)
+    code, body = export(base, "prompts", token=TOKEN, timeout=60)
     check(code == 200, f"export prompts -> {code}")
     return [json.loads(l) for l in body.decode().splitlines() if l.strip()]
 

@@ -25,7 +25,7 @@ import socket
 import subprocess
 import time
 
-from rlaif_e2e import check, get_json, http, run_main, start_rlaifd, start_sim, wait_for
+from rlaif_e2e import check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for
 
 TOKEN = "bad-input-admin-token-5f2c9a"
 
@@ -231,7 +231,7 @@ def main(args, tmp):
             len(s["sources"]) == 2 and s["counts"]["prompts"] >= len(all_good) else None
     status = wait_for(ingested, 120, "every log line consumed")  # (last status in the error)
     check(d.alive(), "rlaifd died on hostile log lines: " + d.stderr_tail())
-    code, body = http("GET", base + "/v1/export?kind=prompts")
+    code, body = export(base, "prompts", token=TOKEN)
     check(code == 200, f"export -> {code}")
     stored = [json.loads(l)["prompt"] for l in body.decode().splitlines() if l.strip()]
     check(sorted(stored) == sorted(all_good),
@@ -245,7 +245,7 @@ def main(args, tmp):
           f"rlaif_ingest_rejected_total by reason {rejected} != expected {expected}")
     check(set(expected) <= set(rejected) and "bad_pair" in rejected,
           f"rlaif_ingest_rejected_total lacks reasons at 0: {sorted(rejected)}")
-    code, body = http("GET", base + "/v1/export?kind=dead")
+    code, body = export(base, "dead", token=TOKEN)
     check(code == 200, f"export dead -> {code}")
     kept = [json.loads(l) for l in body.decode().splitlines() if l.strip()]
     kept = [d for d in kept if d["stage"] == "ingest"]
@@ -301,7 +301,8 @@ def main(args, tmp):
     expect("POST", "/get_reward", {"query": [1e308, None]}, 400, "invalid_request")
     expect("GET", "/v1/events?limit=99999999999999999999", None, 400, "invalid_request")
     expect("GET", "/v1/models?offset=-1", None, 400, "invalid_request")
-    expect("GET", "/v1/export?kind=../../../etc/passwd", None, 400, "invalid_request")
+    expect("GET", "/v1/export?kind=../../../etc/passwd", None, 400, "invalid_request", auth)
+    expect("GET", "/v1/export?kind=prompts", None, 401, "unauthorized")  # stored traffic: admin only
     # Authentication: missing, wrong, other schemes, a prefix of the token, the token + 1 byte.
     for h in ({}, {"Authorization": "Bearer wrong-token-1234"}, {"Authorization": "Basic dXNlcjpw"},
               {"Authorization": f"Bearer {TOKEN[:-1]}"}, {"Authorization": f"Bearer {TOKEN}x"},

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 
-from rlaif_e2e import check, get_json, http, run_main, start_rlaifd, start_sim, wait_for
+from rlaif_e2e import check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for
 
 KILLS = int(os.environ.get("RLAIF_CRASH_KILLS", "12"))
 SEED = int(os.environ.get("RLAIF_CRASH_SEED", "1"))
@@ -140,7 +140,7 @@ def main(args, tmp):
     c = s["counts"]
 
     # Every line exactly once.
-    code, body = http("GET", base + "/v1/export?kind=prompts", timeout=120)
+    code, body = export(base, "prompts", timeout=120)
     check(code == 200, f"export prompts -> {code}")
     stored = [json.loads(l)["prompt"] for l in body.decode().splitlines() if l.strip()]
     ids = [int(p.rsplit("[line ", 1)[1].rstrip("]")) for p in stored]
@@ -150,7 +150,7 @@ def main(args, tmp):
     check(not missing, f"{len(missing)} lines lost, e.g. {missing[:10]}")
 
     # Every pair labeled at most once per dimension; everything reconciles.
-    code, body = http("GET", base + "/v1/export?kind=labels", timeout=120)
+    code, body = export(base, "labels", timeout=120)
     labels = [json.loads(l) for l in body.decode().splitlines() if l.strip()]
     keys = [(l["pair_id"], l["dimension"]) for l in labels]
     check(len(keys) == len(set(keys)), f"{len(keys) - len(set(keys))} duplicate labels")

@@ -23,7 +23,7 @@ import os
 import subprocess
 import time
 
-from rlaif_e2e import (Skip, check, get_json, http, run_main, start_rlaifd, start_sim, wait_for,
+from rlaif_e2e import (Skip, check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for,
                        _PROCS)
 
 # Above 64 MiB: should RocksDB itself ever meet the full disk, it clears the
@@ -148,7 +148,7 @@ def run(args, tmp, mnt, kind):
     during = s["counts"]
     check(during["prompts"] >= 100 and during["labels"] >= before["labels"],
           f"committed data went missing while degraded: {during} vs {before}")
-    code, body = http("GET", base + "/v1/export?kind=prompts")
+    code, body = export(base, "prompts")
     check(code == 200, f"export while degraded -> {code}")
     exported = {json.loads(l)["prompt"] for l in body.decode().splitlines() if l.strip()}
     check(set(prompts[:100]) <= exported, "batch A is not fully readable while degraded")
@@ -173,7 +173,7 @@ def run(args, tmp, mnt, kind):
     check(status()["counts"]["dead"] == 0, f"dead letters after disk full: {status()['counts']}")
 
     def export_ids():
-        code, body = http("GET", base + "/v1/export?kind=prompts")
+        code, body = export(base, "prompts")
         check(code == 200, f"export -> {code}")
         rows = [json.loads(l) for l in body.decode().splitlines() if l.strip()]
         return rows

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from rlaif_e2e import check, get_json, http, run_main, start_rlaifd, start_sim, wait_for
+from rlaif_e2e import check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for
 
 # `make soak-ingest` runs it longer: RLAIF_CRASH_KILLS kills at least, and
 # (RLAIF_CRASH_DURATION_S > 0) more until that many seconds have passed.
@@ -116,7 +116,7 @@ def main(args, tmp):
     base = f"http://127.0.0.1:{port}"
 
     def all_in():
-        code, body = http("GET", base + "/v1/export?kind=prompts", timeout=60)
+        code, body = export(base, "prompts", timeout=60)
         check(code == 200, f"export -> {code}")
         rows = [json.loads(l) for l in body.decode().splitlines() if l.strip()]
         return rows if len(rows) >= total else None
@@ -125,7 +125,7 @@ def main(args, tmp):
         rows = wait_for(all_in, 120, f"{total} prompts in the export", interval=1)
     except Exception:
         rows = json.loads("[" + ",".join(
-            http("GET", base + "/v1/export?kind=prompts", timeout=60)[1].decode().splitlines()) + "]")
+            export(base, "prompts", timeout=60)[1].decode().splitlines()) + "]")
     ids = [int(r["prompt"].split()[1]) for r in rows]
     seen = {}
     for i in ids:

@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from rlaif_e2e import check, get_json, http, run_main, start_rlaifd, start_sim, wait_for
+from rlaif_e2e import check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for
 
 
 def main(args, tmp):
@@ -71,11 +71,11 @@ def main(args, tmp):
     counts, gen = status["counts"], status["queues"]["generate"]
     check(counts["pairs"] == 40 and counts["labels"] == 40, f"counts {counts}")
     check(gen["depth"] == 0 and gen["done"] == 0, f"logged pairs must skip generation: {gen}")
-    code, body = http("GET", base + "/v1/export?kind=labels")
+    code, body = export(base, "labels")
     check(code == 200, f"export labels -> {code}")
     labels = [json.loads(l) for l in body.decode().splitlines() if l.strip()]
     check(len(labels) == 40 and all(l["source"] == "log" for l in labels), f"labels {labels[:3]}")
-    code, body = http("GET", base + "/v1/export?kind=trl")
+    code, body = export(base, "trl")
     trl = [json.loads(l) for l in body.decode().splitlines() if l.strip()]
     check(len(trl) == 40 and all(r["chosen"].startswith("Water plant") for r in trl),
           f"trl rows {trl[:2]}")

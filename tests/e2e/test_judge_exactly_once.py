@@ -9,7 +9,7 @@ import json
 import os
 import time
 
-from rlaif_e2e import check, get_json, http, run_main, start_rlaifd, start_sim, wait_for
+from rlaif_e2e import check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for
 
 KILLS = 3
 JUDGE_CONCURRENCY = 4
@@ -58,7 +58,7 @@ def main(args, tmp):
 
     s = wait_for(settled, 300, "every prompt labeled or dead-lettered", interval=1)
     c = s["counts"]
-    code, body = http("GET", base + "/v1/export?kind=labels")
+    code, body = export(base, "labels")
     labels = [json.loads(l) for l in body.decode().splitlines() if l.strip()]
     dead_pairs = c["pairs"] - len(labels)
     # Every prompt became a pair or a dead letter; every pair a label or a dead letter.

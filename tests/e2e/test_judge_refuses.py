@@ -20,7 +20,7 @@ import json
 import os
 import time
 
-from rlaif_e2e import (Proc, check, get_json, http, run_main, start_rlaifd, start_sim, wait_for,
+from rlaif_e2e import (Proc, check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for,
                        write_prompt_lines)
 
 N = 24
@@ -80,7 +80,7 @@ def main(args, tmp):
         return s if c["pairs"] >= N and c["labels"] + c["dead"] >= N else None
     s = wait_for(settled, 180, "every pair labelled or dead-lettered", interval=0.5)
     print(f"a judge refusing some pairs: {s['counts']}, held reasons seen: {len(held_seen)}")
-    dead = [json.loads(l) for l in http("GET", base + "/v1/export?kind=dead")[1].decode().splitlines()
+    dead = [json.loads(l) for l in export(base, "dead")[1].decode().splitlines()
             if l.strip()]
     check(0 < len(dead) < N // 2 and all(x["reason"] == "unparseable_verdict" for x in dead),
           f"dead letters: {dead}")

@@ -139,13 +139,16 @@ def main(args, tmp):
     check(has("pause", "admin", "maintenance"), "pause event")
     check(has("requeue", "admin", "judge fixed"), "requeue event")
 
-    # export: JSONL on stdout, one line per stored prompt.
+    # export: JSONL streamed to stdout, one line per stored prompt; it is
+    # stored traffic, so it needs the token.
     rc, out, err = run("export", "prompts", url=base)
+    check(rc == 1 and "401" in err and not out, f"export without the token -> {rc}: {err} {out[:200]}")
+    rc, out, err = run("export", "prompts", url=base, token=TOKEN)
     check(rc == 0, f"export -> {rc}: {err}")
     exported = [json.loads(l) for l in out.splitlines() if l.strip()]
     prompts = get_json(base + "/v1/status")["counts"]["prompts"]
     check(len(exported) == prompts == 80, f"export has {len(exported)} lines, store {prompts}")
-    rc, _, err = run("export", "nonsense", url=base)
+    rc, _, err = run("export", "nonsense", url=base, token=TOKEN)
     check(rc == 1, f"a bad export kind must exit 1: {rc} {err}")
 
     for secret in (TOKEN, BOT_TOKEN):

@@ -10,7 +10,7 @@ import math
 import os
 import time
 
-from rlaif_e2e import (Fail, check, get_json, http, run_main, start_rlaifd, start_sim, wait_for)
+from rlaif_e2e import (Fail, check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for)
 
 
 def main(args, tmp):
@@ -74,7 +74,7 @@ def main(args, tmp):
 
     status = wait_for(lambda: (lambda s: s if s["counts"]["prompts"] == 200 else None)(
         get_json(base + "/v1/status")), 60, "200 prompts")
-    status_code, body = http("GET", base + "/v1/export?kind=prompts")
+    status_code, body = export(base, "prompts", token="e2e-secret-token")
     check(status_code == 200, f"export prompts -> {status_code}")
     exported = [json.loads(l) for l in body.decode().splitlines() if l.strip()]
     texts = [e["prompt"] for e in exported]
@@ -109,7 +109,7 @@ def main(args, tmp):
     check(live_rec["state"] == "live", f"state {live_rec}")
     check(0.0 <= live_rec["metrics"]["accuracy"] <= 1.0, f"accuracy {live_rec}")
 
-    code, body = http("GET", base + "/v1/export?kind=trl")
+    code, body = export(base, "trl", token="e2e-secret-token")
     check(code == 200, "export trl")
     trl = [json.loads(l) for l in body.decode().splitlines() if l.strip()]
     check(len(trl) > 0, "no trl lines")
