@@ -315,6 +315,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
       r.String("format", &sc.format, false, {"simple", "openai-chat", "custom"});
       r.String("start_at", &sc.start_at, false, {"beginning", "end"});
       r.String("watch", &sc.watch, false, {"auto", "poll"});
+      r.Double("rotate_wait_s", &sc.rotate_wait_s, 0, 3600);
       r.Int("max_line_bytes", &sc.max_line_bytes, 64, int64_t{1} << 30);
       if (const json* f = r.Object("fields", sc.format == "custom")) {
         ObjectReader fr(*f, path + ".fields", &problems);

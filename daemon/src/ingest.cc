@@ -184,6 +184,7 @@ struct Ingestor::Tracked {
   bool gone = false;             // deleted, or moved out of its directory
   uint64_t size = 0;             // size seen at the end of the last read
   int idle_polls = 0;            // consecutive polls that found nothing new
+  double out_of_glob_since = 0;  // MonotonicSeconds() when it left the glob (0: in it)
   ~Tracked() {
     if (fd >= 0) close(fd);
   }
@@ -364,6 +365,14 @@ Status Ingestor::LoadCheckpoints() {
   if (!all.ok()) return Status::IoError("store: " + all.status().message());
   records_.clear();
   for (auto& cp : *all) records_[cp.path] = cp;
+  start_at_end_.assign(sources_.size(), false);
+  for (size_t si = 0; si < sources_.size(); ++si) {
+    if (sources_[si].start_at != "end") continue;
+    const std::string dir_glob = DirName(sources_[si].path);
+    start_at_end_[si] = std::none_of(records_.begin(), records_.end(), [&](const auto& kv) {
+      return GlobMatch(dir_glob, DirName(kv.first));
+    });
+  }
   loaded_ = true;
   return Status::Ok();
 }
@@ -523,12 +532,18 @@ Result<IngestPassStats> Ingestor::PollOnce() {
   RLAIF_RETURN_IF_ERROR(RecoverTruncationCopies(found, &truncated));
 
   // 2. Open what is not followed yet and decide where it resumes.
+  const double now = MonotonicSeconds();
   for (auto& [key, loc] : found) {
     auto it = files_.find(key);
     if (it != files_.end()) {
       it->second->path = loc.path;
       it->second->in_glob = loc.in_glob;
       it->second->gone = false;
+      if (loc.in_glob) {
+        it->second->out_of_glob_since = 0;
+      } else if (it->second->out_of_glob_since == 0) {
+        it->second->out_of_glob_since = now;  // rotated away this poll
+      }
       continue;
     }
     if (!loc.in_glob) {
@@ -558,7 +573,11 @@ Result<IngestPassStats> Ingestor::PollOnce() {
         continue;
       }
     }
-    int fd = open(loc.path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: the path was a regular file when stat'ed, but may have been
+    // replaced since (a FIFO would block open() and the ingest thread with it);
+    // the identity check after fstat drops anything else. Reads of a regular
+    // file ignore the flag.
+    int fd = open(loc.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
       spdlog::warn("ingest: cannot open {}: {}", loc.path, strerror(errno));
       IngestCounter(metrics_, "rlaif_ingest_errors_total").Inc();
@@ -577,6 +596,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
     t->source = loc.source;
     t->path = loc.path;
     t->in_glob = loc.in_glob;
+    if (!loc.in_glob) t->out_of_glob_since = now;
     if (auto id = FindByIdentity(key, *head)) {
       t->cp = *id;
       t->committed = true;
@@ -606,9 +626,11 @@ Result<IngestPassStats> Ingestor::PollOnce() {
           IngestCounter(metrics_, "rlaif_ingest_rotations_total").Inc();
         }
         ++rotations_by_path_[loc.path];
-      } else if (sources_[loc.source].start_at == "end") {
-        // start_at applies to files seen for the first time only: start after
-        // the last complete line.
+      } else if (first && start_at_end_[loc.source]) {
+        // start_at "end" applies to the files already there when a source is
+        // read for the first time (no checkpoint of it in the store): start
+        // after their last complete line. Files that appear later, also
+        // while rlaifd is down, are new traffic and are read from the start.
         t->cp.offset = size;
         auto tail = ReadAt(fd, size > 65536 ? size - 65536 : 0, std::min<uint64_t>(size, 65536));
         if (tail.ok()) {
@@ -629,6 +651,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
       }
       t->gone = true;
       t->in_glob = false;
+      if (t->out_of_glob_since == 0) t->out_of_glob_since = now;
     }
   }
 
@@ -652,9 +675,13 @@ Result<IngestPassStats> Ingestor::PollOnce() {
     }
     const bool idle = t->cp.offset == before_offset && t->size == before_size;
     t->idle_polls = idle ? t->idle_polls + 1 : 0;
-    if (!t->in_glob && t->idle_polls >= 1) {
-      // Drained and quiet for a whole poll: take an unterminated tail as the
-      // last line, then let go.
+    const double rotate_wait = sources_[t->source].rotate_wait_s;
+    if (!t->in_glob && t->idle_polls >= 1 && now - t->out_of_glob_since >= rotate_wait) {
+      // Rotated away (or deleted) at least rotate_wait_s ago, drained, and
+      // quiet for a whole poll: the writer has had time to reopen its log,
+      // so take an unterminated tail as the last line, then let go. Released
+      // on the poll that saw the rotation, a writer's last lines to its old
+      // descriptor (before it reopens) would be lost.
       st = ReadToEnd(*t, /*final_tail=*/true, &stats);
       if (!st.ok() && st.code() == StatusCode::kIoError && st.message().rfind("store:", 0) == 0) {
         return st;
@@ -694,7 +721,7 @@ std::optional<std::pair<std::string, struct stat>> Ingestor::FindTruncationCopy(
                   st.st_mtim.tv_nsec <= best->second.st_mtim.tv_nsec))) {
       continue;  // an older candidate
     }
-    int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) continue;
     struct stat fst {};
     Result<std::string> head = Status::IoError("unread");
@@ -739,7 +766,7 @@ Status Ingestor::RecoverTruncationCopies(std::map<FileKey, Located>& found,
       }
       if (best == nullptr) continue;
       old = *best;
-      fd = open(loc.path.c_str(), O_RDONLY | O_CLOEXEC);
+      fd = open(loc.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
       if (fd < 0) continue;
       own_fd = true;
     }

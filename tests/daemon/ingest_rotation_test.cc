@@ -5,9 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "rlaif/daemon/ingest.h"
 #include "test_util.h"
@@ -39,6 +41,9 @@ class IngestRotationTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
     source_.path = dir_.Sub("logs/*.jsonl");
+    // Released on the first quiet poll after a rotation, as these tests
+    // expect; RotatedFileIsReadOnForRotateWait tests the wait itself.
+    source_.rotate_wait_s = 0;
     sampling_.dedupe = false;  // so that a line read twice would be stored twice
   }
 
@@ -118,6 +123,31 @@ TEST_F(IngestRotationTest, RenameAndCreateWhileRunningDrainsTheOldFileThenReleas
   EXPECT_EQ((*cp)->offset, std::filesystem::file_size(log_ + ".1"));
   running_.reset();
   EXPECT_EQ(OpenFds(), before);
+}
+
+// A writer appends to its old descriptor for a moment after logrotate has
+// renamed the file and created the new one (until it reopens). The poll that
+// sees the rotation often finds nothing new in the old file (inotify starts
+// it as soon as the new file is created): the old file must still be read on
+// for rotate_wait_s, not released on that quiet poll.
+TEST_F(IngestRotationTest, RotatedFileIsReadOnForRotateWait) {
+  source_.rotate_wait_s = 0.5;
+  WriteFile(log_, Line("a1"));
+  Poll(Running());
+  std::filesystem::rename(log_, log_ + ".1");
+  WriteFile(log_, Line("b1"));
+  Poll(Running());  // sees the rotation; nothing new in app.jsonl.1 since the last poll
+  Poll(Running());  // quiet again: with no wait it would be released here
+  EXPECT_EQ(Running().OpenFiles(), 2u);
+  AppendFile(log_ + ".1", Line("a2") + "{\"prompt\": \"a3");  // the writer's last lines
+  Poll(Running());
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  AppendFile(log_ + ".1", "\"}");  // ... completed before the writer reopens
+  Poll(Running());                 // read: not quiet
+  EXPECT_EQ(Running().OpenFiles(), 2u);
+  Poll(Running());  // quiet for a poll, out of the glob for longer than the wait
+  EXPECT_EQ(Running().OpenFiles(), 1u);
+  ExpectExactlyOnce({"a1", "a2", "a3", "b1"});
 }
 
 TEST_F(IngestRotationTest, FileRotatedWhileDownIsFoundByIdentityAndReadToItsEnd) {

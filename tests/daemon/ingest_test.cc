@@ -202,13 +202,19 @@ TEST_F(IngestTest, RenameAndCreateRotationReadsTheNewFileFromItsStart) {
   EXPECT_EQ(StoredPrompts(), (std::vector<std::string>{"first", "second", "third"}));
 }
 
-TEST_F(IngestTest, StartAtEndSkipsExistingContentOfNewFiles) {
+// start_at "end" skips what the files hold when the source is first read;
+// a file that appears later (here: while rlaifd is down, each Poll() being a
+// restart) is new traffic, read from its start.
+TEST_F(IngestTest, StartAtEndSkipsOnlyWhatIsThereWhenTheSourceIsFirstRead) {
   source_.start_at = "end";
   WriteFile(log_, Line("history1") + Line("history2"));
   EXPECT_EQ(Poll().stored, 0);
   AppendFile(log_, Line("live"));
   EXPECT_EQ(Poll().stored, 1);
   EXPECT_EQ(StoredPrompts(), (std::vector<std::string>{"live"}));
+  WriteFile(dir_.Sub("logs/b.jsonl"), Line("new1") + Line("new2"));
+  EXPECT_EQ(Poll().stored, 2);
+  EXPECT_EQ(StoredPrompts(), (std::vector<std::string>{"live", "new1", "new2"}));
 }
 
 TEST_F(IngestTest, DedupeOnAndOff) {

@@ -58,7 +58,14 @@ struct FieldPointers {
 struct SourceConfig {
   std::string path;                 // required: file glob, e.g. /var/log/llm/*.jsonl
   std::string format = "simple";    // "simple" | "openai-chat" | "custom"
-  std::string start_at = "beginning";  // "beginning" | "end", for files seen the first time
+  // "beginning" | "end": where to start in the files already there when the
+  // source is read for the first time (no checkpoint of it in the store);
+  // files that appear later are always read from their start.
+  std::string start_at = "beginning";
+  // A file rotated away (renamed out of the glob) or deleted is read on
+  // until it has been out of the glob this long and quiet for a poll, so a
+  // writer's last lines to its old descriptor are not lost. Seconds.
+  double rotate_wait_s = 5;
   int64_t max_line_bytes = 1 << 20;    // longer lines are dead-lettered, bytes
   FieldPointers fields;             // required (fields.prompt) when format is "custom"
   // How new files matching `path` are noticed between polls: "auto" = inotify

@@ -198,6 +198,9 @@ class Ingestor {
 
   // Owned by the PollOnce thread.
   bool loaded_ = false;
+  // Per source: start_at "end" applies on this first poll (the store has no
+  // checkpoint of the source yet). Set by LoadCheckpoints.
+  std::vector<bool> start_at_end_;
   std::map<std::string, storage::SourceCheckpoint> records_;  // mirror of the store's sources
   std::map<FileKey, std::unique_ptr<Tracked>> files_;
   std::map<std::string, int64_t> rotations_by_path_;
