@@ -3,11 +3,12 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
+#include "rlaif/common/base_url.h"
 
 namespace rlaif {
 
@@ -184,12 +185,13 @@ void ReadEndpoint(ObjectReader& r, EndpointConfig* e) {
   r.Double("hourly_budget_usd", &e->hourly_budget_usd, 0, 1e9);
 }
 
+// The HTTP client's own parse (ParseBaseUrl): a URL it would refuse at the
+// first call is a config problem, not an error charged to every item.
 void CheckBaseUrl(const std::string& path, const std::string& url,
                   std::vector<std::string>* problems) {
   if (url.empty()) return;
-  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
-    problems->push_back(path + ": must start with http:// or https://, got \"" + url + "\"");
-  }
+  auto parsed = ParseBaseUrl(url);
+  if (!parsed.ok()) problems->push_back(path + ": " + parsed.status().message());
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <utility>
 
+#include "rlaif/common/base_url.h"
 #include "rlaif/common/clock.h"
 
 namespace rlaif::judge {
@@ -78,57 +79,16 @@ std::string Truncate(const std::string& s, size_t n) {
   return s.substr(0, n) + "...(" + std::to_string(s.size()) + " bytes)";
 }
 
-Result<Endpoint> ParseBaseUrl(const std::string& url) {
+// The configured base_url (checked by the config already; a client made
+// directly gets the same refusal here) plus the chat completions path.
+Result<Endpoint> ChatEndpoint(const std::string& url) {
+  auto base = ParseBaseUrl(url);
+  if (!base.ok()) return base.status();
   Endpoint ep;
-  std::string lower = ToLower(url);
-  std::string rest;
-  if (lower.rfind("http://", 0) == 0) {
-    rest = url.substr(7);
-  } else if (lower.rfind("https://", 0) == 0) {
-    ep.https = true;
-    rest = url.substr(8);
-  } else {
-    return Status::InvalidArgument("base_url '" + url + "' must start with http:// or https://");
-  }
-  size_t slash = rest.find('/');
-  std::string authority = rest.substr(0, slash);
-  std::string path = slash == std::string::npos ? "" : rest.substr(slash);
-  if (authority.find('@') != std::string::npos) {
-    // Credentials in a URL end up in logs; the key belongs in api_key.
-    return Status::InvalidArgument("base_url must not contain user info; use api_key");
-  }
-  if (path.find_first_of("?#") != std::string::npos) {
-    return Status::InvalidArgument("base_url '" + url + "' must not have a query or fragment");
-  }
-  std::string port_text;
-  if (!authority.empty() && authority[0] == '[') {
-    size_t close = authority.find(']');
-    if (close == std::string::npos) {
-      return Status::InvalidArgument("base_url '" + url + "': unterminated IPv6 address");
-    }
-    ep.host = authority.substr(1, close - 1);
-    std::string after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after[0] != ':') return Status::InvalidArgument("base_url '" + url + "': bad port");
-      port_text = after.substr(1);
-    }
-  } else {
-    size_t colon = authority.rfind(':');
-    ep.host = authority.substr(0, colon);
-    if (colon != std::string::npos) port_text = authority.substr(colon + 1);
-  }
-  if (ep.host.empty()) return Status::InvalidArgument("base_url '" + url + "' has no host");
-  ep.port = ep.https ? 443 : 80;
-  if (!port_text.empty()) {
-    char* end = nullptr;
-    long p = std::strtol(port_text.c_str(), &end, 10);
-    if (*end != '\0' || p < 1 || p > 65535) {
-      return Status::InvalidArgument("base_url '" + url + "': bad port '" + port_text + "'");
-    }
-    ep.port = static_cast<int>(p);
-  }
-  while (!path.empty() && path.back() == '/') path.pop_back();
-  ep.path = path + "/chat/completions";
+  ep.https = base->https;
+  ep.host = base->host;
+  ep.port = base->port;
+  ep.path = base->path + "/chat/completions";
   ep.display = std::string(ep.https ? "https://" : "http://") +
                (ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host) + ":" +
                std::to_string(ep.port) + ep.path;
@@ -357,7 +317,7 @@ struct ChatClient::Impl {
     const double now = MonotonicSeconds();
     requests_bucket = TokenBucket(options.requests_per_minute, options.rate_burst_s, now);
     tokens_bucket = TokenBucket(options.tokens_per_minute, options.rate_burst_s, now);
-    auto ep = ParseBaseUrl(options.base_url);
+    auto ep = ChatEndpoint(options.base_url);
     if (ep.ok()) {
       endpoint = *ep;
     } else {

@@ -55,7 +55,7 @@ TEST(ConfigTest, ListsEveryProblem) {
     "sources": [{"format": "xml"}, 3],
     "sampling": {"rate": 1.5, "dedupe": "yes", "key": "both"}, "store": {"compress_blobs": 1, "max_rejected_lines": -1},
     "generator": {"base_url": "ftp://x", "model": "m", "temperature": 0, "concurrency": 2.5},
-    "judge": {"base_url": "http://x/v1", "model": "j", "dimensions": [{"name": "Bad Name"}]},
+    "judge": {"base_url": "http://x/v1?api-key=S3CRET", "model": "j", "dimensions": [{"name": "Bad Name"}]},
     "trainer": {"model": {"preset": "huge", "d_model": 65, "heads": 4}, "gate": {"x": 1}}
   })");
   ASSERT_FALSE(cfg.ok());
@@ -73,7 +73,8 @@ TEST(ConfigTest, ListsEveryProblem) {
            "sampling.key: must be one of [line, prompt]",
            "store.compress_blobs: expected a boolean",
            "store.max_rejected_lines: must be in [0, ",
-           "generator.base_url: must start with http:// or https://",
+           "generator.base_url: base_url must start with http:// or https://",
+           "judge.base_url: base_url must not have a query or fragment",
            "generator.temperature: must be in (0, 5]",
            "generator.concurrency: expected an integer, got number",
            "judge.dimensions[0].name: must match",
@@ -83,6 +84,7 @@ TEST(ConfigTest, ListsEveryProblem) {
        }) {
     EXPECT_NE(m.find(needle), std::string::npos) << "missing: " << needle << "\nin:\n" << m;
   }
+  EXPECT_EQ(m.find("S3CRET"), std::string::npos) << m;
 }
 
 TEST(ConfigTest, RefreshAndAnchorKeys) {
