@@ -139,6 +139,26 @@ Gauge& MetricsRegistry::GetGauge(const std::string& name, const std::string& hel
   return *slot;
 }
 
+void MetricsRegistry::ReplaceGauges(const std::string& name, const std::string& help,
+                                    const std::vector<std::pair<MetricLabels, double>>& values) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [it, inserted] = families_.try_emplace(name);
+  if (inserted) {
+    it->second.type = Type::kGauge;
+    it->second.help = help;
+  }
+  std::map<MetricLabels, std::unique_ptr<Gauge>> next;
+  for (const auto& [labels, v] : values) {
+    auto& slot = next[labels];
+    if (!slot) {
+      auto old = it->second.gauges.find(labels);
+      slot = old != it->second.gauges.end() ? std::move(old->second) : std::make_unique<Gauge>();
+    }
+    slot->Set(v);
+  }
+  it->second.gauges = std::move(next);
+}
+
 Histogram& MetricsRegistry::GetHistogram(const std::string& name, const std::string& help,
                                          const MetricLabels& labels,
                                          std::vector<double> buckets) {

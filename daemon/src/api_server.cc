@@ -670,11 +670,13 @@ struct ApiServer::Impl {
             .Set(v);
       }
     }
+    // One series per file followed now: a file released (rotated away and
+    // drained, or deleted) leaves no stale lag behind for the alert.
+    std::vector<std::pair<MetricLabels, double>> lag;
     for (const auto& s : ctx.ingestor.Sources()) {
-      m.GetGauge("rlaif_ingest_lag_bytes", "Bytes not yet consumed per source file.",
-                 {{"path", s.path}})
-          .Set(static_cast<double>(s.lag_bytes));
+      lag.push_back({{{"path", s.path}}, static_cast<double>(s.lag_bytes)});
     }
+    m.ReplaceGauges("rlaif_ingest_lag_bytes", "Bytes not yet consumed per source file.", lag);
   }
 
   void Score(const httplib::Request& req, httplib::Response& res) {

@@ -37,11 +37,30 @@ std::string Env(const std::string& name) {
   return v ? v : "";
 }
 
+// A secret from the environment without surrounding whitespace: one read
+// from a file (a Kubernetes Secret made with --from-file, `$(cat key)`)
+// often ends in a newline, which no HTTP header can carry, so the token
+// could never match (every admin call 401) and a key would be refused.
+// Trimmed with a warning that names the variable, never the value.
+std::string SecretEnv(const std::string& name) {
+  std::string v = Env(name);
+  const size_t b = v.find_first_not_of(" \t\r\n");
+  const size_t e = v.find_last_not_of(" \t\r\n");
+  std::string trimmed = b == std::string::npos ? "" : v.substr(b, e - b + 1);
+  if (trimmed.size() != v.size()) {
+    spdlog::warn(
+        "environment variable {} has leading or trailing whitespace (a newline from a "
+        "file?): it was trimmed",
+        name);
+  }
+  return trimmed;
+}
+
 judge::ChatClientOptions ClientOptions(const char* name, const EndpointConfig& e) {
   judge::ChatClientOptions o;
   o.name = name;
   o.base_url = e.base_url;
-  o.api_key = Env(e.api_key_env);
+  o.api_key = SecretEnv(e.api_key_env);
   o.connect_timeout_s = e.connect_timeout_s;
   o.timeout_s = e.timeout_s;
   o.max_retries = e.max_retries;
@@ -204,14 +223,15 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
 
   std::vector<std::pair<std::string, std::string>> named_tokens;
   for (const auto& t : config.api.admin_tokens) {
-    if (Env(t.token_env).empty()) {
+    const std::string token = SecretEnv(t.token_env);
+    if (token.empty()) {
       spdlog::warn("admin token \"{}\": environment variable {} is not set; it is disabled",
                    t.name, t.token_env);
     }
-    named_tokens.emplace_back(t.name, Env(t.token_env));
+    named_tokens.emplace_back(t.name, token);
   }
   ApiServer api({config, **store, metrics, scorer, pipeline, ingestor, gen_client, judge_client,
-                 Env(config.api.admin_token_env), NowMs(), &judge, named_tokens});
+                 SecretEnv(config.api.admin_token_env), NowMs(), &judge, named_tokens});
   std::string host;
   int port = 0;
   RLAIF_RETURN_IF_ERROR(SplitHostPort(config.api.listen, &host, &port));

@@ -214,8 +214,12 @@ int main(int argc, char** argv) {
   cli.set_connection_timeout(5, 0);
   cli.set_read_timeout(300, 0);
   httplib::Headers headers;
-  const char* token = std::getenv("RLAIF_TOKEN");
-  if (token && *token) headers.emplace("Authorization", std::string("Bearer ") + token);
+  // Without surrounding whitespace: a token read from a file often ends in
+  // a newline, which no header can carry (the request would be malformed).
+  std::string token = std::getenv("RLAIF_TOKEN") ? std::getenv("RLAIF_TOKEN") : "";
+  token.erase(0, std::min(token.size(), token.find_first_not_of(" \t\r\n")));
+  token.erase(token.find_last_not_of(" \t\r\n") + 1);
+  if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
   // An export streams to stdout as it arrives (it may be larger than memory);
   // an error status is collected whole for its message.
   int export_status = 0;

@@ -8,8 +8,6 @@
 // count, so after a crash disk and counts agree; counters_ caches them.
 #include "rlaif/storage/store.h"
 
-#include <sys/statvfs.h>
-
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
@@ -22,11 +20,13 @@
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <cstdarg>
 #include <charconv>
+#include <cstdarg>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -1114,7 +1114,13 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
         rocksdb::DB::Open(db_options, options.path, descriptors, &all_handles, &raw);
     if (!s.ok()) {
       std::string msg = "cannot open store " + options.path + ": " + s.ToString();
-      if (s.ToString().find("lock") != std::string::npos) {
+      const std::string what = s.ToString();
+      if (what.find("Permission denied") != std::string::npos) {
+        msg += " (the store is not writable by this process (uid " + std::to_string(getuid()) +
+               "): after a restore or a copy as root, chown -R the data_dir to the service user)";
+      } else if (what.find("Read-only file system") != std::string::npos) {
+        msg += " (the data_dir is on a read-only filesystem)";
+      } else if (what.find("lock") != std::string::npos) {
         msg += " (another rlaifd, or this process, has it open: stop it or use another path)";
       }
       return Status::IoError(msg);

@@ -48,5 +48,19 @@ TEST(MetricsRegistryTest, ACounterTouchedButNeverIncrementedRendersZero) {
   EXPECT_NE(m.Render().find("rlaif_rejected_total{reason=\"bad_json\"} 0"), std::string::npos);
 }
 
+// A gauge family replaced whole: series not listed any more disappear (a
+// released log file leaves no stale lag for the alert), the others update.
+TEST(MetricsRegistryTest, ReplaceGaugesDropsSeriesNoLongerListed) {
+  MetricsRegistry m;
+  m.ReplaceGauges("rlaif_ingest_lag_bytes", "Lag.", {{{{"path", "/a"}}, 5}, {{{"path", "/b"}}, 7}});
+  std::string text = m.Render();
+  EXPECT_NE(text.find("rlaif_ingest_lag_bytes{path=\"/a\"} 5"), std::string::npos) << text;
+  EXPECT_NE(text.find("rlaif_ingest_lag_bytes{path=\"/b\"} 7"), std::string::npos) << text;
+  m.ReplaceGauges("rlaif_ingest_lag_bytes", "Lag.", {{{{"path", "/b"}}, 0}});
+  text = m.Render();
+  EXPECT_EQ(text.find("path=\"/a\""), std::string::npos) << text;
+  EXPECT_NE(text.find("rlaif_ingest_lag_bytes{path=\"/b\"} 0"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace rlaif

@@ -118,7 +118,8 @@ def main(args, tmp):
 
     rc, _, err = run("--reason", "maintenance", "pause", token=TOKEN, url=base)
     check(rc == 0 and get_json(base + "/v1/status")["state"] == "paused", f"pause: {err}")
-    rc, _, err = run("resume", token=TOKEN, url=base)
+    # A token read from a file ends in a newline: rlaifctl trims it.
+    rc, _, err = run("resume", token=TOKEN + "\n", url=base)
     check(rc == 0 and get_json(base + "/v1/status")["state"] != "paused", f"resume: {err}")
 
     rc, out, err = run("--reason", "judge fixed", "requeue-dead", "judge", "unparseable_verdict",

@@ -41,7 +41,9 @@ def main(args, tmp):
     config_path = os.path.join(tmp, "config.json")
     with open(config_path, "w") as f:
         json.dump(config, f)
-    env = dict(os.environ, RLAIF_TOKEN="e2e-secret-token")
+    # As a Kubernetes Secret made --from-file has it: with a trailing newline,
+    # which the daemon trims (with a warning) so that the token still works.
+    env = dict(os.environ, RLAIF_TOKEN="e2e-secret-token\n")
 
     d, port = start_rlaifd(args.bin, config_path, tmp, env)
     base = f"http://127.0.0.1:{port}"
@@ -136,6 +138,8 @@ def main(args, tmp):
     wait_for(lag, 30, "the lag of lines written while paused")
     http("POST", base + "/v1/resume", headers={"Authorization": "Bearer e2e-secret-token"})
     check("e2e-secret-token" not in http("GET", base + "/v1/status")[1].decode(), "token leaked")
+    check("environment variable RLAIF_TOKEN has leading or trailing whitespace" in d.stdout_text(),
+          "no warning about the token's trailing newline")
     check(http("GET", base + "/")[0] == 200, "status page")
 
     sim_stats = get_json(f"http://127.0.0.1:{sim_port}/sim/stats")

@@ -78,6 +78,13 @@ class MetricsRegistry {
                           const MetricLabels& labels = {},
                           std::vector<double> buckets = DefaultLatencyBuckets());
 
+  // Makes the gauge family `name` hold exactly `values` (one series per
+  // label set), in one step under the registry's lock: series not listed are
+  // removed. For families whose series come and go with what they describe
+  // (a log file per path) and that nobody holds a reference to.
+  void ReplaceGauges(const std::string& name, const std::string& help,
+                     const std::vector<std::pair<MetricLabels, double>>& values);
+
   // Prometheus text format, families sorted by name.
   std::string Render() const;
 
