@@ -366,9 +366,11 @@ struct ApiServer::Impl {
         }
       }
     }
-    if (std::string why = ctx.pipeline.LiveModelProblem(); !why.empty()) {
-      reasons->push_back(why);
-      held = true;
+    for (std::string why : {ctx.pipeline.LiveModelProblem(), ctx.pipeline.TrainingProblem()}) {
+      if (!why.empty()) {
+        reasons->push_back(why);
+        held = true;
+      }
     }
     if (ctx.pipeline.paused()) {
       reasons->insert(reasons->begin(), "paused by an operator");

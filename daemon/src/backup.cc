@@ -1,9 +1,11 @@
 #include "rlaif/daemon/backup.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -156,6 +158,43 @@ Result<std::string> ResolveBackupTarget(const std::string& backup_dir, const std
   return candidate.string();
 }
 
+std::vector<std::string> SweepPartialBackups(const std::string& backup_dir,
+                                             const std::string& data_dir) {
+  static const std::regex kPartial(R"(\..+\.partial-(\d{1,10})-\d+)");
+  std::vector<std::string> removed;
+  const fs::path root = backup_dir.empty() ? fs::path(data_dir) / "backups" : fs::path(backup_dir);
+  std::vector<std::pair<fs::path, int>> dirs = {{root, 0}};
+  std::error_code ec;
+  while (!dirs.empty()) {
+    auto [dir, depth] = dirs.back();
+    dirs.pop_back();
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      if (!e.is_directory(ec) || e.is_symlink(ec)) continue;
+      const std::string name = e.path().filename().string();
+      std::smatch m;
+      if (std::regex_match(name, m, kPartial)) {
+        const long pid = std::stol(m[1].str());
+        const bool alive = pid > 0 && pid != ::getpid() &&
+                           (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+        if (alive) continue;  // a backup of another live process (another data_dir's rlaifd)
+        std::error_code rm;
+        fs::remove_all(e.path(), rm);
+        if (rm) {
+          spdlog::warn("backup: cannot remove the unfinished backup {}: {}", e.path().string(),
+                       rm.message());
+        } else {
+          spdlog::warn("backup: removed {}, left by a backup that did not finish",
+                       e.path().string());
+          removed.push_back(e.path().string());
+        }
+      } else if (depth < 4 && !fs::exists(e.path() / kManifest, ec)) {
+        dirs.push_back({e.path(), depth + 1});  // "2026/11/27"-style trees, not finished backups
+      }
+    }
+  }
+  return removed;
+}
+
 Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data_dir,
                                   const std::string& target) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -261,6 +300,10 @@ Result<RestoreResult> RestoreBackup(const std::string& from, const std::string& 
   const fs::path src = fs::absolute(from, ec);
   const fs::path dst = fs::absolute(data_dir, ec).lexically_normal();
   json manifest;
+  if (!fs::is_directory(src, ec)) {
+    return Status::InvalidArgument("backup " + src.string() +
+                                   " does not exist (or is not a directory)");
+  }
   {
     std::ifstream f(src / kManifest);
     if (!f) {
@@ -334,6 +377,10 @@ Result<RestoreResult> RestoreBackup(const std::string& from, const std::string& 
     auto store = storage::Store::Open({.path = (dst / "store").string()});
     if (!store.ok())
       return Status::Corruption("the restored store does not open: " + store.status().message());
+    if (Status integrity = (*store)->VerifyIntegrity(); !integrity.ok()) {
+      return Status::Corruption("the restored store is damaged (" + integrity.message() +
+                                "): restore an older backup");
+    }
     out.counts = (*store)->Counts();
     const json& want = manifest["counts"];
     for (const auto& [key, have] : {std::pair<const char*, int64_t>{"prompts", out.counts.prompts},

@@ -18,6 +18,7 @@
 #include "rlaif/common/clock.h"
 #include "rlaif/common/metrics.h"
 #include "rlaif/daemon/api_server.h"
+#include "rlaif/daemon/backup.h"
 #include "rlaif/daemon/ingest.h"
 #include "rlaif/daemon/pipeline.h"
 #include "rlaif/judge/chat_client.h"
@@ -163,6 +164,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
                                      .compress_blobs = config.store_compress_blobs,
                                      .max_rejected_lines = config.store_max_rejected_lines});
   if (!store.ok()) return store.status();
+  SweepPartialBackups(config.backup_dir, config.data_dir);
 
   MetricsRegistry metrics;
   metrics.GetGauge("rlaif_build_info", "Build information.",

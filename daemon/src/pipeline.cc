@@ -572,6 +572,15 @@ std::string Pipeline::LiveModelProblem() const {
   return live_model_problem_;
 }
 
+std::string Pipeline::TrainingProblem() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (training_failures_ < kTrainingFailuresDegrade) return "";
+  const double wait = std::max(0.0, next_auto_train_ - MonotonicSeconds());
+  return "training failed " + std::to_string(training_failures_) +
+         " times in a row (last: " + training_.last_reason + "); next automatic run in " +
+         std::to_string(static_cast<int64_t>(wait)) + " s, or rlaifctl train";
+}
+
 int64_t Pipeline::InFlight(storage::Stage stage) const {
   StagePool* p = stage == storage::Stage::kGenerate ? gen_pool_.get() : judge_pool_.get();
   if (!p) return 0;
@@ -903,6 +912,12 @@ void Pipeline::TrainerLoop() {
       trigger = "interval";
     }
     if (trigger.empty()) continue;
+    if (manual.empty()) {
+      // After failures, automatic runs wait out the backoff (a failing run
+      // repeated every poll would flood the audit log and burn the CPU).
+      std::lock_guard<std::mutex> lock(mu_);
+      if (training_failures_ > 0 && MonotonicSeconds() < next_auto_train_) continue;
+    }
     resume_pending = false;  // a manual run resumes it too (same state dir)
     RunTraining(trigger, manual.empty() ? "scheduler" : manual);
     last_run = MonotonicSeconds();
@@ -930,9 +945,20 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
       training_.last_reason = reason;
       training_.last_finished_at_ms = at;
       run = ++training_.runs;
+      if (outcome == "failed") {
+        ++training_failures_;
+        const double backoff =
+            std::min(1800.0, 30.0 * std::pow(2.0, std::min(training_failures_ - 1, 10)));
+        next_auto_train_ = MonotonicSeconds() + backoff;
+      } else {
+        training_failures_ = 0;
+      }
     }
     TrainingRuns(metrics_, outcome).Inc();
-    spdlog::info("training {} ({}): {}", outcome, version.empty() ? "-" : version, reason);
+    const auto level = outcome == "failed"     ? spdlog::level::err
+                       : outcome == "rejected" ? spdlog::level::warn
+                                               : spdlog::level::info;
+    spdlog::log(level, "training {} ({}): {}", outcome, version.empty() ? "-" : version, reason);
     // Every run, whatever its outcome, so that /v1/status still shows the
     // last one (and the count) after a restart.
     (void)store_.AppendEvent(

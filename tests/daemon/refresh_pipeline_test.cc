@@ -450,5 +450,38 @@ TEST_F(RefreshPipelineTest, LiveModelThatDoesNotLoadHoldsAutomaticPromotion) {
   EXPECT_EQ(scorer_->Current()->version(), t2.last_version);
 }
 
+// Training runs that fail (here: the models directory is a file, so no
+// checkpoint can be written) are logged as errors, back off instead of
+// repeating on every poll, and after three in a row the pipeline says so;
+// a manual run goes at once, and a success clears it.
+TEST_F(RefreshPipelineTest, FailingRunsBackOffAndAreReported) {
+  pipeline_->Stop();
+  std::filesystem::remove_all(dir_.Sub("models"));
+  rlaif::testing::WriteFile(dir_.Sub("models"), "not a directory");
+  Reconfigure([](Config& c) {
+    c.trainer.model.type = "linear";
+    c.trainer.min_new_labels = 10;
+    c.poll_interval_s = 0.05;
+  });
+  const int64_t before = pipeline_->Training().runs;
+  AddLabels(MarkerPairs(100, 1, "old", "banana", ""), NowMs() - 60000);
+  auto t1 = WaitForRuns(before + 1);
+  EXPECT_EQ(t1.last_outcome, "failed") << t1.last_reason;
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // 40 polls, trigger still true
+  EXPECT_EQ(pipeline_->Training().runs, before + 1);     // backing off (30 s)
+  EXPECT_EQ(pipeline_->TrainingProblem(), "");           // one failure is not yet a problem
+  TrainAndWait(before + 2);                              // manual: at once
+  auto t3 = TrainAndWait(before + 3);
+  EXPECT_EQ(t3.last_outcome, "failed");
+  const std::string problem = pipeline_->TrainingProblem();
+  EXPECT_NE(problem.find("training failed 3 times in a row"), std::string::npos) << problem;
+
+  std::filesystem::remove(dir_.Sub("models"));
+  std::filesystem::create_directories(dir_.Sub("models"));
+  auto t4 = TrainAndWait(before + 4);
+  EXPECT_EQ(t4.last_outcome, "promoted") << t4.last_reason;
+  EXPECT_EQ(pipeline_->TrainingProblem(), "");
+}
+
 }  // namespace
 }  // namespace rlaif::daemon

@@ -183,6 +183,28 @@ def main(args, tmp):
                         "--data-dir", busy], capture_output=True, text=True, timeout=300)
     check(r.returncode == 1 and "not empty" in r.stderr, f"restore into non-empty: {r.stderr}")
     check(os.listdir(busy) == ["keep"], "restore touched a non-empty dir")
+    # A backup with a damaged data file (bit rot, a bad copy) is refused,
+    # and nothing is left in the target; a missing one is named as missing.
+    bad = os.path.join(tmp, "damaged-backup")
+    shutil.copytree(bdir, bad)
+    store_files = [os.path.join(bad, "store", f) for f in os.listdir(os.path.join(bad, "store"))
+                   if f.endswith((".blob", ".sst"))]
+    victim = max(store_files, key=lambda f: (f.endswith(".blob"), os.path.getsize(f)))
+    size = os.path.getsize(victim)
+    with open(victim, "r+b") as f:
+        f.seek(size // 2)
+        f.write(b"\xff" * min(4096, size // 4))
+    r = subprocess.run([os.path.join(args.bin, "rlaifd"), "restore", "--from", bad,
+                        "--data-dir", os.path.join(tmp, "from-damaged")],
+                       capture_output=True, text=True, timeout=300)
+    check(r.returncode == 1 and "damaged" in r.stderr,
+          f"restore of a damaged backup ({os.path.basename(victim)}): {r.returncode} {r.stderr[-800:]}")
+    check(not os.path.exists(os.path.join(tmp, "from-damaged")) or
+          not os.listdir(os.path.join(tmp, "from-damaged")), "a refused restore left files")
+    r = subprocess.run([os.path.join(args.bin, "rlaifd"), "restore", "--from",
+                        os.path.join(tmp, "no-such-backup"), "--data-dir", os.path.join(tmp, "x")],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 1 and "does not exist" in r.stderr, f"missing backup: {r.stderr}")
     r = subprocess.run([os.path.join(args.bin, "rlaifd"), "restore", "--from", bdir,
                         "--data-dir", state], capture_output=True, text=True, timeout=300)
     check(r.returncode == 0, f"rlaifd restore: {r.returncode} {r.stderr[-2000:]}")

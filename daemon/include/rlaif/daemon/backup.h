@@ -55,6 +55,15 @@ struct BackupResult {
 Result<std::string> ResolveBackupTarget(const std::string& backup_dir, const std::string& data_dir,
                                         const std::string& requested);
 
+// Removes the hidden ".NAME.partial-PID-MS" directories that backups killed
+// midway (kill -9, power loss) left in the backup root and its
+// subdirectories (not inside finished backups), when PID is not a running
+// process or is this one (a container's PID 1 restarted). They hold hard
+// links to store files, so they pin disk space the store has freed. Logs
+// and returns what it removed. Called at start.
+std::vector<std::string> SweepPartialBackups(const std::string& backup_dir,
+                                             const std::string& data_dir);
+
 // Writes a backup of the live `store` and of data_dir/models to `target`
 // (absolute, must not exist, parent must exist; see ResolveBackupTarget).
 // The backup is assembled in a hidden sibling directory and renamed to

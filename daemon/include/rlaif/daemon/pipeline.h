@@ -113,6 +113,13 @@ class Pipeline {
   // candidate is promoted automatically (there is nothing to gate it
   // against) until an operator promotes or rolls back.
   std::string LiveModelProblem() const;
+  // "" unless the last kTrainingFailuresDegrade or more training runs failed
+  // in a row (a store that cannot be read, a disk that refuses checkpoints):
+  // then how many, the last reason and when the next automatic run is due.
+  // Automatic runs after a failure back off (30 s doubling to 30 min); a
+  // manual one (POST /v1/train) runs at once.
+  std::string TrainingProblem() const;
+  static constexpr int kTrainingFailuresDegrade = 3;
   int64_t InFlight(storage::Stage stage) const;
   // Work items completed and failed attempts since start, per stage.
   struct StageCounters {
@@ -175,6 +182,8 @@ class Pipeline {
   TrainingStatus training_;
   std::string degraded_;
   std::string live_model_problem_;  // guarded by mu_; see LiveModelProblem()
+  int training_failures_ = 0;       // guarded by mu_: consecutive failed runs
+  double next_auto_train_ = 0;      // guarded by mu_: MonotonicSeconds() of the backoff's end
   std::atomic<bool> store_degraded_{false};
   int store_probe_failures_ = 0;   // since the store became unwritable
   double store_probe_at_ = 0;      // monotonic time of the next probe

@@ -216,6 +216,14 @@ class Store {
   // Writers are not blocked. The copy opens with Open() like any store.
   // kAlreadyExists if `dir` exists, kIoError with RocksDB's message otherwise.
   virtual Status CreateCheckpoint(const std::string& dir) = 0;
+
+  // Reads the whole store: every SST block's checksum (RocksDB's
+  // VerifyChecksum), then every record of every column family, values and
+  // the blob files holding them included. kCorruption naming the family and
+  // key (or file) at the first damage. Used by `rlaifd restore` before it
+  // says a restore is good; it reads everything once, so it is not for a
+  // running daemon's hot path.
+  virtual Status VerifyIntegrity() = 0;
 };
 
 }  // namespace rlaif::storage
