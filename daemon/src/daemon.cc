@@ -158,6 +158,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) return Status::IoError("cannot create data_dir " + config.data_dir + ": " + ec.message());
+  RaiseOpenFileLimit();
 
   auto store = storage::Store::Open({.path = config.data_dir + "/store",
                                      .sync = false,

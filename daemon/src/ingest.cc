@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,16 +33,57 @@ constexpr size_t kMaxRawInDeadLetter = 4096;
 constexpr const char* kCopyKeyMark = "#copy:";
 bool IsCopyKey(const std::string& key) { return key.find(kCopyKeyMark) != std::string::npos; }
 
-std::vector<std::string> ExpandGlob(const std::string& pattern) {
+// The first directory glob() could not read during the current call (errno
+// and path), e.g. EMFILE when the process is out of descriptors.
+thread_local int glob_errno = 0;
+thread_local std::string glob_error_path;
+
+int NoteGlobError(const char* path, int err) {
+  if (glob_errno == 0) {
+    glob_errno = err;
+    glob_error_path = path;
+  }
+  return 0;  // go on with the rest
+}
+
+// The paths matching `pattern`, sorted. `*error` (if given) is set to why
+// part of it could not be listed: then a followed file missing from the
+// result may well still be there.
+std::vector<std::string> ExpandGlob(const std::string& pattern, std::string* error = nullptr) {
   std::vector<std::string> out;
   glob_t g{};
-  if (glob(pattern.c_str(), GLOB_NOSORT, nullptr, &g) == 0) {
+  glob_errno = 0;
+  const int rc = glob(pattern.c_str(), GLOB_NOSORT, NoteGlobError, &g);
+  if (rc == 0) {
     for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
   }
   globfree(&g);
+  if (error != nullptr && (glob_errno != 0 || rc == GLOB_NOSPACE || rc == GLOB_ABORTED)) {
+    *error = "cannot list " + (glob_error_path.empty() ? pattern : glob_error_path) + ": " +
+             strerror(glob_errno != 0 ? glob_errno : ENOMEM);
+  }
   std::sort(out.begin(), out.end());
   return out;
 }
+
+}  // namespace
+
+void RaiseOpenFileLimit() {
+  struct rlimit rl {};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    const rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+      spdlog::info("open files limit raised from {} to {}", static_cast<uint64_t>(was),
+                   static_cast<uint64_t>(rl.rlim_cur));
+      return;
+    }
+  }
+  spdlog::info("open files limit {}", static_cast<uint64_t>(rl.rlim_cur));
+}
+
+namespace {
 
 std::string DirName(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -454,9 +496,11 @@ Result<IngestPassStats> Ingestor::PollOnce() {
   // 1. Locate: files at glob paths, followed files wherever they went, and
   //    (first poll) files of stored checkpoints that were rotated meanwhile.
   std::map<FileKey, Located> found;
+  std::string locate_error;  // a glob could not list a directory this poll
   for (size_t si = 0; si < sources_.size(); ++si) {
     if (!parsers_[si]) continue;
-    for (const auto& path : ExpandGlob(sources_[si].path)) {
+    std::string error;
+    for (const auto& path : ExpandGlob(sources_[si].path, &error)) {
       Located loc;
       if (stat(path.c_str(), &loc.st) != 0 || !S_ISREG(loc.st.st_mode)) continue;
       FileKey key{static_cast<uint64_t>(loc.st.st_dev), static_cast<uint64_t>(loc.st.st_ino)};
@@ -466,6 +510,25 @@ Result<IngestPassStats> Ingestor::PollOnce() {
       loc.in_glob = true;
       found.emplace(key, std::move(loc));
     }
+    if (!error.empty()) locate_error = error;
+  }
+  // A glob that could not list a directory (EMFILE: out of descriptors,
+  // EACCES) says nothing about the files it missed: they keep their state
+  // this poll instead of being taken for rotated away or deleted (which
+  // would release and reopen them on every poll). Said once per 10 minutes.
+  const double now = MonotonicSeconds();
+  if (!locate_error.empty()) {
+    auto [it, fresh] = open_failures_.try_emplace("glob", locate_error, now);
+    if (fresh || now - it->second.second >= 600) {
+      spdlog::warn(
+          "ingest: {}; followed files keep their state until it can (said again in 10 "
+          "minutes if it persists)",
+          locate_error);
+      IngestCounter(metrics_, "rlaif_ingest_errors_total").Inc();
+      it->second = {locate_error, now};
+    }
+  } else {
+    open_failures_.erase("glob");
   }
   struct Wanted {
     std::string old_path;
@@ -496,6 +559,9 @@ Result<IngestPassStats> Ingestor::PollOnce() {
         static_cast<uint64_t>(loc.st.st_ino) == key.ino) {
       loc.path = w.old_path;
       loc.source = w.source;
+      // Not listed by a glob that failed: still where it was, in its glob.
+      auto t = files_.find(key);
+      loc.in_glob = !locate_error.empty() && t != files_.end() && t->second->in_glob;
       found.emplace(key, std::move(loc));
     } else {
       scan_dirs[DirName(w.old_path)].push_back(key);
@@ -532,7 +598,6 @@ Result<IngestPassStats> Ingestor::PollOnce() {
   RLAIF_RETURN_IF_ERROR(RecoverTruncationCopies(found, &truncated));
 
   // 2. Open what is not followed yet and decide where it resumes.
-  const double now = MonotonicSeconds();
   for (auto& [key, loc] : found) {
     auto it = files_.find(key);
     if (it != files_.end()) {
@@ -579,10 +644,19 @@ Result<IngestPassStats> Ingestor::PollOnce() {
     // file ignore the flag.
     int fd = open(loc.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
-      spdlog::warn("ingest: cannot open {}: {}", loc.path, strerror(errno));
-      IngestCounter(metrics_, "rlaif_ingest_errors_total").Inc();
+      // Once per file and reason until it opens (then again after 10
+      // minutes): a file that stays unreadable is one error, not one a poll.
+      const std::string why = strerror(errno);
+      auto [it, fresh] = open_failures_.try_emplace(loc.path, why, now);
+      if (fresh || it->second.first != why || now - it->second.second >= 600) {
+        spdlog::warn("ingest: cannot open {}: {} (said again in 10 minutes if it persists)",
+                     loc.path, why);
+        IngestCounter(metrics_, "rlaif_ingest_errors_total").Inc();
+        it->second = {why, now};
+      }
       continue;
     }
+    open_failures_.erase(loc.path);
     auto t = std::make_unique<Tracked>();
     t->fd = fd;
     struct stat st {};
@@ -645,7 +719,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
     files_.emplace(key, std::move(t));
   }
   for (auto& [key, t] : files_) {
-    if (!found.count(key)) {
+    if (!found.count(key) && locate_error.empty()) {
       if (!t->gone) {
         spdlog::info("ingest: {} was deleted or moved away: reading it to its end", t->path);
       }

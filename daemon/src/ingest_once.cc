@@ -13,6 +13,7 @@
 namespace rlaif::daemon {
 
 Result<IngestOnceReport> IngestOnce(const Config& config) {
+  RaiseOpenFileLimit();
   const auto start = std::chrono::steady_clock::now();
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);

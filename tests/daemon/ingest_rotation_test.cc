@@ -2,6 +2,7 @@
 // files written, renamed, truncated and deleted by the test (issue 3's table).
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -148,6 +149,37 @@ TEST_F(IngestRotationTest, RotatedFileIsReadOnForRotateWait) {
   Poll(Running());  // quiet for a poll, out of the glob for longer than the wait
   EXPECT_EQ(Running().OpenFiles(), 1u);
   ExpectExactlyOnce({"a1", "a2", "a3", "b1"});
+}
+
+// Out of file descriptors (EMFILE): glob() cannot list the log directory, so
+// the followed files are missing from its result. They must keep their
+// state (still followed, still read through their open descriptors), not be
+// taken for deleted, released and reopened on every poll.
+TEST_F(IngestRotationTest, AGlobThatCannotListTheDirectoryReleasesNothing) {
+  WriteFile(log_, Line("a1"));
+  WriteFile(dir_.Sub("logs/b.jsonl"), Line("b1"));
+  Poll(Running());
+  ASSERT_EQ(Running().OpenFiles(), 2u);
+  struct rlimit saved {};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  AppendFile(log_, Line("a2"));
+  // The lowest free descriptor number as the limit: no new one can be opened.
+  const int lowest_free = dup(0);
+  ASSERT_GE(lowest_free, 0);
+  close(lowest_free);
+  struct rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  EXPECT_LT(dup(0), 0);  // EMFILE
+  for (int i = 0; i < 3; ++i) {
+    auto st = Running().PollOnce();
+    EXPECT_TRUE(st.ok()) << st.status().ToString();
+  }
+  const size_t open_while_tight = Running().OpenFiles();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_EQ(open_while_tight, 2u);
+  Poll(Running());
+  ExpectExactlyOnce({"a1", "a2", "b1"});
 }
 
 TEST_F(IngestRotationTest, FileRotatedWhileDownIsFoundByIdentityAndReadToItsEnd) {

@@ -106,6 +106,11 @@ Status ParseSimpleLine(const std::string& line, std::string* prompt, std::string
 // Stable id of a prompt: HexId(Hash64(text with surrounding whitespace trimmed)).
 std::string PromptId(const std::string& text);
 
+// Raises this process's soft limit on open files to its hard limit (each
+// followed log file holds a descriptor; the usual soft limit is 1,024) and
+// logs the result. Called at the start of `rlaifd run` and `rlaif-ingest`.
+void RaiseOpenFileLimit();
+
 class Ingestor {
  public:
   // `store` and `metrics` must outlive the Ingestor. Sources whose format or
@@ -210,6 +215,8 @@ class Ingestor {
   Counter* backpressure_paused_ = nullptr;
   Counter* backpressure_evicted_ = nullptr;
   bool rejects_pruned_logged_ = false;  // the first prune of rejected lines is logged
+  // Files that could not be opened: path -> (reason, when it was last said).
+  std::map<std::string, std::pair<std::string, double>> open_failures_;
   int64_t rejected_unlogged_ = 0;       // rejections since the last warning
   storage::DeadLetter first_unlogged_;  // the first of them
   static constexpr double kNeverLogged = -1e18;
