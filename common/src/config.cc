@@ -1,5 +1,7 @@
 #include "rlaif/common/config.h"
 
+#include <fnmatch.h>
+
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -304,6 +306,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
 
   if (const json* sources = top.Array("sources", true)) {
     if (sources->empty()) problems.push_back("sources: at least one source is required");
+    std::vector<size_t> index_of;  // c.sources[j] is sources[index_of[j]]
     for (size_t i = 0; i < sources->size(); ++i) {
       std::string path = "sources[" + std::to_string(i) + "]";
       const json& s = (*sources)[i];
@@ -346,7 +349,21 @@ Result<Config> ParseConfig(const std::string& json_text) {
         }
       }
       r.Finish();
+      // A glob that matches another source's path as written (the same
+      // glob, or "/logs/*.jsonl" and "/logs/app.jsonl"): those files would
+      // be read by the first source only, in its format.
+      for (size_t j = 0; j < c.sources.size(); ++j) {
+        const std::string& other = c.sources[j].path;
+        if (sc.path.empty() || other.empty()) continue;
+        if (fnmatch(other.c_str(), sc.path.c_str(), FNM_PATHNAME) == 0 ||
+            fnmatch(sc.path.c_str(), other.c_str(), FNM_PATHNAME) == 0) {
+          problems.push_back(path + ".path: \"" + sc.path + "\" overlaps sources[" +
+                             std::to_string(index_of[j]) + "].path \"" + other +
+                             "\" (a file matched by both is read by the first only)");
+        }
+      }
       c.sources.push_back(sc);
+      index_of.push_back(i);
     }
   }
 

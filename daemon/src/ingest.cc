@@ -504,7 +504,19 @@ Result<IngestPassStats> Ingestor::PollOnce() {
       Located loc;
       if (stat(path.c_str(), &loc.st) != 0 || !S_ISREG(loc.st.st_mode)) continue;
       FileKey key{static_cast<uint64_t>(loc.st.st_dev), static_cast<uint64_t>(loc.st.st_ino)};
-      if (found.count(key)) continue;  // first source wins
+      if (auto other = found.find(key); other != found.end()) {
+        // Two sources' globs match this file: the first source wins (its
+        // format parses it). Said once per file: the other source's format
+        // is not used, which is rarely what was meant.
+        if (other->second.source != si && overlap_warned_.insert(path).second) {
+          spdlog::warn(
+              "ingest: {} matches sources[{}] and sources[{}]: read as sources[{}] ({}) "
+              "only; make the globs disjoint",
+              path, other->second.source, si, other->second.source,
+              sources_[other->second.source].format);
+        }
+        continue;
+      }
       loc.path = path;
       loc.source = si;
       loc.in_glob = true;

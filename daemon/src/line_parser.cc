@@ -44,7 +44,34 @@ Status Reject(const char* reason, const std::string& detail) {
   return Status::InvalidArgument(std::string(reason) + ": " + detail);
 }
 
-bool IsBlank(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+// Nothing but whitespace: ASCII, and the Unicode spaces a chat UI sends
+// (no-break, en/em/thin, zero-width, line/paragraph separators, ideographic,
+// the byte-order mark). Valid UTF-8 is checked before this is asked.
+bool IsBlank(std::string_view s) {
+  static constexpr std::string_view kSpaces[] = {
+      "\xc2\xa0",     "\xe2\x80\x80", "\xe2\x80\x81", "\xe2\x80\x82", "\xe2\x80\x83",
+      "\xe2\x80\x84", "\xe2\x80\x85", "\xe2\x80\x86", "\xe2\x80\x87", "\xe2\x80\x88",
+      "\xe2\x80\x89", "\xe2\x80\x8a", "\xe2\x80\x8b", "\xe2\x80\xa8", "\xe2\x80\xa9",
+      "\xe2\x80\xaf", "\xe2\x81\x9f", "\xe3\x80\x80", "\xef\xbb\xbf"};
+  size_t i = 0;
+  while (i < s.size()) {
+    const char c = s[i];
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f') {
+      ++i;
+      continue;
+    }
+    bool space = false;
+    for (std::string_view sp : kSpaces) {
+      if (s.substr(i, sp.size()) == sp) {
+        i += sp.size();
+        space = true;
+        break;
+      }
+    }
+    if (!space) return false;
+  }
+  return true;
+}
 
 bool IsString(const element& e) { return e.type() == element_type::STRING; }
 bool IsObject(const element& e) { return e.type() == element_type::OBJECT; }
@@ -111,15 +138,21 @@ Status RenderChatPrompt(const element& messages, std::string* prompt) {
     return Status::Ok();
   }
   i = 0;
+  size_t last_turn_text = 0;  // where the last user turn's text starts
   for (element m : msgs) {
     if (i > last_user) break;
     if (i > 0) prompt->append("\n\n");
     prompt->append(Str(*Child(m, "role")));
     prompt->append(": ");
+    last_turn_text = prompt->size();
     if (auto c = Child(m, "content"); c && !AppendContentText(*c, prompt)) {
       return Reject("bad_messages", "message " + std::to_string(i) + " has bad content");
     }
     ++i;
+  }
+  // The earlier turns are context; the prompt is what the user asked last.
+  if (IsBlank(std::string_view(*prompt).substr(last_turn_text))) {
+    return Reject("empty_prompt", "the last user turn is empty");
   }
   return Status::Ok();
 }

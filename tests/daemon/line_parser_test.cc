@@ -119,6 +119,18 @@ TEST(LineParserTest, OpenAiChatRejections) {
   EXPECT_EQ(Reason(p, R"({"request":{"messages":[{"role":"user","content":5}]}})"), "bad_messages");
   EXPECT_EQ(Reason(p, R"({"request":{"messages":[{"role":"user","content":" "}]}})"),
             "empty_prompt");
+  // Earlier turns do not make an empty last question a prompt.
+  EXPECT_EQ(Reason(p, R"({"request":{"messages":[{"role":"system","content":"sys"},)"
+                      R"({"role":"user","content":""}]}})"),
+            "empty_prompt");
+  EXPECT_EQ(Reason(p, R"({"request":{"messages":[{"role":"user","content":"hi"},)"
+                      R"({"role":"assistant","content":"hello"},{"role":"user","content":[]}]}})"),
+            "empty_prompt");
+  // Unicode spaces are blank too (no-break space, ideographic space, BOM).
+  EXPECT_EQ(Reason(p, R"({"request":{"messages":[{"role":"user","content":" 　﻿"}]}})"),
+            "empty_prompt");
+  EXPECT_EQ(Reason(Make("simple"), "{\"prompt\":\"\u00a0\"}"), "empty_prompt");
+  EXPECT_EQ(Reason(Make("simple"), "{\"prompt\":\"\u00a0x\"}"), "ok");
   EXPECT_EQ(Reason(p, R"({"request":{"model":3,"messages":[{"role":"user","content":"q"}]}})"),
             "bad_model_type");
   EXPECT_EQ(Reason(p, R"({"request":{"messages":[{"role":"user","content":"q"}]},"response":"x"})"),

@@ -215,6 +215,7 @@ class Ingestor {
   Counter* backpressure_paused_ = nullptr;
   Counter* backpressure_evicted_ = nullptr;
   bool rejects_pruned_logged_ = false;  // the first prune of rejected lines is logged
+  std::set<std::string> overlap_warned_;  // files matched by two sources, warned about
   // Files that could not be opened: path -> (reason, when it was last said).
   std::map<std::string, std::pair<std::string, double>> open_failures_;
   int64_t rejected_unlogged_ = 0;       // rejections since the last warning
