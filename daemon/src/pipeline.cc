@@ -383,15 +383,31 @@ trainer::TrainOptions TrainOptionsFromConfig(const Config& config) {
   return opt;
 }
 
-Status Pipeline::Start() {
-  // The trainer's setup (architecture, tokenizer file, backbone) is checked
-  // now: a mistake fails the start, not the first training run. The device
-  // is not: a GPU missing now fails training runs (reported in /v1/status),
-  // not scoring with the live model.
-  if (Status st = trainer::CheckTrainSetup(TrainOptionsFromConfig(config_),
-                                           /*check_device=*/false);
+std::vector<std::string> TrainerSetupProblems(const Config& config, bool check_device) {
+  std::vector<std::string> problems;
+  if (Status st = trainer::CheckTrainSetup(TrainOptionsFromConfig(config), check_device);
       !st.ok()) {
-    return Status(st.code(), "trainer: " + st.message());
+    problems.push_back("trainer: " + st.message());
+  }
+  if (!config.trainer.anchor_pairs.empty()) {
+    auto anchor = trainer::LoadPairsJsonl(config.trainer.anchor_pairs);
+    if (!anchor.ok()) {
+      problems.push_back("trainer.anchor_pairs: " + anchor.status().message() +
+                         " (every candidate would be refused by the anchor gate)");
+    }
+  }
+  return problems;
+}
+
+Status Pipeline::Start() {
+  // The trainer's setup (architecture, tokenizer file, backbone, anchor
+  // pairs) is checked now: a mistake fails the start, not the first training
+  // run. The device is not: a GPU missing now fails training runs (reported
+  // in /v1/status), not scoring with the live model.
+  if (auto problems = TrainerSetupProblems(config_, /*check_device=*/false); !problems.empty()) {
+    std::string all;
+    for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+    return Status::InvalidArgument(all);
   }
   // Remove temp checkpoint directories left by a crash during training.
   std::error_code ec;

@@ -78,12 +78,11 @@ int main(int argc, char** argv) {
       std::cerr << cfg.status().message() << "\n";
       return 2;
     }
-    // What the trainer would refuse (backbone, tokenizer file, device),
-    // without training: as the daemon checks at start.
-    if (rlaif::Status st =
-            rlaif::trainer::CheckTrainSetup(rlaif::daemon::TrainOptionsFromConfig(*cfg));
-        !st.ok()) {
-      std::cerr << rest[0] << ": trainer: " << st.message() << "\n";
+    // What the trainer would refuse (backbone, tokenizer file, device, anchor
+    // pairs), without training: as the daemon checks at start.
+    if (auto problems = rlaif::daemon::TrainerSetupProblems(*cfg, /*check_device=*/true);
+        !problems.empty()) {
+      for (const auto& p : problems) std::cerr << rest[0] << ": " << p << "\n";
       return 2;
     }
     // Not errors (a key may be set only where rlaifd runs), but said.

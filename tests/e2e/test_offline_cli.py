@@ -30,7 +30,7 @@ def main(args, tmp):
     rc, out, err = run([rlaifd, "check-config", bad])
     check(rc == 2, f"bad config exit code {rc}")
     for needle in ["data_dir: expected a string", "bogus: unknown key", "sources[0].path: required",
-                   "sources[0].format: must be one of", "generator.base_url: must start with",
+                   "sources[0].format: must be one of", "generator.base_url: base_url must start with",
                    "generator.temperature: must be in", "judge.concurrency: must be in",
                    "judge.dimensions: at least one"]:
         check(needle in err, f"check-config output lacks {needle!r}:\n{err}")
@@ -58,6 +58,14 @@ def main(args, tmp):
     check(rc != 0 and "trainer: backbone" in out + err and
           "no-such-backbone: no such directory" in out + err,
           f"the daemon started with a missing backbone: {rc} {out[-2000:]} {err[-2000:]}")
+    # A missing anchor pair file: every candidate would be refused by the
+    # anchor gate, so check-config and the start refuse it, with the
+    # backbone problem on its own line.
+    quick["trainer"]["anchor_pairs"] = os.path.join(tmp, "no-such-anchor.jsonl")
+    json.dump(quick, open(typo, "w"))
+    rc, out, err = run([rlaifd, "check-config", typo])
+    check(rc == 2 and "trainer.anchor_pairs: " in err and "trainer: backbone" in err,
+          f"check-config with a missing anchor file: {rc} {err}")
 
     # A small slice of the HH pairs in TRL form and as raw HH transcripts.
     lines = open(os.path.join(src, "data", "hh-harmless-dev.jsonl")).read().splitlines()[:400]

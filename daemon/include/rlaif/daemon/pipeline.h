@@ -58,6 +58,13 @@ struct TrainingStatus {
 // (without the run's version, callbacks and resume directory).
 trainer::TrainOptions TrainOptionsFromConfig(const Config& config);
 
+// What the trainer would refuse, without training, for `rlaifd check-config`
+// and the daemon's start: the training setup (architecture, tokenizer file,
+// backbone; the device only when `check_device`) and the anchor pair file
+// (`trainer.anchor_pairs`: it must load, else every candidate would be
+// refused by the anchor gate). Every problem found, one a line.
+std::vector<std::string> TrainerSetupProblems(const Config& config, bool check_device);
+
 class Pipeline {
  public:
   // All references must outlive the Pipeline.
