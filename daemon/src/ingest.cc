@@ -226,6 +226,10 @@ struct Ingestor::Tracked {
   bool gone = false;             // deleted, or moved out of its directory
   uint64_t size = 0;             // size seen at the end of the last read
   int idle_polls = 0;            // consecutive polls that found nothing new
+  // An over-long line without its newline yet, at offset long_line_at: the
+  // bytes up to long_line_scanned hold no newline (not searched again).
+  uint64_t long_line_at = UINT64_MAX;
+  uint64_t long_line_scanned = 0;
   double out_of_glob_since = 0;  // MonotonicSeconds() when it left the glob (0: in it)
   ~Tracked() {
     if (fd >= 0) close(fd);
@@ -750,6 +754,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
                    [](const Tracked* a, const Tracked* b) { return a->in_glob < b->in_glob; });
   std::vector<FileKey> release;
   for (Tracked* t : order) {
+    if (interrupted_ && interrupted_()) break;
     const uint64_t before_offset = t->cp.offset;
     const uint64_t before_size = t->size;
     Status st = ReadToEnd(*t, /*final_tail=*/false, &stats);
@@ -1248,6 +1253,7 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
         // in which case it is skipped up to its newline (found beyond this chunk).
         if (partial <= static_cast<size_t>(source.max_line_bytes)) break;
         uint64_t scan = cp.offset + chunk.size();
+        if (t.long_line_at == line_offset) scan = std::max(scan, t.long_line_scanned);
         uint64_t end = 0;
         while (scan < size && end == 0) {
           auto more = ReadAt(t.fd, scan, std::min<uint64_t>(size - scan, 1 << 20));
@@ -1258,7 +1264,11 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
           scan += more->size();
         }
         if (end == 0 && final_tail) end = size;
-        if (end == 0) break;  // still unterminated: decide when its newline arrives
+        if (end == 0) {  // still unterminated: decide when its newline arrives
+          t.long_line_at = line_offset;
+          t.long_line_scanned = scan;
+          break;
+        }
         reject(kLineTooLong,
                "line of " + std::to_string(end - line_offset - 1) + " bytes exceeds " +
                    std::to_string(source.max_line_bytes),
@@ -1286,6 +1296,7 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
     must_commit = false;
     cp = next;
     if (consumed_bytes == 0) break;
+    if (interrupted_ && interrupted_()) break;  // the rest next pass
   }
   return Status::Ok();
 }

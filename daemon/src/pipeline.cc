@@ -527,6 +527,7 @@ Status Pipeline::Start() {
                           [this](const storage::WorkItem& item) { ProcessJudge(item); });
   start_pool(gen_pool_.get());
   start_pool(judge_pool_.get());
+  ingestor_.SetInterrupt([this] { return stop_.load() || paused_.load(); });
   ingest_thread_ = std::thread([this] { IngestLoop(); });
   trainer_thread_ = std::thread([this] { TrainerLoop(); });
   storage::EventRecord ev{NowMs(), "start", "daemon", "rlaifd started", "{}"};
@@ -551,6 +552,7 @@ void Pipeline::Stop() {
     }
   }
   if (ingest_thread_.joinable()) ingest_thread_.join();
+  ingestor_.SetInterrupt(nullptr);  // the Ingestor may outlive this Pipeline
   if (trainer_thread_.joinable()) trainer_thread_.join();
 }
 

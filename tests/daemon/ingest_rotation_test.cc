@@ -182,6 +182,43 @@ TEST_F(IngestRotationTest, AGlobThatCannotListTheDirectoryReleasesNothing) {
   ExpectExactlyOnce({"a1", "a2", "b1"});
 }
 
+// An over-long line that grows across polls without its newline: each poll
+// searches only the bytes it has not searched before (a long unterminated
+// tail is not rescanned from its start every poll), and the line is still
+// rejected once, where its newline finally is.
+TEST_F(IngestRotationTest, AnOverLongLineGrowingAcrossPollsIsRejectedOnce) {
+  source_.max_line_bytes = 100;
+  WriteFile(log_, Line("before") + "{\"prompt\": \"" + std::string(300, 'y'));
+  EXPECT_EQ(Poll(Running()).rejected, 0);
+  AppendFile(log_, std::string(5000, 'y'));
+  EXPECT_EQ(Poll(Running()).rejected, 0);
+  AppendFile(log_, std::string(70000, 'y') + "\"}\n" + Line("after"));
+  auto s = Poll(Running());
+  EXPECT_EQ(s.rejected, 1);
+  ExpectExactlyOnce({"before", "after"});
+}
+
+// A pass over a large backlog stops after the batch in which it is
+// interrupted (shutdown, pause); the next pass reads the rest, once.
+TEST_F(IngestRotationTest, AnInterruptedPassStopsBetweenBatchesAndTheNextGoesOn) {
+  std::string lines;
+  std::vector<std::string> all;
+  for (int i = 0; i < 60000; ++i) {
+    all.push_back("p" + std::to_string(i) + std::string(60, 'z'));
+    lines += Line(all.back());
+  }
+  WriteFile(log_, lines);  // ~5.5 MB: more than one 4 MiB batch
+  int asked = 0;
+  Running().SetInterrupt([&] { return ++asked >= 2; });  // before the file: no; after a batch: yes
+  auto first = Poll(Running());
+  EXPECT_GT(first.stored, 0);
+  EXPECT_LT(first.stored, 60000);
+  Running().SetInterrupt(nullptr);
+  auto second = Poll(Running());
+  EXPECT_EQ(first.stored + second.stored, 60000);
+  ExpectExactlyOnce(all);
+}
+
 TEST_F(IngestRotationTest, FileRotatedWhileDownIsFoundByIdentityAndReadToItsEnd) {
   WriteFile(log_, Line("a1"));
   EXPECT_EQ(PollAfterRestart().stored, 1);

@@ -48,6 +48,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -126,6 +127,10 @@ class Ingestor {
   // committing in batches of at most `max_batch_bytes`. Store errors are
   // returned (the pass stops; nothing beyond the last commit is lost).
   Result<IngestPassStats> PollOnce();
+  // Asked between batches: when it returns true (shutdown, pause) the pass
+  // stops after its last commit, and the rest is read by a later pass; a
+  // backlog of gigabytes does not hold up SIGTERM or a pause.
+  void SetInterrupt(std::function<bool()> interrupted) { interrupted_ = std::move(interrupted); }
 
   // Reads nothing, but re-measures the followed files' sizes for Sources()
   // (their lag) while polls are not running (paused, store not writable):
@@ -215,6 +220,7 @@ class Ingestor {
   Counter* backpressure_paused_ = nullptr;
   Counter* backpressure_evicted_ = nullptr;
   bool rejects_pruned_logged_ = false;  // the first prune of rejected lines is logged
+  std::function<bool()> interrupted_;   // see SetInterrupt
   std::set<std::string> overlap_warned_;  // files matched by two sources, warned about
   // Files that could not be opened: path -> (reason, when it was last said).
   std::map<std::string, std::pair<std::string, double>> open_failures_;
