@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <map>
 #include <set>
@@ -84,6 +85,19 @@ void RaiseOpenFileLimit() {
 }
 
 namespace {
+
+// The magic bytes of the compressors logrotate and friends use.
+bool LooksCompressed(std::string_view head) {
+  for (std::string_view magic :
+       {std::string_view("\x1f\x8b", 2),
+        std::string_view("\xfd"
+                         "7zXZ\0",
+                         6),
+        std::string_view("\x28\xb5\x2f\xfd", 4), std::string_view("BZh", 3)}) {
+    if (head.substr(0, magic.size()) == magic) return true;
+  }
+  return false;
+}
 
 std::string DirName(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -581,6 +595,13 @@ Result<IngestPassStats> Ingestor::PollOnce() {
       found.emplace(key, std::move(loc));
     } else {
       scan_dirs[DirName(w.old_path)].push_back(key);
+      // A glob path that is a symlink (Kubernetes: /var/log/containers/*.log
+      // -> /var/log/pods/.../0.log): the file was rotated in the directory
+      // of the link's target, not of the link.
+      if (char real[PATH_MAX]; realpath(w.old_path.c_str(), real) != nullptr) {
+        const std::string real_dir = DirName(real);
+        if (real_dir != DirName(w.old_path)) scan_dirs[real_dir].push_back(key);
+      }
     }
   }
   for (const auto& [dir, keys] : scan_dirs) {
@@ -687,7 +708,20 @@ Result<IngestPassStats> Ingestor::PollOnce() {
     t->path = loc.path;
     t->in_glob = loc.in_glob;
     if (!loc.in_glob) t->out_of_glob_since = now;
-    if (auto id = FindByIdentity(key, *head)) {
+    auto id = FindByIdentity(key, *head);
+    if (!id && LooksCompressed(*head)) {
+      // A rotated log compressed in place (logrotate's compress with a glob
+      // that matches *.gz): its bytes are not lines. Skipped, said once.
+      if (compressed_warned_.insert(loc.path).second) {
+        spdlog::warn(
+            "ingest: {} is compressed (gzip, xz, zstd or bzip2): not read; make the "
+            "glob match only the uncompressed logs",
+            loc.path);
+        IngestCounter(metrics_, "rlaif_ingest_errors_total").Inc();
+      }
+      continue;
+    }
+    if (id) {
       t->cp = *id;
       t->committed = true;
     } else {

@@ -219,6 +219,35 @@ TEST_F(IngestRotationTest, AnInterruptedPassStopsBetweenBatchesAndTheNextGoesOn)
   ExpectExactlyOnce(all);
 }
 
+// The Kubernetes layout: the glob matches symlinks (/var/log/containers)
+// to files in other directories (/var/log/pods/...), where the rotation
+// happens. A file rotated there while rlaifd is down is still found and
+// read to its end.
+TEST_F(IngestRotationTest, SymlinkedFileRotatedWhileDownIsFoundInTheTargetsDirectory) {
+  std::filesystem::create_directories(dir_.Sub("pods/c1"));
+  const std::string real = dir_.Sub("pods/c1/0.log");
+  WriteFile(real, Line("a1"));
+  std::filesystem::create_symlink(real, log_);
+  PollAfterRestart();
+  AppendFile(real, Line("a2") + Line("a3"));  // written, then rotated while down
+  std::filesystem::rename(real, real + ".20261128");
+  WriteFile(real, Line("b1"));
+  PollAfterRestart();
+  ExpectExactlyOnce({"a1", "a2", "a3", "b1"});
+}
+
+// A compressed rotation that the glob matches (logrotate's compress and a
+// glob like *.jsonl*) is skipped, not parsed as thousands of bad lines.
+TEST_F(IngestRotationTest, CompressedFilesMatchingTheGlobAreSkipped) {
+  WriteFile(log_, Line("a1"));
+  WriteFile(dir_.Sub("logs/old.jsonl"), std::string("\x1f\x8b\x08\x00", 4) + "binary\n{}\n");
+  auto s = Poll(Running());
+  EXPECT_EQ(s.rejected, 0);
+  EXPECT_EQ(Running().OpenFiles(), 1u);
+  EXPECT_EQ(Poll(Running()).rejected, 0);
+  ExpectExactlyOnce({"a1"});
+}
+
 TEST_F(IngestRotationTest, FileRotatedWhileDownIsFoundByIdentityAndReadToItsEnd) {
   WriteFile(log_, Line("a1"));
   EXPECT_EQ(PollAfterRestart().stored, 1);

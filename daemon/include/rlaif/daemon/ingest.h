@@ -221,7 +221,8 @@ class Ingestor {
   Counter* backpressure_evicted_ = nullptr;
   bool rejects_pruned_logged_ = false;  // the first prune of rejected lines is logged
   std::function<bool()> interrupted_;   // see SetInterrupt
-  std::set<std::string> overlap_warned_;  // files matched by two sources, warned about
+  std::set<std::string> overlap_warned_;     // files matched by two sources, warned about
+  std::set<std::string> compressed_warned_;  // compressed files skipped, warned about
   // Files that could not be opened: path -> (reason, when it was last said).
   std::map<std::string, std::pair<std::string, double>> open_failures_;
   int64_t rejected_unlogged_ = 0;       // rejections since the last warning
