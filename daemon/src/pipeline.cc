@@ -64,6 +64,30 @@ nlohmann::json PairMetricsJson(const trainer::PairMetrics& m) {
 }
 
 // Overall metrics plus "dimensions": {name: metrics} and "unscored_pairs".
+// A label as a training (or held-out) pair: AI labels and labels stated by
+// the log lines themselves (rewrite, ab) of a configured dimension, with a
+// preference (not a tie, p != 0.5). `*other_dimension` says a label was
+// left out only because its dimension is not configured.
+std::optional<trainer::PreferencePair> TrainingPair(const storage::LabelledPair& lp,
+                                                    const std::set<std::string>& configured,
+                                                    bool* other_dimension) {
+  *other_dimension = false;
+  if (lp.label.tie || (lp.label.source != "ai" && lp.label.source != "log")) return std::nullopt;
+  if (!configured.count(lp.label.dimension)) {
+    *other_dimension = true;
+    return std::nullopt;
+  }
+  trainer::PreferencePair p;
+  p.prompt = lp.pair.prompt;
+  const bool a_wins = lp.label.p_a >= 0.5;
+  p.chosen = a_wins ? lp.pair.a.text : lp.pair.b.text;
+  p.rejected = a_wins ? lp.pair.b.text : lp.pair.a.text;
+  p.p_chosen = a_wins ? lp.label.p_a : 1.0 - lp.label.p_a;
+  p.dimension = lp.label.dimension;
+  if (p.p_chosen <= 0.5) return std::nullopt;  // no preference: nothing to learn
+  return p;
+}
+
 nlohmann::json MetricsJson(const trainer::EvalMetrics& m) {
   nlohmann::json out = PairMetricsJson(m);
   out["unscored_pairs"] = m.unscored_pairs;
@@ -1001,20 +1025,11 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   int64_t unconfigured = 0;
   Status st = store_.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
     newest_label_ms = std::max(newest_label_ms, lp.label.created_at_ms);
-    // AI labels, and labels stated by the log lines themselves (rewrite, ab).
-    if (lp.label.tie || (lp.label.source != "ai" && lp.label.source != "log")) return true;
-    if (!configured.count(lp.label.dimension)) {
-      ++unconfigured;
-      return true;
-    }
-    trainer::PreferencePair p;
-    p.prompt = lp.pair.prompt;
-    bool a_wins = lp.label.p_a >= 0.5;
-    p.chosen = a_wins ? lp.pair.a.text : lp.pair.b.text;
-    p.rejected = a_wins ? lp.pair.b.text : lp.pair.a.text;
-    p.p_chosen = a_wins ? lp.label.p_a : 1.0 - lp.label.p_a;
-    p.dimension = lp.label.dimension;
-    if (p.p_chosen <= 0.5) return true;  // no preference: nothing to learn
+    bool other_dimension = false;
+    auto pair = TrainingPair(lp, configured, &other_dimension);
+    if (other_dimension) ++unconfigured;
+    if (!pair) return true;
+    trainer::PreferencePair& p = *pair;
     // Held-out pairs are never trained on, also not as replay.
     if (trainer::InHoldout(p.prompt, config_.trainer.holdout_fraction)) {
       holdout.push_back(std::move(p));
@@ -1491,9 +1506,41 @@ Status Pipeline::ImportModel(const std::string& version, const std::string& acto
   rec.version = version;
   rec.state = "candidate";
   rec.dir = dir;
-  rec.reason = "imported by " + actor + "; not evaluated on this daemon's holdout";
-  rec.metrics_json = "{}";
   rec.created_at_ms = NowMs();
+  // Scored on this daemon's holdout, as its own candidates are, so that
+  // /v1/models, the status and rlaif_model_live_accuracy compare like with
+  // like (not the accuracy on whatever holdout it was trained with).
+  nlohmann::json metrics = nlohmann::json::object();
+  {
+    std::ifstream f(std::filesystem::path(dir) / "config.json");
+    auto cfg = nlohmann::json::parse(f, nullptr, false);
+    if (cfg.is_object() && cfg.contains("model_type")) metrics["model_type"] = cfg["model_type"];
+  }
+  std::set<std::string> configured;
+  for (const auto& d : config_.judge.dimensions) configured.insert(d.name);
+  std::vector<trainer::PreferencePair> holdout;
+  Status scan = store_.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
+    bool other_dimension = false;
+    auto pair = TrainingPair(lp, configured, &other_dimension);
+    if (pair && trainer::InHoldout(pair->prompt, config_.trainer.holdout_fraction)) {
+      holdout.push_back(std::move(*pair));
+    }
+    return true;
+  });
+  if (!scan.ok()) return scan;
+  auto m = holdout.empty() ? Result<trainer::EvalMetrics>(Status::NotFound("no held-out labels"))
+                           : trainer::Evaluate(**model, holdout);
+  if (m.ok()) {
+    rec.accuracy = m->accuracy;
+    rec.loss = m->loss;
+    rec.holdout_pairs = m->pairs;
+    metrics["holdout"] = MetricsJson(*m);
+    rec.reason = "imported by " + actor + "; held-out accuracy " + std::to_string(m->accuracy) +
+                 " on this daemon's " + std::to_string(m->pairs) + " held-out pairs";
+  } else {
+    rec.reason = "imported by " + actor + "; not evaluated (" + m.status().message() + ")";
+  }
+  rec.metrics_json = metrics.dump();
   RLAIF_RETURN_IF_ERROR(store_.PutModel(rec));
   (void)store_.AppendEvent({NowMs(), "import", actor, "imported " + version + " from " + dir,
                             nlohmann::json{{"version", version}}.dump()});

@@ -175,17 +175,20 @@ int main(int argc, char** argv) {
   const std::string cmd = pos[0];
   std::string method = "GET", path;
   std::string request_body = reason.empty() ? "{}" : json{{"reason", reason}}.dump();
-  if (cmd == "status") {
+  // A word too many is a usage error, not silently dropped ("pause because
+  // x" would pause and lose the reason: that is what --reason is for).
+  const bool one_word = pos.size() == 1;
+  if (cmd == "status" && one_word) {
     path = "/v1/status";
-  } else if (cmd == "models") {
+  } else if (cmd == "models" && one_word) {
     path = "/v1/models";
-  } else if (cmd == "promote" && pos.size() == 2) {
+  } else if (cmd == "promote" && pos.size() == 2 && !pos[1].empty()) {
     method = "POST";
     path = "/v1/models/" + pos[1] + "/promote";
-  } else if (cmd == "rollback") {
+  } else if (cmd == "rollback" && one_word) {
     method = "POST";
     path = "/v1/models/rollback";
-  } else if (cmd == "train" || cmd == "pause" || cmd == "resume") {
+  } else if ((cmd == "train" || cmd == "pause" || cmd == "resume") && one_word) {
     method = "POST";
     path = "/v1/" + cmd;
   } else if (cmd == "backup" && pos.size() == 2) {

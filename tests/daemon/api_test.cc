@@ -548,6 +548,11 @@ TEST_F(ApiTest, ImportStaysInsideTheDataDirAndListsPaginate) {
   ASSERT_EQ(ok->status, 201) << ok->body;
   ASSERT_EQ(Post("/v1/models/vD/promote", "{}", true)->status, 200);
   EXPECT_EQ(json::parse(Post("/v1/score", kScoreBody)->body)["model_version"], "vD");
+  json listed = json::parse(client_->Get("/v1/models?limit=1")->body)["models"][0];
+  EXPECT_EQ(listed["version"], "vD");
+  EXPECT_EQ(listed["metrics"]["model_type"], "transformer") << listed.dump();
+  EXPECT_NE(listed["reason"].get<std::string>().find("not evaluated"), std::string::npos)
+      << listed.dump();  // this store has no held-out labels
 
   json page = json::parse(client_->Get("/v1/models?limit=2&offset=1")->body);
   EXPECT_EQ(page["total"], 3);

@@ -483,5 +483,26 @@ TEST_F(RefreshPipelineTest, FailingRunsBackOffAndAreReported) {
   EXPECT_EQ(pipeline_->TrainingProblem(), "");
 }
 
+// A checkpoint trained elsewhere and imported is scored on this daemon's
+// holdout, so the registry, the status and the live-accuracy gauge compare
+// it with the daemon's own candidates on the same pairs.
+TEST_F(RefreshPipelineTest, ImportedModelIsEvaluatedOnTheDaemonsHoldout) {
+  const auto pairs = MarkerPairs(200, 1, "old", "banana", "");
+  AddLabels(pairs, NowMs() - 60000);
+  trainer::TrainOptions opt;
+  opt.device = "cpu";
+  opt.model_type = "linear";
+  ASSERT_TRUE(
+      trainer::TrainRewardModel(HeldOut(pairs, false), {}, dir_.Sub("models/vimp"), opt).ok());
+  ASSERT_TRUE(pipeline_->ImportModel("vimp", "test").ok());
+  auto rec = store_->GetModel("vimp");
+  ASSERT_TRUE(rec.ok() && *rec);
+  EXPECT_EQ((*rec)->holdout_pairs, static_cast<int64_t>(HeldOut(pairs, true).size()));
+  EXPECT_GE((*rec)->accuracy, 0.9) << (*rec)->reason;
+  json m = json::parse((*rec)->metrics_json);
+  EXPECT_EQ(m["model_type"], "linear");
+  EXPECT_NEAR(m["holdout"]["accuracy"].get<double>(), (*rec)->accuracy, 1e-9);
+}
+
 }  // namespace
 }  // namespace rlaif::daemon

@@ -33,6 +33,9 @@ def main(args, tmp):
     # Usage errors and an unreachable daemon, before anything runs.
     check(run()[0] == 2, "no command must exit 2")
     check(run("promote")[0] == 2, "promote without a version must exit 2")
+    check(run("promote", "")[0] == 2, "promote with an empty version must exit 2")
+    check(run("pause", "because", "x")[0] == 2, "pause with extra words must exit 2 (use --reason)")
+    check(run("status", "extra")[0] == 2, "status with extra words must exit 2")
     check(run("frobnicate")[0] == 2, "unknown command must exit 2")
     rc, _, err = run("--url", "http://127.0.0.1:1", "status")
     check(rc == 3, f"unreachable daemon must exit 3, got {rc}: {err}")
