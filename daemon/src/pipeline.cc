@@ -460,6 +460,26 @@ Status Pipeline::Start() {
       live_model_problem_ = std::move(problem);
     } else {
       spdlog::info("live model {} loaded", *live);
+      if (auto current = scorer_.Current()) {
+        if (std::string why = DimensionMismatch(*current); !why.empty()) {
+          spdlog::warn(
+              "live model {}: {} (the next training run replaces it; rlaifctl promote "
+              "refuses such a model)",
+              *live, why);
+        }
+        for (const auto& d : config_.judge.dimensions) {
+          const auto& heads = current->dimensions();
+          if (heads.size() > 1 || (heads.size() == 1 && !heads[0].empty())) {
+            if (std::find(heads.begin(), heads.end(), d.name) == heads.end()) {
+              spdlog::warn(
+                  "dimension {} has no head in the live model {}: it gets one at the next "
+                  "training run, from pairs judged for it from now on (pairs judged "
+                  "before it was configured are not judged again)",
+                  d.name, *live);
+            }
+          }
+        }
+      }
     }
   }
 
@@ -1407,6 +1427,24 @@ Status Pipeline::LoadAndSwap(const std::string& version) {
   return Status::Ok();
 }
 
+// "" unless `model` scores none of the configured dimensions: every head is
+// named, and no name is in judge.dimensions (a model of a dimension that was
+// removed, or of another config). A single unnamed head (a model trained
+// from pairs without dimensions) scores any dimension.
+std::string Pipeline::DimensionMismatch(const trainer::RewardModel& model) const {
+  const auto& heads = model.dimensions();
+  if (heads.size() == 1 && heads[0].empty()) return "";
+  std::string configured;
+  for (const auto& d : config_.judge.dimensions) {
+    if (std::find(heads.begin(), heads.end(), d.name) != heads.end()) return "";
+    configured += (configured.empty() ? "" : ", ") + d.name;
+  }
+  std::string has;
+  for (const auto& h : heads) has += (has.empty() ? "" : ", ") + h;
+  return "it has heads for [" + has + "] and none for judge.dimensions [" + configured +
+         "]: its scores would be for dimensions this daemon no longer judges";
+}
+
 Status Pipeline::Promote(const std::string& version, const std::string& actor,
                          const std::string& why) {
   std::lock_guard<std::mutex> lock(swap_mu_);
@@ -1423,6 +1461,9 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
     if (!loaded.ok()) return loaded.status();
     model = *loaded;
     (void)model->Score({{"warm-up", "warm-up"}});
+  }
+  if (std::string why_not = DimensionMismatch(*model); !why_not.empty()) {
+    return Status::FailedPrecondition("cannot promote " + version + ": " + why_not);
   }
   RLAIF_RETURN_IF_ERROR(store_.SetLive(
       version, {NowMs(), "promote", actor, why.empty() ? "manual promotion" : why,

@@ -71,15 +71,21 @@ class ApiTest : public ::testing::Test {
 
   void SetUp() override {
     setenv("RLAIF_API_TEST_TOKEN", kToken, 1);
-    auto cfg = ParseConfig(json{
-        {"data_dir", dir_.path()},
-        {"api", {{"listen", "127.0.0.1:0"}, {"admin_token_env", "RLAIF_API_TEST_TOKEN"},
-                 {"max_body_bytes", 65536}}},
-        {"sources", {{{"path", dir_.Sub("logs/*.jsonl")}}}},
-        {"generator", {{"base_url", "http://127.0.0.1:9/v1"}, {"model", "g"}}},
-        {"judge", {{"base_url", "http://127.0.0.1:9/v1"}, {"model", "j"},
-                   {"dimensions", {{{"name", "overall"}}}}}},
-        {"trainer", {{"min_new_labels", 1000000}}}}.dump());
+    auto cfg = ParseConfig(
+        json{{"data_dir", dir_.path()},
+             {"api",
+              {{"listen", "127.0.0.1:0"},
+               {"admin_token_env", "RLAIF_API_TEST_TOKEN"},
+               {"max_body_bytes", 65536}}},
+             {"sources", {{{"path", dir_.Sub("logs/*.jsonl")}}}},
+             {"generator", {{"base_url", "http://127.0.0.1:9/v1"}, {"model", "g"}}},
+             {"judge",
+              {{"base_url", "http://127.0.0.1:9/v1"},
+               {"model", "j"},
+               // helpful and safe: the heads of the two-dimension model below
+               {"dimensions", {{{"name", "overall"}}, {{"name", "helpful"}}, {{"name", "safe"}}}}}},
+             {"trainer", {{"min_new_labels", 1000000}}}}
+            .dump());
     ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
     config_ = std::make_unique<Config>(*cfg);
     auto store = storage::Store::Open({.path = dir_.Sub("store")});

@@ -504,5 +504,29 @@ TEST_F(RefreshPipelineTest, ImportedModelIsEvaluatedOnTheDaemonsHoldout) {
   EXPECT_NEAR(m["holdout"]["accuracy"].get<double>(), (*rec)->accuracy, 1e-9);
 }
 
+// A model whose heads are all for dimensions this daemon does not judge
+// (trained under another config) is not promoted: its scores would carry
+// dimensions no longer configured.
+TEST_F(RefreshPipelineTest, PromoteRefusesAModelWithoutAConfiguredDimension) {
+  auto pairs = MarkerPairs(100, 1, "old", "banana", "");
+  for (auto& p : pairs) p.dimension = "style";
+  trainer::TrainOptions opt;
+  opt.device = "cpu";
+  opt.model_type = "linear";
+  ASSERT_TRUE(trainer::TrainRewardModel(pairs, {}, dir_.Sub("models/vstyle"), opt).ok());
+  ASSERT_TRUE(pipeline_->ImportModel("vstyle", "test").ok());
+  Status st = pipeline_->Promote("vstyle", "test", "");
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.ToString();
+  EXPECT_NE(st.message().find("heads for [style] and none for judge.dimensions [overall]"),
+            std::string::npos)
+      << st.message();
+  EXPECT_FALSE(scorer_->Current());
+
+  for (auto& p : pairs) p.dimension = "overall";
+  ASSERT_TRUE(trainer::TrainRewardModel(pairs, {}, dir_.Sub("models/voverall"), opt).ok());
+  ASSERT_TRUE(pipeline_->ImportModel("voverall", "test").ok());
+  EXPECT_TRUE(pipeline_->Promote("voverall", "test", "").ok());
+}
+
 }  // namespace
 }  // namespace rlaif::daemon

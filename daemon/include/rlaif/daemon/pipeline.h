@@ -189,6 +189,7 @@ class Pipeline {
   TrainingStatus training_;
   std::string degraded_;
   std::string live_model_problem_;  // guarded by mu_; see LiveModelProblem()
+  std::string DimensionMismatch(const trainer::RewardModel& model) const;
   int training_failures_ = 0;       // guarded by mu_: consecutive failed runs
   double next_auto_train_ = 0;      // guarded by mu_: MonotonicSeconds() of the backoff's end
   std::atomic<bool> store_degraded_{false};
