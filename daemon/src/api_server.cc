@@ -1,21 +1,21 @@
 #include "rlaif/daemon/api_server.h"
 
+#include <httplib.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <httplib.h>
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "api_request.h"
 #include "rlaif/common/build_info.h"
@@ -154,6 +154,11 @@ Counter& HumanLabels(MetricsRegistry& m) {
 Counter& Backups(MetricsRegistry& m, const char* outcome) {
   return m.GetCounter("rlaif_backups_total", "Online backups by outcome.", {{"outcome", outcome}});
 }
+// complete; cut (the scan failed, or the daemon is stopping); client_gone.
+Counter& Exports(MetricsRegistry& m, const char* outcome) {
+  return m.GetCounter("rlaif_exports_total", "Streamed exports by how they ended.",
+                      {{"outcome", outcome}});
+}
 
 }  // namespace
 
@@ -162,6 +167,9 @@ struct ApiServer::Impl {
 
   ApiContext ctx;
   httplib::Server server;
+  // Set first thing in Stop(): a streaming export stops at its next line
+  // instead of holding the shutdown until its client has read everything.
+  std::atomic<bool> stopping{false};
   std::mutex agreement_mu;  // guards agreement, agreement_at_ms
   json agreement;
   int64_t agreement_at_ms = 0;
@@ -873,13 +881,23 @@ struct ApiServer::Impl {
         chunk.clear();
         return !gone;
       };
+      bool stopped = false;
       Status st = ExportLines(kind, [&](const json& j) {
+        if (stopping.load()) {
+          stopped = true;
+          return false;
+        }
         chunk += j.dump(-1, ' ', false, json::error_handler_t::replace);
         chunk += '\n';
         return chunk.size() < (64 << 10) || flush();
       });
-      if (gone) return false;
+      if (gone) {
+        Exports(ctx.metrics, "client_gone").Inc();
+        return false;
+      }
+      if (stopped) st = Status::Unavailable("rlaifd is stopping; export again after the restart");
       if (!st.ok()) {
+        Exports(ctx.metrics, "cut").Inc();
         spdlog::error("export {}: {}", kind, st.ToString());
         chunk += json{{"error", {{"type", StatusCodeName(st.code())}, {"message", st.message()}}}}
                      .dump() +
@@ -887,8 +905,12 @@ struct ApiServer::Impl {
         flush();
         return false;  // no final chunk: the client sees the transfer cut
       }
-      if (!flush()) return false;
+      if (!flush()) {
+        Exports(ctx.metrics, "client_gone").Inc();
+        return false;
+      }
       sink.done();
+      Exports(ctx.metrics, "complete").Inc();
       return true;
     });
   }
@@ -1205,6 +1227,7 @@ ApiServer::ApiServer(ApiContext context) : impl_(std::make_unique<Impl>(std::mov
   HumanLabels(m);
   Backups(m, "ok");
   Backups(m, "failed");
+  for (const char* o : {"complete", "cut", "client_gone"}) Exports(m, o);
 }
 
 ApiServer::~ApiServer() { Stop(); }
@@ -1235,6 +1258,7 @@ int ApiServer::port() const { return impl_->port; }
 
 void ApiServer::Stop() {
   if (!impl_) return;
+  impl_->stopping = true;
   impl_->server.stop();
   if (impl_->thread.joinable()) impl_->thread.join();
   impl_->StopSampler();

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -26,6 +28,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 constexpr char kManifest[] = "backup.json";
+constexpr char kWritingLock[] = ".writing";  // flock()ed by the backup being written
 constexpr char kFormat[] = "rlaifd-backup";
 constexpr int kFormatVersion = 1;
 
@@ -173,10 +176,20 @@ std::vector<std::string> SweepPartialBackups(const std::string& backup_dir,
       const std::string name = e.path().filename().string();
       std::smatch m;
       if (std::regex_match(name, m, kPartial)) {
-        const long pid = std::stol(m[1].str());
-        const bool alive = pid > 0 && pid != ::getpid() &&
-                           (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
-        if (alive) continue;  // a backup of another live process (another data_dir's rlaifd)
+        // Its writer holds the lock inside while it runs (any host or PID
+        // namespace sharing the volume); one without the lock file is from
+        // before the lock existed, judged by its PID.
+        bool in_use = false;
+        const int fd = ::open((e.path() / kWritingLock).c_str(), O_RDWR | O_CLOEXEC);
+        if (fd >= 0) {
+          in_use = ::flock(fd, LOCK_EX | LOCK_NB) != 0;
+          ::close(fd);
+        } else {
+          const long pid = std::stol(m[1].str());
+          in_use = pid > 0 && pid != ::getpid() &&
+                   (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+        }
+        if (in_use) continue;
         std::error_code rm;
         fs::remove_all(e.path(), rm);
         if (rm) {
@@ -212,6 +225,21 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
                                  std::to_string(::getpid()) + "-" + std::to_string(now));
   fs::create_directory(tmp, ec);
   if (ec) return Status::IoError("cannot create " + tmp.string() + ": " + ec.message());
+  // Held while the backup is written: SweepPartialBackups (any rlaifd on this
+  // backup volume, in any PID namespace or host) removes a partial directory
+  // only when it can take this lock, i.e. when its writer is gone.
+  const int lock_fd = ::open((tmp / kWritingLock).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX) != 0) {
+    if (lock_fd >= 0) ::close(lock_fd);
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);
+    return Status::IoError("cannot lock " + (tmp / kWritingLock).string() + ": " +
+                           std::strerror(errno));
+  }
+  struct CloseLock {
+    int fd;
+    ~CloseLock() { ::close(fd); }
+  } close_lock{lock_fd};
 
   BackupResult out;
   out.created_at_ms = now;
@@ -287,6 +315,7 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
     return fail(Status::IoError("cannot rename " + tmp.string() + " to " + final_dir.string() +
                                 ": " + ec.message()));
   (void)SyncPath(final_dir.parent_path());
+  fs::remove(final_dir / kWritingLock, ec);  // after the rename: no longer a partial backup
   out.dir = final_dir.string();
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   spdlog::info("backup {}: {} prompts, {} pairs, {} labels, {} models, live {} ({:.2f} s)", out.dir,

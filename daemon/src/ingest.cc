@@ -40,6 +40,8 @@ thread_local int glob_errno = 0;
 thread_local std::string glob_error_path;
 
 int NoteGlobError(const char* path, int err) {
+  // A directory that does not exist (yet) simply has no files.
+  if (err == ENOENT || err == ENOTDIR) return 0;
   if (glob_errno == 0) {
     glob_errno = err;
     glob_error_path = path;
@@ -428,9 +430,13 @@ Status Ingestor::LoadCheckpoints() {
   start_at_end_.assign(sources_.size(), false);
   for (size_t si = 0; si < sources_.size(); ++si) {
     if (sources_[si].start_at != "end") continue;
-    const std::string dir_glob = DirName(sources_[si].path);
+    // This source's own files: its glob, or its glob followed by a rotation
+    // suffix (app.jsonl.1, app.jsonl.2026-11-28, ...), not a neighbour's.
+    const std::string own = sources_[si].path;
+    const std::string rotated = own + "*";
     start_at_end_[si] = std::none_of(records_.begin(), records_.end(), [&](const auto& kv) {
-      return GlobMatch(dir_glob, DirName(kv.first));
+      return fnmatch(own.c_str(), kv.first.c_str(), FNM_PATHNAME) == 0 ||
+             fnmatch(rotated.c_str(), kv.first.c_str(), FNM_PATHNAME) == 0;
     });
   }
   loaded_ = true;
@@ -514,7 +520,8 @@ Result<IngestPassStats> Ingestor::PollOnce() {
   // 1. Locate: files at glob paths, followed files wherever they went, and
   //    (first poll) files of stored checkpoints that were rotated meanwhile.
   std::map<FileKey, Located> found;
-  std::string locate_error;  // a glob could not list a directory this poll
+  std::string locate_error;  // a glob could not list a directory this poll (the last one)
+  std::vector<bool> glob_failed(sources_.size(), false);
   for (size_t si = 0; si < sources_.size(); ++si) {
     if (!parsers_[si]) continue;
     std::string error;
@@ -540,12 +547,17 @@ Result<IngestPassStats> Ingestor::PollOnce() {
       loc.in_glob = true;
       found.emplace(key, std::move(loc));
     }
-    if (!error.empty()) locate_error = error;
+    if (!error.empty()) {
+      locate_error = error;
+      glob_failed[si] = true;
+    }
   }
   // A glob that could not list a directory (EMFILE: out of descriptors,
-  // EACCES) says nothing about the files it missed: they keep their state
-  // this poll instead of being taken for rotated away or deleted (which
-  // would release and reopen them on every poll). Said once per 10 minutes.
+  // EACCES) says nothing about the files it missed: a followed file of that
+  // source still at its path keeps its place in the glob this poll, instead
+  // of being taken for rotated away (released, then reopened on every poll).
+  // One no longer at its path did move or go: it is read to its end through
+  // its descriptor as usual. Said once per 10 minutes.
   const double now = MonotonicSeconds();
   if (!locate_error.empty()) {
     auto [it, fresh] = open_failures_.try_emplace("glob", locate_error, now);
@@ -591,7 +603,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
       loc.source = w.source;
       // Not listed by a glob that failed: still where it was, in its glob.
       auto t = files_.find(key);
-      loc.in_glob = !locate_error.empty() && t != files_.end() && t->second->in_glob;
+      loc.in_glob = glob_failed[w.source] && t != files_.end() && t->second->in_glob;
       found.emplace(key, std::move(loc));
     } else {
       scan_dirs[DirName(w.old_path)].push_back(key);
@@ -729,6 +741,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
       // a followed file that was truncated (its copy was found): read from 0.
       if (!loc.in_glob && !truncated.count(key)) continue;
       auto old = records_.find(loc.path);
+      bool skip_to_end = false;
       t->cp = storage::SourceCheckpoint{};
       t->cp.path = loc.path;
       t->cp.device = key.dev;
@@ -762,14 +775,27 @@ Result<IngestPassStats> Ingestor::PollOnce() {
           t->cp.offset =
               nl == std::string::npos ? (size > 65536 ? size : 0) : size - tail->size() + nl + 1;
         }
+        skip_to_end = true;
       }
       t->cp.fingerprint_len = head->size();
       t->cp.fingerprint = Fingerprint(*head);
+      if (skip_to_end) {
+        // Committed at once: a shutdown before this file is read must not
+        // leave it without a checkpoint while its neighbours have theirs
+        // (the next start would read its history from the start).
+        t->cp.updated_at_ms = NowMs();
+        storage::IngestCommitStats cs;
+        if (Status cst = store_.CommitIngest(t->cp, {}, {}, &cs); !cst.ok()) {
+          return Status::IoError("store: " + cst.ToString());
+        }
+        records_[t->cp.path] = t->cp;
+        t->committed = true;
+      }
     }
     files_.emplace(key, std::move(t));
   }
   for (auto& [key, t] : files_) {
-    if (!found.count(key) && locate_error.empty()) {
+    if (!found.count(key)) {
       if (!t->gone) {
         spdlog::info("ingest: {} was deleted or moved away: reading it to its end", t->path);
       }
@@ -811,6 +837,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
       if (!st.ok() && st.code() == StatusCode::kIoError && st.message().rfind("store:", 0) == 0) {
         return st;
       }
+      if (interrupted_ && interrupted_()) break;  // not read to its end: not released
       spdlog::info("ingest: released {} at offset {}", t->path, t->cp.offset);
       release.push_back(FileKey{t->cp.device, t->cp.inode});
     }
@@ -1118,6 +1145,7 @@ Status Ingestor::ReadToEnd(Tracked& t, bool final_tail, IngestPassStats* stats) 
     ++rotations_by_path_[t.path];
     cp.offset = 0;
     cp.lines = 0;
+    t.long_line_at = UINT64_MAX;  // what was searched is gone
   }
   // The fingerprint grows with the file up to kFingerprintBytes. A checkpoint
   // whose identity changed is written even if no line is complete yet, so that

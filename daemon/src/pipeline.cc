@@ -1446,7 +1446,7 @@ std::string Pipeline::DimensionMismatch(const trainer::RewardModel& model) const
 }
 
 Status Pipeline::Promote(const std::string& version, const std::string& actor,
-                         const std::string& why) {
+                         const std::string& why, bool rollback) {
   std::lock_guard<std::mutex> lock(swap_mu_);
   auto rec = store_.GetModel(version);
   if (!rec.ok()) return rec.status();
@@ -1463,7 +1463,9 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
     (void)model->Score({{"warm-up", "warm-up"}});
   }
   if (std::string why_not = DimensionMismatch(*model); !why_not.empty()) {
-    return Status::FailedPrecondition("cannot promote " + version + ": " + why_not);
+    // A rollback is the way back in an emergency: it goes through, said.
+    if (!rollback) return Status::FailedPrecondition("cannot promote " + version + ": " + why_not);
+    spdlog::warn("rolling back to {} although {}", version, why_not);
   }
   RLAIF_RETURN_IF_ERROR(store_.SetLive(
       version, {NowMs(), "promote", actor, why.empty() ? "manual promotion" : why,
@@ -1510,7 +1512,8 @@ Status Pipeline::Rollback(const std::string& actor, const std::string& why) {
     return Status::FailedPrecondition("no previously live model to roll back to");
   }
   const std::string because = why.empty() ? "" : ": " + why;
-  RLAIF_RETURN_IF_ERROR(Promote(target, actor, "rollback from " + current + because));
+  RLAIF_RETURN_IF_ERROR(Promote(target, actor, "rollback from " + current + because,
+                                /*rollback=*/true));
   // The version rolled back from is not a rollback target any more.
   auto old = store_.GetModel(current);
   if (old.ok() && old->has_value()) {

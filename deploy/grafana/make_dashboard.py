@@ -176,7 +176,8 @@ def build():
                       (rate("rlaif_ingest_filtered_total", by="reason"),
                        "filtered: {{reason}} {{instance}}")], unit="ops"), 8, 8)
     L.add(timeseries("Rejected lines", "Lines that did not parse, by reason; each is a dead "
-                     "letter (`rlaifctl export dead`). Also files that could not be read.",
+                     "letter (`RLAIF_TOKEN=... rlaifctl export dead`, the newest store.max_rejected_lines). "
+                     "Also files and directories that could not be read, compressed files skipped.",
                      [(rate("rlaif_ingest_rejected_total", by="reason"), "{{reason}}"),
                       (rate("rlaif_ingest_errors_total"), "file errors {{instance}}"),
                       (rate("rlaif_ingest_backpressure_total", by="policy"),

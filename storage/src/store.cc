@@ -983,12 +983,20 @@ class RocksStore final : public Store {
       if (!rejects_floor_.empty())
         (above ? ro.iterate_lower_bound : ro.iterate_upper_bound) = &bound;
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kRejects]));
+      std::string last;
       for (it->SeekToFirst(); it->Valid() && done < n; it->Next()) {
         batch->Delete(handles_[kRejects], it->key());
+        last = it->key().ToString();
         ++done;
       }
       if (!it->status().ok()) return FromRocks(it->status(), "reading the oldest rejected lines");
-      if (above && it->Valid()) *floor = it->key().ToString();
+      // The next prune starts at the first key kept, or (everything stored
+      // went) just past the last one deleted: never inside the tombstones.
+      if (above && it->Valid()) {
+        *floor = it->key().ToString();
+      } else if (above && !last.empty()) {
+        *floor = last + '\0';
+      }
     }
     next->rejects -= done;
     next->dead -= done;

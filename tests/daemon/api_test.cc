@@ -477,6 +477,9 @@ TEST_F(ApiTest, ExportStreamsLargeStoresInChunks) {
   }
   EXPECT_EQ(start, body.size());  // ends with a newline, nothing after
   EXPECT_EQ(ids.size(), 3000u);
+  const std::string metrics = client_->Get("/metrics")->body;
+  EXPECT_NE(metrics.find("rlaif_exports_total{outcome=\"complete\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("rlaif_exports_total{outcome=\"cut\"} 0"), std::string::npos);
 }
 
 TEST_F(ApiTest, ExportsDeadLetters) {

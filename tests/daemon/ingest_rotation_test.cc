@@ -132,7 +132,7 @@ TEST_F(IngestRotationTest, RenameAndCreateWhileRunningDrainsTheOldFileThenReleas
 // it as soon as the new file is created): the old file must still be read on
 // for rotate_wait_s, not released on that quiet poll.
 TEST_F(IngestRotationTest, RotatedFileIsReadOnForRotateWait) {
-  source_.rotate_wait_s = 0.5;
+  source_.rotate_wait_s = 3;  // the polls below, until the sleep, take far less
   WriteFile(log_, Line("a1"));
   Poll(Running());
   std::filesystem::rename(log_, log_ + ".1");
@@ -142,7 +142,7 @@ TEST_F(IngestRotationTest, RotatedFileIsReadOnForRotateWait) {
   EXPECT_EQ(Running().OpenFiles(), 2u);
   AppendFile(log_ + ".1", Line("a2") + "{\"prompt\": \"a3");  // the writer's last lines
   Poll(Running());
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  std::this_thread::sleep_for(std::chrono::milliseconds(3100));
   AppendFile(log_ + ".1", "\"}");  // ... completed before the writer reopens
   Poll(Running());                 // read: not quiet
   EXPECT_EQ(Running().OpenFiles(), 2u);
@@ -245,6 +245,21 @@ TEST_F(IngestRotationTest, CompressedFilesMatchingTheGlobAreSkipped) {
   EXPECT_EQ(s.rejected, 0);
   EXPECT_EQ(Running().OpenFiles(), 1u);
   EXPECT_EQ(Poll(Running()).rejected, 0);
+  ExpectExactlyOnce({"a1"});
+}
+
+// Another source whose directory does not exist (yet) has simply no files:
+// it does not keep this source's deleted file from being released.
+TEST_F(IngestRotationTest, AMissingDirectoryOfAnotherSourceDoesNotPinDeletedFiles) {
+  SourceConfig missing;
+  missing.path = dir_.Sub("not-yet/*.jsonl");
+  Ingestor ing({source_, missing}, sampling_, *store_, metrics_);
+  WriteFile(log_, Line("a1"));
+  Poll(ing);
+  std::filesystem::remove(log_);
+  Poll(ing);  // gone: read to its end
+  Poll(ing);  // quiet: released
+  EXPECT_EQ(ing.OpenFiles(), 0u);
   ExpectExactlyOnce({"a1"});
 }
 

@@ -217,6 +217,31 @@ TEST_F(IngestTest, StartAtEndSkipsOnlyWhatIsThereWhenTheSourceIsFirstRead) {
   EXPECT_EQ(StoredPrompts(), (std::vector<std::string>{"live", "new1", "new2"}));
 }
 
+// A source added later with start_at "end", in a directory where another
+// source already has checkpoints: its own files have none, so their history
+// is skipped; the other source's checkpoints do not count for it.
+TEST_F(IngestTest, StartAtEndIsDecidedPerSourceNotPerDirectory) {
+  source_.path = dir_.Sub("logs/api-*.jsonl");
+  WriteFile(dir_.Sub("logs/api-1.jsonl"), Line("api1"));
+  EXPECT_EQ(Poll().stored, 1);
+  SourceConfig batch;
+  batch.path = dir_.Sub("logs/batch-*.jsonl");
+  batch.start_at = "end";
+  WriteFile(dir_.Sub("logs/batch-1.jsonl"), Line("history1") + Line("history2"));
+  {
+    Ingestor ing({source_, batch}, sampling_, *store_, metrics_);
+    auto st = ing.PollOnce();
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    EXPECT_EQ(st->stored, 0);
+  }
+  AppendFile(dir_.Sub("logs/batch-1.jsonl"), Line("live"));
+  Ingestor ing({source_, batch}, sampling_, *store_, metrics_);
+  auto st = ing.PollOnce();
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ(st->stored, 1);
+  EXPECT_EQ(StoredPrompts(), (std::vector<std::string>{"api1", "live"}));
+}
+
 TEST_F(IngestTest, DedupeOnAndOff) {
   WriteFile(log_, Line("same") + Line("same"));
   auto s = Poll();

@@ -467,7 +467,12 @@ TEST_F(RefreshPipelineTest, FailingRunsBackOffAndAreReported) {
   AddLabels(MarkerPairs(100, 1, "old", "banana", ""), NowMs() - 60000);
   auto t1 = WaitForRuns(before + 1);
   EXPECT_EQ(t1.last_outcome, "failed") << t1.last_reason;
-  std::this_thread::sleep_for(std::chrono::seconds(2));  // 40 polls, trigger still true
+  // New labels make the trigger true again (the failed run counted the
+  // older ones as trained on): without the backoff a run would start at the
+  // next poll (50 ms).
+  AddLabels(MarkerPairs(20, 5, "more", "banana", ""), NowMs() - 50000);
+  ASSERT_GE(store_->Counts().labels_since_train, 10);
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // 40 polls
   EXPECT_EQ(pipeline_->Training().runs, before + 1);     // backing off (30 s)
   EXPECT_EQ(pipeline_->TrainingProblem(), "");           // one failure is not yet a problem
   TrainAndWait(before + 2);                              // manual: at once

@@ -102,7 +102,10 @@ class Pipeline {
   // Asks for a retrain now (one run at a time; queued if one is running).
   void RequestTrain(const std::string& actor, const std::string& why = "");
   // Makes `version` live (must be a stored model), recording who and why.
-  Status Promote(const std::string& version, const std::string& actor, const std::string& why);
+  // Refused (kFailedPrecondition) for a model with no head for any configured
+  // dimension, unless `rollback` (the way back in an emergency; logged).
+  Status Promote(const std::string& version, const std::string& actor, const std::string& why,
+                 bool rollback = false);
   // Makes the previously live version live again.
   Status Rollback(const std::string& actor, const std::string& why);
   // Registers a checkpoint trained elsewhere (e.g. `rlaifd train --out
