@@ -1458,7 +1458,10 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
     reused = true;
   } else {
     auto loaded = trainer::RewardModel::Load((*rec)->dir, config_.trainer.device);
-    if (!loaded.ok()) return loaded.status();
+    if (!loaded.ok()) {  // the checkpoint's problem, not the daemon's: 409, not 500
+      return Status::FailedPrecondition("cannot promote " + version + ": " +
+                                        loaded.status().message());
+    }
     model = *loaded;
     (void)model->Score({{"warm-up", "warm-up"}});
   }

@@ -207,6 +207,21 @@ TEST_F(ApiTest, ASecondServerCannotTakeThePort) {
   EXPECT_EQ(r->status, 200);
 }
 
+// A registered version whose checkpoint does not load is the checkpoint's
+// problem (409 with the loader's reason), not an internal error (500).
+TEST_F(ApiTest, PromotingACheckpointThatDoesNotLoadIsAConflict) {
+  std::filesystem::create_directories(dir_.Sub("models/vBroken"));
+  rlaif::testing::WriteFile(dir_.Sub("models/vBroken/config.json"), "{not json");
+  storage::ModelRecord m;
+  m.version = "vBroken";
+  m.state = "candidate";
+  m.dir = dir_.Sub("models/vBroken");
+  ASSERT_TRUE(store_->PutModel(m).ok());
+  auto r = Post("/v1/models/vBroken/promote", "{}", true);
+  ExpectErrorBody(r, 409);
+  EXPECT_NE(r->body.find("cannot promote vBroken"), std::string::npos) << r->body;
+}
+
 TEST_F(ApiTest, AdminRoutesNeedTheToken) {
   ExpectErrorBody(Post("/v1/models/vA/promote", "{}"), 401);
   ExpectErrorBody(Post("/v1/models/vA/promote", "{}", true, "wrong-token-1234567"), 401);

@@ -212,11 +212,19 @@ TEST(IngestOnceTest, ReadsEverythingOncePrintsTheSummaryAndResumes) {
     EXPECT_TRUE(j.contains(k)) << k;
   }
   EXPECT_EQ(j["bytes"], 40);
-  rlaif::testing::AppendFile(dir.Sub("logs/a.jsonl"), "{\"prompt\": \"three\"}\n");
+  EXPECT_EQ(j["unread_bytes"], 0);
+  // A final line without its newline is left for the next run, and said.
+  rlaif::testing::AppendFile(dir.Sub("logs/a.jsonl"), "{\"prompt\": \"three\"}\n{\"prompt\":");
   auto r2 = IngestOnce(cfg);
   ASSERT_TRUE(r2.ok());
   EXPECT_EQ(r2->stats.lines, 1);
   EXPECT_EQ(r2->stats.stored, 1);
+  EXPECT_EQ(r2->unread_bytes, 10);  // {"prompt":
+  rlaif::testing::AppendFile(dir.Sub("logs/a.jsonl"), " \"four\"}\n");
+  auto r3 = IngestOnce(cfg);
+  ASSERT_TRUE(r3.ok());
+  EXPECT_EQ(r3->stats.stored, 1);
+  EXPECT_EQ(r3->unread_bytes, 0);
 }
 
 }  // namespace

@@ -23,6 +23,10 @@ namespace rlaif::daemon {
 struct IngestOnceReport {
   IngestPassStats stats;
   double seconds = 0;
+  // Bytes left in the sources after the pass: a final line without its
+  // newline (it may still be being written), read by the next run once
+  // complete.
+  int64_t unread_bytes = 0;
 };
 
 // Opens data_dir/store and runs one ingest pass over `config.sources`.
