@@ -17,6 +17,7 @@
 #include "rlaif/common/build_info.h"
 #include "rlaif/common/clock.h"
 #include "rlaif/common/metrics.h"
+#include "rlaif/common/strings.h"
 #include "rlaif/daemon/api_server.h"
 #include "rlaif/daemon/backup.h"
 #include "rlaif/daemon/ingest.h"
@@ -44,10 +45,8 @@ std::string Env(const std::string& name) {
 // could never match (every admin call 401) and a key would be refused.
 // Trimmed with a warning that names the variable, never the value.
 std::string SecretEnv(const std::string& name) {
-  std::string v = Env(name);
-  const size_t b = v.find_first_not_of(" \t\r\n");
-  const size_t e = v.find_last_not_of(" \t\r\n");
-  std::string trimmed = b == std::string::npos ? "" : v.substr(b, e - b + 1);
+  const std::string v = Env(name);
+  std::string trimmed = TrimAsciiSpace(v);
   if (trimmed.size() != v.size()) {
     spdlog::warn(
         "environment variable {} has leading or trailing whitespace (a newline from a "

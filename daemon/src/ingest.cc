@@ -559,18 +559,15 @@ Result<IngestPassStats> Ingestor::PollOnce() {
   // One no longer at its path did move or go: it is read to its end through
   // its descriptor as usual. Said once per 10 minutes.
   const double now = MonotonicSeconds();
-  if (!locate_error.empty()) {
-    auto [it, fresh] = open_failures_.try_emplace("glob", locate_error, now);
-    if (fresh || now - it->second.second >= 600) {
-      spdlog::warn(
-          "ingest: {}; followed files keep their state until it can (said again in 10 "
-          "minutes if it persists)",
-          locate_error);
-      IngestCounter(metrics_, "rlaif_ingest_errors_total").Inc();
-      it->second = {locate_error, now};
-    }
-  } else {
-    open_failures_.erase("glob");
+  if (locate_error.empty()) {
+    glob_error_said_at_ = -1;
+  } else if (glob_error_said_at_ < 0 || now - glob_error_said_at_ >= 600) {
+    spdlog::warn(
+        "ingest: {}; followed files keep their state until it can (said again in 10 "
+        "minutes if it persists)",
+        locate_error);
+    IngestCounter(metrics_, "rlaif_ingest_errors_total").Inc();
+    glob_error_said_at_ = now;
   }
   struct Wanted {
     std::string old_path;
@@ -687,6 +684,12 @@ Result<IngestPassStats> Ingestor::PollOnce() {
         continue;
       }
     }
+    // A compressed file seen before (same identity and size) is not opened
+    // and read again on every poll.
+    if (auto c = compressed_.find(key);
+        c != compressed_.end() && c->second == static_cast<uint64_t>(loc.st.st_size)) {
+      continue;
+    }
     // O_NONBLOCK: the path was a regular file when stat'ed, but may have been
     // replaced since (a FIFO would block open() and the ingest thread with it);
     // the identity check after fstat drops anything else. Reads of a regular
@@ -724,7 +727,7 @@ Result<IngestPassStats> Ingestor::PollOnce() {
     if (!id && LooksCompressed(*head)) {
       // A rotated log compressed in place (logrotate's compress with a glob
       // that matches *.gz): its bytes are not lines. Skipped, said once.
-      if (compressed_warned_.insert(loc.path).second) {
+      if (compressed_.insert_or_assign(key, size).second) {
         spdlog::warn(
             "ingest: {} is compressed (gzip, xz, zstd or bzip2): not read; make the "
             "glob match only the uncompressed logs",

@@ -467,17 +467,16 @@ Status Pipeline::Start() {
               "refuses such a model)",
               *live, why);
         }
+        // A single unnamed head scores every dimension; named heads cover theirs.
+        const auto& heads = current->dimensions();
+        const bool named = !(heads.size() == 1 && heads[0].empty());
         for (const auto& d : config_.judge.dimensions) {
-          const auto& heads = current->dimensions();
-          if (heads.size() > 1 || (heads.size() == 1 && !heads[0].empty())) {
-            if (std::find(heads.begin(), heads.end(), d.name) == heads.end()) {
-              spdlog::warn(
-                  "dimension {} has no head in the live model {}: it gets one at the next "
-                  "training run, from pairs judged for it from now on (pairs judged "
-                  "before it was configured are not judged again)",
-                  d.name, *live);
-            }
-          }
+          if (!named || std::find(heads.begin(), heads.end(), d.name) != heads.end()) continue;
+          spdlog::warn(
+              "dimension {} has no head in the live model {}: it gets one at the next "
+              "training run, from pairs judged for it from now on (pairs judged "
+              "before it was configured are not judged again)",
+              d.name, *live);
         }
       }
     }

@@ -6,15 +6,17 @@
 // beside the name of the token that took it.
 // The admin token is read from RLAIF_TOKEN. Exit codes: 0 ok, 1 the daemon
 // answered with an error, 2 usage error, 3 the daemon is unreachable.
+#include <httplib.h>
+
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <httplib.h>
-#include <nlohmann/json.hpp>
+#include "rlaif/common/strings.h"
 
 namespace {
 
@@ -219,9 +221,8 @@ int main(int argc, char** argv) {
   httplib::Headers headers;
   // Without surrounding whitespace: a token read from a file often ends in
   // a newline, which no header can carry (the request would be malformed).
-  std::string token = std::getenv("RLAIF_TOKEN") ? std::getenv("RLAIF_TOKEN") : "";
-  token.erase(0, std::min(token.size(), token.find_first_not_of(" \t\r\n")));
-  token.erase(token.find_last_not_of(" \t\r\n") + 1);
+  const char* env_token = std::getenv("RLAIF_TOKEN");
+  const std::string token = rlaif::TrimAsciiSpace(env_token ? env_token : "");
   if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
   // An export streams to stdout as it arrives (it may be larger than memory);
   // an error status is collected whole for its message.

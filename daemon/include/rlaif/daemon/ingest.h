@@ -222,7 +222,10 @@ class Ingestor {
   bool rejects_pruned_logged_ = false;  // the first prune of rejected lines is logged
   std::function<bool()> interrupted_;   // see SetInterrupt
   std::set<std::string> overlap_warned_;     // files matched by two sources, warned about
-  std::set<std::string> compressed_warned_;  // compressed files skipped, warned about
+  // Compressed files skipped (warned about once): identity -> size when seen;
+  // a file of the same identity and another size (inode reuse) is looked at again.
+  std::map<FileKey, uint64_t> compressed_;
+  double glob_error_said_at_ = -1;  // MonotonicSeconds() of the last glob-error warning
   // Files that could not be opened: path -> (reason, when it was last said).
   std::map<std::string, std::pair<std::string, double>> open_failures_;
   int64_t rejected_unlogged_ = 0;       // rejections since the last warning
