@@ -84,9 +84,11 @@ for run in $(seq 1 "$RUNS"); do
     what="$mode/$bin"
     rm -rf "$DATA/state"
     config "$rate" "$([ "$mode" = plain ] && echo false || echo true)"
+    # The summary is the last line of stdout; log lines (a RocksDB warning
+    # such as a write stall) may come before it.
     read -r wall cpu rss < <(timed "$BIN/$bin" ingest --config "$DATA/config.json" --once)
     store_bytes=$(du -sb "$DATA/state/store" | cut -f1)
-    echo "{\"run\":$run,\"what\":\"$what\",\"seconds\":$wall,\"cpu_seconds\":$cpu,\"rss_kib\":$rss,\"store_bytes\":$store_bytes,\"report\":$(cat "$DATA/out.txt")}" >> "$results"
+    echo "{\"run\":$run,\"what\":\"$what\",\"seconds\":$wall,\"cpu_seconds\":$cpu,\"rss_kib\":$rss,\"store_bytes\":$store_bytes,\"report\":$(tail -n 1 "$DATA/out.txt")}" >> "$results"
    done
   done
 done
