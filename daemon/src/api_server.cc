@@ -909,8 +909,10 @@ struct ApiServer::Impl {
         Exports(ctx.metrics, "client_gone").Inc();
         return false;
       }
-      sink.done();
+      // Counted before the final chunk goes out: a client that reads the
+      // end of the export and then scrapes /metrics must see it.
       Exports(ctx.metrics, "complete").Inc();
+      sink.done();
       return true;
     });
   }
