@@ -1235,6 +1235,12 @@ ApiServer::ApiServer(ApiContext context) : impl_(std::make_unique<Impl>(std::mov
 ApiServer::~ApiServer() { Stop(); }
 
 Status ApiServer::Start(const std::string& host, int port) {
+  RLAIF_RETURN_IF_ERROR(Bind(host, port));
+  Serve();
+  return Status::Ok();
+}
+
+Status ApiServer::Bind(const std::string& host, int port) {
   if (port == 0) {
     impl_->port = impl_->server.bind_to_any_port(host.c_str());
     if (impl_->port <= 0) return Status::IoError("cannot bind the API to " + host + ":0");
@@ -1251,9 +1257,12 @@ Status ApiServer::Start(const std::string& host, int port) {
   if (impl_->listen_fd >= 0 && ::listen(impl_->listen_fd, SOMAXCONN) != 0) {
     spdlog::warn("api: could not raise the listen backlog: {}", std::strerror(errno));
   }
+  return Status::Ok();
+}
+
+void ApiServer::Serve() {
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
   impl_->sampler = std::thread([this] { impl_->SamplerLoop(); });
-  return Status::Ok();
 }
 
 int ApiServer::port() const { return impl_->port; }

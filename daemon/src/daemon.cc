@@ -221,7 +221,6 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
                           .dimension_weights = std::move(dimension_weights)});
   Pipeline pipeline(config, **store, metrics, ingestor, generator, judge, scorer);
   pipeline.SetClients(&gen_client, &judge_client);
-  RLAIF_RETURN_IF_ERROR(pipeline.Start());
 
   std::vector<std::pair<std::string, std::string>> named_tokens;
   for (const auto& t : config.api.admin_tokens) {
@@ -237,11 +236,13 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   std::string host;
   int port = 0;
   RLAIF_RETURN_IF_ERROR(SplitHostPort(config.api.listen, &host, &port));
-  Status st = api.Start(host, port);
-  if (!st.ok()) {
-    pipeline.Stop();
-    return st;
-  }
+  // A config mistake is named before a port in use (Pipeline::Start checks
+  // it again). Bound before the pipeline starts: a port in use must stop
+  // rlaifd before it has read (and committed) any log line.
+  RLAIF_RETURN_IF_ERROR(CheckTrainerSetup(config));
+  RLAIF_RETURN_IF_ERROR(api.Bind(host, port));
+  RLAIF_RETURN_IF_ERROR(pipeline.Start());
+  api.Serve();
   spdlog::info("rlaifd listening on http://{}:{} (data_dir {})", host, api.port(), config.data_dir);
   if (Env(config.api.admin_token_env).empty() && config.api.admin_tokens.empty()) {
     spdlog::warn("admin API disabled: environment variable {} is not set",

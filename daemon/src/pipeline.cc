@@ -166,6 +166,9 @@ struct Pipeline::StagePool {
   bool holding = false;
   std::vector<std::thread> threads;
   std::thread dispatcher;
+  // Held by the dispatcher from its pause check until it has handed out the
+  // tasks of that round: Pause waits on it.
+  std::mutex dispatch_mu;
 };
 
 Pipeline::Pipeline(const Config& config, storage::Store& store, MetricsRegistry& metrics,
@@ -423,16 +426,20 @@ std::vector<std::string> TrainerSetupProblems(const Config& config, bool check_d
   return problems;
 }
 
+Status CheckTrainerSetup(const Config& config) {
+  auto problems = TrainerSetupProblems(config, /*check_device=*/false);
+  if (problems.empty()) return Status::Ok();
+  std::string all;
+  for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+  return Status::InvalidArgument(all);
+}
+
 Status Pipeline::Start() {
   // The trainer's setup (architecture, tokenizer file, backbone, anchor
   // pairs) is checked now: a mistake fails the start, not the first training
   // run. The device is not: a GPU missing now fails training runs (reported
   // in /v1/status), not scoring with the live model.
-  if (auto problems = TrainerSetupProblems(config_, /*check_device=*/false); !problems.empty()) {
-    std::string all;
-    for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
-    return Status::InvalidArgument(all);
-  }
+  RLAIF_RETURN_IF_ERROR(CheckTrainerSetup(config_));
   // Remove temp checkpoint directories left by a crash during training.
   std::error_code ec;
   std::filesystem::path models = std::filesystem::path(config_.data_dir) / "models";
@@ -518,8 +525,10 @@ Status Pipeline::Start() {
       auto& depth = metrics_.GetGauge("rlaif_queue_depth", "Pending work items per stage.",
                                       {{"stage", StageName(p->stage)}});
       while (!stop_.load()) {
+        std::unique_lock<std::mutex> round(p->dispatch_mu);
         if (paused_.load() || StoreDegraded() || !StageHeldReason(p->stage).empty() ||
             (p->stage == storage::Stage::kJudge && JudgeBackingOff())) {
+          round.unlock();
           SleepFor(config_.poll_interval_s);
           continue;
         }
@@ -555,6 +564,7 @@ Status Pipeline::Start() {
           }
           if (dispatched) p->cv.notify_all();
         }
+        round.unlock();
         auto counts = store_.Counts();
         depth.Set(static_cast<double>(p->stage == storage::Stage::kGenerate
                                           ? counts.queue_generate
@@ -606,6 +616,18 @@ void Pipeline::SleepFor(double seconds) {
 
 void Pipeline::Pause() {
   if (!paused_.exchange(true)) spdlog::info("pipeline paused");
+  // Returns once no ingest pass or dispatch round begun before the pause is
+  // still going (a pass stops between batches), with the tasks handed out but
+  // not started taken back (they stay queued in the store): after Pause no
+  // new line is read and no new upstream call starts; calls in flight finish.
+  { std::lock_guard<std::mutex> pass(ingest_pass_mu_); }
+  for (StagePool* p : {gen_pool_.get(), judge_pool_.get()}) {
+    if (!p) continue;
+    std::lock_guard<std::mutex> round(p->dispatch_mu);
+    std::lock_guard<std::mutex> lock(p->mu);
+    for (const auto& t : p->tasks) p->claimed.erase(t.key);
+    p->tasks.clear();
+  }
 }
 void Pipeline::Resume() {
   if (paused_.exchange(false)) spdlog::info("pipeline resumed");
@@ -664,11 +686,14 @@ TrainingStatus Pipeline::Training() const {
 void Pipeline::IngestLoop() {
   while (!stop_.load()) {
     if (StoreDegraded()) ProbeStore();
-    if (!paused_.load() && !StoreDegraded()) {
-      auto res = ingestor_.PollOnce();
-      if (!res.ok()) StoreWriteFailed("ingest cannot commit", res.status());
-    } else {
-      ingestor_.RefreshSizes();  // the lag keeps growing, and shows it
+    {
+      std::lock_guard<std::mutex> pass(ingest_pass_mu_);  // Pause waits on it
+      if (!paused_.load() && !StoreDegraded()) {
+        auto res = ingestor_.PollOnce();
+        if (!res.ok()) StoreWriteFailed("ingest cannot commit", res.status());
+      } else {
+        ingestor_.RefreshSizes();  // the lag keeps growing, and shows it
+      }
     }
     // Sleeps like SleepFor, but a new log file (inotify) starts the next poll at once.
     if (!stop_.load()) ingestor_.WaitForNewFiles(config_.poll_interval_s);
@@ -996,25 +1021,14 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   }
   auto finish = [&](const std::string& version, const std::string& outcome,
                     const std::string& reason) {
-    int64_t run = 0;
     const int64_t at = NowMs();
+    int64_t run = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      training_.running = false;
-      training_.last_version = version;
-      training_.last_outcome = outcome;
-      training_.last_reason = reason;
-      training_.last_finished_at_ms = at;
-      run = ++training_.runs;
-      if (outcome == "failed") {
-        ++training_failures_;
-        const double backoff =
-            std::min(1800.0, 30.0 * std::pow(2.0, std::min(training_failures_ - 1, 10)));
-        next_auto_train_ = MonotonicSeconds() + backoff;
-      } else {
-        training_failures_ = 0;
-      }
+      run = training_.runs + 1;  // only this thread finishes runs
     }
+    // The counter and the event first, the status last: whoever sees the run
+    // finished in /v1/status also finds it in /metrics and /v1/events.
     TrainingRuns(metrics_, outcome).Inc();
     const auto level = outcome == "failed"     ? spdlog::level::err
                        : outcome == "rejected" ? spdlog::level::warn
@@ -1031,6 +1045,21 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
                         {"trigger", trigger},
                         {"run", run}}
              .dump()});
+    std::lock_guard<std::mutex> lock(mu_);
+    training_.running = false;
+    training_.last_version = version;
+    training_.last_outcome = outcome;
+    training_.last_reason = reason;
+    training_.last_finished_at_ms = at;
+    training_.runs = run;
+    if (outcome == "failed") {
+      ++training_failures_;
+      const double backoff =
+          std::min(1800.0, 30.0 * std::pow(2.0, std::min(training_failures_ - 1, 10)));
+      next_auto_train_ = MonotonicSeconds() + backoff;
+    } else {
+      training_failures_ = 0;
+    }
   };
 
   const int64_t labels_at = store_.Counts().labels;

@@ -358,11 +358,26 @@ TEST_F(ApiTest, SwapsUnderConcurrentScoringNeverFailARequest) {
       }
     });
   }
+  // Until some request has been scored by vB (a loaded machine may take a
+  // while to run one in 100 ms), at most 30 s.
+  auto served_by_b = [&] {
+    for (int waited_ms = 0; waited_ms < 30000; waited_ms += 10) {
+      {
+        std::lock_guard<std::mutex> lock(seen_mu);
+        if (seen.count("vB")) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
   for (int i = 0; i < 4; ++i) {
-    ASSERT_EQ(Post("/v1/models/vB/promote", "{}", true)->status, 200);
+    // EXPECT, not ASSERT: the scoring threads must be joined on every path.
+    auto pr = Post("/v1/models/vB/promote", "{}", true);
+    EXPECT_EQ(pr->status, 200) << pr->body;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (i == 0) EXPECT_TRUE(served_by_b());
     auto rb = Post("/v1/models/rollback", R"({"reason": "swap test"})", true);
-    ASSERT_EQ(rb->status, 200) << rb->body;
+    EXPECT_EQ(rb->status, 200) << rb->body;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   stop = true;

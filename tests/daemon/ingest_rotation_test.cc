@@ -132,7 +132,9 @@ TEST_F(IngestRotationTest, RenameAndCreateWhileRunningDrainsTheOldFileThenReleas
 // it as soon as the new file is created): the old file must still be read on
 // for rotate_wait_s, not released on that quiet poll.
 TEST_F(IngestRotationTest, RotatedFileIsReadOnForRotateWait) {
-  source_.rotate_wait_s = 3;  // the polls below, until the sleep, take far less
+  // The polls below, until the sleep, take far less (each commits to RocksDB:
+  // a loaded machine's fsync may take a second).
+  source_.rotate_wait_s = 6;
   WriteFile(log_, Line("a1"));
   Poll(Running());
   std::filesystem::rename(log_, log_ + ".1");
@@ -142,7 +144,7 @@ TEST_F(IngestRotationTest, RotatedFileIsReadOnForRotateWait) {
   EXPECT_EQ(Running().OpenFiles(), 2u);
   AppendFile(log_ + ".1", Line("a2") + "{\"prompt\": \"a3");  // the writer's last lines
   Poll(Running());
-  std::this_thread::sleep_for(std::chrono::milliseconds(3100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(6100));
   AppendFile(log_ + ".1", "\"}");  // ... completed before the writer reopens
   Poll(Running());                 // read: not quiet
   EXPECT_EQ(Running().OpenFiles(), 2u);

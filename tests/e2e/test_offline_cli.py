@@ -41,6 +41,7 @@ def main(args, tmp):
     # daemon's start (not its first training run, hours later).
     quick = json.load(open(os.path.join(src, "configs", "quickstart.json")))
     quick["data_dir"] = os.path.join(tmp, "state")
+    quick["api"]["listen"] = "127.0.0.1:0"  # not quickstart's fixed port: it may be in use
     quick["trainer"]["device"] = "cpu"
     quick["trainer"]["model"] = {
         "type": "ensemble", "backbone": os.path.join(src, "tests", "trainer", "data", "qwen3_tiny")}

@@ -11,9 +11,14 @@
    a changed api.listen and judge.timeout_s are named as needing a
    restart; each is recorded as a `reload` audit event; an invalid config
    changes nothing.
+0. (First of all.) A port already in use stops rlaifd with a clear error
+   before it has read, and so committed, any log line: `ingest --once`
+   afterwards still finds every line unread.
 """
 import json
 import os
+import socket
+import subprocess
 import time
 
 from rlaif_e2e import (check, get_json, run_main, start_rlaifd, start_sim, wait_for)
@@ -47,6 +52,29 @@ def main(args, tmp):
     def write_config(c):
         with open(config_path, "w") as f:
             json.dump(c, f)
+
+    # 0. A port in use: rlaifd refuses to start and has ingested nothing.
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    busy = dict(config, data_dir=os.path.join(tmp, "state-busy"),
+                api={"listen": f"127.0.0.1:{blocker.getsockname()[1]}"})
+    write_config(busy)
+    rlaifd = os.path.join(args.bin, "rlaifd")
+    env = dict(os.environ, RLAIF_TOKEN="e2e")
+    p = subprocess.run([rlaifd, "run", "--config", config_path], env=env, capture_output=True,
+                       text=True, timeout=120)
+    out = p.stdout + p.stderr
+    check(p.returncode != 0 and "address in use" in out,
+          f"rlaifd on a port in use: rc {p.returncode}: {out[-2000:]}")
+    blocker.close()
+    p = subprocess.run([rlaifd, "ingest", "--config", config_path, "--once"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0, f"ingest --once: {p.returncode} {p.stderr[-2000:]}")
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    check(summary["lines"] == len(lines),
+          f"the failed start read lines it should have left: ingest --once then read "
+          f"{summary['lines']} of {len(lines)}")
 
     write_config(config)
 

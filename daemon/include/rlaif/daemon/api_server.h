@@ -53,10 +53,15 @@ class ApiServer {
   explicit ApiServer(ApiContext context);
   ~ApiServer();
 
-  // Binds host:port (port 0 = OS-chosen) and starts serving on a background
-  // thread. kIoError if the address cannot be bound.
+  // Binds host:port (port 0 = OS-chosen) without serving yet: rlaifd binds
+  // before it starts ingesting, so that a port in use stops it before it has
+  // read (and committed) anything. kIoError if the address cannot be bound.
+  Status Bind(const std::string& host, int port);
+  // Starts serving the bound socket on a background thread.
+  void Serve();
+  // Bind, then Serve.
   Status Start(const std::string& host, int port);
-  // The bound port (valid after Start).
+  // The bound port (valid after Bind).
   int port() const;
   // Stops accepting, waits for the serving thread.
   void Stop();

@@ -64,6 +64,8 @@ trainer::TrainOptions TrainOptionsFromConfig(const Config& config);
 // (`trainer.anchor_pairs`: it must load, else every candidate would be
 // refused by the anchor gate). Every problem found, one a line.
 std::vector<std::string> TrainerSetupProblems(const Config& config, bool check_device);
+// The same problems (device not checked) as one kInvalidArgument, or Ok.
+Status CheckTrainerSetup(const Config& config);
 
 class Pipeline {
  public:
@@ -95,6 +97,8 @@ class Pipeline {
   // Stops all threads; in-flight upstream calls are abandoned (their items stay queued).
   void Stop();
 
+  // Stops reading logs and starting upstream calls; returns once no ingest
+  // pass or dispatch begun before it is still going (calls in flight finish).
   void Pause();
   void Resume();
   bool paused() const { return paused_.load(); }
@@ -181,6 +185,7 @@ class Pipeline {
   std::atomic<bool> stop_{false};
   std::atomic<bool> paused_{false};
   std::mutex sleep_mu_;
+  std::mutex ingest_pass_mu_;  // held by the ingest thread for a pass (Pause waits on it)
   std::condition_variable sleep_cv_;
 
   std::unique_ptr<StagePool> gen_pool_;
