@@ -151,13 +151,20 @@ def start_sim(bin_dir, pairs, tmp, extra=()):
 def start_rlaifd(bin_dir, config_path, tmp, env=None):
     env = dict(os.environ if env is None else env)
     env.setdefault("RLAIF_TOKEN", E2E_TOKEN)
+    # Where this start's output begins (rlaifd.out is appended to by every
+    # start), taken before the process exists: it may print at once.
+    out_path = os.path.join(tmp, "rlaifd.out")
+    start = os.path.getsize(out_path) if os.path.exists(out_path) else 0
     d = Proc("rlaifd", [os.path.join(bin_dir, "rlaifd"), "run", "--config", config_path], tmp,
              env=env)
-    start = len(d.stdout_text())
 
     def port():
         check(d.alive(), "rlaifd exited: " + d.stderr_tail())
-        for line in d.stdout_text()[start:].splitlines():
+        d.out.flush()
+        with open(out_path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+        for line in text.splitlines():
             if line.startswith("rlaifd ready on port "):
                 return int(line.split()[-1])
         return None

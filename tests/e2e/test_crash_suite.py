@@ -128,14 +128,21 @@ def main(args, tmp):
         c, q = s["counts"], s["queues"]
         return s if (c["prompts"] == written and q["generate"]["depth"] == 0 and
                      q["judge"]["depth"] == 0) else None
-    wait_for(settled, 900, f"{written} prompts stored and every queue drained", interval=1)
+    wait_for(settled, 600, f"{written} prompts stored and every queue drained", interval=1)
     # A training run may be going: SIGTERM cancels it cleanly. The checks run
     # on a restarted daemon that does not train (an operator's verification run).
     check(d.term(timeout=60) == 0, "rlaifd did not stop cleanly after the kills")
     config["trainer"]["min_new_labels"] = 1000000000
     json.dump(config, open(path, "w"))
+    # A run the SIGTERM cancelled resumes at the start whatever min_new_labels
+    # says: let it finish before checking the registry.
+    resumes = os.path.isdir(os.path.join(state, "training-state"))
     d, port = start_rlaifd(args.bin, path, tmp)
     base = f"http://127.0.0.1:{port}"
+    if resumes:
+        runs = get_json(base + "/v1/status")["training"]["runs"]
+        wait_for(lambda: (lambda t: t["runs"] > runs and not t["running"])(
+            get_json(base + "/v1/status")["training"]), 600, "the resumed training run", interval=1)
     s = get_json(base + "/v1/status")
     c = s["counts"]
 

@@ -71,7 +71,6 @@ def main(args, tmp):
 
     rotations = {"rename": 0, "create": 0, "copytruncate": 0}
     k = [0]
-    last_rotation = [0.0]
 
     def rotate():
         kind = ("rename", "create", "copytruncate")[k[0] % 3]
@@ -84,7 +83,15 @@ def main(args, tmp):
                 subprocess.run([logrotate, "-f", "-s", os.path.join(tmp, "lr.state"), confs[kind]],
                                check=True, capture_output=True)
         rotations[kind] += 1
-        last_rotation[0] = time.monotonic()
+
+    def tracks_current_file(port):
+        """Whether rlaifd has committed a checkpoint of the file now at `log`."""
+        try:
+            ino = os.stat(log).st_ino
+            sources = get_json(f"http://127.0.0.1:{port}/v1/status", timeout=10)["sources"]
+        except Exception:  # noqa: BLE001 - not known to be seen: no rotation
+            return False
+        return any(x["inode"] == ino and x["last_commit"] for x in sources)
 
     d, port = start_rlaifd(args.bin, cfg_path, tmp)
     wt = threading.Thread(target=writer)
@@ -98,15 +105,16 @@ def main(args, tmp):
             if rng.random() < 0.6:
                 rotate()
             time.sleep(rng.uniform(0.0, 0.5))
+            seen = tracks_current_file(port)
             d.kill9()
-            # Rotated while rlaifd is down -- but not when the previous rotation
-            # was so recent that rlaifd may not have polled since: the file that
-            # rotation created (and its lines) would then be rotated away before
-            # any tailer could have seen it, which no follower by identity can
-            # recover (two rotations within one poll interval; see
-            # docs/OPERATIONS.md). The random draw is made either way so that a
-            # seed keeps its schedule.
-            if rng.random() < 0.3 and time.monotonic() - last_rotation[0] > 0.5:
+            # Rotated while rlaifd is down -- but only once rlaifd has committed
+            # a checkpoint of the file the last rotation created: otherwise that
+            # file (and its lines) would be rotated away before any tailer could
+            # have seen it, which no follower by identity can recover (two
+            # rotations within one poll; see docs/OPERATIONS.md). Asked, not
+            # timed: a loaded machine may take seconds to poll. The random draw
+            # is made either way so that a seed keeps its schedule.
+            if rng.random() < 0.3 and seen:
                 rotate()
             d, port = start_rlaifd(args.bin, cfg_path, tmp)
     finally:

@@ -19,7 +19,6 @@ rlaifd really exports.
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.parse
@@ -46,17 +45,21 @@ def check_dashboard(src, bin_dir, tmp, port):
     """Prometheus scrapes rlaifd; every dashboard query evaluates and has data."""
     if not os.path.exists("/usr/bin/prometheus"):
         raise Skip("no /usr/bin/prometheus (scripts/deps.sh installs the prometheus package)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        prom_port = s.getsockname()[1]
     cfg = os.path.join(tmp, "prometheus.yml")
     with open(cfg, "w") as f:
         f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                 "scrape_configs:\n  - job_name: rlaifd\n    static_configs:\n"
                 f"      - targets: ['127.0.0.1:{port}']\n")
+    # Port 0: prometheus logs the port it got ("Listening on" address=...).
     prom = Proc("prometheus", ["/usr/bin/prometheus", f"--config.file={cfg}",
                                f"--storage.tsdb.path={os.path.join(tmp, 'tsdb')}",
-                               f"--web.listen-address=127.0.0.1:{prom_port}"], tmp)
+                               "--web.listen-address=127.0.0.1:0"], tmp)
+
+    def listening():
+        check(prom.alive(), "prometheus exited: " + prom.stderr_tail())
+        m = re.search(r'msg="Listening on" address=127\.0\.0\.1:(\d+)', prom.stderr_tail(100000))
+        return int(m.group(1)) if m else None
+    prom_port = wait_for(listening, 60, "prometheus to listen")
     api = f"http://127.0.0.1:{prom_port}/api/v1/query?query="
 
     def query(expr):

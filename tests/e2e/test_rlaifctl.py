@@ -45,7 +45,7 @@ def main(args, tmp):
     logs = os.path.join(tmp, "logs")
     os.makedirs(logs)
     with open(os.path.join(logs, "app.jsonl"), "wb") as f:
-        f.write(b"".join(lines))
+        f.write(b"".join(lines[:70]))
     config = {
         "data_dir": os.path.join(tmp, "state"),
         "api": {"listen": "127.0.0.1:0", "admin_token_env": "RLAIF_TOKEN",
@@ -55,7 +55,9 @@ def main(args, tmp):
                       "concurrency": 8},
         "judge": {"base_url": f"http://127.0.0.1:{sim_port}/v1", "model": "sim-judge",
                   "concurrency": 8, "dimensions": [{"name": "harmlessness"}]},
-        "trainer": {"min_new_labels": 40, "model": {"preset": "tiny"},
+        # 50 of at most 80 labels: one automatic run only (a second one would
+        # race the manual train, promote and rollback below).
+        "trainer": {"min_new_labels": 50, "model": {"preset": "tiny"},
                     "gate": {"min_accuracy": 0.0, "max_regression": 1.0}},
     }
     config_path = os.path.join(tmp, "config.json")
@@ -67,6 +69,13 @@ def main(args, tmp):
 
     first = wait_for(lambda: get_json(base + "/v1/status")["model"]["live_version"], 300,
                      "a first live model", interval=1)
+    # Fresh labels for the rates over the last minute below (the first run may
+    # have taken longer than that on a loaded machine).
+    labels_before = get_json(base + "/v1/status")["counts"]["labels"]
+    with open(os.path.join(logs, "app.jsonl"), "ab") as f:
+        f.write(b"".join(lines[70:]))
+    wait_for(lambda: get_json(base + "/v1/status")["counts"]["labels"] > labels_before, 120,
+             "labels of the appended lines", interval=0.5)
 
     # status: a readable table by default, JSON with --json; URL from RLAIF_URL.
     rc, out, err = run("status", url=base)
@@ -96,12 +105,13 @@ def main(args, tmp):
     # Admin commands need the token: exit 1 with the daemon's message without it.
     rc, _, err = run("train", url=base)
     check(rc == 1 and "401" in err, f"train without a token must exit 1 (401), got {rc}: {err}")
+    runs_before = get_json(base + "/v1/status")["training"]["runs"]
     rc, _, err = run("--reason", "second model for the e2e test", "train", token=BOT_TOKEN, url=base)
     check(rc == 0, f"train -> {rc}: {err}")
-    wait_for(lambda: len(get_json(base + "/v1/models")["models"]) >= 2, 300,
-             "a second trained model", interval=1)
-    wait_for(lambda: not get_json(base + "/v1/status")["training"]["running"], 300,
-             "the training run to finish", interval=1)
+    wait_for(lambda: (lambda t: t["runs"] > runs_before and not t["running"])(
+        get_json(base + "/v1/status")["training"]), 300, "the requested run to finish", interval=1)
+    check(len(get_json(base + "/v1/models")["models"]) == 2,
+          f"two models expected: {get_json(base + '/v1/models')['models']}")
     versions = [m["version"] for m in get_json(base + "/v1/models")["models"]]
     second = [v for v in versions if v != first][0]
 

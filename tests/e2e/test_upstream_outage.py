@@ -87,11 +87,13 @@ def main(args, tmp):
     check(get_json(base + "/livez")["status"] == "alive", "rlaifd died during the outage")
 
     # Back on the same port, still with faults.
-    Proc("rlaif-sim-2", [os.path.join(args.bin, "rlaif-sim"), "--listen", f"127.0.0.1:{sim_port}",
-                         "--pairs", pairs, "--seed", "8", *FAULTS], tmp)
+    sim2 = Proc("rlaif-sim-2", [os.path.join(args.bin, "rlaif-sim"), "--listen",
+                                f"127.0.0.1:{sim_port}", "--pairs", pairs, "--seed", "8", *FAULTS],
+                tmp)
     t_up = time.time()
 
     def drained():
+        check(sim2.alive(), "the sim did not come back on its port: " + sim2.stderr_tail())
         s = get_json(base + "/v1/status")
         c, q = s["counts"], s["queues"]
         done = c["prompts"] == 200 and c["labels"] + c["dead"] >= 200 and \

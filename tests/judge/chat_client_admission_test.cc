@@ -46,7 +46,9 @@ TEST(ChatClientBreakerTest, OpensFailsFastAndClosesAfterProbe) {
   ChatClientOptions o = Fast(up);
   o.max_retries = 10;
   o.breaker_failures = 3;
-  o.breaker_cooldown_s = 0.3;
+  // The breaker's state comes from the clock: it must stay open through the
+  // checks below however slow a loaded machine is, so the cool-down is long.
+  o.breaker_cooldown_s = 3;
   ChatClient client(o);
 
   auto r1 = client.Complete(Request());
@@ -75,7 +77,8 @@ TEST(ChatClientBreakerTest, OpensFailsFastAndClosesAfterProbe) {
 
   // After the cool-down one probe goes; its success closes the breaker.
   healthy = true;
-  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(static_cast<int>(o.breaker_cooldown_s * 1000) + 200));
   EXPECT_EQ(client.Health().breaker, BreakerState::kHalfOpen);
   auto r3 = client.Complete(Request());
   ASSERT_TRUE(r3.ok()) << r3.status().ToString();
@@ -90,11 +93,12 @@ TEST(ChatClientBreakerTest, FailedProbeReopens) {
   ChatClientOptions o = Fast(up);
   o.max_retries = 0;
   o.breaker_failures = 1;
-  o.breaker_cooldown_s = 0.1;
+  o.breaker_cooldown_s = 3;  // long: it is checked open right after each failure
   ChatClient client(o);
   EXPECT_FALSE(client.Complete(Request()).ok());
   EXPECT_EQ(client.Health().breaker, BreakerState::kOpen);
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(static_cast<int>(o.breaker_cooldown_s * 1000) + 200));
   EXPECT_FALSE(client.Complete(Request()).ok());  // the probe
   EXPECT_EQ(up.calls(), 2);
   EXPECT_EQ(client.Health().breaker, BreakerState::kOpen);
@@ -163,57 +167,64 @@ TEST(ChatClientRateLimitTest, RequestsPerMinuteSpacesCalls) {
     FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
   });
   ChatClientOptions o = Fast(up);
-  // 2/s with a bucket of depth 1: every call after the first waits, as long
-  // as a call itself takes well under 0.5 s (under TSan on a loaded machine
-  // one takes ~0.1 s, which is why this is not 10/s any more: the bucket
-  // refilled during the call and fewer waits were counted).
-  o.requests_per_minute = 120;
-  o.rate_burst_s = 0.5;
+  // One per 2 s with a bucket of depth 1: every call after the first waits,
+  // as long as a call itself takes under 2 s (under TSan on a loaded machine
+  // one takes ~0.1 s, but stalls of a second happen, which is why this is
+  // not 10/s nor 2/s any more: the bucket refilled during the call and fewer
+  // waits were counted).
+  o.requests_per_minute = 30;
+  o.rate_burst_s = 2;
   ChatClient client(o);
   const double t0 = MonotonicSeconds();
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(client.Complete(Request()).ok());
   const double elapsed = MonotonicSeconds() - t0;
-  EXPECT_GE(elapsed, 0.95);  // two waits of 0.5 s
-  EXPECT_LT(elapsed, 5.0);
+  EXPECT_GE(elapsed, 3.95);  // two waits of 2 s
+  EXPECT_LT(elapsed, 20.0);
   EXPECT_EQ(client.stats().throttled_waits.load(), 2);
 }
 
 TEST(ChatClientRateLimitTest, TokensPerMinuteUsesEstimateThenUsage) {
-  // Each call reports 600 tokens of usage; the bucket holds 100 tokens/s.
+  // Each call reports 3000 tokens of usage; the bucket holds 100 tokens/s.
   FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
-    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok", 500, 100));
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok", 2500, 500));
   });
   ChatClientOptions o = Fast(up);
   o.tokens_per_minute = 6000;  // 100/s
-  o.rate_burst_s = 6;          // 600 deep
+  o.rate_burst_s = 30;         // 3000 deep
   ChatClient client(o);
   const double t0 = MonotonicSeconds();
-  ASSERT_TRUE(client.Complete(Request()).ok());  // estimate ~9, debited to 600 after
+  ASSERT_TRUE(client.Complete(Request()).ok());  // estimate ~9, debited to 3000 after
   ASSERT_TRUE(client.Complete(Request()).ok());  // waits for the 9-token estimate only
   const double elapsed = MonotonicSeconds() - t0;
   EXPECT_GE(elapsed, 0.05);
-  EXPECT_LT(elapsed, 1.0);
+  // Waiting for a whole call's usage instead would take 30 s: the bound is
+  // far from both, so a loaded machine does not reach it.
+  EXPECT_LT(elapsed, 10.0);
 }
 
 TEST(ChatClientRateLimitTest, HonoursExhaustedRateLimitHeaders) {
   FakeUpstream up([&](int n, const RecordedRequest&, httplib::Response& res) {
     if (n == 0) {
       res.set_header("x-ratelimit-remaining-requests", "0");
-      res.set_header("x-ratelimit-reset-requests", "300ms");
+      res.set_header("x-ratelimit-reset-requests", "3000ms");
       res.set_header("x-ratelimit-remaining-tokens", "9000");
       res.set_header("x-ratelimit-reset-tokens", "6m0s");  // not exhausted: ignored
     }
     FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
   });
   ChatClient client(Fast(up));
+  const double t_first = MonotonicSeconds();
   ASSERT_TRUE(client.Complete(Request()).ok());
-  const double paused = client.Health().rate_limited_for_s;
-  EXPECT_GT(paused, 0.2);
-  EXPECT_LE(paused, 0.3);
   const double t0 = MonotonicSeconds();
+  const double paused = client.Health().rate_limited_for_s;
+  // 3 s from the first response, which came between t_first and now:
+  // bounded by what was measured, not by a guess of how slow the machine is.
+  EXPECT_GE(paused, 3.0 - (MonotonicSeconds() - t_first) - 1e-6);
+  EXPECT_LE(paused, 3.0 + 1e-6);
   ASSERT_TRUE(client.Complete(Request()).ok());
-  EXPECT_GE(MonotonicSeconds() - t0, 0.2);
-  EXPECT_LT(MonotonicSeconds() - t0, 1.0);
+  const double waited = MonotonicSeconds() - t0;
+  EXPECT_GE(waited, paused - 1e-6);  // the pause was waited out (t0 is before Health)
+  EXPECT_LT(waited, 30.0);           // nor the unexhausted tokens' 6 minutes
 }
 
 TEST(ChatClientRateLimitTest, Retry429UsesResetHeaderWithoutRetryAfter) {

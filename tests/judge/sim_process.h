@@ -50,9 +50,12 @@ class SimChild {
   SimChild(const SimChild&) = delete;
   SimChild& operator=(const SimChild&) = delete;
 
-  // The port once listening; -1 if the process died or took over 10 s.
+  // The port once listening; -1 if the process died or took over 60 s (a
+  // loaded CI machine can take seconds to start a process; a dead one is
+  // noticed at once, so the long limit costs nothing when it works).
   int WaitForPort() {
-    for (int i = 0; i < 1000 && pid_ > 0; ++i) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (pid_ > 0) {
       std::string text = ReadFile(dir_.Sub("port"));
       if (!text.empty()) return std::stoi(text);
       int status;
@@ -60,6 +63,7 @@ class SimChild {
         pid_ = -1;
         return -1;
       }
+      if (std::chrono::steady_clock::now() >= deadline) return -1;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return -1;

@@ -167,13 +167,17 @@ TEST(SimRoundTripTest, PositionBiasMakesEveryLabelATie) {
 
 TEST(SimRoundTripTest, FaultsAreRetriedByTheClient) {
   TempDir dir;
-  // Every fault kind, hangs included: the client's read timeout (0.5 s)
-  // turns a hang (2 s here) into a retry.
-  SimProcess sim(dir, {"--fault-rate", "0.4", "--seed", "11", "--hang-ms", "2000"});
+  // Every fault kind, hangs included: the client's read timeout (3 s) turns
+  // a hang (10 s here) into a retry. The counts below are exact, so the
+  // timeout is far above a normal answer's time even on a loaded machine (a
+  // slow answer timed out would be one retry more, and a judge repeat); the
+  // calls are sequential, so seed 11 always draws the same faults: 9 over
+  // 17 calls, every kind, one hang (which costs the 3 s).
+  SimProcess sim(dir, {"--fault-rate", "0.4", "--seed", "11", "--hang-ms", "10000"});
   const int port = sim.WaitForPort();
   ASSERT_GT(port, 0) << rlaif::testing::ReadFile(dir.Sub("stderr"));
   ChatClientOptions options = ClientOptions(port);
-  options.timeout_s = 0.5;
+  options.timeout_s = 3;
   ChatClient client(options);
   Generator gen(client, {.model = "sim-sft"});
   Judge judge(client, {.model = "sim-judge", .dimensions = {{"helpfulness", ""}}});
@@ -187,6 +191,7 @@ TEST(SimRoundTripTest, FaultsAreRetriedByTheClient) {
   }
   json stats = Stats(port);
   EXPECT_GT(stats["faults"].get<int>(), 0);
+  EXPECT_GT(stats["faults_by_kind"]["hang"].get<int>(), 0);  // the timeout path was taken
   EXPECT_EQ(client.stats().retries.load(), stats["faults"].get<int>());
   EXPECT_EQ(stats["judge_repeats"], 0);  // a failed call is not an answer
   EXPECT_EQ(sim.Terminate(), 0);
