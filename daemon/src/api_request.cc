@@ -124,6 +124,20 @@ std::optional<ApiError> DecodeHumanLabel(const json& body, HumanLabelRequest* ou
   return std::nullopt;
 }
 
+// "max": optional, an integer in [1, kMaxRequeue]; *max is kept if absent.
+static std::optional<ApiError> GetMax(const json& body, size_t* max) {
+  if (body.contains("max") && !body["max"].is_null()) {
+    const json& m = body["max"];
+    if (!m.is_number_integer() || m.get<int64_t>() < 1 ||
+        m.get<int64_t>() > static_cast<int64_t>(kMaxRequeue)) {
+      return Error(400, "invalid_request",
+                   "\"max\" must be an integer in [1, " + std::to_string(kMaxRequeue) + "]");
+    }
+    *max = static_cast<size_t>(m.get<int64_t>());
+  }
+  return std::nullopt;
+}
+
 std::optional<ApiError> DecodeRequeue(const json& body, RequeueRequest* out) {
   if (auto e = GetText(body, "stage", &out->stage)) return e;
   if (out->stage != "generate" && out->stage != "judge") {
@@ -134,16 +148,14 @@ std::optional<ApiError> DecodeRequeue(const json& body, RequeueRequest* out) {
   if (body.contains("dead_reason") && !body["dead_reason"].is_null()) {
     if (auto e = GetText(body, "dead_reason", &out->dead_reason)) return e;
   }
-  if (body.contains("max") && !body["max"].is_null()) {
-    const json& m = body["max"];
-    if (!m.is_number_integer() || m.get<int64_t>() < 1 ||
-        m.get<int64_t>() > static_cast<int64_t>(kMaxRequeue)) {
-      return Error(400, "invalid_request",
-                   "\"max\" must be an integer in [1, " + std::to_string(kMaxRequeue) + "]");
-    }
-    out->max = static_cast<size_t>(m.get<int64_t>());
+  return GetMax(body, &out->max);
+}
+
+std::optional<ApiError> DecodeBackfill(const json& body, BackfillRequest* out) {
+  if (body.contains("dimension") && !body["dimension"].is_null()) {
+    if (auto e = GetText(body, "dimension", &out->dimension)) return e;
   }
-  return std::nullopt;
+  return GetMax(body, &out->max);
 }
 
 std::optional<ApiError> ParseBoundedInt(const std::string& key, const std::string& value,

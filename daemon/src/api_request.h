@@ -87,6 +87,15 @@ struct RequeueRequest {
 };
 std::optional<ApiError> DecodeRequeue(const nlohmann::json& body, RequeueRequest* out);
 
+// /v1/judge/backfill: {"dimension": optional, only pairs lacking it, "max":
+// optional 1..kMaxRequeue (default kDefaultBackfill), "reason": optional}.
+inline constexpr size_t kDefaultBackfill = 10000;
+struct BackfillRequest {
+  std::string dimension;
+  size_t max = kDefaultBackfill;
+};
+std::optional<ApiError> DecodeBackfill(const nlohmann::json& body, BackfillRequest* out);
+
 // A non-negative decimal query parameter in [lo, hi] (at most 9 digits).
 // Errors: 400 invalid_request.
 std::optional<ApiError> ParseBoundedInt(const std::string& key, const std::string& value,

@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -176,6 +177,7 @@ struct ApiServer::Impl {
   std::thread thread;
   int port = 0;
   int listen_fd = -1;  // the listening socket, seen by the socket-options hook
+  bool served = false;   // Serve() was called
   std::mutex backup_mu;  // one online backup at a time (try_lock: a second gets 409)
 
   // Rates over a sliding window: a sampler thread records the stage and
@@ -749,6 +751,25 @@ struct ApiServer::Impl {
     SendJson(res, {{"requeued", r->requeued}, {"skipped", r->skipped}});
   }
 
+  // Judged pairs queued again for the dimensions they lack (one added to the
+  // config after they were judged): {"queued", "missing": {dimension: n},
+  // "already_queued", "dead_lettered", "more"}, and a `backfill` audit event.
+  void BackfillJudge(const httplib::Request& req, httplib::Response& res, const std::string& why) {
+    json body;
+    if (!ParseBody(req, res, &body)) return;
+    api::BackfillRequest rq;
+    if (!SendApiError(res, api::DecodeBackfill(body, &rq))) return;
+    auto r = ctx.pipeline.BackfillJudge(rq.dimension, rq.max, Actor(), why);
+    if (!r.ok()) return SendStatus(res, r.status());
+    json missing = json::object();
+    for (const auto& [d, n] : r->missing) missing[d] = n;
+    SendJson(res, {{"queued", r->queued},
+                   {"missing", missing},
+                   {"already_queued", r->already_queued},
+                   {"dead_lettered", r->dead_lettered},
+                   {"more", r->more}});
+  }
+
   // P(a > b) under Bradley-Terry: sigmoid(score(a) - score(b)) of the combined
   // raw scores, same model version.
   void Compare(const httplib::Request& req, httplib::Response& res) {
@@ -1194,6 +1215,13 @@ struct ApiServer::Impl {
                       RequeueDead(req, res, why_of(req));
                     },
                     true));
+    server.Post("/v1/judge/backfill",
+                Wrap(
+                    "/v1/judge/backfill",
+                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
+                      BackfillJudge(req, res, why_of(req));
+                    },
+                    true));
     server.Post("/v1/train", Wrap("/v1/train", [this, why_of](const httplib::Request& req, httplib::Response& res) {
       ctx.pipeline.RequestTrain(Actor(), why_of(req));
       SendJson(res, {{"requested", true}}, 202);
@@ -1261,8 +1289,15 @@ Status ApiServer::Bind(const std::string& host, int port) {
 }
 
 void ApiServer::Serve() {
+  impl_->served = true;
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
   impl_->sampler = std::thread([this] { impl_->SamplerLoop(); });
+  // httplib's stop() does nothing until the serving thread is in its accept
+  // loop: a Stop() right after Serve() (a SIGTERM during the start) would
+  // leave that thread blocked in accept() and the join hanging.
+  for (int i = 0; i < 10000 && !impl_->server.is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 int ApiServer::port() const { return impl_->port; }
@@ -1270,6 +1305,12 @@ int ApiServer::port() const { return impl_->port; }
 void ApiServer::Stop() {
   if (!impl_) return;
   impl_->stopping = true;
+  if (!impl_->served && impl_->listen_fd >= 0) {
+    // Bound, never served (the start failed after Bind): httplib's stop()
+    // only closes the socket of a running server.
+    ::close(impl_->listen_fd);
+    impl_->listen_fd = -1;
+  }
   impl_->server.stop();
   if (impl_->thread.joinable()) impl_->thread.join();
   impl_->StopSampler();

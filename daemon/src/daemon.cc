@@ -239,7 +239,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   // A config mistake is named before a port in use (Pipeline::Start checks
   // it again). Bound before the pipeline starts: a port in use must stop
   // rlaifd before it has read (and committed) any log line.
-  RLAIF_RETURN_IF_ERROR(CheckTrainerSetup(config));
+  RLAIF_RETURN_IF_ERROR(pipeline.CheckSetup());
   RLAIF_RETURN_IF_ERROR(api.Bind(host, port));
   RLAIF_RETURN_IF_ERROR(pipeline.Start());
   api.Serve();

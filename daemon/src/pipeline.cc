@@ -426,7 +426,8 @@ std::vector<std::string> TrainerSetupProblems(const Config& config, bool check_d
   return problems;
 }
 
-Status CheckTrainerSetup(const Config& config) {
+// The problems (device not checked) as one kInvalidArgument, or Ok.
+static Status CheckTrainerSetup(const Config& config) {
   auto problems = TrainerSetupProblems(config, /*check_device=*/false);
   if (problems.empty()) return Status::Ok();
   std::string all;
@@ -434,12 +435,19 @@ Status CheckTrainerSetup(const Config& config) {
   return Status::InvalidArgument(all);
 }
 
+Status Pipeline::CheckSetup() {
+  if (setup_checked_) return Status::Ok();
+  RLAIF_RETURN_IF_ERROR(CheckTrainerSetup(config_));
+  setup_checked_ = true;
+  return Status::Ok();
+}
+
 Status Pipeline::Start() {
   // The trainer's setup (architecture, tokenizer file, backbone, anchor
   // pairs) is checked now: a mistake fails the start, not the first training
   // run. The device is not: a GPU missing now fails training runs (reported
   // in /v1/status), not scoring with the live model.
-  RLAIF_RETURN_IF_ERROR(CheckTrainerSetup(config_));
+  RLAIF_RETURN_IF_ERROR(CheckSetup());
   // Remove temp checkpoint directories left by a crash during training.
   std::error_code ec;
   std::filesystem::path models = std::filesystem::path(config_.data_dir) / "models";
@@ -482,8 +490,8 @@ Status Pipeline::Start() {
           spdlog::warn(
               "dimension {} has no head in the live model {}: it gets one at the next "
               "training run, from pairs judged for it from now on (pairs judged "
-              "before it was configured are not judged again)",
-              d.name, *live);
+              "before it was configured are judged on it with `rlaifctl backfill {}`)",
+              d.name, *live, d.name);
         }
       }
     }
@@ -815,6 +823,8 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     std::lock_guard<std::mutex> lock(gen_pool_->mu);
     gen_pool_->not_before[item.key] = MonotonicSeconds() + kRetryDelayS;
   };
+  // Paused after this item was handed to the worker: it stays queued.
+  if (paused_.load()) return;
   auto prompt = store_.GetPrompt(item.id);
   if (!prompt.ok()) return fail("store_error", prompt.status().ToString(), false);
   if (!prompt->has_value()) return fail("missing_prompt", "prompt record not found", true);
@@ -888,6 +898,16 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
     auto has = store_.HasLabel(item.id, dim.name, judge_.fingerprint());
     if (!has.ok()) return fail("store_error", has.status().ToString(), false);
     if (*has) continue;
+    if (paused_.load()) {
+      // Paused: no new judge call. The dimensions judged so far are kept;
+      // the pair stays queued for the rest.
+      if (!labels.empty()) {
+        Status kept = store_.CommitLabels(storage::WorkItem{}, labels);
+        if (!kept.ok())
+          spdlog::warn("judge: keeping pair {}'s labels: {}", item.id, kept.ToString());
+      }
+      return;
+    }
     const double t0 = MonotonicSeconds();
     Result<storage::LabelRecord> label = Status::Internal("not judged");
     if (dim.kind == "rouge_l") {
@@ -1556,6 +1576,42 @@ Status Pipeline::Rollback(const std::string& actor, const std::string& why) {
       {NowMs(), "rollback", actor, "rolled back " + current + " to " + target + because,
        nlohmann::json{{"from", current}, {"to", target}, {"reason", why}}.dump()});
   return Status::Ok();
+}
+
+Result<storage::Store::BackfillStats> Pipeline::BackfillJudge(const std::string& dimension,
+                                                              size_t max, const std::string& actor,
+                                                              const std::string& why) {
+  std::vector<std::string> dimensions;
+  for (const auto& d : judge_.options().dimensions) dimensions.push_back(d.name);
+  if (!dimension.empty() &&
+      std::find(dimensions.begin(), dimensions.end(), dimension) == dimensions.end()) {
+    std::string known;
+    for (const auto& d : dimensions) known += (known.empty() ? "" : ", ") + d;
+    return Status::InvalidArgument("dimension \"" + dimension +
+                                   "\" is not configured (judge.dimensions: " + known + ")");
+  }
+  auto r = store_.QueueJudgeBackfill(dimensions, dimension, judge_.fingerprint(), max);
+  if (!r.ok()) return r.status();
+  nlohmann::json missing = nlohmann::json::object();
+  std::string list;
+  for (const auto& [d, n] : r->missing) {
+    missing[d] = n;
+    list += (list.empty() ? "" : ", ") + d + " " + std::to_string(n);
+  }
+  const std::string what =
+      "queued " + std::to_string(r->queued) + " judged pair(s) to judge on missing dimensions" +
+      (list.empty() ? "" : " (" + list + ")") + (r->more ? "; more remain" : "");
+  (void)store_.AppendEvent({NowMs(), "backfill", actor, what + (why.empty() ? "" : ": " + why),
+                            nlohmann::json{{"dimension", dimension},
+                                           {"queued", r->queued},
+                                           {"missing", missing},
+                                           {"already_queued", r->already_queued},
+                                           {"dead_lettered", r->dead_lettered},
+                                           {"more", r->more},
+                                           {"reason", why}}
+                                .dump()});
+  spdlog::info("{} {}", actor, what);
+  return r;
 }
 
 Status Pipeline::ImportModel(const std::string& version, const std::string& actor) {

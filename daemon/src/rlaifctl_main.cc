@@ -25,9 +25,12 @@ using json = nlohmann::json;
 void Usage() {
   std::cerr << "usage: rlaifctl [--url URL] [--json] [--reason TEXT] "
                "status|models|promote VERSION|rollback|train|pause|resume|export KIND|backup DIR|\n"
-               "       requeue-dead generate|judge [DEAD_REASON]\n"
+               "       requeue-dead generate|judge [DEAD_REASON] | backfill [DIMENSION] [--max N]\n"
                "  requeue-dead: queue the stage's dead letters (those with DEAD_REASON, e.g.\n"
                "  unparseable_verdict) again, once their cause is fixed; `export dead` lists them\n"
+               "  backfill: judge already judged pairs on the dimensions they lack (one added\n"
+               "  to judge.dimensions since), at most N pairs (default 10000) a call; each\n"
+               "  pair costs judge calls for its missing dimensions\n"
                "  backup DIR: the daemon writes a consistent backup (store + models) to DIR,\n"
                "  a new directory inside its backup root (config backup_dir); DIR is relative\n"
                "  to that root or an absolute path inside it\n"
@@ -154,6 +157,7 @@ int main(int argc, char** argv) {
   const char* env_url = std::getenv("RLAIF_URL");
   std::string url = env_url && *env_url ? env_url : "http://127.0.0.1:8080";
   bool as_json = false;
+  long long max = 0;  // --max; 0 = the daemon's default
   std::string reason;
   std::vector<std::string> pos;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -161,6 +165,15 @@ int main(int argc, char** argv) {
       url = args[++i];
     } else if (args[i] == "--reason" && i + 1 < args.size()) {
       reason = args[++i];
+    } else if (args[i] == "--max" && i + 1 < args.size()) {
+      const std::string& v = args[++i];
+      char* end = nullptr;
+      const long long n = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n < 1) {
+        std::cerr << "rlaifctl: --max needs a positive integer, got \"" << v << "\"\n";
+        return 2;
+      }
+      max = n;
     } else if (args[i] == "--json") {
       as_json = true;
     } else if (args[i] == "-h" || args[i] == "--help") {
@@ -202,6 +215,14 @@ int main(int argc, char** argv) {
     path = "/v1/dead/requeue";
     json b = {{"stage", pos[1]}};
     if (pos.size() == 3) b["dead_reason"] = pos[2];
+    if (!reason.empty()) b["reason"] = reason;
+    request_body = b.dump();
+  } else if (cmd == "backfill" && (pos.size() == 1 || (pos.size() == 2 && !pos[1].empty()))) {
+    method = "POST";
+    path = "/v1/judge/backfill";
+    json b = json::object();
+    if (pos.size() == 2) b["dimension"] = pos[1];
+    if (max > 0) b["max"] = max;
     if (!reason.empty()) b["reason"] = reason;
     request_body = b.dump();
   } else if (cmd == "export" && pos.size() == 2) {
@@ -298,6 +319,26 @@ int main(int argc, char** argv) {
         std::cout << "; kept " << Str(body, "skipped") << " whose record is gone";
       }
       std::cout << "\n";
+    } else if (cmd == "backfill") {
+      std::cout << "queued " << Str(body, "queued")
+                << " judged pair(s) for their missing dimensions";
+      std::string dims;
+      const json missing = body.value("missing", json::object());
+      for (const auto& [d, n] : missing.items()) {
+        dims += (dims.empty() ? "" : ", ") + d + " " + n.dump();
+      }
+      if (!dims.empty()) std::cout << " (" << dims << ")";
+      std::cout << "\n";
+      if (body.value("already_queued", 0) > 0) {
+        std::cout << "already queued: " << Str(body, "already_queued") << "\n";
+      }
+      if (body.value("dead_lettered", 0) > 0) {
+        std::cout << "dead-lettered (not queued; see requeue-dead judge): "
+                  << Str(body, "dead_lettered") << "\n";
+      }
+      if (body.value("more", false)) {
+        std::cout << "more pairs lack a dimension: run backfill again (or a larger --max)\n";
+      }
     } else if (cmd == "backup") {
       std::cout << "backup:   " << Str(body, "dir") << "\n"
                 << "counts:   prompts " << body["counts"]["prompts"] << "  pairs "

@@ -31,6 +31,7 @@
 #include <exception>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <string_view>
 #include <unordered_set>
 #include <utility>
@@ -537,6 +538,101 @@ class RocksStore final : public Store {
       if (out.requeued == 0) return out;
       RLAIF_RETURN_IF_ERROR(
           Commit(&batch, next, std::string("re-queueing ") + stage_name + " dead letters"));
+      return out;
+    });
+  }
+
+  Result<BackfillStats> QueueJudgeBackfill(const std::vector<std::string>& dimensions,
+                                           const std::string& only_dimension,
+                                           const std::string& judge, size_t max) override {
+    return Guarded("QueueJudgeBackfill", [&]() -> Result<BackfillStats> {
+      BackfillStats out;
+      std::vector<std::pair<std::string, std::vector<std::string>>> candidates;  // pair, missing
+      {
+        rocksdb::ManagedSnapshot snapshot(db_.get());
+        rocksdb::ReadOptions ro;
+        ro.snapshot = snapshot.snapshot();
+        ro.fill_cache = false;
+        // Pairs queued or dead-lettered for judging.
+        std::set<std::string> queued, dead;
+        {
+          const std::string prefix(1, static_cast<char>(Stage::kJudge));
+          std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kQueue]));
+          for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+            if (it->key().size() > 9) queued.insert(it->key().ToString().substr(9));
+          }
+          if (!it->status().ok()) return FromRocks(it->status(), "reading the work queue");
+        }
+        {
+          std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kDead]));
+          for (it->SeekToFirst(); it->Valid(); it->Next()) {
+            Result<DeadLetter> d = DecodeDeadLetter(it->value().ToString());
+            if (!d.ok()) return RecordCorruption(kDead, it->key().ToStringView(), d.status());
+            if (d->stage == "judge") dead.insert(d->ref);
+          }
+          if (!it->status().ok()) return FromRocks(it->status(), "reading the dead letters");
+        }
+        // Labels are keyed pair_id/dimension/judge: one pair's are adjacent.
+        std::string pair;
+        std::set<std::string> have;  // dimensions `judge` labelled `pair` on
+        auto close_pair = [&] {
+          if (pair.empty() || have.empty()) return;
+          std::vector<std::string> missing;
+          for (const auto& d : dimensions) {
+            if (!have.count(d)) missing.push_back(d);
+          }
+          if (missing.empty()) return;
+          if (!only_dimension.empty() &&
+              std::find(missing.begin(), missing.end(), only_dimension) == missing.end()) {
+            return;
+          }
+          if (queued.count(pair)) {
+            ++out.already_queued;
+          } else if (dead.count(pair)) {
+            ++out.dead_lettered;
+          } else if (candidates.size() >= max) {
+            out.more = true;
+          } else {
+            candidates.emplace_back(pair, std::move(missing));
+          }
+        };
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kLabels]));
+        for (it->SeekToFirst(); it->Valid(); it->Next()) {
+          const std::string_view key = it->key().ToStringView();
+          const size_t first = key.find('/'), last = key.rfind('/');
+          if (first == std::string_view::npos || last == first) {
+            return Status::Corruption("malformed label key '" + Printable(key) + "' in store " +
+                                      options_.path);
+          }
+          const std::string_view id = key.substr(0, first);
+          if (id != pair) {
+            close_pair();
+            pair = std::string(id);
+            have.clear();
+          }
+          if (key.substr(last + 1) == judge) {
+            have.insert(std::string(key.substr(first + 1, last - first - 1)));
+          }
+        }
+        if (!it->status().ok()) return FromRocks(it->status(), "reading the labels");
+        close_pair();
+      }
+      if (candidates.empty()) return out;
+      std::lock_guard lock(write_mu_);
+      Counters next = counters_;
+      rocksdb::WriteBatch batch;
+      const int64_t now = NowMs();
+      for (const auto& [id, missing] : candidates) {
+        auto exists = Exists(kPairs, id);
+        if (!exists.ok()) return exists.status();
+        if (!*exists) continue;
+        batch.Put(handles_[kQueue], QueueKey(Stage::kJudge, now, id), "");
+        ++next.queue_judge;
+        ++out.queued;
+        for (const auto& d : missing) ++out.missing[d];
+      }
+      if (out.queued == 0) return out;
+      RLAIF_RETURN_IF_ERROR(Commit(&batch, next, "queueing pairs to judge on missing dimensions"));
       return out;
     });
   }

@@ -108,5 +108,26 @@ TEST(ApiRequestTest, HumanLabelAndBoundedInts) {
   }
 }
 
+TEST(ApiRequestTest, RequeueAndBackfillShareTheirBounds) {
+  BackfillRequest b;
+  EXPECT_FALSE(DecodeBackfill(json::object(), &b));
+  EXPECT_EQ(b.dimension, "");
+  EXPECT_EQ(b.max, kDefaultBackfill);
+  EXPECT_FALSE(DecodeBackfill(json{{"dimension", "helpfulness"}, {"max", 5}}, &b));
+  EXPECT_EQ(b.dimension, "helpfulness");
+  EXPECT_EQ(b.max, 5u);
+  for (const json& bad : {json{{"max", 0}}, json{{"max", kMaxRequeue + 1}}, json{{"max", "5"}},
+                          json{{"max", 1.5}}, json{{"dimension", 3}}}) {
+    auto e = DecodeBackfill(bad, &b);
+    ASSERT_TRUE(e) << bad.dump();
+    EXPECT_EQ(e->http, 400) << bad.dump();
+  }
+  RequeueRequest r;
+  EXPECT_FALSE(DecodeRequeue(json{{"stage", "judge"}, {"max", 7}}, &r));
+  EXPECT_EQ(r.max, 7u);
+  EXPECT_TRUE(DecodeRequeue(json{{"stage", "judge"}, {"max", 0}}, &r));
+  EXPECT_TRUE(DecodeRequeue(json{{"stage", "ingest"}}, &r));
+}
+
 }  // namespace
 }  // namespace rlaif::daemon::api

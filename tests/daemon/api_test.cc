@@ -375,7 +375,9 @@ TEST_F(ApiTest, SwapsUnderConcurrentScoringNeverFailARequest) {
     auto pr = Post("/v1/models/vB/promote", "{}", true);
     EXPECT_EQ(pr->status, 200) << pr->body;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (i == 0) EXPECT_TRUE(served_by_b());
+    if (i == 0) {
+      EXPECT_TRUE(served_by_b());
+    }
     auto rb = Post("/v1/models/rollback", R"({"reason": "swap test"})", true);
     EXPECT_EQ(rb->status, 200) << rb->body;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -23,6 +23,10 @@ class Fail(Exception):
     pass
 
 
+class Gone(Fail):
+    """A process the test needs has exited: wait_for gives up at once."""
+
+
 class Skip(Exception):
     """Raised when the test cannot run here (says why); exits 77, which ctest reports as skipped."""
 
@@ -33,6 +37,12 @@ SKIP_EXIT_CODE = 77
 def check(cond, msg):
     if not cond:
         raise Fail(msg)
+
+
+def check_alive(proc, msg):
+    """Fails at once, also inside a wait_for predicate, if `proc` has exited."""
+    if not proc.alive():
+        raise Gone(msg + ": " + proc.stderr_tail())
 
 
 def http(method, url, body=None, headers=None, timeout=30):
@@ -73,6 +83,8 @@ def wait_for(pred, timeout, what, interval=0.25):
             last = pred()
             if last:
                 return last
+        except Gone:
+            raise
         except (OSError, Fail, ValueError) as e:  # not up yet
             last = e
         time.sleep(interval)
@@ -137,7 +149,7 @@ def start_sim(bin_dir, pairs, tmp, extra=()):
                              "--pairs", pairs, "--seed", "7", "--port-file", port_file, *extra], tmp)
 
     def port():
-        check(sim.alive(), "rlaif-sim exited: " + sim.stderr_tail())
+        check_alive(sim, "rlaif-sim exited")
         if os.path.exists(port_file):
             txt = open(port_file).read().strip()
             if txt:
@@ -159,7 +171,7 @@ def start_rlaifd(bin_dir, config_path, tmp, env=None):
              env=env)
 
     def port():
-        check(d.alive(), "rlaifd exited: " + d.stderr_tail())
+        check_alive(d, "rlaifd exited")
         d.out.flush()
         with open(out_path, "rb") as f:
             f.seek(start)

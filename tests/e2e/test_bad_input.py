@@ -25,7 +25,8 @@ import socket
 import subprocess
 import time
 
-from rlaif_e2e import check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for
+from rlaif_e2e import (check, check_alive, export, get_json, http, run_main, start_rlaifd,
+                       start_sim, wait_for)
 
 TOKEN = "bad-input-admin-token-5f2c9a"
 
@@ -230,7 +231,7 @@ def main(args, tmp):
         return s if all(src["lag_bytes"] == 0 for src in s["sources"]) and \
             len(s["sources"]) == 2 and s["counts"]["prompts"] >= len(all_good) else None
     status = wait_for(ingested, 120, "every log line consumed")  # (last status in the error)
-    check(d.alive(), "rlaifd died on hostile log lines: " + d.stderr_tail())
+    check_alive(d, "rlaifd died on hostile log lines")
     code, body = export(base, "prompts", token=TOKEN)
     check(code == 200, f"export -> {code}")
     stored = [json.loads(l)["prompt"] for l in body.decode().splitlines() if l.strip()]
@@ -365,7 +366,7 @@ def main(args, tmp):
     check(reply.startswith(b"HTTP/1.1 400") and b"Content-Length" in reply.split(b"\r\n\r\n", 1)[-1],
           f"a bodiless POST must say what is missing: {reply[:400]!r}")
 
-    check(d.alive(), "rlaifd died on hostile API requests: " + d.stderr_tail())
+    check_alive(d, "rlaifd died on hostile API requests")
     metrics = http("GET", base + "/metrics")[1].decode()
     http_rejected = by_label(metric_values(metrics, "rlaif_http_rejected_total"), "reason")
     for reason, n in api_expected.items():

@@ -23,8 +23,8 @@ import os
 import subprocess
 import time
 
-from rlaif_e2e import (Skip, check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for,
-                       _PROCS)
+from rlaif_e2e import (Skip, check, check_alive, export, get_json, http, run_main, start_rlaifd,
+                       start_sim, wait_for, _PROCS)
 
 # Above 64 MiB: should RocksDB itself ever meet the full disk, it clears the
 # error only once a memtable's worth (64 MiB) is free again.
@@ -142,7 +142,7 @@ def run(args, tmp, mnt, kind):
     # Degraded stays degraded (no flapping) while the disk is full, reads keep working.
     for _ in range(6):
         time.sleep(1)
-        check(d.alive(), "rlaifd died with the disk full: " + d.stderr_tail())
+        check_alive(d, "rlaifd died with the disk full")
         s = status()
         check(s["state"] == "degraded", f"state went to {s['state']} with the disk still full")
     during = s["counts"]

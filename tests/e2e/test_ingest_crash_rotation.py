@@ -8,6 +8,7 @@ The writer pauses while logrotate runs in copytruncate mode: lines appended
 between logrotate's copy and its truncate are lost by construction of
 copytruncate (documented in docs/OPERATIONS.md), and this test checks
 rlaifd's part, not logrotate's."""
+import datetime
 import json
 import os
 import random
@@ -71,6 +72,7 @@ def main(args, tmp):
 
     rotations = {"rename": 0, "create": 0, "copytruncate": 0}
     k = [0]
+    last_rotation = [0.0]  # wall-clock time (rlaifd's commit times are wall-clock)
 
     def rotate():
         kind = ("rename", "create", "copytruncate")[k[0] % 3]
@@ -83,15 +85,24 @@ def main(args, tmp):
                 subprocess.run([logrotate, "-f", "-s", os.path.join(tmp, "lr.state"), confs[kind]],
                                check=True, capture_output=True)
         rotations[kind] += 1
+        last_rotation[0] = time.time()
 
     def tracks_current_file(port):
-        """Whether rlaifd has committed a checkpoint of the file now at `log`."""
+        """Whether rlaifd has committed a checkpoint of the file now at `log`
+        since the last rotation (after a copytruncate the inode is the same:
+        only a commit after it shows that rlaifd has seen the truncation)."""
         try:
             ino = os.stat(log).st_ino
             sources = get_json(f"http://127.0.0.1:{port}/v1/status", timeout=10)["sources"]
         except Exception:  # noqa: BLE001 - not known to be seen: no rotation
             return False
-        return any(x["inode"] == ino and x["last_commit"] for x in sources)
+
+        def committed_after_rotation(x):
+            if not x["last_commit"]:
+                return False
+            at = datetime.datetime.strptime(x["last_commit"], "%Y-%m-%dT%H:%M:%S.%fZ")
+            return at.replace(tzinfo=datetime.timezone.utc).timestamp() > last_rotation[0]
+        return any(x["inode"] == ino and committed_after_rotation(x) for x in sources)
 
     d, port = start_rlaifd(args.bin, cfg_path, tmp)
     wt = threading.Thread(target=writer)

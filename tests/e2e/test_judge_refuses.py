@@ -20,8 +20,8 @@ import json
 import os
 import time
 
-from rlaif_e2e import (Proc, check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for,
-                       write_prompt_lines)
+from rlaif_e2e import (Proc, check, check_alive, export, get_json, http, run_main, start_rlaifd,
+                       start_sim, wait_for, write_prompt_lines)
 
 N = 24
 
@@ -35,7 +35,7 @@ def start_judge_sim(args, pairs, tmp, port, refusal):
                 pairs, "--seed", "7", "--refusal", str(refusal), "--port-file", port_file], tmp)
 
     def bound():
-        check(sim.alive(), "the judge sim exited: " + sim.stderr_tail())
+        check_alive(sim, "the judge sim exited")
         txt = open(port_file).read().strip() if os.path.exists(port_file) else ""
         return int(txt.rsplit(":", 1)[-1]) if txt else None
     return sim, wait_for(bound, 60, "the judge sim to listen")

@@ -23,7 +23,8 @@ import subprocess
 import sys
 import urllib.parse
 
-from rlaif_e2e import Proc, Skip, check, get_json, http, run_main, start_rlaifd, start_sim, wait_for
+from rlaif_e2e import (Proc, Skip, check, check_alive, get_json, http, run_main, start_rlaifd,
+                       start_sim, wait_for)
 
 # Families whose label values are not known in advance (a route's refusal
 # reason, a stage's error reason) or that wait for their first event (the
@@ -56,7 +57,7 @@ def check_dashboard(src, bin_dir, tmp, port):
                                "--web.listen-address=127.0.0.1:0"], tmp)
 
     def listening():
-        check(prom.alive(), "prometheus exited: " + prom.stderr_tail())
+        check_alive(prom, "prometheus exited")
         m = re.search(r'msg="Listening on" address=127\.0\.0\.1:(\d+)', prom.stderr_tail(100000))
         return int(m.group(1)) if m else None
     prom_port = wait_for(listening, 60, "prometheus to listen")
@@ -69,7 +70,7 @@ def check_dashboard(src, bin_dir, tmp, port):
         return out["data"]["result"]
 
     def scraped():
-        check(prom.alive(), "prometheus exited: " + prom.stderr_tail())
+        check_alive(prom, "prometheus exited")
         return query('count_over_time(up{job="rlaifd"}[1m]) >= 12')
     wait_for(scraped, 90, "12 scrapes of rlaifd by prometheus", interval=1)
     empty = []

@@ -12,8 +12,8 @@
    restart; each is recorded as a `reload` audit event; an invalid config
    changes nothing.
 0. (First of all.) A port already in use stops rlaifd with a clear error
-   before it has read, and so committed, any log line: `ingest --once`
-   afterwards still finds every line unread.
+   before its pipeline starts: `ingest --once` afterwards still finds every
+   line unread, and the audit log has no "start" for the failed attempt.
 """
 import json
 import os
@@ -75,6 +75,15 @@ def main(args, tmp):
     check(summary["lines"] == len(lines),
           f"the failed start read lines it should have left: ingest --once then read "
           f"{summary['lines']} of {len(lines)}")
+    # Nor did the pipeline start: the only "start" in the audit log is the
+    # next, successful one.
+    busy["api"] = {"listen": "127.0.0.1:0"}
+    write_config(busy)
+    d, port = start_rlaifd(args.bin, config_path, tmp)
+    starts = [e for e in get_json(f"http://127.0.0.1:{port}/v1/events?limit=100")["events"]
+              if e["kind"] == "start"]
+    check(len(starts) == 1, f"the failed start started the pipeline: {starts}")
+    check(d.term(timeout=30) == 0, "rlaifd (busy-port data dir) did not stop cleanly")
 
     write_config(config)
 

@@ -10,7 +10,8 @@ import json
 import os
 import time
 
-from rlaif_e2e import Proc, check, get_json, http, run_main, start_rlaifd, start_sim, wait_for
+from rlaif_e2e import (Proc, check, check_alive, get_json, http, run_main, start_rlaifd, start_sim,
+                       wait_for)
 
 OUTAGE_S = float(os.environ.get("RLAIF_OUTAGE_S", "12"))
 FAULTS = ("--fault-rate", "0.2", "--fault-kinds", "429,500,503,malformed,truncated,hang",
@@ -93,7 +94,7 @@ def main(args, tmp):
     t_up = time.time()
 
     def drained():
-        check(sim2.alive(), "the sim did not come back on its port: " + sim2.stderr_tail())
+        check_alive(sim2, "the sim did not come back on its port")
         s = get_json(base + "/v1/status")
         c, q = s["counts"], s["queues"]
         done = c["prompts"] == 200 and c["labels"] + c["dead"] >= 200 and \

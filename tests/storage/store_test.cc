@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -384,6 +385,71 @@ TEST_F(StoreTest, DeadLetterWorkRemovesTheItem) {
             StatusCode::kInvalidArgument);
 }
 
+// A dimension added after pairs were judged: the pairs this judge labelled
+// but not on every dimension are queued again (up to a bound; the rest on
+// the next call), never those already queued or dead-lettered, nor those
+// labelled only by others; the counters follow.
+TEST_F(StoreTest, QueueJudgeBackfillQueuesJudgedPairsThatLackADimension) {
+  Ingest({Prompt("p1")});
+  std::vector<PairRecord> pairs;
+  for (const char* id : {"a", "b", "c", "d", "e", "f", "g"}) pairs.push_back(Pair(id, "p1"));
+  ASSERT_TRUE(store_->CommitPairs(GenerateItem("p1"), pairs).ok());
+  auto judge_item = [&](const std::string& id) {
+    for (const WorkItem& item : Peek(Stage::kJudge)) {
+      if (item.id == id) return item;
+    }
+    ADD_FAILURE() << "no judge work for " << id;
+    return WorkItem{};
+  };
+  // a, b, c: judged on x. d: on x and y. e: on x so far, still queued.
+  // f: labelled by an earlier judge only. g: judged on x, then dead-lettered.
+  for (const char* id : {"a", "b", "c"}) {
+    ASSERT_TRUE(store_->CommitLabels(judge_item(id), {Label(id, "x")}).ok());
+  }
+  ASSERT_TRUE(store_->CommitLabels(judge_item("d"), {Label("d", "x"), Label("d", "y")}).ok());
+  ASSERT_TRUE(store_->CommitLabels(WorkItem{}, {Label("e", "x")}).ok());
+  LabelRecord old = Label("f", "x");
+  old.judge = "judge-0";
+  ASSERT_TRUE(store_->CommitLabels(judge_item("f"), {old}).ok());
+  ASSERT_TRUE(store_->CommitLabels(WorkItem{}, {Label("g", "x")}).ok());
+  ASSERT_TRUE(store_
+                  ->DeadLetterWork(Stage::kJudge, judge_item("g"),
+                                   {"judge", "upstream_rejected", "detail", "g", "", 0})
+                  .ok());
+  ASSERT_EQ(store_->Counts().queue_judge, 1);  // e
+  const std::vector<std::string> dims = {"x", "y"};
+
+  // Nothing lacks x; an unknown judge has labelled nothing.
+  auto none = store_->QueueJudgeBackfill(dims, "x", "judge-1", 100);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(none->queued, 0);
+  EXPECT_FALSE(none->more);
+  EXPECT_EQ(store_->QueueJudgeBackfill(dims, "", "judge-9", 100)->queued, 0);
+
+  auto first = store_->QueueJudgeBackfill(dims, "y", "judge-1", 2);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->queued, 2);
+  EXPECT_TRUE(first->more);
+  EXPECT_EQ(first->already_queued, 1);  // e
+  EXPECT_EQ(first->dead_lettered, 1);   // g
+  EXPECT_EQ(first->missing, (std::map<std::string, int64_t>{{"y", 2}}));
+  auto rest = store_->QueueJudgeBackfill(dims, "", "judge-1", 100);
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  EXPECT_EQ(rest->queued, 1);
+  EXPECT_FALSE(rest->more);
+  EXPECT_EQ(rest->already_queued, 3);
+  auto again = store_->QueueJudgeBackfill(dims, "", "judge-1", 100);
+  EXPECT_EQ(again->queued, 0);
+
+  std::set<std::string> queued;
+  for (const WorkItem& item : Peek(Stage::kJudge)) queued.insert(item.id);
+  EXPECT_EQ(queued, (std::set<std::string>{"a", "b", "c", "e"}));
+  EXPECT_EQ(store_->Counts().queue_judge, 4);
+  Reopen();
+  EXPECT_EQ(store_->Counts().queue_judge, 4);
+  EXPECT_EQ(store_->Counts().dead, 1);
+}
+
 // Re-queueing dead letters: by stage and reason, oldest first, up to a
 // bound; ingest dead letters and those whose record is gone stay; the
 // counters follow; it survives a reopen.
@@ -525,7 +591,9 @@ TEST_F(StoreTest, StoreFromBeforeTheRejectsFamilyOpens) {
     rocksdb::ColumnFamilyHandle* dead = nullptr;
     rocksdb::ColumnFamilyHandle* meta = nullptr;
     for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "rejects") ASSERT_TRUE(db->DropColumnFamily(handles[i]).ok());
+      if (names[i] == "rejects") {
+        ASSERT_TRUE(db->DropColumnFamily(handles[i]).ok());
+      }
       if (names[i] == "dead") dead = handles[i];
       if (names[i] == "meta") meta = handles[i];
     }

@@ -64,8 +64,6 @@ trainer::TrainOptions TrainOptionsFromConfig(const Config& config);
 // (`trainer.anchor_pairs`: it must load, else every candidate would be
 // refused by the anchor gate). Every problem found, one a line.
 std::vector<std::string> TrainerSetupProblems(const Config& config, bool check_device);
-// The same problems (device not checked) as one kInvalidArgument, or Ok.
-Status CheckTrainerSetup(const Config& config);
 
 class Pipeline {
  public:
@@ -92,6 +90,10 @@ class Pipeline {
   // the whole time and alerts with a `for:` clause fire.
   std::string StageProbingReason(storage::Stage stage) const;
 
+  // What Start checks first (TrainerSetupProblems, the device not checked),
+  // once: rlaifd calls it before it binds its port, so that a config
+  // mistake is named before a port in use.
+  Status CheckSetup();
   // Loads the live model (if any) into the scorer and starts every thread.
   Status Start();
   // Stops all threads; in-flight upstream calls are abandoned (their items stay queued).
@@ -117,6 +119,13 @@ class Pipeline {
   // it. `version` must name a directory directly under <data_dir>/models
   // ([A-Za-z0-9._-], no path), so nothing outside the data dir can be loaded.
   Status ImportModel(const std::string& version, const std::string& actor);
+  // Queues stored pairs that this judge labelled but not on every configured
+  // dimension (on `dimension` if not empty; it must be configured) for
+  // judging on the missing ones, at most `max` (Store::QueueJudgeBackfill),
+  // with a `backfill` audit event. kInvalidArgument for an unknown dimension.
+  Result<storage::Store::BackfillStats> BackfillJudge(const std::string& dimension, size_t max,
+                                                      const std::string& actor,
+                                                      const std::string& why);
 
   TrainingStatus Training() const;
   // "" when healthy, else why the daemon is degraded (e.g. the store is not writable).
@@ -185,6 +194,7 @@ class Pipeline {
   std::atomic<bool> stop_{false};
   std::atomic<bool> paused_{false};
   std::mutex sleep_mu_;
+  bool setup_checked_ = false;  // CheckSetup passed
   std::mutex ingest_pass_mu_;  // held by the ingest thread for a pass (Pause waits on it)
   std::condition_variable sleep_cv_;
 

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -164,6 +165,26 @@ class Store {
   };
   virtual Result<RequeueStats> RequeueDeadLetters(Stage stage, const std::string& reason,
                                                   size_t max) = 0;
+
+  // Judges stored pairs on dimensions they lack (a dimension added to the
+  // config after they were judged): each pair that has a label by `judge`
+  // (so it was judged by this judge) but none by `judge` on one of
+  // `dimensions` (on `only_dimension` if not empty) is queued for judging
+  // again, at most `max` of them, in one atomic batch. The judge stage then
+  // asks only for the missing dimensions. Pairs already queued or
+  // dead-lettered for judging are left alone (counted), and so are pairs
+  // labelled only by others (logged or human labels, an earlier judge
+  // model). The scan runs on a snapshot outside the write lock.
+  struct BackfillStats {
+    int64_t queued = 0;
+    int64_t already_queued = 0;
+    int64_t dead_lettered = 0;
+    bool more = false;                       // stopped at `max`: more pairs lack a dimension
+    std::map<std::string, int64_t> missing;  // dimension -> queued pairs that lack it
+  };
+  virtual Result<BackfillStats> QueueJudgeBackfill(const std::vector<std::string>& dimensions,
+                                                   const std::string& only_dimension,
+                                                   const std::string& judge, size_t max) = 0;
 
   virtual Result<std::optional<PromptRecord>> GetPrompt(const std::string& id) = 0;
   virtual Result<std::optional<PairRecord>> GetPair(const std::string& id) = 0;
