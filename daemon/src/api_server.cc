@@ -613,7 +613,8 @@ struct ApiServer::Impl {
                  {{"role", role}})
           .Set(breaker_open ? 1 : 0);
       m.GetGauge("rlaif_upstream_configuration_fault",
-                 "1 while the upstream refuses the requests as configured (HTTP 401/403/404, TLS).",
+                 "1 while the upstream refuses the requests as configured (HTTP 401/403/404, TLS) "
+                 "or its account is out of quota.",
                  {{"role", role}})
           .Set(h.configuration_fault.empty() ? 0 : 1);
       m.GetGauge("rlaif_upstream_budget_exhausted", "1 while the upstream's hourly budget is spent.",

@@ -29,6 +29,10 @@ namespace {
 
 constexpr int kMaxAttempts = 5;          // failed calls before an item is dead-lettered
 constexpr double kRetryDelayS = 2.0;     // wait before a failed item is tried again
+// A stage whose upstream answered 429 to every attempt of a call holds its
+// dispatch this long (and the item waits as long): the limit is the
+// upstream's, and hammering it only keeps it exceeded.
+constexpr double kRateLimitHoldS = 30.0;
 // Unparseable judge replies are the judge's fault, not the pairs', when the
 // replies for at least half of the last kVerdictWindow distinct pairs (and
 // at least kVerdictMinPairs were seen) did not parse.
@@ -189,6 +193,8 @@ namespace {
 // Help texts shared by the pre-registration and the increments.
 constexpr char kStageErrorsHelp[] = "Failed work items by stage and reason.";
 constexpr char kStageHeldHelp[] = "Work items put back because the upstream is held.";
+constexpr char kRateLimitedHelp[] =
+    "Calls of a stage that got HTTP 429 on every attempt (the stage then waits).";
 
 Counter& TrainingRuns(MetricsRegistry& m, const std::string& outcome) {
   return m.GetCounter("rlaif_training_runs_total", "Training runs by outcome.",
@@ -230,7 +236,23 @@ void Pipeline::RegisterMetrics() {
   }
   for (const char* stage : {"generate", "judge"}) {
     metrics_.GetCounter("rlaif_stage_held_total", kStageHeldHelp, {{"stage", stage}});
+    metrics_.GetCounter("rlaif_stage_rate_limited_total", kRateLimitedHelp, {{"stage", stage}});
     DeadLettered(metrics_, stage);
+  }
+  // Every reason ProcessGenerate / ProcessJudge counts.
+  for (const auto& [stage, reason] :
+       std::vector<std::pair<const char*, const char*>>{{"generate", "store_error"},
+                                                        {"generate", "missing_prompt"},
+                                                        {"generate", "identical_responses"},
+                                                        {"generate", "upstream_rejected"},
+                                                        {"generate", "upstream_unavailable"},
+                                                        {"judge", "store_error"},
+                                                        {"judge", "missing_pair"},
+                                                        {"judge", "unparseable_verdict"},
+                                                        {"judge", "upstream_rejected"},
+                                                        {"judge", "upstream_unavailable"}}) {
+    metrics_.GetCounter("rlaif_stage_errors_total", kStageErrorsHelp,
+                        {{"stage", stage}, {"reason", reason}});
   }
   ModelSwaps(metrics_);
   StoreWriteErrors(metrics_);
@@ -314,7 +336,29 @@ std::string Pipeline::StageHeldReason(storage::Stage stage) const {
     return std::string(Who(stage)) + " hourly budget of $" + std::to_string(h->hourly_budget_usd) +
            " spent; resumes at " + FormatTimeMs(h->budget_resets_at_ms);
   }
+  const double since = MonotonicSeconds() - rate_limited_at_[static_cast<size_t>(stage)].load();
+  if (since < kRateLimitHoldS) {
+    return std::string(Who(stage)) +
+           " rate limited: HTTP 429 on every attempt of a call; work waits (nothing is "
+           "dead-lettered) and resumes in " +
+           std::to_string(static_cast<int>(kRateLimitHoldS - since + 0.5)) +
+           " s; if it persists, lower the stage's concurrency or requests_per_minute, or raise "
+           "the upstream's limit";
+  }
   return "";
+}
+
+void Pipeline::NoteRateLimited(storage::Stage stage) {
+  const bool first =
+      MonotonicSeconds() - rate_limited_at_[static_cast<size_t>(stage)].load() >= kRateLimitHoldS;
+  rate_limited_at_[static_cast<size_t>(stage)] = MonotonicSeconds();
+  metrics_
+      .GetCounter("rlaif_stage_rate_limited_total", kRateLimitedHelp, {{"stage", StageName(stage)}})
+      .Inc();
+  if (first) {
+    spdlog::warn("{}: rate limited (HTTP 429 on every attempt): holding the stage for {:.0f} s",
+                 StageName(stage), kRateLimitHoldS);
+  }
 }
 
 std::string Pipeline::StageProbingReason(storage::Stage stage) const {
@@ -375,6 +419,11 @@ std::string Pipeline::StageFaultReason(storage::Stage stage) const {
   }
   const auto h = HealthOf(stage);
   if (!h || h->configuration_fault.empty()) return "";
+  if (judge::IsQuotaFault(Status::ResourceExhausted(h->configuration_fault))) {
+    return std::string(Who(stage)) + " is out of quota: " + h->configuration_fault +
+           " (work waits, nothing is dead-lettered; it resumes by itself once the account "
+           "has quota again)";
+  }
   return std::string(Who(stage)) +
          " refuses the requests as configured: " + h->configuration_fault +
          " (work waits, nothing is dead-lettered; fix the configuration and restart)";
@@ -839,9 +888,16 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
         st.message().find("identical_responses") != std::string::npos) {
       return fail("identical_responses", st.message(), true);
     }
-    // Refused as configured (credentials, endpoint, model, TLS): no prompt
-    // is at fault; it waits for an operator's fix (StageFaultReason).
-    if (judge::IsConfigurationFault(st)) return Hold(*gen_pool_, item, "generate", st);
+    // Refused as configured (credentials, endpoint, model, TLS) or out of
+    // quota: no prompt is at fault; it waits (StageFaultReason).
+    if (judge::IsConfigurationFault(st) || judge::IsQuotaFault(st)) {
+      return Hold(*gen_pool_, item, "generate", st);
+    }
+    // Rate limited on every attempt: the stage slows down (StageHeldReason).
+    if (judge::IsRateLimited(st)) {
+      NoteRateLimited(storage::Stage::kGenerate);
+      return Hold(*gen_pool_, item, "generate", st, kRateLimitHoldS);
+    }
     if (st.code() == StatusCode::kInvalidArgument) {
       return fail("upstream_rejected", st.message(), true);
     }
@@ -944,8 +1000,15 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
         }
         return fail("unparseable_verdict", st.message(), false);
       }
-      // Refused as configured: no pair is at fault (see ProcessGenerate).
-      if (judge::IsConfigurationFault(st)) return Hold(*judge_pool_, item, "judge", st);
+      // Refused as configured, out of quota or rate limited: no pair is at
+      // fault (see ProcessGenerate).
+      if (judge::IsConfigurationFault(st) || judge::IsQuotaFault(st)) {
+        return Hold(*judge_pool_, item, "judge", st);
+      }
+      if (judge::IsRateLimited(st)) {
+        NoteRateLimited(storage::Stage::kJudge);
+        return Hold(*judge_pool_, item, "judge", st, kRateLimitHoldS);
+      }
       if (st.code() == StatusCode::kInvalidArgument) {
         return fail("upstream_rejected", st.message(), true);
       }

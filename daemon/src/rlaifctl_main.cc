@@ -1,21 +1,29 @@
 // rlaifctl: the operator's command line for a running rlaifd.
 //
-//   rlaifctl [--url URL] [--json] [--reason TEXT] status|models|promote VERSION|rollback|train|pause|resume|export KIND|backup DIR
+//   rlaifctl [--url URL] [--json] [--reason TEXT] status|models|promote
+//   VERSION|rollback|train|pause|resume|export KIND|backup DIR
 //
 // --reason is recorded with the admin action in the audit log (/v1/events),
 // beside the name of the token that took it.
 // The admin token is read from RLAIF_TOKEN. Exit codes: 0 ok, 1 the daemon
-// answered with an error, 2 usage error, 3 the daemon is unreachable.
+// answered with an error, 2 usage error (also a URL that is not the daemon's
+// base address), 3 the daemon is unreachable or accepted the connection but did
+// not answer in time (30 s; promote 120 s, backup 3600 s, export 300 s between
+// chunks).
 #include <httplib.h>
 
+#include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "rlaif/common/base_url.h"
 #include "rlaif/common/strings.h"
 
 namespace {
@@ -35,7 +43,39 @@ void Usage() {
                "  a new directory inside its backup root (config backup_dir); DIR is relative\n"
                "  to that root or an absolute path inside it\n"
                "  URL defaults to $RLAIF_URL or http://127.0.0.1:8080; admin token from "
-               "$RLAIF_TOKEN\n";
+               "$RLAIF_TOKEN\n"
+               "  URL is the daemon's base address: http://HOST[:PORT] (port 80 if none), HOST\n"
+               "  a name, an IPv4 address or [IPv6]; the scheme is required and there is no\n"
+               "  path (a trailing / is fine)"
+#ifdef CPPHTTPLIB_OPENSSL_SUPPORT
+               "; https://HOST[:PORT] (port 443 if none) too"
+#else
+               "; https:// is not supported by this build"
+#endif
+               "\n"
+               "  a daemon that accepts the connection but does not answer within 30 s (promote\n"
+               "  120 s, backup 3600 s, export 300 s between chunks) is unreachable (exit 3)\n";
+}
+
+// The daemon's base address from --url or $RLAIF_URL: rlaif::ParseBaseUrl
+// (the config check's and the upstream client's parser) with no path. Returns
+// "" with `out` filled, or why `url` is not such an address. httplib::Client(url)
+// would take anything that does not match its pattern as a host name (so ".../"
+// and ".../v1" read as unreachable daemons) and throws on an unknown scheme.
+std::string ParseDaemonUrl(const std::string& url, rlaif::BaseUrl& out) {
+  const std::string like = "it must be the daemon's base address like http://host:8080 (no path)";
+  if (url.find("://") == std::string::npos) return "no scheme (http://): " + like;
+  auto parsed = rlaif::ParseBaseUrl(url);
+  if (!parsed.ok()) return parsed.status().message() + "; " + like;
+  if (!parsed->path.empty()) return "it has a path (\"" + parsed->path + "\"): " + like;
+#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
+  if (parsed->https) {
+    return "https is not supported: this rlaifctl's cpp-httplib was built without TLS "
+           "(OpenSSL); use http://";
+  }
+#endif
+  out = *parsed;
+  return "";
 }
 
 std::string Str(const json& j, const char* key) {
@@ -155,14 +195,21 @@ void PrintModels(const json& m) {
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   const char* env_url = std::getenv("RLAIF_URL");
-  std::string url = env_url && *env_url ? env_url : "http://127.0.0.1:8080";
+  // Without surrounding whitespace, like the token (a value read from a file).
+  std::string url = rlaif::TrimAsciiSpace(env_url ? env_url : "");
+  std::string url_from = "RLAIF_URL";
+  if (url.empty()) {
+    url = "http://127.0.0.1:8080";
+    url_from = "the default URL";
+  }
   bool as_json = false;
   long long max = 0;  // --max; 0 = the daemon's default
   std::string reason;
   std::vector<std::string> pos;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--url" && i + 1 < args.size()) {
-      url = args[++i];
+      url = rlaif::TrimAsciiSpace(args[++i]);
+      url_from = "--url";
     } else if (args[i] == "--reason" && i + 1 < args.size()) {
       reason = args[++i];
     } else if (args[i] == "--max" && i + 1 < args.size()) {
@@ -193,6 +240,11 @@ int main(int argc, char** argv) {
   // A word too many is a usage error, not silently dropped ("pause because
   // x" would pause and lose the reason: that is what --reason is for).
   const bool one_word = pos.size() == 1;
+  // How long to wait for the answer (each read): a frozen daemon (kill -STOP)
+  // still has the kernel accept the connection, so only this ends the wait.
+  // Requests answer at once, except promote (loads a model), backup (copies
+  // the store) and export (streamed: the limit applies between chunks).
+  int read_timeout_s = 30;
   if (cmd == "status" && one_word) {
     path = "/v1/status";
   } else if (cmd == "models" && one_word) {
@@ -200,6 +252,7 @@ int main(int argc, char** argv) {
   } else if (cmd == "promote" && pos.size() == 2 && !pos[1].empty()) {
     method = "POST";
     path = "/v1/models/" + pos[1] + "/promote";
+    read_timeout_s = 120;
   } else if (cmd == "rollback" && one_word) {
     method = "POST";
     path = "/v1/models/rollback";
@@ -210,6 +263,7 @@ int main(int argc, char** argv) {
     method = "POST";
     path = "/v1/backup";
     request_body = json{{"dir", pos[1]}}.dump();
+    read_timeout_s = 3600;
   } else if (cmd == "requeue-dead" && (pos.size() == 2 || pos.size() == 3)) {
     method = "POST";
     path = "/v1/dead/requeue";
@@ -227,18 +281,33 @@ int main(int argc, char** argv) {
     request_body = b.dump();
   } else if (cmd == "export" && pos.size() == 2) {
     path = "/v1/export?kind=" + pos[1];
+    read_timeout_s = 300;
   } else {
     Usage();
     return 2;
   }
 
-  httplib::Client cli(url);
-  if (!cli.is_valid()) {
-    std::cerr << "rlaifctl: invalid --url " << url << "\n";
+  rlaif::BaseUrl base;
+  const std::string url_error = ParseDaemonUrl(url, base);
+  if (!url_error.empty()) {
+    std::cerr << "rlaifctl: invalid URL";
+    // Nor a user:password@ part, a query or a fragment (where secrets hide).
+    if (url.find_first_of("@?#") == std::string::npos) std::cerr << " \"" << url << "\"";
+    std::cerr << " (from " << url_from << "): " << url_error << "\n";
     return 2;
   }
-  cli.set_connection_timeout(5, 0);
-  cli.set_read_timeout(300, 0);
+  while (url.size() > 1 && url.back() == '/') url.pop_back();  // as messages show it
+  std::unique_ptr<httplib::ClientImpl> cli;
+#ifdef CPPHTTPLIB_OPENSSL_SUPPORT
+  if (base.https) cli = std::make_unique<httplib::SSLClient>(base.host, base.port);
+#endif
+  if (!cli) cli = std::make_unique<httplib::ClientImpl>(base.host, base.port);
+  if (!cli->is_valid()) {
+    std::cerr << "rlaifctl: cannot set up a client for " << url << " (from " << url_from << ")\n";
+    return 2;
+  }
+  cli->set_connection_timeout(5, 0);
+  cli->set_read_timeout(read_timeout_s, 0);
   httplib::Headers headers;
   // Without surrounding whitespace: a token read from a file often ends in
   // a newline, which no header can carry (the request would be malformed).
@@ -249,13 +318,20 @@ int main(int argc, char** argv) {
   // an error status is collected whole for its message.
   int export_status = 0;
   std::string error_body;
-  auto res = cmd == "export" ? cli.Get(
+  // When the request started, then (export) when its last bytes arrived: a
+  // read error that long after it is the read timeout, not a closed connection
+  // (httplib reports both as Error::Read).
+  using Clock = std::chrono::steady_clock;
+  auto last_activity = Clock::now();
+  auto res = cmd == "export" ? cli->Get(
                                    path.c_str(), headers,
                                    [&](const httplib::Response& r) {
+                                     last_activity = Clock::now();
                                      export_status = r.status;
                                      return true;
                                    },
                                    [&](const char* data, size_t n) {
+                                     last_activity = Clock::now();
                                      if (export_status >= 400) {
                                        if (error_body.size() < (1 << 20))
                                          error_body.append(data, n);
@@ -264,14 +340,29 @@ int main(int argc, char** argv) {
                                      }
                                      return static_cast<bool>(std::cout);
                                    })
-             : method == "GET" ? cli.Get(path.c_str(), headers)
-                               : cli.Post(path.c_str(), headers, request_body, "application/json");
+             : method == "GET" ? cli->Get(path.c_str(), headers)
+                               : cli->Post(path.c_str(), headers, request_body, "application/json");
+  // Half a second of slack for select()'s rounding.
+  const bool timed_out = !res && res.error() == httplib::Error::Read &&
+                         Clock::now() - last_activity >=
+                             std::chrono::seconds(read_timeout_s) - std::chrono::milliseconds(500);
   if (cmd == "export" && export_status == 200 && !res) {
     std::cout.flush();
-    std::cerr << "rlaifctl: export " << pos[1]
-              << " was cut off before its end (the daemon's last line says why, if it could: "
-                 "{\"error\": ...}); what was printed is incomplete\n";
+    std::cerr << "rlaifctl: export " << pos[1] << " was cut off before its end ";
+    if (timed_out) {
+      std::cerr << "(nothing arrived for " << read_timeout_s << " s)";
+    } else {
+      std::cerr << "(the daemon's last line says why, if it could: {\"error\": ...})";
+    }
+    std::cerr << "; what was printed is incomplete\n";
     return 1;
+  }
+  if (timed_out) {
+    std::cerr << "rlaifctl: rlaifd at " << url << " accepted the connection but did not answer "
+              << "within " << read_timeout_s
+              << " s: it may be overloaded or stopped (is it running: kill -0 PID; stopped: "
+                 "ps -o stat= -p PID shows T; see its logs)\n";
+    return 3;
   }
   if (!res) {
     // httplib names its errors in one word ("Connection"); say what it means.
@@ -284,7 +375,9 @@ int main(int argc, char** argv) {
             "running, and is this its api.listen address? (--url or RLAIF_URL)";
         break;
       case httplib::Error::Read:
-        why = "no complete response within 300 s, or the connection was closed";
+        why =
+            "the connection was closed before a complete response (did rlaifd exit or "
+            "restart? see its logs)";
         break;
       default:
         why = std::string("HTTP client error: ") + httplib::to_string(res.error());
@@ -299,6 +392,14 @@ int main(int argc, char** argv) {
     } catch (...) {
     }
     std::cerr << "rlaifctl: " << cmd << " failed (HTTP " << res->status << "): " << msg << "\n";
+    if (res->status == 401 && token.empty()) {
+      std::cerr << "rlaifctl: RLAIF_TOKEN is not set: admin commands need the daemon's admin "
+                   "token in RLAIF_TOKEN\n";
+    } else if (res->status == 401 && msg.find("admin API disabled") == std::string::npos) {
+      // Never the token itself.
+      std::cerr << "rlaifctl: the daemon refused the token in RLAIF_TOKEN: it is none of its "
+                   "admin tokens (api.admin_token_env, api.admin_tokens)\n";
+    }
     return 1;
   }
   if (cmd == "export") return 0;  // streamed above

@@ -33,6 +33,8 @@ constexpr std::string_view kBudgetExhausted = "budget exhausted until ";
 constexpr std::string_view kCredentialsFault = "the endpoint refused the credentials";
 constexpr std::string_view kNotFoundFault = "no such endpoint or model";
 constexpr std::string_view kTlsFault = "TLS certificate verification failed";
+constexpr std::string_view kQuotaFault = "the account's quota is exhausted";
+constexpr std::string_view kRateLimited = "rate limited (HTTP 429) on every attempt";
 
 // What a transport error means, for an operator (httplib's own names are
 // one word: "Connection", "Read").
@@ -307,6 +309,7 @@ struct ChatClient::Impl {
     ChatResponse response;
     Status status;  // for anything but kOk
     std::optional<double> retry_after_s;
+    int http_status = 0;  // the upstream's HTTP status, 0 without an answer
   };
 
   Impl(ChatClientOptions o, ChatClientStats& s)
@@ -545,6 +548,7 @@ struct ChatClient::Impl {
       return a;
     }
     const int code = res->status;
+    a.http_status = code;
     // Before any of the body is quoted (and cut) into a status: a key cut in
     // half by the quote would escape Scrub.
     ScrubText(&res->body);
@@ -576,8 +580,11 @@ struct ChatClient::Impl {
     std::string what = "POST " + endpoint.display + ": HTTP " + std::to_string(code) + ": " +
                        DescribeUpstream(upstream);
     if (upstream.code == "insufficient_quota" || upstream.type == "insufficient_quota") {
+      // Every request fails the same way until the account is topped up:
+      // not a request's fault (IsQuotaFault), and it counts for the breaker.
       a.outcome = Outcome::kFatal;
-      a.status = Status::ResourceExhausted(what);
+      a.health = Health::kBad;
+      a.status = Status::ResourceExhausted(what + ": " + std::string(kQuotaFault));
       return a;
     }
     if (code == 401 || code == 403 || code == 404) {
@@ -677,7 +684,8 @@ struct ChatClient::Impl {
       configuration_fault.clear();
     } else if (!status.ok()) {
       last_failure = status.message();
-      configuration_fault = IsConfigurationFault(status) ? status.message() : std::string();
+      configuration_fault =
+          IsConfigurationFault(status) || IsQuotaFault(status) ? status.message() : std::string();
     }
     if (h == Health::kGood) {
       if (breaker.state(MonotonicSeconds()) != BreakerState::kClosed) {
@@ -781,6 +789,7 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
   // then does the call fail as kCorruption (which callers treat as the
   // item's fault, e.g. an unparseable verdict, and do not retry).
   bool every_body_corrupt = true;
+  bool every_attempt_429 = true;  // then the call is "rate limited", no request's fault
   for (int attempt = 1;; ++attempt) {
     Impl::Attempt a = impl_->Send(body, estimated_tokens);
     impl_->Scrub(&a.status);
@@ -833,6 +842,7 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
         break;
     }
     every_body_corrupt = every_body_corrupt && a.status.code() == StatusCode::kCorruption;
+    every_attempt_429 = every_attempt_429 && a.http_status == 429;
     if (attempt >= max_attempts) {
       failed(stats_.failed_calls);
       // Bodies that never parsed, on every attempt, stay kCorruption; a mix
@@ -840,8 +850,9 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
       // answering" whatever the last attempt was.
       const StatusCode code =
           every_body_corrupt ? StatusCode::kCorruption : StatusCode::kUnavailable;
-      return Status(
-          code, a.status.message() + " (gave up after " + std::to_string(attempt) + " attempts)");
+      return Status(code, a.status.message() + " (gave up after " + std::to_string(attempt) +
+                              " attempts" +
+                              (every_attempt_429 ? "; " + std::string(kRateLimited) : "") + ")");
     }
     double wait = impl_->BackoffSeconds(attempt, a.retry_after_s);
     spdlog::warn("{}chat completion attempt {}/{} failed: {}; retrying in {:.2f} s",
@@ -853,6 +864,16 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
                                a.status.message());
     }
   }
+}
+
+bool IsQuotaFault(const Status& status) {
+  return status.code() == StatusCode::kResourceExhausted &&
+         status.message().find(kQuotaFault) != std::string::npos;
+}
+
+bool IsRateLimited(const Status& status) {
+  return status.code() == StatusCode::kUnavailable &&
+         status.message().find(kRateLimited) != std::string::npos;
 }
 
 bool IsConfigurationFault(const Status& status) {

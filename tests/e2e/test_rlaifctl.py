@@ -1,12 +1,17 @@
 """rlaifctl against a real rlaifd (issue 6, operators): tables and --json,
 exit codes (0 ok, 1 the daemon said no, 2 usage, 3 unreachable), the token
 from RLAIF_TOKEN, promote/rollback/train/pause/resume with --reason recorded
-in the audit log under the token's name, and export.
+in the audit log under the token's name, and export. Also the on-call drill's
+defects: a daemon that accepts but never answers (kill -STOP) ends in the read
+timeout (exit 3), not after 300 s; a base URL with a trailing '/' works, one
+with a path or no scheme is a usage error; a 401 says whether RLAIF_TOKEN is unset.
 """
 import json
 import os
 import re
+import socket
 import subprocess
+import time
 
 from rlaif_e2e import (check, get_json, run_main, start_rlaifd, start_sim, wait_for)
 
@@ -21,13 +26,13 @@ def main(args, tmp):
     lines = open(sample, "rb").read().splitlines(keepends=True)[:80]
     ctl = os.path.join(args.bin, "rlaifctl")
 
-    def run(*argv, token=None, url=None):
+    def run(*argv, token=None, url=None, timeout=120):
         env = {k: v for k, v in os.environ.items() if k not in ("RLAIF_TOKEN", "RLAIF_URL")}
         if token:
             env["RLAIF_TOKEN"] = token
         if url:
             env["RLAIF_URL"] = url
-        p = subprocess.run([ctl, *argv], env=env, capture_output=True, timeout=120)
+        p = subprocess.run([ctl, *argv], env=env, capture_output=True, timeout=timeout)
         return p.returncode, p.stdout.decode(), p.stderr.decode()
 
     # Usage errors and an unreachable daemon, before anything runs.
@@ -40,6 +45,34 @@ def main(args, tmp):
     rc, _, err = run("--url", "http://127.0.0.1:1", "status")
     check(rc == 3, f"unreachable daemon must exit 3, got {rc}: {err}")
     check("cannot connect" in err and "RLAIF_URL" in err, f"unreachable: unhelpful message {err!r}")
+    # An IPv6 address in brackets is an address (refused or unreachable: 3), not a usage error.
+    rc, _, err = run("--url", "http://[::1]:1/", "status")
+    check(rc == 3, f"http://[::1]:1/ must parse and be unreachable (3), got {rc}: {err}")
+
+    # The URL is the daemon's base address: no path, a scheme (checked before connecting).
+    for bad in ("http://127.0.0.1:1/v1", "notaurl", "127.0.0.1:1", "ftp://127.0.0.1:1",
+                "http://127.0.0.1:port", "http://:1"):
+        rc, _, err = run("--url", bad, "status")
+        check(rc == 2 and "invalid URL" in err, f"--url {bad} must exit 2, got {rc}: {err}")
+    rc, _, err = run("status", url="http://127.0.0.1:1/v1")
+    check(rc == 2 and "no path" in err and "RLAIF_URL" in err,
+          f"RLAIF_URL with a path: {rc} {err!r}")
+
+    # A frozen daemon (kill -STOP): the kernel accepts the connection, nothing answers.
+    # rlaifctl gives up after status's 30 s read timeout, with exit 3 and a hint.
+    frozen = socket.socket()
+    try:
+        frozen.bind(("127.0.0.1", 0))
+        frozen.listen(8)
+        t0 = time.monotonic()
+        rc, _, err = run("--url", f"http://127.0.0.1:{frozen.getsockname()[1]}", "status",
+                         timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        frozen.close()
+    check(rc == 3 and "accepted the connection but did not answer within 30 s" in err,
+          f"frozen daemon: must exit 3 saying it did not answer, got {rc}: {err!r}")
+    check(took < 40, f"frozen daemon: rlaifctl took {took:.1f} s (read timeout 30 s)")
 
     sim, sim_port = start_sim(args.bin, pairs, tmp)
     logs = os.path.join(tmp, "logs")
@@ -92,6 +125,13 @@ def main(args, tmp):
     # The first run, or one after it (more labels may have arrived).
     check(re.search(r"^training: \w+  runs [1-9]\d*  last (v\S+|-) (promoted|rejected|failed|skipped)$",
                     out, re.M), f"status table: training line:\n{out}")
+    # A base URL as copied from a browser, with a trailing '/', from RLAIF_URL or --url.
+    rc, out, err = run("status", url=base + "/")
+    check(rc == 0 and first in out, f"status with RLAIF_URL {base}/ -> {rc}: {err}")
+    rc, out, err = run("--url", base + "/", "status")
+    check(rc == 0 and first in out, f"status --url {base}/ -> {rc}: {err}")
+    rc, _, err = run("status", url=base + "/v1")
+    check(rc == 2 and "no path" in err, f"status with RLAIF_URL {base}/v1 must exit 2: {rc} {err}")
     rc, out, _ = run("--json", "status", url=base)
     st = json.loads(out)
     check(rc == 0 and st["model"]["live_version"] == first, "status --json")
@@ -105,6 +145,11 @@ def main(args, tmp):
     # Admin commands need the token: exit 1 with the daemon's message without it.
     rc, _, err = run("train", url=base)
     check(rc == 1 and "401" in err, f"train without a token must exit 1 (401), got {rc}: {err}")
+    check("RLAIF_TOKEN is not set" in err, f"a 401 without RLAIF_TOKEN must say so: {err!r}")
+    wrong = "ctl-e2e-wrong-token"
+    rc, _, err = run("pause", token=wrong, url=base)
+    check(rc == 1 and "401" in err and "refused the token" in err and wrong not in err,
+          f"a refused RLAIF_TOKEN must be named (not printed), got {rc}: {err!r}")
     runs_before = get_json(base + "/v1/status")["training"]["runs"]
     rc, _, err = run("--reason", "second model for the e2e test", "train", token=BOT_TOKEN, url=base)
     check(rc == 0, f"train -> {rc}: {err}")

@@ -201,6 +201,31 @@ TEST(ChatClientTest, InsufficientQuotaIsNotRetried) {
   EXPECT_FALSE(IsAdmissionRejection(resp.status()));
   EXPECT_FALSE(IsAdmissionRejection(
       Status::ResourceExhausted("upstream: HTTP 429: monthly budget exceeded")));
+  // Every request will fail so until the account is topped up: a fault of
+  // the endpoint's account (work waits), shown in the health until a success.
+  EXPECT_TRUE(IsQuotaFault(resp.status()));
+  EXPECT_FALSE(IsRateLimited(resp.status()));
+  EXPECT_NE(client.Health().configuration_fault.find("quota"), std::string::npos);
+}
+
+// A 429 on every attempt is the upstream's rate limit (IsRateLimited: no
+// request's fault); one 5xx among them makes it an ordinary failure.
+TEST(ChatClientTest, AnswerOf429OnEveryAttemptIsRateLimited) {
+  for (bool one_500 : {false, true}) {
+    FakeUpstream up([one_500](int n, const RecordedRequest&, httplib::Response& res) {
+      FakeUpstream::Reply(res, one_500 && n == 1 ? 500 : 429,
+                          R"({"error":{"message":"slow down","type":"rate_limit_exceeded"}})");
+    });
+    ChatClientOptions o = FastOptions(up);
+    o.max_retries = 2;
+    ChatClient client(o);
+    auto resp = client.Complete(SimpleRequest());
+    ASSERT_FALSE(resp.ok());
+    EXPECT_EQ(resp.status().code(), StatusCode::kUnavailable) << resp.status().ToString();
+    EXPECT_EQ(IsRateLimited(resp.status()), !one_500) << resp.status().ToString();
+    EXPECT_FALSE(IsQuotaFault(resp.status()));
+    EXPECT_EQ(up.calls(), 3);
+  }
 }
 
 TEST(ChatClientTest, GivesUpAfterMaxRetries) {

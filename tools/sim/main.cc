@@ -38,7 +38,8 @@ constexpr char kUsage[] =
     "  --latency-jitter-ms N extra uniform [0,N] ms per chat call (default 0)\n"
     "  --fault-rate F        probability that a chat call faults, [0,1] (default 0)\n"
     "  --fault-kinds LIST    comma-separated mix drawn uniformly: 429,500,503,hang,malformed,\n"
-    "                        truncated (default all)\n"
+    "                        truncated (default all); quota (429 insufficient_quota) only\n"
+    "                        when named\n"
     "  --hang-ms N           how long a hang fault holds the request, ms (default 30000)\n"
     "  --max-concurrency N   chat calls processed at once, 0 = unlimited (default 0)\n"
     "  --overload MODE       beyond --max-concurrency: queue (default) or 429\n"
@@ -129,7 +130,7 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
     } else if (flag == "--length-bias") {
       err = probability(&args->sim.length_bias);
     } else if (flag == "--fault-kinds") {
-      const auto all = rlaif::sim::SimOptions::AllFaultKinds();
+      const auto all = rlaif::sim::SimOptions::KnownFaultKinds();
       std::vector<std::string> kinds;
       size_t from = 0;
       while (from <= value.size()) {
@@ -137,7 +138,8 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
         std::string k =
             value.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
         if (std::find(all.begin(), all.end(), k) == all.end()) {
-          return "--fault-kinds: unknown kind '" + k + "' (429,500,503,hang,malformed,truncated)";
+          return "--fault-kinds: unknown kind '" + k +
+                 "' (429,500,503,hang,malformed,truncated,quota)";
         }
         kinds.push_back(k);
         if (comma == std::string::npos) break;

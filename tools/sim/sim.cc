@@ -303,7 +303,7 @@ std::optional<SimReply> Simulator::MaybeFault() {
   }
   if (u >= options_.fault_rate) return std::nullopt;
   faults_++;
-  const std::vector<std::string> all = SimOptions::AllFaultKinds();
+  const std::vector<std::string> all = SimOptions::KnownFaultKinds();
   for (size_t i = 0; i < all.size(); ++i) {
     if (all[i] == kind) faults_by_kind_[i]++;
   }
@@ -326,6 +326,11 @@ std::optional<SimReply> Simulator::MaybeFault() {
     SimReply r = Completion("sim", "this reply is cut off by a simulated dropped connection", 64);
     r.truncate = true;
     return r;
+  }
+  if (kind == "quota") {
+    return JsonReply(429, ErrorBody("You exceeded your current quota, please check your plan and "
+                                    "billing details. (simulated)",
+                                    "insufficient_quota", "insufficient_quota"));
   }
   if (kind == "429") {
     SimReply r = JsonReply(429, ErrorBody("Rate limit reached (simulated). Please retry after 1s.",
@@ -604,7 +609,7 @@ std::string Simulator::StatsJson() const {
             {"unauthorized", unauthorized_.load()},
             {"pairs", pairs_.size()}};
   json by_kind = json::object();
-  const std::vector<std::string> all = SimOptions::AllFaultKinds();
+  const std::vector<std::string> all = SimOptions::KnownFaultKinds();
   for (size_t i = 0; i < all.size(); ++i) by_kind[all[i]] = faults_by_kind_[i].load();
   j["faults_by_kind"] = std::move(by_kind);
   {

@@ -39,7 +39,8 @@
 //     "500", "503" (llama.cpp "Loading model" body), "hang" (no answer for
 //     --hang-ms, then 504: the client should have timed out), "malformed"
 //     (200 with a JSON body cut short) and "truncated" (200 whose connection
-//     closes mid-body).
+//     closes mid-body); "quota" (429 insufficient_quota, OpenAI's body) only
+//     when named.
 //   --latency-ms N (+ uniform [0, --latency-jitter-ms]): every chat call
 //     sleeps that long first.
 //   --max-concurrency N: at most N chat calls are processed at once; the
@@ -47,7 +48,7 @@
 //     (Retry-After: 1) at once and counted in "overloaded".
 // GET /sim/stats → {"calls":{"generator":N,"judge":N,"other":N},"faults":N,
 //   "faults_by_kind":{"429":N,"500":N,"503":N,"hang":N,"malformed":N,
-//   "truncated":N},"overloaded":N,"max_in_flight":N,"judge_unknown":N,"refusals":N,
+//   "truncated":N,"quota":N},"overloaded":N,"max_in_flight":N,"judge_unknown":N,"refusals":N,
 //   "judge_repeats":N,"bad_requests":N,"pairs":N}
 //   judge_repeats counts judge calls whose exact content (pair, order and
 //   dimension) was already answered before: 0 means exactly-once judging.
@@ -119,8 +120,14 @@ struct SimOptions {
   std::string api_key;
   std::vector<std::string> fault_kinds = AllFaultKinds();  // drawn uniformly
 
+  // The default mix. "quota" (OpenAI's 429 insufficient_quota: the account
+  // is out of credit) is drawn only when named in --fault-kinds: it is not a
+  // transient fault, and a mix with it would hold any pipeline.
   static std::vector<std::string> AllFaultKinds() {
     return {"429", "500", "503", "hang", "malformed", "truncated"};
+  }
+  static std::vector<std::string> KnownFaultKinds() {
+    return {"429", "500", "503", "hang", "malformed", "truncated", "quota"};
   }
 };
 
@@ -193,7 +200,7 @@ class Simulator {
   std::atomic<int64_t> calls_judge_{0};
   std::atomic<int64_t> calls_other_{0};
   std::atomic<int64_t> faults_{0};
-  std::array<std::atomic<int64_t>, 6> faults_by_kind_{};  // AllFaultKinds() order
+  std::array<std::atomic<int64_t>, 7> faults_by_kind_{};  // KnownFaultKinds() order
   std::atomic<int64_t> overloaded_{0};
   std::atomic<int64_t> judge_unknown_{0};
   std::atomic<int64_t> refusals_{0};

@@ -176,6 +176,7 @@ class Pipeline {
   void ProbeStore();
   void Hold(StagePool& pool, const storage::WorkItem& item, const char* stage, const Status& st,
             double retry_in_s = 2.0);
+  void NoteRateLimited(storage::Stage stage);
   // An item of the stage succeeded: logs the recovery after holds.
   void Resumed(StagePool& pool, const char* stage);
   // Sleeps up to `seconds` or until Stop().
@@ -195,6 +196,9 @@ class Pipeline {
   std::atomic<bool> paused_{false};
   std::mutex sleep_mu_;
   bool setup_checked_ = false;  // CheckSetup passed
+  // Monotonic time a call of the stage (index: storage::Stage) was last rate
+  // limited on every attempt (NoteRateLimited; StageHeldReason holds it).
+  std::atomic<double> rate_limited_at_[3] = {-1e18, -1e18, -1e18};
   std::mutex ingest_pass_mu_;  // held by the ingest thread for a pass (Pause waits on it)
   std::condition_variable sleep_cv_;
 

@@ -207,4 +207,15 @@ bool IsAdmissionRejection(const Status& status);
 // dead-lettered, until an operator fixes the configuration.
 bool IsConfigurationFault(const Status& status);
 
+// True for the upstream's "insufficient_quota" (kResourceExhausted): every
+// request fails until the account is topped up; like a configuration fault,
+// work should wait (it is also reported as the client's configuration_fault),
+// but it resumes by itself once a request succeeds.
+bool IsQuotaFault(const Status& status);
+
+// True for a call that got HTTP 429 on every attempt (kUnavailable): the
+// upstream's rate limit, no item's fault; work should wait and the stage
+// slow down.
+bool IsRateLimited(const Status& status);
+
 }  // namespace rlaif::judge
