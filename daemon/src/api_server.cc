@@ -156,6 +156,9 @@ Counter& Backups(MetricsRegistry& m, const char* outcome) {
   return m.GetCounter("rlaif_backups_total", "Online backups by outcome.", {{"outcome", outcome}});
 }
 // complete; cut (the scan failed, or the daemon is stopping); client_gone.
+// How long a source may match no file before /v1/status says so (degraded).
+constexpr double kNoFilesReasonS = 300;
+
 Counter& Exports(MetricsRegistry& m, const char* outcome) {
   return m.GetCounter("rlaif_exports_total", "Streamed exports by how they ended.",
                       {{"outcome", outcome}});
@@ -376,6 +379,18 @@ struct ApiServer::Impl {
         }
       }
     }
+    // A source whose glob has matched no file for 5 minutes reads nothing:
+    // a wrong path, a directory gone, or no permission to list it.
+    for (const auto& g : ctx.ingestor.Globs()) {
+      if (g.empty_since_s >= 0 && MonotonicSeconds() - g.empty_since_s >= kNoFilesReasonS) {
+        reasons->push_back(
+            "source " + g.glob + " has matched no file for " +
+            std::to_string(static_cast<int64_t>(MonotonicSeconds() - g.empty_since_s)) +
+            " s: nothing is read from it (check the path, and that the directory "
+            "exists and rlaifd may list it)");
+        held = true;
+      }
+    }
     for (std::string why : {ctx.pipeline.LiveModelProblem(), ctx.pipeline.TrainingProblem()}) {
       if (!why.empty()) {
         reasons->push_back(why);
@@ -383,7 +398,8 @@ struct ApiServer::Impl {
       }
     }
     if (ctx.pipeline.paused()) {
-      reasons->insert(reasons->begin(), "paused by an operator");
+      const std::string note = ctx.pipeline.PauseNote();
+      reasons->insert(reasons->begin(), note.empty() ? "paused by an operator" : note);
       return "paused";
     }
     return held ? "degraded" : "running";
@@ -690,6 +706,12 @@ struct ApiServer::Impl {
       lag.push_back({{{"path", s.path}}, static_cast<double>(s.lag_bytes)});
     }
     m.ReplaceGauges("rlaif_ingest_lag_bytes", "Bytes not yet consumed per source file.", lag);
+    for (const auto& g : ctx.ingestor.Globs()) {
+      m.GetGauge("rlaif_ingest_source_files",
+                 "Regular files a configured source's glob matched at the last poll.",
+                 {{"source", g.glob}})
+          .Set(g.files);
+    }
   }
 
   void Score(const httplib::Request& req, httplib::Response& res) {

@@ -422,6 +422,11 @@ std::vector<SourceStatus> Ingestor::Sources() const {
   return status_;
 }
 
+std::vector<Ingestor::GlobStatus> Ingestor::Globs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return globs_;
+}
+
 Status Ingestor::LoadCheckpoints() {
   auto all = store_.ListSources();
   if (!all.ok()) return Status::IoError("store: " + all.status().message());
@@ -522,12 +527,14 @@ Result<IngestPassStats> Ingestor::PollOnce() {
   std::map<FileKey, Located> found;
   std::string locate_error;  // a glob could not list a directory this poll (the last one)
   std::vector<bool> glob_failed(sources_.size(), false);
+  std::vector<int> matched(sources_.size(), 0);
   for (size_t si = 0; si < sources_.size(); ++si) {
     if (!parsers_[si]) continue;
     std::string error;
     for (const auto& path : ExpandGlob(sources_[si].path, &error)) {
       Located loc;
       if (stat(path.c_str(), &loc.st) != 0 || !S_ISREG(loc.st.st_mode)) continue;
+      ++matched[si];
       FileKey key{static_cast<uint64_t>(loc.st.st_dev), static_cast<uint64_t>(loc.st.st_ino)};
       if (auto other = found.find(key); other != found.end()) {
         // Two sources' globs match this file: the first source wins (its
@@ -550,6 +557,32 @@ Result<IngestPassStats> Ingestor::PollOnce() {
     if (!error.empty()) {
       locate_error = error;
       glob_failed[si] = true;
+    }
+  }
+  {
+    // A source matching no file reads nothing: said at once (a warning, the
+    // first time and when it comes back) and in /v1/status after a while.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (globs_.size() != sources_.size()) {
+      globs_.assign(sources_.size(), GlobStatus{});
+      for (size_t si = 0; si < sources_.size(); ++si) globs_[si].glob = sources_[si].path;
+    }
+    const double now = MonotonicSeconds();
+    for (size_t si = 0; si < sources_.size(); ++si) {
+      GlobStatus& g = globs_[si];
+      if (matched[si] > 0 || glob_failed[si]) {
+        if (g.empty_since_s >= 0 && matched[si] > 0) {
+          spdlog::info("ingest: sources[{}] {} matches {} file(s) again", si, g.glob, matched[si]);
+        }
+        if (matched[si] > 0) g.empty_since_s = -1;
+      } else if (g.empty_since_s < 0) {
+        g.empty_since_s = now;
+        spdlog::warn(
+            "ingest: sources[{}] {} matches no file: nothing is read from it until one appears "
+            "(check the path, and that the directory exists and rlaifd may list it)",
+            si, g.glob);
+      }
+      g.files = matched[si];
     }
   }
   // A glob that could not list a directory (EMFILE: out of descriptors,

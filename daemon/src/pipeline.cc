@@ -509,6 +509,7 @@ Status Pipeline::Start() {
   }
   RegisterMetrics();
   RestoreTrainingStatus();
+  RestorePause();
   auto live = store_.LiveVersion();
   if (!live.ok()) return live.status();
   if (!live->empty()) {
@@ -671,6 +672,34 @@ void Pipeline::SleepFor(double seconds) {
   sleep_cv_.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return stop_.load(); });
 }
 
+// A pause outlives a restart (the RUNBOOK pauses to keep a retrain from
+// promoting over an operator's rollback; a restart must not undo that): the
+// newest pause or resume event decides.
+void Pipeline::RestorePause() {
+  for (size_t window = 1000;; window *= 100) {
+    auto events = store_.RecentEvents(window);
+    if (!events.ok()) return;
+    for (const auto& e : *events) {
+      if (e.kind == "resume") return;
+      if (e.kind != "pause") continue;
+      paused_ = true;
+      const std::string note =
+          "paused by " + e.actor + " at " + FormatTimeMs(e.at_ms) + " (" + e.message +
+          "), before this start: a pause outlives restarts; rlaifctl resume to resume";
+      spdlog::warn("pipeline {}", note);
+      std::lock_guard<std::mutex> lock(mu_);
+      pause_note_ = note;
+      return;
+    }
+    if (events->size() < window) return;  // read them all
+  }
+}
+
+std::string Pipeline::PauseNote() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return paused_.load() ? pause_note_ : "";
+}
+
 void Pipeline::Pause() {
   if (!paused_.exchange(true)) spdlog::info("pipeline paused");
   // Returns once no ingest pass or dispatch round begun before the pause is
@@ -688,6 +717,8 @@ void Pipeline::Pause() {
 }
 void Pipeline::Resume() {
   if (paused_.exchange(false)) spdlog::info("pipeline resumed");
+  std::lock_guard<std::mutex> lock(mu_);
+  pause_note_.clear();
 }
 
 void Pipeline::SetDegraded(const std::string& reason) {

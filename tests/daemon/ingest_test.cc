@@ -85,6 +85,34 @@ TEST(ParseSimpleLineTest, AcceptsAndRejects) {
   EXPECT_EQ(reason("{\"prompt\":\"\xff\xfe\"}"), "invalid_utf8");
 }
 
+// A source whose glob matches no file is reported (Globs: the operator's
+// "is my path right?"), from the first poll until a file appears.
+TEST_F(IngestTest, ASourceMatchingNoFileIsReportedUntilOneAppears) {
+  SourceConfig missing;
+  missing.path = dir_.Sub("gone/*.jsonl");  // the directory does not exist
+  Ingestor ing({source_, missing}, sampling_, *store_, metrics_);
+  EXPECT_TRUE(ing.Globs().empty());  // before the first poll: not known
+  WriteFile(log_, Line("a"));
+  ASSERT_TRUE(ing.PollOnce().ok());
+  auto globs = ing.Globs();
+  ASSERT_EQ(globs.size(), 2u);
+  EXPECT_EQ(globs[0].glob, source_.path);
+  EXPECT_EQ(globs[0].files, 1);
+  EXPECT_LT(globs[0].empty_since_s, 0);
+  EXPECT_EQ(globs[1].glob, missing.path);
+  EXPECT_EQ(globs[1].files, 0);
+  const double since = globs[1].empty_since_s;
+  EXPECT_GE(since, 0);
+  ASSERT_TRUE(ing.PollOnce().ok());
+  EXPECT_EQ(ing.Globs()[1].empty_since_s, since);  // since the first poll that found none
+  std::filesystem::create_directories(dir_.Sub("gone"));
+  WriteFile(dir_.Sub("gone/b.jsonl"), Line("b"));
+  ASSERT_TRUE(ing.PollOnce().ok());
+  EXPECT_EQ(ing.Globs()[1].files, 1);
+  EXPECT_LT(ing.Globs()[1].empty_since_s, 0);
+  EXPECT_EQ(StoredPrompts(), (std::vector<std::string>{"a", "b"}));
+}
+
 TEST_F(IngestTest, PartialLineWaitsForItsNewline) {
   WriteFile(log_, Line("one") + Line("two") + "{\"prompt\": \"thr");
   auto s1 = Poll();

@@ -176,6 +176,14 @@ def main(args, tmp):
 
     rc, _, err = run("--reason", "maintenance", "pause", token=TOKEN, url=base)
     check(rc == 0 and get_json(base + "/v1/status")["state"] == "paused", f"pause: {err}")
+    # A pause outlives a restart (it guards a rollback against a retrain).
+    check(d.term(timeout=30) == 0, "rlaifd did not stop cleanly")
+    d, port = start_rlaifd(args.bin, config_path, tmp, env)
+    base = f"http://127.0.0.1:{port}"
+    st = get_json(base + "/v1/status")
+    check(st["state"] == "paused" and "paused by admin" in st["reasons"][0] and
+          "maintenance" in st["reasons"][0], f"after a restart: {st['state']} {st['reasons']}")
+    check(get_json(base + "/v1/models")["live"] == first, "the rollback did not survive a restart")
     # A token read from a file ends in a newline: rlaifctl trims it.
     rc, _, err = run("resume", token=TOKEN + "\n", url=base)
     check(rc == 0 and get_json(base + "/v1/status")["state"] != "paused", f"resume: {err}")

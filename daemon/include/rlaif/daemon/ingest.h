@@ -138,6 +138,15 @@ class Ingestor {
   void RefreshSizes();
 
   std::vector<SourceStatus> Sources() const;
+  // Per configured source (config order): its glob, how many regular files
+  // it matched at the last poll, and since when (monotonic seconds) it has
+  // matched none (-1 while it matches some, or before the first poll).
+  struct GlobStatus {
+    std::string glob;
+    int files = 0;
+    double empty_since_s = -1;
+  };
+  std::vector<GlobStatus> Globs() const;
 
   // Files whose descriptors were held open (tailed or drained) after the last poll.
   size_t OpenFiles() const;
@@ -239,8 +248,9 @@ class Ingestor {
   int wake_fd_ = -1;     // eventfd written by Wake()
   std::map<int, std::set<size_t>> watch_sources_;  // inotify watch descriptor -> sources
 
-  mutable std::mutex mu_;  // guards status_
+  mutable std::mutex mu_;  // guards status_, globs_
   std::vector<SourceStatus> status_;
+  std::vector<GlobStatus> globs_;
 };
 
 }  // namespace rlaif::daemon

@@ -103,6 +103,9 @@ class Pipeline {
   // pass or dispatch begun before it is still going (calls in flight finish).
   void Pause();
   void Resume();
+  // While paused by a pause from before this start (the newest pause/resume
+  // event is a pause: Start restores it), who paused, when and why; else "".
+  std::string PauseNote() const;
   bool paused() const { return paused_.load(); }
 
   // Asks for a retrain now (one run at a time; queued if one is running).
@@ -165,6 +168,8 @@ class Pipeline {
   std::optional<judge::ClientHealth> HealthOf(storage::Stage stage) const;
   // training_'s last run and run count from the store (Start).
   void RestoreTrainingStatus();
+  // paused_ and pause_note_ from the newest pause/resume event (Start).
+  void RestorePause();
   Status LoadAndSwap(const std::string& version);
   void SetDegraded(const std::string& reason);
   // A write to the store failed (disk full, I/O error): the daemon is degraded
@@ -196,6 +201,7 @@ class Pipeline {
   std::atomic<bool> paused_{false};
   std::mutex sleep_mu_;
   bool setup_checked_ = false;  // CheckSetup passed
+  std::string pause_note_;      // guarded by mu_; see PauseNote
   // Monotonic time a call of the stage (index: storage::Stage) was last rate
   // limited on every attempt (NoteRateLimited; StageHeldReason holds it).
   std::atomic<double> rate_limited_at_[3] = {-1e18, -1e18, -1e18};
