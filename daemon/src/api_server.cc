@@ -182,6 +182,7 @@ struct ApiServer::Impl {
   int listen_fd = -1;  // the listening socket, seen by the socket-options hook
   bool served = false;   // Serve() was called
   std::mutex backup_mu;  // one online backup at a time (try_lock: a second gets 409)
+  std::mutex pause_mu;   // a pause or resume and its event, one at a time
 
   // Rates over a sliding window: a sampler thread records the stage and
   // store counters every kRateSampleS seconds and keeps kRateWindowS of them.
@@ -707,6 +708,7 @@ struct ApiServer::Impl {
     }
     m.ReplaceGauges("rlaif_ingest_lag_bytes", "Bytes not yet consumed per source file.", lag);
     for (const auto& g : ctx.ingestor.Globs()) {
+      if (g.files < 0) continue;
       m.GetGauge("rlaif_ingest_source_files",
                  "Regular files a configured source's glob matched at the last poll.",
                  {{"source", g.glob}})
@@ -772,6 +774,29 @@ struct ApiServer::Impl {
     spdlog::info("{} re-queued {}{}", Actor(), what,
                  r->skipped ? " (" + std::to_string(r->skipped) + " kept: record gone)" : "");
     SendJson(res, {{"requeued", r->requeued}, {"skipped", r->skipped}});
+  }
+
+  // The state and its audit event together (the newest pause/resume event
+  // decides the state after a restart: Pipeline::RestorePause); "persisted"
+  // false when the event could not be written (disk full): the state holds
+  // until the next restart only.
+  void PauseOrResume(bool pause, const std::string& why, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(pause_mu);
+    if (pause) {
+      ctx.pipeline.Pause();
+    } else {
+      ctx.pipeline.Resume();
+    }
+    const std::string kind = pause ? "pause" : "resume";
+    Status st = ctx.store.AppendEvent({NowMs(), kind, Actor(),
+                                       std::string(pause ? "pipeline paused" : "pipeline resumed") +
+                                           (why.empty() ? "" : ": " + why),
+                                       json{{"reason", why}, {"persists", true}}.dump()});
+    if (!st.ok()) {
+      spdlog::warn("{}: the {} event could not be written ({}): it holds until the next restart",
+                   kind, kind, st.ToString());
+    }
+    SendJson(res, {{"state", pause ? "paused" : "running"}, {"persisted", st.ok()}});
   }
 
   // Judged pairs queued again for the dimensions they lack (one added to the
@@ -1249,22 +1274,20 @@ struct ApiServer::Impl {
       ctx.pipeline.RequestTrain(Actor(), why_of(req));
       SendJson(res, {{"requested", true}}, 202);
     }, true));
-    server.Post("/v1/pause", Wrap("/v1/pause", [this, why_of](const httplib::Request& req, httplib::Response& res) {
-      ctx.pipeline.Pause();
-      const std::string why = why_of(req);
-      (void)ctx.store.AppendEvent({NowMs(), "pause", Actor(),
-                                   "pipeline paused" + (why.empty() ? "" : ": " + why),
-                                   json{{"reason", why}}.dump()});
-      SendJson(res, {{"state", "paused"}});
-    }, true));
-    server.Post("/v1/resume", Wrap("/v1/resume", [this, why_of](const httplib::Request& req, httplib::Response& res) {
-      ctx.pipeline.Resume();
-      const std::string why = why_of(req);
-      (void)ctx.store.AppendEvent({NowMs(), "resume", Actor(),
-                                   "pipeline resumed" + (why.empty() ? "" : ": " + why),
-                                   json{{"reason", why}}.dump()});
-      SendJson(res, {{"state", "running"}});
-    }, true));
+    server.Post("/v1/pause",
+                Wrap(
+                    "/v1/pause",
+                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
+                      PauseOrResume(true, why_of(req), res);
+                    },
+                    true));
+    server.Post("/v1/resume",
+                Wrap(
+                    "/v1/resume",
+                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
+                      PauseOrResume(false, why_of(req), res);
+                    },
+                    true));
     server.Get("/", Wrap("/", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(kStatusPageHtml, "text/html; charset=utf-8");
     }));

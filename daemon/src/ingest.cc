@@ -570,11 +570,15 @@ Result<IngestPassStats> Ingestor::PollOnce() {
     const double now = MonotonicSeconds();
     for (size_t si = 0; si < sources_.size(); ++si) {
       GlobStatus& g = globs_[si];
-      if (matched[si] > 0 || glob_failed[si]) {
-        if (g.empty_since_s >= 0 && matched[si] > 0) {
+      if (!parsers_[si]) {  // not read at all (its format was refused at start)
+        g.files = -1;
+        continue;
+      }
+      if (matched[si] > 0) {
+        if (g.empty_since_s >= 0) {
           spdlog::info("ingest: sources[{}] {} matches {} file(s) again", si, g.glob, matched[si]);
         }
-        if (matched[si] > 0) g.empty_since_s = -1;
+        g.empty_since_s = -1;
       } else if (g.empty_since_s < 0) {
         g.empty_since_s = now;
         spdlog::warn(

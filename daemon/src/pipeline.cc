@@ -33,6 +33,9 @@ constexpr double kRetryDelayS = 2.0;     // wait before a failed item is tried a
 // dispatch this long (and the item waits as long): the limit is the
 // upstream's, and hammering it only keeps it exceeded.
 constexpr double kRateLimitHoldS = 30.0;
+// Holds after which an item still rate limited, while others of its stage
+// succeeded since its first, is dead-lettered (reason "rate_limited").
+constexpr int kMaxRateLimitHolds = 10;
 // Unparseable judge replies are the judge's fault, not the pairs', when the
 // replies for at least half of the last kVerdictWindow distinct pairs (and
 // at least kVerdictMinPairs were seen) did not parse.
@@ -194,7 +197,7 @@ namespace {
 constexpr char kStageErrorsHelp[] = "Failed work items by stage and reason.";
 constexpr char kStageHeldHelp[] = "Work items put back because the upstream is held.";
 constexpr char kRateLimitedHelp[] =
-    "Calls of a stage that got HTTP 429 on every attempt (the stage then waits).";
+    "Times a stage was held 30 s because a call got HTTP 429 on every attempt.";
 
 Counter& TrainingRuns(MetricsRegistry& m, const std::string& outcome) {
   return m.GetCounter("rlaif_training_runs_total", "Training runs by outcome.",
@@ -246,11 +249,13 @@ void Pipeline::RegisterMetrics() {
                                                         {"generate", "identical_responses"},
                                                         {"generate", "upstream_rejected"},
                                                         {"generate", "upstream_unavailable"},
+                                                        {"generate", "rate_limited"},
                                                         {"judge", "store_error"},
                                                         {"judge", "missing_pair"},
                                                         {"judge", "unparseable_verdict"},
                                                         {"judge", "upstream_rejected"},
-                                                        {"judge", "upstream_unavailable"}}) {
+                                                        {"judge", "upstream_unavailable"},
+                                                        {"judge", "rate_limited"}}) {
     metrics_.GetCounter("rlaif_stage_errors_total", kStageErrorsHelp,
                         {{"stage", stage}, {"reason", reason}});
   }
@@ -325,17 +330,8 @@ std::string LastError(const judge::ClientHealth& h) {
 }  // namespace
 
 std::string Pipeline::StageHeldReason(storage::Stage stage) const {
-  const auto h = HealthOf(stage);
-  if (!h) return "";
-  if (h->breaker == judge::BreakerState::kOpen) {
-    return std::string(Who(stage)) + " circuit open after repeated failures" + LastError(*h) +
-           "; next probe in " + std::to_string(static_cast<int>(h->breaker_retry_in_s + 0.5)) +
-           " s";
-  }
-  if (h->budget_exhausted) {
-    return std::string(Who(stage)) + " hourly budget of $" + std::to_string(h->hourly_budget_usd) +
-           " spent; resumes at " + FormatTimeMs(h->budget_resets_at_ms);
-  }
+  std::string held = StageHeldByUpstream(stage);
+  if (!held.empty()) return held;
   const double since = MonotonicSeconds() - rate_limited_at_[static_cast<size_t>(stage)].load();
   if (since < kRateLimitHoldS) {
     return std::string(Who(stage)) +
@@ -348,17 +344,43 @@ std::string Pipeline::StageHeldReason(storage::Stage stage) const {
   return "";
 }
 
-void Pipeline::NoteRateLimited(storage::Stage stage) {
-  const bool first =
-      MonotonicSeconds() - rate_limited_at_[static_cast<size_t>(stage)].load() >= kRateLimitHoldS;
-  rate_limited_at_[static_cast<size_t>(stage)] = MonotonicSeconds();
-  metrics_
-      .GetCounter("rlaif_stage_rate_limited_total", kRateLimitedHelp, {{"stage", StageName(stage)}})
-      .Inc();
+std::string Pipeline::StageHeldByUpstream(storage::Stage stage) const {
+  const auto h = HealthOf(stage);
+  if (!h) return "";
+  if (h->breaker == judge::BreakerState::kOpen) {
+    return std::string(Who(stage)) + " circuit open after repeated failures" + LastError(*h) +
+           "; next probe in " + std::to_string(static_cast<int>(h->breaker_retry_in_s + 0.5)) +
+           " s";
+  }
+  if (h->budget_exhausted) {
+    return std::string(Who(stage)) + " hourly budget of $" + std::to_string(h->hourly_budget_usd) +
+           " spent; resumes at " + FormatTimeMs(h->budget_resets_at_ms);
+  }
+  return "";
+}
+
+bool Pipeline::NoteRateLimited(storage::Stage stage, const std::string& key) {
+  const double now = MonotonicSeconds();
+  const bool first = now - rate_limited_at_[static_cast<size_t>(stage)].load() >= kRateLimitHoldS;
+  rate_limited_at_[static_cast<size_t>(stage)] = now;
   if (first) {
+    metrics_
+        .GetCounter("rlaif_stage_rate_limited_total", kRateLimitedHelp,
+                    {{"stage", StageName(stage)}})
+        .Inc();
     spdlog::warn("{}: rate limited (HTTP 429 on every attempt): holding the stage for {:.0f} s",
                  StageName(stage), kRateLimitHoldS);
   }
+  // An item rate limited again and again while others of its stage succeed
+  // is the problem itself (a request the upstream never admits): it is
+  // dead-lettered rather than holding the stage forever.
+  const int64_t done = stage == storage::Stage::kGenerate ? gen_done_.load() : judge_done_.load();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = rate_holds_.try_emplace(key, RateHolds{0, done}).first;
+  ++it->second.holds;
+  const bool give_up = it->second.holds >= kMaxRateLimitHolds && done > it->second.done_at_first;
+  if (give_up) rate_holds_.erase(it);
+  return give_up;
 }
 
 std::string Pipeline::StageProbingReason(storage::Stage stage) const {
@@ -682,6 +704,10 @@ void Pipeline::RestorePause() {
     for (const auto& e : *events) {
       if (e.kind == "resume") return;
       if (e.kind != "pause") continue;
+      // Pauses from before 2026-11-28 ended with the process (no event
+      // says so): only those marked to persist are restored.
+      const auto data = nlohmann::json::parse(e.data_json, nullptr, /*allow_exceptions=*/false);
+      if (!data.is_object() || !data.value("persists", false)) return;
       paused_ = true;
       const std::string note =
           "paused by " + e.actor + " at " + FormatTimeMs(e.at_ms) + " (" + e.message +
@@ -702,6 +728,10 @@ std::string Pipeline::PauseNote() const {
 
 void Pipeline::Pause() {
   if (!paused_.exchange(true)) spdlog::info("pipeline paused");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pause_note_.clear();  // a new pause: the status says "paused by an operator"
+  }
   // Returns once no ingest pass or dispatch round begun before the pause is
   // still going (a pass stops between batches), with the tasks handed out but
   // not started taken back (they stay queued in the store): after Pause no
@@ -926,7 +956,9 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     }
     // Rate limited on every attempt: the stage slows down (StageHeldReason).
     if (judge::IsRateLimited(st)) {
-      NoteRateLimited(storage::Stage::kGenerate);
+      if (NoteRateLimited(storage::Stage::kGenerate, item.key)) {
+        return fail("rate_limited", st.message(), true);
+      }
       return Hold(*gen_pool_, item, "generate", st, kRateLimitHoldS);
     }
     if (st.code() == StatusCode::kInvalidArgument) {
@@ -934,7 +966,7 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     }
     // A failure that left the circuit open (it opened it, or a failed probe)
     // is the upstream's, not the item's: an outage does not dead-letter work.
-    if (IsHold(st) || !StageHeldReason(storage::Stage::kGenerate).empty()) {
+    if (IsHold(st) || !StageHeldByUpstream(storage::Stage::kGenerate).empty()) {
       return Hold(*gen_pool_, item, "generate", st);
     }
     return fail("upstream_unavailable", st.message(), false);
@@ -948,6 +980,7 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     attempts_.erase(item.key);
+    rate_holds_.erase(item.key);
   }
   ++gen_done_;
   Resumed(*gen_pool_, "generate");
@@ -1037,13 +1070,15 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
         return Hold(*judge_pool_, item, "judge", st);
       }
       if (judge::IsRateLimited(st)) {
-        NoteRateLimited(storage::Stage::kJudge);
+        if (NoteRateLimited(storage::Stage::kJudge, item.key)) {
+          return fail("rate_limited", st.message(), true);
+        }
         return Hold(*judge_pool_, item, "judge", st, kRateLimitHoldS);
       }
       if (st.code() == StatusCode::kInvalidArgument) {
         return fail("upstream_rejected", st.message(), true);
       }
-      if (IsHold(st) || !StageHeldReason(storage::Stage::kJudge).empty()) {
+      if (IsHold(st) || !StageHeldByUpstream(storage::Stage::kJudge).empty()) {
         return Hold(*judge_pool_, item, "judge", st);
       }
       return fail("upstream_unavailable", st.message(), false);
@@ -1062,6 +1097,7 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
   Resumed(*judge_pool_, "judge");
   std::lock_guard<std::mutex> lock(mu_);
   attempts_.erase(item.key);
+  rate_holds_.erase(item.key);
 }
 
 void Pipeline::RequestTrain(const std::string& actor, const std::string& why) {

@@ -8,8 +8,8 @@
 // The admin token is read from RLAIF_TOKEN. Exit codes: 0 ok, 1 the daemon
 // answered with an error, 2 usage error (also a URL that is not the daemon's
 // base address), 3 the daemon is unreachable or accepted the connection but did
-// not answer in time (30 s; promote 120 s, backup 3600 s, export 300 s between
-// chunks).
+// not answer in time (30 s; status 60 s, promote and rollback 120 s,
+// requeue-dead and backfill 300 s, backup 3600 s, export 300 s between chunks).
 #include <httplib.h>
 
 #include <cctype>
@@ -53,8 +53,9 @@ void Usage() {
                "; https:// is not supported by this build"
 #endif
                "\n"
-               "  a daemon that accepts the connection but does not answer within 30 s (promote\n"
-               "  120 s, backup 3600 s, export 300 s between chunks) is unreachable (exit 3)\n";
+               "  a daemon that accepts the connection but does not answer within 30 s (status\n"
+               "  60 s, promote/rollback 120 s, requeue-dead/backfill 300 s, backup 3600 s,\n"
+               "  export 300 s between chunks) is unreachable (exit 3)\n";
 }
 
 // The daemon's base address from --url or $RLAIF_URL: rlaif::ParseBaseUrl
@@ -242,11 +243,14 @@ int main(int argc, char** argv) {
   const bool one_word = pos.size() == 1;
   // How long to wait for the answer (each read): a frozen daemon (kill -STOP)
   // still has the kernel accept the connection, so only this ends the wait.
-  // Requests answer at once, except promote (loads a model), backup (copies
-  // the store) and export (streamed: the limit applies between chunks).
+  // Requests answer at once, except promote and rollback (load a model),
+  // requeue-dead and backfill (scan the store), backup (copies the store) and
+  // export (streamed: the limit applies between chunks). Status may compute
+  // the judge's agreement with human labels (a scan, cached for 30 s).
   int read_timeout_s = 30;
   if (cmd == "status" && one_word) {
     path = "/v1/status";
+    read_timeout_s = 60;
   } else if (cmd == "models" && one_word) {
     path = "/v1/models";
   } else if (cmd == "promote" && pos.size() == 2 && !pos[1].empty()) {
@@ -256,6 +260,7 @@ int main(int argc, char** argv) {
   } else if (cmd == "rollback" && one_word) {
     method = "POST";
     path = "/v1/models/rollback";
+    read_timeout_s = 120;
   } else if ((cmd == "train" || cmd == "pause" || cmd == "resume") && one_word) {
     method = "POST";
     path = "/v1/" + cmd;
@@ -271,6 +276,7 @@ int main(int argc, char** argv) {
     if (pos.size() == 3) b["dead_reason"] = pos[2];
     if (!reason.empty()) b["reason"] = reason;
     request_body = b.dump();
+    read_timeout_s = 300;
   } else if (cmd == "backfill" && (pos.size() == 1 || (pos.size() == 2 && !pos[1].empty()))) {
     method = "POST";
     path = "/v1/judge/backfill";
@@ -279,6 +285,7 @@ int main(int argc, char** argv) {
     if (max > 0) b["max"] = max;
     if (!reason.empty()) b["reason"] = reason;
     request_body = b.dump();
+    read_timeout_s = 300;
   } else if (cmd == "export" && pos.size() == 2) {
     path = "/v1/export?kind=" + pos[1];
     read_timeout_s = 300;
@@ -362,6 +369,11 @@ int main(int argc, char** argv) {
               << "within " << read_timeout_s
               << " s: it may be overloaded or stopped (is it running: kill -0 PID; stopped: "
                  "ps -o stat= -p PID shows T; see its logs)\n";
+    if (method == "POST") {
+      std::cerr << "rlaifctl: the " << cmd
+                << " may still complete: check `rlaifctl status` and /v1/events before "
+                   "running it again\n";
+    }
     return 3;
   }
   if (!res) {

@@ -587,6 +587,13 @@ struct ChatClient::Impl {
       a.status = Status::ResourceExhausted(what + ": " + std::string(kQuotaFault));
       return a;
     }
+    if (code == 429 && upstream.message.rfind("Request too large", 0) == 0) {
+      // OpenAI's 429 for one request larger than the account's per-minute
+      // limit: no wait makes it fit, so the request's fault, not a rate limit.
+      a.outcome = Outcome::kFatal;
+      a.status = Status::InvalidArgument(what);
+      return a;
+    }
     if (code == 401 || code == 403 || code == 404) {
       // The configuration's fault, not the request's: every call fails the
       // same way. Only the error's type and code: an upstream's message may

@@ -546,6 +546,14 @@ class RocksStore final : public Store {
                                            const std::string& only_dimension,
                                            const std::string& judge, size_t max) override {
     return Guarded("QueueJudgeBackfill", [&]() -> Result<BackfillStats> {
+      // Two at once would both find (and queue) the same pairs: the scan
+      // runs outside the write lock.
+      std::unique_lock<std::mutex> one(backfill_mu_, std::try_to_lock);
+      if (!one.owns_lock()) {
+        return Status::AlreadyExists(
+            "a backfill is running; run it again once it has answered (queued pairs are "
+            "counted as already_queued)");
+      }
       BackfillStats out;
       std::vector<std::pair<std::string, std::vector<std::string>>> candidates;  // pair, missing
       {
@@ -1158,6 +1166,7 @@ class RocksStore final : public Store {
   rocksdb::WriteOptions write_options_;
 
   std::mutex write_mu_;         // serializes every write (and its read-checks)
+  std::mutex backfill_mu_;      // one QueueJudgeBackfill at a time (its scan is outside write_mu_)
   uint64_t next_seq_ = 0;       // guarded by write_mu_
   std::string rejects_floor_;   // guarded by write_mu_: first kRejects key after the last prune
   bool resume_needed_ = false;  // guarded by write_mu_

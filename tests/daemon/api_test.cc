@@ -401,6 +401,50 @@ TEST_F(ApiTest, SwapsUnderConcurrentScoringNeverFailARequest) {
   EXPECT_EQ(rollbacks, 4);
 }
 
+// A pause outlives a restart (the newest pause/resume event decides); a
+// pause recorded by an older version, which ended with its process, does not.
+TEST_F(ApiTest, APauseOutlivesARestartButAnOlderVersionsDoesNot) {
+  auto restart = [&] {
+    api_->Stop();
+    pipeline_->Stop();
+    pipeline_ = std::make_unique<Pipeline>(*config_, *store_, metrics_, *ingestor_, *generator_,
+                                           *judge_, *scorer_);
+    ASSERT_TRUE(pipeline_->Start().ok());
+    api_ = std::make_unique<ApiServer>(ApiContext{*config_,
+                                                  *store_,
+                                                  metrics_,
+                                                  *scorer_,
+                                                  *pipeline_,
+                                                  *ingestor_,
+                                                  *gen_client_,
+                                                  *judge_client_,
+                                                  kToken,
+                                                  NowMs(),
+                                                  nullptr,
+                                                  {}});
+    ASSERT_TRUE(api_->Start("127.0.0.1", 0).ok());
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", api_->port());
+  };
+  ASSERT_TRUE(
+      store_->AppendEvent({NowMs() - 1000, "pause", "admin", "pipeline paused", R"({"reason":""})"})
+          .ok());
+  restart();
+  EXPECT_FALSE(pipeline_->paused());
+  auto p = Post("/v1/pause", R"({"reason": "maintenance"})", true);
+  ASSERT_EQ(p->status, 200);
+  EXPECT_EQ(json::parse(p->body)["persisted"], true);
+  restart();
+  EXPECT_TRUE(pipeline_->paused());
+  json s = json::parse(client_->Get("/v1/status")->body);
+  EXPECT_EQ(s["state"], "paused");
+  const std::string why = s["reasons"][0].get<std::string>();
+  EXPECT_NE(why.find("paused by admin"), std::string::npos) << why;
+  EXPECT_NE(why.find("maintenance"), std::string::npos) << why;
+  ASSERT_EQ(Post("/v1/resume", "{}", true)->status, 200);
+  restart();
+  EXPECT_FALSE(pipeline_->paused());
+}
+
 TEST_F(ApiTest, PauseResumeAndStatusState) {
   ASSERT_EQ(Post("/v1/pause", "{}", true)->status, 200);
   EXPECT_EQ(json::parse(client_->Get("/v1/status")->body)["state"], "paused");

@@ -65,7 +65,7 @@ def main(args, tmp):
         frozen.bind(("127.0.0.1", 0))
         frozen.listen(8)
         t0 = time.monotonic()
-        rc, _, err = run("--url", f"http://127.0.0.1:{frozen.getsockname()[1]}", "status",
+        rc, _, err = run("--url", f"http://127.0.0.1:{frozen.getsockname()[1]}", "models",
                          timeout=60)
         took = time.monotonic() - t0
     finally:

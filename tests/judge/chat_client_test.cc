@@ -208,6 +208,23 @@ TEST(ChatClientTest, InsufficientQuotaIsNotRetried) {
   EXPECT_NE(client.Health().configuration_fault.find("quota"), std::string::npos);
 }
 
+// OpenAI's 429 for one request over the account's per-minute limit: no wait
+// makes it fit, so it is the request's fault (not retried, not a rate limit).
+TEST(ChatClientTest, RequestTooLargeForTheRateLimitIsNotRetried) {
+  FakeUpstream up([](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 429,
+                        R"({"error":{"message":"Request too large for gpt-4o in organization )"
+                        R"(org-x on tokens per min (TPM): Limit 30000, Requested 41000.",)"
+                        R"("type":"tokens","param":null,"code":"rate_limit_exceeded"}})");
+  });
+  ChatClient client(FastOptions(up));
+  auto resp = client.Complete(SimpleRequest());
+  ASSERT_FALSE(resp.ok());
+  EXPECT_EQ(resp.status().code(), StatusCode::kInvalidArgument) << resp.status().ToString();
+  EXPECT_FALSE(IsRateLimited(resp.status()));
+  EXPECT_EQ(up.calls(), 1);
+}
+
 // A 429 on every attempt is the upstream's rate limit (IsRateLimited: no
 // request's fault); one 5xx among them makes it an ordinary failure.
 TEST(ChatClientTest, AnswerOf429OnEveryAttemptIsRateLimited) {

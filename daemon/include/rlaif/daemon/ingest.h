@@ -139,8 +139,9 @@ class Ingestor {
 
   std::vector<SourceStatus> Sources() const;
   // Per configured source (config order): its glob, how many regular files
-  // it matched at the last poll, and since when (monotonic seconds) it has
-  // matched none (-1 while it matches some, or before the first poll).
+  // it matched at the last poll (-1: the source is not read, its format was
+  // refused), and since when (monotonic seconds) it has matched none (-1
+  // while it matches some). Empty before the first poll.
   struct GlobStatus {
     std::string glob;
     int files = 0;

@@ -181,7 +181,18 @@ class Pipeline {
   void ProbeStore();
   void Hold(StagePool& pool, const storage::WorkItem& item, const char* stage, const Status& st,
             double retry_in_s = 2.0);
-  void NoteRateLimited(storage::Stage stage);
+  // A call of `key` was rate limited on every attempt: holds the stage
+  // (StageHeldReason). True when the item should be dead-lettered instead
+  // (rate limited kMaxRateLimitHolds times while others succeeded).
+  bool NoteRateLimited(storage::Stage stage, const std::string& key);
+  // The breaker-open or budget-spent part of StageHeldReason: a failure
+  // while it holds is the upstream's, not the item's.
+  std::string StageHeldByUpstream(storage::Stage stage) const;
+  struct RateHolds {
+    int holds = 0;
+    int64_t done_at_first = 0;  // the stage's done count at the first hold
+  };
+  std::map<std::string, RateHolds> rate_holds_;  // guarded by mu_, by work item key
   // An item of the stage succeeded: logs the recovery after holds.
   void Resumed(StagePool& pool, const char* stage);
   // Sleeps up to `seconds` or until Stop().

@@ -174,7 +174,8 @@ class Store {
   // asks only for the missing dimensions. Pairs already queued or
   // dead-lettered for judging are left alone (counted), and so are pairs
   // labelled only by others (logged or human labels, an earlier judge
-  // model). The scan runs on a snapshot outside the write lock.
+  // model). The scan runs on a snapshot outside the write lock; one backfill
+  // at a time (kAlreadyExists while another runs).
   struct BackfillStats {
     int64_t queued = 0;
     int64_t already_queued = 0;
