@@ -529,6 +529,30 @@ Status Pipeline::Start() {
       std::filesystem::remove_all(e.path(), ec);
     }
   }
+  // Checkpoint directories the registry does not know: a training run killed
+  // between its checkpoint and the registry write, or a directory put there
+  // to import. Left in place (it may be wanted), said with its size.
+  if (auto registered = store_.ListModels(); registered.ok()) {
+    std::set<std::string> known;
+    for (const auto& m : *registered) {
+      known.insert(m.version);
+      known.insert(std::filesystem::path(m.dir).filename().string());
+    }
+    for (const auto& e : std::filesystem::directory_iterator(models, ec)) {
+      const std::string name = e.path().filename().string();
+      if (!e.is_directory(ec) || known.count(name) || name.find(".tmp-") != std::string::npos) {
+        continue;
+      }
+      uintmax_t bytes = 0;
+      for (const auto& f : std::filesystem::recursive_directory_iterator(e.path(), ec)) {
+        if (f.is_regular_file(ec)) bytes += f.file_size(ec);
+      }
+      spdlog::warn(
+          "models/{} ({:.1f} MB) is not a registered model: import it (POST /v1/models/import "
+          "{{\"version\": \"{}\"}}) or delete the directory",
+          name, static_cast<double>(bytes) / 1e6, name);
+    }
+  }
   RegisterMetrics();
   RestoreTrainingStatus();
   RestorePause();
@@ -1581,8 +1605,12 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   (void)(*candidate)->Score({{"warm-up", "warm-up"}});
   {
     std::lock_guard<std::mutex> lock(swap_mu_);
-    st = store_.SetLive(version, {NowMs(), "promote", actor, "gate passed: " + gate.reason,
-                                  nlohmann::json{{"version", version}}.dump()});
+    const auto outgoing = scorer_.Current();
+    st = store_.SetLive(version,
+                        {NowMs(), "promote", actor, "gate passed: " + gate.reason,
+                         nlohmann::json{{"version", version},
+                                        {"from", outgoing ? outgoing->version() : std::string()}}
+                             .dump()});
     if (!st.ok()) return finish(version, "failed", "promotion failed: " + st.ToString());
     SwapLocked(*candidate);
   }
@@ -1648,9 +1676,27 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
     if (!rollback) return Status::FailedPrecondition("cannot promote " + version + ": " + why_not);
     spdlog::warn("rolling back to {} although {}", version, why_not);
   }
+  // What it replaces, and how the two did on their holdouts: a manual
+  // promotion bypasses the gate, so a large drop is at least said.
+  const auto outgoing = scorer_.Current();
+  const std::string from = outgoing ? outgoing->version() : "";
+  nlohmann::json data = {{"version", version}, {"kept_loaded", reused}, {"from", from}};
+  if (!from.empty() && from != version) {
+    auto was = store_.GetModel(from);
+    if (was.ok() && was->has_value() && (*was)->holdout_pairs > 0 && (*rec)->holdout_pairs > 0) {
+      data["accuracy"] = (*rec)->accuracy;
+      data["from_accuracy"] = (*was)->accuracy;
+      if ((*rec)->accuracy < (*was)->accuracy - 0.05) {
+        spdlog::warn(
+            "{} promotes {} (held-out accuracy {:.3f}) over {} ({:.3f}): a drop of {:.3f}; "
+            "rlaifctl rollback returns to {}",
+            actor, version, (*rec)->accuracy, from, (*was)->accuracy,
+            (*was)->accuracy - (*rec)->accuracy, from);
+      }
+    }
+  }
   RLAIF_RETURN_IF_ERROR(store_.SetLive(
-      version, {NowMs(), "promote", actor, why.empty() ? "manual promotion" : why,
-                nlohmann::json{{"version", version}, {"kept_loaded", reused}}.dump()}));
+      version, {NowMs(), "promote", actor, why.empty() ? "manual promotion" : why, data.dump()}));
   SwapLocked(model);
   ModelSwaps(metrics_).Inc();
   metrics_.GetGauge("rlaif_model_live_accuracy", "Held-out accuracy of the live model.")

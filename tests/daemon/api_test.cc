@@ -258,7 +258,9 @@ TEST_F(ApiTest, EveryAdminActionIsAuditedWithTheTokensNameAndTheReason) {
   json promote_a = find("promote", "canary looked fine");
   ASSERT_FALSE(promote_a.is_null()) << events.dump(1);
   EXPECT_EQ(promote_a["actor"], "alice");
+  EXPECT_EQ(promote_a["data"]["from"], "");  // nothing was live
   EXPECT_EQ(find("promote", "manual promotion")["actor"], "admin");
+  EXPECT_EQ(find("promote", "manual promotion")["data"]["from"], "vA");
   EXPECT_EQ(find("pause", "judge incident")["actor"], "alice");
   EXPECT_EQ(find("resume", "resumed")["actor"], "admin");
   EXPECT_EQ(find("train_requested", "new rubric")["actor"], "alice");
@@ -267,6 +269,7 @@ TEST_F(ApiTest, EveryAdminActionIsAuditedWithTheTokensNameAndTheReason) {
   json back = find("promote", "bad scores");
   ASSERT_FALSE(back.is_null()) << events.dump(1);
   EXPECT_EQ(back["data"]["kept_loaded"], true);
+  EXPECT_EQ(back["data"]["from"], "vB");
   EXPECT_EQ(json::parse(Post("/v1/score", kScoreBody)->body)["model_version"], "vA");
   // No token value appears in what the API shows.
   for (const char* path : {"/v1/events?limit=100", "/v1/status", "/metrics"}) {
