@@ -935,6 +935,32 @@ static bool ShouldGiveUp(std::mutex& mu, std::map<std::string, int>& attempts,
   return false;
 }
 
+// Whose fault a failed upstream call of either stage is: the upstream's or
+// its configuration's (the item waits: Hold) or the item's (`fail`: counted,
+// retried, dead-lettered).
+void Pipeline::UpstreamFailed(StagePool& pool, const storage::WorkItem& item, const Status& st,
+                              const FailFn& fail) {
+  const char* stage = StageName(pool.stage);
+  // Refused as configured (credentials, endpoint, model, TLS) or out of
+  // quota: no item is at fault; it waits (StageFaultReason).
+  if (judge::IsConfigurationFault(st) || judge::IsQuotaFault(st)) {
+    return Hold(pool, item, stage, st);
+  }
+  // Rate limited on every attempt: the stage slows down (StageHeldReason),
+  // unless this item is the one the upstream never admits.
+  if (judge::IsRateLimited(st)) {
+    if (NoteRateLimited(pool.stage, item.key)) return fail("rate_limited", st.message(), true);
+    return Hold(pool, item, stage, st, kRateLimitHoldS);
+  }
+  if (st.code() == StatusCode::kInvalidArgument) {
+    return fail("upstream_rejected", st.message(), true);
+  }
+  // A failure that left the circuit open (it opened it, or a failed probe)
+  // is the upstream's, not the item's: an outage does not dead-letter work.
+  if (IsHold(st) || !StageHeldByUpstream(pool.stage).empty()) return Hold(pool, item, stage, st);
+  fail("upstream_unavailable", st.message(), false);
+}
+
 void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
   auto fail = [&](const std::string& reason, const std::string& detail, bool permanent) {
     metrics_
@@ -973,27 +999,7 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
         st.message().find("identical_responses") != std::string::npos) {
       return fail("identical_responses", st.message(), true);
     }
-    // Refused as configured (credentials, endpoint, model, TLS) or out of
-    // quota: no prompt is at fault; it waits (StageFaultReason).
-    if (judge::IsConfigurationFault(st) || judge::IsQuotaFault(st)) {
-      return Hold(*gen_pool_, item, "generate", st);
-    }
-    // Rate limited on every attempt: the stage slows down (StageHeldReason).
-    if (judge::IsRateLimited(st)) {
-      if (NoteRateLimited(storage::Stage::kGenerate, item.key)) {
-        return fail("rate_limited", st.message(), true);
-      }
-      return Hold(*gen_pool_, item, "generate", st, kRateLimitHoldS);
-    }
-    if (st.code() == StatusCode::kInvalidArgument) {
-      return fail("upstream_rejected", st.message(), true);
-    }
-    // A failure that left the circuit open (it opened it, or a failed probe)
-    // is the upstream's, not the item's: an outage does not dead-letter work.
-    if (IsHold(st) || !StageHeldByUpstream(storage::Stage::kGenerate).empty()) {
-      return Hold(*gen_pool_, item, "generate", st);
-    }
-    return fail("upstream_unavailable", st.message(), false);
+    return UpstreamFailed(*gen_pool_, item, st, fail);
   }
   Status st = store_.CommitPairs(item, {*pair});
   if (!st.ok() && IsStoreWriteError(st)) {
@@ -1088,24 +1094,7 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
         }
         return fail("unparseable_verdict", st.message(), false);
       }
-      // Refused as configured, out of quota or rate limited: no pair is at
-      // fault (see ProcessGenerate).
-      if (judge::IsConfigurationFault(st) || judge::IsQuotaFault(st)) {
-        return Hold(*judge_pool_, item, "judge", st);
-      }
-      if (judge::IsRateLimited(st)) {
-        if (NoteRateLimited(storage::Stage::kJudge, item.key)) {
-          return fail("rate_limited", st.message(), true);
-        }
-        return Hold(*judge_pool_, item, "judge", st, kRateLimitHoldS);
-      }
-      if (st.code() == StatusCode::kInvalidArgument) {
-        return fail("upstream_rejected", st.message(), true);
-      }
-      if (IsHold(st) || !StageHeldByUpstream(storage::Stage::kJudge).empty()) {
-        return Hold(*judge_pool_, item, "judge", st);
-      }
-      return fail("upstream_unavailable", st.message(), false);
+      return UpstreamFailed(*judge_pool_, item, st, fail);
     }
     RecordVerdict(item.id, true, "");
     JudgeLabels(metrics_, dim.name, label->tie ? "tie" : (label->p_a > 0.5 ? "a" : "b")).Inc();

@@ -185,6 +185,10 @@ class Pipeline {
   // (StageHeldReason). True when the item should be dead-lettered instead
   // (rate limited kMaxRateLimitHolds times while others succeeded).
   bool NoteRateLimited(storage::Stage stage, const std::string& key);
+  // (reason, detail, permanent): a stage's way to count a failed item.
+  using FailFn = std::function<void(const std::string&, const std::string&, bool)>;
+  void UpstreamFailed(StagePool& pool, const storage::WorkItem& item, const Status& st,
+                      const FailFn& fail);
   // The breaker-open or budget-spent part of StageHeldReason: a failure
   // while it holds is the upstream's, not the item's.
   std::string StageHeldByUpstream(storage::Stage stage) const;
