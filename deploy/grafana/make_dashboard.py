@@ -187,6 +187,11 @@ def build():
                      [(f"max by (instance, path) (rlaif_ingest_lag_bytes{sel()})",
                        "{{path}}")], unit="bytes",
                      thresholds=[(256 * 1024 * 1024, "red")]), 8, 8)
+    L.add(stat("Files per source", "Regular files each configured source glob matched at the "
+               "last poll. 0: nothing is read from that source (RlaifdSourceHasNoFiles; after "
+               f"5 minutes a degraded reason). Runbook: {RUNBOOK}#ingest-lag",
+               [(f"max by (instance, source) (rlaif_ingest_source_files{sel()})",
+                 "{{source}}")], unit="none", thresholds=[(0, "red"), (1, "green")]), 24, 4)
 
     L.row("Generation and judging")
     L.add(timeseries("Throughput", "Pairs generated and labels committed per second.",
@@ -194,11 +199,14 @@ def build():
                       (rate("rlaif_judge_labels_total", by="dimension"),
                        "labels: {{dimension}}")], unit="ops"), 8, 8)
     L.add(timeseries("Stage errors, held and dead letters", "Failed work items (retried, then "
-                     "dead-lettered), items put back while an upstream is held, and dead "
+                     "dead-lettered), items put back while an upstream is held, stages held "
+                     "30 s after HTTP 429 on every attempt (RlaifdUpstreamRateLimited), and dead "
                      f"letters. Runbook: {RUNBOOK}#dead-letters",
                      [(rate("rlaif_stage_errors_total", by="stage, reason"),
                        "error {{stage}}: {{reason}}"),
                       (rate("rlaif_stage_held_total", by="stage"), "held {{stage}}"),
+                      (rate("rlaif_stage_rate_limited_total", by="stage"),
+                       "rate limited (held 30 s) {{stage}}"),
                       (rate("rlaif_stage_dead_lettered_total", by="stage"),
                        "dead {{stage}}")], unit="ops"), 8, 8)
     L.add(timeseries("Latency", "Time to generate one pair, and to judge one pair on one "
