@@ -441,7 +441,7 @@ std::string Pipeline::StageFaultReason(storage::Stage stage) const {
   }
   const auto h = HealthOf(stage);
   if (!h || h->configuration_fault.empty()) return "";
-  if (judge::IsQuotaFault(Status::ResourceExhausted(h->configuration_fault))) {
+  if (h->quota_fault) {
     return std::string(Who(stage)) + " is out of quota: " + h->configuration_fault +
            " (work waits, nothing is dead-lettered; it resumes by itself once the account "
            "has quota again)";

@@ -689,10 +689,12 @@ struct ChatClient::Impl {
     if (h == Health::kGood) {
       last_failure.clear();
       configuration_fault.clear();
+      quota_fault = false;
     } else if (!status.ok()) {
       last_failure = status.message();
+      quota_fault = IsQuotaFault(status);
       configuration_fault =
-          IsConfigurationFault(status) || IsQuotaFault(status) ? status.message() : std::string();
+          IsConfigurationFault(status) || quota_fault ? status.message() : std::string();
     }
     if (h == Health::kGood) {
       if (breaker.state(MonotonicSeconds()) != BreakerState::kClosed) {
@@ -739,6 +741,7 @@ struct ChatClient::Impl {
   double total_cost = 0;
   std::string last_failure;         // ClientHealth::last_failure
   std::string configuration_fault;  // ClientHealth::configuration_fault
+  bool quota_fault = false;         // ClientHealth::quota_fault
 };
 
 ChatClient::ChatClient(ChatClientOptions options)
@@ -762,6 +765,7 @@ ClientHealth ChatClient::Health() const {
   h.in_flight = impl_->in_flight;
   h.last_failure = impl_->last_failure;
   h.configuration_fault = impl_->configuration_fault;
+  h.quota_fault = impl_->quota_fault;
   return h;
 }
 

@@ -206,6 +206,7 @@ TEST(ChatClientTest, InsufficientQuotaIsNotRetried) {
   EXPECT_TRUE(IsQuotaFault(resp.status()));
   EXPECT_FALSE(IsRateLimited(resp.status()));
   EXPECT_NE(client.Health().configuration_fault.find("quota"), std::string::npos);
+  EXPECT_TRUE(client.Health().quota_fault);
 }
 
 // OpenAI's 429 for one request over the account's per-minute limit: no wait
@@ -636,6 +637,7 @@ TEST(ChatClientTest, RefusedCredentialsAndMissingModelsAreConfigurationFaults) {
     EXPECT_EQ(h.breaker, BreakerState::kOpen);  // the breaker counted them
     EXPECT_FALSE(h.configuration_fault.empty());
     EXPECT_EQ(h.last_failure, h.configuration_fault);
+    EXPECT_FALSE(h.quota_fault);  // the configuration, not the account's quota
     // Fixed upstream: after the cooldown the probe succeeds and clears them.
     fixed = true;
     std::this_thread::sleep_for(

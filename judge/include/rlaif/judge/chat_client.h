@@ -157,6 +157,9 @@ struct ClientHealth {
   // (IsConfigurationFault: credentials refused, endpoint or model not
   // found, TLS verification): every request fails until it is fixed.
   std::string configuration_fault;
+  // configuration_fault is the account's quota (IsQuotaFault), not the
+  // configuration: it clears by itself once the account has quota again.
+  bool quota_fault = false;
 };
 
 class ChatClient {
