@@ -2,6 +2,8 @@
 
 #include <fnmatch.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -189,6 +191,21 @@ void ReadEndpoint(ObjectReader& r, EndpointConfig* e) {
 
 // The HTTP client's own parse (ParseBaseUrl): a URL it would refuse at the
 // first call is a config problem, not an error charged to every item.
+// An *_env setting names an environment variable; anything else (often the
+// secret pasted in by mistake) is refused without echoing it: the value
+// would otherwise appear in "is not set" warnings.
+void CheckEnvName(const std::string& path, const std::string& name,
+                  std::vector<std::string>* problems) {
+  if (name.empty()) return;
+  static const std::regex kEnvName("[A-Za-z_][A-Za-z0-9_]*");
+  if (!std::regex_match(name, kEnvName)) {
+    problems->push_back(path +
+                        ": must be the NAME of an environment variable ([A-Za-z_][A-Za-z0-9_]*), "
+                        "not its value; the value given is not a name (not shown: it may be a "
+                        "secret)");
+  }
+}
+
 void CheckBaseUrl(const std::string& path, const std::string& url,
                   std::vector<std::string>* problems) {
   if (url.empty()) return;
@@ -229,10 +246,56 @@ Status SplitHostPort(const std::string& listen, std::string* host, int* port) {
 
 Result<Config> ParseConfig(const std::string& json_text) {
   json root;
+  // A key given twice in one object: JSON parsers keep the last one, so
+  // the first (perhaps the one meant) would be dropped without a word.
+  struct Frame {
+    std::string path;
+    bool array;
+    std::set<std::string> keys;
+  };
+  std::vector<Frame> stack;
+  std::string last_key;
+  std::vector<std::string> duplicates;
+  auto child = [&]() -> std::string {
+    if (stack.empty()) return "";
+    const Frame& f = stack.back();
+    if (f.array) return f.path + "[]";
+    return f.path.empty() ? last_key : f.path + "." + last_key;
+  };
+  const json::parser_callback_t cb = [&](int, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+        stack.push_back({child(), false, {}});
+        break;
+      case json::parse_event_t::array_start:
+        stack.push_back({child(), true, {}});
+        break;
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        if (!stack.empty()) stack.pop_back();
+        break;
+      case json::parse_event_t::key:
+        last_key = parsed.is_string() ? parsed.get<std::string>() : std::string();
+        if (!stack.empty() && !stack.back().keys.insert(last_key).second) {
+          const std::string where =
+              stack.back().path.empty() ? last_key : stack.back().path + "." + last_key;
+          duplicates.push_back(where + ": given twice in one object (the last would win)");
+        }
+        break;
+      case json::parse_event_t::value:
+        break;
+    }
+    return true;
+  };
   try {
-    root = json::parse(json_text);
+    root = json::parse(json_text, cb);
   } catch (const json::exception& e) {
     return Status::InvalidArgument(std::string("config is not valid JSON: ") + e.what());
+  }
+  if (!duplicates.empty()) {
+    std::string msg = std::to_string(duplicates.size()) + " problem(s) in config:";
+    for (const auto& d : duplicates) msg += "\n  " + d;
+    return Status::InvalidArgument(msg);
   }
   if (!root.is_object()) {
     return Status::InvalidArgument(std::string("config: expected a JSON object at the top, got ") +
@@ -257,6 +320,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
     ObjectReader r(*api, "api", &problems);
     r.String("listen", &c.api.listen);
     r.String("admin_token_env", &c.api.admin_token_env);
+    CheckEnvName("api.admin_token_env", c.api.admin_token_env, &problems);
     if (const json* toks = r.Array("admin_tokens")) {
       static const std::regex kTokenName("[a-z0-9_.-]{1,64}");
       std::set<std::string> names = {"admin"};
@@ -272,6 +336,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
         tr.String("name", &tc.name, true);
         tr.String("token_env", &tc.token_env, true);
         tr.Finish();
+        CheckEnvName(path + ".token_env", tc.token_env, &problems);
         if (!tc.name.empty() && !std::regex_match(tc.name, kTokenName)) {
           problems.push_back(path + ".name: must match [a-z0-9_.-]{1,64}, got \"" + tc.name + "\"");
         } else if (!tc.name.empty() && !names.insert(tc.name).second) {
@@ -461,8 +526,10 @@ Result<Config> ParseConfig(const std::string& json_text) {
     r.Double("temperature", &c.generator.temperature, 0, 5, /*lo_open=*/true);
     r.Int("max_tokens", &c.generator.max_tokens, 1, 1 << 20);
     r.Int("max_identical_retries", &c.generator.max_identical_retries, 0, 100);
+    r.Bool("drop_truncated", &c.generator.drop_truncated);
     r.Finish();
     CheckBaseUrl("generator.base_url", c.generator.base_url, &problems);
+    CheckEnvName("generator.api_key_env", c.generator.api_key_env, &problems);
   }
 
   if (const json* j = top.Object("judge", true)) {
@@ -520,6 +587,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
     }
     r.Finish();
     CheckBaseUrl("judge.base_url", c.judge.base_url, &problems);
+    CheckEnvName("judge.api_key_env", c.judge.api_key_env, &problems);
   }
 
   if (const json* t = top.Object("trainer")) {
@@ -617,6 +685,57 @@ Result<Config> LoadConfigFile(const std::string& path) {
   auto cfg = ParseConfig(ss.str());
   if (!cfg.ok()) return Status(cfg.status().code(), path + ": " + cfg.status().message());
   return cfg;
+}
+
+namespace {
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::vector<std::string> ConfigWarnings(const Config& config) {
+  // The names the judge has a rubric for (judge/src/judge.cc DefaultRubric).
+  static const char* const kBuiltIn[] = {"helpfulness", "harmlessness", "safety", "conciseness",
+                                         "overall"};
+  std::vector<std::string> out;
+  for (size_t i = 0; i < config.judge.dimensions.size(); ++i) {
+    const DimensionConfig& d = config.judge.dimensions[i];
+    if (d.kind != "llm" || !d.rubric.empty()) continue;
+    std::string lower = d.name;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string nearest;
+    size_t best = 4;  // suggest within 3 edits
+    bool known = false;
+    for (const char* b : kBuiltIn) {
+      const size_t dist = EditDistance(lower, b);
+      known = known || dist == 0;
+      if (dist < best) {
+        best = dist;
+        nearest = b;
+      }
+    }
+    if (known) continue;
+    out.push_back("judge.dimensions[" + std::to_string(i) + "].name: \"" + d.name +
+                  "\" has no rubric and is not a built-in dimension (helpfulness, harmlessness "
+                  "or safety, conciseness, overall): the judge gets a generic one (\"which "
+                  "response is better with respect to " +
+                  d.name + "?\")" + (nearest.empty() ? "" : "; did you mean \"" + nearest + "\"?") +
+                  " Give it a rubric to silence this.");
+  }
+  return out;
 }
 
 }  // namespace rlaif

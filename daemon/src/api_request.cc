@@ -57,6 +57,10 @@ std::optional<ApiError> DecodeScoreItems(const json& body, std::vector<ScoreItem
     items->emplace_back(std::move(p), std::move(r));
     return std::nullopt;
   }
+  if (body.contains("prompt") || body.contains("response")) {
+    return Error(400, "invalid_request",
+                 "give either \"items\" or \"prompt\" and \"response\", not both");
+  }
   const json& arr = body["items"];
   if (!arr.is_array() || arr.empty()) {
     return Error(400, "invalid_request", "\"items\" must be a non-empty array");

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "api_request.h"
 #include "rlaif/common/build_info.h"
@@ -125,7 +126,8 @@ json ModelJson(const storage::ModelRecord& m, const std::string& live) {
     if (!m.metrics_json.empty()) metrics = json::parse(m.metrics_json);
   } catch (...) {
   }
-  metrics["accuracy"] = Finite(m.accuracy);
+  // Never evaluated (imported without held-out labels): null, not 0.
+  metrics["accuracy"] = m.holdout_pairs > 0 ? Finite(m.accuracy) : json();
   metrics["loss"] = Finite(m.loss);
   return {{"version", m.version},
           {"state", m.version == live ? "live" : m.state},
@@ -158,6 +160,8 @@ Counter& Backups(MetricsRegistry& m, const char* outcome) {
 // complete; cut (the scan failed, or the daemon is stopping); client_gone.
 // How long a source may match no file before /v1/status says so (degraded).
 constexpr double kNoFilesReasonS = 300;
+// Labels in the judge's window before its health can say it is unreliable.
+constexpr int kJudgeHealthMinLabels = 50;
 
 Counter& Exports(MetricsRegistry& m, const char* outcome) {
   return m.GetCounter("rlaif_exports_total", "Streamed exports by how they ended.",
@@ -406,11 +410,43 @@ struct ApiServer::Impl {
     return held ? "degraded" : "running";
   }
 
+  // "" unless the judge's labels over its rolling window carry (almost) no
+  // preference: its two orders disagree on most pairs (it picks a position,
+  // not a response), or nearly every label is a tie. Training on them
+  // learns nothing; the labels keep coming, so it is said here.
+  std::string JudgeUnreliable() const {
+    if (!ctx.judge) return "";
+    const judge::JudgeHealth h = ctx.judge->Health();
+    auto pct = [](double v) {
+      return std::to_string(static_cast<int>(std::lround(100 * v))) + "%";
+    };
+    if (h.both_order_labels >= kJudgeHealthMinLabels && h.position_consistency < 0.5) {
+      return "judge unreliable: its two orders agree on " + pct(h.position_consistency) +
+             " of the last " + std::to_string(h.both_order_labels) +
+             " pairs (position_consistency; it picks a position, not a response: first "
+             "position wins " +
+             pct(h.first_position_rate) +
+             "); its labels are ties or noise: check judge.model, its prompt and rubric";
+    }
+    if (h.window_labels >= kJudgeHealthMinLabels && h.tie_rate >= 0.9) {
+      return "judge unreliable: " + pct(h.tie_rate) + " of the last " +
+             std::to_string(h.window_labels) +
+             " labels are ties (tie_rate): training gets almost no signal; check judge.model, its "
+             "prompt and rubric";
+    }
+    return "";
+  }
+
   json StatusJson() {
     json out;
     std::vector<std::string> reasons;
     out["state"] = State(&reasons);
     out["reasons"] = reasons;
+    // What works but yields poor data: said, without making the state
+    // degraded (a small judge can stay so for good; its alert pages).
+    json warnings = json::array();
+    if (std::string w = JudgeUnreliable(); !w.empty()) warnings.push_back(w);
+    out["warnings"] = warnings;
     out["version"] = std::string(BuildVersion()) + "+" + BuildRevision();
     out["started_at"] = FormatTimeMs(ctx.started_at_ms);
     out["uptime_s"] = (NowMs() - ctx.started_at_ms) / 1000.0;
@@ -489,6 +525,13 @@ struct ApiServer::Impl {
     out["upstream"] = {
         {"generator", upstream(ctx.generator_client, ctx.config.generator.model, storage::Stage::kGenerate)},
         {"judge", upstream(ctx.judge_client, ctx.config.judge.model, storage::Stage::kJudge)}};
+    if (ctx.generator) {
+      const judge::GeneratorCounts g = ctx.generator->counts();
+      out["upstream"]["generator"]["responses"] = {{"complete", g.complete},
+                                                   {"truncated", g.truncated},
+                                                   {"empty", g.empty},
+                                                   {"identical", g.identical}};
+    }
 
     json model = {{"live_version", nullptr}};
     auto live = ctx.store.LiveVersion();
@@ -496,7 +539,7 @@ struct ApiServer::Impl {
       model["live_version"] = *live;
       auto rec = ctx.store.GetModel(*live);
       if (rec.ok() && rec->has_value()) {
-        model["accuracy"] = Finite((*rec)->accuracy);
+        model["accuracy"] = (*rec)->holdout_pairs > 0 ? Finite((*rec)->accuracy) : json();
         model["holdout_pairs"] = (*rec)->holdout_pairs;
         // Per-dimension held-out accuracy, as recorded by the training run.
         json dims = json::object();
@@ -550,9 +593,11 @@ struct ApiServer::Impl {
     }
     auto t = ctx.pipeline.Training();
     json eta;
-    if (t.running && t.progress > 0.02) {
-      const double elapsed = (NowMs() - t.started_at_ms) / 1000.0;
-      eta = elapsed * (1 - t.progress) / t.progress;
+    // From this process's own rate: a resumed run's progress includes the
+    // steps done before the restart.
+    if (t.running && t.rate_from_ms > 0 && t.progress - t.rate_from_progress > 0.02) {
+      const double elapsed = (NowMs() - t.rate_from_ms) / 1000.0;
+      eta = elapsed * (1 - t.progress) / (t.progress - t.rate_from_progress);
     }
     out["training"] = {
         {"running", t.running},
@@ -689,15 +734,35 @@ struct ApiServer::Impl {
     }
     if (ctx.judge) {
       const judge::JudgeHealth h = ctx.judge->Health();
-      const std::pair<const char*, double> health[] = {
-          {"position_consistency", h.position_consistency},
-          {"first_position_rate", h.first_position_rate},
-          {"longer_wins_rate", h.longer_wins_rate},
-          {"tie_rate", h.tie_rate},
-          {"parse_failure_rate", h.parse_failure_rate}};
-      for (const auto& [name, v] : health) {
+      // Each signal with the count it is a share of (0 samples: the signal
+      // is 0 and means nothing; alerts require enough of them).
+      const std::tuple<const char*, double, int> health[] = {
+          {"position_consistency", h.position_consistency, h.both_order_labels},
+          {"first_position_rate", h.first_position_rate, h.decisive_verdicts},
+          {"longer_wins_rate", h.longer_wins_rate, h.length_decided},
+          {"tie_rate", h.tie_rate, h.window_labels},
+          {"parse_failure_rate", h.parse_failure_rate, h.replies}};
+      for (const auto& [name, v, n] : health) {
         m.GetGauge("rlaif_judge_health", "Judge health over the rolling window.", {{"signal", name}})
             .Set(v);
+        m.GetGauge("rlaif_judge_health_samples",
+                   "What each rlaif_judge_health signal is a share of, in the rolling window.",
+                   {{"signal", name}})
+            .Set(n);
+      }
+    }
+    if (ctx.generator) {
+      const judge::GeneratorCounts g = ctx.generator->counts();
+      const char* help =
+          "Responses the generator endpoint returned, by kind: complete, truncated (cut off at "
+          "generator.max_tokens; kept unless generator.drop_truncated), empty and identical (to "
+          "the pair's first): asked again with a new seed.";
+      for (const auto& [kind, v] : {std::pair<const char*, int64_t>{"complete", g.complete},
+                                    {"truncated", g.truncated},
+                                    {"empty", g.empty},
+                                    {"identical", g.identical}}) {
+        m.GetCounter("rlaif_generate_responses_total", help, {{"kind", kind}})
+            .RaiseTo(static_cast<double>(v));
       }
     }
     // One series per file followed now: a file released (rotated away and
@@ -783,7 +848,8 @@ struct ApiServer::Impl {
   void PauseOrResume(bool pause, const std::string& why, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(pause_mu);
     if (pause) {
-      ctx.pipeline.Pause();
+      ctx.pipeline.Pause("paused by " + Actor() + " at " + FormatTimeMs(NowMs()) +
+                         (why.empty() ? "" : " (" + why + ")") + "; rlaifctl resume to resume");
     } else {
       ctx.pipeline.Resume();
     }
@@ -1005,6 +1071,8 @@ struct ApiServer::Impl {
                      {"prompt", p.prompt},
                      {"a", p.a.text},
                      {"b", p.b.text},
+                     {"a_finish_reason", p.a.finish_reason},
+                     {"b_finish_reason", p.b.finish_reason},
                      {"generator", p.generator}});
       });
     }
@@ -1134,8 +1202,16 @@ struct ApiServer::Impl {
         const bool no_length = (req.method == "POST" || req.method == "PUT") &&
                                !req.has_header("Content-Length") &&
                                !req.has_header("Transfer-Encoding");
+        // cpp-httplib caps a body sent as a form (curl -d's default content
+        // type) at 8 KiB whatever api.max_body_bytes says: name the fix.
+        const bool form =
+            req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0;
         const char* message =
-            res.status == 404   ? "no such route"
+            res.status == 404 ? "no such route"
+            : res.status == 413 && form
+                ? "request body sent as a form (Content-Type: application/x-www-form-urlencoded, "
+                  "curl -d's default) is over the 8 KiB allowed for forms: send it with "
+                  "Content-Type: application/json (curl -H 'Content-Type: application/json')"
             : res.status == 413 ? "request body exceeds api.max_body_bytes"
             : res.status == 405 ? "method not allowed on this route"
             : res.status == 414 ? "request URI too long"
@@ -1185,12 +1261,18 @@ struct ApiServer::Impl {
       size_t offset = 0, limit = 100;
       if (!PageParams(req, res, &offset, &limit)) return;
       json arr = json::array();
+      json live_model;  // the live version's record, on every page
       size_t i = 0;
       for (auto it = models->rbegin(); it != models->rend(); ++it, ++i) {
         if (i >= offset && arr.size() < limit) arr.push_back(ModelJson(*it, lv));
+        if (!lv.empty() && it->version == lv) live_model = ModelJson(*it, lv);
       }
-      SendJson(res, {{"live", lv.empty() ? json() : json(lv)}, {"models", arr},
-                     {"total", models->size()}, {"offset", offset}, {"limit", limit}});
+      SendJson(res, {{"live", lv.empty() ? json() : json(lv)},
+                     {"models", arr},
+                     {"live_model", live_model},
+                     {"total", models->size()},
+                     {"offset", offset},
+                     {"limit", limit}});
     }));
     server.Get("/v1/events", Wrap("/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
       size_t offset = 0, limit = 100;
@@ -1214,22 +1296,28 @@ struct ApiServer::Impl {
                                  },
                                  true));
 
-    auto why_of = [](const httplib::Request& req) {
-      try {
-        if (!req.body.empty()) {
-          json b = json::parse(req.body);
-          if (b.is_object() && b.contains("reason") && b["reason"].is_string()) {
-            return b["reason"].get<std::string>();
-          }
-        }
-      } catch (...) {
+    // An admin POST's body: none, or a JSON object whose optional "reason"
+    // is a string (the audit event's why). Anything else is refused (400),
+    // not acted on with the reason silently dropped.
+    auto why_of = [](const httplib::Request& req, httplib::Response& res, std::string* why) {
+      why->clear();
+      if (req.body.empty()) return true;
+      json b;
+      if (!ParseBody(req, res, &b)) return false;
+      if (!b.contains("reason")) return true;
+      if (!b["reason"].is_string()) {
+        SendError(res, 400, "invalid_request", "\"reason\" must be a string");
+        return false;
       }
-      return std::string();
+      *why = b["reason"].get<std::string>();
+      return true;
     };
     server.Post(R"(/v1/models/([A-Za-z0-9._-]+)/promote)",
                 Wrap("/v1/models/{v}/promote", [this, why_of](const httplib::Request& req, httplib::Response& res) {
                   std::string v = req.matches[1];
-                  Status st = ctx.pipeline.Promote(v, Actor(), why_of(req));
+                  std::string why;
+                  if (!why_of(req, res, &why)) return;
+                  Status st = ctx.pipeline.Promote(v, Actor(), why);
                   if (!st.ok()) return SendStatus(res, st);
                   SendJson(res, {{"live", v}});
                 }, true));
@@ -1244,15 +1332,25 @@ struct ApiServer::Impl {
                   SendJson(res, {{"imported", v}}, 201);
                 }, true));
     server.Post("/v1/models/rollback",
-                Wrap("/v1/models/rollback", [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                  Status st = ctx.pipeline.Rollback(Actor(), why_of(req));
-                  if (!st.ok()) return SendStatus(res, st);
-                  auto live = ctx.store.LiveVersion();
-                  SendJson(res, {{"live", live.ok() ? *live : ""}});
-                }, true));
-    server.Post("/v1/backup", Wrap("/v1/backup", [this, why_of](const httplib::Request& req, httplib::Response& res) {
-      Backup(req, res, why_of(req));
-    }, true));
+                Wrap(
+                    "/v1/models/rollback",
+                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
+                      std::string why;
+                      if (!why_of(req, res, &why)) return;
+                      Status st = ctx.pipeline.Rollback(Actor(), why);
+                      if (!st.ok()) return SendStatus(res, st);
+                      auto live = ctx.store.LiveVersion();
+                      SendJson(res, {{"live", live.ok() ? *live : ""}});
+                    },
+                    true));
+    server.Post("/v1/backup",
+                Wrap(
+                    "/v1/backup",
+                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
+                      std::string why;
+                      if (why_of(req, res, &why)) Backup(req, res, why);
+                    },
+                    true));
     server.Post("/v1/labels", Wrap("/v1/labels", [this](const httplib::Request& req, httplib::Response& res) {
       HumanLabel(req, res);
     }, true));
@@ -1260,32 +1358,43 @@ struct ApiServer::Impl {
                 Wrap(
                     "/v1/dead/requeue",
                     [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                      RequeueDead(req, res, why_of(req));
+                      std::string why;
+                      if (why_of(req, res, &why)) RequeueDead(req, res, why);
                     },
                     true));
     server.Post("/v1/judge/backfill",
                 Wrap(
                     "/v1/judge/backfill",
                     [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                      BackfillJudge(req, res, why_of(req));
+                      std::string why;
+                      if (why_of(req, res, &why)) BackfillJudge(req, res, why);
                     },
                     true));
-    server.Post("/v1/train", Wrap("/v1/train", [this, why_of](const httplib::Request& req, httplib::Response& res) {
-      ctx.pipeline.RequestTrain(Actor(), why_of(req));
-      SendJson(res, {{"requested", true}}, 202);
-    }, true));
+    server.Post("/v1/train",
+                Wrap(
+                    "/v1/train",
+                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
+                      std::string why;
+                      if (!why_of(req, res, &why)) return;
+                      const bool running = ctx.pipeline.Training().running;
+                      ctx.pipeline.RequestTrain(Actor(), why);
+                      SendJson(res, {{"requested", true}, {"already_running", running}}, 202);
+                    },
+                    true));
     server.Post("/v1/pause",
                 Wrap(
                     "/v1/pause",
                     [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                      PauseOrResume(true, why_of(req), res);
+                      std::string why;
+                      if (why_of(req, res, &why)) PauseOrResume(true, why, res);
                     },
                     true));
     server.Post("/v1/resume",
                 Wrap(
                     "/v1/resume",
                     [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                      PauseOrResume(false, why_of(req), res);
+                      std::string why;
+                      if (why_of(req, res, &why)) PauseOrResume(false, why, res);
                     },
                     true));
     server.Get("/", Wrap("/", [](const httplib::Request&, httplib::Response& res) {

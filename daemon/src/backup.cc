@@ -275,9 +275,13 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
     }
     const fs::path src = fs::path(data_dir) / "models" / m.version;
     if (!fs::is_directory(fs::symlink_status(src, ec))) {
+      const std::string what = fs::is_symlink(src, ec)
+                                   ? " is a symbolic link (not followed: copy the checkpoint "
+                                     "directory there instead)"
+                                   : " is missing";
       if (m.version == out.live_version) {
-        return fail(Status::FailedPrecondition("the live model's directory " + src.string() +
-                                               " is missing; nothing to back up it with"));
+        return fail(Status::FailedPrecondition("the live model's directory " + src.string() + what +
+                                               "; nothing to back up it with"));
       }
       spdlog::warn("backup: model {} is registered but {} is missing; skipped", m.version,
                    src.string());
@@ -287,6 +291,19 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
     int64_t bytes = 0;
     st = CopyTree(src, tmp / "models" / m.version, &bytes);
     if (!st.ok()) return fail(st);
+    // A backup must restore: `rlaifd restore` loads the live model, so its
+    // copy is loaded here too (a checkpoint damaged or incomplete on disk,
+    // while the daemon serves it from memory, fails the backup now).
+    if (m.version == out.live_version) {
+      auto loaded = trainer::RewardModel::Load((tmp / "models" / m.version).string(), "cpu");
+      if (!loaded.ok()) {
+        return fail(Status::FailedPrecondition(
+            "the live model " + m.version + " does not load from its checkpoint on disk (" +
+            loaded.status().message() +
+            "), so this backup could not be restored; promote or roll back to a complete "
+            "version, then back up again"));
+      }
+    }
     out.model_bytes += bytes;
     out.models.push_back(m.version);
     model_list.push_back({{"version", m.version}, {"state", m.state}, {"bytes", bytes}});

@@ -110,10 +110,36 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
   nlohmann::json fresh_json = ReadConfigJson(path);
   const nlohmann::json a = running_json.flatten(), b = fresh_json.flatten();
   std::set<std::string> keys, sections;
-  auto note = [&](const std::string& pointer) {  // "/judge/timeout_s" -> "judge.timeout_s"
-    std::string key = pointer.substr(1);
-    std::replace(key.begin(), key.end(), '/', '.');
-    const std::string section = key.substr(0, key.find('.'));
+  // "/judge/timeout_s" -> "judge.timeout_s", "/judge/dimensions/1/name" ->
+  // "judge.dimensions[1].name" (an index where either file has an array).
+  auto note = [&](const std::string& pointer) {
+    std::string key;
+    const nlohmann::json* in_a = &running_json;
+    const nlohmann::json* in_b = &fresh_json;
+    size_t pos = 1;
+    while (pos <= pointer.size()) {
+      size_t end = pointer.find('/', pos);
+      if (end == std::string::npos) end = pointer.size();
+      const std::string token = pointer.substr(pos, end - pos);
+      const bool index = (in_a && in_a->is_array()) || (in_b && in_b->is_array());
+      key += index ? "[" + token + "]" : (key.empty() ? "" : ".") + token;
+      auto step = [&](const nlohmann::json* j) -> const nlohmann::json* {
+        if (!j) return nullptr;
+        if (j->is_array()) {
+          const size_t i = std::strtoul(token.c_str(), nullptr, 10);
+          return i < j->size() ? &(*j)[i] : nullptr;
+        }
+        if (j->is_object()) {
+          auto it = j->find(token);
+          return it == j->end() ? nullptr : &*it;
+        }
+        return nullptr;
+      };
+      in_a = step(in_a);
+      in_b = step(in_b);
+      pos = end + 1;
+    }
+    const std::string section = key.substr(0, key.find_first_of(".["));
     if (section == "log_level") return;
     keys.insert(key);
     sections.insert(section);
@@ -179,13 +205,15 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
           name, e.api_key_env);
     }
   }
+  for (const auto& w : ConfigWarnings(config)) spdlog::warn("config: {}", w);
   judge::ChatClient gen_client(ClientOptions("generator", config.generator));
   judge::ChatClient judge_client(ClientOptions("judge", config.judge));
-  judge::Generator generator(gen_client, {.model = config.generator.model,
-                                          .temperature = config.generator.temperature,
-                                          .max_tokens = config.generator.max_tokens,
-                                          .max_identical_retries =
-                                              config.generator.max_identical_retries});
+  judge::Generator generator(gen_client,
+                             {.model = config.generator.model,
+                              .temperature = config.generator.temperature,
+                              .max_tokens = config.generator.max_tokens,
+                              .max_identical_retries = config.generator.max_identical_retries,
+                              .drop_truncated = config.generator.drop_truncated});
   judge::JudgeOptions jopt;
   jopt.model = config.judge.model;
   jopt.both_orders = config.judge.both_orders;
@@ -232,7 +260,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
     named_tokens.emplace_back(t.name, token);
   }
   ApiServer api({config, **store, metrics, scorer, pipeline, ingestor, gen_client, judge_client,
-                 SecretEnv(config.api.admin_token_env), NowMs(), &judge, named_tokens});
+                 SecretEnv(config.api.admin_token_env), NowMs(), &judge, named_tokens, &generator});
   std::string host;
   int port = 0;
   RLAIF_RETURN_IF_ERROR(SplitHostPort(config.api.listen, &host, &port));

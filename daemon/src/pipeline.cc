@@ -1,5 +1,6 @@
 #include "rlaif/daemon/pipeline.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -9,14 +10,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <unordered_set>
-
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "rlaif/common/clock.h"
 #include "rlaif/common/hash.h"
@@ -247,6 +247,8 @@ void Pipeline::RegisterMetrics() {
        std::vector<std::pair<const char*, const char*>>{{"generate", "store_error"},
                                                         {"generate", "missing_prompt"},
                                                         {"generate", "identical_responses"},
+                                                        {"generate", "empty_response"},
+                                                        {"generate", "truncated"},
                                                         {"generate", "upstream_rejected"},
                                                         {"generate", "upstream_unavailable"},
                                                         {"generate", "rate_limited"},
@@ -321,6 +323,53 @@ const char* Who(storage::Stage stage) {
   return stage == storage::Stage::kGenerate ? "generator" : "judge";
 }
 
+// A model's held-out accuracy, NaN when it was never evaluated (imported
+// into a store without held-out labels): not a 0 that reads as "always wrong".
+double ShownAccuracy(const storage::ModelRecord& m) {
+  return m.holdout_pairs > 0 ? m.accuracy : std::numeric_limits<double>::quiet_NaN();
+}
+
+// Scores one pair off the request path (the first call allocates and
+// warms caches); a model whose score is not finite (damaged or diverged
+// weights) must not serve: it would answer every request with null.
+Status WarmUp(const trainer::RewardModel& model) {
+  auto s = model.Score({{"warm-up", "warm-up"}});
+  if (!s.ok()) return Status(s.status().code(), "scoring a warm-up pair: " + s.status().message());
+  for (const auto& row : *s) {
+    for (double v : row) {
+      if (!std::isfinite(v)) {
+        return Status::Corruption(
+            "it scores a non-finite value (NaN or inf) on a warm-up pair: "
+            "its weights are damaged or its training diverged");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+// What is missing from a checkpoint directory that a model loaded from it
+// earlier (kept in memory) would need to load again: "" when complete.
+std::string CheckpointFilesProblem(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return "its directory " + dir + " is gone";
+  const fs::path config = fs::path(dir) / "config.json";
+  std::ifstream in(config);
+  const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return config.string() + " is missing or unreadable";
+  // As the loader tells them apart: the architecture's type, and an
+  // ensemble section.
+  const auto arch = j.value("architecture", nlohmann::json());
+  const bool linear = arch.is_object() && arch.value("type", std::string()) == "linear";
+  std::vector<const char*> need;
+  if (!linear) need = {"model.pt", "tokenizer.json"};
+  if (linear || j.contains("ensemble")) need.push_back("linear.bin");
+  for (const char* f : need) {
+    if (!fs::exists(fs::path(dir) / f, ec)) return "it lacks " + std::string(f) + " in " + dir;
+  }
+  return "";
+}
+
 // " (last: <error>)", unless StageFaultReason already says that error.
 std::string LastError(const judge::ClientHealth& h) {
   if (h.last_failure.empty() || h.last_failure == h.configuration_fault) return "";
@@ -374,12 +423,24 @@ bool Pipeline::NoteRateLimited(storage::Stage stage, const std::string& key) {
   // An item rate limited again and again while others of its stage succeed
   // is the problem itself (a request the upstream never admits): it is
   // dead-lettered rather than holding the stage forever.
+  return NoteHeldFailure(stage, key, HeldKind::kRateLimited, kMaxRateLimitHolds);
+}
+
+bool Pipeline::NoteHeldFailure(storage::Stage stage, const std::string& key, HeldKind kind,
+                               int limit) {
   const int64_t done = stage == storage::Stage::kGenerate ? gen_done_.load() : judge_done_.load();
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = rate_holds_.try_emplace(key, RateHolds{0, done}).first;
-  ++it->second.holds;
-  const bool give_up = it->second.holds >= kMaxRateLimitHolds && done > it->second.done_at_first;
-  if (give_up) rate_holds_.erase(it);
+  auto [it, first] = held_failures_.try_emplace(key, HeldFailures{kind, 0, done});
+  // Only a failure after others succeeded since this item's previous one
+  // (of the same kind) counts: in an outage (a revoked key, an endpoint
+  // down) nothing succeeds between an item's tries, so however long it lasts
+  // nothing is dead-lettered; the few calls that were in flight when it
+  // began count once at most.
+  if (!first && it->second.kind != kind) it->second = HeldFailures{kind, 0, done};
+  if (!first && done > it->second.done_at_last) ++it->second.counted;
+  it->second.done_at_last = done;
+  const bool give_up = it->second.counted >= limit;
+  if (give_up) held_failures_.erase(it);
   return give_up;
 }
 
@@ -750,11 +811,11 @@ std::string Pipeline::PauseNote() const {
   return paused_.load() ? pause_note_ : "";
 }
 
-void Pipeline::Pause() {
+void Pipeline::Pause(const std::string& note) {
   if (!paused_.exchange(true)) spdlog::info("pipeline paused");
   {
     std::lock_guard<std::mutex> lock(mu_);
-    pause_note_.clear();  // a new pause: the status says "paused by an operator"
+    pause_note_ = note;  // a new pause: its own note ("" = "paused by an operator")
   }
   // Returns once no ingest pass or dispatch round begun before the pause is
   // still going (a pass stops between batches), with the tasks handed out but
@@ -942,8 +1003,21 @@ void Pipeline::UpstreamFailed(StagePool& pool, const storage::WorkItem& item, co
                               const FailFn& fail) {
   const char* stage = StageName(pool.stage);
   // Refused as configured (credentials, endpoint, model, TLS) or out of
-  // quota: no item is at fault; it waits (StageFaultReason).
+  // quota: no item is at fault; it waits (StageFaultReason). Unless other
+  // items keep succeeding between its tries: then the endpoint refuses this
+  // request (a WAF's 403 for its text), not the configuration.
   if (judge::IsConfigurationFault(st) || judge::IsQuotaFault(st)) {
+    // Only a 403 (what a WAF or proxy answers for content): a 401, a 404 or
+    // a quota error for some requests while others succeed is a pool of
+    // keys or backends partly misconfigured, and its items wait.
+    const bool forbidden = st.message().find("HTTP 403") != std::string::npos;
+    if (forbidden && NoteHeldFailure(pool.stage, item.key, HeldKind::kRefused, kMaxAttempts)) {
+      return fail("upstream_rejected",
+                  st.message() + " (refused " + std::to_string(kMaxAttempts) +
+                      " times while other requests of the stage succeeded: this request is "
+                      "refused, not the configuration)",
+                  true);
+    }
     return Hold(pool, item, stage, st);
   }
   // Rate limited on every attempt: the stage slows down (StageHeldReason),
@@ -955,13 +1029,36 @@ void Pipeline::UpstreamFailed(StagePool& pool, const storage::WorkItem& item, co
   if (st.code() == StatusCode::kInvalidArgument) {
     return fail("upstream_rejected", st.message(), true);
   }
+  // Refused before any request (open circuit, spent budget): it waits.
+  if (IsHold(st)) return Hold(pool, item, stage, st);
   // A failure that left the circuit open (it opened it, or a failed probe)
   // is the upstream's, not the item's: an outage does not dead-letter work.
-  if (IsHold(st) || !StageHeldByUpstream(pool.stage).empty()) return Hold(pool, item, stage, st);
+  // But the item waits until after the next probe, which another item
+  // makes: one prompt the upstream always fails (a 500 for its text, a
+  // timeout) must not be the probe every time and hold the stage for good;
+  // failing so while others succeed between its tries, it is dead-lettered.
+  // Its own attempts failed, then the breaker (open or half-open, whatever
+  // it is by now) refused a retry, or its failure left the breaker so.
+  const auto h = HealthOf(pool.stage);
+  if (judge::IsRefusedAfterAttempts(st) || (h && h->breaker != judge::BreakerState::kClosed)) {
+    if (NoteHeldFailure(pool.stage, item.key, HeldKind::kBreaker, kMaxAttempts)) {
+      return fail("upstream_unavailable",
+                  st.message() + " (failed " + std::to_string(kMaxAttempts) +
+                      " times while other requests of the stage succeeded)",
+                  true);
+    }
+    // Past the next probe (in breaker_retry_in_s) and one cool-down after it.
+    const double probe_in = h ? h->breaker_retry_in_s : 0;
+    return Hold(pool, item, stage, st, 2 * probe_in + kRetryDelayS);
+  }
+  if (!StageHeldByUpstream(pool.stage).empty()) return Hold(pool, item, stage, st);
   fail("upstream_unavailable", st.message(), false);
 }
 
 void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
+  // The prompt's text, once read: a dead letter carries it (the store keeps
+  // its first 4 KiB), so that on-call sees what failed without a lookup.
+  std::string raw;
   auto fail = [&](const std::string& reason, const std::string& detail, bool permanent) {
     metrics_
         .GetCounter("rlaif_stage_errors_total", kStageErrorsHelp,
@@ -970,13 +1067,14 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     ++gen_failed_;
     if (permanent || ShouldGiveUp(mu_, attempts_, item.key)) {
       ++gen_dead_;
-      storage::DeadLetter d{"generate", reason, detail, item.id, "", NowMs()};
+      storage::DeadLetter d{"generate", reason, detail, item.id, raw, NowMs()};
       Status st = store_.DeadLetterWork(storage::Stage::kGenerate, item, d);
       if (!st.ok()) {
         spdlog::error("generate: dead-letter {}: {}", item.id, st.ToString());
         return;
       }
       DeadLettered(metrics_, "generate").Inc();
+      Forget(item.key);
       spdlog::warn("generate: prompt {} dead-lettered: {}: {}", item.id, reason, detail);
       return;
     }
@@ -988,6 +1086,7 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
   auto prompt = store_.GetPrompt(item.id);
   if (!prompt.ok()) return fail("store_error", prompt.status().ToString(), false);
   if (!prompt->has_value()) return fail("missing_prompt", "prompt record not found", true);
+  raw = (**prompt).text.substr(0, 4096);
   const double t0 = MonotonicSeconds();
   auto pair = generator_.Generate(**prompt);
   metrics_.GetHistogram("rlaif_generate_duration_seconds", "Time to generate one pair.")
@@ -995,9 +1094,10 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
   if (!pair.ok()) {
     const Status& st = pair.status();
     if (st.code() == StatusCode::kCancelled || stop_.load()) return;
-    if (st.code() == StatusCode::kFailedPrecondition &&
-        st.message().find("identical_responses") != std::string::npos) {
-      return fail("identical_responses", st.message(), true);
+    // The prompt's responses cannot make a pair (identical, empty, cut
+    // off): dead-lettered under that reason (its detail without it).
+    if (const std::string_view why = judge::GeneratorRejection(st); !why.empty()) {
+      return fail(std::string(why), st.message().substr(why.size() + 2), true);
     }
     return UpstreamFailed(*gen_pool_, item, st, fail);
   }
@@ -1007,17 +1107,14 @@ void Pipeline::ProcessGenerate(const storage::WorkItem& item) {
     return Hold(*gen_pool_, item, "generate", st);
   }
   if (!st.ok()) return fail("store_error", st.ToString(), false);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    attempts_.erase(item.key);
-    rate_holds_.erase(item.key);
-  }
+  Forget(item.key);
   ++gen_done_;
   Resumed(*gen_pool_, "generate");
   PairsGenerated(metrics_).Inc();
 }
 
 void Pipeline::ProcessJudge(const storage::WorkItem& item) {
+  std::string raw;  // the pair's prompt, once read (as in ProcessGenerate)
   auto fail = [&](const std::string& reason, const std::string& detail, bool permanent) {
     metrics_
         .GetCounter("rlaif_stage_errors_total", kStageErrorsHelp,
@@ -1026,13 +1123,14 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
     ++judge_failed_;
     if (permanent || ShouldGiveUp(mu_, attempts_, item.key)) {
       ++judge_dead_;
-      storage::DeadLetter d{"judge", reason, detail, item.id, "", NowMs()};
+      storage::DeadLetter d{"judge", reason, detail, item.id, raw, NowMs()};
       Status st = store_.DeadLetterWork(storage::Stage::kJudge, item, d);
       if (!st.ok()) {
         spdlog::error("judge: dead-letter {}: {}", item.id, st.ToString());
         return;
       }
       DeadLettered(metrics_, "judge").Inc();
+      Forget(item.key);
       spdlog::warn("judge: pair {} dead-lettered: {}: {}", item.id, reason, detail);
       return;
     }
@@ -1042,6 +1140,7 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
   auto pair = store_.GetPair(item.id);
   if (!pair.ok()) return fail("store_error", pair.status().ToString(), false);
   if (!pair->has_value()) return fail("missing_pair", "pair record not found", true);
+  raw = (**pair).prompt.substr(0, 4096);
   std::vector<storage::LabelRecord> labels;
   for (const auto& dim : judge_.options().dimensions) {
     // Exactly once: a committed label is never asked for again.
@@ -1097,7 +1196,10 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
       return UpstreamFailed(*judge_pool_, item, st, fail);
     }
     RecordVerdict(item.id, true, "");
-    JudgeLabels(metrics_, dim.name, label->tie ? "tie" : (label->p_a > 0.5 ? "a" : "b")).Inc();
+    // No preference either way (a tie, or low_confidence's p = 0.5 from
+    // opposite answers in the two orders) is counted as a tie, not as "b".
+    const char* outcome = label->tie || label->p_a == 0.5 ? "tie" : label->p_a > 0.5 ? "a" : "b";
+    JudgeLabels(metrics_, dim.name, outcome).Inc();
     labels.push_back(std::move(*label));
   }
   Status st = store_.CommitLabels(item, labels);
@@ -1108,9 +1210,13 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
   if (!st.ok()) return fail("store_error", st.ToString(), false);
   ++judge_done_;
   Resumed(*judge_pool_, "judge");
+  Forget(item.key);
+}
+
+void Pipeline::Forget(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  attempts_.erase(item.key);
-  rate_holds_.erase(item.key);
+  attempts_.erase(key);
+  held_failures_.erase(key);
 }
 
 void Pipeline::RequestTrain(const std::string& actor, const std::string& why) {
@@ -1175,11 +1281,17 @@ void Pipeline::TrainerLoop() {
 
 void Pipeline::RunTraining(const std::string& trigger, const std::string& actor) {
   const int64_t started = NowMs();
+  // What an operator's action during the run is measured against (at the
+  // swap): the live model and the pause when it began.
+  const std::shared_ptr<const trainer::RewardModel> live_at_start = scorer_.Current();
+  const bool paused_at_start = paused_.load();
   {
     std::lock_guard<std::mutex> lock(mu_);
     training_.running = true;
     training_.progress = 0;
     training_.started_at_ms = started;
+    training_.rate_from_ms = 0;
+    training_.rate_from_progress = 0;
     training_.trigger = trigger;
   }
   auto finish = [&](const std::string& version, const std::string& outcome,
@@ -1225,6 +1337,9 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
     }
   };
 
+  // The labels this run consumes once it finishes (promoted, rejected or
+  // skipped). A failed run leaves them counted as new: the trigger stays
+  // armed, and the backoff above decides when the next automatic run goes.
   const int64_t labels_at = store_.Counts().labels;
   std::vector<DatedPair> dated_train;
   std::vector<trainer::PreferencePair> holdout;
@@ -1291,6 +1406,12 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   opt.cancelled = [this] { return stop_.load(); };
   opt.on_progress = [this](double p) {
     std::lock_guard<std::mutex> lock(mu_);
+    // The first report of a resumed run starts where the interrupted one
+    // stopped: the rate (and so the ETA) counts from there.
+    if (training_.rate_from_ms == 0) {
+      training_.rate_from_ms = NowMs();
+      training_.rate_from_progress = p;
+    }
     training_.progress = p;
   };
   opt.resume_dir = state_dir.string();
@@ -1411,7 +1532,6 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
           version, 100.0 * training_.progress, state_dir.string());
       return;  // shutdown: the labels still count toward the next run
     }
-    (void)store_.MarkTrained(labels_at);
     return finish(version, "failed", res.status().ToString());
   }
   {
@@ -1436,13 +1556,15 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   // Both models are scored on the same holdout by the same code.
   auto candidate = trainer::RewardModel::Load(dir, config_.trainer.device);
   if (!candidate.ok()) {
-    (void)store_.MarkTrained(labels_at);
     return finish(version, "failed", "cannot load the new checkpoint: " +
                                          candidate.status().ToString());
   }
+  // A model that scores NaN (its training diverged) is never registered.
+  if (Status w = WarmUp(**candidate); !w.ok()) {
+    return finish(version, "failed", "the new checkpoint cannot serve: " + w.message());
+  }
   auto cand_m = trainer::Evaluate(**candidate, holdout);
   if (!cand_m.ok()) {
-    (void)store_.MarkTrained(labels_at);
     return finish(version, "failed", "evaluation failed: " + cand_m.status().ToString());
   }
   std::optional<trainer::EvalMetrics> live_m;
@@ -1575,7 +1697,6 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   rec.created_at_ms = NowMs();
   st = store_.PutModel(rec);
   if (!st.ok()) {
-    (void)store_.MarkTrained(labels_at);
     return finish(version, "failed", "registry write failed: " + st.ToString());
   }
   const std::string how =
@@ -1590,11 +1711,32 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   (void)store_.MarkTrained(labels_at);
   if (!gate.promote) return finish(version, "rejected", gate.reason);
 
-  // Warm up off the request path, then swap.
-  (void)(*candidate)->Score({{"warm-up", "warm-up"}});
+  // (Warmed up off the request path when it was loaded.) Then the swap.
   {
     std::lock_guard<std::mutex> lock(swap_mu_);
     const auto outgoing = scorer_.Current();
+    // An operator acted while this run trained: a promote or rollback chose
+    // the live model (the gate compared with another one), or a pause asked
+    // that nothing change. Their choice stands; the candidate waits.
+    std::string overtaken;
+    if (outgoing != live || outgoing != live_at_start) {
+      overtaken = "the live model changed while this run trained (" +
+                  (live_at_start ? live_at_start->version() : std::string("none")) + " -> " +
+                  (outgoing ? outgoing->version() : std::string("none")) +
+                  "): an operator chose it";
+    } else if (paused_.load() && !paused_at_start) {
+      // (A run asked for while paused is the operator's own request.)
+      overtaken = "rlaifd was paused while this run trained";
+    }
+    if (!overtaken.empty()) {
+      rec.state = "rejected";
+      rec.reason = "held for an operator: " + overtaken + "; this candidate: " + gate.reason +
+                   " (rlaifctl promote " + version + " to serve it)";
+      st = store_.PutModel(rec);
+      if (!st.ok()) return finish(version, "failed", "registry write failed: " + st.ToString());
+      spdlog::warn("training: candidate {} not promoted: {}", version, overtaken);
+      return finish(version, "rejected", rec.reason);
+    }
     st = store_.SetLive(version,
                         {NowMs(), "promote", actor, "gate passed: " + gate.reason,
                          nlohmann::json{{"version", version},
@@ -1615,10 +1757,10 @@ Status Pipeline::LoadAndSwap(const std::string& version) {
   if (!rec->has_value()) return Status::NotFound("model version " + version + " is not registered");
   auto model = trainer::RewardModel::Load((*rec)->dir, config_.trainer.device);
   if (!model.ok()) return model.status();
-  (void)(*model)->Score({{"warm-up", "warm-up"}});
+  RLAIF_RETURN_IF_ERROR(WarmUp(**model));
   scorer_.Swap(*model);
   metrics_.GetGauge("rlaif_model_live_accuracy", "Held-out accuracy of the live model.")
-      .Set((*rec)->accuracy);
+      .Set(ShownAccuracy(**rec));
   return Status::Ok();
 }
 
@@ -1651,6 +1793,19 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
   if (previous_model_ && previous_model_->version() == version) {
     model = previous_model_;  // still loaded and warm: no load on the swap path
     reused = true;
+    // It serves from memory, but after a restart (or from a backup) it must
+    // load from disk: a checkpoint gone or damaged there is said now.
+    if (std::string gone = CheckpointFilesProblem((*rec)->dir); !gone.empty()) {
+      if (!rollback) {
+        return Status::FailedPrecondition("cannot promote " + version + ": " + gone +
+                                          " (it is still loaded, but would not load after a "
+                                          "restart, nor from a backup)");
+      }
+      spdlog::warn(
+          "rolling back to {} (kept loaded) although {}: it will not load after a "
+          "restart; promote a complete version soon",
+          version, gone);
+    }
   } else {
     auto loaded = trainer::RewardModel::Load((*rec)->dir, config_.trainer.device);
     if (!loaded.ok()) {  // the checkpoint's problem, not the daemon's: 409, not 500
@@ -1658,7 +1813,9 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
                                         loaded.status().message());
     }
     model = *loaded;
-    (void)model->Score({{"warm-up", "warm-up"}});
+    if (Status w = WarmUp(*model); !w.ok()) {
+      return Status::FailedPrecondition("cannot promote " + version + ": " + w.message());
+    }
   }
   if (std::string why_not = DimensionMismatch(*model); !why_not.empty()) {
     // A rollback is the way back in an emergency: it goes through, said.
@@ -1689,7 +1846,7 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
   SwapLocked(model);
   ModelSwaps(metrics_).Inc();
   metrics_.GetGauge("rlaif_model_live_accuracy", "Held-out accuracy of the live model.")
-      .Set((*rec)->accuracy);
+      .Set(ShownAccuracy(**rec));
   spdlog::info("{} promoted {}: {}", actor, version, why);
   return Status::Ok();
 }
@@ -1790,6 +1947,15 @@ Status Pipeline::ImportModel(const std::string& version, const std::string& acto
   if (existing->has_value()) return Status::AlreadyExists("model " + version + " is registered");
   const std::string dir =
       (std::filesystem::path(config_.data_dir) / "models" / version).string();
+  // The registry owns what is under models/: a symbolic link there points
+  // at files it does not (backups copy real directories, and the target
+  // may change or vanish under a live model).
+  std::error_code ec;
+  if (std::filesystem::is_symlink(dir, ec)) {
+    return Status::InvalidArgument("cannot import " + dir +
+                                   ": it is a symbolic link; copy the checkpoint directory there "
+                                   "instead (cp -r)");
+  }
   auto model = trainer::RewardModel::Load(dir, "cpu");
   if (!model.ok()) {
     return Status::InvalidArgument("cannot import " + dir + ": " + model.status().message());

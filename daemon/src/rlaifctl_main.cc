@@ -103,6 +103,9 @@ std::string Percent(const json& j, const char* key) {
 void PrintStatus(const json& s) {
   std::cout << "state:    " << Str(s, "state");
   for (const auto& r : s.value("reasons", json::array())) std::cout << " (" << r.get<std::string>() << ")";
+  for (const auto& w : s.value("warnings", json::array())) {
+    if (w.is_string()) std::cout << "\nwarning:  " << w.get<std::string>();
+  }
   std::cout << "\nversion:  " << Str(s, "version") << "   uptime " << Str(s, "uptime_s") << " s\n";
   const json& c = s["counts"];
   std::cout << "counts:   prompts " << c["prompts"] << "  pairs " << c["pairs"] << "  labels "
@@ -127,6 +130,12 @@ void PrintStatus(const json& s) {
                 << "  failed " << Str(calls, "error") << "  refused " << Str(calls, "rejected")
                 << "  attempts " << Str(u, "requests") << " (" << Str(u, "request_errors")
                 << " failed)  breaker " << Str(u, "breaker") << "\n";
+      if (u.contains("responses") && u["responses"].is_object()) {
+        const json& r = u["responses"];
+        std::cout << "          responses complete " << Str(r, "complete") << "  truncated "
+                  << Str(r, "truncated") << "  empty " << Str(r, "empty") << "  identical "
+                  << Str(r, "identical") << "\n";
+      }
       const std::string held = u.contains("held") && u["held"].is_string() ? Str(u, "held") : "";
       const std::string last = Str(u, "last_error");
       if (!held.empty() || (!last.empty() && last != "-")) {
@@ -134,6 +143,15 @@ void PrintStatus(const json& s) {
                   << "\n";
       }
     }
+  }
+  if (s.contains("judge") && s["judge"].contains("health") &&
+      s["judge"]["health"].value("window_labels", 0) > 0) {
+    const json& h = s["judge"]["health"];
+    std::cout << "judge:    last " << Str(h, "window_labels") << " labels: orders agree "
+              << Percent(h, "position_consistency") << "  first position wins "
+              << Percent(h, "first_position_rate") << "  longer wins "
+              << Percent(h, "longer_wins_rate") << "  ties " << Percent(h, "tie_rate")
+              << "  unparseable " << Percent(h, "parse_failure_rate") << "\n";
   }
   const json& m = s["model"];
   std::cout << "model:    live " << Str(m, "live_version") << "  accuracy "
@@ -157,8 +175,15 @@ void PrintStatus(const json& s) {
     const std::string v = Str(t["last"], "version");
     last = (v.empty() ? "-" : v) + " " + last;
   }
-  std::cout << "training: " << (t.value("running", false) ? "running" : "idle") << "  runs "
-            << t["runs"] << "  last " << last << "\n";
+  std::string running = "idle";
+  if (t.value("running", false)) {
+    running = "running";
+    if (t.value("progress", json()).is_number()) running += " " + Percent(t, "progress");
+    if (t.value("eta_s", json()).is_number()) {
+      running += " (about " + std::to_string(std::lround(t["eta_s"].get<double>())) + " s left)";
+    }
+  }
+  std::cout << "training: " << running << "  runs " << t["runs"] << "  last " << last << "\n";
   if (t["last"].contains("reason") && t["last"]["reason"].is_string() &&
       !t["last"]["reason"].get<std::string>().empty()) {
     std::cout << "          why: " << t["last"]["reason"].get<std::string>() << "\n";
@@ -172,7 +197,13 @@ void PrintStatus(const json& s) {
 void PrintModels(const json& m) {
   std::cout << std::left << std::setw(28) << "VERSION" << std::setw(12) << "STATE" << std::setw(13)
             << "TYPE" << std::setw(10) << "ACCURACY" << std::setw(9) << "HOLDOUT" << "REASON\n";
-  for (const auto& x : m.value("models", json::array())) {
+  json rows = m.value("models", json::array());
+  // The live version is always listed, also when it is older than the page.
+  bool live_listed = false;
+  for (const auto& x : rows) live_listed = live_listed || x.value("live", false);
+  const json live_model = m.value("live_model", json());
+  if (!live_listed && live_model.is_object()) rows.push_back(live_model);
+  for (const auto& x : rows) {
     std::string acc = "-";
     if (x["metrics"].contains("accuracy") && x["metrics"]["accuracy"].is_number()) {
       std::ostringstream os;
@@ -188,6 +219,15 @@ void PrintModels(const json& m) {
               << std::setw(13) << type << std::setw(10) << acc << std::setw(9)
               << Str(x, "holdout_pairs")
               << Str(x, "reason") << "\n";
+  }
+  const size_t shown = m.value("models", json::array()).size();
+  const size_t total = m.value("total", shown);
+  const size_t offset = m.value("offset", size_t{0});
+  if (total > offset + shown) {
+    std::cout << "... " << total - offset - shown << " older version(s) not shown (newest " << shown
+              << " of " << total
+              << (live_listed || !live_model.is_object() ? "" : ", and the live one")
+              << "): GET /v1/models?offset=" << offset + shown << "&limit=1000\n";
   }
 }
 
@@ -457,7 +497,14 @@ int main(int argc, char** argv) {
                 << "counts:   prompts " << body["counts"]["prompts"] << "  pairs "
                 << body["counts"]["pairs"] << "  labels " << body["counts"]["labels"] << "\n"
                 << "models:   " << body["models"].size() << " (live " << Str(body, "live_version")
-                << ")  in " << Str(body, "seconds") << " s\n";
+                << ")  in " << Fixed(body, "seconds", 1) << " s\n";
+    } else if (cmd == "train") {
+      std::cout << "training requested";
+      if (body.value("already_running", false)) {
+        std::cout << ": a run is going now; one more starts when it ends (requests made "
+                     "meanwhile are one)";
+      }
+      std::cout << "\n";
     } else {
       std::cout << cmd << ": " << body.dump() << "\n";
     }

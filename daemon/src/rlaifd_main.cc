@@ -94,6 +94,9 @@ int main(int argc, char** argv) {
                   << " is not set in this environment\n";
       }
     }
+    for (const auto& w : rlaif::ConfigWarnings(*cfg)) {
+      std::cout << rest[0] << ": warning: " << w << "\n";
+    }
     std::cout << rest[0] << ": ok\n";
     return 0;
   }

@@ -232,6 +232,13 @@ def build():
                      [(f"max by (instance, signal) (rlaif_judge_health{sel()})",
                        "{{signal}}")], unit="percentunit"), 8, 8)
 
+    L.add(timeseries("Generated responses", "Responses from the generator endpoint by kind, "
+                     "per second: truncated = cut off at generator.max_tokens (kept unless "
+                     "drop_truncated; RlaifdResponsesTruncated), empty and identical are asked "
+                     f"again. Runbook: {RUNBOOK}#dead-letters",
+                     [(rate("rlaif_generate_responses_total", by="kind"), "{{kind}}")],
+                     unit="ops", stack=True), 8, 8)
+
     L.row("Upstream endpoints")
     L.add(timeseries("Calls by result", "Completions asked for, by result: ok, error (after "
                      "retries), rejected (breaker open or budget spent, before any request), "

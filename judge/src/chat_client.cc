@@ -29,6 +29,8 @@ using json = nlohmann::json;
 constexpr std::string_view kCircuitOpen = "circuit open for ";
 constexpr std::string_view kCircuitHalfOpen = "circuit half-open for ";
 constexpr std::string_view kBudgetExhausted = "budget exhausted until ";
+// A call whose attempts failed, then a retry was refused (IsRefusedAfterAttempts).
+constexpr std::string_view kRefusedAfterAttempts = "then refused a retry: ";
 // The configuration faults' wording (IsConfigurationFault).
 constexpr std::string_view kCredentialsFault = "the endpoint refused the credentials";
 constexpr std::string_view kNotFoundFault = "no such endpoint or model";
@@ -59,6 +61,8 @@ std::string DescribeHttpError(httplib::Error err, double connect_timeout_s, doub
 // Upper bound on a server-requested Retry-After wait: a misconfigured proxy
 // must not park a worker for an hour.
 constexpr double kMaxRetryAfterS = 120.0;
+// The most of a response body read: a chat completion is kilobytes.
+constexpr size_t kMaxResponseBytes = size_t{8} << 20;
 // How much of an error body we quote in a Status when it is not JSON.
 constexpr size_t kMaxQuotedBody = 300;
 
@@ -492,6 +496,33 @@ struct ChatClient::Impl {
     }
   }
 
+  // POSTs the JSON body; the response body is read up to kMaxResponseBytes
+  // (past that the transfer stops, *too_large is set and no response is
+  // returned).
+  httplib::Result Post(httplib::ClientImpl& conn, const httplib::Headers& headers,
+                       const std::string& body, bool* too_large) {
+    httplib::Request req;
+    req.method = "POST";
+    req.path = endpoint.path;
+    req.headers = headers;
+    req.headers.emplace("Content-Type", "application/json");
+    req.body = body;
+    std::string received;
+    req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+      if (received.size() + n > kMaxResponseBytes) {
+        *too_large = true;
+        return false;
+      }
+      received.append(data, n);
+      return true;
+    };
+    auto res = std::make_unique<httplib::Response>();
+    httplib::Error err = httplib::Error::Success;
+    if (!conn.send(req, *res, err)) return httplib::Result(nullptr, err);
+    res->body = std::move(received);
+    return httplib::Result(std::move(res), err);
+  }
+
   Attempt Send(const std::string& body, double estimated_tokens) {
     if (auto rejected = Admit(estimated_tokens)) return *rejected;
     Attempt a;
@@ -505,7 +536,8 @@ struct ChatClient::Impl {
     httplib::Headers headers = {{"Accept", "application/json"}};
     if (!options.api_key.empty()) headers.emplace("Authorization", "Bearer " + options.api_key);
     double start = MonotonicSeconds();
-    httplib::Result res = conn->Post(endpoint.path.c_str(), headers, body, "application/json");
+    bool too_large = false;
+    httplib::Result res = Post(*conn, headers, body, &too_large);
     // A pooled keep-alive connection that the server closed while it sat idle
     // (its keep-alive timeout ending just as the connection is taken, after
     // httplib's liveness check) fails while the request is being written.
@@ -518,7 +550,7 @@ struct ChatClient::Impl {
       spdlog::debug("POST {}: pooled connection was closed by the server; resending on a new one",
                     endpoint.display);
       start = MonotonicSeconds();
-      res = conn->Post(endpoint.path.c_str(), headers, body, "application/json");
+      res = Post(*conn, headers, body, &too_large);
     }
     double latency_ms = (MonotonicSeconds() - start) * 1000.0;
     bool was_stopped;
@@ -529,6 +561,17 @@ struct ChatClient::Impl {
     if (!res) {
       httplib::Error err = res.error();
       Release(std::move(conn), /*reusable=*/false);
+      if (too_large && !was_stopped) {
+        // A runaway generation, or a proxy answering with something else:
+        // never read into memory, stored, or sent on to the judge.
+        a.health = Health::kBad;
+        a.outcome = Outcome::kRetryable;
+        a.status = Status::Unavailable("POST " + endpoint.display + ": the response is over " +
+                                       std::to_string(kMaxResponseBytes >> 20) +
+                                       " MiB (a runaway generation, or a proxy answering with "
+                                       "something else); not read");
+        return a;
+      }
       if (was_stopped || err == httplib::Error::Canceled) {
         a.outcome = Outcome::kCancelled;
         a.status = Status::Cancelled("chat client stopped during a request to " + endpoint.display);
@@ -801,16 +844,32 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
   // item's fault, e.g. an unparseable verdict, and do not retry).
   bool every_body_corrupt = true;
   bool every_attempt_429 = true;  // then the call is "rate limited", no request's fault
+  Status last_failure;            // the last attempt that reached the upstream
   for (int attempt = 1;; ++attempt) {
     Impl::Attempt a = impl_->Send(body, estimated_tokens);
     impl_->Scrub(&a.status);
     if (a.outcome == Impl::Outcome::kRejected) {
       // Refused by admission control (breaker, budget). After failed
       // attempts (a retry the breaker they opened refuses) the call did
-      // reach the upstream and failed there: an error, not a refusal.
-      failed(attempt > 1 ? stats_.failed_calls : stats_.rejected_calls);
-      return a.status;
+      // reach the upstream and failed there: an error, not a refusal, and
+      // it fails with that error (callers must not take it for a call
+      // that was never sent).
+      if (attempt == 1) {
+        failed(stats_.rejected_calls);
+        return a.status;
+      }
+      failed(stats_.failed_calls);
+      const bool breaker = a.status.message().find(kBudgetExhausted) == std::string::npos;
+      // kCorruption only when every attempt got a body that did not parse
+      // (as when the attempts run out): else a transport failure would read
+      // as the item's unparseable reply.
+      return Status(every_body_corrupt ? StatusCode::kCorruption : StatusCode::kUnavailable,
+                    last_failure.message() + " (gave up after " + std::to_string(attempt - 1) +
+                        " attempts: " + std::string(kRefusedAfterAttempts) +
+                        (breaker ? "the circuit breaker opened" : "the hourly budget is spent") +
+                        ")");
     }
+    if (a.outcome != Impl::Outcome::kOk) last_failure = a.status;
     if (a.outcome != Impl::Outcome::kCancelled) {
       stats_.requests++;
       if (a.outcome != Impl::Outcome::kOk) stats_.request_errors++;
@@ -880,6 +939,10 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
 bool IsQuotaFault(const Status& status) {
   return status.code() == StatusCode::kResourceExhausted &&
          status.message().find(kQuotaFault) != std::string::npos;
+}
+
+bool IsRefusedAfterAttempts(const Status& status) {
+  return status.message().find(kRefusedAfterAttempts) != std::string::npos;
 }
 
 bool IsRateLimited(const Status& status) {

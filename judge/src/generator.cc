@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <optional>
 #include <utility>
 
 #include "rlaif/common/clock.h"
@@ -46,10 +47,26 @@ storage::ResponseRecord ToRecord(const ChatResponse& r, const GeneratorOptions& 
   rec.latency_ms = r.latency_ms;
   rec.prompt_tokens = r.prompt_tokens;
   rec.completion_tokens = r.completion_tokens;
+  rec.finish_reason = r.finish_reason;
   return rec;
 }
 
+constexpr std::string_view kRejections[] = {"identical_responses", "empty_response", "truncated"};
+
 }  // namespace
+
+std::string_view GeneratorRejection(const Status& status) {
+  if (status.code() != StatusCode::kFailedPrecondition) return "";
+  for (std::string_view r : kRejections) {
+    const std::string& m = status.message();
+    if (m.size() > r.size() && m.compare(0, r.size(), r) == 0 && m[r.size()] == ':') return r;
+  }
+  return "";
+}
+
+GeneratorCounts Generator::counts() const {
+  return {complete_.load(), truncated_.load(), empty_.load(), identical_.load()};
+}
 
 Generator::Generator(ChatClient& client, GeneratorOptions options)
     : client_(client), options_(std::move(options)) {
@@ -84,31 +101,71 @@ Result<storage::PairRecord> Generator::Generate(const storage::PromptRecord& pro
     return ToRecord(*resp, options_, seed);
   };
 
-  auto a = call(0);
-  if (!a.ok()) return a.status();
-  const std::string a_norm = NormalizeForComparison(a->text);
+  // Each response asked for takes the next seed; one that cannot be half of
+  // a pair (empty, truncated when dropped, identical to the first) uses up
+  // one of the retries.
+  std::optional<storage::ResponseRecord> a;
+  std::string a_norm;
+  int empty = 0, truncated = 0, identical = 0;
   const int max_retries = std::max(0, options_.max_identical_retries);
-  for (int retry = 0;; ++retry) {
-    auto b = call(1 + retry);
-    if (!b.ok()) return b.status();
-    if (NormalizeForComparison(b->text) != a_norm) {
+  for (int attempt = 0;; ++attempt) {
+    auto r = call(attempt);
+    if (!r.ok()) return r.status();
+    std::string norm = NormalizeForComparison(r->text);
+    std::string_view problem;
+    if (norm.empty()) {
+      ++empty_;
+      ++empty;
+      problem = "empty_response";
+    } else if (a && norm == a_norm) {
+      ++identical_;
+      ++identical;
+      problem = "identical_responses";
+    } else if (r->finish_reason == "length") {
+      ++truncated_;
+      if (options_.drop_truncated) {
+        ++truncated;
+        problem = "truncated";
+      }
+    } else {
+      ++complete_;
+    }
+    if (problem.empty()) {
+      if (!a) {
+        a = std::move(*r);
+        a_norm = std::move(norm);
+        continue;
+      }
       storage::PairRecord pair;
       pair.id = HexId(HashFields({prompt.id, fingerprint_, "0"}));
       pair.prompt_id = prompt.id;
       pair.prompt = prompt.text;
       pair.a = std::move(*a);
-      pair.b = std::move(*b);
+      pair.b = std::move(*r);
       pair.generator = fingerprint_;
       pair.created_at_ms = NowMs();
       return pair;
     }
-    if (retry >= max_retries) {
-      return Status::FailedPrecondition("identical_responses: prompt " + prompt.id +
-                                        " got the same response " + std::to_string(retry + 2) +
-                                        " times (model " + options_.model + ", temperature " +
-                                        FormatDouble(options_.temperature) + ")");
+    if (empty + truncated + identical > max_retries) {
+      std::string what;
+      auto add = [&what](int n, const char* kind) {
+        if (n == 0) return;
+        if (!what.empty()) what += ", ";
+        what += std::to_string(n);
+        what += ' ';
+        what += kind;
+      };
+      add(identical, "identical to the first");
+      add(empty, "empty (no text: a refusal, a content filter or a tool call?)");
+      add(truncated, "cut off at max_tokens (finish_reason \"length\")");
+      return Status::FailedPrecondition(std::string(problem) + ": prompt " + prompt.id + " got " +
+                                        std::to_string(attempt + 1) + " responses, " + what +
+                                        " (model " + options_.model + ", temperature " +
+                                        FormatDouble(options_.temperature) + ", max_tokens " +
+                                        std::to_string(options_.max_tokens) + ")");
     }
-    spdlog::debug("prompt {}: identical responses, retrying the second with a new seed", prompt.id);
+    spdlog::debug("prompt {}: {} response (finish_reason \"{}\"), asking again with a new seed",
+                  prompt.id, problem, r->finish_reason);
   }
 }
 

@@ -63,6 +63,8 @@ std::optional<Winner> TokenToWinner(std::string token) {
     token.erase(token.begin());
   }
   token = ToLower(Trim(token));
+  // "Response A" / "Response B": the names the judge prompt gives them.
+  if (token.rfind("response ", 0) == 0) token = Trim(token.substr(9));
   if (token == "a") return Winner::kA;
   if (token == "b") return Winner::kB;
   if (token == "tie") return Winner::kTie;
@@ -377,6 +379,12 @@ Result<storage::LabelRecord> Judge::JudgePair(const storage::PairRecord& pair,
       }
       ++sample.unparseable;
       last = verdict.status();
+      // A judge that reasons before its verdict runs out of room: say so.
+      if (resp->finish_reason == "length") {
+        last = Status(last.code(), last.message() + " (cut off at max_tokens " +
+                                       std::to_string(kJudgeMaxTokens) +
+                                       ": the judge must answer with the verdict alone)");
+      }
       spdlog::warn("judge pair {} on {} (order {}): unparseable reply (attempt {}/2)", pair.id,
                    dimension.name, order, attempt);
     }

@@ -38,6 +38,13 @@ void Read(const json& j, const char* key, T* out) {
   j.at(key).get_to(*out);
 }
 
+// A field added after records were first written: absent in older ones
+// (left as is), the wrong type is still corruption.
+template <typename T>
+void ReadIfPresent(const json& j, const char* key, T* out) {
+  if (auto it = j.find(key); it != j.end()) it->get_to(*out);
+}
+
 // Parses `bytes`, checks the envelope, then lets `fill` read the fields. Every
 // exception becomes kCorruption naming the record kind, so that callers can
 // report which family holds the bad value.
@@ -73,7 +80,8 @@ json ResponseToJson(const ResponseRecord& r) {
               {"temperature", r.temperature},
               {"latency_ms", r.latency_ms},
               {"prompt_tokens", r.prompt_tokens},
-              {"completion_tokens", r.completion_tokens}};
+              {"completion_tokens", r.completion_tokens},
+              {"finish_reason", r.finish_reason}};
 }
 
 void ResponseFromJson(const json& j, ResponseRecord* r) {
@@ -84,6 +92,7 @@ void ResponseFromJson(const json& j, ResponseRecord* r) {
   Read(j, "latency_ms", &r->latency_ms);
   Read(j, "prompt_tokens", &r->prompt_tokens);
   Read(j, "completion_tokens", &r->completion_tokens);
+  ReadIfPresent(j, "finish_reason", &r->finish_reason);
 }
 
 // Length of the well-formed UTF-8 sequence at s[i] (Unicode Table 3-7), or 0.

@@ -189,6 +189,68 @@ TEST(ConfigTest, NamedAdminTokens) {
   EXPECT_EQ(m.find("inline-secret"), std::string::npos) << "a secret leaked into an error: " << m;
 }
 
+// A secret pasted where the NAME of its environment variable goes is refused
+// without being repeated (it would otherwise be printed as "... is not set").
+TEST(ConfigTest, EnvSettingsMustBeVariableNames) {
+  nlohmann::json j = nlohmann::json::parse(kIssueConfig);
+  j["judge"]["api_key_env"] = "sk-live-LEAKME123456789";
+  j["generator"]["api_key_env"] = "GEN_KEY";
+  j["api"]["admin_token_env"] = "LEAKME-admin-777";
+  j["api"]["admin_tokens"] = {{{"name", "alice"}, {"token_env", "tok LEAKME"}}};
+  auto bad = ParseConfig(j.dump());
+  ASSERT_FALSE(bad.ok());
+  const std::string& m = bad.status().message();
+  for (const char* needle : {"judge.api_key_env: must be the NAME of an environment variable",
+                             "api.admin_token_env: must be the NAME",
+                             "api.admin_tokens[0].token_env: must be the NAME"}) {
+    EXPECT_NE(m.find(needle), std::string::npos) << "missing: " << needle << "\nin:\n" << m;
+  }
+  EXPECT_EQ(m.find("generator.api_key_env"), std::string::npos) << m;
+  EXPECT_EQ(m.find("LEAKME"), std::string::npos) << "a secret leaked into an error: " << m;
+}
+
+TEST(ConfigTest, WarnsAboutADimensionNameThatLooksLikeATypo) {
+  nlohmann::json j = nlohmann::json::parse(kIssueConfig);
+  j["judge"]["dimensions"] = {{{"name", "harmlesness"}},
+                              {{"name", "helpfulness"}},
+                              {{"name", "tone"}, {"rubric", "Which is kinder?"}},
+                              {{"name", "brevity"}, {"kind", "length"}},
+                              {{"name", "politeness"}}};
+  auto cfg = ParseConfig(j.dump());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  const auto w = ConfigWarnings(*cfg);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[0].find("judge.dimensions[0].name: \"harmlesness\" has no rubric"), std::string::npos)
+      << w[0];
+  EXPECT_NE(w[0].find("did you mean \"harmlessness\"?"), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("judge.dimensions[4].name: \"politeness\""), std::string::npos) << w[1];
+  EXPECT_EQ(w[1].find("did you mean"), std::string::npos) << w[1];
+}
+
+TEST(ConfigTest, AKeyGivenTwiceIsRefused) {
+  std::string text = kIssueConfig;
+  const size_t brace = text.find('{');
+  ASSERT_NE(brace, std::string::npos);
+  text.insert(brace + 1, R"("log_level": "verbose", "log_level": "info", )");
+  auto bad = ParseConfig(text);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("log_level: given twice in one object"), std::string::npos)
+      << bad.status().message();
+  // Inside a nested object and an array of objects too; the same key in
+  // two sibling objects is fine.
+  nlohmann::json j = nlohmann::json::parse(kIssueConfig);
+  j["judge"]["dimensions"] = {{{"name", "a"}}, {{"name", "b"}}};
+  std::string nested = j.dump();
+  const size_t at = nested.find(R"({"name":"b"})");
+  ASSERT_NE(at, std::string::npos) << nested;
+  nested.replace(at, 12, R"({"name":"b","name":"c"})");
+  bad = ParseConfig(nested);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("judge.dimensions[].name: given twice"), std::string::npos)
+      << bad.status().message();
+  EXPECT_TRUE(ParseConfig(j.dump()).ok());
+}
+
 TEST(ConfigTest, ScoreBatchingAndBlasThreads) {
   nlohmann::json j = nlohmann::json::parse(kIssueConfig);
   auto defaults = ParseConfig(j.dump());

@@ -60,6 +60,13 @@ TEST(ApiRequestTest, ScoreItemsSingleAndBatch) {
   auto e = DecodeScoreItems(json{{"items", json::array()}}, &items, &batch);
   ASSERT_TRUE(e);
   EXPECT_EQ(e->http, 400);
+  // Both forms at once: one of them would be ignored without a word.
+  b["prompt"] = "p";
+  b["response"] = "r";
+  e = DecodeScoreItems(b, &items, &batch);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->http, 400);
+  EXPECT_NE(e->message.find("not both"), std::string::npos) << e->message;
   e = DecodeScoreItems(json{{"items", json::array({1})}}, &items, &batch);
   ASSERT_TRUE(e);
   EXPECT_NE(e->message.find("items[0]"), std::string::npos);

@@ -436,6 +436,11 @@ TEST_F(ApiTest, APauseOutlivesARestartButAnOlderVersionsDoesNot) {
   auto p = Post("/v1/pause", R"({"reason": "maintenance"})", true);
   ASSERT_EQ(p->status, 200);
   EXPECT_EQ(json::parse(p->body)["persisted"], true);
+  // Who, when and why, at once (not only after a restart).
+  const std::string now_why =
+      json::parse(client_->Get("/v1/status")->body)["reasons"][0].get<std::string>();
+  EXPECT_NE(now_why.find("paused by admin at "), std::string::npos) << now_why;
+  EXPECT_NE(now_why.find("(maintenance)"), std::string::npos) << now_why;
   restart();
   EXPECT_TRUE(pipeline_->paused());
   json s = json::parse(client_->Get("/v1/status")->body);

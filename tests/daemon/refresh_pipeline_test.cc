@@ -450,6 +450,50 @@ TEST_F(RefreshPipelineTest, LiveModelThatDoesNotLoadHoldsAutomaticPromotion) {
   EXPECT_EQ(scorer_->Current()->version(), t2.last_version);
 }
 
+// A run that was training when an operator paused rlaifd, or promoted or
+// rolled back by hand, does not promote over that choice (its gate compared
+// with a model no longer live): its candidate waits for an operator.
+TEST_F(RefreshPipelineTest, AnOperatorsPauseOrPromoteDuringARunIsNotOverridden) {
+  Reconfigure([](Config& c) {
+    c.trainer.mode = "scratch";
+    c.trainer.epochs = 30;  // long enough to act while it trains
+  });
+  AddLabels(MarkerPairs(200, 1, "old", "banana", ""), NowMs() - 60000);
+  auto t1 = TrainAndWait(1);
+  ASSERT_EQ(t1.last_outcome, "promoted") << t1.last_reason;
+
+  auto start_run = [&] {
+    pipeline_->RequestTrain("test");
+    const double deadline = MonotonicSeconds() + 60;
+    while (!pipeline_->Training().running && MonotonicSeconds() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_TRUE(pipeline_->Training().running);
+  };
+  start_run();
+  pipeline_->Pause();
+  auto t2 = WaitForRuns(2);
+  EXPECT_EQ(t2.last_outcome, "rejected") << t2.last_reason;
+  EXPECT_NE(t2.last_reason.find("held for an operator: rlaifd was paused while this run trained"),
+            std::string::npos)
+      << t2.last_reason;
+  EXPECT_EQ(store_->LiveVersion().value(), t1.last_version);
+  pipeline_->Resume();
+  ASSERT_TRUE(pipeline_->Promote(t2.last_version, "test", "checked by hand").ok());
+
+  start_run();
+  ASSERT_TRUE(pipeline_->Promote(t1.last_version, "test", "back to the first").ok());
+  auto t3 = WaitForRuns(3);
+  EXPECT_EQ(t3.last_outcome, "rejected") << t3.last_reason;
+  EXPECT_NE(t3.last_reason.find("the live model changed while this run trained (" +
+                                t2.last_version + " -> " + t1.last_version + ")"),
+            std::string::npos)
+      << t3.last_reason;
+  EXPECT_EQ(store_->LiveVersion().value(), t1.last_version);
+  ASSERT_TRUE(scorer_->Current());
+  EXPECT_EQ(scorer_->Current()->version(), t1.last_version);
+}
+
 // Training runs that fail (here: the models directory is a file, so no
 // checkpoint can be written) are logged as errors, back off instead of
 // repeating on every poll, and after three in a row the pipeline says so;
@@ -467,11 +511,11 @@ TEST_F(RefreshPipelineTest, FailingRunsBackOffAndAreReported) {
   AddLabels(MarkerPairs(100, 1, "old", "banana", ""), NowMs() - 60000);
   auto t1 = WaitForRuns(before + 1);
   EXPECT_EQ(t1.last_outcome, "failed") << t1.last_reason;
-  // New labels make the trigger true again (the failed run counted the
-  // older ones as trained on): without the backoff a run would start at the
-  // next poll (50 ms).
+  // A failed run leaves its labels counted as new (the trigger stays armed,
+  // so the backoff retries by itself): without the backoff a run would start
+  // at the next poll (50 ms).
+  ASSERT_GE(store_->Counts().labels_since_train, 100);
   AddLabels(MarkerPairs(20, 5, "more", "banana", ""), NowMs() - 50000);
-  ASSERT_GE(store_->Counts().labels_since_train, 10);
   std::this_thread::sleep_for(std::chrono::seconds(2));  // 40 polls
   EXPECT_EQ(pipeline_->Training().runs, before + 1);     // backing off (30 s)
   EXPECT_EQ(pipeline_->TrainingProblem(), "");           // one failure is not yet a problem
@@ -486,6 +530,7 @@ TEST_F(RefreshPipelineTest, FailingRunsBackOffAndAreReported) {
   auto t4 = TrainAndWait(before + 4);
   EXPECT_EQ(t4.last_outcome, "promoted") << t4.last_reason;
   EXPECT_EQ(pipeline_->TrainingProblem(), "");
+  EXPECT_EQ(store_->Counts().labels_since_train, 0);  // consumed by the run that succeeded
 }
 
 // A checkpoint trained elsewhere and imported is scored on this daemon's
@@ -507,6 +552,15 @@ TEST_F(RefreshPipelineTest, ImportedModelIsEvaluatedOnTheDaemonsHoldout) {
   json m = json::parse((*rec)->metrics_json);
   EXPECT_EQ(m["model_type"], "linear");
   EXPECT_NEAR(m["holdout"]["accuracy"].get<double>(), (*rec)->accuracy, 1e-9);
+
+  // A symbolic link under models/ is not imported (backups copy real
+  // directories; its target may change under a live model).
+  ASSERT_TRUE(
+      trainer::TrainRewardModel(HeldOut(pairs, false), {}, dir_.Sub("elsewhere/vlink"), opt).ok());
+  std::filesystem::create_directory_symlink(dir_.Sub("elsewhere/vlink"), dir_.Sub("models/vlink"));
+  Status st = pipeline_->ImportModel("vlink", "test");
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("symbolic link"), std::string::npos) << st.message();
 }
 
 // A model whose heads are all for dimensions this daemon does not judge

@@ -159,6 +159,17 @@ def main(args, tmp):
           f"leftovers in the backup root: {os.listdir(os.path.join(tmp, 'backups'))}")
     r = rlaifctl(args, base, "backup", "nightly")
     check(r.returncode == 1 and "409" in r.stderr, f"backup over an existing one: {r.stderr}")
+    # The live model serves from memory; its checkpoint damaged on disk would
+    # make a backup that cannot be restored: refused, nothing left behind.
+    weights = os.path.join(state, "models", backup["live_version"], "model.pt")
+    if os.path.exists(weights):
+        os.rename(weights, weights + ".aside")
+        r = rlaifctl(args, base, "backup", "damaged")
+        os.rename(weights + ".aside", weights)
+        check(r.returncode == 1 and "409" in r.stderr and "does not load" in r.stderr,
+              f"backup of a live model that does not load: {r.returncode} {r.stderr}")
+        check(not os.path.exists(os.path.join(tmp, "backups", "damaged")),
+              "a refused backup left its directory")
     events = get_json(base + "/v1/events")["events"]
     check(any(e["kind"] == "backup" for e in events), "no backup audit event")
     check(TOKEN not in json.dumps(events) and TOKEN not in d.stderr_tail(10 ** 6),

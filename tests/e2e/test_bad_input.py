@@ -24,6 +24,8 @@ import re
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 from rlaif_e2e import (check, check_alive, export, get_json, http, run_main, start_rlaifd,
                        start_sim, wait_for)
@@ -365,6 +367,23 @@ def main(args, tmp):
     api_expected["bad_http_request"] = api_expected.get("bad_http_request", 0) + 1
     check(reply.startswith(b"HTTP/1.1 400") and b"Content-Length" in reply.split(b"\r\n\r\n", 1)[-1],
           f"a bodiless POST must say what is missing: {reply[:400]!r}")
+
+    # A JSON body over 8 KiB sent as a form (curl -d's default content type,
+    # urllib's too): httplib's form limit, not api.max_body_bytes; the error
+    # says which header to send.
+    form_body = json.dumps({"prompt": "p", "response": "word " * 2000}).encode()
+    code, reply = 0, b""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(
+                base + "/v1/score", data=form_body, method="POST",
+                headers={"Content-Type": "application/x-www-form-urlencoded"}), timeout=30) as r:
+            code, reply = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        code, reply = e.code, e.read()
+    tried += 1
+    api_expected["body_too_large"] = api_expected.get("body_too_large", 0) + 1
+    check(code == 413 and b"Content-Type: application/json" in reply,
+          f"a 10 KB form body must be told to send JSON: {code} {reply[:400]!r}")
 
     check_alive(d, "rlaifd died on hostile API requests")
     metrics = http("GET", base + "/metrics")[1].decode()

@@ -117,6 +117,9 @@ def main(args, tmp):
     config["log_level"] = "debug"
     config["api"]["listen"] = "127.0.0.1:1"  # cannot change without a restart
     config["judge"]["timeout_s"] = 17  # nor can this (it once went unreported)
+    dims = config["judge"].setdefault("dimensions", [{"name": "helpfulness"}])
+    added = len(dims)
+    dims.append({"name": "conciseness"})  # named with its index, as in the config
     write_config(config)
     log_path = os.path.join(tmp, "rlaifd.out")  # rlaifd logs to stdout
     err_before = len(open(log_path, "rb").read())
@@ -130,6 +133,8 @@ def main(args, tmp):
     check("api" in ev["data"]["need_restart"], f"reload must report api: {ev['data']}")
     check("judge.timeout_s" in ev["data"]["keys"] and "api.listen" in ev["data"]["keys"],
           f"reload must name each changed key: {ev['data']}")
+    check(f"judge.dimensions[{added}].name" in ev["data"]["keys"],
+          f"reload must name an added dimension by its index: {ev['data']}")
     check(get_json(base + "/livez")["status"] == "alive", "still serving on the old port")
     err = open(log_path, "rb").read()[err_before:].decode(errors="replace")
     check("log_level is now debug" in err, f"no log_level message in:\n{err[-2000:]}")
@@ -156,6 +161,7 @@ def main(args, tmp):
     # 2. SIGTERM during a training run: 60 labels >= 50, a long run (many epochs).
     config["log_level"] = "info"
     config["api"]["listen"] = "127.0.0.1:0"
+    config["judge"]["dimensions"].pop()  # the dimension added for the reload
     config["trainer"] = {"min_new_labels": 50, "epochs": 100, "model": {"preset": "tiny"}}
     write_config(config)
     d, port = start_rlaifd(args.bin, config_path, tmp)

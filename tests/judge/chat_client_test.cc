@@ -531,7 +531,12 @@ TEST(ChatClientTest, CallsAndAttemptsReconcile) {
   EXPECT_TRUE(client.Complete(SimpleRequest()).ok());
   EXPECT_TRUE(client.Complete(SimpleRequest()).ok());
   const Status third = client.Complete(SimpleRequest()).status();
-  EXPECT_TRUE(IsAdmissionRejection(third)) << third.ToString();  // the pipeline holds the item
+  // Its own attempts failed (then the breaker they opened refused a retry):
+  // it fails with the upstream's error, not as a call that was never sent.
+  EXPECT_FALSE(IsAdmissionRejection(third)) << third.ToString();
+  EXPECT_NE(third.message().find("boom"), std::string::npos) << third.ToString();
+  EXPECT_NE(third.message().find("the circuit breaker opened"), std::string::npos)
+      << third.ToString();
   const Status refused = client.Complete(SimpleRequest()).status();
   EXPECT_TRUE(IsAdmissionRejection(refused)) << refused.ToString();
   client.Stop();
@@ -656,6 +661,33 @@ TEST(ChatClientTest, RefusedCredentialsAndMissingModelsAreConfigurationFaults) {
   EXPECT_EQ(resp.status().code(), StatusCode::kInvalidArgument);
   EXPECT_FALSE(IsConfigurationFault(resp.status()));
   EXPECT_TRUE(client.Health().configuration_fault.empty());
+}
+
+// A response far larger than any completion (a runaway generation, a proxy
+// streaming something else) is not read into memory: the attempt fails and
+// is retried, then the call fails.
+TEST(ChatClientTest, OversizedResponseIsNotRead) {
+  std::atomic<bool> huge{true};
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    if (huge) {
+      return FakeUpstream::Reply(res, 200, FakeUpstream::Completion(std::string(9 << 20, 'x')));
+    }
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("fine"));
+  });
+  ChatClientOptions o = FastOptions(up);
+  o.max_retries = 1;
+  ChatClient client(o);
+  auto resp = client.Complete(SimpleRequest());
+  ASSERT_FALSE(resp.ok());
+  EXPECT_EQ(resp.status().code(), StatusCode::kUnavailable) << resp.status().ToString();
+  EXPECT_NE(resp.status().message().find("the response is over 8 MiB"), std::string::npos)
+      << resp.status().message();
+  EXPECT_EQ(up.calls(), 2);
+  // The client (and its connection pool) is fine afterwards.
+  huge = false;
+  auto ok = client.Complete(SimpleRequest());
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->content, "fine");
 }
 
 TEST(ChatClientTest, ApiKeyIsNeverLogged) {

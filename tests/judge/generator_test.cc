@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "fake_upstream.h"
@@ -86,7 +88,7 @@ TEST(GeneratorTest, FingerprintDependsOnParameters) {
 
 TEST(GeneratorTest, SameSeedsForSamePrompt) {
   FakeUpstream up([](int n, const RecordedRequest&, httplib::Response& res) {
-    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("r" + std::to_string(n)));
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion(std::string("r") + std::to_string(n)));
   });
   ChatClient client(Options(up));
   Generator gen(client, {.model = "sft"});
@@ -131,6 +133,102 @@ TEST(GeneratorTest, GivesUpOnIdenticalResponses) {
   EXPECT_EQ(pair.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(pair.status().message().rfind("identical_responses", 0), 0u) << pair.status().message();
   EXPECT_EQ(up.calls(), 1 + 1 + 2);
+}
+
+// A completion with the given content (null: none, as a refusal or a
+// content filter sends it) and finish_reason.
+std::string CompletionWith(const nlohmann::json& content, const std::string& finish_reason) {
+  return nlohmann::json{{"id", "chatcmpl-test"},
+                        {"object", "chat.completion"},
+                        {"model", "m"},
+                        {"choices",
+                         {{{"index", 0},
+                           {"message", {{"role", "assistant"}, {"content", content}}},
+                           {"finish_reason", finish_reason}}}}}
+      .dump();
+}
+
+TEST(GeneratorTest, EmptyResponsesAreAskedAgainWithNewSeeds) {
+  // First: empty, then a filtered null, then whitespace only; then two answers.
+  FakeUpstream up([](int n, const RecordedRequest&, httplib::Response& res) {
+    const nlohmann::json contents[] = {"", nullptr, "  \n\t ", "First answer.", "Second answer."};
+    const char* reasons[] = {"stop", "content_filter", "stop", "stop", "stop"};
+    FakeUpstream::Reply(res, 200,
+                        CompletionWith(contents[std::min(n, 4)], reasons[std::min(n, 4)]));
+  });
+  ChatClient client(Options(up));
+  Generator gen(client, {.model = "sft", .max_identical_retries = 4});
+  auto pair = gen.Generate(Prompt());
+  ASSERT_TRUE(pair.ok()) << pair.status().ToString();
+  EXPECT_EQ(pair->a.text, "First answer.");
+  EXPECT_EQ(pair->b.text, "Second answer.");
+  EXPECT_EQ(pair->a.finish_reason, "stop");
+  auto reqs = up.requests();
+  ASSERT_EQ(reqs.size(), 5u);
+  std::set<int64_t> seeds;
+  for (const auto& r : reqs) seeds.insert(r.json["seed"].get<int64_t>());
+  EXPECT_EQ(seeds.size(), 5u);
+  const GeneratorCounts c = gen.counts();
+  EXPECT_EQ(c.empty, 3);
+  EXPECT_EQ(c.complete, 2);
+  EXPECT_EQ(c.truncated, 0);
+  EXPECT_EQ(c.identical, 0);
+}
+
+TEST(GeneratorTest, GivesUpOnEmptyResponses) {
+  FakeUpstream up([](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200, CompletionWith(nullptr, "content_filter"));
+  });
+  ChatClient client(Options(up));
+  Generator gen(client, {.model = "sft", .max_identical_retries = 2});
+  auto pair = gen.Generate(Prompt());
+  ASSERT_FALSE(pair.ok());
+  EXPECT_EQ(GeneratorRejection(pair.status()), "empty_response") << pair.status().message();
+  EXPECT_NE(pair.status().message().find("3 empty"), std::string::npos) << pair.status().message();
+  EXPECT_EQ(up.calls(), 3);
+  EXPECT_EQ(gen.counts().empty, 3);
+}
+
+TEST(GeneratorTest, TruncatedResponsesAreKeptAndMarked) {
+  FakeUpstream up([](int n, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200,
+                        CompletionWith(std::string("Answer ") + std::to_string(n) + " is cut",
+                                       n == 0 ? "length" : "stop"));
+  });
+  ChatClient client(Options(up));
+  Generator gen(client, {.model = "sft"});
+  auto pair = gen.Generate(Prompt());
+  ASSERT_TRUE(pair.ok()) << pair.status().ToString();
+  EXPECT_EQ(pair->a.finish_reason, "length");
+  EXPECT_EQ(pair->b.finish_reason, "stop");
+  EXPECT_EQ(up.calls(), 2);
+  EXPECT_EQ(gen.counts().truncated, 1);
+  EXPECT_EQ(gen.counts().complete, 1);
+}
+
+TEST(GeneratorTest, DropTruncatedAsksAgainThenGivesUp) {
+  std::atomic<bool> always_cut{false};
+  FakeUpstream up([&](int n, const RecordedRequest&, httplib::Response& res) {
+    const bool cut = always_cut.load() || n == 1;
+    FakeUpstream::Reply(
+        res, 200,
+        CompletionWith(std::string("Answer ") + std::to_string(n), cut ? "length" : "stop"));
+  });
+  ChatClient client(Options(up));
+  Generator gen(client, {.model = "sft", .max_identical_retries = 1, .drop_truncated = true});
+  auto pair = gen.Generate(Prompt());
+  ASSERT_TRUE(pair.ok()) << pair.status().ToString();
+  EXPECT_EQ(pair->a.text, "Answer 0");
+  EXPECT_EQ(pair->b.text, "Answer 2");  // the cut-off second one was asked again
+  EXPECT_EQ(pair->b.finish_reason, "stop");
+
+  always_cut = true;
+  auto none = gen.Generate(Prompt());
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(GeneratorRejection(none.status()), "truncated") << none.status().message();
+  EXPECT_EQ(gen.counts().truncated, 1 + 2);
+  // Not a rejection of the prompt: an upstream error is not one.
+  EXPECT_EQ(GeneratorRejection(Status::FailedPrecondition("HTTP 401: truncated key")), "");
 }
 
 TEST(GeneratorTest, PropagatesClientErrors) {

@@ -31,6 +31,10 @@ TEST(ParseVerdictTest, AcceptsJsonObjects) {
   EXPECT_EQ(*ParseVerdict(R"({"winner": "b"})"), Winner::kB);
   EXPECT_EQ(*ParseVerdict("  \n{ \"winner\" : \"a\" }\n\n"), Winner::kA);
   EXPECT_EQ(*ParseVerdict(R"({"reason": "shorter", "winner": "B"})"), Winner::kB);
+  // The responses' names in the judge prompt.
+  EXPECT_EQ(*ParseVerdict(R"({"winner": "Response A"})"), Winner::kA);
+  EXPECT_EQ(*ParseVerdict(R"({"winner": "response b"})"), Winner::kB);
+  EXPECT_EQ(*ParseVerdict("Response B"), Winner::kB);
 }
 
 TEST(ParseVerdictTest, AcceptsFencedJson) {
@@ -51,7 +55,8 @@ TEST(ParseVerdictTest, RejectsEverythingElse) {
   for (const std::string reply :
        {"", "   ", "C", "AB", "Response A is better", "I think A", R"({"winner": "C"})",
         R"({"winner": 1})", R"({"verdict": "A"})", R"({"winner": "A")", "[\"A\"]",
-        "The winner is {\"winner\": \"A\"}", "```\nmaybe\n```"}) {
+        "The winner is {\"winner\": \"A\"}", "```\nmaybe\n```", R"({"winner": "Response C"})",
+        R"({"winner": "response"})"}) {
     auto v = ParseVerdict(reply);
     ASSERT_FALSE(v.ok()) << "accepted: " << reply;
     EXPECT_EQ(v.status().code(), StatusCode::kCorruption);

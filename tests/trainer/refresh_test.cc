@@ -3,7 +3,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -64,6 +66,52 @@ void ExpectSameWeights(const std::string& a_dir, const std::string& b_dir) {
     b.read(key, tb);
     EXPECT_TRUE(torch::equal(ta, tb)) << key << " differs";
   }
+}
+
+// Weights with a NaN (a damaged file without checksums, a diverged run)
+// never load: a model that scores NaN would serve null scores.
+TEST(CheckpointWeightsTest, NonFiniteWeightsAreRefused) {
+  rlaif::testing::TempDir dir;
+  TrainOptions o;
+  o.model_type = "transformer";
+  o.preset = "tiny";
+  o.vocab_size = 300;
+  o.max_len = 32;
+  o.epochs = 1;
+  o.device = "cpu";
+  std::vector<PreferencePair> pairs;
+  for (int i = 0; i < 40; ++i) {
+    pairs.push_back({"prompt " + std::to_string(i), "a banana answer " + std::to_string(i),
+                     "a plain answer " + std::to_string(i)});
+  }
+  auto res = TrainRewardModel(pairs, {}, dir.Sub("v1"), o);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  ASSERT_TRUE(RewardModel::Load(dir.Sub("v1"), "cpu").ok());
+
+  torch::serialize::InputArchive in;
+  in.load_from(dir.Sub("v1/model.pt"));
+  torch::serialize::OutputArchive out;
+  bool poisoned = false;
+  for (const auto& key : in.keys()) {
+    torch::Tensor t;
+    in.read(key, t);
+    if (!poisoned && t.numel() > 1) {
+      t = t.clone();
+      t.view(-1)[0] = std::nan("");
+      poisoned = true;
+    }
+    out.write(key, t);
+  }
+  ASSERT_TRUE(poisoned);
+  out.save_to(dir.Sub("v1/model.pt"));
+  auto cfg = nlohmann::json::parse(rlaif::testing::ReadFile(dir.Sub("v1/config.json")));
+  cfg.erase("files_hash64");  // as a checkpoint older than the checksums
+  rlaif::testing::WriteFile(dir.Sub("v1/config.json"), cfg.dump());
+  auto model = RewardModel::Load(dir.Sub("v1"), "cpu");
+  ASSERT_FALSE(model.ok());
+  EXPECT_EQ(model.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(model.status().message().find("non-finite values"), std::string::npos)
+      << model.status().message();
 }
 
 // The story of a continuous refresh. The old labels say "banana beats a

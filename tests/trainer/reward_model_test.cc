@@ -324,6 +324,20 @@ TEST_F(CheckpointTest, RefusesTruncatedOrGarbageWeights) {
   EXPECT_FALSE(LoadStatus(empty).ok());
 }
 
+// One byte changed in model.pt (a bit flip on disk, a file replaced by
+// hand) that the archive format would not notice: refused by its checksum.
+TEST_F(CheckpointTest, RefusesWeightsThatDoNotMatchTheirChecksum) {
+  ASSERT_TRUE(Config(dir_.Sub("good"))["files_hash64"].contains("model.pt"));
+  const std::string flipped = Copy("flipped");
+  std::string weights = ReadFile(flipped + "/model.pt");
+  weights[weights.size() / 2] = static_cast<char>(weights[weights.size() / 2] ^ 0x40);
+  WriteFile(flipped + "/model.pt", weights);
+  Status st = LoadStatus(flipped);
+  EXPECT_EQ(st.code(), StatusCode::kCorruption) << st.ToString();
+  EXPECT_NE(st.message().find("model.pt does not match its checksum"), std::string::npos)
+      << st.message();
+}
+
 TEST_F(CheckpointTest, RefusesBadOrMissingFiles) {
   const std::string bad_json = Copy("bad_json");
   WriteFile(bad_json + "/config.json", "{\"format\": \"rlaif-reward-model\", ");
@@ -338,6 +352,14 @@ TEST_F(CheckpointTest, RefusesBadOrMissingFiles) {
   const std::string bad_tok = Copy("bad_tok");
   WriteFile(bad_tok + "/tokenizer.json", "[]");
   EXPECT_EQ(LoadStatus(bad_tok).code(), StatusCode::kCorruption);
+  // Without the checksums (a checkpoint older than them) the tokenizer's
+  // own parser refuses it.
+  auto c = Config(bad_tok);
+  c.erase("files_hash64");
+  WriteFile(bad_tok + "/config.json", c.dump());
+  st = LoadStatus(bad_tok);
+  EXPECT_EQ(st.code(), StatusCode::kCorruption);
+  EXPECT_EQ(st.message().find("checksum"), std::string::npos) << st.message();
 
   EXPECT_EQ(LoadStatus(dir_.Sub("nonexistent")).code(), StatusCode::kNotFound);
 }

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -701,6 +702,42 @@ Result<std::string> ReadWholeFile(const fs::path& path) {
   return ss.str();
 }
 
+// Damage detection at memory speed (checkpoints are gigabytes): 8 bytes
+// at a time through a bijective multiply-xorshift step, so that any change
+// confined to one word always changes the result; the tail through Hash64.
+uint64_t WordHash64(const char* data, size_t n, uint64_t h) {
+  constexpr uint64_t kMul = 0x9E3779B97F4A7C15ULL;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, data + i, 8);
+    h = (h ^ w) * kMul;
+    h ^= h >> 29;
+  }
+  return Hash64(std::string_view(data + i, n - i), h);
+}
+
+// A file's checksum, as config.json's "files_hash64" records it: WordHash64
+// over 1 MiB chunks, each seeded with the hash so far (memory stays flat for
+// a checkpoint of any size).
+Result<std::string> FileHash64(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IoError("cannot open " + path.string());
+  std::string buf(1 << 20, '\0');
+  uint64_t h = 0;
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const auto n = static_cast<size_t>(in.gcount());
+    if (n == 0) break;
+    h = WordHash64(buf.data(), n, h);
+  }
+  if (in.bad()) return Status::IoError("read error in " + path.string());
+  return HexId(h);
+}
+
+// The checkpoint files config.json's "files_hash64" covers.
+constexpr const char* kHashedFiles[] = {kWeightsFile, kTokenizerFile};
+
 Status WriteWholeFile(const fs::path& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << content;
@@ -784,6 +821,13 @@ Status LoadWeights(RewardTransformer& net, const fs::path& path) {
     if (!t.is_floating_point()) {
       return Status::Corruption("'" + item.key() + "' in " + path.string() +
                                 " is not floating point");
+    }
+    // A model with NaN or inf weights scores NaN: it must not load (and
+    // serve null scores with every health signal green).
+    if (!torch::isfinite(t).all().item<bool>()) {
+      return Status::Corruption("'" + item.key() + "' in " + path.string() +
+                                " holds non-finite values (NaN or inf): the file is damaged, "
+                                "or the run that wrote it diverged");
     }
     item.value().copy_(t);
   }
@@ -884,6 +928,22 @@ Result<std::shared_ptr<const RewardModel>> LoadImpl(const std::string& dir_text,
   for (const char* name : {kTokenizerFile, kWeightsFile}) {
     if (!fs::exists(dir / name)) {
       return Status::Corruption("checkpoint " + dir_text + " lacks " + name);
+    }
+  }
+  // Checkpoints written since files_hash64 was added: the files are the
+  // ones the run wrote (not damaged on disk, not replaced by hand).
+  if (const json hashes = config.value("files_hash64", json()); hashes.is_object()) {
+    for (const char* name : kHashedFiles) {
+      const json want = hashes.value(name, json());
+      if (!want.is_string()) continue;
+      auto got = FileHash64(dir / name);
+      if (!got.ok())
+        return Status::Corruption("checkpoint " + dir_text + ": " + got.status().message());
+      if (*got != want.get<std::string>()) {
+        return Status::Corruption("checkpoint " + dir_text + ": " + name +
+                                  " does not match its checksum in " + kConfigFile +
+                                  " (files_hash64): the file is damaged or was replaced");
+      }
     }
   }
   auto arch = ConfigFromJson(arch_json);
@@ -2444,6 +2504,15 @@ Result<TrainResult> TrainImpl(const std::vector<PreferencePair>& train,
                                      {"validation_accuracy_gain", result.stacking_accuracy_gain},
                                      {"transformer_kept", members[0].weight > 0}};
     }
+  }
+  if (transformer) {
+    json hashes = json::object();
+    for (const char* name : kHashedFiles) {
+      auto h = FileHash64(tmp / name);
+      if (!h.ok()) return h.status();
+      hashes[name] = *h;
+    }
+    cfg["files_hash64"] = hashes;
   }
   RLAIF_RETURN_IF_ERROR(WriteWholeFile(tmp / kConfigFile, cfg.dump(2) + "\n"));
   for (const char* name : files) RLAIF_RETURN_IF_ERROR(SyncPath(tmp / name));

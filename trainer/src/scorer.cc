@@ -103,6 +103,16 @@ Result<std::vector<ScoreResult>> Scorer::ScoreDirect(
                               std::to_string(row.size()) + " scores for " +
                               std::to_string(dims.size()) + " heads");
     }
+    for (size_t d = 0; d < dims.size(); ++d) {
+      // A null score answered with 200 would poison an RL run downstream.
+      if (!std::isfinite(row[d])) {
+        return Status::Internal("reward model " + model->version() +
+                                " scored a non-finite value (NaN or inf) on its " +
+                                (dims[d].empty() ? std::string("head") : "'" + dims[d] + "' head") +
+                                ": its weights are damaged or it diverged; roll it back "
+                                "(rlaifctl rollback)");
+      }
+    }
     ScoreResult r;
     r.model_version = model->version();
     for (size_t d = 0; d < dims.size(); ++d) {

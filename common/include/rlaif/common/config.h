@@ -128,7 +128,10 @@ struct EndpointConfig {
 struct GeneratorConfig : EndpointConfig {
   double temperature = 0.9;  // must be > 0: two samples must differ
   int max_tokens = 256;      // per response
-  int max_identical_retries = 4;  // new seeds tried when both responses are identical
+  // New seeds tried when a response is empty, identical to the pair's first,
+  // or (drop_truncated) cut off at max_tokens.
+  int max_identical_retries = 4;
+  bool drop_truncated = false;  // false: a response cut off at max_tokens is kept
 };
 
 struct DimensionConfig {
@@ -251,6 +254,12 @@ Result<Config> ParseConfig(const std::string& json_text);
 
 // Reads `path` and calls ParseConfig. A missing or unreadable file is kIoError.
 Result<Config> LoadConfigFile(const std::string& path);
+
+// What a valid config probably did not mean, one line each ("judge.
+// dimensions[0].name: ..."): `rlaifd check-config` prints them, rlaifd logs
+// them at start. Today: an LLM dimension with no rubric whose name is not a
+// built-in one (a typo gets a generic rubric).
+std::vector<std::string> ConfigWarnings(const Config& config);
 
 // Splits "host:port" (IPv4 or hostname; "[::1]:80" for IPv6). Port must be 0..65535.
 Status SplitHostPort(const std::string& listen, std::string* host, int* port);

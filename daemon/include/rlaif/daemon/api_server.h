@@ -46,6 +46,7 @@ struct ApiContext {
   const judge::Judge* judge = nullptr;  // for judge health; may be null
   // Further named tokens: {actor name, token}; empty tokens are ignored.
   std::vector<std::pair<std::string, std::string>> named_tokens = {};
+  const judge::Generator* generator = nullptr;  // for response counts; may be null
 };
 
 class ApiServer {

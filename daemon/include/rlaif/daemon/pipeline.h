@@ -45,6 +45,10 @@ struct TrainingStatus {
   bool running = false;
   double progress = 0;          // [0,1] of the running job
   int64_t started_at_ms = 0;
+  // The run's first progress report (a resumed run's is where it stopped):
+  // what an ETA measures this process's rate from.
+  int64_t rate_from_ms = 0;
+  double rate_from_progress = 0;
   std::string trigger;  // "labels" | "interval" | "manual" | "resume" (after a shutdown)
   // Last finished run.
   std::string last_version;
@@ -101,7 +105,9 @@ class Pipeline {
 
   // Stops reading logs and starting upstream calls; returns once no ingest
   // pass or dispatch begun before it is still going (calls in flight finish).
-  void Pause();
+  // `note`: who paused, when and why, for the status ("" = "paused by an
+  // operator").
+  void Pause(const std::string& note = "");
   void Resume();
   // While paused by a pause from before this start (the newest pause/resume
   // event is a pause: Start restores it), who paused, when and why; else "".
@@ -185,6 +191,16 @@ class Pipeline {
   // (StageHeldReason). True when the item should be dead-lettered instead
   // (rate limited kMaxRateLimitHolds times while others succeeded).
   bool NoteRateLimited(storage::Stage stage, const std::string& key);
+  // A call of `key` reached the upstream and failed in a way that holds the
+  // stage (configuration fault, quota, rate limit, a failure that left the
+  // circuit open). True when the item itself is at fault: `limit` of its
+  // failures of one kind each came after other items of its stage had
+  // succeeded since its previous one (a poison prompt, a WAF refusing this
+  // text), so holding it would stall the stage for good.
+  // `kind` tells failure classes apart (rate limit, refusal, breaker): a
+  // new class starts the count again.
+  enum class HeldKind { kRateLimited, kRefused, kBreaker };
+  bool NoteHeldFailure(storage::Stage stage, const std::string& key, HeldKind kind, int limit);
   // (reason, detail, permanent): a stage's way to count a failed item.
   using FailFn = std::function<void(const std::string&, const std::string&, bool)>;
   void UpstreamFailed(StagePool& pool, const storage::WorkItem& item, const Status& st,
@@ -192,11 +208,14 @@ class Pipeline {
   // The breaker-open or budget-spent part of StageHeldReason: a failure
   // while it holds is the upstream's, not the item's.
   std::string StageHeldByUpstream(storage::Stage stage) const;
-  struct RateHolds {
-    int holds = 0;
-    int64_t done_at_first = 0;  // the stage's done count at the first hold
+  struct HeldFailures {
+    HeldKind kind = HeldKind::kBreaker;
+    int counted = 0;           // failures with successes of others before them
+    int64_t done_at_last = 0;  // the stage's done count at the last failure
   };
-  std::map<std::string, RateHolds> rate_holds_;  // guarded by mu_, by work item key
+  std::map<std::string, HeldFailures> held_failures_;  // guarded by mu_, by work item key
+  // The item is done (committed or dead-lettered): its failure counts go.
+  void Forget(const std::string& key);
   // An item of the stage succeeded: logs the recovery after holds.
   void Resumed(StagePool& pool, const char* stage);
   // Sleeps up to `seconds` or until Stop().

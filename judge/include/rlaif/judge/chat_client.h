@@ -178,7 +178,12 @@ class ChatClient {
   // kCorruption for an unparseable 200 body (retried like a 5xx first),
   // kCancelled after Stop(); kUnavailable "circuit open ..." without a
   // request while the breaker is open; kResourceExhausted "budget exhausted
-  // until HH:00 UTC" while the hourly budget is spent.
+  // until HH:00 UTC" while the hourly budget is spent. A call whose attempts
+  // reached the upstream and failed, then whose retry the breaker (or the
+  // budget) refused, fails with its last error, "(gave up after N attempts:
+  // then refused a retry: ...)" (IsRefusedAfterAttempts; kUnavailable, or
+  // kCorruption when every attempt's body did not parse): not an admission
+  // rejection, since its own requests failed.
   Result<ChatResponse> Complete(const ChatRequest& request);
 
   // Consistent snapshot of breaker, budget and rate-limit state. Thread-safe.
@@ -215,6 +220,9 @@ bool IsConfigurationFault(const Status& status);
 // work should wait (it is also reported as the client's configuration_fault),
 // but it resumes by itself once a request succeeds.
 bool IsQuotaFault(const Status& status);
+// A call whose own attempts failed, then a retry was refused by the breaker
+// they opened (or the budget): see Complete.
+bool IsRefusedAfterAttempts(const Status& status);
 
 // True for a call that got HTTP 429 on every attempt (kUnavailable): the
 // upstream's rate limit, no item's fault; work should wait and the stage

@@ -32,6 +32,9 @@ struct ResponseRecord {
   double latency_ms = 0;
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
+  // The endpoint's finish_reason: "stop", "length" (cut off at max_tokens),
+  // ...; "" when it sent none (and in records older than this field).
+  std::string finish_reason;
 };
 
 // Two responses to the same prompt.
