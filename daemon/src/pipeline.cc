@@ -1964,6 +1964,11 @@ Status Pipeline::ImportModel(const std::string& version, const std::string& acto
     return Status::InvalidArgument("cannot import " + dir + ": the checkpoint says it is version \"" +
                                    (*model)->version() + "\", not \"" + version + "\"");
   }
+  // Its accuracy would be measured on held-out pairs of dimensions it has no
+  // head for, and promote would refuse it anyway: refused now, said why.
+  if (std::string why_not = DimensionMismatch(**model); !why_not.empty()) {
+    return Status::InvalidArgument("cannot import " + dir + ": " + why_not);
+  }
   storage::ModelRecord rec;
   rec.version = version;
   rec.state = "candidate";

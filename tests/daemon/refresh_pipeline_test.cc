@@ -573,7 +573,18 @@ TEST_F(RefreshPipelineTest, PromoteRefusesAModelWithoutAConfiguredDimension) {
   opt.device = "cpu";
   opt.model_type = "linear";
   ASSERT_TRUE(trainer::TrainRewardModel(pairs, {}, dir_.Sub("models/vstyle"), opt).ok());
-  ASSERT_TRUE(pipeline_->ImportModel("vstyle", "test").ok());
+  // Not imported: its accuracy would be measured on pairs it has no head for.
+  Status imported = pipeline_->ImportModel("vstyle", "test");
+  EXPECT_EQ(imported.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(imported.message().find("heads for [style]"), std::string::npos) << imported.message();
+  // Registered under an older config (judge.dimensions changed since):
+  // promote refuses it.
+  storage::ModelRecord rec;
+  rec.version = "vstyle";
+  rec.state = "candidate";
+  rec.dir = dir_.Sub("models/vstyle");
+  rec.created_at_ms = NowMs();
+  ASSERT_TRUE(store_->PutModel(rec).ok());
   Status st = pipeline_->Promote("vstyle", "test", "");
   EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.ToString();
   EXPECT_NE(st.message().find("heads for [style] and none for judge.dimensions [overall]"),
