@@ -317,5 +317,29 @@ TEST(RefreshTest, ResumeStateOfAnotherRunIsDiscarded) {
   EXPECT_FALSE(fs::exists(dir.Sub("resume/state")));
 }
 
+// A resume state damaged on disk (one byte of its weights changed) is found
+// by the checksums saved with it: the run starts over instead of failing
+// (or resuming from damaged weights).
+TEST(RefreshTest, DamagedResumeStateIsDiscardedAndTheRunStartsOver) {
+  rlaif::testing::TempDir dir;
+  const auto train = testing::BananaPairs(160, 31);
+  TrainOptions o = FastOptions();
+  o.resume_dir = dir.Sub("resume");
+  int64_t steps_seen = 0;
+  TrainOptions cut = o;
+  cut.on_progress = [&](double) { ++steps_seen; };
+  cut.cancelled = [&] { return steps_seen >= 3; };
+  ASSERT_EQ(TrainRewardModel(train, {}, dir.Sub("a"), cut).status().code(), StatusCode::kCancelled);
+  const std::string weights = dir.Sub("resume/state/weights.pt");
+  ASSERT_TRUE(fs::exists(weights));
+  std::string bytes = rlaif::testing::ReadFile(weights);
+  bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x10);
+  rlaif::testing::WriteFile(weights, bytes);
+  auto r = TrainRewardModel(train, {}, dir.Sub("a"), o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->resumed_from_step, 0);
+  EXPECT_FALSE(fs::exists(dir.Sub("resume/state")));
+}
+
 }  // namespace
 }  // namespace rlaif::trainer

@@ -1419,7 +1419,17 @@ Status SaveResumeState(const fs::path& resume_dir, const json& scalars, RewardTr
     files.push_back("best.pt");
   }
   RLAIF_RETURN_IF_ERROR(WriteWholeFile(tmp / kTokenizerFile, tokenizer_json));
-  RLAIF_RETURN_IF_ERROR(WriteWholeFile(tmp / kResumeStateJson, scalars.dump(2) + "\n"));
+  // The state's files with their checksums: a damaged one is found before
+  // the run resumes from it (it is then discarded: the run starts over).
+  json state = scalars;
+  state["files_hash64"] = json::object();
+  for (const char* f : files) {
+    if (std::string_view(f) == kResumeStateJson) continue;
+    auto h = FileHash64(tmp / f);
+    if (!h.ok()) return h.status();
+    state["files_hash64"][f] = *h;
+  }
+  RLAIF_RETURN_IF_ERROR(WriteWholeFile(tmp / kResumeStateJson, state.dump(2) + "\n"));
   for (const char* f : files) RLAIF_RETURN_IF_ERROR(SyncPath(tmp / f));
   RLAIF_RETURN_IF_ERROR(SyncPath(tmp));
   fs::remove_all(old, ec);
@@ -1501,7 +1511,27 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
     if (!resume_from.empty()) {
       auto text = ReadWholeFile(resume_from / kResumeStateJson);
       json j = text.ok() ? json::parse(*text, nullptr, false) : json();
-      if (j.is_object() && j.value("fingerprint", std::string()) == fingerprint) {
+      // A state file damaged on disk (its checksum, written with it, does not
+      // match): the run starts over rather than failing on it.
+      std::string damaged;
+      if (j.is_object() && j.contains("files_hash64") && j["files_hash64"].is_object()) {
+        for (const char* f : {"weights.pt", "optimizer.pt", "best.pt", kTokenizerFile}) {
+          const json want = j["files_hash64"].value(f, json());
+          if (!want.is_string()) continue;
+          auto got = FileHash64(resume_from / f);
+          if (!got.ok() || *got != want.get<std::string>()) {
+            damaged = f;
+            break;
+          }
+        }
+      }
+      if (!damaged.empty()) {
+        spdlog::warn(
+            "trainer: discarding the resume state in {}: {} is damaged (it does not match the "
+            "checksum saved with it); the run starts over",
+            resume_from.string(), damaged);
+        RemoveResumeState(resume_dir);
+      } else if (j.is_object() && j.value("fingerprint", std::string()) == fingerprint) {
         resumed = std::move(j);
       } else {
         spdlog::warn(
