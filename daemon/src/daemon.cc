@@ -157,6 +157,23 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
   }
   std::vector<std::string> needs_restart(sections.begin(), sections.end());
   std::vector<std::string> changed(keys.begin(), keys.end());
+  // The text changed but not what it means (a default written out, keys
+  // reordered within an object): nothing needs a restart.
+  if (!changed.empty() && *fresh == running) {
+    std::string list;
+    for (const auto& n : changed) list += (list.empty() ? "" : ", ") + n;
+    spdlog::info("reload: {} re-read; [{}] changed in the file but not in effect (defaults)", path,
+                 list);
+    running_json = fresh_json;
+    (void)store.AppendEvent({NowMs(), "reload", "SIGHUP",
+                             "config re-read; the changed keys change nothing in effect",
+                             nlohmann::json{{"applied", applied},
+                                            {"need_restart", nlohmann::json::array()},
+                                            {"keys", nlohmann::json::array()},
+                                            {"no_effect", changed}}
+                                 .dump()});
+    return;
+  }
   if (changed.empty()) {
     spdlog::info("reload: {} re-read; {}", path,
                  applied.empty() ? "nothing changed" : "nothing else changed");

@@ -113,6 +113,7 @@ def main(args, tmp):
     check(s["counts"]["dead"] == 0, f"dead-lettered items after a clean drain: {s['counts']}")
 
     # 3 (first, while this daemon runs). SIGHUP.
+    original = json.loads(json.dumps(config))
     original_level = config.get("log_level")
     config["log_level"] = "debug"
     config["api"]["listen"] = "127.0.0.1:1"  # cannot change without a restart
@@ -150,10 +151,20 @@ def main(args, tmp):
     wait_for(lambda: len(reload_event()) >= 2, 20, "a reload event for the reverted level")
     check(reload_event()[0]["data"]["applied"] == ["log_level"],
           f"the reverted log_level was not applied: {reload_event()[0]['data']}")
+    # The file as it started, with a default written out: nothing needs a
+    # restart (it changes nothing in effect).
+    unchanged = json.loads(json.dumps(original))
+    unchanged["judge"]["both_orders"] = True
+    write_config(unchanged)
+    d.p.send_signal(1)
+    wait_for(lambda: len(reload_event()) >= 3, 20, "a reload event for a default written out")
+    ev = reload_event()[0]
+    check(ev["data"]["need_restart"] == [] and ev["data"].get("no_effect") == ["judge.both_orders"],
+          f"a default written out must need no restart: {ev['data']}")
     with open(config_path, "w") as f:
         f.write("{ not json")
     d.p.send_signal(1)
-    wait_for(lambda: len(reload_event()) >= 3, 20, "a third reload event")
+    wait_for(lambda: len(reload_event()) >= 4, 20, "a fourth reload event")
     check("invalid" in reload_event()[0]["message"], f"invalid config event {reload_event()[0]}")
     check(get_json(base + "/livez")["status"] == "alive", "an invalid config must not stop rlaifd")
     check(d.term(timeout=30) == 0, "exit code after reloads")

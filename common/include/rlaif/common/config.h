@@ -24,6 +24,8 @@ namespace rlaif {
 struct AdminTokenConfig {
   std::string name;       // required, [a-z0-9_.-]{1,64}, unique; "admin" is the default token's
   std::string token_env;  // required: env var holding the token
+
+  bool operator==(const AdminTokenConfig&) const = default;
 };
 
 struct ApiConfig {
@@ -44,6 +46,8 @@ struct ApiConfig {
   double score_max_wait_ms = 0;
   int score_workers = 0;          // batching threads; 0 = one per core (at most 8)
   bool keep_previous_model = true;  // keep the last live model loaded: instant rollback
+
+  bool operator==(const ApiConfig&) const = default;
 };
 
 // JSON pointers (RFC 6901) into each line, for `format: custom`.
@@ -53,6 +57,8 @@ struct FieldPointers {
   std::string model;      // "" = none; a string
   std::string timestamp;  // "" = none; a string or a number
   std::string metadata;   // "" = none; an object of scalars
+
+  bool operator==(const FieldPointers&) const = default;
 };
 
 struct SourceConfig {
@@ -72,12 +78,16 @@ struct SourceConfig {
   // on the glob's directories where the kernel offers it (picked up at once),
   // else, and with "poll", at the next poll (poll_interval_s).
   std::string watch = "auto";
+
+  bool operator==(const SourceConfig&) const = default;
 };
 
 // A user redaction rule: every match of `regex` (ECMAScript) becomes <NAME_n>.
 struct RedactPattern {
   std::string name;   // required, [a-z0-9_]{1,32}; the placeholder is its upper case
   std::string regex;  // required, must compile
+
+  bool operator==(const RedactPattern&) const = default;
 };
 
 struct SamplingConfig {
@@ -106,6 +116,8 @@ struct SamplingConfig {
   // prompts and drops the oldest queued ones; both are counted.
   int64_t max_pending = 0;
   std::string pending_policy = "pause";  // "pause" | "keep_newest"
+
+  bool operator==(const SamplingConfig&) const = default;
 };
 
 struct EndpointConfig {
@@ -123,6 +135,8 @@ struct EndpointConfig {
   double price_prompt_per_1m = 0;      // USD per 1M prompt tokens (cost accounting)
   double price_completion_per_1m = 0;  // USD per 1M completion tokens
   double hourly_budget_usd = 0;    // spend per UTC hour before the stage pauses; 0 = unlimited
+
+  bool operator==(const EndpointConfig&) const = default;
 };
 
 struct GeneratorConfig : EndpointConfig {
@@ -132,6 +146,8 @@ struct GeneratorConfig : EndpointConfig {
   // or (drop_truncated) cut off at max_tokens.
   int max_identical_retries = 4;
   bool drop_truncated = false;  // false: a response cut off at max_tokens is kept
+
+  bool operator==(const GeneratorConfig&) const = default;
 };
 
 struct DimensionConfig {
@@ -140,6 +156,8 @@ struct DimensionConfig {
   double weight = 1.0; // weight in the combined score
   std::string kind = "llm";  // "llm" | "length" (shorter wins) | "regex" (unsafe_patterns lose) | "rouge_l"
   std::vector<std::string> unsafe_patterns;  // kind "regex": at least one ECMAScript regex
+
+  bool operator==(const DimensionConfig&) const = default;
 };
 
 struct JudgeConfig : EndpointConfig {
@@ -148,6 +166,8 @@ struct JudgeConfig : EndpointConfig {
   std::vector<DimensionConfig> dimensions;  // required, at least one
   int top_logprobs = 0;      // > 0: ask for verdict-token logprobs → soft labels
   int health_window = 500;   // labels in the rolling judge-health window
+
+  bool operator==(const JudgeConfig&) const = default;
 };
 
 struct ModelConfig {
@@ -168,6 +188,8 @@ struct ModelConfig {
   // safetensors; TrainOptions::backbone): the transformer's architecture,
   // tokenizer and starting weights. "" = none (preset, from scratch).
   std::string backbone;
+
+  bool operator==(const ModelConfig&) const = default;
 };
 
 struct GateConfig {
@@ -176,6 +198,8 @@ struct GateConfig {
   // Allowed anchor-set accuracy drop vs. the live model (trainer.anchor_pairs),
   // [0,1]; < 0 (default, key absent) = the anchor set is reported, not gated on.
   double anchor_max_regression = -1;
+
+  bool operator==(const GateConfig&) const = default;
 };
 
 struct TrainerConfig {
@@ -219,6 +243,8 @@ struct TrainerConfig {
   bool cuda_fast_paths = true;
   ModelConfig model;
   GateConfig gate;
+
+  bool operator==(const TrainerConfig&) const = default;
 };
 
 struct Config {
@@ -246,6 +272,8 @@ struct Config {
   // library's default (one per core), or OPENBLAS_NUM_THREADS if set.
   int blas_threads = 1;
   std::string log_level = "info"; // trace|debug|info|warn|error
+
+  bool operator==(const Config&) const = default;
 };
 
 // Parses and validates `json_text`. On failure the status message holds every
