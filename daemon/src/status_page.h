@@ -47,7 +47,7 @@ async function tick(){
   const m=await (await fetch("/v1/models")).json();
   const t=Date.now()/1000,dt=last?t-lastT:0;
   $("state").textContent=s.state;$("state").className="pill "+s.state;
-  $("reasons").textContent=(s.reasons||[]).join("; ");
+  $("reasons").textContent=(s.reasons||[]).concat((s.warnings||[]).map(w=>"warning: "+w)).join("; ");
   $("updated").textContent="updated "+new Date().toLocaleTimeString();
   const st=(n,v,sub)=>`<div class="stage"><span class="muted">${n}</span><b id="n-${n}">${v}</b>${sub||""}</div>`;
   $("flow").innerHTML=[st("prompts",s.counts.prompts,rate(s,last,"prompts",dt)),"→",
