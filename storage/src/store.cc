@@ -867,6 +867,13 @@ class RocksStore final : public Store {
         }
       }
       ModelRecord& live = **model;
+      // A version the gate refused (or held) made live by hand: its reason
+      // says so, not only the gate's verdict (which would read as if it
+      // were not serving).
+      if (live.state == "rejected" && live.reason.rfind("promoted by ", 0) != 0) {
+        live.reason = "promoted by " + event.actor + " (" + event.message +
+                      ") over the gate's decision: " + live.reason;
+      }
       live.state = "live";
       live.promoted_at_ms = now;
       batch.Put(handles_[kModels], version, EncodeModel(live));

@@ -656,6 +656,16 @@ TEST_F(StoreTest, RegistryPromotesAndRetires) {
   EXPECT_EQ(events[0].actor, "cli");
   EXPECT_EQ(events[1].actor, "scheduler");
   EXPECT_FALSE(store_->GetModel("nope").value().has_value());
+
+  // One the gate refused, made live by hand: its reason says so.
+  ModelRecord refused = Model("c-refused", 300);
+  refused.state = "rejected";
+  refused.reason = "refused: regresses";
+  ASSERT_TRUE(store_->PutModel(refused).ok());
+  ASSERT_TRUE(
+      store_->SetLive("c-refused", {4000, "promote", "alice", "checked by hand", "{}"}).ok());
+  EXPECT_EQ(store_->GetModel("c-refused").value()->reason,
+            "promoted by alice (checked by hand) over the gate's decision: refused: regresses");
 }
 
 TEST_F(StoreTest, EventsAreNewestFirst) {
