@@ -738,4 +738,11 @@ std::vector<std::string> ConfigWarnings(const Config& config) {
   return out;
 }
 
+std::string EnvNameForLog(const std::string& name) {
+  static const std::regex kConventional("[A-Z_][A-Z0-9_]{0,63}");
+  if (std::regex_match(name, kConventional)) return name;
+  return "(name not shown: not an UPPER_CASE variable name, it may be a secret pasted in by "
+         "mistake)";
+}
+
 }  // namespace rlaif

@@ -219,7 +219,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
     if (!e.api_key_env.empty() && Env(e.api_key_env).empty()) {
       spdlog::warn(
           "{}: environment variable {} (api_key_env) is not set: requests go without an API key",
-          name, e.api_key_env);
+          name, EnvNameForLog(e.api_key_env));
     }
   }
   for (const auto& w : ConfigWarnings(config)) spdlog::warn("config: {}", w);
@@ -271,8 +271,8 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   for (const auto& t : config.api.admin_tokens) {
     const std::string token = SecretEnv(t.token_env);
     if (token.empty()) {
-      spdlog::warn("admin token \"{}\": environment variable {} is not set; it is disabled",
-                   t.name, t.token_env);
+      spdlog::warn("admin token \"{}\": environment variable {} is not set; it is disabled", t.name,
+                   EnvNameForLog(t.token_env));
     }
     named_tokens.emplace_back(t.name, token);
   }
@@ -291,7 +291,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   spdlog::info("rlaifd listening on http://{}:{} (data_dir {})", host, api.port(), config.data_dir);
   if (Env(config.api.admin_token_env).empty() && config.api.admin_tokens.empty()) {
     spdlog::warn("admin API disabled: environment variable {} is not set",
-                 config.api.admin_token_env);
+                 EnvNameForLog(config.api.admin_token_env));
   }
   if (on_ready) on_ready(api.port());
 

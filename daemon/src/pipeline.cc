@@ -36,6 +36,12 @@ constexpr double kRateLimitHoldS = 30.0;
 // Holds after which an item still rate limited, while others of its stage
 // succeeded since its first, is dead-lettered (reason "rate_limited").
 constexpr int kMaxRateLimitHolds = 10;
+// An item refused as configured (401, 404, quota) waits this long before
+// its next try, and is taken for the request's own fault (dead-lettered
+// upstream_rejected) only after this many refusals with successes of
+// others between them (a 403: kMaxAttempts).
+constexpr double kRefusedHoldS = 30.0;
+constexpr int kMaxRefusedOtherwise = 30;
 // Unparseable judge replies are the judge's fault, not the pairs', when the
 // replies for at least half of the last kVerdictWindow distinct pairs (and
 // at least kVerdictMinPairs were seen) did not parse.
@@ -1006,19 +1012,36 @@ void Pipeline::UpstreamFailed(StagePool& pool, const storage::WorkItem& item, co
   // quota: no item is at fault; it waits (StageFaultReason). Unless other
   // items keep succeeding between its tries: then the endpoint refuses this
   // request (a WAF's 403 for its text), not the configuration.
+  const auto h = HealthOf(pool.stage);
+  // While the breaker is open an item whose own request failed waits past
+  // the next probe (in breaker_retry_in_s) and one cool-down after it, so
+  // that another item makes that probe: an item the upstream always
+  // refuses or fails must not be the probe every time and hold the stage
+  // for good (the breaker reopens on each of its failures).
+  const bool breaker_held = h && h->breaker != judge::BreakerState::kClosed;
+  const double past_probe = 2 * (h ? h->breaker_retry_in_s : 0) + kRetryDelayS;
   if (judge::IsConfigurationFault(st) || judge::IsQuotaFault(st)) {
-    // Only a 403 (what a WAF or proxy answers for content): a 401, a 404 or
-    // a quota error for some requests while others succeed is a pool of
-    // keys or backends partly misconfigured, and its items wait.
+    // A 403 (what a WAF or proxy answers for content) refused 5 times with
+    // other requests succeeding between: this request's. A 401, a 404 or a
+    // quota error for some requests only may be a pool of keys or backends
+    // partly misconfigured: only after many more (kMaxRefusedOtherwise,
+    // each 30 s apart: a quarter of an hour) is it taken for the request's.
     const bool forbidden = st.message().find("HTTP 403") != std::string::npos;
-    if (forbidden && NoteHeldFailure(pool.stage, item.key, HeldKind::kRefused, kMaxAttempts)) {
+    const int limit = forbidden ? kMaxAttempts : kMaxRefusedOtherwise;
+    if (NoteHeldFailure(pool.stage, item.key, HeldKind::kRefused, limit)) {
       return fail("upstream_rejected",
-                  st.message() + " (refused " + std::to_string(kMaxAttempts) +
-                      " times while other requests of the stage succeeded: this request is "
-                      "refused, not the configuration)",
+                  st.message() + " (refused " + std::to_string(limit) +
+                      " times, each after other requests of the stage had succeeded: this "
+                      "request is refused, not the configuration)",
                   true);
     }
-    return Hold(pool, item, stage, st);
+    // Not every 2 s (but a 403, soon given up on): a refused request
+    // repeated at that pace floods the upstream and the log; a fixed
+    // configuration (or quota) resumes within 30 s.
+    return Hold(pool, item, stage, st,
+                breaker_held ? past_probe
+                : forbidden  ? kRetryDelayS
+                             : kRefusedHoldS);
   }
   // Rate limited on every attempt: the stage slows down (StageHeldReason),
   // unless this item is the one the upstream never admits.
@@ -1039,17 +1062,15 @@ void Pipeline::UpstreamFailed(StagePool& pool, const storage::WorkItem& item, co
   // failing so while others succeed between its tries, it is dead-lettered.
   // Its own attempts failed, then the breaker (open or half-open, whatever
   // it is by now) refused a retry, or its failure left the breaker so.
-  const auto h = HealthOf(pool.stage);
-  if (judge::IsRefusedAfterAttempts(st) || (h && h->breaker != judge::BreakerState::kClosed)) {
+  if (judge::IsRefusedAfterAttempts(st) || breaker_held) {
     if (NoteHeldFailure(pool.stage, item.key, HeldKind::kBreaker, kMaxAttempts)) {
       return fail("upstream_unavailable",
-                  st.message() + " (failed " + std::to_string(kMaxAttempts) +
-                      " times while other requests of the stage succeeded)",
+                  st.message() + " (" + std::to_string(kMaxAttempts) +
+                      " of its calls failed, each with its retries, after other requests of "
+                      "the stage had succeeded)",
                   true);
     }
-    // Past the next probe (in breaker_retry_in_s) and one cool-down after it.
-    const double probe_in = h ? h->breaker_retry_in_s : 0;
-    return Hold(pool, item, stage, st, 2 * probe_in + kRetryDelayS);
+    return Hold(pool, item, stage, st, past_probe);
   }
   if (!StageHeldByUpstream(pool.stage).empty()) return Hold(pool, item, stage, st);
   fail("upstream_unavailable", st.message(), false);

@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
          {std::pair<const char*, const rlaif::EndpointConfig&>{"generator", cfg->generator},
           {"judge", cfg->judge}}) {
       if (!e.api_key_env.empty() && std::getenv(e.api_key_env.c_str()) == nullptr) {
-        std::cout << rest[0] << ": warning: " << name << ".api_key_env: " << e.api_key_env
+        std::cout << rest[0] << ": warning: " << name
+                  << ".api_key_env: " << rlaif::EnvNameForLog(e.api_key_env)
                   << " is not set in this environment\n";
       }
     }

@@ -563,13 +563,15 @@ struct ChatClient::Impl {
       Release(std::move(conn), /*reusable=*/false);
       if (too_large && !was_stopped) {
         // A runaway generation, or a proxy answering with something else:
-        // never read into memory, stored, or sent on to the judge.
-        a.health = Health::kBad;
-        a.outcome = Outcome::kRetryable;
-        a.status = Status::Unavailable("POST " + endpoint.display + ": the response is over " +
-                                       std::to_string(kMaxResponseBytes >> 20) +
-                                       " MiB (a runaway generation, or a proxy answering with "
-                                       "something else); not read");
+        // never read into memory, stored, or sent on to the judge. The same
+        // request (same seed) would run away again: not retried, the
+        // request's fault (kInvalidArgument).
+        a.health = Health::kNeutral;
+        a.outcome = Outcome::kFatal;
+        a.status = Status::InvalidArgument("POST " + endpoint.display + ": the response is over " +
+                                           std::to_string(kMaxResponseBytes >> 20) +
+                                           " MiB (a runaway generation, or a proxy answering with "
+                                           "something else); not read");
         return a;
       }
       if (was_stopped || err == httplib::Error::Canceled) {
@@ -647,8 +649,13 @@ struct ChatClient::Impl {
       const std::string fix =
           code == 404 ? std::string(kNotFoundFault) + ": check base_url and model (" +
                             DescribeUpstream(upstream) + ")"
-                      : std::string(kCredentialsFault) + ": check the API key (" +
-                            (options.api_key.empty() ? "none is set" : "the one set") + ")";
+          : code == 403
+              ? std::string(kCredentialsFault) + " or this request: check the API key (" +
+                    (options.api_key.empty() ? "none is set" : "the one set") +
+                    ") and its permissions; a 403 for some requests only is a WAF or proxy "
+                    "rule refusing their content"
+              : std::string(kCredentialsFault) + ": check the API key (" +
+                    (options.api_key.empty() ? "none is set" : "the one set") + ")";
       a.outcome = Outcome::kFatal;
       a.health = Health::kBad;
       a.status =

@@ -207,6 +207,11 @@ TEST(ConfigTest, EnvSettingsMustBeVariableNames) {
   }
   EXPECT_EQ(m.find("generator.api_key_env"), std::string::npos) << m;
   EXPECT_EQ(m.find("LEAKME"), std::string::npos) << "a secret leaked into an error: " << m;
+  // A secret shaped like a name passes (it is one) but is never logged.
+  EXPECT_EQ(EnvNameForLog("OPENAI_API_KEY"), "OPENAI_API_KEY");
+  for (const char* secret : {"ghp_16C7e42F292c6912E7710c838347Ae178B4a", "sk_live_51HxAbc"}) {
+    EXPECT_EQ(EnvNameForLog(secret).find(secret), std::string::npos) << EnvNameForLog(secret);
+  }
 }
 
 TEST(ConfigTest, WarnsAboutADimensionNameThatLooksLikeATypo) {

@@ -181,7 +181,8 @@ TEST(GenerateStageTest, APromptTheEndpointAlwaysFailsIsDeadLetteredNotTheProbeFo
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].ref, "poison");
   EXPECT_EQ(dead[0].reason, "upstream_unavailable");
-  EXPECT_NE(dead[0].detail.find("while other requests of the stage succeeded"), std::string::npos)
+  EXPECT_NE(dead[0].detail.find("after other requests of the stage had succeeded"),
+            std::string::npos)
       << dead[0].detail;
   EXPECT_EQ(stage.Counts().queue_generate, 0);
 }
@@ -233,6 +234,44 @@ TEST(GenerateStageTest, OneRequestARefusingProxyBlocksIsDeadLetteredARevokedKeyI
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].ref, "drop table");
   EXPECT_EQ(dead[0].reason, "upstream_rejected");
+}
+
+// Requests the upstream refuses one by one (a 401 for these prompts only)
+// while others succeed wait, and are not the breaker's probe every time:
+// after an outage opens the breaker, other prompts probe and flow again
+// (found by a drill: the 401 prompts were the only probes, and a 401 keeps
+// the breaker open, so nothing was generated any more).
+TEST(GenerateStageTest, RefusedRequestsDoNotStarveTheStageAfterAnOutage) {
+  std::atomic<bool> down{false};
+  std::atomic<int> refused_calls{0};
+  FakeUpstream up([&](int, const RecordedRequest& r, httplib::Response& res) {
+    if (down.load()) return FakeUpstream::Reply(res, 503, R"({"error":"overloaded"})");
+    if (PromptOf(r).rfind("k401", 0) == 0) {
+      ++refused_calls;
+      return FakeUpstream::Reply(res, 401, R"({"error":{"message":"not for this one"}})");
+    }
+    Answer(r, res);
+  });
+  GenerateStage stage(up.base_url());
+  stage.AddPrompts({"k401a", "k401b", "g1", "g2", "g3"});
+  stage.Start();
+  ASSERT_TRUE(stage.WaitFor([](const auto& c) { return c.pairs == 3; }, 60));
+  down = true;
+  stage.AddPrompts({"h1", "h2"});
+  std::this_thread::sleep_for(std::chrono::seconds(5));  // the breaker opens, probes fail
+  down = false;
+  std::vector<std::string> more;
+  for (int i = 0; i < 10; ++i) more.push_back("after" + std::to_string(i));
+  stage.AddPrompts(more);
+  ASSERT_TRUE(stage.WaitFor([](const auto& c) { return c.pairs == 15; }, 90))
+      << "pairs " << stage.Counts().pairs << " of 15: the refused prompts starve the stage";
+  EXPECT_EQ(stage.Counts().dead, 0);            // a 401 is not given up on so soon
+  EXPECT_EQ(stage.Counts().queue_generate, 2);  // the two refused ones wait
+  // ... 30 s apart, not every 2 s (which flooded the upstream and the log,
+  // and made them the likely probes).
+  const int before = refused_calls.load();
+  std::this_thread::sleep_for(std::chrono::seconds(12));
+  EXPECT_LE(refused_calls.load() - before, 2) << "refused requests repeated too often";
 }
 
 }  // namespace

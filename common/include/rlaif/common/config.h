@@ -289,6 +289,11 @@ Result<Config> LoadConfigFile(const std::string& path);
 // built-in one (a typo gets a generic rubric).
 std::vector<std::string> ConfigWarnings(const Config& config);
 
+// An *_env setting's variable name as logs may show it: the name when it is
+// a conventional UPPER_CASE one, else a placeholder (a secret shaped like a
+// name, "ghp_16C7...", pasted in by mistake must not reach a log).
+std::string EnvNameForLog(const std::string& name);
+
 // Splits "host:port" (IPv4 or hostname; "[::1]:80" for IPv6). Port must be 0..65535.
 Status SplitHostPort(const std::string& listen, std::string* host, int* port);
 
