@@ -322,8 +322,9 @@ struct ApiServer::Impl {
     }
     if (tokens.empty()) {
       SendError(res, 401, "unauthorized",
-                "admin API disabled: set the environment variable " +
-                    ctx.config.api.admin_token_env + " for rlaifd");
+                "admin API disabled: set the environment variable named in "
+                "api.admin_token_env (" +
+                    EnvNameForLog(ctx.config.api.admin_token_env) + ") for rlaifd");
       return false;
     }
     std::string auth = req.get_header_value("Authorization");

@@ -290,7 +290,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   api.Serve();
   spdlog::info("rlaifd listening on http://{}:{} (data_dir {})", host, api.port(), config.data_dir);
   if (Env(config.api.admin_token_env).empty() && config.api.admin_tokens.empty()) {
-    spdlog::warn("admin API disabled: environment variable {} is not set",
+    spdlog::warn("admin API disabled: environment variable {} (api.admin_token_env) is not set",
                  EnvNameForLog(config.api.admin_token_env));
   }
   if (on_ready) on_ready(api.port());

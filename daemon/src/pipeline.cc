@@ -434,7 +434,14 @@ bool Pipeline::NoteRateLimited(storage::Stage stage, const std::string& key) {
 
 bool Pipeline::NoteHeldFailure(storage::Stage stage, const std::string& key, HeldKind kind,
                                int limit) {
-  const int64_t done = stage == storage::Stage::kGenerate ? gen_done_.load() : judge_done_.load();
+  // Calls of the stage's endpoint that succeeded (not items done: a judge
+  // item of rule dimensions only is done without any call, and must not
+  // make an outage look like this item's fault).
+  const judge::ChatClient* client =
+      stage == storage::Stage::kGenerate ? gen_client_ : judge_client_;
+  const int64_t done =
+      client ? client->stats().successes.load()
+             : (stage == storage::Stage::kGenerate ? gen_done_.load() : judge_done_.load());
   std::lock_guard<std::mutex> lock(mu_);
   auto [it, first] = held_failures_.try_emplace(key, HeldFailures{kind, 0, done});
   // Only a failure after others succeeded since this item's previous one
@@ -1800,7 +1807,7 @@ std::string Pipeline::DimensionMismatch(const trainer::RewardModel& model) const
   std::string has;
   for (const auto& h : heads) has += (has.empty() ? "" : ", ") + h;
   return "it has heads for [" + has + "] and none for judge.dimensions [" + configured +
-         "]: its scores would be for dimensions this daemon no longer judges";
+         "]: its scores would be for dimensions this daemon does not judge";
 }
 
 Status Pipeline::Promote(const std::string& version, const std::string& actor,

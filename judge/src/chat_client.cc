@@ -563,15 +563,17 @@ struct ChatClient::Impl {
       Release(std::move(conn), /*reusable=*/false);
       if (too_large && !was_stopped) {
         // A runaway generation, or a proxy answering with something else:
-        // never read into memory, stored, or sent on to the judge. The same
-        // request (same seed) would run away again: not retried, the
-        // request's fault (kInvalidArgument).
-        a.health = Health::kNeutral;
+        // never read into memory, stored, or sent on to the judge. Not
+        // retried within the call (the same request would likely run away
+        // again), but the endpoint's failure (counted by the breaker): a
+        // proxy that answers every request so opens it and work waits,
+        // while one runaway prompt is given up on after its stage retries.
+        a.health = Health::kBad;
         a.outcome = Outcome::kFatal;
-        a.status = Status::InvalidArgument("POST " + endpoint.display + ": the response is over " +
-                                           std::to_string(kMaxResponseBytes >> 20) +
-                                           " MiB (a runaway generation, or a proxy answering with "
-                                           "something else); not read");
+        a.status = Status::Unavailable("POST " + endpoint.display + ": the response is over " +
+                                       std::to_string(kMaxResponseBytes >> 20) +
+                                       " MiB (a runaway generation, or a proxy answering with "
+                                       "something else); not read");
         return a;
       }
       if (was_stopped || err == httplib::Error::Canceled) {

@@ -664,8 +664,8 @@ TEST(ChatClientTest, RefusedCredentialsAndMissingModelsAreConfigurationFaults) {
 }
 
 // A response far larger than any completion (a runaway generation, a proxy
-// streaming something else) is not read into memory: the call fails as the
-// request's fault (the same request would run away again), not retried.
+// streaming something else) is not read into memory: the call fails at once
+// (the same request would run away again), as the endpoint's failure.
 TEST(ChatClientTest, OversizedResponseIsNotRead) {
   std::atomic<bool> huge{true};
   FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
@@ -679,7 +679,7 @@ TEST(ChatClientTest, OversizedResponseIsNotRead) {
   ChatClient client(o);
   auto resp = client.Complete(SimpleRequest());
   ASSERT_FALSE(resp.ok());
-  EXPECT_EQ(resp.status().code(), StatusCode::kInvalidArgument) << resp.status().ToString();
+  EXPECT_EQ(resp.status().code(), StatusCode::kUnavailable) << resp.status().ToString();
   EXPECT_NE(resp.status().message().find("the response is over 8 MiB"), std::string::npos)
       << resp.status().message();
   EXPECT_EQ(up.calls(), 1);

@@ -1514,7 +1514,8 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
       // A state file damaged on disk (its checksum, written with it, does not
       // match): the run starts over rather than failing on it.
       std::string damaged;
-      if (j.is_object() && j.contains("files_hash64") && j["files_hash64"].is_object()) {
+      const bool same_run = j.is_object() && j.value("fingerprint", std::string()) == fingerprint;
+      if (same_run && j.contains("files_hash64") && j["files_hash64"].is_object()) {
         for (const char* f : {"weights.pt", "optimizer.pt", "best.pt", kTokenizerFile}) {
           const json want = j["files_hash64"].value(f, json());
           if (!want.is_string()) continue;
@@ -1531,7 +1532,7 @@ Result<TransformerRun> TrainTransformer(const std::vector<PreferencePair>& train
             "checksum saved with it); the run starts over",
             resume_from.string(), damaged);
         RemoveResumeState(resume_dir);
-      } else if (j.is_object() && j.value("fingerprint", std::string()) == fingerprint) {
+      } else if (same_run) {
         resumed = std::move(j);
       } else {
         spdlog::warn(
