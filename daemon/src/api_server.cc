@@ -12,9 +12,11 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <tuple>
@@ -415,9 +417,7 @@ struct ApiServer::Impl {
   // preference: its two orders disagree on most pairs (it picks a position,
   // not a response), or nearly every label is a tie. Training on them
   // learns nothing; the labels keep coming, so it is said here.
-  std::string JudgeUnreliable() const {
-    if (!ctx.judge) return "";
-    const judge::JudgeHealth h = ctx.judge->Health();
+  static std::string JudgeUnreliable(const judge::JudgeHealth& h) {
     auto pct = [](double v) {
       return std::to_string(static_cast<int>(std::lround(100 * v))) + "%";
     };
@@ -445,8 +445,13 @@ struct ApiServer::Impl {
     out["reasons"] = reasons;
     // What works but yields poor data: said, without making the state
     // degraded (a small judge can stay so for good; its alert pages).
+    // The judge's health is read once: for the warning and its section.
+    const std::optional<judge::JudgeHealth> judge_health =
+        ctx.judge ? std::optional(ctx.judge->Health()) : std::nullopt;
     json warnings = json::array();
-    if (std::string w = JudgeUnreliable(); !w.empty()) warnings.push_back(w);
+    if (judge_health) {
+      if (std::string w = JudgeUnreliable(*judge_health); !w.empty()) warnings.push_back(w);
+    }
     out["warnings"] = warnings;
     out["version"] = std::string(BuildVersion()) + "+" + BuildRevision();
     out["started_at"] = FormatTimeMs(ctx.started_at_ms);
@@ -578,8 +583,8 @@ struct ApiServer::Impl {
                       {"max_batch_seen", ss.max_batch_seen},
                       {"blas", trainer::BlasDescription()}};
     out["judge"] = {{"model", ctx.config.judge.model}, {"human_agreement", HumanAgreement()}};
-    if (ctx.judge) {
-      const judge::JudgeHealth h = ctx.judge->Health();
+    if (judge_health) {
+      const judge::JudgeHealth& h = *judge_health;
       out["judge"]["health"] = {{"window_labels", h.window_labels},
                                 {"position_consistency", h.position_consistency},
                                 {"first_position_rate", h.first_position_rate},
@@ -1300,28 +1305,39 @@ struct ApiServer::Impl {
     // An admin POST's body: none, or a JSON object whose optional "reason"
     // is a string (the audit event's why). Anything else is refused (400),
     // not acted on with the reason silently dropped.
-    auto why_of = [](const httplib::Request& req, httplib::Response& res, std::string* why) {
-      why->clear();
-      if (req.body.empty()) return true;
-      json b;
-      if (!ParseBody(req, res, &b)) return false;
-      if (!b.contains("reason")) return true;
-      if (!b["reason"].is_string()) {
-        SendError(res, 400, "invalid_request", "\"reason\" must be a string");
-        return false;
-      }
-      *why = b["reason"].get<std::string>();
-      return true;
+    // An admin action whose request body is none, or a JSON object whose
+    // optional "reason" is a string (its audit event's why). Anything else is
+    // refused (400), not acted on with the reason silently dropped.
+    using ActionFn =
+        std::function<void(const httplib::Request&, httplib::Response&, const std::string& why)>;
+    auto action = [this](const std::string& route, ActionFn fn) {
+      return Wrap(
+          route,
+          [fn = std::move(fn)](const httplib::Request& req, httplib::Response& res) {
+            std::string why;
+            if (!req.body.empty()) {
+              json b;
+              if (!ParseBody(req, res, &b)) return;
+              if (b.contains("reason")) {
+                if (!b["reason"].is_string()) {
+                  return SendError(res, 400, "invalid_request", "\"reason\" must be a string");
+                }
+                why = b["reason"].get<std::string>();
+              }
+            }
+            fn(req, res, why);
+          },
+          true);
     };
-    server.Post(R"(/v1/models/([A-Za-z0-9._-]+)/promote)",
-                Wrap("/v1/models/{v}/promote", [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                  std::string v = req.matches[1];
-                  std::string why;
-                  if (!why_of(req, res, &why)) return;
-                  Status st = ctx.pipeline.Promote(v, Actor(), why);
-                  if (!st.ok()) return SendStatus(res, st);
-                  SendJson(res, {{"live", v}});
-                }, true));
+    server.Post(
+        R"(/v1/models/([A-Za-z0-9._-]+)/promote)",
+        action("/v1/models/{v}/promote",
+               [this](const httplib::Request& req, httplib::Response& res, const std::string& why) {
+                 std::string v = req.matches[1];
+                 Status st = ctx.pipeline.Promote(v, Actor(), why);
+                 if (!st.ok()) return SendStatus(res, st);
+                 SendJson(res, {{"live", v}});
+               }));
     server.Post("/v1/models/import",
                 Wrap("/v1/models/import", [this](const httplib::Request& req, httplib::Response& res) {
                   json body;
@@ -1332,72 +1348,44 @@ struct ApiServer::Impl {
                   if (!st.ok()) return SendStatus(res, st);
                   SendJson(res, {{"imported", v}}, 201);
                 }, true));
-    server.Post("/v1/models/rollback",
-                Wrap(
-                    "/v1/models/rollback",
-                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                      std::string why;
-                      if (!why_of(req, res, &why)) return;
-                      Status st = ctx.pipeline.Rollback(Actor(), why);
-                      if (!st.ok()) return SendStatus(res, st);
-                      auto live = ctx.store.LiveVersion();
-                      SendJson(res, {{"live", live.ok() ? *live : ""}});
-                    },
-                    true));
+    server.Post(
+        "/v1/models/rollback",
+        action("/v1/models/rollback",
+               [this](const httplib::Request&, httplib::Response& res, const std::string& why) {
+                 Status st = ctx.pipeline.Rollback(Actor(), why);
+                 if (!st.ok()) return SendStatus(res, st);
+                 auto live = ctx.store.LiveVersion();
+                 SendJson(res, {{"live", live.ok() ? *live : ""}});
+               }));
     server.Post("/v1/backup",
-                Wrap(
-                    "/v1/backup",
-                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                      std::string why;
-                      if (why_of(req, res, &why)) Backup(req, res, why);
-                    },
-                    true));
+                action("/v1/backup", [this](const httplib::Request& req, httplib::Response& res,
+                                            const std::string& why) { Backup(req, res, why); }));
     server.Post("/v1/labels", Wrap("/v1/labels", [this](const httplib::Request& req, httplib::Response& res) {
       HumanLabel(req, res);
     }, true));
-    server.Post("/v1/dead/requeue",
-                Wrap(
-                    "/v1/dead/requeue",
-                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                      std::string why;
-                      if (why_of(req, res, &why)) RequeueDead(req, res, why);
-                    },
-                    true));
+    server.Post(
+        "/v1/dead/requeue",
+        action("/v1/dead/requeue", [this](const httplib::Request& req, httplib::Response& res,
+                                          const std::string& why) { RequeueDead(req, res, why); }));
     server.Post("/v1/judge/backfill",
-                Wrap(
-                    "/v1/judge/backfill",
-                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                      std::string why;
-                      if (why_of(req, res, &why)) BackfillJudge(req, res, why);
-                    },
-                    true));
+                action("/v1/judge/backfill",
+                       [this](const httplib::Request& req, httplib::Response& res,
+                              const std::string& why) { BackfillJudge(req, res, why); }));
     server.Post("/v1/train",
-                Wrap(
-                    "/v1/train",
-                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                      std::string why;
-                      if (!why_of(req, res, &why)) return;
-                      const bool running = ctx.pipeline.Training().running;
-                      ctx.pipeline.RequestTrain(Actor(), why);
-                      SendJson(res, {{"requested", true}, {"already_running", running}}, 202);
-                    },
-                    true));
-    server.Post("/v1/pause",
-                Wrap(
-                    "/v1/pause",
-                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                      std::string why;
-                      if (why_of(req, res, &why)) PauseOrResume(true, why, res);
-                    },
-                    true));
-    server.Post("/v1/resume",
-                Wrap(
-                    "/v1/resume",
-                    [this, why_of](const httplib::Request& req, httplib::Response& res) {
-                      std::string why;
-                      if (why_of(req, res, &why)) PauseOrResume(false, why, res);
-                    },
-                    true));
+                action("/v1/train", [this](const httplib::Request&, httplib::Response& res,
+                                           const std::string& why) {
+                  const bool running = ctx.pipeline.Training().running;
+                  ctx.pipeline.RequestTrain(Actor(), why);
+                  SendJson(res, {{"requested", true}, {"already_running", running}}, 202);
+                }));
+    server.Post(
+        "/v1/pause",
+        action("/v1/pause", [this](const httplib::Request&, httplib::Response& res,
+                                   const std::string& why) { PauseOrResume(true, why, res); }));
+    server.Post(
+        "/v1/resume",
+        action("/v1/resume", [this](const httplib::Request&, httplib::Response& res,
+                                    const std::string& why) { PauseOrResume(false, why, res); }));
     server.Get("/", Wrap("/", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(kStatusPageHtml, "text/html; charset=utf-8");
     }));

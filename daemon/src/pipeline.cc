@@ -353,29 +353,6 @@ Status WarmUp(const trainer::RewardModel& model) {
   return Status::Ok();
 }
 
-// What is missing from a checkpoint directory that a model loaded from it
-// earlier (kept in memory) would need to load again: "" when complete.
-std::string CheckpointFilesProblem(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return "its directory " + dir + " is gone";
-  const fs::path config = fs::path(dir) / "config.json";
-  std::ifstream in(config);
-  const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return config.string() + " is missing or unreadable";
-  // As the loader tells them apart: the architecture's type, and an
-  // ensemble section.
-  const auto arch = j.value("architecture", nlohmann::json());
-  const bool linear = arch.is_object() && arch.value("type", std::string()) == "linear";
-  std::vector<const char*> need;
-  if (!linear) need = {"model.pt", "tokenizer.json"};
-  if (linear || j.contains("ensemble")) need.push_back("linear.bin");
-  for (const char* f : need) {
-    if (!fs::exists(fs::path(dir) / f, ec)) return "it lacks " + std::string(f) + " in " + dir;
-  }
-  return "";
-}
-
 // " (last: <error>)", unless StageFaultReason already says that error.
 std::string LastError(const judge::ClientHealth& h) {
   if (h.last_failure.empty() || h.last_failure == h.configuration_fault) return "";
@@ -1033,7 +1010,7 @@ void Pipeline::UpstreamFailed(StagePool& pool, const storage::WorkItem& item, co
     // quota error for some requests only may be a pool of keys or backends
     // partly misconfigured: only after many more (kMaxRefusedOtherwise,
     // each 30 s apart: a quarter of an hour) is it taken for the request's.
-    const bool forbidden = st.message().find("HTTP 403") != std::string::npos;
+    const bool forbidden = judge::IsForbidden(st);
     const int limit = forbidden ? kMaxAttempts : kMaxRefusedOtherwise;
     if (NoteHeldFailure(pool.stage, item.key, HeldKind::kRefused, limit)) {
       return fail("upstream_rejected",
@@ -1823,7 +1800,7 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
     reused = true;
     // It serves from memory, but after a restart (or from a backup) it must
     // load from disk: a checkpoint gone or damaged there is said now.
-    if (std::string gone = CheckpointFilesProblem((*rec)->dir); !gone.empty()) {
+    if (std::string gone = trainer::RewardModel::MissingFiles((*rec)->dir); !gone.empty()) {
       if (!rollback) {
         return Status::FailedPrecondition("cannot promote " + version + ": " + gone +
                                           " (it is still loaded, but would not load after a "

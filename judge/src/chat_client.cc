@@ -950,6 +950,10 @@ bool IsQuotaFault(const Status& status) {
          status.message().find(kQuotaFault) != std::string::npos;
 }
 
+bool IsForbidden(const Status& status) {
+  return IsConfigurationFault(status) && status.message().find(": HTTP 403") != std::string::npos;
+}
+
 bool IsRefusedAfterAttempts(const Status& status) {
   return status.message().find(kRefusedAfterAttempts) != std::string::npos;
 }

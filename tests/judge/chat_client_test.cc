@@ -629,6 +629,7 @@ TEST(ChatClientTest, RefusedCredentialsAndMissingModelsAreConfigurationFaults) {
       ASSERT_FALSE(resp.ok());
       EXPECT_EQ(resp.status().code(), StatusCode::kFailedPrecondition);
       EXPECT_TRUE(IsConfigurationFault(resp.status())) << resp.status().message();
+      EXPECT_EQ(IsForbidden(resp.status()), status == 403) << resp.status().message();
       EXPECT_NE(resp.status().message().find("HTTP " + std::to_string(status)), std::string::npos);
       EXPECT_EQ(resp.status().message().find("sk-ab"), std::string::npos);
       if (status == 404) {

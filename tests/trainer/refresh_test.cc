@@ -290,15 +290,21 @@ TEST(RefreshTest, CancelledRunResumesToTheSameWeightsAsAnUninterruptedRun) {
   EXPECT_FALSE(fs::exists(dir.Sub("resume/state")));
 }
 
+// Options that cancel a run after its third step (leaving its resume state).
+TrainOptions CancelledAfterThreeSteps(const TrainOptions& o, int64_t* steps_seen) {
+  TrainOptions cut = o;
+  cut.on_progress = [steps_seen](double) { ++*steps_seen; };
+  cut.cancelled = [steps_seen] { return *steps_seen >= 3; };
+  return cut;
+}
+
 TEST(RefreshTest, ResumeStateOfAnotherRunIsDiscarded) {
   rlaif::testing::TempDir dir;
   const auto train = testing::BananaPairs(160, 21);
   TrainOptions o = FastOptions();
   o.resume_dir = dir.Sub("resume");
   int64_t steps_seen = 0;
-  TrainOptions cut = o;
-  cut.on_progress = [&](double) { ++steps_seen; };
-  cut.cancelled = [&] { return steps_seen >= 3; };
+  const TrainOptions cut = CancelledAfterThreeSteps(o, &steps_seen);
   ASSERT_EQ(TrainRewardModel(train, {}, dir.Sub("a"), cut).status().code(), StatusCode::kCancelled);
   ASSERT_TRUE(fs::exists(dir.Sub("resume/state")));
   // Other data (one pair fewer): a different run.
@@ -326,10 +332,10 @@ TEST(RefreshTest, DamagedResumeStateIsDiscardedAndTheRunStartsOver) {
   TrainOptions o = FastOptions();
   o.resume_dir = dir.Sub("resume");
   int64_t steps_seen = 0;
-  TrainOptions cut = o;
-  cut.on_progress = [&](double) { ++steps_seen; };
-  cut.cancelled = [&] { return steps_seen >= 3; };
-  ASSERT_EQ(TrainRewardModel(train, {}, dir.Sub("a"), cut).status().code(), StatusCode::kCancelled);
+  ASSERT_EQ(TrainRewardModel(train, {}, dir.Sub("a"), CancelledAfterThreeSteps(o, &steps_seen))
+                .status()
+                .code(),
+            StatusCode::kCancelled);
   const std::string weights = dir.Sub("resume/state/weights.pt");
   ASSERT_TRUE(fs::exists(weights));
   std::string bytes = rlaif::testing::ReadFile(weights);

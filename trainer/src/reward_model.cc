@@ -2760,6 +2760,25 @@ Status CheckTrainSetup(const TrainOptions& options, bool check_device) {
   });
 }
 
+std::string RewardModel::MissingFiles(const std::string& dir_text) {
+  const fs::path dir(dir_text);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return "its directory " + dir_text + " is gone";
+  auto text = ReadWholeFile(dir / kConfigFile);
+  const json config = text.ok() ? json::parse(*text, nullptr, false) : json();
+  if (!config.is_object()) return (dir / kConfigFile).string() + " is missing or unreadable";
+  // As LoadImpl tells them apart: the architecture's type, and an ensemble.
+  const json arch = config.value("architecture", json());
+  const bool linear = arch.is_object() && arch.value("type", std::string()) == "linear";
+  std::vector<const char*> need;
+  if (!linear) need = {kWeightsFile, kTokenizerFile};
+  if (linear || config.contains("ensemble")) need.push_back(kLinearWeightsFile);
+  for (const char* f : need) {
+    if (!fs::exists(dir / f, ec)) return "it lacks " + std::string(f) + " in " + dir_text;
+  }
+  return "";
+}
+
 Result<std::shared_ptr<const RewardModel>> RewardModel::Load(const std::string& dir,
                                                              const std::string& device) {
   return GuardExceptions("loading reward model " + dir, [&] { return LoadImpl(dir, device); });

@@ -223,6 +223,9 @@ bool IsQuotaFault(const Status& status);
 // A call whose own attempts failed, then a retry was refused by the breaker
 // they opened (or the budget): see Complete.
 bool IsRefusedAfterAttempts(const Status& status);
+// A configuration fault that is an HTTP 403: a key without the permission,
+// or a WAF or proxy rule refusing the request's content.
+bool IsForbidden(const Status& status);
 
 // True for a call that got HTTP 429 on every attempt (kUnavailable): the
 // upstream's rate limit, no item's fault; work should wait and the stage

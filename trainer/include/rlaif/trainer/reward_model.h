@@ -310,6 +310,10 @@ class RewardModel {
   // with a clear message for missing files or mismatched architecture.
   static Result<std::shared_ptr<const RewardModel>> Load(const std::string& dir,
                                                         const std::string& device = "auto");
+  // What Load would miss in the checkpoint directory, without loading it
+  // ("" = every file it needs is there): for a model kept loaded in memory
+  // whose files may have gone since.
+  static std::string MissingFiles(const std::string& dir);
   virtual ~RewardModel() = default;
 
   // Raw scores: one row per (prompt, response), one column per head in
