@@ -605,6 +605,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
     r.Double("replay_ratio", &c.trainer.replay_ratio, 0, 100);
     r.Int("full_retrain_every", &c.trainer.full_retrain_every, 0, 1 << 20);
     r.Double("checkpoint_interval_s", &c.trainer.checkpoint_interval_s, 0, 86400);
+    r.Int("keep_models", &c.trainer.keep_models, 0, 1 << 20);
     r.String("anchor_pairs", &c.trainer.anchor_pairs);
     r.Double("length_damping", &c.trainer.length_damping, 0, 1);
     r.String("length_debias", &c.trainer.length_debias, false, {"longer", "both"});

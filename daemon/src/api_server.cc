@@ -140,6 +140,10 @@ json ModelJson(const storage::ModelRecord& m, const std::string& live) {
           {"holdout_pairs", m.holdout_pairs},
           {"train_pairs", m.train_pairs},
           {"reason", m.reason},
+          // Deleted to keep trainer.keep_models: listed, not promotable.
+          {"checkpoint", m.files_deleted_at_ms > 0 ? "deleted" : "kept"},
+          {"checkpoint_deleted_at",
+           m.files_deleted_at_ms > 0 ? json(FormatTimeMs(m.files_deleted_at_ms)) : json()},
           {"metrics", metrics}};
 }
 
@@ -576,12 +580,14 @@ struct ApiServer::Impl {
     model["device"] = current ? json(current->device()) : json();
     out["model"] = model;
     const trainer::ScorerStats ss = ctx.scorer.stats();
-    out["serving"] = {{"batching", ctx.config.api.score_batching},
-                      {"batches", ss.batches},
-                      {"items", ss.items},
-                      {"mean_batch", ss.batches > 0 ? static_cast<double>(ss.items) / ss.batches : 0.0},
-                      {"max_batch_seen", ss.max_batch_seen},
-                      {"blas", trainer::BlasDescription()}};
+    out["serving"] = {
+        {"batching", ctx.config.api.score_batching},
+        {"batches", ss.batches},
+        {"items", ss.items},
+        {"mean_batch", ss.batches > 0 ? static_cast<double>(ss.items) / ss.batches : 0.0},
+        {"max_batch_seen", ss.max_batch_seen},
+        {"isolated_batches", ss.isolated_batches},
+        {"blas", trainer::BlasDescription()}};
     out["judge"] = {{"model", ctx.config.judge.model}, {"human_agreement", HumanAgreement()}};
     if (judge_health) {
       const judge::JudgeHealth& h = *judge_health;
@@ -660,6 +666,10 @@ struct ApiServer::Impl {
     m.GetCounter("rlaif_score_batched_items_total",
                  "Items scored in those calls (rate of items / rate of batches = mean batch).")
         .RaiseTo(static_cast<double>(ss.items));
+    m.GetCounter("rlaif_score_isolated_batches_total",
+                 "Shared scoring passes that failed and were re-run one request at a time (so "
+                 "that one request's input fails only that request).")
+        .RaiseTo(static_cast<double>(ss.isolated_batches));
     m.GetGauge("rlaif_score_batches", "DEPRECATED, use rlaif_score_batches_total.")
         .Set(static_cast<double>(ss.batches));
     m.GetGauge("rlaif_score_batched_items", "DEPRECATED, use rlaif_score_batched_items_total.")

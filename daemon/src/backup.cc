@@ -274,6 +274,8 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
           Status::Corruption("registry holds an invalid version name \"" + m.version + "\""));
     }
     const fs::path src = fs::path(data_dir) / "models" / m.version;
+    // Deleted on purpose (trainer.keep_models): its entry is history.
+    if (m.files_deleted_at_ms > 0 && m.version != out.live_version) continue;
     if (!fs::is_directory(fs::symlink_status(src, ec))) {
       const std::string what = fs::is_symlink(src, ec)
                                    ? " is a symbolic link (not followed: copy the checkpoint "
@@ -290,6 +292,14 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
     }
     int64_t bytes = 0;
     st = CopyTree(src, tmp / "models" / m.version, &bytes);
+    if (!st.ok() && m.version != out.live_version && !fs::exists(src, ec)) {
+      // Deleted while copied (trainer.keep_models after a training run):
+      // as if it had been deleted before.
+      fs::remove_all(tmp / "models" / m.version, ec);
+      spdlog::warn("backup: model {} was deleted while it was copied; skipped", m.version);
+      out.missing_models.push_back(m.version);
+      continue;
+    }
     if (!st.ok()) return fail(st);
     // A backup must restore: `rlaifd restore` loads the live model, so its
     // copy is loaded here too (a checkpoint damaged or incomplete on disk,
@@ -449,18 +459,18 @@ Result<RestoreResult> RestoreBackup(const std::string& from, const std::string& 
         return Status::Corruption("registry holds an invalid version \"" + m.version + "\"");
       }
       const fs::path dir = dst / "models" / m.version;
-      if (!fs::is_directory(dir)) {
-        if (m.version == out.live_version) {
-          return Status::Corruption("the backup lacks the live model's directory models/" +
-                                    m.version);
-        }
-        continue;  // was already missing when the backup was taken
+      const bool present = fs::is_directory(dir);
+      if (!present && m.version == out.live_version) {
+        return Status::Corruption("the backup lacks the live model's directory models/" +
+                                  m.version);
       }
-      // The registry records absolute checkpoint paths; point them here.
+      // The registry records absolute checkpoint paths; point them here,
+      // also those missing when the backup was taken or deleted by
+      // trainer.keep_models (never at the source's data dir).
       m.dir = dir.string();
       st = (*store)->PutModel(m);
       if (!st.ok()) return st;
-      out.models.push_back(m.version);
+      if (present) out.models.push_back(m.version);
     }
     if (!out.live_version.empty()) {
       auto model = trainer::RewardModel::Load((dst / "models" / out.live_version).string(), "cpu");

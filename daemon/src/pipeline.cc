@@ -27,6 +27,25 @@ namespace rlaif::daemon {
 
 namespace {
 
+// Bytes of the regular files under `dir` (0 if it cannot be read).
+uintmax_t DirectoryBytes(const std::filesystem::path& dir) {
+  std::error_code ec;
+  uintmax_t bytes = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir, ec)) {
+    if (f.is_regular_file(ec)) bytes += f.file_size(ec);
+  }
+  return bytes;
+}
+
+Counter& CheckpointsDeleted(MetricsRegistry& m) {
+  return m.GetCounter("rlaif_model_checkpoints_deleted_total",
+                      "Checkpoint directories of older versions deleted to keep "
+                      "trainer.keep_models.");
+}
+Gauge& ModelsDiskBytes(MetricsRegistry& m) {
+  return m.GetGauge("rlaif_models_disk_bytes", "Bytes of the checkpoints under <data_dir>/models.");
+}
+
 constexpr int kMaxAttempts = 5;          // failed calls before an item is dead-lettered
 constexpr double kRetryDelayS = 2.0;     // wait before a failed item is tried again
 // A stage whose upstream answered 429 to every attempt of a call holds its
@@ -268,6 +287,8 @@ void Pipeline::RegisterMetrics() {
                         {{"stage", stage}, {"reason", reason}});
   }
   ModelSwaps(metrics_);
+  CheckpointsDeleted(metrics_);
+  ModelsDiskBytes(metrics_);
   StoreWriteErrors(metrics_);
   PairsGenerated(metrics_);
 }
@@ -594,10 +615,7 @@ Status Pipeline::Start() {
       if (!e.is_directory(ec) || known.count(name) || name.find(".tmp-") != std::string::npos) {
         continue;
       }
-      uintmax_t bytes = 0;
-      for (const auto& f : std::filesystem::recursive_directory_iterator(e.path(), ec)) {
-        if (f.is_regular_file(ec)) bytes += f.file_size(ec);
-      }
+      const uintmax_t bytes = DirectoryBytes(e.path());
       spdlog::warn(
           "models/{} ({:.1f} MB) is not a registered model: import it (POST /v1/models/import "
           "{{\"version\": \"{}\"}}) or delete the directory",
@@ -642,6 +660,12 @@ Status Pipeline::Start() {
         }
       }
     }
+  }
+
+  // Older checkpoints beyond trainer.keep_models (a lowered setting, or a
+  // deletion a crash interrupted) go now, not after the next run.
+  if (Status pruned = PruneModels(); !pruned.ok()) {
+    spdlog::warn("deleting older checkpoints: {}", pruned.ToString());
   }
 
   // Both pools exist before any of their threads starts: a worker's
@@ -1281,6 +1305,9 @@ void Pipeline::TrainerLoop() {
     resume_pending = false;  // a manual run resumes it too (same state dir)
     RunTraining(trigger, manual.empty() ? "scheduler" : manual);
     last_run = MonotonicSeconds();
+    if (Status pruned = PruneModels(); !pruned.ok()) {
+      spdlog::warn("deleting older checkpoints: {}", pruned.ToString());
+    }
   }
 }
 
@@ -1795,7 +1822,16 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
   if (!rec->has_value()) return Status::NotFound("model version " + version + " is not registered");
   std::shared_ptr<const trainer::RewardModel> model;
   bool reused = false;
-  if (previous_model_ && previous_model_->version() == version) {
+  const bool kept_loaded = previous_model_ && previous_model_->version() == version;
+  if ((*rec)->files_deleted_at_ms > 0 && !kept_loaded) {
+    return Status::FailedPrecondition(
+        "cannot promote " + version + ": its checkpoint was deleted at " +
+        FormatTimeMs((*rec)->files_deleted_at_ms) + " (trainer.keep_models keeps the newest " +
+        std::to_string(config_.trainer.keep_models) +
+        " older versions' checkpoints besides the live one's, the candidates' and the rollback "
+        "target's); restore it from a backup to serve it");
+  }
+  if (kept_loaded) {
     model = previous_model_;  // still loaded and warm: no load on the swap path
     reused = true;
     // It serves from memory, but after a restart (or from a backup) it must
@@ -1868,6 +1904,98 @@ void Pipeline::SwapLocked(std::shared_ptr<const trainer::RewardModel> model) {
   previous_model_ = config_.api.keep_previous_model ? std::move(outgoing) : nullptr;
 }
 
+Status Pipeline::PruneModels() {
+  namespace fs = std::filesystem;
+  std::lock_guard<std::mutex> lock(swap_mu_);  // no promotion loads what is deleted
+  const fs::path root = fs::path(config_.data_dir) / "models";
+  std::error_code ec;
+  const fs::path canonical_root = fs::weakly_canonical(root, ec);
+  auto live = store_.LiveVersion();
+  if (!live.ok()) return live.status();
+  auto models = store_.ListModels();
+  if (!models.ok()) return models.status();
+  // Kept whatever their age: the live model, candidates (waiting for an
+  // operator), the version a rollback would return to and the one kept
+  // loaded for it.
+  std::string target;
+  int64_t best = -1;
+  for (const auto& m : *models) {
+    if (m.version != *live && m.state == "retired" && m.promoted_at_ms > best &&
+        m.files_deleted_at_ms == 0) {
+      best = m.promoted_at_ms;
+      target = m.version;
+    }
+  }
+  const std::string kept_loaded = previous_model_ ? previous_model_->version() : "";
+  std::vector<storage::ModelRecord> older;
+  std::vector<storage::ModelRecord> doomed;
+  for (const auto& m : *models) {
+    if (m.files_deleted_at_ms > 0) {
+      // Marked, but a crash came before the directory went: finish it.
+      if (fs::exists(fs::symlink_status(m.dir, ec))) doomed.push_back(m);
+      continue;
+    }
+    if (m.version == *live || m.state == "candidate" || m.version == target ||
+        m.version == kept_loaded) {
+      continue;
+    }
+    older.push_back(m);
+  }
+  const size_t keep = static_cast<size_t>(config_.trainer.keep_models);
+  if (keep > 0 && older.size() > keep) {
+    std::sort(older.begin(), older.end(), [](const auto& a, const auto& b) {
+      return a.created_at_ms != b.created_at_ms ? a.created_at_ms > b.created_at_ms
+                                                : a.version > b.version;
+    });
+    doomed.insert(doomed.end(), older.begin() + static_cast<std::ptrdiff_t>(keep), older.end());
+  }
+  std::vector<std::string> deleted;
+  uintmax_t freed = 0;
+  for (auto& m : doomed) {
+    // Only what the registry owns: a directory directly under models/ named
+    // by the version (a record pointing elsewhere is left alone, said).
+    const fs::path dir = fs::weakly_canonical(m.dir, ec);
+    if (ec || dir.parent_path() != canonical_root || dir.filename() != m.version) {
+      if (m.files_deleted_at_ms > 0) continue;  // not ours to finish
+      spdlog::warn("model {}: not deleting its checkpoint {}: not {}/{}", m.version, m.dir,
+                   root.string(), m.version);
+      continue;
+    }
+    const uintmax_t bytes = DirectoryBytes(dir);
+    // The registry first: a crash between the two leaves a marked entry
+    // whose directory the next pass deletes, never an entry without files
+    // that claims to have them.
+    if (m.files_deleted_at_ms == 0) {
+      m.files_deleted_at_ms = NowMs();
+      RLAIF_RETURN_IF_ERROR(store_.PutModel(m));
+    }
+    fs::remove_all(dir, ec);
+    if (ec) {
+      spdlog::warn("model {}: deleting {}: {}", m.version, dir.string(), ec.message());
+      continue;
+    }
+    deleted.push_back(m.version);
+    freed += bytes;
+  }
+  if (!deleted.empty()) {
+    CheckpointsDeleted(metrics_).Inc(static_cast<double>(deleted.size()));
+    std::string list;
+    for (const auto& v : deleted) list += (list.empty() ? "" : ", ") + v;
+    const std::string what = fmt::format(
+        "deleted the checkpoints of {} older version(s) ({}; {:.1f} MB) to keep "
+        "trainer.keep_models = {}",
+        deleted.size(), list, static_cast<double>(freed) / 1e6, config_.trainer.keep_models);
+    spdlog::info("{}", what);
+    (void)store_.AppendEvent(
+        {NowMs(), "checkpoints_deleted", "daemon", what,
+         nlohmann::json{
+             {"versions", deleted}, {"bytes", freed}, {"keep_models", config_.trainer.keep_models}}
+             .dump()});
+  }
+  ModelsDiskBytes(metrics_).Set(static_cast<double>(DirectoryBytes(root)));
+  return Status::Ok();
+}
+
 Status Pipeline::Rollback(const std::string& actor, const std::string& why) {
   std::string current;
   std::string target;
@@ -1879,7 +2007,10 @@ Status Pipeline::Rollback(const std::string& actor, const std::string& why) {
     if (!models.ok()) return models.status();
     int64_t best = -1;
     for (const auto& m : *models) {
-      if (m.version == current || m.state != "retired" || m.promoted_at_ms <= 0) continue;
+      if (m.version == current || m.state != "retired" || m.promoted_at_ms <= 0 ||
+          m.files_deleted_at_ms > 0) {
+        continue;
+      }
       if (m.promoted_at_ms > best) {
         best = m.promoted_at_ms;
         target = m.version;

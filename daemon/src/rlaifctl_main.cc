@@ -218,6 +218,7 @@ void PrintModels(const json& m) {
     std::cout << std::setw(28) << Str(x, "version") << std::setw(12) << Str(x, "state")
               << std::setw(13) << type << std::setw(10) << acc << std::setw(9)
               << Str(x, "holdout_pairs")
+              << (x.value("checkpoint", "") == "deleted" ? "[checkpoint deleted] " : "")
               << Str(x, "reason") << "\n";
   }
   const size_t shown = m.value("models", json::array()).size();

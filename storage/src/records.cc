@@ -346,6 +346,7 @@ std::string EncodeModel(const ModelRecord& r) {
   j["reason"] = r.reason;
   j["created_at_ms"] = r.created_at_ms;
   j["promoted_at_ms"] = r.promoted_at_ms;
+  if (r.files_deleted_at_ms != 0) j["files_deleted_at_ms"] = r.files_deleted_at_ms;
   return Dump(j);
 }
 
@@ -363,6 +364,7 @@ Result<ModelRecord> DecodeModel(const std::string& bytes) {
     Read(j, "reason", &r->reason);
     Read(j, "created_at_ms", &r->created_at_ms);
     Read(j, "promoted_at_ms", &r->promoted_at_ms);
+    ReadIfPresent(j, "files_deleted_at_ms", &r->files_deleted_at_ms);
   });
 }
 

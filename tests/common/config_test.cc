@@ -94,6 +94,7 @@ TEST(ConfigTest, RefreshAndAnchorKeys) {
   EXPECT_EQ(defaults->trainer.mode, "refresh");
   EXPECT_DOUBLE_EQ(defaults->trainer.replay_ratio, 1.0);
   EXPECT_EQ(defaults->trainer.full_retrain_every, 10);
+  EXPECT_EQ(defaults->trainer.keep_models, 10);
   EXPECT_TRUE(defaults->trainer.anchor_pairs.empty());
   EXPECT_LT(defaults->trainer.gate.anchor_max_regression, 0);  // off
 

@@ -18,6 +18,7 @@
 
 #include "rlaif/common/clock.h"
 #include "rlaif/common/hash.h"
+#include "rlaif/daemon/backup.h"
 #include "rlaif/daemon/ingest.h"
 #include "rlaif/daemon/pipeline.h"
 #include "rlaif/trainer/pairs.h"
@@ -596,6 +597,110 @@ TEST_F(RefreshPipelineTest, PromoteRefusesAModelWithoutAConfiguredDimension) {
   ASSERT_TRUE(trainer::TrainRewardModel(pairs, {}, dir_.Sub("models/voverall"), opt).ok());
   ASSERT_TRUE(pipeline_->ImportModel("voverall", "test").ok());
   EXPECT_TRUE(pipeline_->Promote("voverall", "test", "").ok());
+}
+
+// trainer.keep_models bounds the checkpoints on disk: of the versions that
+// are neither live, nor candidates, nor the rollback target, the newest N
+// keep their files; older ones are deleted (their registry entries stay,
+// marked), a promotion of one says so, a rollback and a backup skip them.
+TEST_F(RefreshPipelineTest, OlderCheckpointsBeyondKeepModelsAreDeleted) {
+  trainer::TrainOptions opt;
+  opt.device = "cpu";
+  opt.model_type = "linear";
+  const auto pairs = MarkerPairs(60, 1, "keep", "banana", "");
+  auto add = [&](const std::string& version, const std::string& state, int64_t created,
+                 int64_t promoted, bool real) {
+    const std::string dir = dir_.Sub("models/" + version);
+    if (real) {
+      opt.version = version;
+      ASSERT_TRUE(trainer::TrainRewardModel(pairs, {}, dir, opt).ok());
+    } else {
+      std::filesystem::create_directories(dir);
+      rlaif::testing::WriteFile(dir + "/model.pt", std::string(1000, 'x'));
+    }
+    storage::ModelRecord rec;
+    rec.version = version;
+    rec.state = state;
+    rec.dir = dir;
+    rec.created_at_ms = created;
+    rec.promoted_at_ms = promoted;
+    ASSERT_TRUE(store_->PutModel(rec).ok());
+  };
+  pipeline_->Stop();
+  add("v0001", "retired", 100, 1000, false);
+  add("v0002", "rejected", 200, 0, false);
+  add("v0003", "retired", 300, 3000, true);  // the rollback target: promoted last
+  add("v0004", "rejected", 400, 0, false);
+  add("v0005", "rolled_back", 500, 5000, false);
+  add("v0006", "candidate", 600, 0, false);  // waits for an operator
+  add("v0007", "rejected", 700, 0, false);
+  add("v0008", "rejected", 800, 0, false);
+  add("v0009", "retired", 900, 9000, true);
+  ASSERT_TRUE(store_->SetLive("v0009", {NowMs(), "promote", "test", "", "{}"}).ok());
+  // A record pointing outside models/ (hand-edited): never deleted.
+  std::filesystem::create_directories(dir_.Sub("elsewhere/v0000"));
+  rlaif::testing::WriteFile(dir_.Sub("elsewhere/v0000/model.pt"), "x");
+  storage::ModelRecord outside;
+  outside.version = "v0000";
+  outside.state = "rejected";
+  outside.dir = dir_.Sub("elsewhere/v0000");
+  outside.created_at_ms = 50;
+  ASSERT_TRUE(store_->PutModel(outside).ok());
+
+  // Started with keep_models 2: the newest two others keep their files.
+  Reconfigure([](Config& c) { c.trainer.keep_models = 2; });
+  ASSERT_TRUE(scorer_->Current());
+  auto on_disk = [&](const std::string& v) {
+    return std::filesystem::exists(dir_.Sub("models/" + v));
+  };
+  for (const char* v : {"v0003", "v0006", "v0007", "v0008", "v0009"}) {
+    EXPECT_TRUE(on_disk(v)) << v;
+  }
+  for (const char* v : {"v0001", "v0002", "v0004", "v0005"}) {
+    EXPECT_FALSE(on_disk(v)) << v;
+    auto rec = store_->GetModel(v);
+    ASSERT_TRUE(rec.ok() && rec->has_value()) << v;
+    EXPECT_GT((*rec)->files_deleted_at_ms, 0) << v;
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("elsewhere/v0000/model.pt")));
+  EXPECT_EQ(metrics_.GetCounter("rlaif_model_checkpoints_deleted_total", "").Value(), 4);
+  auto events = store_->RecentEvents(100);
+  ASSERT_TRUE(events.ok());
+  bool logged = false;
+  for (const auto& e : *events) {
+    logged = logged || (e.kind == "checkpoints_deleted" &&
+                        e.message.find("v0005, v0004, v0002, v0001") != std::string::npos &&
+                        e.message.find("4 older version(s)") != std::string::npos);
+  }
+  EXPECT_TRUE(logged);
+
+  // A deleted version is not promotable, and says why.
+  Status st = pipeline_->Promote("v0004", "test", "");
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("checkpoint was deleted"), std::string::npos) << st.message();
+
+  // A backup copies what is on disk and reports nothing deleted as missing.
+  std::filesystem::create_directories(dir_.Sub("backups"));
+  auto backup = CreateBackup(*store_, dir_.path(), dir_.Sub("backups/b1"));
+  ASSERT_TRUE(backup.ok()) << backup.status().ToString();
+  // (v0000 is not under models/: missing, as a directory deleted by hand.)
+  EXPECT_EQ(backup->missing_models, std::vector<std::string>{"v0000"});
+  EXPECT_EQ(backup->models.size(), 5u);  // v0003, v0006-v0009
+
+  // The rollback target kept its files: the way back works.
+  ASSERT_TRUE(pipeline_->Rollback("test", "").ok());
+  EXPECT_EQ(scorer_->Current()->version(), "v0003");
+
+  // A deletion a crash interrupted (entry marked, directory still there) is
+  // finished at the next start; keep_models 0 deletes nothing else.
+  auto rec = store_->GetModel("v0007");
+  ASSERT_TRUE(rec.ok() && rec->has_value());
+  storage::ModelRecord marked = **rec;
+  marked.files_deleted_at_ms = NowMs();
+  ASSERT_TRUE(store_->PutModel(marked).ok());
+  Reconfigure([](Config& c) { c.trainer.keep_models = 0; });
+  EXPECT_FALSE(on_disk("v0007"));
+  for (const char* v : {"v0003", "v0006", "v0008", "v0009"}) EXPECT_TRUE(on_disk(v)) << v;
 }
 
 }  // namespace

@@ -132,6 +132,13 @@ TEST(RecordsTest, ModelRoundTrip) {
   EXPECT_EQ(d->reason, r.reason);
   EXPECT_EQ(d->created_at_ms, r.created_at_ms);
   EXPECT_EQ(d->promoted_at_ms, r.promoted_at_ms);
+  EXPECT_EQ(d->files_deleted_at_ms, 0);
+  // Added later: absent in older records (0), kept when set.
+  EXPECT_EQ(EncodeModel(r).find("files_deleted_at_ms"), std::string::npos);
+  r.files_deleted_at_ms = 30;
+  d = DecodeModel(EncodeModel(r));
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->files_deleted_at_ms, 30);
 }
 
 TEST(RecordsTest, EventRoundTrip) {

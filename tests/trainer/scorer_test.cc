@@ -135,6 +135,41 @@ TEST(Scorer, OldModelLivesUntilItsLastRequestEnds) {
   EXPECT_TRUE(watch.expired());
 }
 
+// A shared forward pass that fails for one request's input (here a score
+// that is not finite) fails that request only: the pass is re-run for each
+// request alone, and the others batched with it get their scores.
+TEST(Scorer, OneRequestsNonFiniteScoreDoesNotFailTheOthersInItsBatch) {
+  ScorerOptions opt;
+  opt.workers = 1;
+  opt.max_wait_ms = 300;  // the first request waits for the others to join its pass
+  opt.max_batch = 32;
+  Scorer scorer(opt);
+  scorer.Swap(
+      std::make_shared<FunctionRewardModel>("v1", [](const std::string&, const std::string& r) {
+        return r == "poison" ? std::nan("") : static_cast<double>(r.size());
+      }));
+  std::vector<Result<ScoreResult>> results(6, Status::Internal("not run"));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < results.size(); ++i) {
+    threads.emplace_back(
+        [&, i] { results[i] = scorer.Score("p", i == 2 ? "poison" : std::string(i + 1, 'x')); });
+  }
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (i == 2) {
+      ASSERT_FALSE(results[i].ok());
+      EXPECT_EQ(results[i].status().code(), StatusCode::kInternal);
+      EXPECT_NE(results[i].status().message().find("non-finite"), std::string::npos)
+          << results[i].status().message();
+      continue;
+    }
+    ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].status().ToString();
+    EXPECT_DOUBLE_EQ(results[i]->score, static_cast<double>(i + 1));
+  }
+  // They did share a pass (else nothing was isolated and the test proves nothing).
+  EXPECT_GE(scorer.stats().isolated_batches, 1);
+}
+
 // Real models, scored from several threads while the live one is swapped.
 TEST(Scorer, SwapsUnderConcurrentScoring) {
   rlaif::testing::TempDir dir;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -109,7 +110,9 @@ Result<std::vector<ScoreResult>> Scorer::ScoreDirect(
         return Status::Internal("reward model " + model->version() +
                                 " scored a non-finite value (NaN or inf) on its " +
                                 (dims[d].empty() ? std::string("head") : "'" + dims[d] + "' head") +
-                                ": its weights are damaged or it diverged; roll it back "
+                                " for item " + std::to_string(out.size()) +
+                                ": its weights are damaged or it diverged, or this input "
+                                "overflows it; if every input fails, roll it back "
                                 "(rlaifctl rollback)");
       }
     }
@@ -195,10 +198,25 @@ void Scorer::BatchLoop() {
     items.reserve(n_items);
     for (const auto& r : batch) items.insert(items.end(), r->items.begin(), r->items.end());
     auto scored = ScoreDirect(items);
+    const bool isolate = !scored.ok() && batch.size() > 1;
+    if (isolate) {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      ++stats_.isolated_batches;
+    }
     size_t at = 0;
     for (auto& r : batch) {
+      // One request's items must not fail the others': after a failed
+      // shared pass, each request is scored alone.
+      std::optional<Result<std::vector<ScoreResult>>> own;
+      if (isolate) own.emplace(ScoreDirect(r->items));
       std::lock_guard<std::mutex> lock(r->mu);
-      if (scored.ok()) {
+      if (own) {
+        if (own->ok()) {
+          r->results = std::move(**own);
+        } else {
+          r->status = own->status();
+        }
+      } else if (scored.ok()) {
         r->results.assign(scored->begin() + static_cast<std::ptrdiff_t>(at),
                           scored->begin() + static_cast<std::ptrdiff_t>(at + r->items.size()));
       } else {

@@ -223,6 +223,11 @@ struct TrainerConfig {
   // Resumable training state saved this often (and on shutdown) under
   // <data_dir>/training-state; 0 = only on shutdown.
   double checkpoint_interval_s = 60;
+  // Checkpoint directories kept besides the live model's, candidates' and
+  // the rollback target's: the newest N of the other versions (rejected,
+  // retired, rolled back). Older ones are deleted after each run and at
+  // start; their registry entries stay. 0 = keep every checkpoint.
+  int keep_models = 10;
   // JSONL of fixed (human) pairs, TRL format, evaluated for every candidate
   // and the live model; "" (default) = none.
   std::string anchor_pairs;

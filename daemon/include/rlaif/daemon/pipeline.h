@@ -123,6 +123,12 @@ class Pipeline {
                  bool rollback = false);
   // Makes the previously live version live again.
   Status Rollback(const std::string& actor, const std::string& why);
+  // Deletes the checkpoint directories of the versions beyond
+  // trainer.keep_models: of those neither live, nor candidates, nor the
+  // rollback target (nor kept loaded for it), the newest keep_models keep
+  // their files. Their registry entries stay, marked (files_deleted_at_ms),
+  // with a `checkpoints_deleted` event. Start and every training run call it.
+  Status PruneModels();
   // Registers a checkpoint trained elsewhere (e.g. `rlaifd train --out
   // <data_dir>/models/<version>`) as a candidate, after loading it to validate
   // it. `version` must name a directory directly under <data_dir>/models

@@ -97,6 +97,9 @@ struct ModelRecord {
   std::string reason;     // gate decision, human readable
   int64_t created_at_ms = 0;
   int64_t promoted_at_ms = 0;
+  // When its checkpoint directory was deleted to keep trainer.keep_models
+  // (the entry stays: its metrics, reason and name are history); 0 = on disk.
+  int64_t files_deleted_at_ms = 0;
 };
 
 // Audit trail entry (promotions, rollbacks, config loads, training runs).

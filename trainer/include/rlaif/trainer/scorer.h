@@ -18,6 +18,8 @@
 // equally. A single-head model's combined score is its head's score. Several batching threads
 // (`workers`) keep every core busy: one thread alone would serialise the
 // forward passes that independent requests could run side by side.
+// A shared pass that fails is re-run for each of its requests alone: only
+// the requests whose own items fail get the error.
 // Thread safety: all methods may be called concurrently. The destructor stops
 // the batching thread; requests still queued get kCancelled.
 #pragma once
@@ -65,6 +67,10 @@ struct ScorerStats {
   int64_t batches = 0;      // forward passes
   int64_t items = 0;        // items scored
   int64_t max_batch_seen = 0;
+  // Shared passes that failed and were re-run one request at a time, so that
+  // one request's input (a non-finite score, an input the model throws on)
+  // fails only that request, not the others batched with it.
+  int64_t isolated_batches = 0;
 };
 
 class Scorer {
