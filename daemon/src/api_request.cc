@@ -111,9 +111,20 @@ std::optional<ApiError> DecodeRewardItems(const json& body, std::vector<ScoreIte
     }
     const auto& query = q[i].get_ref<const std::string&>();
     const std::string prompt = prompts.empty() ? "" : prompts[i].get<std::string>();
-    // The response is the query after its prompt.
-    std::string response = query.rfind(prompt, 0) == 0 ? query.substr(prompt.size()) : query;
-    items->emplace_back(prompt, std::move(response));
+    // The response is the query after its prompt. A query decoded with its
+    // special tokens starts with some (BOS, padding) before the prompt: the
+    // prompt is found where it starts. One that does not hold its prompt
+    // at all is refused: scoring it as prompt + (prompt + response) would
+    // answer a plausible, wrong reward.
+    const size_t at = query.find(prompt);
+    if (at == std::string::npos) {
+      return Error(400, "invalid_request",
+                   "query[" + std::to_string(i) + "] does not contain prompts[" +
+                       std::to_string(i) +
+                       "] (the query must be the prompt followed by the response, as "
+                       "OpenRLHF sends it; send no \"prompts\" to score queries whole)");
+    }
+    items->emplace_back(prompt, query.substr(at + prompt.size()));
   }
   return std::nullopt;
 }

@@ -1312,9 +1312,6 @@ struct ApiServer::Impl {
                                  },
                                  true));
 
-    // An admin POST's body: none, or a JSON object whose optional "reason"
-    // is a string (the audit event's why). Anything else is refused (400),
-    // not acted on with the reason silently dropped.
     // An admin action whose request body is none, or a JSON object whose
     // optional "reason" is a string (its audit event's why). Anything else is
     // refused (400), not acted on with the reason silently dropped.

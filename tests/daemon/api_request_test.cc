@@ -88,10 +88,23 @@ TEST(ApiRequestTest, ScoreItemsSingleAndBatch) {
 TEST(ApiRequestTest, RewardItemsSplitQueryAfterPrompt) {
   std::vector<ScoreItem> items;
   EXPECT_FALSE(DecodeRewardItems(
-      json{{"query", {"Q: hi A: hello", "other"}}, {"prompts", {"Q: hi", "nomatch"}}}, &items));
+      json{{"query", {"Q: hi A: hello", "<s><pad>Q: yo A: hey"}}, {"prompts", {"Q: hi", "Q: yo"}}},
+      &items));
   ASSERT_EQ(items.size(), 2u);
   EXPECT_EQ(items[0], ScoreItem("Q: hi", " A: hello"));
-  EXPECT_EQ(items[1], ScoreItem("nomatch", "other"));
+  // Special tokens before the prompt (a query decoded with them) are not the response.
+  EXPECT_EQ(items[1], ScoreItem("Q: yo", " A: hey"));
+  // A query without its prompt is refused, naming it (never scored as a guess).
+  auto missing = DecodeRewardItems(
+      json{{"query", {"Q: hi A: hello", "other"}}, {"prompts", {"Q: hi", "nomatch"}}}, &items);
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->http, 400);
+  EXPECT_NE(missing->message.find("query[1] does not contain prompts[1]"), std::string::npos)
+      << missing->message;
+  // Without prompts, queries are scored whole.
+  EXPECT_FALSE(DecodeRewardItems(json{{"query", {"just text"}}}, &items));
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0], ScoreItem("", "just text"));
   EXPECT_FALSE(DecodeRewardItems(json{{"query", json::array()}}, &items));
   EXPECT_TRUE(items.empty());
   EXPECT_TRUE(DecodeRewardItems(json{{"query", "x"}}, &items));
