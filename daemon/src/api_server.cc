@@ -166,8 +166,6 @@ Counter& Backups(MetricsRegistry& m, const char* outcome) {
 // complete; cut (the scan failed, or the daemon is stopping); client_gone.
 // How long a source may match no file before /v1/status says so (degraded).
 constexpr double kNoFilesReasonS = 300;
-// Labels in the judge's window before its health can say it is unreliable.
-constexpr int kJudgeHealthMinLabels = 50;
 
 Counter& Exports(MetricsRegistry& m, const char* outcome) {
   return m.GetCounter("rlaif_exports_total", "Streamed exports by how they ended.",
@@ -417,31 +415,6 @@ struct ApiServer::Impl {
     return held ? "degraded" : "running";
   }
 
-  // "" unless the judge's labels over its rolling window carry (almost) no
-  // preference: its two orders disagree on most pairs (it picks a position,
-  // not a response), or nearly every label is a tie. Training on them
-  // learns nothing; the labels keep coming, so it is said here.
-  static std::string JudgeUnreliable(const judge::JudgeHealth& h) {
-    auto pct = [](double v) {
-      return std::to_string(static_cast<int>(std::lround(100 * v))) + "%";
-    };
-    if (h.both_order_labels >= kJudgeHealthMinLabels && h.position_consistency < 0.5) {
-      return "judge unreliable: its two orders agree on " + pct(h.position_consistency) +
-             " of the last " + std::to_string(h.both_order_labels) +
-             " pairs (position_consistency; it picks a position, not a response: first "
-             "position wins " +
-             pct(h.first_position_rate) +
-             "); its labels are ties or noise: check judge.model, its prompt and rubric";
-    }
-    if (h.window_labels >= kJudgeHealthMinLabels && h.tie_rate >= 0.9) {
-      return "judge unreliable: " + pct(h.tie_rate) + " of the last " +
-             std::to_string(h.window_labels) +
-             " labels are ties (tie_rate): training gets almost no signal; check judge.model, its "
-             "prompt and rubric";
-    }
-    return "";
-  }
-
   json StatusJson() {
     json out;
     std::vector<std::string> reasons;
@@ -454,7 +427,7 @@ struct ApiServer::Impl {
         ctx.judge ? std::optional(ctx.judge->Health()) : std::nullopt;
     json warnings = json::array();
     if (judge_health) {
-      if (std::string w = JudgeUnreliable(*judge_health); !w.empty()) warnings.push_back(w);
+      if (std::string w = judge::UnreliableReason(*judge_health); !w.empty()) warnings.push_back(w);
     }
     out["warnings"] = warnings;
     out["version"] = std::string(BuildVersion()) + "+" + BuildRevision();

@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 #include <unordered_set>
+#include <utility>
 
 #include "rlaif/common/clock.h"
 #include "rlaif/common/hash.h"
@@ -1240,6 +1241,27 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
   ++judge_done_;
   Resumed(*judge_pool_, "judge");
   Forget(item.key);
+  NoteJudgeReliability();
+}
+
+void Pipeline::NoteJudgeReliability() {
+  const judge::JudgeHealth health = judge_.Health();
+  std::string was;
+  std::string why;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    why = judge::UnreliableReason(health, /*clearing=*/!judge_unreliable_.empty());
+    if (why.empty() == judge_unreliable_.empty()) return;  // no change (the numbers may)
+    was = std::exchange(judge_unreliable_, why);
+  }
+  if (!why.empty()) {
+    spdlog::warn("{} (/v1/status warnings; alert RlaifdJudgeUnreliable)", why);
+    (void)store_.AppendEvent({NowMs(), "judge_unreliable", "daemon", why, "{}"});
+  } else {
+    const std::string what = "judge reliable again (was: " + was + ")";
+    spdlog::info("{}", what);
+    (void)store_.AppendEvent({NowMs(), "judge_reliable", "daemon", what, "{}"});
+  }
 }
 
 void Pipeline::Forget(const std::string& key) {

@@ -251,6 +251,27 @@ void Judge::RecordHealth(const HealthSample& sample) {
   while (window_.size() > cap) window_.pop_front();
 }
 
+std::string UnreliableReason(const JudgeHealth& h, bool clearing) {
+  auto pct = [](double v) { return std::to_string(static_cast<int>(std::lround(100 * v))) + "%"; };
+  const double min_consistency = clearing ? 0.6 : 0.5;
+  const double max_ties = clearing ? 0.8 : 0.9;
+  if (h.both_order_labels >= kUnreliableMinLabels && h.position_consistency < min_consistency) {
+    return "judge unreliable: its two orders agree on " + pct(h.position_consistency) +
+           " of the last " + std::to_string(h.both_order_labels) +
+           " pairs (position_consistency; it picks a position, not a response: first position "
+           "wins " +
+           pct(h.first_position_rate) +
+           "); its labels are ties or noise: check judge.model, its prompt and rubric";
+  }
+  if (h.window_labels >= kUnreliableMinLabels && h.tie_rate >= max_ties) {
+    return "judge unreliable: " + pct(h.tie_rate) + " of the last " +
+           std::to_string(h.window_labels) +
+           " labels are ties (tie_rate): training gets almost no signal; check judge.model, its "
+           "prompt and rubric";
+  }
+  return "";
+}
+
 JudgeHealth Judge::Health() const {
   JudgeHealth h;
   int consistent = 0, first_wins = 0, longer_won = 0, ties = 0, unparseable = 0, soft = 0;

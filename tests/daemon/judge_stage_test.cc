@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "judge/fake_upstream.h"
 #include "rlaif/common/clock.h"
@@ -105,6 +106,113 @@ TEST(JudgeStageTest, ADimensionWithoutVerdictKeepsTheOthersAndIsDeadLettered) {
   EXPECT_NE(text.find("rlaif_judge_labels_total{dimension=\"helpful\",outcome=\"tie\"} 1"),
             std::string::npos)
       << text;
+}
+
+// A judge that picks a position, not a response ("A" whatever it is shown)
+// makes /v1/status warn; the pipeline also logs it and records a
+// `judge_unreliable` event, once per episode, and `judge_reliable` when its
+// labels carry a preference again.
+TEST(JudgeStageTest, AnUnreliableJudgeIsRecordedOncePerEpisode) {
+  std::atomic<bool> biased{true};
+  FakeUpstream judge_up([&](int, const RecordedRequest& r, httplib::Response& res) {
+    const std::string content = r.json["messages"][0]["content"].get<std::string>();
+    std::string verdict = "A";
+    if (!biased.load()) {
+      // The response with "good answer" in it, wherever it is shown (the
+      // last "<<<RESPONSE_B_" opens Response B; the instructions name it before).
+      const size_t good = content.find("good answer");
+      const size_t b = content.rfind("<<<RESPONSE_B_");
+      verdict = good != std::string::npos && b != std::string::npos && good < b ? "A" : "B";
+    }
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion(verdict));
+  });
+  rlaif::testing::TempDir dir;
+  auto cfg =
+      ParseConfig(json{{"data_dir", dir.path()},
+                       {"api", {{"listen", "127.0.0.1:0"}}},
+                       {"sources", {{{"path", dir.Sub("logs/*.jsonl")}}}},
+                       {"generator", {{"base_url", "http://127.0.0.1:9/v1"}, {"model", "g"}}},
+                       {"judge",
+                        {{"base_url", judge_up.base_url()},
+                         {"model", "j"},
+                         {"concurrency", 4},
+                         {"dimensions", {{{"name", "helpful"}}}}}},
+                       {"trainer", {{"device", "cpu"}, {"min_new_labels", 1000000}}}}
+                      .dump());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  auto store = storage::Store::Open({.path = dir.Sub("store")});
+  ASSERT_TRUE(store.ok());
+  constexpr int kPairs = 200;
+  std::vector<storage::PromptRecord> prompts;
+  for (int i = 0; i < kPairs; ++i) {
+    storage::PromptRecord p;
+    p.id = "p" + std::to_string(i);
+    p.text = "question " + std::to_string(i);
+    prompts.push_back(p);
+  }
+  storage::IngestCommitStats cs;
+  ASSERT_TRUE((*store)->CommitIngest({.path = dir.Sub("logs/a.jsonl")}, prompts, {}, &cs).ok());
+  auto gen = (*store)->PeekQueue(storage::Stage::kGenerate, kPairs);
+  ASSERT_TRUE(gen.ok());
+  ASSERT_EQ(gen->size(), static_cast<size_t>(kPairs));
+  int n = 0;
+  for (const auto& item : *gen) {
+    storage::PairRecord pair;
+    pair.id = "pair" + std::to_string(n);
+    pair.prompt_id = item.id;
+    pair.prompt = "question";
+    // The good answer is A in half the pairs, B in the other half.
+    pair.a.text = (n % 2 ? "a plain answer " : "a good answer ") + std::to_string(n);
+    pair.b.text = (n % 2 ? "a good answer " : "a plain answer ") + std::to_string(n);
+    ++n;
+    ASSERT_TRUE((*store)->CommitPairs(item, {pair}).ok());
+  }
+
+  MetricsRegistry metrics;
+  judge::ChatClient gen_client({.base_url = "http://127.0.0.1:9/v1"});
+  judge::ChatClient judge_client({.base_url = judge_up.base_url(), .max_retries = 0});
+  judge::Generator generator(gen_client, {.model = "g"});
+  judge::Judge judge(judge_client,
+                     {.model = "j", .dimensions = {{"helpful", ""}}, .health_window = 60});
+  Ingestor ingestor(cfg->sources, cfg->sampling, **store, metrics);
+  trainer::Scorer scorer;
+  Pipeline pipeline(*cfg, **store, metrics, ingestor, generator, judge, scorer);
+  pipeline.SetClients(&gen_client, &judge_client);
+  auto events = [&](const std::string& kind) {
+    auto recent = (*store)->RecentEvents(1000);
+    EXPECT_TRUE(recent.ok());
+    std::vector<storage::EventRecord> out;
+    for (const auto& e : *recent) {
+      if (e.kind == kind) out.push_back(e);
+    }
+    return out;
+  };
+  auto wait_for = [&](const std::string& kind) {
+    const double deadline = MonotonicSeconds() + 120;
+    while (events(kind).empty() && MonotonicSeconds() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  };
+  ASSERT_TRUE(pipeline.Start().ok());
+  wait_for("judge_unreliable");
+  biased = false;
+  wait_for("judge_reliable");
+  const double deadline = MonotonicSeconds() + 120;
+  while ((*store)->Counts().queue_judge > 0 && MonotonicSeconds() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  pipeline.Stop();
+
+  const auto unreliable = events("judge_unreliable");
+  ASSERT_EQ(unreliable.size(), 1u);
+  EXPECT_NE(unreliable[0].message.find("position_consistency"), std::string::npos)
+      << unreliable[0].message;
+  const auto reliable = events("judge_reliable");
+  ASSERT_EQ(reliable.size(), 1u);
+  EXPECT_NE(reliable[0].message.find("was: judge unreliable"), std::string::npos)
+      << reliable[0].message;
+  EXPECT_EQ(judge::UnreliableReason(judge.Health()), "");
+  EXPECT_EQ((*store)->Counts().labels, kPairs);
 }
 
 }  // namespace

@@ -197,6 +197,30 @@ TEST(JudgeHealthTest, WindowKeepsOnlyTheLastLabels) {
   EXPECT_EQ(h.labels_total, 15);
 }
 
+// UnreliableReason: thresholds, the minimum sample, and the stricter ones
+// an unreliable judge must pass to be reliable again (no flapping).
+TEST(JudgeHealthTest, UnreliableReasonNeedsASampleAndClearsWithAMargin) {
+  JudgeHealth h;
+  h.both_order_labels = 49;
+  h.window_labels = 49;
+  h.position_consistency = 0.1;
+  h.tie_rate = 0.95;
+  EXPECT_EQ(UnreliableReason(h), "");  // too few labels to say
+  h.both_order_labels = 50;
+  h.window_labels = 50;
+  EXPECT_NE(UnreliableReason(h).find("position_consistency"), std::string::npos);
+  h.position_consistency = 0.55;
+  EXPECT_NE(UnreliableReason(h).find("tie_rate"), std::string::npos);  // 0.95 ties
+  h.tie_rate = 0.85;
+  EXPECT_EQ(UnreliableReason(h), "");
+  // Between the thresholds: reliable for a judge that was, not yet for one that was not.
+  EXPECT_NE(UnreliableReason(h, /*clearing=*/true).find("position_consistency"), std::string::npos);
+  h.position_consistency = 0.65;
+  EXPECT_NE(UnreliableReason(h, true).find("tie_rate"), std::string::npos);
+  h.tie_rate = 0.7;
+  EXPECT_EQ(UnreliableReason(h, true), "");
+}
+
 TEST(RuleJudgeTest, LengthPrefersTheShorterWithTieBand) {
   JudgeDimension d{.name = "conciseness", .kind = "length"};
   EXPECT_EQ(*RuleVerdict(d, "short", "a much longer answer"), Winner::kA);

@@ -257,6 +257,10 @@ class Pipeline {
   TrainingStatus training_;
   std::string degraded_;
   std::string live_model_problem_;  // guarded by mu_; see LiveModelProblem()
+  // judge::UnreliableReason when it last changed between "" and not (guarded
+  // by mu_): the change is logged and an audit event, once per episode.
+  std::string judge_unreliable_;
+  void NoteJudgeReliability();
   std::string DimensionMismatch(const trainer::RewardModel& model) const;
   int training_failures_ = 0;       // guarded by mu_: consecutive failed runs
   double next_auto_train_ = 0;      // guarded by mu_: MonotonicSeconds() of the backoff's end

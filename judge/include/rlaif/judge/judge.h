@@ -93,6 +93,18 @@ struct JudgeHealth {
   int64_t parse_failed_total = 0;   // JudgePair calls failed on unparseable replies, since start
 };
 
+// "" unless the labels over the health window carry (almost) no preference:
+// the two orders disagree on most pairs (position_consistency < 0.5: the
+// judge picks a position, not a response), or nearly every label is a tie
+// (tie_rate >= 0.9); each over at least kUnreliableMinLabels labels. Then
+// why, for /v1/status `warnings` and the log. Training on such labels learns
+// nothing, and they keep coming: nothing else says so.
+// `clearing`: the thresholds an unreliable judge must pass to be reliable
+// again (position_consistency >= 0.6, tie_rate < 0.8): a judge hovering at
+// a threshold does not flap between the two.
+constexpr int kUnreliableMinLabels = 50;
+std::string UnreliableReason(const JudgeHealth& h, bool clearing = false);
+
 enum class Winner { kA, kB, kTie };
 
 // The built-in rubric for "helpfulness", "harmlessness" (alias "safety"),
