@@ -1,5 +1,7 @@
 #include "api_request.h"
 
+#include <algorithm>
+
 #include "rlaif/common/json_depth.h"
 
 namespace rlaif::daemon::api {
@@ -89,8 +91,10 @@ std::optional<ApiError> DecodeCompare(const json& body, std::string* prompt, std
   return GetText(body, "b", b);
 }
 
-std::optional<ApiError> DecodeRewardItems(const json& body, std::vector<ScoreItem>* items) {
+std::optional<ApiError> DecodeRewardItems(const json& body, std::vector<ScoreItem>* items,
+                                          std::vector<size_t>* mismatched) {
   items->clear();
+  if (mismatched) mismatched->clear();
   auto q_it = body.find("query");
   if (q_it == body.end() || !q_it->is_array()) {
     return Error(400, "invalid_request", "\"query\" must be an array of strings");
@@ -113,18 +117,19 @@ std::optional<ApiError> DecodeRewardItems(const json& body, std::vector<ScoreIte
     const std::string prompt = prompts.empty() ? "" : prompts[i].get<std::string>();
     // The response is the query after its prompt. A query decoded with its
     // special tokens starts with some (BOS, padding) before the prompt: the
-    // prompt is found where it starts. One that does not hold its prompt
-    // at all is refused: scoring it as prompt + (prompt + response) would
-    // answer a plausible, wrong reward.
+    // prompt is found where it starts.
     const size_t at = query.find(prompt);
-    if (at == std::string::npos) {
-      return Error(400, "invalid_request",
-                   "query[" + std::to_string(i) + "] does not contain prompts[" +
-                       std::to_string(i) +
-                       "] (the query must be the prompt followed by the response, as "
-                       "OpenRLHF sends it; send no \"prompts\" to score queries whole)");
+    if (at != std::string::npos) {
+      items->emplace_back(prompt, query.substr(at + prompt.size()));
+      continue;
     }
-    items->emplace_back(prompt, query.substr(at + prompt.size()));
+    // Not there: what the query shares with the prompt is not the response
+    // (not prompt + whole query, a plausible but wrong reward).
+    const size_t shared = static_cast<size_t>(
+        std::mismatch(query.begin(), query.end(), prompt.begin(), prompt.end()).first -
+        query.begin());
+    items->emplace_back(prompt, query.substr(shared));
+    if (mismatched) mismatched->push_back(i);
   }
   return std::nullopt;
 }

@@ -62,10 +62,15 @@ std::optional<ApiError> DecodeCompare(const nlohmann::json& body, std::string* p
                                       std::string* a, std::string* b);
 
 // /get_reward (OpenRLHF): {"query": [str...], "prompts": [str...]?}; the
-// response of each item is its query after its prompt (the whole query when
-// it does not start with the prompt). May return zero items.
-std::optional<ApiError> DecodeRewardItems(const nlohmann::json& body,
-                                          std::vector<ScoreItem>* items);
+// response of each item is its query after its prompt, found where it
+// starts (special tokens such as BOS may come before it); without prompts,
+// the whole query. A query that does not contain its prompt (cut to
+// prompt_max_len, or changed by a tokenizer's decode) loses the longest
+// prefix it shares with it, and its index goes into *mismatched (if given):
+// scored approximately, said, not refused (one such item would fail a
+// training step). May return zero items.
+std::optional<ApiError> DecodeRewardItems(const nlohmann::json& body, std::vector<ScoreItem>* items,
+                                          std::vector<size_t>* mismatched = nullptr);
 
 // /v1/labels: {"pair_id", "dimension", "winner": "a"|"b"|"tie"}. The
 // dimension is checked against the config by the route.

@@ -154,6 +154,11 @@ namespace {
 Counter& Unauthorized(MetricsRegistry& m) {
   return m.GetCounter("rlaif_http_unauthorized_total", "Admin requests refused.");
 }
+Counter& RewardPromptMismatch(MetricsRegistry& m) {
+  return m.GetCounter("rlaif_get_reward_prompt_mismatch_total",
+                      "/get_reward queries that do not contain their prompt (scored without the "
+                      "prefix they share with it).");
+}
 Counter& Scored(MetricsRegistry& m) {
   return m.GetCounter("rlaif_scored_total", "Responses scored.");
 }
@@ -191,6 +196,8 @@ struct ApiServer::Impl {
   bool served = false;   // Serve() was called
   std::mutex backup_mu;  // one online backup at a time (try_lock: a second gets 409)
   std::mutex pause_mu;   // a pause or resume and its event, one at a time
+  // MonotonicSeconds() of the last /get_reward prompt-mismatch warning (at most one a minute).
+  std::atomic<double> last_mismatch_warning_{-1e18};
 
   // Rates over a sliding window: a sampler thread records the stage and
   // store counters every kRateSampleS seconds and keeps kRateWindowS of them.
@@ -897,7 +904,21 @@ struct ApiServer::Impl {
     auto model = ctx.scorer.Current();
     if (!model) return SendNoModel(res);
     std::vector<std::pair<std::string, std::string>> items;
-    if (!SendApiError(res, api::DecodeRewardItems(body, &items))) return;
+    std::vector<size_t> mismatched;
+    if (!SendApiError(res, api::DecodeRewardItems(body, &items, &mismatched))) return;
+    if (!mismatched.empty()) {
+      RewardPromptMismatch(ctx.metrics).Inc(static_cast<double>(mismatched.size()));
+      const double now = MonotonicSeconds();
+      double last = last_mismatch_warning_.load();
+      if (now - last >= 60 && last_mismatch_warning_.compare_exchange_strong(last, now)) {
+        spdlog::warn(
+            "/get_reward: {} of {} queries do not contain their prompt (the first: query[{}]); "
+            "each is scored without the prefix it shares with its prompt. Send the query as "
+            "the prompt followed by the response (a prompt cut to prompt_max_len, or changed by "
+            "the tokenizer's decode, does not match); rlaif_get_reward_prompt_mismatch_total",
+            mismatched.size(), items.size(), mismatched[0]);
+      }
+    }
     if (items.empty()) {
       SendJson(res, {{"rewards", json::array()}, {"scores", json::array()}, {"extra_logs", json::object()}});
       return;
@@ -909,9 +930,9 @@ struct ApiServer::Impl {
     }
     json rewards = json::array();
     for (const auto& r : *scored) rewards.push_back(Finite(r.normalized));
-    SendJson(res, {{"rewards", rewards},
-                   {"scores", rewards},
-                   {"extra_logs", {{"model_version", (*scored)[0].model_version}}}});
+    json extra = {{"model_version", (*scored)[0].model_version}};
+    if (!mismatched.empty()) extra["prompt_mismatch"] = mismatched.size();
+    SendJson(res, {{"rewards", rewards}, {"scores", rewards}, {"extra_logs", extra}});
   }
 
   // A human verdict for a stored pair: {"pair_id", "dimension", "winner": "a"|"b"|"tie"}.
@@ -1378,6 +1399,7 @@ ApiServer::ApiServer(ApiContext context) : impl_(std::make_unique<Impl>(std::mov
   MetricsRegistry& m = impl_->ctx.metrics;
   Unauthorized(m);
   Scored(m);
+  RewardPromptMismatch(m);
   HumanLabels(m);
   Backups(m, "ok");
   Backups(m, "failed");

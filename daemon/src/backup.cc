@@ -292,9 +292,9 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
     }
     int64_t bytes = 0;
     st = CopyTree(src, tmp / "models" / m.version, &bytes);
-    if (!st.ok() && m.version != out.live_version && !fs::exists(src, ec)) {
-      // Deleted while copied (trainer.keep_models after a training run):
-      // as if it had been deleted before.
+    if (m.version != out.live_version && !fs::exists(src, ec)) {
+      // Deleted while copied (trainer.keep_models renames it away, then
+      // deletes it): the copy may be partial, so as if deleted before.
       fs::remove_all(tmp / "models" / m.version, ec);
       spdlog::warn("backup: model {} was deleted while it was copied; skipped", m.version);
       out.missing_models.push_back(m.version);

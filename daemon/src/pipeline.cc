@@ -28,14 +28,35 @@ namespace rlaif::daemon {
 
 namespace {
 
-// Bytes of the regular files under `dir` (0 if it cannot be read).
+// Bytes of the regular files under `dir`; what cannot be read (a directory
+// removed during the walk, one without permission) counts 0, never throws.
 uintmax_t DirectoryBytes(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
   std::error_code ec;
   uintmax_t bytes = 0;
-  for (const auto& f : std::filesystem::recursive_directory_iterator(dir, ec)) {
-    if (f.is_regular_file(ec)) bytes += f.file_size(ec);
+  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec);
+  for (const fs::recursive_directory_iterator end; !ec && it != end; it.increment(ec)) {
+    std::error_code file_ec;
+    if (!it->is_regular_file(file_ec)) continue;
+    const uintmax_t size = it->file_size(file_ec);
+    if (!file_ec) bytes += size;
   }
   return bytes;
+}
+
+// The version a rollback returns to: the most recently promoted retired one
+// (not `live`), "" if none. Rollback and PruneModels (which keeps its files)
+// share it.
+std::string RollbackTarget(const std::vector<storage::ModelRecord>& models,
+                           const std::string& live) {
+  std::string target;
+  int64_t best = 0;
+  for (const auto& m : models) {
+    if (m.version == live || m.state != "retired" || m.promoted_at_ms <= best) continue;
+    best = m.promoted_at_ms;
+    target = m.version;
+  }
+  return target;
 }
 
 Counter& CheckpointsDeleted(MetricsRegistry& m) {
@@ -325,9 +346,9 @@ void Pipeline::RestoreTrainingStatus() {
                        });
   std::lock_guard<std::mutex> lock(mu_);
   training_.last_version = newest->version;
-  training_.last_outcome = newest->state == "rejected"    ? "rejected"
-                           : newest->state == "candidate" ? "failed"
-                                                          : "promoted";
+  training_.last_outcome = newest->state == "rejected" || newest->state == "held" ? "rejected"
+                           : newest->state == "candidate"                         ? "failed"
+                                                                                  : "promoted";
   training_.last_reason = newest->reason;
   training_.last_finished_at_ms = newest->created_at_ms;
   training_.runs = static_cast<int64_t>(models->size());
@@ -1658,8 +1679,10 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   gate.reason += gate_note;
   // A registered live model that did not load is not "no live model": the
   // candidate was compared with nothing, so it waits for an operator.
+  bool held = false;  // registered "held" (waits for an operator), not "rejected"
   if (!live && gate.promote) {
     if (std::string problem = LiveModelProblem(); !problem.empty()) {
+      held = true;
       gate = {false, "held for an operator: " + problem + "; this candidate: " + gate.reason +
                          " (rlaifctl promote " + version + " to serve it)"};
     }
@@ -1739,7 +1762,7 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   }
   storage::ModelRecord rec;
   rec.version = version;
-  rec.state = gate.promote ? "candidate" : "rejected";
+  rec.state = gate.promote ? "candidate" : held ? "held" : "rejected";
   rec.dir = dir;
   rec.parent = live ? live->version() : "";
   rec.accuracy = cand_m->accuracy;
@@ -1783,7 +1806,7 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
       overtaken = "rlaifd was paused while this run trained";
     }
     if (!overtaken.empty()) {
-      rec.state = "rejected";
+      rec.state = "held";
       rec.reason = "held for an operator: " + overtaken + "; this candidate: " + gate.reason +
                    " (rlaifctl promote " + version + " to serve it)";
       st = store_.PutModel(rec);
@@ -1845,13 +1868,18 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
   std::shared_ptr<const trainer::RewardModel> model;
   bool reused = false;
   const bool kept_loaded = previous_model_ && previous_model_->version() == version;
-  if ((*rec)->files_deleted_at_ms > 0 && !kept_loaded) {
+  // Deleted by trainer.keep_models, unless an operator copied it back.
+  const bool deleted = (*rec)->files_deleted_at_ms > 0;
+  if (deleted && !kept_loaded && !trainer::RewardModel::MissingFiles((*rec)->dir).empty()) {
     return Status::FailedPrecondition(
-        "cannot promote " + version + ": its checkpoint was deleted at " +
-        FormatTimeMs((*rec)->files_deleted_at_ms) + " (trainer.keep_models keeps the newest " +
-        std::to_string(config_.trainer.keep_models) +
-        " older versions' checkpoints besides the live one's, the candidates' and the rollback "
-        "target's); restore it from a backup to serve it");
+        std::string(rollback ? "cannot roll back to " : "cannot promote ") + version +
+        ": its checkpoint was deleted at " + FormatTimeMs((*rec)->files_deleted_at_ms) +
+        " (trainer.keep_models = " + std::to_string(config_.trainer.keep_models) +
+        " keeps that many older versions' checkpoints besides the live one's, the "
+        "candidates', the held ones' and the rollback target's); to serve it, copy its "
+        "directory back from a backup (cp -r BACKUP/models/" +
+        version + " " + (std::filesystem::path(config_.data_dir) / "models").string() +
+        "/) and promote it" + (rollback ? ", or promote another version (rlaifctl models)" : ""));
   }
   if (kept_loaded) {
     model = previous_model_;  // still loaded and warm: no load on the swap path
@@ -1904,6 +1932,11 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
       }
     }
   }
+  if (deleted) {  // copied back: a checkpoint again
+    storage::ModelRecord back = **rec;
+    back.files_deleted_at_ms = 0;
+    RLAIF_RETURN_IF_ERROR(store_.PutModel(back));
+  }
   RLAIF_RETURN_IF_ERROR(store_.SetLive(
       version, {NowMs(), "promote", actor, why.empty() ? "manual promotion" : why, data.dump()}));
   SwapLocked(model);
@@ -1928,75 +1961,24 @@ void Pipeline::SwapLocked(std::shared_ptr<const trainer::RewardModel> model) {
 
 Status Pipeline::PruneModels() {
   namespace fs = std::filesystem;
-  std::lock_guard<std::mutex> lock(swap_mu_);  // no promotion loads what is deleted
   const fs::path root = fs::path(config_.data_dir) / "models";
-  std::error_code ec;
-  const fs::path canonical_root = fs::weakly_canonical(root, ec);
-  auto live = store_.LiveVersion();
-  if (!live.ok()) return live.status();
-  auto models = store_.ListModels();
-  if (!models.ok()) return models.status();
-  // Kept whatever their age: the live model, candidates (waiting for an
-  // operator), the version a rollback would return to and the one kept
-  // loaded for it.
-  std::string target;
-  int64_t best = -1;
-  for (const auto& m : *models) {
-    if (m.version != *live && m.state == "retired" && m.promoted_at_ms > best &&
-        m.files_deleted_at_ms == 0) {
-      best = m.promoted_at_ms;
-      target = m.version;
-    }
+  std::vector<std::pair<std::string, fs::path>> moved;  // version, where its files went
+  Status st = Status::Ok();
+  {
+    std::lock_guard<std::mutex> lock(swap_mu_);  // no promotion loads what goes
+    st = SelectAndMoveOldModels(root, &moved);
   }
-  const std::string kept_loaded = previous_model_ ? previous_model_->version() : "";
-  std::vector<storage::ModelRecord> older;
-  std::vector<storage::ModelRecord> doomed;
-  for (const auto& m : *models) {
-    if (m.files_deleted_at_ms > 0) {
-      // Marked, but a crash came before the directory went: finish it.
-      if (fs::exists(fs::symlink_status(m.dir, ec))) doomed.push_back(m);
-      continue;
-    }
-    if (m.version == *live || m.state == "candidate" || m.version == target ||
-        m.version == kept_loaded) {
-      continue;
-    }
-    older.push_back(m);
-  }
-  const size_t keep = static_cast<size_t>(config_.trainer.keep_models);
-  if (keep > 0 && older.size() > keep) {
-    std::sort(older.begin(), older.end(), [](const auto& a, const auto& b) {
-      return a.created_at_ms != b.created_at_ms ? a.created_at_ms > b.created_at_ms
-                                                : a.version > b.version;
-    });
-    doomed.insert(doomed.end(), older.begin() + static_cast<std::ptrdiff_t>(keep), older.end());
-  }
+  // Deleted outside the lock: an emergency promotion does not wait for it.
   std::vector<std::string> deleted;
   uintmax_t freed = 0;
-  for (auto& m : doomed) {
-    // Only what the registry owns: a directory directly under models/ named
-    // by the version (a record pointing elsewhere is left alone, said).
-    const fs::path dir = fs::weakly_canonical(m.dir, ec);
-    if (ec || dir.parent_path() != canonical_root || dir.filename() != m.version) {
-      if (m.files_deleted_at_ms > 0) continue;  // not ours to finish
-      spdlog::warn("model {}: not deleting its checkpoint {}: not {}/{}", m.version, m.dir,
-                   root.string(), m.version);
-      continue;
-    }
+  for (const auto& [version, dir] : moved) {
     const uintmax_t bytes = DirectoryBytes(dir);
-    // The registry first: a crash between the two leaves a marked entry
-    // whose directory the next pass deletes, never an entry without files
-    // that claims to have them.
-    if (m.files_deleted_at_ms == 0) {
-      m.files_deleted_at_ms = NowMs();
-      RLAIF_RETURN_IF_ERROR(store_.PutModel(m));
-    }
+    std::error_code ec;
     fs::remove_all(dir, ec);
-    if (ec) {
-      spdlog::warn("model {}: deleting {}: {}", m.version, dir.string(), ec.message());
-      continue;
+    if (ec) {  // what is left goes at the next start (a .tmp- directory)
+      spdlog::warn("model {}: deleting {}: {}", version, dir.string(), ec.message());
     }
-    deleted.push_back(m.version);
+    deleted.push_back(version);
     freed += bytes;
   }
   if (!deleted.empty()) {
@@ -2015,6 +1997,92 @@ Status Pipeline::PruneModels() {
              .dump()});
   }
   ModelsDiskBytes(metrics_).Set(static_cast<double>(DirectoryBytes(root)));
+  return st;
+}
+
+Status Pipeline::SelectAndMoveOldModels(
+    const std::filesystem::path& root,
+    std::vector<std::pair<std::string, std::filesystem::path>>* moved) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path canonical_root = fs::weakly_canonical(root, ec);
+  auto live = store_.LiveVersion();
+  if (!live.ok()) return live.status();
+  auto models = store_.ListModels();
+  if (!models.ok()) return models.status();
+  // Where the registry's checkpoint of `m` is, if it is ours to delete: a
+  // directory directly under models/ named by the version.
+  auto owned = [&](const storage::ModelRecord& m) -> std::optional<fs::path> {
+    std::error_code path_ec;
+    const fs::path dir = fs::weakly_canonical(m.dir, path_ec);
+    if (path_ec || dir.parent_path() != canonical_root || dir.filename() != m.version) {
+      return std::nullopt;
+    }
+    return dir;
+  };
+  // Kept whatever their age: the live model, candidates and held versions
+  // (both wait for an operator), the version a rollback returns to and the
+  // one kept loaded for it.
+  const std::string target = RollbackTarget(*models, *live);
+  const std::string kept_loaded = previous_model_ ? previous_model_->version() : "";
+  std::vector<storage::ModelRecord> older;
+  for (auto m : *models) {
+    if (m.files_deleted_at_ms > 0) {
+      const auto dir = owned(m);
+      if (!dir || !fs::exists(*dir, ec)) continue;
+      // Marked deleted, but its directory is there: an operator copied it
+      // back (from a backup). It is a checkpoint again.
+      spdlog::info("model {}: its checkpoint {} is back; it can be promoted again", m.version,
+                   dir->string());
+      m.files_deleted_at_ms = 0;
+      RLAIF_RETURN_IF_ERROR(store_.PutModel(m));
+    }
+    if (m.version == *live || m.state == "candidate" || m.state == "held" || m.version == target ||
+        m.version == kept_loaded) {
+      continue;
+    }
+    older.push_back(std::move(m));
+  }
+  const size_t keep = static_cast<size_t>(config_.trainer.keep_models);
+  if (keep == 0 || older.size() <= keep) return Status::Ok();
+  // Kept first: previously live versions (the way back further than one
+  // rollback), then the newest.
+  std::sort(older.begin(), older.end(), [](const auto& a, const auto& b) {
+    const bool ra = a.state == "retired", rb = b.state == "retired";
+    if (ra != rb) return ra;
+    return a.created_at_ms != b.created_at_ms ? a.created_at_ms > b.created_at_ms
+                                              : a.version > b.version;
+  });
+  for (size_t i = keep; i < older.size(); ++i) {
+    storage::ModelRecord& m = older[i];
+    const auto dir = owned(m);
+    if (!dir) {
+      spdlog::warn("model {}: not deleting its checkpoint {}: not {}/{}", m.version, m.dir,
+                   root.string(), m.version);
+      continue;
+    }
+    // Renamed away first (atomic, needs no free space, and Start removes
+    // what a crash leaves under a .tmp- name): a backup copying it, a
+    // promotion, a restart never see half a checkpoint.
+    if (fs::exists(fs::symlink_status(*dir, ec))) {
+      const fs::path away = root / (".tmp-deleted-" + m.version);
+      fs::remove_all(away, ec);
+      fs::rename(*dir, away, ec);
+      if (ec) {
+        spdlog::warn("model {}: cannot move {} away to delete it: {}", m.version, dir->string(),
+                     ec.message());
+        continue;
+      }
+      moved->emplace_back(m.version, away);
+    }
+    // Then the registry. A full disk may refuse this write: the files are
+    // gone anyway, and the next pass marks it (its directory is missing).
+    m.files_deleted_at_ms = NowMs();
+    if (Status put = store_.PutModel(m); !put.ok()) {
+      spdlog::warn("model {}: checkpoint deleted, registry not updated yet: {}", m.version,
+                   put.ToString());
+    }
+  }
   return Status::Ok();
 }
 
@@ -2027,17 +2095,7 @@ Status Pipeline::Rollback(const std::string& actor, const std::string& why) {
     current = *live;
     auto models = store_.ListModels();
     if (!models.ok()) return models.status();
-    int64_t best = -1;
-    for (const auto& m : *models) {
-      if (m.version == current || m.state != "retired" || m.promoted_at_ms <= 0 ||
-          m.files_deleted_at_ms > 0) {
-        continue;
-      }
-      if (m.promoted_at_ms > best) {
-        best = m.promoted_at_ms;
-        target = m.version;
-      }
-    }
+    target = RollbackTarget(*models, current);
   }
   if (target.empty()) {
     return Status::FailedPrecondition("no previously live model to roll back to");

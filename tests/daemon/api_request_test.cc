@@ -94,13 +94,17 @@ TEST(ApiRequestTest, RewardItemsSplitQueryAfterPrompt) {
   EXPECT_EQ(items[0], ScoreItem("Q: hi", " A: hello"));
   // Special tokens before the prompt (a query decoded with them) are not the response.
   EXPECT_EQ(items[1], ScoreItem("Q: yo", " A: hey"));
-  // A query without its prompt is refused, naming it (never scored as a guess).
-  auto missing = DecodeRewardItems(
-      json{{"query", {"Q: hi A: hello", "other"}}, {"prompts", {"Q: hi", "nomatch"}}}, &items);
-  ASSERT_TRUE(missing);
-  EXPECT_EQ(missing->http, 400);
-  EXPECT_NE(missing->message.find("query[1] does not contain prompts[1]"), std::string::npos)
-      << missing->message;
+  // A query without its prompt (cut, or changed by a tokenizer's decode):
+  // the prefix it shares with the prompt is dropped, and it is reported.
+  std::vector<size_t> mismatched;
+  EXPECT_FALSE(DecodeRewardItems(json{{"query", {"Q: hi A: hello", "Q: a long qu A: fine", "zzz"}},
+                                      {"prompts", {"Q: hi", "Q: a long question", "Q"}}},
+                                 &items, &mismatched));
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[0], ScoreItem("Q: hi", " A: hello"));
+  EXPECT_EQ(items[1], ScoreItem("Q: a long question", " A: fine"));
+  EXPECT_EQ(items[2], ScoreItem("Q", "zzz"));
+  EXPECT_EQ(mismatched, (std::vector<size_t>{1, 2}));
   // Without prompts, queries are scored whole.
   EXPECT_FALSE(DecodeRewardItems(json{{"query", {"just text"}}}, &items));
   ASSERT_EQ(items.size(), 1u);

@@ -440,6 +440,7 @@ TEST_F(RefreshPipelineTest, LiveModelThatDoesNotLoadHoldsAutomaticPromotion) {
   auto t2 = TrainAndWait(2);
   EXPECT_EQ(t2.last_outcome, "rejected") << t2.last_reason;
   EXPECT_NE(t2.last_reason.find("held for an operator"), std::string::npos) << t2.last_reason;
+  EXPECT_EQ(store_->GetModel(t2.last_version).value()->state, "held");  // kept by keep_models
   EXPECT_NE(t2.last_reason.find("rlaifctl promote " + t2.last_version), std::string::npos)
       << t2.last_reason;
   EXPECT_EQ(store_->LiveVersion().value(), t1.last_version);  // not replaced
@@ -478,6 +479,7 @@ TEST_F(RefreshPipelineTest, AnOperatorsPauseOrPromoteDuringARunIsNotOverridden) 
   EXPECT_NE(t2.last_reason.find("held for an operator: rlaifd was paused while this run trained"),
             std::string::npos)
       << t2.last_reason;
+  EXPECT_EQ(store_->GetModel(t2.last_version).value()->state, "held");
   EXPECT_EQ(store_->LiveVersion().value(), t1.last_version);
   pipeline_->Resume();
   ASSERT_TRUE(pipeline_->Promote(t2.last_version, "test", "checked by hand").ok());
@@ -600,20 +602,25 @@ TEST_F(RefreshPipelineTest, PromoteRefusesAModelWithoutAConfiguredDimension) {
 }
 
 // trainer.keep_models bounds the checkpoints on disk: of the versions that
-// are neither live, nor candidates, nor the rollback target, the newest N
-// keep their files; older ones are deleted (their registry entries stay,
-// marked), a promotion of one says so, a rollback and a backup skip them.
+// are neither live, nor candidates, nor held, nor the rollback target,
+// keep_models keep their files (previously live ones first, then the
+// newest); older ones are deleted, their registry entries stay, marked. A
+// promotion of one says so, as does a rollback to one; a backup skips
+// them; one copied back (from a backup) is promotable again.
 TEST_F(RefreshPipelineTest, OlderCheckpointsBeyondKeepModelsAreDeleted) {
   trainer::TrainOptions opt;
   opt.device = "cpu";
   opt.model_type = "linear";
   const auto pairs = MarkerPairs(60, 1, "keep", "banana", "");
+  auto train = [&](const std::string& version) {
+    opt.version = version;
+    ASSERT_TRUE(trainer::TrainRewardModel(pairs, {}, dir_.Sub("models/" + version), opt).ok());
+  };
   auto add = [&](const std::string& version, const std::string& state, int64_t created,
                  int64_t promoted, bool real) {
     const std::string dir = dir_.Sub("models/" + version);
     if (real) {
-      opt.version = version;
-      ASSERT_TRUE(trainer::TrainRewardModel(pairs, {}, dir, opt).ok());
+      train(version);
     } else {
       std::filesystem::create_directories(dir);
       rlaif::testing::WriteFile(dir + "/model.pt", std::string(1000, 'x'));
@@ -627,14 +634,15 @@ TEST_F(RefreshPipelineTest, OlderCheckpointsBeyondKeepModelsAreDeleted) {
     ASSERT_TRUE(store_->PutModel(rec).ok());
   };
   pipeline_->Stop();
-  add("v0001", "retired", 100, 1000, false);
-  add("v0002", "rejected", 200, 0, false);
+  add("v0001", "retired", 100, 2500, false);  // live again later than v0002 (a rollback)
+  add("v0002", "retired", 200, 2000, false);
   add("v0003", "retired", 300, 3000, true);  // the rollback target: promoted last
-  add("v0004", "rejected", 400, 0, false);
+  add("v0004", "rejected", 400, 0, true);
   add("v0005", "rolled_back", 500, 5000, false);
   add("v0006", "candidate", 600, 0, false);  // waits for an operator
   add("v0007", "rejected", 700, 0, false);
   add("v0008", "rejected", 800, 0, false);
+  add("v0010", "held", 850, 0, false);  // waits for an operator too
   add("v0009", "retired", 900, 9000, true);
   ASSERT_TRUE(store_->SetLive("v0009", {NowMs(), "promote", "test", "", "{}"}).ok());
   // A record pointing outside models/ (hand-edited): never deleted.
@@ -646,31 +654,35 @@ TEST_F(RefreshPipelineTest, OlderCheckpointsBeyondKeepModelsAreDeleted) {
   outside.dir = dir_.Sub("elsewhere/v0000");
   outside.created_at_ms = 50;
   ASSERT_TRUE(store_->PutModel(outside).ok());
+  // What a deletion that a crash interrupted leaves: removed at start.
+  std::filesystem::create_directories(dir_.Sub("models/.tmp-deleted-v0099"));
 
-  // Started with keep_models 2: the newest two others keep their files.
-  Reconfigure([](Config& c) { c.trainer.keep_models = 2; });
+  // Started with keep_models 1: the newest previously live one of the others keeps its files.
+  Reconfigure([](Config& c) { c.trainer.keep_models = 1; });
   ASSERT_TRUE(scorer_->Current());
   auto on_disk = [&](const std::string& v) {
     return std::filesystem::exists(dir_.Sub("models/" + v));
   };
-  for (const char* v : {"v0003", "v0006", "v0007", "v0008", "v0009"}) {
+  for (const char* v : {"v0002", "v0003", "v0006", "v0009", "v0010"}) {
     EXPECT_TRUE(on_disk(v)) << v;
   }
-  for (const char* v : {"v0001", "v0002", "v0004", "v0005"}) {
+  for (const char* v : {"v0001", "v0004", "v0005", "v0007", "v0008"}) {
     EXPECT_FALSE(on_disk(v)) << v;
     auto rec = store_->GetModel(v);
     ASSERT_TRUE(rec.ok() && rec->has_value()) << v;
     EXPECT_GT((*rec)->files_deleted_at_ms, 0) << v;
   }
+  EXPECT_FALSE(on_disk(".tmp-deleted-v0099"));
   EXPECT_TRUE(std::filesystem::exists(dir_.Sub("elsewhere/v0000/model.pt")));
-  EXPECT_EQ(metrics_.GetCounter("rlaif_model_checkpoints_deleted_total", "").Value(), 4);
+  EXPECT_EQ(metrics_.GetCounter("rlaif_model_checkpoints_deleted_total", "").Value(), 5);
+  EXPECT_GT(metrics_.GetGauge("rlaif_models_disk_bytes", "").Value(), 5 * 1000);
   auto events = store_->RecentEvents(100);
   ASSERT_TRUE(events.ok());
   bool logged = false;
   for (const auto& e : *events) {
     logged = logged || (e.kind == "checkpoints_deleted" &&
-                        e.message.find("v0005, v0004, v0002, v0001") != std::string::npos &&
-                        e.message.find("4 older version(s)") != std::string::npos);
+                        e.message.find("5 older version(s) (v0001, v0008, v0007, v0005, v0004;") !=
+                            std::string::npos);
   }
   EXPECT_TRUE(logged);
 
@@ -680,28 +692,36 @@ TEST_F(RefreshPipelineTest, OlderCheckpointsBeyondKeepModelsAreDeleted) {
   EXPECT_NE(st.message().find("checkpoint was deleted"), std::string::npos) << st.message();
 
   // A backup copies what is on disk and reports nothing deleted as missing.
+  // (v0000 is not under models/: missing, as a directory deleted by hand.)
   std::filesystem::create_directories(dir_.Sub("backups"));
   auto backup = CreateBackup(*store_, dir_.path(), dir_.Sub("backups/b1"));
   ASSERT_TRUE(backup.ok()) << backup.status().ToString();
-  // (v0000 is not under models/: missing, as a directory deleted by hand.)
   EXPECT_EQ(backup->missing_models, std::vector<std::string>{"v0000"});
-  EXPECT_EQ(backup->models.size(), 5u);  // v0003, v0006-v0009
+  EXPECT_EQ(backup->models.size(), 5u);
 
-  // The rollback target kept its files: the way back works.
+  // The rollback target kept its files: the way back works. The next one
+  // back (v0001, live after v0002) was deleted: refused, said, not skipped
+  // to an older one.
   ASSERT_TRUE(pipeline_->Rollback("test", "").ok());
   EXPECT_EQ(scorer_->Current()->version(), "v0003");
+  st = pipeline_->Rollback("test", "");
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("cannot roll back to v0001: its checkpoint was deleted"),
+            std::string::npos)
+      << st.message();
+  EXPECT_EQ(scorer_->Current()->version(), "v0003");
 
-  // A deletion a crash interrupted (entry marked, directory still there) is
-  // finished at the next start; keep_models 0 deletes nothing else.
-  auto rec = store_->GetModel("v0007");
-  ASSERT_TRUE(rec.ok() && rec->has_value());
-  storage::ModelRecord marked = **rec;
-  marked.files_deleted_at_ms = NowMs();
-  ASSERT_TRUE(store_->PutModel(marked).ok());
+  // Copied back (from a backup): promotable again, and no longer marked.
+  train("v0004");
+  ASSERT_TRUE(pipeline_->Promote("v0004", "test", "copied back").ok());
+  EXPECT_EQ(scorer_->Current()->version(), "v0004");
+  EXPECT_EQ(store_->GetModel("v0004").value()->files_deleted_at_ms, 0);
+
+  // keep_models 0 deletes nothing.
   Reconfigure([](Config& c) { c.trainer.keep_models = 0; });
-  EXPECT_FALSE(on_disk("v0007"));
-  for (const char* v : {"v0003", "v0006", "v0008", "v0009"}) EXPECT_TRUE(on_disk(v)) << v;
+  for (const char* v : {"v0002", "v0003", "v0004", "v0006", "v0009", "v0010"}) {
+    EXPECT_TRUE(on_disk(v)) << v;
+  }
 }
-
 }  // namespace
 }  // namespace rlaif::daemon

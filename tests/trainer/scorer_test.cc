@@ -135,39 +135,65 @@ TEST(Scorer, OldModelLivesUntilItsLastRequestEnds) {
   EXPECT_TRUE(watch.expired());
 }
 
-// A shared forward pass that fails for one request's input (here a score
-// that is not finite) fails that request only: the pass is re-run for each
-// request alone, and the others batched with it get their scores.
-TEST(Scorer, OneRequestsNonFiniteScoreDoesNotFailTheOthersInItsBatch) {
+// One request's input must not fail the others batched with it: an item
+// scored NaN fails its own request only; a pass the model fails as a whole
+// is re-run one request at a time, and only the request that breaks it fails.
+class ThrowingModel : public FunctionRewardModel {
+ public:
+  using FunctionRewardModel::FunctionRewardModel;
+  Result<std::vector<std::vector<double>>> Score(
+      const std::vector<std::pair<std::string, std::string>>& items) const override {
+    for (const auto& item : items) {
+      if (item.second == "throw") return Status::Internal("the model failed on this input");
+    }
+    return FunctionRewardModel::Score(items);
+  }
+};
+
+TEST(Scorer, OneRequestsBadInputDoesNotFailTheOthersInItsBatch) {
+  constexpr size_t kRequests = 6;
   ScorerOptions opt;
   opt.workers = 1;
-  opt.max_wait_ms = 300;  // the first request waits for the others to join its pass
-  opt.max_batch = 32;
+  opt.max_batch = kRequests + 1;  // the pass starts when all six (seven items) joined it
+  opt.max_wait_ms = 60000;
   Scorer scorer(opt);
-  scorer.Swap(
-      std::make_shared<FunctionRewardModel>("v1", [](const std::string&, const std::string& r) {
-        return r == "poison" ? std::nan("") : static_cast<double>(r.size());
-      }));
-  std::vector<Result<ScoreResult>> results(6, Status::Internal("not run"));
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < results.size(); ++i) {
-    threads.emplace_back(
-        [&, i] { results[i] = scorer.Score("p", i == 2 ? "poison" : std::string(i + 1, 'x')); });
-  }
-  for (auto& t : threads) t.join();
-  for (size_t i = 0; i < results.size(); ++i) {
-    if (i == 2) {
-      ASSERT_FALSE(results[i].ok());
-      EXPECT_EQ(results[i].status().code(), StatusCode::kInternal);
-      EXPECT_NE(results[i].status().message().find("non-finite"), std::string::npos)
-          << results[i].status().message();
-      continue;
+  auto length_or_nan = [](const std::string&, const std::string& r) {
+    return r == "poison" ? std::nan("") : static_cast<double>(r.size());
+  };
+  for (const std::string bad : {"poison", "throw"}) {
+    SCOPED_TRACE(bad);
+    scorer.Swap(std::make_shared<ThrowingModel>("v1", length_or_nan));
+    const ScorerStats before = scorer.stats();
+    std::vector<Result<std::vector<ScoreResult>>> results(kRequests, Status::Internal("not run"));
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < kRequests; ++i) {
+      threads.emplace_back([&, i] {
+        // Request 2 has a good item and then the bad one.
+        results[i] = i == 2 ? scorer.ScoreMany({{"p", "fine"}, {"p", bad}})
+                            : scorer.ScoreMany({{"p", std::string(i + 1, 'x')}});
+      });
     }
-    ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].status().ToString();
-    EXPECT_DOUBLE_EQ(results[i]->score, static_cast<double>(i + 1));
+    for (auto& t : threads) t.join();
+    for (size_t i = 0; i < kRequests; ++i) {
+      if (i == 2) {
+        ASSERT_FALSE(results[i].ok());
+        EXPECT_EQ(results[i].status().code(), StatusCode::kInternal);
+        EXPECT_NE(results[i].status().message().find(bad == "poison" ? "item 1: " : "failed"),
+                  std::string::npos)
+            << results[i].status().message();
+        continue;
+      }
+      ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].status().ToString();
+      EXPECT_DOUBLE_EQ((*results[i])[0].score, static_cast<double>(i + 1));
+    }
+    const ScorerStats after = scorer.stats();
+    if (bad == "poison") {
+      EXPECT_EQ(after.max_batch_seen, static_cast<int64_t>(kRequests + 1));  // one shared pass
+      EXPECT_EQ(after.isolated_batches, 0);  // a NaN needs no re-run
+    } else {
+      EXPECT_EQ(after.isolated_batches, before.isolated_batches + 1);
+    }
   }
-  // They did share a pass (else nothing was isolated and the test proves nothing).
-  EXPECT_GE(scorer.stats().isolated_batches, 1);
 }
 
 // Real models, scored from several threads while the live one is swapped.

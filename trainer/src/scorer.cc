@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <optional>
 #include <utility>
 #include <vector>
 
@@ -70,7 +69,7 @@ ScorerStats Scorer::stats() const {
   return stats_;
 }
 
-Result<std::vector<ScoreResult>> Scorer::ScoreDirect(
+Result<std::vector<Result<ScoreResult>>> Scorer::ScoreEach(
     const std::vector<std::pair<std::string, std::string>>& items) const {
   // Holding our own reference keeps the model alive across a concurrent Swap.
   std::shared_ptr<const RewardModel> model = Current();
@@ -96,7 +95,7 @@ Result<std::vector<ScoreResult>> Scorer::ScoreDirect(
     std::fill(weights.begin(), weights.end(), 1.0);
     total = static_cast<double>(dims.size());
   }
-  std::vector<ScoreResult> out;
+  std::vector<Result<ScoreResult>> out;
   out.reserve(items.size());
   for (const auto& row : *scores) {
     if (row.size() != dims.size()) {
@@ -104,17 +103,19 @@ Result<std::vector<ScoreResult>> Scorer::ScoreDirect(
                               std::to_string(row.size()) + " scores for " +
                               std::to_string(dims.size()) + " heads");
     }
-    for (size_t d = 0; d < dims.size(); ++d) {
-      // A null score answered with 200 would poison an RL run downstream.
-      if (!std::isfinite(row[d])) {
-        return Status::Internal("reward model " + model->version() +
-                                " scored a non-finite value (NaN or inf) on its " +
-                                (dims[d].empty() ? std::string("head") : "'" + dims[d] + "' head") +
-                                " for item " + std::to_string(out.size()) +
-                                ": its weights are damaged or it diverged, or this input "
-                                "overflows it; if every input fails, roll it back "
-                                "(rlaifctl rollback)");
-      }
+    // A null score answered with 200 would poison an RL run downstream:
+    // this item fails (its request does), the others in the pass do not.
+    std::string bad_head;
+    for (size_t d = 0; d < dims.size() && bad_head.empty(); ++d) {
+      if (!std::isfinite(row[d])) bad_head = dims[d].empty() ? "head" : "'" + dims[d] + "' head";
+    }
+    if (!bad_head.empty()) {
+      out.push_back(Status::Internal("reward model " + model->version() +
+                                     " scored a non-finite value (NaN or inf) on its " + bad_head +
+                                     ": its weights are damaged or it diverged, or this input "
+                                     "overflows it; if every input fails, roll it back "
+                                     "(rlaifctl rollback)"));
+      continue;
     }
     ScoreResult r;
     r.model_version = model->version();
@@ -134,6 +135,33 @@ Result<std::vector<ScoreResult>> Scorer::ScoreDirect(
     stats_.max_batch_seen = std::max<int64_t>(stats_.max_batch_seen, items.size());
   }
   return out;
+}
+
+namespace {
+
+// One request's results from a pass (its items [from, from + n)), or the
+// first of its items' errors, naming the item in the request.
+Result<std::vector<ScoreResult>> Gather(std::vector<Result<ScoreResult>>& each, size_t from,
+                                        size_t n) {
+  std::vector<ScoreResult> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto& r = each[from + i];
+    if (!r.ok()) {
+      return Status(r.status().code(), "item " + std::to_string(i) + ": " + r.status().message());
+    }
+    out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<ScoreResult>> Scorer::ScoreDirect(
+    const std::vector<std::pair<std::string, std::string>>& items) const {
+  auto each = ScoreEach(items);
+  if (!each.ok()) return each.status();
+  return Gather(*each, 0, items.size());
 }
 
 Result<std::vector<ScoreResult>> Scorer::ScoreMany(
@@ -197,7 +225,10 @@ void Scorer::BatchLoop() {
     std::vector<std::pair<std::string, std::string>> items;
     items.reserve(n_items);
     for (const auto& r : batch) items.insert(items.end(), r->items.begin(), r->items.end());
-    auto scored = ScoreDirect(items);
+    auto scored = ScoreEach(items);
+    // A pass that failed as a whole (not one item's score) may have failed
+    // on one request's input: each request is scored alone, so that only
+    // those whose own items fail get the error.
     const bool isolate = !scored.ok() && batch.size() > 1;
     if (isolate) {
       std::lock_guard<std::mutex> lock(queue_mu_);
@@ -205,24 +236,17 @@ void Scorer::BatchLoop() {
     }
     size_t at = 0;
     for (auto& r : batch) {
-      // One request's items must not fail the others': after a failed
-      // shared pass, each request is scored alone.
-      std::optional<Result<std::vector<ScoreResult>>> own;
-      if (isolate) own.emplace(ScoreDirect(r->items));
-      std::lock_guard<std::mutex> lock(r->mu);
-      if (own) {
-        if (own->ok()) {
-          r->results = std::move(**own);
-        } else {
-          r->status = own->status();
-        }
-      } else if (scored.ok()) {
-        r->results.assign(scored->begin() + static_cast<std::ptrdiff_t>(at),
-                          scored->begin() + static_cast<std::ptrdiff_t>(at + r->items.size()));
-      } else {
-        r->status = scored.status();
-      }
+      Result<std::vector<ScoreResult>> own =
+          isolate       ? ScoreDirect(r->items)
+          : scored.ok() ? Gather(*scored, at, r->items.size())
+                        : Result<std::vector<ScoreResult>>(scored.status());
       at += r->items.size();
+      std::lock_guard<std::mutex> lock(r->mu);
+      if (own.ok()) {
+        r->results = std::move(*own);
+      } else {
+        r->status = own.status();
+      }
       r->done = true;
       r->cv.notify_all();
     }

@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -27,6 +28,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "rlaif/common/config.h"
@@ -124,10 +126,12 @@ class Pipeline {
   // Makes the previously live version live again.
   Status Rollback(const std::string& actor, const std::string& why);
   // Deletes the checkpoint directories of the versions beyond
-  // trainer.keep_models: of those neither live, nor candidates, nor the
-  // rollback target (nor kept loaded for it), the newest keep_models keep
-  // their files. Their registry entries stay, marked (files_deleted_at_ms),
-  // with a `checkpoints_deleted` event. Start and every training run call it.
+  // trainer.keep_models: of those neither live, nor candidates, nor held,
+  // nor the rollback target (nor kept loaded for it), keep_models keep their
+  // files, previously live ones first, then the newest. Their registry
+  // entries stay, marked (files_deleted_at_ms), with a `checkpoints_deleted`
+  // event; a marked version whose directory was copied back is unmarked.
+  // Start and every training run call it.
   Status PruneModels();
   // Registers a checkpoint trained elsewhere (e.g. `rlaifd train --out
   // <data_dir>/models/<version>`) as a candidate, after loading it to validate
@@ -261,6 +265,10 @@ class Pipeline {
   // by mu_): the change is logged and an audit event, once per episode.
   std::string judge_unreliable_;
   void NoteJudgeReliability();
+  // PruneModels' choice, under swap_mu_: renames the checkpoints to delete to
+  // models/.tmp-deleted-<version> (into *moved) and marks their entries.
+  Status SelectAndMoveOldModels(const std::filesystem::path& root,
+                                std::vector<std::pair<std::string, std::filesystem::path>>* moved);
   std::string DimensionMismatch(const trainer::RewardModel& model) const;
   int training_failures_ = 0;       // guarded by mu_: consecutive failed runs
   double next_auto_train_ = 0;      // guarded by mu_: MonotonicSeconds() of the backoff's end

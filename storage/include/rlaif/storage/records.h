@@ -86,7 +86,9 @@ struct DeadLetter {
 // One model version in the registry.
 struct ModelRecord {
   std::string version;    // e.g. "v0003-20261127T094500"
-  std::string state;      // "candidate" | "live" | "rejected" | "retired"
+  // "candidate" | "live" | "rejected" | "held" (passed the gate, or bypassed
+  // it, but waits for an operator) | "retired" | "rolled_back"
+  std::string state;
   std::string dir;        // checkpoint directory
   std::string parent;     // version live when this one was trained, "" if none
   double accuracy = 0;    // held-out accuracy

@@ -18,8 +18,9 @@
 // equally. A single-head model's combined score is its head's score. Several batching threads
 // (`workers`) keep every core busy: one thread alone would serialise the
 // forward passes that independent requests could run side by side.
-// A shared pass that fails is re-run for each of its requests alone: only
-// the requests whose own items fail get the error.
+// An item whose score is not finite fails its own request, not the others
+// in its pass; a shared pass that fails as a whole is re-run for each of its
+// requests alone, so that only those whose own items fail get the error.
 // Thread safety: all methods may be called concurrently. The destructor stops
 // the batching thread; requests still queued get kCancelled.
 #pragma once
@@ -67,9 +68,9 @@ struct ScorerStats {
   int64_t batches = 0;      // forward passes
   int64_t items = 0;        // items scored
   int64_t max_batch_seen = 0;
-  // Shared passes that failed and were re-run one request at a time, so that
-  // one request's input (a non-finite score, an input the model throws on)
-  // fails only that request, not the others batched with it.
+  // Shared passes that failed as a whole and were re-run one request at a
+  // time, so that one request's input (one the model fails on) fails only
+  // that request. (A non-finite score fails only its own request anyway.)
   int64_t isolated_batches = 0;
 };
 
@@ -95,6 +96,11 @@ class Scorer {
   struct Request;
   void BatchLoop();
   Result<std::vector<ScoreResult>> ScoreDirect(
+      const std::vector<std::pair<std::string, std::string>>& items) const;
+  // One pass over `items`: the pass's own failure (no model, the model
+  // failed) as the status, else each item's result; an item whose score is
+  // not finite gets its own error.
+  Result<std::vector<Result<ScoreResult>>> ScoreEach(
       const std::vector<std::pair<std::string, std::string>>& items) const;
 
   ScorerOptions options_;
