@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -24,6 +25,7 @@
 #include "api_request.h"
 #include "rlaif/common/build_info.h"
 #include "rlaif/common/clock.h"
+#include "rlaif/common/disk.h"
 #include "rlaif/daemon/backup.h"
 #include "rlaif/trainer/compute.h"
 #include "status_page.h"
@@ -196,6 +198,13 @@ struct ApiServer::Impl {
   bool served = false;   // Serve() was called
   std::mutex backup_mu;  // one online backup at a time (try_lock: a second gets 409)
   std::mutex pause_mu;   // a pause or resume and its event, one at a time
+  // Disk usage for /metrics, measured at most every kDiskSampleS (a walk of
+  // the store's files); guarded by disk_mu.
+  static constexpr double kDiskSampleS = 60;
+  std::mutex disk_mu;
+  double disk_sampled_at = -1e18;
+  FilesystemSpace disk_space;
+  uint64_t store_bytes = 0;
   // MonotonicSeconds() of the last /get_reward prompt-mismatch warning (at most one a minute).
   std::atomic<double> last_mismatch_warning_{-1e18};
 
@@ -650,6 +659,26 @@ struct ApiServer::Impl {
                  "Shared scoring passes that failed and were re-run one request at a time (so "
                  "that one request's input fails only that request).")
         .RaiseTo(static_cast<double>(ss.isolated_batches));
+    {
+      std::lock_guard<std::mutex> lock(disk_mu);
+      if (MonotonicSeconds() - disk_sampled_at >= kDiskSampleS) {
+        disk_sampled_at = MonotonicSeconds();
+        disk_space = SpaceOf(ctx.config.data_dir);
+        store_bytes =
+            DirectoryBytes((std::filesystem::path(ctx.config.data_dir) / "store").string());
+      }
+      if (disk_space.known) {
+        m.GetGauge(
+             "rlaif_data_dir_free_bytes",
+             "Free bytes on the filesystem of data_dir (statvfs f_bavail; sampled each minute).")
+            .Set(static_cast<double>(disk_space.free));
+        m.GetGauge("rlaif_data_dir_capacity_bytes", "Size of the filesystem of data_dir.")
+            .Set(static_cast<double>(disk_space.capacity));
+      }
+      m.GetGauge("rlaif_store_disk_bytes",
+                 "Bytes of the store's files under <data_dir>/store (sampled each minute).")
+          .Set(static_cast<double>(store_bytes));
+    }
     m.GetGauge("rlaif_score_batches", "DEPRECATED, use rlaif_score_batches_total.")
         .Set(static_cast<double>(ss.batches));
     m.GetGauge("rlaif_score_batched_items", "DEPRECATED, use rlaif_score_batched_items_total.")

@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "rlaif/common/clock.h"
+#include "rlaif/common/disk.h"
 #include "rlaif/common/hash.h"
 #include "rlaif/trainer/pairs.h"
 #include "rlaif/trainer/reward_model.h"
@@ -27,22 +28,6 @@
 namespace rlaif::daemon {
 
 namespace {
-
-// Bytes of the regular files under `dir`; what cannot be read (a directory
-// removed during the walk, one without permission) counts 0, never throws.
-uintmax_t DirectoryBytes(const std::filesystem::path& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  uintmax_t bytes = 0;
-  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec);
-  for (const fs::recursive_directory_iterator end; !ec && it != end; it.increment(ec)) {
-    std::error_code file_ec;
-    if (!it->is_regular_file(file_ec)) continue;
-    const uintmax_t size = it->file_size(file_ec);
-    if (!file_ec) bytes += size;
-  }
-  return bytes;
-}
 
 // The version a rollback returns to: the most recently promoted retired one
 // (not `live`), "" if none. Rollback and PruneModels (which keeps its files)
@@ -637,7 +622,7 @@ Status Pipeline::Start() {
       if (!e.is_directory(ec) || known.count(name) || name.find(".tmp-") != std::string::npos) {
         continue;
       }
-      const uintmax_t bytes = DirectoryBytes(e.path());
+      const uintmax_t bytes = DirectoryBytes(e.path().string());
       spdlog::warn(
           "models/{} ({:.1f} MB) is not a registered model: import it (POST /v1/models/import "
           "{{\"version\": \"{}\"}}) or delete the directory",
@@ -1972,7 +1957,7 @@ Status Pipeline::PruneModels() {
   std::vector<std::string> deleted;
   uintmax_t freed = 0;
   for (const auto& [version, dir] : moved) {
-    const uintmax_t bytes = DirectoryBytes(dir);
+    const uintmax_t bytes = DirectoryBytes(dir.string());
     std::error_code ec;
     fs::remove_all(dir, ec);
     if (ec) {  // what is left goes at the next start (a .tmp- directory)
@@ -1996,7 +1981,7 @@ Status Pipeline::PruneModels() {
              {"versions", deleted}, {"bytes", freed}, {"keep_models", config_.trainer.keep_models}}
              .dump()});
   }
-  ModelsDiskBytes(metrics_).Set(static_cast<double>(DirectoryBytes(root)));
+  ModelsDiskBytes(metrics_).Set(static_cast<double>(DirectoryBytes(root.string())));
   return st;
 }
 

@@ -124,7 +124,8 @@ def main(args, tmp):
     check("error while linting" not in r.stderr + r.stdout, f"promtool check metrics: {r.stderr}")
 
     rules = open(os.path.join(src, "deploy", "prometheus", "alerts.yml")).read()
-    exprs = "\n".join(re.findall(r"expr: (\|\n(?:\s{10,}.*\n)+|.*)", rules))
+    # One-line expressions, and block scalars (|, >-, ...) with their indented lines.
+    exprs = "\n".join(re.findall(r"expr: ([|>][-+]?\n(?:\s{10,}.*\n)+|.*)", rules))
     used = sorted(set(re.findall(r"\brlaif_[a-z_]+", exprs)))
     check(len(used) >= 6, f"found only {used} in alerts.yml")
     exported = set(re.findall(r"^(rlaif_[a-z_]+)(?:\{|\s)", text, re.M))

@@ -1,0 +1,22 @@
+// Disk usage, for metrics and retention: never throws, never fails loudly
+// (what cannot be read counts as nothing).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace rlaif {
+
+// Bytes of the regular files under `dir`, recursively (symbolic links count
+// nothing); a directory removed during the walk or without permission counts 0.
+uint64_t DirectoryBytes(const std::string& dir);
+
+struct FilesystemSpace {
+  bool known = false;     // statvfs succeeded
+  uint64_t free = 0;      // bytes an unprivileged process may still write
+  uint64_t capacity = 0;  // bytes of the filesystem
+};
+// The space of the filesystem holding `path`.
+FilesystemSpace SpaceOf(const std::string& path);
+
+}  // namespace rlaif
