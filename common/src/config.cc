@@ -314,6 +314,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
     ObjectReader r(*st, "store", &problems);
     r.Bool("compress_blobs", &c.store_compress_blobs);
     r.Int("max_rejected_lines", &c.store_max_rejected_lines, 0, int64_t{1} << 40);
+    r.Double("max_age_days", &c.store_max_age_days, 0, 36500);
   }
 
   if (const json* api = top.Object("api")) {

@@ -44,10 +44,20 @@ std::string RollbackTarget(const std::vector<storage::ModelRecord>& models,
   return target;
 }
 
+// A commit that failed because the store could not write (see StoreWriteFailed).
+bool IsStoreWriteError(const Status& st) {
+  return st.code() == StatusCode::kIoError || st.code() == StatusCode::kUnavailable;
+}
+
 Counter& CheckpointsDeleted(MetricsRegistry& m) {
   return m.GetCounter("rlaif_model_checkpoints_deleted_total",
                       "Checkpoint directories of older versions deleted to keep "
                       "trainer.keep_models.");
+}
+Counter& StorePurged(MetricsRegistry& m, const char* kind) {
+  return m.GetCounter("rlaif_store_purged_total",
+                      "Records deleted by the retention (store.max_age_days), by kind.",
+                      {{"kind", kind}});
 }
 Gauge& ModelsDiskBytes(MetricsRegistry& m) {
   return m.GetGauge("rlaif_models_disk_bytes", "Bytes of the checkpoints under <data_dir>/models.");
@@ -296,6 +306,9 @@ void Pipeline::RegisterMetrics() {
   ModelSwaps(metrics_);
   CheckpointsDeleted(metrics_);
   ModelsDiskBytes(metrics_);
+  if (config_.store_max_age_days > 0) {
+    for (const char* kind : {"prompts", "pairs", "labels", "dead"}) StorePurged(metrics_, kind);
+  }
   StoreWriteErrors(metrics_);
   PairsGenerated(metrics_);
 }
@@ -769,6 +782,7 @@ Status Pipeline::Start() {
   ingestor_.SetInterrupt([this] { return stop_.load() || paused_.load(); });
   ingest_thread_ = std::thread([this] { IngestLoop(); });
   trainer_thread_ = std::thread([this] { TrainerLoop(); });
+  if (config_.store_max_age_days > 0) retention_thread_ = std::thread([this] { RetentionLoop(); });
   storage::EventRecord ev{NowMs(), "start", "daemon", "rlaifd started", "{}"};
   (void)store_.AppendEvent(ev);
   return Status::Ok();
@@ -793,6 +807,62 @@ void Pipeline::Stop() {
   if (ingest_thread_.joinable()) ingest_thread_.join();
   ingestor_.SetInterrupt(nullptr);  // the Ingestor may outlive this Pipeline
   if (trainer_thread_.joinable()) trainer_thread_.join();
+  if (retention_thread_.joinable()) retention_thread_.join();
+}
+
+void Pipeline::RetentionLoop() {
+  // Like training, it yields to serving and ingest.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+  double due = MonotonicSeconds();  // a first pass right after the start
+  while (!stop_.load()) {
+    if (MonotonicSeconds() < due || StoreDegraded()) {
+      SleepFor(std::max(config_.poll_interval_s, 1.0));
+      continue;
+    }
+    due = MonotonicSeconds() + kRetentionIntervalS;
+    PurgeOldRecords();
+  }
+}
+
+Result<storage::PurgeStats> Pipeline::PurgeOldRecords() {
+  const int64_t cutoff =
+      NowMs() - static_cast<int64_t>(config_.store_max_age_days * 86400.0 * 1000.0);
+  const double t0 = MonotonicSeconds();
+  auto stats = store_.PurgeOlderThan(cutoff, [this] { return stop_.load(); });
+  if (!stats.ok()) {
+    if (IsStoreWriteError(stats.status())) {
+      StoreWriteFailed("retention cannot delete", stats.status());
+    } else {
+      spdlog::error("retention: {}", stats.status().ToString());
+    }
+    return stats;
+  }
+  for (const auto& [kind, n] :
+       std::vector<std::pair<const char*, int64_t>>{{"prompts", stats->prompts},
+                                                    {"pairs", stats->pairs},
+                                                    {"labels", stats->labels},
+                                                    {"dead", stats->dead}}) {
+    if (n > 0) StorePurged(metrics_, kind).Inc(static_cast<double>(n));
+  }
+  if (stats->Deleted() > 0) {
+    const std::string what = fmt::format(
+        "deleted {} prompts, {} pairs, {} labels and {} dead letters older than {} "
+        "(store.max_age_days = {}) in {:.1f} s; kept though old: {} queued, {} labelled since",
+        stats->prompts, stats->pairs, stats->labels, stats->dead, FormatTimeMs(cutoff),
+        config_.store_max_age_days, MonotonicSeconds() - t0, stats->kept_queued,
+        stats->kept_recent_labels);
+    spdlog::info("retention: {}", what);
+    (void)store_.AppendEvent({NowMs(), "purge", "daemon", what,
+                              nlohmann::json{{"prompts", stats->prompts},
+                                             {"pairs", stats->pairs},
+                                             {"labels", stats->labels},
+                                             {"dead", stats->dead},
+                                             {"kept_queued", stats->kept_queued},
+                                             {"kept_recent_labels", stats->kept_recent_labels},
+                                             {"cutoff", FormatTimeMs(cutoff)}}
+                                  .dump()});
+  }
+  return stats;
 }
 
 void Pipeline::SleepFor(double seconds) {
@@ -965,11 +1035,6 @@ void Pipeline::ProbeStore() {
   degraded_ = "store not writable: " + st.message() + " (" +
               std::to_string(store_probe_failures_) + " probes failed; next in " +
               std::to_string(static_cast<int>(std::ceil(backoff))) + " s)";
-}
-
-// A commit that failed because the store could not write (see StoreWriteFailed).
-static bool IsStoreWriteError(const Status& st) {
-  return st.code() == StatusCode::kIoError || st.code() == StatusCode::kUnavailable;
 }
 
 // A spent budget or an open circuit is the upstream's state, not the item's

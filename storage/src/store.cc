@@ -752,6 +752,145 @@ class RocksStore final : public Store {
     });
   }
 
+  Result<PurgeStats> PurgeOlderThan(int64_t cutoff_ms,
+                                    const std::function<bool()>& cancelled) override {
+    return Guarded("PurgeOlderThan", [&]() -> Result<PurgeStats> {
+      PurgeStats stats;
+      rocksdb::ManagedSnapshot snapshot(db_.get());
+      rocksdb::ReadOptions ro;
+      ro.snapshot = snapshot.snapshot();
+      ro.fill_cache = false;
+      // What is queued now; a queued prompt or pair is work not done yet.
+      std::unordered_set<std::string> queued;
+      {
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kQueue]));
+        for (it->SeekToFirst(); it->Valid(); it->Next()) {
+          if (it->key().size() > 9) queued.insert(it->key().ToString().substr(9));
+        }
+        if (!it->status().ok()) return FromRocks(it->status(), "scanning the queue");
+      }
+      constexpr size_t kBatch = 256;
+      std::vector<std::string> ids;
+      // Deletes the pairs in `ids` (still there, no label at or after the
+      // cutoff) with their labels, in one batch under the writers' lock (so
+      // no label is committed for a pair between the check and the delete).
+      auto flush_pairs = [&]() -> Status {
+        std::lock_guard lock(write_mu_);
+        Counters next = counters_;
+        rocksdb::WriteBatch batch;
+        rocksdb::ReadOptions now;
+        for (const auto& id : ids) {
+          auto exists = Exists(kPairs, id);
+          if (!exists.ok()) return exists.status();
+          if (!*exists) continue;
+          const std::string prefix = id + "/";
+          std::vector<std::string> labels;
+          bool recent = false;
+          std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(now, handles_[kLabels]));
+          for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+            auto label = DecodeLabel(it->value().ToString());
+            if (!label.ok())
+              return RecordCorruption(kLabels, it->key().ToStringView(), label.status());
+            if (label->created_at_ms >= cutoff_ms) recent = true;
+            labels.push_back(it->key().ToString());
+          }
+          if (!it->status().ok()) return FromRocks(it->status(), "reading labels");
+          if (recent) {
+            ++stats.kept_recent_labels;
+            continue;
+          }
+          for (const auto& key : labels) batch.Delete(handles_[kLabels], key);
+          batch.Delete(handles_[kPairs], id);
+          next.labels -= static_cast<int64_t>(labels.size());
+          next.labels_at_train =
+              std::max<int64_t>(0, next.labels_at_train - static_cast<int64_t>(labels.size()));
+          --next.pairs;
+          stats.labels += static_cast<int64_t>(labels.size());
+          ++stats.pairs;
+        }
+        ids.clear();
+        return Commit(&batch, next, "deleting pairs older than the retention");
+      };
+      auto flush_prompts = [&]() -> Status {
+        std::lock_guard lock(write_mu_);
+        Counters next = counters_;
+        rocksdb::WriteBatch batch;
+        for (const auto& id : ids) {
+          auto exists = Exists(kPrompts, id);
+          if (!exists.ok()) return exists.status();
+          if (!*exists) continue;
+          batch.Delete(handles_[kPrompts], id);
+          --next.prompts;
+          ++stats.prompts;
+        }
+        ids.clear();
+        return Commit(&batch, next, "deleting prompts older than the retention");
+      };
+      // Pairs first: a pair's label check reads labels, not its prompt.
+      for (Cf c : {kPairs, kPrompts}) {
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[c]));
+        size_t read = 0;
+        for (it->SeekToFirst(); it->Valid(); it->Next()) {
+          // A stop does not wait for the end of a long scan.
+          if (++read % 4096 == 0 && cancelled && cancelled()) return stats;
+          int64_t at = 0;
+          if (c == kPairs) {
+            auto pair = DecodePair(it->value().ToString());
+            if (!pair.ok()) return RecordCorruption(c, it->key().ToStringView(), pair.status());
+            at = pair->created_at_ms;
+          } else {
+            auto prompt = DecodePrompt(it->value().ToString());
+            if (!prompt.ok()) return RecordCorruption(c, it->key().ToStringView(), prompt.status());
+            at = prompt->ingested_at_ms;
+          }
+          if (at >= cutoff_ms) continue;
+          std::string id = it->key().ToString();
+          if (queued.count(id)) {
+            ++stats.kept_queued;
+            continue;
+          }
+          ids.push_back(std::move(id));
+          if (ids.size() >= kBatch) {
+            RLAIF_RETURN_IF_ERROR(c == kPairs ? flush_pairs() : flush_prompts());
+            if (cancelled && cancelled()) return stats;
+          }
+        }
+        if (!it->status().ok())
+          return FromRocks(it->status(), std::string("scanning ") + kCfNames[c]);
+        if (!ids.empty()) RLAIF_RETURN_IF_ERROR(c == kPairs ? flush_pairs() : flush_prompts());
+        if (cancelled && cancelled()) return stats;
+      }
+      // Dead letters: keys are <ms><seq>, oldest first.
+      std::string upper;
+      AppendBigEndian64(static_cast<uint64_t>(std::max<int64_t>(cutoff_ms, 0)), &upper);
+      for (Cf c : {kDead, kRejects}) {
+        for (;;) {
+          std::lock_guard lock(write_mu_);
+          Counters next = counters_;
+          rocksdb::WriteBatch batch;
+          rocksdb::Slice upper_slice(upper);
+          rocksdb::ReadOptions bounded;
+          bounded.iterate_upper_bound = &upper_slice;
+          std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(bounded, handles_[c]));
+          size_t n = 0;
+          for (it->SeekToFirst(); it->Valid() && n < kBatch; it->Next(), ++n) {
+            batch.Delete(handles_[c], it->key());
+          }
+          if (!it->status().ok())
+            return FromRocks(it->status(), std::string("scanning ") + kCfNames[c]);
+          if (n == 0) break;
+          next.dead -= static_cast<int64_t>(n);
+          if (c == kRejects) next.rejects -= static_cast<int64_t>(n);
+          RLAIF_RETURN_IF_ERROR(
+              Commit(&batch, next, "deleting dead letters older than the retention"));
+          stats.dead += static_cast<int64_t>(n);
+          if (cancelled && cancelled()) return stats;
+        }
+      }
+      return stats;
+    });
+  }
+
   Status MarkTrained(int64_t labels_at_snapshot) override {
     return Guarded("MarkTrained", [&]() -> Status {
       if (labels_at_snapshot < 0) {
@@ -1241,6 +1380,7 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     rocksdb::ColumnFamilyOptions blob_options = cf_options;
     blob_options.enable_blob_files = true;
     blob_options.min_blob_size = 512;
+    blob_options.enable_blob_garbage_collection = options.blob_gc;
     blob_options.blob_compression_type =
         options.compress_blobs ? cf_options.compression_per_level.back() : rocksdb::kNoCompression;
     for (const std::string& name : names) {

@@ -37,6 +37,7 @@ TEST(ConfigTest, AcceptsTheIssueConfig) {
   EXPECT_EQ(cfg->sampling.key, "line");
   EXPECT_TRUE(cfg->store_compress_blobs);
   EXPECT_EQ(cfg->store_max_rejected_lines, 100000);
+  EXPECT_DOUBLE_EQ(cfg->store_max_age_days, 0);  // keep everything
   EXPECT_EQ(cfg->generator.model, "sim-sft");
   EXPECT_DOUBLE_EQ(cfg->generator.temperature, 0.9);
   EXPECT_EQ(cfg->generator.concurrency, 8);

@@ -723,5 +723,37 @@ TEST_F(RefreshPipelineTest, OlderCheckpointsBeyondKeepModelsAreDeleted) {
     EXPECT_TRUE(on_disk(v)) << v;
   }
 }
+
+// store.max_age_days: the pipeline's retention pass runs right after the
+// start (then hourly), deletes what is older, counts it and records a
+// `purge` event. (What is and is not deleted: StoreTest.PurgeOlderThan*.)
+TEST_F(RefreshPipelineTest, RetentionDeletesRecordsOlderThanMaxAge) {
+  pipeline_->Stop();
+  const int64_t day = 86400LL * 1000;
+  storage::IngestCommitStats cs;
+  ASSERT_TRUE(
+      store_
+          ->CommitIngest({.path = dir_.Sub("logs/a.jsonl")}, {},
+                         {{"generate", "identical_responses", "x", "p1", "", NowMs() - 3 * day},
+                          {"judge", "unparseable_verdict", "x", "q1", "", NowMs() - day / 2}},
+                         &cs)
+          .ok());
+  ASSERT_EQ(store_->Counts().dead, 2);
+  Reconfigure([](Config& c) { c.store_max_age_days = 1; });
+  const double deadline = MonotonicSeconds() + 60;
+  while (store_->Counts().dead != 1 && MonotonicSeconds() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(store_->Counts().dead, 1);
+  EXPECT_EQ(metrics_.GetCounter("rlaif_store_purged_total", "", {{"kind", "dead"}}).Value(), 1);
+  auto events = store_->RecentEvents(50);
+  ASSERT_TRUE(events.ok());
+  bool logged = false;
+  for (const auto& e : *events) {
+    logged = logged || (e.kind == "purge" && e.message.find("1 dead letters") != std::string::npos);
+  }
+  EXPECT_TRUE(logged);
+}
+
 }  // namespace
 }  // namespace rlaif::daemon

@@ -685,6 +685,101 @@ TEST_F(StoreTest, EventsAreNewestFirst) {
   EXPECT_TRUE(store_->RecentEvents(0).value().empty());
 }
 
+// Retention: what is older than the cutoff goes (a prompt, a pair with
+// its labels, dead letters of every stage), except work still queued and a
+// pair labelled since the cutoff; the counters follow, labels_since_train
+// does not move for labels already trained on, and a second pass finds
+// nothing.
+TEST_F(StoreTest, PurgeOlderThanDeletesOldRecordsButNotQueuedOrRecentlyLabelled) {
+  constexpr int64_t kCutoff = 10000;
+  auto prompt = [](const std::string& id, int64_t at) {
+    PromptRecord p = Prompt(id);
+    p.ingested_at_ms = at;
+    return p;
+  };
+  Ingest({prompt("p_old1", 1000), prompt("p_old2", 1000), prompt("p_new", 20000),
+          prompt("p_oldq", 1000)},
+         nullptr,
+         {{"ingest", "bad_json", "x", "a.jsonl:1", "{", 1000},
+          {"ingest", "bad_json", "x", "a.jsonl:2", "{", 20000}});
+  auto pair = [](const std::string& id, const std::string& prompt_id, int64_t at) {
+    PairRecord p = Pair(id, prompt_id);
+    p.created_at_ms = at;
+    return p;
+  };
+  ASSERT_TRUE(
+      store_->CommitPairs(GenerateItem("p_old1"), {pair("pair_old1", "p_old1", 1000)}).ok());
+  ASSERT_TRUE(store_
+                  ->CommitPairs(GenerateItem("p_old2"), {pair("pair_old2", "p_old2", 1000),
+                                                         pair("pair_oldq", "p_old2", 1000)})
+                  .ok());
+  ASSERT_TRUE(store_->CommitPairs(GenerateItem("p_new"), {pair("pair_new", "p_new", 20000)}).ok());
+  auto judge_item = [&](const std::string& id) {
+    for (const WorkItem& item : Peek(Stage::kJudge)) {
+      if (item.id == id) return item;
+    }
+    ADD_FAILURE() << "no judge work for " << id;
+    return WorkItem{};
+  };
+  auto label = [](const std::string& pair_id, int64_t at) {
+    LabelRecord l = Label(pair_id, "overall");
+    l.created_at_ms = at;
+    return l;
+  };
+  ASSERT_TRUE(store_->CommitLabels(judge_item("pair_old1"), {label("pair_old1", 2000)}).ok());
+  ASSERT_TRUE(store_->CommitLabels(judge_item("pair_old2"), {label("pair_old2", 2000)}).ok());
+  ASSERT_TRUE(store_->CommitLabels(judge_item("pair_new"), {label("pair_new", 21000)}).ok());
+  LabelRecord human = label("pair_old2", 15000);  // a human label since the cutoff keeps it
+  human.judge = "human";
+  human.source = "human";
+  ASSERT_TRUE(store_->CommitLabels(WorkItem{}, {human}).ok());
+  Ingest({}, nullptr, {{"generate", "identical_responses", "x", "p9", "", 1000}});
+  StoreCounts before = store_->Counts();
+  ASSERT_EQ(before.prompts, 4);
+  ASSERT_EQ(before.pairs, 4);
+  ASSERT_EQ(before.labels, 4);
+  ASSERT_EQ(before.dead, 3);
+  ASSERT_TRUE(store_->MarkTrained(before.labels).ok());
+  LabelRecord second = label("pair_new", 22000);
+  second.dimension = "style";
+  ASSERT_TRUE(store_->CommitLabels(WorkItem{}, {second}).ok());
+  ASSERT_EQ(store_->Counts().labels_since_train, 1);
+
+  auto purged = store_->PurgeOlderThan(kCutoff, nullptr);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  EXPECT_EQ(purged->pairs, 1);               // pair_old1
+  EXPECT_EQ(purged->labels, 1);              // its label
+  EXPECT_EQ(purged->prompts, 2);             // p_old1, p_old2 (p_oldq waits for generation)
+  EXPECT_EQ(purged->dead, 2);                // the old rejected line, the old generate dead letter
+  EXPECT_EQ(purged->kept_recent_labels, 1);  // pair_old2
+  EXPECT_EQ(purged->kept_queued, 2);         // pair_oldq (judge queue), p_oldq (generate queue)
+  StoreCounts after = store_->Counts();
+  EXPECT_EQ(after.prompts, 2);
+  EXPECT_EQ(after.pairs, 3);
+  EXPECT_EQ(after.labels, 4);
+  EXPECT_EQ(after.dead, 1);
+  EXPECT_EQ(after.labels_since_train, 1);
+  EXPECT_FALSE(store_->GetPair("pair_old1")->has_value());
+  EXPECT_FALSE(store_->HasLabel("pair_old1", "overall", "judge-1").value());
+  EXPECT_TRUE(store_->GetPair("pair_old2")->has_value());
+  EXPECT_TRUE(store_->GetPair("pair_oldq")->has_value());
+  EXPECT_TRUE(store_->GetPrompt("p_oldq")->has_value());
+  EXPECT_FALSE(store_->GetPrompt("p_old1")->has_value());
+  std::vector<DeadLetter> letters = DeadLetters();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].at_ms, 20000);
+
+  auto again = store_->PurgeOlderThan(kCutoff, nullptr);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->Deleted(), 0);
+  Reopen();  // the counters were committed with the deletions
+  StoreCounts reopened = store_->Counts();
+  EXPECT_EQ(reopened.prompts, 2);
+  EXPECT_EQ(reopened.pairs, 3);
+  EXPECT_EQ(reopened.labels, 4);
+  EXPECT_EQ(reopened.dead, 1);
+}
+
 TEST_F(StoreTest, MarkTrainedCountsLabelsSinceTheSnapshot) {
   auto add_labels = [&](const std::string& pair, std::vector<std::string> dims) {
     std::vector<LabelRecord> labels;

@@ -266,6 +266,10 @@ struct Config {
   // Rejected log lines' dead letters kept (text cut to 4 KiB), oldest deleted
   // first; 0 = no bound. Every rejection is counted whether kept or not.
   int64_t store_max_rejected_lines = 100000;
+  // Retention: prompts, pairs (with their labels) and dead letters older
+  // than this many days are deleted, hourly (Store::PurgeOlderThan); queued
+  // work and pairs labelled since are kept. 0 = keep everything.
+  double store_max_age_days = 0;
   GeneratorConfig generator;  // required
   JudgeConfig judge;          // required
   TrainerConfig trainer;

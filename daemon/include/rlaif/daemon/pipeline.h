@@ -133,6 +133,11 @@ class Pipeline {
   // event; a marked version whose directory was copied back is unmarked.
   // Start and every training run call it.
   Status PruneModels();
+  // Deletes what is older than store.max_age_days (Store::PurgeOlderThan),
+  // with metrics and a `purge` event; a thread calls it hourly (and right
+  // after the start) when store.max_age_days > 0.
+  Result<storage::PurgeStats> PurgeOldRecords();
+  static constexpr double kRetentionIntervalS = 3600;
   // Registers a checkpoint trained elsewhere (e.g. `rlaifd train --out
   // <data_dir>/models/<version>`) as a candidate, after loading it to validate
   // it. `version` must name a directory directly under <data_dir>/models
@@ -256,6 +261,8 @@ class Pipeline {
   std::unique_ptr<StagePool> judge_pool_;
   std::thread ingest_thread_;
   std::thread trainer_thread_;
+  std::thread retention_thread_;  // only with store.max_age_days > 0
+  void RetentionLoop();
 
   mutable std::mutex mu_;  // guards training_, degraded_, train_requested_, attempts_
   TrainingStatus training_;

@@ -57,6 +57,12 @@ struct StoreOptions {
   // files already written keep their compression and stay readable either way.
   bool compress_blobs = true;
 
+  // Garbage collection of blob files (where prompt and pair values live):
+  // needed for the space of deleted prompts and pairs to return (retention,
+  // PurgeOlderThan); off by default because, without deletions, it only
+  // rewrites live values during compactions.
+  bool blob_gc = false;
+
   // Dead letters of rejected log lines (stage "ingest": the line's text, cut
   // to 4 KiB, with file:offset and the reason) kept at most; the oldest are
   // deleted first. 0 = no bound. A source in the wrong format rejects every
@@ -81,6 +87,17 @@ struct StoreCounts {
   int64_t queue_generate = 0;
   int64_t queue_judge = 0;
   int64_t labels_since_train = 0;  // labels committed since the last MarkTrained
+};
+
+// What PurgeOlderThan deleted, and what it kept although old.
+struct PurgeStats {
+  int64_t prompts = 0;
+  int64_t pairs = 0;
+  int64_t labels = 0;
+  int64_t dead = 0;                // dead letters of every stage (rejected log lines included)
+  int64_t kept_queued = 0;         // old prompts or pairs still queued: kept until done
+  int64_t kept_recent_labels = 0;  // old pairs labelled at or after the cutoff: kept
+  int64_t Deleted() const { return prompts + pairs + labels + dead; }
 };
 
 struct IngestCommitStats {
@@ -205,6 +222,19 @@ class Store {
   // `labels_at_snapshot` is the label count the run trained on; labels that
   // arrived during the run still count toward the next one.
   virtual Status MarkTrained(int64_t labels_at_snapshot) = 0;
+
+  // Retention (config store.max_age_days): deletes what is older than
+  // `cutoff_ms` — prompts (ingested_at_ms) not queued for generation; pairs
+  // (created_at_ms) not queued for judging and without a label at or after
+  // the cutoff (a human label or a backfill keeps a pair), with their
+  // labels; dead letters (at_ms) of every stage. The counters follow, and
+  // labels_since_train is unchanged by labels already trained on. Reads the
+  // prompts and pairs once (a full scan, on a snapshot, not cached); writes
+  // in batches, releasing the writers' lock between them, and stops between
+  // batches when `cancelled` returns true (what was deleted stays deleted).
+  // Disk space returns as RocksDB compacts (StoreOptions::blob_gc).
+  virtual Result<PurgeStats> PurgeOlderThan(int64_t cutoff_ms,
+                                            const std::function<bool()>& cancelled) = 0;
 
   // Model registry.
   virtual Status PutModel(const ModelRecord& model) = 0;
