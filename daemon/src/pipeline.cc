@@ -819,7 +819,10 @@ void Pipeline::RetentionLoop() {
       SleepFor(std::max(config_.poll_interval_s, 1.0));
       continue;
     }
-    due = MonotonicSeconds() + kRetentionIntervalS;
+    // A tenth of the age, between an hour and a day: each pass reads the
+    // prompts and pairs once.
+    due =
+        MonotonicSeconds() + std::clamp(config_.store_max_age_days * 86400.0 / 10, 3600.0, 86400.0);
     PurgeOldRecords();
   }
 }
@@ -1465,7 +1468,7 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   // The labels this run consumes once it finishes (promoted, rejected or
   // skipped). A failed run leaves them counted as new: the trigger stays
   // armed, and the backoff above decides when the next automatic run goes.
-  const int64_t labels_at = store_.Counts().labels;
+  const int64_t labels_at = store_.Counts().labels_committed;
   std::vector<DatedPair> dated_train;
   std::vector<trainer::PreferencePair> holdout;
   int64_t newest_label_ms = 0;

@@ -65,8 +65,11 @@ constexpr char kLiveVersionKey[] = "live_version";
 constexpr char kNextSeqKey[] = "seq/next";
 constexpr size_t kMaxDeadRawBytes = 4096;
 
-// Persisted counters. labels_since_train is derived (labels - labels_at_train)
-// rather than stored, so MarkTrained needs no knowledge of labels in flight.
+// Persisted counters. labels_since_train is derived (labels_committed -
+// labels_at_train) rather than stored, so MarkTrained needs no knowledge of
+// labels in flight; labels_committed only grows (the retention deleting old
+// labels, even during a run, does not move it), so neither does the count
+// since the last run.
 struct Counters {
   int64_t prompts = 0;
   int64_t pairs = 0;
@@ -76,6 +79,7 @@ struct Counters {
   int64_t queue_generate = 0;
   int64_t queue_judge = 0;
   int64_t labels_at_train = 0;
+  int64_t labels_committed = 0;  // every label ever committed (labels counts those kept)
 };
 
 struct CounterField {
@@ -91,6 +95,7 @@ constexpr CounterField kCounterFields[] = {
     {"count/queue_generate", &Counters::queue_generate},
     {"count/queue_judge", &Counters::queue_judge},
     {"count/labels_at_train", &Counters::labels_at_train},
+    {"count/labels_committed", &Counters::labels_committed},
 };
 
 void AppendBigEndian64(uint64_t v, std::string* out) {
@@ -321,6 +326,7 @@ class RocksStore final : public Store {
         if (*exists) continue;
         batch.Put(handles_[kLabels], key, EncodeLabel(l));
         ++next.labels;
+        ++next.labels_committed;
         ++local.labels;
       }
       if (in.max_generate_queue > 0 && next.queue_generate > in.max_generate_queue) {
@@ -447,6 +453,7 @@ class RocksStore final : public Store {
         if (*exists) continue;
         batch.Put(handles_[kLabels], key, EncodeLabel(l));
         ++next.labels;
+        ++next.labels_committed;
       }
       return Commit(&batch, next, "labels commit for pair " + item.id);
     });
@@ -532,6 +539,7 @@ class RocksStore final : public Store {
         batch.Delete(handles_[kDead], key);
         --next.dead;
         batch.Put(handles_[kQueue], QueueKey(stage, now, ref), "");
+        if (purging_) queued_while_purging_.insert(ref);
         ++(stage == Stage::kGenerate ? next.queue_generate : next.queue_judge);
         ++out.requeued;
       }
@@ -635,6 +643,7 @@ class RocksStore final : public Store {
         if (!exists.ok()) return exists.status();
         if (!*exists) continue;
         batch.Put(handles_[kQueue], QueueKey(Stage::kJudge, now, id), "");
+        if (purging_) queued_while_purging_.insert(id);
         ++next.queue_judge;
         ++out.queued;
         for (const auto& d : missing) ++out.missing[d];
@@ -668,7 +677,9 @@ class RocksStore final : public Store {
     c.dead = counters_.dead;
     c.queue_generate = counters_.queue_generate;
     c.queue_judge = counters_.queue_judge;
-    c.labels_since_train = std::max<int64_t>(0, counters_.labels - counters_.labels_at_train);
+    c.labels_committed = counters_.labels_committed;
+    c.labels_since_train =
+        std::max<int64_t>(0, counters_.labels_committed - counters_.labels_at_train);
     return c;
   }
 
@@ -756,12 +767,26 @@ class RocksStore final : public Store {
                                     const std::function<bool()>& cancelled) override {
     return Guarded("PurgeOlderThan", [&]() -> Result<PurgeStats> {
       PurgeStats stats;
-      rocksdb::ManagedSnapshot snapshot(db_.get());
+      {
+        std::lock_guard lock(write_mu_);
+        purging_ = true;
+        queued_while_purging_.clear();
+      }
+      struct Done {
+        RocksStore* self;
+        ~Done() {
+          std::lock_guard lock(self->write_mu_);
+          self->purging_ = false;
+          self->queued_while_purging_.clear();
+        }
+      } done{this};
+      auto stop = [&] { return cancelled && cancelled(); };
       rocksdb::ReadOptions ro;
-      ro.snapshot = snapshot.snapshot();
       ro.fill_cache = false;
-      // What is queued now; a queued prompt or pair is work not done yet.
+      // What is queued now (work not done yet), and the prompts of queued
+      // pairs (the judge may need a prompt's logged response).
       std::unordered_set<std::string> queued;
+      std::unordered_set<std::string> keep_prompts;
       {
         std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kQueue]));
         for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -769,17 +794,22 @@ class RocksStore final : public Store {
         }
         if (!it->status().ok()) return FromRocks(it->status(), "scanning the queue");
       }
-      constexpr size_t kBatch = 256;
-      std::vector<std::string> ids;
-      // Deletes the pairs in `ids` (still there, no label at or after the
-      // cutoff) with their labels, in one batch under the writers' lock (so
-      // no label is committed for a pair between the check and the delete).
+      // Under the writers' lock, so that nothing is queued again or labelled
+      // between the check and the delete.
+      auto requeued = [&](const std::string& id) { return queued_while_purging_.count(id) > 0; };
+      constexpr size_t kBatch = 64;
+      std::vector<std::pair<std::string, std::string>> ids;  // id, the pair's prompt id
       auto flush_pairs = [&]() -> Status {
         std::lock_guard lock(write_mu_);
         Counters next = counters_;
         rocksdb::WriteBatch batch;
         rocksdb::ReadOptions now;
-        for (const auto& id : ids) {
+        for (const auto& [id, prompt_id] : ids) {
+          if (requeued(id)) {
+            ++stats.kept_queued;
+            keep_prompts.insert(prompt_id);
+            continue;
+          }
           auto exists = Exists(kPairs, id);
           if (!exists.ok()) return exists.status();
           if (!*exists) continue;
@@ -797,13 +827,12 @@ class RocksStore final : public Store {
           if (!it->status().ok()) return FromRocks(it->status(), "reading labels");
           if (recent) {
             ++stats.kept_recent_labels;
+            keep_prompts.insert(prompt_id);
             continue;
           }
           for (const auto& key : labels) batch.Delete(handles_[kLabels], key);
           batch.Delete(handles_[kPairs], id);
           next.labels -= static_cast<int64_t>(labels.size());
-          next.labels_at_train =
-              std::max<int64_t>(0, next.labels_at_train - static_cast<int64_t>(labels.size()));
           --next.pairs;
           stats.labels += static_cast<int64_t>(labels.size());
           ++stats.pairs;
@@ -815,7 +844,11 @@ class RocksStore final : public Store {
         std::lock_guard lock(write_mu_);
         Counters next = counters_;
         rocksdb::WriteBatch batch;
-        for (const auto& id : ids) {
+        for (const auto& [id, unused] : ids) {
+          if (requeued(id)) {
+            ++stats.kept_queued;
+            continue;
+          }
           auto exists = Exists(kPrompts, id);
           if (!exists.ok()) return exists.status();
           if (!*exists) continue;
@@ -826,65 +859,95 @@ class RocksStore final : public Store {
         ids.clear();
         return Commit(&batch, next, "deleting prompts older than the retention");
       };
-      // Pairs first: a pair's label check reads labels, not its prompt.
+      // Pairs first: which prompts queued or kept pairs need is known before
+      // the prompts are read. The iterator is renewed every few thousand
+      // records: one held for a whole scan would pin every file (and the
+      // queue's deleted keys) it saw for as long.
       for (Cf c : {kPairs, kPrompts}) {
-        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[c]));
-        size_t read = 0;
-        for (it->SeekToFirst(); it->Valid(); it->Next()) {
-          // A stop does not wait for the end of a long scan.
-          if (++read % 4096 == 0 && cancelled && cancelled()) return stats;
-          int64_t at = 0;
-          if (c == kPairs) {
-            auto pair = DecodePair(it->value().ToString());
-            if (!pair.ok()) return RecordCorruption(c, it->key().ToStringView(), pair.status());
-            at = pair->created_at_ms;
+        std::string last;
+        for (bool more = true; more;) {
+          std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[c]));
+          if (last.empty()) {
+            it->SeekToFirst();
           } else {
-            auto prompt = DecodePrompt(it->value().ToString());
-            if (!prompt.ok()) return RecordCorruption(c, it->key().ToStringView(), prompt.status());
-            at = prompt->ingested_at_ms;
+            it->Seek(last);
+            if (it->Valid() && it->key() == rocksdb::Slice(last)) it->Next();
           }
-          if (at >= cutoff_ms) continue;
-          std::string id = it->key().ToString();
-          if (queued.count(id)) {
-            ++stats.kept_queued;
-            continue;
+          more = false;
+          for (size_t read = 0; it->Valid(); it->Next()) {
+            if (++read > 4096) {
+              more = true;
+              break;
+            }
+            last = it->key().ToString();
+            int64_t at = 0;
+            std::string prompt_id;
+            if (c == kPairs) {
+              auto pair = DecodePair(it->value().ToString());
+              if (!pair.ok()) return RecordCorruption(c, it->key().ToStringView(), pair.status());
+              at = pair->created_at_ms;
+              prompt_id = pair->prompt_id;
+            } else {
+              auto prompt = DecodePrompt(it->value().ToString());
+              if (!prompt.ok())
+                return RecordCorruption(c, it->key().ToStringView(), prompt.status());
+              at = prompt->ingested_at_ms;
+            }
+            const bool is_queued = queued.count(last) > 0;
+            if (c == kPairs && is_queued) keep_prompts.insert(prompt_id);
+            if (at >= cutoff_ms) continue;
+            if (is_queued || (c == kPrompts && keep_prompts.count(last))) {
+              ++stats.kept_queued;
+              continue;
+            }
+            ids.emplace_back(last, std::move(prompt_id));
+            if (ids.size() >= kBatch) {
+              RLAIF_RETURN_IF_ERROR(c == kPairs ? flush_pairs() : flush_prompts());
+              if (stop()) return stats;
+            }
           }
-          ids.push_back(std::move(id));
-          if (ids.size() >= kBatch) {
-            RLAIF_RETURN_IF_ERROR(c == kPairs ? flush_pairs() : flush_prompts());
-            if (cancelled && cancelled()) return stats;
+          if (!it->status().ok()) {
+            return FromRocks(it->status(), std::string("scanning ") + kCfNames[c]);
           }
+          if (stop()) return stats;  // a stop does not wait for the end of a long scan
         }
-        if (!it->status().ok())
-          return FromRocks(it->status(), std::string("scanning ") + kCfNames[c]);
         if (!ids.empty()) RLAIF_RETURN_IF_ERROR(c == kPairs ? flush_pairs() : flush_prompts());
-        if (cancelled && cancelled()) return stats;
+        if (stop()) return stats;
       }
-      // Dead letters: keys are <ms><seq>, oldest first.
+      // Dead letters: keys are <ms><seq>, oldest first. Each batch starts
+      // past the last one's keys (not at the first key, which would step over
+      // every deletion before it again).
       std::string upper;
       AppendBigEndian64(static_cast<uint64_t>(std::max<int64_t>(cutoff_ms, 0)), &upper);
       for (Cf c : {kDead, kRejects}) {
+        std::string lower;
         for (;;) {
           std::lock_guard lock(write_mu_);
           Counters next = counters_;
           rocksdb::WriteBatch batch;
           rocksdb::Slice upper_slice(upper);
+          rocksdb::Slice lower_slice(lower);
           rocksdb::ReadOptions bounded;
           bounded.iterate_upper_bound = &upper_slice;
+          if (!lower.empty()) bounded.iterate_lower_bound = &lower_slice;
           std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(bounded, handles_[c]));
           size_t n = 0;
-          for (it->SeekToFirst(); it->Valid() && n < kBatch; it->Next(), ++n) {
+          std::string last;
+          for (it->SeekToFirst(); it->Valid() && n < kBatch * 4; it->Next(), ++n) {
             batch.Delete(handles_[c], it->key());
+            last = it->key().ToString();
           }
-          if (!it->status().ok())
+          if (!it->status().ok()) {
             return FromRocks(it->status(), std::string("scanning ") + kCfNames[c]);
+          }
           if (n == 0) break;
           next.dead -= static_cast<int64_t>(n);
           if (c == kRejects) next.rejects -= static_cast<int64_t>(n);
           RLAIF_RETURN_IF_ERROR(
               Commit(&batch, next, "deleting dead letters older than the retention"));
           stats.dead += static_cast<int64_t>(n);
-          if (cancelled && cancelled()) return stats;
+          lower = last + '\0';
+          if (stop()) return stats;
         }
       }
       return stats;
@@ -1137,6 +1200,7 @@ class RocksStore final : public Store {
 
   Status LoadCounters() {
     Counters loaded;
+    bool committed_known = false;
     for (const CounterField& f : kCounterFields) {
       auto raw = GetRaw(kMeta, f.key);
       if (!raw.ok()) return raw.status();
@@ -1144,7 +1208,10 @@ class RocksStore final : public Store {
       auto v = ParseCounter(f.key, **raw);
       if (!v.ok()) return v.status();
       loaded.*f.field = *v;
+      committed_known = committed_known || f.field == &Counters::labels_committed;
     }
+    // A store from before the counter: nothing was ever deleted from it.
+    if (!committed_known) loaded.labels_committed = loaded.labels;
     std::lock_guard lock(counts_mu_);
     counters_ = loaded;
     return Status::Ok();
@@ -1312,6 +1379,10 @@ class RocksStore final : public Store {
   rocksdb::WriteOptions write_options_;
 
   std::mutex write_mu_;         // serializes every write (and its read-checks)
+  // While PurgeOlderThan runs (guarded by write_mu_): ids queued again since
+  // it read the queue (RequeueDeadLetters, QueueJudgeBackfill), which it keeps.
+  bool purging_ = false;
+  std::unordered_set<std::string> queued_while_purging_;
   std::mutex backfill_mu_;      // one QueueJudgeBackfill at a time (its scan is outside write_mu_)
   uint64_t next_seq_ = 0;       // guarded by write_mu_
   std::string rejects_floor_;   // guarded by write_mu_: first kRejects key after the last prune

@@ -749,12 +749,13 @@ TEST_F(StoreTest, PurgeOlderThanDeletesOldRecordsButNotQueuedOrRecentlyLabelled)
   ASSERT_TRUE(purged.ok()) << purged.status().ToString();
   EXPECT_EQ(purged->pairs, 1);               // pair_old1
   EXPECT_EQ(purged->labels, 1);              // its label
-  EXPECT_EQ(purged->prompts, 2);             // p_old1, p_old2 (p_oldq waits for generation)
+  EXPECT_EQ(purged->prompts, 1);  // p_old1 (p_oldq waits for generation, p_old2 for its pair)
   EXPECT_EQ(purged->dead, 2);                // the old rejected line, the old generate dead letter
   EXPECT_EQ(purged->kept_recent_labels, 1);  // pair_old2
-  EXPECT_EQ(purged->kept_queued, 2);         // pair_oldq (judge queue), p_oldq (generate queue)
+  // pair_oldq (judge queue), p_oldq (generate queue), p_old2 (the prompt of a queued pair)
+  EXPECT_EQ(purged->kept_queued, 3);
   StoreCounts after = store_->Counts();
-  EXPECT_EQ(after.prompts, 2);
+  EXPECT_EQ(after.prompts, 3);
   EXPECT_EQ(after.pairs, 3);
   EXPECT_EQ(after.labels, 4);
   EXPECT_EQ(after.dead, 1);
@@ -774,10 +775,84 @@ TEST_F(StoreTest, PurgeOlderThanDeletesOldRecordsButNotQueuedOrRecentlyLabelled)
   EXPECT_EQ(again->Deleted(), 0);
   Reopen();  // the counters were committed with the deletions
   StoreCounts reopened = store_->Counts();
-  EXPECT_EQ(reopened.prompts, 2);
+  EXPECT_EQ(reopened.prompts, 3);
   EXPECT_EQ(reopened.pairs, 3);
   EXPECT_EQ(reopened.labels, 4);
   EXPECT_EQ(reopened.dead, 1);
+  EXPECT_TRUE(store_->GetPrompt("p_old2")->has_value());
+  EXPECT_EQ(reopened.labels_since_train, 1);
+}
+
+// A purge during a training run: the run's MarkTrained takes the labels
+// committed when it started, and deleted labels do not make the next run
+// wait for labels that never come.
+TEST_F(StoreTest, PurgeDuringARunKeepsTheCountSinceTraining) {
+  Ingest({Prompt("p1")});
+  PairRecord old = Pair("pair1", "p1");
+  old.created_at_ms = 1000;
+  ASSERT_TRUE(store_->CommitPairs(GenerateItem("p1"), {old}).ok());
+  LabelRecord l = Label("pair1", "overall");
+  l.created_at_ms = 1000;
+  ASSERT_TRUE(store_->CommitLabels(Peek(Stage::kJudge)[0], {l}).ok());
+  const int64_t run_started_with = store_->Counts().labels_committed;  // the run takes its data
+  ASSERT_TRUE(store_->PurgeOlderThan(10000, nullptr).ok());
+  EXPECT_EQ(store_->Counts().labels, 0);
+  ASSERT_TRUE(store_->MarkTrained(run_started_with).ok());  // the run ends
+  LabelRecord fresh = Label("pair2", "overall");
+  ASSERT_TRUE(store_->CommitLabels(WorkItem{}, {fresh}).ok());
+  EXPECT_EQ(store_->Counts().labels_since_train, 1);
+}
+
+// Batches: hundreds of old records go in several writes; a record queued
+// again while the purge runs (a backfill, a re-queued dead letter) is kept.
+TEST_F(StoreTest, PurgeOlderThanWorksInBatchesAndKeepsWhatIsQueuedMeanwhile) {
+  std::vector<PromptRecord> prompts;
+  for (int i = 0; i < 150; ++i) {
+    PromptRecord p = Prompt("p" + std::to_string(i));
+    p.ingested_at_ms = 1000;
+    prompts.push_back(p);
+  }
+  std::vector<DeadLetter> rejected;
+  for (int i = 0; i < 600; ++i) {
+    rejected.push_back({"ingest", "bad_json", "x", "a.jsonl:" + std::to_string(i), "{", 1000 + i});
+  }
+  Ingest(prompts, nullptr, rejected);
+  // The prompts leave the generate queue: p0 as a pair (labelled, old), the
+  // others as dead letters (old).
+  PairRecord pair = Pair("pair0", "p0");
+  pair.created_at_ms = 1000;
+  ASSERT_TRUE(store_->CommitPairs(GenerateItem("p0"), {pair}).ok());
+  LabelRecord l = Label("pair0", "overall");
+  l.created_at_ms = 1000;
+  ASSERT_TRUE(store_->CommitLabels(Peek(Stage::kJudge)[0], {l}).ok());
+  for (const WorkItem& item : Peek(Stage::kGenerate, 1000)) {
+    ASSERT_TRUE(
+        store_->DeadLetterWork(Stage::kGenerate, item, {"generate", "x", "x", item.id, "", 1000})
+            .ok());
+  }
+  ASSERT_EQ(store_->Counts().queue_generate, 0);
+  ASSERT_EQ(store_->Counts().dead, 600 + 149);
+  // While the purge reads, pair0 is queued to be judged on a new dimension.
+  bool backfilled = false;
+  auto purged = store_->PurgeOlderThan(10000, [&] {
+    if (!backfilled) {
+      backfilled = true;
+      auto r = store_->QueueJudgeBackfill({"overall", "style"}, "", "judge-1", 100);
+      EXPECT_TRUE(r.ok() && r->queued == 1);
+    }
+    return false;
+  });
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  EXPECT_EQ(purged->pairs, 0);
+  EXPECT_EQ(purged->kept_queued, 2);  // pair0, and p0 (its prompt)
+  EXPECT_EQ(purged->prompts, 149);
+  EXPECT_EQ(purged->dead, 600 + 149);
+  StoreCounts c = store_->Counts();
+  EXPECT_EQ(c.prompts, 1);
+  EXPECT_EQ(c.pairs, 1);
+  EXPECT_EQ(c.dead, 0);
+  EXPECT_EQ(c.queue_judge, 1);
+  EXPECT_TRUE(DeadLetters().empty());
 }
 
 TEST_F(StoreTest, MarkTrainedCountsLabelsSinceTheSnapshot) {

@@ -134,10 +134,10 @@ class Pipeline {
   // Start and every training run call it.
   Status PruneModels();
   // Deletes what is older than store.max_age_days (Store::PurgeOlderThan),
-  // with metrics and a `purge` event; a thread calls it hourly (and right
-  // after the start) when store.max_age_days > 0.
+  // with metrics and a `purge` event; a thread calls it right after the
+  // start, then every tenth of the age (at least hourly, at most daily),
+  // when store.max_age_days > 0.
   Result<storage::PurgeStats> PurgeOldRecords();
-  static constexpr double kRetentionIntervalS = 3600;
   // Registers a checkpoint trained elsewhere (e.g. `rlaifd train --out
   // <data_dir>/models/<version>`) as a candidate, after loading it to validate
   // it. `version` must name a directory directly under <data_dir>/models

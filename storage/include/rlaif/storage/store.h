@@ -87,6 +87,9 @@ struct StoreCounts {
   int64_t queue_generate = 0;
   int64_t queue_judge = 0;
   int64_t labels_since_train = 0;  // labels committed since the last MarkTrained
+  // Every label ever committed (labels minus those the retention deleted);
+  // what MarkTrained takes.
+  int64_t labels_committed = 0;
 };
 
 // What PurgeOlderThan deleted, and what it kept although old.
@@ -219,8 +222,9 @@ class Store {
   virtual Status ForEachDeadLetter(const std::function<bool(const DeadLetter&)>& fn) = 0;
 
   // Training bookkeeping: resets labels_since_train to 0 minus nothing else.
-  // `labels_at_snapshot` is the label count the run trained on; labels that
-  // arrived during the run still count toward the next one.
+  // `labels_at_snapshot` is StoreCounts::labels_committed when the run took
+  // its data; labels that arrived during the run still count toward the
+  // next one.
   virtual Status MarkTrained(int64_t labels_at_snapshot) = 0;
 
   // Retention (config store.max_age_days): deletes what is older than
