@@ -1,5 +1,6 @@
 #include "rlaif/common/disk.h"
 
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <filesystem>
@@ -17,8 +18,10 @@ uint64_t DirectoryBytes(const std::string& dir) {
     // A symbolic link counts nothing (it may point anywhere, or at a file
     // counted already); the iterator does not follow directory links.
     if (!fs::is_regular_file(it->symlink_status(file_ec))) continue;
-    const uintmax_t size = it->file_size(file_ec);
-    if (!file_ec) bytes += size;
+    // The blocks it takes (as du counts), not its length: RocksDB
+    // preallocates its log files, so the length says too little.
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) == 0) bytes += static_cast<uint64_t>(st.st_blocks) * 512;
   }
   return bytes;
 }

@@ -26,6 +26,7 @@
 #include "rlaif/common/build_info.h"
 #include "rlaif/common/clock.h"
 #include "rlaif/common/disk.h"
+#include "rlaif/common/process_stats.h"
 #include "rlaif/daemon/backup.h"
 #include "rlaif/trainer/compute.h"
 #include "status_page.h"
@@ -659,6 +660,21 @@ struct ApiServer::Impl {
                  "Shared scoring passes that failed and were re-run one request at a time (so "
                  "that one request's input fails only that request).")
         .RaiseTo(static_cast<double>(ss.isolated_batches));
+    {
+      const ProcessStats ps = ReadProcessStats();
+      m.GetGauge("process_resident_memory_bytes", "Resident memory size in bytes.")
+          .Set(static_cast<double>(ps.resident_bytes));
+      m.GetGauge("process_virtual_memory_bytes", "Virtual memory size in bytes.")
+          .Set(static_cast<double>(ps.virtual_bytes));
+      m.GetCounter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.")
+          .RaiseTo(ps.cpu_seconds);
+      m.GetGauge("process_open_fds", "Number of open file descriptors.")
+          .Set(static_cast<double>(ps.open_fds));
+      m.GetGauge("process_max_fds", "Maximum number of open file descriptors.")
+          .Set(static_cast<double>(ps.max_fds));
+      m.GetGauge("rlaif_process_threads", "Threads of the rlaifd process.")
+          .Set(static_cast<double>(ps.threads));
+    }
     {
       std::lock_guard<std::mutex> lock(disk_mu);
       if (MonotonicSeconds() - disk_sampled_at >= kDiskSampleS) {

@@ -22,6 +22,7 @@
 #include "rlaif/common/clock.h"
 #include "rlaif/common/disk.h"
 #include "rlaif/common/hash.h"
+#include "rlaif/common/process_stats.h"
 #include "rlaif/trainer/pairs.h"
 #include "rlaif/trainer/reward_model.h"
 
@@ -1401,6 +1402,9 @@ void Pipeline::TrainerLoop() {
     resume_pending = false;  // a manual run resumes it too (same state dir)
     RunTraining(trigger, manual.empty() ? "scheduler" : manual);
     last_run = MonotonicSeconds();
+    // The run's tensors were freed across threads' allocator arenas: hand
+    // the memory back, or the resident size stays at the run's peak.
+    ReleaseFreeMemory();
     if (Status pruned = PruneModels(); !pruned.ok()) {
       spdlog::warn("deleting older checkpoints: {}", pruned.ToString());
     }

@@ -28,6 +28,7 @@
 #include <charconv>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <mutex>
@@ -177,8 +178,13 @@ class SpdlogRocksLogger final : public rocksdb::Logger {
     if (level < GetInfoLogLevel() || level == rocksdb::InfoLogLevel::HEADER_LEVEL) return;
     char buf[2048];
     std::vsnprintf(buf, sizeof(buf), format, ap);
-    spdlog::log(level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? spdlog::level::err
-                                                             : spdlog::level::warn,
+    // Every online backup (a RocksDB Checkpoint, which holds file deletions
+    // while it links the files) logs these two at warning level: routine.
+    const bool routine = std::strstr(buf, "File Deletions Disabled") != nullptr ||
+                         std::strstr(buf, "File Deletions Enable") != nullptr;
+    spdlog::log(routine                                       ? spdlog::level::debug
+                : level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? spdlog::level::err
+                                                              : spdlog::level::warn,
                 "rocksdb {}: {}", path_, buf);
   }
 

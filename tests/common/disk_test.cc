@@ -7,25 +7,41 @@
 #include <filesystem>
 #include <string>
 
+#include "rlaif/common/process_stats.h"
 #include "test_util.h"
 
 namespace rlaif {
 namespace {
 
-TEST(DiskTest, DirectoryBytesCountsRegularFilesAndNeverThrows) {
+TEST(DiskTest, DirectoryBytesCountsTheSpaceFilesTakeAndNeverThrows) {
   rlaif::testing::TempDir dir;
   std::filesystem::create_directories(dir.Sub("a/b"));
-  rlaif::testing::WriteFile(dir.Sub("a/one"), std::string(100, 'x'));
-  rlaif::testing::WriteFile(dir.Sub("a/b/two"), std::string(23, 'y'));
+  rlaif::testing::WriteFile(dir.Sub("a/one"), std::string(100000, 'x'));
+  rlaif::testing::WriteFile(dir.Sub("a/b/two"), std::string(23000, 'y'));
   std::filesystem::create_symlink(dir.Sub("a/one"), dir.Sub("a/link"));  // not counted twice
-  EXPECT_EQ(DirectoryBytes(dir.Sub("a")), 123u);
+  const uint64_t all = DirectoryBytes(dir.Sub("a"));
+  EXPECT_GE(all, 123000u);
+  EXPECT_LT(all, 123000u + 2 * 65536);  // blocks, not the symlink's target again
+  const uint64_t one = DirectoryBytes(dir.Sub("a")) - DirectoryBytes(dir.Sub("a/b"));
+  EXPECT_GE(one, 100000u);
   EXPECT_EQ(DirectoryBytes(dir.Sub("missing")), 0u);
   // A subdirectory that cannot be read is skipped, not an exception
   // (root reads everything, so only the no-throw part is checked then).
   ASSERT_EQ(chmod(dir.Sub("a/b").c_str(), 0), 0);
-  const uint64_t bytes = DirectoryBytes(dir.Sub("a"));
-  if (geteuid() != 0) EXPECT_EQ(bytes, 100u);
+  const uint64_t readable = DirectoryBytes(dir.Sub("a"));
+  if (geteuid() != 0) EXPECT_EQ(readable, one);
   ASSERT_EQ(chmod(dir.Sub("a/b").c_str(), 0755), 0);
+}
+
+TEST(DiskTest, ProcessStatsReadThisProcess) {
+  const ProcessStats ps = ReadProcessStats();
+  EXPECT_GT(ps.resident_bytes, 1u << 20);
+  EXPECT_GE(ps.virtual_bytes, ps.resident_bytes);
+  EXPECT_GT(ps.open_fds, 2);  // stdin, stdout, stderr at least
+  EXPECT_GE(ps.max_fds, ps.open_fds);
+  EXPECT_GE(ps.threads, 1);
+  EXPECT_GE(ps.cpu_seconds, 0);
+  ReleaseFreeMemory();  // no effect to check beyond not failing
 }
 
 TEST(DiskTest, SpaceOfAFilesystem) {

@@ -7,8 +7,10 @@
 
 namespace rlaif {
 
-// Bytes of the regular files under `dir`, recursively (symbolic links count
-// nothing); a directory removed during the walk or without permission counts 0.
+// Disk space the regular files under `dir` take, recursively (allocated
+// blocks, as `du` counts: a preallocated log file counts what it holds on
+// disk; symbolic links count nothing); a directory removed during the walk
+// or without permission counts 0.
 uint64_t DirectoryBytes(const std::string& dir);
 
 struct FilesystemSpace {
