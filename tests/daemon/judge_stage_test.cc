@@ -31,6 +31,23 @@ using json = nlohmann::json;
 using rlaif::testing::FakeUpstream;
 using rlaif::testing::RecordedRequest;
 
+// A daemon config whose judge is `judge_url` (the generator is never called)
+// and which never trains.
+Result<Config> JudgeStageConfig(const rlaif::testing::TempDir& dir, const std::string& judge_url,
+                                const json& dimensions, int concurrency = 4) {
+  return ParseConfig(json{{"data_dir", dir.path()},
+                          {"api", {{"listen", "127.0.0.1:0"}}},
+                          {"sources", {{{"path", dir.Sub("logs/*.jsonl")}}}},
+                          {"generator", {{"base_url", "http://127.0.0.1:9/v1"}, {"model", "g"}}},
+                          {"judge",
+                           {{"base_url", judge_url},
+                            {"model", "j"},
+                            {"concurrency", concurrency},
+                            {"dimensions", dimensions}}},
+                          {"trainer", {{"device", "cpu"}, {"min_new_labels", 1000000}}}}
+                         .dump());
+}
+
 TEST(JudgeStageTest, ADimensionWithoutVerdictKeepsTheOthersAndIsDeadLettered) {
   std::atomic<int> helpful_calls{0}, harmless_calls{0};
   FakeUpstream judge_up([&](int, const RecordedRequest& r, httplib::Response& res) {
@@ -45,16 +62,7 @@ TEST(JudgeStageTest, ADimensionWithoutVerdictKeepsTheOthersAndIsDeadLettered) {
   });
   rlaif::testing::TempDir dir;
   auto cfg =
-      ParseConfig(json{{"data_dir", dir.path()},
-                       {"api", {{"listen", "127.0.0.1:0"}}},
-                       {"sources", {{{"path", dir.Sub("logs/*.jsonl")}}}},
-                       {"generator", {{"base_url", "http://127.0.0.1:9/v1"}, {"model", "g"}}},
-                       {"judge",
-                        {{"base_url", judge_up.base_url()},
-                         {"model", "j"},
-                         {"dimensions", {{{"name", "helpful"}}, {{"name", "harmless"}}}}}},
-                       {"trainer", {{"device", "cpu"}, {"min_new_labels", 1000000}}}}
-                      .dump());
+      JudgeStageConfig(dir, judge_up.base_url(), {{{"name", "helpful"}}, {{"name", "harmless"}}});
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   auto store = storage::Store::Open({.path = dir.Sub("store")});
   ASSERT_TRUE(store.ok());
@@ -127,18 +135,7 @@ TEST(JudgeStageTest, AnUnreliableJudgeIsRecordedOncePerEpisode) {
     FakeUpstream::Reply(res, 200, FakeUpstream::Completion(verdict));
   });
   rlaif::testing::TempDir dir;
-  auto cfg =
-      ParseConfig(json{{"data_dir", dir.path()},
-                       {"api", {{"listen", "127.0.0.1:0"}}},
-                       {"sources", {{{"path", dir.Sub("logs/*.jsonl")}}}},
-                       {"generator", {{"base_url", "http://127.0.0.1:9/v1"}, {"model", "g"}}},
-                       {"judge",
-                        {{"base_url", judge_up.base_url()},
-                         {"model", "j"},
-                         {"concurrency", 4},
-                         {"dimensions", {{{"name", "helpful"}}}}}},
-                       {"trainer", {{"device", "cpu"}, {"min_new_labels", 1000000}}}}
-                      .dump());
+  auto cfg = JudgeStageConfig(dir, judge_up.base_url(), {{{"name", "helpful"}}});
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   auto store = storage::Store::Open({.path = dir.Sub("store")});
   ASSERT_TRUE(store.ok());
