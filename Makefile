@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-gpu demo clean format bench-ingest soak-ingest fuzz sanitize reliability bench-train bench-train-cv bench-tokenize
+.PHONY: all deps configure build test test-gpu demo clean format bench-ingest soak-ingest soak-memory fuzz sanitize reliability bench-train bench-train-cv bench-tokenize
 
 all: build
 
@@ -61,6 +61,12 @@ soak-ingest: configure
 	  python3 tests/e2e/test_ingest_crash_rotation.py --bin $(BUILD_DIR)/bin --source .
 	@RLAIF_CT_ROTATIONS=$${CT_ROTATIONS:-30} RLAIF_CT_RATE=$${CT_RATE:-2000} \
 	  python3 tests/e2e/soak_copytruncate_window.py --bin $(BUILD_DIR)/bin --source .
+
+# Memory, descriptors and threads over MINUTES (default 15) of ingest,
+# scoring load and a retrain every 40 labels (docs/RELIABILITY.md).
+soak-memory: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target rlaifd rlaif-sim
+	@RLAIF_SOAK_MINUTES=$${MINUTES:-15} python3 tests/e2e/soak_memory.py --bin $(BUILD_DIR)/bin --source .
 
 # CPU training-step tokens/s, C++ beside PyTorch Python (bench/RESULTS.md).
 bench-train: configure
