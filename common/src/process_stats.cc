@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -31,14 +32,17 @@ ProcessStats ReadProcessStats() {
     std::string line;
     std::getline(stat, line);
     const size_t close = line.rfind(')');
-    if (close != std::string::npos) {
+    if (close != std::string::npos && close + 2 <= line.size()) {
       std::istringstream rest(line.substr(close + 2));
       std::string field;
       const long ticks = sysconf(_SC_CLK_TCK);
       for (int i = 3; rest >> field; ++i) {
-        if ((i == 14 || i == 15) && ticks > 0) out.cpu_seconds += std::stod(field) / ticks;
+        // strtod/strtoll: an odd field reads as 0, never throws.
+        if ((i == 14 || i == 15) && ticks > 0) {
+          out.cpu_seconds += std::strtod(field.c_str(), nullptr) / static_cast<double>(ticks);
+        }
         if (i == 20) {
-          out.threads = std::stoll(field);
+          out.threads = std::strtoll(field.c_str(), nullptr, 10);
           break;
         }
       }

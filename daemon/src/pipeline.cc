@@ -61,7 +61,8 @@ Counter& StorePurged(MetricsRegistry& m, const char* kind) {
                       {{"kind", kind}});
 }
 Gauge& ModelsDiskBytes(MetricsRegistry& m) {
-  return m.GetGauge("rlaif_models_disk_bytes", "Bytes of the checkpoints under <data_dir>/models.");
+  return m.GetGauge("rlaif_models_disk_bytes",
+                    "Disk space the checkpoints under <data_dir>/models take (allocated blocks).");
 }
 
 constexpr int kMaxAttempts = 5;          // failed calls before an item is dead-lettered
@@ -1403,8 +1404,16 @@ void Pipeline::TrainerLoop() {
     RunTraining(trigger, manual.empty() ? "scheduler" : manual);
     last_run = MonotonicSeconds();
     // The run's tensors were freed across threads' allocator arenas: hand
-    // the memory back, or the resident size stays at the run's peak.
+    // the memory back, or the resident size stays at the run's peak. (It
+    // locks one arena at a time: said if it ever takes long.)
+    const uint64_t rss_before = ReadProcessStats().resident_bytes;
+    const double trim_started = MonotonicSeconds();
     ReleaseFreeMemory();
+    const double trim_s = MonotonicSeconds() - trim_started;
+    spdlog::log(trim_s > 0.2 ? spdlog::level::warn : spdlog::level::debug,
+                "training: handed freed memory back in {:.3f} s (resident {:.0f} -> {:.0f} MB)",
+                trim_s, static_cast<double>(rss_before) / 1e6,
+                static_cast<double>(ReadProcessStats().resident_bytes) / 1e6);
     if (Status pruned = PruneModels(); !pruned.ok()) {
       spdlog::warn("deleting older checkpoints: {}", pruned.ToString());
     }

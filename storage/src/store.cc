@@ -180,8 +180,9 @@ class SpdlogRocksLogger final : public rocksdb::Logger {
     std::vsnprintf(buf, sizeof(buf), format, ap);
     // Every online backup (a RocksDB Checkpoint, which holds file deletions
     // while it links the files) logs these two at warning level: routine.
-    const bool routine = std::strstr(buf, "File Deletions Disabled") != nullptr ||
-                         std::strstr(buf, "File Deletions Enable") != nullptr;
+    const bool routine = level < rocksdb::InfoLogLevel::ERROR_LEVEL &&
+                         (std::strstr(buf, "File Deletions Disabled") != nullptr ||
+                          std::strstr(buf, "File Deletions Enable") != nullptr);
     spdlog::log(routine                                       ? spdlog::level::debug
                 : level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? spdlog::level::err
                                                               : spdlog::level::warn,
@@ -313,6 +314,8 @@ class RocksStore final : public Store {
         batch.Put(handles_[kPairs], p.id, EncodePair(p));
         ++next.pairs;
         ++local.pairs;
+        // A new logged pair of a stored prompt: a retention pass keeps that prompt.
+        if (purging_) queued_while_purging_.insert(p.prompt_id);
         if (!labelled.count(p.id)) {
           batch.Put(handles_[kQueue], QueueKey(Stage::kJudge, now, p.id), "");
           ++next.queue_judge;
@@ -645,11 +648,14 @@ class RocksStore final : public Store {
       rocksdb::WriteBatch batch;
       const int64_t now = NowMs();
       for (const auto& [id, missing] : candidates) {
-        auto exists = Exists(kPairs, id);
-        if (!exists.ok()) return exists.status();
-        if (!*exists) continue;
+        auto pair = GetRecord(kPairs, id, DecodePair);
+        if (!pair.ok()) return pair.status();
+        if (!pair->has_value()) continue;
         batch.Put(handles_[kQueue], QueueKey(Stage::kJudge, now, id), "");
-        if (purging_) queued_while_purging_.insert(id);
+        if (purging_) {  // a retention pass keeps the pair and its prompt
+          queued_while_purging_.insert(id);
+          queued_while_purging_.insert((*pair)->prompt_id);
+        }
         ++next.queue_judge;
         ++out.queued;
         for (const auto& d : missing) ++out.missing[d];

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <random>
 #include <string>
 
 #include "rlaif/common/process_stats.h"
@@ -16,8 +17,15 @@ namespace {
 TEST(DiskTest, DirectoryBytesCountsTheSpaceFilesTakeAndNeverThrows) {
   rlaif::testing::TempDir dir;
   std::filesystem::create_directories(dir.Sub("a/b"));
-  rlaif::testing::WriteFile(dir.Sub("a/one"), std::string(100000, 'x'));
-  rlaif::testing::WriteFile(dir.Sub("a/b/two"), std::string(23000, 'y'));
+  // Random bytes: a compressing filesystem would store repeated ones in less.
+  std::mt19937 rng(1);
+  auto noise = [&](size_t n) {
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rng());
+    return s;
+  };
+  rlaif::testing::WriteFile(dir.Sub("a/one"), noise(100000));
+  rlaif::testing::WriteFile(dir.Sub("a/b/two"), noise(23000));
   std::filesystem::create_symlink(dir.Sub("a/one"), dir.Sub("a/link"));  // not counted twice
   const uint64_t all = DirectoryBytes(dir.Sub("a"));
   EXPECT_GE(all, 123000u);

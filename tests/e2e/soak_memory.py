@@ -8,8 +8,11 @@ logs); RLAIF_SOAK_CLIENTS threads (default 4) scoring through /v1/score,
 fds, threads) and the training runs, for RLAIF_SOAK_MINUTES (default 15).
 
 Prints one line per sample and a summary: RSS at start, its median over the
-last third of the run, its maximum, runs finished, and fds/threads at the
-end. Fails if a descriptor or thread count grows by more than 32 from the
+last third of the run, its maximum, runs finished, fds/threads at the end,
+and the slowest scoring request. Fails on a scoring request that errs (5xx
+other than 503 no_model, a timeout, a reset), on fewer than one training
+run per 2 minutes or any failed run (else a soak without training would
+pass), if a descriptor or thread count grows by more than 32 from the
 first sample with a model, if checkpoint directories exceed what keep_models
 allows, or if the median RSS of the last third exceeds RLAIF_SOAK_MAX_RSS_MB
 (default 700: before malloc_trim after each run, 2026-11-29, the same setup
@@ -80,6 +83,7 @@ def main(args, tmp):
                 stop.wait(1.0 / rate)
 
     errors = []
+    slowest = [0.0]
 
     def client(seed):
         rnd = random.Random(seed)
@@ -93,7 +97,13 @@ def main(args, tmp):
             else:
                 path, body = "/get_reward", {"query": [p + " answer " * rnd.randint(1, 9)],
                                              "prompts": [p]}
-            code, _ = http("POST", base + path, body, timeout=60)
+            t = time.time()
+            try:
+                code, _ = http("POST", base + path, body, timeout=60)
+            except Exception as e:  # a timeout or reset: the thread goes on, it is counted
+                errors.append((path, repr(e)))
+                continue
+            slowest[0] = max(slowest[0], time.time() - t)
             if code >= 500 and code != 503:  # 503: no model yet
                 errors.append((path, code))
             stop.wait(0.05)
@@ -114,6 +124,9 @@ def main(args, tmp):
               f"runs={runs}", flush=True)
         time.sleep(30)
     stop.set()
+    metrics = http("GET", base + "/metrics")[1].decode()
+    failed_runs = sum(float(l.split()[-1]) for l in metrics.splitlines()
+                      if l.startswith('rlaif_training_runs_total{outcome="failed"}'))
     models_dir = os.path.join(data_dir, "models")
     dirs = [n for n in os.listdir(models_dir) if not n.startswith(".")]
     last_third = [s[1] for s in samples[len(samples) * 2 // 3:]]
@@ -122,8 +135,11 @@ def main(args, tmp):
           f"{median_rss:.0f} MB, max {max(s[1] for s in samples):.0f} MB; runs "
           f"{samples[-1][4]}; fds {samples[0][2]} -> {samples[-1][2]}; threads "
           f"{samples[0][3]} -> {samples[-1][3]}; checkpoint dirs {len(dirs)}; "
-          f"5xx {len(errors)}")
-    check(not errors, f"server errors while scoring: {errors[:5]}")
+          f"scoring errors {len(errors)}, slowest request {slowest[0]:.2f} s")
+    check(not errors, f"errors while scoring: {errors[:5]}")
+    runs = samples[-1][4] - samples[0][4]
+    check(runs >= minutes / 2, f"only {runs} training runs in {minutes} minutes")
+    check(failed_runs == 0, f"{failed_runs:.0f} training runs failed")
     check(samples[-1][2] - samples[0][2] <= 32, "open descriptors grew by more than 32")
     check(samples[-1][3] - samples[0][3] <= 32, "threads grew by more than 32")
     # live + rollback target + kept loaded + 2 others, + one run's candidate

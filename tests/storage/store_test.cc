@@ -576,6 +576,38 @@ TEST_F(StoreTest, RejectedLinesAreBoundedOldestFirst) {
 // A store written before rejected lines had their own family: it opens, its
 // old rejected lines stay readable (and outside the bound), new ones are
 // bounded, and the counts carry on.
+// A store from before count/labels_committed: it starts at the label
+// count (nothing was deleted then), so the count since the last run holds.
+TEST_F(StoreTest, StoreFromBeforeTheCommittedLabelsCounterKeepsItsCountSinceTraining) {
+  Ingest({Prompt("p1")});
+  ASSERT_TRUE(store_->CommitPairs(GenerateItem("p1"), {Pair("pair1", "p1")}).ok());
+  ASSERT_TRUE(store_->CommitLabels(WorkItem{}, {Label("pair1", "a")}).ok());
+  ASSERT_TRUE(store_->MarkTrained(1).ok());
+  ASSERT_TRUE(store_->CommitLabels(WorkItem{}, {Label("pair1", "b")}).ok());
+  ASSERT_EQ(store_->Counts().labels_since_train, 1);
+  store_.reset();
+  {
+    rocksdb::DBOptions o;
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(o, dir_.Sub("db"), &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir_.Sub("db"), cfs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "meta")
+        ASSERT_TRUE(db->Delete({}, handles[i], "count/labels_committed").ok());
+    }
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    ASSERT_TRUE(db->Close().ok());
+  }
+  Reopen();
+  EXPECT_EQ(store_->Counts().labels_committed, 2);
+  EXPECT_EQ(store_->Counts().labels_since_train, 1);
+}
+
 TEST_F(StoreTest, StoreFromBeforeTheRejectsFamilyOpens) {
   store_.reset();
   {
