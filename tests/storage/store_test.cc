@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -116,6 +117,27 @@ class StoreTest : public ::testing::Test {
     });
     EXPECT_TRUE(s.ok()) << s.ToString();
     return out;
+  }
+
+  // Closes the store and runs `edit` on its RocksDB database opened
+  // directly (every family, by name), as an older rlaifd would have left it.
+  using Families = std::map<std::string, rocksdb::ColumnFamilyHandle*>;
+  void EditRaw(const std::function<void(rocksdb::DB*, const Families&)>& edit) {
+    store_.reset();
+    rocksdb::DBOptions o;
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(o, dir_.Sub("db"), &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir_.Sub("db"), cfs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    Families by_name;
+    for (size_t i = 0; i < names.size(); ++i) by_name[names[i]] = handles[i];
+    edit(db.get(), by_name);
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    ASSERT_TRUE(db->Close().ok());
   }
 
   // The queued generate item for `prompt_id`.
@@ -573,9 +595,6 @@ TEST_F(StoreTest, RejectedLinesAreBoundedOldestFirst) {
   EXPECT_EQ(store_->Counts().dead, 5);
 }
 
-// A store written before rejected lines had their own family: it opens, its
-// old rejected lines stay readable (and outside the bound), new ones are
-// bounded, and the counts carry on.
 // A store from before count/labels_committed: it starts at the label
 // count (nothing was deleted then), so the count since the last run holds.
 TEST_F(StoreTest, StoreFromBeforeTheCommittedLabelsCounterKeepsItsCountSinceTraining) {
@@ -585,59 +604,26 @@ TEST_F(StoreTest, StoreFromBeforeTheCommittedLabelsCounterKeepsItsCountSinceTrai
   ASSERT_TRUE(store_->MarkTrained(1).ok());
   ASSERT_TRUE(store_->CommitLabels(WorkItem{}, {Label("pair1", "b")}).ok());
   ASSERT_EQ(store_->Counts().labels_since_train, 1);
-  store_.reset();
-  {
-    rocksdb::DBOptions o;
-    std::vector<std::string> names;
-    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(o, dir_.Sub("db"), &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    rocksdb::DB* raw = nullptr;
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    ASSERT_TRUE(rocksdb::DB::Open(o, dir_.Sub("db"), cfs, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "meta")
-        ASSERT_TRUE(db->Delete({}, handles[i], "count/labels_committed").ok());
-    }
-    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-    ASSERT_TRUE(db->Close().ok());
-  }
+  EditRaw([](rocksdb::DB* db, const Families& cf) {
+    ASSERT_TRUE(db->Delete({}, cf.at("meta"), "count/labels_committed").ok());
+  });
   Reopen();
   EXPECT_EQ(store_->Counts().labels_committed, 2);
   EXPECT_EQ(store_->Counts().labels_since_train, 1);
 }
 
+// A store written before rejected lines had their own family: it opens, its
+// old rejected lines stay readable (and outside the bound), new ones are
+// bounded, and the counts carry on.
 TEST_F(StoreTest, StoreFromBeforeTheRejectsFamilyOpens) {
-  store_.reset();
-  {
-    rocksdb::DBOptions o;
-    std::vector<std::string> names;
-    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(o, dir_.Sub("db"), &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    rocksdb::DB* raw = nullptr;
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    ASSERT_TRUE(rocksdb::DB::Open(o, dir_.Sub("db"), cfs, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    rocksdb::ColumnFamilyHandle* dead = nullptr;
-    rocksdb::ColumnFamilyHandle* meta = nullptr;
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "rejects") {
-        ASSERT_TRUE(db->DropColumnFamily(handles[i]).ok());
-      }
-      if (names[i] == "dead") dead = handles[i];
-      if (names[i] == "meta") meta = handles[i];
-    }
-    ASSERT_TRUE(dead && meta);
+  EditRaw([](rocksdb::DB* db, const Families& cf) {
+    ASSERT_TRUE(db->DropColumnFamily(cf.at("rejects")).ok());
     std::string key(16, '\0');  // time 0, sequence 0: the oldest key
-    ASSERT_TRUE(
-        db->Put({}, dead, key, EncodeDeadLetter({"ingest", "bad_json", "x", "legacy:0", "{", 1}))
-            .ok());
-    ASSERT_TRUE(db->Put({}, meta, "count/dead", "1").ok());
-    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-    ASSERT_TRUE(db->Close().ok());
-  }
+    ASSERT_TRUE(db->Put({}, cf.at("dead"), key,
+                        EncodeDeadLetter({"ingest", "bad_json", "x", "legacy:0", "{", 1}))
+                    .ok());
+    ASSERT_TRUE(db->Put({}, cf.at("meta"), "count/dead", "1").ok());
+  });
   auto opened = Store::Open({.path = dir_.Sub("db"), .max_rejected_lines = 2});
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   store_ = std::move(*opened);
