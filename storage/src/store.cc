@@ -457,6 +457,15 @@ class RocksStore final : public Store {
         }
         std::string key = LabelKey(l.pair_id, l.dimension, l.judge);
         if (!seen.insert(key).second) continue;
+        // Checked under write_mu_, which a retention pass holds while it
+        // deletes: a label is never written for a pair deleted after the
+        // caller read it (an orphan no training run could use).
+        auto pair_exists = Exists(kPairs, l.pair_id);
+        if (!pair_exists.ok()) return pair_exists.status();
+        if (!*pair_exists) {
+          return Status::NotFound("CommitLabels: no pair with id " + l.pair_id +
+                                  " (never stored, or deleted by store retention)");
+        }
         auto exists = Exists(kLabels, key);
         if (!exists.ok()) return exists.status();
         if (*exists) continue;

@@ -361,21 +361,26 @@ TEST_F(StoreTest, LabelsJoinWithTheirPairs) {
     ASSERT_TRUE(store_->CommitLabels(w, labels).ok());
     ASSERT_TRUE(store_->CommitLabels(w, labels).ok());  // redo: no double count
   }
-  // A human label without a queue item, for a pair that does not exist.
+  // A human label without a queue item, for a pair that does not exist
+  // (or that store retention deleted after the caller read it): refused,
+  // and nothing of the commit is written, not even its valid labels.
   LabelRecord orphan = Label("ghost", "helpful");
   orphan.source = "human";
-  ASSERT_TRUE(store_->CommitLabels(WorkItem{}, {orphan}).ok());
+  LabelRecord valid = Label("x1", "style");
+  valid.source = "human";
+  EXPECT_EQ(store_->CommitLabels(WorkItem{}, {valid, orphan}).code(), StatusCode::kNotFound);
+  EXPECT_FALSE(store_->HasLabel("x1", "style", "judge-1").value());
 
   StoreCounts c = store_->Counts();
-  EXPECT_EQ(c.labels, 5);
+  EXPECT_EQ(c.labels, 4);
   EXPECT_EQ(c.queue_judge, 0);
-  EXPECT_EQ(c.labels_since_train, 5);
+  EXPECT_EQ(c.labels_since_train, 4);
   EXPECT_TRUE(store_->HasLabel("x1", "safe", "judge-1").value());
   EXPECT_FALSE(store_->HasLabel("x1", "safe", "other-judge").value());
   EXPECT_FALSE(store_->HasLabel("x3", "safe", "judge-1").value());
 
   std::vector<LabelledPair> joined = LabelledPairs();
-  ASSERT_EQ(joined.size(), 4u);  // the orphan is skipped
+  ASSERT_EQ(joined.size(), 4u);
   for (const LabelledPair& lp : joined) {
     EXPECT_EQ(lp.pair.id, lp.label.pair_id);
     EXPECT_EQ(lp.pair.prompt_id, "p1");
@@ -816,6 +821,8 @@ TEST_F(StoreTest, PurgeDuringARunKeepsTheCountSinceTraining) {
   ASSERT_TRUE(store_->PurgeOlderThan(10000, nullptr).ok());
   EXPECT_EQ(store_->Counts().labels, 0);
   ASSERT_TRUE(store_->MarkTrained(run_started_with).ok());  // the run ends
+  Ingest({Prompt("p2")});
+  ASSERT_TRUE(store_->CommitPairs(GenerateItem("p2"), {Pair("pair2", "p2")}).ok());
   LabelRecord fresh = Label("pair2", "overall");
   ASSERT_TRUE(store_->CommitLabels(WorkItem{}, {fresh}).ok());
   EXPECT_EQ(store_->Counts().labels_since_train, 1);
@@ -874,6 +881,8 @@ TEST_F(StoreTest, PurgeOlderThanWorksInBatchesAndKeepsWhatIsQueuedMeanwhile) {
 }
 
 TEST_F(StoreTest, MarkTrainedCountsLabelsSinceTheSnapshot) {
+  Ingest({Prompt("p1")});
+  ASSERT_TRUE(store_->CommitPairs(GenerateItem("p1"), {Pair("x1", "p1")}).ok());
   auto add_labels = [&](const std::string& pair, std::vector<std::string> dims) {
     std::vector<LabelRecord> labels;
     for (const std::string& d : dims) labels.push_back(Label(pair, d));

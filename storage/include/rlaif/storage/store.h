@@ -165,6 +165,8 @@ class Store {
   // Judging done: writes the labels, removes `item` from the judge queue.
   // Labels already stored are skipped (a redo counts nothing twice). An empty
   // `item.key` removes nothing: labels not tied to queued work (human labels).
+  // kNotFound, writing nothing, if a label's pair is not stored (never was,
+  // or a retention pass deleted it after the caller read it).
   virtual Status CommitLabels(const WorkItem& item, const std::vector<LabelRecord>& labels) = 0;
   // Gives up on `item`: removes it from `stage`'s queue and stores the dead letter.
   // If `item` is no longer queued (completed or dead-lettered already), does
