@@ -199,13 +199,31 @@ struct ApiServer::Impl {
   bool served = false;   // Serve() was called
   std::mutex backup_mu;  // one online backup at a time (try_lock: a second gets 409)
   std::mutex pause_mu;   // a pause or resume and its event, one at a time
-  // Disk usage for /metrics, measured at most every kDiskSampleS (a walk of
-  // the store's files); guarded by disk_mu.
+  // Disk usage for /metrics and /v1/status, measured at most every
+  // kDiskSampleS (a walk of the store's and the models' files).
   static constexpr double kDiskSampleS = 60;
-  std::mutex disk_mu;
+  struct DiskSample {
+    FilesystemSpace space;
+    uint64_t store_bytes = 0;
+    uint64_t models_bytes = 0;
+    int64_t at_ms = 0;
+  };
+  std::mutex disk_mu;  // guards the three below
   double disk_sampled_at = -1e18;
-  FilesystemSpace disk_space;
-  uint64_t store_bytes = 0;
+  DiskSample disk;
+
+  DiskSample SampleDisk() {
+    std::lock_guard<std::mutex> lock(disk_mu);
+    if (MonotonicSeconds() - disk_sampled_at >= kDiskSampleS) {
+      disk_sampled_at = MonotonicSeconds();
+      const std::filesystem::path root(ctx.config.data_dir);
+      disk.space = SpaceOf(ctx.config.data_dir);
+      disk.store_bytes = DirectoryBytes((root / "store").string());
+      disk.models_bytes = DirectoryBytes((root / "models").string());
+      disk.at_ms = NowMs();
+    }
+    return disk;
+  }
   // MonotonicSeconds() of the last /get_reward prompt-mismatch warning (at most one a minute).
   std::atomic<double> last_mismatch_warning_{-1e18};
 
@@ -615,7 +633,44 @@ struct ApiServer::Impl {
           {"reason", t.last_reason},
           {"finished_at",
            t.last_finished_at_ms ? json(FormatTimeMs(t.last_finished_at_ms)) : json()}}}};
+    out["disk"] = DiskJson();
     return out;
+  }
+
+  // Where the data dir's space goes and what the retentions did about it.
+  json DiskJson() {
+    const DiskSample d = SampleDisk();
+    const Pipeline::RetentionStatus r = ctx.pipeline.Retention();
+    auto at = [](int64_t ms) { return ms > 0 ? json(FormatTimeMs(ms)) : json(); };
+    json last_pass;  // null until a pass ran in this process
+    if (r.last_pass_at_ms > 0) {
+      last_pass = {{"at", at(r.last_pass_at_ms)},
+                   {"seconds", r.last_pass_s},
+                   {"deleted",
+                    {{"prompts", r.last.prompts},
+                     {"pairs", r.last.pairs},
+                     {"labels", r.last.labels},
+                     {"dead", r.last.dead}}},
+                   {"kept_queued", r.last.kept_queued},
+                   {"kept_recent_labels", r.last.kept_recent_labels},
+                   {"error", r.last_error.empty() ? json() : json(r.last_error)}};
+    }
+    // The fresher of the minute's sample and the count after the last
+    // training run (which saves a checkpoint and may delete some).
+    const uint64_t models_bytes = r.models_bytes_at_ms > d.at_ms ? r.models_bytes : d.models_bytes;
+    return {{"free_bytes", d.space.known ? json(d.space.free) : json()},
+            {"capacity_bytes", d.space.known ? json(d.space.capacity) : json()},
+            {"store_bytes", d.store_bytes},
+            {"models_bytes", models_bytes},
+            {"sampled_at", at(d.at_ms)},
+            {"store_retention",
+             {{"max_age_days", r.max_age_days > 0 ? json(r.max_age_days) : json()},
+              {"last_pass", last_pass},
+              {"next_pass_at", at(r.next_pass_at_ms)}}},
+            {"checkpoint_retention",
+             {{"keep_models", r.keep_models > 0 ? json(r.keep_models) : json()},
+              {"deleted_since_start", r.checkpoints_deleted},
+              {"last_deleted_at", at(r.last_checkpoints_deleted_at_ms)}}}};
   }
 
   void UpdateGauges() {
@@ -676,24 +731,18 @@ struct ApiServer::Impl {
           .Set(static_cast<double>(ps.threads));
     }
     {
-      std::lock_guard<std::mutex> lock(disk_mu);
-      if (MonotonicSeconds() - disk_sampled_at >= kDiskSampleS) {
-        disk_sampled_at = MonotonicSeconds();
-        disk_space = SpaceOf(ctx.config.data_dir);
-        store_bytes =
-            DirectoryBytes((std::filesystem::path(ctx.config.data_dir) / "store").string());
-      }
-      if (disk_space.known) {
+      const DiskSample d = SampleDisk();
+      if (d.space.known) {
         m.GetGauge(
              "rlaif_data_dir_free_bytes",
              "Free bytes on the filesystem of data_dir (statvfs f_bavail; sampled each minute).")
-            .Set(static_cast<double>(disk_space.free));
+            .Set(static_cast<double>(d.space.free));
         m.GetGauge("rlaif_data_dir_capacity_bytes", "Size of the filesystem of data_dir.")
-            .Set(static_cast<double>(disk_space.capacity));
+            .Set(static_cast<double>(d.space.capacity));
       }
       m.GetGauge("rlaif_store_disk_bytes",
                  "Bytes of the store's files under <data_dir>/store (sampled each minute).")
-          .Set(static_cast<double>(store_bytes));
+          .Set(static_cast<double>(d.store_bytes));
     }
     m.GetGauge("rlaif_score_batches", "DEPRECATED, use rlaif_score_batches_total.")
         .Set(static_cast<double>(ss.batches));

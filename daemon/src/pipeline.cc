@@ -823,10 +823,20 @@ void Pipeline::RetentionLoop() {
     }
     // A tenth of the age, between an hour and a day: each pass reads the
     // prompts and pairs once.
-    due =
-        MonotonicSeconds() + std::clamp(config_.store_max_age_days * 86400.0 / 10, 3600.0, 86400.0);
+    const double every = std::clamp(config_.store_max_age_days * 86400.0 / 10, 3600.0, 86400.0);
+    due = MonotonicSeconds() + every;
     PurgeOldRecords();
+    std::lock_guard<std::mutex> lock(retention_mu_);
+    retention_.next_pass_at_ms = NowMs() + static_cast<int64_t>((due - MonotonicSeconds()) * 1000);
   }
+}
+
+Pipeline::RetentionStatus Pipeline::Retention() const {
+  std::lock_guard<std::mutex> lock(retention_mu_);
+  RetentionStatus r = retention_;
+  r.max_age_days = config_.store_max_age_days;
+  r.keep_models = config_.trainer.keep_models;
+  return r;
 }
 
 Result<storage::PurgeStats> Pipeline::PurgeOldRecords() {
@@ -834,6 +844,13 @@ Result<storage::PurgeStats> Pipeline::PurgeOldRecords() {
       NowMs() - static_cast<int64_t>(config_.store_max_age_days * 86400.0 * 1000.0);
   const double t0 = MonotonicSeconds();
   auto stats = store_.PurgeOlderThan(cutoff, [this] { return stop_.load(); });
+  {
+    std::lock_guard<std::mutex> lock(retention_mu_);
+    retention_.last_pass_at_ms = NowMs();
+    retention_.last_pass_s = MonotonicSeconds() - t0;
+    retention_.last = stats.ok() ? *stats : storage::PurgeStats{};
+    retention_.last_error = stats.ok() ? "" : stats.status().ToString();
+  }
   if (!stats.ok()) {
     if (IsStoreWriteError(stats.status())) {
       StoreWriteFailed("retention cannot delete", stats.status());
@@ -2049,6 +2066,11 @@ Status Pipeline::PruneModels() {
   }
   if (!deleted.empty()) {
     CheckpointsDeleted(metrics_).Inc(static_cast<double>(deleted.size()));
+    {
+      std::lock_guard<std::mutex> lock(retention_mu_);
+      retention_.checkpoints_deleted += static_cast<int64_t>(deleted.size());
+      retention_.last_checkpoints_deleted_at_ms = NowMs();
+    }
     std::string list;
     for (const auto& v : deleted) list += (list.empty() ? "" : ", ") + v;
     const std::string what = fmt::format(
@@ -2062,7 +2084,13 @@ Status Pipeline::PruneModels() {
              {"versions", deleted}, {"bytes", freed}, {"keep_models", config_.trainer.keep_models}}
              .dump()});
   }
-  ModelsDiskBytes(metrics_).Set(static_cast<double>(DirectoryBytes(root.string())));
+  const uint64_t models_bytes = DirectoryBytes(root.string());
+  ModelsDiskBytes(metrics_).Set(static_cast<double>(models_bytes));
+  {
+    std::lock_guard<std::mutex> lock(retention_mu_);
+    retention_.models_bytes = models_bytes;
+    retention_.models_bytes_at_ms = NowMs();
+  }
   return st;
 }
 

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -98,6 +99,62 @@ std::string Percent(const json& j, const char* key) {
   std::ostringstream os;
   os << std::fixed << std::setprecision(1) << 100.0 * j[key].get<double>() << "%";
   return os.str();
+}
+
+// Bytes as "1.2 GB" (decimal units, like df -H), or "-" when absent or null.
+std::string Bytes(const json& j, const char* key) {
+  if (!j.contains(key) || !j[key].is_number()) return "-";
+  double v = j[key].get<double>();
+  const char* units[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+  size_t u = 0;
+  while (v >= 1000 && u + 1 < std::size(units)) {
+    v /= 1000;
+    ++u;
+  }
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(u == 0 ? 0 : 1) << v << " " << units[u];
+  return os.str();
+}
+
+// The disk section: free space, what the store and the models take, and
+// what the two retentions did.
+void PrintDisk(const json& d) {
+  std::cout << "disk:     free " << Bytes(d, "free_bytes") << " of " << Bytes(d, "capacity_bytes");
+  if (d.value("free_bytes", json()).is_number() && d.value("capacity_bytes", json()).is_number() &&
+      d["capacity_bytes"].get<double>() > 0) {
+    std::ostringstream pct;
+    pct << std::fixed << std::setprecision(1)
+        << 100.0 * d["free_bytes"].get<double>() / d["capacity_bytes"].get<double>();
+    std::cout << " (" << pct.str() << "%)";
+  }
+  std::cout << "  store " << Bytes(d, "store_bytes") << "  models " << Bytes(d, "models_bytes")
+            << "\n";
+  const json sr = d.value("store_retention", json::object());
+  if (!sr.value("max_age_days", json()).is_number()) {
+    std::cout << "          store retention off (store.max_age_days = 0): keeps every record\n";
+  } else {
+    std::cout << "          store retention " << Str(sr, "max_age_days") << " days";
+    const json lp = sr.value("last_pass", json());
+    if (lp.is_object()) {
+      const json del = lp.value("deleted", json::object());
+      std::cout << "  last pass " << Str(lp, "at") << " deleted prompts " << Str(del, "prompts")
+                << " pairs " << Str(del, "pairs") << " labels " << Str(del, "labels") << " dead "
+                << Str(del, "dead");
+      if (lp.value("error", json()).is_string()) std::cout << "  FAILED: " << Str(lp, "error");
+    } else {
+      std::cout << "  no pass yet";
+    }
+    std::cout << "  next " << Str(sr, "next_pass_at") << "\n";
+  }
+  const json cr = d.value("checkpoint_retention", json::object());
+  if (!cr.value("keep_models", json()).is_number()) {
+    std::cout << "          checkpoint retention off (trainer.keep_models = 0): keeps every "
+                 "checkpoint\n";
+  } else {
+    std::cout << "          checkpoints: keeps " << Str(cr, "keep_models")
+              << " besides live, candidates, held and the rollback target; deleted since start "
+              << Str(cr, "deleted_since_start") << "\n";
+  }
 }
 
 void PrintStatus(const json& s) {
@@ -192,6 +249,7 @@ void PrintStatus(const json& s) {
     std::cout << "source:   " << Str(src, "path") << "  offset " << src["offset"] << "  lag "
               << src["lag_bytes"] << " B\n";
   }
+  if (s.contains("disk") && s["disk"].is_object()) PrintDisk(s["disk"]);
 }
 
 void PrintModels(const json& m) {

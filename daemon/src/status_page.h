@@ -31,6 +31,7 @@ td.err{color:#c53030;font-size:12px}
 <section><h2>Sources</h2><table id="sources"></table></section>
 <section class="wide"><h2>Upstream</h2><table id="upstream"></table></section>
 <section><h2>Judge health (rolling window)</h2><table id="judge"></table></section>
+<section><h2>Disk</h2><table id="disk"></table></section>
 <section style="grid-column:1/-1"><h2>Model history (held-out accuracy)</h2><svg id="chart" width="100%" height="160"></svg>
 <table id="models"></table></section>
 </main>
@@ -69,6 +70,12 @@ async function tick(){
    ["longer response wins",pct(h.longer_wins_rate)],["ties",pct(h.tie_rate)],["parse failures",pct(h.parse_failure_rate)],
    ["latency p50 / p95",h.latency_p50_ms!=null?`${h.latency_p50_ms.toFixed(0)} / ${h.latency_p95_ms.toFixed(0)} ms`:"-"],
    ["judge-human agreement",ha.agreement!=null?`${pct(ha.agreement)} on ${ha.pairs_with_both} pairs`:"no human labels yet"]]);
+  const d=s.disk||{},sr=d.store_retention||{},cr=d.checkpoint_retention||{},lp=sr.last_pass;
+  const gb=v=>v==null?"-":(v/1e9).toFixed(2)+" GB";
+  rows("disk",[["free",d.free_bytes!=null?`${gb(d.free_bytes)} of ${gb(d.capacity_bytes)}`:"-"],["store",gb(d.store_bytes)],["models",gb(d.models_bytes)],
+   ["store retention",sr.max_age_days!=null?`${sr.max_age_days} days`:"off (keeps every record)"],
+   ["last pass",lp?(lp.error?"failed: "+lp.error:`${lp.at}: deleted ${lp.deleted.prompts} prompts, ${lp.deleted.pairs} pairs, ${lp.deleted.labels} labels, ${lp.deleted.dead} dead letters`):"-"],
+   ["checkpoints kept",cr.keep_models!=null?`${cr.keep_models} (plus live, candidates, held, rollback target)`:"all"],["checkpoints deleted since start",cr.deleted_since_start??"-"]]);
   const ms=(m.models||[]).slice().reverse();
   const svg=$("chart"),W=svg.clientWidth||600,H=160,pad=30;
   let g=`<line x1="${pad}" y1="${H-pad}" x2="${W}" y2="${H-pad}" stroke="#999"/><text x="2" y="${pad}" font-size="10">1.0</text><text x="2" y="${H-pad}" font-size="10">0.0</text>`;

@@ -193,6 +193,19 @@ TEST_F(ApiTest, HealthAndNoModelYet) {
   EXPECT_EQ(s["state"], "running");
   EXPECT_TRUE(s["model"]["live_version"].is_null());
   EXPECT_EQ(status->body.find(kToken), std::string::npos) << "token leaked into status";
+  // Where the data dir's space goes, and the two retentions (store: off by
+  // default, no pass; checkpoints: trainer.keep_models, nothing deleted yet).
+  const json& d = s["disk"];
+  ASSERT_TRUE(d["free_bytes"].is_number()) << d.dump();
+  EXPECT_GT(d["free_bytes"].get<double>(), 0);
+  EXPECT_GE(d["capacity_bytes"].get<double>(), d["free_bytes"].get<double>());
+  EXPECT_GT(d["store_bytes"].get<double>(), 0);  // the open store's files
+  EXPECT_TRUE(d["models_bytes"].is_number());
+  EXPECT_TRUE(d["sampled_at"].is_string());
+  EXPECT_TRUE(d["store_retention"]["max_age_days"].is_null());
+  EXPECT_TRUE(d["store_retention"]["last_pass"].is_null());
+  EXPECT_EQ(d["checkpoint_retention"]["keep_models"], config_->trainer.keep_models);
+  EXPECT_EQ(d["checkpoint_retention"]["deleted_since_start"], 0);
 }
 
 TEST_F(ApiTest, ASecondServerCannotTakeThePort) {

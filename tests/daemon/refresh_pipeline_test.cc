@@ -759,6 +759,19 @@ TEST_F(RefreshPipelineTest, RetentionDeletesRecordsOlderThanMaxAge) {
   EXPECT_NE(event->message.find("1 dead letters"), std::string::npos) << event->message;
   EXPECT_EQ(store_->Counts().dead, 1);
   EXPECT_EQ(metrics_.GetCounter("rlaif_store_purged_total", "", {{"kind", "dead"}}).Value(), 1);
+  // What /v1/status shows: the pass, what it deleted and kept, the next one
+  // (planned right after the pass: a tenth of the age away, 8640 s).
+  while (pipeline_->Retention().next_pass_at_ms == 0 && MonotonicSeconds() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const Pipeline::RetentionStatus r = pipeline_->Retention();
+  EXPECT_EQ(r.max_age_days, 1);
+  EXPECT_GT(r.last_pass_at_ms, 0);
+  EXPECT_EQ(r.last.dead, 1);
+  EXPECT_EQ(r.last.Deleted(), 1);
+  EXPECT_EQ(r.last_error, "");
+  EXPECT_GT(r.next_pass_at_ms, NowMs() + 8500 * 1000);
+  EXPECT_LT(r.next_pass_at_ms, NowMs() + 8700 * 1000);
 }
 
 }  // namespace

@@ -125,6 +125,14 @@ def main(args, tmp):
     # The first run, or one after it (more labels may have arrived).
     check(re.search(r"^training: \w+  runs [1-9]\d*  last (v\S+|-) (promoted|rejected|failed|skipped)$",
                     out, re.M), f"status table: training line:\n{out}")
+    # Disk: free space, the store's and the models' share, both retentions
+    # (store retention off by default, checkpoints kept by keep_models 10).
+    check(re.search(r"^disk: +free \d+\.\d [kMGTP]B of \d+\.\d [kMGTP]B \(\d+\.\d%\)  "
+                    r"store \d+\.\d [kMG]B  models [1-9]\d*(\.\d)? [kMG]?B$", out, re.M),
+          f"status table: disk line:\n{out}")
+    check("store retention off (store.max_age_days = 0)" in out and
+          "checkpoints: keeps 10 besides live" in out,
+          f"status table: retention lines:\n{out}")
     # A base URL as copied from a browser, with a trailing '/', from RLAIF_URL or --url.
     rc, out, err = run("status", url=base + "/")
     check(rc == 0 and first in out, f"status with RLAIF_URL {base}/ -> {rc}: {err}")

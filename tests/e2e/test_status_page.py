@@ -62,6 +62,11 @@ def main(args, tmp):
     check(m and int(m.group(1)) == 80, f"label count not rendered: {m and m.group(0)}")
     check(live in dom, f"live version {live} not on the page")
     check("<rect" in dom, "no bar in the model history chart")
+    # The disk section, filled from /v1/status's "disk".
+    m = re.search(r'<table id="disk">(.*?)</table>', dom, re.S)
+    check(m and re.search(r"<th>free</th><td>\d+\.\d\d GB of \d+\.\d\d GB</td>", m.group(1)) and
+          "off (keeps every record)" in m.group(1),
+          f"disk section not rendered: {m and m.group(1)}")
     check("http://" not in dom.split("<body>", 1)[-1].replace(base, ""),
           "page references an external asset")
     check(d.term(timeout=30) == 0, "rlaifd did not stop cleanly")

@@ -152,6 +152,21 @@ class Pipeline {
                                                       const std::string& why);
 
   TrainingStatus Training() const;
+  // What the two retentions did in this process (for /v1/status).
+  struct RetentionStatus {
+    double max_age_days = 0;          // store.max_age_days; 0 = keeps everything
+    int64_t last_pass_at_ms = 0;      // end of the last store pass; 0 = none yet
+    double last_pass_s = 0;           // its duration
+    storage::PurgeStats last;         // what it deleted and kept
+    std::string last_error;           // "" when it succeeded
+    int64_t next_pass_at_ms = 0;      // when the next pass is due; 0 = none planned
+    int keep_models = 0;              // trainer.keep_models; 0 = keeps every checkpoint
+    int64_t checkpoints_deleted = 0;  // versions whose files went, since the start
+    int64_t last_checkpoints_deleted_at_ms = 0;
+    uint64_t models_bytes = 0;  // of <data_dir>/models after the last PruneModels
+    int64_t models_bytes_at_ms = 0;
+  };
+  RetentionStatus Retention() const;
   // "" when healthy, else why the daemon is degraded (e.g. the store is not writable).
   std::string DegradedReason() const;
   // "" unless the registry's live version could not be loaded at start (a
@@ -263,6 +278,8 @@ class Pipeline {
   std::thread trainer_thread_;
   std::thread retention_thread_;  // only with store.max_age_days > 0
   void RetentionLoop();
+  mutable std::mutex retention_mu_;  // guards retention_
+  RetentionStatus retention_;
 
   mutable std::mutex mu_;  // guards training_, degraded_, train_requested_, attempts_
   TrainingStatus training_;
