@@ -18,6 +18,7 @@
 #include <rocksdb/snapshot.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
+#include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
 #include <sys/statvfs.h>
@@ -971,6 +972,20 @@ class RocksStore final : public Store {
           if (stop()) return stats;
         }
       }
+      if (stats.Deleted() > 0) {
+        // The deletions to SST files now, where the collector above marks
+        // them for compaction; in the memtable they free nothing, and with
+        // little ingest a memtable can take days to fill.
+        rocksdb::FlushOptions flush;
+        flush.allow_write_stall = true;
+        const rocksdb::Status flushed = db_->Flush(flush, all_handles_);
+        if (!flushed.ok()) {
+          spdlog::warn(
+              "store {}: flushing after the retention's deletions: {} (their space "
+              "returns after the next flush)",
+              options_.path, flushed.ToString());
+        }
+      }
       return stats;
     });
   }
@@ -1449,6 +1464,12 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     // filter answers them without walking the skip list.
     cf_options.memtable_whole_key_filtering = true;
     cf_options.memtable_prefix_bloom_size_ratio = 0.02;
+    // A file written with many deletions (a retention pass, pruned rejects,
+    // drained queues) is compacted soon, down to where the deleted values
+    // are: their space returns without waiting for new writes to push the
+    // level over its size. Half of any 1024 consecutive entries, or of a file.
+    cf_options.table_properties_collector_factories.push_back(
+        rocksdb::NewCompactOnDeletionCollectorFactory(1024, 512, 0.5));
     if (options.write_buffer_bytes > 0) {
       db_options.db_write_buffer_size = options.write_buffer_bytes;
       cf_options.write_buffer_size =

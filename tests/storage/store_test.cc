@@ -8,11 +8,13 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "rlaif/common/disk.h"
 #include "test_util.h"
 
 namespace rlaif::storage {
@@ -878,6 +880,66 @@ TEST_F(StoreTest, PurgeOlderThanWorksInBatchesAndKeepsWhatIsQueuedMeanwhile) {
   EXPECT_EQ(c.dead, 0);
   EXPECT_EQ(c.queue_judge, 1);
   EXPECT_TRUE(DeadLetters().empty());
+}
+
+// Retention is for disk space: the space of what a pass deletes returns
+// without an operator (a compaction) and without new writes pushing the
+// deletions out of the memtable, SST files and blob files alike.
+TEST(StorePurgeSpaceTest, SpaceOfPurgedRecordsReturns) {
+  TempDir dir;
+  const std::string path = dir.Sub("db");
+  auto opened = Store::Open(
+      {.path = path, .write_buffer_bytes = 4 << 20, .min_free_bytes = 0, .blob_gc = true});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<Store> store = std::move(*opened);
+  std::mt19937 rng(7);
+  auto text = [&](size_t n) {  // incompressible, like LZ4 sees real text's blocks
+    std::string t(n, ' ');
+    for (char& c : t) c = static_cast<char>('a' + rng() % 26);
+    return t;
+  };
+  int64_t old_records = 0;
+  for (int batch = 0; batch < 25; ++batch) {
+    std::vector<PromptRecord> prompts;
+    for (int i = 0; i < 100; ++i) {
+      PromptRecord p = Prompt("p" + std::to_string(batch * 100 + i));
+      p.text = text(2000);
+      p.ingested_at_ms = 1000;
+      prompts.push_back(p);
+    }
+    ASSERT_TRUE(store->CommitIngest(Checkpoint("/logs/a.jsonl", 100), prompts, {}, nullptr).ok());
+    auto items = store->PeekQueue(Stage::kGenerate, 1000);
+    ASSERT_TRUE(items.ok());
+    for (const WorkItem& item : *items) {
+      PairRecord pair = Pair("x" + item.id, item.id);
+      pair.prompt = text(2000);
+      pair.a.text = text(2000);
+      pair.b.text = text(2000);
+      pair.created_at_ms = 1000;
+      ASSERT_TRUE(store->CommitPairs(item, {pair}).ok());
+      auto judge = store->PeekQueue(Stage::kJudge, 1);
+      ASSERT_TRUE(judge.ok() && judge->size() == 1u);
+      LabelRecord l = Label(pair.id, "overall");
+      l.created_at_ms = 1000;
+      ASSERT_TRUE(store->CommitLabels((*judge)[0], {l}).ok());
+      old_records += 3;
+    }
+  }
+  const uint64_t before = DirectoryBytes(path);
+  auto purged = store->PurgeOlderThan(10000, nullptr);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  ASSERT_EQ(purged->Deleted(), old_records);
+  uint64_t after = DirectoryBytes(path);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (after > before / 4 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    after = DirectoryBytes(path);
+  }
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("store of %lld old records: %.1f MB before the purge, %.1f MB %.1f s after\n",
+              static_cast<long long>(old_records), before / 1e6, after / 1e6, waited);
+  EXPECT_LE(after, before / 4) << "the space of the deleted records did not return";
 }
 
 TEST_F(StoreTest, MarkTrainedCountsLabelsSinceTheSnapshot) {
