@@ -306,6 +306,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
   ObjectReader top(root, "", &problems);
   top.String("data_dir", &c.data_dir, true);
   top.String("backup_dir", &c.backup_dir);
+  top.Int("backup_keep", &c.backup_keep, 0, 1 << 20);
   top.Double("poll_interval_s", &c.poll_interval_s, 0.01, 60);
   top.Int("blas_threads", &c.blas_threads, 0, 256);
   top.String("log_level", &c.log_level, false, {"trace", "debug", "info", "warn", "error"});

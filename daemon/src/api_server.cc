@@ -1257,6 +1257,16 @@ struct ApiServer::Impl {
                 {"model_bytes", r.model_bytes},
                 {"seconds", r.seconds}};
     Backups(m, "ok").Inc();
+    // backup_keep: the oldest finished backups beyond it go, never this one.
+    json deleted = json::array();
+    for (const DeletedBackup& d :
+         PruneBackups(ctx.config.backup_dir, ctx.config.data_dir, ctx.config.backup_keep, r.dir)) {
+      deleted.push_back(
+          {{"dir", d.dir}, {"created_at", FormatTimeMs(d.created_at_ms)}, {"bytes", d.bytes}});
+    }
+    m.GetCounter("rlaif_backups_deleted_total", "Finished backups deleted to keep backup_keep.")
+        .Inc(static_cast<double>(deleted.size()));
+    out["deleted_backups"] = deleted;
     m.GetGauge("rlaif_backup_last_success_timestamp_seconds",
                "Unix time of the last successful online backup since start.")
         .Set(static_cast<double>(r.created_at_ms) / 1000.0);
@@ -1497,6 +1507,7 @@ ApiServer::ApiServer(ApiContext context) : impl_(std::make_unique<Impl>(std::mov
   HumanLabels(m);
   Backups(m, "ok");
   Backups(m, "failed");
+  m.GetCounter("rlaif_backups_deleted_total", "Finished backups deleted to keep backup_keep.");
   for (const char* o : {"complete", "cut", "client_gone"}) Exports(m, o);
 }
 

@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -18,6 +19,7 @@
 
 #include "rlaif/common/build_info.h"
 #include "rlaif/common/clock.h"
+#include "rlaif/common/disk.h"
 #include "rlaif/trainer/reward_model.h"
 
 namespace rlaif::daemon {
@@ -206,6 +208,79 @@ std::vector<std::string> SweepPartialBackups(const std::string& backup_dir,
     }
   }
   return removed;
+}
+
+std::vector<DeletedBackup> PruneBackups(const std::string& backup_dir, const std::string& data_dir,
+                                        int keep, const std::string& just_made) {
+  std::vector<DeletedBackup> deleted;
+  if (keep <= 0) return deleted;
+  const fs::path root = backup_dir.empty() ? fs::path(data_dir) / "backups" : fs::path(backup_dir);
+  std::error_code ec;
+  const fs::path kept = fs::weakly_canonical(just_made, ec);
+  struct Found {
+    fs::path dir;
+    int64_t created_at_ms;
+  };
+  std::vector<Found> found;
+  std::vector<std::pair<fs::path, int>> dirs = {{root, 0}};
+  while (!dirs.empty()) {
+    auto [dir, depth] = dirs.back();
+    dirs.pop_back();
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      if (!e.is_directory(ec) || e.is_symlink(ec)) continue;
+      if (e.path().filename().string().starts_with(".")) continue;  // partial, or not ours
+      if (!fs::exists(e.path() / kManifest, ec)) {
+        if (depth < 4) dirs.push_back({e.path(), depth + 1});
+        continue;
+      }
+      int64_t at = -1;
+      try {
+        std::ifstream in(e.path() / kManifest);
+        const json m = json::parse(in);
+        if (m.value("format", "") == kFormat && m.contains("created_at_ms") &&
+            m["created_at_ms"].is_number_integer()) {
+          at = m["created_at_ms"].get<int64_t>();
+        }
+      } catch (const std::exception&) {
+      }
+      if (at < 0) {
+        spdlog::warn("backup retention: {} has no readable {} manifest; not counted, not deleted",
+                     e.path().string(), kManifest);
+        continue;
+      }
+      found.push_back({e.path(), at});
+    }
+  }
+  // Newest first; the one just made counts among those kept.
+  std::sort(found.begin(), found.end(), [&](const Found& a, const Found& b) {
+    const bool a_kept = fs::weakly_canonical(a.dir, ec) == kept;
+    const bool b_kept = fs::weakly_canonical(b.dir, ec) == kept;
+    if (a_kept != b_kept) return a_kept;
+    if (a.created_at_ms != b.created_at_ms) return a.created_at_ms > b.created_at_ms;
+    return a.dir > b.dir;
+  });
+  for (size_t i = static_cast<size_t>(keep); i < found.size(); ++i) {
+    const fs::path& dir = found[i].dir;
+    const uint64_t bytes = DirectoryBytes(dir.string());
+    const fs::path hidden =
+        dir.parent_path() / ("." + dir.filename().string() + ".partial-" +
+                             std::to_string(::getpid()) + "-" + std::to_string(NowMs()));
+    fs::rename(dir, hidden, ec);
+    if (ec) {
+      spdlog::warn("backup retention: cannot delete {}: {}", dir.string(), ec.message());
+      continue;
+    }
+    fs::remove_all(hidden, ec);
+    if (ec) {  // what is left goes at the next start (SweepPartialBackups)
+      spdlog::warn("backup retention: deleting {}: {}", hidden.string(), ec.message());
+    }
+    spdlog::info("backup retention: deleted {} (of {}, {:.1f} MB) to keep backup_keep = {}",
+                 dir.string(), FormatTimeMs(found[i].created_at_ms),
+                 static_cast<double>(bytes) / 1e6, keep);
+    deleted.push_back({dir.string(), found[i].created_at_ms, bytes});
+  }
+  std::reverse(deleted.begin(), deleted.end());
+  return deleted;
 }
 
 Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data_dir,

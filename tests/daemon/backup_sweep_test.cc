@@ -58,5 +58,49 @@ TEST(BackupSweepTest, RemovesPartialBackupsOfDeadProcessesOnly) {
   EXPECT_EQ(SweepPartialBackups("", dir.path()).size(), 1u);
 }
 
+// backup_keep: the oldest finished backups (by their manifest's time, not
+// their names) beyond N go; the one just made stays whatever its time; what
+// is not a readable rlaifd manifest is neither counted nor deleted; a
+// deletion that stops midway leaves a hidden partial the sweep removes.
+TEST(BackupPruneTest, KeepsTheNewestFinishedBackups) {
+  rlaif::testing::TempDir dir;
+  const fs::path root = dir.Sub("backups");
+  auto backup = [&](const fs::path& p, int64_t at) {
+    fs::create_directories(p / "store");
+    rlaif::testing::WriteFile((p / "store" / "000001.sst").string(), std::string(5000, 'x'));
+    rlaif::testing::WriteFile(
+        (p / "backup.json").string(),
+        "{\"format\": \"rlaifd-backup\", \"created_at_ms\": " + std::to_string(at) + "}");
+  };
+  backup(root / "a-newest-name", 1000);  // the oldest, whatever its name says
+  backup(root / "b", 2000);
+  backup(root / "2026" / "11" / "27", 3000);
+  backup(root / "c", 4000);
+  backup(root / "just-made", 500);  // a clock stepped back: still kept
+  fs::create_directories(root / "foreign");
+  rlaif::testing::WriteFile((root / "foreign" / "backup.json").string(), "{not json");
+  fs::create_directories(root / ".x.partial-4194303-1");  // a partial one: the sweep's
+
+  EXPECT_TRUE(PruneBackups("", dir.path(), 0, (root / "just-made").string()).empty());
+  auto deleted = PruneBackups("", dir.path(), 3, (root / "just-made").string());
+  ASSERT_EQ(deleted.size(), 2u);
+  EXPECT_EQ(deleted[0].dir, (root / "a-newest-name").string());  // oldest first
+  EXPECT_EQ(deleted[0].created_at_ms, 1000);
+  EXPECT_GE(deleted[0].bytes, 5000u);
+  EXPECT_EQ(deleted[1].dir, (root / "b").string());
+  for (const char* kept : {"just-made", "c", "2026/11/27", "foreign", ".x.partial-4194303-1"}) {
+    EXPECT_TRUE(fs::exists(root / kept)) << kept;
+  }
+  EXPECT_FALSE(fs::exists(root / "a-newest-name"));
+  EXPECT_FALSE(fs::exists(root / "b"));
+  // Nothing hidden is left behind by the deletions (only the sweep's own).
+  int hidden = 0;
+  for (const auto& e : fs::directory_iterator(root)) {
+    hidden += e.path().filename().string().starts_with(".") ? 1 : 0;
+  }
+  EXPECT_EQ(hidden, 1);
+  EXPECT_TRUE(PruneBackups(dir.Sub("elsewhere"), dir.path(), 1, "").empty());  // no root yet
+}
+
 }  // namespace
 }  // namespace rlaif::daemon

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 
 from rlaif_e2e import (Fail, check, export, get_json, http, run_main, start_rlaifd, start_sim, wait_for)
 
@@ -47,6 +48,7 @@ def write_config(path, tmp, state, logs, sim_port):
     config = {
         "data_dir": state,
         "backup_dir": os.path.join(tmp, "backups"),
+        "backup_keep": 2,
         "api": {"listen": "127.0.0.1:0", "admin_token_env": "RLAIF_TOKEN"},
         "sources": [{"path": os.path.join(logs, "*.jsonl"), "format": "simple",
                      "start_at": "beginning"}],
@@ -254,6 +256,17 @@ def main(args, tmp):
     # Work queued at backup time is finished by the restored daemon.
     wait_for(lambda: (lambda s: s if s["counts"]["labels"] > backup["counts"]["labels"] else None)(
         get_json(base + "/v1/status")), 120, "labels to grow after the restore")
+    # 6. backup_keep 2: the third finished backup deletes the oldest (nightly).
+    for i, name in enumerate(("later-1", "later-2")):
+        r = rlaifctl(args, base, "--json", "backup", name)
+        check(r.returncode == 0, f"rlaifctl backup {name}: {r.returncode} {r.stderr}")
+        gone = [os.path.realpath(x["dir"]) for x in json.loads(r.stdout)["deleted_backups"]]
+        want = [os.path.realpath(bdir)] if i == 1 else []
+        check(gone == want, f"backup {name} deleted {gone}, want {want}")
+    check(sorted(os.listdir(os.path.join(tmp, "backups"))) == ["later-1", "later-2", "link"],
+          f"backup root after backup_keep: {os.listdir(os.path.join(tmp, 'backups'))}")
+    metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+    check("rlaif_backups_deleted_total 1" in metrics, "rlaif_backups_deleted_total is not 1")
     check(d.term(timeout=60) == 0, "restored rlaifd did not stop cleanly")
     sim.term()
 

@@ -257,6 +257,9 @@ struct Config {
   // Where online backups (POST /v1/backup, `rlaifctl backup`) may be written:
   // every backup is a new directory inside it. "" = <data_dir>/backups.
   std::string backup_dir;
+  // Finished backups kept in the backup root: after each successful online
+  // backup the oldest beyond this many are deleted. 0 = keep every backup.
+  int backup_keep = 0;
   ApiConfig api;
   std::vector<SourceConfig> sources;  // required, at least one
   SamplingConfig sampling;
