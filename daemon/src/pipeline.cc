@@ -60,6 +60,11 @@ Counter& StorePurged(MetricsRegistry& m, const char* kind) {
                       "Records deleted by the retention (store.max_age_days), by kind.",
                       {{"kind", kind}});
 }
+Gauge& RetentionFailing(MetricsRegistry& m) {
+  return m.GetGauge("rlaif_store_retention_failing",
+                    "1 while the last retention pass (store.max_age_days) failed; 0 after one "
+                    "that succeeded.");
+}
 Gauge& ModelsDiskBytes(MetricsRegistry& m) {
   return m.GetGauge("rlaif_models_disk_bytes",
                     "Disk space the checkpoints under <data_dir>/models take (allocated blocks).");
@@ -310,6 +315,7 @@ void Pipeline::RegisterMetrics() {
   ModelsDiskBytes(metrics_);
   if (config_.store_max_age_days > 0) {
     for (const char* kind : {"prompts", "pairs", "labels", "dead"}) StorePurged(metrics_, kind);
+    RetentionFailing(metrics_);
   }
   StoreWriteErrors(metrics_);
   PairsGenerated(metrics_);
@@ -851,6 +857,8 @@ Result<storage::PurgeStats> Pipeline::PurgeOldRecords() {
     retention_.last = stats.ok() ? *stats : storage::PurgeStats{};
     retention_.last_error = stats.ok() ? "" : stats.status().ToString();
   }
+  // A pass cut short by a stop is neither: the next start runs one again.
+  if (!stop_.load()) RetentionFailing(metrics_).Set(stats.ok() ? 0 : 1);
   if (!stats.ok()) {
     if (IsStoreWriteError(stats.status())) {
       StoreWriteFailed("retention cannot delete", stats.status());

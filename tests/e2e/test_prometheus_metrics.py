@@ -106,6 +106,9 @@ def main(args, tmp):
         "judge": {"base_url": f"http://127.0.0.1:{sim_port}/v1", "model": "sim-judge",
                   "concurrency": 8, "dimensions": [{"name": "harmlessness"}]},
         "trainer": {"device": "cpu", "min_new_labels": 100, "model": {"preset": "tiny"}},
+        # A retention that deletes nothing here: its metrics are exported
+        # (RlaifdRetentionFailing's among them) only with one.
+        "store": {"max_age_days": 36500},
     }
     config_path = os.path.join(tmp, "config.json")
     with open(config_path, "w") as f:
