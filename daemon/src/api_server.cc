@@ -168,6 +168,11 @@ Counter& Scored(MetricsRegistry& m) {
 Counter& HumanLabels(MetricsRegistry& m) {
   return m.GetCounter("rlaif_human_labels_total", "Human labels recorded.");
 }
+Gauge& LastBackupSuccess(MetricsRegistry& m) {
+  return m.GetGauge("rlaif_backup_last_success_timestamp_seconds",
+                    "Unix time of the last successful online backup (from the audit trail at "
+                    "start; absent before the first).");
+}
 Counter& Backups(MetricsRegistry& m, const char* outcome) {
   return m.GetCounter("rlaif_backups_total", "Online backups by outcome.", {{"outcome", outcome}});
 }
@@ -1267,9 +1272,7 @@ struct ApiServer::Impl {
     m.GetCounter("rlaif_backups_deleted_total", "Finished backups deleted to keep backup_keep.")
         .Inc(static_cast<double>(deleted.size()));
     out["deleted_backups"] = deleted;
-    m.GetGauge("rlaif_backup_last_success_timestamp_seconds",
-               "Unix time of the last successful online backup since start.")
-        .Set(static_cast<double>(r.created_at_ms) / 1000.0);
+    LastBackupSuccess(m).Set(static_cast<double>(r.created_at_ms) / 1000.0);
     m.GetGauge("rlaif_backup_duration_seconds", "Wall time of the last successful backup.")
         .Set(r.seconds);
     json event = out;
@@ -1509,6 +1512,16 @@ ApiServer::ApiServer(ApiContext context) : impl_(std::make_unique<Impl>(std::mov
   Backups(m, "failed");
   m.GetCounter("rlaif_backups_deleted_total", "Finished backups deleted to keep backup_keep.");
   for (const char* o : {"complete", "cut", "client_gone"}) Exports(m, o);
+  // The last successful backup from the audit trail, so that an alert on its
+  // age survives restarts (events are few: a scan of the newest is cheap).
+  auto events = impl_->ctx.store.RecentEvents(20000);
+  if (events.ok()) {
+    for (const auto& e : *events) {
+      if (e.kind != "backup") continue;
+      LastBackupSuccess(m).Set(static_cast<double>(e.at_ms) / 1000.0);
+      break;
+    }
+  }
 }
 
 ApiServer::~ApiServer() { Stop(); }

@@ -220,6 +220,28 @@ TEST_F(ApiTest, ASecondServerCannotTakeThePort) {
   EXPECT_EQ(r->status, 200);
 }
 
+// The last backup's time survives a restart: a new server reads it from the
+// newest `backup` event (an alert on the backups' age must not reset).
+TEST_F(ApiTest, LastBackupTimeComesFromTheAuditTrail) {
+  ASSERT_TRUE(store_->AppendEvent({1700000000000, "backup", "cron", "backup to a", "{}"}).ok());
+  ASSERT_TRUE(store_->AppendEvent({1700000500000, "backup", "cron", "backup to b", "{}"}).ok());
+  ASSERT_TRUE(store_->AppendEvent({1700000900000, "backup_failed", "cron", "no space", "{}"}).ok());
+  ApiServer restarted(ApiContext{*config_,
+                                 *store_,
+                                 metrics_,
+                                 *scorer_,
+                                 *pipeline_,
+                                 *ingestor_,
+                                 *gen_client_,
+                                 *judge_client_,
+                                 kToken,
+                                 NowMs(),
+                                 nullptr,
+                                 {}});
+  EXPECT_DOUBLE_EQ(metrics_.GetGauge("rlaif_backup_last_success_timestamp_seconds", "").Value(),
+                   1700000500.0);
+}
+
 // A registered version whose checkpoint does not load is the checkpoint's
 // problem (409 with the loader's reason), not an internal error (500).
 TEST_F(ApiTest, PromotingACheckpointThatDoesNotLoadIsAConflict) {
