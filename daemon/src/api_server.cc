@@ -217,9 +217,11 @@ struct ApiServer::Impl {
   double disk_sampled_at = -1e18;
   DiskSample disk;
 
-  DiskSample SampleDisk() {
+  // `changed_at_ms`: when something changed the disk usage (a sample older
+  // than it is taken again).
+  DiskSample SampleDisk(int64_t changed_at_ms = 0) {
     std::lock_guard<std::mutex> lock(disk_mu);
-    if (MonotonicSeconds() - disk_sampled_at >= kDiskSampleS) {
+    if (MonotonicSeconds() - disk_sampled_at >= kDiskSampleS || disk.at_ms < changed_at_ms) {
       disk_sampled_at = MonotonicSeconds();
       const std::filesystem::path root(ctx.config.data_dir);
       disk.space = SpaceOf(ctx.config.data_dir);
@@ -644,8 +646,10 @@ struct ApiServer::Impl {
 
   // Where the data dir's space goes and what the retentions did about it.
   json DiskJson() {
-    const DiskSample d = SampleDisk();
     const Pipeline::RetentionStatus r = ctx.pipeline.Retention();
+    // Sampled again once a retention pass ended after the last sample: the
+    // space it freed shows at once.
+    const DiskSample d = SampleDisk(r.last_pass_at_ms);
     auto at = [](int64_t ms) { return ms > 0 ? json(FormatTimeMs(ms)) : json(); };
     json last_pass;  // null until a pass ran in this process
     if (r.last_pass_at_ms > 0) {
@@ -658,6 +662,8 @@ struct ApiServer::Impl {
                      {"dead", r.last.dead}}},
                    {"kept_queued", r.last.kept_queued},
                    {"kept_recent_labels", r.last.kept_recent_labels},
+                   {"compact_seconds", r.last.compact_s},
+                   {"cancelled", r.last.cancelled},
                    {"error", r.last_error.empty() ? json() : json(r.last_error)}};
     }
     // The fresher of the minute's sample and the count after the last
@@ -670,6 +676,7 @@ struct ApiServer::Impl {
             {"sampled_at", at(d.at_ms)},
             {"store_retention",
              {{"max_age_days", r.max_age_days > 0 ? json(r.max_age_days) : json()},
+              {"running_since", at(r.running_since_ms)},
               {"last_pass", last_pass},
               {"next_pass_at", at(r.next_pass_at_ms)}}},
             {"checkpoint_retention",
@@ -1264,10 +1271,15 @@ struct ApiServer::Impl {
     Backups(m, "ok").Inc();
     // backup_keep: the oldest finished backups beyond it go, never this one.
     json deleted = json::array();
-    for (const DeletedBackup& d :
-         PruneBackups(ctx.config.backup_dir, ctx.config.data_dir, ctx.config.backup_keep, r.dir)) {
-      deleted.push_back(
-          {{"dir", d.dir}, {"created_at", FormatTimeMs(d.created_at_ms)}, {"bytes", d.bytes}});
+    try {
+      for (const DeletedBackup& d :
+           PruneBackups(ctx.config.backup_dir, ctx.config.data_dir, ctx.config.backup_keep, r.dir,
+                        ctx.store.Identity())) {
+        deleted.push_back(
+            {{"dir", d.dir}, {"created_at", FormatTimeMs(d.created_at_ms)}, {"bytes", d.bytes}});
+      }
+    } catch (const std::exception& e) {  // the backup itself succeeded: say so
+      spdlog::error("backup retention after {}: {}", r.dir, e.what());
     }
     m.GetCounter("rlaif_backups_deleted_total", "Finished backups deleted to keep backup_keep.")
         .Inc(static_cast<double>(deleted.size()));

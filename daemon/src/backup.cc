@@ -31,6 +31,7 @@ using json = nlohmann::json;
 
 constexpr char kManifest[] = "backup.json";
 constexpr char kWritingLock[] = ".writing";  // flock()ed by the backup being written
+constexpr char kKeepMarker[] = "KEEP";       // a backup an operator pinned: never pruned
 constexpr char kFormat[] = "rlaifd-backup";
 constexpr int kFormatVersion = 1;
 
@@ -211,12 +212,18 @@ std::vector<std::string> SweepPartialBackups(const std::string& backup_dir,
 }
 
 std::vector<DeletedBackup> PruneBackups(const std::string& backup_dir, const std::string& data_dir,
-                                        int keep, const std::string& just_made) {
+                                        int keep, const std::string& just_made,
+                                        const std::string& store_id) {
   std::vector<DeletedBackup> deleted;
-  if (keep <= 0) return deleted;
+  if (keep <= 0 || store_id.empty()) return deleted;
   const fs::path root = backup_dir.empty() ? fs::path(data_dir) / "backups" : fs::path(backup_dir);
   std::error_code ec;
-  const fs::path kept = fs::weakly_canonical(just_made, ec);
+  const fs::path kept = fs::canonical(just_made, ec);
+  if (ec) {
+    spdlog::warn("backup retention: cannot resolve {} ({}); nothing deleted", just_made,
+                 ec.message());
+    return deleted;
+  }
   struct Found {
     fs::path dir;
     int64_t created_at_ms;
@@ -226,20 +233,26 @@ std::vector<DeletedBackup> PruneBackups(const std::string& backup_dir, const std
   while (!dirs.empty()) {
     auto [dir, depth] = dirs.back();
     dirs.pop_back();
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      if (!e.is_directory(ec) || e.is_symlink(ec)) continue;
+    fs::directory_iterator it(dir, ec);
+    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      const fs::directory_entry& e = *it;
+      std::error_code entry_ec;
+      if (!e.is_directory(entry_ec) || e.is_symlink(entry_ec)) continue;
       if (e.path().filename().string().starts_with(".")) continue;  // partial, or not ours
-      if (!fs::exists(e.path() / kManifest, ec)) {
+      if (!fs::exists(e.path() / kManifest, entry_ec)) {
         if (depth < 4) dirs.push_back({e.path(), depth + 1});
         continue;
       }
+      if (fs::exists(e.path() / kKeepMarker, entry_ec)) continue;  // pinned by an operator
       int64_t at = -1;
+      std::string id;
       try {
         std::ifstream in(e.path() / kManifest);
         const json m = json::parse(in);
         if (m.value("format", "") == kFormat && m.contains("created_at_ms") &&
             m["created_at_ms"].is_number_integer()) {
           at = m["created_at_ms"].get<int64_t>();
+          id = m.value("store_id", "");
         }
       } catch (const std::exception&) {
       }
@@ -248,18 +261,24 @@ std::vector<DeletedBackup> PruneBackups(const std::string& backup_dir, const std
                      e.path().string(), kManifest);
         continue;
       }
+      // Another store's backups (an rlaifd sharing the backup volume), and
+      // those from before the manifest named its store, are not ours to count.
+      if (id != store_id) continue;
+      const fs::path resolved = fs::canonical(e.path(), entry_ec);
+      if (entry_ec || resolved == kept) continue;  // the one just made always stays
       found.push_back({e.path(), at});
     }
+    if (ec) {
+      spdlog::warn("backup retention: listing {}: {}", dir.string(), ec.message());
+      ec.clear();
+    }
   }
-  // Newest first; the one just made counts among those kept.
-  std::sort(found.begin(), found.end(), [&](const Found& a, const Found& b) {
-    const bool a_kept = fs::weakly_canonical(a.dir, ec) == kept;
-    const bool b_kept = fs::weakly_canonical(b.dir, ec) == kept;
-    if (a_kept != b_kept) return a_kept;
+  // Newest first; the one just made is the first of the `keep`.
+  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
     if (a.created_at_ms != b.created_at_ms) return a.created_at_ms > b.created_at_ms;
     return a.dir > b.dir;
   });
-  for (size_t i = static_cast<size_t>(keep); i < found.size(); ++i) {
+  for (size_t i = static_cast<size_t>(keep) - 1; i < found.size(); ++i) {
     const fs::path& dir = found[i].dir;
     const uint64_t bytes = DirectoryBytes(dir.string());
     const fs::path hidden =
@@ -268,15 +287,21 @@ std::vector<DeletedBackup> PruneBackups(const std::string& backup_dir, const std
     fs::rename(dir, hidden, ec);
     if (ec) {
       spdlog::warn("backup retention: cannot delete {}: {}", dir.string(), ec.message());
+      ec.clear();
       continue;
     }
+    // Renamed away, it is no longer a backup; what remove_all leaves goes
+    // at the next start (SweepPartialBackups).
     fs::remove_all(hidden, ec);
-    if (ec) {  // what is left goes at the next start (SweepPartialBackups)
-      spdlog::warn("backup retention: deleting {}: {}", hidden.string(), ec.message());
+    if (ec) {
+      spdlog::warn("backup retention: deleting {}: {} (the rest goes at the next start)",
+                   hidden.string(), ec.message());
+      ec.clear();
     }
-    spdlog::info("backup retention: deleted {} (of {}, {:.1f} MB) to keep backup_keep = {}",
-                 dir.string(), FormatTimeMs(found[i].created_at_ms),
-                 static_cast<double>(bytes) / 1e6, keep);
+    spdlog::info(
+        "backup retention: deleted {} (of {}; {:.1f} MB allocated, less what it shared with the "
+        "store by hard links) to keep backup_keep = {}",
+        dir.string(), FormatTimeMs(found[i].created_at_ms), static_cast<double>(bytes) / 1e6, keep);
     deleted.push_back({dir.string(), found[i].created_at_ms, bytes});
   }
   std::reverse(deleted.begin(), deleted.end());
@@ -401,6 +426,7 @@ Result<BackupResult> CreateBackup(storage::Store& store, const std::string& data
                    {"created_at", FormatTimeMs(now)},
                    {"created_at_ms", now},
                    {"rlaifd_version", std::string(BuildVersion()) + "+" + BuildRevision()},
+                   {"store_id", store.Identity()},
                    {"source_data_dir", fs::absolute(data_dir, ec).string()},
                    {"live_version", out.live_version},
                    {"counts", CountsJson(out.counts)},

@@ -205,7 +205,6 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   auto store = storage::Store::Open({.path = config.data_dir + "/store",
                                      .sync = false,
                                      .compress_blobs = config.store_compress_blobs,
-                                     .blob_gc = config.store_max_age_days > 0,
                                      .max_rejected_lines = config.store_max_rejected_lines});
   if (!store.ok()) return store.status();
   SweepPartialBackups(config.backup_dir, config.data_dir);

@@ -24,7 +24,6 @@ Result<IngestOnceReport> IngestOnce(const Config& config) {
                                      .sync = false,
                                      .write_buffer_bytes = 64 << 20,
                                      .compress_blobs = config.store_compress_blobs,
-                                     .blob_gc = config.store_max_age_days > 0,
                                      .max_rejected_lines = config.store_max_rejected_lines});
   if (!store.ok()) return store.status();
   MetricsRegistry metrics;

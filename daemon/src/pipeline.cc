@@ -831,9 +831,11 @@ void Pipeline::RetentionLoop() {
     // prompts and pairs once.
     const double every = std::clamp(config_.store_max_age_days * 86400.0 / 10, 3600.0, 86400.0);
     due = MonotonicSeconds() + every;
+    {
+      std::lock_guard<std::mutex> lock(retention_mu_);
+      retention_.next_pass_at_ms = NowMs() + static_cast<int64_t>(every * 1000);
+    }
     PurgeOldRecords();
-    std::lock_guard<std::mutex> lock(retention_mu_);
-    retention_.next_pass_at_ms = NowMs() + static_cast<int64_t>((due - MonotonicSeconds()) * 1000);
   }
 }
 
@@ -849,48 +851,65 @@ Result<storage::PurgeStats> Pipeline::PurgeOldRecords() {
   const int64_t cutoff =
       NowMs() - static_cast<int64_t>(config_.store_max_age_days * 86400.0 * 1000.0);
   const double t0 = MonotonicSeconds();
-  auto stats = store_.PurgeOlderThan(cutoff, [this] { return stop_.load(); });
   {
     std::lock_guard<std::mutex> lock(retention_mu_);
+    retention_.running_since_ms = NowMs();
+  }
+  storage::PurgeStats stats;
+  const Status st = store_.PurgeOlderThan(
+      cutoff, [this] { return stop_.load(); }, &stats);
+  {
+    std::lock_guard<std::mutex> lock(retention_mu_);
+    retention_.running_since_ms = 0;
     retention_.last_pass_at_ms = NowMs();
     retention_.last_pass_s = MonotonicSeconds() - t0;
-    retention_.last = stats.ok() ? *stats : storage::PurgeStats{};
-    retention_.last_error = stats.ok() ? "" : stats.status().ToString();
+    retention_.last = stats;
+    retention_.last_error = st.ok() ? "" : st.ToString();
   }
   // A pass cut short by a stop is neither: the next start runs one again.
-  if (!stop_.load()) RetentionFailing(metrics_).Set(stats.ok() ? 0 : 1);
-  if (!stats.ok()) {
-    if (IsStoreWriteError(stats.status())) {
-      StoreWriteFailed("retention cannot delete", stats.status());
-    } else {
-      spdlog::error("retention: {}", stats.status().ToString());
-    }
-    return stats;
-  }
+  if (!stop_.load()) RetentionFailing(metrics_).Set(st.ok() ? 0 : 1);
+  // What was deleted, also by a pass that failed or stopped midway (its
+  // committed batches stay deleted).
   for (const auto& [kind, n] :
-       std::vector<std::pair<const char*, int64_t>>{{"prompts", stats->prompts},
-                                                    {"pairs", stats->pairs},
-                                                    {"labels", stats->labels},
-                                                    {"dead", stats->dead}}) {
+       std::vector<std::pair<const char*, int64_t>>{{"prompts", stats.prompts},
+                                                    {"pairs", stats.pairs},
+                                                    {"labels", stats.labels},
+                                                    {"dead", stats.dead}}) {
     if (n > 0) StorePurged(metrics_, kind).Inc(static_cast<double>(n));
   }
-  if (stats->Deleted() > 0) {
+  if (stats.Deleted() > 0) {
+    const std::string ending = !st.ok()          ? "; then it failed: " + st.ToString()
+                               : stats.cancelled ? "; stopped by the shutdown before the end"
+                                                 : "";
     const std::string what = fmt::format(
         "deleted {} prompts, {} pairs, {} labels and {} dead letters older than {} "
-        "(store.max_age_days = {}) in {:.1f} s; kept though old: {} queued, {} labelled since",
-        stats->prompts, stats->pairs, stats->labels, stats->dead, FormatTimeMs(cutoff),
-        config_.store_max_age_days, MonotonicSeconds() - t0, stats->kept_queued,
-        stats->kept_recent_labels);
+        "(store.max_age_days = {}) in {:.1f} s ({:.1f} s of it compacting their space back); "
+        "kept though old: {} queued or needed by a queued or kept pair, {} labelled since{}",
+        stats.prompts, stats.pairs, stats.labels, stats.dead, FormatTimeMs(cutoff),
+        config_.store_max_age_days, MonotonicSeconds() - t0, stats.compact_s, stats.kept_queued,
+        stats.kept_recent_labels, ending);
     spdlog::info("retention: {}", what);
-    (void)store_.AppendEvent({NowMs(), "purge", "daemon", what,
-                              nlohmann::json{{"prompts", stats->prompts},
-                                             {"pairs", stats->pairs},
-                                             {"labels", stats->labels},
-                                             {"dead", stats->dead},
-                                             {"kept_queued", stats->kept_queued},
-                                             {"kept_recent_labels", stats->kept_recent_labels},
-                                             {"cutoff", FormatTimeMs(cutoff)}}
-                                  .dump()});
+    (void)store_.AppendEvent(
+        {NowMs(), "purge", "daemon", what,
+         nlohmann::json{{"prompts", stats.prompts},
+                        {"pairs", stats.pairs},
+                        {"labels", stats.labels},
+                        {"dead", stats.dead},
+                        {"kept_queued", stats.kept_queued},
+                        {"kept_recent_labels", stats.kept_recent_labels},
+                        {"cancelled", stats.cancelled},
+                        {"error", st.ok() ? nlohmann::json() : nlohmann::json(st.ToString())},
+                        {"compact_s", stats.compact_s},
+                        {"cutoff", FormatTimeMs(cutoff)}}
+             .dump()});
+  }
+  if (!st.ok()) {
+    if (IsStoreWriteError(st)) {
+      StoreWriteFailed("retention cannot delete", st);
+    } else {
+      spdlog::error("retention: {}", st.ToString());
+    }
+    return st;
   }
   return stats;
 }

@@ -128,19 +128,24 @@ void PrintDisk(const json& d) {
     std::cout << " (" << pct.str() << "%)";
   }
   std::cout << "  store " << Bytes(d, "store_bytes") << "  models " << Bytes(d, "models_bytes")
-            << "\n";
+            << "  (measured " << Str(d, "sampled_at") << ")\n";
   const json sr = d.value("store_retention", json::object());
   if (!sr.value("max_age_days", json()).is_number()) {
     std::cout << "          store retention off (store.max_age_days = 0): keeps every record\n";
   } else {
-    std::cout << "          store retention " << Str(sr, "max_age_days") << " days";
+    std::ostringstream days;  // 30 or 0.5, not 30.0
+    days << sr["max_age_days"].get<double>();
+    std::cout << "          store retention " << days.str() << " days";
     const json lp = sr.value("last_pass", json());
-    if (lp.is_object()) {
+    if (sr.value("running_since", json()).is_string()) {
+      std::cout << "  pass running since " << Str(sr, "running_since");
+    } else if (lp.is_object()) {
       const json del = lp.value("deleted", json::object());
       std::cout << "  last pass " << Str(lp, "at") << " deleted prompts " << Str(del, "prompts")
                 << " pairs " << Str(del, "pairs") << " labels " << Str(del, "labels") << " dead "
                 << Str(del, "dead");
       if (lp.value("error", json()).is_string()) std::cout << "  FAILED: " << Str(lp, "error");
+      if (lp.value("cancelled", false)) std::cout << "  (stopped by a shutdown)";
     } else {
       std::cout << "  no pass yet";
     }
@@ -557,6 +562,10 @@ int main(int argc, char** argv) {
                 << body["counts"]["pairs"] << "  labels " << body["counts"]["labels"] << "\n"
                 << "models:   " << body["models"].size() << " (live " << Str(body, "live_version")
                 << ")  in " << Fixed(body, "seconds", 1) << " s\n";
+      for (const auto& d : body.value("deleted_backups", json::array())) {
+        std::cout << "deleted:  " << Str(d, "dir") << " (of " << Str(d, "created_at")
+                  << ", backup_keep)\n";
+      }
     } else if (cmd == "train") {
       std::cout << "training requested";
       if (body.value("already_running", false)) {

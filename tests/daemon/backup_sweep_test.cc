@@ -58,48 +58,79 @@ TEST(BackupSweepTest, RemovesPartialBackupsOfDeadProcessesOnly) {
   EXPECT_EQ(SweepPartialBackups("", dir.path()).size(), 1u);
 }
 
-// backup_keep: the oldest finished backups (by their manifest's time, not
-// their names) beyond N go; the one just made stays whatever its time; what
-// is not a readable rlaifd manifest is neither counted nor deleted; a
-// deletion that stops midway leaves a hidden partial the sweep removes.
-TEST(BackupPruneTest, KeepsTheNewestFinishedBackups) {
+// backup_keep: the oldest finished backups of this store (by their
+// manifest's time, not their names) beyond N go; the one just made stays
+// whatever its time; another store's backups on the same volume, backups
+// pinned with a KEEP file, and what is not a readable rlaifd manifest with a
+// store id are neither counted nor deleted.
+TEST(BackupPruneTest, KeepsTheNewestFinishedBackupsOfThisStore) {
   rlaif::testing::TempDir dir;
   const fs::path root = dir.Sub("backups");
-  auto backup = [&](const fs::path& p, int64_t at) {
+  auto backup = [&](const fs::path& p, int64_t at, const std::string& store = "store-a") {
     fs::create_directories(p / "store");
     rlaif::testing::WriteFile((p / "store" / "000001.sst").string(), std::string(5000, 'x'));
     rlaif::testing::WriteFile(
         (p / "backup.json").string(),
-        "{\"format\": \"rlaifd-backup\", \"created_at_ms\": " + std::to_string(at) + "}");
+        "{\"format\": \"rlaifd-backup\", \"created_at_ms\": " + std::to_string(at) +
+            (store.empty() ? "" : ", \"store_id\": \"" + store + "\"") + "}");
   };
   backup(root / "a-newest-name", 1000);  // the oldest, whatever its name says
   backup(root / "b", 2000);
   backup(root / "2026" / "11" / "27", 3000);
   backup(root / "c", 4000);
   backup(root / "just-made", 500);  // a clock stepped back: still kept
+  backup(root / "other-store", 100, "store-b");
+  backup(root / "before-store-ids", 200, "");
+  backup(root / "pinned", 300);
+  rlaif::testing::WriteFile((root / "pinned" / "KEEP").string(), "pre-upgrade\n");
   fs::create_directories(root / "foreign");
   rlaif::testing::WriteFile((root / "foreign" / "backup.json").string(), "{not json");
   fs::create_directories(root / ".x.partial-4194303-1");  // a partial one: the sweep's
+  fs::create_symlink(root / "b", root / "link-to-b");
+  const std::string just_made = (root / "just-made").string();
 
-  EXPECT_TRUE(PruneBackups("", dir.path(), 0, (root / "just-made").string()).empty());
-  auto deleted = PruneBackups("", dir.path(), 3, (root / "just-made").string());
+  EXPECT_TRUE(PruneBackups("", dir.path(), 0, just_made, "store-a").empty());
+  EXPECT_TRUE(PruneBackups("", dir.path(), 3, just_made, "").empty());  // no identity: nothing
+  auto deleted = PruneBackups("", dir.path(), 3, just_made, "store-a");
   ASSERT_EQ(deleted.size(), 2u);
   EXPECT_EQ(deleted[0].dir, (root / "a-newest-name").string());  // oldest first
   EXPECT_EQ(deleted[0].created_at_ms, 1000);
   EXPECT_GE(deleted[0].bytes, 5000u);
   EXPECT_EQ(deleted[1].dir, (root / "b").string());
-  for (const char* kept : {"just-made", "c", "2026/11/27", "foreign", ".x.partial-4194303-1"}) {
+  for (const char* kept : {"just-made", "c", "2026/11/27", "other-store", "before-store-ids",
+                           "pinned", "foreign", ".x.partial-4194303-1"}) {
     EXPECT_TRUE(fs::exists(root / kept)) << kept;
   }
   EXPECT_FALSE(fs::exists(root / "a-newest-name"));
   EXPECT_FALSE(fs::exists(root / "b"));
+  EXPECT_TRUE(fs::is_symlink(root / "link-to-b"));  // the link itself is not followed
   // Nothing hidden is left behind by the deletions (only the sweep's own).
   int hidden = 0;
   for (const auto& e : fs::directory_iterator(root)) {
     hidden += e.path().filename().string().starts_with(".") ? 1 : 0;
   }
   EXPECT_EQ(hidden, 1);
-  EXPECT_TRUE(PruneBackups(dir.Sub("elsewhere"), dir.path(), 1, "").empty());  // no root yet
+  // keep 1: only the one just made stays (of this store).
+  deleted = PruneBackups("", dir.path(), 1, just_made, "store-a");
+  ASSERT_EQ(deleted.size(), 2u);
+  EXPECT_FALSE(fs::exists(root / "c"));
+  EXPECT_FALSE(fs::exists(root / "2026/11/27"));
+  EXPECT_TRUE(fs::exists(root / "just-made"));
+  EXPECT_TRUE(PruneBackups(dir.Sub("elsewhere"), dir.path(), 1, just_made, "store-a").empty());
+}
+
+// A deletion that stopped midway (kill -9 between the rename and the end of
+// the removal) leaves a hidden partial directory that the next start's
+// sweep removes: never half a backup that looks whole.
+TEST(BackupPruneTest, AnInterruptedDeletionIsSweptAtTheNextStart) {
+  rlaif::testing::TempDir dir;
+  const fs::path root = dir.Sub("backups");
+  const fs::path left = root / ".old.partial-4194303-1700000000000";  // as PruneBackups renames
+  fs::create_directories(left / "store");
+  rlaif::testing::WriteFile((left / "backup.json").string(), "{}");
+  auto removed = SweepPartialBackups("", dir.path());
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_FALSE(fs::exists(left));
 }
 
 }  // namespace

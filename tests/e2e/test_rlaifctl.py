@@ -92,6 +92,8 @@ def main(args, tmp):
         # race the manual train, promote and rollback below).
         "trainer": {"min_new_labels": 50, "model": {"preset": "tiny"},
                     "gate": {"min_accuracy": 0.0, "max_regression": 1.0}},
+        # A retention that deletes nothing here: its pass shows in the disk block.
+        "store": {"max_age_days": 36500},
     }
     config_path = os.path.join(tmp, "config.json")
     with open(config_path, "w") as f:
@@ -128,9 +130,11 @@ def main(args, tmp):
     # Disk: free space, the store's and the models' share, both retentions
     # (store retention off by default, checkpoints kept by keep_models 10).
     check(re.search(r"^disk: +free \d+\.\d [kMGTP]B of \d+\.\d [kMGTP]B \(\d+\.\d%\)  "
-                    r"store \d+\.\d [kMG]B  models [1-9]\d*(\.\d)? [kMG]?B$", out, re.M),
+                    r"store \d+\.\d [kMG]B  models [1-9]\d*(\.\d)? [kMG]?B  \(measured 20\d\d-\S+Z\)$",
+                    out, re.M),
           f"status table: disk line:\n{out}")
-    check("store retention off (store.max_age_days = 0)" in out and
+    check(re.search(r"^ +store retention 36500 days  last pass 20\S+Z deleted prompts 0 pairs 0 "
+                    r"labels 0 dead 0  next 20\S+Z$", out, re.M) and
           "checkpoints: keeps 10 besides live" in out,
           f"status table: retention lines:\n{out}")
     # A base URL as copied from a browser, with a trailing '/', from RLAIF_URL or --url.

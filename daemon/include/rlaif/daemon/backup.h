@@ -64,23 +64,28 @@ Result<std::string> ResolveBackupTarget(const std::string& backup_dir, const std
 std::vector<std::string> SweepPartialBackups(const std::string& backup_dir,
                                              const std::string& data_dir);
 
-// Deletes the oldest finished backups in the backup root so that `keep`
-// remain (config backup_keep; 0 deletes nothing). A finished backup is a
-// directory with a readable backup.json of this format, found where
-// SweepPartialBackups looks (the root and "2026/11/27"-style subdirectories,
-// not hidden ones); age is the manifest's created_at_ms. `just_made` (the
-// backup this call follows) is always kept; a directory whose manifest
-// cannot be read is never deleted (logged). Each goes by a rename to a hidden
-// ".NAME.partial-PID-MS" sibling first, so that a crash midway leaves no
-// half-deleted backup that looks whole (SweepPartialBackups removes the rest
-// at the next start). Returns the deleted directories, oldest first.
+// Deletes the oldest finished backups of this store in the backup root so
+// that `keep` remain, `just_made` (the backup this call follows) being one
+// of them (config backup_keep; 0 deletes nothing). A finished backup of this
+// store is a directory with a readable backup.json of this format whose
+// store_id is `store_id` (Store::Identity(): another rlaifd sharing the
+// backup volume keeps its own), found where SweepPartialBackups looks (the
+// root and "2026/11/27"-style subdirectories, not hidden ones, no symlinks);
+// age is the manifest's created_at_ms. Never deleted: `just_made`, a backup
+// with a KEEP file (pinned by an operator), one whose manifest cannot be
+// read (logged) or has no store_id (from before 2026-11-29). Each goes by a
+// rename to a hidden ".NAME.partial-PID-MS" sibling first, so that a crash
+// midway leaves no half-deleted backup that looks whole (SweepPartialBackups
+// removes the rest at the next start). Never throws. Returns the deleted
+// directories, oldest first.
 struct DeletedBackup {
   std::string dir;
   int64_t created_at_ms = 0;
   uint64_t bytes = 0;  // allocated size (files hard-linked with the store free nothing)
 };
 std::vector<DeletedBackup> PruneBackups(const std::string& backup_dir, const std::string& data_dir,
-                                        int keep, const std::string& just_made);
+                                        int keep, const std::string& just_made,
+                                        const std::string& store_id);
 
 // Writes a backup of the live `store` and of data_dir/models to `target`
 // (absolute, must not exist, parent must exist; see ResolveBackupTarget).

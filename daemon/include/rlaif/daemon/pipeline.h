@@ -155,9 +155,10 @@ class Pipeline {
   // What the two retentions did in this process (for /v1/status).
   struct RetentionStatus {
     double max_age_days = 0;          // store.max_age_days; 0 = keeps everything
+    int64_t running_since_ms = 0;     // start of the pass running now; 0 = none
     int64_t last_pass_at_ms = 0;      // end of the last store pass; 0 = none yet
     double last_pass_s = 0;           // its duration
-    storage::PurgeStats last;         // what it deleted and kept
+    storage::PurgeStats last;         // what it deleted and kept (also when it failed midway)
     std::string last_error;           // "" when it succeeded
     int64_t next_pass_at_ms = 0;      // when the next pass is due; 0 = none planned
     int keep_models = 0;              // trainer.keep_models; 0 = keeps every checkpoint

@@ -58,9 +58,12 @@ struct StoreOptions {
   bool compress_blobs = true;
 
   // Garbage collection of blob files (where prompt and pair values live):
-  // needed for the space of deleted prompts and pairs to return (retention,
-  // PurgeOlderThan); off by default because, without deletions, it only
-  // rewrites live values during compactions.
+  // compactions rewrite the live values of the oldest quarter of the blob
+  // files into new ones. Off, also with a retention: PurgeOlderThan deletes
+  // the oldest records, so the oldest blob files become garbage whole and
+  // are dropped without it (measured: StorePurgeSpaceTest), while with it
+  // compactions keep copying soon-deleted values into new files, where
+  // newer values then pin them.
   bool blob_gc = false;
 
   // Dead letters of rejected log lines (stage "ingest": the line's text, cut
@@ -98,8 +101,11 @@ struct PurgeStats {
   int64_t pairs = 0;
   int64_t labels = 0;
   int64_t dead = 0;                // dead letters of every stage (rejected log lines included)
-  int64_t kept_queued = 0;         // old prompts or pairs still queued: kept until done
+  int64_t kept_queued =
+      0;  // old prompts or pairs still queued, and prompts of queued or kept pairs
   int64_t kept_recent_labels = 0;  // old pairs labelled at or after the cutoff: kept
+  bool cancelled = false;          // stopped by `cancelled` before the end
+  double compact_s = 0;            // time spent compacting the space of the deletions back
   int64_t Deleted() const { return prompts + pairs + labels + dead; }
 };
 
@@ -238,9 +244,14 @@ class Store {
   // prompts and pairs once (a full scan, on a snapshot, not cached); writes
   // in batches, releasing the writers' lock between them, and stops between
   // batches when `cancelled` returns true (what was deleted stays deleted).
-  // Disk space returns as RocksDB compacts (StoreOptions::blob_gc).
-  virtual Result<PurgeStats> PurgeOlderThan(int64_t cutoff_ms,
-                                            const std::function<bool()>& cancelled) = 0;
+  // `*stats` says what was deleted and kept, also when it fails midway (the
+  // batches committed before the error stay deleted).
+  // Disk space: after a pass that deleted something, the families deleted
+  // from are flushed, and compacted (down to the last level, with blob
+  // garbage collection: StoreOptions::blob_gc) when the deletions are at
+  // least 1% of their records; a stop cancels the compaction.
+  virtual Status PurgeOlderThan(int64_t cutoff_ms, const std::function<bool()>& cancelled,
+                                PurgeStats* stats) = 0;
 
   // Model registry.
   virtual Status PutModel(const ModelRecord& model) = 0;
@@ -274,6 +285,10 @@ class Store {
   // Writers are not blocked. The copy opens with Open() like any store.
   // kAlreadyExists if `dir` exists, kIoError with RocksDB's message otherwise.
   virtual Status CreateCheckpoint(const std::string& dir) = 0;
+  // This store's identity: a random id made when it was first opened (by
+  // this version or later), kept by a checkpoint (backup) and a restore of
+  // it; "" if it could not be recorded (a full disk at that open).
+  virtual std::string Identity() = 0;
 
   // Reads the whole store: every SST block's checksum (RocksDB's
   // VerifyChecksum), then every record of every column family, values and
