@@ -8,7 +8,7 @@
 
 namespace rlaif {
 
-uint64_t DirectoryBytes(const std::string& dir) {
+uint64_t DirectoryBytes(const std::string& dir, bool unshared_only) {
   namespace fs = std::filesystem;
   std::error_code ec;
   uint64_t bytes = 0;
@@ -21,7 +21,9 @@ uint64_t DirectoryBytes(const std::string& dir) {
     // The blocks it takes (as du counts), not its length: RocksDB
     // preallocates its log files, so the length says too little.
     struct stat st {};
-    if (::lstat(it->path().c_str(), &st) == 0) bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+    if (::lstat(it->path().c_str(), &st) != 0) continue;
+    if (unshared_only && st.st_nlink > 1) continue;
+    bytes += static_cast<uint64_t>(st.st_blocks) * 512;
   }
   return bytes;
 }

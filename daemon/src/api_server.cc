@@ -211,6 +211,8 @@ struct ApiServer::Impl {
     FilesystemSpace space;
     uint64_t store_bytes = 0;
     uint64_t models_bytes = 0;
+    uint64_t backups_bytes = 0;  // files of the backup root not hard-linked elsewhere
+    uint64_t training_state_bytes = 0;
     int64_t at_ms = 0;
   };
   std::mutex disk_mu;  // guards the three below
@@ -227,6 +229,10 @@ struct ApiServer::Impl {
       disk.space = SpaceOf(ctx.config.data_dir);
       disk.store_bytes = DirectoryBytes((root / "store").string());
       disk.models_bytes = DirectoryBytes((root / "models").string());
+      disk.backups_bytes = DirectoryBytes(
+          ctx.config.backup_dir.empty() ? (root / "backups").string() : ctx.config.backup_dir,
+          /*unshared_only=*/true);
+      disk.training_state_bytes = DirectoryBytes((root / "training-state").string());
       disk.at_ms = NowMs();
     }
     return disk;
@@ -673,6 +679,8 @@ struct ApiServer::Impl {
             {"capacity_bytes", d.space.known ? json(d.space.capacity) : json()},
             {"store_bytes", d.store_bytes},
             {"models_bytes", models_bytes},
+            {"backups_bytes", d.backups_bytes},
+            {"training_state_bytes", d.training_state_bytes},
             {"sampled_at", at(d.at_ms)},
             {"store_retention",
              {{"max_age_days", r.max_age_days > 0 ? json(r.max_age_days) : json()},

@@ -128,7 +128,8 @@ void PrintDisk(const json& d) {
     std::cout << " (" << pct.str() << "%)";
   }
   std::cout << "  store " << Bytes(d, "store_bytes") << "  models " << Bytes(d, "models_bytes")
-            << "  (measured " << Str(d, "sampled_at") << ")\n";
+            << "  backups " << Bytes(d, "backups_bytes") << "  (measured " << Str(d, "sampled_at")
+            << ")\n";
   const json sr = d.value("store_retention", json::object());
   if (!sr.value("max_age_days", json()).is_number()) {
     std::cout << "          store retention off (store.max_age_days = 0): keeps every record\n";

@@ -72,7 +72,7 @@ async function tick(){
    ["judge-human agreement",ha.agreement!=null?`${pct(ha.agreement)} on ${ha.pairs_with_both} pairs`:"no human labels yet"]]);
   const d=s.disk||{},sr=d.store_retention||{},cr=d.checkpoint_retention||{},lp=sr.last_pass;
   const gb=v=>v==null?"-":(v/1e9).toFixed(2)+" GB";
-  rows("disk",[["free",d.free_bytes!=null?`${gb(d.free_bytes)} of ${gb(d.capacity_bytes)}`:"-"],["store",gb(d.store_bytes)],["models",gb(d.models_bytes)],
+  rows("disk",[["free",d.free_bytes!=null?`${gb(d.free_bytes)} of ${gb(d.capacity_bytes)}`:"-"],["store",gb(d.store_bytes)],["models",gb(d.models_bytes)],["backups (unshared)",gb(d.backups_bytes)],
    ["store retention",sr.max_age_days!=null?`${sr.max_age_days} days`:"off (keeps every record)"],
    ["last pass",lp?(lp.error?"failed: "+lp.error:`${lp.at}: deleted ${lp.deleted.prompts} prompts, ${lp.deleted.pairs} pairs, ${lp.deleted.labels} labels, ${lp.deleted.dead} dead letters`):"-"],
    ["checkpoints kept",cr.keep_models!=null?`${cr.keep_models} (plus live, candidates, held, rollback target)`:"all"],["checkpoints deleted since start",cr.deleted_since_start??"-"]]);

@@ -39,6 +39,12 @@ TEST(DiskTest, DirectoryBytesCountsTheSpaceFilesTakeAndNeverThrows) {
   const uint64_t readable = DirectoryBytes(dir.Sub("a"));
   if (geteuid() != 0) EXPECT_EQ(readable, one);
   ASSERT_EQ(chmod(dir.Sub("a/b").c_str(), 0755), 0);
+  // Hard-linked files (a backup's store files and the live store's) count
+  // in both trees, and in neither when only unshared space is asked for.
+  std::filesystem::create_hard_link(dir.Sub("a/one"), dir.Sub("a/b/one-again"));
+  EXPECT_GE(DirectoryBytes(dir.Sub("a/b")), 123000u);
+  EXPECT_GE(DirectoryBytes(dir.Sub("a/b"), true), 23000u);
+  EXPECT_LT(DirectoryBytes(dir.Sub("a/b"), true), 23000u + 65536);
 }
 
 TEST(DiskTest, ProcessStatsReadThisProcess) {

@@ -130,7 +130,8 @@ def main(args, tmp):
     # Disk: free space, the store's and the models' share, both retentions
     # (store retention off by default, checkpoints kept by keep_models 10).
     check(re.search(r"^disk: +free \d+\.\d [kMGTP]B of \d+\.\d [kMGTP]B \(\d+\.\d%\)  "
-                    r"store \d+\.\d [kMG]B  models [1-9]\d*(\.\d)? [kMG]?B  \(measured 20\d\d-\S+Z\)$",
+                    r"store \d+\.\d [kMG]B  models [1-9]\d*(\.\d)? [kMG]?B  backups \d+(\.\d)? [kMG]?B  "
+                    r"\(measured 20\d\d-\S+Z\)$",
                     out, re.M),
           f"status table: disk line:\n{out}")
     check(re.search(r"^ +store retention 36500 days  last pass 20\S+Z deleted prompts 0 pairs 0 "

@@ -10,8 +10,10 @@ namespace rlaif {
 // Disk space the regular files under `dir` take, recursively (allocated
 // blocks, as `du` counts: a preallocated log file counts what it holds on
 // disk; symbolic links count nothing); a directory removed during the walk
-// or without permission counts 0.
-uint64_t DirectoryBytes(const std::string& dir);
+// or without permission counts 0. `unshared_only`: only files with no other
+// hard link (a backup's store files hard-linked with the live store, or
+// with another backup, free nothing when the backup goes).
+uint64_t DirectoryBytes(const std::string& dir, bool unshared_only = false);
 
 struct FilesystemSpace {
   bool known = false;     // statvfs succeeded
