@@ -1067,6 +1067,25 @@ class RocksStore final : public Store {
     });
     for (const Family& f : families) {
       if (!f.compact || canceled.load()) continue;
+      // A compaction writes the family's files anew before it deletes the
+      // old ones: on a disk too full for that (often why a retention was
+      // set), RocksDB's own compactions reclaim later instead of this one
+      // failing against a full disk.
+      uint64_t sst_bytes = 0;
+      db_->GetIntProperty(handles_[f.cf], "rocksdb.total-sst-files-size", &sst_bytes);
+      struct statvfs fs {};
+      if (statvfs(options_.path.c_str(), &fs) == 0) {
+        const uint64_t unit = fs.f_frsize ? fs.f_frsize : fs.f_bsize;
+        const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * unit;
+        const uint64_t needed = sst_bytes + static_cast<uint64_t>(ReserveBytes(fs)) + (64ull << 20);
+        if (free_bytes < needed) {
+          spdlog::warn(
+              "store {}: not compacting {} after the retention's deletions: {} MB free, "
+              "it needs about {} MB; its space returns as RocksDB compacts on its own",
+              options_.path, kCfNames[f.cf], free_bytes >> 20, needed >> 20);
+          continue;
+        }
+      }
       rocksdb::CompactRangeOptions o;
       o.canceled = &canceled;
       s = db_->CompactRange(o, handles_[f.cf], nullptr, nullptr);
@@ -1459,17 +1478,21 @@ class RocksStore final : public Store {
   // (StoreOptions::min_free_bytes), so that RocksDB never meets a full disk.
   Status FreeSpaceStatus() const override { return CheckFreeSpace("writes"); }
 
+  // StoreOptions::min_free_bytes for the filesystem `fs` describes.
+  int64_t ReserveBytes(const struct statvfs& fs) const {
+    const uint64_t unit = fs.f_frsize ? fs.f_frsize : fs.f_bsize;
+    if (options_.min_free_bytes >= 0) return options_.min_free_bytes;
+    return std::clamp<int64_t>(static_cast<int64_t>(fs.f_blocks * unit / 20), 1 << 20,
+                               int64_t{128} << 20);
+  }
+
   Status CheckFreeSpace(const std::string& what) const {
     if (options_.min_free_bytes == 0) return Status::Ok();
     struct statvfs fs {};
     if (statvfs(options_.path.c_str(), &fs) != 0) return Status::Ok();  // RocksDB will tell
     const uint64_t unit = fs.f_frsize ? fs.f_frsize : fs.f_bsize;
     const int64_t free_bytes = static_cast<int64_t>(fs.f_bavail * unit);
-    int64_t reserve = options_.min_free_bytes;
-    if (reserve < 0) {
-      reserve = std::clamp<int64_t>(static_cast<int64_t>(fs.f_blocks * unit / 20), 1 << 20,
-                                    int64_t{128} << 20);
-    }
+    const int64_t reserve = ReserveBytes(fs);
     if (free_bytes >= reserve) return Status::Ok();
     return Status::IoError(what + " refused on store " + options_.path +
                            ": no space left: " + std::to_string(free_bytes >> 10) +
