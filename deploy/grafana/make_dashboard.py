@@ -322,8 +322,16 @@ def build():
                      [(f"sum by (instance) (increase(rlaif_store_write_errors_total{sel()}"
                        f"[$__rate_interval]))", "{{instance}}")],
                      thresholds=[(1, "red")]), 8, 8)
-    L.add(stat("Last backup", "Time since the last successful online backup since the process "
-               "started (none yet: no value), and failed backups since start. Runbook: "
+    L.add(timeseries("Store retention", "Records deleted by store.max_age_days, by kind, and "
+                     "1 while its last pass failed (RlaifdRetentionFailing). Empty without a "
+                     f"retention. Runbook: {RUNBOOK}#disk-filling-up",
+                     [(f"sum by (instance, kind) (increase(rlaif_store_purged_total{sel()}"
+                       f"[$__rate_interval]))", "{{kind}} {{instance}}"),
+                      (f"max by (instance) (rlaif_store_retention_failing{sel()})",
+                       "failing {{instance}}")]), 8, 8)
+    L.add(stat("Last backup", "Time since the last successful online backup (from the audit "
+               "trail, also after a restart; none yet: no value), and failed backups since start. "
+               "Runbook: "
                f"{RUNBOOK}#backup-and-restore",
                [(f"time() - rlaif_backup_last_success_timestamp_seconds{sel()} > 0 < 1e9",
                  "age {{instance}}"),
