@@ -1082,33 +1082,52 @@ struct ApiServer::Impl {
     Status st = ctx.store.CommitLabels(storage::WorkItem{}, {l});
     if (!st.ok()) return SendStatus(res, st);
     HumanLabels(ctx.metrics).Inc();
+    {
+      std::lock_guard<std::mutex> lock(agreement_mu);
+      agreement_at_ms = 0;  // the next status counts it
+    }
     SendJson(res, {{"recorded", true}, {"pair_id", pair_id}, {"dimension", dimension}}, 201);
   }
 
-  // Judge-human agreement on pairs that have both, recomputed at most every 30 s.
+  // Judge-human agreement on pairs that have both, recomputed at most once a
+  // minute and after a human label. One pass over the labels alone (no
+  // pair is read), in key order, where one pair's labels on one dimension
+  // are adjacent: memory stays flat however many labels there are.
   json HumanAgreement() {
     std::lock_guard<std::mutex> lock(agreement_mu);
     const int64_t now = NowMs();
-    if (now - agreement_at_ms < 30000 && !agreement.is_null()) return agreement;
-    std::map<std::string, std::pair<double, double>> ai, human;  // key -> p_a (tie = NaN)
-    Status st = ctx.store.ForEachLabelledPair([&](const storage::LabelledPair& lp) {
-      const std::string key = lp.label.pair_id + "/" + lp.label.dimension;
-      double p = lp.label.tie ? std::nan("") : lp.label.p_a;
-      (lp.label.source == "human" ? human : ai)[key] = {p, 0};
+    if (now - agreement_at_ms < 60000 && !agreement.is_null()) return agreement;
+    int64_t humans = 0, both = 0, agree = 0;
+    std::string group;                // pair_id/dimension of the labels seen last
+    std::optional<double> human, ai;  // p_a of each in the group (a tie: NaN)
+    auto close_group = [&] {
+      if (human && ai) {
+        ++both;
+        const double hp = *human, ap = *ai;
+        agree += (std::isnan(hp) && std::isnan(ap)) ||
+                 (!std::isnan(hp) && !std::isnan(ap) && (hp > 0.5) == (ap > 0.5) && hp != 0.5 &&
+                  ap != 0.5);
+      }
+      human.reset();
+      ai.reset();
+    };
+    Status st = ctx.store.ForEachLabel([&](const storage::LabelRecord& l) {
+      std::string key = l.pair_id + "/" + l.dimension;
+      if (key != group) {
+        close_group();
+        group = std::move(key);
+      }
+      const double p = l.tie ? std::nan("") : l.p_a;
+      if (l.source == "human") {
+        if (!human) ++humans;
+        human = p;
+      } else {
+        ai = p;
+      }
       return true;
     });
-    int64_t both = 0, agree = 0;
-    for (const auto& [key, h] : human) {
-      auto it = ai.find(key);
-      if (it == ai.end()) continue;
-      ++both;
-      const double hp = h.first, ap = it->second.first;
-      const bool same = (std::isnan(hp) && std::isnan(ap)) ||
-                        (!std::isnan(hp) && !std::isnan(ap) && (hp > 0.5) == (ap > 0.5) &&
-                         hp != 0.5 && ap != 0.5);
-      agree += same;
-    }
-    agreement = {{"human_labels", static_cast<int64_t>(human.size())},
+    close_group();
+    agreement = {{"human_labels", humans},
                  {"pairs_with_both", both},
                  {"agreement", both ? json(static_cast<double>(agree) / both) : json()},
                  {"error", st.ok() ? json() : json(st.ToString())}};

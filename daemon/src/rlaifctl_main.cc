@@ -142,9 +142,9 @@ void PrintDisk(const json& d) {
       std::cout << "  pass running since " << Str(sr, "running_since");
     } else if (lp.is_object()) {
       const json del = lp.value("deleted", json::object());
-      std::cout << "  last pass " << Str(lp, "at") << " deleted prompts " << Str(del, "prompts")
-                << " pairs " << Str(del, "pairs") << " labels " << Str(del, "labels") << " dead "
-                << Str(del, "dead");
+      std::cout << "  last pass " << Str(lp, "at") << " (" << Fixed(lp, "seconds", 1)
+                << " s) deleted prompts " << Str(del, "prompts") << " pairs " << Str(del, "pairs")
+                << " labels " << Str(del, "labels") << " dead " << Str(del, "dead");
       if (lp.value("error", json()).is_string()) std::cout << "  FAILED: " << Str(lp, "error");
       if (lp.value("cancelled", false)) std::cout << "  (stopped by a shutdown)";
     } else {

@@ -766,6 +766,23 @@ class RocksStore final : public Store {
     });
   }
 
+  Status ForEachLabel(const std::function<bool(const LabelRecord&)>& fn) override {
+    return Guarded("ForEachLabel", [&]() -> Status {
+      rocksdb::ManagedSnapshot snapshot(db_.get());
+      rocksdb::ReadOptions ro;
+      ro.snapshot = snapshot.snapshot();
+      ro.fill_cache = false;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kLabels]));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        auto label = DecodeLabel(it->value().ToString());
+        if (!label.ok()) return RecordCorruption(kLabels, it->key().ToStringView(), label.status());
+        if (!fn(*label)) break;
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "scanning labels");
+      return Status::Ok();
+    });
+  }
+
   Status ForEachLabelledPair(const std::function<bool(const LabelledPair&)>& fn) override {
     return Guarded("ForEachLabelledPair", [&]() -> Status {
       rocksdb::ManagedSnapshot snapshot(db_.get());

@@ -543,6 +543,27 @@ TEST_F(ApiTest, HumanLabelsAndJudgeAgreement) {
   json s = json::parse(client_->Get("/v1/status")->body);
   EXPECT_EQ(s["judge"]["human_agreement"]["pairs_with_both"], 1);
   EXPECT_EQ(s["judge"]["human_agreement"]["agreement"], 1.0);
+  // A second pair, where the human disagrees, and one with a human label
+  // only: counted at once (a human label refreshes the figure), each pair's
+  // labels compared with that pair's only.
+  for (const char* id : {"pair2", "pair3"}) {
+    storage::PairRecord more = pair;
+    more.id = id;
+    ASSERT_TRUE(store_->CommitPairs(storage::WorkItem{}, {more}).ok());
+  }
+  storage::LabelRecord ai2 = ai;
+  ai2.pair_id = "pair2";
+  ASSERT_TRUE(store_->CommitLabels(storage::WorkItem{}, {ai2}).ok());
+  for (const char* body : {R"({"pair_id":"pair2","dimension":"overall","winner":"b"})",
+                           R"({"pair_id":"pair3","dimension":"overall","winner":"a"})"}) {
+    auto r = Post("/v1/labels", body, true);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 201) << r->body;
+  }
+  s = json::parse(client_->Get("/v1/status")->body);
+  EXPECT_EQ(s["judge"]["human_agreement"]["human_labels"], 3);
+  EXPECT_EQ(s["judge"]["human_agreement"]["pairs_with_both"], 2);
+  EXPECT_EQ(s["judge"]["human_agreement"]["agreement"], 0.5);
   auto labels = Export("labels");
   ASSERT_TRUE(labels);
   EXPECT_NE(labels->body.find("\"source\":\"human\""), std::string::npos) << labels->body;

@@ -98,7 +98,7 @@ def main(args, tmp):
     env = dict(os.environ, RLAIF_URL=base)
     out = subprocess.run([os.path.join(args.bin, "rlaifctl"), "status"], env=env,
                          capture_output=True, text=True, timeout=60).stdout
-    check(re.search(r"store retention 2\.3\d*e-05 days  last pass \S+ deleted prompts 120 "
+    check(re.search(r"store retention 2\.3\d*e-05 days  last pass \S+ \(\d+\.\d s\) deleted prompts 120 "
                     r"pairs 120 labels 120 dead 0  next \S+", out),
           f"rlaifctl status disk block:\n{out}")
 

@@ -134,7 +134,7 @@ def main(args, tmp):
                     r"\(measured 20\d\d-\S+Z\)$",
                     out, re.M),
           f"status table: disk line:\n{out}")
-    check(re.search(r"^ +store retention 36500 days  last pass 20\S+Z deleted prompts 0 pairs 0 "
+    check(re.search(r"^ +store retention 36500 days  last pass 20\S+Z \(\d+\.\d s\) deleted prompts 0 pairs 0 "
                     r"labels 0 dead 0  next 20\S+Z$", out, re.M) and
           "checkpoints: keeps 10 besides live" in out,
           f"status table: retention lines:\n{out}")

@@ -227,6 +227,9 @@ class Store {
   virtual Status ForEachPrompt(const std::function<bool(const PromptRecord&)>& fn) = 0;
   virtual Status ForEachPair(const std::function<bool(const PairRecord&)>& fn) = 0;
   virtual Status ForEachLabelledPair(const std::function<bool(const LabelledPair&)>& fn) = 0;
+  // Every label, without its pair (no pair reads: cheap), in key order: one
+  // pair's labels are adjacent, by dimension, then judge.
+  virtual Status ForEachLabel(const std::function<bool(const LabelRecord&)>& fn) = 0;
   virtual Status ForEachDeadLetter(const std::function<bool(const DeadLetter&)>& fn) = 0;
 
   // Training bookkeeping: resets labels_since_train to 0 minus nothing else.
