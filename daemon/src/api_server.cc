@@ -1554,7 +1554,12 @@ ApiServer::ApiServer(ApiContext context) : impl_(std::make_unique<Impl>(std::mov
   // The last successful backup from the audit trail, so that an alert on its
   // age survives restarts (events are few: a scan of the newest is cheap).
   auto events = impl_->ctx.store.RecentEvents(20000);
-  if (events.ok()) {
+  if (!events.ok()) {
+    spdlog::warn(
+        "api: the last backup's time is unknown until the next backup (reading events: "
+        "{})",
+        events.status().ToString());
+  } else {
     for (const auto& e : *events) {
       if (e.kind != "backup") continue;
       LastBackupSuccess(m).Set(static_cast<double>(e.at_ms) / 1000.0);

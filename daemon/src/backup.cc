@@ -218,6 +218,11 @@ std::vector<DeletedBackup> PruneBackups(const std::string& backup_dir, const std
   if (keep <= 0 || store_id.empty()) return deleted;
   const fs::path root = backup_dir.empty() ? fs::path(data_dir) / "backups" : fs::path(backup_dir);
   std::error_code ec;
+  auto normal = [](fs::path p) {  // "/var/lib/rlaifd/" and "/var/lib/rlaifd" alike
+    p = p.lexically_normal();
+    return p.has_filename() || !p.has_parent_path() ? p : p.parent_path();
+  };
+  const fs::path own_dir = normal(fs::absolute(data_dir, ec));
   const fs::path kept = fs::canonical(just_made, ec);
   if (ec) {
     spdlog::warn("backup retention: cannot resolve {} ({}); nothing deleted", just_made,
@@ -245,7 +250,7 @@ std::vector<DeletedBackup> PruneBackups(const std::string& backup_dir, const std
       }
       if (fs::exists(e.path() / kKeepMarker, entry_ec)) continue;  // pinned by an operator
       int64_t at = -1;
-      std::string id;
+      std::string id, source;
       try {
         std::ifstream in(e.path() / kManifest);
         const json m = json::parse(in);
@@ -253,6 +258,7 @@ std::vector<DeletedBackup> PruneBackups(const std::string& backup_dir, const std
             m["created_at_ms"].is_number_integer()) {
           at = m["created_at_ms"].get<int64_t>();
           id = m.value("store_id", "");
+          source = m.value("source_data_dir", "");
         }
       } catch (const std::exception&) {
       }
@@ -262,8 +268,10 @@ std::vector<DeletedBackup> PruneBackups(const std::string& backup_dir, const std
         continue;
       }
       // Another store's backups (an rlaifd sharing the backup volume), and
-      // those from before the manifest named its store, are not ours to count.
-      if (id != store_id) continue;
+      // those from before the manifest named its store, are not ours to count;
+      // nor those of a clone of this store (restored from the same backup)
+      // that runs in another data dir.
+      if (id != store_id || normal(source) != own_dir) continue;
       const fs::path resolved = fs::canonical(e.path(), entry_ec);
       if (entry_ec || resolved == kept) continue;  // the one just made always stays
       found.push_back({e.path(), at});

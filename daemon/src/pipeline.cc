@@ -1313,7 +1313,14 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
       // ROUGE-L needs a reference: the response the serving stack logged.
       auto prompt = store_.GetPrompt((*pair)->prompt_id);
       if (!prompt.ok()) return fail("store_error", prompt.status().ToString(), false);
-      const std::string reference = prompt->has_value() ? (*prompt)->logged_response : "";
+      if (!prompt->has_value()) {
+        return fail("missing_prompt",
+                    "its prompt " + (*pair)->prompt_id +
+                        " is gone (deleted by store.max_age_days before this younger pair), and "
+                        "rouge_l compares with the prompt's logged response",
+                    true);
+      }
+      const std::string reference = (*prompt)->logged_response;
       label = judge_.JudgePair(**pair, dim, reference);
     } else {
       label = judge_.JudgePair(**pair, dim);

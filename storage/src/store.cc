@@ -1028,7 +1028,14 @@ class RocksStore final : public Store {
       }();
       // Space back after whatever was deleted: also after an error or a
       // stop midway (what was committed stays deleted).
-      stats.compact_s = ReclaimAfterPurge(stats, at_start, stop);
+      // Not after a corruption: a compaction reads every block of the family
+      // and would turn a damaged one into a store that takes no writes.
+      if (st.code() == StatusCode::kCorruption) {
+        spdlog::warn("store {}: no compaction after the retention's deletions: {}", options_.path,
+                     st.ToString());
+      } else if (!stats.cancelled) {
+        stats.compact_s = ReclaimAfterPurge(stats, at_start, cancelled);
+      }
       return st;
     });
   }
@@ -1038,14 +1045,15 @@ class RocksStore final : public Store {
   // little ingest can take days to fill), then compacts each whose deletions
   // are at least 1% of its records down to the last level, where the
   // deleted values are dropped and blob files no record points to any more
-  // are deleted (garbage collection forced for the old quarter of the blob
-  // files, whose remaining values are rewritten). The SST files hold keys
+  // are deleted (no blob garbage collection: a blob file that still holds a
+  // kept value stays until that value goes too). The SST files hold keys
   // and blob references only for prompts and pairs, so the rewrite is small
-  // next to the values. A stop cancels the compaction. Errors are logged:
-  // the deletions stand, and RocksDB's own compactions reclaim later.
-  // Returns the seconds it took.
+  // next to the values. `cancelled` (a stop) cancels the compaction, checked
+  // every 0.1 s (a flush waiting behind a write stall is not cancelled).
+  // Errors are logged: the deletions stand, and RocksDB's own compactions
+  // reclaim later. Returns the seconds it took.
   double ReclaimAfterPurge(const PurgeStats& stats, const StoreCounts& before,
-                           const std::function<bool()>& stop) {
+                           const std::function<bool()>& cancelled) {
     if (stats.Deleted() == 0) return 0;
     const double t0 = MonotonicSeconds();
     struct Family {
@@ -1074,14 +1082,22 @@ class RocksStore final : public Store {
                    s.ToString());
       return MonotonicSeconds() - t0;
     }
-    std::atomic<bool> canceled{false};
+    std::atomic<bool> canceled{cancelled && cancelled()};
     std::atomic<bool> done{false};
     std::thread watcher([&] {  // CompactRange blocks; a stop must not wait for it
       while (!done.load()) {
-        if (stop && stop()) canceled = true;
+        if (cancelled && cancelled()) canceled = true;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     });
+    struct Join {  // also if anything below throws: a joinable thread must not be destroyed
+      std::atomic<bool>& done;
+      std::thread& watcher;
+      ~Join() {
+        done = true;
+        watcher.join();
+      }
+    } join{done, watcher};
     for (const Family& f : families) {
       if (!f.compact || canceled.load()) continue;
       // A compaction writes the family's files anew before it deletes the
@@ -1111,8 +1127,6 @@ class RocksStore final : public Store {
                      kCfNames[f.cf], s.ToString());
       }
     }
-    done = true;
-    watcher.join();
     return MonotonicSeconds() - t0;
   }
 

@@ -66,13 +66,17 @@ TEST(BackupSweepTest, RemovesPartialBackupsOfDeadProcessesOnly) {
 TEST(BackupPruneTest, KeepsTheNewestFinishedBackupsOfThisStore) {
   rlaif::testing::TempDir dir;
   const fs::path root = dir.Sub("backups");
-  auto backup = [&](const fs::path& p, int64_t at, const std::string& store = "store-a") {
+  // `source`: the data dir the backup was taken of ("" = this one, written
+  // with a trailing '/' as a config may have it).
+  auto backup = [&](const fs::path& p, int64_t at, const std::string& store = "store-a",
+                    const std::string& source = "") {
     fs::create_directories(p / "store");
     rlaif::testing::WriteFile((p / "store" / "000001.sst").string(), std::string(5000, 'x'));
     rlaif::testing::WriteFile(
         (p / "backup.json").string(),
         "{\"format\": \"rlaifd-backup\", \"created_at_ms\": " + std::to_string(at) +
-            (store.empty() ? "" : ", \"store_id\": \"" + store + "\"") + "}");
+            (store.empty() ? "" : ", \"store_id\": \"" + store + "\"") +
+            ", \"source_data_dir\": \"" + (source.empty() ? dir.path() + "/" : source) + "\"}");
   };
   backup(root / "a-newest-name", 1000);  // the oldest, whatever its name says
   backup(root / "b", 2000);
@@ -80,6 +84,7 @@ TEST(BackupPruneTest, KeepsTheNewestFinishedBackupsOfThisStore) {
   backup(root / "c", 4000);
   backup(root / "just-made", 500);  // a clock stepped back: still kept
   backup(root / "other-store", 100, "store-b");
+  backup(root / "clone", 150, "store-a", dir.Sub("staging"));  // restored elsewhere
   backup(root / "before-store-ids", 200, "");
   backup(root / "pinned", 300);
   rlaif::testing::WriteFile((root / "pinned" / "KEEP").string(), "pre-upgrade\n");
@@ -97,8 +102,8 @@ TEST(BackupPruneTest, KeepsTheNewestFinishedBackupsOfThisStore) {
   EXPECT_EQ(deleted[0].created_at_ms, 1000);
   EXPECT_GE(deleted[0].bytes, 5000u);
   EXPECT_EQ(deleted[1].dir, (root / "b").string());
-  for (const char* kept : {"just-made", "c", "2026/11/27", "other-store", "before-store-ids",
-                           "pinned", "foreign", ".x.partial-4194303-1"}) {
+  for (const char* kept : {"just-made", "c", "2026/11/27", "other-store", "clone",
+                           "before-store-ids", "pinned", "foreign", ".x.partial-4194303-1"}) {
     EXPECT_TRUE(fs::exists(root / kept)) << kept;
   }
   EXPECT_FALSE(fs::exists(root / "a-newest-name"));

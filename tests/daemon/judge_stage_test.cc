@@ -116,6 +116,65 @@ TEST(JudgeStageTest, ADimensionWithoutVerdictKeepsTheOthersAndIsDeadLettered) {
       << text;
 }
 
+// rouge_l compares with the prompt's logged response: a pair whose prompt is
+// gone (store retention deleted it before this younger pair) is dead-lettered
+// at once as missing_prompt, not judged against nothing.
+TEST(JudgeStageTest, ARougeDimensionWithoutThePromptIsDeadLetteredAsMissingPrompt) {
+  FakeUpstream judge_up([&](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("A"));
+  });
+  rlaif::testing::TempDir dir;
+  auto cfg =
+      JudgeStageConfig(dir, judge_up.base_url(), {{{"name", "overlap"}, {"kind", "rouge_l"}}});
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  auto store = storage::Store::Open({.path = dir.Sub("store")});
+  ASSERT_TRUE(store.ok());
+  storage::PromptRecord prompt;
+  prompt.id = "p1";
+  prompt.text = "a question";
+  storage::IngestCommitStats cs;
+  ASSERT_TRUE((*store)->CommitIngest({.path = dir.Sub("logs/a.jsonl")}, {prompt}, {}, &cs).ok());
+  auto gen = (*store)->PeekQueue(storage::Stage::kGenerate, 1);
+  ASSERT_TRUE(gen.ok() && gen->size() == 1);
+  storage::PairRecord pair;
+  pair.id = "pair1";
+  pair.prompt_id = "p-deleted";  // as after a retention pass
+  pair.prompt = "a question";
+  pair.a.text = "answer one";
+  pair.b.text = "answer two";
+  ASSERT_TRUE((*store)->CommitPairs((*gen)[0], {pair}).ok());
+
+  MetricsRegistry metrics;
+  judge::ChatClient gen_client({.base_url = "http://127.0.0.1:9/v1"});
+  judge::ChatClient judge_client({.base_url = judge_up.base_url(), .max_retries = 0});
+  judge::Generator generator(gen_client, {.model = "g"});
+  judge::JudgeDimension overlap;
+  overlap.name = "overlap";
+  overlap.kind = "rouge_l";
+  judge::Judge judge(judge_client, {.model = "j", .dimensions = {overlap}});
+  Ingestor ingestor(cfg->sources, cfg->sampling, **store, metrics);
+  trainer::Scorer scorer;
+  Pipeline pipeline(*cfg, **store, metrics, ingestor, generator, judge, scorer);
+  pipeline.SetClients(&gen_client, &judge_client);
+  ASSERT_TRUE(pipeline.Start().ok());
+  const double deadline = MonotonicSeconds() + 60;
+  while ((*store)->Counts().dead == 0 && MonotonicSeconds() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  pipeline.Stop();
+  EXPECT_EQ((*store)->Counts().labels, 0);
+  std::vector<storage::DeadLetter> dead;
+  ASSERT_TRUE((*store)
+                  ->ForEachDeadLetter([&](const storage::DeadLetter& d) {
+                    dead.push_back(d);
+                    return true;
+                  })
+                  .ok());
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].reason, "missing_prompt");
+  EXPECT_NE(dead[0].detail.find("store.max_age_days"), std::string::npos) << dead[0].detail;
+}
+
 // A judge that picks a position, not a response ("A" whatever it is shown)
 // makes /v1/status warn; the pipeline also logs it and records a
 // `judge_unreliable` event, once per episode, and `judge_reliable` when its

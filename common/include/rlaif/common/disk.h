@@ -10,9 +10,10 @@ namespace rlaif {
 // Disk space the regular files under `dir` take, recursively (allocated
 // blocks, as `du` counts: a preallocated log file counts what it holds on
 // disk; symbolic links count nothing); a directory removed during the walk
-// or without permission counts 0. `unshared_only`: only files with no other
-// hard link (a backup's store files hard-linked with the live store, or
-// with another backup, free nothing when the backup goes).
+// or without permission counts 0. `unshared_only`: what deleting `dir`
+// would free: a file hard-linked from outside `dir` (a backup's store file
+// that is also the live store's) counts nothing, one linked several times
+// within `dir` (in several backups) counts once.
 uint64_t DirectoryBytes(const std::string& dir, bool unshared_only = false);
 
 struct FilesystemSpace {
