@@ -996,6 +996,37 @@ TEST_F(StoreTest, IdentityIsKeptByReopenAndCheckpoint) {
   EXPECT_NE((*other)->Identity(), id);
 }
 
+// A stop during a pass: what was committed stays deleted and counted, the
+// pass says it was cancelled, and no compaction holds up the shutdown.
+TEST_F(StoreTest, PurgeStoppedMidwayKeepsItsCountsAndSkipsTheCompaction) {
+  std::vector<PromptRecord> prompts;
+  for (int i = 0; i < 300; ++i) {
+    PromptRecord p = Prompt("p" + std::to_string(i));
+    p.ingested_at_ms = 1000;
+    prompts.push_back(p);
+  }
+  Ingest(prompts);
+  for (const WorkItem& item : Peek(Stage::kGenerate, 1000)) {
+    ASSERT_TRUE(
+        store_->DeadLetterWork(Stage::kGenerate, item, {"generate", "x", "x", item.id, "", 1000})
+            .ok());
+  }
+  PurgeStats stats;  // stopped once a first batch of prompts is deleted
+  Status st = store_->PurgeOlderThan(
+      10000, [&] { return store_->Counts().prompts < 300; }, &stats);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(stats.cancelled);
+  EXPECT_EQ(stats.prompts, 64);  // one batch, then the stop
+  EXPECT_EQ(stats.compact_s, 0);
+  EXPECT_EQ(store_->Counts().prompts, 300 - 64);
+  // The next pass deletes the rest.
+  auto rest = Purge(*store_, 10000);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_FALSE(rest->cancelled);
+  EXPECT_EQ(rest->prompts, 300 - 64);
+  EXPECT_EQ(store_->Counts().prompts, 0);
+}
+
 TEST_F(StoreTest, MarkTrainedCountsLabelsSinceTheSnapshot) {
   Ingest({Prompt("p1")});
   ASSERT_TRUE(store_->CommitPairs(GenerateItem("p1"), {Pair("x1", "p1")}).ok());
