@@ -48,6 +48,57 @@ Result<Config> JudgeStageConfig(const rlaif::testing::TempDir& dir, const std::s
                          .dump());
 }
 
+// One pair (pair1, of prompt p1) in the judge queue; `pair_prompt_id` is
+// the prompt it names (another id: a prompt deleted since).
+void QueueOnePair(storage::Store& store, const rlaif::testing::TempDir& dir,
+                  const std::string& pair_prompt_id = "p1") {
+  storage::PromptRecord prompt;
+  prompt.id = "p1";
+  prompt.text = "a question";
+  storage::IngestCommitStats cs;
+  ASSERT_TRUE(store.CommitIngest({.path = dir.Sub("logs/a.jsonl")}, {prompt}, {}, &cs).ok());
+  auto gen = store.PeekQueue(storage::Stage::kGenerate, 1);
+  ASSERT_TRUE(gen.ok() && gen->size() == 1);
+  storage::PairRecord pair;
+  pair.id = "pair1";
+  pair.prompt_id = pair_prompt_id;
+  pair.prompt = "a question";
+  pair.a.text = "answer one";
+  pair.b.text = "answer two";
+  ASSERT_TRUE(store.CommitPairs((*gen)[0], {pair}).ok());
+}
+
+// A pipeline on `store` whose judge (`options`) asks `judge_url`; the
+// generator is never called. Started by the test.
+struct JudgeStage {
+  JudgeStage(const Config& cfg, storage::Store& store, const std::string& judge_url,
+             judge::JudgeOptions options)
+      : judge_client({.base_url = judge_url, .max_retries = 0}),
+        judge(judge_client, std::move(options)),
+        ingestor(cfg.sources, cfg.sampling, store, metrics),
+        pipeline(cfg, store, metrics, ingestor, generator, judge, scorer) {
+    pipeline.SetClients(&gen_client, &judge_client);
+  }
+  MetricsRegistry metrics;
+  judge::ChatClient gen_client{{.base_url = "http://127.0.0.1:9/v1"}};
+  judge::ChatClient judge_client;
+  judge::Generator generator{gen_client, {.model = "g"}};
+  judge::Judge judge;
+  Ingestor ingestor;
+  trainer::Scorer scorer;
+  Pipeline pipeline;
+};
+
+// Runs `stage` until the store holds a dead letter (or `seconds` pass).
+void RunUntilDeadLetter(JudgeStage& stage, storage::Store& store, double seconds) {
+  ASSERT_TRUE(stage.pipeline.Start().ok());
+  const double deadline = MonotonicSeconds() + seconds;
+  while (store.Counts().dead == 0 && MonotonicSeconds() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  stage.pipeline.Stop();
+}
+
 TEST(JudgeStageTest, ADimensionWithoutVerdictKeepsTheOthersAndIsDeadLettered) {
   std::atomic<int> helpful_calls{0}, harmless_calls{0};
   FakeUpstream judge_up([&](int, const RecordedRequest& r, httplib::Response& res) {
@@ -66,38 +117,11 @@ TEST(JudgeStageTest, ADimensionWithoutVerdictKeepsTheOthersAndIsDeadLettered) {
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   auto store = storage::Store::Open({.path = dir.Sub("store")});
   ASSERT_TRUE(store.ok());
-  // One pair in the judge queue.
-  storage::PromptRecord prompt;
-  prompt.id = "p1";
-  prompt.text = "a question";
-  storage::IngestCommitStats cs;
-  ASSERT_TRUE((*store)->CommitIngest({.path = dir.Sub("logs/a.jsonl")}, {prompt}, {}, &cs).ok());
-  auto gen = (*store)->PeekQueue(storage::Stage::kGenerate, 1);
-  ASSERT_TRUE(gen.ok() && gen->size() == 1);
-  storage::PairRecord pair;
-  pair.id = "pair1";
-  pair.prompt_id = "p1";
-  pair.prompt = "a question";
-  pair.a.text = "answer one";
-  pair.b.text = "answer two";
-  ASSERT_TRUE((*store)->CommitPairs((*gen)[0], {pair}).ok());
-
-  MetricsRegistry metrics;
-  judge::ChatClient gen_client({.base_url = "http://127.0.0.1:9/v1"});
-  judge::ChatClient judge_client({.base_url = judge_up.base_url(), .max_retries = 0});
-  judge::Generator generator(gen_client, {.model = "g"});
-  judge::Judge judge(judge_client,
-                     {.model = "j", .dimensions = {{"helpful", ""}, {"harmless", ""}}});
-  Ingestor ingestor(cfg->sources, cfg->sampling, **store, metrics);
-  trainer::Scorer scorer;
-  Pipeline pipeline(*cfg, **store, metrics, ingestor, generator, judge, scorer);
-  pipeline.SetClients(&gen_client, &judge_client);
-  ASSERT_TRUE(pipeline.Start().ok());
-  const double deadline = MonotonicSeconds() + 120;
-  while ((*store)->Counts().dead == 0 && MonotonicSeconds() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  pipeline.Stop();
+  QueueOnePair(**store, dir);
+  JudgeStage stage(*cfg, **store, judge_up.base_url(),
+                   {.model = "j", .dimensions = {{"helpful", ""}, {"harmless", ""}}});
+  const judge::Judge& judge = stage.judge;
+  RunUntilDeadLetter(stage, **store, 120);
 
   const storage::StoreCounts c = (*store)->Counts();
   EXPECT_EQ(c.dead, 1);
@@ -108,7 +132,7 @@ TEST(JudgeStageTest, ADimensionWithoutVerdictKeepsTheOthersAndIsDeadLettered) {
   // helpful was asked once (both orders), not on each of the 5 tries.
   EXPECT_EQ(helpful_calls.load(), 2);
   EXPECT_GE(harmless_calls.load(), 5);
-  const std::string text = metrics.Render();
+  const std::string text = stage.metrics.Render();
   EXPECT_NE(text.find("rlaif_stage_dead_lettered_total{stage=\"judge\"} 1"), std::string::npos);
   // "A" in both orders is inconsistent: a tie.
   EXPECT_NE(text.find("rlaif_judge_labels_total{dimension=\"helpful\",outcome=\"tie\"} 1"),
@@ -129,39 +153,12 @@ TEST(JudgeStageTest, ARougeDimensionWithoutThePromptIsDeadLetteredAsMissingPromp
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   auto store = storage::Store::Open({.path = dir.Sub("store")});
   ASSERT_TRUE(store.ok());
-  storage::PromptRecord prompt;
-  prompt.id = "p1";
-  prompt.text = "a question";
-  storage::IngestCommitStats cs;
-  ASSERT_TRUE((*store)->CommitIngest({.path = dir.Sub("logs/a.jsonl")}, {prompt}, {}, &cs).ok());
-  auto gen = (*store)->PeekQueue(storage::Stage::kGenerate, 1);
-  ASSERT_TRUE(gen.ok() && gen->size() == 1);
-  storage::PairRecord pair;
-  pair.id = "pair1";
-  pair.prompt_id = "p-deleted";  // as after a retention pass
-  pair.prompt = "a question";
-  pair.a.text = "answer one";
-  pair.b.text = "answer two";
-  ASSERT_TRUE((*store)->CommitPairs((*gen)[0], {pair}).ok());
-
-  MetricsRegistry metrics;
-  judge::ChatClient gen_client({.base_url = "http://127.0.0.1:9/v1"});
-  judge::ChatClient judge_client({.base_url = judge_up.base_url(), .max_retries = 0});
-  judge::Generator generator(gen_client, {.model = "g"});
+  QueueOnePair(**store, dir, "p-deleted");  // as after a retention pass
   judge::JudgeDimension overlap;
   overlap.name = "overlap";
   overlap.kind = "rouge_l";
-  judge::Judge judge(judge_client, {.model = "j", .dimensions = {overlap}});
-  Ingestor ingestor(cfg->sources, cfg->sampling, **store, metrics);
-  trainer::Scorer scorer;
-  Pipeline pipeline(*cfg, **store, metrics, ingestor, generator, judge, scorer);
-  pipeline.SetClients(&gen_client, &judge_client);
-  ASSERT_TRUE(pipeline.Start().ok());
-  const double deadline = MonotonicSeconds() + 60;
-  while ((*store)->Counts().dead == 0 && MonotonicSeconds() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  pipeline.Stop();
+  JudgeStage stage(*cfg, **store, judge_up.base_url(), {.model = "j", .dimensions = {overlap}});
+  RunUntilDeadLetter(stage, **store, 60);
   EXPECT_EQ((*store)->Counts().labels, 0);
   std::vector<storage::DeadLetter> dead;
   ASSERT_TRUE((*store)
@@ -224,16 +221,10 @@ TEST(JudgeStageTest, AnUnreliableJudgeIsRecordedOncePerEpisode) {
     ASSERT_TRUE((*store)->CommitPairs(item, {pair}).ok());
   }
 
-  MetricsRegistry metrics;
-  judge::ChatClient gen_client({.base_url = "http://127.0.0.1:9/v1"});
-  judge::ChatClient judge_client({.base_url = judge_up.base_url(), .max_retries = 0});
-  judge::Generator generator(gen_client, {.model = "g"});
-  judge::Judge judge(judge_client,
-                     {.model = "j", .dimensions = {{"helpful", ""}}, .health_window = 60});
-  Ingestor ingestor(cfg->sources, cfg->sampling, **store, metrics);
-  trainer::Scorer scorer;
-  Pipeline pipeline(*cfg, **store, metrics, ingestor, generator, judge, scorer);
-  pipeline.SetClients(&gen_client, &judge_client);
+  JudgeStage stage(*cfg, **store, judge_up.base_url(),
+                   {.model = "j", .dimensions = {{"helpful", ""}}, .health_window = 60});
+  Pipeline& pipeline = stage.pipeline;
+  judge::Judge& judge = stage.judge;
   auto events = [&](const std::string& kind) {
     auto recent = (*store)->RecentEvents(1000);
     EXPECT_TRUE(recent.ok());

@@ -86,6 +86,17 @@ Result<PurgeStats> Purge(Store& store, int64_t cutoff_ms,
   return stats;
 }
 
+// Prompts p0..p(n-1), ingested long ago (at 1000 ms).
+std::vector<PromptRecord> OldPrompts(int n) {
+  std::vector<PromptRecord> prompts;
+  for (int i = 0; i < n; ++i) {
+    PromptRecord p = Prompt("p" + std::to_string(i));
+    p.ingested_at_ms = 1000;
+    prompts.push_back(p);
+  }
+  return prompts;
+}
+
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override { Reopen(); }
@@ -150,6 +161,15 @@ class StoreTest : public ::testing::Test {
     edit(db.get(), by_name);
     for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
     ASSERT_TRUE(db->Close().ok());
+  }
+
+  // Gives up on every queued prompt (an old generate dead letter each).
+  void DeadLetterGenerateQueue() {
+    for (const WorkItem& item : Peek(Stage::kGenerate, 1000)) {
+      ASSERT_TRUE(
+          store_->DeadLetterWork(Stage::kGenerate, item, {"generate", "x", "x", item.id, "", 1000})
+              .ok());
+    }
   }
 
   // The queued generate item for `prompt_id`.
@@ -849,12 +869,7 @@ TEST_F(StoreTest, PurgeDuringARunKeepsTheCountSinceTraining) {
 // Batches: hundreds of old records go in several writes; a record queued
 // again while the purge runs (a backfill, a re-queued dead letter) is kept.
 TEST_F(StoreTest, PurgeOlderThanWorksInBatchesAndKeepsWhatIsQueuedMeanwhile) {
-  std::vector<PromptRecord> prompts;
-  for (int i = 0; i < 150; ++i) {
-    PromptRecord p = Prompt("p" + std::to_string(i));
-    p.ingested_at_ms = 1000;
-    prompts.push_back(p);
-  }
+  std::vector<PromptRecord> prompts = OldPrompts(150);
   std::vector<DeadLetter> rejected;
   for (int i = 0; i < 600; ++i) {
     rejected.push_back({"ingest", "bad_json", "x", "a.jsonl:" + std::to_string(i), "{", 1000 + i});
@@ -868,11 +883,7 @@ TEST_F(StoreTest, PurgeOlderThanWorksInBatchesAndKeepsWhatIsQueuedMeanwhile) {
   LabelRecord l = Label("pair0", "overall");
   l.created_at_ms = 1000;
   ASSERT_TRUE(store_->CommitLabels(Peek(Stage::kJudge)[0], {l}).ok());
-  for (const WorkItem& item : Peek(Stage::kGenerate, 1000)) {
-    ASSERT_TRUE(
-        store_->DeadLetterWork(Stage::kGenerate, item, {"generate", "x", "x", item.id, "", 1000})
-            .ok());
-  }
+  DeadLetterGenerateQueue();
   ASSERT_EQ(store_->Counts().queue_generate, 0);
   ASSERT_EQ(store_->Counts().dead, 600 + 149);
   // While the purge reads, pair0 is queued to be judged on a new dimension.
@@ -999,18 +1010,8 @@ TEST_F(StoreTest, IdentityIsKeptByReopenAndCheckpoint) {
 // A stop during a pass: what was committed stays deleted and counted, the
 // pass says it was cancelled, and no compaction holds up the shutdown.
 TEST_F(StoreTest, PurgeStoppedMidwayKeepsItsCountsAndSkipsTheCompaction) {
-  std::vector<PromptRecord> prompts;
-  for (int i = 0; i < 300; ++i) {
-    PromptRecord p = Prompt("p" + std::to_string(i));
-    p.ingested_at_ms = 1000;
-    prompts.push_back(p);
-  }
-  Ingest(prompts);
-  for (const WorkItem& item : Peek(Stage::kGenerate, 1000)) {
-    ASSERT_TRUE(
-        store_->DeadLetterWork(Stage::kGenerate, item, {"generate", "x", "x", item.id, "", 1000})
-            .ok());
-  }
+  Ingest(OldPrompts(300));
+  DeadLetterGenerateQueue();
   PurgeStats stats;  // stopped once a first batch of prompts is deleted
   Status st = store_->PurgeOlderThan(
       10000, [&] { return store_->Counts().prompts < 300; }, &stats);
