@@ -173,6 +173,10 @@ Gauge& LastBackupSuccess(MetricsRegistry& m) {
                     "Unix time of the last successful online backup (from the audit trail at "
                     "start; absent before the first).");
 }
+Counter& BackupsDeleted(MetricsRegistry& m) {
+  return m.GetCounter("rlaif_backups_deleted_total",
+                      "Finished backups deleted to keep backup_keep.");
+}
 Counter& Backups(MetricsRegistry& m, const char* outcome) {
   return m.GetCounter("rlaif_backups_total", "Online backups by outcome.", {{"outcome", outcome}});
 }
@@ -215,7 +219,7 @@ struct ApiServer::Impl {
     uint64_t training_state_bytes = 0;
     int64_t at_ms = 0;
   };
-  std::mutex disk_mu;  // guards the three below
+  std::mutex disk_mu;  // guards the two below
   double disk_sampled_at = -1e18;
   DiskSample disk;
 
@@ -229,9 +233,8 @@ struct ApiServer::Impl {
       disk.space = SpaceOf(ctx.config.data_dir);
       disk.store_bytes = DirectoryBytes((root / "store").string());
       disk.models_bytes = DirectoryBytes((root / "models").string());
-      disk.backups_bytes = DirectoryBytes(
-          ctx.config.backup_dir.empty() ? (root / "backups").string() : ctx.config.backup_dir,
-          /*unshared_only=*/true);
+      disk.backups_bytes = DirectoryBytes(BackupRoot(ctx.config.backup_dir, ctx.config.data_dir),
+                                          /*unshared_only=*/true);
       disk.training_state_bytes = DirectoryBytes((root / "training-state").string());
       disk.at_ms = NowMs();
     }
@@ -653,9 +656,9 @@ struct ApiServer::Impl {
   // Where the data dir's space goes and what the retentions did about it.
   json DiskJson() {
     const Pipeline::RetentionStatus r = ctx.pipeline.Retention();
-    // Sampled again once a retention pass ended after the last sample: the
-    // space it freed shows at once.
-    const DiskSample d = SampleDisk(r.last_pass_at_ms);
+    // Sampled again once a retention pass or a training run (a checkpoint
+    // written, older ones deleted) ended after the last sample.
+    const DiskSample d = SampleDisk(std::max(r.last_pass_at_ms, r.models_pruned_at_ms));
     auto at = [](int64_t ms) { return ms > 0 ? json(FormatTimeMs(ms)) : json(); };
     json last_pass;  // null until a pass ran in this process
     if (r.last_pass_at_ms > 0) {
@@ -672,13 +675,10 @@ struct ApiServer::Impl {
                    {"cancelled", r.last.cancelled},
                    {"error", r.last_error.empty() ? json() : json(r.last_error)}};
     }
-    // The fresher of the minute's sample and the count after the last
-    // training run (which saves a checkpoint and may delete some).
-    const uint64_t models_bytes = r.models_bytes_at_ms > d.at_ms ? r.models_bytes : d.models_bytes;
     return {{"free_bytes", d.space.known ? json(d.space.free) : json()},
             {"capacity_bytes", d.space.known ? json(d.space.capacity) : json()},
             {"store_bytes", d.store_bytes},
-            {"models_bytes", models_bytes},
+            {"models_bytes", d.models_bytes},
             {"backups_bytes", d.backups_bytes},
             {"training_state_bytes", d.training_state_bytes},
             {"sampled_at", at(d.at_ms)},
@@ -763,6 +763,10 @@ struct ApiServer::Impl {
       m.GetGauge("rlaif_store_disk_bytes",
                  "Bytes of the store's files under <data_dir>/store (sampled each minute).")
           .Set(static_cast<double>(d.store_bytes));
+      m.GetGauge("rlaif_backups_disk_bytes",
+                 "What deleting the online backups would free (files of the backup root not "
+                 "hard-linked with the live store; sampled each minute).")
+          .Set(static_cast<double>(d.backups_bytes));
     }
     m.GetGauge("rlaif_score_batches", "DEPRECATED, use rlaif_score_batches_total.")
         .Set(static_cast<double>(ss.batches));
@@ -1308,8 +1312,7 @@ struct ApiServer::Impl {
     } catch (const std::exception& e) {  // the backup itself succeeded: say so
       spdlog::error("backup retention after {}: {}", r.dir, e.what());
     }
-    m.GetCounter("rlaif_backups_deleted_total", "Finished backups deleted to keep backup_keep.")
-        .Inc(static_cast<double>(deleted.size()));
+    BackupsDeleted(m).Inc(static_cast<double>(deleted.size()));
     out["deleted_backups"] = deleted;
     LastBackupSuccess(m).Set(static_cast<double>(r.created_at_ms) / 1000.0);
     m.GetGauge("rlaif_backup_duration_seconds", "Wall time of the last successful backup.")
@@ -1549,7 +1552,7 @@ ApiServer::ApiServer(ApiContext context) : impl_(std::make_unique<Impl>(std::mov
   HumanLabels(m);
   Backups(m, "ok");
   Backups(m, "failed");
-  m.GetCounter("rlaif_backups_deleted_total", "Finished backups deleted to keep backup_keep.");
+  BackupsDeleted(m);
   for (const char* o : {"complete", "cut", "client_gone"}) Exports(m, o);
   // The last successful backup from the audit trail, so that an alert on its
   // age survives restarts (events are few: a scan of the newest is cheap).

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -123,7 +124,36 @@ bool IsWithin(const fs::path& child, const fs::path& root) {
   return c != child.end();  // strictly inside
 }
 
+// Walks the backup root where backups live: the root and "2026/11/27"-style
+// subdirectories (up to 4 deep), never following a symlink. Calls
+// `visit(dir, finished)` for each directory there (`finished`: it holds a
+// manifest); the walk goes into it when `visit` returns true. Never throws:
+// a directory that cannot be listed is logged and skipped.
+void WalkBackupRoot(const fs::path& root,
+                    const std::function<bool(const fs::path&, bool finished)>& visit) {
+  std::vector<std::pair<fs::path, int>> dirs = {{root, 0}};
+  while (!dirs.empty()) {
+    auto [dir, depth] = dirs.back();
+    dirs.pop_back();
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec);
+    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      std::error_code entry_ec;
+      if (!it->is_directory(entry_ec) || it->is_symlink(entry_ec)) continue;
+      const bool finished = fs::exists(it->path() / kManifest, entry_ec);
+      if (visit(it->path(), finished) && depth < 4) dirs.push_back({it->path(), depth + 1});
+    }
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+      spdlog::warn("backup: listing {}: {}", dir.string(), ec.message());
+    }
+  }
+}
+
 }  // namespace
+
+std::string BackupRoot(const std::string& backup_dir, const std::string& data_dir) {
+  return backup_dir.empty() ? (fs::path(data_dir) / "backups").string() : backup_dir;
+}
 
 Result<std::string> ResolveBackupTarget(const std::string& backup_dir, const std::string& data_dir,
                                         const std::string& requested) {
@@ -131,8 +161,7 @@ Result<std::string> ResolveBackupTarget(const std::string& backup_dir, const std
     return Status::InvalidArgument("backup directory must be a non-empty path");
   }
   std::error_code ec;
-  const fs::path root_cfg =
-      backup_dir.empty() ? fs::path(data_dir) / "backups" : fs::path(backup_dir);
+  const fs::path root_cfg(BackupRoot(backup_dir, data_dir));
   fs::create_directories(root_cfg, ec);
   if (ec) {
     return Status::IoError("cannot create the backup root " + root_cfg.string() + ": " +
@@ -168,46 +197,35 @@ std::vector<std::string> SweepPartialBackups(const std::string& backup_dir,
                                              const std::string& data_dir) {
   static const std::regex kPartial(R"(\..+\.partial-(\d{1,10})-\d+)");
   std::vector<std::string> removed;
-  const fs::path root = backup_dir.empty() ? fs::path(data_dir) / "backups" : fs::path(backup_dir);
-  std::vector<std::pair<fs::path, int>> dirs = {{root, 0}};
-  std::error_code ec;
-  while (!dirs.empty()) {
-    auto [dir, depth] = dirs.back();
-    dirs.pop_back();
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      if (!e.is_directory(ec) || e.is_symlink(ec)) continue;
-      const std::string name = e.path().filename().string();
-      std::smatch m;
-      if (std::regex_match(name, m, kPartial)) {
-        // Its writer holds the lock inside while it runs (any host or PID
-        // namespace sharing the volume); one without the lock file is from
-        // before the lock existed, judged by its PID.
-        bool in_use = false;
-        const int fd = ::open((e.path() / kWritingLock).c_str(), O_RDWR | O_CLOEXEC);
-        if (fd >= 0) {
-          in_use = ::flock(fd, LOCK_EX | LOCK_NB) != 0;
-          ::close(fd);
-        } else {
-          const long pid = std::stol(m[1].str());
-          in_use = pid > 0 && pid != ::getpid() &&
-                   (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
-        }
-        if (in_use) continue;
-        std::error_code rm;
-        fs::remove_all(e.path(), rm);
-        if (rm) {
-          spdlog::warn("backup: cannot remove the unfinished backup {}: {}", e.path().string(),
-                       rm.message());
-        } else {
-          spdlog::warn("backup: removed {}, left by a backup that did not finish",
-                       e.path().string());
-          removed.push_back(e.path().string());
-        }
-      } else if (depth < 4 && !fs::exists(e.path() / kManifest, ec)) {
-        dirs.push_back({e.path(), depth + 1});  // "2026/11/27"-style trees, not finished backups
-      }
+  WalkBackupRoot(BackupRoot(backup_dir, data_dir), [&](const fs::path& path, bool finished) {
+    const std::string name = path.filename().string();
+    std::smatch m;
+    if (!std::regex_match(name, m, kPartial)) return !finished;  // not inside finished backups
+    // Its writer holds the lock inside while it runs (any host or PID
+    // namespace sharing the volume); one without the lock file is from
+    // before the lock existed, judged by its PID.
+    bool in_use = false;
+    const int fd = ::open((path / kWritingLock).c_str(), O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+      in_use = ::flock(fd, LOCK_EX | LOCK_NB) != 0;
+      ::close(fd);
+    } else {
+      const long pid = std::stol(m[1].str());
+      in_use = pid > 0 && pid != ::getpid() &&
+               (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
     }
-  }
+    if (in_use) return false;
+    std::error_code rm;
+    fs::remove_all(path, rm);
+    if (rm) {
+      spdlog::warn("backup: cannot remove the unfinished backup {}: {}", path.string(),
+                   rm.message());
+    } else {
+      spdlog::warn("backup: removed {}, left by a backup that did not finish", path.string());
+      removed.push_back(path.string());
+    }
+    return false;
+  });
   return removed;
 }
 
@@ -216,7 +234,6 @@ std::vector<DeletedBackup> PruneBackups(const std::string& backup_dir, const std
                                         const std::string& store_id) {
   std::vector<DeletedBackup> deleted;
   if (keep <= 0 || store_id.empty()) return deleted;
-  const fs::path root = backup_dir.empty() ? fs::path(data_dir) / "backups" : fs::path(backup_dir);
   std::error_code ec;
   auto normal = [](fs::path p) {  // "/var/lib/rlaifd/" and "/var/lib/rlaifd" alike
     p = p.lexically_normal();
@@ -234,53 +251,39 @@ std::vector<DeletedBackup> PruneBackups(const std::string& backup_dir, const std
     int64_t created_at_ms;
   };
   std::vector<Found> found;
-  std::vector<std::pair<fs::path, int>> dirs = {{root, 0}};
-  while (!dirs.empty()) {
-    auto [dir, depth] = dirs.back();
-    dirs.pop_back();
-    fs::directory_iterator it(dir, ec);
-    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
-      const fs::directory_entry& e = *it;
-      std::error_code entry_ec;
-      if (!e.is_directory(entry_ec) || e.is_symlink(entry_ec)) continue;
-      if (e.path().filename().string().starts_with(".")) continue;  // partial, or not ours
-      if (!fs::exists(e.path() / kManifest, entry_ec)) {
-        if (depth < 4) dirs.push_back({e.path(), depth + 1});
-        continue;
+  WalkBackupRoot(BackupRoot(backup_dir, data_dir), [&](const fs::path& path, bool finished) {
+    if (path.filename().string().starts_with(".")) return false;  // partial, or not ours
+    if (!finished) return true;
+    std::error_code entry_ec;
+    if (fs::exists(path / kKeepMarker, entry_ec)) return false;  // pinned by an operator
+    int64_t at = -1;
+    std::string id, source;
+    try {
+      std::ifstream in(path / kManifest);
+      const json m = json::parse(in);
+      if (m.value("format", "") == kFormat && m.contains("created_at_ms") &&
+          m["created_at_ms"].is_number_integer()) {
+        at = m["created_at_ms"].get<int64_t>();
+        id = m.value("store_id", "");
+        source = m.value("source_data_dir", "");
       }
-      if (fs::exists(e.path() / kKeepMarker, entry_ec)) continue;  // pinned by an operator
-      int64_t at = -1;
-      std::string id, source;
-      try {
-        std::ifstream in(e.path() / kManifest);
-        const json m = json::parse(in);
-        if (m.value("format", "") == kFormat && m.contains("created_at_ms") &&
-            m["created_at_ms"].is_number_integer()) {
-          at = m["created_at_ms"].get<int64_t>();
-          id = m.value("store_id", "");
-          source = m.value("source_data_dir", "");
-        }
-      } catch (const std::exception&) {
-      }
-      if (at < 0) {
-        spdlog::warn("backup retention: {} has no readable {} manifest; not counted, not deleted",
-                     e.path().string(), kManifest);
-        continue;
-      }
-      // Another store's backups (an rlaifd sharing the backup volume), and
-      // those from before the manifest named its store, are not ours to count;
-      // nor those of a clone of this store (restored from the same backup)
-      // that runs in another data dir.
-      if (id != store_id || normal(source) != own_dir) continue;
-      const fs::path resolved = fs::canonical(e.path(), entry_ec);
-      if (entry_ec || resolved == kept) continue;  // the one just made always stays
-      found.push_back({e.path(), at});
+    } catch (const std::exception&) {
     }
-    if (ec) {
-      spdlog::warn("backup retention: listing {}: {}", dir.string(), ec.message());
-      ec.clear();
+    if (at < 0) {
+      spdlog::warn("backup retention: {} has no readable {} manifest; not counted, not deleted",
+                   path.string(), kManifest);
+      return false;
     }
-  }
+    // Another store's backups (an rlaifd sharing the backup volume), and
+    // those from before the manifest named its store, are not ours to count;
+    // nor those of a clone of this store (restored from the same backup)
+    // that runs in another data dir.
+    if (id != store_id || normal(source) != own_dir) return false;
+    const fs::path resolved = fs::canonical(path, entry_ec);
+    if (entry_ec || resolved == kept) return false;  // the one just made always stays
+    found.push_back({path, at});
+    return false;
+  });
   // Newest first; the one just made is the first of the `keep`.
   std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
     if (a.created_at_ms != b.created_at_ms) return a.created_at_ms > b.created_at_ms;

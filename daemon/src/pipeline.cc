@@ -1316,8 +1316,8 @@ void Pipeline::ProcessJudge(const storage::WorkItem& item) {
       if (!prompt->has_value()) {
         return fail("missing_prompt",
                     "its prompt " + (*pair)->prompt_id +
-                        " is gone (deleted by store.max_age_days before this younger pair), and "
-                        "rouge_l compares with the prompt's logged response",
+                        " is not stored (store.max_age_days deletes a prompt before its younger "
+                        "pair), and rouge_l compares with the prompt's logged response",
                     true);
       }
       const std::string reference = (*prompt)->logged_response;
@@ -2118,12 +2118,10 @@ Status Pipeline::PruneModels() {
              {"versions", deleted}, {"bytes", freed}, {"keep_models", config_.trainer.keep_models}}
              .dump()});
   }
-  const uint64_t models_bytes = DirectoryBytes(root.string());
-  ModelsDiskBytes(metrics_).Set(static_cast<double>(models_bytes));
+  ModelsDiskBytes(metrics_).Set(static_cast<double>(DirectoryBytes(root.string())));
   {
     std::lock_guard<std::mutex> lock(retention_mu_);
-    retention_.models_bytes = models_bytes;
-    retention_.models_bytes_at_ms = NowMs();
+    retention_.models_pruned_at_ms = NowMs();
   }
   return st;
 }

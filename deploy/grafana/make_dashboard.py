@@ -309,14 +309,16 @@ def build():
                      [(f"max by (instance, kind) (rlaif_store_records{sel()})",
                        "{{kind}}")]), 8, 8)
     L.add(timeseries("Disk", "Free space on the data volume, and what rlaifd keeps on it: the "
-                     "store and the checkpoints. RlaifdDiskFillingUp fires when the free space "
+                     "store, the checkpoints and the backups (what deleting them would free). RlaifdDiskFillingUp fires when the free space "
                      f"would run out within 3 days. Runbook: {RUNBOOK}#disk-filling-up",
                      [(f"max by (instance) (rlaif_data_dir_free_bytes{sel()})",
                        "free {{instance}}"),
                       (f"max by (instance) (rlaif_store_disk_bytes{sel()})",
                        "store {{instance}}"),
                       (f"max by (instance) (rlaif_models_disk_bytes{sel()})",
-                       "checkpoints {{instance}}")], unit="bytes"), 8, 8)
+                       "checkpoints {{instance}}"),
+                      (f"max by (instance) (rlaif_backups_disk_bytes{sel()})",
+                       "backups {{instance}}")], unit="bytes"), 8, 8)
     L.add(timeseries("Store write errors", "Failed store writes (disk full, I/O); the daemon "
                      f"degrades until a write succeeds. Runbook: {RUNBOOK}#state-degraded",
                      [(f"sum by (instance) (increase(rlaif_store_write_errors_total{sel()}"

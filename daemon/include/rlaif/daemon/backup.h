@@ -43,6 +43,9 @@ struct BackupResult {
   double seconds = 0;  // wall time of the whole backup
 };
 
+// The backup root: `backup_dir`, or <data_dir>/backups when it is "".
+std::string BackupRoot(const std::string& backup_dir, const std::string& data_dir);
+
 // The directory that a backup request for `requested` may write, or why not.
 // Policy: every backup is a new directory strictly inside the backup root
 // (`backup_dir`, or <data_dir>/backups when it is ""). `requested` is a path

@@ -164,8 +164,7 @@ class Pipeline {
     int keep_models = 0;              // trainer.keep_models; 0 = keeps every checkpoint
     int64_t checkpoints_deleted = 0;  // versions whose files went, since the start
     int64_t last_checkpoints_deleted_at_ms = 0;
-    uint64_t models_bytes = 0;  // of <data_dir>/models after the last PruneModels
-    int64_t models_bytes_at_ms = 0;
+    int64_t models_pruned_at_ms = 0;  // the last PruneModels (after a run: models/ changed)
   };
   RetentionStatus Retention() const;
   // "" when healthy, else why the daemon is degraded (e.g. the store is not writable).
