@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -739,6 +740,131 @@ std::vector<std::string> ConfigWarnings(const Config& config) {
                   " Give it a rubric to silence this.");
   }
   return out;
+}
+
+namespace {
+
+// One reloadable setting: its key, and how to copy it (true when it changed).
+struct ReloadableSetting {
+  std::string key;
+  std::function<bool(const Config& from, Config* to)> apply;
+};
+
+template <class Get>
+ReloadableSetting Setting(std::string key, Get get) {
+  return {std::move(key), [get](const Config& from, Config* to) {
+            auto& dst = get(*to);
+            const auto& src = get(from);
+            if (dst == src) return false;
+            dst = src;
+            return true;
+          }};
+}
+
+// The reloadable settings but store.max_age_days (conditional): see
+// IsReloadableKey. The daemon's reload hands each part to what uses it.
+const std::vector<ReloadableSetting>& ReloadableSettings() {
+  static const std::vector<ReloadableSetting> settings = [] {
+    std::vector<ReloadableSetting> v = {
+        Setting(
+            "log_level", [](auto& c) -> auto& { return c.log_level; }),
+        Setting(
+            "backup_keep", [](auto& c) -> auto& { return c.backup_keep; }),
+        Setting(
+            "sampling.rate", [](auto& c) -> auto& { return c.sampling.rate; }),
+        Setting(
+            "sampling.key", [](auto& c) -> auto& { return c.sampling.key; }),
+        Setting(
+            "sampling.min_prompt_chars",
+            [](auto& c) -> auto& { return c.sampling.min_prompt_chars; }),
+        Setting(
+            "sampling.max_prompt_chars",
+            [](auto& c) -> auto& { return c.sampling.max_prompt_chars; }),
+        Setting(
+            "sampling.include_models", [](auto& c) -> auto& { return c.sampling.include_models; }),
+        Setting(
+            "sampling.exclude_models", [](auto& c) -> auto& { return c.sampling.exclude_models; }),
+        Setting(
+            "sampling.include_metadata",
+            [](auto& c) -> auto& { return c.sampling.include_metadata; }),
+        Setting(
+            "sampling.exclude_metadata",
+            [](auto& c) -> auto& { return c.sampling.exclude_metadata; }),
+        Setting(
+            "sampling.redact", [](auto& c) -> auto& { return c.sampling.redact; }),
+        Setting(
+            "sampling.redact_patterns",
+            [](auto& c) -> auto& { return c.sampling.redact_patterns; }),
+        Setting(
+            "sampling.stratum", [](auto& c) -> auto& { return c.sampling.stratum; }),
+        Setting(
+            "sampling.max_per_stratum_per_hour",
+            [](auto& c) -> auto& { return c.sampling.max_per_stratum_per_hour; }),
+        Setting(
+            "sampling.max_pending", [](auto& c) -> auto& { return c.sampling.max_pending; }),
+        Setting(
+            "sampling.pending_policy", [](auto& c) -> auto& { return c.sampling.pending_policy; }),
+        Setting(
+            "trainer.min_new_labels", [](auto& c) -> auto& { return c.trainer.min_new_labels; }),
+        Setting(
+            "trainer.interval_s", [](auto& c) -> auto& { return c.trainer.interval_s; }),
+        Setting(
+            "trainer.keep_models", [](auto& c) -> auto& { return c.trainer.keep_models; }),
+        Setting(
+            "trainer.gate", [](auto& c) -> auto& { return c.trainer.gate; }),
+    };
+    auto endpoint = [&v](const std::string& name, auto get) {
+      auto field = [&](const char* key, auto member) {
+        v.push_back(Setting(
+            name + "." + key, [ get, member ](auto& c) -> auto& { return get(c).*member; }));
+      };
+      field("timeout_s", &EndpointConfig::timeout_s);
+      field("connect_timeout_s", &EndpointConfig::connect_timeout_s);
+      field("max_retries", &EndpointConfig::max_retries);
+      field("requests_per_minute", &EndpointConfig::requests_per_minute);
+      field("tokens_per_minute", &EndpointConfig::tokens_per_minute);
+      field("breaker_failures", &EndpointConfig::breaker_failures);
+      field("breaker_cooldown_s", &EndpointConfig::breaker_cooldown_s);
+      field("price_prompt_per_1m", &EndpointConfig::price_prompt_per_1m);
+      field("price_completion_per_1m", &EndpointConfig::price_completion_per_1m);
+      field("hourly_budget_usd", &EndpointConfig::hourly_budget_usd);
+    };
+    endpoint(
+        "generator", [](auto& c) -> auto& { return c.generator; });
+    endpoint(
+        "judge", [](auto& c) -> auto& { return c.judge; });
+    return v;
+  }();
+  return settings;
+}
+
+}  // namespace
+
+bool IsReloadableKey(const std::string& key, const Config& running, const Config& fresh) {
+  auto under = [&key](const std::string& path) {
+    return key == path || (key.size() > path.size() && key.compare(0, path.size(), path) == 0 &&
+                           (key[path.size()] == '.' || key[path.size()] == '['));
+  };
+  if (under("store.max_age_days")) {
+    return running.store_max_age_days > 0 && fresh.store_max_age_days > 0;
+  }
+  for (const ReloadableSetting& s : ReloadableSettings()) {
+    if (under(s.key)) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> ApplyReloadable(const Config& fresh, Config* running) {
+  std::vector<std::string> changed;
+  for (const ReloadableSetting& s : ReloadableSettings()) {
+    if (s.apply(fresh, running)) changed.push_back(s.key);
+  }
+  if (running->store_max_age_days > 0 && fresh.store_max_age_days > 0 &&
+      fresh.store_max_age_days != running->store_max_age_days) {
+    running->store_max_age_days = fresh.store_max_age_days;
+    changed.push_back("store.max_age_days");
+  }
+  return changed;
 }
 
 std::string EnvNameForLog(const std::string& name) {

@@ -480,7 +480,30 @@ struct ApiServer::Impl {
     if (judge_health) {
       if (std::string w = judge::UnreliableReason(*judge_health); !w.empty()) warnings.push_back(w);
     }
+    // The last config reload: a file that would not start rlaifd, or
+    // changes that wait for a restart, are said until a reload clears them.
+    const Pipeline::ReloadStatus reload = ctx.pipeline.LastReload();
+    auto joined = [](const std::vector<std::string>& list) {
+      std::string out;
+      for (const auto& n : list) out += (out.empty() ? "" : ", ") + n;
+      return out;
+    };
+    if (!reload.error.empty()) {
+      warnings.push_back("the config file was invalid at the last reload (" +
+                         FormatTimeMs(reload.at_ms) + "): " + reload.error +
+                         "; rlaifd runs as before, but would not start with this file");
+    }
+    if (!reload.need_restart.empty()) {
+      warnings.push_back("config changes wait for a restart: " + joined(reload.need_restart));
+    }
     out["warnings"] = warnings;
+    out["config"] = {
+        {"last_reload", reload.at_ms == 0
+                            ? json()
+                            : json{{"at", FormatTimeMs(reload.at_ms)},
+                                   {"applied", reload.applied},
+                                   {"need_restart", reload.need_restart},
+                                   {"error", reload.error.empty() ? json() : json(reload.error)}}}};
     out["version"] = std::string(BuildVersion()) + "+" + BuildRevision();
     out["started_at"] = FormatTimeMs(ctx.started_at_ms);
     out["uptime_s"] = (NowMs() - ctx.started_at_ms) / 1000.0;
@@ -642,7 +665,7 @@ struct ApiServer::Impl {
         {"started_at", t.running ? json(FormatTimeMs(t.started_at_ms)) : json()},
         {"trigger", t.trigger},
         {"runs", t.runs},
-        {"min_new_labels", ctx.config.trainer.min_new_labels},
+        {"min_new_labels", ctx.pipeline.Current()->trainer.min_new_labels},
         {"last",
          {{"version", t.last_version},
           {"outcome", t.last_outcome},
@@ -1304,8 +1327,8 @@ struct ApiServer::Impl {
     json deleted = json::array();
     try {
       for (const DeletedBackup& d :
-           PruneBackups(ctx.config.backup_dir, ctx.config.data_dir, ctx.config.backup_keep, r.dir,
-                        ctx.store.Identity())) {
+           PruneBackups(ctx.config.backup_dir, ctx.config.data_dir,
+                        ctx.pipeline.Current()->backup_keep, r.dir, ctx.store.Identity())) {
         deleted.push_back(
             {{"dir", d.dir}, {"created_at", FormatTimeMs(d.created_at_ms)}, {"bytes", d.bytes}});
       }

@@ -75,8 +75,6 @@ judge::ChatClientOptions ClientOptions(const char* name, const EndpointConfig& e
   return o;
 }
 
-}  // namespace
-
 // The config file as JSON (an empty object if it cannot be read or parsed:
 // LoadConfigFile reports that).
 nlohmann::json ReadConfigJson(const std::string& path) {
@@ -85,33 +83,52 @@ nlohmann::json ReadConfigJson(const std::string& path) {
   return j.is_discarded() ? nlohmann::json::object() : j;
 }
 
-// Re-reads the config file; applies what can change safely (log_level),
-// reports every other key that changed in the file since the daemon
-// started as needing a restart. `running` and `running_json` are what is in
-// effect; an applied change updates them, so that reverting it applies too.
+Gauge& ReloadSucceeded(MetricsRegistry& m) {
+  return m.GetGauge("rlaif_config_last_reload_successful",
+                    "1 unless the last config reload (SIGHUP) found the file invalid: then "
+                    "rlaifd would not start with it either.");
+}
+Gauge& RestartPending(MetricsRegistry& m) {
+  return m.GetGauge("rlaif_config_restart_pending_keys",
+                    "Keys changed in the config file that wait for a restart (last reload).");
+}
+
+// What a reload hands the reloadable settings to.
+struct ReloadTargets {
+  judge::ChatClient& generator_client;
+  judge::ChatClient& judge_client;
+  Ingestor& ingestor;
+  Pipeline& pipeline;
+};
+
+// Re-reads the config file; applies what can change while running
+// (ApplyReloadable: log_level, sampling, the endpoints' limits, the training
+// schedule and gate, retention), reports every other key that changed in
+// the file since the daemon started as needing a restart. `running` and
+// `running_json` are what is in effect; an applied change updates them, so
+// that reverting it applies too, while a key that needs a restart is
+// reported again by every reload until then.
 void Reload(Config& running, nlohmann::json& running_json, const std::string& path,
-            storage::Store& store) {
+            storage::Store& store, MetricsRegistry& metrics, const ReloadTargets& to) {
   auto fresh = LoadConfigFile(path);
   if (!fresh.ok()) {
     spdlog::error("reload: {} is invalid, nothing changed: {}", path, fresh.status().message());
     (void)store.AppendEvent({NowMs(), "reload", "SIGHUP", "config invalid, nothing changed",
                              nlohmann::json{{"error", fresh.status().message()}}.dump()});
+    ReloadSucceeded(metrics).Set(0);
+    Pipeline::ReloadStatus noted = to.pipeline.LastReload();  // what waits still waits
+    noted.at_ms = NowMs();
+    noted.applied.clear();
+    noted.error = fresh.status().message();
+    to.pipeline.NoteReload(std::move(noted));
     return;
   }
-  std::vector<std::string> applied;
-  if (fresh->log_level != running.log_level) {
-    spdlog::set_level(spdlog::level::from_str(fresh->log_level));
-    spdlog::info("reload: log_level is now {}", fresh->log_level);
-    running.log_level = fresh->log_level;
-    applied.push_back("log_level");
-  }
-  // Everything else is wired into running objects: report every key whose
-  // value in the file differs from the one in effect, do not pretend.
   nlohmann::json fresh_json = ReadConfigJson(path);
   const nlohmann::json a = running_json.flatten(), b = fresh_json.flatten();
-  std::set<std::string> keys, sections;
-  // "/judge/timeout_s" -> "judge.timeout_s", "/judge/dimensions/1/name" ->
-  // "judge.dimensions[1].name" (an index where either file has an array).
+  // Changed keys as the config names them: "/judge/timeout_s" ->
+  // "judge.timeout_s", "/judge/dimensions/1/name" -> "judge.dimensions[1].name"
+  // (an index where either file has an array); by JSON pointer.
+  std::map<std::string, std::string> changed_keys;
   auto note = [&](const std::string& pointer) {
     std::string key;
     const nlohmann::json* in_a = &running_json;
@@ -139,10 +156,7 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
       in_b = step(in_b);
       pos = end + 1;
     }
-    const std::string section = key.substr(0, key.find_first_of(".["));
-    if (section == "log_level") return;
-    keys.insert(key);
-    sections.insert(section);
+    changed_keys[pointer] = key;
   };
   for (const auto& [k, v] : a.items()) {
     if (!b.contains(k) || b[k] != v) note(k);
@@ -150,45 +164,95 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
   for (const auto& [k, v] : b.items()) {
     if (!a.contains(k)) note(k);
   }
-  if (fresh_json.contains("log_level")) {
-    running_json["log_level"] = fresh_json["log_level"];
-  } else {
-    running_json.erase("log_level");
+
+  Config next = running;
+  const std::vector<std::string> applied = ApplyReloadable(*fresh, &next);
+  // The text of the keys that need a restart; the rest of the file (what
+  // was applied or changes nothing) is in effect now.
+  std::set<std::string> cold_keys, sections, no_effect;
+  nlohmann::json in_effect = a;
+  for (const auto& [pointer, key] : changed_keys) {
+    if (IsReloadableKey(key, running, *fresh)) {
+      const bool took = std::any_of(applied.begin(), applied.end(), [&](const std::string& k) {
+        return key == k || key.rfind(k + ".", 0) == 0 || key.rfind(k + "[", 0) == 0;
+      });
+      if (!took) no_effect.insert(key);
+      if (b.contains(pointer)) {
+        in_effect[pointer] = b[pointer];
+      } else {
+        in_effect.erase(pointer);
+      }
+    } else {
+      cold_keys.insert(key);
+      sections.insert(key.substr(0, key.find_first_of(".[")));
+    }
   }
-  std::vector<std::string> needs_restart(sections.begin(), sections.end());
-  std::vector<std::string> changed(keys.begin(), keys.end());
-  // The text changed but not what it means (a default written out, keys
-  // reordered within an object): nothing needs a restart.
-  if (!changed.empty() && *fresh == running) {
-    std::string list;
-    for (const auto& n : changed) list += (list.empty() ? "" : ", ") + n;
-    spdlog::info("reload: {} re-read; [{}] changed in the file but not in effect (defaults)", path,
-                 list);
+  // The text of those changed but not what it means (a default written out,
+  // keys reordered within an object): nothing needs a restart.
+  const bool restart_needed = !(next == *fresh);
+  if (!restart_needed) {
+    no_effect.insert(cold_keys.begin(), cold_keys.end());
+    cold_keys.clear();
+    sections.clear();
     running_json = fresh_json;
-    (void)store.AppendEvent({NowMs(), "reload", "SIGHUP",
-                             "config re-read; the changed keys change nothing in effect",
-                             nlohmann::json{{"applied", applied},
-                                            {"need_restart", nlohmann::json::array()},
-                                            {"keys", nlohmann::json::array()},
-                                            {"no_effect", changed}}
-                                 .dump()});
-    return;
-  }
-  if (changed.empty()) {
-    spdlog::info("reload: {} re-read; {}", path,
-                 applied.empty() ? "nothing changed" : "nothing else changed");
   } else {
-    std::string list;
-    for (const auto& n : changed) list += (list.empty() ? "" : ", ") + n;
-    spdlog::warn("reload: changes to [{}] need a restart of rlaifd and were NOT applied", list);
+    try {
+      running_json = in_effect.unflatten();
+    } catch (const std::exception& e) {  // not expected: flatten's output unflattens
+      spdlog::warn("reload: {}; the next reload compares with the whole file", e.what());
+      running_json = fresh_json;
+    }
   }
-  (void)store.AppendEvent(
-      {NowMs(), "reload", "SIGHUP",
-       changed.empty() ? "config re-read"
-                       : "config re-read; some changes need a restart and were not applied",
-       nlohmann::json{{"applied", applied}, {"need_restart", needs_restart}, {"keys", changed}}
-           .dump()});
+
+  // Hand each part over (each takes it at its next use).
+  if (next.log_level != running.log_level) {
+    spdlog::set_level(spdlog::level::from_str(next.log_level));
+    spdlog::info("reload: log_level is now {}", next.log_level);
+  }
+  if (!(next.generator == running.generator)) {
+    to.generator_client.Reconfigure(ClientOptions("generator", next.generator));
+  }
+  if (!(next.judge == running.judge)) {
+    to.judge_client.Reconfigure(ClientOptions("judge", next.judge));
+  }
+  if (!(next.sampling == running.sampling)) to.ingestor.SetSampling(next.sampling);
+  if (!applied.empty()) to.pipeline.Reconfigure(next);
+  running = next;
+
+  auto joined = [](const auto& list) {
+    std::string out;
+    for (const auto& n : list) out += (out.empty() ? "" : ", ") + n;
+    return out;
+  };
+  if (!applied.empty()) spdlog::info("reload: applied [{}]", joined(applied));
+  if (!no_effect.empty()) {
+    spdlog::info("reload: [{}] changed in the file but not in effect (defaults)",
+                 joined(no_effect));
+  }
+  if (!cold_keys.empty()) {
+    spdlog::warn("reload: changes to [{}] need a restart of rlaifd and were NOT applied",
+                 joined(cold_keys));
+  }
+  if (applied.empty() && cold_keys.empty())
+    spdlog::info("reload: {} re-read; nothing changed", path);
+  std::string message = "config re-read";
+  if (!applied.empty()) message += "; applied " + joined(applied);
+  if (!cold_keys.empty()) message += "; some changes need a restart and were not applied";
+  if (applied.empty() && cold_keys.empty() && !no_effect.empty()) {
+    message += "; the changed keys change nothing in effect";
+  }
+  ReloadSucceeded(metrics).Set(1);
+  RestartPending(metrics).Set(static_cast<double>(cold_keys.size()));
+  to.pipeline.NoteReload({NowMs(), applied, {cold_keys.begin(), cold_keys.end()}, ""});
+  (void)store.AppendEvent({NowMs(), "reload", "SIGHUP", message,
+                           nlohmann::json{{"applied", applied},
+                                          {"need_restart", sections},
+                                          {"keys", cold_keys},
+                                          {"no_effect", no_effect}}
+                               .dump()});
 }
+
+}  // namespace
 
 Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
                  const std::function<void(int port)>& on_ready, std::atomic<bool>* reload,
@@ -210,6 +274,8 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   SweepPartialBackups(config.backup_dir, config.data_dir);
 
   MetricsRegistry metrics;
+  ReloadSucceeded(metrics).Set(1);
+  RestartPending(metrics).Set(0);
   metrics.GetGauge("rlaif_build_info", "Build information.",
                    {{"version", BuildVersion()}, {"revision", BuildRevision()}})
       .Set(1);
@@ -298,7 +364,8 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   while (!stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (reload && reload->exchange(false) && !config_path.empty()) {
-      Reload(in_effect, in_effect_json, config_path, **store);
+      Reload(in_effect, in_effect_json, config_path, **store, metrics,
+             {gen_client, judge_client, ingestor, pipeline});
     }
   }
 

@@ -323,16 +323,38 @@ Ingestor::Ingestor(std::vector<SourceConfig> sources, SamplingConfig sampling,
   for (const char* reason : {"model", "metadata", "length", "stratum_cap"}) {
     IngestCounter(metrics_, "rlaif_ingest_filtered_total", {{"reason", reason}});
   }
-  if (sampling_.redact) {
-    auto r = Redactor::Create(sampling_.redact_patterns);
-    if (r.ok()) {
-      redactor_.emplace(std::move(*r));
-    } else {
-      // ParseConfig rejects bad patterns; keep the built-in kinds regardless.
-      spdlog::error("ingest: {}; redacting built-in kinds only", r.status().message());
-      redactor_.emplace(std::move(*Redactor::Create({})));
-    }
+  redactor_ = MakeRedactor(sampling_);
+}
+
+std::optional<Redactor> Ingestor::MakeRedactor(const SamplingConfig& sampling) {
+  if (!sampling.redact) return std::nullopt;
+  auto r = Redactor::Create(sampling.redact_patterns);
+  if (r.ok()) return std::move(*r);
+  // ParseConfig rejects bad patterns; keep the built-in kinds regardless.
+  spdlog::error("ingest: {}; redacting built-in kinds only", r.status().message());
+  return std::move(*Redactor::Create({}));
+}
+
+void Ingestor::SetSampling(SamplingConfig sampling) {
+  std::lock_guard<std::mutex> lock(mu_);
+  next_sampling_ = std::move(sampling);
+}
+
+void Ingestor::ApplyNextSampling() {
+  std::optional<SamplingConfig> next;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    next.swap(next_sampling_);
   }
+  if (!next) return;
+  next->dedupe = sampling_.dedupe;  // prompt ids: kept until a restart
+  if (next->redact != sampling_.redact || next->redact_patterns != sampling_.redact_patterns) {
+    redactor_ = MakeRedactor(*next);
+  }
+  if (next->stratum != sampling_.stratum) stratum_counts_.clear();  // other strata
+  sampling_ = std::move(*next);
+  spdlog::info("ingest: sampling reloaded (rate {}, key {}, redact {})", sampling_.rate,
+               sampling_.key, sampling_.redact ? "on" : "off");
 }
 
 Ingestor::~Ingestor() {
@@ -518,6 +540,7 @@ bool Ingestor::UnderStratumCap(const ParsedLine& line) {
 
 Result<IngestPassStats> Ingestor::PollOnce() {
   IngestPassStats stats;
+  ApplyNextSampling();
   const bool first = !loaded_;
   if (first) RLAIF_RETURN_IF_ERROR(LoadCheckpoints());
   WatchDirectories();

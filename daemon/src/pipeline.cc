@@ -231,6 +231,7 @@ Pipeline::Pipeline(const Config& config, storage::Store& store, MetricsRegistry&
                    Ingestor& ingestor, judge::Generator& generator, judge::Judge& judge,
                    trainer::Scorer& scorer)
     : config_(config),
+      current_(std::make_shared<const Config>(config)),
       store_(store),
       metrics_(metrics),
       ingestor_(ingestor),
@@ -239,6 +240,38 @@ Pipeline::Pipeline(const Config& config, storage::Store& store, MetricsRegistry&
       scorer_(scorer) {}
 
 Pipeline::~Pipeline() { Stop(); }
+
+std::shared_ptr<const Config> Pipeline::Current() const {
+  std::lock_guard<std::mutex> lock(current_mu_);
+  return current_;
+}
+
+void Pipeline::NoteReload(ReloadStatus reload) {
+  std::lock_guard<std::mutex> lock(current_mu_);
+  last_reload_ = std::move(reload);
+}
+
+Pipeline::ReloadStatus Pipeline::LastReload() const {
+  std::lock_guard<std::mutex> lock(current_mu_);
+  return last_reload_;
+}
+
+void Pipeline::Reconfigure(const Config& config) {
+  std::shared_ptr<const Config> before;
+  {
+    std::lock_guard<std::mutex> lock(current_mu_);
+    before = current_;
+    current_ = std::make_shared<const Config>(config);
+  }
+  // A lowered keep_models deletes at the trainer's next check, as after a
+  // run (one thread deletes checkpoints).
+  auto bound = [](int keep) { return keep > 0 ? keep : std::numeric_limits<int>::max(); };
+  if (bound(config.trainer.keep_models) < bound(before->trainer.keep_models)) {
+    prune_requested_ = true;
+  }
+  // The trainer re-checks its schedule now, not after its sleep.
+  sleep_cv_.notify_all();
+}
 
 namespace {
 
@@ -829,7 +862,7 @@ void Pipeline::RetentionLoop() {
     }
     // A tenth of the age, between an hour and a day: each pass reads the
     // prompts and pairs once.
-    const double every = std::clamp(config_.store_max_age_days * 86400.0 / 10, 3600.0, 86400.0);
+    const double every = std::clamp(Current()->store_max_age_days * 86400.0 / 10, 3600.0, 86400.0);
     due = MonotonicSeconds() + every;
     {
       std::lock_guard<std::mutex> lock(retention_mu_);
@@ -842,14 +875,14 @@ void Pipeline::RetentionLoop() {
 Pipeline::RetentionStatus Pipeline::Retention() const {
   std::lock_guard<std::mutex> lock(retention_mu_);
   RetentionStatus r = retention_;
-  r.max_age_days = config_.store_max_age_days;
-  r.keep_models = config_.trainer.keep_models;
+  r.max_age_days = Current()->store_max_age_days;
+  r.keep_models = Current()->trainer.keep_models;
   return r;
 }
 
 Result<storage::PurgeStats> Pipeline::PurgeOldRecords() {
   const int64_t cutoff =
-      NowMs() - static_cast<int64_t>(config_.store_max_age_days * 86400.0 * 1000.0);
+      NowMs() - static_cast<int64_t>(Current()->store_max_age_days * 86400.0 * 1000.0);
   const double t0 = MonotonicSeconds();
   {
     std::lock_guard<std::mutex> lock(retention_mu_);
@@ -886,7 +919,7 @@ Result<storage::PurgeStats> Pipeline::PurgeOldRecords() {
         "(store.max_age_days = {}) in {:.1f} s ({:.1f} s of it compacting their space back); "
         "kept though old: {} queued or needed by a queued or kept pair, {} labelled since{}",
         stats.prompts, stats.pairs, stats.labels, stats.dead, FormatTimeMs(cutoff),
-        config_.store_max_age_days, MonotonicSeconds() - t0, stats.compact_s, stats.kept_queued,
+        Current()->store_max_age_days, MonotonicSeconds() - t0, stats.compact_s, stats.kept_queued,
         stats.kept_recent_labels, ending);
     spdlog::info("retention: {}", what);
     (void)store_.AppendEvent(
@@ -1423,6 +1456,12 @@ void Pipeline::TrainerLoop() {
   while (!stop_.load()) {
     SleepFor(config_.poll_interval_s);
     if (stop_.load()) break;
+    // A reload lowered trainer.keep_models (deleting needs no free space).
+    if (prune_requested_.exchange(false)) {
+      if (Status pruned = PruneModels(); !pruned.ok()) {
+        spdlog::warn("deleting older checkpoints: {}", pruned.ToString());
+      }
+    }
     // A checkpoint and the registry need a writable disk; requests wait.
     if (StoreDegraded()) continue;
     std::string manual;
@@ -1438,10 +1477,10 @@ void Pipeline::TrainerLoop() {
       continue;
     } else if (resume_pending) {
       trigger = "resume";
-    } else if (counts.labels_since_train >= config_.trainer.min_new_labels) {
+    } else if (counts.labels_since_train >= Current()->trainer.min_new_labels) {
       trigger = "labels";
-    } else if (config_.trainer.interval_s > 0 && counts.labels_since_train > 0 &&
-               MonotonicSeconds() - last_run >= config_.trainer.interval_s) {
+    } else if (Current()->trainer.interval_s > 0 && counts.labels_since_train > 0 &&
+               MonotonicSeconds() - last_run >= Current()->trainer.interval_s) {
       trigger = "interval";
     }
     if (trigger.empty()) continue;
@@ -1790,9 +1829,10 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
       }
     }
   }
-  trainer::GateDecision gate = trainer::DecideGate(
-      cand_gate_m, live_m ? &*live_m : nullptr,
-      {config_.trainer.gate.min_accuracy, config_.trainer.gate.max_regression});
+  const GateConfig gate_config = Current()->trainer.gate;  // a reload may change it
+  trainer::GateDecision gate =
+      trainer::DecideGate(cand_gate_m, live_m ? &*live_m : nullptr,
+                          {gate_config.min_accuracy, gate_config.max_regression});
   gate.reason += gate_note;
   // A registered live model that did not load is not "no live model": the
   // candidate was compared with nothing, so it waits for an operator.
@@ -1808,7 +1848,7 @@ void Pipeline::RunTraining(const std::string& trigger, const std::string& actor)
   // The anchor set: fixed pairs, scored for the candidate and the live model.
   nlohmann::json anchor_json;
   if (!config_.trainer.anchor_pairs.empty()) {
-    const double anchor_gate = config_.trainer.gate.anchor_max_regression;
+    const double anchor_gate = gate_config.anchor_max_regression;
     auto anchor = trainer::LoadPairsJsonl(config_.trainer.anchor_pairs);
     auto cand_a = anchor.ok() ? trainer::Evaluate(**candidate, *anchor)
                               : Result<trainer::EvalMetrics>(anchor.status());
@@ -1991,7 +2031,7 @@ Status Pipeline::Promote(const std::string& version, const std::string& actor,
     return Status::FailedPrecondition(
         std::string(rollback ? "cannot roll back to " : "cannot promote ") + version +
         ": its checkpoint was deleted at " + FormatTimeMs((*rec)->files_deleted_at_ms) +
-        " (trainer.keep_models = " + std::to_string(config_.trainer.keep_models) +
+        " (trainer.keep_models = " + std::to_string(Current()->trainer.keep_models) +
         " keeps that many older versions' checkpoints besides the live one's, the "
         "candidates', the held ones' and the rollback target's); to serve it, copy its "
         "directory back from a backup (cp -r BACKUP/models/" +
@@ -2110,13 +2150,13 @@ Status Pipeline::PruneModels() {
     const std::string what = fmt::format(
         "deleted the checkpoints of {} older version(s) ({}; {:.1f} MB) to keep "
         "trainer.keep_models = {}",
-        deleted.size(), list, static_cast<double>(freed) / 1e6, config_.trainer.keep_models);
+        deleted.size(), list, static_cast<double>(freed) / 1e6, Current()->trainer.keep_models);
     spdlog::info("{}", what);
-    (void)store_.AppendEvent(
-        {NowMs(), "checkpoints_deleted", "daemon", what,
-         nlohmann::json{
-             {"versions", deleted}, {"bytes", freed}, {"keep_models", config_.trainer.keep_models}}
-             .dump()});
+    (void)store_.AppendEvent({NowMs(), "checkpoints_deleted", "daemon", what,
+                              nlohmann::json{{"versions", deleted},
+                                             {"bytes", freed},
+                                             {"keep_models", Current()->trainer.keep_models}}
+                                  .dump()});
   }
   ModelsDiskBytes(metrics_).Set(static_cast<double>(DirectoryBytes(root.string())));
   {
@@ -2169,7 +2209,7 @@ Status Pipeline::SelectAndMoveOldModels(
     }
     older.push_back(std::move(m));
   }
-  const size_t keep = static_cast<size_t>(config_.trainer.keep_models);
+  const size_t keep = static_cast<size_t>(Current()->trainer.keep_models);
   if (keep == 0 || older.size() <= keep) return Status::Ok();
   // Kept first: previously live versions (the way back further than one
   // rollback), then the newest.

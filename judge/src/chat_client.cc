@@ -333,7 +333,14 @@ struct ChatClient::Impl {
     options.max_concurrency = std::max(1, options.max_concurrency);
   }
 
+  // The options now (Reconfigure changes the limits). Thread-safe.
+  ChatClientOptions Options() const {
+    std::lock_guard<std::mutex> lock(mu);
+    return options;
+  }
+
   std::unique_ptr<httplib::ClientImpl> MakeConnection() const {
+    const ChatClientOptions o = Options();
     std::unique_ptr<httplib::ClientImpl> c;
     if (endpoint.https) {
       auto ssl = std::make_unique<httplib::SSLClient>(endpoint.host, endpoint.port);
@@ -348,9 +355,9 @@ struct ChatClient::Impl {
       time_t sec = static_cast<time_t>(s);
       setter(sec, static_cast<time_t>((s - static_cast<double>(sec)) * 1e6));
     };
-    split(options.connect_timeout_s, [&](time_t a, time_t b) { c->set_connection_timeout(a, b); });
-    split(options.timeout_s, [&](time_t a, time_t b) { c->set_read_timeout(a, b); });
-    split(options.timeout_s, [&](time_t a, time_t b) { c->set_write_timeout(a, b); });
+    split(o.connect_timeout_s, [&](time_t a, time_t b) { c->set_connection_timeout(a, b); });
+    split(o.timeout_s, [&](time_t a, time_t b) { c->set_read_timeout(a, b); });
+    split(o.timeout_s, [&](time_t a, time_t b) { c->set_write_timeout(a, b); });
     c->set_keep_alive(true);
     // httplib writes headers and body in separate sends; with Nagle on, a
     // reused connection waits for the peer's delayed ACK (~40-100 ms).
@@ -581,8 +588,9 @@ struct ChatClient::Impl {
         a.status = Status::Cancelled("chat client stopped during a request to " + endpoint.display);
         return a;
       }
+      const ChatClientOptions o = Options();
       std::string what = "POST " + endpoint.display + ": " +
-                         DescribeHttpError(err, options.connect_timeout_s, options.timeout_s);
+                         DescribeHttpError(err, o.connect_timeout_s, o.timeout_s);
       a.health = Health::kBad;
       if (err == httplib::Error::SSLServerVerification || err == httplib::Error::SSLLoadingCerts) {
         // A certificate problem does not fix itself by retrying.
@@ -682,11 +690,11 @@ struct ChatClient::Impl {
   // Jittered exponential backoff ("equal jitter": half fixed, half random)
   // for retry number `retry` (1-based), raised to Retry-After when given.
   double BackoffSeconds(int retry, std::optional<double> retry_after_s) {
-    double base = options.backoff_initial_s * std::pow(2.0, std::min(retry - 1, 30));
-    base = std::min(base, options.backoff_max_s);
-    double jitter;
+    double base, jitter;
     {
       std::lock_guard<std::mutex> lock(mu);
+      base = options.backoff_initial_s * std::pow(2.0, std::min(retry - 1, 30));
+      base = std::min(base, options.backoff_max_s);
       jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
     }
     double wait = base / 2 + base / 2 * jitter;
@@ -776,7 +784,7 @@ struct ChatClient::Impl {
   Endpoint endpoint;
   Status endpoint_status;
 
-  std::mutex mu;
+  mutable std::mutex mu;  // guards the limits in `options`, and what follows
   std::condition_variable stop_cv;
   std::condition_variable slot_cv;
   bool stopped = false;
@@ -823,6 +831,42 @@ ClientHealth ChatClient::Health() const {
 
 ChatClient::~ChatClient() = default;
 
+void ChatClient::Reconfigure(const ChatClientOptions& next) {
+  std::vector<std::unique_ptr<httplib::ClientImpl>> closed;  // closed outside the lock
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    ChatClientOptions& o = impl_->options;
+    const double now = MonotonicSeconds();
+    if (next.requests_per_minute != o.requests_per_minute || next.rate_burst_s != o.rate_burst_s) {
+      impl_->requests_bucket.SetRate(next.requests_per_minute, next.rate_burst_s, now);
+    }
+    if (next.tokens_per_minute != o.tokens_per_minute || next.rate_burst_s != o.rate_burst_s) {
+      impl_->tokens_bucket.SetRate(next.tokens_per_minute, next.rate_burst_s, now);
+    }
+    impl_->breaker.SetThresholds(next.breaker_failures, next.breaker_cooldown_s);
+    // Pooled connections keep the timeouts they were made with.
+    if (next.connect_timeout_s != o.connect_timeout_s || next.timeout_s != o.timeout_s) {
+      closed = std::move(impl_->idle);
+      impl_->idle.clear();
+    }
+    o.connect_timeout_s = next.connect_timeout_s;
+    o.timeout_s = next.timeout_s;
+    o.max_retries = next.max_retries;
+    o.backoff_initial_s = next.backoff_initial_s;
+    o.backoff_max_s = next.backoff_max_s;
+    o.requests_per_minute = next.requests_per_minute;
+    o.tokens_per_minute = next.tokens_per_minute;
+    o.rate_burst_s = next.rate_burst_s;
+    o.breaker_failures = next.breaker_failures;
+    o.breaker_cooldown_s = next.breaker_cooldown_s;
+    o.price_prompt_per_1m = next.price_prompt_per_1m;
+    o.price_completion_per_1m = next.price_completion_per_1m;
+    o.hourly_budget_usd = next.hourly_budget_usd;
+  }
+  // Callers waiting for a rate limit re-check it (a raised rate lets them go).
+  impl_->stop_cv.notify_all();
+}
+
 void ChatClient::Stop() { impl_->Stop(); }
 
 Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
@@ -847,7 +891,8 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
   for (const ChatMessage& m : request.messages) prompt_bytes += m.content.size();
   const double estimated_tokens =
       static_cast<double>(prompt_bytes) / 4.0 + std::max(0, request.max_tokens);
-  const int max_attempts = std::max(1, impl_->options.max_retries + 1);
+  const ChatClientOptions options = impl_->Options();
+  const int max_attempts = std::max(1, options.max_retries + 1);
   // Whether every attempt so far got a 200 whose body did not parse: only
   // then does the call fail as kCorruption (which callers treat as the
   // item's fault, e.g. an unparseable verdict, and do not retry).
@@ -890,9 +935,8 @@ Result<ChatResponse> ChatClient::Complete(const ChatRequest& request) {
         stats_.prompt_tokens += a.response.prompt_tokens;
         stats_.completion_tokens += a.response.completion_tokens;
         const double cost =
-            (static_cast<double>(a.response.prompt_tokens) * impl_->options.price_prompt_per_1m +
-             static_cast<double>(a.response.completion_tokens) *
-                 impl_->options.price_completion_per_1m) /
+            (static_cast<double>(a.response.prompt_tokens) * options.price_prompt_per_1m +
+             static_cast<double>(a.response.completion_tokens) * options.price_completion_per_1m) /
             1e6;
         a.response.cost_usd = cost;
         stats_.cost_nano_usd += std::llround(cost * 1e9);

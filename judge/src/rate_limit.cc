@@ -47,6 +47,21 @@ void TokenBucket::Adjust(double delta, double now) {
   tokens_ = std::min(capacity_, tokens_ + delta);
 }
 
+void TokenBucket::SetRate(double per_minute, double burst_s, double now) {
+  if (per_minute <= 0 || !std::isfinite(per_minute)) {
+    *this = TokenBucket();
+    return;
+  }
+  if (unlimited()) {
+    *this = TokenBucket(per_minute, burst_s, now);
+    return;
+  }
+  Refill(now);
+  rate_per_s_ = per_minute / 60.0;
+  capacity_ = std::max(1.0, rate_per_s_ * std::max(0.0, burst_s));
+  tokens_ = std::min(tokens_, capacity_);
+}
+
 const char* BreakerStateName(BreakerState state) {
   switch (state) {
     case BreakerState::kClosed:
@@ -92,6 +107,12 @@ void CircuitBreaker::RecordFailure(double now) {
 }
 
 void CircuitBreaker::RecordNeutral() { probe_in_flight_ = false; }
+
+void CircuitBreaker::SetThresholds(int failure_threshold, double cooldown_s) {
+  threshold_ = failure_threshold;
+  cooldown_s_ = cooldown_s;
+  if (threshold_ <= 0) open_ = false;
+}
 
 BreakerState CircuitBreaker::state(double now) const {
   if (!open_) return BreakerState::kClosed;

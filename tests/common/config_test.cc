@@ -464,5 +464,102 @@ TEST(ConfigTest, IngestBackpressureAndWatch) {
   EXPECT_NE(m.find("sampling.pending_policy"), std::string::npos) << m;
 }
 
+// A reload (SIGHUP) applies what IsReloadableKey names and nothing else:
+// for each edit of the file, the config after ApplyReloadable is the new
+// one exactly when the edited key is reloadable, and the key is reported.
+TEST(ConfigReloadTest, ApplyReloadableTakesExactlyTheReloadableKeys) {
+  const nlohmann::json base = nlohmann::json::parse(kIssueConfig);
+  nlohmann::json with_retention = base;
+  with_retention["store"]["max_age_days"] = 30;
+  struct Edit {
+    std::string key;  // as a reload names it
+    std::string pointer;
+    nlohmann::json value;
+    bool reloadable;
+    const nlohmann::json* on = nullptr;  // base unless set
+  };
+  const std::vector<Edit> edits = {
+      {"log_level", "/log_level", "debug", true},
+      {"backup_keep", "/backup_keep", 3, true},
+      {"sampling.rate", "/sampling/rate", 0.25, true},
+      {"sampling.key", "/sampling/key", "prompt", true},
+      {"sampling.include_models[0]", "/sampling/include_models", {"gpt-*"}, true},
+      {"sampling.exclude_metadata.tenant[0]",
+       "/sampling/exclude_metadata",
+       {{"tenant", {"test"}}},
+       true},
+      {"sampling.redact", "/sampling/redact", false, true},
+      {"sampling.redact_patterns[0].name",
+       "/sampling/redact_patterns",
+       {{{"name", "ticket"}, {"regex", "T-[0-9]+"}}},
+       true},
+      {"sampling.max_per_stratum_per_hour", "/sampling/max_per_stratum_per_hour", 10, true},
+      {"sampling.max_pending", "/sampling/max_pending", 1000, true},
+      {"sampling.dedupe", "/sampling/dedupe", false, false},
+      {"judge.hourly_budget_usd", "/judge/hourly_budget_usd", 5, true},
+      {"judge.requests_per_minute", "/judge/requests_per_minute", 60, true},
+      {"judge.tokens_per_minute", "/judge/tokens_per_minute", 90000, true},
+      {"judge.timeout_s", "/judge/timeout_s", 17, true},
+      {"judge.max_retries", "/judge/max_retries", 1, true},
+      {"judge.breaker_failures", "/judge/breaker_failures", 3, true},
+      {"judge.price_prompt_per_1m", "/judge/price_prompt_per_1m", 0.5, true},
+      {"generator.connect_timeout_s", "/generator/connect_timeout_s", 2, true},
+      {"generator.breaker_cooldown_s", "/generator/breaker_cooldown_s", 5, true},
+      {"generator.price_completion_per_1m", "/generator/price_completion_per_1m", 2, true},
+      {"judge.concurrency", "/judge/concurrency", 2, false},
+      {"judge.model", "/judge/model", "other", false},
+      {"judge.base_url", "/judge/base_url", "http://127.0.0.1:9/v1", false},
+      {"generator.temperature", "/generator/temperature", 0.7, false},
+      {"judge.dimensions[0].name", "/judge/dimensions/0/name", "helpfulness", false},
+      {"trainer.min_new_labels", "/trainer/min_new_labels", 7, true},
+      {"trainer.interval_s", "/trainer/interval_s", 600, true},
+      {"trainer.keep_models", "/trainer/keep_models", 2, true},
+      {"trainer.gate.min_accuracy", "/trainer/gate", {{"min_accuracy", 0.6}}, true},
+      {"trainer.epochs", "/trainer/epochs", 3, false},
+      {"trainer.model.preset", "/trainer/model/preset", "small", false},
+      {"api.listen", "/api/listen", "127.0.0.1:1", false},
+      {"data_dir", "/data_dir", "/elsewhere", false},
+      // The retention's thread runs only when it ran at the start.
+      {"store.max_age_days", "/store/max_age_days", 7, true, &with_retention},
+      {"store.max_age_days", "/store/max_age_days", 7, false},
+      {"store.max_age_days", "/store/max_age_days", 0, false, &with_retention},
+  };
+  for (const Edit& e : edits) {
+    SCOPED_TRACE(e.key + " := " + e.value.dump());
+    const nlohmann::json& from = e.on ? *e.on : base;
+    nlohmann::json to = from;
+    to[nlohmann::json::json_pointer(e.pointer)] = e.value;
+    auto running = ParseConfig(from.dump());
+    auto fresh = ParseConfig(to.dump());
+    ASSERT_TRUE(running.ok() && fresh.ok()) << fresh.status().ToString();
+    ASSERT_FALSE(*running == *fresh);
+    EXPECT_EQ(IsReloadableKey(e.key, *running, *fresh), e.reloadable);
+    Config next = *running;
+    const std::vector<std::string> applied = ApplyReloadable(*fresh, &next);
+    EXPECT_EQ(next == *fresh, e.reloadable);
+    if (e.reloadable) {
+      ASSERT_EQ(applied.size(), 1u);
+      EXPECT_EQ(e.key.rfind(applied[0], 0), 0u) << applied[0];
+    } else {
+      EXPECT_TRUE(applied.empty()) << applied[0];
+      EXPECT_TRUE(next == *running);
+    }
+  }
+  // Several at once, with one that needs a restart: the others are taken.
+  nlohmann::json to = base;
+  to["judge"]["hourly_budget_usd"] = 2;
+  to["sampling"]["rate"] = 0.5;
+  to["judge"]["concurrency"] = 1;
+  auto running = ParseConfig(base.dump());
+  auto fresh = ParseConfig(to.dump());
+  ASSERT_TRUE(running.ok() && fresh.ok());
+  Config next = *running;
+  EXPECT_EQ(ApplyReloadable(*fresh, &next),
+            (std::vector<std::string>{"sampling.rate", "judge.hourly_budget_usd"}));
+  EXPECT_DOUBLE_EQ(next.judge.hourly_budget_usd, 2);
+  EXPECT_EQ(next.judge.concurrency, 8);
+  EXPECT_FALSE(IsReloadableKey("judge.hourly_budget_usd_typo", *running, *fresh));
+}
+
 }  // namespace
 }  // namespace rlaif

@@ -723,6 +723,25 @@ TEST_F(RefreshPipelineTest, OlderCheckpointsBeyondKeepModelsAreDeleted) {
   for (const char* v : {"v0002", "v0003", "v0004", "v0006", "v0009", "v0010"}) {
     EXPECT_TRUE(on_disk(v)) << v;
   }
+
+  // A reload (SIGHUP) that lowers keep_models deletes at the trainer's next
+  // check, without a restart or a run; the live model, the rollback target,
+  // the candidate and the held one keep their files.
+  Config lowered = *config_;
+  lowered.trainer.keep_models = 1;
+  pipeline_->Reconfigure(lowered);
+  EXPECT_EQ(pipeline_->Current()->trainer.keep_models, 1);
+  EXPECT_EQ(pipeline_->Retention().keep_models, 1);
+  auto& deleted = metrics_.GetCounter("rlaif_model_checkpoints_deleted_total", "");
+  const double deadline = MonotonicSeconds() + 30;
+  while (deleted.Value() < 6 && MonotonicSeconds() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(deleted.Value(), 6);  // one of v0002 and v0009 (see the order above)
+  EXPECT_NE(on_disk("v0002"), on_disk("v0009"));
+  for (const char* v : {"v0003", "v0004", "v0006", "v0010"}) {
+    EXPECT_TRUE(on_disk(v)) << v;
+  }
 }
 
 // store.max_age_days: the pipeline's retention pass runs right after the

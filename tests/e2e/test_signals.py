@@ -7,10 +7,13 @@
 2. SIGTERM while a training run is going: the run is cancelled, rlaifd exits
    0 quickly, no temp checkpoint is left behind, and the labels still count
    toward the next run, which happens after the restart.
-3. SIGHUP: a changed log_level is applied (and so is changing it back),
-   a changed api.listen and judge.timeout_s are named as needing a
-   restart; each is recorded as a `reload` audit event; an invalid config
-   changes nothing.
+3. SIGHUP: a changed log_level and judge.timeout_s are applied (and so is
+   changing the level back), a changed api.listen, judge.concurrency and an
+   added dimension are named as needing a restart; each is recorded as a
+   `reload` audit event; an invalid config changes nothing. Then reloads
+   change what the daemon does: sampling.rate 0 keeps no new line (and 1
+   again keeps them), the judge's hourly budget and trainer.min_new_labels
+   show in /v1/status.
 0. (First of all.) A port already in use stops rlaifd with a clear error
    before its pipeline starts: `ingest --once` afterwards still finds every
    line unread, and the audit log has no "start" for the failed attempt.
@@ -21,7 +24,7 @@ import socket
 import subprocess
 import time
 
-from rlaif_e2e import (check, get_json, run_main, start_rlaifd, start_sim, wait_for)
+from rlaif_e2e import (check, get_json, http, run_main, start_rlaifd, start_sim, wait_for)
 
 
 def main(args, tmp):
@@ -117,7 +120,8 @@ def main(args, tmp):
     original_level = config.get("log_level")
     config["log_level"] = "debug"
     config["api"]["listen"] = "127.0.0.1:1"  # cannot change without a restart
-    config["judge"]["timeout_s"] = 17  # nor can this (it once went unreported)
+    config["judge"]["timeout_s"] = 17  # applied (before reloads could, it went unreported)
+    config["judge"]["concurrency"] = 3  # needs a restart: the workers start once
     dims = config["judge"].setdefault("dimensions", [{"name": "helpfulness"}])
     added = len(dims)
     dims.append({"name": "conciseness"})  # named with its index, as in the config
@@ -126,17 +130,28 @@ def main(args, tmp):
     err_before = len(open(log_path, "rb").read())
     d.p.send_signal(1)  # SIGHUP
 
+    def metric(name):
+        text = http("GET", base + "/metrics")[1].decode()
+        return sum(float(l.split()[-1]) for l in text.splitlines()
+                   if l.startswith(name + " ") or l.startswith(name + "{"))
+
     def reload_event():
         ev = get_json(base + "/v1/events?limit=20")["events"]
         return [e for e in ev if e["kind"] == "reload"] or None
     ev = wait_for(reload_event, 20, "a reload event")[0]
-    check(ev["data"]["applied"] == ["log_level"], f"reload applied {ev['data']}")
+    check(ev["data"]["applied"] == ["log_level", "judge.timeout_s"], f"reload applied {ev['data']}")
     check("api" in ev["data"]["need_restart"], f"reload must report api: {ev['data']}")
-    check("judge.timeout_s" in ev["data"]["keys"] and "api.listen" in ev["data"]["keys"],
-          f"reload must name each changed key: {ev['data']}")
+    check("judge.concurrency" in ev["data"]["keys"] and "api.listen" in ev["data"]["keys"]
+          and "judge.timeout_s" not in ev["data"]["keys"],
+          f"reload must name each changed key that needs a restart: {ev['data']}")
     check(f"judge.dimensions[{added}].name" in ev["data"]["keys"],
           f"reload must name an added dimension by its index: {ev['data']}")
     check(get_json(base + "/livez")["status"] == "alive", "still serving on the old port")
+    s = get_json(base + "/v1/status")
+    check(any("wait for a restart: api.listen" in w for w in s["warnings"])
+          and "judge.concurrency" in s["config"]["last_reload"]["need_restart"],
+          f"the status must say what waits for a restart: {s['warnings']} {s['config']}")
+    check(metric("rlaif_config_restart_pending_keys") >= 3, "rlaif_config_restart_pending_keys")
     err = open(log_path, "rb").read()[err_before:].decode(errors="replace")
     check("log_level is now debug" in err, f"no log_level message in:\n{err[-2000:]}")
     check("were NOT applied" in err, "no 'not applied' warning")
@@ -151,6 +166,9 @@ def main(args, tmp):
     wait_for(lambda: len(reload_event()) >= 2, 20, "a reload event for the reverted level")
     check(reload_event()[0]["data"]["applied"] == ["log_level"],
           f"the reverted log_level was not applied: {reload_event()[0]['data']}")
+    check("judge.concurrency" in reload_event()[0]["data"]["keys"],
+          f"a change that needs a restart is reported until the restart: "
+          f"{reload_event()[0]['data']}")
     # The file as it started, with a default written out: nothing needs a
     # restart (it changes nothing in effect).
     unchanged = json.loads(json.dumps(original))
@@ -167,6 +185,52 @@ def main(args, tmp):
     wait_for(lambda: len(reload_event()) >= 4, 20, "a fourth reload event")
     check("invalid" in reload_event()[0]["message"], f"invalid config event {reload_event()[0]}")
     check(get_json(base + "/livez")["status"] == "alive", "an invalid config must not stop rlaifd")
+    s = get_json(base + "/v1/status")
+    check(any("invalid at the last reload" in w and "would not start" in w for w in s["warnings"])
+          and s["config"]["last_reload"]["error"], f"an invalid file must be said: {s['warnings']}")
+    check(metric("rlaif_config_last_reload_successful") == 0,
+          "rlaif_config_last_reload_successful after an invalid file")
+
+    # Reloads that change behaviour: no new line is kept at rate 0, the
+    # budget and the training threshold are in effect.
+    out_before = metric("rlaif_ingest_sampled_out_total")
+    tuned = json.loads(json.dumps(original))
+    tuned["sampling"] = {"rate": 0}
+    tuned["judge"]["hourly_budget_usd"] = 0.5
+    tuned["trainer"]["min_new_labels"] = 999
+    write_config(tuned)
+    d.p.send_signal(1)
+    wait_for(lambda: len(reload_event()) >= 5, 20, "a reload event for the tuned config")
+    ev = reload_event()[0]
+    check(ev["data"]["applied"] == ["sampling.rate", "trainer.min_new_labels",
+                                    "judge.hourly_budget_usd"]
+          and ev["data"]["need_restart"] == [], f"tuned reload: {ev['data']}")
+    s = get_json(base + "/v1/status")
+    check(s["upstream"]["judge"]["budget"]["hourly_usd"] == 0.5, f"budget: {s['upstream']['judge']}")
+    check(s["training"]["min_new_labels"] == 999, f"min_new_labels: {s['training']}")
+    check(not any("reload" in w or "restart" in w for w in s["warnings"])
+          and s["config"]["last_reload"]["error"] is None,
+          f"a valid reload with nothing waiting clears the warnings: {s['warnings']}")
+    check(metric("rlaif_config_last_reload_successful") == 1
+          and metric("rlaif_config_restart_pending_keys") == 0, "reload gauges after a valid file")
+    app_log = os.path.join(logs, "app.jsonl")
+    with open(app_log, "ab") as f:
+        for i in range(20):
+            f.write((json.dumps({"prompt": f"a prompt after the reload to rate 0, #{i}"}) + "\n")
+                    .encode())
+    wait_for(lambda: metric("rlaif_ingest_sampled_out_total") >= out_before + 20, 30,
+             "20 lines sampled out at rate 0")
+    check(get_json(base + "/v1/status")["counts"]["prompts"] == 60, "a line was kept at rate 0")
+    tuned["sampling"] = {"rate": 1}
+    write_config(tuned)
+    d.p.send_signal(1)
+    wait_for(lambda: len(reload_event()) >= 6, 20, "a reload event for rate 1")
+    with open(app_log, "ab") as f:
+        for i in range(5):
+            f.write((json.dumps({"prompt": f"a prompt after the reload to rate 1, #{i}"}) + "\n")
+                    .encode())
+    wait_for(lambda: get_json(base + "/v1/status")["counts"]["prompts"] == 65, 30,
+             "the 5 lines after the reload to rate 1 kept")
     check(d.term(timeout=30) == 0, "exit code after reloads")
 
     # 2. SIGTERM during a training run: 60 labels >= 50, a long run (many epochs).

@@ -270,6 +270,81 @@ TEST(ChatClientRateLimitTest, StopEndsARateLimitWait) {
   EXPECT_EQ(r.status().code(), StatusCode::kCancelled);
 }
 
+// A config reload (SIGHUP) changes the limits of a running client: a
+// raised budget admits calls again without losing this hour's spend, and a
+// caller waiting for the old rate goes as soon as the rate is raised.
+TEST(ChatClientReconfigureTest, NewBudgetAndRateApplyToWaitingAndLaterCalls) {
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok", 1000, 500));
+  });
+  ChatClientOptions o = Fast(up);
+  o.price_prompt_per_1m = 10;
+  o.price_completion_per_1m = 30;  // $0.025 a call
+  o.hourly_budget_usd = 0.02;
+  o.requests_per_minute = 1;  // the second call would wait a minute
+  ChatClient client(o);
+  ASSERT_TRUE(client.Complete(Request()).ok());
+  auto refused = client.Complete(Request());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(IsAdmissionRejection(refused.status())) << refused.status().ToString();
+
+  ChatClientOptions raised = o;
+  raised.hourly_budget_usd = 1;
+  raised.base_url = "http://127.0.0.1:1/v1";  // not taken: the endpoint is kept
+  client.Reconfigure(raised);
+  EXPECT_DOUBLE_EQ(client.Health().hourly_budget_usd, 1);
+  EXPECT_NEAR(client.Health().cost_usd_this_hour, 0.025, 1e-12);  // the spend is kept
+  // Within budget now, but the requests/min bucket is empty: it waits ...
+  auto pending = std::async(std::launch::async, [&] { return client.Complete(Request()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(pending.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  EXPECT_EQ(up.calls(), 1);
+  // ... until the rate is raised.
+  raised.requests_per_minute = 6000;
+  const double t0 = MonotonicSeconds();
+  client.Reconfigure(raised);
+  auto r = pending.get();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_LT(MonotonicSeconds() - t0, 5.0);
+  EXPECT_EQ(up.calls(), 2);
+  EXPECT_EQ(client.stats().budget_rejections.load(), 1);
+
+  // Lowered below this hour's spend: refused again.
+  raised.hourly_budget_usd = 0.01;
+  client.Reconfigure(raised);
+  auto again = client.Complete(Request());
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(up.calls(), 2);
+}
+
+// max_retries and prices of a reload apply to the next call.
+TEST(ChatClientReconfigureTest, RetriesAndPricesApplyToTheNextCall) {
+  std::atomic<bool> failing{true};
+  FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
+    if (failing) {
+      FakeUpstream::Reply(res, 503, R"({"error":{"message":"busy"}})");
+    } else {
+      FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok", 1000, 0));
+    }
+  });
+  ChatClientOptions o = Fast(up);
+  o.max_retries = 0;
+  o.breaker_failures = 0;
+  ChatClient client(o);
+  ASSERT_FALSE(client.Complete(Request()).ok());
+  EXPECT_EQ(up.calls(), 1);
+  o.max_retries = 2;
+  o.price_prompt_per_1m = 10;
+  client.Reconfigure(o);
+  ASSERT_FALSE(client.Complete(Request()).ok());
+  EXPECT_EQ(up.calls(), 4);  // 1 + 3 attempts
+  failing = false;
+  auto r = client.Complete(Request());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_NEAR(r->cost_usd, 0.01, 1e-12);
+}
+
 TEST(ChatClientLogprobsTest, RequestsAndParsesTopLogprobs) {
   FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
     nlohmann::json body = nlohmann::json::parse(FakeUpstream::Completion("A"));

@@ -41,6 +41,38 @@ TEST(TokenBucketTest, AdjustRefundsAndDebits) {
   EXPECT_DOUBLE_EQ(b.Available(0.0), 100);  // capped
 }
 
+TEST(TokenBucketTest, SetRateKeepsWhatWasRefilledUpToTheNewDepth) {
+  TokenBucket b(600, 1, 0.0);  // 10/s, 10 deep
+  EXPECT_EQ(b.Take(6, 0.0), 0);
+  b.SetRate(60, 1, 0.2);  // refilled to 6 at 10/s, then 1/s, 1 deep
+  EXPECT_DOUBLE_EQ(b.capacity(), 1);
+  EXPECT_DOUBLE_EQ(b.Available(0.2), 1);  // 6 kept, down to the new depth
+  EXPECT_EQ(b.Take(1, 0.2), 0);
+  EXPECT_NEAR(b.Take(1, 0.2), 1.0, 1e-9);  // at the new rate
+  b.SetRate(6000, 1, 0.2);                 // raised: 100/s, what it holds (0) kept
+  EXPECT_NEAR(b.Take(1, 0.2), 0.01, 1e-9);
+  b.SetRate(0, 1, 0.2);  // unlimited
+  EXPECT_TRUE(b.unlimited());
+  EXPECT_EQ(b.Take(1e6, 0.2), 0);
+  b.SetRate(60, 2, 5.0);  // limited again: starts full, as a new one
+  EXPECT_DOUBLE_EQ(b.Available(5.0), 2);
+}
+
+TEST(CircuitBreakerTest, SetThresholdsAppliesToTheNextFailures) {
+  CircuitBreaker br(5, 10.0);
+  br.RecordFailure(0.0);
+  br.RecordFailure(0.0);
+  br.SetThresholds(3, 1.0);
+  br.RecordFailure(0.0);  // the third: opens at the new threshold
+  EXPECT_EQ(br.state(0.5), BreakerState::kOpen);
+  br.SetThresholds(3, 4.0);  // a longer cool-down keeps the opening time
+  EXPECT_EQ(br.state(2.0), BreakerState::kOpen);
+  EXPECT_EQ(br.state(4.0), BreakerState::kHalfOpen);
+  br.SetThresholds(0, 4.0);  // no breaker: closed at once
+  EXPECT_EQ(br.state(2.0), BreakerState::kClosed);
+  EXPECT_TRUE(br.Allow(2.0));
+}
+
 TEST(CircuitBreakerTest, OpensAfterThresholdAndProbesAfterCooldown) {
   CircuitBreaker br(3, 10.0);
   EXPECT_TRUE(br.Allow(0));

@@ -301,6 +301,24 @@ Result<Config> LoadConfigFile(const std::string& path);
 // built-in one (a typo gets a generic rubric).
 std::vector<std::string> ConfigWarnings(const Config& config);
 
+// What a config reload (SIGHUP) applies to a running rlaifd; every other key
+// needs a restart. Reloadable: log_level, backup_keep, store.max_age_days
+// (while it is > 0: the retention's thread runs only when it was > 0 at the
+// start; 0 there and back needs a restart), sampling (all but dedupe), the generator's and the
+// judge's limits (timeout_s, connect_timeout_s, max_retries, requests_per_minute,
+// tokens_per_minute, breaker_failures, breaker_cooldown_s, the prices and
+// hourly_budget_usd; not concurrency, whose workers are started once), and
+// trainer.min_new_labels, interval_s, keep_models and gate.
+//
+// True when a config key ("judge.hourly_budget_usd",
+// "sampling.include_models[2]", as a reload names them) that changed from
+// `running` to `fresh` is reloadable.
+bool IsReloadableKey(const std::string& key, const Config& running, const Config& fresh);
+// Copies the reloadable settings of `fresh` into `*running`; returns the
+// keys whose value changed ("sampling.rate", "trainer.gate"), in a fixed
+// order.
+std::vector<std::string> ApplyReloadable(const Config& fresh, Config* running);
+
 // An *_env setting's variable name as logs may show it: the name when it is
 // a conventional UPPER_CASE one, else a placeholder (a secret shaped like a
 // name, "ghp_16C7...", pasted in by mistake must not reach a log).

@@ -132,6 +132,11 @@ class Ingestor {
   // backlog of gigabytes does not hold up SIGTERM or a pause.
   void SetInterrupt(std::function<bool()> interrupted) { interrupted_ = std::move(interrupted); }
 
+  // A config reload's sampling: the next PollOnce applies it whole, but
+  // `dedupe` (prompt ids; kept until a restart). A changed stratum starts
+  // its hourly shares afresh. Any thread.
+  void SetSampling(SamplingConfig sampling);
+
   // Reads nothing, but re-measures the followed files' sizes for Sources()
   // (their lag) while polls are not running (paused, store not writable):
   // a pause must not hide a growing backlog. Call from the PollOnce thread.
@@ -200,6 +205,9 @@ class Ingestor {
   // False once the line's stratum has had its hourly share (then counted).
   bool UnderStratumCap(const ParsedLine& line);
   void PublishStatus();
+  static std::optional<Redactor> MakeRedactor(const SamplingConfig& sampling);
+  // Takes what SetSampling left (PollOnce thread).
+  void ApplyNextSampling();
   // Logs rejected lines without flooding: the first at once, then at most one
   // warning a minute with the count since the last one and the first's
   // reason, file:offset and parser detail (never the line's text). Called
@@ -249,7 +257,8 @@ class Ingestor {
   int wake_fd_ = -1;     // eventfd written by Wake()
   std::map<int, std::set<size_t>> watch_sources_;  // inotify watch descriptor -> sources
 
-  mutable std::mutex mu_;  // guards status_, globs_
+  mutable std::mutex mu_;                        // guards status_, globs_, next_sampling_
+  std::optional<SamplingConfig> next_sampling_;  // see SetSampling
   std::vector<SourceStatus> status_;
   std::vector<GlobStatus> globs_;
 };

@@ -96,6 +96,26 @@ class Pipeline {
   // the whole time and alerts with a `for:` clause fire.
   std::string StageProbingReason(storage::Stage stage) const;
 
+  // The configuration in effect: the constructor's, with what reloads
+  // changed (Reconfigure). A snapshot, valid while held.
+  std::shared_ptr<const Config> Current() const;
+  // A config reload's settings (rlaifd's SIGHUP, see ApplyReloadable):
+  // trainer.min_new_labels and interval_s apply at the trainer's next check,
+  // trainer.gate to the next run's gate, a lowered trainer.keep_models
+  // deletes at the trainer's next check, store_max_age_days from the next
+  // retention pass. The other fields must be those the Pipeline was
+  // constructed with (they are read from it).
+  void Reconfigure(const Config& config);
+  // The last config reload, for /v1/status (rlaifd's SIGHUP records it).
+  struct ReloadStatus {
+    int64_t at_ms = 0;                      // 0 = none since the start
+    std::vector<std::string> applied;       // keys applied
+    std::vector<std::string> need_restart;  // changed keys that wait for a restart
+    std::string error;                      // the file was invalid: nothing changed ("" = valid)
+  };
+  void NoteReload(ReloadStatus reload);
+  ReloadStatus LastReload() const;
+
   // What Start checks first (TrainerSetupProblems, the device not checked),
   // once: rlaifd calls it before it binds its port, so that a config
   // mistake is named before a port in use.
@@ -251,7 +271,11 @@ class Pipeline {
   // Sleeps up to `seconds` or until Stop().
   void SleepFor(double seconds);
 
-  const Config& config_;
+  const Config& config_;  // as started: what a reload cannot change
+  mutable std::mutex current_mu_;
+  std::shared_ptr<const Config> current_;     // guarded by current_mu_; see Current()
+  ReloadStatus last_reload_;                  // guarded by current_mu_
+  std::atomic<bool> prune_requested_{false};  // a reload lowered keep_models
   storage::Store& store_;
   MetricsRegistry& metrics_;
   Ingestor& ingestor_;

@@ -189,6 +189,15 @@ class ChatClient {
   // Consistent snapshot of breaker, budget and rate-limit state. Thread-safe.
   ClientHealth Health() const;
 
+  // Takes `options`' limits from now on (a config reload): timeouts (for
+  // new connections: idle ones are closed), max_retries, the rate limits
+  // (what the buckets hold is kept, up to their new depth), the breaker's
+  // thresholds, prices, the hourly budget (this hour's spend is kept) and
+  // the backoff. name, base_url, api_key, ca_cert_path and max_concurrency
+  // are kept as constructed. Calls in progress see the new limits at their
+  // next attempt or wait. Thread-safe.
+  void Reconfigure(const ChatClientOptions& options);
+
   // Makes in-progress backoff waits, callers waiting for a concurrency slot,
   // requests in flight and future calls return kCancelled. Thread-safe.
   void Stop();

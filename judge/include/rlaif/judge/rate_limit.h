@@ -40,6 +40,11 @@ class TokenBucket {
   // but may go negative.
   void Adjust(double delta, double now);
 
+  // A new rate (0 = unlimited) and depth, from `now` on: what was refilled
+  // at the old rate is kept, up to the new capacity; a bucket that was
+  // unlimited starts full, as a new one does.
+  void SetRate(double per_minute, double burst_s, double now);
+
  private:
   void Refill(double now);
 
@@ -72,6 +77,9 @@ class CircuitBreaker {
   // The request admitted by Allow() ended without telling anything about the
   // endpoint's health (cancelled, 4xx, 429): frees the half-open probe slot.
   void RecordNeutral();
+  // New thresholds, from the next attempt on: an open breaker keeps its
+  // opening time (its cool-down is the new one); a threshold of 0 closes it.
+  void SetThresholds(int failure_threshold, double cooldown_s);
 
   BreakerState state(double now) const;
   // Seconds until the next probe may go (0 unless open).
