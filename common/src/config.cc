@@ -177,6 +177,7 @@ void ReadEndpoint(ObjectReader& r, EndpointConfig* e) {
   r.String("base_url", &e->base_url, true);
   r.String("model", &e->model, true);
   r.String("api_key_env", &e->api_key_env);
+  r.String("api_key_file", &e->api_key_file);
   r.Int("concurrency", &e->concurrency, 1, 1024);
   r.Double("timeout_s", &e->timeout_s, 0, 3600, true);
   r.Double("connect_timeout_s", &e->connect_timeout_s, 0, 600, true);
@@ -204,6 +205,24 @@ void CheckEnvName(const std::string& path, const std::string& name,
                         ": must be the NAME of an environment variable ([A-Za-z_][A-Za-z0-9_]*), "
                         "not its value; the value given is not a name (not shown: it may be a "
                         "secret)");
+  }
+}
+
+// An endpoint's key: from an environment variable or a file, not both; a
+// file's path must look like one (a key pasted in is not repeated).
+void CheckKeySource(const std::string& section, const EndpointConfig& e,
+                    std::vector<std::string>* problems) {
+  CheckEnvName(section + ".api_key_env", e.api_key_env, problems);
+  if (e.api_key_file.empty()) return;
+  if (!e.api_key_env.empty()) {
+    problems->push_back(section +
+                        ".api_key_file: set either api_key_env or api_key_file, not both");
+  }
+  if (e.api_key_file.find('/') == std::string::npos) {
+    problems->push_back(section +
+                        ".api_key_file: must be the PATH of a file holding the key (with a '/', "
+                        "e.g. /run/secrets/judge-key), not the key; the value given is not shown: "
+                        "it may be a secret");
   }
 }
 
@@ -532,7 +551,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
     r.Bool("drop_truncated", &c.generator.drop_truncated);
     r.Finish();
     CheckBaseUrl("generator.base_url", c.generator.base_url, &problems);
-    CheckEnvName("generator.api_key_env", c.generator.api_key_env, &problems);
+    CheckKeySource("generator", c.generator, &problems);
   }
 
   if (const json* j = top.Object("judge", true)) {
@@ -590,7 +609,7 @@ Result<Config> ParseConfig(const std::string& json_text) {
     }
     r.Finish();
     CheckBaseUrl("judge.base_url", c.judge.base_url, &problems);
-    CheckEnvName("judge.api_key_env", c.judge.api_key_env, &problems);
+    CheckKeySource("judge", c.judge, &problems);
   }
 
   if (const json* t = top.Object("trainer")) {
@@ -680,12 +699,13 @@ Result<Config> ParseConfig(const std::string& json_text) {
   return c;
 }
 
-Result<Config> LoadConfigFile(const std::string& path) {
+Result<Config> LoadConfigFile(const std::string& path, std::string* text) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return Status::IoError("cannot read config file " + path);
   std::stringstream ss;
   ss << f.rdbuf();
   if (f.bad()) return Status::IoError("error reading config file " + path);
+  if (text) *text = ss.str();
   auto cfg = ParseConfig(ss.str());
   if (!cfg.ok()) return Status(cfg.status().code(), path + ": " + cfg.status().message());
   return cfg;
@@ -810,14 +830,24 @@ const std::vector<ReloadableSetting>& ReloadableSettings() {
             "trainer.interval_s", [](auto& c) -> auto& { return c.trainer.interval_s; }),
         Setting(
             "trainer.keep_models", [](auto& c) -> auto& { return c.trainer.keep_models; }),
-        Setting(
-            "trainer.gate", [](auto& c) -> auto& { return c.trainer.gate; }),
+        // The anchor gate needs the anchor pairs the daemon started with.
+        {"trainer.gate",
+         [](const Config& from, Config* to) {
+           GateConfig gate = from.trainer.gate;
+           if (from.trainer.anchor_pairs != to->trainer.anchor_pairs) {
+             gate.anchor_max_regression = to->trainer.gate.anchor_max_regression;
+           }
+           if (gate == to->trainer.gate) return false;
+           to->trainer.gate = gate;
+           return true;
+         }},
     };
     auto endpoint = [&v](const std::string& name, auto get) {
       auto field = [&](const char* key, auto member) {
         v.push_back(Setting(
             name + "." + key, [ get, member ](auto& c) -> auto& { return get(c).*member; }));
       };
+      field("api_key_file", &EndpointConfig::api_key_file);
       field("timeout_s", &EndpointConfig::timeout_s);
       field("connect_timeout_s", &EndpointConfig::connect_timeout_s);
       field("max_retries", &EndpointConfig::max_retries);
@@ -845,6 +875,9 @@ bool IsReloadableKey(const std::string& key, const Config& running, const Config
     return key == path || (key.size() > path.size() && key.compare(0, path.size(), path) == 0 &&
                            (key[path.size()] == '.' || key[path.size()] == '['));
   };
+  if (under("trainer.gate.anchor_max_regression")) {
+    return running.trainer.anchor_pairs == fresh.trainer.anchor_pairs;
+  }
   if (under("store.max_age_days")) {
     return running.store_max_age_days > 0 && fresh.store_max_age_days > 0;
   }

@@ -489,9 +489,8 @@ struct ApiServer::Impl {
       return out;
     };
     if (!reload.error.empty()) {
-      warnings.push_back("the config file was invalid at the last reload (" +
-                         FormatTimeMs(reload.at_ms) + "): " + reload.error +
-                         "; rlaifd runs as before, but would not start with this file");
+      warnings.push_back("the last config reload (" + FormatTimeMs(reload.at_ms) +
+                         ") failed: " + reload.error);
     }
     if (!reload.need_restart.empty()) {
       warnings.push_back("config changes wait for a restart: " + joined(reload.need_restart));

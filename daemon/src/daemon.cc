@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -56,11 +57,46 @@ std::string SecretEnv(const std::string& name) {
   return trimmed;
 }
 
-judge::ChatClientOptions ClientOptions(const char* name, const EndpointConfig& e) {
+// An endpoint's API key from its api_key_file: trimmed (a file often ends in
+// a newline); refused when it cannot be read, is empty, is over 16 KiB or
+// holds more than one line. Errors never quote the content.
+Result<std::string> ReadKeyFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
+  std::string text(16 * 1024 + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (in.bad()) return Status::IoError("cannot read " + path);
+  if (text.size() > 16 * 1024) return Status::InvalidArgument(path + " is over 16 KiB: not a key");
+  std::string key = TrimAsciiSpace(text);
+  if (key.empty()) return Status::InvalidArgument(path + " is empty");
+  if (std::any_of(key.begin(), key.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    return Status::InvalidArgument(path +
+                                   " holds more than one line (or control characters): an HTTP "
+                                   "header cannot carry it");
+  }
+  return key;
+}
+
+// The key an endpoint starts with: from its file or its environment
+// variable. A file that cannot be read is said (requests go without a key,
+// as without the variable; a reload reads it again).
+std::string StartKey(const char* name, const EndpointConfig& e) {
+  if (e.api_key_file.empty()) return SecretEnv(e.api_key_env);
+  auto key = ReadKeyFile(e.api_key_file);
+  if (key.ok()) return *key;
+  spdlog::error("{}: api_key_file: {}: requests go without an API key until a reload reads it",
+                name, key.status().message());
+  return "";
+}
+
+judge::ChatClientOptions ClientOptions(const char* name, const EndpointConfig& e,
+                                       const std::string& api_key) {
   judge::ChatClientOptions o;
   o.name = name;
   o.base_url = e.base_url;
-  o.api_key = SecretEnv(e.api_key_env);
+  o.api_key = api_key;
   o.connect_timeout_s = e.connect_timeout_s;
   o.timeout_s = e.timeout_s;
   o.max_retries = e.max_retries;
@@ -97,6 +133,8 @@ Gauge& RestartPending(MetricsRegistry& m) {
 struct ReloadTargets {
   judge::ChatClient& generator_client;
   judge::ChatClient& judge_client;
+  std::string& generator_key;  // the keys in use
+  std::string& judge_key;
   Ingestor& ingestor;
   Pipeline& pipeline;
 };
@@ -110,7 +148,8 @@ struct ReloadTargets {
 // reported again by every reload until then.
 void Reload(Config& running, nlohmann::json& running_json, const std::string& path,
             storage::Store& store, MetricsRegistry& metrics, const ReloadTargets& to) {
-  auto fresh = LoadConfigFile(path);
+  std::string text;  // read once: what is compared is what was parsed
+  auto fresh = LoadConfigFile(path, &text);
   if (!fresh.ok()) {
     spdlog::error("reload: {} is invalid, nothing changed: {}", path, fresh.status().message());
     (void)store.AppendEvent({NowMs(), "reload", "SIGHUP", "config invalid, nothing changed",
@@ -119,11 +158,13 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
     Pipeline::ReloadStatus noted = to.pipeline.LastReload();  // what waits still waits
     noted.at_ms = NowMs();
     noted.applied.clear();
-    noted.error = fresh.status().message();
+    noted.error = "the config file is invalid (" + fresh.status().message() +
+                  "); rlaifd runs as before, but would not start with this file";
     to.pipeline.NoteReload(std::move(noted));
     return;
   }
-  nlohmann::json fresh_json = ReadConfigJson(path);
+  nlohmann::json fresh_json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (fresh_json.is_discarded()) fresh_json = nlohmann::json::object();  // it parsed above
   const nlohmann::json a = running_json.flatten(), b = fresh_json.flatten();
   // Changed keys as the config names them: "/judge/timeout_s" ->
   // "judge.timeout_s", "/judge/dimensions/1/name" -> "judge.dimensions[1].name"
@@ -158,11 +199,21 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
     }
     changed_keys[pointer] = key;
   };
+  // flatten makes an empty object or array a null leaf: one side's
+  // `"sampling": {}` against the other's `"sampling": {"rate": 0.5}` is the
+  // child's change ("sampling.rate"), not the parent's.
+  auto has_children = [](const nlohmann::json& flat, const std::string& pointer) {
+    const std::string prefix = pointer + "/";
+    for (const auto& [k, v] : flat.items()) {
+      if (k.rfind(prefix, 0) == 0) return true;
+    }
+    return false;
+  };
   for (const auto& [k, v] : a.items()) {
-    if (!b.contains(k) || b[k] != v) note(k);
+    if (b.contains(k) ? b[k] != v : !(v.is_null() && has_children(b, k))) note(k);
   }
   for (const auto& [k, v] : b.items()) {
-    if (!a.contains(k)) note(k);
+    if (!a.contains(k) && !(v.is_null() && has_children(a, k))) note(k);
   }
 
   Config next = running;
@@ -209,12 +260,39 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
     spdlog::set_level(spdlog::level::from_str(next.log_level));
     spdlog::info("reload: log_level is now {}", next.log_level);
   }
-  if (!(next.generator == running.generator)) {
-    to.generator_client.Reconfigure(ClientOptions("generator", next.generator));
-  }
-  if (!(next.judge == running.judge)) {
-    to.judge_client.Reconfigure(ClientOptions("judge", next.judge));
-  }
+  // Keys in files are read again (a rotation changes the file, not the
+  // config); one that cannot be read keeps the key in use.
+  std::vector<std::string> key_errors;
+  std::vector<std::string> applied_keys = applied;
+  bool key_rotated = false;
+  auto endpoint = [&](const char* name, const EndpointConfig& before, const EndpointConfig& now,
+                      std::string& key, judge::ChatClient& client) {
+    std::string next_key = key;
+    if (!now.api_key_file.empty()) {
+      auto read = ReadKeyFile(now.api_key_file);
+      if (read.ok()) {
+        next_key = *read;
+      } else {
+        key_errors.push_back(std::string(name) + ".api_key_file: " + read.status().message() +
+                             "; the key in use is kept");
+      }
+    }
+    if (next_key != key) {
+      key_rotated = true;
+      spdlog::info("reload: {}: the API key in {} changed; requests use it from now on", name,
+                   now.api_key_file);
+      const std::string k = std::string(name) + ".api_key_file";
+      if (std::find(applied_keys.begin(), applied_keys.end(), k) == applied_keys.end()) {
+        applied_keys.push_back(k);
+      }
+    }
+    if (!(now == before) || next_key != key) client.Reconfigure(ClientOptions(name, now, next_key));
+    key = next_key;
+  };
+  endpoint("generator", running.generator, next.generator, to.generator_key, to.generator_client);
+  endpoint("judge", running.judge, next.judge, to.judge_key, to.judge_client);
+  // The work the old key's refusals held goes again now.
+  if (key_rotated) to.pipeline.RetryHeldNow();
   if (!(next.sampling == running.sampling)) to.ingestor.SetSampling(next.sampling);
   if (!applied.empty()) to.pipeline.Reconfigure(next);
   running = next;
@@ -224,7 +302,7 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
     for (const auto& n : list) out += (out.empty() ? "" : ", ") + n;
     return out;
   };
-  if (!applied.empty()) spdlog::info("reload: applied [{}]", joined(applied));
+  if (!applied_keys.empty()) spdlog::info("reload: applied [{}]", joined(applied_keys));
   if (!no_effect.empty()) {
     spdlog::info("reload: [{}] changed in the file but not in effect (defaults)",
                  joined(no_effect));
@@ -233,23 +311,32 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
     spdlog::warn("reload: changes to [{}] need a restart of rlaifd and were NOT applied",
                  joined(cold_keys));
   }
-  if (applied.empty() && cold_keys.empty())
+  for (const std::string& e : key_errors) spdlog::error("reload: {}", e);
+  if (applied_keys.empty() && cold_keys.empty() && key_errors.empty()) {
     spdlog::info("reload: {} re-read; nothing changed", path);
+  }
   std::string message = "config re-read";
-  if (!applied.empty()) message += "; applied " + joined(applied);
+  if (!applied_keys.empty()) message += "; applied " + joined(applied_keys);
   if (!cold_keys.empty()) message += "; some changes need a restart and were not applied";
-  if (applied.empty() && cold_keys.empty() && !no_effect.empty()) {
+  if (!key_errors.empty()) message += "; " + joined(key_errors);
+  if (applied_keys.empty() && cold_keys.empty() && !no_effect.empty()) {
     message += "; the changed keys change nothing in effect";
   }
-  ReloadSucceeded(metrics).Set(1);
+  // A key file that cannot be read fails the reload as an invalid file does:
+  // a restart would go without that key.
+  ReloadSucceeded(metrics).Set(key_errors.empty() ? 1 : 0);
   RestartPending(metrics).Set(static_cast<double>(cold_keys.size()));
-  to.pipeline.NoteReload({NowMs(), applied, {cold_keys.begin(), cold_keys.end()}, ""});
-  (void)store.AppendEvent({NowMs(), "reload", "SIGHUP", message,
-                           nlohmann::json{{"applied", applied},
-                                          {"need_restart", sections},
-                                          {"keys", cold_keys},
-                                          {"no_effect", no_effect}}
-                               .dump()});
+  to.pipeline.NoteReload(
+      {NowMs(),
+       applied_keys,
+       {cold_keys.begin(), cold_keys.end()},
+       key_errors.empty() ? "" : joined(key_errors) + "; a restart would go without that key"});
+  nlohmann::json data = {{"applied", applied_keys},
+                         {"need_restart", sections},
+                         {"keys", cold_keys},
+                         {"no_effect", no_effect}};
+  if (!key_errors.empty()) data["key_errors"] = key_errors;
+  (void)store.AppendEvent({NowMs(), "reload", "SIGHUP", message, data.dump()});
 }
 
 }  // namespace
@@ -282,15 +369,17 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   for (const auto& [name, e] :
        {std::pair<const char*, const EndpointConfig&>{"generator", config.generator},
         {"judge", config.judge}}) {
-    if (!e.api_key_env.empty() && Env(e.api_key_env).empty()) {
+    if (e.api_key_file.empty() && !e.api_key_env.empty() && Env(e.api_key_env).empty()) {
       spdlog::warn(
           "{}: environment variable {} (api_key_env) is not set: requests go without an API key",
           name, EnvNameForLog(e.api_key_env));
     }
   }
   for (const auto& w : ConfigWarnings(config)) spdlog::warn("config: {}", w);
-  judge::ChatClient gen_client(ClientOptions("generator", config.generator));
-  judge::ChatClient judge_client(ClientOptions("judge", config.judge));
+  std::string gen_key = StartKey("generator", config.generator);
+  std::string judge_key = StartKey("judge", config.judge);
+  judge::ChatClient gen_client(ClientOptions("generator", config.generator, gen_key));
+  judge::ChatClient judge_client(ClientOptions("judge", config.judge, judge_key));
   judge::Generator generator(gen_client,
                              {.model = config.generator.model,
                               .temperature = config.generator.temperature,
@@ -365,7 +454,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (reload && reload->exchange(false) && !config_path.empty()) {
       Reload(in_effect, in_effect_json, config_path, **store, metrics,
-             {gen_client, judge_client, ingestor, pipeline});
+             {gen_client, judge_client, gen_key, judge_key, ingestor, pipeline});
     }
   }
 

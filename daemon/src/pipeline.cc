@@ -246,6 +246,14 @@ std::shared_ptr<const Config> Pipeline::Current() const {
   return current_;
 }
 
+void Pipeline::RetryHeldNow() {
+  for (StagePool* pool : {gen_pool_.get(), judge_pool_.get()}) {
+    if (!pool) continue;
+    std::lock_guard<std::mutex> lock(pool->mu);
+    pool->not_before.clear();
+  }
+}
+
 void Pipeline::NoteReload(ReloadStatus reload) {
   std::lock_guard<std::mutex> lock(current_mu_);
   last_reload_ = std::move(reload);
@@ -269,8 +277,9 @@ void Pipeline::Reconfigure(const Config& config) {
   if (bound(config.trainer.keep_models) < bound(before->trainer.keep_models)) {
     prune_requested_ = true;
   }
-  // The trainer re-checks its schedule now, not after its sleep.
-  sleep_cv_.notify_all();
+  // A new age: a pass within a second, not when the old age's interval
+  // (up to a day) ends; lowered to free space, it is wanted now.
+  if (config.store_max_age_days != before->store_max_age_days) retention_reschedule_ = true;
 }
 
 namespace {
@@ -581,7 +590,8 @@ std::string Pipeline::StageFaultReason(storage::Stage stage) const {
   }
   return std::string(Who(stage)) +
          " refuses the requests as configured: " + h->configuration_fault +
-         " (work waits, nothing is dead-lettered; fix the configuration and restart)";
+         " (work waits, nothing is dead-lettered; fix the configuration and restart, or "
+         "rewrite the key's api_key_file and reload: work resumes within 30 s)";
 }
 
 trainer::TrainOptions TrainOptionsFromConfig(const Config& config) {
@@ -856,6 +866,7 @@ void Pipeline::RetentionLoop() {
   setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
   double due = MonotonicSeconds();  // a first pass right after the start
   while (!stop_.load()) {
+    if (retention_reschedule_.exchange(false)) due = std::min(due, MonotonicSeconds());
     if (MonotonicSeconds() < due || StoreDegraded()) {
       SleepFor(std::max(config_.poll_interval_s, 1.0));
       continue;

@@ -1,16 +1,18 @@
 // rlaifd: the daemon and its offline subcommands. main() only parses the
 // command line and wires objects; everything else lives in rlaif_daemon.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
-#include <thread>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "rlaif/common/build_info.h"
 #include "rlaif/common/config.h"
@@ -89,6 +91,10 @@ int main(int argc, char** argv) {
     for (const auto& [name, e] :
          {std::pair<const char*, const rlaif::EndpointConfig&>{"generator", cfg->generator},
           {"judge", cfg->judge}}) {
+      if (!e.api_key_file.empty() && access(e.api_key_file.c_str(), R_OK) != 0) {
+        std::cout << rest[0] << ": warning: " << name << ".api_key_file: cannot read "
+                  << e.api_key_file << " here: " << std::strerror(errno) << "\n";
+      }
       if (!e.api_key_env.empty() && std::getenv(e.api_key_env.c_str()) == nullptr) {
         std::cout << rest[0] << ": warning: " << name
                   << ".api_key_env: " << rlaif::EnvNameForLog(e.api_key_env)

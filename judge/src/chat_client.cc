@@ -339,6 +339,19 @@ struct ChatClient::Impl {
     return options;
   }
 
+  // httplib reads them at each request: a pooled connection takes a
+  // reload's new timeouts when it is taken again (Acquire).
+  static void SetTimeouts(httplib::ClientImpl& c, const ChatClientOptions& o) {
+    auto split = [](double s, auto setter) {
+      s = std::max(0.001, s);
+      time_t sec = static_cast<time_t>(s);
+      setter(sec, static_cast<time_t>((s - static_cast<double>(sec)) * 1e6));
+    };
+    split(o.connect_timeout_s, [&](time_t a, time_t b) { c.set_connection_timeout(a, b); });
+    split(o.timeout_s, [&](time_t a, time_t b) { c.set_read_timeout(a, b); });
+    split(o.timeout_s, [&](time_t a, time_t b) { c.set_write_timeout(a, b); });
+  }
+
   std::unique_ptr<httplib::ClientImpl> MakeConnection() const {
     const ChatClientOptions o = Options();
     std::unique_ptr<httplib::ClientImpl> c;
@@ -350,14 +363,7 @@ struct ChatClient::Impl {
     } else {
       c = std::make_unique<httplib::ClientImpl>(endpoint.host, endpoint.port);
     }
-    auto split = [](double s, auto setter) {
-      s = std::max(0.001, s);
-      time_t sec = static_cast<time_t>(s);
-      setter(sec, static_cast<time_t>((s - static_cast<double>(sec)) * 1e6));
-    };
-    split(o.connect_timeout_s, [&](time_t a, time_t b) { c->set_connection_timeout(a, b); });
-    split(o.timeout_s, [&](time_t a, time_t b) { c->set_read_timeout(a, b); });
-    split(o.timeout_s, [&](time_t a, time_t b) { c->set_write_timeout(a, b); });
+    SetTimeouts(*c, o);
     c->set_keep_alive(true);
     // httplib writes headers and body in separate sends; with Nagle on, a
     // reused connection waits for the peer's delayed ACK (~40-100 ms).
@@ -379,7 +385,11 @@ struct ChatClient::Impl {
     }
     lock.unlock();
     *reused = c != nullptr;
-    if (!c) c = MakeConnection();
+    if (c) {
+      SetTimeouts(*c, Options());
+    } else {
+      c = MakeConnection();
+    }
     lock.lock();
     active.insert(c.get());
     return c;
@@ -541,7 +551,8 @@ struct ChatClient::Impl {
       return a;
     }
     httplib::Headers headers = {{"Accept", "application/json"}};
-    if (!options.api_key.empty()) headers.emplace("Authorization", "Bearer " + options.api_key);
+    const std::string api_key = Options().api_key;  // a reload may rotate it
+    if (!api_key.empty()) headers.emplace("Authorization", "Bearer " + api_key);
     double start = MonotonicSeconds();
     bool too_large = false;
     httplib::Result res = Post(*conn, headers, body, &too_large);
@@ -661,11 +672,11 @@ struct ChatClient::Impl {
                             DescribeUpstream(upstream) + ")"
           : code == 403
               ? std::string(kCredentialsFault) + " or this request: check the API key (" +
-                    (options.api_key.empty() ? "none is set" : "the one set") +
+                    (api_key.empty() ? "none is set" : "the one set") +
                     ") and its permissions; a 403 for some requests only is a WAF or proxy "
                     "rule refusing their content"
               : std::string(kCredentialsFault) + ": check the API key (" +
-                    (options.api_key.empty() ? "none is set" : "the one set") + ")";
+                    (api_key.empty() ? "none is set" : "the one set") + ")";
       a.outcome = Outcome::kFatal;
       a.health = Health::kBad;
       a.status =
@@ -726,12 +737,22 @@ struct ChatClient::Impl {
   // An upstream that echoes the key in its error message ("Incorrect API
   // key provided: sk-...") must not put it into logs, /v1/status or events.
   // Returns whether it replaced anything.
+  // Keys replaced by a reload are scrubbed too (a reply to a request sent
+  // with the old key may still arrive).
   bool ScrubText(std::string* text) const {
-    if (options.api_key.empty()) return false;
+    std::vector<std::string> keys;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      keys = retired_keys;
+      keys.push_back(options.api_key);
+    }
     bool changed = false;
-    for (size_t at; (at = text->find(options.api_key)) != std::string::npos;) {
-      text->replace(at, options.api_key.size(), "[api key]");
-      changed = true;
+    for (const std::string& key : keys) {
+      if (key.empty()) continue;
+      for (size_t at; (at = text->find(key)) != std::string::npos;) {
+        text->replace(at, key.size(), "[api key]");
+        changed = true;
+      }
     }
     return changed;
   }
@@ -784,7 +805,8 @@ struct ChatClient::Impl {
   Endpoint endpoint;
   Status endpoint_status;
 
-  mutable std::mutex mu;  // guards the limits in `options`, and what follows
+  mutable std::mutex mu;  // guards the limits and the key in `options`, and what follows
+  std::vector<std::string> retired_keys;  // keys a reload replaced (the last few)
   std::condition_variable stop_cv;
   std::condition_variable slot_cv;
   bool stopped = false;
@@ -844,8 +866,8 @@ void ChatClient::Reconfigure(const ChatClientOptions& next) {
       impl_->tokens_bucket.SetRate(next.tokens_per_minute, next.rate_burst_s, now);
     }
     impl_->breaker.SetThresholds(next.breaker_failures, next.breaker_cooldown_s);
-    // Pooled connections keep the timeouts they were made with.
-    if (next.connect_timeout_s != o.connect_timeout_s || next.timeout_s != o.timeout_s) {
+    // A proxy may tie a connection to the key it first saw: those go.
+    if (next.api_key != o.api_key) {
       closed = std::move(impl_->idle);
       impl_->idle.clear();
     }
@@ -862,6 +884,13 @@ void ChatClient::Reconfigure(const ChatClientOptions& next) {
     o.price_prompt_per_1m = next.price_prompt_per_1m;
     o.price_completion_per_1m = next.price_completion_per_1m;
     o.hourly_budget_usd = next.hourly_budget_usd;
+    if (next.api_key != o.api_key) {
+      if (!o.api_key.empty()) impl_->retired_keys.push_back(o.api_key);
+      if (impl_->retired_keys.size() > 4) impl_->retired_keys.erase(impl_->retired_keys.begin());
+      o.api_key = next.api_key;
+      // The failures that opened the breaker were the old key's (401s).
+      impl_->breaker.Reset();
+    }
   }
   // Callers waiting for a rate limit re-check it (a raised rate lets them go).
   impl_->stop_cv.notify_all();

@@ -108,6 +108,12 @@ void CircuitBreaker::RecordFailure(double now) {
 
 void CircuitBreaker::RecordNeutral() { probe_in_flight_ = false; }
 
+void CircuitBreaker::Reset() {
+  consecutive_failures_ = 0;
+  open_ = false;
+  probe_in_flight_ = false;
+}
+
 void CircuitBreaker::SetThresholds(int failure_threshold, double cooldown_s) {
   threshold_ = failure_threshold;
   cooldown_s_ = cooldown_s;

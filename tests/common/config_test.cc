@@ -464,6 +464,26 @@ TEST(ConfigTest, IngestBackpressureAndWatch) {
   EXPECT_NE(m.find("sampling.pending_policy"), std::string::npos) << m;
 }
 
+// An endpoint's key comes from an environment variable or a file, not both;
+// a file's path must look like one, and a key pasted in is not repeated.
+TEST(ConfigTest, ApiKeyFile) {
+  nlohmann::json j = nlohmann::json::parse(kIssueConfig);
+  j["judge"]["api_key_file"] = "/run/secrets/judge-key";
+  auto ok = ParseConfig(j.dump());
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->judge.api_key_file, "/run/secrets/judge-key");
+  j["judge"]["api_key_env"] = "JUDGE_KEY";
+  j["generator"]["api_key_file"] = "sk-proj-abcdef0123456789";
+  auto bad = ParseConfig(j.dump());
+  ASSERT_FALSE(bad.ok());
+  const std::string m = bad.status().message();
+  EXPECT_NE(m.find("judge.api_key_file: set either api_key_env or api_key_file, not both"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("generator.api_key_file: must be the PATH of a file"), std::string::npos) << m;
+  EXPECT_EQ(m.find("sk-proj"), std::string::npos) << m;
+}
+
 // A reload (SIGHUP) applies what IsReloadableKey names and nothing else:
 // for each edit of the file, the config after ApplyReloadable is the new
 // one exactly when the edited key is reloadable, and the key is reported.
@@ -497,6 +517,7 @@ TEST(ConfigReloadTest, ApplyReloadableTakesExactlyTheReloadableKeys) {
       {"sampling.max_pending", "/sampling/max_pending", 1000, true},
       {"sampling.dedupe", "/sampling/dedupe", false, false},
       {"judge.hourly_budget_usd", "/judge/hourly_budget_usd", 5, true},
+      {"judge.api_key_file", "/judge/api_key_file", "/run/secrets/judge-key", true},
       {"judge.requests_per_minute", "/judge/requests_per_minute", 60, true},
       {"judge.tokens_per_minute", "/judge/tokens_per_minute", 90000, true},
       {"judge.timeout_s", "/judge/timeout_s", 17, true},
@@ -559,6 +580,29 @@ TEST(ConfigReloadTest, ApplyReloadableTakesExactlyTheReloadableKeys) {
   EXPECT_DOUBLE_EQ(next.judge.hourly_budget_usd, 2);
   EXPECT_EQ(next.judge.concurrency, 8);
   EXPECT_FALSE(IsReloadableKey("judge.hourly_budget_usd_typo", *running, *fresh));
+
+  // The anchor gate needs the anchor pairs the daemon started with: turned
+  // on with them, it waits for the restart (the other gate keys do not).
+  nlohmann::json anchored = base;
+  anchored["trainer"]["anchor_pairs"] = "/etc/rlaifd/anchors.jsonl";
+  anchored["trainer"]["gate"] = {{"anchor_max_regression", 0.05}, {"min_accuracy", 0.6}};
+  fresh = ParseConfig(anchored.dump());
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  EXPECT_FALSE(IsReloadableKey("trainer.gate.anchor_max_regression", *running, *fresh));
+  EXPECT_TRUE(IsReloadableKey("trainer.gate.min_accuracy", *running, *fresh));
+  next = *running;
+  EXPECT_EQ(ApplyReloadable(*fresh, &next), std::vector<std::string>{"trainer.gate"});
+  EXPECT_DOUBLE_EQ(next.trainer.gate.min_accuracy, 0.6);
+  EXPECT_LT(next.trainer.gate.anchor_max_regression, 0);  // still off
+  // Started with those anchor pairs (the anchor gate off): applied.
+  nlohmann::json started = anchored;
+  started["trainer"]["gate"] = nlohmann::json::object();
+  running = ParseConfig(started.dump());
+  ASSERT_TRUE(running.ok()) << running.status().ToString();
+  EXPECT_TRUE(IsReloadableKey("trainer.gate.anchor_max_regression", *running, *fresh));
+  next = *running;
+  ApplyReloadable(*fresh, &next);
+  EXPECT_TRUE(next == *fresh);
 }
 
 }  // namespace

@@ -186,7 +186,7 @@ def main(args, tmp):
     check("invalid" in reload_event()[0]["message"], f"invalid config event {reload_event()[0]}")
     check(get_json(base + "/livez")["status"] == "alive", "an invalid config must not stop rlaifd")
     s = get_json(base + "/v1/status")
-    check(any("invalid at the last reload" in w and "would not start" in w for w in s["warnings"])
+    check(any("last config reload" in w and "would not start" in w for w in s["warnings"])
           and s["config"]["last_reload"]["error"], f"an invalid file must be said: {s['warnings']}")
     check(metric("rlaif_config_last_reload_successful") == 0,
           "rlaif_config_last_reload_successful after an invalid file")
@@ -213,6 +213,12 @@ def main(args, tmp):
           f"a valid reload with nothing waiting clears the warnings: {s['warnings']}")
     check(metric("rlaif_config_last_reload_successful") == 1
           and metric("rlaif_config_restart_pending_keys") == 0, "reload gauges after a valid file")
+    # The ingest loop takes the new sampling at its next poll: lines appended
+    # before that poll starts could be read under the old rate.
+    def sampling_reloads():
+        return open(log_path, "rb").read().decode(errors="replace").count(
+            "ingest: sampling reloaded")
+    wait_for(lambda: sampling_reloads() >= 1, 20, "the ingest loop to take the rate 0")
     app_log = os.path.join(logs, "app.jsonl")
     with open(app_log, "ab") as f:
         for i in range(20):
@@ -225,6 +231,7 @@ def main(args, tmp):
     write_config(tuned)
     d.p.send_signal(1)
     wait_for(lambda: len(reload_event()) >= 6, 20, "a reload event for rate 1")
+    wait_for(lambda: sampling_reloads() >= 2, 20, "the ingest loop to take the rate 1")
     with open(app_log, "ab") as f:
         for i in range(5):
             f.write((json.dumps({"prompt": f"a prompt after the reload to rate 1, #{i}"}) + "\n")

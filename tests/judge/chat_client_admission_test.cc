@@ -26,6 +26,15 @@ ChatClientOptions Fast(const FakeUpstream& up) {
   return o;
 }
 
+// The hourly budget rolls over at the top of each UTC hour: a budget test
+// that straddles it would see its spend reset. Started within 10 s of the
+// hour's end, it waits for the next hour.
+void AwayFromTheHourEnd() {
+  const int64_t hour_ms = 3600 * 1000;
+  const int64_t left = hour_ms - NowMs() % hour_ms;
+  if (left < 10000) std::this_thread::sleep_for(std::chrono::milliseconds(left + 100));
+}
+
 ChatRequest Request() {
   ChatRequest r;
   r.model = "m";
@@ -137,6 +146,7 @@ TEST(ChatClientBudgetTest, CostIsAccountedAndBudgetStopsCalls) {
   FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
     FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok", 1000, 500));
   });
+  AwayFromTheHourEnd();
   ChatClientOptions o = Fast(up);
   o.price_prompt_per_1m = 10;      // 1000 tokens → $0.01
   o.price_completion_per_1m = 30;  // 500 tokens → $0.015
@@ -272,11 +282,13 @@ TEST(ChatClientRateLimitTest, StopEndsARateLimitWait) {
 
 // A config reload (SIGHUP) changes the limits of a running client: a
 // raised budget admits calls again without losing this hour's spend, and a
-// caller waiting for the old rate goes as soon as the rate is raised.
+// caller waiting for the old rate goes at the raised one (it re-checks at
+// least every second, and is woken by the reload).
 TEST(ChatClientReconfigureTest, NewBudgetAndRateApplyToWaitingAndLaterCalls) {
   FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
     FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok", 1000, 500));
   });
+  AwayFromTheHourEnd();
   ChatClientOptions o = Fast(up);
   o.price_prompt_per_1m = 10;
   o.price_completion_per_1m = 30;  // $0.025 a call
@@ -343,6 +355,71 @@ TEST(ChatClientReconfigureTest, RetriesAndPricesApplyToTheNextCall) {
   auto r = client.Complete(Request());
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_NEAR(r->cost_usd, 0.01, 1e-12);
+}
+
+// A reload's timeout applies to a pooled connection too: with one slot,
+// the second call reuses the first call's connection.
+TEST(ChatClientReconfigureTest, NewTimeoutAppliesToAReusedConnection) {
+  FakeUpstream up([&](int n, const RecordedRequest&, httplib::Response& res) {
+    if (n > 0) std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+  });
+  ChatClientOptions o = Fast(up);
+  o.max_concurrency = 1;
+  o.max_retries = 0;
+  o.timeout_s = 30;
+  ChatClient client(o);
+  ASSERT_TRUE(client.Complete(Request()).ok());
+  o.timeout_s = 0.3;
+  client.Reconfigure(o);
+  const double t0 = MonotonicSeconds();
+  auto r = client.Complete(Request());
+  const double took = MonotonicSeconds() - t0;
+  ASSERT_FALSE(r.ok()) << "answered after " << took << " s: the old 30 s timeout";
+  EXPECT_NE(r.status().message().find("timed out"), std::string::npos) << r.status().message();
+  EXPECT_LT(took, 2.0);
+}
+
+// A key rotated by a reload goes with the next request; the keys it
+// replaced are still scrubbed from what the upstream echoes.
+TEST(ChatClientReconfigureTest, RotatedKeyIsSentAndOldKeysStayScrubbed) {
+  const std::string old_key = "sk-old-0123456789abcdef";
+  const std::string new_key = "sk-new-fedcba9876543210";
+  FakeUpstream up([&](int, const RecordedRequest& req, httplib::Response& res) {
+    if (req.authorization == "Bearer " + new_key) {
+      FakeUpstream::Reply(res, 200, FakeUpstream::Completion("ok"));
+    } else {
+      // As OpenAI does: the refused key, quoted.
+      FakeUpstream::Reply(
+          res, 500, R"({"error":{"message":"bad key )" + old_key + R"( and )" + new_key + R"("}})");
+    }
+  });
+  ChatClientOptions o = Fast(up);
+  o.api_key = old_key;
+  o.max_retries = 0;
+  o.breaker_failures = 0;
+  ChatClient client(o);
+  auto refused = client.Complete(Request());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message().find("sk-old"), std::string::npos)
+      << refused.status().message();
+  EXPECT_EQ(client.Health().last_failure.find("sk-old"), std::string::npos);
+
+  o.api_key = new_key;
+  client.Reconfigure(o);
+  auto r = client.Complete(Request());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(up.requests().back().authorization, "Bearer " + new_key);
+
+  // Rotated again, to no key: the two replaced keys are scrubbed.
+  o.api_key = "";
+  client.Reconfigure(o);
+  auto unauth = client.Complete(Request());
+  ASSERT_FALSE(unauth.ok());
+  EXPECT_EQ(up.requests().back().authorization, "");
+  EXPECT_EQ(unauth.status().message().find("sk-"), std::string::npos) << unauth.status().message();
+  EXPECT_NE(unauth.status().message().find("[api key]"), std::string::npos)
+      << unauth.status().message();
 }
 
 TEST(ChatClientLogprobsTest, RequestsAndParsesTopLogprobs) {

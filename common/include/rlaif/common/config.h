@@ -124,6 +124,9 @@ struct EndpointConfig {
   std::string base_url;          // required: OpenAI-compatible base, e.g. http://host:8000/v1
   std::string model;             // required: model name sent in requests
   std::string api_key_env;       // env var holding the API key; "" = no Authorization header
+  // Or a file holding it (trimmed; re-read at every reload: a rotated
+  // Kubernetes Secret or Vault file applies without a restart). Not both.
+  std::string api_key_file;
   int concurrency = 4;           // parallel requests, [1, 1024]
   double timeout_s = 60;         // read timeout per request, seconds
   double connect_timeout_s = 5;  // connect timeout, seconds
@@ -293,7 +296,8 @@ struct Config {
 Result<Config> ParseConfig(const std::string& json_text);
 
 // Reads `path` and calls ParseConfig. A missing or unreadable file is kIoError.
-Result<Config> LoadConfigFile(const std::string& path);
+// `text`, when given, receives what was read (also when it does not parse).
+Result<Config> LoadConfigFile(const std::string& path, std::string* text = nullptr);
 
 // What a valid config probably did not mean, one line each ("judge.
 // dimensions[0].name: ..."): `rlaifd check-config` prints them, rlaifd logs
@@ -305,10 +309,12 @@ std::vector<std::string> ConfigWarnings(const Config& config);
 // needs a restart. Reloadable: log_level, backup_keep, store.max_age_days
 // (while it is > 0: the retention's thread runs only when it was > 0 at the
 // start; 0 there and back needs a restart), sampling (all but dedupe), the generator's and the
-// judge's limits (timeout_s, connect_timeout_s, max_retries, requests_per_minute,
+// judge's limits (api_key_file, whose file is also re-read at every reload;
+// timeout_s, connect_timeout_s, max_retries, requests_per_minute,
 // tokens_per_minute, breaker_failures, breaker_cooldown_s, the prices and
 // hourly_budget_usd; not concurrency, whose workers are started once), and
-// trainer.min_new_labels, interval_s, keep_models and gate.
+// trainer.min_new_labels, interval_s, keep_models and gate (its
+// anchor_max_regression only with anchor_pairs unchanged).
 //
 // True when a config key ("judge.hourly_budget_usd",
 // "sampling.include_models[2]", as a reload names them) that changed from

@@ -100,18 +100,25 @@ class Pipeline {
   // changed (Reconfigure). A snapshot, valid while held.
   std::shared_ptr<const Config> Current() const;
   // A config reload's settings (rlaifd's SIGHUP, see ApplyReloadable):
-  // trainer.min_new_labels and interval_s apply at the trainer's next check,
-  // trainer.gate to the next run's gate, a lowered trainer.keep_models
-  // deletes at the trainer's next check, store_max_age_days from the next
-  // retention pass. The other fields must be those the Pipeline was
+  // trainer.min_new_labels and interval_s apply at the trainer's next check
+  // (within poll_interval_s, or after a run in progress), trainer.gate to
+  // the next run's gate, a lowered trainer.keep_models deletes at the
+  // trainer's next check, a changed store_max_age_days starts a retention
+  // pass within a second. The other fields must be those the Pipeline was
   // constructed with (they are read from it).
   void Reconfigure(const Config& config);
+  // Items waiting to be retried (held after a refusal, an outage or a
+  // failure) are offered again now: a reload rotated a key the upstream
+  // refused, and the backlog need not wait out its 30 s holds.
+  void RetryHeldNow();
   // The last config reload, for /v1/status (rlaifd's SIGHUP records it).
   struct ReloadStatus {
     int64_t at_ms = 0;                      // 0 = none since the start
     std::vector<std::string> applied;       // keys applied
     std::vector<std::string> need_restart;  // changed keys that wait for a restart
-    std::string error;                      // the file was invalid: nothing changed ("" = valid)
+    // Why it failed, a sentence ("" = it did not): the file was invalid
+    // (nothing changed), or a key file could not be read (its key kept).
+    std::string error;
   };
   void NoteReload(ReloadStatus reload);
   ReloadStatus LastReload() const;
@@ -276,6 +283,7 @@ class Pipeline {
   std::shared_ptr<const Config> current_;     // guarded by current_mu_; see Current()
   ReloadStatus last_reload_;                  // guarded by current_mu_
   std::atomic<bool> prune_requested_{false};  // a reload lowered keep_models
+  std::atomic<bool> retention_reschedule_{false};  // a reload changed store.max_age_days
   storage::Store& store_;
   MetricsRegistry& metrics_;
   Ingestor& ingestor_;

@@ -189,13 +189,15 @@ class ChatClient {
   // Consistent snapshot of breaker, budget and rate-limit state. Thread-safe.
   ClientHealth Health() const;
 
-  // Takes `options`' limits from now on (a config reload): timeouts (for
-  // new connections: idle ones are closed), max_retries, the rate limits
-  // (what the buckets hold is kept, up to their new depth), the breaker's
-  // thresholds, prices, the hourly budget (this hour's spend is kept) and
-  // the backoff. name, base_url, api_key, ca_cert_path and max_concurrency
-  // are kept as constructed. Calls in progress see the new limits at their
-  // next attempt or wait. Thread-safe.
+  // Takes `options`' limits from now on (a config reload). At each
+  // attempt or wait, also of calls in progress: the timeouts (a pooled
+  // connection takes them when it is next used), the rate limits (what the
+  // buckets hold is kept, up to their new depth), the breaker's thresholds,
+  // the hourly budget (this hour's spend is kept), the backoff and the API
+  // key (a rotation: idle connections are closed, the breaker closes, and
+  // error texts are still scrubbed of the last few keys it replaced). From the next call:
+  // max_retries and the prices. name, base_url, ca_cert_path and
+  // max_concurrency are kept as constructed. Thread-safe.
   void Reconfigure(const ChatClientOptions& options);
 
   // Makes in-progress backoff waits, callers waiting for a concurrency slot,

@@ -80,6 +80,9 @@ class CircuitBreaker {
   // New thresholds, from the next attempt on: an open breaker keeps its
   // opening time (its cool-down is the new one); a threshold of 0 closes it.
   void SetThresholds(int failure_threshold, double cooldown_s);
+  // Closed, no failures counted: what failed was the configuration a reload
+  // just replaced (a rotated key), not the endpoint.
+  void Reset();
 
   BreakerState state(double now) const;
   // Seconds until the next probe may go (0 unless open).
