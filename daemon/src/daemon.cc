@@ -339,6 +339,43 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
   (void)store.AppendEvent({NowMs(), "reload", "SIGHUP", message, data.dump()});
 }
 
+// Between reloads the key files are read every kKeyFileCheckS: a Secret
+// volume or a Vault agent rotates the file, not the config. A changed key is
+// applied as a reload applies it, with a `key_rotated` event; a file that
+// cannot be read keeps the key in use (said once, until it reads again).
+constexpr double kKeyFileCheckS = 10;
+
+void CheckKeyFiles(const Config& running, const ReloadTargets& to, storage::Store& store,
+                   std::map<std::string, std::string>* said) {
+  auto one = [&](const char* name, const EndpointConfig& e, std::string& key,
+                 judge::ChatClient& client) {
+    if (e.api_key_file.empty()) return false;
+    auto read = ReadKeyFile(e.api_key_file);
+    std::string& said_error = (*said)[name];
+    if (!read.ok()) {
+      if (said_error != read.status().message()) {
+        spdlog::warn("{}: api_key_file: {}; the key in use is kept", name, read.status().message());
+        said_error = read.status().message();
+      }
+      return false;
+    }
+    said_error.clear();
+    if (*read == key) return false;
+    key = *read;
+    client.Reconfigure(ClientOptions(name, e, key));
+    const std::string what = std::string(name) + ": the API key in " + e.api_key_file +
+                             " changed; requests use it from now on";
+    spdlog::info("{}", what);
+    (void)store.AppendEvent({NowMs(), "key_rotated", "key_file", what,
+                             nlohmann::json{{"endpoint", name}, {"file", e.api_key_file}}.dump()});
+    return true;
+  };
+  const bool generator = one("generator", running.generator, to.generator_key, to.generator_client);
+  const bool judge = one("judge", running.judge, to.judge_key, to.judge_client);
+  // The work the old key's refusals held goes again now.
+  if (generator || judge) to.pipeline.RetryHeldNow();
+}
+
 }  // namespace
 
 Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
@@ -450,11 +487,17 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   }
   if (on_ready) on_ready(api.port());
 
+  const ReloadTargets targets{gen_client, judge_client, gen_key, judge_key, ingestor, pipeline};
+  double next_key_check = MonotonicSeconds() + kKeyFileCheckS;
+  std::map<std::string, std::string> key_errors_said;
   while (!stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (reload && reload->exchange(false) && !config_path.empty()) {
-      Reload(in_effect, in_effect_json, config_path, **store, metrics,
-             {gen_client, judge_client, gen_key, judge_key, ingestor, pipeline});
+      Reload(in_effect, in_effect_json, config_path, **store, metrics, targets);
+    }
+    if (MonotonicSeconds() >= next_key_check) {
+      next_key_check = MonotonicSeconds() + kKeyFileCheckS;
+      CheckKeyFiles(in_effect, targets, **store, &key_errors_said);
     }
   }
 

@@ -207,6 +207,30 @@ def rlaifd_checks(docs, rlaifd):
             needed.add(cfg[up]["api_key_env"])
     for n in sorted(needed - provided):
         p.append(f"environment variable {n} (named in the config) does not come from the Secret")
+    # A key file (api_key_file) must be a key of a Secret in the manifests,
+    # mounted whole (no subPath: kubelet never updates such a mount, and a
+    # rotation would need a restart).
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for up in ("generator", "judge"):
+        f = cfg[up].get("api_key_file")
+        if not f:
+            continue
+        found = False
+        for m in c.get("volumeMounts", []):
+            sec = (volumes.get(m["name"]) or {}).get("secret")
+            mount = m["mountPath"].rstrip("/") + "/"
+            if not sec or not f.startswith(mount):
+                continue
+            rel = f[len(mount):]
+            if m.get("subPath"):
+                p.append(f"{up}.api_key_file {f} is mounted with subPath: never updated")
+            items = sec.get("items")
+            key = next((i["key"] for i in items if i["path"] == rel), None) if items else rel
+            if key is None or key not in secrets.get(sec.get("secretName"), set()):
+                p.append(f"{up}.api_key_file {f}: no key of Secret {sec.get('secretName')} there")
+            found = True
+        if not found:
+            p.append(f"{up}.api_key_file {f} is not in a mounted Secret volume")
     for e in c.get("env", []):
         if e["name"] in needed and "value" in e:
             p.append(f"secret {e['name']} is set in plain text in the StatefulSet")
@@ -321,6 +345,8 @@ def main():
         "a container without a name": lambda ds: container(ds).pop("name"),
         "readiness on /livez": lambda ds: container(ds)["readinessProbe"]["httpGet"].update(path="/livez"),
         "a missing secret key": secret_key,
+        "key files not mounted": lambda ds: container(ds).update(
+            volumeMounts=[m for m in container(ds)["volumeMounts"] if m["name"] != "keys"]),
         "2 replicas": lambda ds: sts(ds)["spec"].update(replicas=2),
         "no PVC at data_dir": lambda ds: sts(ds)["spec"].update(volumeClaimTemplates=[]),
         "root": lambda ds: sts(ds)["spec"]["template"]["spec"]["securityContext"].update(runAsUser=0),

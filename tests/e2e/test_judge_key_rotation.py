@@ -4,7 +4,10 @@ it), the judge refuses it (rlaif-sim --api-key wants another one), so the
 pairs wait and /v1/status is degraded. The new key is written to the file
 (an atomic rename, as kubelet does) and rlaifd is sent SIGHUP: the reload
 event names judge.api_key_file as applied and the backlog drains, every
-pair labeled, nothing dead-lettered, no restart. Then the file goes away
+pair labeled, nothing dead-lettered, no restart. Then the file is
+rewritten without a signal (as kubelet updates a mounted Secret): rlaifd
+reads it within 10 s (a `key_rotated` event), first a revoked key (new
+pairs wait), then the right one (they drain). Then the file goes away
 and another SIGHUP: the key in use is kept (new prompts are still judged),
 the reload says it failed (status warning, rlaif_config_last_reload_successful
 0), and no key appears in any log, status or event.
@@ -89,6 +92,28 @@ def main(args, tmp):
     wait_for(lambda: get_json(base + "/v1/status")["state"] == "running", 30, "state running")
     check(d.p.poll() is None, "rlaifd must not have restarted")
 
+    # Rewritten without a signal: read within the 10 s check.
+    def rotations():
+        return [e for e in get_json(base + "/v1/events?limit=50")["events"]
+                if e["kind"] == "key_rotated"]
+    app_log = os.path.join(logs, "app.jsonl")
+    write_key(judge_key, WRONG)
+    ev = wait_for(lambda: rotations() or None, 30, "a key_rotated event (revoked key)")[0]
+    check(ev["data"] == {"endpoint": "judge", "file": judge_key}, f"key_rotated: {ev}")
+    with open(app_log, "a") as f:
+        for i in range(3):
+            f.write(json.dumps({"prompt": f"judged after the second rotation, #{i}"}) + "\n")
+    def refused_again():
+        s = get_json(base + "/v1/status")
+        return s if s["counts"]["pairs"] >= N + 3 and s["state"] == "degraded" else None
+    wait_for(refused_again, 120, "the revoked key refused again")
+    check(get_json(base + "/v1/status")["counts"]["labels"] == N, "labelled with a revoked key")
+    write_key(judge_key, RIGHT)
+    wait_for(lambda: len(rotations()) >= 2 or None, 30, "a key_rotated event (right key)")
+    wait_for(lambda: get_json(base + "/v1/status")["counts"]["labels"] >= N + 3, 60,
+             "the pairs held by the revoked key judged with the right one", interval=1)
+    check(len(reload_events()) == 1, "rotations by the file must not be reloads")
+
     # The key file goes away: the key in use is kept, the reload failed.
     os.remove(judge_key)
     d.p.send_signal(1)
@@ -101,10 +126,10 @@ def main(args, tmp):
           f"status warnings: {s['warnings']}")
     metrics = http("GET", base + "/metrics")[1].decode()
     check("rlaif_config_last_reload_successful 0" in metrics, "rlaif_config_last_reload_successful")
-    with open(os.path.join(logs, "app.jsonl"), "a") as f:
+    with open(app_log, "a") as f:
         for i in range(3):
             f.write(json.dumps({"prompt": f"judged with the kept key, #{i}"}) + "\n")
-    wait_for(lambda: get_json(base + "/v1/status")["counts"]["labels"] >= N + 3, 120,
+    wait_for(lambda: get_json(base + "/v1/status")["counts"]["labels"] >= N + 6, 120,
              "new prompts judged with the kept key", interval=1)
 
     status_text = http("GET", base + "/v1/status")[1].decode()

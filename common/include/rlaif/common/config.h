@@ -124,8 +124,9 @@ struct EndpointConfig {
   std::string base_url;          // required: OpenAI-compatible base, e.g. http://host:8000/v1
   std::string model;             // required: model name sent in requests
   std::string api_key_env;       // env var holding the API key; "" = no Authorization header
-  // Or a file holding it (trimmed; re-read at every reload: a rotated
-  // Kubernetes Secret or Vault file applies without a restart). Not both.
+  // Or a file holding it (trimmed; re-read every 10 s and at every reload:
+  // a rotated Kubernetes Secret or Vault file applies without a restart).
+  // Not both.
   std::string api_key_file;
   int concurrency = 4;           // parallel requests, [1, 1024]
   double timeout_s = 60;         // read timeout per request, seconds
