@@ -199,9 +199,14 @@ struct ApiServer::Impl {
   // Set first thing in Stop(): a streaming export stops at its next line
   // instead of holding the shutdown until its client has read everything.
   std::atomic<bool> stopping{false};
-  std::mutex agreement_mu;  // guards agreement, agreement_at_ms
+  // Judge-human agreement (HumanAgreement), guarded by agreement_mu: the
+  // figure, when it was counted, and its counts (a human label adds to
+  // them: NoteHumanLabel). agreement_counts: recounts started (no lock).
+  std::mutex agreement_mu;
   json agreement;
   int64_t agreement_at_ms = 0;
+  int64_t agreement_humans = 0, agreement_both = 0, agreement_agree = 0;
+  std::atomic<int64_t> agreement_counts{0};
   std::thread thread;
   int port = 0;
   int listen_fd = -1;  // the listening socket, seen by the socket-options hook
@@ -1105,34 +1110,84 @@ struct ApiServer::Impl {
     l.p_a = winner == "a" ? 1.0 : winner == "b" ? 0.0 : 0.5;
     l.verdict_ab = winner;
     l.created_at_ms = NowMs();
+    // What the pair had on this dimension: for the agreement figure.
+    auto before = ctx.store.LabelsOfPair(pair_id);
+    const int64_t counts_before = agreement_counts.load();
     Status st = ctx.store.CommitLabels(storage::WorkItem{}, {l});
     if (!st.ok()) return SendStatus(res, st);
     HumanLabels(ctx.metrics).Inc();
-    {
+    if (before.ok()) {
+      std::vector<storage::LabelRecord> same;
+      for (auto& b : *before) {
+        if (b.dimension == dimension) same.push_back(std::move(b));
+      }
+      NoteHumanLabel(same, l, counts_before);
+    } else {
       std::lock_guard<std::mutex> lock(agreement_mu);
-      agreement_at_ms = 0;  // the next status counts it
+      agreement_at_ms = 0;  // recounted by the next status
     }
     SendJson(res, {{"recorded", true}, {"pair_id", pair_id}, {"dimension", dimension}}, 201);
   }
 
-  // Judge-human agreement on pairs that have both, recomputed at most once a
-  // minute and after a human label. One pass over the labels alone (no
-  // pair is read), in key order, where one pair's labels on one dimension
-  // are adjacent: memory stays flat however many labels there are.
+  // Whether a human's verdict and the judge's agree (p_a; a tie is NaN).
+  static bool Agree(double human, double ai) {
+    return (std::isnan(human) && std::isnan(ai)) ||
+           (!std::isnan(human) && !std::isnan(ai) && (human > 0.5) == (ai > 0.5) && human != 0.5 &&
+            ai != 0.5);
+  }
+  static double VerdictOf(const storage::LabelRecord& l) { return l.tie ? std::nan("") : l.p_a; }
+
+  void PublishAgreement(const Status& st) {
+    agreement = {{"human_labels", agreement_humans},
+                 {"pairs_with_both", agreement_both},
+                 {"agreement", agreement_both ? json(static_cast<double>(agreement_agree) /
+                                                     static_cast<double>(agreement_both))
+                                              : json()},
+                 {"error", st.ok() ? json() : json(st.ToString())}};
+  }
+
+  // A human label for a pair whose labels on its dimension were `before`,
+  // committed when `counts_before` recounts had started: added to the
+  // counts, without a recount (a recount reads every label; under a
+  // labelling team's pace it would run at every status). A pair that had a
+  // human label already keeps it (the store skips the new one). A recount
+  // that started after the commit began may have read it: left alone (the
+  // next recount, within a minute, is exact either way).
+  void NoteHumanLabel(const std::vector<storage::LabelRecord>& before,
+                      const storage::LabelRecord& label, int64_t counts_before) {
+    std::optional<double> ai;
+    for (const auto& b : before) {
+      if (b.source == "human") return;
+      ai = VerdictOf(b);  // the last judge's, as the recount takes it
+    }
+    std::lock_guard<std::mutex> lock(agreement_mu);
+    if (agreement.is_null() || agreement_counts.load() != counts_before) return;
+    ++agreement_humans;
+    if (ai) {
+      ++agreement_both;
+      agreement_agree += Agree(VerdictOf(label), *ai);
+    }
+    PublishAgreement(agreement["error"].is_null() ? Status::Ok()
+                                                  : Status::Internal(agreement["error"]));
+  }
+
+  // Judge-human agreement on pairs that have both, recounted at most once a
+  // minute (human labels through the API add to it in between). One pass
+  // over the labels alone (no pair is read), in key order, where one pair's
+  // labels on one dimension are adjacent: memory stays flat however many
+  // labels there are.
   json HumanAgreement() {
     std::lock_guard<std::mutex> lock(agreement_mu);
     const int64_t now = NowMs();
     if (now - agreement_at_ms < 60000 && !agreement.is_null()) return agreement;
+    ++agreement_counts;  // before its snapshot: see NoteHumanLabel
     int64_t humans = 0, both = 0, agree = 0;
     std::string group;                // pair_id/dimension of the labels seen last
     std::optional<double> human, ai;  // p_a of each in the group (a tie: NaN)
     auto close_group = [&] {
       if (human && ai) {
         ++both;
-        const double hp = *human, ap = *ai;
-        agree += (std::isnan(hp) && std::isnan(ap)) ||
-                 (!std::isnan(hp) && !std::isnan(ap) && (hp > 0.5) == (ap > 0.5) && hp != 0.5 &&
-                  ap != 0.5);
+        agree += Agree(*human, *ai);
       }
       human.reset();
       ai.reset();
@@ -1143,7 +1198,7 @@ struct ApiServer::Impl {
         close_group();
         group = std::move(key);
       }
-      const double p = l.tie ? std::nan("") : l.p_a;
+      const double p = VerdictOf(l);
       if (l.source == "human") {
         if (!human) ++humans;
         human = p;
@@ -1153,10 +1208,10 @@ struct ApiServer::Impl {
       return true;
     });
     close_group();
-    agreement = {{"human_labels", humans},
-                 {"pairs_with_both", both},
-                 {"agreement", both ? json(static_cast<double>(agree) / both) : json()},
-                 {"error", st.ok() ? json() : json(st.ToString())}};
+    agreement_humans = humans;
+    agreement_both = both;
+    agreement_agree = agree;
+    PublishAgreement(st);
     agreement_at_ms = now;
     return agreement;
   }

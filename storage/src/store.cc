@@ -713,6 +713,22 @@ class RocksStore final : public Store {
                    [&] { return Exists(kLabels, LabelKey(pair_id, dimension, judge)); });
   }
 
+  Result<std::vector<LabelRecord>> LabelsOfPair(const std::string& pair_id) override {
+    return Guarded("LabelsOfPair", [&]() -> Result<std::vector<LabelRecord>> {
+      std::vector<LabelRecord> out;
+      const std::string prefix = pair_id + "/";
+      std::unique_ptr<rocksdb::Iterator> it(
+          db_->NewIterator(rocksdb::ReadOptions(), handles_[kLabels]));
+      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+        auto label = DecodeLabel(it->value().ToString());
+        if (!label.ok()) return RecordCorruption(kLabels, it->key().ToStringView(), label.status());
+        out.push_back(std::move(*label));
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "reading a pair's labels");
+      return out;
+    });
+  }
+
   StoreCounts Counts() override {
     std::lock_guard lock(counts_mu_);
     StoreCounts c;

@@ -564,6 +564,14 @@ TEST_F(ApiTest, HumanLabelsAndJudgeAgreement) {
   EXPECT_EQ(s["judge"]["human_agreement"]["human_labels"], 3);
   EXPECT_EQ(s["judge"]["human_agreement"]["pairs_with_both"], 2);
   EXPECT_EQ(s["judge"]["human_agreement"]["agreement"], 0.5);
+  // A second human verdict on a pair is not stored (the first stays), nor
+  // counted; the figure stays what a full recount gives.
+  auto again =
+      Post("/v1/labels", R"({"pair_id":"pair2","dimension":"overall","winner":"a"})", true);
+  ASSERT_TRUE(again);
+  s = json::parse(client_->Get("/v1/status")->body);
+  EXPECT_EQ(s["judge"]["human_agreement"]["human_labels"], 3);
+  EXPECT_EQ(s["judge"]["human_agreement"]["agreement"], 0.5);
   auto labels = Export("labels");
   ASSERT_TRUE(labels);
   EXPECT_NE(labels->body.find("\"source\":\"human\""), std::string::npos) << labels->body;

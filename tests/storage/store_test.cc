@@ -422,6 +422,18 @@ TEST_F(StoreTest, LabelsJoinWithTheirPairs) {
   int visited = 0;
   ASSERT_TRUE(store_->ForEachLabelledPair([&](const LabelledPair&) { return ++visited < 2; }).ok());
   EXPECT_EQ(visited, 2);  // stops when the callback returns false
+
+  // One pair's labels, by dimension; not those of a pair whose id starts
+  // with this one's.
+  ASSERT_TRUE(store_->CommitPairs(WorkItem{}, {Pair("x", "p1")}).ok());
+  ASSERT_TRUE(store_->CommitLabels(WorkItem{}, {Label("x", "helpful")}).ok());
+  auto of_x1 = store_->LabelsOfPair("x1");
+  ASSERT_TRUE(of_x1.ok()) << of_x1.status().ToString();
+  ASSERT_EQ(of_x1->size(), 2u);
+  EXPECT_EQ((*of_x1)[0].dimension, "helpful");
+  EXPECT_EQ((*of_x1)[1].dimension, "safe");
+  EXPECT_EQ(store_->LabelsOfPair("x")->size(), 1u);
+  EXPECT_TRUE(store_->LabelsOfPair("x3")->empty());
 }
 
 TEST_F(StoreTest, DeadLetterWorkRemovesTheItem) {

@@ -220,6 +220,9 @@ class Store {
   // True if a label for (pair, dimension, judge) is committed.
   virtual Result<bool> HasLabel(const std::string& pair_id, const std::string& dimension,
                                 const std::string& judge) = 0;
+  // The labels of one pair (every dimension and judge), in key order: by
+  // dimension, then judge. Empty when it has none (or is not stored).
+  virtual Result<std::vector<LabelRecord>> LabelsOfPair(const std::string& pair_id) = 0;
 
   virtual StoreCounts Counts() = 0;
 
