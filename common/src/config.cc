@@ -218,11 +218,11 @@ void CheckKeySource(const std::string& section, const EndpointConfig& e,
     problems->push_back(section +
                         ".api_key_file: set either api_key_env or api_key_file, not both");
   }
-  if (e.api_key_file.find('/') == std::string::npos) {
+  if (e.api_key_file[0] != '/') {
     problems->push_back(section +
-                        ".api_key_file: must be the PATH of a file holding the key (with a '/', "
-                        "e.g. /run/secrets/judge-key), not the key; the value given is not shown: "
-                        "it may be a secret");
+                        ".api_key_file: must be the absolute PATH of a file holding the key (e.g. "
+                        "/run/secrets/judge-key), not the key; the value given is not shown: it "
+                        "may be a secret");
   }
 }
 
@@ -847,7 +847,14 @@ const std::vector<ReloadableSetting>& ReloadableSettings() {
         v.push_back(Setting(
             name + "." + key, [ get, member ](auto& c) -> auto& { return get(c).*member; }));
       };
-      field("api_key_file", &EndpointConfig::api_key_file);
+      // To another file; none (back to api_key_env or no key) needs a restart.
+      v.push_back({name + ".api_key_file", [get](const Config& from, Config* to) {
+                     const std::string& next = get(from).api_key_file;
+                     std::string& now = get(*to).api_key_file;
+                     if (next.empty() || next == now) return false;
+                     now = next;
+                     return true;
+                   }});
       field("timeout_s", &EndpointConfig::timeout_s);
       field("connect_timeout_s", &EndpointConfig::connect_timeout_s);
       field("max_retries", &EndpointConfig::max_retries);
@@ -875,6 +882,8 @@ bool IsReloadableKey(const std::string& key, const Config& running, const Config
     return key == path || (key.size() > path.size() && key.compare(0, path.size(), path) == 0 &&
                            (key[path.size()] == '.' || key[path.size()] == '['));
   };
+  if (under("generator.api_key_file")) return !fresh.generator.api_key_file.empty();
+  if (under("judge.api_key_file")) return !fresh.judge.api_key_file.empty();
   if (under("trainer.gate.anchor_max_regression")) {
     return running.trainer.anchor_pairs == fresh.trainer.anchor_pairs;
   }

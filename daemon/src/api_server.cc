@@ -500,6 +500,11 @@ struct ApiServer::Impl {
     if (!reload.need_restart.empty()) {
       warnings.push_back("config changes wait for a restart: " + joined(reload.need_restart));
     }
+    for (const auto& [endpoint, error] : ctx.pipeline.KeyFileErrors()) {
+      warnings.push_back(error +
+                         "; the key in use is kept (none, if none was ever read), and "
+                         "a restart would go without it");
+    }
     out["warnings"] = warnings;
     out["config"] = {
         {"last_reload", reload.at_ms == 0

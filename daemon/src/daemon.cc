@@ -10,14 +10,17 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "rlaif/common/build_info.h"
 #include "rlaif/common/clock.h"
 #include "rlaif/common/metrics.h"
+#include "rlaif/common/secret_file.h"
 #include "rlaif/common/strings.h"
 #include "rlaif/daemon/api_server.h"
 #include "rlaif/daemon/backup.h"
@@ -57,37 +60,17 @@ std::string SecretEnv(const std::string& name) {
   return trimmed;
 }
 
-// An endpoint's API key from its api_key_file: trimmed (a file often ends in
-// a newline); refused when it cannot be read, is empty, is over 16 KiB or
-// holds more than one line. Errors never quote the content.
-Result<std::string> ReadKeyFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
-  std::string text(16 * 1024 + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (in.bad()) return Status::IoError("cannot read " + path);
-  if (text.size() > 16 * 1024) return Status::InvalidArgument(path + " is over 16 KiB: not a key");
-  std::string key = TrimAsciiSpace(text);
-  if (key.empty()) return Status::InvalidArgument(path + " is empty");
-  if (std::any_of(key.begin(), key.end(),
-                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
-    return Status::InvalidArgument(path +
-                                   " holds more than one line (or control characters): an HTTP "
-                                   "header cannot carry it");
-  }
-  return key;
-}
-
 // The key an endpoint starts with: from its file or its environment
 // variable. A file that cannot be read is said (requests go without a key,
-// as without the variable; a reload reads it again).
-std::string StartKey(const char* name, const EndpointConfig& e) {
+// as without the variable, until the file reads: it is checked every
+// kKeyFileCheckS); `*error` says why, for the status.
+std::string StartKey(const char* name, const EndpointConfig& e, std::string* error) {
   if (e.api_key_file.empty()) return SecretEnv(e.api_key_env);
-  auto key = ReadKeyFile(e.api_key_file);
+  auto key = ReadSecretFile(e.api_key_file, std::string(name) + ".api_key_file");
   if (key.ok()) return *key;
-  spdlog::error("{}: api_key_file: {}: requests go without an API key until a reload reads it",
-                name, key.status().message());
+  *error = key.status().message();
+  spdlog::error("{}; requests go without an API key until it can be read (checked every 10 s)",
+                *error);
   return "";
 }
 
@@ -135,9 +118,41 @@ struct ReloadTargets {
   judge::ChatClient& judge_client;
   std::string& generator_key;  // the keys in use
   std::string& judge_key;
+  MetricsRegistry& metrics;
+  std::map<std::string, std::string> key_file_errors;  // endpoint -> the last error said
   Ingestor& ingestor;
   Pipeline& pipeline;
 };
+
+Gauge& KeyFileUnreadable(MetricsRegistry& m, const std::string& endpoint) {
+  return m.GetGauge("rlaif_api_key_file_unreadable",
+                    "1 while the endpoint's api_key_file cannot be read (the key in use is kept; "
+                    "a restart would go without it).",
+                    {{"endpoint", endpoint}});
+}
+
+// The key in an endpoint's api_key_file; nullopt without one, or when it
+// cannot be read: then the key in use is kept, and that is noted (the
+// status warning, the gauge, the log once per error).
+std::optional<std::string> ReadKeyFile(const char* name, const EndpointConfig& e,
+                                       ReloadTargets& to) {
+  if (e.api_key_file.empty()) return std::nullopt;
+  auto read = ReadSecretFile(e.api_key_file, std::string(name) + ".api_key_file");
+  const std::string error = read.ok() ? "" : read.status().message();
+  std::string& said = to.key_file_errors[name];
+  if (error != said) {
+    if (!error.empty()) {
+      spdlog::warn("{}; the key in use is kept", error);
+    } else if (!said.empty()) {
+      spdlog::info("{}.api_key_file can be read again", name);
+    }
+    said = error;
+  }
+  to.pipeline.NoteKeyFile(name, error);
+  KeyFileUnreadable(to.metrics, name).Set(error.empty() ? 0 : 1);
+  if (!read.ok()) return std::nullopt;
+  return *read;
+}
 
 // Re-reads the config file; applies what can change while running
 // (ApplyReloadable: log_level, sampling, the endpoints' limits, the training
@@ -147,7 +162,7 @@ struct ReloadTargets {
 // that reverting it applies too, while a key that needs a restart is
 // reported again by every reload until then.
 void Reload(Config& running, nlohmann::json& running_json, const std::string& path,
-            storage::Store& store, MetricsRegistry& metrics, const ReloadTargets& to) {
+            storage::Store& store, MetricsRegistry& metrics, ReloadTargets& to) {
   std::string text;  // read once: what is compared is what was parsed
   auto fresh = LoadConfigFile(path, &text);
   if (!fresh.ok()) {
@@ -261,38 +276,34 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
     spdlog::info("reload: log_level is now {}", next.log_level);
   }
   // Keys in files are read again (a rotation changes the file, not the
-  // config); one that cannot be read keeps the key in use.
+  // config); one that cannot be read keeps the key in use (and is said:
+  // ReadKeyFile).
   std::vector<std::string> key_errors;
   std::vector<std::string> applied_keys = applied;
-  bool key_rotated = false;
-  auto endpoint = [&](const char* name, const EndpointConfig& before, const EndpointConfig& now,
-                      std::string& key, judge::ChatClient& client) {
+  auto endpoint = [&](const char* name, storage::Stage stage, const EndpointConfig& before,
+                      const EndpointConfig& now, std::string& key, judge::ChatClient& client) {
     std::string next_key = key;
-    if (!now.api_key_file.empty()) {
-      auto read = ReadKeyFile(now.api_key_file);
-      if (read.ok()) {
-        next_key = *read;
-      } else {
-        key_errors.push_back(std::string(name) + ".api_key_file: " + read.status().message() +
-                             "; the key in use is kept");
-      }
+    if (auto read = ReadKeyFile(name, now, to)) {
+      next_key = *read;
+    } else if (!now.api_key_file.empty()) {
+      key_errors.push_back(to.key_file_errors[name] + "; the key in use is kept");
     }
+    if (!(now == before) || next_key != key) client.Reconfigure(ClientOptions(name, now, next_key));
     if (next_key != key) {
-      key_rotated = true;
-      spdlog::info("reload: {}: the API key in {} changed; requests use it from now on", name,
-                   now.api_key_file);
+      spdlog::info(
+          "reload: {}: the API key in its api_key_file changed; requests use it from now on", name);
       const std::string k = std::string(name) + ".api_key_file";
       if (std::find(applied_keys.begin(), applied_keys.end(), k) == applied_keys.end()) {
         applied_keys.push_back(k);
       }
+      to.pipeline.RetryHeldNow(stage);  // the work the old key's refusals held goes again now
     }
-    if (!(now == before) || next_key != key) client.Reconfigure(ClientOptions(name, now, next_key));
     key = next_key;
   };
-  endpoint("generator", running.generator, next.generator, to.generator_key, to.generator_client);
-  endpoint("judge", running.judge, next.judge, to.judge_key, to.judge_client);
-  // The work the old key's refusals held goes again now.
-  if (key_rotated) to.pipeline.RetryHeldNow();
+  endpoint("generator", storage::Stage::kGenerate, running.generator, next.generator,
+           to.generator_key, to.generator_client);
+  endpoint("judge", storage::Stage::kJudge, running.judge, next.judge, to.judge_key,
+           to.judge_client);
   if (!(next.sampling == running.sampling)) to.ingestor.SetSampling(next.sampling);
   if (!applied.empty()) to.pipeline.Reconfigure(next);
   running = next;
@@ -322,15 +333,12 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
   if (applied_keys.empty() && cold_keys.empty() && !no_effect.empty()) {
     message += "; the changed keys change nothing in effect";
   }
-  // A key file that cannot be read fails the reload as an invalid file does:
-  // a restart would go without that key.
-  ReloadSucceeded(metrics).Set(key_errors.empty() ? 1 : 0);
+  // The file was valid: the reload succeeded. A key file that cannot be
+  // read is its own state (ReadKeyFile: status warning, gauge), which the
+  // 10 s check clears once the file reads again.
+  ReloadSucceeded(metrics).Set(1);
   RestartPending(metrics).Set(static_cast<double>(cold_keys.size()));
-  to.pipeline.NoteReload(
-      {NowMs(),
-       applied_keys,
-       {cold_keys.begin(), cold_keys.end()},
-       key_errors.empty() ? "" : joined(key_errors) + "; a restart would go without that key"});
+  to.pipeline.NoteReload({NowMs(), applied_keys, {cold_keys.begin(), cold_keys.end()}, ""});
   nlohmann::json data = {{"applied", applied_keys},
                          {"need_restart", sections},
                          {"keys", cold_keys},
@@ -345,35 +353,24 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
 // cannot be read keeps the key in use (said once, until it reads again).
 constexpr double kKeyFileCheckS = 10;
 
-void CheckKeyFiles(const Config& running, const ReloadTargets& to, storage::Store& store,
-                   std::map<std::string, std::string>* said) {
-  auto one = [&](const char* name, const EndpointConfig& e, std::string& key,
+void CheckKeyFiles(const Config& running, ReloadTargets& to, storage::Store& store) {
+  auto one = [&](const char* name, storage::Stage stage, const EndpointConfig& e, std::string& key,
                  judge::ChatClient& client) {
-    if (e.api_key_file.empty()) return false;
-    auto read = ReadKeyFile(e.api_key_file);
-    std::string& said_error = (*said)[name];
-    if (!read.ok()) {
-      if (said_error != read.status().message()) {
-        spdlog::warn("{}: api_key_file: {}; the key in use is kept", name, read.status().message());
-        said_error = read.status().message();
-      }
-      return false;
-    }
-    said_error.clear();
-    if (*read == key) return false;
+    auto read = ReadKeyFile(name, e, to);
+    if (!read || *read == key) return;
     key = *read;
     client.Reconfigure(ClientOptions(name, e, key));
-    const std::string what = std::string(name) + ": the API key in " + e.api_key_file +
-                             " changed; requests use it from now on";
+    to.pipeline.RetryHeldNow(stage);  // the work the old key's refusals held goes again now
+    const std::string what =
+        std::string(name) +
+        ": the API key in its api_key_file changed; requests use it from now on";
     spdlog::info("{}", what);
-    (void)store.AppendEvent({NowMs(), "key_rotated", "key_file", what,
-                             nlohmann::json{{"endpoint", name}, {"file", e.api_key_file}}.dump()});
-    return true;
+    (void)store.AppendEvent(
+        {NowMs(), "key_rotated", "key_file", what, nlohmann::json{{"endpoint", name}}.dump()});
   };
-  const bool generator = one("generator", running.generator, to.generator_key, to.generator_client);
-  const bool judge = one("judge", running.judge, to.judge_key, to.judge_client);
-  // The work the old key's refusals held goes again now.
-  if (generator || judge) to.pipeline.RetryHeldNow();
+  one("generator", storage::Stage::kGenerate, running.generator, to.generator_key,
+      to.generator_client);
+  one("judge", storage::Stage::kJudge, running.judge, to.judge_key, to.judge_client);
 }
 
 }  // namespace
@@ -413,8 +410,9 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
     }
   }
   for (const auto& w : ConfigWarnings(config)) spdlog::warn("config: {}", w);
-  std::string gen_key = StartKey("generator", config.generator);
-  std::string judge_key = StartKey("judge", config.judge);
+  std::string gen_key_error, judge_key_error;
+  std::string gen_key = StartKey("generator", config.generator, &gen_key_error);
+  std::string judge_key = StartKey("judge", config.judge, &judge_key_error);
   judge::ChatClient gen_client(ClientOptions("generator", config.generator, gen_key));
   judge::ChatClient judge_client(ClientOptions("judge", config.judge, judge_key));
   judge::Generator generator(gen_client,
@@ -487,9 +485,19 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   }
   if (on_ready) on_ready(api.port());
 
-  const ReloadTargets targets{gen_client, judge_client, gen_key, judge_key, ingestor, pipeline};
+  ReloadTargets targets{gen_client, judge_client, gen_key,  judge_key,
+                        metrics,    {},           ingestor, pipeline};
+  // What the start could not read is in the status and the gauge too.
+  for (const auto& [name, e, error] :
+       {std::tuple<const char*, const EndpointConfig&, const std::string&>{
+            "generator", config.generator, gen_key_error},
+        {"judge", config.judge, judge_key_error}}) {
+    KeyFileUnreadable(metrics, name).Set(error.empty() ? 0 : 1);  // 0 without a file
+    if (e.api_key_file.empty()) continue;
+    targets.key_file_errors[name] = error;
+    pipeline.NoteKeyFile(name, error);
+  }
   double next_key_check = MonotonicSeconds() + kKeyFileCheckS;
-  std::map<std::string, std::string> key_errors_said;
   while (!stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (reload && reload->exchange(false) && !config_path.empty()) {
@@ -497,7 +505,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
     }
     if (MonotonicSeconds() >= next_key_check) {
       next_key_check = MonotonicSeconds() + kKeyFileCheckS;
-      CheckKeyFiles(in_effect, targets, **store, &key_errors_said);
+      CheckKeyFiles(in_effect, targets, **store);
     }
   }
 

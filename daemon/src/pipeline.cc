@@ -246,12 +246,25 @@ std::shared_ptr<const Config> Pipeline::Current() const {
   return current_;
 }
 
-void Pipeline::RetryHeldNow() {
-  for (StagePool* pool : {gen_pool_.get(), judge_pool_.get()}) {
-    if (!pool) continue;
-    std::lock_guard<std::mutex> lock(pool->mu);
-    pool->not_before.clear();
+void Pipeline::RetryHeldNow(storage::Stage stage) {
+  StagePool* pool = stage == storage::Stage::kGenerate ? gen_pool_.get() : judge_pool_.get();
+  if (!pool) return;
+  std::lock_guard<std::mutex> lock(pool->mu);
+  pool->not_before.clear();
+}
+
+void Pipeline::NoteKeyFile(const std::string& endpoint, const std::string& error) {
+  std::lock_guard<std::mutex> lock(current_mu_);
+  if (error.empty()) {
+    key_file_errors_.erase(endpoint);
+  } else {
+    key_file_errors_[endpoint] = error;
   }
+}
+
+std::map<std::string, std::string> Pipeline::KeyFileErrors() const {
+  std::lock_guard<std::mutex> lock(current_mu_);
+  return key_file_errors_;
 }
 
 void Pipeline::NoteReload(ReloadStatus reload) {
@@ -590,8 +603,8 @@ std::string Pipeline::StageFaultReason(storage::Stage stage) const {
   }
   return std::string(Who(stage)) +
          " refuses the requests as configured: " + h->configuration_fault +
-         " (work waits, nothing is dead-lettered; fix the configuration and restart, or "
-         "rewrite the key's api_key_file and reload: work resumes within 30 s)";
+         " (work waits, nothing is dead-lettered; fix the configuration and restart; a key "
+         "in an api_key_file needs no restart: it is read again within 10 s)";
 }
 
 trainer::TrainOptions TrainOptionsFromConfig(const Config& config) {

@@ -16,6 +16,7 @@
 
 #include "rlaif/common/build_info.h"
 #include "rlaif/common/config.h"
+#include "rlaif/common/secret_file.h"
 #include "rlaif/daemon/backup.h"
 #include "rlaif/daemon/daemon.h"
 #include "rlaif/daemon/ingest_once.h"
@@ -91,9 +92,11 @@ int main(int argc, char** argv) {
     for (const auto& [name, e] :
          {std::pair<const char*, const rlaif::EndpointConfig&>{"generator", cfg->generator},
           {"judge", cfg->judge}}) {
-      if (!e.api_key_file.empty() && access(e.api_key_file.c_str(), R_OK) != 0) {
-        std::cout << rest[0] << ": warning: " << name << ".api_key_file: cannot read "
-                  << e.api_key_file << " here: " << std::strerror(errno) << "\n";
+      if (!e.api_key_file.empty()) {
+        auto key = rlaif::ReadSecretFile(e.api_key_file, std::string(name) + ".api_key_file");
+        if (!key.ok()) {
+          std::cout << rest[0] << ": warning: " << key.status().message() << " (here)\n";
+        }
       }
       if (!e.api_key_env.empty() && std::getenv(e.api_key_env.c_str()) == nullptr) {
         std::cout << rest[0] << ": warning: " << name

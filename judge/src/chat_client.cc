@@ -403,6 +403,7 @@ struct ChatClient::Impl {
       std::lock_guard<std::mutex> lock(mu);
       if (stopped) return false;
       active.erase(c.get());
+      stale.erase(c.get());
       active.insert(fresh.get());
     }
     c.swap(fresh);  // the failed connection is closed as `fresh` goes
@@ -415,8 +416,10 @@ struct ChatClient::Impl {
     {
       std::lock_guard<std::mutex> lock(mu);
       active.erase(c.get());
+      const bool was_stale = stale.erase(c.get()) > 0;  // in use when the key was rotated
       --in_flight;
-      if (reusable && !stopped && idle.size() < static_cast<size_t>(options.max_concurrency)) {
+      if (reusable && !stopped && !was_stale &&
+          idle.size() < static_cast<size_t>(options.max_concurrency)) {
         idle.push_back(std::move(c));
       } else {
         drop = std::move(c);
@@ -746,6 +749,12 @@ struct ChatClient::Impl {
       keys = retired_keys;
       keys.push_back(options.api_key);
     }
+    // Longest first: a key that is part of another (a prefix read from a
+    // half-written file) must not cut the longer one and leave its rest.
+    std::sort(keys.begin(), keys.end(), [](const std::string& a, const std::string& b) {
+      return a.size() != b.size() ? a.size() > b.size() : a < b;
+    });
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
     bool changed = false;
     for (const std::string& key : keys) {
       if (key.empty()) continue;
@@ -813,6 +822,9 @@ struct ChatClient::Impl {
   int in_flight = 0;
   std::vector<std::unique_ptr<httplib::ClientImpl>> idle;
   std::set<httplib::ClientImpl*> active;
+  // Connections in use when a reload rotated the key: not pooled again (a
+  // proxy may tie a connection to the key it first saw).
+  std::set<httplib::ClientImpl*> stale;
   std::mt19937_64 rng;
   CircuitBreaker breaker;
   TokenBucket requests_bucket;
@@ -890,6 +902,7 @@ void ChatClient::Reconfigure(const ChatClientOptions& next) {
       o.api_key = next.api_key;
       // The failures that opened the breaker were the old key's (401s).
       impl_->breaker.Reset();
+      impl_->stale.insert(impl_->active.begin(), impl_->active.end());
     }
   }
   // Callers waiting for a rate limit re-check it (a raised rate lets them go).

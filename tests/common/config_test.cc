@@ -473,14 +473,16 @@ TEST(ConfigTest, ApiKeyFile) {
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_EQ(ok->judge.api_key_file, "/run/secrets/judge-key");
   j["judge"]["api_key_env"] = "JUDGE_KEY";
-  j["generator"]["api_key_file"] = "sk-proj-abcdef0123456789";
+  j["generator"]["api_key_file"] = "sk-proj-AbC/dEf+0123456789";  // base64 has '/' too
   auto bad = ParseConfig(j.dump());
   ASSERT_FALSE(bad.ok());
   const std::string m = bad.status().message();
   EXPECT_NE(m.find("judge.api_key_file: set either api_key_env or api_key_file, not both"),
             std::string::npos)
       << m;
-  EXPECT_NE(m.find("generator.api_key_file: must be the PATH of a file"), std::string::npos) << m;
+  EXPECT_NE(m.find("generator.api_key_file: must be the absolute PATH of a file"),
+            std::string::npos)
+      << m;
   EXPECT_EQ(m.find("sk-proj"), std::string::npos) << m;
 }
 
@@ -490,6 +492,8 @@ TEST(ConfigTest, ApiKeyFile) {
 TEST(ConfigReloadTest, ApplyReloadableTakesExactlyTheReloadableKeys) {
   const nlohmann::json base = nlohmann::json::parse(kIssueConfig);
   nlohmann::json with_retention = base;
+  nlohmann::json with_key_file = base;
+  with_key_file["judge"]["api_key_file"] = "/run/secrets/judge-key";
   with_retention["store"]["max_age_days"] = 30;
   struct Edit {
     std::string key;  // as a reload names it
@@ -518,6 +522,7 @@ TEST(ConfigReloadTest, ApplyReloadableTakesExactlyTheReloadableKeys) {
       {"sampling.dedupe", "/sampling/dedupe", false, false},
       {"judge.hourly_budget_usd", "/judge/hourly_budget_usd", 5, true},
       {"judge.api_key_file", "/judge/api_key_file", "/run/secrets/judge-key", true},
+      {"judge.api_key_file", "/judge/api_key_file", "", false, &with_key_file},
       {"judge.requests_per_minute", "/judge/requests_per_minute", 60, true},
       {"judge.tokens_per_minute", "/judge/tokens_per_minute", 90000, true},
       {"judge.timeout_s", "/judge/timeout_s", 17, true},

@@ -202,6 +202,7 @@ def rlaifd_checks(docs, rlaifd):
         if ref and ref["key"] in secrets.get(ref["name"], set()):
             provided.add(e["name"])
     needed = {cfg["api"].get("admin_token_env", "RLAIF_TOKEN")}
+    needed |= {t["token_env"] for t in cfg["api"].get("admin_tokens", []) if t.get("token_env")}
     for up in ("generator", "judge"):
         if cfg[up].get("api_key_env"):
             needed.add(cfg[up]["api_key_env"])
@@ -210,7 +211,10 @@ def rlaifd_checks(docs, rlaifd):
     # A key file (api_key_file) must be a key of a Secret in the manifests,
     # mounted whole (no subPath: kubelet never updates such a mount, and a
     # rotation would need a restart).
+    # The pod runs as a non-root user: the file must be readable by it, as
+    # owner (runAsUser 0 only) or through the fsGroup the volume gets.
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    psc_ = pod.get("securityContext") or {}
     for up in ("generator", "judge"):
         f = cfg[up].get("api_key_file")
         if not f:
@@ -218,17 +222,23 @@ def rlaifd_checks(docs, rlaifd):
         found = False
         for m in c.get("volumeMounts", []):
             sec = (volumes.get(m["name"]) or {}).get("secret")
-            mount = m["mountPath"].rstrip("/") + "/"
-            if not sec or not f.startswith(mount):
+            mount = m["mountPath"].rstrip("/")
+            if not sec or not (f == mount or f.startswith(mount + "/")):
                 continue
-            rel = f[len(mount):]
-            if m.get("subPath"):
-                p.append(f"{up}.api_key_file {f} is mounted with subPath: never updated")
-            items = sec.get("items")
-            key = next((i["key"] for i in items if i["path"] == rel), None) if items else rel
-            if key is None or key not in secrets.get(sec.get("secretName"), set()):
-                p.append(f"{up}.api_key_file {f}: no key of Secret {sec.get('secretName')} there")
             found = True
+            if m.get("subPath") or f == mount:
+                p.append(f"{up}.api_key_file {f} is mounted with subPath: never updated")
+                continue
+            rel = f[len(mount) + 1:]
+            items = sec.get("items")
+            item = next((i for i in items if i["path"] == rel), None) if items else {"key": rel}
+            if item is None or item["key"] not in secrets.get(sec.get("secretName"), set()):
+                p.append(f"{up}.api_key_file {f}: no key of Secret {sec.get('secretName')} there")
+                continue
+            mode = item.get("mode", sec.get("defaultMode", 0o644))
+            if not (mode & 0o004 or (mode & 0o040 and psc_.get("fsGroup"))):
+                p.append(f"{up}.api_key_file {f}: mode {oct(mode)} is not readable by the pod's "
+                         "user (group-readable with an fsGroup, or readable by others)")
         if not found:
             p.append(f"{up}.api_key_file {f} is not in a mounted Secret volume")
     for e in c.get("env", []):
@@ -347,6 +357,9 @@ def main():
         "a missing secret key": secret_key,
         "key files not mounted": lambda ds: container(ds).update(
             volumeMounts=[m for m in container(ds)["volumeMounts"] if m["name"] != "keys"]),
+        "key files only the owner (root) may read": lambda ds: [
+            v["secret"].update(defaultMode=0o400) for v in sts(ds)["spec"]["template"]["spec"]
+            ["volumes"] if v["name"] == "keys"],
         "2 replicas": lambda ds: sts(ds)["spec"].update(replicas=2),
         "no PVC at data_dir": lambda ds: sts(ds)["spec"].update(volumeClaimTemplates=[]),
         "root": lambda ds: sts(ds)["spec"]["template"]["spec"]["securityContext"].update(runAsUser=0),

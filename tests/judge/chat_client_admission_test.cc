@@ -422,6 +422,27 @@ TEST(ChatClientReconfigureTest, RotatedKeyIsSentAndOldKeysStayScrubbed) {
       << unauth.status().message();
 }
 
+// A replaced key that is part of the key in use (a half-written file read
+// once) must not cut the longer key's echo and leave its rest readable.
+TEST(ChatClientReconfigureTest, ScrubsTheLongestKeyFirst) {
+  FakeUpstream up([&](int, const RecordedRequest& req, httplib::Response& res) {
+    const std::string key = req.authorization.substr(std::string("Bearer ").size());
+    FakeUpstream::Reply(res, 500, R"({"error":{"message":"rejected )" + key + R"("}})");
+  });
+  ChatClientOptions o = Fast(up);
+  o.max_retries = 0;
+  o.breaker_failures = 0;
+  o.api_key = "sk-half";
+  ChatClient client(o);
+  o.api_key = "sk-half-and-the-rest-0123";
+  client.Reconfigure(o);
+  auto r = client.Complete(Request());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message().find("rest-0123"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("rejected [api key]"), std::string::npos)
+      << r.status().message();
+}
+
 TEST(ChatClientLogprobsTest, RequestsAndParsesTopLogprobs) {
   FakeUpstream up([&](int, const RecordedRequest&, httplib::Response& res) {
     nlohmann::json body = nlohmann::json::parse(FakeUpstream::Completion("A"));

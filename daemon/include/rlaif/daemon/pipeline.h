@@ -107,10 +107,14 @@ class Pipeline {
   // pass within a second. The other fields must be those the Pipeline was
   // constructed with (they are read from it).
   void Reconfigure(const Config& config);
-  // Items waiting to be retried (held after a refusal, an outage or a
-  // failure) are offered again now: a reload rotated a key the upstream
-  // refused, and the backlog need not wait out its 30 s holds.
-  void RetryHeldNow();
+  // The stage's items waiting to be retried (held after a refusal, an
+  // outage or a failure) are offered again now: a key the upstream refused
+  // was rotated, and the backlog need not wait out its 30 s holds.
+  void RetryHeldNow(storage::Stage stage);
+  // The last read of an endpoint's api_key_file ("generator", "judge"):
+  // `error` says why it could not be read ("" = it could), for /v1/status.
+  void NoteKeyFile(const std::string& endpoint, const std::string& error);
+  std::map<std::string, std::string> KeyFileErrors() const;  // endpoint -> error, errors only
   // The last config reload, for /v1/status (rlaifd's SIGHUP records it).
   struct ReloadStatus {
     int64_t at_ms = 0;                      // 0 = none since the start
@@ -282,6 +286,7 @@ class Pipeline {
   mutable std::mutex current_mu_;
   std::shared_ptr<const Config> current_;     // guarded by current_mu_; see Current()
   ReloadStatus last_reload_;                  // guarded by current_mu_
+  std::map<std::string, std::string> key_file_errors_;  // guarded by current_mu_
   std::atomic<bool> prune_requested_{false};  // a reload lowered keep_models
   std::atomic<bool> retention_reschedule_{false};  // a reload changed store.max_age_days
   storage::Store& store_;
