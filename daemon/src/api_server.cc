@@ -1085,6 +1085,25 @@ struct ApiServer::Impl {
     SendJson(res, {{"rewards", rewards}, {"scores", rewards}, {"extra_logs", extra}});
   }
 
+  // POST /v1/reload: the config file re-read (as SIGHUP), answered with what
+  // it applied and what waits for a restart; an invalid file is 422 (nothing
+  // changed: rlaifd would not start with it either).
+  void Reload(const std::string& why, httplib::Response& res) {
+    if (!ctx.reload) {
+      return SendStatus(res, Status::FailedPrecondition("this server cannot reload its config"));
+    }
+    Status st = ctx.reload(Actor(), why);
+    if (!st.ok()) return SendStatus(res, st);
+    const Pipeline::ReloadStatus r = ctx.pipeline.LastReload();
+    if (!r.error.empty()) return SendError(res, 422, "invalid_config", r.error);
+    json key_files = json::object();
+    for (const auto& [endpoint, error] : ctx.pipeline.KeyFileErrors()) key_files[endpoint] = error;
+    SendJson(res, {{"at", FormatTimeMs(r.at_ms)},
+                   {"applied", r.applied},
+                   {"need_restart", r.need_restart},
+                   {"key_file_errors", key_files}});
+  }
+
   // A human verdict for a stored pair: {"pair_id", "dimension", "winner": "a"|"b"|"tie"}.
   void HumanLabel(const httplib::Request& req, httplib::Response& res) {
     json body;
@@ -1610,6 +1629,9 @@ struct ApiServer::Impl {
                   ctx.pipeline.RequestTrain(Actor(), why);
                   SendJson(res, {{"requested", true}, {"already_running", running}}, 202);
                 }));
+    server.Post("/v1/reload",
+                action("/v1/reload", [this](const httplib::Request&, httplib::Response& res,
+                                            const std::string& why) { Reload(why, res); }));
     server.Post(
         "/v1/pause",
         action("/v1/pause", [this](const httplib::Request&, httplib::Response& res,

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -162,13 +164,16 @@ std::optional<std::string> ReadKeyFile(const char* name, const EndpointConfig& e
 // that reverting it applies too, while a key that needs a restart is
 // reported again by every reload until then.
 void Reload(Config& running, nlohmann::json& running_json, const std::string& path,
-            storage::Store& store, MetricsRegistry& metrics, ReloadTargets& to) {
+            storage::Store& store, MetricsRegistry& metrics, ReloadTargets& to,
+            const std::string& actor, const std::string& why) {
   std::string text;  // read once: what is compared is what was parsed
   auto fresh = LoadConfigFile(path, &text);
   if (!fresh.ok()) {
     spdlog::error("reload: {} is invalid, nothing changed: {}", path, fresh.status().message());
-    (void)store.AppendEvent({NowMs(), "reload", "SIGHUP", "config invalid, nothing changed",
-                             nlohmann::json{{"error", fresh.status().message()}}.dump()});
+    nlohmann::json data = {{"error", fresh.status().message()}};
+    if (!why.empty()) data["reason"] = why;
+    (void)store.AppendEvent(
+        {NowMs(), "reload", actor, "config invalid, nothing changed", data.dump()});
     ReloadSucceeded(metrics).Set(0);
     Pipeline::ReloadStatus noted = to.pipeline.LastReload();  // what waits still waits
     noted.at_ms = NowMs();
@@ -344,8 +349,20 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
                          {"keys", cold_keys},
                          {"no_effect", no_effect}};
   if (!key_errors.empty()) data["key_errors"] = key_errors;
-  (void)store.AppendEvent({NowMs(), "reload", "SIGHUP", message, data.dump()});
+  if (!why.empty()) data["reason"] = why;
+  (void)store.AppendEvent({NowMs(), "reload", actor, message, data.dump()});
 }
+
+// Reloads asked through the API (POST /v1/reload), served by the daemon's
+// loop as SIGHUP is: the caller waits for its reload to be done.
+struct ReloadRequests {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool pending = false;
+  bool running = false;    // the loop took a request and reloads now
+  std::string actor, why;  // of the pending request
+  int64_t done = 0;        // requests done
+};
 
 // Between reloads the key files are read every kKeyFileCheckS: a Secret
 // volume or a Vault agent rotates the file, not the config. A changed key is
@@ -466,8 +483,37 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
     }
     named_tokens.emplace_back(t.name, token);
   }
-  ApiServer api({config, **store, metrics, scorer, pipeline, ingestor, gen_client, judge_client,
-                 SecretEnv(config.api.admin_token_env), NowMs(), &judge, named_tokens, &generator});
+  ReloadRequests requests;
+  auto reload_now = [&requests, &config_path, &stop](const std::string& actor,
+                                                     const std::string& why) -> Status {
+    if (config_path.empty()) {
+      return Status::FailedPrecondition("rlaifd runs without a config file: nothing to re-read");
+    }
+    std::unique_lock<std::mutex> lock(requests.mu);
+    // One request waits in line at a time; then this one, after any running.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    if (!requests.cv.wait_until(lock, deadline, [&] { return !requests.pending || stop.load(); })) {
+      return Status::Unavailable("another reload is waiting; try again");
+    }
+    if (stop.load()) return Status::Unavailable("rlaifd is stopping");
+    requests.pending = true;
+    requests.actor = actor;
+    requests.why = why;
+    const int64_t target = requests.done + (requests.running ? 2 : 1);
+    if (!requests.cv.wait_until(lock, deadline,
+                                [&] { return requests.done >= target || stop.load(); })) {
+      return Status::Unavailable("the reload did not finish within 60 s");
+    }
+    if (requests.done < target) return Status::Unavailable("rlaifd is stopping");
+    return Status::Ok();
+  };
+  ApiContext api_context{config,     **store,      metrics,
+                         scorer,     pipeline,     ingestor,
+                         gen_client, judge_client, SecretEnv(config.api.admin_token_env),
+                         NowMs(),    &judge,       named_tokens,
+                         &generator};
+  api_context.reload = reload_now;
+  ApiServer api(std::move(api_context));
   std::string host;
   int port = 0;
   RLAIF_RETURN_IF_ERROR(SplitHostPort(config.api.listen, &host, &port));
@@ -501,7 +547,29 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   while (!stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (reload && reload->exchange(false) && !config_path.empty()) {
-      Reload(in_effect, in_effect_json, config_path, **store, metrics, targets);
+      Reload(in_effect, in_effect_json, config_path, **store, metrics, targets, "SIGHUP", "");
+    }
+    std::string actor, why;
+    bool asked = false;
+    {
+      std::lock_guard<std::mutex> lock(requests.mu);
+      if (requests.pending) {
+        asked = true;
+        actor.swap(requests.actor);
+        why.swap(requests.why);
+        requests.pending = false;
+        requests.running = true;
+      }
+    }
+    if (asked) requests.cv.notify_all();  // the next request may wait in line
+    if (asked) {
+      Reload(in_effect, in_effect_json, config_path, **store, metrics, targets, actor, why);
+      {
+        std::lock_guard<std::mutex> lock(requests.mu);
+        ++requests.done;
+        requests.running = false;
+      }
+      requests.cv.notify_all();
     }
     if (MonotonicSeconds() >= next_key_check) {
       next_key_check = MonotonicSeconds() + kKeyFileCheckS;
@@ -509,6 +577,10 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
     }
   }
 
+  {
+    std::lock_guard<std::mutex> lock(requests.mu);  // no waiter between its check and its sleep
+  }
+  requests.cv.notify_all();  // API reloads waiting: rlaifd stops
   spdlog::info("shutting down: stopping API, pipeline, then the store");
   api.Stop();
   gen_client.Stop();

@@ -8,7 +8,7 @@
 // The admin token is read from RLAIF_TOKEN. Exit codes: 0 ok, 1 the daemon
 // answered with an error, 2 usage error (also a URL that is not the daemon's
 // base address), 3 the daemon is unreachable or accepted the connection but did
-// not answer in time (30 s; status 60 s, promote and rollback 120 s,
+// not answer in time (30 s; status 60 s, reload 90 s, promote and rollback 120 s,
 // requeue-dead and backfill 300 s, backup 3600 s, export 300 s between chunks).
 #include <httplib.h>
 
@@ -33,13 +33,16 @@ using json = nlohmann::json;
 
 void Usage() {
   std::cerr << "usage: rlaifctl [--url URL] [--json] [--reason TEXT] "
-               "status|models|promote VERSION|rollback|train|pause|resume|export KIND|backup DIR|\n"
+               "status|models|promote VERSION|rollback|train|pause|resume|reload|export KIND|\n"
+               "       backup DIR|\n"
                "       requeue-dead generate|judge [DEAD_REASON] | backfill [DIMENSION] [--max N]\n"
                "  requeue-dead: queue the stage's dead letters (those with DEAD_REASON, e.g.\n"
                "  unparseable_verdict) again, once their cause is fixed; `export dead` lists them\n"
                "  backfill: judge already judged pairs on the dimensions they lack (one added\n"
                "  to judge.dimensions since), at most N pairs (default 10000) a call; each\n"
                "  pair costs judge calls for its missing dimensions\n"
+               "  reload: the daemon re-reads its config file (as SIGHUP does) and says what it\n"
+               "  applied and what waits for a restart; an invalid file changes nothing (exit 1)\n"
                "  backup DIR: the daemon writes a consistent backup (store + models) to DIR,\n"
                "  a new directory inside its backup root (config backup_dir); DIR is relative\n"
                "  to that root or an absolute path inside it\n"
@@ -55,8 +58,8 @@ void Usage() {
 #endif
                "\n"
                "  a daemon that accepts the connection but does not answer within 30 s (status\n"
-               "  60 s, promote/rollback 120 s, requeue-dead/backfill 300 s, backup 3600 s,\n"
-               "  export 300 s between chunks) is unreachable (exit 3)\n";
+               "  60 s, reload 90 s, promote/rollback 120 s, requeue-dead/backfill 300 s,\n"
+               "  backup 3600 s, export 300 s between chunks) is unreachable (exit 3)\n";
 }
 
 // The daemon's base address from --url or $RLAIF_URL: rlaif::ParseBaseUrl
@@ -369,6 +372,10 @@ int main(int argc, char** argv) {
   } else if ((cmd == "train" || cmd == "pause" || cmd == "resume") && one_word) {
     method = "POST";
     path = "/v1/" + cmd;
+  } else if (cmd == "reload" && one_word) {
+    method = "POST";
+    path = "/v1/reload";
+    read_timeout_s = 90;
   } else if (cmd == "backup" && pos.size() == 2) {
     method = "POST";
     path = "/v1/backup";
@@ -566,6 +573,21 @@ int main(int argc, char** argv) {
       for (const auto& d : body.value("deleted_backups", json::array())) {
         std::cout << "deleted:  " << Str(d, "dir") << " (of " << Str(d, "created_at")
                   << ", backup_keep)\n";
+      }
+    } else if (cmd == "reload") {
+      auto list = [&](const char* key) {
+        std::string out;
+        for (const auto& k : body.value(key, json::array())) {
+          out += (out.empty() ? "" : ", ") + k.get<std::string>();
+        }
+        return out;
+      };
+      const std::string applied = list("applied"), waiting = list("need_restart");
+      std::cout << "reloaded: " << (applied.empty() ? "nothing to apply" : "applied " + applied)
+                << "\n";
+      if (!waiting.empty()) std::cout << "waiting for a restart: " << waiting << "\n";
+      for (const auto& [endpoint, error] : body.value("key_file_errors", json::object()).items()) {
+        std::cout << "key file: " << error.get<std::string>() << " (the key in use is kept)\n";
       }
     } else if (cmd == "train") {
       std::cout << "training requested";

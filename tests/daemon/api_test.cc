@@ -272,6 +272,16 @@ TEST_F(ApiTest, AdminRoutesNeedTheToken) {
   EXPECT_EQ(json::parse(score->body)["model_version"], "vA");
 }
 
+// POST /v1/reload is an admin action; a server that was given no way to
+// reload (no config file) says so instead of pretending.
+TEST_F(ApiTest, ReloadNeedsTheTokenAndAConfigFile) {
+  ExpectErrorBody(Post("/v1/reload", "{}"), 401);
+  auto r = Post("/v1/reload", "{}", true);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 409) << r->body;
+  EXPECT_NE(r->body.find("cannot reload its config"), std::string::npos) << r->body;
+}
+
 TEST_F(ApiTest, EveryAdminActionIsAuditedWithTheTokensNameAndTheReason) {
   auto p = Post("/v1/models/vA/promote", R"({"reason": "canary looked fine"})", true, kAliceToken);
   ASSERT_EQ(p->status, 200) << p->body;

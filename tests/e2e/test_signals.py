@@ -24,7 +24,8 @@ import socket
 import subprocess
 import time
 
-from rlaif_e2e import (check, get_json, http, run_main, start_rlaifd, start_sim, wait_for)
+from rlaif_e2e import (E2E_TOKEN, check, get_json, http, run_main, start_rlaifd, start_sim,
+                       wait_for)
 
 
 def main(args, tmp):
@@ -227,10 +228,18 @@ def main(args, tmp):
     wait_for(lambda: metric("rlaif_ingest_sampled_out_total") >= out_before + 20, 30,
              "20 lines sampled out at rate 0")
     check(get_json(base + "/v1/status")["counts"]["prompts"] == 60, "a line was kept at rate 0")
+    # This one through the API: `rlaifctl reload` waits for it and says what
+    # it applied; the event names the token, with the reason.
     tuned["sampling"] = {"rate": 1}
     write_config(tuned)
-    d.p.send_signal(1)
-    wait_for(lambda: len(reload_event()) >= 6, 20, "a reload event for rate 1")
+    ctl_env = dict(os.environ, RLAIF_URL=base, RLAIF_TOKEN=E2E_TOKEN)
+    ctl = [os.path.join(args.bin, "rlaifctl"), "--reason", "sampling back to 1", "reload"]
+    p = subprocess.run(ctl, env=ctl_env, capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0 and "reloaded: applied sampling.rate" in p.stdout,
+          f"rlaifctl reload: rc {p.returncode}: {p.stdout} {p.stderr}")
+    ev = reload_event()[0]
+    check(len(reload_event()) >= 6 and ev["actor"] == "admin"
+          and ev["data"].get("reason") == "sampling back to 1", f"the API's reload event: {ev}")
     wait_for(lambda: sampling_reloads() >= 2, 20, "the ingest loop to take the rate 1")
     with open(app_log, "ab") as f:
         for i in range(5):
@@ -238,6 +247,14 @@ def main(args, tmp):
                     .encode())
     wait_for(lambda: get_json(base + "/v1/status")["counts"]["prompts"] == 65, 30,
              "the 5 lines after the reload to rate 1 kept")
+    # An invalid file through the API: exit 1, nothing changed, said why.
+    with open(config_path, "w") as f:
+        f.write("{ not json")
+    p = subprocess.run(ctl[:1] + ["reload"], env=ctl_env, capture_output=True, text=True,
+                       timeout=120)
+    check(p.returncode == 1 and "invalid" in (p.stdout + p.stderr),
+          f"rlaifctl reload of an invalid file: rc {p.returncode}: {p.stdout} {p.stderr}")
+    write_config(tuned)
     check(d.term(timeout=30) == 0, "exit code after reloads")
 
     # 2. SIGTERM during a training run: 60 labels >= 50, a long run (many epochs).

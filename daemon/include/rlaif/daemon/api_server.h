@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -47,6 +48,10 @@ struct ApiContext {
   // Further named tokens: {actor name, token}; empty tokens are ignored.
   std::vector<std::pair<std::string, std::string>> named_tokens = {};
   const judge::Generator* generator = nullptr;  // for response counts; may be null
+  // POST /v1/reload: re-reads the config file as SIGHUP does, on the
+  // daemon's loop, and returns once done (the outcome is the pipeline's
+  // LastReload). kFailedPrecondition without a config file; null: 409.
+  std::function<Status(const std::string& actor, const std::string& why)> reload = nullptr;
 };
 
 class ApiServer {
