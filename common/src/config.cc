@@ -310,7 +310,12 @@ Result<Config> ParseConfig(const std::string& json_text) {
   try {
     root = json::parse(json_text, cb);
   } catch (const json::exception& e) {
-    return Status::InvalidArgument(std::string("config is not valid JSON: ") + e.what());
+    // Not the parser's "; last read: '...'": it quotes the file's text near
+    // the error (paths, names), and this message reaches /v1/status and the
+    // audit log. Line and column say where.
+    std::string what = e.what();
+    if (size_t at = what.find("; last read:"); at != std::string::npos) what.resize(at);
+    return Status::InvalidArgument("config is not valid JSON: " + what);
   }
   if (!duplicates.empty()) {
     std::string msg = std::to_string(duplicates.size()) + " problem(s) in config:";

@@ -327,6 +327,11 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
     spdlog::warn("reload: changes to [{}] need a restart of rlaifd and were NOT applied",
                  joined(cold_keys));
   }
+  if (cold_keys.count("store.max_age_days")) {
+    spdlog::warn(
+        "reload: store.max_age_days: turning the retention on or off needs a restart "
+        "(between two ages above 0 it reloads)");
+  }
   for (const std::string& e : key_errors) spdlog::error("reload: {}", e);
   if (applied_keys.empty() && cold_keys.empty() && key_errors.empty()) {
     spdlog::info("reload: {} re-read; nothing changed", path);

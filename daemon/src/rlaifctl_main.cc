@@ -586,9 +586,12 @@ int main(int argc, char** argv) {
       std::cout << "reloaded: " << (applied.empty() ? "nothing to apply" : "applied " + applied)
                 << "\n";
       if (!waiting.empty()) std::cout << "waiting for a restart: " << waiting << "\n";
-      for (const auto& [endpoint, error] : body.value("key_file_errors", json::object()).items()) {
-        std::cout << "key file: " << error.get<std::string>() << " (the key in use is kept)\n";
+      const json key_files = body.value("key_file_errors", json::object());
+      for (auto it = key_files.begin(); it != key_files.end(); ++it) {
+        std::cout << "key file: " << it.value().get<std::string>() << " (the key in use is kept)\n";
       }
+      // The key the file should have given is not in use: not a success.
+      if (!key_files.empty()) return 1;
     } else if (cmd == "train") {
       std::cout << "training requested";
       if (body.value("already_running", false)) {

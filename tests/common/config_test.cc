@@ -464,6 +464,20 @@ TEST(ConfigTest, IngestBackpressureAndWatch) {
   EXPECT_NE(m.find("sampling.pending_policy"), std::string::npos) << m;
 }
 
+// A file cut short (a reload while an editor writes it) says where it
+// breaks, without quoting the text there (it reaches /v1/status and the
+// audit log).
+TEST(ConfigTest, InvalidJsonIsNotQuoted) {
+  const std::string text = kIssueConfig;
+  const std::string cut = text.substr(0, text.find("/var/log/llm/") + 12);
+  auto cfg = ParseConfig(cut);
+  ASSERT_FALSE(cfg.ok());
+  const std::string m = cfg.status().message();
+  EXPECT_NE(m.find("config is not valid JSON"), std::string::npos) << m;
+  EXPECT_NE(m.find("line "), std::string::npos) << m;
+  EXPECT_EQ(m.find("/var/log/llm"), std::string::npos) << m;
+}
+
 // An endpoint's key comes from an environment variable or a file, not both;
 // a file's path must look like one, and a key pasted in is not repeated.
 TEST(ConfigTest, ApiKeyFile) {

@@ -14,10 +14,11 @@ back, and no key (nor its path) appears in any log, status or event.
 """
 import json
 import os
+import subprocess
 import time
 
-from rlaif_e2e import (check, get_json, http, run_main, start_rlaifd, start_sim, wait_for,
-                       write_prompt_lines)
+from rlaif_e2e import (E2E_TOKEN, check, get_json, http, run_main, start_rlaifd, start_sim,
+                       wait_for, write_prompt_lines)
 
 RIGHT = "sk-rlaif-e2e-rotated-key-0123456789"
 WRONG = "sk-rlaif-e2e-revoked-key-9876543210"
@@ -136,6 +137,12 @@ def main(args, tmp):
     s = get_json(base + "/v1/status")
     check(any(w.startswith("judge.api_key_file: cannot open the file") and "kept" in w
               for w in s["warnings"]), f"status warnings: {s['warnings']}")
+    # rlaifctl reload says so, and does not call it a success.
+    p = subprocess.run([os.path.join(args.bin, "rlaifctl"), "reload"],
+                       env=dict(os.environ, RLAIF_URL=base, RLAIF_TOKEN=E2E_TOKEN),
+                       capture_output=True, text=True, timeout=120)
+    check(p.returncode == 1 and "key file: judge.api_key_file: cannot open the file" in p.stdout,
+          f"rlaifctl reload with an unreadable key file: rc {p.returncode}: {p.stdout} {p.stderr}")
     metrics = http("GET", base + "/metrics")[1].decode()
     check('rlaif_api_key_file_unreadable{endpoint="judge"} 1' in metrics and
           'rlaif_api_key_file_unreadable{endpoint="generator"} 0' in metrics,
