@@ -873,6 +873,15 @@ const std::vector<ReloadableSetting>& ReloadableSettings() {
     };
     endpoint(
         "generator", [](auto& c) -> auto& { return c.generator; });
+    v.push_back(Setting(
+        "generator.temperature", [](auto& c) -> auto& { return c.generator.temperature; }));
+    v.push_back(Setting(
+        "generator.max_tokens", [](auto& c) -> auto& { return c.generator.max_tokens; }));
+    v.push_back(Setting(
+        "generator.max_identical_retries",
+        [](auto& c) -> auto& { return c.generator.max_identical_retries; }));
+    v.push_back(Setting(
+        "generator.drop_truncated", [](auto& c) -> auto& { return c.generator.drop_truncated; }));
     endpoint(
         "judge", [](auto& c) -> auto& { return c.judge; });
     return v;

@@ -76,6 +76,14 @@ std::string StartKey(const char* name, const EndpointConfig& e, std::string* err
   return "";
 }
 
+judge::GeneratorOptions GeneratorOptionsFrom(const GeneratorConfig& g) {
+  return {.model = g.model,
+          .temperature = g.temperature,
+          .max_tokens = g.max_tokens,
+          .max_identical_retries = g.max_identical_retries,
+          .drop_truncated = g.drop_truncated};
+}
+
 judge::ChatClientOptions ClientOptions(const char* name, const EndpointConfig& e,
                                        const std::string& api_key) {
   judge::ChatClientOptions o;
@@ -122,6 +130,7 @@ struct ReloadTargets {
   std::string& judge_key;
   MetricsRegistry& metrics;
   std::map<std::string, std::string> key_file_errors;  // endpoint -> the last error said
+  judge::Generator& generator;
   Ingestor& ingestor;
   Pipeline& pipeline;
 };
@@ -309,6 +318,9 @@ void Reload(Config& running, nlohmann::json& running_json, const std::string& pa
            to.generator_key, to.generator_client);
   endpoint("judge", storage::Stage::kJudge, running.judge, next.judge, to.judge_key,
            to.judge_client);
+  if (!(next.generator == running.generator)) {
+    to.generator.Reconfigure(GeneratorOptionsFrom(next.generator));
+  }
   if (!(next.sampling == running.sampling)) to.ingestor.SetSampling(next.sampling);
   if (!applied.empty()) to.pipeline.Reconfigure(next);
   running = next;
@@ -437,12 +449,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   std::string judge_key = StartKey("judge", config.judge, &judge_key_error);
   judge::ChatClient gen_client(ClientOptions("generator", config.generator, gen_key));
   judge::ChatClient judge_client(ClientOptions("judge", config.judge, judge_key));
-  judge::Generator generator(gen_client,
-                             {.model = config.generator.model,
-                              .temperature = config.generator.temperature,
-                              .max_tokens = config.generator.max_tokens,
-                              .max_identical_retries = config.generator.max_identical_retries,
-                              .drop_truncated = config.generator.drop_truncated});
+  judge::Generator generator(gen_client, GeneratorOptionsFrom(config.generator));
   judge::JudgeOptions jopt;
   jopt.model = config.judge.model;
   jopt.both_orders = config.judge.both_orders;
@@ -536,8 +543,8 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   }
   if (on_ready) on_ready(api.port());
 
-  ReloadTargets targets{gen_client, judge_client, gen_key,  judge_key,
-                        metrics,    {},           ingestor, pipeline};
+  ReloadTargets targets{gen_client, judge_client, gen_key,  judge_key, metrics,
+                        {},         generator,    ingestor, pipeline};
   // What the start could not read is in the status and the gauge too.
   for (const auto& [name, e, error] :
        {std::tuple<const char*, const EndpointConfig&, const std::string&>{

@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <mutex>
 #include <optional>
 #include <utility>
 
@@ -68,17 +69,43 @@ GeneratorCounts Generator::counts() const {
   return {complete_.load(), truncated_.load(), empty_.load(), identical_.load()};
 }
 
+namespace {
+
+std::string Fingerprint(const GeneratorOptions& o) {
+  return HexId(
+      HashFields({o.model, FormatDouble(o.temperature), std::to_string(o.max_tokens), "gen-v1"}));
+}
+
+}  // namespace
+
 Generator::Generator(ChatClient& client, GeneratorOptions options)
-    : client_(client), options_(std::move(options)) {
-  fingerprint_ = HexId(HashFields({options_.model, FormatDouble(options_.temperature),
-                                   std::to_string(options_.max_tokens), "gen-v1"}));
+    : client_(client), options_(std::move(options)), fingerprint_(Fingerprint(options_)) {}
+
+std::string Generator::fingerprint() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return fingerprint_;
+}
+
+void Generator::Reconfigure(GeneratorOptions options) {
+  std::lock_guard<std::mutex> lock(mu_);
+  options.model = options_.model;  // kept: pairs of another model need a restart
+  options_ = std::move(options);
+  fingerprint_ = Fingerprint(options_);
 }
 
 Result<storage::PairRecord> Generator::Generate(const storage::PromptRecord& prompt) {
-  if (options_.model.empty()) return Status::InvalidArgument("generator model is not set");
-  if (!(options_.temperature > 0)) {
+  // This call's options: a reload may change them meanwhile (Reconfigure).
+  GeneratorOptions options;
+  std::string fingerprint;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    options = options_;
+    fingerprint = fingerprint_;
+  }
+  if (options.model.empty()) return Status::InvalidArgument("generator model is not set");
+  if (!(options.temperature > 0)) {
     return Status::InvalidArgument("generator temperature must be > 0, got " +
-                                   FormatDouble(options_.temperature));
+                                   FormatDouble(options.temperature));
   }
   // Seeds are consecutive from a base derived from the prompt id: the same
   // prompt always gets the same seeds (reproducible runs), and every attempt
@@ -88,17 +115,17 @@ Result<storage::PairRecord> Generator::Generate(const storage::PromptRecord& pro
   auto call = [&](int attempt) -> Result<storage::ResponseRecord> {
     const int64_t seed = base_seed + attempt;
     ChatRequest req;
-    req.model = options_.model;
+    req.model = options.model;
     req.messages = {{"user", prompt.text}};
-    req.temperature = options_.temperature;
-    req.max_tokens = options_.max_tokens;
+    req.temperature = options.temperature;
+    req.max_tokens = options.max_tokens;
     req.seed = seed;
     auto resp = client_.Complete(req);
     if (!resp.ok()) {
       return Status(resp.status().code(),
                     "generate for prompt " + prompt.id + ": " + resp.status().message());
     }
-    return ToRecord(*resp, options_, seed);
+    return ToRecord(*resp, options, seed);
   };
 
   // Each response asked for takes the next seed; one that cannot be half of
@@ -107,7 +134,7 @@ Result<storage::PairRecord> Generator::Generate(const storage::PromptRecord& pro
   std::optional<storage::ResponseRecord> a;
   std::string a_norm;
   int empty = 0, truncated = 0, identical = 0;
-  const int max_retries = std::max(0, options_.max_identical_retries);
+  const int max_retries = std::max(0, options.max_identical_retries);
   for (int attempt = 0;; ++attempt) {
     auto r = call(attempt);
     if (!r.ok()) return r.status();
@@ -123,7 +150,7 @@ Result<storage::PairRecord> Generator::Generate(const storage::PromptRecord& pro
       problem = "identical_responses";
     } else if (r->finish_reason == "length") {
       ++truncated_;
-      if (options_.drop_truncated) {
+      if (options.drop_truncated) {
         ++truncated;
         problem = "truncated";
       }
@@ -137,12 +164,12 @@ Result<storage::PairRecord> Generator::Generate(const storage::PromptRecord& pro
         continue;
       }
       storage::PairRecord pair;
-      pair.id = HexId(HashFields({prompt.id, fingerprint_, "0"}));
+      pair.id = HexId(HashFields({prompt.id, fingerprint, "0"}));
       pair.prompt_id = prompt.id;
       pair.prompt = prompt.text;
       pair.a = std::move(*a);
       pair.b = std::move(*r);
-      pair.generator = fingerprint_;
+      pair.generator = fingerprint;
       pair.created_at_ms = NowMs();
       return pair;
     }
@@ -160,9 +187,9 @@ Result<storage::PairRecord> Generator::Generate(const storage::PromptRecord& pro
       add(truncated, "cut off at max_tokens (finish_reason \"length\")");
       return Status::FailedPrecondition(std::string(problem) + ": prompt " + prompt.id + " got " +
                                         std::to_string(attempt + 1) + " responses, " + what +
-                                        " (model " + options_.model + ", temperature " +
-                                        FormatDouble(options_.temperature) + ", max_tokens " +
-                                        std::to_string(options_.max_tokens) + ")");
+                                        " (model " + options.model + ", temperature " +
+                                        FormatDouble(options.temperature) + ", max_tokens " +
+                                        std::to_string(options.max_tokens) + ")");
     }
     spdlog::debug("prompt {}: {} response (finish_reason \"{}\"), asking again with a new seed",
                   prompt.id, problem, r->finish_reason);

@@ -199,12 +199,13 @@ def main(args, tmp):
     tuned["sampling"] = {"rate": 0}
     tuned["judge"]["hourly_budget_usd"] = 0.5
     tuned["trainer"]["min_new_labels"] = 999
+    tuned["generator"]["max_tokens"] = 64
     write_config(tuned)
     d.p.send_signal(1)
     wait_for(lambda: len(reload_event()) >= 5, 20, "a reload event for the tuned config")
     ev = reload_event()[0]
     check(ev["data"]["applied"] == ["sampling.rate", "trainer.min_new_labels",
-                                    "judge.hourly_budget_usd"]
+                                    "generator.max_tokens", "judge.hourly_budget_usd"]
           and ev["data"]["need_restart"] == [], f"tuned reload: {ev['data']}")
     s = get_json(base + "/v1/status")
     check(s["upstream"]["judge"]["budget"]["hourly_usd"] == 0.5, f"budget: {s['upstream']['judge']}")

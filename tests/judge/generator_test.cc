@@ -31,6 +31,29 @@ storage::PromptRecord Prompt() {
   return p;
 }
 
+// A config reload's options apply from the next pair: its requests carry
+// them, and its id follows the new fingerprint; the model is kept.
+TEST(GeneratorTest, ReconfigureAppliesToTheNextPair) {
+  FakeUpstream up([](int n, const RecordedRequest&, httplib::Response& res) {
+    FakeUpstream::Reply(res, 200, FakeUpstream::Completion("response " + std::to_string(n)));
+  });
+  ChatClient client(Options(up));
+  Generator gen(client, {.model = "sft", .temperature = 0.8, .max_tokens = 77});
+  auto first = gen.Generate(Prompt());
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  const std::string before = gen.fingerprint();
+  gen.Reconfigure({.model = "another", .temperature = 0.3, .max_tokens = 12});
+  EXPECT_NE(gen.fingerprint(), before);
+  auto second = gen.Generate(Prompt());
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  const RecordedRequest last = up.requests().back();
+  EXPECT_EQ(last.json["model"], "sft");
+  EXPECT_DOUBLE_EQ(last.json["temperature"].get<double>(), 0.3);
+  EXPECT_EQ(last.json["max_tokens"], 12);
+  EXPECT_EQ(second->generator, gen.fingerprint());
+  EXPECT_NE(second->id, first->id);
+}
+
 TEST(GeneratorTest, TwoCallsWithOwnSeedsAndVerbatimPrompt) {
   FakeUpstream up([](int n, const RecordedRequest& r, httplib::Response& res) {
     FakeUpstream::Reply(res, 200,

@@ -313,7 +313,9 @@ std::vector<std::string> ConfigWarnings(const Config& config);
 // judge's limits (api_key_file, whose file is also re-read at every reload;
 // timeout_s, connect_timeout_s, max_retries, requests_per_minute,
 // tokens_per_minute, breaker_failures, breaker_cooldown_s, the prices and
-// hourly_budget_usd; not concurrency, whose workers are started once), and
+// hourly_budget_usd; not concurrency, whose workers are started once), the
+// generator's temperature, max_tokens, max_identical_retries and
+// drop_truncated, and
 // trainer.min_new_labels, interval_s, keep_models and gate (its
 // anchor_max_regression only with anchor_pairs unchanged).
 //

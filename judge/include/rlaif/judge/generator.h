@@ -12,11 +12,12 @@
 // with the last problem as its reason (GeneratorRejection) so the caller can
 // dead-letter the prompt. Client errors are returned with their code,
 // prefixed with the prompt id.
-// Thread safety: Generate and counts may be called concurrently.
+// Thread safety: Generate, counts and Reconfigure may be called concurrently.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -52,7 +53,11 @@ class Generator {
   Generator(ChatClient& client, GeneratorOptions options);
 
   // Fingerprint of model + parameters, part of every pair id.
-  const std::string& fingerprint() const { return fingerprint_; }
+  std::string fingerprint() const;
+  // A config reload's options: temperature, max_tokens,
+  // max_identical_retries and drop_truncated apply from the next Generate
+  // (the fingerprint, and so new pair ids, follow); the model is kept.
+  void Reconfigure(GeneratorOptions options);
 
   // One pair for `prompt`. pair.id = HexId(HashFields({prompt.id, fingerprint, "0"})).
   Result<storage::PairRecord> Generate(const storage::PromptRecord& prompt);
@@ -61,6 +66,7 @@ class Generator {
 
  private:
   ChatClient& client_;
+  mutable std::mutex mu_;  // guards options_ and fingerprint_
   GeneratorOptions options_;
   std::string fingerprint_;
   std::atomic<int64_t> complete_{0}, truncated_{0}, empty_{0}, identical_{0};
