@@ -121,7 +121,7 @@ class Pipeline {
     std::vector<std::string> applied;       // keys applied
     std::vector<std::string> need_restart;  // changed keys that wait for a restart
     // Why it failed, a sentence ("" = it did not): the file was invalid
-    // (nothing changed), or a key file could not be read (its key kept).
+    // (nothing changed). Unreadable key files are KeyFileErrors().
     std::string error;
   };
   void NoteReload(ReloadStatus reload);
